@@ -1,0 +1,12 @@
+# LETHE_CUDA: AUTO builds the CUDA backend when nvcc is found, ON requires it, OFF skips it.
+set(LETHE_HAVE_CUDA OFF)
+if(NOT LETHE_CUDA STREQUAL "OFF")
+  include(CheckLanguage)
+  check_language(CUDA)
+  if(CMAKE_CUDA_COMPILER)
+    set(LETHE_HAVE_CUDA ON)
+  elseif(LETHE_CUDA STREQUAL "ON")
+    message(FATAL_ERROR "LETHE_CUDA=ON but no CUDA compiler was found (set CMAKE_CUDA_COMPILER or PATH)")
+  endif()
+endif()
+message(STATUS "Lethe: CUDA backend ${LETHE_HAVE_CUDA} (LETHE_CUDA=${LETHE_CUDA})")
