@@ -1,0 +1,90 @@
+#include "framework/executor.h"
+
+#include "framework/error.h"
+#include "framework/session.h"
+
+namespace lethe {
+
+std::vector<ExecStep> natural_steps(const Graph& g, const std::vector<int>& targets, bool side_effects) {
+  const size_t n = g.nodes.size();
+  std::vector<char> needed(n, 0), keep(n, 0);
+  for (int t : targets) needed[static_cast<size_t>(t)] = keep[static_cast<size_t>(t)] = 1;
+  for (size_t i = 0; i < n; ++i)
+    if (side_effects && g.nodes[i].op && !g.nodes[i].op->mutated_inputs().empty()) needed[i] = 1;
+  for (size_t i = n; i-- > 0;)
+    if (needed[i])
+      for (int in : g.nodes[i].inputs) needed[static_cast<size_t>(in)] = 1;
+  std::vector<int> last_use(n, -1);
+  for (size_t i = 0; i < n; ++i)
+    if (needed[i])
+      for (int in : g.nodes[i].inputs) last_use[static_cast<size_t>(in)] = static_cast<int>(i);
+  std::vector<ExecStep> steps;
+  for (size_t i = 0; i < n; ++i) {
+    if (!needed[i] || g.nodes[i].is_leaf()) continue;
+    steps.push_back({true, static_cast<int>(i)});
+    // Free inputs whose last use this was (once, even when an input appears twice).
+    for (size_t k = 0; k < g.nodes[i].inputs.size(); ++k) {
+      int in = g.nodes[i].inputs[k];
+      bool dup = false;
+      for (size_t j = 0; j < k; ++j) dup = dup || g.nodes[i].inputs[j] == in;
+      if (!dup && last_use[static_cast<size_t>(in)] == static_cast<int>(i) && !keep[static_cast<size_t>(in)] &&
+          !g.nodes[static_cast<size_t>(in)].is_leaf())
+        steps.push_back({false, in});
+    }
+    if (last_use[i] < 0 && !keep[i]) steps.push_back({false, static_cast<int>(i)});
+  }
+  return steps;
+}
+
+void compute_node(SessionState& s, Graph& g, int id, std::vector<std::shared_ptr<Storage>>& values) {
+  Node& n = g.nodes[static_cast<size_t>(id)];
+  LETHE_ASSERT(n.op != nullptr);
+  std::vector<TensorMeta> in_metas;
+  KernelCall call;
+  call.inputs.reserve(n.inputs.size());
+  call.in_meta.reserve(n.inputs.size());
+  for (int in : n.inputs) {
+    auto& v = values[static_cast<size_t>(in)];
+    if (!v && g.nodes[static_cast<size_t>(in)].is_leaf()) v = g.nodes[static_cast<size_t>(in)].leaf;
+    LETHE_CHECK(v != nullptr, "internal error: ", n.op->name(), " (node ", id, ") reads node ", in,
+                " which is not in memory");
+    call.inputs.push_back(v->data);
+    call.in_meta.push_back(&g.nodes[static_cast<size_t>(in)].meta);
+    in_metas.push_back(g.nodes[static_cast<size_t>(in)].meta);
+  }
+  auto out = s.allocate(n.meta.bytes());
+  call.output = out->data;
+  call.out_meta = &n.meta;
+  std::shared_ptr<Storage> ws;
+  size_t wsb = n.op->workspace_bytes(in_metas, n.meta);
+  if (wsb) {
+    ws = s.allocate(wsb);
+    call.workspace = ws->data;
+    call.workspace_bytes = wsb;
+  }
+  call.seed = s.seed();
+  call.step = g.step;
+  call.node = id;
+  run_kernel(*n.op, call, n.meta.device);
+  values[static_cast<size_t>(id)] = std::move(out);
+}
+
+ExecStats execute_steps(SessionState& s, Graph& g, const std::vector<ExecStep>& steps,
+                        std::vector<std::shared_ptr<Storage>>& values) {
+  ExecStats st;
+  values.resize(g.nodes.size());
+  std::vector<char> done(g.nodes.size(), 0);
+  for (const ExecStep& e : steps) {
+    if (e.compute) {
+      compute_node(s, g, e.node, values);
+      ++st.computed;
+      if (done[static_cast<size_t>(e.node)]) ++st.recomputed;
+      done[static_cast<size_t>(e.node)] = 1;
+    } else {
+      values[static_cast<size_t>(e.node)].reset();
+    }
+  }
+  return st;
+}
+
+}  // namespace lethe

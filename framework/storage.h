@@ -1,0 +1,55 @@
+// A block of device memory holding one value. Who provides it (plain aligned allocation, or a slice
+// of the session's arena) is the allocator's business; Storage only knows how to give it back.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+
+#include "framework/device.h"
+
+namespace lethe {
+
+constexpr size_t kAlignment = 64;  // every buffer is 64-byte aligned (DESIGN invariant 2)
+
+inline size_t align_up(size_t n, size_t a = kAlignment) { return (n + a - 1) / a * a; }
+
+struct Storage {
+  void* data = nullptr;
+  size_t bytes = 0;
+  Device device;
+  std::function<void(void*)> release;  // called once when the storage dies
+
+  Storage() = default;
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+  ~Storage() {
+    if (release) release(data);
+  }
+};
+
+// Interface of whatever places buffers: the default heap allocator or a session's arena.
+class Allocator {
+ public:
+  virtual ~Allocator() = default;
+  virtual std::shared_ptr<Storage> allocate(size_t bytes) = 0;
+  virtual size_t in_use() const = 0;
+  virtual size_t peak() const = 0;
+  virtual void reset_peak() = 0;
+};
+
+// 64-byte aligned host allocations that count bytes in use and the peak.
+std::unique_ptr<Allocator> make_heap_allocator();
+
+}  // namespace lethe
+
+namespace lethe {
+
+// Copies between a storage and host memory. CPU storages use memcpy; a device backend installs its
+// own copies for its kind of device.
+void copy_to_host(const Storage& s, void* dst, size_t bytes, size_t offset = 0);
+void copy_from_host(Storage& s, const void* src, size_t bytes, size_t offset = 0);
+using DeviceCopyFn = void (*)(void* dst, const void* src, size_t bytes, bool to_host);
+void set_device_copy(DeviceKind kind, DeviceCopyFn fn);
+
+}  // namespace lethe

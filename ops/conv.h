@@ -1,0 +1,40 @@
+// Convolution and pooling over NCHW tensors.
+#pragma once
+
+#include <array>
+
+#include "framework/tensor.h"
+
+namespace lethe {
+
+struct Conv2dParams {
+  std::array<int64_t, 2> stride{1, 1};
+  std::array<int64_t, 2> padding{0, 0};
+  std::array<int64_t, 2> dilation{1, 1};
+  int64_t groups = 1;
+};
+
+// x [N, Cin, H, W], w [Cout, Cin/groups, kh, kw], b [Cout] or undefined.
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b = Tensor(), const Conv2dParams& p = {});
+Tensor max_pool2d(const Tensor& x, std::array<int64_t, 2> kernel, std::array<int64_t, 2> stride = {0, 0},
+                  std::array<int64_t, 2> padding = {0, 0});  // stride {0,0} = kernel
+Tensor avg_pool2d(const Tensor& x, std::array<int64_t, 2> kernel, std::array<int64_t, 2> stride = {0, 0},
+                  std::array<int64_t, 2> padding = {0, 0});  // count_include_pad = true
+Tensor adaptive_avg_pool2d(const Tensor& x, std::array<int64_t, 2> output_size);
+
+// Gradient ops (recorded by the gradient rules above; public for tests and other backends).
+// dx of conv2d from grad_out [N, Cout, Ho, Wo] and w, for an input of shape input_shape.
+Tensor conv2d_backward_input(const Tensor& grad_out, const Tensor& w, const Shape& input_shape,
+                             const Conv2dParams& p);
+// dw of conv2d from x and grad_out, for a weight of shape weight_shape.
+Tensor conv2d_backward_weight(const Tensor& x, const Tensor& grad_out, const Shape& weight_shape,
+                              const Conv2dParams& p);
+// dx of max_pool2d: each window's gradient goes to its first maximum (row-major scan).
+Tensor max_pool2d_backward(const Tensor& x, const Tensor& grad_out, std::array<int64_t, 2> kernel,
+                           std::array<int64_t, 2> stride, std::array<int64_t, 2> padding);
+Tensor avg_pool2d_backward(const Tensor& grad_out, const Shape& input_shape,
+                           std::array<int64_t, 2> kernel, std::array<int64_t, 2> stride,
+                           std::array<int64_t, 2> padding);
+Tensor adaptive_avg_pool2d_backward(const Tensor& grad_out, const Shape& input_shape);
+
+}  // namespace lethe
