@@ -1,0 +1,536 @@
+// Elementwise ops: binary arithmetic with NumPy broadcasting, scalar forms, unary maths and
+// activations (with dedicated backward ops), casts, sum_to and broadcast_to.
+#include "ops/elementwise.h"
+
+#include <cmath>
+#include <cstdio>
+#include <memory>
+
+#include "framework/error.h"
+#include "framework/session.h"
+#include "ops/cpu_util.h"
+#include "ops/creation.h"
+#include "ops/reduce.h"
+#include "ops/shape_ops.h"
+
+namespace lethe {
+namespace {
+
+using cpu::kParallelGrain;
+
+std::string fmt_double(double v) {
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%.17g", v);
+  return buf;
+}
+
+// y[i] = f(x[i]) over n contiguous elements.
+template <typename T, typename U, typename F>
+void map1(const T* x, U* y, int64_t n, F f) {
+#pragma omp parallel for schedule(static) if (n > kParallelGrain)
+  for (int64_t i = 0; i < n; ++i) y[i] = f(x[i]);
+}
+
+// y[i] = f(a[i], b[i]) over n contiguous elements (same shapes).
+template <typename T, typename F>
+void map2(const T* a, const T* b, T* y, int64_t n, F f) {
+#pragma omp parallel for schedule(static) if (n > kParallelGrain)
+  for (int64_t i = 0; i < n; ++i) y[i] = f(a[i], b[i]);
+}
+
+// o = f(a, b) with broadcasting: fast paths for equal shapes and scalar operands, otherwise rows
+// of the collapsed iteration space whose inner strides are 0 or 1 (four vectorisable loops).
+template <typename T, typename F>
+void broadcast_binary(const KernelCall& k, F f) {
+  const T* a = k.in<T>(0);
+  const T* b = k.in<T>(1);
+  T* o = k.out<T>();
+  const Shape &sa = k.in_shape(0), &sb = k.in_shape(1), &so = k.out_shape();
+  const int64_t n = so.numel();
+  if (n == 0) return;
+  if (sa.numel() == n && sb.numel() == n) {
+    map2(a, b, o, n, f);
+    return;
+  }
+  if (sb.numel() == 1 && sa.numel() == n) {
+    const T bv = b[0];
+    map1(a, o, n, [&](T x) { return f(x, bv); });
+    return;
+  }
+  if (sa.numel() == 1 && sb.numel() == n) {
+    const T av = a[0];
+    map1(b, o, n, [&](T x) { return f(av, x); });
+    return;
+  }
+  const cpu::StridedLoop l =
+      cpu::collapse(so, {cpu::broadcast_strides(sa, so), cpu::broadcast_strides(sb, so)});
+  const int64_t inner = l.sizes.back(), rows = n / inner;
+  const int64_t ia = l.strides[0].back(), ib = l.strides[1].back();
+  LETHE_ASSERT((ia == 0 || ia == 1) && (ib == 0 || ib == 1));
+#pragma omp parallel for schedule(static) if (n > kParallelGrain)
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t off[2];
+    cpu::row_offsets(l, r, off);
+    const T* pa = a + off[0];
+    const T* pb = b + off[1];
+    T* po = o + r * inner;
+    if (ia == 1 && ib == 1) {
+      for (int64_t i = 0; i < inner; ++i) po[i] = f(pa[i], pb[i]);
+    } else if (ia == 1) {
+      const T bv = pb[0];
+      for (int64_t i = 0; i < inner; ++i) po[i] = f(pa[i], bv);
+    } else if (ib == 1) {
+      const T av = pa[0];
+      for (int64_t i = 0; i < inner; ++i) po[i] = f(av, pb[i]);
+    } else {
+      const T v = f(pa[0], pb[0]);
+      for (int64_t i = 0; i < inner; ++i) po[i] = v;
+    }
+  }
+}
+
+Tensor reduce_grad(const Tensor& g, const Shape& s) { return sum_to(g, s); }
+
+// ------------------------------------------------------------------------------------ binary
+
+enum class BinKind { add, sub, mul, div };
+
+class BinaryOp final : public Op {
+ public:
+  explicit BinaryOp(BinKind k) : k_(k) {}
+  std::string name() const override {
+    switch (k_) {
+      case BinKind::add: return "add";
+      case BinKind::sub: return "sub";
+      case BinKind::mul: return "mul";
+      default: return "div";
+    }
+  }
+  TensorMeta infer(const std::vector<TensorMeta>& in) const override {
+    const std::string n = name();
+    LETHE_CHECK(in[0].dtype == in[1].dtype, n, ": dtypes ", in[0].dtype, " and ", in[1].dtype,
+                " differ (shapes ", in[0].shape, " and ", in[1].shape, "); cast one with .to()");
+    LETHE_CHECK(k_ != BinKind::div || is_floating(in[0].dtype), n,
+                ": expected floating-point tensors, got ", in[0].dtype, " (shapes ", in[0].shape,
+                " and ", in[1].shape, ")");
+    TensorMeta out = in[0];
+    out.shape = broadcast_shapes(in[0].shape, in[1].shape, n.c_str());
+    return out;
+  }
+  void cpu(const KernelCall& c) const override {
+    dispatch_all(c.in_meta[0]->dtype, [&](auto tag) {
+      using T = decltype(tag);
+      switch (k_) {
+        case BinKind::add: broadcast_binary<T>(c, [](T x, T y) { return x + y; }); break;
+        case BinKind::sub: broadcast_binary<T>(c, [](T x, T y) { return x - y; }); break;
+        case BinKind::mul: broadcast_binary<T>(c, [](T x, T y) { return x * y; }); break;
+        case BinKind::div:
+          if constexpr (std::is_floating_point_v<T>)
+            broadcast_binary<T>(c, [](T x, T y) { return x / y; });
+          break;
+      }
+    });
+  }
+  std::vector<Tensor> backward(const BackwardCtx& c) const override {
+    const Tensor &a = c.inputs[0], &b = c.inputs[1], &g = c.grad_output;
+    std::vector<Tensor> r(2);
+    switch (k_) {
+      case BinKind::add:
+        if (c.needs_grad[0]) r[0] = reduce_grad(g, a.shape());
+        if (c.needs_grad[1]) r[1] = reduce_grad(g, b.shape());
+        break;
+      case BinKind::sub:
+        if (c.needs_grad[0]) r[0] = reduce_grad(g, a.shape());
+        if (c.needs_grad[1]) r[1] = reduce_grad(neg(g), b.shape());
+        break;
+      case BinKind::mul:
+        if (c.needs_grad[0]) r[0] = reduce_grad(mul(g, b), a.shape());
+        if (c.needs_grad[1]) r[1] = reduce_grad(mul(g, a), b.shape());
+        break;
+      case BinKind::div:
+        if (c.needs_grad[0]) r[0] = reduce_grad(div(g, b), a.shape());
+        // d(a/b)/db = -(a/b)/b
+        if (c.needs_grad[1]) r[1] = reduce_grad(neg(div(mul(g, c.output), b)), b.shape());
+        break;
+    }
+    return r;
+  }
+
+ private:
+  BinKind k_;
+};
+
+// ------------------------------------------------------------------------------------ unary
+
+enum class UnKind {
+  add_scalar, mul_scalar, rsub_scalar, rdiv_scalar, neg, exp, log, sqrt, pow, relu, gelu, gelu_tanh,
+  sigmoid, tanh
+};
+
+constexpr double kSqrt1_2 = 0.70710678118654752440;     // 1/sqrt(2)
+constexpr double kInvSqrt2Pi = 0.39894228040143267794;  // 1/sqrt(2 pi)
+constexpr double kSqrt2OverPi = 0.79788456080286535588;  // sqrt(2/pi)
+constexpr double kGeluC = 0.044715;
+
+class UnaryOp final : public Op {
+ public:
+  UnaryOp(UnKind k, double s = 0.0) : k_(k), s_(s) {}
+  std::string name() const override {
+    switch (k_) {
+      case UnKind::add_scalar: return "add_scalar";
+      case UnKind::mul_scalar: return "mul_scalar";
+      case UnKind::rsub_scalar: return "rsub_scalar";
+      case UnKind::rdiv_scalar: return "rdiv_scalar";
+      case UnKind::neg: return "neg";
+      case UnKind::exp: return "exp";
+      case UnKind::log: return "log";
+      case UnKind::sqrt: return "sqrt";
+      case UnKind::pow: return "pow";
+      case UnKind::relu: return "relu";
+      case UnKind::gelu: case UnKind::gelu_tanh: return "gelu";
+      case UnKind::sigmoid: return "sigmoid";
+      default: return "tanh";
+    }
+  }
+  std::string attrs() const override {
+    switch (k_) {
+      case UnKind::add_scalar: case UnKind::mul_scalar: case UnKind::rsub_scalar:
+      case UnKind::rdiv_scalar: return "scalar=" + fmt_double(s_);
+      case UnKind::pow: return "exponent=" + fmt_double(s_);
+      case UnKind::gelu: return "approximate=none";
+      case UnKind::gelu_tanh: return "approximate=tanh";
+      default: return {};
+    }
+  }
+  // Integer tensors take the arithmetic ops with an integral scalar; everything else needs floats.
+  bool integer_ok() const {
+    const bool integral = std::floor(s_) == s_ && std::abs(s_) < 9.0e18;
+    return k_ == UnKind::neg ||
+           ((k_ == UnKind::add_scalar || k_ == UnKind::mul_scalar || k_ == UnKind::rsub_scalar) &&
+            integral);
+  }
+  TensorMeta infer(const std::vector<TensorMeta>& in) const override {
+    LETHE_CHECK(is_floating(in[0].dtype) || integer_ok(), name(),
+                ": expected a floating-point tensor (f32 or f64), got ", in[0].dtype, in[0].shape,
+                (k_ <= UnKind::rsub_scalar ? " with a non-integral scalar" : ""));
+    return in[0];
+  }
+  OpCost cost(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
+    OpCost c = Op::cost(in, out);
+    double per = 1;
+    switch (k_) {
+      case UnKind::exp: case UnKind::log: case UnKind::sqrt: case UnKind::pow: case UnKind::sigmoid:
+      case UnKind::tanh: per = 8; break;
+      case UnKind::gelu: case UnKind::gelu_tanh: per = 16; break;
+      default: break;
+    }
+    c.flops *= per;
+    return c;
+  }
+  void cpu(const KernelCall& c) const override {
+    const int64_t n = c.out_meta->numel();
+    if (c.in_meta[0]->dtype == DType::i64) {
+      const int64_t* x = c.in<int64_t>(0);
+      int64_t* y = c.out<int64_t>();
+      const int64_t s = static_cast<int64_t>(s_);
+      switch (k_) {
+        case UnKind::neg: map1(x, y, n, [](int64_t v) { return -v; }); break;
+        case UnKind::add_scalar: map1(x, y, n, [s](int64_t v) { return v + s; }); break;
+        case UnKind::mul_scalar: map1(x, y, n, [s](int64_t v) { return v * s; }); break;
+        case UnKind::rsub_scalar: map1(x, y, n, [s](int64_t v) { return s - v; }); break;
+        default: LETHE_ASSERT(false);
+      }
+      return;
+    }
+    dispatch_float(c.in_meta[0]->dtype, "unary", [&](auto tag) {
+      using T = decltype(tag);
+      const T* x = c.in<T>(0);
+      T* y = c.out<T>();
+      const T s = static_cast<T>(s_);
+      switch (k_) {
+        case UnKind::add_scalar: map1(x, y, n, [s](T v) { return v + s; }); break;
+        case UnKind::mul_scalar: map1(x, y, n, [s](T v) { return v * s; }); break;
+        case UnKind::rsub_scalar: map1(x, y, n, [s](T v) { return s - v; }); break;
+        case UnKind::rdiv_scalar: map1(x, y, n, [s](T v) { return s / v; }); break;
+        case UnKind::neg: map1(x, y, n, [](T v) { return -v; }); break;
+        case UnKind::exp: map1(x, y, n, [](T v) { return std::exp(v); }); break;
+        case UnKind::log: map1(x, y, n, [](T v) { return std::log(v); }); break;
+        case UnKind::sqrt: map1(x, y, n, [](T v) { return std::sqrt(v); }); break;
+        case UnKind::pow:
+          if (s_ == 2.0)
+            map1(x, y, n, [](T v) { return v * v; });
+          else
+            map1(x, y, n, [s](T v) { return std::pow(v, s); });
+          break;
+        case UnKind::relu: map1(x, y, n, [](T v) { return v > T(0) ? v : T(0); }); break;
+        case UnKind::gelu:
+          map1(x, y, n, [](T v) { return T(0.5) * v * (T(1) + std::erf(v * T(kSqrt1_2))); });
+          break;
+        case UnKind::gelu_tanh:
+          map1(x, y, n, [](T v) {
+            return T(0.5) * v * (T(1) + std::tanh(T(kSqrt2OverPi) * (v + T(kGeluC) * v * v * v)));
+          });
+          break;
+        case UnKind::sigmoid:
+          // Two branches so that exp never overflows.
+          map1(x, y, n, [](T v) {
+            if (v >= T(0)) return T(1) / (T(1) + std::exp(-v));
+            const T e = std::exp(v);
+            return e / (T(1) + e);
+          });
+          break;
+        case UnKind::tanh: map1(x, y, n, [](T v) { return std::tanh(v); }); break;
+      }
+    });
+  }
+  std::vector<Tensor> backward(const BackwardCtx& c) const override;
+
+ private:
+  UnKind k_;
+  double s_;
+};
+
+// ---------------------------------------------------------------- activation backward ops
+
+enum class BwKind { relu, gelu, gelu_tanh, sigmoid, tanh };
+
+// grad_in = grad_out * f'(saved): saved is x (relu, gelu) or the output y (sigmoid, tanh).
+class ActivationBackwardOp final : public Op {
+ public:
+  explicit ActivationBackwardOp(BwKind k) : k_(k) {}
+  std::string name() const override {
+    switch (k_) {
+      case BwKind::relu: return "relu_backward";
+      case BwKind::gelu: case BwKind::gelu_tanh: return "gelu_backward";
+      case BwKind::sigmoid: return "sigmoid_backward";
+      default: return "tanh_backward";
+    }
+  }
+  std::string attrs() const override {
+    if (k_ == BwKind::gelu) return "approximate=none";
+    if (k_ == BwKind::gelu_tanh) return "approximate=tanh";
+    return {};
+  }
+  TensorMeta infer(const std::vector<TensorMeta>& in) const override {
+    LETHE_CHECK(in[0].shape == in[1].shape && in[0].dtype == in[1].dtype, name(), ": gradient ",
+                in[0].str(), " and saved tensor ", in[1].str(), " differ");
+    LETHE_CHECK(is_floating(in[0].dtype), name(), ": expected floating-point tensors, got ", in[0].dtype);
+    return in[0];
+  }
+  bool differentiable() const override { return false; }
+  void cpu(const KernelCall& c) const override {
+    const int64_t n = c.out_meta->numel();
+    dispatch_float(c.in_meta[0]->dtype, name().c_str(), [&](auto tag) {
+      using T = decltype(tag);
+      const T* g = c.in<T>(0);
+      const T* s = c.in<T>(1);
+      T* o = c.out<T>();
+      switch (k_) {
+        case BwKind::relu: map2(g, s, o, n, [](T gv, T x) { return x > T(0) ? gv : T(0); }); break;
+        case BwKind::gelu:
+          map2(g, s, o, n, [](T gv, T x) {
+            const T cdf = T(0.5) * (T(1) + std::erf(x * T(kSqrt1_2)));
+            const T pdf = T(kInvSqrt2Pi) * std::exp(T(-0.5) * x * x);
+            return gv * (cdf + x * pdf);
+          });
+          break;
+        case BwKind::gelu_tanh:
+          map2(g, s, o, n, [](T gv, T x) {
+            const T u = T(kSqrt2OverPi) * (x + T(kGeluC) * x * x * x);
+            const T t = std::tanh(u);
+            const T du = T(kSqrt2OverPi) * (T(1) + T(3 * kGeluC) * x * x);
+            return gv * (T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * du);
+          });
+          break;
+        case BwKind::sigmoid: map2(g, s, o, n, [](T gv, T y) { return gv * y * (T(1) - y); }); break;
+        case BwKind::tanh: map2(g, s, o, n, [](T gv, T y) { return gv * (T(1) - y * y); }); break;
+      }
+    });
+  }
+
+ private:
+  BwKind k_;
+};
+
+Tensor activation_backward(BwKind k, const Tensor& g, const Tensor& saved) {
+  return record(std::make_shared<ActivationBackwardOp>(k), {g, saved});
+}
+
+std::vector<Tensor> UnaryOp::backward(const BackwardCtx& c) const {
+  if (!c.needs_grad[0]) return {Tensor()};
+  const Tensor &x = c.inputs[0], &y = c.output, &g = c.grad_output;
+  switch (k_) {
+    case UnKind::add_scalar: return {g};
+    case UnKind::mul_scalar: return {mul_scalar(g, s_)};
+    case UnKind::rsub_scalar: case UnKind::neg: return {neg(g)};
+    case UnKind::rdiv_scalar: return {neg(div(mul(g, y), x))};  // d(s/x) = -(s/x)/x
+    case UnKind::exp: return {mul(g, y)};
+    case UnKind::log: return {div(g, x)};
+    case UnKind::sqrt: return {div(mul_scalar(g, 0.5), y)};
+    case UnKind::pow:
+      if (s_ == 0.0) return {full_like(x, 0.0)};
+      if (s_ == 1.0) return {g};
+      if (s_ == 2.0) return {mul(g, mul_scalar(x, 2.0))};
+      return {mul(g, mul_scalar(pow(x, s_ - 1.0), s_))};
+    case UnKind::relu: return {activation_backward(BwKind::relu, g, x)};
+    case UnKind::gelu: return {activation_backward(BwKind::gelu, g, x)};
+    case UnKind::gelu_tanh: return {activation_backward(BwKind::gelu_tanh, g, x)};
+    case UnKind::sigmoid: return {activation_backward(BwKind::sigmoid, g, y)};
+    case UnKind::tanh: return {activation_backward(BwKind::tanh, g, y)};
+  }
+  return {Tensor()};
+}
+
+Tensor unary(UnKind k, const Tensor& x, double s = 0.0) {
+  return record(std::make_shared<UnaryOp>(k, s), {x});
+}
+
+// ------------------------------------------------------------------------------------ cast
+
+class CastOp final : public Op {
+ public:
+  explicit CastOp(DType t) : t_(t) {}
+  std::string name() const override { return "cast"; }
+  std::string attrs() const override { return std::string("dtype=") + dtype_name(t_); }
+  TensorMeta infer(const std::vector<TensorMeta>& in) const override {
+    TensorMeta m = in[0];
+    m.dtype = t_;
+    return m;
+  }
+  void cpu(const KernelCall& c) const override {
+    const int64_t n = c.out_meta->numel();
+    dispatch_all(c.in_meta[0]->dtype, [&](auto itag) {
+      using I = decltype(itag);
+      dispatch_all(t_, [&](auto otag) {
+        using O = decltype(otag);
+        map1(c.in<I>(0), c.out<O>(), n, [](I v) { return static_cast<O>(v); });
+      });
+    });
+  }
+  std::vector<Tensor> backward(const BackwardCtx& c) const override {
+    if (!c.needs_grad[0] || !is_floating(t_) || !is_floating(c.inputs[0].dtype())) return {Tensor()};
+    return {cast(c.grad_output, c.inputs[0].dtype())};
+  }
+
+ private:
+  DType t_;
+};
+
+// ---------------------------------------------------------------- sum_to / broadcast_to
+
+// Left-pads s with ones to n dims.
+Shape pad_to(const Shape& s, int n) {
+  std::vector<int64_t> d(static_cast<size_t>(n - s.ndim()), 1);
+  d.insert(d.end(), s.dims().begin(), s.dims().end());
+  return Shape(std::move(d));
+}
+
+// True when `small` broadcasts to exactly `big`.
+bool broadcasts_to(const Shape& small, const Shape& big) {
+  if (small.ndim() > big.ndim()) return false;
+  const Shape p = pad_to(small, big.ndim());
+  for (int d = 0; d < big.ndim(); ++d)
+    if (p[d] != big[d] && p[d] != 1) return false;
+  return true;
+}
+
+class SumToOp final : public Op {
+ public:
+  explicit SumToOp(Shape s) : s_(std::move(s)) {}
+  std::string name() const override { return "sum_to"; }
+  std::string attrs() const override { return "shape=" + s_.str(); }
+  TensorMeta infer(const std::vector<TensorMeta>& in) const override {
+    LETHE_CHECK(broadcasts_to(s_, in[0].shape), "sum_to: shape ", in[0].shape, " cannot be summed to ",
+                s_, " (", s_, " does not broadcast to ", in[0].shape, ")");
+    TensorMeta m = in[0];
+    m.shape = s_;
+    return m;
+  }
+  size_t workspace_bytes(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
+    return static_cast<size_t>(cpu::reduce_scratch_elems(in[0].numel())) * dtype_size(in[0].dtype);
+  }
+  void cpu(const KernelCall& c) const override {
+    dispatch_all(c.in_meta[0]->dtype, [&](auto tag) {
+      using T = decltype(tag);
+      const Shape& xs = c.in_shape(0);
+      cpu::reduce_sum(c.in<T>(0), xs, pad_to(s_, xs.ndim()), c.out<T>(),
+                      static_cast<T*>(c.workspace));
+    });
+  }
+  std::vector<Tensor> backward(const BackwardCtx& c) const override {
+    if (!c.needs_grad[0]) return {Tensor()};
+    return {broadcast_to(c.grad_output, c.inputs[0].shape())};
+  }
+
+ private:
+  Shape s_;
+};
+
+class BroadcastToOp final : public Op {
+ public:
+  explicit BroadcastToOp(Shape s) : s_(std::move(s)) {}
+  std::string name() const override { return "broadcast_to"; }
+  std::string attrs() const override { return "shape=" + s_.str(); }
+  TensorMeta infer(const std::vector<TensorMeta>& in) const override {
+    LETHE_CHECK(broadcasts_to(in[0].shape, s_), "broadcast_to: shape ", in[0].shape,
+                " cannot be broadcast to ", s_);
+    TensorMeta m = in[0];
+    m.shape = s_;
+    return m;
+  }
+  void cpu(const KernelCall& c) const override {
+    dispatch_all(c.in_meta[0]->dtype, [&](auto tag) {
+      using T = decltype(tag);
+      if (c.out_meta->numel() == 0) return;
+      cpu::broadcast_copy(c.in<T>(0), c.in_shape(0), c.out<T>(), s_);
+    });
+  }
+  std::vector<Tensor> backward(const BackwardCtx& c) const override {
+    if (!c.needs_grad[0]) return {Tensor()};
+    return {sum_to(c.grad_output, c.inputs[0].shape())};
+  }
+
+ private:
+  Shape s_;
+};
+
+}  // namespace
+
+Tensor add(const Tensor& a, const Tensor& b) { return record(std::make_shared<BinaryOp>(BinKind::add), {a, b}); }
+Tensor sub(const Tensor& a, const Tensor& b) { return record(std::make_shared<BinaryOp>(BinKind::sub), {a, b}); }
+Tensor mul(const Tensor& a, const Tensor& b) { return record(std::make_shared<BinaryOp>(BinKind::mul), {a, b}); }
+Tensor div(const Tensor& a, const Tensor& b) { return record(std::make_shared<BinaryOp>(BinKind::div), {a, b}); }
+Tensor add_scalar(const Tensor& x, double s) { return unary(UnKind::add_scalar, x, s); }
+Tensor mul_scalar(const Tensor& x, double s) { return unary(UnKind::mul_scalar, x, s); }
+Tensor rsub_scalar(const Tensor& x, double s) { return unary(UnKind::rsub_scalar, x, s); }
+Tensor rdiv_scalar(const Tensor& x, double s) { return unary(UnKind::rdiv_scalar, x, s); }
+Tensor neg(const Tensor& x) { return unary(UnKind::neg, x); }
+Tensor exp(const Tensor& x) { return unary(UnKind::exp, x); }
+Tensor log(const Tensor& x) { return unary(UnKind::log, x); }
+Tensor sqrt(const Tensor& x) { return unary(UnKind::sqrt, x); }
+Tensor pow(const Tensor& x, double e) { return unary(UnKind::pow, x, e); }
+Tensor relu(const Tensor& x) { return unary(UnKind::relu, x); }
+Tensor gelu(const Tensor& x, const std::string& approximate) {
+  LETHE_CHECK(approximate == "none" || approximate == "tanh", "gelu: approximate must be \"none\" or \"tanh\", got \"",
+              approximate, "\"");
+  return unary(approximate == "none" ? UnKind::gelu : UnKind::gelu_tanh, x);
+}
+Tensor sigmoid(const Tensor& x) { return unary(UnKind::sigmoid, x); }
+Tensor tanh(const Tensor& x) { return unary(UnKind::tanh, x); }
+
+Tensor cast(const Tensor& x, DType t) {
+  if (x.defined() && x.dtype() == t) return x;
+  return record(std::make_shared<CastOp>(t), {x});
+}
+
+Tensor sum_to(const Tensor& x, const Shape& s) {
+  if (x.defined() && x.shape() == s) return x;
+  return record(std::make_shared<SumToOp>(s), {x});
+}
+
+Tensor broadcast_to(const Tensor& x, const Shape& s) {
+  if (x.defined() && x.shape() == s) return x;
+  return record(std::make_shared<BroadcastToOp>(s), {x});
+}
+
+}  // namespace lethe

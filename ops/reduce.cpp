@@ -1,0 +1,255 @@
+// Reductions: sum and mean over any axes, max (values) and argmax along one axis.
+#include "ops/reduce.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <memory>
+
+#include "framework/error.h"
+#include "ops/cpu_util.h"
+#include "ops/elementwise.h"
+#include "ops/shape_ops.h"
+
+namespace lethe {
+namespace {
+
+using cpu::kParallelGrain;
+
+// Sorted, wrapped axes (empty = all); a repeated axis is an error.
+std::vector<int> normalise_axes(const std::vector<int>& axes, const Shape& s, const char* op) {
+  std::vector<int> r;
+  if (axes.empty()) {
+    for (int d = 0; d < s.ndim(); ++d) r.push_back(d);
+    return r;
+  }
+  for (int a : axes) r.push_back(s.axis(a, op));
+  std::sort(r.begin(), r.end());
+  for (size_t i = 1; i < r.size(); ++i)
+    LETHE_CHECK(r[i] != r[i - 1], op, ": axis ", r[i], " is repeated in the axes of shape ", s);
+  return r;
+}
+
+std::string axes_str(const std::vector<int>& axes) {
+  std::string s = "[";
+  for (size_t i = 0; i < axes.size(); ++i) s += (i ? "," : "") + std::to_string(axes[i]);
+  return s + "]";
+}
+
+// x's shape with the reduced axes set to 1.
+Shape keep_shape(const Shape& s, const std::vector<int>& axes) {
+  std::vector<int64_t> d = s.dims();
+  for (int a : axes) d[static_cast<size_t>(a)] = 1;
+  return Shape(std::move(d));
+}
+
+Shape out_shape(const Shape& s, const std::vector<int>& axes, bool keepdim) {
+  if (keepdim) return keep_shape(s, axes);
+  std::vector<int64_t> d;
+  for (int i = 0; i < s.ndim(); ++i)
+    if (!std::binary_search(axes.begin(), axes.end(), i)) d.push_back(s[i]);
+  return Shape(std::move(d));
+}
+
+// sum (mean = false) or mean over `axes` (already normalised against the input's shape).
+class SumOp final : public Op {
+ public:
+  SumOp(std::vector<int> axes, bool keepdim, bool mean) : axes_(std::move(axes)), keepdim_(keepdim), mean_(mean) {}
+  std::string name() const override { return mean_ ? "mean" : "sum"; }
+  std::string attrs() const override { return "axes=" + axes_str(axes_) + ",keepdim=" + (keepdim_ ? "1" : "0"); }
+  TensorMeta infer(const std::vector<TensorMeta>& in) const override {
+    LETHE_CHECK(!mean_ || is_floating(in[0].dtype), "mean: expected a floating-point tensor, got ",
+                in[0].dtype, in[0].shape);
+    for (int a : axes_) LETHE_ASSERT(a >= 0 && a < in[0].shape.ndim());
+    TensorMeta m = in[0];
+    m.shape = out_shape(in[0].shape, axes_, keepdim_);
+    return m;
+  }
+  OpCost cost(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
+    OpCost c = Op::cost(in, out);
+    c.flops = static_cast<double>(in[0].numel());
+    return c;
+  }
+  size_t workspace_bytes(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
+    return static_cast<size_t>(cpu::reduce_scratch_elems(in[0].numel())) * dtype_size(in[0].dtype);
+  }
+  void cpu(const KernelCall& c) const override {
+    const Shape& xs = c.in_shape(0);
+    const Shape keep = keep_shape(xs, axes_);
+    dispatch_all(c.in_meta[0]->dtype, [&](auto tag) {
+      using T = decltype(tag);
+      T* out = c.out<T>();
+      cpu::reduce_sum(c.in<T>(0), xs, keep, out, static_cast<T*>(c.workspace));
+      if constexpr (std::is_floating_point_v<T>) {
+        if (mean_) {
+          const int64_t m = keep.numel();
+          const T inv = T(1) / static_cast<T>(xs.numel() / std::max<int64_t>(m, 1));
+          for (int64_t i = 0; i < m; ++i) out[i] *= inv;
+        }
+      }
+    });
+  }
+  std::vector<Tensor> backward(const BackwardCtx& c) const override {
+    if (!c.needs_grad[0]) return {Tensor()};
+    const Shape& xs = c.inputs[0].shape();
+    Tensor g = broadcast_to(reshape(c.grad_output, keep_shape(xs, axes_)), xs);
+    if (mean_) {
+      const int64_t m = keep_shape(xs, axes_).numel();
+      g = mul_scalar(g, 1.0 / static_cast<double>(xs.numel() / std::max<int64_t>(m, 1)));
+    }
+    return {g};
+  }
+
+ private:
+  std::vector<int> axes_;
+  bool keepdim_, mean_;
+};
+
+// [outer, R, inner] view of x along `axis`.
+struct AxisView {
+  int64_t outer = 1, r = 1, inner = 1;
+};
+AxisView axis_view(const Shape& s, int axis) {
+  AxisView v;
+  for (int d = 0; d < axis; ++d) v.outer *= s[d];
+  v.r = s[axis];
+  for (int d = axis + 1; d < s.ndim(); ++d) v.inner *= s[d];
+  return v;
+}
+
+// NaN counts as larger than everything (it propagates, as in PyTorch); ties keep the first index.
+template <typename T>
+bool better(T v, T best) {
+  if constexpr (std::is_floating_point_v<T>) {
+    if (std::isnan(best)) return false;
+    if (std::isnan(v)) return true;
+  }
+  return v > best;
+}
+
+// For each (outer, inner): the first index of the largest value along the axis, and that value.
+template <typename T>
+void max_along(const T* x, const AxisView& v, T* vals, int64_t* idx) {
+#pragma omp parallel for schedule(static) if (v.outer * v.r * v.inner > kParallelGrain)
+  for (int64_t o = 0; o < v.outer; ++o) {
+    const T* src = x + o * v.r * v.inner;
+    for (int64_t i = 0; i < v.inner; ++i) {
+      T best = src[i];
+      int64_t bi = 0;
+      for (int64_t r = 1; r < v.r; ++r) {
+        const T cand = src[r * v.inner + i];
+        if (better(cand, best)) {
+          best = cand;
+          bi = r;
+        }
+      }
+      if (vals) vals[o * v.inner + i] = best;
+      if (idx) idx[o * v.inner + i] = bi;
+    }
+  }
+}
+
+class MaxOp final : public Op {
+ public:
+  MaxOp(int axis, bool keepdim, bool arg) : axis_(axis), keepdim_(keepdim), arg_(arg) {}
+  std::string name() const override { return arg_ ? "argmax" : "max"; }
+  std::string attrs() const override {
+    return "axis=" + std::to_string(axis_) + ",keepdim=" + (keepdim_ ? "1" : "0");
+  }
+  TensorMeta infer(const std::vector<TensorMeta>& in) const override {
+    LETHE_CHECK(in[0].shape[axis_] > 0, name(), ": cannot reduce the empty axis ", axis_, " of shape ",
+                in[0].shape);
+    TensorMeta m = in[0];
+    m.shape = out_shape(in[0].shape, {axis_}, keepdim_);
+    if (arg_) m.dtype = DType::i64;
+    return m;
+  }
+  bool differentiable() const override { return !arg_; }
+  void cpu(const KernelCall& c) const override {
+    const AxisView v = axis_view(c.in_shape(0), axis_);
+    dispatch_all(c.in_meta[0]->dtype, [&](auto tag) {
+      using T = decltype(tag);
+      if (arg_)
+        max_along<T>(c.in<T>(0), v, nullptr, c.out<int64_t>());
+      else
+        max_along<T>(c.in<T>(0), v, c.out<T>(), nullptr);
+    });
+  }
+  std::vector<Tensor> backward(const BackwardCtx& c) const override;
+
+ private:
+  int axis_;
+  bool keepdim_, arg_;
+};
+
+// Gradient of max: grad (max's output shape) placed at the argmax index along `axis` of a zero
+// tensor of the input's shape.
+class MaxBackwardOp final : public Op {
+ public:
+  MaxBackwardOp(Shape in_shape, int axis) : in_(std::move(in_shape)), axis_(axis) {}
+  std::string name() const override { return "max_backward"; }
+  std::string attrs() const override { return "shape=" + in_.str() + ",axis=" + std::to_string(axis_); }
+  TensorMeta infer(const std::vector<TensorMeta>& in) const override {
+    LETHE_CHECK(in[1].dtype == DType::i64, "max_backward: indices must be i64, got ", in[1].dtype);
+    LETHE_CHECK(in[0].numel() == in[1].numel(), "max_backward: gradient ", in[0].shape, " and indices ",
+                in[1].shape, " differ");
+    TensorMeta m = in[0];
+    m.shape = in_;
+    return m;
+  }
+  bool differentiable() const override { return false; }
+  void cpu(const KernelCall& c) const override {
+    const AxisView v = axis_view(in_, axis_);
+    const int64_t* idx = c.in<int64_t>(1);
+    dispatch_float(c.in_meta[0]->dtype, "max_backward", [&](auto tag) {
+      using T = decltype(tag);
+      const T* g = c.in<T>(0);
+      T* out = c.out<T>();
+      const int64_t n = in_.numel();
+#pragma omp parallel for schedule(static) if (n > kParallelGrain)
+      for (int64_t o = 0; o < v.outer; ++o) {
+        T* dst = out + o * v.r * v.inner;
+        for (int64_t j = 0; j < v.r * v.inner; ++j) dst[j] = T(0);
+        for (int64_t i = 0; i < v.inner; ++i) {
+          const int64_t k = o * v.inner + i;
+          dst[idx[k] * v.inner + i] = g[k];
+        }
+      }
+    });
+  }
+
+ private:
+  Shape in_;
+  int axis_;
+};
+
+std::vector<Tensor> MaxOp::backward(const BackwardCtx& c) const {
+  if (arg_ || !c.needs_grad[0]) return {Tensor()};
+  const Tensor& x = c.inputs[0];
+  Tensor idx = argmax(x, axis_, keepdim_);
+  return {record(std::make_shared<MaxBackwardOp>(x.shape(), axis_), {c.grad_output, idx})};
+}
+
+}  // namespace
+
+Tensor sum(const Tensor& x, const std::vector<int>& axes, bool keepdim) {
+  LETHE_CHECK(x.defined(), "sum: the input is an undefined tensor");
+  return record(std::make_shared<SumOp>(normalise_axes(axes, x.shape(), "sum"), keepdim, false), {x});
+}
+
+Tensor mean(const Tensor& x, const std::vector<int>& axes, bool keepdim) {
+  LETHE_CHECK(x.defined(), "mean: the input is an undefined tensor");
+  return record(std::make_shared<SumOp>(normalise_axes(axes, x.shape(), "mean"), keepdim, true), {x});
+}
+
+Tensor max(const Tensor& x, int axis, bool keepdim) {
+  LETHE_CHECK(x.defined(), "max: the input is an undefined tensor");
+  return record(std::make_shared<MaxOp>(x.shape().axis(axis, "max"), keepdim, false), {x});
+}
+
+Tensor argmax(const Tensor& x, int axis, bool keepdim) {
+  LETHE_CHECK(x.defined(), "argmax: the input is an undefined tensor");
+  return record(std::make_shared<MaxOp>(x.shape().axis(axis, "argmax"), keepdim, true), {x});
+}
+
+}  // namespace lethe
