@@ -1,0 +1,640 @@
+// conv2d (im2col + GEMM per sample and group) with its input/weight gradient ops, and 2-d pooling.
+#include "ops/conv.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "framework/error.h"
+#include "ops/gemm.h"
+#include "ops/reduce.h"
+
+namespace lethe {
+namespace {
+
+using Pair = std::array<int64_t, 2>;
+
+std::string pair_text(const Pair& p) { return std::to_string(p[0]) + "," + std::to_string(p[1]); }
+
+std::string params_text(const Conv2dParams& p) {
+  return "stride=" + pair_text(p.stride) + ",padding=" + pair_text(p.padding) +
+         ",dilation=" + pair_text(p.dilation) + ",groups=" + std::to_string(p.groups);
+}
+
+int64_t conv_out(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d) {
+  return (in + 2 * p - d * (k - 1) - 1) / s + 1;
+}
+
+// The geometry of one convolution, from the input and weight shapes.
+struct ConvGeo {
+  int64_t n, cin, h, w, cout, kh, kw, ho, wo, groups;
+  int64_t cin_g() const { return cin / groups; }
+  int64_t cout_g() const { return cout / groups; }
+  int64_t k() const { return cin_g() * kh * kw; }       // GEMM inner size per group
+  int64_t hw_out() const { return ho * wo; }
+  int64_t col_elems() const { return cin * kh * kw * ho * wo; }
+};
+
+// Checks x [N, Cin, H, W] against w [Cout, Cin/groups, kh, kw]; names the op and both shapes.
+ConvGeo conv_geo(const char* op, const Shape& x, const Shape& w, const Conv2dParams& p) {
+  LETHE_CHECK(x.ndim() == 4 && w.ndim() == 4, op, ": input ", x, " and weight ", w,
+              ": expected a 4-d input [N, C, H, W] and a 4-d weight [Cout, Cin/groups, kh, kw]");
+  LETHE_CHECK(p.groups >= 1 && p.stride[0] >= 1 && p.stride[1] >= 1 && p.dilation[0] >= 1 &&
+                  p.dilation[1] >= 1 && p.padding[0] >= 0 && p.padding[1] >= 0,
+              op, ": invalid parameters ", params_text(p));
+  ConvGeo g{x[0], x[1], x[2], x[3], w[0], w[2], w[3], 0, 0, p.groups};
+  LETHE_CHECK(g.cin % g.groups == 0 && g.cout % g.groups == 0, op, ": input ", x, " and weight ", w,
+              ": channels ", g.cin, " and ", g.cout, " must both divide by groups=", g.groups);
+  LETHE_CHECK(w[1] * g.groups == g.cin, op, ": input ", x, " and weight ", w, ": input has ", g.cin,
+              " channels, weight expects ", w[1], " x groups ", g.groups, " = ", w[1] * g.groups);
+  g.ho = conv_out(g.h, g.kh, p.stride[0], p.padding[0], p.dilation[0]);
+  g.wo = conv_out(g.w, g.kw, p.stride[1], p.padding[1], p.dilation[1]);
+  LETHE_CHECK(g.ho > 0 && g.wo > 0, op, ": input ", x, " and weight ", w,
+              ": the output would be empty (", g.ho, "x", g.wo, ") with ", params_text(p));
+  return g;
+}
+
+bool is_pointwise(const ConvGeo& g, const Conv2dParams& p) {
+  return g.kh == 1 && g.kw == 1 && p.stride == Pair{1, 1} && p.padding == Pair{0, 0};
+}
+
+// cols[(c*kh + i)*kw + j][oh*Wo + ow] = x[c][oh*sh - ph + i*dh][ow*sw - pw + j*dw] (0 outside).
+template <typename T>
+void im2col(const T* x, const ConvGeo& g, const Conv2dParams& p, T* cols) {
+  const int64_t rows = g.cin * g.kh * g.kw, hw = g.hw_out();
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t c = r / (g.kh * g.kw), i = (r / g.kw) % g.kh, j = r % g.kw;
+    T* dst = cols + r * hw;
+    const T* src = x + c * g.h * g.w;
+    for (int64_t oh = 0; oh < g.ho; ++oh) {
+      const int64_t ih = oh * p.stride[0] - p.padding[0] + i * p.dilation[0];
+      T* row = dst + oh * g.wo;
+      if (ih < 0 || ih >= g.h) {
+        std::fill(row, row + g.wo, T(0));
+        continue;
+      }
+      const T* srow = src + ih * g.w;
+      for (int64_t ow = 0; ow < g.wo; ++ow) {
+        const int64_t iw = ow * p.stride[1] - p.padding[1] + j * p.dilation[1];
+        row[ow] = (iw >= 0 && iw < g.w) ? srow[iw] : T(0);
+      }
+    }
+  }
+}
+
+// The adjoint of im2col: dx[c][ih][iw] += cols[...]; one thread per channel keeps it deterministic.
+template <typename T>
+void col2im(const T* cols, const ConvGeo& g, const Conv2dParams& p, T* dx) {
+  const int64_t hw = g.hw_out();
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < g.cin; ++c) {
+    T* dst = dx + c * g.h * g.w;
+    std::fill(dst, dst + g.h * g.w, T(0));
+    for (int64_t i = 0; i < g.kh; ++i)
+      for (int64_t j = 0; j < g.kw; ++j) {
+        const T* src = cols + ((c * g.kh + i) * g.kw + j) * hw;
+        for (int64_t oh = 0; oh < g.ho; ++oh) {
+          const int64_t ih = oh * p.stride[0] - p.padding[0] + i * p.dilation[0];
+          if (ih < 0 || ih >= g.h) continue;
+          T* drow = dst + ih * g.w;
+          const T* srow = src + oh * g.wo;
+          for (int64_t ow = 0; ow < g.wo; ++ow) {
+            const int64_t iw = ow * p.stride[1] - p.padding[1] + j * p.dilation[1];
+            if (iw >= 0 && iw < g.w) drow[iw] += srow[ow];
+          }
+        }
+      }
+  }
+}
+
+size_t col_workspace(const ConvGeo& g, const Conv2dParams& p, DType t) {
+  return is_pointwise(g, p) ? 0 : static_cast<size_t>(g.col_elems()) * dtype_size(t);
+}
+
+double conv_flops(const ConvGeo& g) {
+  return 2.0 * double(g.n) * double(g.cout) * double(g.hw_out()) * double(g.k());
+}
+
+class Conv2dOp final : public Op {
+ public:
+  Conv2dOp(Conv2dParams p, bool bias) : p_(p), bias_(bias) {}
+  std::string name() const override { return "conv2d"; }
+  std::string attrs() const override { return params_text(p_) + ",bias=" + (bias_ ? "1" : "0"); }
+
+  TensorMeta infer(const std::vector<TensorMeta>& in) const override {
+    ConvGeo g = conv_geo("conv2d", in[0].shape, in[1].shape, p_);
+    LETHE_CHECK(in[0].dtype == in[1].dtype, "conv2d: input ", in[0].shape, " and weight ",
+                in[1].shape, ": dtypes ", in[0].dtype, " and ", in[1].dtype, " differ");
+    LETHE_CHECK(is_floating(in[0].dtype), "conv2d: expected floating-point tensors, got ", in[0].dtype);
+    if (bias_)
+      LETHE_CHECK(in[2].shape == Shape{g.cout} && in[2].dtype == in[0].dtype, "conv2d: weight ",
+                  in[1].shape, " and bias ", in[2].shape, ": bias must be ", in[0].dtype, "[",
+                  g.cout, "]");
+    return TensorMeta{Shape{g.n, g.cout, g.ho, g.wo}, in[0].dtype, in[0].device};
+  }
+  OpCost cost(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
+    OpCost c = Op::cost(in, out);
+    c.flops = conv_flops(conv_geo("conv2d", in[0].shape, in[1].shape, p_));
+    return c;
+  }
+  size_t workspace_bytes(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
+    return col_workspace(conv_geo("conv2d", in[0].shape, in[1].shape, p_), p_, in[0].dtype);
+  }
+
+  void cpu(const KernelCall& kc) const override {
+    const ConvGeo g = conv_geo("conv2d", kc.in_shape(0), kc.in_shape(1), p_);
+    dispatch_float(kc.out_meta->dtype, "conv2d", [&](auto tag) {
+      using T = decltype(tag);
+      const T* x = kc.in<T>(0);
+      const T* w = kc.in<T>(1);
+      const T* b = bias_ ? kc.in<T>(2) : nullptr;
+      T* y = kc.out<T>();
+      const bool pw = is_pointwise(g, p_);
+      T* cols = static_cast<T*>(kc.workspace);
+      const int64_t hw = g.hw_out(), K = g.k(), cin_hw = g.cin * g.h * g.w;
+      for (int64_t n = 0; n < g.n; ++n) {
+        const T* xn = x + n * cin_hw;
+        T* yn = y + n * g.cout * hw;
+        if (!pw) im2col(xn, g, p_, cols);
+        const T* src = pw ? xn : cols;  // pointwise: the input already is the column matrix
+        if (b) {
+          for (int64_t co = 0; co < g.cout; ++co) std::fill(yn + co * hw, yn + (co + 1) * hw, b[co]);
+        }
+        for (int64_t gr = 0; gr < g.groups; ++gr)
+          detail::gemm(false, false, g.cout_g(), hw, K, T(1), w + gr * g.cout_g() * K, K,
+                       src + gr * K * hw, hw, b ? T(1) : T(0), yn + gr * g.cout_g() * hw, hw);
+      }
+    });
+  }
+
+  std::vector<Tensor> backward(const BackwardCtx& c) const override {
+    const Tensor &x = c.inputs[0], &w = c.inputs[1], &g = c.grad_output;
+    std::vector<Tensor> r(c.inputs.size());
+    if (c.needs_grad[0]) r[0] = conv2d_backward_input(g, w, x.shape(), p_);
+    if (c.needs_grad[1]) r[1] = conv2d_backward_weight(x, g, w.shape(), p_);
+    if (bias_ && c.needs_grad[2]) r[2] = sum(g, {0, 2, 3});
+    return r;
+  }
+
+ private:
+  Conv2dParams p_;
+  bool bias_;
+};
+
+// dx from (grad_out, w): per sample and group dcols = W_gᵀ·g, then col2im.
+class Conv2dBackwardInputOp final : public Op {
+ public:
+  Conv2dBackwardInputOp(Conv2dParams p, Shape x) : p_(p), x_(std::move(x)) {}
+  std::string name() const override { return "conv2d_backward_input"; }
+  std::string attrs() const override { return params_text(p_) + ",input=" + x_.str(); }
+
+  ConvGeo geo(const std::vector<TensorMeta>& in) const {
+    ConvGeo g = conv_geo("conv2d_backward_input", x_, in[1].shape, p_);
+    LETHE_CHECK(in[0].shape == (Shape{g.n, g.cout, g.ho, g.wo}), "conv2d_backward_input: grad ",
+                in[0].shape, " and weight ", in[1].shape, ": expected grad ",
+                Shape{g.n, g.cout, g.ho, g.wo});
+    return g;
+  }
+  TensorMeta infer(const std::vector<TensorMeta>& in) const override {
+    geo(in);
+    LETHE_CHECK(in[0].dtype == in[1].dtype, "conv2d_backward_input: dtypes ", in[0].dtype, " and ",
+                in[1].dtype, " differ");
+    return TensorMeta{x_, in[0].dtype, in[0].device};
+  }
+  OpCost cost(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
+    OpCost c = Op::cost(in, out);
+    c.flops = conv_flops(geo(in));
+    return c;
+  }
+  size_t workspace_bytes(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
+    return col_workspace(geo(in), p_, in[0].dtype);
+  }
+  bool differentiable() const override { return false; }
+
+  void cpu(const KernelCall& kc) const override {
+    const ConvGeo g = geo({*kc.in_meta[0], *kc.in_meta[1]});
+    dispatch_float(kc.out_meta->dtype, "conv2d_backward_input", [&](auto tag) {
+      using T = decltype(tag);
+      const T* gy = kc.in<T>(0);
+      const T* w = kc.in<T>(1);
+      T* dx = kc.out<T>();
+      const bool pw = is_pointwise(g, p_);
+      T* cols = static_cast<T*>(kc.workspace);
+      const int64_t hw = g.hw_out(), K = g.k(), cin_hw = g.cin * g.h * g.w;
+      for (int64_t n = 0; n < g.n; ++n) {
+        T* dst = pw ? dx + n * cin_hw : cols;
+        const T* gn = gy + n * g.cout * hw;
+        for (int64_t gr = 0; gr < g.groups; ++gr)
+          detail::gemm(true, false, K, hw, g.cout_g(), T(1), w + gr * g.cout_g() * K, K,
+                       gn + gr * g.cout_g() * hw, hw, T(0), dst + gr * K * hw, hw);
+        if (!pw) col2im(cols, g, p_, dx + n * cin_hw);
+      }
+    });
+  }
+
+ private:
+  Conv2dParams p_;
+  Shape x_;
+};
+
+// dw from (x, grad_out): dW_g = Σ_n g_n,g · cols_n,gᵀ, samples accumulated in order.
+class Conv2dBackwardWeightOp final : public Op {
+ public:
+  Conv2dBackwardWeightOp(Conv2dParams p, Shape w) : p_(p), w_(std::move(w)) {}
+  std::string name() const override { return "conv2d_backward_weight"; }
+  std::string attrs() const override { return params_text(p_) + ",weight=" + w_.str(); }
+
+  ConvGeo geo(const std::vector<TensorMeta>& in) const {
+    ConvGeo g = conv_geo("conv2d_backward_weight", in[0].shape, w_, p_);
+    LETHE_CHECK(in[1].shape == (Shape{g.n, g.cout, g.ho, g.wo}), "conv2d_backward_weight: input ",
+                in[0].shape, " and grad ", in[1].shape, ": expected grad ",
+                Shape{g.n, g.cout, g.ho, g.wo});
+    return g;
+  }
+  TensorMeta infer(const std::vector<TensorMeta>& in) const override {
+    geo(in);
+    LETHE_CHECK(in[0].dtype == in[1].dtype, "conv2d_backward_weight: dtypes ", in[0].dtype, " and ",
+                in[1].dtype, " differ");
+    return TensorMeta{w_, in[0].dtype, in[0].device};
+  }
+  OpCost cost(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
+    OpCost c = Op::cost(in, out);
+    c.flops = conv_flops(geo(in));
+    return c;
+  }
+  size_t workspace_bytes(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
+    return col_workspace(geo(in), p_, in[0].dtype);
+  }
+  bool differentiable() const override { return false; }
+
+  void cpu(const KernelCall& kc) const override {
+    const ConvGeo g = geo({*kc.in_meta[0], *kc.in_meta[1]});
+    dispatch_float(kc.out_meta->dtype, "conv2d_backward_weight", [&](auto tag) {
+      using T = decltype(tag);
+      const T* x = kc.in<T>(0);
+      const T* gy = kc.in<T>(1);
+      T* dw = kc.out<T>();
+      const bool pw = is_pointwise(g, p_);
+      T* cols = static_cast<T*>(kc.workspace);
+      const int64_t hw = g.hw_out(), K = g.k(), cin_hw = g.cin * g.h * g.w;
+      if (g.n == 0) std::fill(dw, dw + g.cout * K, T(0));
+      for (int64_t n = 0; n < g.n; ++n) {
+        const T* xn = x + n * cin_hw;
+        if (!pw) im2col(xn, g, p_, cols);
+        const T* src = pw ? xn : cols;
+        const T* gn = gy + n * g.cout * hw;
+        for (int64_t gr = 0; gr < g.groups; ++gr)
+          detail::gemm(false, true, g.cout_g(), K, hw, T(1), gn + gr * g.cout_g() * hw, hw,
+                       src + gr * K * hw, hw, n == 0 ? T(0) : T(1), dw + gr * g.cout_g() * K, K);
+      }
+    });
+  }
+
+ private:
+  Conv2dParams p_;
+  Shape w_;
+};
+
+// ---------------------------------------------------------------- pooling
+
+struct PoolGeo {
+  int64_t planes, h, w, ho, wo;
+};
+
+struct PoolParams {
+  Pair k, s, p;
+  std::string text() const {
+    return "kernel=" + pair_text(k) + ",stride=" + pair_text(s) + ",padding=" + pair_text(p);
+  }
+};
+
+PoolGeo pool_geo(const char* op, const Shape& x, const PoolParams& pp) {
+  LETHE_CHECK(x.ndim() == 4, op, ": expected a 4-d input [N, C, H, W], got ", x);
+  LETHE_CHECK(pp.k[0] >= 1 && pp.k[1] >= 1 && pp.s[0] >= 1 && pp.s[1] >= 1 && pp.p[0] >= 0 &&
+                  pp.p[1] >= 0,
+              op, ": invalid parameters ", pp.text());
+  LETHE_CHECK(2 * pp.p[0] <= pp.k[0] && 2 * pp.p[1] <= pp.k[1], op, ": padding ", pair_text(pp.p),
+              " must be at most half the kernel ", pair_text(pp.k));
+  PoolGeo g{x[0] * x[1], x[2], x[3], (x[2] + 2 * pp.p[0] - pp.k[0]) / pp.s[0] + 1,
+            (x[3] + 2 * pp.p[1] - pp.k[1]) / pp.s[1] + 1};
+  LETHE_CHECK(g.ho > 0 && g.wo > 0, op, ": input ", x, " is smaller than the kernel ",
+              pair_text(pp.k), " with padding ", pair_text(pp.p));
+  return g;
+}
+
+PoolParams pool_params(Pair k, Pair s, Pair p) {
+  if (s == Pair{0, 0}) s = k;
+  return PoolParams{k, s, p};
+}
+
+// Flat index (in the plane) of the first maximum of output (oh, ow)'s window.
+template <typename T>
+int64_t window_argmax(const T* plane, const PoolGeo& g, const PoolParams& pp, int64_t oh, int64_t ow) {
+  const int64_t h0 = oh * pp.s[0] - pp.p[0], w0 = ow * pp.s[1] - pp.p[1];
+  int64_t best = -1;
+  T bv = T(0);
+  for (int64_t ih = std::max<int64_t>(h0, 0); ih < std::min(h0 + pp.k[0], g.h); ++ih)
+    for (int64_t iw = std::max<int64_t>(w0, 0); iw < std::min(w0 + pp.k[1], g.w); ++iw) {
+      const T v = plane[ih * g.w + iw];
+      if (best < 0 || v > bv || (std::isnan(v) && !std::isnan(bv))) {
+        best = ih * g.w + iw;
+        bv = v;
+      }
+    }
+  return best;
+}
+
+TensorMeta pooled(const TensorMeta& x, const PoolGeo& g) {
+  return TensorMeta{Shape{x.shape[0], x.shape[1], g.ho, g.wo}, x.dtype, x.device};
+}
+
+class MaxPool2dOp final : public Op {
+ public:
+  explicit MaxPool2dOp(PoolParams pp) : pp_(pp) {}
+  std::string name() const override { return "max_pool2d"; }
+  std::string attrs() const override { return pp_.text(); }
+  TensorMeta infer(const std::vector<TensorMeta>& in) const override {
+    LETHE_CHECK(is_floating(in[0].dtype), "max_pool2d: expected a floating-point input, got ", in[0].dtype);
+    return pooled(in[0], pool_geo("max_pool2d", in[0].shape, pp_));
+  }
+  void cpu(const KernelCall& kc) const override {
+    const PoolGeo g = pool_geo("max_pool2d", kc.in_shape(0), pp_);
+    dispatch_float(kc.out_meta->dtype, "max_pool2d", [&](auto tag) {
+      using T = decltype(tag);
+      const T* x = kc.in<T>(0);
+      T* y = kc.out<T>();
+#pragma omp parallel for schedule(static)
+      for (int64_t pl = 0; pl < g.planes; ++pl) {
+        const T* plane = x + pl * g.h * g.w;
+        for (int64_t oh = 0; oh < g.ho; ++oh)
+          for (int64_t ow = 0; ow < g.wo; ++ow)
+            y[(pl * g.ho + oh) * g.wo + ow] = plane[window_argmax(plane, g, pp_, oh, ow)];
+      }
+    });
+  }
+  std::vector<Tensor> backward(const BackwardCtx& c) const override {
+    return {max_pool2d_backward(c.inputs[0], c.grad_output, pp_.k, pp_.s, pp_.p)};
+  }
+
+ private:
+  PoolParams pp_;
+};
+
+class MaxPool2dBackwardOp final : public Op {
+ public:
+  explicit MaxPool2dBackwardOp(PoolParams pp) : pp_(pp) {}
+  std::string name() const override { return "max_pool2d_backward"; }
+  std::string attrs() const override { return pp_.text(); }
+  TensorMeta infer(const std::vector<TensorMeta>& in) const override {
+    const PoolGeo g = pool_geo("max_pool2d_backward", in[0].shape, pp_);
+    LETHE_CHECK(in[1].shape == pooled(in[0], g).shape && in[1].dtype == in[0].dtype,
+                "max_pool2d_backward: input ", in[0].shape, " and grad ", in[1].shape,
+                ": expected grad ", pooled(in[0], g).shape, " of dtype ", in[0].dtype);
+    return in[0];
+  }
+  bool differentiable() const override { return false; }
+  void cpu(const KernelCall& kc) const override {
+    const PoolGeo g = pool_geo("max_pool2d_backward", kc.in_shape(0), pp_);
+    dispatch_float(kc.out_meta->dtype, "max_pool2d_backward", [&](auto tag) {
+      using T = decltype(tag);
+      const T* x = kc.in<T>(0);
+      const T* gy = kc.in<T>(1);
+      T* dx = kc.out<T>();
+#pragma omp parallel for schedule(static)
+      for (int64_t pl = 0; pl < g.planes; ++pl) {
+        const T* plane = x + pl * g.h * g.w;
+        T* dplane = dx + pl * g.h * g.w;
+        std::fill(dplane, dplane + g.h * g.w, T(0));
+        for (int64_t oh = 0; oh < g.ho; ++oh)
+          for (int64_t ow = 0; ow < g.wo; ++ow)
+            dplane[window_argmax(plane, g, pp_, oh, ow)] += gy[(pl * g.ho + oh) * g.wo + ow];
+      }
+    });
+  }
+
+ private:
+  PoolParams pp_;
+};
+
+// count_include_pad: every window divides by kh*kw (without ceil_mode windows stay in the padding).
+class AvgPool2dOp final : public Op {
+ public:
+  explicit AvgPool2dOp(PoolParams pp) : pp_(pp) {}
+  std::string name() const override { return "avg_pool2d"; }
+  std::string attrs() const override { return pp_.text(); }
+  TensorMeta infer(const std::vector<TensorMeta>& in) const override {
+    LETHE_CHECK(is_floating(in[0].dtype), "avg_pool2d: expected a floating-point input, got ", in[0].dtype);
+    return pooled(in[0], pool_geo("avg_pool2d", in[0].shape, pp_));
+  }
+  void cpu(const KernelCall& kc) const override {
+    const PoolGeo g = pool_geo("avg_pool2d", kc.in_shape(0), pp_);
+    dispatch_float(kc.out_meta->dtype, "avg_pool2d", [&](auto tag) {
+      using T = decltype(tag);
+      const T* x = kc.in<T>(0);
+      T* y = kc.out<T>();
+      const T inv = T(1) / T(pp_.k[0] * pp_.k[1]);
+#pragma omp parallel for schedule(static)
+      for (int64_t pl = 0; pl < g.planes; ++pl) {
+        const T* plane = x + pl * g.h * g.w;
+        for (int64_t oh = 0; oh < g.ho; ++oh)
+          for (int64_t ow = 0; ow < g.wo; ++ow) {
+            const int64_t h0 = oh * pp_.s[0] - pp_.p[0], w0 = ow * pp_.s[1] - pp_.p[1];
+            T acc = T(0);
+            for (int64_t ih = std::max<int64_t>(h0, 0); ih < std::min(h0 + pp_.k[0], g.h); ++ih)
+              for (int64_t iw = std::max<int64_t>(w0, 0); iw < std::min(w0 + pp_.k[1], g.w); ++iw)
+                acc += plane[ih * g.w + iw];
+            y[(pl * g.ho + oh) * g.wo + ow] = acc * inv;
+          }
+      }
+    });
+  }
+  std::vector<Tensor> backward(const BackwardCtx& c) const override {
+    return {avg_pool2d_backward(c.grad_output, c.inputs[0].shape(), pp_.k, pp_.s, pp_.p)};
+  }
+
+ private:
+  PoolParams pp_;
+};
+
+class AvgPool2dBackwardOp final : public Op {
+ public:
+  AvgPool2dBackwardOp(PoolParams pp, Shape x) : pp_(pp), x_(std::move(x)) {}
+  std::string name() const override { return "avg_pool2d_backward"; }
+  std::string attrs() const override { return pp_.text() + ",input=" + x_.str(); }
+  TensorMeta infer(const std::vector<TensorMeta>& in) const override {
+    TensorMeta xm{x_, in[0].dtype, in[0].device};
+    const PoolGeo g = pool_geo("avg_pool2d_backward", x_, pp_);
+    LETHE_CHECK(in[0].shape == pooled(xm, g).shape, "avg_pool2d_backward: input ", x_, " and grad ",
+                in[0].shape, ": expected grad ", pooled(xm, g).shape);
+    return xm;
+  }
+  bool differentiable() const override { return false; }
+  void cpu(const KernelCall& kc) const override {
+    const PoolGeo g = pool_geo("avg_pool2d_backward", x_, pp_);
+    dispatch_float(kc.out_meta->dtype, "avg_pool2d_backward", [&](auto tag) {
+      using T = decltype(tag);
+      const T* gy = kc.in<T>(0);
+      T* dx = kc.out<T>();
+      const T inv = T(1) / T(pp_.k[0] * pp_.k[1]);
+#pragma omp parallel for schedule(static)
+      for (int64_t pl = 0; pl < g.planes; ++pl) {
+        T* dplane = dx + pl * g.h * g.w;
+        std::fill(dplane, dplane + g.h * g.w, T(0));
+        for (int64_t oh = 0; oh < g.ho; ++oh)
+          for (int64_t ow = 0; ow < g.wo; ++ow) {
+            const int64_t h0 = oh * pp_.s[0] - pp_.p[0], w0 = ow * pp_.s[1] - pp_.p[1];
+            const T v = gy[(pl * g.ho + oh) * g.wo + ow] * inv;
+            for (int64_t ih = std::max<int64_t>(h0, 0); ih < std::min(h0 + pp_.k[0], g.h); ++ih)
+              for (int64_t iw = std::max<int64_t>(w0, 0); iw < std::min(w0 + pp_.k[1], g.w); ++iw)
+                dplane[ih * g.w + iw] += v;
+          }
+      }
+    });
+  }
+
+ private:
+  PoolParams pp_;
+  Shape x_;
+};
+
+// PyTorch's adaptive windows: [floor(i*in/out), ceil((i+1)*in/out)).
+int64_t ada_start(int64_t i, int64_t in, int64_t out) { return (i * in) / out; }
+int64_t ada_end(int64_t i, int64_t in, int64_t out) { return ((i + 1) * in + out - 1) / out; }
+
+class AdaptiveAvgPool2dOp final : public Op {
+ public:
+  explicit AdaptiveAvgPool2dOp(Pair out) : out_(out) {}
+  std::string name() const override { return "adaptive_avg_pool2d"; }
+  std::string attrs() const override { return "output_size=" + pair_text(out_); }
+  TensorMeta infer(const std::vector<TensorMeta>& in) const override {
+    const Shape& x = in[0].shape;
+    LETHE_CHECK(x.ndim() == 4, "adaptive_avg_pool2d: expected a 4-d input [N, C, H, W], got ", x);
+    LETHE_CHECK(out_[0] >= 1 && out_[1] >= 1, "adaptive_avg_pool2d: output size ", pair_text(out_),
+                " must be positive");
+    LETHE_CHECK(is_floating(in[0].dtype), "adaptive_avg_pool2d: expected a floating-point input, got ",
+                in[0].dtype);
+    return TensorMeta{Shape{x[0], x[1], out_[0], out_[1]}, in[0].dtype, in[0].device};
+  }
+  void cpu(const KernelCall& kc) const override {
+    const Shape& x = kc.in_shape(0);
+    const int64_t planes = x[0] * x[1], h = x[2], w = x[3], ho = out_[0], wo = out_[1];
+    dispatch_float(kc.out_meta->dtype, "adaptive_avg_pool2d", [&](auto tag) {
+      using T = decltype(tag);
+      const T* src = kc.in<T>(0);
+      T* y = kc.out<T>();
+#pragma omp parallel for schedule(static)
+      for (int64_t pl = 0; pl < planes; ++pl) {
+        const T* plane = src + pl * h * w;
+        for (int64_t oh = 0; oh < ho; ++oh) {
+          const int64_t hs = ada_start(oh, h, ho), he = ada_end(oh, h, ho);
+          for (int64_t ow = 0; ow < wo; ++ow) {
+            const int64_t ws = ada_start(ow, w, wo), we = ada_end(ow, w, wo);
+            T acc = T(0);
+            for (int64_t ih = hs; ih < he; ++ih)
+              for (int64_t iw = ws; iw < we; ++iw) acc += plane[ih * w + iw];
+            y[(pl * ho + oh) * wo + ow] = acc / T((he - hs) * (we - ws));
+          }
+        }
+      }
+    });
+  }
+  std::vector<Tensor> backward(const BackwardCtx& c) const override {
+    return {adaptive_avg_pool2d_backward(c.grad_output, c.inputs[0].shape())};
+  }
+
+ private:
+  Pair out_;
+};
+
+class AdaptiveAvgPool2dBackwardOp final : public Op {
+ public:
+  explicit AdaptiveAvgPool2dBackwardOp(Shape x) : x_(std::move(x)) {}
+  std::string name() const override { return "adaptive_avg_pool2d_backward"; }
+  std::string attrs() const override { return "input=" + x_.str(); }
+  TensorMeta infer(const std::vector<TensorMeta>& in) const override {
+    const Shape& g = in[0].shape;
+    LETHE_CHECK(x_.ndim() == 4 && g.ndim() == 4 && g[0] == x_[0] && g[1] == x_[1],
+                "adaptive_avg_pool2d_backward: grad ", g, " does not match input ", x_);
+    return TensorMeta{x_, in[0].dtype, in[0].device};
+  }
+  bool differentiable() const override { return false; }
+  void cpu(const KernelCall& kc) const override {
+    const Shape& gs = kc.in_shape(0);
+    const int64_t planes = x_[0] * x_[1], h = x_[2], w = x_[3], ho = gs[2], wo = gs[3];
+    dispatch_float(kc.out_meta->dtype, "adaptive_avg_pool2d_backward", [&](auto tag) {
+      using T = decltype(tag);
+      const T* gy = kc.in<T>(0);
+      T* dx = kc.out<T>();
+#pragma omp parallel for schedule(static)
+      for (int64_t pl = 0; pl < planes; ++pl) {
+        T* dplane = dx + pl * h * w;
+        std::fill(dplane, dplane + h * w, T(0));
+        for (int64_t oh = 0; oh < ho; ++oh) {
+          const int64_t hs = ada_start(oh, h, ho), he = ada_end(oh, h, ho);
+          for (int64_t ow = 0; ow < wo; ++ow) {
+            const int64_t ws = ada_start(ow, w, wo), we = ada_end(ow, w, wo);
+            const T v = gy[(pl * ho + oh) * wo + ow] / T((he - hs) * (we - ws));
+            for (int64_t ih = hs; ih < he; ++ih)
+              for (int64_t iw = ws; iw < we; ++iw) dplane[ih * w + iw] += v;
+          }
+        }
+      }
+    });
+  }
+
+ private:
+  Shape x_;
+};
+
+}  // namespace
+
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dParams& p) {
+  LETHE_CHECK(x.defined() && w.defined(), "conv2d: input or weight is undefined");
+  if (b.defined()) return record(std::make_shared<Conv2dOp>(p, true), {x, w, b});
+  return record(std::make_shared<Conv2dOp>(p, false), {x, w});
+}
+
+Tensor conv2d_backward_input(const Tensor& grad_out, const Tensor& w, const Shape& input_shape,
+                             const Conv2dParams& p) {
+  return record(std::make_shared<Conv2dBackwardInputOp>(p, input_shape), {grad_out, w});
+}
+
+Tensor conv2d_backward_weight(const Tensor& x, const Tensor& grad_out, const Shape& weight_shape,
+                              const Conv2dParams& p) {
+  return record(std::make_shared<Conv2dBackwardWeightOp>(p, weight_shape), {x, grad_out});
+}
+
+Tensor max_pool2d(const Tensor& x, Pair kernel, Pair stride, Pair padding) {
+  return record(std::make_shared<MaxPool2dOp>(pool_params(kernel, stride, padding)), {x});
+}
+
+Tensor max_pool2d_backward(const Tensor& x, const Tensor& grad_out, Pair kernel, Pair stride,
+                           Pair padding) {
+  return record(std::make_shared<MaxPool2dBackwardOp>(pool_params(kernel, stride, padding)),
+                {x, grad_out});
+}
+
+Tensor avg_pool2d(const Tensor& x, Pair kernel, Pair stride, Pair padding) {
+  return record(std::make_shared<AvgPool2dOp>(pool_params(kernel, stride, padding)), {x});
+}
+
+Tensor avg_pool2d_backward(const Tensor& grad_out, const Shape& input_shape, Pair kernel, Pair stride,
+                           Pair padding) {
+  return record(
+      std::make_shared<AvgPool2dBackwardOp>(pool_params(kernel, stride, padding), input_shape),
+      {grad_out});
+}
+
+Tensor adaptive_avg_pool2d(const Tensor& x, Pair output_size) {
+  return record(std::make_shared<AdaptiveAvgPool2dOp>(output_size), {x});
+}
+
+Tensor adaptive_avg_pool2d_backward(const Tensor& grad_out, const Shape& input_shape) {
+  return record(std::make_shared<AdaptiveAvgPool2dBackwardOp>(input_shape), {grad_out});
+}
+
+}  // namespace lethe
