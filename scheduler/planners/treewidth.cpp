@@ -1,0 +1,522 @@
+// `treewidth`: Kumar, Purohit, Svitkina, Vee, Wang, "Efficient Rematerialization for Deep
+// Networks", NeurIPS 2019.
+//
+// 1. Tree decomposition of the plain undirected skeleton (non-resident ancestors of the outputs) by
+//    greedy min-fill elimination; its width k is reported in PlannerInfo::treewidth.
+// 2. Balanced separator tree (centroid decomposition of the bag forest), each vertex owned by the
+//    highest separator whose bag holds it. Depth O(log n).
+// 3. The recursion compute(P, X): targets X inside the subtree of separator P, with every input from
+//    outside that subtree already in memory. The ancestors A of X owned by P are computed in
+//    topological order and held; an input of a ∈ A that lies in a child subtree C is produced by a
+//    recursive compute(C, J), J batching every input (and every target) of C that is computable at
+//    that point, held until its last consumer in A. Then the remaining targets of each child are
+//    computed with A held, and A minus the targets is freed. Memory O(k log n) values (plus the
+//    in-degree of the batch), compute O(n log n) on chains.
+// 4. Budget-driven post-optimisation, to a fixed point: drop computes whose value is never used,
+//    move every free right after the value's last use, and keep values instead of recomputing them
+//    (best cost/bytes first) whenever the peak over the kept interval stays within the budget.
+//    When the natural schedule (id order, free after last use) fits the budget it is returned
+//    instead: it computes every needed node once, so nothing is cheaper.
+// nullopt when even the memory-minimising schedule exceeds the budget.
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "scheduler/planner.h"
+#include "scheduler/planners/planners.h"
+#include "scheduler/problem.h"
+#include "scheduler/tree_decomposition.h"
+
+namespace lethe::sched {
+
+namespace {
+
+constexpr int64_t kNegInf = std::numeric_limits<int64_t>::min() / 4;
+
+// Peak and cost of a plan under the spec's rules; valid=false on the first broken rule.
+struct Eval {
+  bool valid = true;
+  int64_t peak = 0;
+  double cost = 0.0;
+};
+
+Eval evaluate(const Problem& p, const std::vector<Step>& steps) {
+  Eval e;
+  std::vector<char> in(p.nodes.size(), 0);
+  int64_t mem = 0;
+  for (const Node& n : p.nodes)
+    if (n.resident) {
+      in[n.id] = 1;
+      mem += n.bytes;
+    }
+  e.peak = mem;
+  for (const Step& s : steps) {
+    const Node& n = p.nodes[s.node];
+    if (s.kind == Step::Kind::compute) {
+      if (in[n.id] || n.resident) return {false, e.peak, e.cost};
+      for (NodeId w : n.inputs)
+        if (!in[w]) return {false, e.peak, e.cost};
+      in[n.id] = 1;
+      mem += n.bytes;
+      e.peak = std::max(e.peak, mem);
+      e.cost += n.cost;
+    } else {
+      if (!in[n.id] || n.resident) return {false, e.peak, e.cost};
+      in[n.id] = 0;
+      mem -= n.bytes;
+    }
+  }
+  for (NodeId o : p.outputs)
+    if (!in[o]) e.valid = false;
+  return e;
+}
+
+// Range add, range max over step positions.
+class MaxSegTree {
+ public:
+  explicit MaxSegTree(const std::vector<int64_t>& v) : n_(static_cast<int>(v.size())) {
+    size_ = 1;
+    while (size_ < std::max(n_, 1)) size_ <<= 1;
+    mx_.assign(2 * size_, kNegInf);
+    lz_.assign(2 * size_, 0);
+    for (int i = 0; i < n_; ++i) mx_[size_ + i] = v[i];
+    for (int i = size_ - 1; i >= 1; --i) mx_[i] = std::max(mx_[2 * i], mx_[2 * i + 1]);
+  }
+  void add(int l, int r, int64_t d) { add(1, 0, size_ - 1, l, r, d); }   // inclusive
+  int64_t max(int l, int r) const { return max(1, 0, size_ - 1, l, r); }  // inclusive
+
+ private:
+  void add(int x, int lo, int hi, int l, int r, int64_t d) {
+    if (r < lo || hi < l) return;
+    if (l <= lo && hi <= r) {
+      mx_[x] += d;
+      lz_[x] += d;
+      return;
+    }
+    const int mid = (lo + hi) / 2;
+    add(2 * x, lo, mid, l, r, d);
+    add(2 * x + 1, mid + 1, hi, l, r, d);
+    mx_[x] = std::max(mx_[2 * x], mx_[2 * x + 1]) + lz_[x];
+  }
+  int64_t max(int x, int lo, int hi, int l, int r) const {
+    if (r < lo || hi < l) return kNegInf;
+    if (l <= lo && hi <= r) return mx_[x];
+    const int mid = (lo + hi) / 2;
+    return std::max(max(2 * x, lo, mid, l, r), max(2 * x + 1, mid + 1, hi, l, r)) + lz_[x];
+  }
+  int n_, size_;
+  std::vector<int64_t> mx_, lz_;
+};
+
+class Planner {
+ public:
+  Planner(const Problem& p) : p_(p), n_(p.size()) {
+    is_output_.assign(n_, 0);
+    for (NodeId o : p.outputs) is_output_[o] = 1;
+    resident_bytes_ = 0;
+    for (const Node& nd : p.nodes)
+      if (nd.resident) resident_bytes_ += nd.bytes;
+    // Active: non-resident ancestors of non-resident outputs (nothing else is ever needed).
+    active_.assign(n_, 0);
+    std::vector<NodeId> stack;
+    for (NodeId o : p.outputs)
+      if (!p.nodes[o].resident && !active_[o]) {
+        active_[o] = 1;
+        stack.push_back(o);
+      }
+    while (!stack.empty()) {
+      const NodeId v = stack.back();
+      stack.pop_back();
+      for (NodeId w : p.nodes[v].inputs)
+        if (!p.nodes[w].resident && !active_[w]) {
+          active_[w] = 1;
+          stack.push_back(w);
+        }
+    }
+    ins_.assign(n_, {});
+    for (const Node& nd : p.nodes) {
+      if (!active_[nd.id]) continue;
+      auto& in = ins_[nd.id];
+      for (NodeId w : nd.inputs)
+        if (!p.nodes[w].resident) in.push_back(w);
+      std::sort(in.begin(), in.end());
+      in.erase(std::unique(in.begin(), in.end()), in.end());
+    }
+  }
+
+  int decompose() {
+    g_ = undirected_skeleton(p_, active_);
+    TreeDecomposition td = min_fill_decomposition(g_.adj);
+    st_ = balanced_separator_tree(td, g_.size());
+    owner_.assign(n_, -1);
+    for (int v = 0; v < g_.size(); ++v) owner_[g_.node_of[v]] = st_.owner[v];
+    return std::max(td.width(), 0);
+  }
+
+  // The memory-minimising schedule of the recursion.
+  std::vector<Step> recursive_schedule() {
+    steps_.clear();
+    inmem_.assign(n_, 0);
+    mark_.assign(n_, 0);
+    stamp_ = 0;
+    pos_a_.assign(n_, -1);
+    last_a_.assign(n_, -1);
+    std::vector<NodeId> targets;
+    for (NodeId o : p_.outputs)
+      if (active_[o]) targets.push_back(o);
+    std::sort(targets.begin(), targets.end());
+    targets.erase(std::unique(targets.begin(), targets.end()), targets.end());
+    if (!targets.empty()) compute(st_.root, targets);
+    return steps_;
+  }
+
+  // Natural schedule of the active nodes: id order, free after last use unless an output.
+  std::vector<Step> natural_schedule() const {
+    std::vector<int> last_use(n_, -1);
+    for (int v = 0; v < n_; ++v)
+      if (active_[v])
+        for (NodeId w : ins_[v]) last_use[w] = v;
+    std::vector<Step> s;
+    std::vector<std::vector<NodeId>> frees_after(n_);
+    for (int v = 0; v < n_; ++v)
+      if (active_[v] && !is_output_[v]) frees_after[std::max(last_use[v], v)].push_back(v);
+    for (int v = 0; v < n_; ++v) {
+      if (!active_[v]) continue;
+      s.push_back(Step::compute(v));
+      for (NodeId w : frees_after[v]) s.push_back(Step::free(w));
+    }
+    return s;
+  }
+
+  // Drops computes whose value is never used, then moves every free right after the last use of the
+  // value (and frees non-outputs left in memory at the end).
+  std::vector<Step> cleanup(const std::vector<Step>& steps) const {
+    const int L = static_cast<int>(steps.size());
+    std::vector<char> del(L, 0), live(n_, 0);
+    std::vector<int> pending_free(n_, -1);
+    for (int v = 0; v < n_; ++v) live[v] = is_output_[v];
+    for (int i = L - 1; i >= 0; --i) {
+      const NodeId v = steps[i].node;
+      if (steps[i].kind == Step::Kind::free) {
+        live[v] = 0;
+        pending_free[v] = i;
+      } else {
+        if (!live[v]) {
+          del[i] = 1;
+          if (pending_free[v] >= 0) del[pending_free[v]] = 1;
+        } else {
+          for (NodeId w : ins_[v]) live[w] = 1;
+        }
+        pending_free[v] = -1;
+        live[v] = 0;
+      }
+    }
+    std::vector<int> last_touch(n_, -1);
+    std::vector<char> in(n_, 0);
+    std::vector<std::vector<NodeId>> after(L);
+    for (int i = 0; i < L; ++i) {
+      if (del[i]) continue;
+      const NodeId v = steps[i].node;
+      if (steps[i].kind == Step::Kind::compute) {
+        last_touch[v] = i;
+        in[v] = 1;
+        for (NodeId w : ins_[v]) last_touch[w] = i;
+      } else {
+        after[last_touch[v]].push_back(v);
+        in[v] = 0;
+      }
+    }
+    for (int v = 0; v < n_; ++v)
+      if (in[v] && !is_output_[v]) after[last_touch[v]].push_back(v);
+    std::vector<Step> out;
+    out.reserve(L);
+    for (int i = 0; i < L; ++i) {
+      if (del[i] || steps[i].kind == Step::Kind::free) continue;
+      out.push_back(steps[i]);
+      for (NodeId v : after[i]) out.push_back(Step::free(v));
+    }
+    return out;
+  }
+
+  // Keeps values across a free/recompute pair when the peak over the interval allows, best
+  // cost/bytes first. Returns the number of recomputes removed.
+  int keep_pass(std::vector<Step>& steps, int64_t budget) const {
+    const int L = static_cast<int>(steps.size());
+    std::vector<int64_t> mem(L, kNegInf);
+    int64_t m = resident_bytes_;
+    struct Cand {
+      int i, j;
+      double ratio;
+    };
+    std::vector<Cand> cands;
+    std::vector<int> last_free(n_, -1);
+    for (int i = 0; i < L; ++i) {
+      const Node& nd = p_.nodes[steps[i].node];
+      if (steps[i].kind == Step::Kind::compute) {
+        m += nd.bytes;
+        mem[i] = m;
+        if (last_free[nd.id] >= 0) {
+          const double ratio = nd.bytes > 0 ? nd.cost / static_cast<double>(nd.bytes)
+                                            : std::numeric_limits<double>::infinity();
+          cands.push_back({last_free[nd.id], i, ratio});
+        }
+        last_free[nd.id] = -1;
+      } else {
+        m -= nd.bytes;
+        last_free[nd.id] = i;
+      }
+    }
+    std::stable_sort(cands.begin(), cands.end(),
+                     [](const Cand& a, const Cand& b) { return a.ratio > b.ratio; });
+    MaxSegTree seg(mem);
+    std::vector<char> del(L, 0);
+    int applied = 0;
+    for (const Cand& c : cands) {
+      const int64_t bytes = p_.nodes[steps[c.i].node].bytes;
+      if (c.j - c.i >= 2 && seg.max(c.i + 1, c.j - 1) + bytes > budget) continue;
+      if (c.j - c.i >= 2) seg.add(c.i + 1, c.j - 1, bytes);
+      del[c.i] = del[c.j] = 1;
+      ++applied;
+    }
+    if (applied) {
+      std::vector<Step> out;
+      out.reserve(L);
+      for (int i = 0; i < L; ++i)
+        if (!del[i]) out.push_back(steps[i]);
+      steps.swap(out);
+    }
+    return applied;
+  }
+
+ private:
+  int child_of(NodeId u, int P) const {
+    int s = owner_[u];
+    while (st_.parent[s] != P) s = st_.parent[s];
+    return s;
+  }
+  bool in_sub(NodeId u, int P) const { return st_.in_subtree(owner_[u], P); }
+
+  void emit_compute(NodeId v) {
+    steps_.push_back(Step::compute(v));
+    inmem_[v] = 1;
+  }
+  void emit_free(NodeId v) {
+    steps_.push_back(Step::free(v));
+    inmem_[v] = 0;
+  }
+
+  // Targets X (sorted, none in memory, all in the subtree of P); every input from outside the
+  // subtree of an ancestor of X is in memory. On return X is in memory and nothing else new is.
+  void compute(int P, const std::vector<NodeId>& X) {
+    const uint32_t S = ++stamp_;
+    std::vector<NodeId> N;
+    std::vector<NodeId> stack;
+    for (NodeId x : X)
+      if (mark_[x] != S) {
+        mark_[x] = S;
+        stack.push_back(x);
+      }
+    while (!stack.empty()) {
+      const NodeId u = stack.back();
+      stack.pop_back();
+      N.push_back(u);
+      for (NodeId w : ins_[u])
+        if (!inmem_[w] && mark_[w] != S && in_sub(w, P)) {
+          mark_[w] = S;
+          stack.push_back(w);
+        }
+    }
+    std::sort(N.begin(), N.end());
+
+    std::vector<NodeId> A;
+    for (NodeId u : N)
+      if (owner_[u] == P) {
+        pos_a_[u] = static_cast<int>(A.size());
+        A.push_back(u);
+      }
+    // last_a_[u]: last position in A that u (outside A) depends on inside N.
+    for (NodeId u : N) {
+      if (owner_[u] == P) continue;
+      int la = -1;
+      for (NodeId w : ins_[u])
+        if (mark_[w] == S) la = std::max(la, owner_[w] == P ? pos_a_[w] : last_a_[w]);
+      last_a_[u] = la;
+    }
+
+    // Targets among N (X is sorted).
+    auto is_target = [&](NodeId u) { return std::binary_search(X.begin(), X.end(), u); };
+
+    // I: nodes of the child subtrees that A reads, or that are targets.
+    struct Item {
+      NodeId id;
+      int child;
+      int last_a;
+      int last_use;
+      bool target;
+    };
+    std::vector<Item> items;
+    std::vector<std::pair<NodeId, int>> use;  // (input node, consumer position)
+    for (int j = 0; j < static_cast<int>(A.size()); ++j)
+      for (NodeId w : ins_[A[j]])
+        if (mark_[w] == S && owner_[w] != P) use.push_back({w, j});
+    for (NodeId x : X)
+      if (owner_[x] != P) use.push_back({x, -1});
+    std::sort(use.begin(), use.end());
+    std::vector<NodeId> ids;
+    for (std::size_t k = 0; k < use.size(); ++k) {
+      if (k == 0 || use[k].first != use[k - 1].first) {
+        const NodeId w = use[k].first;
+        items.push_back({w, child_of(w, P), last_a_[w], -1, is_target(w)});
+        ids.push_back(w);
+      }
+      items.back().last_use = std::max(items.back().last_use, use[k].second);
+    }
+    // Items grouped by child (stable in id order inside a group).
+    std::vector<int> by_child(items.size());
+    for (std::size_t k = 0; k < items.size(); ++k) by_child[k] = static_cast<int>(k);
+    std::stable_sort(by_child.begin(), by_child.end(),
+                     [&](int a, int b) { return items[a].child < items[b].child; });
+    std::vector<int> group_begin(items.size()), group_end(items.size());
+    for (std::size_t k = 0; k < by_child.size();) {
+      std::size_t e = k;
+      while (e < by_child.size() && items[by_child[e]].child == items[by_child[k]].child) ++e;
+      for (std::size_t q = k; q < e; ++q) {
+        group_begin[by_child[q]] = static_cast<int>(k);
+        group_end[by_child[q]] = static_cast<int>(e);
+      }
+      k = e;
+    }
+    // Inputs of each A node as item indices.
+    std::vector<std::vector<int>> needs(A.size());
+    for (int j = 0; j < static_cast<int>(A.size()); ++j)
+      for (NodeId w : ins_[A[j]])
+        if (mark_[w] == S && owner_[w] != P)
+          needs[j].push_back(static_cast<int>(std::lower_bound(ids.begin(), ids.end(), w) - ids.begin()));
+    std::vector<char> a_target(A.size());
+    for (int j = 0; j < static_cast<int>(A.size()); ++j) a_target[j] = is_target(A[j]);
+
+    std::vector<NodeId> J;
+    for (int j = 0; j < static_cast<int>(A.size()); ++j) {
+      for (int r : needs[j]) {
+        if (inmem_[items[r].id]) continue;
+        J.clear();
+        for (int q = group_begin[r]; q < group_end[r]; ++q) {
+          const Item& it = items[by_child[q]];
+          if (!inmem_[it.id] && it.last_a < j && (it.last_use >= j || it.target)) J.push_back(it.id);
+        }
+        std::sort(J.begin(), J.end());
+        compute(items[r].child, J);
+      }
+      emit_compute(A[j]);
+      for (int r : needs[j])
+        if (items[r].last_use == j && !items[r].target && inmem_[items[r].id]) emit_free(items[r].id);
+    }
+    // Remaining targets, one child at a time, with A held.
+    for (std::size_t k = 0; k < by_child.size();) {
+      const std::size_t b = k;
+      J.clear();
+      while (k < by_child.size() && items[by_child[k]].child == items[by_child[b]].child) {
+        const Item& it = items[by_child[k]];
+        if (it.target && !inmem_[it.id]) J.push_back(it.id);
+        ++k;
+      }
+      if (!J.empty()) {
+        std::sort(J.begin(), J.end());
+        compute(items[by_child[b]].child, J);
+      }
+    }
+    for (int j = static_cast<int>(A.size()) - 1; j >= 0; --j)
+      if (!a_target[j]) emit_free(A[j]);
+  }
+
+  const Problem& p_;
+  int n_;
+  std::vector<char> is_output_, active_;
+  std::vector<std::vector<NodeId>> ins_;
+  int64_t resident_bytes_ = 0;
+  UndirectedGraph g_;
+  SeparatorTree st_;
+  std::vector<int> owner_;
+  // Recursion state.
+  std::vector<Step> steps_;
+  std::vector<char> inmem_;
+  std::vector<uint32_t> mark_;
+  uint32_t stamp_ = 0;
+  std::vector<int> pos_a_, last_a_;
+};
+
+}  // namespace
+
+std::optional<Plan> plan_treewidth(const Problem& p, int64_t budget_bytes, const PlannerOptions& opts,
+                                   PlannerInfo* info) {
+  (void)opts;
+  Planner pl(p);
+  const int k = pl.decompose();
+  if (info) info->treewidth = k;
+
+  // The natural schedule computes every needed node once: when it fits nothing is cheaper.
+  std::vector<Step> nat = pl.cleanup(pl.natural_schedule());
+  const Eval en = evaluate(p, nat);
+  std::vector<Step> rec = pl.cleanup(pl.recursive_schedule());
+  Eval er = evaluate(p, rec);
+  if (!er.valid || !en.valid) {
+    if (info) info->note = "internal error: schedule invalid";
+    return std::nullopt;
+  }
+  const int64_t min_peak = std::min(er.peak, en.peak);
+  if (min_peak > budget_bytes) {
+    if (info)
+      info->note = "memory-minimising schedule needs " + std::to_string(min_peak) + " bytes (width " +
+                   std::to_string(k) + ")";
+    return std::nullopt;
+  }
+  std::vector<Step> steps;
+  Eval e;
+  std::string how;
+  if (en.peak <= budget_bytes) {
+    steps = std::move(nat);
+    e = en;
+    how = "natural order fits";
+  } else {
+    int rounds = 0;
+    while (rounds < 64 && pl.keep_pass(rec, budget_bytes) > 0) {
+      rec = pl.cleanup(rec);
+      ++rounds;
+    }
+    er = evaluate(p, rec);
+    if (!er.valid || er.peak > budget_bytes) {
+      if (info) info->note = "internal error: post-optimised schedule invalid";
+      return std::nullopt;
+    }
+    steps = std::move(rec);
+    e = er;
+    how = "recursive schedule, " + std::to_string(rounds) + " keep rounds";
+  }
+
+  Plan plan;
+  plan.graph = p.name;
+  plan.planner = "treewidth";
+  plan.budget_bytes = budget_bytes;
+  plan.steps = std::move(steps);
+  plan.predicted_peak_bytes = e.peak;
+  plan.predicted_cost = e.cost;
+  if (info)
+    info->note = "width " + std::to_string(k) + ", memory-minimising peak " + std::to_string(min_peak) +
+                 ", " + how;
+  return plan;
+}
+
+// For tests and benches: the recursion's schedule (after dropping dead computes and moving frees
+// early), without the natural-order fallback or the budget post-optimisation.
+std::vector<Step> treewidth_recursive_schedule(const Problem& p, int* width) {
+  Planner pl(p);
+  const int k = pl.decompose();
+  if (width) *width = k;
+  return pl.cleanup(pl.recursive_schedule());
+}
+
+}  // namespace lethe::sched
