@@ -49,6 +49,7 @@ void Tensor::backward(const Tensor& grad_output) const {
       auto param = g->nodes[static_cast<size_t>(id)].handle.lock();
       if (!param) continue;  // nobody holds the parameter any more
       param->grad = param->grad ? add(Tensor(param->grad), gout).impl() : gout.impl();
+      param->grad->role = StorageRole::gradient;
       continue;
     }
     std::shared_ptr<const Op> op = g->nodes[static_cast<size_t>(id)].op;

@@ -15,6 +15,14 @@ class Error : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A memory budget that no plan fits; raised before anything of the step runs.
+class InfeasibleBudget : public Error {
+ public:
+  InfeasibleBudget(const std::string& what, size_t smallest)
+      : Error(what), smallest_feasible_bytes(smallest) {}
+  size_t smallest_feasible_bytes;  // 0 when none was found
+};
+
 namespace detail {
 template <typename... Args>
 std::string concat(const Args&... args) {

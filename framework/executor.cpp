@@ -1,5 +1,7 @@
 #include "framework/executor.h"
 
+#include <chrono>
+
 #include "framework/error.h"
 #include "framework/session.h"
 
@@ -36,7 +38,8 @@ std::vector<ExecStep> natural_steps(const Graph& g, const std::vector<int>& targ
   return steps;
 }
 
-void compute_node(SessionState& s, Graph& g, int id, std::vector<std::shared_ptr<Storage>>& values) {
+void compute_node(SessionState& s, Graph& g, int id, std::vector<std::shared_ptr<Storage>>& values,
+                  const BufferFn& buffers) {
   Node& n = g.nodes[static_cast<size_t>(id)];
   LETHE_ASSERT(n.op != nullptr);
   std::vector<TensorMeta> in_metas;
@@ -52,13 +55,13 @@ void compute_node(SessionState& s, Graph& g, int id, std::vector<std::shared_ptr
     call.in_meta.push_back(&g.nodes[static_cast<size_t>(in)].meta);
     in_metas.push_back(g.nodes[static_cast<size_t>(in)].meta);
   }
-  auto out = s.allocate(n.meta.bytes());
+  auto out = buffers(n.meta.bytes(), false);
   call.output = out->data;
   call.out_meta = &n.meta;
   std::shared_ptr<Storage> ws;
   size_t wsb = n.op->workspace_bytes(in_metas, n.meta);
   if (wsb) {
-    ws = s.allocate(wsb);
+    ws = buffers(wsb, true);
     call.workspace = ws->data;
     call.workspace_bytes = wsb;
   }
@@ -70,13 +73,19 @@ void compute_node(SessionState& s, Graph& g, int id, std::vector<std::shared_ptr
 }
 
 ExecStats execute_steps(SessionState& s, Graph& g, const std::vector<ExecStep>& steps,
-                        std::vector<std::shared_ptr<Storage>>& values) {
+                        std::vector<std::shared_ptr<Storage>>& values, const BufferFn& buffers,
+                        std::vector<double>* seconds) {
   ExecStats st;
   values.resize(g.nodes.size());
+  if (seconds) seconds->assign(g.nodes.size(), -1.0);
   std::vector<char> done(g.nodes.size(), 0);
   for (const ExecStep& e : steps) {
     if (e.compute) {
-      compute_node(s, g, e.node, values);
+      auto t0 = std::chrono::steady_clock::now();
+      compute_node(s, g, e.node, values, buffers);
+      if (seconds && !done[static_cast<size_t>(e.node)])
+        (*seconds)[static_cast<size_t>(e.node)] =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       ++st.computed;
       if (done[static_cast<size_t>(e.node)]) ++st.recomputed;
       done[static_cast<size_t>(e.node)] = 1;

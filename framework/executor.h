@@ -2,6 +2,7 @@
 // free after last use) or a plan from the scheduler (recomputations included).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -26,12 +27,18 @@ struct ExecStats {
   size_t recomputed = 0;  // compute steps of nodes already computed once in this run
 };
 
-// Runs steps; `values` (indexed by node) holds leaves and receives results. Inputs of a compute step
-// must be present; a free drops the value.
-ExecStats execute_steps(SessionState& s, Graph& g, const std::vector<ExecStep>& steps,
-                        std::vector<std::shared_ptr<Storage>>& values);
+// Provides the buffer for a node's output (workspace = false) or its scratch (workspace = true).
+using BufferFn = std::function<std::shared_ptr<Storage>(size_t bytes, bool workspace)>;
 
-// Computes one node now from values already present (eager mode, partial reads).
-void compute_node(SessionState& s, Graph& g, int id, std::vector<std::shared_ptr<Storage>>& values);
+// Runs steps; `values` (indexed by node) holds leaves and receives results. Inputs of a compute step
+// must be present; a free drops the value. `seconds` (indexed by node), when given, receives the
+// measured time of each node's first computation.
+ExecStats execute_steps(SessionState& s, Graph& g, const std::vector<ExecStep>& steps,
+                        std::vector<std::shared_ptr<Storage>>& values, const BufferFn& buffers,
+                        std::vector<double>* seconds = nullptr);
+
+// Computes one node from values already present.
+void compute_node(SessionState& s, Graph& g, int id, std::vector<std::shared_ptr<Storage>>& values,
+                  const BufferFn& buffers);
 
 }  // namespace lethe

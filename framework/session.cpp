@@ -4,10 +4,16 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <regex>
 
+#include "framework/arena.h"
 #include "framework/error.h"
 #include "framework/executor.h"
+#include "framework/step_problem.h"
 #include "framework/tensor.h"
+#include "scheduler/budget.h"
+#include "scheduler/planner.h"
 
 extern "C" void openblas_set_num_threads(int);
 
@@ -20,14 +26,62 @@ thread_local bool t_grad_enabled = true;
 
 }  // namespace
 
-SessionState::SessionState(SessionOptions o) : opts_(std::move(o)), allocator_(make_heap_allocator()) {
+SessionState::SessionState(SessionOptions o) : opts_(std::move(o)), heap_(make_heap_allocator()) {
   if (opts_.num_threads > 0) {
     omp_set_num_threads(opts_.num_threads);
     openblas_set_num_threads(opts_.num_threads);
   }
+  if (opts_.planner != "auto") {
+    try {
+      sched::find_planner(opts_.planner);
+    } catch (const sched::Error& e) {
+      throw Error(std::string("SessionOptions::planner: ") + e.what());
+    }
+  }
+  const std::string& b = opts_.memory_budget;
+  if (b.empty() || b == "unlimited" || b == "inf") return;
+  LETHE_CHECK(!opts_.eager, "SessionOptions: eager mode runs ops one at a time and cannot plan a step "
+              "under a memory budget; use eager mode without memory_budget (for debugging) or drop eager");
+  static const std::regex fraction(R"(\s*(0?\.[0-9]+|0|1|1\.0*|0\.[0-9]*)\s*)");
+  if (std::regex_match(b, fraction)) {
+    budget_fraction_ = std::stod(b);
+    LETHE_CHECK(budget_fraction_ > 0 && budget_fraction_ <= 1, "memory_budget '", b,
+                "': an activation fraction must be in (0, 1]");
+    budget_kind_ = BudgetKind::fraction;
+    return;
+  }
+  try {
+    budget_value_ = sched::parse_budget(b, sched::Problem{});
+  } catch (const sched::Error& e) {
+    throw Error(std::string("memory_budget: ") + e.what());
+  }
+  budget_kind_ = BudgetKind::bytes;
+  ensure_arena(static_cast<size_t>(budget_value_));
 }
 
 SessionState::~SessionState() = default;
+
+size_t SessionState::budget_bytes() const { return arena_ ? arena_->capacity() : 0; }
+
+void SessionState::ensure_arena(size_t bytes) {
+  if (arena_) return;
+  arena_ = Arena::create(bytes, opts_.device);
+  // Values made before the budget was known (a fraction budget) move in now.
+  for (auto& w : staged_) {
+    auto st = w.lock();
+    if (!st) continue;
+    auto dst = arena_->allocate_persistent(st->bytes);
+    LETHE_CHECK(dst != nullptr, "the memory budget of ", bytes,
+                " bytes cannot even hold the session's parameters and state");
+    std::vector<char> host(st->bytes);
+    copy_to_host(*st, host.data(), host.size());
+    copy_from_host(*dst, host.data(), host.size());
+    // Swap the blocks: the user's handles keep the same Storage object, now inside the arena.
+    std::swap(st->data, dst->data);
+    std::swap(st->release, dst->release);
+  }
+  staged_.clear();
+}
 
 const std::shared_ptr<Graph>& SessionState::graph() {
   if (!graph_) {
@@ -38,40 +92,79 @@ const std::shared_ptr<Graph>& SessionState::graph() {
   return graph_;
 }
 
-std::shared_ptr<Storage> SessionState::allocate(size_t bytes) { return allocator_->allocate(bytes); }
+std::shared_ptr<Storage> SessionState::allocate(size_t bytes) {
+  if (!arena_) {
+    auto s = heap_->allocate(bytes);
+    s->device = opts_.device;
+    if (budget_kind_ == BudgetKind::fraction) staged_.push_back(s);
+    return s;
+  }
+  auto s = arena_->allocate_persistent(bytes);
+  LETHE_CHECK(s != nullptr, "memory budget exhausted: ", bytes, " more bytes do not fit in the arena of ",
+              arena_->capacity(), " bytes (", arena_->persistent_bytes(),
+              " held by parameters, optimizer state and kept values); raise memory_budget or hold "
+              "fewer tensors");
+  return s;
+}
+
+void SessionState::run_unlimited(Graph& g, const std::vector<int>& targets, bool side_effects,
+                                 std::vector<std::shared_ptr<Storage>>& values) {
+  heap_->reset_peak();
+  std::vector<double> seconds;
+  Device dev = opts_.device;
+  BufferFn heap = [this, dev](size_t bytes, bool) {
+    auto s = heap_->allocate(bytes);
+    s->device = dev;
+    return s;
+  };
+  auto t0 = std::chrono::steady_clock::now();
+  ExecStats st = execute_steps(*this, g, natural_steps(g, targets, side_effects), values, heap, &seconds);
+  report_ = StepReport{};
+  report_.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  report_.nodes = st.computed;
+  report_.recomputed = st.recomputed;
+  report_.peak_bytes = heap_->peak();
+  report_.no_remat_peak_bytes = heap_->peak();
+  report_.planner = "natural";
+  if (side_effects) {
+    uint64_t h = g.structural_hash();
+    last_problem_ = std::make_shared<sched::Problem>(
+        build_step_problem(g, targets, true, &seconds, CostModel::calibrated()).problem);
+    measured_[h] = std::move(seconds);
+  }
+}
 
 void SessionState::flush() {
   if (!graph_) return;
   std::shared_ptr<Graph> g = graph_;
-  // Targets: every value a user handle still points to, and every side effect.
+  // Targets: every value a user handle still points to (side effects are added by the runners).
   std::vector<int> targets;
   for (size_t i = 0; i < g->nodes.size(); ++i) {
     const Node& n = g->nodes[i];
-    if (n.is_leaf()) continue;
-    if (!n.handle.expired()) targets.push_back(static_cast<int>(i));
+    if (!n.is_leaf() && !n.handle.expired() && !g->node_value(static_cast<int>(i)))
+      targets.push_back(static_cast<int>(i));
   }
-  auto t0 = std::chrono::steady_clock::now();
-  allocator_->reset_peak();
   std::vector<std::shared_ptr<Storage>> values = g->values;
-  ExecStats st;
-  if (!opts_.eager) {
-    st = execute_steps(*this, *g, natural_steps(*g, targets), values);
+  if (opts_.eager) {
+    report_ = StepReport{};
+    report_.planner = "eager";
+    report_.peak_bytes = heap_->peak();
+  } else if (budgeted()) {
+    run_budgeted(*g, targets, true, values);
+  } else {
+    run_unlimited(*g, targets, true, values);
   }
-  auto t1 = std::chrono::steady_clock::now();
-  for (int id : targets) {
-    auto impl = g->nodes[static_cast<size_t>(id)].handle.lock();
+  report_.step = step_;
+  for (size_t i = 0; i < g->nodes.size(); ++i) {
+    const Node& n = g->nodes[i];
+    if (n.is_leaf()) continue;
+    auto impl = n.handle.lock();
     if (!impl) continue;
-    impl->storage = values[static_cast<size_t>(id)];
+    if (values.size() > i && values[i]) impl->storage = values[i];
     LETHE_ASSERT(impl->storage != nullptr);
     impl->graph.reset();
     impl->node = -1;
   }
-  report_ = StepReport{};
-  report_.step = step_;
-  report_.nodes = st.computed;
-  report_.recomputed = st.recomputed;
-  report_.peak_bytes = allocator_->peak();
-  report_.seconds = std::chrono::duration<double>(t1 - t0).count();
   g->executed = true;
   g->values.clear();
   graph_.reset();
@@ -81,14 +174,24 @@ void SessionState::flush() {
 std::shared_ptr<Storage> SessionState::compute_now(int id) {
   Graph& g = *graph();
   std::vector<std::shared_ptr<Storage>> values = g.values;
-  execute_steps(*this, g, natural_steps(g, {id}, /*side_effects=*/false), values);
+  StepReport saved = report_;
+  if (budgeted())
+    run_budgeted(g, {id}, false, values);
+  else
+    run_unlimited(g, {id}, false, values);
+  report_ = saved;  // a partial read is not a step
   return values[static_cast<size_t>(id)];
 }
 
 void SessionState::run_eager(int id) {
   Graph& g = *graph();
   g.values.resize(g.nodes.size());
-  compute_node(*this, g, id, g.values);
+  Device dev = opts_.device;
+  compute_node(*this, g, id, g.values, [this, dev](size_t bytes, bool) {
+    auto s = heap_->allocate(bytes);
+    s->device = dev;
+    return s;
+  });
 }
 
 Session::Session(SessionOptions o) : state_(std::make_shared<SessionState>(std::move(o))) {
@@ -109,5 +212,23 @@ const std::shared_ptr<SessionState>& current_session() {
 bool grad_enabled() { return t_grad_enabled; }
 NoGradGuard::NoGradGuard() : prev_(t_grad_enabled) { t_grad_enabled = false; }
 NoGradGuard::~NoGradGuard() { t_grad_enabled = prev_; }
+
+std::string StepReport::str() const {
+  char buf[512];
+  auto mib = [](size_t b) { return static_cast<double>(b) / (1024.0 * 1024.0); };
+  if (budget_bytes == 0) {
+    std::snprintf(buf, sizeof buf, "step %llu: unlimited memory, peak %.2f MiB, %zu ops, %.2f ms",
+                  static_cast<unsigned long long>(step), mib(peak_bytes), nodes, seconds * 1e3);
+  } else {
+    std::snprintf(buf, sizeof buf,
+                  "step %llu: budget %.2f MiB, arena peak %.2f MiB, no-remat peak %.2f MiB, planner %s, "
+                  "predicted overhead %.3fx, %zu ops (%zu recomputed), %.2f ms, planning %.2f ms%s%s",
+                  static_cast<unsigned long long>(step), mib(budget_bytes), mib(peak_bytes),
+                  mib(no_remat_peak_bytes), planner.c_str(), predicted_overhead, nodes, recomputed,
+                  seconds * 1e3, planning_seconds * 1e3, plan_from_cache ? " (cached plan)" : "",
+                  measured_costs ? "" : " (estimated costs)");
+  }
+  return buf;
+}
 
 }  // namespace lethe

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "framework/device.h"
@@ -32,11 +33,22 @@ struct SessionOptions {
 // What the last executed step did.
 struct StepReport {
   uint64_t step = 0;
-  size_t nodes = 0;          // nodes executed in the plan (recomputations included)
-  size_t recomputed = 0;     // extra computations beyond one per node
-  size_t peak_bytes = 0;     // measured by the allocator
-  double seconds = 0.0;      // wall time of the execution
+  size_t budget_bytes = 0;         // the arena's size; 0 = unlimited
+  size_t peak_bytes = 0;           // measured by the allocator (the arena's high-water mark)
+  size_t no_remat_peak_bytes = 0;  // what the step needs without rematerialisation
+  std::string planner;             // "natural" when unlimited
+  size_t nodes = 0;                // compute steps run (recomputations included)
+  size_t recomputed = 0;           // compute steps beyond one per node
+  double predicted_overhead = 1.0; // plan cost / no-remat cost
+  double seconds = 0.0;            // measured wall time of the execution
+  double planning_seconds = 0.0;   // 0 when the plan came from the cache
+  bool plan_from_cache = false;
+  bool measured_costs = false;     // the plan used measured op times (else the cost model)
+  std::string str() const;         // one line for logs
 };
+
+struct CompiledStep;  // a cached plan with its layout (framework/budgeted_step.cpp)
+class Arena;
 
 class SessionState : public std::enable_shared_from_this<SessionState> {
  public:
@@ -59,17 +71,40 @@ class SessionState : public std::enable_shared_from_this<SessionState> {
   // Eager mode: computes the newly recorded node at once.
   void run_eager(int id);
 
+  // A long-lived buffer (parameters, kept values, optimizer state): from the arena when the session
+  // has a budget, else from the heap.
   std::shared_ptr<Storage> allocate(size_t bytes);
-  Allocator& allocator() { return *allocator_; }
   const StepReport& last_report() const { return report_; }
+  bool budgeted() const { return budget_kind_ != BudgetKind::unlimited; }
+  // The arena's size once known (a fraction budget is resolved at the first step); 0 otherwise.
+  size_t budget_bytes() const;
+  // Writes the last executed step (or the pending one) as a remat-graph/1 file with measured costs.
+  void export_graph(const std::string& path);
 
  private:
+  enum class BudgetKind { unlimited, bytes, fraction };
+  void run_unlimited(Graph& g, const std::vector<int>& targets, bool side_effects,
+                     std::vector<std::shared_ptr<Storage>>& values);
+  void run_budgeted(Graph& g, const std::vector<int>& targets, bool side_effects,
+                    std::vector<std::shared_ptr<Storage>>& values);
+  std::shared_ptr<CompiledStep> compile(Graph& g, const std::vector<int>& targets, bool side_effects,
+                                        uint64_t key);
+  void ensure_arena(size_t bytes);
+
   SessionOptions opts_;
-  std::unique_ptr<Allocator> allocator_;
+  std::unique_ptr<Allocator> heap_;
   std::shared_ptr<Graph> graph_;
   uint64_t step_ = 0;
   uint64_t rng_counter_ = 0;
   StepReport report_;
+  BudgetKind budget_kind_ = BudgetKind::unlimited;
+  int64_t budget_value_ = 0;    // bytes
+  double budget_fraction_ = 0;  // fraction budgets
+  std::shared_ptr<Arena> arena_;
+  std::vector<std::weak_ptr<Storage>> staged_;  // heap values to move into the arena once it exists
+  std::unordered_map<uint64_t, std::shared_ptr<CompiledStep>> plans_;
+  std::unordered_map<uint64_t, std::vector<double>> measured_;  // graph hash -> seconds per node
+  std::shared_ptr<void> last_problem_;  // sched::Problem of the last step, for export_graph
 };
 
 class Session {
@@ -84,6 +119,7 @@ class Session {
   // Runs whatever is recorded (see SessionState::flush).
   void flush() { state_->flush(); }
   const StepReport& last_report() const { return state_->last_report(); }
+  void export_graph(const std::string& path) { state_->export_graph(path); }
   const std::shared_ptr<SessionState>& state() const { return state_; }
 
  private:

@@ -14,8 +14,12 @@ constexpr size_t kAlignment = 64;  // every buffer is 64-byte aligned (DESIGN in
 
 inline size_t align_up(size_t n, size_t a = kAlignment) { return (n + a - 1) / a * a; }
 
+// What a long-lived buffer holds, for the budget breakdown of an infeasible step.
+enum class StorageRole : uint8_t { other, parameter, buffer, gradient, optimizer_state };
+
 struct Storage {
   void* data = nullptr;
+  StorageRole role = StorageRole::other;
   size_t bytes = 0;
   Device device;
   std::function<void(void*)> release;  // called once when the storage dies

@@ -56,6 +56,10 @@ Tensor& Tensor::set_requires_grad(bool r) {
   LETHE_CHECK(!r || is_floating(t.meta.dtype), "set_requires_grad(): a ", dtype_name(t.meta.dtype),
               " tensor cannot require a gradient (expected f32 or f64)");
   impl_->requires_grad = r;
+  if (r) {
+    impl_->role = StorageRole::parameter;
+    if (impl_->storage) impl_->storage->role = StorageRole::parameter;
+  }
   return *this;
 }
 

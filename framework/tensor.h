@@ -36,6 +36,7 @@ struct TensorImpl {
   bool requires_grad = false;        // leaves: parameters
   std::shared_ptr<TensorImpl> grad;  // accumulated gradient of a leaf
   std::string name;
+  StorageRole role = StorageRole::other;
 };
 
 class Tensor {

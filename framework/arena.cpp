@@ -1,0 +1,110 @@
+#include "framework/arena.h"
+
+#include <cstdlib>
+#include <cstring>
+
+#include "framework/error.h"
+
+namespace lethe {
+namespace {
+DeviceMoveFn g_cuda_move = nullptr;
+DeviceAllocFn g_cuda_alloc = nullptr;
+DeviceFreeFn g_cuda_free = nullptr;
+}  // namespace
+
+void set_device_move(DeviceKind kind, DeviceMoveFn fn) {
+  if (kind == DeviceKind::cuda) g_cuda_move = fn;
+}
+void set_device_alloc(DeviceKind kind, DeviceAllocFn alloc, DeviceFreeFn free) {
+  if (kind == DeviceKind::cuda) {
+    g_cuda_alloc = alloc;
+    g_cuda_free = free;
+  }
+}
+void device_move(Device d, void* dst, const void* src, size_t bytes) {
+  if (dst == src || bytes == 0) return;
+  if (d.is_cpu()) {
+    std::memmove(dst, src, bytes);
+    return;
+  }
+  LETHE_CHECK(g_cuda_move, "no device copy routine for ", d.str(), " in this build");
+  g_cuda_move(dst, src, bytes);
+}
+
+std::shared_ptr<Arena> Arena::create(size_t bytes, Device device) {
+  LETHE_CHECK(bytes > 0, "the memory budget must be positive");
+  size_t n = align_up(bytes);
+  void* p = nullptr;
+  if (device.is_cpu()) {
+    p = std::aligned_alloc(kAlignment, n);
+  } else {
+    LETHE_CHECK(g_cuda_alloc, "cannot allocate an arena on ", device.str(),
+                ": this build has no CUDA backend");
+    p = g_cuda_alloc(n);
+  }
+  LETHE_CHECK(p != nullptr, "could not allocate the session's arena of ", bytes, " bytes on ",
+              device.str(), "; lower the memory budget");
+  // Round the usable capacity down so every offset stays aligned within exactly `bytes`.
+  return std::shared_ptr<Arena>(new Arena(static_cast<char*>(p), bytes / kAlignment * kAlignment, device));
+}
+
+Arena::~Arena() {
+  if (device_.is_cpu())
+    std::free(base_);
+  else if (g_cuda_free)
+    g_cuda_free(base_);
+}
+
+size_t Arena::find_hole(size_t n) const {
+  size_t off = 0;
+  for (const auto& [o, sz] : live_) {
+    if (off + n <= o) return off;
+    off = std::max(off, o + sz);
+  }
+  return off + n <= capacity_ ? off : SIZE_MAX;
+}
+
+std::shared_ptr<Storage> Arena::allocate_persistent(size_t bytes) {
+  size_t n = align_up(bytes ? bytes : 1);
+  size_t off = find_hole(n);
+  if (off == SIZE_MAX) return nullptr;
+  live_[off] = n;
+  persistent_bytes_ += n;
+  note_extent(off + n);
+  auto s = std::make_shared<Storage>();
+  s->data = base_ + off;
+  s->bytes = bytes;
+  s->device = device_;
+  std::weak_ptr<Arena> self = shared_from_this();
+  s->release = [self](void* d) {
+    if (auto a = self.lock()) a->release(static_cast<size_t>(static_cast<char*>(d) - a->base_));
+  };
+  return s;
+}
+
+bool Arena::relocate_to_persistent(Storage& s) {
+  size_t n = align_up(s.bytes ? s.bytes : 1);
+  size_t off = find_hole(n);
+  if (off == SIZE_MAX) return false;
+  device_move(device_, base_ + off, s.data, s.bytes);
+  live_[off] = n;
+  persistent_bytes_ += n;
+  note_extent(off + n);
+  s.data = base_ + off;
+  std::weak_ptr<Arena> self = shared_from_this();
+  s.release = [self](void* d) {
+    if (auto a = self.lock()) a->release(static_cast<size_t>(static_cast<char*>(d) - a->base_));
+  };
+  return true;
+}
+
+void Arena::release(size_t offset) {
+  auto it = live_.find(offset);
+  if (it == live_.end()) return;
+  persistent_bytes_ -= it->second;
+  live_.erase(it);
+}
+
+size_t Arena::persistent_end() const { return live_.empty() ? 0 : live_.rbegin()->first + live_.rbegin()->second; }
+
+}  // namespace lethe

@@ -1,0 +1,66 @@
+// The session's arena: one allocation of exactly the memory budget, made once. Long-lived values
+// (parameters, gradients the user keeps, optimizer state, the batch) sit at its bottom, placed first-fit;
+// a step's buffers sit above them at the offsets of the step's static layout. Nothing else of the
+// session lives on the device.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+
+#include "framework/storage.h"
+
+namespace lethe {
+
+class Arena : public std::enable_shared_from_this<Arena> {
+ public:
+  // Allocates `bytes` on `device` (host: one 64-byte aligned block).
+  static std::shared_ptr<Arena> create(size_t bytes, Device device);
+  ~Arena();
+  Arena(const Arena&) = delete;
+  Arena& operator=(const Arena&) = delete;
+
+  size_t capacity() const { return capacity_; }
+  char* base() const { return base_; }
+  Device device() const { return device_; }
+
+  // A long-lived value, first-fit from the bottom; freed when the Storage dies. nullptr when no hole
+  // is large enough.
+  std::shared_ptr<Storage> allocate_persistent(size_t bytes);
+  // Moves `s` (a step buffer that becomes long-lived) to the lowest hole and re-points it there.
+  // Safe when step buffers are relocated in increasing address order (see the executor).
+  bool relocate_to_persistent(Storage& s);
+  // End of the highest long-lived value: step buffers start here.
+  size_t persistent_end() const;
+  size_t persistent_bytes() const { return persistent_bytes_; }
+
+  // Peak = highest end offset of anything live, as observed by note_extent.
+  void note_extent(size_t end) {
+    if (end > peak_) peak_ = end;
+  }
+  size_t peak() const { return peak_; }
+  void reset_peak() { peak_ = persistent_end(); }
+
+ private:
+  Arena(char* base, size_t bytes, Device d) : base_(base), capacity_(bytes), device_(d) {}
+  size_t find_hole(size_t bytes) const;
+  void release(size_t offset);
+
+  char* base_;
+  size_t capacity_;
+  Device device_;
+  std::map<size_t, size_t> live_;  // offset -> aligned size of long-lived values
+  size_t persistent_bytes_ = 0;
+  size_t peak_ = 0;
+};
+
+// Copies within one device (the CUDA backend installs its own; host uses memmove).
+using DeviceMoveFn = void (*)(void* dst, const void* src, size_t bytes);
+void set_device_move(DeviceKind kind, DeviceMoveFn fn);
+void device_move(Device d, void* dst, const void* src, size_t bytes);
+// Allocates/frees the arena block on a device (installed by the CUDA backend).
+using DeviceAllocFn = void* (*)(size_t bytes);
+using DeviceFreeFn = void (*)(void* p);
+void set_device_alloc(DeviceKind kind, DeviceAllocFn alloc, DeviceFreeFn free);
+
+}  // namespace lethe

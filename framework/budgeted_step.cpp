@@ -1,0 +1,281 @@
+// Running a step inside the session's arena: plan under the budget, lay the plan out at static
+// offsets, execute with recomputation, keep what the user holds.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <sstream>
+
+#include "framework/arena.h"
+#include "framework/error.h"
+#include "framework/executor.h"
+#include "framework/session.h"
+#include "framework/step_problem.h"
+#include "framework/tensor.h"
+#include "scheduler/budget.h"
+#include "scheduler/graph_io.h"
+#include "scheduler/layout.h"
+#include "scheduler/planner.h"
+#include "scheduler/simulator.h"
+
+namespace lethe {
+
+struct CompiledStep {
+  std::vector<ExecStep> steps;   // graph node ids
+  std::vector<int64_t> offsets;  // per step: offset of a compute's buffer above the region base
+  std::vector<int> side_effects;
+  size_t region_bytes = 0;       // layout high-water + workspace reservation
+  size_t workspace_offset = 0;
+  size_t workspace_bytes = 0;
+  size_t no_remat_region = 0;    // what keep-all would need in the region
+  std::string planner;
+  double predicted_overhead = 1.0;
+  double planning_seconds = 0.0;
+  bool measured_costs = false;
+  std::shared_ptr<sched::Problem> problem;
+};
+
+namespace {
+
+uint64_t mix(uint64_t h, uint64_t v) {
+  h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+  return h;
+}
+
+std::string mib(int64_t b) { return sched::format_bytes(b); }
+
+}  // namespace
+
+std::shared_ptr<CompiledStep> SessionState::compile(Graph& g, const std::vector<int>& targets,
+                                                    bool side_effects, uint64_t hash) {
+  auto t0 = std::chrono::steady_clock::now();
+  auto mit = measured_.find(hash);
+  const std::vector<double>* measured = mit == measured_.end() ? nullptr : &mit->second;
+  StepProblem sp = build_step_problem(g, targets, side_effects, measured, CostModel::calibrated());
+  for (int s : sp.side_effects) {
+    const Node& n = g.nodes[static_cast<size_t>(s)];
+    std::vector<TensorMeta> in;
+    for (int k : n.inputs) in.push_back(g.nodes[static_cast<size_t>(k)].meta);
+    sp.max_workspace = std::max(sp.max_workspace, align_up(n.op->workspace_bytes(in, n.meta)));
+  }
+  const sched::Problem& p = sp.problem;
+  const int64_t resident = sched::resident_bytes(p);
+  const int64_t no_remat = sched::no_remat_peak(p);
+  const int64_t floor = sched::floor_bytes(p);
+  const int64_t ws = static_cast<int64_t>(sp.max_workspace);
+
+  // Persistent values outside this graph (kept tensors, unused parameters) also occupy the arena.
+  const int64_t persistent_end = static_cast<int64_t>(arena_ ? arena_->persistent_end() : 0);
+  if (!arena_) {
+    // A fraction budget: the arena is sized from this first step.
+    int64_t act = sched::fraction_budget(budget_fraction_, p) - resident;
+    int64_t staged = 0;
+    for (auto& w : staged_)
+      if (auto st = w.lock()) staged += static_cast<int64_t>(align_up(st->bytes));
+    ensure_arena(static_cast<size_t>(staged + act + ws));
+  }
+  const int64_t region_end = static_cast<int64_t>(arena_->capacity());
+  const int64_t base = static_cast<int64_t>(arena_->persistent_end());
+  (void)persistent_end;
+  const int64_t capacity = region_end - base - ws;  // bytes the plan's non-resident buffers may use
+
+  auto breakdown = [&](int64_t smallest_region) {
+    int64_t params = 0, opt = 0, other = 0, grads = 0;
+    for (const auto& n : p.nodes) {
+      if (!n.resident) continue;
+      const Node& gn = g.nodes[static_cast<size_t>(sp.to_graph[static_cast<size_t>(n.id)])];
+      if (gn.requires_grad) params += n.bytes;
+      else if (gn.op == nullptr && gn.leaf && gn.leaf->role == StorageRole::optimizer_state) opt += n.bytes;
+      else other += n.bytes;
+    }
+    for (int o : p.outputs) {
+      const Node& gn = g.nodes[static_cast<size_t>(sp.to_graph[static_cast<size_t>(o)])];
+      if (auto h = gn.handle.lock(); h && h->role == StorageRole::gradient) grads += p.nodes[static_cast<size_t>(o)].bytes;
+    }
+    int64_t smallest = smallest_region < 0 ? -1 : base + smallest_region + ws;
+    std::ostringstream os;
+    os << "memory budget of " << mib(region_end) << " is too small for this step";
+    if (smallest > 0) os << "; the smallest budget at which a plan was found is " << mib(smallest) << " (" << smallest << " bytes)";
+    os << ". Breakdown: parameters " << mib(params) << ", gradients " << mib(grads)
+       << ", optimizer state " << mib(opt) << ", other resident values (batch, buffers) " << mib(other)
+       << ", values kept from earlier steps " << mib(base - resident > 0 ? base - resident : 0)
+       << ", largest op working set " << mib(static_cast<int64_t>(sp.largest_working_set))
+       << ", activations without rematerialisation " << mib(no_remat - floor)
+       << " (no-remat peak of the step " << mib(base + (no_remat - resident) + ws) << ")";
+    return os.str();
+  };
+
+  auto cs = std::make_shared<CompiledStep>();
+  cs->measured_costs = measured != nullptr;
+  cs->side_effects = sp.side_effects;
+  cs->workspace_bytes = static_cast<size_t>(ws);
+  cs->no_remat_region = static_cast<size_t>(no_remat - resident + ws);
+  // The smallest arena at which a plan and its layout fit, for the error message.
+  auto smallest_arena = [&]() -> int64_t {
+    try {
+      int64_t pb = sched::smallest_feasible_budget(p, opts_.planner);
+      sched::PlanResult r = sched::plan(p, pb, opts_.planner);
+      return base + sched::layout_plan(p, r.plan, static_cast<int64_t>(kAlignment)).high_water + ws;
+    } catch (const sched::Error&) {
+      return -1;
+    }
+  };
+  auto infeasible = [&]() {
+    int64_t smallest = smallest_arena();
+    return InfeasibleBudget(breakdown(smallest < 0 ? -1 : smallest - base - ws),
+                            smallest < 0 ? 0 : static_cast<size_t>(smallest));
+  };
+  if (capacity <= 0 || capacity + resident < floor) throw infeasible();
+  // Plan, lay out, and plan tighter when fragmentation pushes the layout over the capacity.
+  int64_t planner_budget = capacity + resident;
+  for (int attempt = 0;; ++attempt) {
+    sched::PlanResult r;
+    try {
+      r = sched::plan(p, planner_budget, opts_.planner);
+    } catch (const sched::Infeasible&) {
+      throw infeasible();
+    } catch (const sched::Error& e) {
+      throw Error(std::string("planning the step failed: ") + e.what());
+    }
+    sched::Layout layout = sched::layout_plan(p, r.plan, static_cast<int64_t>(kAlignment));
+    if (layout.high_water <= capacity) {
+      for (const sched::Step& s : r.plan.steps)
+        cs->steps.push_back({s.kind == sched::Step::Kind::compute, sp.to_graph[static_cast<size_t>(s.node)]});
+      cs->offsets = std::move(layout.offsets);
+      cs->workspace_offset = static_cast<size_t>(layout.high_water);
+      cs->region_bytes = static_cast<size_t>(layout.high_water + ws);
+      cs->planner = r.plan.planner;
+      double base_cost = sched::no_remat_cost(p);
+      cs->predicted_overhead = base_cost > 0 ? r.plan.predicted_cost / base_cost : 1.0;
+      break;
+    }
+    if (attempt >= 12) throw infeasible();
+    int64_t excess = layout.high_water - capacity;
+    planner_budget -= std::max<int64_t>(excess, static_cast<int64_t>(kAlignment));
+    if (planner_budget < floor) throw infeasible();
+  }
+  cs->problem = std::make_shared<sched::Problem>(std::move(sp.problem));
+  cs->planning_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return cs;
+}
+
+void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool side_effects,
+                                std::vector<std::shared_ptr<Storage>>& values) {
+  const uint64_t ghash = g.structural_hash();
+  uint64_t key = mix(ghash, side_effects ? 1 : 2);
+  for (int t : targets) key = mix(key, static_cast<uint64_t>(t));
+  key = mix(key, arena_ ? arena_->persistent_end() : 0);
+  key = mix(key, static_cast<uint64_t>(budget_value_));
+  key = mix(key, static_cast<uint64_t>(opts_.device.kind) * 64 + static_cast<uint64_t>(opts_.device.index));
+  bool from_cache = false;
+  std::shared_ptr<CompiledStep> cs;
+  auto it = plans_.find(key);
+  // A plan made from estimated costs is made again once the step's times have been measured.
+  if (it != plans_.end() && (it->second->measured_costs || !measured_.count(ghash))) {
+    cs = it->second;
+    from_cache = true;
+  } else {
+    cs = compile(g, targets, side_effects, ghash);
+    plans_[key] = cs;
+  }
+  Arena& arena = *arena_;
+  const size_t base = arena.persistent_end();
+  LETHE_ASSERT(base + cs->region_bytes <= arena.capacity());
+  char* region = arena.base() + base;
+  arena.reset_peak();
+
+  values.resize(g.nodes.size());
+  std::vector<double> seconds(g.nodes.size(), -1.0);
+  std::vector<char> done(g.nodes.size(), 0);
+  size_t computed = 0, recomputed = 0;
+  const Device dev = opts_.device;
+  auto place = [&](size_t offset) {
+    return [&, offset](size_t bytes, bool workspace) {
+      auto s = std::make_shared<Storage>();
+      size_t off = workspace ? cs->workspace_offset : offset;
+      s->data = region + off;
+      s->bytes = bytes;
+      s->device = dev;
+      arena.note_extent(base + off + align_up(bytes ? bytes : 1));
+      return s;
+    };
+  };
+  auto t0 = std::chrono::steady_clock::now();
+  for (size_t i = 0; i < cs->steps.size(); ++i) {
+    const ExecStep& e = cs->steps[i];
+    const size_t id = static_cast<size_t>(e.node);
+    if (!e.compute) {
+      values[id].reset();
+      continue;
+    }
+    auto c0 = std::chrono::steady_clock::now();
+    compute_node(*this, g, e.node, values, place(static_cast<size_t>(cs->offsets[i])));
+    if (!done[id]) seconds[id] = std::chrono::duration<double>(std::chrono::steady_clock::now() - c0).count();
+    recomputed += done[id];
+    done[id] = 1;
+    ++computed;
+  }
+  // Side effects run once, after every read of what they overwrite (recomputations included).
+  for (int id : cs->side_effects) {
+    compute_node(*this, g, id, values, place(cs->workspace_offset));
+    values[static_cast<size_t>(id)].reset();
+    ++computed;
+  }
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  // Keep what the user holds: move it down among the long-lived values, lowest address first, so
+  // no move overwrites a value not yet moved.
+  std::vector<int> kept;
+  for (int t : targets)
+    if (values[static_cast<size_t>(t)]) kept.push_back(t);
+  std::sort(kept.begin(), kept.end(), [&](int a, int b) {
+    return values[static_cast<size_t>(a)]->data < values[static_cast<size_t>(b)]->data;
+  });
+  for (int t : kept) {
+    LETHE_ASSERT(arena.relocate_to_persistent(*values[static_cast<size_t>(t)]));
+  }
+  for (size_t i = 0; i < values.size(); ++i) {
+    bool is_kept = std::find(kept.begin(), kept.end(), static_cast<int>(i)) != kept.end();
+    if (!is_kept && !g.nodes[i].is_leaf()) values[i].reset();
+  }
+  if (side_effects && !measured_.count(ghash)) measured_[ghash] = seconds;
+  last_problem_ = cs->problem;
+
+  report_ = StepReport{};
+  report_.budget_bytes = arena.capacity();
+  report_.peak_bytes = arena.peak();
+  report_.no_remat_peak_bytes = base + cs->no_remat_region;
+  report_.planner = cs->planner;
+  report_.nodes = computed;
+  report_.recomputed = recomputed;
+  report_.predicted_overhead = cs->predicted_overhead;
+  report_.seconds = secs;
+  report_.planning_seconds = from_cache ? 0.0 : cs->planning_seconds;
+  report_.plan_from_cache = from_cache;
+  report_.measured_costs = cs->measured_costs;
+}
+
+void SessionState::export_graph(const std::string& path) {
+  std::shared_ptr<sched::Problem> p = std::static_pointer_cast<sched::Problem>(last_problem_);
+  sched::Problem fresh;
+  if (!p || graph_) {
+    // The pending step (or nothing has run yet): export what is recorded now.
+    LETHE_CHECK(graph_ != nullptr || p, "export_graph: nothing has been recorded or run in this session");
+    if (graph_) {
+      std::vector<int> targets;
+      for (size_t i = 0; i < graph_->nodes.size(); ++i)
+        if (!graph_->nodes[i].is_leaf() && !graph_->nodes[i].handle.expired()) targets.push_back(static_cast<int>(i));
+      auto mit = measured_.find(graph_->structural_hash());
+      fresh = build_step_problem(*graph_, targets, true, mit == measured_.end() ? nullptr : &mit->second,
+                                 CostModel::calibrated()).problem;
+      if (!fresh.nodes.empty() || !p) p = std::make_shared<sched::Problem>(std::move(fresh));
+    }
+  }
+  sched::Problem out = *p;
+  out.name = "lethe-step";
+  try {
+    sched::write_problem_file(out, path);
+  } catch (const sched::Error& e) {
+    throw Error(std::string("export_graph: ") + e.what());
+  }
+}
+
+}  // namespace lethe

@@ -1,0 +1,97 @@
+#include "framework/step_problem.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "framework/storage.h"
+
+namespace lethe {
+
+const CostModel& CostModel::calibrated() {
+  static const CostModel model = [] {
+    CostModel m;
+    using clock = std::chrono::steady_clock;
+    const int n = 256;
+    std::vector<float> a(n * n, 1.0f), b(n * n, 0.5f), c(n * n, 0.0f);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a.data(), n, b.data(), n,
+                0.0f, c.data(), n);  // warm-up
+    auto t0 = clock::now();
+    const int reps = 4;
+    for (int r = 0; r < reps; ++r)
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a.data(), n, b.data(),
+                  n, 0.0f, c.data(), n);
+    double s = std::chrono::duration<double>(clock::now() - t0).count();
+    if (s > 0) m.flops_per_s = 2.0 * n * n * n * reps / s;
+    std::vector<float> x(1 << 22, 1.0f), y(1 << 22, 2.0f);
+    t0 = clock::now();
+    for (int r = 0; r < reps; ++r)
+      for (size_t i = 0; i < x.size(); ++i) y[i] = y[i] * 0.5f + x[i];
+    s = std::chrono::duration<double>(clock::now() - t0).count();
+    if (s > 0) m.bytes_per_s = 3.0 * sizeof(float) * x.size() * reps / s;
+    return m;
+  }();
+  return model;
+}
+
+StepProblem build_step_problem(const Graph& g, const std::vector<int>& targets, bool side_effects,
+                               const std::vector<double>* measured, const CostModel& model) {
+  const size_t n = g.nodes.size();
+  StepProblem sp;
+  std::vector<char> needed(n, 0), output(n, 0);
+  for (int t : targets) needed[static_cast<size_t>(t)] = output[static_cast<size_t>(t)] = 1;
+  if (side_effects) {
+    for (size_t i = 0; i < n; ++i) {
+      const Node& nd = g.nodes[i];
+      if (!nd.op || nd.op->mutated_inputs().empty()) continue;
+      sp.side_effects.push_back(static_cast<int>(i));
+      for (int in : nd.inputs) needed[static_cast<size_t>(in)] = output[static_cast<size_t>(in)] = 1;
+    }
+  }
+  for (size_t i = n; i-- > 0;) {
+    if (!needed[i]) continue;
+    for (int in : g.nodes[i].inputs) needed[static_cast<size_t>(in)] = 1;
+  }
+  // Side-effect nodes are not part of the problem: they run once, after the plan.
+  for (int s : sp.side_effects) needed[static_cast<size_t>(s)] = 0;
+  sp.from_graph.assign(n, -1);
+  sp.problem.name = "step";
+  for (size_t i = 0; i < n; ++i) {
+    if (!needed[i]) continue;
+    const Node& nd = g.nodes[i];
+    sched::Node pn;
+    pn.id = static_cast<sched::NodeId>(sp.to_graph.size());
+    pn.name = nd.name.empty() ? (nd.op ? nd.op->name() : "leaf") + std::to_string(i) : nd.name;
+    pn.op = nd.op ? nd.op->name() : (nd.requires_grad ? "param" : "input");
+    pn.bytes = static_cast<int64_t>(align_up(std::max<size_t>(nd.meta.bytes(), 1)));
+    pn.resident = nd.is_leaf();
+    if (!pn.resident) {
+      std::vector<TensorMeta> in;
+      for (int k : nd.inputs) in.push_back(g.nodes[static_cast<size_t>(k)].meta);
+      double m = measured && i < measured->size() ? (*measured)[i] : -1.0;
+      if (m >= 0) {
+        pn.cost = m;
+      } else {
+        OpCost c = nd.op->cost(in, nd.meta);
+        pn.cost = c.flops / model.flops_per_s + c.bytes / model.bytes_per_s + 1e-7;
+      }
+      size_t ws = align_up(nd.op->workspace_bytes(in, nd.meta));
+      sp.max_workspace = std::max(sp.max_workspace, ws);
+      size_t working = ws + static_cast<size_t>(pn.bytes);
+      for (const auto& m2 : in) working += align_up(m2.bytes());
+      sp.largest_working_set = std::max(sp.largest_working_set, working);
+    }
+    for (int k : nd.inputs) pn.inputs.push_back(sp.from_graph[static_cast<size_t>(k)]);
+    sp.from_graph[i] = pn.id;
+    sp.to_graph.push_back(static_cast<int>(i));
+    sp.problem.nodes.push_back(std::move(pn));
+  }
+  for (size_t i = 0; i < n; ++i)
+    if (output[i] && needed[i] && !g.nodes[i].is_leaf()) sp.problem.outputs.push_back(sp.from_graph[i]);
+  return sp;
+}
+
+}  // namespace lethe

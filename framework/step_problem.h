@@ -1,0 +1,35 @@
+// The step graph as a scheduler problem: bytes from shapes, costs from the ops' estimates or from
+// measured times, residents = leaves (parameters, optimizer state, the batch), outputs = values
+// the user still holds plus the inputs of side-effect nodes (which run after the plan).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "framework/graph.h"
+#include "scheduler/problem.h"
+
+namespace lethe {
+
+struct StepProblem {
+  sched::Problem problem;
+  std::vector<int> to_graph;    // problem id -> graph node id
+  std::vector<int> from_graph;  // graph node id -> problem id, -1 when not needed
+  std::vector<int> side_effects;  // graph ids of side-effect nodes, in record order
+  size_t max_workspace = 0;     // largest workspace of any needed node (bytes, aligned)
+  size_t largest_working_set = 0;  // max over nodes of inputs + output + workspace
+};
+
+// Machine model for cost estimates: seconds = flops / flops_per_s + bytes / bytes_per_s.
+struct CostModel {
+  double flops_per_s = 5e10;
+  double bytes_per_s = 1e10;
+  // Measures both with a short GEMM and a streaming loop (a few milliseconds, once per process).
+  static const CostModel& calibrated();
+};
+
+// `measured` (indexed by graph node, seconds; <0 = unknown) overrides the estimates where known.
+StepProblem build_step_problem(const Graph& g, const std::vector<int>& targets, bool side_effects,
+                               const std::vector<double>* measured, const CostModel& model);
+
+}  // namespace lethe
