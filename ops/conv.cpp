@@ -25,7 +25,8 @@ std::string params_text(const Conv2dParams& p) {
 }
 
 int64_t conv_out(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d) {
-  return (in + 2 * p - d * (k - 1) - 1) / s + 1;
+  const int64_t span = in + 2 * p - d * (k - 1) - 1;
+  return span < 0 ? 0 : span / s + 1;  // C++ division truncates toward zero: guard negative spans
 }
 
 // The geometry of one convolution, from the input and weight shapes.
@@ -319,8 +320,8 @@ PoolGeo pool_geo(const char* op, const Shape& x, const PoolParams& pp) {
               op, ": invalid parameters ", pp.text());
   LETHE_CHECK(2 * pp.p[0] <= pp.k[0] && 2 * pp.p[1] <= pp.k[1], op, ": padding ", pair_text(pp.p),
               " must be at most half the kernel ", pair_text(pp.k));
-  PoolGeo g{x[0] * x[1], x[2], x[3], (x[2] + 2 * pp.p[0] - pp.k[0]) / pp.s[0] + 1,
-            (x[3] + 2 * pp.p[1] - pp.k[1]) / pp.s[1] + 1};
+  PoolGeo g{x[0] * x[1], x[2], x[3], conv_out(x[2], pp.k[0], pp.s[0], pp.p[0], 1),
+            conv_out(x[3], pp.k[1], pp.s[1], pp.p[1], 1)};
   LETHE_CHECK(g.ho > 0 && g.wo > 0, op, ": input ", x, " is smaller than the kernel ",
               pair_text(pp.k), " with padding ", pair_text(pp.p));
   return g;
