@@ -1,0 +1,6 @@
+// Every dataset and loader of lethe::data.
+#pragma once
+
+#include "data/dataloader.h"
+#include "data/dataset.h"
+#include "data/idx.h"

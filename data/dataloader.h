@@ -1,0 +1,71 @@
+// Batches of a dataset in a seeded order, iterated by range-for. The permutation of an epoch depends
+// only on (seed, epoch): a std::mt19937_64 seeded explicitly from both, and an
+// explicit Fisher-Yates shuffle — so two runs with one seed see the same batches on any platform.
+//
+//   lethe::data::DataLoader loader(std::make_shared<lethe::data::FashionMNIST>(dir, true),
+//       lethe::data::DataLoaderOptions().batch_size(64).shuffle(true).drop_last(true).seed(42));
+//   for (int epoch = 0; epoch < 2; ++epoch)
+//     for (auto& batch : loader) { ... batch.data, batch.target ... }   // each loop is one epoch
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "data/dataset.h"
+#include "nn/arg.h"
+
+namespace lethe::data {
+
+struct DataLoaderOptions {
+  LETHE_ARG(int64_t, batch_size) = 64;
+  LETHE_ARG(bool, shuffle) = false;
+  LETHE_ARG(bool, drop_last) = false;  // drop a last batch smaller than batch_size
+  LETHE_ARG(uint64_t, seed) = 0;
+};
+
+class DataLoader {
+ public:
+  DataLoader(std::shared_ptr<const Dataset> dataset, const DataLoaderOptions& o = {});
+
+  class Iterator {
+   public:
+    using value_type = Batch;
+    using difference_type = std::ptrdiff_t;
+    Iterator() = default;
+    const Batch& operator*() const { return batch_; }
+    const Batch* operator->() const { return &batch_; }
+    Iterator& operator++();
+    bool operator==(const Iterator& o) const { return index_ == o.index_; }
+    // Index of the current batch within the epoch.
+    int64_t index() const { return index_; }
+
+   private:
+    friend class DataLoader;
+    Iterator(const DataLoader* l, std::shared_ptr<const std::vector<int64_t>> order, int64_t index);
+    void load();
+    const DataLoader* loader_ = nullptr;
+    std::shared_ptr<const std::vector<int64_t>> order_;
+    int64_t index_ = 0;
+    Batch batch_;
+  };
+
+  // Starts the next epoch (the first call starts epoch 0, or the one given to set_epoch).
+  Iterator begin();
+  Iterator end() const;
+
+  // Batches per epoch.
+  int64_t size() const;
+  int64_t epoch() const { return epoch_; }
+  void set_epoch(int64_t e) { epoch_ = e; }
+  const Dataset& dataset() const { return *dataset_; }
+  const DataLoaderOptions& options() const { return options_; }
+  // The sample order of an epoch (identity without shuffle).
+  std::vector<int64_t> order(int64_t epoch) const;
+
+ private:
+  std::shared_ptr<const Dataset> dataset_;
+  DataLoaderOptions options_;
+  int64_t epoch_ = 0;
+};
+
+}  // namespace lethe::data

@@ -1,0 +1,42 @@
+#include "optim/sgd.h"
+
+#include "framework/error.h"
+#include "ops/creation.h"
+#include "optim/update_ops.h"
+
+namespace lethe::optim {
+
+SGD::SGD(std::vector<ParamGroup> groups, const SGDOptions& o)
+    : Optimizer(std::move(groups), o.lr(), o.weight_decay(), "SGD"), options_(o) {
+  LETHE_CHECK(o.momentum() >= 0, "SGD: momentum must be >= 0, got ", o.momentum());
+  LETHE_CHECK(!o.nesterov() || (o.momentum() > 0 && o.dampening() == 0),
+              "SGD: Nesterov momentum needs momentum > 0 and dampening = 0, got momentum=", o.momentum(),
+              " dampening=", o.dampening());
+}
+
+Tensor SGD::momentum_buffer(const Tensor& param) const {
+  auto it = buffers_.find(param.impl().get());
+  return it == buffers_.end() ? Tensor() : it->second;
+}
+
+void SGD::update(const Tensor& param, const Tensor& grad, const ParamGroup& g) {
+  SgdHyper h;
+  h.lr = *g.lr;
+  h.weight_decay = *g.weight_decay;
+  h.momentum = options_.momentum();
+  h.dampening = options_.dampening();
+  h.nesterov = options_.nesterov();
+  std::vector<Tensor> inputs{param, grad};
+  if (h.momentum != 0) {
+    auto [it, fresh] = buffers_.try_emplace(param.impl().get());
+    if (fresh) {
+      // A materialised leaf of the current session, updated in place by every step.
+      it->second = zeros(param.shape(), param.dtype());
+    }
+    h.first = fresh;
+    inputs.push_back(it->second);
+  }
+  record(std::make_shared<SgdUpdateOp>(h), inputs);
+}
+
+}  // namespace lethe::optim
