@@ -126,33 +126,50 @@ std::shared_ptr<CompiledStep> SessionState::compile(Graph& g, const std::vector<
   };
   if (capacity <= 0 || capacity + resident < floor) throw infeasible();
   // Plan, lay out, and plan tighter when fragmentation pushes the layout over the capacity.
+  auto accept = [&](const sched::PlanResult& r, sched::Layout& layout) {
+    for (const sched::Step& s : r.plan.steps)
+      cs->steps.push_back({s.kind == sched::Step::Kind::compute, sp.to_graph[static_cast<size_t>(s.node)]});
+    cs->offsets = std::move(layout.offsets);
+    cs->workspace_offset = static_cast<size_t>(layout.high_water);
+    cs->region_bytes = static_cast<size_t>(layout.high_water + ws);
+    cs->planner = r.plan.planner;
+    double base_cost = sched::no_remat_cost(p);
+    cs->predicted_overhead = base_cost > 0 ? r.plan.predicted_cost / base_cost : 1.0;
+  };
   int64_t planner_budget = capacity + resident;
-  for (int attempt = 0;; ++attempt) {
+  bool done = false;
+  for (int attempt = 0; attempt < 12 && planner_budget >= floor; ++attempt) {
     sched::PlanResult r;
     try {
       r = sched::plan(p, planner_budget, opts_.planner);
     } catch (const sched::Infeasible&) {
-      throw infeasible();
+      break;
     } catch (const sched::Error& e) {
       throw Error(std::string("planning the step failed: ") + e.what());
     }
     sched::Layout layout = sched::layout_plan(p, r.plan, static_cast<int64_t>(kAlignment));
     if (layout.high_water <= capacity) {
-      for (const sched::Step& s : r.plan.steps)
-        cs->steps.push_back({s.kind == sched::Step::Kind::compute, sp.to_graph[static_cast<size_t>(s.node)]});
-      cs->offsets = std::move(layout.offsets);
-      cs->workspace_offset = static_cast<size_t>(layout.high_water);
-      cs->region_bytes = static_cast<size_t>(layout.high_water + ws);
-      cs->planner = r.plan.planner;
-      double base_cost = sched::no_remat_cost(p);
-      cs->predicted_overhead = base_cost > 0 ? r.plan.predicted_cost / base_cost : 1.0;
+      accept(r, layout);
+      done = true;
       break;
     }
-    if (attempt >= 12) throw infeasible();
     int64_t excess = layout.high_water - capacity;
     planner_budget -= std::max<int64_t>(excess, static_cast<int64_t>(kAlignment));
-    if (planner_budget < floor) throw infeasible();
   }
+  if (!done) {
+    // The plan at the smallest feasible budget may still lay out within the capacity.
+    try {
+      int64_t pb = sched::smallest_feasible_budget(p, opts_.planner);
+      sched::PlanResult r = sched::plan(p, pb, opts_.planner);
+      sched::Layout layout = sched::layout_plan(p, r.plan, static_cast<int64_t>(kAlignment));
+      if (layout.high_water <= capacity) {
+        accept(r, layout);
+        done = true;
+      }
+    } catch (const sched::Error&) {
+    }
+  }
+  if (!done) throw infeasible();
   cs->problem = std::make_shared<sched::Problem>(std::move(sp.problem));
   cs->planning_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return cs;
@@ -173,6 +190,17 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
   if (it != plans_.end() && (it->second->measured_costs || !measured_.count(ghash))) {
     cs = it->second;
     from_cache = true;
+  } else if (it != plans_.end()) {
+    // Planning again with measured costs can land on a plan that does not fit where the plan from
+    // estimates did (costs steer the planners); then the working plan stays.
+    try {
+      cs = compile(g, targets, side_effects, ghash);
+    } catch (const InfeasibleBudget&) {
+      cs = it->second;
+      cs->measured_costs = true;
+      from_cache = true;
+    }
+    plans_[key] = cs;
   } else {
     cs = compile(g, targets, side_effects, ghash);
     plans_[key] = cs;
