@@ -1,4 +1,4 @@
-// conv2d (im2col + GEMM per sample and group) with its input/weight gradient ops, and 2-d pooling.
+// conv2d (im2col + GEMM per chunk of samples and group) with its input/weight gradient ops, and 2-d pooling.
 #include "ops/conv.h"
 
 #include <algorithm>
@@ -36,7 +36,6 @@ struct ConvGeo {
   int64_t cout_g() const { return cout / groups; }
   int64_t k() const { return cin_g() * kh * kw; }       // GEMM inner size per group
   int64_t hw_out() const { return ho * wo; }
-  int64_t col_elems() const { return cin * kh * kw * ho * wo; }
 };
 
 // Checks x [N, Cin, H, W] against w [Cout, Cin/groups, kh, kw]; names the op and both shapes.
@@ -62,14 +61,15 @@ bool is_pointwise(const ConvGeo& g, const Conv2dParams& p) {
   return g.kh == 1 && g.kw == 1 && p.stride == Pair{1, 1} && p.padding == Pair{0, 0};
 }
 
-// cols[(c*kh + i)*kw + j][oh*Wo + ow] = x[c][oh*sh - ph + i*dh][ow*sw - pw + j*dw] (0 outside).
+// cols[(c*kh + i)*kw + j][oh*Wo + ow] = x[c][oh*sh - ph + i*dh][ow*sw - pw + j*dw] (0 outside);
+// rows are ld apart (several samples share one column matrix side by side). Single-threaded: it is
+// cheap next to the GEMM, and OpenMP regions between BLAS calls make the two thread pools fight.
 template <typename T>
-void im2col(const T* x, const ConvGeo& g, const Conv2dParams& p, T* cols) {
-  const int64_t rows = g.cin * g.kh * g.kw, hw = g.hw_out();
-#pragma omp parallel for schedule(static)
+void im2col(const T* x, const ConvGeo& g, const Conv2dParams& p, T* cols, int64_t ld) {
+  const int64_t rows = g.cin * g.kh * g.kw;
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t c = r / (g.kh * g.kw), i = (r / g.kw) % g.kh, j = r % g.kw;
-    T* dst = cols + r * hw;
+    T* dst = cols + r * ld;
     const T* src = x + c * g.h * g.w;
     for (int64_t oh = 0; oh < g.ho; ++oh) {
       const int64_t ih = oh * p.stride[0] - p.padding[0] + i * p.dilation[0];
@@ -87,17 +87,15 @@ void im2col(const T* x, const ConvGeo& g, const Conv2dParams& p, T* cols) {
   }
 }
 
-// The adjoint of im2col: dx[c][ih][iw] += cols[...]; one thread per channel keeps it deterministic.
+// The adjoint of im2col: dx[c][ih][iw] = Σ cols[...], summed in a fixed order.
 template <typename T>
-void col2im(const T* cols, const ConvGeo& g, const Conv2dParams& p, T* dx) {
-  const int64_t hw = g.hw_out();
-#pragma omp parallel for schedule(static)
+void col2im(const T* cols, const ConvGeo& g, const Conv2dParams& p, T* dx, int64_t ld) {
   for (int64_t c = 0; c < g.cin; ++c) {
     T* dst = dx + c * g.h * g.w;
     std::fill(dst, dst + g.h * g.w, T(0));
     for (int64_t i = 0; i < g.kh; ++i)
       for (int64_t j = 0; j < g.kw; ++j) {
-        const T* src = cols + ((c * g.kh + i) * g.kw + j) * hw;
+        const T* src = cols + ((c * g.kh + i) * g.kw + j) * ld;
         for (int64_t oh = 0; oh < g.ho; ++oh) {
           const int64_t ih = oh * p.stride[0] - p.padding[0] + i * p.dilation[0];
           if (ih < 0 || ih >= g.h) continue;
@@ -112,8 +110,49 @@ void col2im(const T* cols, const ConvGeo& g, const Conv2dParams& p, T* dx) {
   }
 }
 
+// Samples per GEMM: small images are batched side by side so that each GEMM has >= ~2048 columns.
+int64_t chunk_of(const ConvGeo& g) {
+  constexpr int64_t kTargetCols = 2048;
+  return std::max<int64_t>(1, std::min(g.n, (kTargetCols + g.hw_out() - 1) / g.hw_out()));
+}
+// A pointwise conv on one sample at a time reads its input (and writes its input gradient) in place.
+bool direct(const ConvGeo& g, const Conv2dParams& p) { return is_pointwise(g, p) && chunk_of(g) == 1; }
+
+// Workspace: the column matrix of one chunk [Cin·kh·kw, chunk·Ho·Wo], then (chunk > 1) an output or
+// gradient matrix [Cout, chunk·Ho·Wo] in the same side-by-side layout.
+struct ConvWork {
+  int64_t cols = 0, mat = 0;  // elements
+};
+ConvWork conv_work(const ConvGeo& g, const Conv2dParams& p) {
+  const int64_t nb = chunk_of(g), ld = nb * g.hw_out();
+  ConvWork w;
+  if (!direct(g, p)) w.cols = g.cin * g.kh * g.kw * ld;
+  if (nb > 1) w.mat = g.cout * ld;
+  return w;
+}
 size_t col_workspace(const ConvGeo& g, const Conv2dParams& p, DType t) {
-  return is_pointwise(g, p) ? 0 : static_cast<size_t>(g.col_elems()) * dtype_size(t);
+  const ConvWork w = conv_work(g, p);
+  return static_cast<size_t>(align_up(static_cast<size_t>(w.cols) * dtype_size(t)) +
+                             static_cast<size_t>(w.mat) * dtype_size(t));
+}
+template <typename T>
+T* work_mat(const KernelCall& kc, const ConvWork& w) {
+  return reinterpret_cast<T*>(static_cast<char*>(kc.workspace) +
+                              align_up(static_cast<size_t>(w.cols) * sizeof(T)));
+}
+
+// Copies samples [n0, n0+nb) of a [N, C, hw] tensor into a [C, nb·hw] matrix, or back.
+template <typename T>
+void gather_samples(const T* src, int64_t n0, int64_t nb, int64_t c, int64_t hw, T* dst) {
+  for (int64_t s = 0; s < nb; ++s)
+    for (int64_t ch = 0; ch < c; ++ch)
+      std::copy_n(src + ((n0 + s) * c + ch) * hw, hw, dst + ch * nb * hw + s * hw);
+}
+template <typename T>
+void scatter_samples(const T* src, int64_t n0, int64_t nb, int64_t c, int64_t hw, T* dst) {
+  for (int64_t s = 0; s < nb; ++s)
+    for (int64_t ch = 0; ch < c; ++ch)
+      std::copy_n(src + ch * nb * hw + s * hw, hw, dst + ((n0 + s) * c + ch) * hw);
 }
 
 double conv_flops(const ConvGeo& g) {
@@ -154,20 +193,23 @@ class Conv2dOp final : public Op {
       const T* w = kc.in<T>(1);
       const T* b = bias_ ? kc.in<T>(2) : nullptr;
       T* y = kc.out<T>();
-      const bool pw = is_pointwise(g, p_);
+      const ConvWork wk = conv_work(g, p_);
+      const bool dir = direct(g, p_);
+      const int64_t hw = g.hw_out(), K = g.k(), cin_hw = g.cin * g.h * g.w, nb_max = chunk_of(g);
       T* cols = static_cast<T*>(kc.workspace);
-      const int64_t hw = g.hw_out(), K = g.k(), cin_hw = g.cin * g.h * g.w;
-      for (int64_t n = 0; n < g.n; ++n) {
-        const T* xn = x + n * cin_hw;
-        T* yn = y + n * g.cout * hw;
-        if (!pw) im2col(xn, g, p_, cols);
-        const T* src = pw ? xn : cols;  // pointwise: the input already is the column matrix
-        if (b) {
-          for (int64_t co = 0; co < g.cout; ++co) std::fill(yn + co * hw, yn + (co + 1) * hw, b[co]);
-        }
+      for (int64_t n0 = 0; n0 < g.n; n0 += nb_max) {
+        const int64_t nb = std::min(nb_max, g.n - n0), ld = nb * hw;
+        const T* src = dir ? x + n0 * cin_hw : cols;  // direct: the input is the column matrix
+        if (!dir)
+          for (int64_t s = 0; s < nb; ++s) im2col(x + (n0 + s) * cin_hw, g, p_, cols + s * hw, ld);
+        T* out = nb_max == 1 ? y + n0 * g.cout * hw : work_mat<T>(kc, wk);
         for (int64_t gr = 0; gr < g.groups; ++gr)
-          detail::gemm(false, false, g.cout_g(), hw, K, T(1), w + gr * g.cout_g() * K, K,
-                       src + gr * K * hw, hw, b ? T(1) : T(0), yn + gr * g.cout_g() * hw, hw);
+          detail::gemm(false, false, g.cout_g(), ld, K, T(1), w + gr * g.cout_g() * K, K,
+                       src + gr * K * ld, ld, T(0), out + gr * g.cout_g() * ld, ld);
+        if (b)
+          for (int64_t co = 0; co < g.cout; ++co)
+            for (int64_t j = 0; j < ld; ++j) out[co * ld + j] += b[co];
+        if (nb_max > 1) scatter_samples(out, n0, nb, g.cout, hw, y);
       }
     });
   }
@@ -223,16 +265,24 @@ class Conv2dBackwardInputOp final : public Op {
       const T* gy = kc.in<T>(0);
       const T* w = kc.in<T>(1);
       T* dx = kc.out<T>();
-      const bool pw = is_pointwise(g, p_);
+      const ConvWork wk = conv_work(g, p_);
+      const bool dir = direct(g, p_);
+      const int64_t hw = g.hw_out(), K = g.k(), cin_hw = g.cin * g.h * g.w, nb_max = chunk_of(g);
       T* cols = static_cast<T*>(kc.workspace);
-      const int64_t hw = g.hw_out(), K = g.k(), cin_hw = g.cin * g.h * g.w;
-      for (int64_t n = 0; n < g.n; ++n) {
-        T* dst = pw ? dx + n * cin_hw : cols;
-        const T* gn = gy + n * g.cout * hw;
+      for (int64_t n0 = 0; n0 < g.n; n0 += nb_max) {
+        const int64_t nb = std::min(nb_max, g.n - n0), ld = nb * hw;
+        const T* gm = gy + n0 * g.cout * hw;
+        if (nb_max > 1) {
+          T* m = work_mat<T>(kc, wk);
+          gather_samples(gy, n0, nb, g.cout, hw, m);
+          gm = m;
+        }
+        T* dst = dir ? dx + n0 * cin_hw : cols;
         for (int64_t gr = 0; gr < g.groups; ++gr)
-          detail::gemm(true, false, K, hw, g.cout_g(), T(1), w + gr * g.cout_g() * K, K,
-                       gn + gr * g.cout_g() * hw, hw, T(0), dst + gr * K * hw, hw);
-        if (!pw) col2im(cols, g, p_, dx + n * cin_hw);
+          detail::gemm(true, false, K, ld, g.cout_g(), T(1), w + gr * g.cout_g() * K, K,
+                       gm + gr * g.cout_g() * ld, ld, T(0), dst + gr * K * ld, ld);
+        if (!dir)
+          for (int64_t s = 0; s < nb; ++s) col2im(cols + s * hw, g, p_, dx + (n0 + s) * cin_hw, ld);
       }
     });
   }
@@ -279,18 +329,25 @@ class Conv2dBackwardWeightOp final : public Op {
       const T* x = kc.in<T>(0);
       const T* gy = kc.in<T>(1);
       T* dw = kc.out<T>();
-      const bool pw = is_pointwise(g, p_);
+      const ConvWork wk = conv_work(g, p_);
+      const bool dir = direct(g, p_);
+      const int64_t hw = g.hw_out(), K = g.k(), cin_hw = g.cin * g.h * g.w, nb_max = chunk_of(g);
       T* cols = static_cast<T*>(kc.workspace);
-      const int64_t hw = g.hw_out(), K = g.k(), cin_hw = g.cin * g.h * g.w;
       if (g.n == 0) std::fill(dw, dw + g.cout * K, T(0));
-      for (int64_t n = 0; n < g.n; ++n) {
-        const T* xn = x + n * cin_hw;
-        if (!pw) im2col(xn, g, p_, cols);
-        const T* src = pw ? xn : cols;
-        const T* gn = gy + n * g.cout * hw;
+      for (int64_t n0 = 0; n0 < g.n; n0 += nb_max) {  // chunks accumulate in order: deterministic
+        const int64_t nb = std::min(nb_max, g.n - n0), ld = nb * hw;
+        const T* src = dir ? x + n0 * cin_hw : cols;
+        if (!dir)
+          for (int64_t s = 0; s < nb; ++s) im2col(x + (n0 + s) * cin_hw, g, p_, cols + s * hw, ld);
+        const T* gm = gy + n0 * g.cout * hw;
+        if (nb_max > 1) {
+          T* m = work_mat<T>(kc, wk);
+          gather_samples(gy, n0, nb, g.cout, hw, m);
+          gm = m;
+        }
         for (int64_t gr = 0; gr < g.groups; ++gr)
-          detail::gemm(false, true, g.cout_g(), K, hw, T(1), gn + gr * g.cout_g() * hw, hw,
-                       src + gr * K * hw, hw, n == 0 ? T(0) : T(1), dw + gr * g.cout_g() * K, K);
+          detail::gemm(false, true, g.cout_g(), K, ld, T(1), gm + gr * g.cout_g() * ld, ld,
+                       src + gr * K * ld, ld, n0 == 0 ? T(0) : T(1), dw + gr * g.cout_g() * K, K);
       }
     });
   }

@@ -171,3 +171,26 @@ TEST_CASE("conv2d: an input smaller than the kernel is an error, also with strid
               {"conv2d", "[1, 1, 2, 2]", "[1, 1, 3, 3]"});
   throws_with([] { max_pool2d(zeros({1, 1, 2, 2}), {3, 3}, {2, 2}); }, {"max_pool2d", "[1, 1, 2, 2]"});
 }
+
+TEST_CASE("conv2d: samples batched into one GEMM (with a partial last chunk) match per-sample results") {
+  Session s;
+  // 32x32 outputs: two samples share a GEMM, so N = 3 gives chunks of 2 and 1.
+  for (bool pointwise : {false, true}) {
+    CAPTURE(pointwise);
+    Conv2dParams p;
+    if (!pointwise) p.padding = {1, 1};
+    auto x = rnd({3, 2, 32, 32}), w = rnd(pointwise ? Shape{3, 2, 1, 1} : Shape{3, 2, 3, 3}), b = rnd({3});
+    auto gy = rnd({3, 3, 32, 32});
+    close(conv2d(x, w, b, p).to_vector<double>(), naive_conv(x, w, b, p), 1e-12);
+    std::vector<double> dx, dw(size_t(w.numel()), 0.0);
+    for (int64_t n = 0; n < 3; ++n) {
+      auto xn = x.slice(0, n, n + 1), gn = gy.slice(0, n, n + 1);
+      auto d = conv2d_backward_input(gn, w, xn.shape(), p).to_vector<double>();
+      dx.insert(dx.end(), d.begin(), d.end());
+      auto dwn = conv2d_backward_weight(xn, gn, w.shape(), p).to_vector<double>();
+      for (size_t i = 0; i < dw.size(); ++i) dw[i] += dwn[i];
+    }
+    close(conv2d_backward_input(gy, w, x.shape(), p).to_vector<double>(), dx, 1e-12);
+    close(conv2d_backward_weight(x, gy, w.shape(), p).to_vector<double>(), dw, 1e-10);
+  }
+}
