@@ -9,3 +9,6 @@
 #include "framework/shape.h"
 #include "framework/tensor.h"
 #include "ops/ops.h"
+#include "data/data.h"
+#include "nn/nn.h"
+#include "optim/optim.h"
