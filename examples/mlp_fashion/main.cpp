@@ -82,7 +82,8 @@ int main(int argc, char** argv) {
     auto test_set = std::make_shared<lethe::data::FashionMNIST>(data_dir, false);
     lethe::data::DataLoader train(
         train_set, lethe::data::DataLoaderOptions().batch_size(batch).shuffle(true).drop_last(true).seed(seed));
-    lethe::data::DataLoader test(test_set, lethe::data::DataLoaderOptions().batch_size(1000));
+    // Evaluation batches as large as training ones, so that the step fits the same memory budget.
+    lethe::data::DataLoader test(test_set, lethe::data::DataLoaderOptions().batch_size(batch));
 
     using namespace lethe::nn;
     auto model = std::make_shared<Sequential>(
