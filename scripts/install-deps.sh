@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs Lethe's build and test dependencies from Debian 12's packages (nothing else is fetched).
 set -euo pipefail
-pkgs=(cmake ninja-build g++ pkg-config doctest-dev libopenblas-dev nlohmann-json3-dev libcli11-dev
+pkgs=(cmake ninja-build g++ pkg-config doctest-dev libopenblas-dev libopenblas-openmp-dev nlohmann-json3-dev libcli11-dev
       zlib1g-dev dataset-fashion-mnist coinor-libcbc-dev)
 missing=()
 for p in "${pkgs[@]}"; do

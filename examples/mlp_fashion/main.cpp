@@ -2,7 +2,8 @@
 // test accuracy.
 //
 //   build/examples/mlp_fashion/mlp_fashion --epochs 2 --batch 64 --lr 2e-3
-//   build/examples/mlp_fashion/mlp_fashion --steps 50 --memory-budget 64MiB
+//   build/examples/mlp_fashion/mlp_fashion --steps 50 --memory-budget 0.25 --planner auto
+//   build/examples/mlp_fashion/mlp_fashion --steps 1 --export-graph mlp.graph.json
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -26,24 +27,25 @@ class Progress {
  public:
   explicit Progress(bool tty) : tty_(tty) {}
   void update(int epoch, int64_t step_in_epoch, int64_t steps_per_epoch, double loss, double samples_per_s,
-              bool last) {
+              size_t peak_bytes, bool last) {
     if (tty_) {
       const int width = 30;
       const double frac = static_cast<double>(step_in_epoch) / static_cast<double>(steps_per_epoch);
       const int fill = static_cast<int>(frac * width);
       std::string bar(static_cast<size_t>(fill), '#');
       bar.resize(width, '.');
-      std::printf("\repoch %d [%s] %5lld/%lld  loss %.4f  %8.0f samples/s", epoch, bar.c_str(),
-                  static_cast<long long>(step_in_epoch), static_cast<long long>(steps_per_epoch), loss,
-                  samples_per_s);
+      std::printf("\repoch %d [%s] %5lld/%lld  loss %.4f  %8.0f samples/s  peak %.1f MiB", epoch,
+                  bar.c_str(), static_cast<long long>(step_in_epoch), static_cast<long long>(steps_per_epoch),
+                  loss, samples_per_s, static_cast<double>(peak_bytes) / (1024.0 * 1024.0));
       if (last) std::printf("\n");
       std::fflush(stdout);
-    } else if (last || step_in_epoch % 100 == 0) {
-      std::printf("epoch %d step %lld/%lld loss %.4f %.0f samples/s\n", epoch,
-                  static_cast<long long>(step_in_epoch), static_cast<long long>(steps_per_epoch), loss,
-                  samples_per_s);
-      std::fflush(stdout);
     }
+  }
+  // Not a terminal: one line per step with its loss and the step report (arena peak, plan, time).
+  void step_line(int64_t step, double loss, const lethe::StepReport& r) {
+    if (tty_) return;
+    std::printf("step %lld loss %.6f | %s\n", static_cast<long long>(step), loss, r.str().c_str());
+    std::fflush(stdout);
   }
 
  private:
@@ -60,7 +62,7 @@ int main(int argc, char** argv) {
   double lr = 2e-3;
   uint64_t seed = 0;
   int64_t max_steps = 0;
-  std::string budget, device = "cpu";
+  std::string budget, device = "cpu", planner = "auto", export_graph;
   int threads = 0;
   app.add_option("--data", data_dir, "folder with the Fashion-MNIST IDX files")->capture_default_str();
   app.add_option("--epochs", epochs, "epochs")->capture_default_str()->check(CLI::PositiveNumber);
@@ -69,6 +71,9 @@ int main(int argc, char** argv) {
   app.add_option("--seed", seed, "seed of initialisation and shuffling")->capture_default_str();
   app.add_option("--steps", max_steps, "stop after this many steps (0: no limit)")->capture_default_str();
   app.add_option("--memory-budget", budget, "memory budget (\"512MiB\", or a fraction of activations)");
+  app.add_option("--planner", planner, "planner: auto, lethe, keep-all, sqrt, chain, treewidth, dtr, checkmate")
+      ->capture_default_str();
+  app.add_option("--export-graph", export_graph, "write the training step as a remat-graph/1 file");
   app.add_option("--device", device, "cpu or cuda[:i]")->capture_default_str();
   app.add_option("--threads", threads, "CPU threads (0: default)")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
@@ -77,6 +82,7 @@ int main(int argc, char** argv) {
     lethe::Session session({.device = lethe::Device::parse(device),
                             .seed = seed,
                             .memory_budget = budget,
+                            .planner = planner,
                             .num_threads = threads});
     auto train_set = std::make_shared<lethe::data::FashionMNIST>(data_dir, true);
     auto test_set = std::make_shared<lethe::data::FashionMNIST>(data_dir, false);
@@ -117,14 +123,22 @@ int main(int argc, char** argv) {
         ++i;
         ++step;
         seen += b.data.size(0);
+        progress.step_line(step, l, session.last_report());
+        if (step == 1 && !export_graph.empty()) {
+          session.export_graph(export_graph);
+          std::printf("wrote the training step graph to %s\n", export_graph.c_str());
+        }
         stop = max_steps > 0 && step >= max_steps;
         const double secs = std::chrono::duration<double>(Clock::now() - t_epoch).count();
         progress.update(epoch, i, train.size(), smooth, static_cast<double>(seen) / secs,
+                        session.last_report().peak_bytes,
                         stop || i == train.size());
         if (stop) break;
       }
     }
     const double train_s = std::chrono::duration<double>(Clock::now() - t_start).count();
+    const lethe::StepReport last = session.last_report();
+    std::printf("last step: %s\n", last.str().c_str());
 
     model->eval();
     lethe::NoGradGuard no_grad;
