@@ -1,0 +1,376 @@
+// planner_compare: how close `lethe` gets to the optimum and what rematerialisation costs.
+//
+//   planner_compare [--out DIR] [--cm-time S] [--quick] [a.graph.json ...]
+//
+// (a) optimality gap of lethe vs checkmate's proven optimum (graphs <= 150 nodes, fractions
+//     0.75/0.5/0.35/0.25); (b) overhead (cost / no-remat cost) at fractions 0.5/0.33/0.2 on
+//     ResNet-, Transformer- and U-Net-style graphs and on the graph files given; (c) cost and peak
+//     of every planner x budget x graph in DIR/planner_compare.csv and one SVG per graph
+//     (overhead against budget, one line per planner); (d) lethe's solve time at 1,000 and
+//     10,000 nodes. Tables go to stdout.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "scheduler/budget.h"
+#include "scheduler/generators.h"
+#include "scheduler/graph_io.h"
+#include "scheduler/planner.h"
+#include "scheduler/simulator.h"
+
+using namespace lethe::sched;
+
+namespace {
+
+struct Outcome {
+  bool ok = false;
+  double cost = 0, seconds = 0;
+  int64_t peak = 0;
+  bool optimal = false;
+};
+
+Outcome run(const Problem& p, int64_t budget, const std::string& planner, const PlannerOptions& opts) {
+  // The planner function itself, not plan(): plan() answers an infeasible budget by searching the
+  // smallest feasible one with every planner, which is slow and not what is measured here.
+  Outcome o;
+  const PlannerEntry& e = find_planner(planner);
+  PlannerInfo info;
+  const auto t0 = std::chrono::steady_clock::now();
+  std::optional<Plan> pl = e.fn(p, budget, opts, &info);
+  o.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (!pl) return o;
+  pl->budget_bytes = budget;
+  const SimResult r = simulate(p, *pl);
+  if (!r.valid) {
+    std::fprintf(stderr, "INVALID plan from %s on %s: %s\n", planner.c_str(), p.name.c_str(), r.message.c_str());
+    return o;
+  }
+  o.ok = true;
+  o.cost = r.cost;
+  o.peak = r.peak_bytes;
+  o.optimal = info.optimal;
+  return o;
+}
+
+// A ResNet-style training graph: stem, then stages of residual blocks (conv-bn-relu-conv-bn-add-relu,
+// a strided projection on the shortcut at each stage change), pooling and a classifier; the backward
+// is built as scheduler/generators.cpp builds it (one gradient per forward value, parameter gradients
+// are the outputs).
+Problem resnet_graph(int blocks_per_stage, int stages, uint64_t seed) {
+  Problem p;
+  p.name = "resnet-b" + std::to_string(blocks_per_stage) + "x" + std::to_string(stages) + "-s" + std::to_string(seed);
+  std::vector<uint8_t> is_param;
+  uint64_t s = seed * 0x9e3779b97f4a7c15ULL + 1;
+  auto jitter = [&] {
+    s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+    return 0.8 + 0.4 * static_cast<double>(s % 1000) / 1000.0;
+  };
+  auto add = [&](const std::string& op, std::vector<NodeId> ins, int64_t bytes, double cost, bool resident) {
+    Node v;
+    v.id = static_cast<NodeId>(p.nodes.size());
+    v.name = op + std::to_string(v.id);
+    v.op = op;
+    v.bytes = std::max<int64_t>(64, bytes / 64 * 64);
+    v.cost = cost;
+    v.inputs = std::move(ins);
+    v.resident = resident;
+    p.nodes.push_back(v);
+    is_param.push_back(op == "param");
+    return v.id;
+  };
+  auto param = [&](int64_t bytes) { return add("param", {}, bytes, 0, true); };
+  const int64_t base = 1 << 20;
+  NodeId x = add("input", {}, base, 0, true);
+  is_param.back() = false;
+  int64_t act = base * 2;
+  x = add("conv", {x, param(base / 16)}, act, 2.0 * jitter(), false);
+  x = add("bn", {x, param(256)}, act, 0.3 * jitter(), false);
+  x = add("relu", {x}, act, 0.1, false);
+  for (int st = 0; st < stages; ++st) {
+    if (st > 0) act /= 2;
+    for (int b = 0; b < blocks_per_stage; ++b) {
+      NodeId sc = x;
+      if (st > 0 && b == 0) sc = add("proj", {x, param(base / 32)}, act, 0.5 * jitter(), false);
+      NodeId y = add("conv", {x, param(base / 8)}, act, 2.0 * jitter(), false);
+      y = add("bn", {y, param(256)}, act, 0.3 * jitter(), false);
+      y = add("relu", {y}, act, 0.1, false);
+      y = add("conv", {y, param(base / 8)}, act, 2.0 * jitter(), false);
+      y = add("bn", {y, param(256)}, act, 0.3 * jitter(), false);
+      y = add("add", {y, sc}, act, 0.1, false);
+      x = add("relu", {y}, act, 0.1, false);
+    }
+  }
+  x = add("pool", {x}, 4096, 0.05, false);
+  x = add("fc", {x, param(40960)}, 64, 0.05, false);
+  const int nf = p.size();
+  const NodeId loss = add("loss", {x}, 4, 1e-3, false);
+  std::vector<std::vector<NodeId>> consumers(loss + 1);
+  for (const Node& v : p.nodes) {
+    for (NodeId u : v.inputs) consumers[u].push_back(v.id);
+  }
+  std::vector<NodeId> grad(loss + 1, -1);
+  auto add_grad = [&](NodeId v, std::vector<NodeId> ins, int64_t bytes, double cost) {
+    std::sort(ins.begin(), ins.end());
+    ins.erase(std::unique(ins.begin(), ins.end()), ins.end());
+    grad[v] = add("grad", std::move(ins), bytes, cost, false);
+    p.nodes.back().name = "g_" + p.nodes[v].name;
+  };
+  add_grad(loss, {loss}, 4, 1e-3);
+  for (NodeId v = nf - 1; v >= 0; --v) {
+    if (p.nodes[v].op == "input") continue;
+    std::vector<NodeId> ins;
+    double cost = 0;
+    for (NodeId c : consumers[v]) {
+      if (grad[c] < 0) continue;
+      ins.push_back(grad[c]);
+      if (is_param[v]) {
+        for (NodeId u : p.nodes[c].inputs) {
+          if (u != v && !is_param[u]) ins.push_back(u);
+        }
+        cost += p.nodes[c].cost;
+      }
+    }
+    if (ins.empty()) continue;
+    if (!is_param[v]) {
+      for (NodeId u : p.nodes[v].inputs) ins.push_back(u);
+      cost = p.nodes[v].cost * 1.5;
+    }
+    add_grad(v, std::move(ins), p.nodes[v].bytes, cost);
+    if (is_param[v]) p.outputs.push_back(grad[v]);
+  }
+  p.outputs.insert(p.outputs.begin(), loss);
+  return p;
+}
+
+// Generated graph of about `target` nodes.
+Problem sized(const std::string& family, int target, uint64_t seed) {
+  int n = std::max(1, target / 3);
+  for (int it = 0; it < 4; ++it) {
+    const int sz = generate(family, n, seed).size();
+    n = std::max(1, static_cast<int>(std::lround(n * static_cast<double>(target) / sz)));
+  }
+  return generate(family, n, seed);
+}
+
+std::string fmt(double v, int prec = 3) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", prec, v);
+  return buf;
+}
+
+struct Curve {
+  std::string planner;
+  std::vector<std::pair<double, double>> pts;  // fraction, overhead
+};
+
+void write_svg(const std::string& path, const std::string& title, const std::vector<Curve>& curves) {
+  const double W = 640, H = 400, L = 60, R = 150, T = 40, B = 50;
+  double ymax = 1.0;
+  for (const Curve& c : curves) {
+    for (auto [x, y] : c.pts) ymax = std::max(ymax, y);
+  }
+  ymax = std::ceil(ymax * 10.0) / 10.0 + 0.05;
+  const double ymin = 1.0;
+  auto X = [&](double f) { return L + (f - 0.0) / 1.0 * (W - L - R); };
+  auto Y = [&](double o) { return H - B - (o - ymin) / (ymax - ymin) * (H - T - B); };
+  std::ofstream s(path);
+  s << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << W << "\" height=\"" << H
+    << "\" font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
+  s << "<text x=\"" << W / 2 - 60 << "\" y=\"20\" font-size=\"13\">" << title << "</text>\n";
+  s << "<line x1=\"" << L << "\" y1=\"" << H - B << "\" x2=\"" << W - R << "\" y2=\"" << H - B << "\" stroke=\"black\"/>\n";
+  s << "<line x1=\"" << L << "\" y1=\"" << T << "\" x2=\"" << L << "\" y2=\"" << H - B << "\" stroke=\"black\"/>\n";
+  for (int i = 0; i <= 10; ++i) {
+    const double f = i / 10.0;
+    s << "<line x1=\"" << X(f) << "\" y1=\"" << H - B << "\" x2=\"" << X(f) << "\" y2=\"" << H - B + 5
+      << "\" stroke=\"black\"/><text x=\"" << X(f) - 8 << "\" y=\"" << H - B + 18 << "\">" << fmt(f, 1) << "</text>\n";
+  }
+  const int yt = 5;
+  for (int i = 0; i <= yt; ++i) {
+    const double o = ymin + (ymax - ymin) * i / yt;
+    s << "<line x1=\"" << L - 5 << "\" y1=\"" << Y(o) << "\" x2=\"" << L << "\" y2=\"" << Y(o)
+      << "\" stroke=\"black\"/><text x=\"" << 8 << "\" y=\"" << Y(o) + 4 << "\">" << fmt(o, 2) << "</text>\n";
+  }
+  s << "<text x=\"" << X(0.5) - 70 << "\" y=\"" << H - 12 << "\">budget (activation fraction)</text>\n";
+  s << "<text x=\"12\" y=\"" << T - 10 << "\">overhead (cost / no-remat cost)</text>\n";
+  const char* colors[] = {"#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"};
+  for (size_t c = 0; c < curves.size(); ++c) {
+    const char* col = colors[c % 8];
+    std::vector<std::pair<double, double>> pts = curves[c].pts;
+    std::sort(pts.begin(), pts.end());
+    if (!pts.empty()) {
+      s << "<polyline fill=\"none\" stroke=\"" << col << "\" stroke-width=\"" << (c == 0 ? 2.5 : 1.5) << "\" points=\"";
+      for (auto [x, y] : pts) s << X(x) << "," << Y(y) << " ";
+      s << "\"/>\n";
+      for (auto [x, y] : pts) s << "<circle cx=\"" << X(x) << "\" cy=\"" << Y(y) << "\" r=\"2.5\" fill=\"" << col << "\"/>\n";
+    }
+    const double ly = T + 10 + 18.0 * c;
+    s << "<line x1=\"" << W - R + 15 << "\" y1=\"" << ly << "\" x2=\"" << W - R + 40 << "\" y2=\"" << ly
+      << "\" stroke=\"" << col << "\" stroke-width=\"2\"/><text x=\"" << W - R + 45 << "\" y=\"" << ly + 4 << "\">"
+      << curves[c].planner << "</text>\n";
+  }
+  s << "</svg>\n";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string out = "bench_out";
+  double cm_time = 20.0;
+  bool quick = false;
+  std::vector<std::string> files;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--out" && i + 1 < argc) {
+      out = argv[++i];
+    } else if (a == "--cm-time" && i + 1 < argc) {
+      cm_time = std::stod(argv[++i]);
+    } else if (a == "--quick") {
+      quick = true;
+    } else if (a == "-h" || a == "--help") {
+      std::printf("usage: planner_compare [--out DIR] [--cm-time S] [--quick] [graph.json ...]\n");
+      return 0;
+    } else {
+      files.push_back(a);
+    }
+  }
+  std::filesystem::create_directories(out);
+  std::ofstream csv(out + "/planner_compare.csv");
+  csv << "section,graph,nodes,planner,fraction,budget_bytes,status,cost,overhead,peak_bytes,solve_s,optimal\n";
+  auto csv_row = [&](const char* sec, const Problem& p, const std::string& pl, double f, int64_t b, const Outcome& o) {
+    csv << sec << "," << p.name << "," << p.size() << "," << pl << "," << f << "," << b << ","
+        << (o.ok ? "ok" : "infeasible") << "," << (o.ok ? o.cost : 0) << "," << (o.ok ? o.cost / no_remat_cost(p) : 0)
+        << "," << o.peak << "," << o.seconds << "," << (o.optimal ? 1 : 0) << "\n";
+  };
+
+  // ------------------------------------------------------------ (a) gap vs checkmate
+  const bool have_cm = static_cast<bool>(find_planner("checkmate").fn);
+  std::printf("\n(a) optimality gap: lethe vs checkmate (proven optima only, time limit %.0f s)\n", cm_time);
+  if (!have_cm) {
+    std::printf("    checkmate not built (%s): skipped\n", find_planner("checkmate").unavailable_reason.c_str());
+  } else {
+    PlannerOptions cmo;
+    cmo.time_limit_s = cm_time;
+    std::printf("%-26s %5s %6s %12s %12s %8s %9s\n", "graph", "nodes", "frac", "lethe", "checkmate", "gap%", "cm_s");
+    double worst = 0, sum = 0;
+    int count = 0, unproven = 0;
+    std::vector<Problem> gs;
+    const std::vector<int> sizes = quick ? std::vector<int>{40} : std::vector<int>{40, 90, 140};
+    for (const std::string& fam : generator_families()) {
+      for (int target : sizes) {
+        Problem p = sized(fam, target, 11);
+        if (p.size() <= 150) gs.push_back(std::move(p));
+      }
+    }
+    for (const Problem& p : gs) {
+      for (double f : {0.75, 0.5, 0.35, 0.25}) {
+        const int64_t b = fraction_budget(f, p);
+        const Outcome l = run(p, b, "lethe", {});
+        const Outcome c = run(p, b, "checkmate", cmo);
+        csv_row("gap", p, "lethe", f, b, l);
+        csv_row("gap", p, "checkmate", f, b, c);
+        if (!c.ok || !c.optimal) {
+          ++unproven;
+          std::printf("%-26s %5d %6.2f %12s %12s %8s %9.2f\n", p.name.c_str(), p.size(), f,
+                      l.ok ? fmt(l.cost, 4).c_str() : "-", c.ok ? (fmt(c.cost, 4) + "*").c_str() : "-", "n/a", c.seconds);
+          continue;
+        }
+        const double gap = l.ok ? 100.0 * (l.cost / c.cost - 1.0) : 1e9;
+        worst = std::max(worst, gap);
+        sum += gap;
+        ++count;
+        std::printf("%-26s %5d %6.2f %12s %12s %8.2f %9.2f\n", p.name.c_str(), p.size(), f,
+                    l.ok ? fmt(l.cost, 4).c_str() : "-", fmt(c.cost, 4).c_str(), gap, c.seconds);
+      }
+    }
+    std::printf("gap over %d proven optima: mean %.2f%%, worst %.2f%% (target <= 3%%); %d not proven in time (*)\n",
+                count, count ? sum / count : 0.0, worst, unproven);
+  }
+
+  // ------------------------------------------------------------ (b) overheads
+  std::vector<Problem> graphs;
+  const int big = quick ? 200 : 500;
+  graphs.push_back(resnet_graph(quick ? 2 : 3, 4, 1));
+  graphs.push_back(sized("transformer", big, 1));
+  graphs.push_back(sized("unet", big, 1));
+  for (const std::string& f : files) graphs.push_back(read_problem_file(f));
+  std::printf("\n(b) overhead (cost / no-remat cost): lethe, and the best other planner\n");
+  std::printf("%-28s %6s | %-16s %-16s %-16s\n", "graph", "nodes", "f=0.5", "f=0.33", "f=0.2");
+  for (const Problem& p : graphs) {
+    std::printf("%-28s %6d |", p.name.c_str(), p.size());
+    for (double f : {0.5, 0.33, 0.2}) {
+      const int64_t b = fraction_budget(f, p);
+      const Outcome l = run(p, b, "lethe", {});
+      double other = 1e30;
+      for (const PlannerEntry& e : planners()) {
+        if (!e.fn || e.name == "lethe" || (e.name == "checkmate")) continue;
+        const Outcome o = run(p, b, e.name, {});
+        if (o.ok) other = std::min(other, o.cost);
+      }
+      const double nr = no_remat_cost(p);
+      std::printf(" %-7s (%-6s) ", l.ok ? fmt(l.cost / nr).c_str() : "inf", other < 1e29 ? fmt(other / nr).c_str() : "inf");
+    }
+    std::printf("\n");
+  }
+  std::printf("targets: <= 1.08 at 0.5, <= 1.15 at 0.33, <= 1.30 at 0.2 (best other planner in parentheses)\n");
+
+  // ------------------------------------------------------------ (c) table + plots
+  std::printf("\n(c) every planner x budget x graph (CSV: %s/planner_compare.csv, plots: %s/*.svg)\n", out.c_str(),
+              out.c_str());
+  const std::vector<double> fracs{1.0, 0.75, 0.5, 0.35, 0.25, 0.2, 0.15, 0.1};
+  for (const Problem& p : graphs) {
+    std::printf("%s (%d nodes)\n%-10s", p.name.c_str(), p.size(), "planner");
+    for (double f : fracs) std::printf(" %13s", ("f=" + fmt(f, 2)).c_str());
+    std::printf("\n");
+    std::vector<Curve> curves;
+    for (const PlannerEntry& e : planners()) {
+      if (!e.fn || (e.name == "checkmate" && p.size() > 150)) continue;
+      Curve c{e.name, {}};
+      std::printf("%-10s", e.name.c_str());
+      for (double f : fracs) {
+        const int64_t b = fraction_budget(f, p);
+        PlannerOptions o;
+        o.time_limit_s = cm_time;
+        const Outcome r = run(p, b, e.name, o);
+        csv_row("table", p, e.name, f, b, r);
+        if (r.ok) {
+          const double ov = r.cost / no_remat_cost(p);
+          c.pts.push_back({f, ov});
+          std::printf(" %6s/%6.2fM", fmt(ov).c_str(), r.peak / 1048576.0);
+        } else {
+          std::printf(" %13s", "-");
+        }
+      }
+      std::printf("\n");
+      curves.push_back(std::move(c));
+    }
+    std::string fname = p.name;
+    for (char& ch : fname) {
+      if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_') ch = '_';
+    }
+    write_svg(out + "/" + fname + ".svg", p.name + ": overhead vs budget", curves);
+  }
+  std::printf("cells: overhead/peak MiB\n");
+
+  // ------------------------------------------------------------ (d) solve times
+  std::printf("\n(d) lethe solve time (s)\n%-28s %6s %10s %10s\n", "graph", "nodes", "f=0.5", "f=0.25");
+  for (int target : {1000, 10000}) {
+    for (const std::string& fam : {"chain", "transformer", "unet", "layered"}) {
+      const Problem p = sized(fam, target, 3);
+      const Outcome a = run(p, fraction_budget(0.5, p), "lethe", {});
+      const Outcome b = run(p, fraction_budget(0.25, p), "lethe", {});
+      csv_row("time", p, "lethe", 0.5, fraction_budget(0.5, p), a);
+      csv_row("time", p, "lethe", 0.25, fraction_budget(0.25, p), b);
+      std::printf("%-28s %6d %10.3f %10.3f\n", p.name.c_str(), p.size(), a.seconds, b.seconds);
+    }
+  }
+  std::printf("targets: <= 0.1 s at 1,000 nodes, <= 2 s at 10,000 nodes\n");
+  return 0;
+}
