@@ -1,0 +1,257 @@
+#include "scheduler/graph_io.h"
+
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+namespace lethe::sched {
+namespace {
+
+using nlohmann::json;
+
+std::string where_node(size_t index) { return "node at index " + std::to_string(index); }
+
+const json& require(const json& obj, const char* key, const std::string& where) {
+  auto it = obj.find(key);
+  if (it == obj.end()) throw Error(where + ": missing required field \"" + key + "\"");
+  return *it;
+}
+
+// Integral JSON numbers only; 400.0 is accepted because some exporters write every number as float.
+int64_t as_int(const json& v, const std::string& where, const char* key) {
+  if (v.is_number_integer()) return v.get<int64_t>();
+  if (v.is_number_float()) {
+    double d = v.get<double>();
+    if (std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 9.0e18) return static_cast<int64_t>(d);
+  }
+  throw Error(where + ": field \"" + key + "\" must be an integer, got " + v.dump());
+}
+
+double as_double(const json& v, const std::string& where, const char* key) {
+  if (!v.is_number()) throw Error(where + ": field \"" + key + "\" must be a number, got " + v.dump());
+  return v.get<double>();
+}
+
+std::string opt_string(const json& obj, const char* key, const std::string& where) {
+  auto it = obj.find(key);
+  if (it == obj.end() || it->is_null()) return {};
+  if (!it->is_string()) throw Error(where + ": field \"" + key + "\" must be a string");
+  return it->get<std::string>();
+}
+
+json parse_text(const std::string& text, const char* what) {
+  try {
+    return json::parse(text);
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for numbers like 1e999
+    throw Error(std::string("bad JSON in ") + what + ": " + e.what());
+  }
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error("cannot open '" + path + "' for reading");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void write_text(const std::string& text, const std::string& path) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  if (!out) throw Error("cannot open '" + path + "' for writing");
+  out << text;
+  if (!out.flush()) throw Error("cannot write '" + path + "'");
+}
+
+void check_format(const json& j, const char* expected, const char* what) {
+  if (!j.is_object()) throw Error(std::string(what) + ": top level must be a JSON object");
+  auto it = j.find("format");
+  if (it == j.end()) {
+    throw Error(std::string(what) + ": missing required field \"format\" (expected \"" + expected + "\")");
+  }
+  if (!it->is_string() || it->get<std::string>() != expected) {
+    throw Error(std::string(what) + ": wrong format " + it->dump() + ", expected \"" + expected + "\"");
+  }
+}
+
+}  // namespace
+
+void validate_problem(const Problem& p) {
+  const int n = p.size();
+  for (int i = 0; i < n; ++i) {
+    const Node& v = p.nodes[i];
+    if (v.id != i) {
+      throw Error(where_node(i) + " has id " + std::to_string(v.id) +
+                  ": ids must be 0..n-1 in the order nodes are listed");
+    }
+    const std::string who = "node " + std::to_string(i);
+    if (v.bytes < 0) throw Error(who + ": bytes must be non-negative, got " + std::to_string(v.bytes));
+    if (!std::isfinite(v.cost) || v.cost < 0) {
+      std::ostringstream ss;
+      ss << who << ": cost must be finite and non-negative, got " << v.cost;
+      throw Error(ss.str());
+    }
+    for (NodeId u : v.inputs) {
+      if (u < 0 || u >= n) {
+        throw Error(who + ": input " + std::to_string(u) + " does not exist (ids are 0.." +
+                    std::to_string(n - 1) + ")");
+      }
+      if (u >= v.id) {
+        throw Error(who + ": input " + std::to_string(u) +
+                    " is not smaller than the node's id (nodes must be in topological order)");
+      }
+    }
+  }
+  for (NodeId o : p.outputs) {
+    if (o < 0 || o >= n) {
+      throw Error("output " + std::to_string(o) + " does not exist (ids are 0.." + std::to_string(n - 1) + ")");
+    }
+  }
+}
+
+Problem problem_from_json(const json& j) {
+  check_format(j, kGraphFormat, "graph");
+  Problem p;
+  p.name = opt_string(j, "name", "graph");
+  const json& nodes = require(j, "nodes", "graph");
+  if (!nodes.is_array()) throw Error("graph: field \"nodes\" must be an array");
+  p.nodes.reserve(nodes.size());
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    const json& jn = nodes[i];
+    std::string where = where_node(i);
+    if (!jn.is_object()) throw Error(where + ": must be a JSON object");
+    Node v;
+    v.id = static_cast<NodeId>(as_int(require(jn, "id", where), where, "id"));
+    if (v.id != static_cast<NodeId>(i)) {
+      throw Error(where + " has id " + std::to_string(v.id) +
+                  ": ids must be 0..n-1 in the order nodes are listed");
+    }
+    where = "node " + std::to_string(i);
+    v.name = opt_string(jn, "name", where);
+    v.op = opt_string(jn, "op", where);
+    v.bytes = as_int(require(jn, "bytes", where), where, "bytes");
+    v.cost = as_double(require(jn, "cost", where), where, "cost");
+    const json& ins = require(jn, "inputs", where);
+    if (!ins.is_array()) throw Error(where + ": field \"inputs\" must be an array");
+    for (const json& u : ins) v.inputs.push_back(static_cast<NodeId>(as_int(u, where, "inputs")));
+    if (auto it = jn.find("resident"); it != jn.end() && !it->is_null()) {
+      if (!it->is_boolean()) throw Error(where + ": field \"resident\" must be true or false");
+      v.resident = it->get<bool>();
+    }
+    p.nodes.push_back(std::move(v));
+  }
+  const json& outs = require(j, "outputs", "graph");
+  if (!outs.is_array()) throw Error("graph: field \"outputs\" must be an array");
+  for (const json& o : outs) p.outputs.push_back(static_cast<NodeId>(as_int(o, "graph", "outputs")));
+  validate_problem(p);
+  return p;
+}
+
+Problem read_problem_json(const std::string& text) { return problem_from_json(parse_text(text, "graph")); }
+
+Problem read_problem_file(const std::string& path) {
+  try {
+    return read_problem_json(read_text(path));
+  } catch (const Error& e) {
+    throw Error(path + ": " + e.what());
+  }
+}
+
+json problem_to_json(const Problem& p) {
+  json nodes = json::array();
+  for (const Node& v : p.nodes) {
+    json jn = {{"id", v.id}, {"name", v.name}, {"op", v.op},
+               {"bytes", v.bytes}, {"cost", v.cost}, {"inputs", v.inputs}};
+    if (v.resident) jn["resident"] = true;
+    nodes.push_back(std::move(jn));
+  }
+  return json{{"format", kGraphFormat}, {"name", p.name}, {"nodes", std::move(nodes)}, {"outputs", p.outputs}};
+}
+
+// nlohmann's dump() puts every array element on its own line; graphs of 10k nodes read better (and
+// diff better) with one node per line.
+std::string problem_to_string(const Problem& p) {
+  json j = problem_to_json(p);
+  std::string s = "{\n  \"format\": " + j["format"].dump() + ",\n  \"name\": " + j["name"].dump() +
+                  ",\n  \"nodes\": [\n";
+  const json& nodes = j["nodes"];
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    s += "    " + nodes[i].dump() + (i + 1 < nodes.size() ? ",\n" : "\n");
+  }
+  s += "  ],\n  \"outputs\": " + j["outputs"].dump() + "\n}\n";
+  return s;
+}
+
+void write_problem_file(const Problem& p, const std::string& path) { write_text(problem_to_string(p), path); }
+
+Plan plan_from_json(const json& j) {
+  check_format(j, kPlanFormat, "plan");
+  Plan plan;
+  plan.graph = opt_string(j, "graph", "plan");
+  plan.planner = opt_string(j, "planner", "plan");
+  plan.budget_bytes = as_int(require(j, "budget_bytes", "plan"), "plan", "budget_bytes");
+  const json& steps = require(j, "steps", "plan");
+  if (!steps.is_array()) throw Error("plan: field \"steps\" must be an array");
+  plan.steps.reserve(steps.size());
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const json& js = steps[i];
+    const std::string where = "plan step " + std::to_string(i);
+    if (!js.is_object()) throw Error(where + ": must be a JSON object");
+    auto c = js.find("compute");
+    auto f = js.find("free");
+    if ((c == js.end()) == (f == js.end())) {
+      throw Error(where + ": must have exactly one of \"compute\" or \"free\"");
+    }
+    if (c != js.end()) {
+      plan.steps.push_back(Step::compute(static_cast<NodeId>(as_int(*c, where, "compute"))));
+    } else {
+      plan.steps.push_back(Step::free(static_cast<NodeId>(as_int(*f, where, "free"))));
+    }
+  }
+  if (auto it = j.find("predicted"); it != j.end() && it->is_object()) {
+    if (auto pk = it->find("peak_bytes"); pk != it->end()) {
+      plan.predicted_peak_bytes = as_int(*pk, "plan predicted", "peak_bytes");
+    }
+    if (auto pc = it->find("cost"); pc != it->end()) plan.predicted_cost = as_double(*pc, "plan predicted", "cost");
+  }
+  return plan;
+}
+
+Plan read_plan_json(const std::string& text) { return plan_from_json(parse_text(text, "plan")); }
+
+Plan read_plan_file(const std::string& path) {
+  try {
+    return read_plan_json(read_text(path));
+  } catch (const Error& e) {
+    throw Error(path + ": " + e.what());
+  }
+}
+
+json plan_to_json(const Plan& plan) {
+  json steps = json::array();
+  for (const Step& s : plan.steps) {
+    steps.push_back(json{{s.kind == Step::Kind::compute ? "compute" : "free", s.node}});
+  }
+  return json{{"format", kPlanFormat},
+              {"graph", plan.graph},
+              {"planner", plan.planner},
+              {"budget_bytes", plan.budget_bytes},
+              {"steps", std::move(steps)},
+              {"predicted", {{"peak_bytes", plan.predicted_peak_bytes}, {"cost", plan.predicted_cost}}}};
+}
+
+std::string plan_to_string(const Plan& plan) {
+  json j = plan_to_json(plan);
+  std::string s = "{\n  \"format\": " + j["format"].dump() + ",\n  \"graph\": " + j["graph"].dump() +
+                  ",\n  \"planner\": " + j["planner"].dump() + ",\n  \"budget_bytes\": " +
+                  j["budget_bytes"].dump() + ",\n  \"steps\": [";
+  const json& steps = j["steps"];
+  for (size_t i = 0; i < steps.size(); ++i) {
+    s += (i % 8 == 0 ? "\n    " : " ") + steps[i].dump() + (i + 1 < steps.size() ? "," : "");
+  }
+  s += "\n  ],\n  \"predicted\": " + j["predicted"].dump() + "\n}\n";
+  return s;
+}
+
+void write_plan_file(const Plan& plan, const std::string& path) { write_text(plan_to_string(plan), path); }
+
+}  // namespace lethe::sched

@@ -1,0 +1,38 @@
+// The plan checker: applies the spec's rules (shared/specs/graph-and-plan-format.md, "Semantics")
+// step by step, in O(steps + edges), and the reference quantities every budget is measured against.
+//
+//   SimResult r = simulate(p, plan);
+//   if (!r.valid) std::cerr << "step " << r.first_bad_step << ": " << r.message << "\n";
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "scheduler/problem.h"
+
+namespace lethe::sched {
+
+struct SimResult {
+  bool valid = true;
+  int64_t first_bad_step = -1;  // index into plan.steps; steps.size() when only rule 4 fails
+  std::string message;          // names the rule broken and the node
+  int64_t peak_bytes = 0;       // largest memory in use at a compute step (resident bytes when none)
+  double cost = 0.0;            // sum of the costs of the compute steps
+  int64_t compute_steps = 0;
+};
+
+// Stops at the first violation, as a checker applying the rules in order does; peak and cost then
+// cover the steps up to it.
+SimResult simulate(const Problem& p, const Plan& plan);
+
+int64_t resident_bytes(const Problem& p);
+// The memory no plan can avoid: resident bytes + bytes of the non-resident outputs.
+int64_t floor_bytes(const Problem& p);
+// Peak of the spec's natural schedule: every non-resident node computed in id order, each value
+// freed right after its last use unless it is an output (a value nobody uses is freed right after
+// it is computed). Peak counts only compute steps (resident bytes when there are none).
+int64_t no_remat_peak(const Problem& p);
+// Sum of the costs of the non-resident nodes.
+double no_remat_cost(const Problem& p);
+
+}  // namespace lethe::sched
