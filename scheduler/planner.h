@@ -75,6 +75,11 @@ struct PlanResult {
 PlanResult plan(const Problem& p, int64_t budget_bytes, const std::string& planner,
                 const PlannerOptions& opts = {});
 
+// Like plan(), but returns nullopt when no plan fits instead of throwing Infeasible, and so skips
+// the search for the smallest feasible budget (the costly part of a refusal). For sweeps and tests.
+std::optional<PlanResult> try_plan(const Problem& p, int64_t budget_bytes, const std::string& planner,
+                                   const PlannerOptions& opts = {});
+
 // Smallest budget (bytes) at which `planner` ("auto" = any planner) finds a valid plan; binary search
 // between the floor and the no-remat peak.
 int64_t smallest_feasible_budget(const Problem& p, const std::string& planner = "auto",

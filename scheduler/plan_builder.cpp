@@ -1,0 +1,251 @@
+#include "scheduler/plan_builder.h"
+
+#include <algorithm>
+
+namespace lethe::sched {
+
+Dag::Dag(const Problem& p) : problem(&p), n(p.size()) {
+  bytes.resize(n);
+  cost.resize(n);
+  resident.assign(n, 0);
+  is_output.assign(n, 0);
+  needed.assign(n, 0);
+  in_start_.assign(n + 1, 0);
+  std::vector<int32_t> out_count(n + 1, 0);
+  // Distinct inputs: a node lists few inputs, so a linear scan for duplicates is cheapest.
+  for (const Node& v : p.nodes) {
+    bytes[v.id] = v.bytes;
+    cost[v.id] = v.cost;
+    resident[v.id] = v.resident;
+    const size_t first = in_.size();
+    for (NodeId u : v.inputs) {
+      if (std::find(in_.begin() + first, in_.end(), u) == in_.end()) {
+        in_.push_back(u);
+        ++out_count[u];
+      }
+    }
+    in_start_[v.id + 1] = static_cast<int32_t>(in_.size());
+  }
+  out_start_.assign(n + 1, 0);
+  for (int v = 0; v < n; ++v) out_start_[v + 1] = out_start_[v] + out_count[v];
+  out_.resize(in_.size());
+  std::vector<int32_t> fill(out_start_.begin(), out_start_.end() - 1);
+  for (int v = 0; v < n; ++v) {
+    for (NodeId u : inputs(v)) out_[fill[u]++] = v;  // consumers come out in id order
+  }
+  for (NodeId o : p.outputs) {
+    if (!is_output[o]) outputs.push_back(o);
+    is_output[o] = 1;
+  }
+  for (int v = n - 1; v >= 0; --v) {
+    bool need = is_output[v];
+    for (NodeId c : consumers(v)) need = need || needed[c];
+    needed[v] = need && !resident[v];
+  }
+  for (int v = 0; v < n; ++v) {
+    if (needed[v]) targets.push_back(v);
+  }
+}
+
+TrainingSplit split_training(const Dag& g) {
+  TrainingSplit s;
+  s.backward.assign(g.n, 0);
+  for (NodeId v : g.targets) {
+    if (!g.is_output[v]) continue;
+    bool consumed = false;
+    for (NodeId c : g.consumers(v)) consumed = consumed || g.needed[c];
+    if (consumed) {
+      s.loss = v;
+      break;
+    }
+  }
+  if (s.loss >= 0) {
+    std::vector<uint8_t> desc(g.n, 0);
+    desc[s.loss] = 1;
+    for (NodeId v : g.targets) {
+      if (v <= s.loss) continue;
+      for (NodeId u : g.inputs(v)) {
+        if (desc[u]) {
+          desc[v] = 1;
+          break;
+        }
+      }
+      s.backward[v] = desc[v];
+    }
+  }
+  for (NodeId v : g.targets) {
+    if (!s.backward[v]) s.forward.push_back(v);
+  }
+  return s;
+}
+
+std::vector<uint8_t> forward_cuts(const Dag& g, const TrainingSplit& s) {
+  std::vector<uint8_t> cut(g.n, 0);
+  // reach = the largest forward consumer of any forward node seen so far; node f is a cut when
+  // nothing before it reaches past it.
+  NodeId reach = -1;
+  for (NodeId f : s.forward) {
+    if (reach <= f) cut[f] = 1;
+    for (NodeId c : g.consumers(f)) {
+      if (g.needed[c] && !s.backward[c]) reach = std::max(reach, c);
+    }
+  }
+  return cut;
+}
+
+void assign_backward_stages(const Dag& g, const TrainingSplit& s, std::vector<int>& stage, int last_segment) {
+  for (NodeId v : g.targets) {
+    if (!s.backward[v]) continue;
+    int fwd = -1, bwd = -1;
+    for (NodeId u : g.inputs(v)) {
+      if (g.resident[u]) continue;
+      if (s.backward[u]) {
+        bwd = std::max(bwd, stage[u]);
+      } else {
+        fwd = std::max(fwd, stage[u]);
+      }
+    }
+    stage[v] = fwd >= 0 ? fwd : (bwd >= 0 ? bwd : last_segment);
+  }
+}
+
+Executor::Executor(const Dag& g, int64_t limit) : g_(g), limit_(limit), in_mem_(g.n, 0), pin_(g.n, 0) {
+  for (int v = 0; v < g.n; ++v) {
+    if (g.resident[v]) {
+      in_mem_[v] = 1;
+      mem_ += g.bytes[v];
+    }
+  }
+  peak_ = mem_;
+}
+
+void Executor::free(NodeId v) {
+  if (!in_mem_[v] || g_.resident[v]) return;
+  in_mem_[v] = 0;
+  mem_ -= g_.bytes[v];
+  steps_.push_back(Step::free(v));
+}
+
+bool Executor::compute(NodeId v) {
+  const int64_t b = g_.bytes[v];
+  if (mem_ + b > limit_ && !(make_room && make_room(v, b) && mem_ + b <= limit_)) {
+    failed_ = true;
+    return false;
+  }
+  if (static_cast<int64_t>(steps_.size()) >= max_steps) {
+    failed_ = true;
+    return false;
+  }
+  in_mem_[v] = 1;
+  mem_ += b;
+  peak_ = std::max(peak_, mem_);
+  cost_ += g_.cost[v];
+  steps_.push_back(Step::compute(v));
+  if (on_compute) on_compute(v);
+  return true;
+}
+
+bool Executor::ensure(NodeId v) {
+  if (failed_) return false;
+  if (in_mem_[v]) return true;
+  auto push = [&](NodeId w) {
+    for (NodeId u : g_.inputs(w)) ++pin_[u];
+    stack_.push_back({w, 0});
+  };
+  push(v);
+  while (!stack_.empty()) {
+    Frame& f = stack_.back();
+    const auto ins = g_.inputs(f.v);
+    while (f.k < static_cast<int32_t>(ins.size()) && in_mem_[ins[f.k]]) ++f.k;
+    if (f.k < static_cast<int32_t>(ins.size())) {
+      push(ins[f.k]);  // f is invalidated; it is re-read on the next iteration
+      continue;
+    }
+    const NodeId w = f.v;
+    if (!compute(w)) {
+      for (const Frame& fr : stack_) {
+        for (NodeId u : g_.inputs(fr.v)) --pin_[u];
+      }
+      stack_.clear();
+      return false;
+    }
+    stack_.pop_back();
+    for (NodeId u : ins) {
+      if (--pin_[u] == 0 && !g_.resident[u] && in_mem_[u] && drop && drop(u)) free(u);
+    }
+  }
+  return true;
+}
+
+Plan Executor::make_plan(const std::string& planner, int64_t budget) {
+  Plan plan;
+  plan.graph = g_.problem->name;
+  plan.planner = planner;
+  plan.budget_bytes = budget;
+  plan.predicted_peak_bytes = peak_;
+  plan.predicted_cost = cost_;
+  plan.steps = take_steps();
+  return plan;
+}
+
+CheckpointSpec all_kept(const Dag& g) {
+  CheckpointSpec s;
+  s.keep.assign(g.n, 1);
+  s.stage.assign(g.n, 0);
+  return s;
+}
+
+std::optional<BuildResult> build_checkpoint_plan(const Dag& g, const CheckpointSpec& spec, int64_t budget,
+                                                 const std::string& planner) {
+  const int n = g.n;
+  // Positions of the targets and, per value, the positions of its needed consumers (ascending,
+  // because consumers are stored in id order).
+  std::vector<int32_t> pos(n, -1);
+  for (size_t i = 0; i < g.targets.size(); ++i) pos[g.targets[i]] = static_cast<int32_t>(i);
+  std::vector<int32_t> next(n, 0);  // index into consumers(v) of the next use not yet done
+  int32_t done = -1;                // targets at positions <= done are computed
+  int cur_stage = 0;
+
+  auto next_use = [&](NodeId u) -> NodeId {
+    const auto cs = g.consumers(u);
+    int32_t& k = next[u];
+    while (k < static_cast<int32_t>(cs.size()) && (pos[cs[k]] < 0 || pos[cs[k]] <= done)) ++k;
+    return k < static_cast<int32_t>(cs.size()) ? cs[k] : -1;
+  };
+
+  Executor ex(g, budget);
+  // Sparse checkpoints in a wide DAG can make on-demand recomputation explode; such a plan is
+  // useless anyway, so give up past a generous multiple of the natural schedule's length.
+  int64_t edges = 0;
+  for (NodeId v : g.targets) edges += static_cast<int64_t>(g.inputs(v).size());
+  ex.max_steps = 32 * (static_cast<int64_t>(g.targets.size()) + edges) + 1000;
+  ex.drop = [&](NodeId u) {
+    if (g.is_output[u]) return false;
+    const NodeId c = next_use(u);
+    if (c < 0) return true;
+    if (spec.keep[u]) return false;
+    return spec.stage[c] != cur_stage;
+  };
+  for (size_t i = 0; i < g.targets.size(); ++i) {
+    const NodeId t = g.targets[i];
+    done = static_cast<int32_t>(i);  // t's own inputs are pinned while it is computed
+    cur_stage = spec.stage[t];
+    if (!ex.ensure(t)) return std::nullopt;
+    // t may have been in memory already (recomputed early for another node): its inputs' use at
+    // this position is over either way, so they are offered again.
+    for (NodeId u : g.inputs(t)) {
+      if (!g.resident[u] && ex.in_memory(u) && !ex.pinned(u) && ex.drop(u)) ex.free(u);
+    }
+    if (ex.drop(t)) ex.free(t);
+  }
+  for (NodeId o : g.outputs) {
+    if (!ex.ensure(o)) return std::nullopt;
+  }
+  BuildResult r;
+  r.peak = ex.peak();
+  r.cost = ex.cost();
+  r.plan = ex.make_plan(planner, budget);
+  return r;
+}
+
+}  // namespace lethe::sched

@@ -1,0 +1,90 @@
+// Chen et al. 2016, "Training Deep Nets with Sublinear Memory Cost": keep a few forward values
+// (segment boundaries), drop the rest during the forward pass, and in the backward pass recompute
+// each segment once, when its gradients are first needed. The boundaries come from Chen's greedy
+// memory-threshold rule (close a segment once it holds more than b bytes), for a grid of thresholds
+// b, over two candidate sets: the forward articulation points (Chen's choice on DAGs: dropping
+// everything inside a segment is then safe) and every forward node (for graphs with few of them).
+// The cheapest plan that fits wins.
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+#include "scheduler/plan_builder.h"
+#include "scheduler/planners/planners.h"
+
+namespace lethe::sched {
+namespace {
+
+constexpr int kThresholds = 16;
+
+}  // namespace
+
+std::optional<Plan> plan_sqrt(const Problem& p, int64_t budget, const PlannerOptions&, PlannerInfo* info) {
+  const Dag g(p);
+  const TrainingSplit split = split_training(g);
+  const std::vector<uint8_t> cuts = forward_cuts(g, split);
+
+  int64_t total = 0, smallest = INT64_MAX;
+  for (NodeId f : split.forward) {
+    total += g.bytes[f];
+    if (g.bytes[f] > 0) smallest = std::min(smallest, g.bytes[f]);
+  }
+  if (smallest == INT64_MAX) smallest = 1;
+
+  // Candidate checkpoint sets, each a sorted list of forward nodes; the set dedupes thresholds that
+  // give the same segments.
+  std::set<std::vector<NodeId>> candidates;
+  candidates.insert({});  // no checkpoint: every forward value recomputed from the resident ones
+  for (int only_cuts = 0; only_cuts <= 1; ++only_cuts) {
+    for (int k = 0; k < kThresholds; ++k) {
+      const double b = static_cast<double>(smallest) *
+                       std::pow(static_cast<double>(std::max<int64_t>(total, smallest)) / smallest,
+                                static_cast<double>(k) / (kThresholds - 1));
+      std::vector<NodeId> ck;
+      double acc = 0.0;
+      for (NodeId f : split.forward) {
+        acc += static_cast<double>(g.bytes[f]);
+        if (acc > b && (!only_cuts || cuts[f])) {
+          ck.push_back(f);
+          acc = 0.0;
+        }
+      }
+      candidates.insert(std::move(ck));
+    }
+  }
+
+  std::optional<BuildResult> best;
+  CheckpointSpec spec;
+  // Keep-all first: when it fits nothing is cheaper.
+  if (auto r = build_checkpoint_plan(g, all_kept(g), budget, "sqrt")) return std::move(r->plan);
+  size_t best_count = 0;
+  for (const std::vector<NodeId>& ck : candidates) {
+    spec.keep.assign(g.n, 0);
+    spec.stage.assign(g.n, 0);
+    int seg = 0;
+    size_t next = 0;
+    for (NodeId f : split.forward) {
+      spec.stage[f] = seg;
+      if (next < ck.size() && ck[next] == f) {
+        spec.keep[f] = 1;
+        ++seg;
+        ++next;
+      }
+    }
+    assign_backward_stages(g, split, spec.stage, seg);
+    for (NodeId f : split.forward) spec.stage[f] = -1;
+    for (NodeId v : g.targets) {
+      if (split.backward[v]) spec.keep[v] = 1;  // gradients are never recomputed
+    }
+    auto r = build_checkpoint_plan(g, spec, budget, "sqrt");
+    if (r && (!best || r->cost < best->cost || (r->cost == best->cost && r->peak < best->peak))) {
+      best = std::move(r);
+      best_count = ck.size();
+    }
+  }
+  if (!best) return std::nullopt;
+  if (info) info->note = std::to_string(best_count) + " checkpoints";
+  return std::move(best->plan);
+}
+
+}  // namespace lethe::sched
