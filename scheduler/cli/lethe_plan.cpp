@@ -1,0 +1,156 @@
+// lethe-plan: plan a graph file under a budget, compare planners, or generate graphs.
+//
+//   lethe-plan g.graph.json --budget 0.25 --planner treewidth -o g.plan.json
+//   lethe-plan g.graph.json --sweep
+//   lethe-plan --generate transformer --n 200 --seed 3 -o t.graph.json
+//
+// Every failure is one line on stderr and exit code 2.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "scheduler/budget.h"
+#include "scheduler/generators.h"
+#include "scheduler/graph_io.h"
+#include "scheduler/planner.h"
+#include "scheduler/simulator.h"
+
+namespace {
+
+using namespace lethe::sched;
+
+constexpr int kCheckmateSweepMaxNodes = 150;
+
+std::string fmt(const char* f, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+
+int run_plan(const Problem& p, const std::string& budget_text, const std::string& planner, const std::string& out,
+             bool as_json) {
+  const int64_t budget = parse_budget(budget_text, p);
+  const PlanResult r = plan(p, budget, planner);
+  if (!out.empty()) write_plan_file(r.plan, out);
+  const double base = no_remat_cost(p);
+  const double overhead = base > 0 ? r.plan.predicted_cost / base : 1.0;
+  if (as_json) {
+    nlohmann::json j = {{"graph", p.name},
+                        {"nodes", p.size()},
+                        {"resident_bytes", resident_bytes(p)},
+                        {"floor_bytes", floor_bytes(p)},
+                        {"no_remat_peak_bytes", no_remat_peak(p)},
+                        {"no_remat_cost", base},
+                        {"budget_bytes", budget},
+                        {"planner", r.plan.planner},
+                        {"peak_bytes", r.plan.predicted_peak_bytes},
+                        {"cost", r.plan.predicted_cost},
+                        {"overhead", overhead},
+                        {"steps", r.plan.steps.size()},
+                        {"solve_seconds", r.solve_seconds},
+                        {"note", r.info.note}};
+    if (r.info.treewidth >= 0) j["treewidth"] = r.info.treewidth;
+    if (!out.empty()) j["plan_file"] = out;
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+  std::cout << "graph          " << p.name << " (" << p.size() << " nodes)\n"
+            << "resident       " << format_bytes(resident_bytes(p)) << "\n"
+            << "floor          " << format_bytes(floor_bytes(p)) << "\n"
+            << "no-remat peak  " << format_bytes(no_remat_peak(p)) << "\n"
+            << "budget         " << format_bytes(budget) << " (" << budget << " bytes)\n"
+            << "planner        " << r.plan.planner << "\n"
+            << "plan peak      " << format_bytes(r.plan.predicted_peak_bytes) << " (" << r.plan.predicted_peak_bytes
+            << " bytes)\n"
+            << "cost           " << r.plan.predicted_cost << " (no-remat " << base << ")\n"
+            << "overhead       " << fmt("%.3fx", overhead) << "\n"
+            << "steps          " << r.plan.steps.size() << "\n"
+            << "solve time     " << fmt("%.3f s", r.solve_seconds) << "\n";
+  if (r.info.treewidth >= 0) std::cout << "treewidth      " << r.info.treewidth << "\n";
+  if (!r.info.note.empty()) std::cout << "note           " << r.info.note << "\n";
+  if (!out.empty()) std::cout << "plan written   " << out << "\n";
+  return 0;
+}
+
+int run_sweep(const Problem& p) {
+  const std::vector<std::string> labels = {"1", "0.75", "0.5", "0.35", "0.25", "0.15", "smallest"};
+  std::vector<int64_t> budgets;
+  for (size_t i = 0; i + 1 < labels.size(); ++i) budgets.push_back(parse_budget(labels[i], p));
+  budgets.push_back(smallest_feasible_budget(p, "auto"));
+  const double base = no_remat_cost(p);
+  std::cout << p.name << ": " << p.size() << " nodes, floor " << format_bytes(floor_bytes(p)) << ", no-remat peak "
+            << format_bytes(no_remat_peak(p)) << ", no-remat cost " << base << "\n"
+            << "overhead (cost / no-remat cost) per planner and budget:\n";
+  std::printf("%-11s", "planner");
+  for (size_t i = 0; i < labels.size(); ++i) std::printf(" %14s", labels[i].c_str());
+  std::printf("\n%-11s", "");
+  for (int64_t b : budgets) std::printf(" %14s", format_bytes(b).c_str());
+  std::printf("\n");
+  for (const PlannerEntry& e : planners()) {
+    std::printf("%-11s", e.name.c_str());
+    for (int64_t b : budgets) {
+      std::string cell;
+      if (!e.fn) {
+        cell = "n/a";
+      } else if (e.name == "checkmate" && p.size() > kCheckmateSweepMaxNodes) {
+        cell = "skipped";
+      } else {
+        const std::optional<PlanResult> r = try_plan(p, b, e.name);
+        cell = r ? fmt("%.3fx", base > 0 ? r->plan.predicted_cost / base : 1.0) : "infeasible";
+      }
+      std::printf(" %14s", cell.c_str());
+    }
+    std::printf("\n");
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"lethe-plan: plan a training graph (remat-graph/1) under a memory budget"};
+  std::string graph, budget, planner = "auto", out, family;
+  bool as_json = false, sweep = false;
+  int n = 0, width = 4;
+  uint64_t seed = 0;
+  app.add_option("graph", graph, "graph file (remat-graph/1)");
+  app.add_option("-b,--budget", budget, "bytes (512MiB, 2GiB, 1.5GB) or activation fraction in (0, 1]");
+  app.add_option("-p,--planner", planner, "planner name or 'auto' (default)");
+  app.add_option("-o,--output", out, "write the plan (or the generated graph) here");
+  app.add_flag("--json", as_json, "print the summary as JSON");
+  app.add_flag("--sweep", sweep, "table of overheads: every planner x budgets 1..0.15 and the smallest feasible");
+  app.add_option("--generate", family, "write a generated training graph of this family");
+  app.add_option("--n", n, "generator: number of forward operations");
+  app.add_option("--seed", seed, "generator: seed");
+  app.add_option("--width", width, "generator: width (grid, layered, densenet)");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "lethe-plan: error: " << e.what() << " (see --help)\n";
+    return 2;
+  }
+  try {
+    if (!family.empty()) {
+      if (n < 1) throw Error("--generate needs --n N with N >= 1");
+      if (out.empty()) throw Error("--generate needs -o FILE");
+      const Problem p = generate(family, n, seed, width);
+      write_problem_file(p, out);
+      std::cout << "wrote " << out << ": " << p.size() << " nodes, floor " << format_bytes(floor_bytes(p))
+                << ", no-remat peak " << format_bytes(no_remat_peak(p)) << "\n";
+      return 0;
+    }
+    if (graph.empty()) throw Error("no graph file given (lethe-plan GRAPH.json --budget B, or --generate)");
+    const Problem p = read_problem_file(graph);
+    if (sweep) return run_sweep(p);
+    if (budget.empty()) throw Error("--budget is required (bytes like 512MiB, or a fraction like 0.25)");
+    return run_plan(p, budget, planner, out, as_json);
+  } catch (const std::exception& e) {
+    std::cerr << "lethe-plan: error: " << e.what() << "\n";
+    return 2;
+  }
+}

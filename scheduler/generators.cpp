@@ -1,0 +1,292 @@
+#include "scheduler/generators.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "scheduler/planner.h"
+
+namespace lethe::sched {
+namespace {
+
+struct Rng {
+  uint64_t s;
+  uint64_t next() {
+    uint64_t z = (s += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  }
+  double uniform(double lo, double hi) { return lo + (hi - lo) * static_cast<double>(next() >> 11) * 0x1.0p-53; }
+  int below(int n) { return static_cast<int>(next() % static_cast<uint64_t>(n)); }
+  bool chance(double p) { return uniform(0, 1) < p; }
+};
+
+class Builder {
+ public:
+  Builder(const std::string& name, uint64_t seed) : rng_{seed * 0x2545F4914F6CDD1DULL + 0x1234567ULL} {
+    p_.name = name;
+    // Activations of a graph share a scale (16 KiB .. 1 MiB) and vary around it.
+    base_ = rng_.uniform(16.0 * 1024, 1024.0 * 1024);
+  }
+
+  Rng& rng() { return rng_; }
+
+  NodeId resident(const std::string& name, const std::string& op, int64_t bytes) {
+    Node v;
+    v.id = static_cast<NodeId>(p_.nodes.size());
+    v.name = name;
+    v.op = op;
+    v.bytes = bytes;
+    v.resident = true;
+    p_.nodes.push_back(v);
+    is_param_.push_back(op == "param");
+    forward_op_.push_back(false);
+    return v.id;
+  }
+  NodeId input() { return resident("x", "input", align(base_)); }
+  NodeId param() { return resident("w" + std::to_string(p_.nodes.size()), "param", align(rng_.uniform(4096, 262144))); }
+
+  // scale: bytes relative to the graph's base size; work: cost per byte relative to elementwise ops.
+  NodeId op(const std::string& op, std::vector<NodeId> inputs, double scale = 1.0, double work = 1.0,
+            bool with_param = false) {
+    if (with_param) inputs.push_back(param());
+    Node v;
+    v.id = static_cast<NodeId>(p_.nodes.size());
+    v.name = op + std::to_string(v.id);
+    v.op = op;
+    v.bytes = align(base_ * scale * rng_.uniform(0.5, 2.0));
+    v.cost = static_cast<double>(v.bytes) * 1e-9 * work * rng_.uniform(0.5, 2.0);
+    v.inputs = std::move(inputs);
+    p_.nodes.push_back(std::move(v));
+    is_param_.push_back(false);
+    forward_op_.push_back(true);
+    return p_.nodes.back().id;
+  }
+
+  // Loss over every forward sink, then the backward part; returns the finished problem.
+  Problem finish() {
+    const int nf = static_cast<int>(p_.nodes.size());
+    std::vector<std::vector<NodeId>> consumers(nf);
+    for (const Node& v : p_.nodes) {
+      for (NodeId u : v.inputs) {
+        if (consumers[u].empty() || consumers[u].back() != v.id) consumers[u].push_back(v.id);
+      }
+    }
+    std::vector<NodeId> sinks;
+    for (int v = 0; v < nf; ++v) {
+      if (forward_op_[v] && consumers[v].empty()) sinks.push_back(v);
+    }
+    const NodeId loss = static_cast<NodeId>(p_.nodes.size());
+    {
+      Node l;
+      l.id = loss;
+      l.name = "loss";
+      l.op = "loss";
+      l.bytes = 4;
+      l.cost = 1e-6;
+      l.inputs = sinks;
+      p_.nodes.push_back(std::move(l));
+      for (NodeId s : sinks) consumers[s].push_back(loss);
+    }
+    // requires_grad: parameters and everything computed from one.
+    std::vector<uint8_t> rg(nf + 1, 0);
+    for (int v = 0; v <= loss; ++v) {
+      if (v < nf && is_param_[v]) rg[v] = 1;
+      for (NodeId u : p_.nodes[v].inputs) rg[v] = rg[v] || rg[u];
+    }
+    std::vector<NodeId> grad(nf + 1, -1);
+    auto add_grad = [&](NodeId v, std::vector<NodeId> inputs, int64_t bytes, double cost) {
+      std::sort(inputs.begin(), inputs.end());
+      inputs.erase(std::unique(inputs.begin(), inputs.end()), inputs.end());
+      Node g;
+      g.id = static_cast<NodeId>(p_.nodes.size());
+      g.name = "g_" + p_.nodes[v].name;
+      g.op = "grad";
+      g.bytes = bytes;
+      g.cost = cost;
+      g.inputs = std::move(inputs);
+      p_.nodes.push_back(std::move(g));
+      grad[v] = p_.nodes.back().id;
+    };
+    add_grad(loss, {loss}, 4, 1e-6);
+    for (NodeId v = loss - 1; v >= 0; --v) {
+      if (!rg[v]) continue;
+      std::vector<NodeId> ins;
+      double cost = 0.0;
+      for (NodeId c : consumers[v]) {
+        if (grad[c] < 0) continue;
+        ins.push_back(grad[c]);
+        if (is_param_[v]) {
+          // A weight gradient needs the activations its consumer multiplied it with.
+          for (NodeId u : p_.nodes[c].inputs) {
+            if (u != v && !is_param_[u]) ins.push_back(u);
+          }
+          cost += p_.nodes[c].cost * rng_.uniform(0.8, 1.2);
+        }
+      }
+      if (ins.empty()) continue;
+      if (!is_param_[v]) {
+        for (NodeId u : p_.nodes[v].inputs) ins.push_back(u);
+        cost = p_.nodes[v].cost * rng_.uniform(1.0, 2.0);
+      }
+      add_grad(v, std::move(ins), p_.nodes[v].bytes, cost);
+      if (is_param_[v]) p_.outputs.push_back(grad[v]);
+    }
+    p_.outputs.insert(p_.outputs.begin(), loss);
+    return std::move(p_);
+  }
+
+ private:
+  static int64_t align(double b) { return std::max<int64_t>(64, static_cast<int64_t>(b / 64.0) * 64); }
+  Problem p_;
+  Rng rng_;
+  double base_;
+  std::vector<uint8_t> is_param_, forward_op_;
+};
+
+void gen_chain(Builder& b, int n) {
+  NodeId x = b.input();
+  for (int i = 0; i < n; ++i) {
+    const bool linear = i % 2 == 0 || b.rng().chance(0.3);
+    x = linear ? b.op("linear", {x}, 1.0, 4.0, true) : b.op("relu", {x});
+  }
+}
+
+void gen_tree(Builder& b, int n) {
+  const NodeId x = b.input();
+  std::vector<NodeId> level;
+  const int leaves = std::max(1, (n + 1) / 2);
+  for (int i = 0; i < leaves; ++i) level.push_back(b.op("embed", {x}, 0.5, 4.0, true));
+  while (level.size() > 1) {
+    std::vector<NodeId> up;
+    for (size_t i = 0; i + 1 < level.size(); i += 2) up.push_back(b.op("merge", {level[i], level[i + 1]}, 1.0, 4.0, true));
+    if (level.size() % 2) up.push_back(level.back());
+    level = std::move(up);
+  }
+}
+
+void gen_grid(Builder& b, int n, int k) {
+  const NodeId x = b.input();
+  const int rows = std::max(1, n / k);
+  std::vector<NodeId> prev(k, x), cur(k);
+  for (int r = 0; r < rows; ++r) {
+    for (int c = 0; c < k; ++c) {
+      std::vector<NodeId> ins;
+      for (int d = -1; d <= 1; ++d) {
+        if (c + d >= 0 && c + d < k && (r > 0 || d == 0)) ins.push_back(prev[c + d]);
+      }
+      cur[c] = b.op("cell", ins, 1.0 / k, 3.0, r == 0 || b.rng().chance(0.5));
+    }
+    prev = cur;
+  }
+}
+
+void gen_layered(Builder& b, int n, int k) {
+  const NodeId x = b.input();
+  std::vector<std::vector<NodeId>> layers{{x}};
+  int made = 0;
+  while (made < n) {
+    const int w = std::min(n - made, 1 + b.rng().below(std::max(1, k)));
+    std::vector<NodeId> layer;
+    const auto& prev = layers.back();
+    for (int i = 0; i < w; ++i) {
+      std::vector<NodeId> ins{prev[b.rng().below(static_cast<int>(prev.size()))]};
+      const int extra = b.rng().below(3);
+      for (int e = 0; e < extra; ++e) {
+        // Mostly the previous layer, sometimes a skip up to three layers back.
+        const int back = b.rng().chance(0.2) ? std::min<int>(layers.size(), 1 + b.rng().below(3)) : 1;
+        const auto& src = layers[layers.size() - back];
+        ins.push_back(src[b.rng().below(static_cast<int>(src.size()))]);
+      }
+      std::sort(ins.begin(), ins.end());
+      ins.erase(std::unique(ins.begin(), ins.end()), ins.end());
+      layer.push_back(b.op("layer", ins, 1.0 / std::sqrt(static_cast<double>(w)), 3.0, b.rng().chance(0.6)));
+    }
+    made += w;
+    layers.push_back(std::move(layer));
+  }
+}
+
+void gen_unet(Builder& b, int n) {
+  NodeId x = b.input();
+  const int levels = std::clamp(n / 4, 1, 6);
+  const int per = std::max(1, n / (2 * levels));
+  std::vector<NodeId> skips;
+  double scale = 2.0;
+  for (int l = 0; l < levels; ++l) {
+    for (int i = 0; i < per; ++i) x = b.op("conv", {x}, scale, 6.0, true);
+    skips.push_back(x);
+    scale /= 2.0;
+  }
+  for (int l = levels - 1; l >= 0; --l) {
+    scale *= 2.0;
+    x = b.op("up_concat", {x, skips[l]}, scale, 6.0, true);
+    for (int i = 1; i < per; ++i) x = b.op("conv", {x}, scale, 6.0, true);
+  }
+}
+
+void gen_transformer(Builder& b, int n) {
+  NodeId x = b.input();
+  const int blocks = std::max(1, n / 14);
+  for (int i = 0; i < blocks; ++i) {
+    const NodeId ln1 = b.op("layernorm", {x}, 1.0, 2.0, true);
+    const NodeId q = b.op("q", {ln1}, 1.0, 4.0, true);
+    const NodeId k = b.op("k", {ln1}, 1.0, 4.0, true);
+    const NodeId v = b.op("v", {ln1}, 1.0, 4.0, true);
+    const NodeId s = b.op("scores", {q, k}, 2.0, 4.0);
+    const NodeId pr = b.op("softmax", {s}, 2.0, 2.0);
+    const NodeId a = b.op("attend", {pr, v}, 1.0, 4.0);
+    const NodeId o = b.op("proj", {a}, 1.0, 4.0, true);
+    const NodeId r1 = b.op("add", {x, o});
+    const NodeId ln2 = b.op("layernorm", {r1}, 1.0, 2.0, true);
+    const NodeId m1 = b.op("mlp_up", {ln2}, 4.0, 4.0, true);
+    const NodeId ge = b.op("gelu", {m1}, 4.0, 1.0);
+    const NodeId m2 = b.op("mlp_down", {ge}, 1.0, 4.0, true);
+    x = b.op("add", {r1, m2});
+  }
+}
+
+void gen_densenet(Builder& b, int n, int k) {
+  NodeId x = b.input();
+  const int per_block = std::max(1, k);
+  const int blocks = std::max(1, n / (per_block + 1));
+  for (int bl = 0; bl < blocks; ++bl) {
+    std::vector<NodeId> feats{x};
+    for (int i = 0; i < per_block; ++i) feats.push_back(b.op("dense_conv", feats, 0.5, 6.0, true));
+    x = b.op("transition", feats, 1.0, 3.0, true);
+  }
+}
+
+}  // namespace
+
+std::vector<std::string> generator_families() {
+  return {"chain", "tree", "grid", "layered", "unet", "transformer", "densenet"};
+}
+
+Problem generate(const std::string& family, int n, uint64_t seed, int width) {
+  if (n < 1) throw Error("generate: n must be at least 1, got " + std::to_string(n));
+  if (width < 1) throw Error("generate: width must be at least 1, got " + std::to_string(width));
+  Builder b(family + "-n" + std::to_string(n) + "-s" + std::to_string(seed), seed);
+  if (family == "chain") {
+    gen_chain(b, n);
+  } else if (family == "tree") {
+    gen_tree(b, n);
+  } else if (family == "grid") {
+    gen_grid(b, n, width);
+  } else if (family == "layered") {
+    gen_layered(b, n, width);
+  } else if (family == "unet") {
+    gen_unet(b, n);
+  } else if (family == "transformer") {
+    gen_transformer(b, n);
+  } else if (family == "densenet") {
+    gen_densenet(b, n, width);
+  } else {
+    std::string names;
+    for (const auto& f : generator_families()) names += (names.empty() ? "" : ", ") + f;
+    throw Error("unknown generator family '" + family + "'; families: " + names);
+  }
+  return b.finish();
+}
+
+}  // namespace lethe::sched
