@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <map>
 #include <sstream>
 
 #include "framework/arena.h"
@@ -11,6 +12,7 @@
 #include "framework/session.h"
 #include "framework/step_problem.h"
 #include "framework/tensor.h"
+#include "framework/trace.h"
 #include "scheduler/budget.h"
 #include "scheduler/graph_io.h"
 #include "scheduler/layout.h"
@@ -227,24 +229,58 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
       return s;
     };
   };
+  Tracer* tr = tracer_.get();
+  if (tr && !from_cache) tr->slice(Tracer::Kind::plan, "plan " + cs->planner, -1, g.step,
+                                   tr->now_us() - cs->planning_seconds * 1e6, tr->now_us());
+  // Traced: measured = the highest end of a live buffer in the arena (fragmentation included);
+  // predicted = the plan's account: resident base + the values it holds live.
+  std::map<size_t, int> trace_ends;  // end offsets of live step buffers (a multiset)
+  std::vector<size_t> trace_end(tr ? g.nodes.size() : 0, 0);
+  int64_t trace_live = 0;
+  auto value_bytes = [&](size_t id) { return static_cast<int64_t>(align_up(std::max<size_t>(g.nodes[id].meta.bytes(), 1))); };
+  auto trace_op = [&](size_t id, size_t offset, Tracer::Kind kind, std::chrono::steady_clock::time_point c0) {
+    const int64_t b = value_bytes(id);
+    if (kind != Tracer::Kind::update) {
+      trace_end[id] = base + offset + static_cast<size_t>(b);
+      ++trace_ends[trace_end[id]];
+      trace_live += b;
+    }
+    const int64_t extent = static_cast<int64_t>(trace_ends.empty() ? base : trace_ends.rbegin()->first);
+    tr->slice(kind, g.nodes[id].op->name(), static_cast<int>(id), g.step, tr->to_us(c0), tr->now_us(), b);
+    tr->memory(tr->to_us(c0), extent, static_cast<int64_t>(base) + trace_live);
+  };
+  auto trace_free = [&](size_t id) {
+    if (!values[id] || trace_end[id] == 0) return;
+    auto it = trace_ends.find(trace_end[id]);
+    if (it != trace_ends.end() && --it->second == 0) trace_ends.erase(it);
+    trace_end[id] = 0;
+    trace_live -= value_bytes(id);
+  };
   auto t0 = std::chrono::steady_clock::now();
   for (size_t i = 0; i < cs->steps.size(); ++i) {
     const ExecStep& e = cs->steps[i];
     const size_t id = static_cast<size_t>(e.node);
     if (!e.compute) {
+      if (tr) trace_free(id);
       values[id].reset();
       continue;
     }
     auto c0 = std::chrono::steady_clock::now();
     compute_node(*this, g, e.node, values, place(static_cast<size_t>(cs->offsets[i])));
     if (!done[id]) seconds[id] = std::chrono::duration<double>(std::chrono::steady_clock::now() - c0).count();
+    if (tr) {
+      if (trace_end[id]) trace_free(id);  // a recomputation over a value still held (not in valid plans)
+      trace_op(id, static_cast<size_t>(cs->offsets[i]), done[id] ? Tracer::Kind::recompute : Tracer::Kind::compute, c0);
+    }
     recomputed += done[id];
     done[id] = 1;
     ++computed;
   }
   // Side effects run once, after every read of what they overwrite (recomputations included).
   for (int id : cs->side_effects) {
+    auto c0 = std::chrono::steady_clock::now();
     compute_node(*this, g, id, values, place(cs->workspace_offset));
+    if (tr) trace_op(static_cast<size_t>(id), cs->workspace_offset, Tracer::Kind::update, c0);
     values[static_cast<size_t>(id)].reset();
     ++computed;
   }

@@ -1,9 +1,11 @@
 #include "framework/executor.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "framework/error.h"
 #include "framework/session.h"
+#include "framework/trace.h"
 
 namespace lethe {
 
@@ -79,6 +81,12 @@ ExecStats execute_steps(SessionState& s, Graph& g, const std::vector<ExecStep>& 
   values.resize(g.nodes.size());
   if (seconds) seconds->assign(g.nodes.size(), -1.0);
   std::vector<char> done(g.nodes.size(), 0);
+  Tracer* tr = s.tracer();
+  // Traced: measured = the heap allocator's bytes in use; predicted = bytes in use when the step
+  // began plus the (aligned) values this schedule holds.
+  const int64_t trace_base = tr ? static_cast<int64_t>(s.heap_in_use()) : 0;
+  int64_t trace_live = 0;
+  auto value_bytes = [&](int id) { return static_cast<int64_t>(align_up(std::max<size_t>(g.nodes[static_cast<size_t>(id)].meta.bytes(), 1))); };
   for (const ExecStep& e : steps) {
     if (e.compute) {
       auto t0 = std::chrono::steady_clock::now();
@@ -86,10 +94,21 @@ ExecStats execute_steps(SessionState& s, Graph& g, const std::vector<ExecStep>& 
       if (seconds && !done[static_cast<size_t>(e.node)])
         (*seconds)[static_cast<size_t>(e.node)] =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      if (tr) {
+        const Node& n = g.nodes[static_cast<size_t>(e.node)];
+        const bool update = !n.op->mutated_inputs().empty();
+        trace_live += value_bytes(e.node);
+        const int64_t in_use = static_cast<int64_t>(s.heap_in_use());
+        tr->slice(update ? Tracer::Kind::update
+                         : done[static_cast<size_t>(e.node)] ? Tracer::Kind::recompute : Tracer::Kind::compute,
+                  n.op->name(), e.node, g.step, tr->to_us(t0), tr->now_us(), value_bytes(e.node));
+        tr->memory(tr->to_us(t0), in_use, trace_base + trace_live);
+      }
       ++st.computed;
       if (done[static_cast<size_t>(e.node)]) ++st.recomputed;
       done[static_cast<size_t>(e.node)] = 1;
     } else {
+      if (tr && values[static_cast<size_t>(e.node)]) trace_live -= value_bytes(e.node);
       values[static_cast<size_t>(e.node)].reset();
     }
   }

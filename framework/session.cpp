@@ -12,6 +12,7 @@
 #include "framework/executor.h"
 #include "framework/step_problem.h"
 #include "framework/tensor.h"
+#include "framework/trace.h"
 #include "scheduler/budget.h"
 #include "scheduler/planner.h"
 
@@ -38,6 +39,7 @@ SessionState::SessionState(SessionOptions o) : opts_(std::move(o)), heap_(make_h
       throw Error(std::string("SessionOptions::planner: ") + e.what());
     }
   }
+  if (!opts_.trace_path.empty()) tracer_ = std::make_unique<Tracer>(opts_.trace_path);
   const std::string& b = opts_.memory_budget;
   if (b.empty() || b == "unlimited" || b == "inf") return;
   LETHE_CHECK(!opts_.eager, "SessionOptions: eager mode runs ops one at a time and cannot plan a step "
@@ -60,6 +62,18 @@ SessionState::SessionState(SessionOptions o) : opts_(std::move(o)), heap_(make_h
 }
 
 SessionState::~SessionState() = default;
+
+void SessionState::start_trace(const std::string& path) {
+  LETHE_CHECK(!path.empty(), "start_trace: the trace file path is empty");
+  stop_trace();
+  tracer_ = std::make_unique<Tracer>(path);
+}
+
+void SessionState::stop_trace() {
+  if (!tracer_) return;
+  std::unique_ptr<Tracer> t = std::move(tracer_);
+  t->write();
+}
 
 size_t SessionState::budget_bytes() const { return arena_ ? arena_->capacity() : 0; }
 
@@ -145,6 +159,7 @@ void SessionState::flush() {
       targets.push_back(static_cast<int>(i));
   }
   std::vector<std::shared_ptr<Storage>> values = g->values;
+  const double trace_t0 = tracer_ ? tracer_->now_us() : 0.0;
   if (opts_.eager) {
     report_ = StepReport{};
     report_.planner = "eager";
@@ -155,6 +170,7 @@ void SessionState::flush() {
     run_unlimited(*g, targets, true, values);
   }
   report_.step = step_;
+  if (tracer_) tracer_->slice(Tracer::Kind::step, "step", -1, step_, trace_t0, tracer_->now_us());
   for (size_t i = 0; i < g->nodes.size(); ++i) {
     const Node& n = g->nodes[i];
     if (n.is_leaf()) continue;
@@ -199,6 +215,11 @@ Session::Session(SessionOptions o) : state_(std::make_shared<SessionState>(std::
 }
 
 Session::~Session() {
+  try {
+    state_->stop_trace();
+  } catch (const Error& e) {
+    std::fprintf(stderr, "lethe: %s\n", e.what());
+  }
   auto it = std::find(t_sessions.begin(), t_sessions.end(), state_);
   if (it != t_sessions.end()) t_sessions.erase(it);
 }

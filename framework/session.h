@@ -28,6 +28,9 @@ struct SessionOptions {
   std::string memory_budget;
   std::string planner = "auto";
   int num_threads = 0;  // 0: leave OpenMP/OpenBLAS defaults
+  // Non-empty: record a Chrome trace-event file of every op run (framework/trace.h), written when the
+  // session ends or at stop_trace().
+  std::string trace_path;
 };
 
 // What the last executed step did.
@@ -49,6 +52,7 @@ struct StepReport {
 
 struct CompiledStep;  // a cached plan with its layout (framework/budgeted_step.cpp)
 class Arena;
+class Tracer;
 
 class SessionState : public std::enable_shared_from_this<SessionState> {
  public:
@@ -81,6 +85,13 @@ class SessionState : public std::enable_shared_from_this<SessionState> {
   // Writes the last executed step (or the pending one) as a remat-graph/1 file with measured costs.
   void export_graph(const std::string& path);
 
+  // Execution tracing (framework/trace.h): starting replaces (and writes) a running trace; stopping
+  // writes the file. The executor records only while tracer() is non-null.
+  void start_trace(const std::string& path);
+  void stop_trace();
+  Tracer* tracer() const { return tracer_.get(); }
+  size_t heap_in_use() const { return heap_->in_use(); }
+
  private:
   enum class BudgetKind { unlimited, bytes, fraction };
   void run_unlimited(Graph& g, const std::vector<int>& targets, bool side_effects,
@@ -105,6 +116,7 @@ class SessionState : public std::enable_shared_from_this<SessionState> {
   std::unordered_map<uint64_t, std::shared_ptr<CompiledStep>> plans_;
   std::unordered_map<uint64_t, std::vector<double>> measured_;  // graph hash -> seconds per node
   std::shared_ptr<void> last_problem_;  // sched::Problem of the last step, for export_graph
+  std::unique_ptr<Tracer> tracer_;
 };
 
 class Session {
@@ -120,6 +132,9 @@ class Session {
   void flush() { state_->flush(); }
   const StepReport& last_report() const { return state_->last_report(); }
   void export_graph(const std::string& path) { state_->export_graph(path); }
+  // Chrome trace of execution (see SessionOptions::trace_path); the destructor stops a running trace.
+  void start_trace(const std::string& path) { state_->start_trace(path); }
+  void stop_trace() { state_->stop_trace(); }
   const std::shared_ptr<SessionState>& state() const { return state_; }
 
  private:
