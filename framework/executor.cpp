@@ -70,6 +70,7 @@ void compute_node(SessionState& s, Graph& g, int id, std::vector<std::shared_ptr
   call.seed = s.seed();
   call.step = g.step;
   call.node = id;
+  call.stream = s.backend_context();  // the session's CUDA context (null on CPU)
   run_kernel(*n.op, call, n.meta.device);
   values[static_cast<size_t>(id)] = std::move(out);
 }

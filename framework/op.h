@@ -50,7 +50,8 @@ struct KernelCall {
   uint64_t seed = 0;                        // session seed
   uint64_t step = 0;                        // step index (random ops key their stream on it)
   int64_t node = 0;                         // node id in the step graph
-  void* stream = nullptr;                   // backend stream (CUDA), null on CPU
+  void* stream = nullptr;                   // backend context (CUDA: the session's stream and
+                                            // library handles, framework/cuda/context.h); null on CPU
 
   template <typename T> const T* in(size_t i) const { return static_cast<const T*>(inputs[i]); }
   template <typename T> T* in_mut(size_t i) const { return static_cast<T*>(inputs[i]); }

@@ -8,6 +8,10 @@
 #include <regex>
 
 #include "framework/arena.h"
+#include "framework/cuda.h"
+#if defined(LETHE_HAVE_CUDA)
+#include "framework/cuda/backend.h"
+#endif
 #include "framework/error.h"
 #include "framework/executor.h"
 #include "framework/step_problem.h"
@@ -28,6 +32,13 @@ thread_local bool t_grad_enabled = true;
 }  // namespace
 
 SessionState::SessionState(SessionOptions o) : opts_(std::move(o)), heap_(make_heap_allocator()) {
+  if (opts_.device.is_cuda()) {
+    cuda::init();  // throws "no CUDA device is available (...)" without a usable GPU
+#if defined(LETHE_HAVE_CUDA)
+    backend_ = cuda::detail::create_context(opts_.device.index);
+    heap_ = cuda::detail::make_device_allocator(backend_);
+#endif
+  }
   if (opts_.num_threads > 0) {
     omp_set_num_threads(opts_.num_threads);
     openblas_set_num_threads(opts_.num_threads);

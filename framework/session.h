@@ -84,6 +84,8 @@ class SessionState : public std::enable_shared_from_this<SessionState> {
   size_t budget_bytes() const;
   // Writes the last executed step (or the pending one) as a remat-graph/1 file with measured costs.
   void export_graph(const std::string& path);
+  // The device backend's opaque per-session context (CUDA: stream and library handles); null on CPU.
+  void* backend_context() const { return backend_.get(); }
 
   // Execution tracing (framework/trace.h): starting replaces (and writes) a running trace; stopping
   // writes the file. The executor records only while tracer() is non-null.
@@ -103,6 +105,7 @@ class SessionState : public std::enable_shared_from_this<SessionState> {
   void ensure_arena(size_t bytes);
 
   SessionOptions opts_;
+  std::shared_ptr<void> backend_;  // declared before every buffer: destroyed after them
   std::unique_ptr<Allocator> heap_;
   std::shared_ptr<Graph> graph_;
   uint64_t step_ = 0;

@@ -1,0 +1,23 @@
+// Internal: the seam between framework code (compiled without CUDA headers) and the CUDA backend
+// (lethe_cuda). Only opaque pointers cross it; nothing here is installed.
+#pragma once
+
+#include <memory>
+
+#include "framework/storage.h"
+
+namespace lethe::cuda::detail {
+
+// cudaGetDeviceCount with errors mapped to 0 (the sticky error is cleared).
+int runtime_device_count();
+// Hooks (storage copies, arena moves/allocation) and kernel registration; idempotent.
+void install_backend();
+// Registers every CUDA kernel by op name (ops/cuda/*); called by install_backend().
+void register_kernels();
+// A session's backend context (stream, cuBLAS and cuDNN handles) on device `index`; the
+// KernelCall::stream of the session's kernels points at it.
+std::shared_ptr<void> create_context(int index);
+// A caching cudaMalloc allocator for unlimited sessions on the context's device and stream.
+std::unique_ptr<Allocator> make_device_allocator(std::shared_ptr<void> context);
+
+}  // namespace lethe::cuda::detail

@@ -1,0 +1,203 @@
+// CUDA runtime side of the backend: device detection, the storage/arena hooks, session contexts and
+// the caching allocator of unlimited sessions.
+#include <map>
+#include <mutex>
+#include <set>
+#include <vector>
+
+#include "framework/arena.h"
+#include "framework/cuda.h"
+#include "framework/cuda/backend.h"
+#include "framework/cuda/context.h"
+#include "framework/session.h"
+
+namespace lethe::cuda::detail {
+namespace {
+
+std::mutex g_live_mutex;
+std::set<Context*> g_live;  // contexts alive, for copies made outside any CUDA session
+
+// The stream of the calling thread's current session when it is a CUDA one, else null.
+Context* current_context() {
+  const auto& s = lethe::current_session();
+  if (!s || !s->device().is_cuda()) return nullptr;
+  return static_cast<Context*>(s->backend_context());
+}
+
+// Host <-> device copy. A host read waits for the session's stream only (its kernels wrote the
+// value); outside a CUDA session every live context is synchronised.
+void copy_hook(void* dst, const void* src, size_t bytes, bool to_host) {
+  if (bytes == 0) return;
+  Context* c = current_context();
+  if (c) {
+    LETHE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, to_host ? cudaMemcpyDeviceToHost : cudaMemcpyHostToDevice,
+                                     c->stream));
+    if (to_host) LETHE_CUDA_CHECK(cudaStreamSynchronize(c->stream));
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(g_live_mutex);
+    for (Context* l : g_live) LETHE_CUDA_CHECK(cudaStreamSynchronize(l->stream));
+  }
+  LETHE_CUDA_CHECK(cudaMemcpy(dst, src, bytes, to_host ? cudaMemcpyDeviceToHost : cudaMemcpyHostToDevice));
+}
+
+// memmove on the device, in stream order. Overlapping moves (relocation to a lower hole) go in
+// chunks no longer than the distance, lowest first, so no chunk overwrites unread bytes.
+void move_hook(void* dst, const void* src, size_t bytes) {
+  Context* c = current_context();
+  cudaStream_t s = c ? c->stream : nullptr;
+  char* d = static_cast<char*>(dst);
+  const char* p = static_cast<const char*>(src);
+  const size_t dist = d > p ? static_cast<size_t>(d - p) : static_cast<size_t>(p - d);
+  if (dist >= bytes) {
+    LETHE_CUDA_CHECK(cudaMemcpyAsync(d, p, bytes, cudaMemcpyDeviceToDevice, s));
+  } else if (d < p) {
+    for (size_t o = 0; o < bytes; o += dist)
+      LETHE_CUDA_CHECK(cudaMemcpyAsync(d + o, p + o, std::min(dist, bytes - o), cudaMemcpyDeviceToDevice, s));
+  } else {
+    for (size_t end = bytes; end > 0;) {
+      const size_t len = std::min(dist, end);
+      end -= len;
+      LETHE_CUDA_CHECK(cudaMemcpyAsync(d + end, p + end, len, cudaMemcpyDeviceToDevice, s));
+    }
+  }
+  if (!c) LETHE_CUDA_CHECK(cudaStreamSynchronize(nullptr));
+}
+
+// The arena: one cudaMalloc of the whole budget. nullptr (not an exception) when it does not fit,
+// so the arena reports the budget as too large.
+void* alloc_hook(size_t bytes) {
+  void* p = nullptr;
+  if (cudaMalloc(&p, bytes) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return nullptr;
+  }
+  return p;
+}
+void free_hook(void* p) {
+  if (p) (void)cudaFree(p);  // never throws from a destructor
+}
+
+// Blocks cached by exact rounded size. A block freed by a storage is reused only by later work of
+// the same session's stream, so stream order makes the reuse safe without events.
+struct Pool {
+  std::mutex m;
+  std::multimap<size_t, void*> free_blocks;
+  size_t in_use = 0, peak = 0;
+  ~Pool() {
+    for (auto& [n, p] : free_blocks) (void)cudaFree(p);
+  }
+};
+
+class DeviceAllocator final : public Allocator {
+ public:
+  explicit DeviceAllocator(std::shared_ptr<void> ctx) : ctx_(std::move(ctx)), pool_(std::make_shared<Pool>()) {}
+  std::shared_ptr<Storage> allocate(size_t bytes) override {
+    const size_t n = bytes < (1u << 20) ? align_up(bytes ? bytes : 1, 512) : align_up(bytes, 1u << 20);
+    void* p = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(pool_->m);
+      auto it = pool_->free_blocks.find(n);
+      if (it != pool_->free_blocks.end()) {
+        p = it->second;
+        pool_->free_blocks.erase(it);
+      }
+    }
+    if (!p) {
+      cudaError_t e = cudaMalloc(&p, n);
+      if (e != cudaSuccess) {
+        // Out of memory: give the cache back and retry once.
+        (void)cudaGetLastError();
+        std::lock_guard<std::mutex> lock(pool_->m);
+        for (auto& [sz, q] : pool_->free_blocks) LETHE_CUDA_CHECK(cudaFree(q));
+        pool_->free_blocks.clear();
+        LETHE_CUDA_CHECK(cudaMalloc(&p, n));
+      }
+    }
+    auto s = std::make_shared<Storage>();
+    s->data = p;
+    s->bytes = bytes;
+    s->device = Device::cuda(static_cast<Context*>(ctx_.get())->device);
+    {
+      std::lock_guard<std::mutex> lock(pool_->m);
+      pool_->in_use += n;
+      pool_->peak = std::max(pool_->peak, pool_->in_use);
+    }
+    auto pool = pool_;
+    s->release = [pool, n](void* d) {
+      std::lock_guard<std::mutex> lock(pool->m);
+      pool->in_use -= n;
+      pool->free_blocks.emplace(n, d);
+    };
+    return s;
+  }
+  size_t in_use() const override { return pool_->in_use; }
+  size_t peak() const override { return pool_->peak; }
+  void reset_peak() override { pool_->peak = pool_->in_use; }
+
+ private:
+  std::shared_ptr<void> ctx_;
+  std::shared_ptr<Pool> pool_;
+};
+
+}  // namespace
+
+Context::~Context() {
+  {
+    std::lock_guard<std::mutex> lock(g_live_mutex);
+    g_live.erase(this);
+  }
+  // Destructors never throw: errors here are ignored (the process may be tearing down the driver).
+  if (stream) (void)cudaStreamSynchronize(stream);
+  if (dnn) (void)cudnnDestroy(dnn);
+  if (blas) (void)cublasDestroy(blas);
+  if (scratch) (void)cudaFree(scratch);
+  if (stream) (void)cudaStreamDestroy(stream);
+}
+
+int runtime_device_count() {
+  int n = 0;
+  cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();  // clear the sticky error (no device, insufficient driver, ...)
+    return 0;
+  }
+  return n;
+}
+
+void install_backend() {
+  set_device_copy(DeviceKind::cuda, copy_hook);
+  set_device_move(DeviceKind::cuda, move_hook);
+  set_device_alloc(DeviceKind::cuda, alloc_hook, free_hook);
+  register_kernels();
+}
+
+std::shared_ptr<void> create_context(int index) {
+  const int n = lethe::cuda::device_count();
+  LETHE_CHECK(index >= 0 && index < n, "Device::cuda(", index, "): this machine has ", n,
+              " CUDA device(s)");
+  LETHE_CUDA_CHECK(cudaSetDevice(index));
+  auto c = std::make_shared<Context>();
+  c->device = index;
+  LETHE_CUDA_CHECK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
+  LETHE_CUBLAS_CHECK(cublasCreate(&c->blas));
+  LETHE_CUBLAS_CHECK(cublasSetStream(c->blas, c->stream));
+  // Deterministic: no atomics in cuBLAS reductions; the workspace is set per call from the arena.
+  LETHE_CUBLAS_CHECK(cublasSetAtomicsMode(c->blas, CUBLAS_ATOMICS_NOT_ALLOWED));
+  LETHE_CUBLAS_CHECK(cublasSetWorkspace(c->blas, nullptr, 0));
+  LETHE_CUDNN_CHECK(cudnnCreate(&c->dnn));
+  LETHE_CUDNN_CHECK(cudnnSetStream(c->dnn, c->stream));
+  LETHE_CUDA_CHECK(cudaMalloc(&c->scratch, 256));
+  {
+    std::lock_guard<std::mutex> lock(g_live_mutex);
+    g_live.insert(c.get());
+  }
+  return std::shared_ptr<void>(c, c.get());
+}
+
+std::unique_ptr<Allocator> make_device_allocator(std::shared_ptr<void> context) {
+  return std::make_unique<DeviceAllocator>(std::move(context));
+}
+
+}  // namespace lethe::cuda::detail
