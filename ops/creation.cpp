@@ -1,6 +1,7 @@
 #include "ops/creation.h"
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 
 #include "framework/error.h"
@@ -33,7 +34,12 @@ class FullOp final : public Op {
  public:
   FullOp(TensorMeta m, double v) : meta_(std::move(m)), value_(v) {}
   std::string name() const override { return "full"; }
-  std::string attrs() const override { return "value=" + std::to_string(value_) + ",shape=" + meta_.shape.str(); }
+  // %.17g: the value round-trips exactly (the CUDA kernel reads it back from here).
+  std::string attrs() const override {
+    char buf[40];
+    std::snprintf(buf, sizeof buf, "%.17g", value_);
+    return std::string("value=") + buf + ",shape=" + meta_.shape.str();
+  }
   TensorMeta infer(const std::vector<TensorMeta>&) const override { return meta_; }
   bool differentiable() const override { return false; }
   void cpu(const KernelCall& k) const override {

@@ -1,0 +1,160 @@
+// CUDA kernels of matmul and linear through cuBLAS (row-major via the column-major transpose
+// identity). f32 uses TF32 tensor cores only when lethe::cuda::set_allow_tf32(true); the workspace
+// is the op's own (in the arena) and atomics are disabled: results are deterministic.
+#include <cuda_runtime.h>
+
+#include <vector>
+
+#include "framework/cuda.h"
+#include "framework/cuda/context.h"
+#include "ops/cuda/attrs.h"
+
+namespace lethe::cuda::detail {
+
+void add_bias_rows(const KernelCall& c, const void* bias, void* y, int64_t rows, int64_t cols);  // elementwise.cu
+
+namespace {
+
+Shape batch_of(const Shape& s) { return Shape(std::vector<int64_t>(s.dims().begin(), s.dims().end() - 2)); }
+
+std::vector<int64_t> broadcast_index(const Shape& in_batch, const Shape& out_batch) {
+  const int no = out_batch.ndim(), ni = in_batch.ndim();
+  std::vector<int64_t> st(static_cast<size_t>(no), 0);
+  int64_t s = 1;
+  for (int d = ni - 1; d >= 0; --d) {
+    st[static_cast<size_t>(d + no - ni)] = in_batch[d] == 1 ? 0 : s;
+    s *= in_batch[d];
+  }
+  const int64_t nb = out_batch.numel();
+  std::vector<int64_t> res(static_cast<size_t>(nb));
+  std::vector<int64_t> idx(static_cast<size_t>(no), 0);
+  for (int64_t i = 0; i < nb; ++i) {
+    int64_t off = 0;
+    for (int d = 0; d < no; ++d) off += idx[static_cast<size_t>(d)] * st[static_cast<size_t>(d)];
+    res[static_cast<size_t>(i)] = off;
+    for (int d = no - 1; d >= 0; --d) {
+      if (++idx[static_cast<size_t>(d)] < out_batch[d]) break;
+      idx[static_cast<size_t>(d)] = 0;
+    }
+  }
+  return res;
+}
+
+cublasHandle_t prepare(const KernelCall& c, bool f32) {
+  Context& ctx = context(c);
+  LETHE_CUBLAS_CHECK(cublasSetWorkspace(ctx.blas, c.workspace, c.workspace_bytes));
+  LETHE_CUBLAS_CHECK(cublasSetMathMode(
+      ctx.blas, f32 && lethe::cuda::allow_tf32() ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+  return ctx.blas;
+}
+
+// Row-major C[b] = alpha op(A[b]) op(B[b]) + beta C[b] for `count` products with constant strides.
+template <typename T>
+void gemm(cublasHandle_t h, bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* A, int64_t lda,
+          int64_t sa, const T* B, int64_t ldb, int64_t sb, T beta, T* C, int64_t ldc, int64_t sc, int64_t count) {
+  if (m == 0 || n == 0 || count == 0) return;
+  const cublasOperation_t oa = ta ? CUBLAS_OP_T : CUBLAS_OP_N, ob = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+  // Column-major: Cᵀ = op(B)ᵀ op(A)ᵀ.
+  const int M = static_cast<int>(n), N = static_cast<int>(m), K = static_cast<int>(k);
+  const int LA = static_cast<int>(std::max<int64_t>(ldb, 1)), LB = static_cast<int>(std::max<int64_t>(lda, 1));
+  const int LC = static_cast<int>(std::max<int64_t>(ldc, 1));
+  if (k == 0) {
+    // An empty product (cuBLAS rejects k = 0 in some versions): C = beta C via a k=1 product of zeros
+    // is not available without memory, so scale with cublas<t>scal over each C.
+    for (int64_t b = 0; b < count; ++b) {
+      if (ldc == n) {
+        if constexpr (sizeof(T) == 4)
+          LETHE_CUBLAS_CHECK(cublasSscal(h, static_cast<int>(m * n), &beta, reinterpret_cast<float*>(C + b * sc), 1));
+        else
+          LETHE_CUBLAS_CHECK(cublasDscal(h, static_cast<int>(m * n), &beta, reinterpret_cast<double*>(C + b * sc), 1));
+      }
+    }
+    return;
+  }
+  if (count == 1) {
+    if constexpr (sizeof(T) == 4)
+      LETHE_CUBLAS_CHECK(cublasSgemm(h, ob, oa, M, N, K, &alpha, B, LA, A, LB, &beta, C, LC));
+    else
+      LETHE_CUBLAS_CHECK(cublasDgemm(h, ob, oa, M, N, K, &alpha, B, LA, A, LB, &beta, C, LC));
+    return;
+  }
+  if constexpr (sizeof(T) == 4)
+    LETHE_CUBLAS_CHECK(cublasSgemmStridedBatched(h, ob, oa, M, N, K, &alpha, B, LA, sb, A, LB, sa, &beta, C, LC,
+                                                 sc, static_cast<int>(count)));
+  else
+    LETHE_CUBLAS_CHECK(cublasDgemmStridedBatched(h, ob, oa, M, N, K, &alpha, B, LA, sb, A, LB, sa, &beta, C, LC,
+                                                 sc, static_cast<int>(count)));
+}
+
+template <typename T>
+void matmul_t(const Op& op, const KernelCall& c) {
+  const bool ta = attr_bool(op, "transpose_a"), tb = attr_bool(op, "transpose_b"), reduce = attr_bool(op, "reduce_batch");
+  const Shape &a = c.in_shape(0), &b = c.in_shape(1);
+  const int64_t m = ta ? a.at(-1) : a.at(-2), k = ta ? a.at(-2) : a.at(-1), n = tb ? b.at(-2) : b.at(-1);
+  const Shape ba = batch_of(a), bb = batch_of(b);
+  const T* A = c.in<T>(0);
+  const T* B = c.in<T>(1);
+  T* C = c.out<T>();
+  const int64_t lda = ta ? m : k, ldb = tb ? k : n, sa = m * k, sb = k * n, sc = m * n;
+  cublasHandle_t h = prepare(c, sizeof(T) == 4);
+  if (reduce) {
+    const int64_t nb = ba.numel();
+    if (ta && !tb) {  // Σ_b A_bᵀ B_b = [A_0; A_1; ...]ᵀ · [B_0; B_1; ...]
+      gemm<T>(h, true, false, m, n, k * nb, T(1), A, m, 0, B, n, 0, T(0), C, n, 0, 1);
+      return;
+    }
+    if (nb == 0) {
+      LETHE_CUDA_CHECK(cudaMemsetAsync(C, 0, c.out_meta->bytes(), stream(c)));
+      return;
+    }
+    for (int64_t i = 0; i < nb; ++i)  // fixed order: deterministic accumulation
+      gemm<T>(h, ta, tb, m, n, k, T(1), A + i * sa, lda, 0, B + i * sb, ldb, 0, i == 0 ? T(0) : T(1), C, n, 0, 1);
+    return;
+  }
+  const Shape bo = broadcast_shapes(ba, bb, "matmul");
+  const int64_t na = ba.numel(), nbb = bb.numel(), no = bo.numel();
+  if (!ta && nbb == 1 && na == no) {  // B shared by every batch: fold the batch into M
+    gemm<T>(h, false, tb, na * m, n, k, T(1), A, k, 0, B, ldb, 0, T(0), C, n, 0, 1);
+    return;
+  }
+  if ((na == no || na == 1) && (nbb == no || nbb == 1)) {
+    gemm<T>(h, ta, tb, m, n, k, T(1), A, lda, na == 1 ? 0 : sa, B, ldb, nbb == 1 ? 0 : sb, T(0), C, n, sc, no);
+    return;
+  }
+  const auto ia = broadcast_index(ba, bo), ib = broadcast_index(bb, bo);
+  for (int64_t i = 0; i < no; ++i)
+    gemm<T>(h, ta, tb, m, n, k, T(1), A + ia[static_cast<size_t>(i)] * sa, lda, 0,
+            B + ib[static_cast<size_t>(i)] * sb, ldb, 0, T(0), C + i * sc, n, 0, 1);
+}
+
+void matmul(const Op& op, const KernelCall& c) {
+  if (c.out_meta->dtype == DType::f32) return matmul_t<float>(op, c);
+  if (c.out_meta->dtype == DType::f64) return matmul_t<double>(op, c);
+  throw Error("matmul: the CUDA kernel expects f32 or f64");
+}
+
+template <typename T>
+void linear_t(const Op& op, const KernelCall& c) {
+  const bool bias = attr_bool(op, "bias");
+  const int64_t in_f = c.in_shape(1)[1], out_f = c.in_shape(1)[0];
+  const int64_t rows = out_f == 0 ? 0 : c.out_meta->numel() / out_f;
+  if (bias) add_bias_rows(c, c.inputs[2], c.output, rows, out_f);
+  cublasHandle_t h = prepare(c, sizeof(T) == 4);
+  gemm<T>(h, false, true, rows, out_f, in_f, T(1), c.in<T>(0), in_f, 0, c.in<T>(1), in_f, 0, bias ? T(1) : T(0),
+          c.out<T>(), out_f, 0, 1);
+}
+
+void linear(const Op& op, const KernelCall& c) {
+  if (c.out_meta->dtype == DType::f32) return linear_t<float>(op, c);
+  if (c.out_meta->dtype == DType::f64) return linear_t<double>(op, c);
+  throw Error("linear: the CUDA kernel expects f32 or f64");
+}
+
+}  // namespace
+
+void register_gemm() {
+  register_device_kernel(DeviceKind::cuda, "matmul", matmul);
+  register_device_kernel(DeviceKind::cuda, "linear", linear);
+}
+
+}  // namespace lethe::cuda::detail

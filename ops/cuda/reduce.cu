@@ -1,0 +1,615 @@
+// CUDA kernels of reductions and row-wise ops: sum/mean/sum_to, max/argmax (+ backward),
+// softmax/log_softmax (+ backward), cross_entropy (+ backward), layer_norm (+ backwards).
+// Every sum has an order fixed by the shapes (no atomics): a step is bitwise reproducible.
+#include <cmath>
+#include <limits>
+
+#include "ops/cuda/common.cuh"
+
+namespace lethe::cuda::detail {
+namespace {
+
+constexpr int64_t kChunk = 65536;  // = cpu::kReduceChunk: the workspace the ops report fits it
+constexpr int kBlock = 256;
+
+// ------------------------------------------------------------------------------- sums
+
+template <typename T>
+__global__ void chunk_sums(const T* x, int64_t n, T* partial) {
+  __shared__ T sh[kBlock];
+  const int64_t base = blockIdx.x * kChunk, end = min(n, base + kChunk);
+  T acc = T(0);
+  for (int64_t i = base + threadIdx.x; i < end; i += kBlock) acc += x[i];
+  acc = block_sum(acc, sh);
+  if (threadIdx.x == 0) partial[blockIdx.x] = acc;
+}
+
+// out[0] = scale * sum of x[0..n) (one block).
+template <typename T>
+__global__ void final_sum(const T* x, int64_t n, T* out, T scale) {
+  __shared__ T sh[kBlock];
+  T acc = T(0);
+  for (int64_t i = threadIdx.x; i < n; i += kBlock) acc += x[i];
+  acc = block_sum(acc, sh);
+  if (threadIdx.x == 0) out[0] = acc * scale;
+}
+
+// Rows of R contiguous elements: one block per row.
+template <typename T>
+__global__ void row_sums(const T* x, int64_t K, int64_t R, T* out, T scale) {
+  __shared__ T sh[kBlock];
+  for (int64_t k = blockIdx.x; k < K; k += gridDim.x) {
+    const T* row = x + k * R;
+    T acc = T(0);
+    for (int64_t i = threadIdx.x; i < R; i += kBlock) acc += row[i];
+    acc = block_sum(acc, sh);
+    if (threadIdx.x == 0) out[k] = acc * scale;
+  }
+}
+
+// [K0, R, K1] summed over R: one thread per (k0, k1), rows added in order (coalesced along K1).
+template <typename T>
+__global__ void column_sums(const T* x, int64_t K0, int64_t R, int64_t K1, T* out, T scale) {
+  LETHE_GRID_LOOP(t, K0 * K1) {
+    const int64_t k0 = t / K1, k1 = t % K1;
+    const T* p = x + k0 * R * K1 + k1;
+    T acc = T(0);
+    for (int64_t r = 0; r < R; ++r) acc += p[r * K1];
+    out[t] = acc * scale;
+  }
+}
+
+// Anything else: one thread per output, walking its reduced elements in row-major order.
+// ix.strides[0] maps the output index to the input base; rx the reduced index to the offset.
+template <typename T>
+__global__ void general_sums(const T* x, int64_t m, Strided<1> ox, Strided<1> rx, int64_t rcount, T* out, T scale) {
+  LETHE_GRID_LOOP(o, m) {
+    int64_t base;
+    ox.offsets(o, &base);
+    T acc = T(0);
+    for (int64_t r = 0; r < rcount; ++r) {
+      int64_t off;
+      rx.offsets(r, &off);
+      acc += x[base + off];
+    }
+    out[o] = acc * scale;
+  }
+}
+
+// Sums x (shape xs) into out (shape keep: xs with reduced dims set to 1).
+template <typename T>
+void reduce_sum(const KernelCall& c, const T* x, const Shape& xs, const Shape& keep, T* out, T scale) {
+  cudaStream_t s = stream(c);
+  std::vector<int64_t> size;
+  std::vector<bool> red;
+  for (int d = 0; d < xs.ndim(); ++d) {
+    if (xs[d] == 1) continue;
+    const bool r = keep[d] == 1;
+    if (!size.empty() && red.back() == r) {
+      size.back() *= xs[d];
+    } else {
+      size.push_back(xs[d]);
+      red.push_back(r);
+    }
+  }
+  const int64_t n = xs.numel(), m = keep.numel();
+  if (m == 0) return;
+  if (n == 0) {
+    LETHE_CUDA_CHECK(cudaMemsetAsync(out, 0, static_cast<size_t>(m) * sizeof(T), s));
+    return;
+  }
+  bool any = false;
+  for (bool b : red) any = any || b;
+  if (!any) {
+    if (scale == T(1)) {
+      LETHE_CUDA_CHECK(cudaMemcpyAsync(out, x, static_cast<size_t>(n) * sizeof(T), cudaMemcpyDeviceToDevice, s));
+    } else {
+      column_sums<T><<<grid_for(n), kBlock, 0, s>>>(x, 1, 1, n, out, scale);
+      LETHE_CUDA_LAUNCH_CHECK();
+    }
+    return;
+  }
+  if (size.size() == 1) {
+    const int64_t chunks = (n + kChunk - 1) / kChunk;
+    if (chunks <= 1) {
+      final_sum<T><<<1, kBlock, 0, s>>>(x, n, out, scale);
+    } else {
+      T* partial = static_cast<T*>(c.workspace);
+      LETHE_CHECK(partial && c.workspace_bytes >= static_cast<size_t>(chunks) * sizeof(T),
+                  "sum: the CUDA kernel needs ", chunks, " elements of workspace");
+      chunk_sums<T><<<static_cast<unsigned>(chunks), kBlock, 0, s>>>(x, n, partial);
+      LETHE_CUDA_LAUNCH_CHECK();
+      final_sum<T><<<1, kBlock, 0, s>>>(partial, chunks, out, scale);
+    }
+    LETHE_CUDA_LAUNCH_CHECK();
+    return;
+  }
+  if (size.size() == 2 && red[1]) {
+    const int64_t K = size[0];
+    row_sums<T><<<static_cast<unsigned>(std::min<int64_t>(K, 65535 * 8)), kBlock, 0, s>>>(x, K, size[1], out, scale);
+    LETHE_CUDA_LAUNCH_CHECK();
+    return;
+  }
+  if ((size.size() == 2 && red[0]) || (size.size() == 3 && red[1])) {
+    const int64_t K0 = size.size() == 3 ? size[0] : 1;
+    const int64_t R = size.size() == 3 ? size[1] : size[0];
+    const int64_t K1 = size.back();
+    column_sums<T><<<grid_for(K0 * K1), kBlock, 0, s>>>(x, K0, R, K1, out, scale);
+    LETHE_CUDA_LAUNCH_CHECK();
+    return;
+  }
+  const std::vector<int64_t> xstr = xs.strides();
+  std::vector<int64_t> kd, ks, rd, rs;
+  for (int d = 0; d < xs.ndim(); ++d) {
+    if (keep[d] == 1 && xs[d] != 1) {
+      rd.push_back(xs[d]);
+      rs.push_back(xstr[static_cast<size_t>(d)]);
+    } else {
+      kd.push_back(xs[d]);
+      ks.push_back(xstr[static_cast<size_t>(d)]);
+    }
+  }
+  int64_t rcount = 1;
+  for (int64_t v : rd) rcount *= v;
+  Strided<1> ox = make_strided<1>(Shape(kd), {ks});
+  Strided<1> rx = make_strided<1>(Shape(rd), {rs});
+  general_sums<T><<<grid_for(m), kBlock, 0, s>>>(x, m, ox, rx, rcount, out, scale);
+  LETHE_CUDA_LAUNCH_CHECK();
+}
+
+Shape keep_of(const Shape& xs, const std::vector<int64_t>& axes) {
+  std::vector<int64_t> d = xs.dims();
+  for (int64_t a : axes) d[static_cast<size_t>(a)] = 1;
+  return Shape(std::move(d));
+}
+
+void sum(const Op& op, const KernelCall& c) {
+  const Shape& xs = c.in_shape(0);
+  const Shape keep = keep_of(xs, attr_ints(op, "axes"));
+  const bool mean = op.name() == "mean";
+  dispatch_a(c.in_meta[0]->dtype, [&](auto tag) {
+    using T = decltype(tag);
+    T scale = T(1);
+    if constexpr (std::is_floating_point_v<T>)
+      if (mean) scale = T(1) / static_cast<T>(xs.numel() / std::max<int64_t>(keep.numel(), 1));
+    reduce_sum<T>(c, c.in<T>(0), xs, keep, c.out<T>(), scale);
+  });
+}
+
+void sum_to(const Op&, const KernelCall& c) {
+  const Shape& xs = c.in_shape(0);
+  const Shape& os = c.out_shape();
+  std::vector<int64_t> d(static_cast<size_t>(xs.ndim() - os.ndim()), 1);
+  d.insert(d.end(), os.dims().begin(), os.dims().end());
+  dispatch_a(c.in_meta[0]->dtype, [&](auto tag) {
+    using T = decltype(tag);
+    reduce_sum<T>(c, c.in<T>(0), xs, Shape(d), c.out<T>(), T(1));
+  });
+}
+
+// ------------------------------------------------------------------------------- max / argmax
+
+struct AxisView {
+  int64_t outer = 1, r = 1, inner = 1;
+};
+AxisView axis_view(const Shape& s, int axis) {
+  AxisView v;
+  for (int d = 0; d < axis; ++d) v.outer *= s[d];
+  v.r = s[axis];
+  for (int d = axis + 1; d < s.ndim(); ++d) v.inner *= s[d];
+  return v;
+}
+
+template <typename T>
+__device__ bool better(T v, T best) {
+  if constexpr (std::is_floating_point_v<T>) {
+    if (isnan(best)) return false;
+    if (isnan(v)) return true;
+  }
+  return v > best;
+}
+
+template <typename T>
+__global__ void max_kernel(const T* x, AxisView v, T* vals, int64_t* idx) {
+  LETHE_GRID_LOOP(t, v.outer * v.inner) {
+    const int64_t o = t / v.inner, i = t % v.inner;
+    const T* src = x + o * v.r * v.inner + i;
+    T best = src[0];
+    int64_t bi = 0;
+    for (int64_t r = 1; r < v.r; ++r) {
+      const T cand = src[r * v.inner];
+      if (better(cand, best)) {
+        best = cand;
+        bi = r;
+      }
+    }
+    if (vals) vals[t] = best;
+    if (idx) idx[t] = bi;
+  }
+}
+
+void max(const Op& op, const KernelCall& c) {
+  const AxisView v = axis_view(c.in_shape(0), static_cast<int>(attr_int(op, "axis")));
+  const bool arg = op.name() == "argmax";
+  if (v.outer * v.inner == 0) return;
+  dispatch_a(c.in_meta[0]->dtype, [&](auto tag) {
+    using T = decltype(tag);
+    max_kernel<T><<<grid_for(v.outer * v.inner), kBlock, 0, stream(c)>>>(
+        c.in<T>(0), v, arg ? nullptr : c.out<T>(), arg ? c.out<int64_t>() : nullptr);
+    LETHE_CUDA_LAUNCH_CHECK();
+  });
+}
+
+template <typename T>
+__global__ void max_backward_kernel(const T* g, const int64_t* idx, AxisView v, T* out) {
+  LETHE_GRID_LOOP(e, v.outer * v.r * v.inner) {
+    const int64_t i = e % v.inner, r = (e / v.inner) % v.r, o = e / (v.inner * v.r);
+    const int64_t k = o * v.inner + i;
+    out[e] = idx[k] == r ? g[k] : T(0);
+  }
+}
+
+void max_backward(const Op& op, const KernelCall& c) {
+  const AxisView v = axis_view(c.out_shape(), static_cast<int>(attr_int(op, "axis")));
+  const int64_t n = c.out_meta->numel();
+  if (n == 0) return;
+  dispatch_f(c.in_meta[0]->dtype, "max_backward", [&](auto tag) {
+    using T = decltype(tag);
+    max_backward_kernel<T><<<grid_for(n), kBlock, 0, stream(c)>>>(c.in<T>(0), c.in<int64_t>(1), v, c.out<T>());
+    LETHE_CUDA_LAUNCH_CHECK();
+  });
+}
+
+// ------------------------------------------------------------------------------- softmax
+
+// One block per (outer, inner) line of R elements with stride `inner`.
+template <typename T>
+__global__ void softmax_kernel(const T* x, T* y, AxisView v, bool log_) {
+  __shared__ T sh[kBlock];
+  for (int64_t t = blockIdx.x; t < v.outer * v.inner; t += gridDim.x) {
+    const int64_t o = t / v.inner, i = t % v.inner;
+    const T* xr = x + o * v.r * v.inner + i;
+    T* yr = y + o * v.r * v.inner + i;
+    T m = -INFINITY;
+    for (int64_t k = threadIdx.x; k < v.r; k += kBlock) m = fmax(m, xr[k * v.inner]);
+    m = block_max(m, sh);
+    if (isinf(m) && m < 0) m = T(0);
+    T s = T(0);
+    for (int64_t k = threadIdx.x; k < v.r; k += kBlock) s += exp(xr[k * v.inner] - m);
+    s = block_sum(s, sh);
+    if (log_) {
+      const T lse = m + log(s);
+      for (int64_t k = threadIdx.x; k < v.r; k += kBlock) yr[k * v.inner] = xr[k * v.inner] - lse;
+    } else {
+      const T inv = T(1) / s;
+      for (int64_t k = threadIdx.x; k < v.r; k += kBlock) yr[k * v.inner] = exp(xr[k * v.inner] - m) * inv;
+    }
+  }
+}
+
+template <typename T>
+__global__ void softmax_backward_kernel(const T* g, const T* y, T* dx, AxisView v, bool log_) {
+  __shared__ T sh[kBlock];
+  for (int64_t t = blockIdx.x; t < v.outer * v.inner; t += gridDim.x) {
+    const int64_t base = (t / v.inner) * v.r * v.inner + t % v.inner;
+    T s = T(0);
+    for (int64_t k = threadIdx.x; k < v.r; k += kBlock) {
+      const int64_t j = base + k * v.inner;
+      s += log_ ? g[j] : g[j] * y[j];
+    }
+    s = block_sum(s, sh);
+    for (int64_t k = threadIdx.x; k < v.r; k += kBlock) {
+      const int64_t j = base + k * v.inner;
+      dx[j] = log_ ? g[j] - exp(y[j]) * s : y[j] * (g[j] - s);
+    }
+  }
+}
+
+unsigned rows_grid(int64_t rows) { return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>(rows, 65535 * 8))); }
+
+void softmax(const Op& op, const KernelCall& c) {
+  const AxisView v = axis_view(c.in_shape(0), static_cast<int>(attr_int(op, "axis")));
+  if (c.out_meta->numel() == 0) return;
+  const bool log_ = op.name() == "log_softmax";
+  dispatch_f(c.in_meta[0]->dtype, "softmax", [&](auto tag) {
+    using T = decltype(tag);
+    softmax_kernel<T><<<rows_grid(v.outer * v.inner), kBlock, 0, stream(c)>>>(c.in<T>(0), c.out<T>(), v, log_);
+    LETHE_CUDA_LAUNCH_CHECK();
+  });
+}
+
+void softmax_backward(const Op& op, const KernelCall& c) {
+  const AxisView v = axis_view(c.in_shape(0), static_cast<int>(attr_int(op, "axis")));
+  if (c.out_meta->numel() == 0) return;
+  const bool log_ = op.name() == "log_softmax_backward";
+  dispatch_f(c.in_meta[0]->dtype, "softmax_backward", [&](auto tag) {
+    using T = decltype(tag);
+    softmax_backward_kernel<T><<<rows_grid(v.outer * v.inner), kBlock, 0, stream(c)>>>(
+        c.in<T>(0), c.in<T>(1), c.out<T>(), v, log_);
+    LETHE_CUDA_LAUNCH_CHECK();
+  });
+}
+
+// ------------------------------------------------------------------------------- cross entropy
+
+enum Red : int { kNone, kSum, kMean };
+int reduction_of(const Op& op) {
+  const std::string r = attr_str(op, "reduction");
+  return r == "none" ? kNone : r == "sum" ? kSum : kMean;
+}
+
+// log-sum-exp of the C classes of position (nn, ss) by the block.
+template <typename T>
+__device__ T block_lse(const T* xi, int64_t C, int64_t S, T* sh) {
+  T m = -INFINITY;
+  for (int64_t k = threadIdx.x; k < C; k += kBlock) m = fmax(m, xi[k * S]);
+  m = block_max(m, sh);
+  if (isinf(m)) return m;
+  T s = T(0);
+  for (int64_t k = threadIdx.x; k < C; k += kBlock) s += exp(xi[k * S] - m);
+  s = block_sum(s, sh);
+  return m + log(s);
+}
+
+// Loss per position; a target outside [0, C) (and not ignore_index) gives NaN: the CPU kernel
+// throws, but a device-side check would need a synchronising read-back.
+template <typename T>
+__global__ void ce_losses(const T* x, const int64_t* t, int64_t P, int64_t C, int64_t S, int64_t ignore, T* losses) {
+  __shared__ T sh[kBlock];
+  for (int64_t i = blockIdx.x; i < P; i += gridDim.x) {
+    const int64_t nn = i / S, ss = i % S;
+    const int64_t ti = t[i];
+    if (ti == ignore) {
+      if (threadIdx.x == 0) losses[i] = T(0);
+      continue;
+    }
+    const T* xi = x + nn * C * S + ss;
+    const T lse = block_lse(xi, C, S, sh);
+    if (threadIdx.x == 0) losses[i] = (ti >= 0 && ti < C) ? lse - xi[ti * S] : T(NAN);
+  }
+}
+
+// out = sum(losses) (mean: / count of non-ignored targets) in one block, fixed order.
+template <typename T>
+__global__ void ce_reduce(const T* losses, const int64_t* t, int64_t P, int64_t ignore, bool mean, T* out) {
+  __shared__ T sh[kBlock];
+  T acc = T(0), cnt = T(0);
+  for (int64_t i = threadIdx.x; i < P; i += kBlock) {
+    acc += losses[i];
+    cnt += t[i] != ignore ? T(1) : T(0);
+  }
+  acc = block_sum(acc, sh);
+  cnt = block_sum(cnt, sh);
+  if (threadIdx.x == 0) out[0] = mean ? acc / cnt : acc;
+}
+
+struct CeView {
+  int64_t n = 1, c = 1, s = 1;
+};
+CeView ce_view(const Shape& l) {
+  CeView v{l[0], l[1], 1};
+  for (int d = 2; d < l.ndim(); ++d) v.s *= l[d];
+  return v;
+}
+
+void cross_entropy(const Op& op, const KernelCall& c) {
+  const CeView v = ce_view(c.in_shape(0));
+  const int red = reduction_of(op);
+  const int64_t ignore = attr_int(op, "ignore_index"), P = v.n * v.s;
+  dispatch_f(c.in_meta[0]->dtype, "cross_entropy", [&](auto tag) {
+    using T = decltype(tag);
+    T* losses = red == kNone ? c.out<T>() : static_cast<T*>(c.workspace);
+    if (P > 0) {
+      LETHE_ASSERT(losses != nullptr);
+      ce_losses<T><<<rows_grid(P), kBlock, 0, stream(c)>>>(c.in<T>(0), c.in<int64_t>(1), P, v.c, v.s, ignore, losses);
+      LETHE_CUDA_LAUNCH_CHECK();
+    }
+    if (red == kNone) return;
+    ce_reduce<T><<<1, kBlock, 0, stream(c)>>>(losses, c.in<int64_t>(1), P, ignore, red == kMean, c.out<T>());
+    LETHE_CUDA_LAUNCH_CHECK();
+  });
+}
+
+template <typename T>
+__global__ void count_targets(const int64_t* t, int64_t P, int64_t ignore, T* out) {
+  __shared__ T sh[kBlock];
+  T cnt = T(0);
+  for (int64_t i = threadIdx.x; i < P; i += kBlock) cnt += t[i] != ignore ? T(1) : T(0);
+  cnt = block_sum(cnt, sh);
+  if (threadIdx.x == 0) out[0] = cnt;
+}
+
+template <typename T>
+__global__ void ce_backward(const T* g, const T* x, const int64_t* t, int64_t P, int64_t C, int64_t S,
+                            int64_t ignore, int red, const T* count, T* dx) {
+  __shared__ T sh[kBlock];
+  for (int64_t i = blockIdx.x; i < P; i += gridDim.x) {
+    const int64_t nn = i / S, ss = i % S;
+    const T* xi = x + nn * C * S + ss;
+    T* di = dx + nn * C * S + ss;
+    const int64_t ti = t[i];
+    if (ti == ignore) {
+      for (int64_t k = threadIdx.x; k < C; k += kBlock) di[k * S] = T(0);
+      continue;
+    }
+    const T scale = red == kNone ? g[i] : red == kSum ? g[0] : g[0] / count[0];
+    const T lse = block_lse(xi, C, S, sh);
+    for (int64_t k = threadIdx.x; k < C; k += kBlock)
+      di[k * S] = scale * exp(xi[k * S] - lse) - (k == ti ? scale : T(0));
+  }
+}
+
+void cross_entropy_backward(const Op& op, const KernelCall& c) {
+  const CeView v = ce_view(c.in_shape(1));
+  const int red = reduction_of(op);
+  const int64_t ignore = attr_int(op, "ignore_index"), P = v.n * v.s;
+  if (P == 0) return;
+  dispatch_f(c.in_meta[1]->dtype, "cross_entropy_backward", [&](auto tag) {
+    using T = decltype(tag);
+    T* count = static_cast<T*>(context(c).scratch);
+    if (red == kMean) {
+      count_targets<T><<<1, kBlock, 0, stream(c)>>>(c.in<int64_t>(2), P, ignore, count);
+      LETHE_CUDA_LAUNCH_CHECK();
+    }
+    ce_backward<T><<<rows_grid(P), kBlock, 0, stream(c)>>>(c.in<T>(0), c.in<T>(1), c.in<int64_t>(2), P, v.c,
+                                                        v.s, ignore, red, count, c.out<T>());
+    LETHE_CUDA_LAUNCH_CHECK();
+  });
+}
+
+// ------------------------------------------------------------------------------- layer_norm
+
+// Mean and 1/sqrt(var + eps) of row r (two passes, in double as the CPU kernel).
+template <typename T>
+__device__ void ln_stats(const T* xr, int64_t d, double eps, double* sh, double* mean, double* rstd) {
+  double s = 0;
+  for (int64_t j = threadIdx.x; j < d; j += kBlock) s += double(xr[j]);
+  s = block_sum(s, sh);
+  const double m = d ? s / double(d) : 0.0;
+  double q = 0;
+  for (int64_t j = threadIdx.x; j < d; j += kBlock) {
+    const double c = double(xr[j]) - m;
+    q += c * c;
+  }
+  q = block_sum(q, sh);
+  *mean = m;
+  *rstd = 1.0 / sqrt((d ? q / double(d) : 0.0) + eps);
+}
+
+template <typename T>
+__global__ void layer_norm_kernel(const T* x, const T* w, const T* b, T* y, int64_t rows, int64_t d, double eps) {
+  __shared__ double sh[kBlock];
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    double mean, rstd;
+    ln_stats(x + r * d, d, eps, sh, &mean, &rstd);
+    const T m = T(mean), s = T(rstd);
+    for (int64_t j = threadIdx.x; j < d; j += kBlock) {
+      T v = (x[r * d + j] - m) * s;
+      if (w) v *= w[j];
+      if (b) v += b[j];
+      y[r * d + j] = v;
+    }
+  }
+}
+
+template <typename T>
+__global__ void layer_norm_bw_input(const T* x, const T* g, const T* w, T* dx, int64_t rows, int64_t d, double eps) {
+  __shared__ double sh[kBlock];
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const T* xr = x + r * d;
+    const T* gr = g + r * d;
+    double mean, rstd;
+    ln_stats(xr, d, eps, sh, &mean, &rstd);
+    double sg = 0, sgx = 0;
+    for (int64_t j = threadIdx.x; j < d; j += kBlock) {
+      const double gw = double(gr[j]) * (w ? double(w[j]) : 1.0);
+      sg += gw;
+      sgx += gw * (double(xr[j]) - mean) * rstd;
+    }
+    sg = block_sum(sg, sh);
+    sgx = block_sum(sgx, sh);
+    const double mg = sg / double(d), mgx = sgx / double(d);
+    for (int64_t j = threadIdx.x; j < d; j += kBlock) {
+      const double gw = double(gr[j]) * (w ? double(w[j]) : 1.0);
+      const double xh = (double(xr[j]) - mean) * rstd;
+      dx[r * d + j] = T(rstd * (gw - mg - xh * mgx));
+    }
+  }
+}
+
+template <typename T>
+__global__ void layer_norm_row_stats(const T* x, int64_t rows, int64_t d, double eps, double* st) {
+  __shared__ double sh[kBlock];
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    double mean, rstd;
+    ln_stats(x + r * d, d, eps, sh, &mean, &rstd);
+    if (threadIdx.x == 0) {
+      st[2 * r] = mean;
+      st[2 * r + 1] = rstd;
+    }
+  }
+}
+
+template <typename T>
+__global__ void layer_norm_bw_weight(const T* x, const T* g, const double* st, T* dw, int64_t rows, int64_t d) {
+  LETHE_GRID_LOOP(j, d) {
+    double acc = 0;
+    for (int64_t r = 0; r < rows; ++r) acc += double(g[r * d + j]) * (double(x[r * d + j]) - st[2 * r]) * st[2 * r + 1];
+    dw[j] = T(acc);
+  }
+}
+
+struct Ln {
+  int64_t rows, d;
+  double eps;
+};
+Ln ln_of(const Op& op, const Shape& x) {
+  int64_t d = 1;
+  for (int64_t v : attr_ints(op, "normalized_shape")) d *= v;
+  return {d == 0 ? 0 : x.numel() / d, d, attr_double(op, "eps")};
+}
+
+void layer_norm(const Op& op, const KernelCall& c) {
+  const Ln l = ln_of(op, c.in_shape(0));
+  const bool w = attr_bool(op, "weight"), b = attr_bool(op, "bias");
+  if (l.rows == 0) return;
+  dispatch_f(c.out_meta->dtype, "layer_norm", [&](auto tag) {
+    using T = decltype(tag);
+    layer_norm_kernel<T><<<rows_grid(l.rows), kBlock, 0, stream(c)>>>(
+        c.in<T>(0), w ? c.in<T>(1) : nullptr, b ? c.in<T>(w ? 2 : 1) : nullptr, c.out<T>(), l.rows, l.d, l.eps);
+    LETHE_CUDA_LAUNCH_CHECK();
+  });
+}
+
+void layer_norm_backward_input(const Op& op, const KernelCall& c) {
+  const Ln l = ln_of(op, c.in_shape(0));
+  const bool w = attr_bool(op, "weight");
+  if (l.rows == 0) return;
+  dispatch_f(c.out_meta->dtype, "layer_norm_backward_input", [&](auto tag) {
+    using T = decltype(tag);
+    layer_norm_bw_input<T><<<rows_grid(l.rows), kBlock, 0, stream(c)>>>(
+        c.in<T>(0), c.in<T>(1), w ? c.in<T>(2) : nullptr, c.out<T>(), l.rows, l.d, l.eps);
+    LETHE_CUDA_LAUNCH_CHECK();
+  });
+}
+
+void layer_norm_backward_weight(const Op& op, const KernelCall& c) {
+  const Ln l = ln_of(op, c.in_shape(0));
+  if (l.d == 0) return;
+  dispatch_f(c.out_meta->dtype, "layer_norm_backward_weight", [&](auto tag) {
+    using T = decltype(tag);
+    if (l.rows == 0) {
+      LETHE_CUDA_CHECK(cudaMemsetAsync(c.output, 0, c.out_meta->bytes(), stream(c)));
+      return;
+    }
+    double* st = static_cast<double*>(c.workspace);
+    LETHE_ASSERT(st != nullptr);
+    layer_norm_row_stats<T><<<rows_grid(l.rows), kBlock, 0, stream(c)>>>(c.in<T>(0), l.rows, l.d, l.eps, st);
+    LETHE_CUDA_LAUNCH_CHECK();
+    layer_norm_bw_weight<T><<<grid_for(l.d, 128), 128, 0, stream(c)>>>(c.in<T>(0), c.in<T>(1), st, c.out<T>(), l.rows, l.d);
+    LETHE_CUDA_LAUNCH_CHECK();
+  });
+}
+
+}  // namespace
+
+void register_reduce() {
+  const DeviceKind k = DeviceKind::cuda;
+  register_device_kernel(k, "sum", sum);
+  register_device_kernel(k, "mean", sum);
+  register_device_kernel(k, "sum_to", sum_to);
+  register_device_kernel(k, "max", max);
+  register_device_kernel(k, "argmax", max);
+  register_device_kernel(k, "max_backward", max_backward);
+  register_device_kernel(k, "softmax", softmax);
+  register_device_kernel(k, "log_softmax", softmax);
+  register_device_kernel(k, "softmax_backward", softmax_backward);
+  register_device_kernel(k, "log_softmax_backward", softmax_backward);
+  register_device_kernel(k, "cross_entropy", cross_entropy);
+  register_device_kernel(k, "cross_entropy_backward", cross_entropy_backward);
+  register_device_kernel(k, "layer_norm", layer_norm);
+  register_device_kernel(k, "layer_norm_backward_input", layer_norm_backward_input);
+  register_device_kernel(k, "layer_norm_backward_weight", layer_norm_backward_weight);
+}
+
+}  // namespace lethe::cuda::detail
