@@ -1,0 +1,127 @@
+// CUDA backend benchmark (run by tests/gpu/check.sh on a GPU machine):
+//  1. matmul through the framework against the same cuBLAS call made directly (throughput ratio);
+//  2. a Transformer training step (d 1024, 12 layers, 16 heads, seq 1024, batch 8, TF32, AdamW),
+//     optionally against PyTorch eager (--torch "python3 bench/cuda_step_torch.py");
+//  3. the same step under a budget of a quarter of its activation memory: peak <= budget, time.
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "framework/cuda.h"
+#include "lethe.h"
+#include "nn/nn.h"
+#include "optim/optim.h"
+
+using namespace lethe;
+using clk = std::chrono::steady_clock;
+
+namespace {
+
+double secs(clk::time_point t0) { return std::chrono::duration<double>(clk::now() - t0).count(); }
+
+void bench_matmul(int n, int reps) {
+  cuda::set_allow_tf32(true);
+  double t_lethe = 0;
+  {
+    Session s({.device = Device::cuda(0), .seed = 1});
+    Tensor a = randn({n, n}), b = randn({n, n});
+    for (int it = 0; it < 2; ++it) {
+      auto t0 = clk::now();
+      Tensor c = a;
+      for (int r = 0; r < reps; ++r) c = matmul(c, b);
+      (void)c.slice(0, 0, 1).slice(1, 0, 1).item<float>();
+      t_lethe = secs(t0);
+    }
+  }
+  float *a, *b, *c;
+  const size_t bytes = size_t(n) * n * 4;
+  cudaMalloc(&a, bytes);
+  cudaMalloc(&b, bytes);
+  cudaMalloc(&c, bytes);
+  cudaMemset(a, 0, bytes);
+  cudaMemset(b, 0, bytes);
+  cublasHandle_t h;
+  cublasCreate(&h);
+  cublasSetMathMode(h, CUBLAS_TF32_TENSOR_OP_MATH);
+  const float one = 1, zero = 0;
+  double t_direct = 0;
+  for (int it = 0; it < 2; ++it) {
+    cudaDeviceSynchronize();
+    auto t0 = clk::now();
+    for (int r = 0; r < reps; ++r) cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &one, b, n, r % 2 ? c : a, n, &zero, r % 2 ? a : c, n);
+    cudaDeviceSynchronize();
+    t_direct = secs(t0);
+  }
+  cublasDestroy(h);
+  cudaFree(a);
+  cudaFree(b);
+  cudaFree(c);
+  const double tflop = 2.0 * n * double(n) * n * reps / 1e12;
+  std::printf("matmul %dx%d f32/TF32 x%d: lethe %.2f TFLOP/s, cuBLAS direct %.2f TFLOP/s, ratio %.3f\n", n, n, reps,
+              tflop / t_lethe, tflop / t_direct, t_direct / t_lethe);
+}
+
+struct StepTimes {
+  double ms = 0;
+  StepReport report;
+};
+
+StepTimes bench_transformer(const std::string& budget, int iters) {
+  cuda::set_allow_tf32(true);
+  Session s({.device = Device::cuda(0), .seed = 7, .memory_budget = budget});
+  const int d = 1024, layers = 12, heads = 16, seq = 1024, batch = 8;
+  auto model = std::make_shared<nn::Sequential>();
+  for (int i = 0; i < layers; ++i)
+    model->push_back(std::make_shared<nn::TransformerBlock>(nn::TransformerBlockOptions(d, heads).causal(true)));
+  Tensor x = randn({batch, seq, d}), y = randn({batch, seq, d});
+  optim::AdamW opt(model->parameters(), optim::AdamWOptions(1e-4));
+  StepTimes st;
+  double total = 0;
+  for (int it = 0; it < iters + 2; ++it) {
+    auto t0 = clk::now();
+    opt.zero_grad();
+    Tensor loss = mse_loss(model->forward(x), y);
+    loss.backward();
+    opt.step();
+    (void)loss.item<float>();
+    if (it >= 2) total += secs(t0);
+    st.report = s.last_report();
+  }
+  st.ms = total / iters * 1e3;
+  return st;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app("Lethe CUDA benchmark");
+  std::string torch_cmd;
+  int iters = 5;
+  app.add_option("--torch", torch_cmd, "command printing PyTorch's step time in ms (cuda_step_torch.py)");
+  app.add_option("--iters", iters, "timed steps per configuration");
+  CLI11_PARSE(app, argc, argv);
+  if (!cuda::is_available()) {
+    std::printf("no CUDA device: nothing to benchmark\n");
+    return 0;
+  }
+  bench_matmul(8192, 10);
+  StepTimes full = bench_transformer("", iters);
+  std::printf("transformer d1024 x12 seq1024 b8 (TF32): unlimited %.1f ms/step, peak %.2f GiB\n  %s\n", full.ms,
+              full.report.peak_bytes / 1073741824.0, full.report.str().c_str());
+  if (!torch_cmd.empty()) {
+    std::fflush(stdout);
+    int rc = std::system(torch_cmd.c_str());
+    if (rc != 0) std::printf("PyTorch comparison failed (exit %d)\n", rc);
+  }
+  StepTimes q = bench_transformer("0.25", iters);
+  std::printf("transformer under a quarter of its activation memory: %.1f ms/step (%.2fx unlimited), budget %.2f "
+              "GiB, peak %.2f GiB, peak <= budget: %s\n  %s\n",
+              q.ms, q.ms / full.ms, q.report.budget_bytes / 1073741824.0, q.report.peak_bytes / 1073741824.0,
+              q.report.peak_bytes <= q.report.budget_bytes ? "yes" : "NO", q.report.str().c_str());
+  return q.report.peak_bytes <= q.report.budget_bytes ? 0 : 1;
+}
