@@ -180,8 +180,9 @@ Tensor tensor_for_node(const std::shared_ptr<Graph>& g, int id) {
   return Tensor(impl);
 }
 
-Tensor record(std::shared_ptr<const Op> op, const std::vector<Tensor>& inputs) {
-  std::shared_ptr<SessionState> s;
+Tensor record(std::shared_ptr<const Op> op, const std::vector<Tensor>& inputs,
+              const std::shared_ptr<SessionState>& session) {
+  std::shared_ptr<SessionState> s = session;
   for (size_t i = 0; i < inputs.size(); ++i) {
     LETHE_CHECK(inputs[i].defined(), op->name(), ": input ", i, " is an undefined tensor");
     const auto& is = inputs[i].impl()->session;

@@ -127,7 +127,9 @@ std::ostream& operator<<(std::ostream& os, const Tensor& t);
 
 // Records `op` applied to `inputs` on the step graph of their session and returns its output.
 // Checks that the inputs are defined, share a session and a device; infers shape and dtype.
-Tensor record(std::shared_ptr<const Op> op, const std::vector<Tensor>& inputs);
+// An op without inputs records on `session` (default: the current session).
+Tensor record(std::shared_ptr<const Op> op, const std::vector<Tensor>& inputs,
+              const std::shared_ptr<SessionState>& session = nullptr);
 
 // A handle on node `id` of graph g (reusing the live handle when there is one).
 Tensor tensor_for_node(const std::shared_ptr<Graph>& g, int id);

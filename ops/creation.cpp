@@ -109,7 +109,8 @@ Tensor randn(const Shape& s, DType t) {
 }
 
 Tensor full_like(const Tensor& x, double value) {
-  return record(std::make_shared<FullOp>(x.meta(), value), {});
+  // x's session, not the current one: another session may have been created since x was.
+  return record(std::make_shared<FullOp>(x.meta(), value), {}, x.impl()->session);
 }
 
 Tensor detached_copy(const Tensor& x) { return record(std::make_shared<CopyOp>(), {x}); }

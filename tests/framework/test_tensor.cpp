@@ -162,3 +162,13 @@ TEST_CASE("structural hash: same structure same hash, other shapes another") {
   CHECK(build(3) == build(3));
   CHECK(build(3) != build(4));
 }
+
+TEST_CASE("backward records its seed on the loss's session, not on the newest one") {
+  Session first;
+  auto w = ones({3}).set_requires_grad(true);
+  auto loss = (w * 2.0).sum();
+  Session second;  // now the current session
+  loss.backward();
+  first.flush();
+  CHECK(w.grad().to_vector<float>() == std::vector<float>{2, 2, 2});
+}
