@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 jobs="$(nproc)"
+# ctest runs tests side by side: sleeping (not spinning) OpenMP workers keep two processes from
+# starving each other on a small machine.
+export OMP_WAIT_POLICY=PASSIVE
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
 cmake --build build -j"$jobs"
 ctest --test-dir build --output-on-failure -j"$jobs"
