@@ -213,4 +213,16 @@ void broadcast_copy(const T* x, const Shape& xs, T* out, const Shape& os) {
   }
 }
 
+// [outer, R, inner] view of a shape along `axis` (reductions and softmax walk this).
+struct AxisView {
+  int64_t outer = 1, r = 1, inner = 1;
+};
+inline AxisView axis_view(const Shape& s, int axis) {
+  AxisView v;
+  for (int d = 0; d < axis; ++d) v.outer *= s[d];
+  v.r = s[axis];
+  for (int d = axis + 1; d < s.ndim(); ++d) v.inner *= s[d];
+  return v;
+}
+
 }  // namespace lethe::cpu

@@ -105,17 +105,8 @@ class SumOp final : public Op {
   bool keepdim_, mean_;
 };
 
-// [outer, R, inner] view of x along `axis`.
-struct AxisView {
-  int64_t outer = 1, r = 1, inner = 1;
-};
-AxisView axis_view(const Shape& s, int axis) {
-  AxisView v;
-  for (int d = 0; d < axis; ++d) v.outer *= s[d];
-  v.r = s[axis];
-  for (int d = axis + 1; d < s.ndim(); ++d) v.inner *= s[d];
-  return v;
-}
+using cpu::AxisView;
+using cpu::axis_view;
 
 // NaN counts as larger than everything (it propagates, as in PyTorch); ties keep the first index.
 template <typename T>

@@ -15,16 +15,8 @@ namespace {
 
 using cpu::kParallelGrain;
 
-struct AxisView {
-  int64_t outer = 1, r = 1, inner = 1;
-};
-AxisView axis_view(const Shape& s, int axis) {
-  AxisView v;
-  for (int d = 0; d < axis; ++d) v.outer *= s[d];
-  v.r = s[axis];
-  for (int d = axis + 1; d < s.ndim(); ++d) v.inner *= s[d];
-  return v;
-}
+using cpu::AxisView;
+using cpu::axis_view;
 
 // Forward on one line of r elements at stride 1 (the common last-axis case).
 template <typename T>
