@@ -204,7 +204,7 @@ TEST_CASE("budget: a byte budget allocates one arena of exactly that size") {
   CHECK(s.last_report().peak_bytes > 0);
 }
 
-TEST_CASE("budget: identical steps plan once; a changed graph plans again") {
+TEST_CASE("budget: identical steps plan once, a changed graph plans again") {
   Session s({.seed = 2, .memory_budget = "0.75"});
   Model m = make_mlp();
   optim::SGD opt(m.module->parameters(), optim::SGDOptions(0.1));

@@ -55,7 +55,7 @@ TEST_CASE("item and to_vector execute what they need") {
                        Error);
 }
 
-TEST_CASE("values held by a handle are kept when the step runs; others are not needed") {
+TEST_CASE("values held by a handle are kept when the step runs, others are not needed") {
   Session s;
   auto w = from_vector<float>({1, 2}, {2}).set_requires_grad(true);
   auto h = w * 3.0;

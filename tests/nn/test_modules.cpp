@@ -120,7 +120,7 @@ TEST_CASE("initialisers follow their distributions") {
   CHECK_THROWS_WITH_AS(nn::init::xavier_uniform_(v), doctest::Contains("at least 2 dimensions"), Error);
 }
 
-TEST_CASE("nested modules name their parameters by path; train/eval recurses") {
+TEST_CASE("nested modules name their parameters by path, train/eval recurses") {
   Session session({.seed = 3});
   auto net = std::make_shared<Net>();
   CHECK(names(net->named_parameters()) ==
@@ -278,7 +278,7 @@ TEST_CASE("MultiheadAttention and TransformerBlock: shapes, names, causality") {
   CHECK(n.back() == "fc2.bias");
 }
 
-TEST_CASE("gradients reach every parameter of a module; zero_grad drops them") {
+TEST_CASE("gradients reach every parameter of a module, zero_grad drops them") {
   Session session({.seed = 23});
   auto net = std::make_shared<Net>();
   net->eval();

@@ -39,7 +39,7 @@ TEST_CASE("dropout: keep rate near 1 - p, kept values scaled by 1/(1-p)") {
   CHECK(rate < p + 0.03);
 }
 
-TEST_CASE("dropout: the same seed, step and node give the same mask; another seed another") {
+TEST_CASE("dropout: the same seed, step and node give the same mask, another seed another") {
   auto a = masked_run(5, 0.5), b = masked_run(5, 0.5), c = masked_run(6, 0.5);
   CHECK(a == b);
   CHECK(a != c);

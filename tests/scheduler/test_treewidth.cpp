@@ -256,7 +256,7 @@ TEST_CASE("treewidth: generated training graphs, valid at every budget") {
   }
 }
 
-TEST_CASE("treewidth: a 10,000-node training graph plans (time reported; bench/ measures it)") {
+TEST_CASE("treewidth: a 10,000-node training graph plans, its time reported (the bench measures it)") {
   const Problem p = training_chain(3300);  // ~10k nodes
   REQUIRE(p.size() >= 10000);
   const int64_t hi = no_remat_peak(p);
