@@ -50,6 +50,7 @@ void Tensor::backward(const Tensor& grad_output) const {
       if (!param) continue;  // nobody holds the parameter any more
       param->grad = param->grad ? add(Tensor(param->grad), gout).impl() : gout.impl();
       param->grad->role = StorageRole::gradient;
+      if (param->grad->graph == g) g->nodes[static_cast<size_t>(param->grad->node)].is_gradient = true;
       continue;
     }
     std::shared_ptr<const Op> op = g->nodes[static_cast<size_t>(id)].op;

@@ -91,7 +91,7 @@ std::shared_ptr<CompiledStep> SessionState::compile(Graph& g, const std::vector<
     }
     for (int o : p.outputs) {
       const Node& gn = g.nodes[static_cast<size_t>(sp.to_graph[static_cast<size_t>(o)])];
-      if (auto h = gn.handle.lock(); h && h->role == StorageRole::gradient) grads += p.nodes[static_cast<size_t>(o)].bytes;
+      if (gn.is_gradient) grads += p.nodes[static_cast<size_t>(o)].bytes;
     }
     int64_t smallest = smallest_region < 0 ? -1 : base + smallest_region + ws;
     std::ostringstream os;

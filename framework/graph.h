@@ -21,6 +21,7 @@ struct Node {
   std::vector<int> inputs;
   TensorMeta meta;
   bool requires_grad = false;
+  bool is_gradient = false;          // a parameter's gradient (for the budget breakdown)
   std::shared_ptr<Storage> leaf;     // a leaf's value
   std::weak_ptr<TensorImpl> handle;  // the user's handle, if any is alive
   std::string name;

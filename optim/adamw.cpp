@@ -25,6 +25,7 @@ void AdamW::update(const Tensor& param, const Tensor& grad, const ParamGroup& g)
   if (fresh) {
     s.exp_avg = zeros(param.shape(), param.dtype());
     s.exp_avg_sq = zeros(param.shape(), param.dtype());
+    s.exp_avg.impl()->storage->role = s.exp_avg_sq.impl()->storage->role = StorageRole::optimizer_state;
   }
   ++s.step;
   AdamWHyper h;

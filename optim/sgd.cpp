@@ -32,6 +32,7 @@ void SGD::update(const Tensor& param, const Tensor& grad, const ParamGroup& g) {
     if (fresh) {
       // A materialised leaf of the current session, updated in place by every step.
       it->second = zeros(param.shape(), param.dtype());
+      it->second.impl()->storage->role = StorageRole::optimizer_state;
     }
     h.first = fresh;
     inputs.push_back(it->second);
