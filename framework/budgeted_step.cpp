@@ -65,8 +65,6 @@ std::shared_ptr<CompiledStep> SessionState::compile(Graph& g, const std::vector<
   const int64_t floor = sched::floor_bytes(p);
   const int64_t ws = static_cast<int64_t>(sp.max_workspace);
 
-  // Persistent values outside this graph (kept tensors, unused parameters) also occupy the arena.
-  const int64_t persistent_end = static_cast<int64_t>(arena_ ? arena_->persistent_end() : 0);
   if (!arena_) {
     // A fraction budget: the arena is sized from this first step.
     int64_t act = sched::fraction_budget(budget_fraction_, p) - resident;
@@ -76,8 +74,8 @@ std::shared_ptr<CompiledStep> SessionState::compile(Graph& g, const std::vector<
     ensure_arena(static_cast<size_t>(staged + act + ws));
   }
   const int64_t region_end = static_cast<int64_t>(arena_->capacity());
+  // Persistent values outside this graph (kept tensors, unused parameters) also occupy the arena.
   const int64_t base = static_cast<int64_t>(arena_->persistent_end());
-  (void)persistent_end;
   const int64_t capacity = region_end - base - ws;  // bytes the plan's non-resident buffers may use
 
   auto breakdown = [&](int64_t smallest_region) {

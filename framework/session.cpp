@@ -117,10 +117,17 @@ const std::shared_ptr<Graph>& SessionState::graph() {
   return graph_;
 }
 
-std::shared_ptr<Storage> SessionState::allocate(size_t bytes) {
-  if (!arena_) {
+std::function<std::shared_ptr<Storage>(size_t, bool)> SessionState::heap_buffers() {
+  return [this](size_t bytes, bool) {
     auto s = heap_->allocate(bytes);
     s->device = opts_.device;
+    return s;
+  };
+}
+
+std::shared_ptr<Storage> SessionState::allocate(size_t bytes) {
+  if (!arena_) {
+    auto s = heap_buffers()(bytes, false);
     if (budget_kind_ == BudgetKind::fraction) staged_.push_back(s);
     return s;
   }
@@ -136,14 +143,9 @@ void SessionState::run_unlimited(Graph& g, const std::vector<int>& targets, bool
                                  std::vector<std::shared_ptr<Storage>>& values) {
   heap_->reset_peak();
   std::vector<double> seconds;
-  Device dev = opts_.device;
-  BufferFn heap = [this, dev](size_t bytes, bool) {
-    auto s = heap_->allocate(bytes);
-    s->device = dev;
-    return s;
-  };
   auto t0 = std::chrono::steady_clock::now();
-  ExecStats st = execute_steps(*this, g, natural_steps(g, targets, side_effects), values, heap, &seconds);
+  ExecStats st = execute_steps(*this, g, natural_steps(g, targets, side_effects), values,
+                               heap_buffers(), &seconds);
   report_ = StepReport{};
   report_.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   report_.nodes = st.computed;
@@ -213,12 +215,7 @@ std::shared_ptr<Storage> SessionState::compute_now(int id) {
 void SessionState::run_eager(int id) {
   Graph& g = *graph();
   g.values.resize(g.nodes.size());
-  Device dev = opts_.device;
-  compute_node(*this, g, id, g.values, [this, dev](size_t bytes, bool) {
-    auto s = heap_->allocate(bytes);
-    s->device = dev;
-    return s;
-  });
+  compute_node(*this, g, id, g.values, heap_buffers());
 }
 
 Session::Session(SessionOptions o) : state_(std::make_shared<SessionState>(std::move(o))) {

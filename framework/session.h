@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -74,6 +75,8 @@ class SessionState : public std::enable_shared_from_this<SessionState> {
   std::shared_ptr<Storage> compute_now(int id);
   // Eager mode: computes the newly recorded node at once.
   void run_eager(int id);
+  // Step buffers from the session's heap (unlimited sessions, eager mode).
+  std::function<std::shared_ptr<Storage>(size_t, bool)> heap_buffers();
 
   // A long-lived buffer (parameters, kept values, optimizer state): from the arena when the session
   // has a budget, else from the heap.
