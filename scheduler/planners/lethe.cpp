@@ -36,7 +36,9 @@ struct Rng {
 };
 
 // Natural order, values kept until memory runs out, then evicted by the variant's score.
-std::optional<Plan> evict_plan(const Dag& g, int64_t budget, const Variant& var, uint64_t seed) {
+// `weight` (optional, one per node) multiplies the score: the iterated search below learns it.
+std::optional<Plan> evict_plan(const Dag& g, int64_t budget, const Variant& var, uint64_t seed,
+                               const std::vector<double>* weight = nullptr) {
   const int n = g.n;
   std::vector<int32_t> pos(n, -1);
   for (size_t i = 0; i < g.targets.size(); ++i) pos[g.targets[i]] = static_cast<int32_t>(i);
@@ -67,7 +69,8 @@ std::optional<Plan> evict_plan(const Dag& g, int64_t budget, const Variant& var,
     }
     const int32_t nu = next_use(t);
     const double dist = nu == std::numeric_limits<int32_t>::max() ? 1e9 : static_cast<double>(nu - done);
-    return rc / (static_cast<double>(g.bytes[t]) * std::pow(dist, var.alpha));
+    const double h = rc / (static_cast<double>(g.bytes[t]) * std::pow(dist, var.alpha));
+    return weight ? h * (*weight)[t] : h;
   };
   auto evictable = [&](NodeId t) {
     return ex.in_memory(t) && !g.resident[t] && !ex.pinned(t) && !g.is_output[t] && g.bytes[t] > 0;
@@ -128,6 +131,92 @@ std::optional<Plan> evict_plan(const Dag& g, int64_t budget, const Variant& var,
   return ex.make_plan("lethe", budget);
 }
 
+// Nodes a plan computes more than once.
+std::vector<NodeId> recomputed_nodes(const Dag& g, const Plan& plan) {
+  std::vector<uint8_t> seen(static_cast<size_t>(g.n), 0), twice(static_cast<size_t>(g.n), 0);
+  std::vector<NodeId> r;
+  for (const Step& s : plan.steps) {
+    if (s.kind != Step::Kind::compute) continue;
+    if (seen[s.node] && !twice[s.node]) {
+      twice[s.node] = 1;
+      r.push_back(s.node);
+    }
+    seen[s.node] = 1;
+  }
+  return r;
+}
+
+// Knapsack seed for the weights: in the natural schedule (id order, each value freed after its last
+// use), take the moment of highest memory; of the values live then, the ones with the least cost per
+// byte that must go for the budget to hold get weight `low` (evicted first), the rest 1.
+std::vector<double> knapsack_weights(const Dag& g, int64_t budget, double low) {
+  const size_t n = static_cast<size_t>(g.n);
+  std::vector<int32_t> last(n, -1);
+  for (size_t i = 0; i < g.targets.size(); ++i)
+    for (NodeId u : g.inputs(g.targets[i])) last[static_cast<size_t>(u)] = static_cast<int32_t>(i);
+  int64_t base = 0;
+  for (size_t v = 0; v < n; ++v)
+    if (g.resident[v]) base += g.bytes[v];
+  // Replays the natural schedule up to target `stop` (all of it when stop < 0); returns the peak
+  // and its target index, and leaves `live` as it is right after `stop` is computed.
+  std::vector<uint8_t> live(n, 0);
+  auto replay = [&](int64_t stop, int64_t* peak_at) {
+    std::fill(live.begin(), live.end(), 0);
+    int64_t mem = base, peak = -1;
+    for (size_t i = 0; i < g.targets.size(); ++i) {
+      const NodeId t = g.targets[i];
+      live[static_cast<size_t>(t)] = 1;
+      mem += g.bytes[t];
+      if (mem > peak) {
+        peak = mem;
+        *peak_at = static_cast<int64_t>(i);
+      }
+      if (static_cast<int64_t>(i) == stop) break;
+      for (NodeId u : g.inputs(t)) {
+        const size_t su = static_cast<size_t>(u);
+        if (live[su] && last[su] == static_cast<int32_t>(i) && !g.is_output[su]) {
+          live[su] = 0;
+          mem -= g.bytes[su];
+        }
+      }
+      if (last[static_cast<size_t>(t)] < 0 && !g.is_output[t]) {
+        live[static_cast<size_t>(t)] = 0;
+        mem -= g.bytes[t];
+      }
+    }
+    return peak;
+  };
+  int64_t at = 0;
+  const int64_t peak = replay(-1, &at);
+  int64_t ignored = 0;
+  replay(at, &ignored);
+  const NodeId t = g.targets[static_cast<size_t>(at)];
+  live[static_cast<size_t>(t)] = 0;
+  for (NodeId u : g.inputs(t)) live[static_cast<size_t>(u)] = 0;
+  std::vector<NodeId> at_peak;
+  for (size_t v = 0; v < n; ++v)
+    if (live[v] && !g.is_output[v] && !g.resident[v]) at_peak.push_back(static_cast<NodeId>(v));
+  std::vector<double> w(n, 1.0);
+  std::sort(at_peak.begin(), at_peak.end(), [&](NodeId a, NodeId b) {
+    return g.cost[a] * static_cast<double>(std::max<int64_t>(g.bytes[b], 1)) <
+           g.cost[b] * static_cast<double>(std::max<int64_t>(g.bytes[a], 1));
+  });
+  int64_t excess = peak - budget;
+  for (NodeId v : at_peak) {
+    if (excess <= 0) break;
+    w[static_cast<size_t>(v)] = low;
+    excess -= g.bytes[v];
+  }
+  return w;
+}
+
+// Rounds of the iterated eviction: a fixed amount of work (~ rounds x graph size) so that the plan
+// is deterministic (no clock) and the planner stays within its time bounds.
+int search_iterations(const Dag& g) {
+  const int64_t size = static_cast<int64_t>(g.targets.size()) + 1;
+  return static_cast<int>(std::clamp<int64_t>(300000 / size, 16, 400));
+}
+
 }  // namespace
 
 std::optional<Plan> plan_lethe(const Problem& p, int64_t budget, const PlannerOptions& opts, PlannerInfo* info) {
@@ -137,11 +226,12 @@ std::optional<Plan> plan_lethe(const Problem& p, int64_t budget, const PlannerOp
   double best_cost = std::numeric_limits<double>::infinity();
   std::string best_from;
   // Simulates `cand` (after post-optimising it) and keeps it when it is the cheapest valid plan.
-  auto offer = [&](std::optional<Plan> cand, const std::string& from) {
-    if (!cand) return;
+  // Returns the candidate's cost (infinity when it is not a valid plan).
+  auto offer = [&](std::optional<Plan> cand, const std::string& from) -> double {
+    if (!cand) return std::numeric_limits<double>::infinity();
     cand->budget_bytes = budget;
     SimResult raw = simulate(p, *cand);
-    if (!raw.valid) return;
+    if (!raw.valid) return std::numeric_limits<double>::infinity();
     if (std::optional<Plan> opt = post_optimise(g, *cand, budget)) {
       opt->budget_bytes = budget;
       const SimResult s = simulate(p, *opt);
@@ -150,13 +240,15 @@ std::optional<Plan> plan_lethe(const Problem& p, int64_t budget, const PlannerOp
         raw = s;
       }
     }
-    if (raw.cost < best_cost) {
-      best_cost = raw.cost;
-      cand->predicted_cost = raw.cost;
+    const double cost = raw.cost;
+    if (cost < best_cost) {
+      best_cost = cost;
+      cand->predicted_cost = cost;
       cand->predicted_peak_bytes = raw.peak_bytes;
       best = std::move(cand);
       best_from = from;
     }
+    return cost;
   };
   const std::pair<const char*, decltype(&plan_keep_all)> baselines[] = {
       {"keep-all", plan_keep_all}, {"chain", plan_chain}, {"treewidth", plan_treewidth},
@@ -169,8 +261,67 @@ std::optional<Plan> plan_lethe(const Problem& p, int64_t budget, const PlannerOp
   }
   if (!(best && best_cost <= no_remat_cost(p))) {
     const Variant variants[] = {{1.0, 1}, {1.0, 0}, {2.0, 1}, {0.5, 1}, {0.0, 1}, {3.0, 1}};
+    double var_best = std::numeric_limits<double>::infinity();
+    const Variant* start = &variants[0];
+    std::vector<NodeId> recomputed;  // what the search's incumbent recomputes
     for (const Variant& v : variants) {
-      offer(evict_plan(g, budget, v, opts.seed), "evict");
+      std::optional<Plan> cand = evict_plan(g, budget, v, opts.seed);
+      std::vector<NodeId> rc = cand ? recomputed_nodes(g, *cand) : std::vector<NodeId>{};
+      const double c = offer(std::move(cand), "evict");
+      if (c < var_best) {
+        var_best = c;
+        start = &v;
+        recomputed = std::move(rc);
+      }
+    }
+    // 4. Iterated eviction: per-node weights on the best variant's score, changed a few at a time
+    //    (mostly on nodes the incumbent recomputes: evicting them was the expensive choice), and a
+    //    change is kept when the post-optimised plan gets cheaper.
+    if (std::isfinite(var_best)) {
+      std::vector<double> w(static_cast<size_t>(g.n), 1.0);
+      {
+        for (const double low : {0.5, 0.1, 0.01}) {
+          std::vector<double> kw = knapsack_weights(g, budget, low);
+          for (const Variant& v : variants) {
+            std::optional<Plan> cand = evict_plan(g, budget, v, opts.seed, &kw);
+            std::vector<NodeId> rc = cand ? recomputed_nodes(g, *cand) : std::vector<NodeId>{};
+            const double c = offer(std::move(cand), "knapsack-seeded eviction");
+            if (c < var_best) {
+              var_best = c;
+              start = &v;
+              recomputed = std::move(rc);
+              w = kw;
+            }
+          }
+        }
+      }
+      Rng rng{opts.seed ^ 0x5eed1e7eULL};
+      const int iters = search_iterations(g);
+      // Stops early after kPatience rounds without improvement (deterministic, like the count).
+      constexpr int kPatience = 100;
+      for (int it = 0, stale = 0; it < iters && stale < kPatience; ++it, ++stale) {
+        std::vector<double> cand_w = w;
+        const int changes = 1 + static_cast<int>(rng.next() % 3);
+        for (int c = 0; c < changes; ++c) {
+          NodeId v;
+          if (!recomputed.empty() && rng.next() % 2 == 0) {
+            v = recomputed[rng.next() % recomputed.size()];
+          } else {
+            v = g.targets[rng.next() % g.targets.size()];
+          }
+          static constexpr double kFactors[] = {0.25, 0.5, 2.0, 4.0, 16.0};
+          cand_w[static_cast<size_t>(v)] *= kFactors[rng.next() % 5];
+        }
+        std::optional<Plan> cand = evict_plan(g, budget, *start, opts.seed, &cand_w);
+        std::vector<NodeId> rc = cand ? recomputed_nodes(g, *cand) : std::vector<NodeId>{};
+        const double c = offer(std::move(cand), "iterated eviction");
+        if (c < var_best) {
+          var_best = c;
+          w = std::move(cand_w);
+          recomputed = std::move(rc);
+          stale = -1;
+        }
+      }
     }
   }
   if (!best) return std::nullopt;

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "scheduler/bounds.h"
 #include "scheduler/budget.h"
 #include "scheduler/generators.h"
 #include "scheduler/lethe_postopt.h"
@@ -150,4 +151,56 @@ TEST_CASE("lethe: within 3% of checkmate's proven optimum on small graphs") {
   }
   MESSAGE(proven << " proven optima compared");
   CHECK(proven >= 5);
+}
+
+TEST_CASE("cut lower bound: no valid plan of any planner costs less, and it never refuses a budget a plan fits") {
+  int compared = 0, above_base = 0;
+  for (const std::string& fam : generator_families()) {
+    for (uint64_t seed : {1, 2}) {
+      const Problem p = generate(fam, 20, seed);
+      for (double f : {1.0, 0.5, 0.25, 0.1}) {
+        const int64_t b = fraction_budget(f, p);
+        const CostBound lb = cut_lower_bound(p, b);
+        CAPTURE(p.name);
+        CAPTURE(f);
+        if (lb.cost > no_remat_cost(p) * (1 + 1e-9)) ++above_base;
+        for (const PlannerEntry& e : planners()) {
+          if (!e.fn || e.name == "checkmate") continue;
+          const Run r = run(p, b, e.name);
+          if (!r.ok) continue;
+          CHECK_MESSAGE(!lb.infeasible, e.name << " fits a budget the bound calls infeasible");
+          CHECK_MESSAGE(r.cost >= lb.cost * (1 - 1e-9), e.name << " costs " << r.cost << " < bound " << lb.cost);
+          ++compared;
+        }
+      }
+    }
+  }
+  MESSAGE(compared << " plans compared, bound above the no-remat cost in " << above_base << " cells");
+  CHECK(compared > 100);
+  CHECK(above_base > 0);  // the bound says something beyond "each node once"
+}
+
+TEST_CASE("cut lower bound: below checkmate's proven optimum on small graphs") {
+  const PlannerEntry& cm = find_planner("checkmate");
+  if (!cm.fn) {
+    MESSAGE("checkmate not built (" << cm.unavailable_reason << "): skipped");
+    return;
+  }
+  PlannerOptions opts;
+  opts.time_limit_s = 1.0;
+  int proven = 0;
+  for (const std::string& fam : {std::string("chain"), std::string("unet"), std::string("layered")}) {
+    const Problem p = generate(fam, 5, 4);
+    const int64_t lo = smallest_feasible_budget(p, "lethe"), hi = no_remat_peak(p);
+    REQUIRE(lo > 0);
+    for (double f : {0.5, 0.0}) {
+      const int64_t b = lo + static_cast<int64_t>(f * static_cast<double>(hi - lo));
+      const Run c = run(p, b, "checkmate", opts);
+      if (!c.ok || !c.optimal) continue;
+      ++proven;
+      CAPTURE(p.name);
+      CHECK(cut_lower_bound(p, b).cost <= c.cost * (1 + 1e-9));
+    }
+  }
+  MESSAGE(proven << " proven optima compared");
 }
