@@ -70,4 +70,26 @@ inline std::vector<int64_t> attr_ints(const Op& op, const std::string& key) {
   return r;
 }
 
+// The first `count` integers after "key=" where the key starts the text or follows a comma. Conv and
+// pooling attributes print pairs without brackets ("stride=2,2,padding=1,1,groups=1"), which the
+// comma-separated walk of attr_text() cannot split; this reads them by position instead.
+inline std::vector<int64_t> attr_ints_after(const Op& op, const std::string& key, int count) {
+  const std::string a = op.attrs();
+  const std::string k = key + "=";
+  size_t pos = a.find(k);
+  while (pos != std::string::npos && pos != 0 && a[pos - 1] != ',') pos = a.find(k, pos + 1);
+  LETHE_CHECK(pos != std::string::npos, op.name(), ": CUDA kernel expected attribute '", key, "' in '",
+              op.attrs(), "'");
+  std::vector<int64_t> r;
+  const char* p = a.c_str() + pos + k.size();
+  for (int i = 0; i < count; ++i) {
+    char* end = nullptr;
+    r.push_back(std::strtoll(p, &end, 10));
+    LETHE_CHECK(end != p && (i + 1 == count || *end == ','), op.name(), ": CUDA kernel expected ", count,
+                " integers after '", k, "' in '", op.attrs(), "'");
+    p = end + 1;
+  }
+  return r;
+}
+
 }  // namespace lethe::cuda::detail

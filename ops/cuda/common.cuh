@@ -118,6 +118,8 @@ void register_elementwise();
 void register_reduce();
 void register_shape();
 void register_gemm();
-void register_nn();
+void register_conv();
+void register_pool();
+void register_norm();
 
 }  // namespace lethe::cuda::detail

@@ -342,7 +342,25 @@ __global__ void bias_rows_kernel(const T* b, T* y, int64_t cols, int64_t n) {
   LETHE_GRID_LOOP(e, n) y[e] = b[e % cols];
 }
 
+template <typename T>
+__global__ void bias_channels_kernel(const T* b, T* y, int64_t channels, int64_t plane, int64_t n) {
+  LETHE_GRID_LOOP(e, n) y[e] += b[(e / plane) % channels];
+}
+
 }  // namespace
+
+// y[n, c, i] += bias[c] over y [N, channels, plane] (conv2d's bias, after cuDNN wrote the
+// convolution; the CPU kernel adds it after its GEMM too).
+void add_bias_channels(const KernelCall& c, const void* bias, void* y, int64_t channels, int64_t plane) {
+  const int64_t n = c.out_meta->numel();
+  if (n == 0 || channels == 0 || plane == 0) return;
+  dispatch_f(c.out_meta->dtype, "conv2d", [&](auto tag) {
+    using T = decltype(tag);
+    bias_channels_kernel<T><<<grid_for(n), 256, 0, stream(c)>>>(static_cast<const T*>(bias), static_cast<T*>(y),
+                                                               channels, plane, n);
+    LETHE_CUDA_LAUNCH_CHECK();
+  });
+}
 
 // y[r, j] = bias[j] (linear's bias, before the GEMM accumulates onto it).
 void add_bias_rows(const KernelCall& c, const void* bias, void* y, int64_t rows, int64_t cols) {

@@ -8,12 +8,18 @@ void register_elementwise();
 void register_reduce();
 void register_shape();
 void register_gemm();
+void register_conv();
+void register_pool();
+void register_norm();
 
 void register_kernels() {
   register_elementwise();
   register_reduce();
   register_shape();
   register_gemm();
+  register_conv();  // also installs the conv workspace hook (ops/conv_workspace.h)
+  register_pool();
+  register_norm();
 }
 
 }  // namespace lethe::cuda::detail

@@ -1,0 +1,418 @@
+// CUDA kernels of conv2d, conv2d_backward_input and conv2d_backward_weight through cuDNN's legacy
+// convolution API (NCHW tensors, cross-correlation, groups, compute type = data type).
+//
+// Determinism and the budget: for each geometry (shapes, parameters, dtype, TF32 on/off) a plan
+// holds the descriptors and the CUDNN_DETERMINISTIC algorithms cuDNN's heuristics return, in their
+// order, each with the workspace it needs. The op's workspace_bytes() asks the same plan (hook in
+// ops/conv_workspace.h) for the first algorithm whose workspace fits a cap, so the workspace lives
+// in the session's arena like any buffer; the kernel then takes the first algorithm fitting the
+// workspace it was given, which is that same algorithm. Every run of a step, remat or not, runs
+// the same deterministic algorithm: bitwise equal results.
+//
+// f32 uses CUDNN_FMA_MATH (no TF32 tensor cores: results stay close to the CPU) unless
+// lethe::cuda::set_allow_tf32(true), then CUDNN_DEFAULT_MATH (which lets cuDNN use TF32 on Ampere
+// and later, as PyTorch does); f64 uses CUDNN_DEFAULT_MATH.
+#include <cudnn.h>
+
+#include <algorithm>
+#include <array>
+#include <climits>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "framework/cuda.h"
+#include "framework/cuda/context.h"
+#include "ops/conv_workspace.h"
+#include "ops/cuda/attrs.h"
+
+namespace lethe::cuda::detail {
+
+void add_bias_channels(const KernelCall& c, const void* bias, void* y, int64_t channels,
+                       int64_t plane);  // elementwise.cu
+
+namespace {
+
+using lethe::detail::ConvPass;
+using lethe::detail::ConvQuery;
+
+const char* pass_name(ConvPass p) {
+  return p == ConvPass::forward          ? "conv2d"
+         : p == ConvPass::backward_input ? "conv2d_backward_input"
+                                         : "conv2d_backward_weight";
+}
+
+// Makes `device` current for the scope: planning may run on a thread whose current device differs.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device) {
+    LETHE_CUDA_CHECK(cudaGetDevice(&prev_));
+    if (prev_ != device) {
+      LETHE_CUDA_CHECK(cudaSetDevice(device));
+      changed_ = true;
+    }
+  }
+  ~DeviceGuard() {
+    if (changed_) (void)cudaSetDevice(prev_);
+  }
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int prev_ = 0;
+  bool changed_ = false;
+};
+
+struct Candidate {
+  int algo = 0;  // cudnnConvolution{Fwd,BwdData,BwdFilter}Algo_t of the plan's pass
+  cudnnMathType_t math = CUDNN_DEFAULT_MATH;
+  size_t bytes = 0;  // workspace
+};
+
+constexpr int kMathTypes = 4;  // CUDNN_DEFAULT_MATH .. CUDNN_FMA_MATH
+
+struct Plan {
+  ConvPass pass = ConvPass::forward;
+  bool empty = false;  // a tensor has no element: nothing for cuDNN to do
+  cudnnDataType_t dt = CUDNN_DATA_FLOAT;
+  cudnnTensorDescriptor_t x = nullptr, y = nullptr;
+  cudnnFilterDescriptor_t w = nullptr;
+  cudnnConvolutionDescriptor_t conv[kMathTypes] = {};  // one per math type a candidate uses
+  std::vector<Candidate> candidates;                   // deterministic, in the heuristics' order
+
+  // The first candidate whose workspace fits `limit`.
+  const Candidate* fitting(size_t limit) const {
+    for (const Candidate& c : candidates)
+      if (c.bytes <= limit) return &c;
+    return nullptr;
+  }
+  // The first candidate with the smallest workspace.
+  const Candidate* smallest() const {
+    const Candidate* best = nullptr;
+    for (const Candidate& c : candidates)
+      if (!best || c.bytes < best->bytes) best = &c;
+    return best;
+  }
+};
+
+using PlanKey = std::array<int64_t, 18>;
+
+PlanKey key_of(const ConvQuery& q, bool tf32) {
+  return {static_cast<int64_t>(q.pass),
+          q.device,
+          static_cast<int64_t>(q.dtype),
+          tf32 ? 1 : 0,
+          q.n,
+          q.cin,
+          q.h,
+          q.w,
+          q.cout,
+          q.kh,
+          q.kw,
+          q.stride[0],
+          q.stride[1],
+          q.padding[0],
+          q.padding[1],
+          q.dilation[0],
+          q.dilation[1],
+          q.groups};
+}
+
+// Plans and the planning handles live for the whole process and are never destroyed: destroying
+// cuDNN objects from static destructors can run after the driver has shut down. The mutex also
+// serialises the planning handles (cuDNN handles must not be used by two threads at once).
+struct Registry {
+  std::mutex m;
+  std::map<int, cudnnHandle_t> handles;  // per device, for heuristics only (no kernel runs on them)
+  std::map<PlanKey, std::unique_ptr<Plan>> plans;
+};
+Registry& registry() {
+  static Registry* r = new Registry;
+  return *r;
+}
+
+// Caller holds registry().m and a DeviceGuard for `device`.
+cudnnHandle_t planning_handle(int device) {
+  Registry& r = registry();
+  auto it = r.handles.find(device);
+  if (it != r.handles.end()) return it->second;
+  cudnnHandle_t h = nullptr;
+  LETHE_CUDNN_CHECK(cudnnCreate(&h));
+  r.handles.emplace(device, h);
+  return h;
+}
+
+int checked_int(int64_t v, const ConvQuery& q, const char* what) {
+  LETHE_CHECK(v >= 0 && v <= INT_MAX, pass_name(q.pass), " on CUDA: ", what, " ", v,
+              " does not fit cuDNN's 32-bit sizes");
+  return static_cast<int>(v);
+}
+
+int64_t out_size(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d) {
+  const int64_t span = in + 2 * p - d * (k - 1) - 1;
+  return span < 0 ? 0 : span / s + 1;
+}
+
+cudnnConvolutionDescriptor_t conv_desc(Plan& p, const ConvQuery& q, cudnnMathType_t math) {
+  cudnnConvolutionDescriptor_t& d = p.conv[static_cast<int>(math)];
+  if (!d) {
+    LETHE_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&d));
+    LETHE_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(
+        d, checked_int(q.padding[0], q, "padding"), checked_int(q.padding[1], q, "padding"),
+        checked_int(q.stride[0], q, "stride"), checked_int(q.stride[1], q, "stride"),
+        checked_int(q.dilation[0], q, "dilation"), checked_int(q.dilation[1], q, "dilation"),
+        CUDNN_CROSS_CORRELATION, p.dt));
+    LETHE_CUDNN_CHECK(cudnnSetConvolutionGroupCount(d, checked_int(q.groups, q, "groups")));
+    LETHE_CUDNN_CHECK(cudnnSetConvolutionMathType(d, math));
+  }
+  return d;
+}
+
+// Adds the heuristics' deterministic algorithms with their workspace sizes. Caller holds the lock.
+void collect(Plan& p, const ConvQuery& q, bool tf32, cudnnHandle_t h) {
+  const bool strict_f32 = q.dtype == DType::f32 && !tf32;
+  const cudnnMathType_t base = strict_f32 ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH;
+  cudnnConvolutionDescriptor_t c0 = conv_desc(p, q, base);
+  auto consider = [&](int algo, cudnnStatus_t status, cudnnDeterminism_t det,
+                      cudnnMathType_t math) {
+    if (status != CUDNN_STATUS_SUCCESS || det != CUDNN_DETERMINISTIC) return;
+    // Without TF32 the algorithm runs with CUDNN_FMA_MATH whatever the heuristics echo (asked with
+    // an FMA descriptor they answer FMA, which PyTorch asserts; the descriptor is what keeps cuDNN
+    // off TF32). Otherwise it runs in the math type the heuristics give it (cuDNN picks kernels
+    // from the algorithm and the math type together).
+    if (strict_f32) math = CUDNN_FMA_MATH;
+    if (static_cast<int>(math) < 0 || static_cast<int>(math) >= kMathTypes) return;
+    for (const Candidate& c : p.candidates)
+      if (c.algo == algo && c.math == math) return;
+    cudnnConvolutionDescriptor_t cd = conv_desc(p, q, math);
+    size_t bytes = 0;
+    cudnnStatus_t st = CUDNN_STATUS_SUCCESS;
+    switch (p.pass) {
+      case ConvPass::forward:
+        st = cudnnGetConvolutionForwardWorkspaceSize(
+            h, p.x, p.w, cd, p.y, static_cast<cudnnConvolutionFwdAlgo_t>(algo), &bytes);
+        break;
+      case ConvPass::backward_input:
+        st = cudnnGetConvolutionBackwardDataWorkspaceSize(
+            h, p.w, p.y, cd, p.x, static_cast<cudnnConvolutionBwdDataAlgo_t>(algo), &bytes);
+        break;
+      case ConvPass::backward_weight:
+        st = cudnnGetConvolutionBackwardFilterWorkspaceSize(
+            h, p.x, p.y, cd, p.w, static_cast<cudnnConvolutionBwdFilterAlgo_t>(algo), &bytes);
+        break;
+    }
+    if (st != CUDNN_STATUS_SUCCESS) return;  // not available in this math type after all
+    p.candidates.push_back(Candidate{algo, math, bytes});
+  };
+  int count = 0, got = 0;
+  switch (p.pass) {
+    case ConvPass::forward: {
+      LETHE_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(h, &count));
+      std::vector<cudnnConvolutionFwdAlgoPerf_t> perf(static_cast<size_t>(std::max(count, 1)));
+      LETHE_CUDNN_CHECK(
+          cudnnGetConvolutionForwardAlgorithm_v7(h, p.x, p.w, c0, p.y, count, &got, perf.data()));
+      for (int i = 0; i < got; ++i) {
+        const auto& r = perf[static_cast<size_t>(i)];
+        consider(static_cast<int>(r.algo), r.status, r.determinism, r.mathType);
+      }
+      break;
+    }
+    case ConvPass::backward_input: {
+      LETHE_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(h, &count));
+      std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perf(static_cast<size_t>(std::max(count, 1)));
+      LETHE_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, p.w, p.y, c0, p.x, count,
+                                                                    &got, perf.data()));
+      for (int i = 0; i < got; ++i) {
+        const auto& r = perf[static_cast<size_t>(i)];
+        consider(static_cast<int>(r.algo), r.status, r.determinism, r.mathType);
+      }
+      break;
+    }
+    case ConvPass::backward_weight: {
+      LETHE_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(h, &count));
+      std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> perf(
+          static_cast<size_t>(std::max(count, 1)));
+      LETHE_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, p.x, p.y, c0, p.w, count,
+                                                                      &got, perf.data()));
+      for (int i = 0; i < got; ++i) {
+        const auto& r = perf[static_cast<size_t>(i)];
+        consider(static_cast<int>(r.algo), r.status, r.determinism, r.mathType);
+      }
+      break;
+    }
+  }
+}
+
+std::string geometry_text(const ConvQuery& q) {
+  return lethe::detail::concat(dtype_name(q.dtype), " input [", q.n, ", ", q.cin, ", ", q.h, ", ",
+                               q.w, "], weight [", q.cout, ", ", q.groups ? q.cin / q.groups : 0,
+                               ", ", q.kh, ", ", q.kw, "], stride ", q.stride[0], ",", q.stride[1],
+                               ", padding ", q.padding[0], ",", q.padding[1], ", dilation ",
+                               q.dilation[0], ",", q.dilation[1], ", groups ", q.groups);
+}
+
+// Caller holds the lock.
+std::unique_ptr<Plan> make_plan(const ConvQuery& q, bool tf32) {
+  auto p = std::make_unique<Plan>();
+  p->pass = q.pass;
+  const int64_t ho = out_size(q.h, q.kh, q.stride[0], q.padding[0], q.dilation[0]);
+  const int64_t wo = out_size(q.w, q.kw, q.stride[1], q.padding[1], q.dilation[1]);
+  const int64_t cin_g = q.groups > 0 ? q.cin / q.groups : 0;
+  const int64_t x_numel = q.n * q.cin * q.h * q.w, w_numel = q.cout * cin_g * q.kh * q.kw,
+                y_numel = q.n * q.cout * ho * wo;
+  if (x_numel == 0 || w_numel == 0 || y_numel == 0) {
+    p->empty = true;
+    return p;
+  }
+  // The legacy API's tensors index with 32-bit integers.
+  for (int64_t v : {x_numel, w_numel, y_numel})
+    LETHE_CHECK(v <= INT_MAX, pass_name(q.pass), " on CUDA: ", geometry_text(q),
+                ": a tensor of more than 2^31-1 elements is beyond cuDNN's legacy convolution API "
+                "(split the batch)");
+  p->dt = q.dtype == DType::f64 ? CUDNN_DATA_DOUBLE : CUDNN_DATA_FLOAT;
+  DeviceGuard guard(q.device);
+  cudnnHandle_t h = planning_handle(q.device);
+  LETHE_CUDNN_CHECK(cudnnCreateTensorDescriptor(&p->x));
+  LETHE_CUDNN_CHECK(cudnnCreateTensorDescriptor(&p->y));
+  LETHE_CUDNN_CHECK(cudnnCreateFilterDescriptor(&p->w));
+  LETHE_CUDNN_CHECK(
+      cudnnSetTensor4dDescriptor(p->x, CUDNN_TENSOR_NCHW, p->dt, checked_int(q.n, q, "batch"),
+                                 checked_int(q.cin, q, "channels"), checked_int(q.h, q, "height"),
+                                 checked_int(q.w, q, "width")));
+  LETHE_CUDNN_CHECK(cudnnSetTensor4dDescriptor(
+      p->y, CUDNN_TENSOR_NCHW, p->dt, static_cast<int>(q.n), checked_int(q.cout, q, "channels"),
+      checked_int(ho, q, "height"), checked_int(wo, q, "width")));
+  LETHE_CUDNN_CHECK(cudnnSetFilter4dDescriptor(
+      p->w, p->dt, CUDNN_TENSOR_NCHW, static_cast<int>(q.cout), static_cast<int>(cin_g),
+      checked_int(q.kh, q, "kernel"), checked_int(q.kw, q, "kernel")));
+  const cudnnMathType_t base = q.dtype == DType::f32 && !tf32 ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH;
+  {
+    // cuDNN's own output size must be ours (same formula); a mismatch would be a silent overrun.
+    int dn = 0, dc = 0, dh = 0, dw = 0;
+    LETHE_CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(conv_desc(*p, q, base), p->x, p->w, &dn,
+                                                            &dc, &dh, &dw));
+    LETHE_CHECK(dn == q.n && dc == q.cout && dh == ho && dw == wo, pass_name(q.pass),
+                " on CUDA: ", geometry_text(q), ": cuDNN computes an output [", dn, ", ", dc, ", ",
+                dh, ", ", dw, "], expected [", q.n, ", ", q.cout, ", ", ho, ", ", wo, "]");
+  }
+  collect(*p, q, tf32, h);
+  LETHE_CHECK(!p->candidates.empty(), pass_name(q.pass), " on CUDA: ", geometry_text(q),
+              ": cuDNN's heuristics offer no deterministic algorithm for this geometry");
+  return p;
+}
+
+const Plan& plan_for(const ConvQuery& q, bool tf32) {
+  Registry& r = registry();
+  std::lock_guard<std::mutex> lock(r.m);
+  const PlanKey key = key_of(q, tf32);
+  auto it = r.plans.find(key);
+  if (it == r.plans.end()) it = r.plans.emplace(key, make_plan(q, tf32)).first;
+  return *it->second;
+}
+
+bool tf32_for(const ConvQuery& q) {
+  return q.dtype == DType::f32 && lethe::cuda::allow_tf32();
+}
+
+// The hook of ops/conv_workspace.h: the workspace of the algorithm the kernel will run. The cap
+// keeps small convolutions from reserving large workspaces (fast algorithms may ask for hundreds of
+// MiB) while letting big ones use the faster algorithms; when nothing fits, the smallest is taken.
+size_t conv_workspace_hook(const ConvQuery& q) {
+  const Plan& p = plan_for(q, tf32_for(q));
+  if (p.empty) return 0;
+  const int64_t ho = out_size(q.h, q.kh, q.stride[0], q.padding[0], q.dilation[0]);
+  const int64_t wo = out_size(q.w, q.kw, q.stride[1], q.padding[1], q.dilation[1]);
+  const size_t io =
+      static_cast<size_t>(q.n * q.cin * q.h * q.w + q.cout * (q.cin / q.groups) * q.kh * q.kw +
+                          q.n * q.cout * ho * wo) *
+      dtype_size(q.dtype);
+  const size_t cap = std::min<size_t>(size_t(256) << 20, std::max<size_t>(size_t(1) << 20, io));
+  const Candidate* c = p.fitting(cap);
+  if (!c) c = p.smallest();
+  return c->bytes;
+}
+
+ConvQuery query_of(const Op& op, const KernelCall& c, ConvPass pass) {
+  const Shape& x = pass == ConvPass::backward_input ? c.out_shape() : c.in_shape(0);
+  const Shape& w = pass == ConvPass::backward_weight ? c.out_shape() : c.in_shape(1);
+  ConvQuery q;
+  q.pass = pass;
+  q.device = context(c).device;
+  q.dtype = c.out_meta->dtype;
+  q.n = x[0], q.cin = x[1], q.h = x[2], q.w = x[3];
+  q.cout = w[0], q.kh = w[2], q.kw = w[3];
+  const auto s = attr_ints_after(op, "stride", 2), p = attr_ints_after(op, "padding", 2),
+             d = attr_ints_after(op, "dilation", 2);
+  q.stride = {s[0], s[1]};
+  q.padding = {p[0], p[1]};
+  q.dilation = {d[0], d[1]};
+  q.groups = attr_ints_after(op, "groups", 1)[0];
+  return q;
+}
+
+template <typename T>
+void run(const Op& op, const KernelCall& c, ConvPass pass) {
+  const ConvQuery q = query_of(op, c, pass);
+  const Plan& p = plan_for(q, tf32_for(q));
+  cudaStream_t s = stream(c);
+  const bool bias = pass == ConvPass::forward && attr_ints_after(op, "bias", 1)[0] != 0;
+  if (p.empty) {  // an empty sum: zeros (plus the bias), as the CPU kernel
+    LETHE_CUDA_CHECK(cudaMemsetAsync(c.output, 0, c.out_meta->bytes(), s));
+    if (bias)
+      add_bias_channels(c, c.inputs[2], c.output, q.cout, c.out_shape()[2] * c.out_shape()[3]);
+    return;
+  }
+  const Candidate* cand = p.fitting(c.workspace_bytes);
+  LETHE_CHECK(cand != nullptr, op.name(), " on CUDA: ", geometry_text(q),
+              ": no deterministic cuDNN algorithm fits ", "the op's workspace of ",
+              c.workspace_bytes, " bytes (the smallest needs ", p.smallest()->bytes,
+              "); was lethe::cuda::set_allow_tf32 changed after the step was planned?");
+  LETHE_CHECK(cand->bytes == 0 || c.workspace != nullptr, "internal error: ", op.name(),
+              " has no workspace");
+  cudnnHandle_t h = context(c).dnn;
+  cudnnConvolutionDescriptor_t cd = p.conv[static_cast<int>(cand->math)];
+  const T one = T(1), zero = T(0);  // scaling factors: float for f32 data, double for f64
+  switch (pass) {
+    case ConvPass::forward:
+      LETHE_CUDNN_CHECK(cudnnConvolutionForward(h, &one, p.x, c.inputs[0], p.w, c.inputs[1], cd,
+                                                static_cast<cudnnConvolutionFwdAlgo_t>(cand->algo),
+                                                c.workspace, cand->bytes, &zero, p.y, c.output));
+      if (bias)
+        add_bias_channels(c, c.inputs[2], c.output, q.cout, c.out_shape()[2] * c.out_shape()[3]);
+      break;
+    case ConvPass::backward_input:  // inputs: grad_out, w
+      LETHE_CUDNN_CHECK(
+          cudnnConvolutionBackwardData(h, &one, p.w, c.inputs[1], p.y, c.inputs[0], cd,
+                                       static_cast<cudnnConvolutionBwdDataAlgo_t>(cand->algo),
+                                       c.workspace, cand->bytes, &zero, p.x, c.output));
+      break;
+    case ConvPass::backward_weight:  // inputs: x, grad_out
+      LETHE_CUDNN_CHECK(
+          cudnnConvolutionBackwardFilter(h, &one, p.x, c.inputs[0], p.y, c.inputs[1], cd,
+                                         static_cast<cudnnConvolutionBwdFilterAlgo_t>(cand->algo),
+                                         c.workspace, cand->bytes, &zero, p.w, c.output));
+      break;
+  }
+}
+
+template <ConvPass P>
+void conv_kernel(const Op& op, const KernelCall& c) {
+  if (c.out_meta->dtype == DType::f32) return run<float>(op, c, P);
+  if (c.out_meta->dtype == DType::f64) return run<double>(op, c, P);
+  throw Error(lethe::detail::concat(op.name(), ": the CUDA kernel expects f32 or f64, got ",
+                                    dtype_name(c.out_meta->dtype)));
+}
+
+}  // namespace
+
+void register_conv() {
+  lethe::detail::set_cuda_conv_workspace_hook(conv_workspace_hook);
+  register_device_kernel(DeviceKind::cuda, "conv2d", conv_kernel<ConvPass::forward>);
+  register_device_kernel(DeviceKind::cuda, "conv2d_backward_input",
+                         conv_kernel<ConvPass::backward_input>);
+  register_device_kernel(DeviceKind::cuda, "conv2d_backward_weight",
+                         conv_kernel<ConvPass::backward_weight>);
+}
+
+}  // namespace lethe::cuda::detail
