@@ -8,12 +8,18 @@
 
 namespace lethe::cuda::detail {
 
+// Context::scratch: kScratchBytes of device memory made with the context. Bytes [0, 8) hold the
+// target count of cross_entropy_backward; [kScratchBadIndex, +8) the smallest position of an
+// out-of-range index seen by cross_entropy or embedding (ops/cuda/index_check.cpp).
+constexpr size_t kScratchBytes = 256;
+constexpr size_t kScratchBadIndex = 64;
+
 struct Context {
   int device = 0;
   cudaStream_t stream = nullptr;
   cublasHandle_t blas = nullptr;
   cudnnHandle_t dnn = nullptr;
-  // A few bytes of device scratch made with the context (counts of cross_entropy_backward).
+  // A few bytes of device scratch made with the context (layout above).
   void* scratch = nullptr;
   ~Context();
 };

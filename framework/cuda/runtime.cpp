@@ -188,7 +188,7 @@ std::shared_ptr<void> create_context(int index) {
   LETHE_CUBLAS_CHECK(cublasSetWorkspace(c->blas, nullptr, 0));
   LETHE_CUDNN_CHECK(cudnnCreate(&c->dnn));
   LETHE_CUDNN_CHECK(cudnnSetStream(c->dnn, c->stream));
-  LETHE_CUDA_CHECK(cudaMalloc(&c->scratch, 256));
+  LETHE_CUDA_CHECK(cudaMalloc(&c->scratch, kScratchBytes));
   {
     std::lock_guard<std::mutex> lock(g_live_mutex);
     g_live.insert(c.get());

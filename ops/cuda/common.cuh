@@ -8,6 +8,7 @@
 #include "framework/dtype.h"
 #include "framework/shape.h"
 #include "ops/cuda/attrs.h"
+#include "ops/cuda/index_check.h"
 
 namespace lethe::cuda::detail {
 

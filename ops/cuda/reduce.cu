@@ -351,10 +351,11 @@ __device__ T block_lse(const T* xi, int64_t C, int64_t S, T* sh) {
   return m + log(s);
 }
 
-// Loss per position; a target outside [0, C) (and not ignore_index) gives NaN: the CPU kernel
-// throws, but a device-side check would need a synchronising read-back.
+// Loss per position; a target outside [0, C) (and not ignore_index) gives NaN and records its
+// position in `bad` (the host throws as the CPU kernel does, see index_check.h).
 template <typename T>
-__global__ void ce_losses(const T* x, const int64_t* t, int64_t P, int64_t C, int64_t S, int64_t ignore, T* losses) {
+__global__ void ce_losses(const T* x, const int64_t* t, int64_t P, int64_t C, int64_t S, int64_t ignore, T* losses,
+                          unsigned long long* bad) {
   __shared__ T sh[kBlock];
   for (int64_t i = blockIdx.x; i < P; i += gridDim.x) {
     const int64_t nn = i / S, ss = i % S;
@@ -365,7 +366,11 @@ __global__ void ce_losses(const T* x, const int64_t* t, int64_t P, int64_t C, in
     }
     const T* xi = x + nn * C * S + ss;
     const T lse = block_lse(xi, C, S, sh);
-    if (threadIdx.x == 0) losses[i] = (ti >= 0 && ti < C) ? lse - xi[ti * S] : T(NAN);
+    if (threadIdx.x == 0) {
+      const bool ok = ti >= 0 && ti < C;
+      losses[i] = ok ? lse - xi[ti * S] : T(NAN);
+      if (!ok) atomicMin(bad, static_cast<unsigned long long>(i));
+    }
   }
 }
 
@@ -401,8 +406,19 @@ void cross_entropy(const Op& op, const KernelCall& c) {
     T* losses = red == kNone ? c.out<T>() : static_cast<T*>(c.workspace);
     if (P > 0) {
       LETHE_ASSERT(losses != nullptr);
-      ce_losses<T><<<rows_grid(P), kBlock, 0, stream(c)>>>(c.in<T>(0), c.in<int64_t>(1), P, v.c, v.s, ignore, losses);
+      arm_bad_index(c);
+      ce_losses<T><<<rows_grid(P), kBlock, 0, stream(c)>>>(c.in<T>(0), c.in<int64_t>(1), P, v.c, v.s, ignore, losses,
+                                                        bad_index_slot(c));
       LETHE_CUDA_LAUNCH_CHECK();
+      // The message of the CPU kernel (ops/loss.cpp), for the first bad position. Only the forward
+      // checks: cross_entropy_backward reads the same targets after this node has run.
+      const int64_t bad = read_bad_index(c);
+      if (bad >= 0) {
+        const int64_t tv = read_index_at(c, c.in<int64_t>(1) + bad);
+        throw Error(lethe::detail::concat("cross_entropy: target ", tv, " at position ", bad,
+                                          " is out of range for ", v.c, " classes (expected 0 <= target < ", v.c,
+                                          " or ignore_index ", ignore, ")"));
+      }
     }
     if (red == kNone) return;
     ce_reduce<T><<<1, kBlock, 0, stream(c)>>>(losses, c.in<int64_t>(1), P, ignore, red == kMean, c.out<T>());

@@ -91,13 +91,18 @@ void concat(const Op& op, const KernelCall& c) {
 
 // ------------------------------------------------------------------------------- embedding
 
-// Out-of-range indices read row 0 (the CPU kernel throws; checking here would need a read-back).
+// Out-of-range indices read row 0 and record their position in `bad`; the host then throws as the
+// CPU kernel does (index_check.h).
 template <typename T>
-__global__ void embedding_kernel(const T* w, const int64_t* idx, T* out, int64_t n, int64_t rows, int64_t dim) {
+__global__ void embedding_kernel(const T* w, const int64_t* idx, T* out, int64_t n, int64_t rows, int64_t dim,
+                                 unsigned long long* bad) {
   LETHE_GRID_LOOP(e, n * dim) {
     const int64_t i = e / dim, j = e % dim;
     int64_t r = idx[i];
-    r = (r >= 0 && r < rows) ? r : 0;
+    if (r < 0 || r >= rows) {
+      if (j == 0) atomicMin(bad, static_cast<unsigned long long>(i));
+      r = 0;
+    }
     out[e] = w[r * dim + j];
   }
 }
@@ -105,11 +110,21 @@ __global__ void embedding_kernel(const T* w, const int64_t* idx, T* out, int64_t
 void embedding(const Op&, const KernelCall& c) {
   const int64_t rows = c.in_shape(0)[0], dim = c.in_shape(0)[1], n = c.in_shape(1).numel();
   if (n * dim == 0) return;
+  arm_bad_index(c);
   dispatch_f(c.out_meta->dtype, "embedding", [&](auto tag) {
     using T = decltype(tag);
-    embedding_kernel<T><<<grid_for(n * dim), 256, 0, stream(c)>>>(c.in<T>(0), c.in<int64_t>(1), c.out<T>(), n, rows, dim);
+    embedding_kernel<T><<<grid_for(n * dim), 256, 0, stream(c)>>>(c.in<T>(0), c.in<int64_t>(1), c.out<T>(), n, rows, dim,
+                                                                 bad_index_slot(c));
     LETHE_CUDA_LAUNCH_CHECK();
   });
+  // The message of the CPU kernel (ops/embedding.cpp). Only the forward checks: embedding_backward
+  // reads the same indices after this node has run (and skips out-of-range ones).
+  const int64_t bad = read_bad_index(c);
+  if (bad >= 0) {
+    const int64_t v = read_index_at(c, c.in<int64_t>(1) + bad);
+    throw Error(lethe::detail::concat("embedding: index ", v, " (at position ", bad,
+                                      ") is out of range for a table of ", rows, " rows"));
+  }
 }
 
 // Backward as the CPU kernel: positions grouped by row (a counting sort), each group ordered by
