@@ -1,5 +1,9 @@
 // Every op's CUDA kernel (forward and the backward ops its gradient records) against the CPU
 // reference, in f32 (per-op tolerance) and f64 (near exact); gradcheck on CUDA in f64.
+#include <array>
+#include <memory>
+#include <string>
+
 #include "tests/cuda/cuda_checks.h"
 
 using namespace lethe;
@@ -108,4 +112,170 @@ TEST_CASE("cuda: gradcheck in f64 on the device") {
   check([](auto& x) { return layer_norm(x[0], {6}, x[1], x[2]).pow(2.0).sum(); }, {r({3, 6}), r({6}), r({6})});
   check([](auto& x) { return cross_entropy(x[0], from_vector<int64_t>({1, 0, 3}, {3})); }, {r({3, 4})});
   check([](auto& x) { return gelu(linear(x[0], x[1], x[2]), "tanh").sum(); }, {r({2, 3}), r({4, 3}), r({4})});
+}
+
+namespace {
+Conv2dParams conv_params(int64_t s, int64_t p, int64_t d, int64_t g) {
+  Conv2dParams r;
+  r.stride = {s, s};
+  r.padding = {p, p};
+  r.dilation = {d, d};
+  r.groups = g;
+  return r;
+}
+}  // namespace
+
+TEST_CASE("cuda: conv2d and its input and weight gradients match the CPU") {
+  LETHE_SKIP_WITHOUT_CUDA();
+  struct Case {
+    Conv2dParams p;
+    Shape x, w;
+    bool bias;
+  };
+  const std::vector<Case> cases{
+      {conv_params(1, 0, 1, 1), {2, 3, 7, 6}, {5, 3, 3, 3}, true},
+      {conv_params(1, 1, 1, 1), {2, 3, 7, 6}, {5, 3, 3, 3}, false},
+      {conv_params(2, 1, 1, 1), {3, 4, 9, 8}, {6, 4, 3, 3}, true},     // stride and padding
+      {conv_params(1, 2, 2, 1), {2, 3, 8, 7}, {4, 3, 3, 3}, false},    // dilation
+      {conv_params(1, 1, 1, 2), {2, 4, 6, 6}, {6, 2, 3, 3}, true},     // groups
+      {conv_params(2, 1, 1, 4), {2, 4, 7, 7}, {4, 1, 3, 3}, false},    // depthwise, strided
+      {conv_params(1, 0, 1, 1), {4, 8, 5, 5}, {3, 8, 1, 1}, true},     // pointwise
+      {[] {
+         Conv2dParams r;
+         r.stride = {2, 1};
+         r.padding = {0, 2};
+         r.dilation = {1, 2};
+         return r;
+       }(),
+       {2, 3, 9, 7}, {4, 3, 2, 3}, true},  // rectangular everything
+  };
+  for (DType t : {f32, f64}) {
+    const double tol = tol_of(t, 1e-4);
+    for (const Case& c : cases) {
+      CAPTURE(c.x);
+      CAPTURE(c.w);
+      std::vector<Input> in{{c.x, t}, {c.w, t}};
+      if (c.bias) in.push_back({{c.w[0]}, t});
+      const Conv2dParams p = c.p;
+      same([p](auto& x) { return conv2d(x[0], x[1], x.size() > 2 ? x[2] : Tensor(), p); }, in, tol);
+    }
+  }
+}
+
+TEST_CASE("cuda: max, average and adaptive pooling match the CPU") {
+  LETHE_SKIP_WITHOUT_CUDA();
+  using P = std::array<int64_t, 2>;
+  for (DType t : {f32, f64}) {
+    const double tol = tol_of(t, 1e-5);
+    const std::vector<Input> x{{{2, 3, 7, 6}, t}};
+    same([](auto& v) { return max_pool2d(v[0], P{2, 2}); }, x, tol);
+    same([](auto& v) { return max_pool2d(v[0], P{3, 3}, P{2, 1}, P{1, 1}); }, x, tol);  // overlapping, padded
+    same([](auto& v) { return avg_pool2d(v[0], P{2, 2}); }, x, tol);
+    same([](auto& v) { return avg_pool2d(v[0], P{3, 2}, P{2, 1}, P{1, 1}); }, x, tol);  // count_include_pad
+    same([](auto& v) { return adaptive_avg_pool2d(v[0], P{3, 4}); }, x, tol);           // non-divisible
+    same([](auto& v) { return adaptive_avg_pool2d(v[0], P{1, 1}); }, x, tol);
+    same([](auto& v) { return adaptive_avg_pool2d(v[0], P{9, 8}); }, x, tol);           // larger than the input
+  }
+}
+
+TEST_CASE("cuda: max pooling gives a tied window's gradient to its first maximum") {
+  LETHE_SKIP_WITHOUT_CUDA();
+  Session s({.device = Device::cuda(0)});
+  for (DType t : {f32, f64}) {
+    auto x = ones({1, 1, 4, 4}, t).set_requires_grad(true);
+    max_pool2d(x, {2, 2}).sum().backward();
+    CHECK(x.grad().to_vector<double>() ==
+          std::vector<double>{1, 0, 1, 0, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0});
+    auto z = zeros({1, 1, 3, 3}, t).set_requires_grad(true);
+    max_pool2d(z, {2, 2}, {1, 1}).sum().backward();  // overlapping windows all pick (0, 0), (0, 1), ...
+    CHECK(z.grad().to_vector<double>() == std::vector<double>{1, 1, 0, 1, 1, 0, 0, 0, 0});
+  }
+}
+
+TEST_CASE("cuda: batch_norm in training and eval, with and without affine, matches the CPU") {
+  LETHE_SKIP_WITHOUT_CUDA();
+  for (DType t : {f32, f64}) {
+    const double tol = tol_of(t, 1e-4);
+    const Shape xs{4, 3, 5, 6};
+    // Training: batch statistics (the stats node), gradient through them.
+    same([](auto& v) { return batch_norm(v[0], Tensor(), Tensor(), v[1], v[2], true); },
+         {{xs, t}, {{3}, t}, {{3}, t}}, tol);
+    same([](auto& v) { return batch_norm(v[0], Tensor(), Tensor(), Tensor(), Tensor(), true); }, {{xs, t}}, tol);
+    same([](auto& v) { return batch_norm(v[0], Tensor(), Tensor(), v[1], Tensor(), true); }, {{xs, t}, {{3}, t}},
+         tol);
+    same([](auto& v) { return batch_norm(v[0], Tensor(), Tensor(), Tensor(), Tensor(), true, 0.1, 1e-3); },
+         {{{16, 5}, t}}, tol);  // [N, C]: one position per channel
+    // Eval: running statistics (positive variances), not differentiated.
+    same([](auto& v) { return batch_norm(v[0], v[1], v[2].pow(2.0) + 0.5, v[3], v[4], false); },
+         {{xs, t}, {{3}, t, false}, {{3}, t, false}, {{3}, t}, {{3}, t}}, tol);
+    same([](auto& v) { return batch_norm(v[0], v[1], v[2].pow(2.0) + 0.5, Tensor(), Tensor(), false); },
+         {{xs, t}, {{3}, t, false}, {{3}, t, false}}, tol);
+  }
+}
+
+TEST_CASE("cuda: batch norm running statistics are updated as on the CPU") {
+  LETHE_SKIP_WITHOUT_CUDA();
+  for (DType t : {f32, f64}) {
+    std::vector<std::vector<double>> r;
+    for (Device d : {Device::cpu(), Device::cuda(0)}) {
+      Session s({.device = d, .seed = 9});
+      auto bn = std::make_shared<nn::BatchNorm2d>(nn::BatchNorm2dOptions(3).momentum(0.3).dtype(t));
+      bn->train();
+      auto x = randn({4, 3, 5, 2}, t);
+      for (int step = 0; step < 2; ++step) (void)bn->forward(x * double(step + 1)).sum().item<double>();
+      for (auto& b : bn->buffers()) r.push_back(b.to_vector<double>());
+    }
+    REQUIRE(r.size() % 2 == 0);
+    const size_t half = r.size() / 2;
+    for (size_t i = 0; i < half; ++i)
+      for (size_t j = 0; j < r[i].size(); ++j)
+        CHECK(r[half + i][j] == doctest::Approx(r[i][j]).epsilon(t == f64 ? 1e-12 : 1e-5));
+  }
+}
+
+TEST_CASE("cuda: out-of-range targets and indices throw the CPU's error") {
+  LETHE_SKIP_WITHOUT_CUDA();
+  auto message = [](Device d, const std::function<Tensor()>& f) {
+    Session s({.device = d, .seed = 1});
+    try {
+      (void)f().sum().item<double>();
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  auto ce = [] {
+    return cross_entropy(randn({5, 4}), from_vector<int64_t>({0, -100, 3, 7, -2}, {5}));
+  };
+  const std::string cpu_ce = message(Device::cpu(), ce), gpu_ce = message(Device::cuda(0), ce);
+  CHECK(cpu_ce.find("cross_entropy: target 7 at position 3 is out of range for 4 classes") != std::string::npos);
+  CHECK(gpu_ce.find("cross_entropy: target 7 at position 3 is out of range for 4 classes") != std::string::npos);
+  CHECK(gpu_ce == cpu_ce);
+  auto emb = [] { return embedding(randn({5, 3}), from_vector<int64_t>({1, 4, 5, -1}, {2, 2})); };
+  const std::string cpu_e = message(Device::cpu(), emb), gpu_e = message(Device::cuda(0), emb);
+  CHECK(cpu_e.find("embedding: index 5 (at position 2) is out of range for a table of 5 rows") != std::string::npos);
+  CHECK(gpu_e.find("embedding: index 5 (at position 2) is out of range for a table of 5 rows") != std::string::npos);
+  CHECK(gpu_e == cpu_e);
+  // In range (ignore_index included), nothing throws and a later step still runs.
+  Session s({.device = Device::cuda(0)});
+  CHECK(std::isfinite(cross_entropy(randn({3, 4}), from_vector<int64_t>({0, -100, 3}, {3})).item<float>()));
+}
+
+TEST_CASE("cuda: gradcheck of conv2d, pooling and batch_norm in f64 on the device") {
+  LETHE_SKIP_WITHOUT_CUDA();
+  Session s({.device = Device::cuda(0), .seed = 4});
+  using P = std::array<int64_t, 2>;
+  auto check = [](const cuda_checks::Fn& f, const std::vector<Tensor>& in) {
+    auto r = autograd::gradcheck(f, in, 1e-6, 1e-6, 1e-4);
+    CHECK_MESSAGE(r.ok, r.message);
+  };
+  auto r = [](Shape sh) { return randn(sh, DType::f64); };
+  const Conv2dParams p = conv_params(2, 1, 1, 2);
+  check([p](auto& x) { return conv2d(x[0], x[1], x[2], p); }, {r({2, 4, 6, 5}), r({6, 2, 3, 3}), r({6})});
+  const Conv2dParams pd = conv_params(1, 2, 2, 1);
+  check([pd](auto& x) { return conv2d(x[0], x[1], Tensor(), pd); }, {r({1, 2, 6, 6}), r({3, 2, 3, 3})});
+  check([](auto& x) { return max_pool2d(x[0], P{3, 3}, P{2, 1}, P{1, 1}); }, {r({2, 2, 5, 4})});
+  check([](auto& x) { return avg_pool2d(x[0], P{3, 2}, P{2, 1}, P{1, 1}); }, {r({2, 2, 5, 4})});
+  check([](auto& x) { return adaptive_avg_pool2d(x[0], P{3, 2}); }, {r({2, 1, 5, 4})});
+  check([](auto& x) { return batch_norm(x[0], Tensor(), Tensor(), x[1], x[2], true); }, {r({3, 2, 4, 3}), r({2}), r({2})});
 }
