@@ -23,6 +23,7 @@ using Clock = std::chrono::steady_clock;
 struct Variant {
   double alpha;   // exponent of the next-use distance
   int rc_mode;    // 0: own cost; 1: own cost + cost of the inputs not in memory
+  bool outputs = false;  // outputs may be evicted too (and computed again before the end)
 };
 
 struct Rng {
@@ -67,13 +68,15 @@ std::optional<Plan> evict_plan(const Dag& g, int64_t budget, const Variant& var,
         if (!g.resident[u] && !ex.in_memory(u)) rc += g.cost[u];
       }
     }
-    const int32_t nu = next_use(t);
+    int32_t nu = next_use(t);
+    // An output nobody reads any more is next needed at the end.
+    if (nu == std::numeric_limits<int32_t>::max() && g.is_output[t]) nu = static_cast<int32_t>(g.targets.size());
     const double dist = nu == std::numeric_limits<int32_t>::max() ? 1e9 : static_cast<double>(nu - done);
     const double h = rc / (static_cast<double>(g.bytes[t]) * std::pow(dist, var.alpha));
     return weight ? h * (*weight)[t] : h;
   };
   auto evictable = [&](NodeId t) {
-    return ex.in_memory(t) && !g.resident[t] && !ex.pinned(t) && !g.is_output[t] && g.bytes[t] > 0;
+    return ex.in_memory(t) && !g.resident[t] && !ex.pinned(t) && (var.outputs || !g.is_output[t]) && g.bytes[t] > 0;
   };
   ex.make_room = [&](NodeId, int64_t need) {
     while (ex.memory() + need > budget) {
@@ -214,7 +217,7 @@ std::vector<double> knapsack_weights(const Dag& g, int64_t budget, double low) {
 // is deterministic (no clock) and the planner stays within its time bounds.
 int search_iterations(const Dag& g) {
   const int64_t size = static_cast<int64_t>(g.targets.size()) + 1;
-  return static_cast<int>(std::clamp<int64_t>(300000 / size, 16, 400));
+  return static_cast<int>(std::clamp<int64_t>(60000 / size, 4, 300));
 }
 
 }  // namespace
@@ -260,7 +263,8 @@ std::optional<Plan> plan_lethe(const Problem& p, int64_t budget, const PlannerOp
     if (best && best_cost <= no_remat_cost(p)) break;
   }
   if (!(best && best_cost <= no_remat_cost(p))) {
-    const Variant variants[] = {{1.0, 1}, {1.0, 0}, {2.0, 1}, {0.5, 1}, {0.0, 1}, {3.0, 1}};
+    const Variant variants[] = {{1.0, 1}, {1.0, 0}, {2.0, 1}, {0.5, 1}, {0.0, 1}, {3.0, 1},
+                                {1.0, 1, true}, {2.0, 1, true}};
     double var_best = std::numeric_limits<double>::infinity();
     const Variant* start = &variants[0];
     std::vector<NodeId> recomputed;  // what the search's incumbent recomputes
@@ -282,24 +286,25 @@ std::optional<Plan> plan_lethe(const Problem& p, int64_t budget, const PlannerOp
       {
         for (const double low : {0.5, 0.1, 0.01}) {
           std::vector<double> kw = knapsack_weights(g, budget, low);
-          for (const Variant& v : variants) {
-            std::optional<Plan> cand = evict_plan(g, budget, v, opts.seed, &kw);
-            std::vector<NodeId> rc = cand ? recomputed_nodes(g, *cand) : std::vector<NodeId>{};
-            const double c = offer(std::move(cand), "knapsack-seeded eviction");
-            if (c < var_best) {
-              var_best = c;
-              start = &v;
-              recomputed = std::move(rc);
-              w = kw;
-            }
+          std::optional<Plan> cand = evict_plan(g, budget, *start, opts.seed, &kw);
+          std::vector<NodeId> rc = cand ? recomputed_nodes(g, *cand) : std::vector<NodeId>{};
+          const double c = offer(std::move(cand), "knapsack-seeded eviction");
+          if (c < var_best) {
+            var_best = c;
+            recomputed = std::move(rc);
+            w = kw;
           }
         }
       }
       Rng rng{opts.seed ^ 0x5eed1e7eULL};
       const int iters = search_iterations(g);
       // Stops early after kPatience rounds without improvement (deterministic, like the count).
+      // The work (plan steps post-optimised) is capped too: plans with many recomputations are
+      // long, and the time bounds hold for the graph's size, not the plan's.
       constexpr int kPatience = 100;
-      for (int it = 0, stale = 0; it < iters && stale < kPatience; ++it, ++stale) {
+      const int64_t work_cap = 600 * (static_cast<int64_t>(g.targets.size()) + 1);
+      int64_t work = 0;
+      for (int it = 0, stale = 0; it < iters && stale < kPatience && work < work_cap; ++it, ++stale) {
         std::vector<double> cand_w = w;
         const int changes = 1 + static_cast<int>(rng.next() % 3);
         for (int c = 0; c < changes; ++c) {
@@ -313,6 +318,7 @@ std::optional<Plan> plan_lethe(const Problem& p, int64_t budget, const PlannerOp
           cand_w[static_cast<size_t>(v)] *= kFactors[rng.next() % 5];
         }
         std::optional<Plan> cand = evict_plan(g, budget, *start, opts.seed, &cand_w);
+        work += cand ? static_cast<int64_t>(cand->steps.size()) : static_cast<int64_t>(g.targets.size());
         std::vector<NodeId> rc = cand ? recomputed_nodes(g, *cand) : std::vector<NodeId>{};
         const double c = offer(std::move(cand), "iterated eviction");
         if (c < var_best) {
