@@ -33,10 +33,18 @@ struct CompiledStep {
   double predicted_overhead = 1.0;
   double planning_seconds = 0.0;
   bool measured_costs = false;
+  int measured_steps = 0;  // how many measured steps the costs folded in (0: estimates)
   std::shared_ptr<sched::Problem> problem;
 };
 
 namespace {
+
+// Op times are measured over the first kMeasuredSteps budgeted steps of a graph (per-node minimum);
+// the step is planned again after the first and after the last of them.
+constexpr int kMeasuredSteps = 3;
+int replan_point(int measured_steps) {
+  return measured_steps >= kMeasuredSteps ? kMeasuredSteps : std::min(measured_steps, 1);
+}
 
 uint64_t mix(uint64_t h, uint64_t v) {
   h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
@@ -106,6 +114,7 @@ std::shared_ptr<CompiledStep> SessionState::compile(Graph& g, const std::vector<
 
   auto cs = std::make_shared<CompiledStep>();
   cs->measured_costs = measured != nullptr;
+  if (auto ms = measured_steps_.find(hash); ms != measured_steps_.end()) cs->measured_steps = ms->second;
   cs->side_effects = sp.side_effects;
   cs->workspace_bytes = static_cast<size_t>(ws);
   cs->no_remat_region = static_cast<size_t>(no_remat - resident + ws);
@@ -186,8 +195,10 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
   bool from_cache = false;
   std::shared_ptr<CompiledStep> cs;
   auto it = plans_.find(key);
-  // A plan made from estimated costs is made again once the step's times have been measured.
-  if (it != plans_.end() && (it->second->measured_costs || !measured_.count(ghash))) {
+  // A plan made from estimated costs is made again once the step's times have been measured, and
+  // once more when the first kMeasuredSteps steps have been (warm times).
+  const int want = replan_point(measured_steps_.count(ghash) ? measured_steps_[ghash] : 0);
+  if (it != plans_.end() && (replan_point(it->second->measured_steps) >= want || !measured_.count(ghash))) {
     cs = it->second;
     from_cache = true;
   } else if (it != plans_.end()) {
@@ -198,6 +209,7 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
     } catch (const InfeasibleBudget&) {
       cs = it->second;
       cs->measured_costs = true;
+      cs->measured_steps = measured_steps_[ghash];
       from_cache = true;
     }
     plans_[key] = cs;
@@ -298,7 +310,18 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
     bool is_kept = std::find(kept.begin(), kept.end(), static_cast<int>(i)) != kept.end();
     if (!is_kept && !g.nodes[i].is_leaf()) values[i].reset();
   }
-  if (side_effects && !measured_.count(ghash)) measured_[ghash] = seconds;
+  if (side_effects) {
+    int& n = measured_steps_[ghash];
+    std::vector<double>& m = measured_[ghash];
+    if (n == 0 || m.size() != seconds.size()) {
+      m = seconds;
+      n = 1;
+    } else if (n < kMeasuredSteps) {
+      for (size_t i = 0; i < m.size(); ++i)
+        if (seconds[i] >= 0 && (m[i] < 0 || seconds[i] < m[i])) m[i] = seconds[i];
+      ++n;
+    }
+  }
   last_problem_ = cs->problem;
 
   report_ = StepReport{};

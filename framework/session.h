@@ -121,6 +121,9 @@ class SessionState : public std::enable_shared_from_this<SessionState> {
   std::vector<std::weak_ptr<Storage>> staged_;  // heap values to move into the arena once it exists
   std::unordered_map<uint64_t, std::shared_ptr<CompiledStep>> plans_;
   std::unordered_map<uint64_t, std::vector<double>> measured_;  // graph hash -> seconds per node
+  // Budgeted steps measured per graph hash: the first kMeasuredSteps are folded into measured_ by
+  // a per-node minimum (the first step runs cold: page faults, caches, thread pools).
+  std::unordered_map<uint64_t, int> measured_steps_;
   std::shared_ptr<void> last_problem_;  // sched::Problem of the last step, for export_graph
   std::unique_ptr<Tracer> tracer_;
 };

@@ -49,7 +49,8 @@ struct CommonFlags {
     app.add_option("--steps", steps, "training steps")->capture_default_str()->check(CLI::NonNegativeNumber);
     app.add_option("--batch", batch, "batch size")->capture_default_str()->check(CLI::PositiveNumber);
     app.add_option("--seed", seed, "seed of initialisation, data and dropout")->capture_default_str();
-    app.add_option("--export-graph", export_graph, "write the first training step as a remat-graph/1 file");
+    app.add_option("--export-graph", export_graph,
+                   "write the last training step as a remat-graph/1 file (op costs: its measured times)");
     app.add_option("--trace", trace, "write a Chrome trace (ui.perfetto.dev) of the budgeted run");
     app.add_option("--compare-unlimited", compare_unlimited,
                    "first run this many steps without a budget (same model, same batches) to measure the "
@@ -155,7 +156,7 @@ inline RunResult run_session(const SessionOptions& o, int64_t steps, const std::
     r.planner = rep.planner;
     r.planning_s += rep.planning_seconds;
     if (i == 0) r.first_planning_s = rep.planning_seconds;
-    if (i == 0 && !export_graph.empty()) {
+    if (i == steps - 1 && !export_graph.empty()) {
       session.export_graph(export_graph);
       std::printf("wrote the training step graph to %s\n", export_graph.c_str());
     }
