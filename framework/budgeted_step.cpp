@@ -156,7 +156,7 @@ std::shared_ptr<CompiledStep> SessionState::compile(Graph& g, const std::vector<
     } catch (const sched::Error& e) {
       throw Error(std::string("planning the step failed: ") + e.what());
     }
-    sched::Layout layout = sched::layout_plan(p, r.plan, static_cast<int64_t>(kAlignment));
+    sched::Layout layout = sched::layout_plan(p, r.plan, static_cast<int64_t>(kAlignment), capacity);
     if (layout.high_water <= capacity) {
       accept(r, layout);
       done = true;
@@ -170,7 +170,7 @@ std::shared_ptr<CompiledStep> SessionState::compile(Graph& g, const std::vector<
     try {
       int64_t pb = sched::smallest_feasible_budget(p, opts_.planner);
       sched::PlanResult r = sched::plan(p, pb, opts_.planner);
-      sched::Layout layout = sched::layout_plan(p, r.plan, static_cast<int64_t>(kAlignment));
+      sched::Layout layout = sched::layout_plan(p, r.plan, static_cast<int64_t>(kAlignment), capacity);
       if (layout.high_water <= capacity) {
         accept(r, layout);
         done = true;

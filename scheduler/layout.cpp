@@ -1,11 +1,12 @@
 #include "scheduler/layout.h"
 
 #include <algorithm>
+#include <functional>
 #include <stdexcept>
 
 namespace lethe::sched {
 
-Layout layout_plan(const Problem& p, const Plan& plan, int64_t alignment) {
+Layout layout_plan(const Problem& p, const Plan& plan, int64_t alignment, int64_t good_enough) {
   struct Buffer {
     int64_t size;
     int start, end;  // step interval [start, end]
@@ -27,36 +28,89 @@ Layout layout_plan(const Problem& p, const Plan& plan, int64_t alignment) {
       open[static_cast<size_t>(s.node)] = -1;
     }
   }
-  std::vector<int> order(buffers.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int>(i);
-  std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
-    const Buffer &x = buffers[static_cast<size_t>(a)], &y = buffers[static_cast<size_t>(b)];
-    if (x.size != y.size) return x.size > y.size;
-    return (x.end - x.start) > (y.end - y.start);
-  });
-  Layout out;
-  out.offsets.assign(static_cast<size_t>(n_steps), -1);
-  struct Placed {
-    int64_t off, size;
-    int start, end;
-  };
-  std::vector<Placed> placed;
-  std::vector<std::pair<int64_t, int64_t>> busy;  // scratch: [off, off+size) of overlapping buffers
-  for (int bi : order) {
-    const Buffer& b = buffers[static_cast<size_t>(bi)];
-    busy.clear();
-    for (const Placed& q : placed)
-      if (q.start <= b.end && b.start <= q.end) busy.emplace_back(q.off, q.off + q.size);
-    std::sort(busy.begin(), busy.end());
-    int64_t off = 0;
-    for (const auto& [lo, hi] : busy) {
-      if (off + b.size <= lo) break;
-      off = std::max(off, hi);
+  // The largest total of buffers live at one step: no layout goes below it.
+  int64_t live_peak = 0;
+  {
+    std::vector<int64_t> delta(static_cast<size_t>(n_steps) + 2, 0);
+    for (const Buffer& b : buffers) {
+      delta[static_cast<size_t>(b.start)] += b.size;
+      delta[static_cast<size_t>(b.end) + 1] -= b.size;
     }
-    placed.push_back({off, b.size, b.start, b.end});
-    out.offsets[static_cast<size_t>(b.step)] = off;
-    out.high_water = std::max(out.high_water, off + b.size);
+    int64_t cur = 0;
+    for (int64_t d : delta) live_peak = std::max(live_peak, cur += d);
   }
+  // Greedy placement in a given order: each buffer at the lowest offset where it overlaps (in
+  // time) no buffer placed before it.
+  auto place = [&](const std::vector<int>& order, bool best_fit) {
+    Layout out;
+    out.offsets.assign(static_cast<size_t>(n_steps), -1);
+    struct Placed {
+      int64_t off, size;
+      int start, end;
+    };
+    std::vector<Placed> placed;
+    std::vector<std::pair<int64_t, int64_t>> busy;  // scratch: [off, off+size) of overlapping buffers
+    for (int bi : order) {
+      const Buffer& b = buffers[static_cast<size_t>(bi)];
+      busy.clear();
+      for (const Placed& q : placed)
+        if (q.start <= b.end && b.start <= q.end) busy.emplace_back(q.off, q.off + q.size);
+      std::sort(busy.begin(), busy.end());
+      int64_t off = 0;
+      if (!best_fit) {
+        for (const auto& [lo, hi] : busy) {
+          if (off + b.size <= lo) break;
+          off = std::max(off, hi);
+        }
+      } else {
+        // The smallest gap that holds the buffer (the space above everything when none does).
+        int64_t cur = 0, best_gap = -1;
+        for (const auto& [lo, hi] : busy) {
+          if (lo - cur >= b.size && (best_gap < 0 || lo - cur < best_gap)) {
+            best_gap = lo - cur;
+            off = cur;
+          }
+          cur = std::max(cur, hi);
+        }
+        if (best_gap < 0) off = cur;
+      }
+      placed.push_back({off, b.size, b.start, b.end});
+      out.offsets[static_cast<size_t>(b.step)] = off;
+      out.high_water = std::max(out.high_water, off + b.size);
+    }
+    return out;
+  };
+  auto dur = [&](int i) { return buffers[static_cast<size_t>(i)].end - buffers[static_cast<size_t>(i)].start; };
+  auto size = [&](int i) { return buffers[static_cast<size_t>(i)].size; };
+  // Orders, tried until one reaches the live peak: by size (then lifetime), by size x lifetime, by
+  // lifetime (then size), and in allocation order (what an online first-fit allocator would do).
+  using Less = std::function<bool(int, int)>;
+  const Less orders[] = {
+      [&](int a, int b) { return size(a) != size(b) ? size(a) > size(b) : dur(a) > dur(b); },
+      [&](int a, int b) {
+        const double x = double(size(a)) * (dur(a) + 1), y = double(size(b)) * (dur(b) + 1);
+        return x != y ? x > y : size(a) > size(b);
+      },
+      [&](int a, int b) { return dur(a) != dur(b) ? dur(a) > dur(b) : size(a) > size(b); },
+      [&](int a, int b) { return a < b; },
+  };
+  Layout best;
+  bool have = false;
+  for (const bool best_fit : {false, true}) {
+    for (const Less& less : orders) {
+      std::vector<int> order(buffers.size());
+      for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int>(i);
+      std::stable_sort(order.begin(), order.end(), less);
+      Layout l = place(order, best_fit);
+      if (!have || l.high_water < best.high_water) {
+        best = std::move(l);
+        have = true;
+      }
+      if (best.high_water <= std::max(live_peak, good_enough)) break;
+    }
+    if (best.high_water <= std::max(live_peak, good_enough)) break;
+  }
+  Layout& out = best;
   return out;
 }
 
