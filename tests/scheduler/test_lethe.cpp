@@ -164,6 +164,10 @@ TEST_CASE("cut lower bound: no valid plan of any planner costs less, and it neve
         CAPTURE(p.name);
         CAPTURE(f);
         if (lb.cost > no_remat_cost(p) * (1 + 1e-9)) ++above_base;
+        // The MILP (when CBC is built) only ever raises the knapsack relaxation's bound.
+        const CostBound knap = cut_lower_bound(p, b, BoundOptions{.milp_cuts = 0});
+        CHECK(knap.infeasible == lb.infeasible);
+        CHECK(lb.cost >= knap.cost * (1 - 1e-9));
         for (const PlannerEntry& e : planners()) {
           if (!e.fn || e.name == "checkmate") continue;
           const Run r = run(p, b, e.name);
