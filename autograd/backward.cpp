@@ -34,7 +34,7 @@ void Tensor::backward(const Tensor& grad_output) const {
   } else {
     LETHE_CHECK(numel() == 1, "backward(): a gradient can be implied only for a one-element output, "
                 "got shape ", shape().str(), "; pass grad_output or reduce the tensor first");
-    seed = ones_like(*this);
+    seed = gradient_seed(*this);
   }
   const int root = self->node;
   std::vector<Tensor> grads(static_cast<size_t>(root) + 1);

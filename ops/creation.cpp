@@ -113,6 +113,12 @@ Tensor full_like(const Tensor& x, double value) {
   return record(std::make_shared<FullOp>(x.meta(), value), {}, x.impl()->session);
 }
 
+Tensor gradient_seed(const Tensor& loss) {
+  // FullOp ignores its input's value; the edge only records that the backward pass starts from the
+  // loss, which is how planners find the forward/backward split of a step.
+  return record(std::make_shared<FullOp>(loss.meta(), 1.0), {loss}, loss.impl()->session);
+}
+
 Tensor detached_copy(const Tensor& x) { return record(std::make_shared<CopyOp>(), {x}); }
 
 }  // namespace lethe

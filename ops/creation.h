@@ -28,5 +28,9 @@ Tensor uniform(const Shape& s, double lo, double hi, DType t = DType::f32);
 Tensor full_like(const Tensor& x, double value);
 inline Tensor zeros_like(const Tensor& x) { return full_like(x, 0.0); }
 inline Tensor ones_like(const Tensor& x) { return full_like(x, 1.0); }
+// The implied gradient of backward(): ones shaped like `loss`, recorded with `loss` as an input, so
+// that the step graph says the backward pass starts from the loss (the scheduler's chain and sqrt
+// planners split forward from backward there).
+Tensor gradient_seed(const Tensor& loss);
 
 }  // namespace lethe
