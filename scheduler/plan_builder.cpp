@@ -50,13 +50,34 @@ Dag::Dag(const Problem& p) : problem(&p), n(p.size()) {
 TrainingSplit split_training(const Dag& g) {
   TrainingSplit s;
   s.backward.assign(g.n, 0);
+  // Candidates: outputs some needed node reads. In a framework step those include statistics kept
+  // for side effects (batch norm's batch statistics, read by its backward too), so the loss is the
+  // candidate with the most needed ancestors: everything the forward computes leads to it.
+  std::vector<NodeId> candidates;
   for (NodeId v : g.targets) {
     if (!g.is_output[v]) continue;
     bool consumed = false;
     for (NodeId c : g.consumers(v)) consumed = consumed || g.needed[c];
-    if (consumed) {
-      s.loss = v;
-      break;
+    if (consumed) candidates.push_back(v);
+  }
+  constexpr size_t kMaxCandidates = 256;  // the last ones by id: the loss comes after the forward
+  if (candidates.size() > kMaxCandidates)
+    candidates.erase(candidates.begin(), candidates.end() - static_cast<std::ptrdiff_t>(kMaxCandidates));
+  int64_t most = -1;
+  std::vector<uint8_t> anc(static_cast<size_t>(g.n), 0);
+  for (NodeId cand : candidates) {
+    std::fill(anc.begin(), anc.end(), 0);
+    anc[static_cast<size_t>(cand)] = 1;
+    int64_t count = 0;
+    for (NodeId v = cand; v >= 0; --v) {
+      if (!anc[static_cast<size_t>(v)]) continue;
+      ++count;
+      for (NodeId u : g.inputs(v))
+        if (g.needed[u]) anc[static_cast<size_t>(u)] = 1;
+    }
+    if (count > most) {
+      most = count;
+      s.loss = cand;
     }
   }
   if (s.loss >= 0) {
