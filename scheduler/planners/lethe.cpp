@@ -284,8 +284,20 @@ std::optional<Plan> plan_lethe(const Problem& p, int64_t budget, const PlannerOp
     if (std::isfinite(var_best)) {
       std::vector<double> w(static_cast<size_t>(g.n), 1.0);
       {
-        for (const double low : {0.5, 0.1, 0.01}) {
-          std::vector<double> kw = knapsack_weights(g, budget, low);
+        std::vector<std::vector<double>> seeds;
+        for (const double low : {0.5, 0.1, 0.01}) seeds.push_back(knapsack_weights(g, budget, low));
+        {
+          // Cut seeds: keep the forward's single-node cuts (block boundaries, checkpoints in the
+          // chain planner's sense) and evict inside blocks first.
+          const TrainingSplit split = split_training(g);
+          const std::vector<uint8_t> cuts = forward_cuts(g, split);
+          for (const double hi : {4.0, 64.0}) {
+            std::vector<double> cw(static_cast<size_t>(g.n), 1.0);
+            for (NodeId f : split.forward) cw[static_cast<size_t>(f)] = cuts[f] ? hi : 1.0 / hi;
+            seeds.push_back(std::move(cw));
+          }
+        }
+        for (std::vector<double>& kw : seeds) {
           std::optional<Plan> cand = evict_plan(g, budget, *start, opts.seed, &kw);
           std::vector<NodeId> rc = cand ? recomputed_nodes(g, *cand) : std::vector<NodeId>{};
           const double c = offer(std::move(cand), "knapsack-seeded eviction");
