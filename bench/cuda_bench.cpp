@@ -74,6 +74,26 @@ struct StepTimes {
   StepReport report;
 };
 
+// Mean time of `iters` training steps of loss() after four untimed ones (a budgeted session plans
+// at steps 0, 1 and 3; warm-up).
+template <typename LossFn>
+StepTimes time_steps(Session& s, optim::Optimizer& opt, int iters, LossFn loss_fn) {
+  StepTimes st;
+  double total = 0;
+  for (int it = 0; it < iters + 4; ++it) {
+    auto t0 = clk::now();
+    opt.zero_grad();
+    Tensor loss = loss_fn();
+    loss.backward();
+    opt.step();
+    (void)loss.item<float>();
+    if (it >= 4) total += secs(t0);
+    st.report = s.last_report();
+  }
+  st.ms = total / iters * 1e3;
+  return st;
+}
+
 StepTimes bench_transformer(const std::string& budget, int iters) {
   cuda::set_allow_tf32(true);
   Session s({.device = Device::cuda(0), .seed = 7, .memory_budget = budget});
@@ -83,20 +103,7 @@ StepTimes bench_transformer(const std::string& budget, int iters) {
     model->push_back(std::make_shared<nn::TransformerBlock>(nn::TransformerBlockOptions(d, heads).causal(true)));
   Tensor x = randn({batch, seq, d}), y = randn({batch, seq, d});
   optim::AdamW opt(model->parameters(), optim::AdamWOptions(1e-4));
-  StepTimes st;
-  double total = 0;
-  for (int it = 0; it < iters + 2; ++it) {
-    auto t0 = clk::now();
-    opt.zero_grad();
-    Tensor loss = mse_loss(model->forward(x), y);
-    loss.backward();
-    opt.step();
-    (void)loss.item<float>();
-    if (it >= 2) total += secs(t0);
-    st.report = s.last_report();
-  }
-  st.ms = total / iters * 1e3;
-  return st;
+  return time_steps(s, opt, iters, [&] { return mse_loss(model->forward(x), y); });
 }
 
 StepTimes bench_resnet(const std::string& budget, int iters) {
@@ -110,20 +117,7 @@ StepTimes bench_resnet(const std::string& budget, int iters) {
   for (int i = 0; i < batch; ++i) labels[static_cast<size_t>(i)] = i % 10;
   Tensor y = from_vector(labels, {batch});
   optim::AdamW opt(model->parameters(), optim::AdamWOptions(1e-3));
-  StepTimes st;
-  double total = 0;
-  for (int it = 0; it < iters + 2; ++it) {
-    auto t0 = clk::now();
-    opt.zero_grad();
-    Tensor loss = cross_entropy(model->forward(x), y);
-    loss.backward();
-    opt.step();
-    (void)loss.item<float>();
-    if (it >= 2) total += secs(t0);
-    st.report = s.last_report();
-  }
-  st.ms = total / iters * 1e3;
-  return st;
+  return time_steps(s, opt, iters, [&] { return cross_entropy(model->forward(x), y); });
 }
 
 }  // namespace

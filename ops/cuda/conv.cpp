@@ -206,16 +206,20 @@ void collect(Plan& p, const ConvQuery& q, bool tf32, cudnnHandle_t h) {
     p.candidates.push_back(Candidate{algo, math, bytes});
   };
   int count = 0, got = 0;
+  // The same for the three perf-result types of cuDNN's heuristics.
+  auto take = [&](const auto& perf, int got_n) {
+    for (int i = 0; i < got_n; ++i) {
+      const auto& r = perf[static_cast<size_t>(i)];
+      consider(static_cast<int>(r.algo), r.status, r.determinism, r.mathType);
+    }
+  };
   switch (p.pass) {
     case ConvPass::forward: {
       LETHE_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(h, &count));
       std::vector<cudnnConvolutionFwdAlgoPerf_t> perf(static_cast<size_t>(std::max(count, 1)));
       LETHE_CUDNN_CHECK(
           cudnnGetConvolutionForwardAlgorithm_v7(h, p.x, p.w, c0, p.y, count, &got, perf.data()));
-      for (int i = 0; i < got; ++i) {
-        const auto& r = perf[static_cast<size_t>(i)];
-        consider(static_cast<int>(r.algo), r.status, r.determinism, r.mathType);
-      }
+      take(perf, got);
       break;
     }
     case ConvPass::backward_input: {
@@ -223,10 +227,7 @@ void collect(Plan& p, const ConvQuery& q, bool tf32, cudnnHandle_t h) {
       std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perf(static_cast<size_t>(std::max(count, 1)));
       LETHE_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, p.w, p.y, c0, p.x, count,
                                                                     &got, perf.data()));
-      for (int i = 0; i < got; ++i) {
-        const auto& r = perf[static_cast<size_t>(i)];
-        consider(static_cast<int>(r.algo), r.status, r.determinism, r.mathType);
-      }
+      take(perf, got);
       break;
     }
     case ConvPass::backward_weight: {
@@ -235,10 +236,7 @@ void collect(Plan& p, const ConvQuery& q, bool tf32, cudnnHandle_t h) {
           static_cast<size_t>(std::max(count, 1)));
       LETHE_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, p.x, p.y, c0, p.w, count,
                                                                       &got, perf.data()));
-      for (int i = 0; i < got; ++i) {
-        const auto& r = perf[static_cast<size_t>(i)];
-        consider(static_cast<int>(r.algo), r.status, r.determinism, r.mathType);
-      }
+      take(perf, got);
       break;
     }
   }

@@ -42,6 +42,13 @@ Run run(const Problem& p, int64_t budget, const std::string& name, const Planner
   return r;
 }
 
+// False (with a message saying why the case is skipped) when CBC was not found at configure time.
+bool checkmate_built() {
+  const PlannerEntry& cm = find_planner("checkmate");
+  if (!cm.fn) MESSAGE("checkmate not built (" << cm.unavailable_reason << "): skipped");
+  return static_cast<bool>(cm.fn);
+}
+
 }  // namespace
 
 TEST_CASE("lethe: registered first, so auto prefers it on ties") {
@@ -116,11 +123,7 @@ TEST_CASE("lethe: nothing fits below the floor") {
 }
 
 TEST_CASE("lethe: within 3% of checkmate's proven optimum on small graphs") {
-  const PlannerEntry& cm = find_planner("checkmate");
-  if (!cm.fn) {
-    MESSAGE("checkmate not built (" << cm.unavailable_reason << "): skipped");
-    return;
-  }
+  if (!checkmate_built()) return;
   PlannerOptions opts;
   opts.time_limit_s = 1.0;
   int proven = 0;
@@ -185,11 +188,7 @@ TEST_CASE("cut lower bound: no valid plan of any planner costs less, and it neve
 }
 
 TEST_CASE("cut lower bound: below checkmate's proven optimum on small graphs") {
-  const PlannerEntry& cm = find_planner("checkmate");
-  if (!cm.fn) {
-    MESSAGE("checkmate not built (" << cm.unavailable_reason << "): skipped");
-    return;
-  }
+  if (!checkmate_built()) return;
   PlannerOptions opts;
   opts.time_limit_s = 1.0;
   int proven = 0;
