@@ -1,6 +1,7 @@
 // planner_compare: how close `lethe` gets to the optimum and what rematerialisation costs.
 //
 //   planner_compare [--out DIR] [--cm-time S] [--quick] [a.graph.json ...]
+//   planner_compare --quick bench/graphs/*.graph.json      # with the example models' graphs
 //
 // (a) optimality gap of lethe vs checkmate's proven optimum (graphs <= 150 nodes, fractions
 //     0.75/0.5/0.35/0.25); (b) overhead (cost / no-remat cost) at fractions 0.5/0.33/0.2 on
