@@ -1,6 +1,7 @@
 // Running a step inside the session's arena: plan under the budget, lay the plan out at static
 // offsets, execute with recomputation, keep what the user holds.
 #include <algorithm>
+#include <optional>
 #include <chrono>
 #include <cstdio>
 #include <map>
@@ -147,23 +148,52 @@ std::shared_ptr<CompiledStep> SessionState::compile(Graph& g, const std::vector<
   };
   int64_t planner_budget = capacity + resident;
   bool done = false;
-  for (int attempt = 0; attempt < 12 && planner_budget >= floor; ++attempt) {
+  // Planner budgets whose plan did not lay out within the capacity lie above `too_big`; once one
+  // fits, the gap between the two is bisected for a cheaper plan that still fits (the cost of the
+  // planners' plans falls in steps as the budget grows, so the largest fitting budget is not
+  // always the first one found by stepping down).
+  std::optional<sched::PlanResult> best_r;
+  sched::Layout best_layout;
+  int64_t too_big = -1, fits = -1;
+  auto try_budget = [&](int64_t b) -> std::optional<int64_t> {  // the layout's excess, if it does not fit
     sched::PlanResult r;
     try {
-      r = sched::plan(p, planner_budget, opts_.planner);
+      r = sched::plan(p, b, opts_.planner);
     } catch (const sched::Infeasible&) {
-      break;
+      return std::nullopt;
     } catch (const sched::Error& e) {
       throw Error(std::string("planning the step failed: ") + e.what());
     }
     sched::Layout layout = sched::layout_plan(p, r.plan, static_cast<int64_t>(kAlignment), capacity);
-    if (layout.high_water <= capacity) {
-      accept(r, layout);
-      done = true;
+    if (layout.high_water > capacity) return layout.high_water - capacity;
+    if (!best_r || r.plan.predicted_cost < best_r->plan.predicted_cost) {
+      best_r = std::move(r);
+      best_layout = std::move(layout);
+    }
+    return int64_t{0};
+  };
+  for (int attempt = 0; attempt < 12 && planner_budget >= floor; ++attempt) {
+    const std::optional<int64_t> excess = try_budget(planner_budget);
+    if (!excess) break;  // infeasible here: lower budgets are too
+    if (*excess == 0) {
+      fits = planner_budget;
       break;
     }
-    int64_t excess = layout.high_water - capacity;
-    planner_budget -= std::max<int64_t>(excess, static_cast<int64_t>(kAlignment));
+    too_big = planner_budget;
+    planner_budget -= std::max<int64_t>(*excess, static_cast<int64_t>(kAlignment));
+  }
+  for (int probe = 0; probe < 4 && fits >= 0 && too_big > fits + static_cast<int64_t>(kAlignment); ++probe) {
+    const int64_t mid = fits + (too_big - fits) / 2;
+    const std::optional<int64_t> excess = try_budget(mid);
+    if (excess && *excess == 0) {
+      fits = mid;
+    } else {
+      too_big = mid;
+    }
+  }
+  if (best_r) {
+    accept(*best_r, best_layout);
+    done = true;
   }
   if (!done) {
     // The plan at the smallest feasible budget may still lay out within the capacity.
