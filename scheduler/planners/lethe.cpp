@@ -3,7 +3,9 @@
 //   2. Own candidates: the natural order with on-demand recomputation, evicting at memory pressure
 //      the value with the smallest recompute-cost / (bytes x distance to its next use^alpha), for a
 //      few score variants (Belady's rule weighted by cost).
-//   3. Every candidate is post-optimised (scheduler/lethe_postopt.h) and simulated; the cheapest
+//   3. Iterated eviction: per-node weights on the best variant's score, from knapsack and cut
+//      seeds, changed a few at a time and kept when the plan gets cheaper (a deterministic search).
+//   4. Every candidate is post-optimised (scheduler/lethe_postopt.h) and simulated; the cheapest
 //      valid plan wins, so `lethe` is never costlier than the baselines it ran.
 #include <algorithm>
 #include <chrono>
@@ -283,29 +285,26 @@ std::optional<Plan> plan_lethe(const Problem& p, int64_t budget, const PlannerOp
     //    change is kept when the post-optimised plan gets cheaper.
     if (std::isfinite(var_best)) {
       std::vector<double> w(static_cast<size_t>(g.n), 1.0);
-      {
-        std::vector<std::vector<double>> seeds;
-        for (const double low : {0.5, 0.1, 0.01}) seeds.push_back(knapsack_weights(g, budget, low));
-        {
-          // Cut seeds: keep the forward's single-node cuts (block boundaries, checkpoints in the
-          // chain planner's sense) and evict inside blocks first.
-          const TrainingSplit split = split_training(g);
-          const std::vector<uint8_t> cuts = forward_cuts(g, split);
-          for (const double hi : {4.0, 64.0}) {
-            std::vector<double> cw(static_cast<size_t>(g.n), 1.0);
-            for (NodeId f : split.forward) cw[static_cast<size_t>(f)] = cuts[f] ? hi : 1.0 / hi;
-            seeds.push_back(std::move(cw));
-          }
-        }
-        for (std::vector<double>& kw : seeds) {
-          std::optional<Plan> cand = evict_plan(g, budget, *start, opts.seed, &kw);
-          std::vector<NodeId> rc = cand ? recomputed_nodes(g, *cand) : std::vector<NodeId>{};
-          const double c = offer(std::move(cand), "knapsack-seeded eviction");
-          if (c < var_best) {
-            var_best = c;
-            recomputed = std::move(rc);
-            w = kw;
-          }
+      // Seeds: knapsack weightings of the natural schedule's peak, and cut weightings that keep the
+      // forward's single-node cuts (block boundaries, the chain planner's checkpoints) and evict
+      // inside blocks first.
+      std::vector<std::vector<double>> seeds;
+      for (const double low : {0.5, 0.1, 0.01}) seeds.push_back(knapsack_weights(g, budget, low));
+      const TrainingSplit split = split_training(g);
+      const std::vector<uint8_t> cuts = forward_cuts(g, split);
+      for (const double hi : {4.0, 64.0}) {
+        std::vector<double> cw(static_cast<size_t>(g.n), 1.0);
+        for (NodeId f : split.forward) cw[static_cast<size_t>(f)] = cuts[f] ? hi : 1.0 / hi;
+        seeds.push_back(std::move(cw));
+      }
+      for (std::vector<double>& kw : seeds) {
+        std::optional<Plan> cand = evict_plan(g, budget, *start, opts.seed, &kw);
+        std::vector<NodeId> rc = cand ? recomputed_nodes(g, *cand) : std::vector<NodeId>{};
+        const double c = offer(std::move(cand), "seeded eviction");
+        if (c < var_best) {
+          var_best = c;
+          recomputed = std::move(rc);
+          w = kw;
         }
       }
       Rng rng{opts.seed ^ 0x5eed1e7eULL};
