@@ -6,6 +6,7 @@
 #include "scheduler/budget.h"
 #include "scheduler/generators.h"
 #include "scheduler/graph_io.h"
+#include "scheduler/plan_builder.h"
 #include "scheduler/planners/planners.h"
 #include "scheduler/simulator.h"
 #include "test_helpers.h"
@@ -179,4 +180,21 @@ TEST_CASE("planners: 10,000-node graphs plan quickly and validly") {
     }
     CHECK(r->plan.predicted_peak_bytes <= b);
   }
+}
+
+TEST_CASE("planners: the training split takes the output with the most ancestors for the loss") {
+  // As in a framework step with batch norm: node 3 (a batch's statistics) is an output read by the
+  // forward (4) and by the backward (8); the loss is 5, which everything before it leads to.
+  Problem p;
+  p.name = "stats-before-loss";
+  p.nodes = {node(0, 100, 0, {}, true), node(1, 10, 0, {}, true), node(2, 100, 1, {0, 1}),
+             node(3, 8, 1, {2}),        node(4, 100, 1, {2, 3}),   node(5, 4, 1, {4}),
+             node(6, 4, 0, {5}),        node(7, 100, 1, {6, 4}),   node(8, 100, 1, {7, 2, 3}),
+             node(9, 10, 1, {8, 0})};
+  p.outputs = {3, 5, 9};
+  const Dag g(p);
+  const TrainingSplit s = split_training(g);
+  CHECK(s.loss == 5);
+  CHECK(s.forward == std::vector<NodeId>{2, 3, 4, 5});
+  for (NodeId b : {6, 7, 8, 9}) CHECK(s.backward[static_cast<size_t>(b)]);
 }
