@@ -10,6 +10,7 @@
 #include "lethe.h"
 #include "nn/nn.h"
 #include "optim/optim.h"
+#include "scheduler/graph_io.h"
 #include "scheduler/planner.h"
 
 using namespace lethe;
@@ -238,5 +239,15 @@ TEST_CASE("budget: export_graph writes the step as a remat-graph/1 file") {
   std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   CHECK(text.find("remat-graph/1") != std::string::npos);
   CHECK(text.find("resident") != std::string::npos);
+  // backward()'s implied gradient seed reads the loss: the backward pass starts from it in the
+  // graph, which is where the planners split forward from backward.
+  const sched::Problem p = sched::read_problem_json(text);
+  int seeds = 0;
+  for (const sched::Node& n : p.nodes) {
+    if (n.op != "full" || n.inputs.size() != 1) continue;
+    ++seeds;
+    CHECK(p.nodes[static_cast<size_t>(n.inputs[0])].op == "cross_entropy");
+  }
+  CHECK(seeds == 1);
   std::remove(path.c_str());
 }
