@@ -16,6 +16,7 @@
 #include "lethe.h"
 #include "mlp_fashion/model.h"
 #include "resnet/model.h"
+#include "unet/model.h"
 
 using namespace lethe;
 using namespace lethe::examples;
@@ -92,6 +93,20 @@ MakeFn resnet(int depth) {
   };
 }
 
+MakeFn unet() {
+  return [] {
+    auto net = std::make_shared<UNet>(UNetConfig{.depth = 2, .width = 4, .classes = 3});
+    auto data = std::make_shared<SyntheticSegmentation>(16, 16, 3, 7);
+    return std::make_pair(StepFn([net, data](int64_t step) {
+                            std::vector<int64_t> idx;
+                            for (int64_t k = 0; k < 2; ++k) idx.push_back((step * 2 + k) % 16);
+                            auto b = data->get_batch(idx);
+                            return cross_entropy(net->forward(b.data), b.target);
+                          }),
+                          net->parameters());
+  };
+}
+
 std::string small_text_file() {
   auto path = std::filesystem::temp_directory_path() / "lethe_test_examples.txt";
   std::ofstream f(path);
@@ -137,6 +152,28 @@ TEST_CASE("examples: ResNet-18 and ResNet-50 (narrow) under a tight budget train
     CHECK(b.peak <= b.budget);
     CHECK(b.peak < b.no_remat);
   }
+}
+
+TEST_CASE("examples: U-Net (tiny) under a tight budget trains bitwise like unlimited (long skips, upsampling)") {
+  Run a = train(unet(), 3, "");
+  Run b = train_tight(unet(), 3, "0.25");
+  CHECK(bitwise_equal(a.losses, b.losses));
+  CHECK(b.recomputed > 0);
+  CHECK(b.peak <= b.budget);
+  CHECK(b.peak < b.no_remat);
+}
+
+TEST_CASE("examples: the U-Net upsampling repeats each pixel over a 2x2 block and segments every pixel") {
+  Session s({.seed = 1});
+  auto x = from_vector(std::vector<float>{1, 2, 3, 4, 5, 6, 7, 8}, {1, 2, 2, 2});
+  CHECK(upsample_nearest2x(x).to_vector<float>() ==
+        std::vector<float>{1, 1, 2, 2, 1, 1, 2, 2, 3, 3, 4, 4, 3, 3, 4, 4,
+                           5, 5, 6, 6, 5, 5, 6, 6, 7, 7, 8, 8, 7, 7, 8, 8});
+  UNet net(UNetConfig{.depth = 2, .width = 2, .classes = 4});
+  auto b = SyntheticSegmentation(2, 8, 4, 3).get_batch({0, 1});
+  CHECK(net.forward(b.data).shape() == Shape({2, 4, 8, 8}));
+  CHECK(b.target.shape() == Shape({2, 8, 8}));
+  CHECK_THROWS_AS(net.forward(randn({1, 3, 6, 6})), Error);
 }
 
 TEST_CASE("examples: GPT under a tight budget trains bitwise like unlimited (dropout included)") {
