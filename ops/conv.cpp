@@ -71,19 +71,21 @@ bool is_pointwise(const ConvGeo& g, const Conv2dParams& p) {
   return g.kh == 1 && g.kw == 1 && p.stride == Pair{1, 1} && p.padding == Pair{0, 0};
 }
 
-// cols[(c*kh + i)*kw + j][oh*Wo + ow] = x[c][oh*sh - ph + i*dh][ow*sw - pw + j*dw] (0 outside);
-// rows are ld apart (several samples share one column matrix side by side). Single-threaded: it is
-// cheap next to the GEMM, and OpenMP regions between BLAS calls make the two thread pools fight.
+// cols[(c*kh + i)*kw + j][(oh - oh0)*Wo + ow] = x[c][oh*sh - ph + i*dh][ow*sw - pw + j*dw] (0 outside)
+// for the output rows oh in [oh0, oh1); rows are ld apart (several samples share one column matrix
+// side by side). Single-threaded: it is cheap next to the GEMM, and OpenMP regions between BLAS
+// calls make the two thread pools fight.
 template <typename T>
-void im2col(const T* x, const ConvGeo& g, const Conv2dParams& p, T* cols, int64_t ld) {
+void im2col(const T* x, const ConvGeo& g, const Conv2dParams& p, T* cols, int64_t ld, int64_t oh0,
+            int64_t oh1) {
   const int64_t rows = g.cin * g.kh * g.kw;
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t c = r / (g.kh * g.kw), i = (r / g.kw) % g.kh, j = r % g.kw;
     T* dst = cols + r * ld;
     const T* src = x + c * g.h * g.w;
-    for (int64_t oh = 0; oh < g.ho; ++oh) {
+    for (int64_t oh = oh0; oh < oh1; ++oh) {
       const int64_t ih = oh * p.stride[0] - p.padding[0] + i * p.dilation[0];
-      T* row = dst + oh * g.wo;
+      T* row = dst + (oh - oh0) * g.wo;
       if (ih < 0 || ih >= g.h) {
         std::fill(row, row + g.wo, T(0));
         continue;
@@ -97,20 +99,21 @@ void im2col(const T* x, const ConvGeo& g, const Conv2dParams& p, T* cols, int64_
   }
 }
 
-// The adjoint of im2col: dx[c][ih][iw] = Σ cols[...], summed in a fixed order.
+// The adjoint of im2col for the output rows [oh0, oh1): dx[c][ih][iw] += Σ cols[...], in a fixed
+// order (the caller zeroes dx once before the first row tile).
 template <typename T>
-void col2im(const T* cols, const ConvGeo& g, const Conv2dParams& p, T* dx, int64_t ld) {
+void col2im(const T* cols, const ConvGeo& g, const Conv2dParams& p, T* dx, int64_t ld, int64_t oh0,
+            int64_t oh1) {
   for (int64_t c = 0; c < g.cin; ++c) {
     T* dst = dx + c * g.h * g.w;
-    std::fill(dst, dst + g.h * g.w, T(0));
     for (int64_t i = 0; i < g.kh; ++i)
       for (int64_t j = 0; j < g.kw; ++j) {
         const T* src = cols + ((c * g.kh + i) * g.kw + j) * ld;
-        for (int64_t oh = 0; oh < g.ho; ++oh) {
+        for (int64_t oh = oh0; oh < oh1; ++oh) {
           const int64_t ih = oh * p.stride[0] - p.padding[0] + i * p.dilation[0];
           if (ih < 0 || ih >= g.h) continue;
           T* drow = dst + ih * g.w;
-          const T* srow = src + oh * g.wo;
+          const T* srow = src + (oh - oh0) * g.wo;
           for (int64_t ow = 0; ow < g.wo; ++ow) {
             const int64_t iw = ow * p.stride[1] - p.padding[1] + j * p.dilation[1];
             if (iw >= 0 && iw < g.w) drow[iw] += srow[ow];
@@ -120,21 +123,28 @@ void col2im(const T* cols, const ConvGeo& g, const Conv2dParams& p, T* dx, int64
   }
 }
 
-// Samples per GEMM: small images are batched side by side so that each GEMM has >= ~2048 columns.
+// Columns per GEMM: small images are batched side by side so that each GEMM has >= ~kTargetCols
+// columns; a large image is cut into tiles of whole output rows of about kTargetCols columns, so
+// that the column matrix (the workspace) stays near Cin·kh·kw·kTargetCols elements.
+constexpr int64_t kTargetCols = 2048;
 int64_t chunk_of(const ConvGeo& g) {
-  constexpr int64_t kTargetCols = 2048;
   return std::max<int64_t>(1, std::min(g.n, (kTargetCols + g.hw_out() - 1) / g.hw_out()));
 }
 // A pointwise conv on one sample at a time reads its input (and writes its input gradient) in place.
 bool direct(const ConvGeo& g, const Conv2dParams& p) { return is_pointwise(g, p) && chunk_of(g) == 1; }
+// Output rows per column-matrix tile: all of them unless one sample alone exceeds kTargetCols.
+int64_t tile_rows(const ConvGeo& g, const Conv2dParams& p) {
+  if (chunk_of(g) > 1 || direct(g, p)) return g.ho;
+  return std::clamp<int64_t>(kTargetCols / g.wo, 1, g.ho);
+}
 
-// Workspace: the column matrix of one chunk [Cin·kh·kw, chunk·Ho·Wo], then (chunk > 1) an output or
-// gradient matrix [Cout, chunk·Ho·Wo] in the same side-by-side layout.
+// Workspace: the column matrix of one chunk or row tile [Cin·kh·kw, chunk·tile columns], then
+// (chunk > 1) an output or gradient matrix [Cout, chunk·Ho·Wo] in the same side-by-side layout.
 struct ConvWork {
   int64_t cols = 0, mat = 0;  // elements
 };
 ConvWork conv_work(const ConvGeo& g, const Conv2dParams& p) {
-  const int64_t nb = chunk_of(g), ld = nb * g.hw_out();
+  const int64_t nb = chunk_of(g), ld = nb * tile_rows(g, p) * g.wo;
   ConvWork w;
   if (!direct(g, p)) w.cols = g.cin * g.kh * g.kw * ld;
   if (nb > 1) w.mat = g.cout * ld;
@@ -222,20 +232,27 @@ class Conv2dOp final : public Op {
       const ConvWork wk = conv_work(g, p_);
       const bool dir = direct(g, p_);
       const int64_t hw = g.hw_out(), K = g.k(), cin_hw = g.cin * g.h * g.w, nb_max = chunk_of(g);
+      const int64_t R = tile_rows(g, p_);
       T* cols = static_cast<T*>(kc.workspace);
       for (int64_t n0 = 0; n0 < g.n; n0 += nb_max) {
-        const int64_t nb = std::min(nb_max, g.n - n0), ld = nb * hw;
-        const T* src = dir ? x + n0 * cin_hw : cols;  // direct: the input is the column matrix
-        if (!dir)
-          for (int64_t s = 0; s < nb; ++s) im2col(x + (n0 + s) * cin_hw, g, p_, cols + s * hw, ld);
-        T* out = nb_max == 1 ? y + n0 * g.cout * hw : work_mat<T>(kc, wk);
-        for (int64_t gr = 0; gr < g.groups; ++gr)
-          detail::gemm(false, false, g.cout_g(), ld, K, T(1), w + gr * g.cout_g() * K, K,
-                       src + gr * K * ld, ld, T(0), out + gr * g.cout_g() * ld, ld);
-        if (b)
-          for (int64_t co = 0; co < g.cout; ++co)
-            for (int64_t j = 0; j < ld; ++j) out[co * ld + j] += b[co];
-        if (nb_max > 1) scatter_samples(out, n0, nb, g.cout, hw, y);
+        const int64_t nb = std::min(nb_max, g.n - n0);
+        for (int64_t oh0 = 0; oh0 < g.ho; oh0 += R) {
+          const int64_t oh1 = std::min(g.ho, oh0 + R), tc = (oh1 - oh0) * g.wo, ld = nb * tc;
+          const T* src = dir ? x + n0 * cin_hw : cols;  // direct: the input is the column matrix
+          if (!dir)
+            for (int64_t s = 0; s < nb; ++s) im2col(x + (n0 + s) * cin_hw, g, p_, cols + s * tc, ld, oh0, oh1);
+          // One sample: straight into its output rows (row stride Ho·Wo); a chunk: a side-by-side
+          // matrix, scattered afterwards.
+          T* out = nb_max == 1 ? y + n0 * g.cout * hw + oh0 * g.wo : work_mat<T>(kc, wk);
+          const int64_t ldo = nb_max == 1 ? hw : ld;
+          for (int64_t gr = 0; gr < g.groups; ++gr)
+            detail::gemm(false, false, g.cout_g(), ld, K, T(1), w + gr * g.cout_g() * K, K,
+                         src + gr * K * ld, ld, T(0), out + gr * g.cout_g() * ldo, ldo);
+          if (b)
+            for (int64_t co = 0; co < g.cout; ++co)
+              for (int64_t j = 0; j < ld; ++j) out[co * ldo + j] += b[co];
+          if (nb_max > 1) scatter_samples(out, n0, nb, g.cout, hw, y);
+        }
       }
     });
   }
@@ -294,21 +311,29 @@ class Conv2dBackwardInputOp final : public Op {
       const ConvWork wk = conv_work(g, p_);
       const bool dir = direct(g, p_);
       const int64_t hw = g.hw_out(), K = g.k(), cin_hw = g.cin * g.h * g.w, nb_max = chunk_of(g);
+      const int64_t R = tile_rows(g, p_);
       T* cols = static_cast<T*>(kc.workspace);
       for (int64_t n0 = 0; n0 < g.n; n0 += nb_max) {
-        const int64_t nb = std::min(nb_max, g.n - n0), ld = nb * hw;
-        const T* gm = gy + n0 * g.cout * hw;
-        if (nb_max > 1) {
-          T* m = work_mat<T>(kc, wk);
-          gather_samples(gy, n0, nb, g.cout, hw, m);
-          gm = m;
+        const int64_t nb = std::min(nb_max, g.n - n0);
+        if (!dir) std::fill(dx + n0 * cin_hw, dx + (n0 + nb) * cin_hw, T(0));  // col2im accumulates
+        for (int64_t oh0 = 0; oh0 < g.ho; oh0 += R) {
+          const int64_t oh1 = std::min(g.ho, oh0 + R), tc = (oh1 - oh0) * g.wo, ld = nb * tc;
+          const T* gm = gy + n0 * g.cout * hw + oh0 * g.wo;
+          int64_t ldg = hw;
+          if (nb_max > 1) {
+            T* m = work_mat<T>(kc, wk);
+            gather_samples(gy, n0, nb, g.cout, hw, m);
+            gm = m;
+            ldg = ld;
+          }
+          T* dst = dir ? dx + n0 * cin_hw : cols;
+          for (int64_t gr = 0; gr < g.groups; ++gr)
+            detail::gemm(true, false, K, ld, g.cout_g(), T(1), w + gr * g.cout_g() * K, K,
+                         gm + gr * g.cout_g() * ldg, ldg, T(0), dst + gr * K * ld, ld);
+          if (!dir)
+            for (int64_t s = 0; s < nb; ++s)
+              col2im(cols + s * tc, g, p_, dx + (n0 + s) * cin_hw, ld, oh0, oh1);
         }
-        T* dst = dir ? dx + n0 * cin_hw : cols;
-        for (int64_t gr = 0; gr < g.groups; ++gr)
-          detail::gemm(true, false, K, ld, g.cout_g(), T(1), w + gr * g.cout_g() * K, K,
-                       gm + gr * g.cout_g() * ld, ld, T(0), dst + gr * K * ld, ld);
-        if (!dir)
-          for (int64_t s = 0; s < nb; ++s) col2im(cols + s * hw, g, p_, dx + (n0 + s) * cin_hw, ld);
       }
     });
   }
@@ -358,22 +383,30 @@ class Conv2dBackwardWeightOp final : public Op {
       const ConvWork wk = conv_work(g, p_);
       const bool dir = direct(g, p_);
       const int64_t hw = g.hw_out(), K = g.k(), cin_hw = g.cin * g.h * g.w, nb_max = chunk_of(g);
+      const int64_t R = tile_rows(g, p_);
       T* cols = static_cast<T*>(kc.workspace);
       if (g.n == 0) std::fill(dw, dw + g.cout * K, T(0));
-      for (int64_t n0 = 0; n0 < g.n; n0 += nb_max) {  // chunks accumulate in order: deterministic
-        const int64_t nb = std::min(nb_max, g.n - n0), ld = nb * hw;
-        const T* src = dir ? x + n0 * cin_hw : cols;
-        if (!dir)
-          for (int64_t s = 0; s < nb; ++s) im2col(x + (n0 + s) * cin_hw, g, p_, cols + s * hw, ld);
-        const T* gm = gy + n0 * g.cout * hw;
-        if (nb_max > 1) {
-          T* m = work_mat<T>(kc, wk);
-          gather_samples(gy, n0, nb, g.cout, hw, m);
-          gm = m;
+      bool first = true;  // chunks and row tiles accumulate in order: deterministic
+      for (int64_t n0 = 0; n0 < g.n; n0 += nb_max) {
+        const int64_t nb = std::min(nb_max, g.n - n0);
+        for (int64_t oh0 = 0; oh0 < g.ho; oh0 += R) {
+          const int64_t oh1 = std::min(g.ho, oh0 + R), tc = (oh1 - oh0) * g.wo, ld = nb * tc;
+          const T* src = dir ? x + n0 * cin_hw : cols;
+          if (!dir)
+            for (int64_t s = 0; s < nb; ++s) im2col(x + (n0 + s) * cin_hw, g, p_, cols + s * tc, ld, oh0, oh1);
+          const T* gm = gy + n0 * g.cout * hw + oh0 * g.wo;
+          int64_t ldg = hw;
+          if (nb_max > 1) {
+            T* m = work_mat<T>(kc, wk);
+            gather_samples(gy, n0, nb, g.cout, hw, m);
+            gm = m;
+            ldg = ld;
+          }
+          for (int64_t gr = 0; gr < g.groups; ++gr)
+            detail::gemm(false, true, g.cout_g(), K, ld, T(1), gm + gr * g.cout_g() * ldg, ldg,
+                         src + gr * K * ld, ld, first ? T(0) : T(1), dw + gr * g.cout_g() * K, K);
+          first = false;
         }
-        for (int64_t gr = 0; gr < g.groups; ++gr)
-          detail::gemm(false, true, g.cout_g(), K, ld, T(1), gm + gr * g.cout_g() * ld, ld,
-                       src + gr * K * ld, ld, n0 == 0 ? T(0) : T(1), dw + gr * g.cout_g() * K, K);
       }
     });
   }

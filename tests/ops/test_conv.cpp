@@ -194,3 +194,37 @@ TEST_CASE("conv2d: samples batched into one GEMM (with a partial last chunk) mat
     close(conv2d_backward_weight(x, gy, w.shape(), p).to_vector<double>(), dw, 1e-10);
   }
 }
+
+TEST_CASE("conv2d: large images in tiles of output rows match the naive loop and the adjoint identities") {
+  // One sample's output has more than 2048 positions, so the column matrix holds a tile of whole
+  // output rows at a time (the last tile shorter): forward against the naive loop, and both
+  // gradients through <conv(x), g> = <x, dx(g)> = <w, dw(x, g)> (no bias).
+  Session s;
+  struct Case {
+    Shape x, w;
+    Conv2dParams p;
+  };
+  const std::vector<Case> cases{
+      {{2, 3, 70, 40}, {4, 3, 3, 3}, {{1, 1}, {1, 1}, {1, 1}, 1}},   // 2800 outputs: tiles of 51 + 19 rows
+      {{1, 2, 130, 70}, {3, 2, 3, 3}, {{2, 2}, {1, 1}, {1, 1}, 1}},  // stride 2: 65 x 35, tiles of 58 + 7
+      {{1, 4, 60, 50}, {4, 2, 3, 3}, {{1, 1}, {2, 2}, {2, 2}, 2}},   // dilation and groups
+  };
+  auto dot = [](const std::vector<double>& a, const std::vector<double>& b) {
+    double r = 0;
+    for (size_t i = 0; i < a.size(); ++i) r += a[i] * b[i];
+    return r;
+  };
+  for (const Case& c : cases) {
+    CAPTURE(c.x);
+    auto x = rnd(c.x), w = rnd(c.w), b = rnd({c.w[0]});
+    close(conv2d(x, w, b, c.p).to_vector<double>(), naive_conv(x, w, b, c.p), 1e-12);
+    const auto y = naive_conv(x, w, Tensor(), c.p);
+    auto gy = rnd(conv2d(x, w, Tensor(), c.p).shape());
+    const auto g = gy.to_vector<double>();
+    const double lhs = dot(y, g);
+    const auto dx = conv2d_backward_input(gy, w, x.shape(), c.p).to_vector<double>();
+    const auto dw = conv2d_backward_weight(x, gy, w.shape(), c.p).to_vector<double>();
+    CHECK(dot(x.to_vector<double>(), dx) == doctest::Approx(lhs).epsilon(1e-10));
+    CHECK(dot(w.to_vector<double>(), dw) == doctest::Approx(lhs).epsilon(1e-10));
+  }
+}
