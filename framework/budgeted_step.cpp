@@ -47,6 +47,16 @@ int replan_point(int measured_steps) {
   return measured_steps >= kMeasuredSteps ? kMeasuredSteps : std::min(measured_steps, 1);
 }
 
+// The seconds a compiled plan's computes take by the per-node times `measured` (-1: not measured).
+double measured_plan_cost(const CompiledStep& c, const std::vector<double>& measured) {
+  double s = 0;
+  for (const ExecStep& st : c.steps) {
+    if (!st.compute || st.node < 0 || static_cast<size_t>(st.node) >= measured.size()) continue;
+    s += std::max(0.0, measured[static_cast<size_t>(st.node)]);
+  }
+  return s;
+}
+
 uint64_t mix(uint64_t h, uint64_t v) {
   h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
   return h;
@@ -235,7 +245,23 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
     // Planning again with measured costs can land on a plan that does not fit where the plan from
     // estimates did (costs steer the planners); then the working plan stays.
     try {
-      cs = compile(g, targets, side_effects, ghash);
+      std::shared_ptr<CompiledStep> fresh = compile(g, targets, side_effects, ghash);
+      // The working plan stays when, under the times just measured, it costs at most 1 % more than
+      // the new one: a replan never makes the step dearer in the planner's own terms, and near the
+      // smallest budget (where the planners' choice is sensitive to a few percent of timing noise)
+      // the plan made from the deterministic estimates anchors every run.
+      const double old_cost = measured_plan_cost(*it->second, measured_[ghash]);
+      const double new_cost = measured_plan_cost(*fresh, measured_[ghash]);
+      if (new_cost > 0 && old_cost <= 1.01 * new_cost) {
+        cs = it->second;
+        cs->predicted_overhead = fresh->predicted_overhead * old_cost / new_cost;
+        cs->planning_seconds = fresh->planning_seconds;
+        cs->problem = fresh->problem;
+        cs->measured_costs = true;
+        cs->measured_steps = fresh->measured_steps;
+      } else {
+        cs = fresh;
+      }
     } catch (const InfeasibleBudget&) {
       cs = it->second;
       cs->measured_costs = true;
