@@ -190,6 +190,21 @@ void scatter_samples(const T* src, int64_t n0, int64_t nb, int64_t c, int64_t hw
       std::copy_n(src + ch * nb * hw + s * hw, hw, dst + ((n0 + s) * c + ch) * hw);
 }
 
+// The output gradient of samples [n0, n0+nb), output rows from oh0, as a matrix with `*ld_out`
+// between rows: in place for one sample (row stride Ho·Wo), else gathered side by side (ld).
+template <typename T>
+const T* grad_tile(const KernelCall& kc, const ConvWork& wk, const T* gy, const ConvGeo& g, int64_t n0,
+                   int64_t nb, int64_t nb_max, int64_t oh0, int64_t ld, int64_t* ld_out) {
+  if (nb_max == 1) {
+    *ld_out = g.hw_out();
+    return gy + n0 * g.cout * g.hw_out() + oh0 * g.wo;
+  }
+  T* m = work_mat<T>(kc, wk);
+  gather_samples(gy, n0, nb, g.cout, g.hw_out(), m);
+  *ld_out = ld;
+  return m;
+}
+
 double conv_flops(const ConvGeo& g) {
   return 2.0 * double(g.n) * double(g.cout) * double(g.hw_out()) * double(g.k());
 }
@@ -310,7 +325,7 @@ class Conv2dBackwardInputOp final : public Op {
       T* dx = kc.out<T>();
       const ConvWork wk = conv_work(g, p_);
       const bool dir = direct(g, p_);
-      const int64_t hw = g.hw_out(), K = g.k(), cin_hw = g.cin * g.h * g.w, nb_max = chunk_of(g);
+      const int64_t K = g.k(), cin_hw = g.cin * g.h * g.w, nb_max = chunk_of(g);
       const int64_t R = tile_rows(g, p_);
       T* cols = static_cast<T*>(kc.workspace);
       for (int64_t n0 = 0; n0 < g.n; n0 += nb_max) {
@@ -318,14 +333,8 @@ class Conv2dBackwardInputOp final : public Op {
         if (!dir) std::fill(dx + n0 * cin_hw, dx + (n0 + nb) * cin_hw, T(0));  // col2im accumulates
         for (int64_t oh0 = 0; oh0 < g.ho; oh0 += R) {
           const int64_t oh1 = std::min(g.ho, oh0 + R), tc = (oh1 - oh0) * g.wo, ld = nb * tc;
-          const T* gm = gy + n0 * g.cout * hw + oh0 * g.wo;
-          int64_t ldg = hw;
-          if (nb_max > 1) {
-            T* m = work_mat<T>(kc, wk);
-            gather_samples(gy, n0, nb, g.cout, hw, m);
-            gm = m;
-            ldg = ld;
-          }
+          int64_t ldg = 0;
+          const T* gm = grad_tile(kc, wk, gy, g, n0, nb, nb_max, oh0, ld, &ldg);
           T* dst = dir ? dx + n0 * cin_hw : cols;
           for (int64_t gr = 0; gr < g.groups; ++gr)
             detail::gemm(true, false, K, ld, g.cout_g(), T(1), w + gr * g.cout_g() * K, K,
@@ -382,7 +391,7 @@ class Conv2dBackwardWeightOp final : public Op {
       T* dw = kc.out<T>();
       const ConvWork wk = conv_work(g, p_);
       const bool dir = direct(g, p_);
-      const int64_t hw = g.hw_out(), K = g.k(), cin_hw = g.cin * g.h * g.w, nb_max = chunk_of(g);
+      const int64_t K = g.k(), cin_hw = g.cin * g.h * g.w, nb_max = chunk_of(g);
       const int64_t R = tile_rows(g, p_);
       T* cols = static_cast<T*>(kc.workspace);
       if (g.n == 0) std::fill(dw, dw + g.cout * K, T(0));
@@ -394,14 +403,8 @@ class Conv2dBackwardWeightOp final : public Op {
           const T* src = dir ? x + n0 * cin_hw : cols;
           if (!dir)
             for (int64_t s = 0; s < nb; ++s) im2col(x + (n0 + s) * cin_hw, g, p_, cols + s * tc, ld, oh0, oh1);
-          const T* gm = gy + n0 * g.cout * hw + oh0 * g.wo;
-          int64_t ldg = hw;
-          if (nb_max > 1) {
-            T* m = work_mat<T>(kc, wk);
-            gather_samples(gy, n0, nb, g.cout, hw, m);
-            gm = m;
-            ldg = ld;
-          }
+          int64_t ldg = 0;
+          const T* gm = grad_tile(kc, wk, gy, g, n0, nb, nb_max, oh0, ld, &ldg);
           for (int64_t gr = 0; gr < g.groups; ++gr)
             detail::gemm(false, true, g.cout_g(), K, ld, T(1), gm + gr * g.cout_g() * ldg, ldg,
                          src + gr * K * ld, ld, first ? T(0) : T(1), dw + gr * g.cout_g() * K, K);
