@@ -109,6 +109,28 @@ struct Job {
   int64_t samples_per_step = 1;
 };
 
+// One training step per call, over a loader that starts again when it runs out (a new epoch):
+// cross_entropy of net(batch.data) against batch.target, backward, optimizer step, LR schedule.
+// (For segmentation the logits are [N, classes, H, W] and the targets [N, H, W].)
+template <typename Net, typename Opt>
+std::function<double(int64_t)> cross_entropy_step(std::shared_ptr<Net> net, std::shared_ptr<data::DataLoader> loader,
+                                                  std::shared_ptr<Opt> opt,
+                                                  std::shared_ptr<optim::CosineWarmupLR> sched) {
+  auto it = std::make_shared<data::DataLoader::Iterator>(loader->begin());
+  return [=](int64_t) {
+    if (*it == loader->end()) *it = loader->begin();
+    const data::Batch& b = **it;
+    net->train();
+    Tensor loss = cross_entropy(net->forward(b.data), b.target);
+    opt->zero_grad();
+    loss.backward();
+    opt->step();
+    sched->step();
+    ++*it;
+    return loss.item<double>();
+  };
+}
+
 struct RunResult {
   std::vector<double> losses;
   std::vector<double> wall_s;  // whole iteration: record, backward, plan (when not cached), execute

@@ -54,21 +54,9 @@ int main(int argc, char** argv) {
     }
     auto loader = std::make_shared<data::DataLoader>(
         train_set, data::DataLoaderOptions().batch_size(flags.batch).shuffle(true).drop_last(true).seed(flags.seed));
-    auto it = std::make_shared<data::DataLoader::Iterator>(loader->begin());
     Job job;
     job.samples_per_step = flags.batch;
-    job.step = [=](int64_t) {
-      if (*it == loader->end()) *it = loader->begin();  // next epoch
-      const data::Batch& b = **it;
-      model->train();
-      auto loss = cross_entropy(model->forward(b.data), b.target);
-      opt->zero_grad();
-      loss.backward();
-      opt->step();
-      schedule->step();
-      ++*it;
-      return loss.item<double>();
-    };
+    job.step = cross_entropy_step(model, loader, opt, schedule);
     job.finish = [=]() {
       // Evaluation batches as large as training ones, so that the step fits the same memory budget.
       data::DataLoader test(test_set, data::DataLoaderOptions().batch_size(flags.batch));

@@ -60,22 +60,9 @@ int main(int argc, char** argv) {
                 << " images, synthetic segmentation (" << train_set->size() << " training images)\n";
       printed = true;
     }
-    auto it = std::make_shared<data::DataLoader::Iterator>(loader->begin());
     Job job;
     job.samples_per_step = flags.batch;
-    job.step = [=](int64_t) {
-      if (*it == loader->end()) *it = loader->begin();
-      const data::Batch& b = **it;
-      net->train();
-      // cross_entropy takes [N, classes, H, W] logits and [N, H, W] targets: the mean over all pixels.
-      Tensor loss = cross_entropy(net->forward(b.data), b.target);
-      opt->zero_grad();
-      loss.backward();
-      opt->step();
-      sched->step();
-      ++*it;
-      return loss.item<double>();
-    };
+    job.step = cross_entropy_step(net, loader, opt, sched);
     job.finish = [=]() {
       if (eval_set->size() == 0) return;
       // Batches of the training size, so evaluation fits the same memory budget.
