@@ -3,23 +3,11 @@
 #include <algorithm>
 #include <cmath>
 
+#include "scheduler/plan_builder.h"
 #include "scheduler/planner.h"
 
 namespace lethe::sched {
 namespace {
-
-struct Rng {
-  uint64_t s;
-  uint64_t next() {
-    uint64_t z = (s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-  }
-  double uniform(double lo, double hi) { return lo + (hi - lo) * static_cast<double>(next() >> 11) * 0x1.0p-53; }
-  int below(int n) { return static_cast<int>(next() % static_cast<uint64_t>(n)); }
-  bool chance(double p) { return uniform(0, 1) < p; }
-};
 
 class Builder {
  public:

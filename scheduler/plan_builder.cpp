@@ -198,6 +198,24 @@ bool Executor::ensure(NodeId v) {
   return true;
 }
 
+bool Executor::run_targets(const std::function<void(size_t)>& before) {
+  for (size_t i = 0; i < g_.targets.size(); ++i) {
+    const NodeId t = g_.targets[i];
+    if (before) before(i);
+    if (!ensure(t)) return false;
+    // t may have been in memory already (recomputed early for another node): its inputs' use at
+    // this position is over either way, so they are offered again.
+    for (NodeId u : g_.inputs(t)) {
+      if (!g_.resident[u] && in_memory(u) && !pinned(u) && drop && drop(u)) free(u);
+    }
+    if (drop && drop(t)) free(t);
+  }
+  for (NodeId o : g_.outputs) {
+    if (!ensure(o)) return false;
+  }
+  return true;
+}
+
 Plan Executor::make_plan(const std::string& planner, int64_t budget) {
   Plan plan;
   plan.graph = g_.problem->name;
@@ -247,21 +265,11 @@ std::optional<BuildResult> build_checkpoint_plan(const Dag& g, const CheckpointS
     if (spec.keep[u]) return false;
     return spec.stage[c] != cur_stage;
   };
-  for (size_t i = 0; i < g.targets.size(); ++i) {
-    const NodeId t = g.targets[i];
+  const bool ok = ex.run_targets([&](size_t i) {
     done = static_cast<int32_t>(i);  // t's own inputs are pinned while it is computed
-    cur_stage = spec.stage[t];
-    if (!ex.ensure(t)) return std::nullopt;
-    // t may have been in memory already (recomputed early for another node): its inputs' use at
-    // this position is over either way, so they are offered again.
-    for (NodeId u : g.inputs(t)) {
-      if (!g.resident[u] && ex.in_memory(u) && !ex.pinned(u) && ex.drop(u)) ex.free(u);
-    }
-    if (ex.drop(t)) ex.free(t);
-  }
-  for (NodeId o : g.outputs) {
-    if (!ex.ensure(o)) return std::nullopt;
-  }
+    cur_stage = spec.stage[g.targets[i]];
+  });
+  if (!ok) return std::nullopt;
   BuildResult r;
   r.peak = ex.peak();
   r.cost = ex.cost();

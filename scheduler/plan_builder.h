@@ -62,6 +62,21 @@ std::vector<uint8_t> forward_cuts(const Dag& g, const TrainingSplit& s);
 // Backward work then runs stage by stage from the last segment to the first.
 void assign_backward_stages(const Dag& g, const TrainingSplit& s, std::vector<int>& stage, int last_segment);
 
+// SplitMix64: the scheduler's deterministic generator (graph generators, DTR's and lethe's
+// sampling of eviction candidates, lethe's search).
+struct Rng {
+  uint64_t s;
+  uint64_t next() {
+    uint64_t z = (s += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  }
+  double uniform(double lo, double hi) { return lo + (hi - lo) * static_cast<double>(next() >> 11) * 0x1.0p-53; }
+  int below(int n) { return static_cast<int>(next() % static_cast<uint64_t>(n)); }
+  bool chance(double p) { return uniform(0, 1) < p; }
+};
+
 // Builds steps for a sequence of demands. Memory holds what the policy keeps; values that a pending
 // compute needs are pinned and never freed or evicted.
 class Executor {
@@ -83,6 +98,10 @@ class Executor {
   std::vector<Step> take_steps() { return std::move(steps_); }
   // Makes the plan: steps, budget, peak and cost as the executor measured them.
   Plan make_plan(const std::string& planner, int64_t budget);
+  // Computes every target in order (`before(i)` runs first for target i), offering its inputs and
+  // then itself to `drop` after each, and finally makes sure every output is in memory. False once
+  // the executor failed.
+  bool run_targets(const std::function<void(size_t)>& before = {});
 
   // After a compute, each input that no pending compute needs any more is offered to `drop`;
   // returning true frees it at once. Resident inputs are never offered. Default: keep.

@@ -19,16 +19,6 @@ namespace {
 constexpr size_t kFullScanMax = 512;
 constexpr size_t kSamples = 128;
 
-struct Rng {
-  uint64_t s;
-  uint64_t next() {
-    uint64_t z = (s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-  }
-};
-
 }  // namespace
 
 std::optional<Plan> plan_dtr(const Problem& p, int64_t budget, const PlannerOptions& opts, PlannerInfo* info) {
@@ -147,18 +137,7 @@ std::optional<Plan> plan_dtr(const Problem& p, int64_t budget, const PlannerOpti
   // Banishing: a value with no future use (and not an output) is freed for good.
   ex.drop = [&](NodeId u) { return !g.is_output[u] && !has_next_use(u); };
 
-  for (size_t i = 0; i < g.targets.size(); ++i) {
-    const NodeId t = g.targets[i];
-    done = static_cast<int32_t>(i);
-    if (!ex.ensure(t)) return std::nullopt;
-    for (NodeId u : g.inputs(t)) {
-      if (!g.resident[u] && ex.in_memory(u) && !ex.pinned(u) && ex.drop(u)) ex.free(u);
-    }
-    if (ex.drop(t)) ex.free(t);
-  }
-  for (NodeId o : g.outputs) {
-    if (!ex.ensure(o)) return std::nullopt;
-  }
+  if (!ex.run_targets([&](size_t i) { done = static_cast<int32_t>(i); })) return std::nullopt;
   if (info) info->note = std::to_string(evictions) + " evictions";
   return ex.make_plan("dtr", budget);
 }

@@ -28,16 +28,6 @@ struct Variant {
   bool outputs = false;  // outputs may be evicted too (and computed again before the end)
 };
 
-struct Rng {
-  uint64_t s;
-  uint64_t next() {
-    uint64_t z = (s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-  }
-};
-
 // Natural order, values kept until memory runs out, then evicted by the variant's score.
 // `weight` (optional, one per node) multiplies the score: the iterated search below learns it.
 std::optional<Plan> evict_plan(const Dag& g, int64_t budget, const Variant& var, uint64_t seed,
@@ -121,18 +111,7 @@ std::optional<Plan> evict_plan(const Dag& g, int64_t budget, const Variant& var,
     }
   };
   ex.drop = [&](NodeId u) { return !g.is_output[u] && next_use(u) == std::numeric_limits<int32_t>::max(); };
-  for (size_t i = 0; i < g.targets.size(); ++i) {
-    const NodeId t = g.targets[i];
-    done = static_cast<int32_t>(i);
-    if (!ex.ensure(t)) return std::nullopt;
-    for (NodeId u : g.inputs(t)) {
-      if (!g.resident[u] && ex.in_memory(u) && !ex.pinned(u) && ex.drop(u)) ex.free(u);
-    }
-    if (ex.drop(t)) ex.free(t);
-  }
-  for (NodeId o : g.outputs) {
-    if (!ex.ensure(o)) return std::nullopt;
-  }
+  if (!ex.run_targets([&](size_t i) { done = static_cast<int32_t>(i); })) return std::nullopt;
   return ex.make_plan("lethe", budget);
 }
 
