@@ -247,6 +247,93 @@ void gen_densenet(Builder& b, int n, int k) {
 
 }  // namespace
 
+// The backward is built as Builder::finish builds it: one gradient per forward value.
+Problem resnet_graph(int blocks_per_stage, int stages, uint64_t seed) {
+  Problem p;
+  p.name = "resnet-b" + std::to_string(blocks_per_stage) + "x" + std::to_string(stages) + "-s" + std::to_string(seed);
+  std::vector<uint8_t> is_param;
+  uint64_t s = seed * 0x9e3779b97f4a7c15ULL + 1;
+  auto jitter = [&] {
+    s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+    return 0.8 + 0.4 * static_cast<double>(s % 1000) / 1000.0;
+  };
+  auto add = [&](const std::string& op, std::vector<NodeId> ins, int64_t bytes, double cost, bool resident) {
+    Node v;
+    v.id = static_cast<NodeId>(p.nodes.size());
+    v.name = op + std::to_string(v.id);
+    v.op = op;
+    v.bytes = std::max<int64_t>(64, bytes / 64 * 64);
+    v.cost = cost;
+    v.inputs = std::move(ins);
+    v.resident = resident;
+    p.nodes.push_back(v);
+    is_param.push_back(op == "param");
+    return v.id;
+  };
+  auto param = [&](int64_t bytes) { return add("param", {}, bytes, 0, true); };
+  const int64_t base = 1 << 20;
+  NodeId x = add("input", {}, base, 0, true);
+  is_param.back() = false;
+  int64_t act = base * 2;
+  x = add("conv", {x, param(base / 16)}, act, 2.0 * jitter(), false);
+  x = add("bn", {x, param(256)}, act, 0.3 * jitter(), false);
+  x = add("relu", {x}, act, 0.1, false);
+  for (int st = 0; st < stages; ++st) {
+    if (st > 0) act /= 2;
+    for (int b = 0; b < blocks_per_stage; ++b) {
+      NodeId sc = x;
+      if (st > 0 && b == 0) sc = add("proj", {x, param(base / 32)}, act, 0.5 * jitter(), false);
+      NodeId y = add("conv", {x, param(base / 8)}, act, 2.0 * jitter(), false);
+      y = add("bn", {y, param(256)}, act, 0.3 * jitter(), false);
+      y = add("relu", {y}, act, 0.1, false);
+      y = add("conv", {y, param(base / 8)}, act, 2.0 * jitter(), false);
+      y = add("bn", {y, param(256)}, act, 0.3 * jitter(), false);
+      y = add("add", {y, sc}, act, 0.1, false);
+      x = add("relu", {y}, act, 0.1, false);
+    }
+  }
+  x = add("pool", {x}, 4096, 0.05, false);
+  x = add("fc", {x, param(40960)}, 64, 0.05, false);
+  const int nf = p.size();
+  const NodeId loss = add("loss", {x}, 4, 1e-3, false);
+  std::vector<std::vector<NodeId>> consumers(loss + 1);
+  for (const Node& v : p.nodes) {
+    for (NodeId u : v.inputs) consumers[u].push_back(v.id);
+  }
+  std::vector<NodeId> grad(loss + 1, -1);
+  auto add_grad = [&](NodeId v, std::vector<NodeId> ins, int64_t bytes, double cost) {
+    std::sort(ins.begin(), ins.end());
+    ins.erase(std::unique(ins.begin(), ins.end()), ins.end());
+    grad[v] = add("grad", std::move(ins), bytes, cost, false);
+    p.nodes.back().name = "g_" + p.nodes[v].name;
+  };
+  add_grad(loss, {loss}, 4, 1e-3);
+  for (NodeId v = nf - 1; v >= 0; --v) {
+    if (p.nodes[v].op == "input") continue;
+    std::vector<NodeId> ins;
+    double cost = 0;
+    for (NodeId c : consumers[v]) {
+      if (grad[c] < 0) continue;
+      ins.push_back(grad[c]);
+      if (is_param[v]) {
+        for (NodeId u : p.nodes[c].inputs) {
+          if (u != v && !is_param[u]) ins.push_back(u);
+        }
+        cost += p.nodes[c].cost;
+      }
+    }
+    if (ins.empty()) continue;
+    if (!is_param[v]) {
+      for (NodeId u : p.nodes[v].inputs) ins.push_back(u);
+      cost = p.nodes[v].cost * 1.5;
+    }
+    add_grad(v, std::move(ins), p.nodes[v].bytes, cost);
+    if (is_param[v]) p.outputs.push_back(grad[v]);
+  }
+  p.outputs.insert(p.outputs.begin(), loss);
+  return p;
+}
+
 std::vector<std::string> generator_families() {
   return {"chain", "tree", "grid", "layered", "unet", "transformer", "densenet"};
 }

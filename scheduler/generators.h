@@ -25,4 +25,10 @@ std::vector<std::string> generator_families();
 // Throws Error for an unknown family or n < 1.
 Problem generate(const std::string& family, int n, uint64_t seed, int width = 4);
 
+// A ResNet-style training graph: a stem, `stages` stages of `blocks_per_stage` residual blocks
+// (conv-bn-relu-conv-bn-add-relu, a strided projection on the shortcut at each stage change, the
+// activations halving per stage), pooling and a classifier, with its backward; the parameter
+// gradients are the outputs. resnet_graph(2, 4, 1) has 207 nodes.
+Problem resnet_graph(int blocks_per_stage, int stages, uint64_t seed);
+
 }  // namespace lethe::sched

@@ -24,14 +24,15 @@ using Clock = std::chrono::steady_clock;
 
 struct Variant {
   double alpha;   // exponent of the next-use distance
-  int rc_mode;    // 0: own cost; 1: own cost + cost of the inputs not in memory
+  int rc_mode;    // 0: own cost; 1: + cost of the inputs not in memory; 2: + evicted ancestry
   bool outputs = false;  // outputs may be evicted too (and computed again before the end)
 };
 
 // Natural order, values kept until memory runs out, then evicted by the variant's score.
 // `weight` (optional, one per node) multiplies the score: the iterated search below learns it.
 std::optional<Plan> evict_plan(const Dag& g, int64_t budget, const Variant& var, uint64_t seed,
-                               const std::vector<double>* weight = nullptr) {
+                               const std::vector<double>* weight = nullptr,
+                               double cost_cap = std::numeric_limits<double>::infinity()) {
   const int n = g.n;
   std::vector<int32_t> pos(n, -1);
   for (size_t i = 0; i < g.targets.size(); ++i) pos[g.targets[i]] = static_cast<int32_t>(i);
@@ -53,24 +54,67 @@ std::optional<Plan> evict_plan(const Dag& g, int64_t budget, const Variant& var,
   Rng rng{seed ^ 0x1e7e5eedULL};
   constexpr size_t kFullScanMax = 1024, kSamples = 192;
 
+  // dist^alpha; the scan below scores up to a thousand values per eviction, and std::pow was a
+  // quarter of the planner's time.
+  auto dist_pow = [a = var.alpha](double d) {
+    if (a == 0.0) return 1.0;
+    if (a == 0.5) return std::sqrt(d);
+    if (a == 1.0) return d;
+    if (a == 2.0) return d * d;
+    if (a == 3.0) return d * d * d;
+    return std::pow(d, a);
+  };
+  // Cost of the ancestors of t that are not in memory and that recomputing t would need again
+  // (DTR's evicted neighbourhood, upwards), walked breadth-first up to kWalk nodes: evicting the
+  // last checkpoint before a long evicted stretch is then as dear as that stretch.
+  constexpr int kWalk = 24;
+  std::vector<uint32_t> seen(static_cast<size_t>(n), 0);
+  uint32_t stamp = 0;
+  std::vector<NodeId> walk;
+  auto evicted_ancestry = [&](NodeId t) {
+    ++stamp;
+    walk.clear();
+    double c = 0.0;
+    for (NodeId u : g.inputs(t)) {
+      if (!g.resident[u] && !ex.in_memory(u) && seen[u] != stamp) {
+        seen[u] = stamp;
+        walk.push_back(u);
+      }
+    }
+    for (size_t i = 0; i < walk.size() && i < kWalk; ++i) {
+      const NodeId u = walk[i];
+      c += g.cost[u];
+      for (NodeId w : g.inputs(u)) {
+        if (!g.resident[w] && !ex.in_memory(w) && seen[w] != stamp) {
+          seen[w] = stamp;
+          walk.push_back(w);
+        }
+      }
+    }
+    return c;
+  };
   auto score = [&](NodeId t) {
     double rc = g.cost[t];
     if (var.rc_mode == 1) {
       for (NodeId u : g.inputs(t)) {
         if (!g.resident[u] && !ex.in_memory(u)) rc += g.cost[u];
       }
+    } else if (var.rc_mode == 2) {
+      rc += evicted_ancestry(t);
     }
     int32_t nu = next_use(t);
     // An output nobody reads any more is next needed at the end.
     if (nu == std::numeric_limits<int32_t>::max() && g.is_output[t]) nu = static_cast<int32_t>(g.targets.size());
     const double dist = nu == std::numeric_limits<int32_t>::max() ? 1e9 : static_cast<double>(nu - done);
-    const double h = rc / (static_cast<double>(g.bytes[t]) * std::pow(dist, var.alpha));
+    const double h = rc / (static_cast<double>(g.bytes[t]) * dist_pow(dist));
     return weight ? h * (*weight)[t] : h;
   };
   auto evictable = [&](NodeId t) {
     return ex.in_memory(t) && !g.resident[t] && !ex.pinned(t) && (var.outputs || !g.is_output[t]) && g.bytes[t] > 0;
   };
   ex.make_room = [&](NodeId, int64_t need) {
+    // Past the cap the plan cannot win any more (it would thrash on): give up early.
+    if (ex.cost() > cost_cap) return false;
     while (ex.memory() + need > budget) {
       size_t w = 0;
       for (NodeId t : pool) {
@@ -105,7 +149,8 @@ std::optional<Plan> evict_plan(const Dag& g, int64_t budget, const Variant& var,
     return true;
   };
   ex.on_compute = [&](NodeId v) {
-    if (!in_pool[v]) {
+    // Values this variant may never evict stay out of the pool (fewer to scan per eviction).
+    if (!in_pool[v] && (var.outputs || !g.is_output[v]) && g.bytes[v] > 0) {
       in_pool[v] = 1;
       pool.push_back(v);
     }
@@ -245,19 +290,40 @@ std::optional<Plan> plan_lethe(const Problem& p, int64_t budget, const PlannerOp
   }
   if (!(best && best_cost <= no_remat_cost(p))) {
     const Variant variants[] = {{1.0, 1}, {1.0, 0}, {2.0, 1}, {0.5, 1}, {0.0, 1}, {3.0, 1},
-                                {1.0, 1, true}, {2.0, 1, true}};
+                                {1.0, 1, true}, {2.0, 1, true}, {1.0, 2}, {2.0, 2}, {1.0, 2, true}};
     double var_best = std::numeric_limits<double>::infinity();
     const Variant* start = &variants[0];
     std::vector<NodeId> recomputed;  // what the search's incumbent recomputes
-    for (const Variant& v : variants) {
-      std::optional<Plan> cand = evict_plan(g, budget, v, opts.seed);
+    // The eviction is not monotone in its budget: at a tight budget it can thrash (or fail) where
+    // a slightly smaller one steers it clear. So the two best variants (every variant when none
+    // fits) also run at a ladder of smaller budgets; their plans fit `budget` too, and
+    // post-optimisation gives the slack back. The search below evicts at the budget of the best
+    // start.
+    int64_t evict_budget = budget;
+    // An eviction run whose raw cost passes kCap x the best plan so far stops: post-optimisation
+    // rarely takes back that much, and thrashing runs are the long ones.
+    constexpr double kCap = 1.5;
+    std::vector<std::pair<double, const Variant*>> ranked;
+    auto run_variant = [&](const Variant& v, int64_t b) {
+      std::optional<Plan> cand = evict_plan(g, b, v, opts.seed, nullptr, kCap * var_best);
       std::vector<NodeId> rc = cand ? recomputed_nodes(g, *cand) : std::vector<NodeId>{};
       const double c = offer(std::move(cand), "evict");
       if (c < var_best) {
         var_best = c;
         start = &v;
+        evict_budget = b;
         recomputed = std::move(rc);
       }
+      return c;
+    };
+    for (const Variant& v : variants) ranked.emplace_back(run_variant(v, budget), &v);
+    std::stable_sort(ranked.begin(), ranked.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
+    if (std::isfinite(ranked.front().first)) ranked.resize(2);
+    const int64_t lo = std::min(floor_bytes(p), budget);
+    for (const double scale : {0.95, 0.9, 0.8, 0.7}) {
+      const int64_t b = budget - static_cast<int64_t>((1.0 - scale) * static_cast<double>(budget - lo));
+      for (const auto& r : ranked) run_variant(*r.second, b);
     }
     // 4. Iterated eviction: per-node weights on the best variant's score, changed a few at a time
     //    (mostly on nodes the incumbent recomputes: evicting them was the expensive choice), and a
@@ -267,23 +333,24 @@ std::optional<Plan> plan_lethe(const Problem& p, int64_t budget, const PlannerOp
       // Seeds: knapsack weightings of the natural schedule's peak, and cut weightings that keep the
       // forward's single-node cuts (block boundaries, the chain planner's checkpoints) and evict
       // inside blocks first.
-      std::vector<std::vector<double>> seeds;
-      for (const double low : {0.5, 0.1, 0.01}) seeds.push_back(knapsack_weights(g, budget, low));
+      std::vector<std::pair<std::vector<double>, const Variant*>> seeds;
+      for (const double low : {0.5, 0.1, 0.01}) seeds.emplace_back(knapsack_weights(g, evict_budget, low), start);
       const TrainingSplit split = split_training(g);
       const std::vector<uint8_t> cuts = forward_cuts(g, split);
       for (const double hi : {4.0, 64.0}) {
         std::vector<double> cw(static_cast<size_t>(g.n), 1.0);
         for (NodeId f : split.forward) cw[static_cast<size_t>(f)] = cuts[f] ? hi : 1.0 / hi;
-        seeds.push_back(std::move(cw));
+        seeds.emplace_back(std::move(cw), start);
       }
-      for (std::vector<double>& kw : seeds) {
-        std::optional<Plan> cand = evict_plan(g, budget, *start, opts.seed, &kw);
+      for (auto& [kw, v] : seeds) {
+        std::optional<Plan> cand = evict_plan(g, evict_budget, *v, opts.seed, &kw, kCap * var_best);
         std::vector<NodeId> rc = cand ? recomputed_nodes(g, *cand) : std::vector<NodeId>{};
         const double c = offer(std::move(cand), "seeded eviction");
         if (c < var_best) {
           var_best = c;
           recomputed = std::move(rc);
           w = kw;
+          start = v;
         }
       }
       Rng rng{opts.seed ^ 0x5eed1e7eULL};
@@ -307,7 +374,7 @@ std::optional<Plan> plan_lethe(const Problem& p, int64_t budget, const PlannerOp
           static constexpr double kFactors[] = {0.25, 0.5, 2.0, 4.0, 16.0};
           cand_w[static_cast<size_t>(v)] *= kFactors[rng.next() % 5];
         }
-        std::optional<Plan> cand = evict_plan(g, budget, *start, opts.seed, &cand_w);
+        std::optional<Plan> cand = evict_plan(g, evict_budget, *start, opts.seed, &cand_w, kCap * var_best);
         work += cand ? static_cast<int64_t>(cand->steps.size()) : static_cast<int64_t>(g.targets.size());
         std::vector<NodeId> rc = cand ? recomputed_nodes(g, *cand) : std::vector<NodeId>{};
         const double c = offer(std::move(cand), "iterated eviction");
