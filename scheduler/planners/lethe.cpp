@@ -93,8 +93,17 @@ std::optional<Plan> evict_plan(const Dag& g, int64_t budget, const Variant& var,
     }
     return c;
   };
-  auto score = [&](NodeId t) {
+  // Score of t; when even its own cost (a lower bound of rc) cannot beat `cutoff`, that bound is
+  // returned without walking the inputs (the same choice, far fewer walks).
+  auto score = [&](NodeId t, double cutoff) {
+    int32_t nu = next_use(t);
+    // An output nobody reads any more is next needed at the end.
+    if (nu == std::numeric_limits<int32_t>::max() && g.is_output[t]) nu = static_cast<int32_t>(g.targets.size());
+    const double dist = nu == std::numeric_limits<int32_t>::max() ? 1e9 : static_cast<double>(nu - done);
+    const double denom = static_cast<double>(g.bytes[t]) * dist_pow(dist);
+    const double w = weight ? (*weight)[t] : 1.0;
     double rc = g.cost[t];
+    if (var.rc_mode != 0 && rc / denom * w >= cutoff) return rc / denom * w;
     if (var.rc_mode == 1) {
       for (NodeId u : g.inputs(t)) {
         if (!g.resident[u] && !ex.in_memory(u)) rc += g.cost[u];
@@ -102,12 +111,7 @@ std::optional<Plan> evict_plan(const Dag& g, int64_t budget, const Variant& var,
     } else if (var.rc_mode == 2) {
       rc += evicted_ancestry(t);
     }
-    int32_t nu = next_use(t);
-    // An output nobody reads any more is next needed at the end.
-    if (nu == std::numeric_limits<int32_t>::max() && g.is_output[t]) nu = static_cast<int32_t>(g.targets.size());
-    const double dist = nu == std::numeric_limits<int32_t>::max() ? 1e9 : static_cast<double>(nu - done);
-    const double h = rc / (static_cast<double>(g.bytes[t]) * dist_pow(dist));
-    return weight ? h * (*weight)[t] : h;
+    return rc / denom * w;
   };
   auto evictable = [&](NodeId t) {
     return ex.in_memory(t) && !g.resident[t] && !ex.pinned(t) && (var.outputs || !g.is_output[t]) && g.bytes[t] > 0;
@@ -129,7 +133,7 @@ std::optional<Plan> evict_plan(const Dag& g, int64_t budget, const Variant& var,
       double best_h = std::numeric_limits<double>::infinity();
       auto consider = [&](NodeId t) {
         if (!evictable(t)) return;
-        const double h = score(t);
+        const double h = score(t, best < 0 ? std::numeric_limits<double>::infinity() : best_h);
         if (best < 0 || h < best_h) {
           best = t;
           best_h = h;
