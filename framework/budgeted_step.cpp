@@ -165,12 +165,20 @@ std::shared_ptr<CompiledStep> SessionState::compile(Graph& g, const std::vector<
   std::optional<sched::PlanResult> best_r;
   sched::Layout best_layout;
   int64_t too_big = -1, fits = -1;
+  // The planners weigh only plans whose buffers lay out within the capacity (lethe picks among
+  // its candidates); without one, the plan below the budget is taken and the loop below plans
+  // tighter by the layout's excess.
+  sched::PlannerOptions fit_opts;
+  fit_opts.accept = [&](const sched::Plan& pl) {
+    return sched::layout_plan(p, pl, static_cast<int64_t>(kAlignment), capacity).high_water <= capacity;
+  };
   auto try_budget = [&](int64_t b) -> std::optional<int64_t> {  // the layout's excess, if it does not fit
     sched::PlanResult r;
     try {
-      r = sched::plan(p, b, opts_.planner);
-    } catch (const sched::Infeasible&) {
-      return std::nullopt;
+      std::optional<sched::PlanResult> fit = sched::try_plan(p, b, opts_.planner, fit_opts);
+      if (!fit) fit = sched::try_plan(p, b, opts_.planner);
+      if (!fit) return std::nullopt;
+      r = std::move(*fit);
     } catch (const sched::Error& e) {
       throw Error(std::string("planning the step failed: ") + e.what());
     }

@@ -39,6 +39,10 @@ struct PlannerOptions {
   double time_limit_s = 30.0;  // for solvers that can run long (checkmate)
   uint64_t seed = 0;
   bool verbose = false;
+  // When set, only plans it accepts count (the session passes "its buffers lay out within the
+  // arena": a plan under the budget can still fragment past it). lethe weighs it among its
+  // candidates; run_one()/plan() treat a plan it rejects as no plan. Empty: every valid plan counts.
+  std::function<bool(const Plan&)> accept;
 };
 
 // What a planner may report beside its plan.

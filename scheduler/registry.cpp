@@ -65,6 +65,7 @@ std::optional<PlanResult> run_one(const PlannerEntry& e, const Problem& p, int64
   }
   plan->predicted_peak_bytes = sim.peak_bytes;
   plan->predicted_cost = sim.cost;
+  if (opts.accept && !opts.accept(*plan)) return std::nullopt;
   r.plan = std::move(*plan);
   return r;
 }

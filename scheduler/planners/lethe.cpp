@@ -274,6 +274,12 @@ std::optional<Plan> plan_lethe(const Problem& p, int64_t budget, const PlannerOp
       }
     }
     const double cost = raw.cost;
+    // A plan the caller cannot use (opts.accept) counts as no plan, for the search too.
+    if (cost < best_cost && opts.accept) {
+      cand->predicted_cost = cost;
+      cand->predicted_peak_bytes = raw.peak_bytes;
+      if (!opts.accept(*cand)) return std::numeric_limits<double>::infinity();
+    }
     if (cost < best_cost) {
       best_cost = cost;
       cand->predicted_cost = cost;

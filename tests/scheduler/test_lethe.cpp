@@ -11,6 +11,7 @@
 #include "scheduler/generators.h"
 #include "scheduler/lethe_postopt.h"
 #include "scheduler/plan_builder.h"
+#include "scheduler/planners/planners.h"
 #include "scheduler/planner.h"
 #include "scheduler/simulator.h"
 
@@ -136,6 +137,41 @@ TEST_CASE("lethe: every budget above the smallest it fits gets a plan too") {
   }
   const Problem r = resnet_graph(2, 4, 1);
   CHECK(run(r, fraction_budget(0.2, r), "lethe").ok);
+}
+
+TEST_CASE("lethe: only plans the caller accepts count") {
+  const Problem p = generate("transformer", 60, 3);
+  const int64_t b = fraction_budget(0.4, p);
+  const std::optional<Plan> free_plan = plan_lethe(p, b, {}, nullptr);
+  REQUIRE(free_plan);
+  const SimResult free_sim = simulate(p, *free_plan);
+  // Accepting everything changes nothing.
+  PlannerOptions all;
+  all.accept = [](const Plan&) { return true; };
+  const std::optional<Plan> same = plan_lethe(p, b, all, nullptr);
+  REQUIRE(same);
+  CHECK(same->steps == free_plan->steps);
+  // Accepting nothing leaves no plan, through plan() too.
+  PlannerOptions none;
+  none.accept = [](const Plan&) { return false; };
+  CHECK_FALSE(plan_lethe(p, b, none, nullptr));
+  CHECK_FALSE(try_plan(p, b, "lethe", none));
+  // Rejecting the unconstrained choice: lethe falls back on another of its candidates, valid,
+  // under the budget, and no cheaper.
+  int calls = 0;
+  PlannerOptions other;
+  other.accept = [&](const Plan& pl) {
+    ++calls;
+    return pl.steps != free_plan->steps;
+  };
+  const std::optional<Plan> t = plan_lethe(p, b, other, nullptr);
+  CHECK(calls > 0);
+  REQUIRE(t);
+  CHECK(t->steps != free_plan->steps);
+  const SimResult ts = simulate(p, *t);
+  CHECK(ts.valid);
+  CHECK(ts.peak_bytes <= b);
+  CHECK(ts.cost >= free_sim.cost);
 }
 
 TEST_CASE("lethe: nothing fits below the floor") {
