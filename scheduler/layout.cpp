@@ -48,33 +48,34 @@ Layout layout_plan(const Problem& p, const Plan& plan, int64_t alignment, int64_
       int64_t off, size;
       int start, end;
     };
+    // Kept sorted by offset, so the buffers overlapping in time come in offset order without a
+    // sort (the order among equal offsets does not change either rule's answer).
     std::vector<Placed> placed;
-    std::vector<std::pair<int64_t, int64_t>> busy;  // scratch: [off, off+size) of overlapping buffers
     for (int bi : order) {
       const Buffer& b = buffers[static_cast<size_t>(bi)];
-      busy.clear();
-      for (const Placed& q : placed)
-        if (q.start <= b.end && b.start <= q.end) busy.emplace_back(q.off, q.off + q.size);
-      std::sort(busy.begin(), busy.end());
       int64_t off = 0;
       if (!best_fit) {
-        for (const auto& [lo, hi] : busy) {
-          if (off + b.size <= lo) break;
-          off = std::max(off, hi);
+        for (const Placed& q : placed) {
+          if (!(q.start <= b.end && b.start <= q.end)) continue;
+          if (off + b.size <= q.off) break;
+          off = std::max(off, q.off + q.size);
         }
       } else {
         // The smallest gap that holds the buffer (the space above everything when none does).
         int64_t cur = 0, best_gap = -1;
-        for (const auto& [lo, hi] : busy) {
-          if (lo - cur >= b.size && (best_gap < 0 || lo - cur < best_gap)) {
-            best_gap = lo - cur;
+        for (const Placed& q : placed) {
+          if (!(q.start <= b.end && b.start <= q.end)) continue;
+          if (q.off - cur >= b.size && (best_gap < 0 || q.off - cur < best_gap)) {
+            best_gap = q.off - cur;
             off = cur;
           }
-          cur = std::max(cur, hi);
+          cur = std::max(cur, q.off + q.size);
         }
         if (best_gap < 0) off = cur;
       }
-      placed.push_back({off, b.size, b.start, b.end});
+      const auto at = std::upper_bound(placed.begin(), placed.end(), off,
+                                       [](int64_t v, const Placed& q) { return v < q.off; });
+      placed.insert(at, {off, b.size, b.start, b.end});
       out.offsets[static_cast<size_t>(b.step)] = off;
       out.high_water = std::max(out.high_water, off + b.size);
     }
