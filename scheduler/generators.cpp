@@ -2,12 +2,68 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 
 #include "scheduler/plan_builder.h"
 #include "scheduler/planner.h"
 
 namespace lethe::sched {
 namespace {
+
+// Appends the backward part of a training graph whose last node is its loss: a gradient for every
+// value with needs_grad that some consumer's gradient reaches. It reads its consumers' gradients
+// and the inputs of its own op or, for a parameter, the activations its consumers multiplied it
+// with. Parameter gradients become the outputs, after the loss. weight_cost(c) is what a parameter
+// gradient pays per consumer c, input_cost(v) what the gradient of a non-parameter v costs.
+void append_backward(Problem& p, const std::vector<uint8_t>& is_param, const std::vector<uint8_t>& needs_grad,
+                     int64_t loss_grad_bytes, double loss_grad_cost, const std::function<double(NodeId)>& weight_cost,
+                     const std::function<double(NodeId)>& input_cost) {
+  const NodeId loss = static_cast<NodeId>(p.nodes.size()) - 1;
+  std::vector<std::vector<NodeId>> consumers(static_cast<size_t>(loss) + 1);
+  for (const Node& v : p.nodes) {
+    for (NodeId u : v.inputs) {
+      if (consumers[u].empty() || consumers[u].back() != v.id) consumers[u].push_back(v.id);
+    }
+  }
+  std::vector<NodeId> grad(static_cast<size_t>(loss) + 1, -1);
+  auto add_grad = [&](NodeId v, std::vector<NodeId> inputs, int64_t bytes, double cost) {
+    std::sort(inputs.begin(), inputs.end());
+    inputs.erase(std::unique(inputs.begin(), inputs.end()), inputs.end());
+    Node g;
+    g.id = static_cast<NodeId>(p.nodes.size());
+    g.name = "g_" + p.nodes[v].name;
+    g.op = "grad";
+    g.bytes = bytes;
+    g.cost = cost;
+    g.inputs = std::move(inputs);
+    p.nodes.push_back(std::move(g));
+    grad[v] = p.nodes.back().id;
+  };
+  add_grad(loss, {loss}, loss_grad_bytes, loss_grad_cost);
+  for (NodeId v = loss - 1; v >= 0; --v) {
+    if (!needs_grad[v]) continue;
+    std::vector<NodeId> ins;
+    double cost = 0.0;
+    for (NodeId c : consumers[v]) {
+      if (grad[c] < 0) continue;
+      ins.push_back(grad[c]);
+      if (is_param[v]) {
+        for (NodeId u : p.nodes[c].inputs) {
+          if (u != v && !is_param[u]) ins.push_back(u);
+        }
+        cost += weight_cost(c);
+      }
+    }
+    if (ins.empty()) continue;
+    if (!is_param[v]) {
+      for (NodeId u : p.nodes[v].inputs) ins.push_back(u);
+      cost = input_cost(v);
+    }
+    add_grad(v, std::move(ins), p.nodes[v].bytes, cost);
+    if (is_param[v]) p.outputs.push_back(grad[v]);
+  }
+  p.outputs.insert(p.outputs.begin(), loss);
+}
 
 class Builder {
  public:
@@ -54,73 +110,33 @@ class Builder {
   // Loss over every forward sink, then the backward part; returns the finished problem.
   Problem finish() {
     const int nf = static_cast<int>(p_.nodes.size());
-    std::vector<std::vector<NodeId>> consumers(nf);
+    std::vector<uint8_t> consumed(nf, 0);
     for (const Node& v : p_.nodes) {
-      for (NodeId u : v.inputs) {
-        if (consumers[u].empty() || consumers[u].back() != v.id) consumers[u].push_back(v.id);
-      }
+      for (NodeId u : v.inputs) consumed[u] = 1;
     }
     std::vector<NodeId> sinks;
     for (int v = 0; v < nf; ++v) {
-      if (forward_op_[v] && consumers[v].empty()) sinks.push_back(v);
+      if (forward_op_[v] && !consumed[v]) sinks.push_back(v);
     }
     const NodeId loss = static_cast<NodeId>(p_.nodes.size());
-    {
-      Node l;
-      l.id = loss;
-      l.name = "loss";
-      l.op = "loss";
-      l.bytes = 4;
-      l.cost = 1e-6;
-      l.inputs = sinks;
-      p_.nodes.push_back(std::move(l));
-      for (NodeId s : sinks) consumers[s].push_back(loss);
-    }
+    Node l;
+    l.id = loss;
+    l.name = "loss";
+    l.op = "loss";
+    l.bytes = 4;
+    l.cost = 1e-6;
+    l.inputs = sinks;
+    p_.nodes.push_back(std::move(l));
     // requires_grad: parameters and everything computed from one.
     std::vector<uint8_t> rg(nf + 1, 0);
     for (int v = 0; v <= loss; ++v) {
       if (v < nf && is_param_[v]) rg[v] = 1;
       for (NodeId u : p_.nodes[v].inputs) rg[v] = rg[v] || rg[u];
     }
-    std::vector<NodeId> grad(nf + 1, -1);
-    auto add_grad = [&](NodeId v, std::vector<NodeId> inputs, int64_t bytes, double cost) {
-      std::sort(inputs.begin(), inputs.end());
-      inputs.erase(std::unique(inputs.begin(), inputs.end()), inputs.end());
-      Node g;
-      g.id = static_cast<NodeId>(p_.nodes.size());
-      g.name = "g_" + p_.nodes[v].name;
-      g.op = "grad";
-      g.bytes = bytes;
-      g.cost = cost;
-      g.inputs = std::move(inputs);
-      p_.nodes.push_back(std::move(g));
-      grad[v] = p_.nodes.back().id;
-    };
-    add_grad(loss, {loss}, 4, 1e-6);
-    for (NodeId v = loss - 1; v >= 0; --v) {
-      if (!rg[v]) continue;
-      std::vector<NodeId> ins;
-      double cost = 0.0;
-      for (NodeId c : consumers[v]) {
-        if (grad[c] < 0) continue;
-        ins.push_back(grad[c]);
-        if (is_param_[v]) {
-          // A weight gradient needs the activations its consumer multiplied it with.
-          for (NodeId u : p_.nodes[c].inputs) {
-            if (u != v && !is_param_[u]) ins.push_back(u);
-          }
-          cost += p_.nodes[c].cost * rng_.uniform(0.8, 1.2);
-        }
-      }
-      if (ins.empty()) continue;
-      if (!is_param_[v]) {
-        for (NodeId u : p_.nodes[v].inputs) ins.push_back(u);
-        cost = p_.nodes[v].cost * rng_.uniform(1.0, 2.0);
-      }
-      add_grad(v, std::move(ins), p_.nodes[v].bytes, cost);
-      if (is_param_[v]) p_.outputs.push_back(grad[v]);
-    }
-    p_.outputs.insert(p_.outputs.begin(), loss);
+    is_param_.push_back(false);
+    append_backward(
+        p_, is_param_, rg, 4, 1e-6, [&](NodeId c) { return p_.nodes[c].cost * rng_.uniform(0.8, 1.2); },
+        [&](NodeId v) { return p_.nodes[v].cost * rng_.uniform(1.0, 2.0); });
     return std::move(p_);
   }
 
@@ -247,7 +263,6 @@ void gen_densenet(Builder& b, int n, int k) {
 
 }  // namespace
 
-// The backward is built as Builder::finish builds it: one gradient per forward value.
 Problem resnet_graph(int blocks_per_stage, int stages, uint64_t seed) {
   Problem p;
   p.name = "resnet-b" + std::to_string(blocks_per_stage) + "x" + std::to_string(stages) + "-s" + std::to_string(seed);
@@ -294,43 +309,13 @@ Problem resnet_graph(int blocks_per_stage, int stages, uint64_t seed) {
   }
   x = add("pool", {x}, 4096, 0.05, false);
   x = add("fc", {x, param(40960)}, 64, 0.05, false);
-  const int nf = p.size();
-  const NodeId loss = add("loss", {x}, 4, 1e-3, false);
-  std::vector<std::vector<NodeId>> consumers(loss + 1);
-  for (const Node& v : p.nodes) {
-    for (NodeId u : v.inputs) consumers[u].push_back(v.id);
-  }
-  std::vector<NodeId> grad(loss + 1, -1);
-  auto add_grad = [&](NodeId v, std::vector<NodeId> ins, int64_t bytes, double cost) {
-    std::sort(ins.begin(), ins.end());
-    ins.erase(std::unique(ins.begin(), ins.end()), ins.end());
-    grad[v] = add("grad", std::move(ins), bytes, cost, false);
-    p.nodes.back().name = "g_" + p.nodes[v].name;
-  };
-  add_grad(loss, {loss}, 4, 1e-3);
-  for (NodeId v = nf - 1; v >= 0; --v) {
-    if (p.nodes[v].op == "input") continue;
-    std::vector<NodeId> ins;
-    double cost = 0;
-    for (NodeId c : consumers[v]) {
-      if (grad[c] < 0) continue;
-      ins.push_back(grad[c]);
-      if (is_param[v]) {
-        for (NodeId u : p.nodes[c].inputs) {
-          if (u != v && !is_param[u]) ins.push_back(u);
-        }
-        cost += p.nodes[c].cost;
-      }
-    }
-    if (ins.empty()) continue;
-    if (!is_param[v]) {
-      for (NodeId u : p.nodes[v].inputs) ins.push_back(u);
-      cost = p.nodes[v].cost * 1.5;
-    }
-    add_grad(v, std::move(ins), p.nodes[v].bytes, cost);
-    if (is_param[v]) p.outputs.push_back(grad[v]);
-  }
-  p.outputs.insert(p.outputs.begin(), loss);
+  add("loss", {x}, 4, 1e-3, false);
+  std::vector<uint8_t> needs_grad(p.nodes.size(), 1);
+  needs_grad[0] = 0;  // the input batch
+  // A weight gradient costs what its consumer's forward op did; any other gradient 1.5x its op.
+  append_backward(
+      p, is_param, needs_grad, 64, 1e-3, [&](NodeId c) { return p.nodes[c].cost; },
+      [&](NodeId v) { return p.nodes[v].cost * 1.5; });
   return p;
 }
 
