@@ -250,11 +250,25 @@ int search_iterations(const Dag& g) {
   return static_cast<int>(std::clamp<int64_t>(60000 / size, 4, 300));
 }
 
-}  // namespace
-
-std::optional<Plan> plan_lethe(const Problem& p, int64_t budget, const PlannerOptions& opts, PlannerInfo* info) {
-  const auto t0 = Clock::now();
+// The search of plan_lethe. `steer`: a would-be improvement the caller does not accept
+// (opts.accept) counts as no plan, so the search moves among usable plans. `shortlist` (when
+// given) collects the kShortlist cheapest distinct candidates, cheapest first.
+constexpr size_t kShortlist = 16;
+std::optional<Plan> lethe_search(const Problem& p, int64_t budget, const PlannerOptions& opts, bool steer,
+                                 std::vector<Plan>* shortlist, std::string* from_out) {
   const Dag g(p);
+  auto shortlist_add = [&](const Plan& c) {
+    if (!shortlist) return;
+    std::vector<Plan>& sl = *shortlist;
+    if (sl.size() == kShortlist && c.predicted_cost >= sl.back().predicted_cost) return;
+    for (const Plan& s : sl) {
+      if (s.predicted_cost == c.predicted_cost && s.steps == c.steps) return;
+    }
+    auto at = std::upper_bound(sl.begin(), sl.end(), c.predicted_cost,
+                               [](double v, const Plan& e) { return v < e.predicted_cost; });
+    sl.insert(at, c);
+    if (sl.size() > kShortlist) sl.pop_back();
+  };
   std::optional<Plan> best;
   double best_cost = std::numeric_limits<double>::infinity();
   std::string best_from;
@@ -274,12 +288,10 @@ std::optional<Plan> plan_lethe(const Problem& p, int64_t budget, const PlannerOp
       }
     }
     const double cost = raw.cost;
-    // A plan the caller cannot use (opts.accept) counts as no plan, for the search too.
-    if (cost < best_cost && opts.accept) {
-      cand->predicted_cost = cost;
-      cand->predicted_peak_bytes = raw.peak_bytes;
-      if (!opts.accept(*cand)) return std::numeric_limits<double>::infinity();
-    }
+    cand->predicted_cost = cost;
+    cand->predicted_peak_bytes = raw.peak_bytes;
+    shortlist_add(*cand);
+    if (steer && cost < best_cost && !opts.accept(*cand)) return std::numeric_limits<double>::infinity();
     if (cost < best_cost) {
       best_cost = cost;
       cand->predicted_cost = cost;
@@ -397,11 +409,47 @@ std::optional<Plan> plan_lethe(const Problem& p, int64_t budget, const PlannerOp
       }
     }
   }
+  if (from_out) *from_out = best_from;
+  return best;
+}
+
+}  // namespace
+
+std::optional<Plan> plan_lethe(const Problem& p, int64_t budget, const PlannerOptions& opts, PlannerInfo* info) {
+  const auto t0 = Clock::now();
+  std::string from;
+  std::optional<Plan> best;
+  if (!opts.accept) {
+    best = lethe_search(p, budget, opts, false, nullptr, &from);
+  } else {
+    // With a caller's test: the free search first. When its cheapest plan is rejected, the
+    // cheapest accepted plan of its shortlist competes with a search steered by the test (the
+    // rarely usable plans near the smallest budget are found by steering, a cheap usable plan
+    // further up by searching freely).
+    std::vector<Plan> shortlist;
+    best = lethe_search(p, budget, opts, false, &shortlist, &from);
+    if (best && !opts.accept(*best)) {
+      best.reset();
+      for (Plan& c : shortlist) {
+        if (opts.accept(c)) {
+          best = std::move(c);
+          from += ", shortlist";
+          break;
+        }
+      }
+      std::string steered_from;
+      std::optional<Plan> steered = lethe_search(p, budget, opts, true, nullptr, &steered_from);
+      if (steered && (!best || steered->predicted_cost < best->predicted_cost)) {
+        best = std::move(steered);
+        from = steered_from + ", steered";
+      }
+    }
+  }
   if (!best) return std::nullopt;
   best->planner = "lethe";
   if (info) {
     const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
-    info->note = "best from " + best_from + " (post-optimised), " + std::to_string(dt) + " s";
+    info->note = "best from " + from + " (post-optimised), " + std::to_string(dt) + " s";
   }
   return best;
 }
