@@ -113,9 +113,8 @@ std::optional<Plan> evict_plan(const Dag& g, int64_t budget, const Variant& var,
     }
     return rc / denom * w;
   };
-  auto evictable = [&](NodeId t) {
-    return ex.in_memory(t) && !g.resident[t] && !ex.pinned(t) && (var.outputs || !g.is_output[t]) && g.bytes[t] > 0;
-  };
+  // The pool holds only computed values this variant may evict (on_compute below).
+  auto evictable = [&](NodeId t) { return ex.in_memory(t) && !ex.pinned(t); };
   ex.make_room = [&](NodeId, int64_t need) {
     // Past the cap the plan cannot win any more (it would thrash on): give up early.
     if (ex.cost() > cost_cap) return false;
@@ -294,8 +293,6 @@ std::optional<Plan> lethe_search(const Problem& p, int64_t budget, const Planner
     if (steer && cost < best_cost && !opts.accept(*cand)) return std::numeric_limits<double>::infinity();
     if (cost < best_cost) {
       best_cost = cost;
-      cand->predicted_cost = cost;
-      cand->predicted_peak_bytes = raw.peak_bytes;
       best = std::move(cand);
       best_from = from;
     }
@@ -355,24 +352,23 @@ std::optional<Plan> lethe_search(const Problem& p, int64_t budget, const Planner
       // Seeds: knapsack weightings of the natural schedule's peak, and cut weightings that keep the
       // forward's single-node cuts (block boundaries, the chain planner's checkpoints) and evict
       // inside blocks first.
-      std::vector<std::pair<std::vector<double>, const Variant*>> seeds;
-      for (const double low : {0.5, 0.1, 0.01}) seeds.emplace_back(knapsack_weights(g, evict_budget, low), start);
+      std::vector<std::vector<double>> seeds;
+      for (const double low : {0.5, 0.1, 0.01}) seeds.push_back(knapsack_weights(g, evict_budget, low));
       const TrainingSplit split = split_training(g);
       const std::vector<uint8_t> cuts = forward_cuts(g, split);
       for (const double hi : {4.0, 64.0}) {
         std::vector<double> cw(static_cast<size_t>(g.n), 1.0);
         for (NodeId f : split.forward) cw[static_cast<size_t>(f)] = cuts[f] ? hi : 1.0 / hi;
-        seeds.emplace_back(std::move(cw), start);
+        seeds.push_back(std::move(cw));
       }
-      for (auto& [kw, v] : seeds) {
-        std::optional<Plan> cand = evict_plan(g, evict_budget, *v, opts.seed, &kw, kCap * var_best);
+      for (std::vector<double>& kw : seeds) {
+        std::optional<Plan> cand = evict_plan(g, evict_budget, *start, opts.seed, &kw, kCap * var_best);
         std::vector<NodeId> rc = cand ? recomputed_nodes(g, *cand) : std::vector<NodeId>{};
         const double c = offer(std::move(cand), "seeded eviction");
         if (c < var_best) {
           var_best = c;
           recomputed = std::move(rc);
           w = kw;
-          start = v;
         }
       }
       Rng rng{opts.seed ^ 0x5eed1e7eULL};
@@ -429,9 +425,10 @@ std::optional<Plan> plan_lethe(const Problem& p, int64_t budget, const PlannerOp
     std::vector<Plan> shortlist;
     best = lethe_search(p, budget, opts, false, &shortlist, &from);
     if (best && !opts.accept(*best)) {
+      const std::vector<Step> rejected = std::move(best->steps);
       best.reset();
       for (Plan& c : shortlist) {
-        if (opts.accept(c)) {
+        if (c.steps != rejected && opts.accept(c)) {
           best = std::move(c);
           from += ", shortlist";
           break;
