@@ -1,6 +1,7 @@
 #include "scheduler/plan_builder.h"
 
 #include <algorithm>
+#include <climits>
 
 namespace lethe::sched {
 
@@ -117,16 +118,22 @@ std::vector<uint8_t> forward_cuts(const Dag& g, const TrainingSplit& s) {
 void assign_backward_stages(const Dag& g, const TrainingSplit& s, std::vector<int>& stage, int last_segment) {
   for (NodeId v : g.targets) {
     if (!s.backward[v]) continue;
-    int fwd = -1, bwd = -1;
+    int fwd = -1, bwd = INT_MAX;
     for (NodeId u : g.inputs(v)) {
       if (g.resident[u]) continue;
       if (s.backward[u]) {
-        bwd = std::max(bwd, stage[u]);
+        bwd = std::min(bwd, stage[u]);
       } else {
         fwd = std::max(fwd, stage[u]);
       }
     }
-    stage[v] = fwd >= 0 ? fwd : (bwd >= 0 ? bwd : last_segment);
+    // The backward runs from the last stage down, so v can run only once its last-made backward
+    // input (the lowest stage) exists.
+    if (fwd >= 0) {
+      stage[v] = std::min(fwd, bwd);
+    } else {
+      stage[v] = bwd != INT_MAX ? bwd : last_segment;
+    }
   }
 }
 

@@ -58,8 +58,9 @@ TrainingSplit split_training(const Dag& g);
 std::vector<uint8_t> forward_cuts(const Dag& g, const TrainingSplit& s);
 
 // Stage of every backward node from the segment numbers of the forward nodes: the largest segment
-// among its forward inputs, else the largest stage among its backward inputs, else `last_segment`.
-// Backward work then runs stage by stage from the last segment to the first.
+// among its forward inputs, but no larger than the smallest stage among its backward inputs (the
+// last of them to be made), else that smallest stage, else `last_segment`. Backward work then runs
+// stage by stage from the last segment to the first.
 void assign_backward_stages(const Dag& g, const TrainingSplit& s, std::vector<int>& stage, int last_segment);
 
 // SplitMix64: the scheduler's deterministic generator (graph generators, DTR's and lethe's

@@ -198,3 +198,44 @@ TEST_CASE("planners: the training split takes the output with the most ancestors
   CHECK(s.forward == std::vector<NodeId>{2, 3, 4, 5});
   for (NodeId b : {6, 7, 8, 9}) CHECK(s.backward[static_cast<size_t>(b)]);
 }
+
+TEST_CASE("planners: a backward node runs no earlier than its last-made backward input") {
+  // Forward a (stage 0) -> b (1) -> c (2) -> loss (2). Node 12 sums a gradient made at stage 1 (7)
+  // and one made at stage 2 (11), as a tied weight's gradient does: the backward runs from stage
+  // 2 down, so 12 can run only at stage 1, once 7 exists. Taking the largest stage made the chain
+  // planner demand 7 during stage 2's backward and recompute its whole ancestry there.
+  Problem p;
+  p.name = "tied-gradient";
+  p.nodes = {node(0, 100, 0, {}, true), node(1, 10, 0, {}, true), node(2, 100, 1, {0, 1}),
+             node(3, 100, 1, {2, 1}),   node(4, 100, 1, {3, 1}),   node(5, 4, 1, {4}),
+             node(6, 100, 1, {5, 4}),   node(7, 10, 1, {6, 3}),    node(8, 100, 1, {6, 1}),
+             node(9, 10, 1, {8, 2}),    node(10, 100, 1, {8, 1}),  node(11, 10, 1, {10, 0}),
+             node(12, 10, 1, {7, 11})};
+  p.outputs = {5, 9, 12};
+  const Dag g(p);
+  const TrainingSplit s = split_training(g);
+  REQUIRE(s.loss == 5);
+  std::vector<int> stage(static_cast<size_t>(g.n), 0);
+  stage[3] = 1;
+  stage[4] = stage[5] = 2;
+  assign_backward_stages(g, s, stage, 2);
+  CHECK(stage[6] == 2);
+  CHECK(stage[7] == 1);   // its forward input b, although its gradient input is from stage 2
+  CHECK(stage[9] == 0);   // a's weight gradient
+  CHECK(stage[11] == 2);  // only backward inputs, all from stage 2
+  CHECK(stage[12] == 1);
+}
+
+TEST_CASE("planners: chain keeps part of a block's tape where the whole tape does not fit") {
+  // On a generated ResNet at 0.35 of its activations a residual block's whole tape and its
+  // backward do not fit next to the other blocks' checkpoints; rotor's two choices per block
+  // (whole tape or none) found no plan there.
+  const Problem p = resnet_graph(2, 4, 1);
+  const int64_t b = fraction_budget(0.35, p);
+  const std::optional<PlanResult> r = try_plan(p, b, "chain");
+  REQUIRE(r);
+  const SimResult sim = simulate(p, r->plan);
+  CHECK(sim.valid);
+  CHECK(sim.peak_bytes <= b);
+  CHECK(sim.cost == doctest::Approx(r->plan.predicted_cost));
+}
