@@ -1,6 +1,7 @@
 #include "scheduler/layout.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <functional>
 #include <stdexcept>
 
@@ -41,7 +42,8 @@ Layout layout_plan(const Problem& p, const Plan& plan, int64_t alignment, int64_
   }
   // Greedy placement in a given order: each buffer at the lowest offset where it overlaps (in
   // time) no buffer placed before it.
-  auto place = [&](const std::vector<int>& order, bool best_fit) {
+  // A try stops once its high-water mark reaches `give_up` (it cannot beat the best one then).
+  auto place = [&](const std::vector<int>& order, bool best_fit, int64_t give_up) {
     Layout out;
     out.offsets.assign(static_cast<size_t>(n_steps), -1);
     struct Placed {
@@ -78,6 +80,7 @@ Layout layout_plan(const Problem& p, const Plan& plan, int64_t alignment, int64_
       placed.insert(at, {off, b.size, b.start, b.end});
       out.offsets[static_cast<size_t>(b.step)] = off;
       out.high_water = std::max(out.high_water, off + b.size);
+      if (out.high_water >= give_up) break;
     }
     return out;
   };
@@ -102,7 +105,7 @@ Layout layout_plan(const Problem& p, const Plan& plan, int64_t alignment, int64_
       std::vector<int> order(buffers.size());
       for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int>(i);
       std::stable_sort(order.begin(), order.end(), less);
-      Layout l = place(order, best_fit);
+      Layout l = place(order, best_fit, have ? best.high_water : INT64_MAX);
       if (!have || l.high_water < best.high_water) {
         best = std::move(l);
         have = true;
