@@ -301,9 +301,18 @@ std::optional<Plan> lethe_search(const Problem& p, int64_t budget, const Planner
   const std::pair<const char*, decltype(&plan_keep_all)> baselines[] = {
       {"keep-all", plan_keep_all}, {"chain", plan_chain}, {"treewidth", plan_treewidth},
       {"dtr", plan_dtr},           {"sqrt", plan_sqrt}};
+  std::vector<std::vector<uint8_t>> baseline_recomputes;  // per baseline plan that fits: v recomputed
   for (const auto& [name, fn] : baselines) {
     PlannerInfo ignored;
-    offer(fn(p, budget, opts, &ignored), name);
+    std::optional<Plan> bp = fn(p, budget, opts, &ignored);
+    if (bp && std::string(name) != "keep-all") {
+      std::vector<uint8_t> count(static_cast<size_t>(g.n), 0);
+      for (const Step& st : bp->steps) {
+        if (st.kind == Step::Kind::compute && count[static_cast<size_t>(st.node)] < 2) ++count[static_cast<size_t>(st.node)];
+      }
+      baseline_recomputes.push_back(std::move(count));
+    }
+    offer(std::move(bp), name);
     // keep-all fits: nothing can be cheaper than the no-remat cost.
     if (best && best_cost <= no_remat_cost(p)) break;
   }
@@ -360,6 +369,15 @@ std::optional<Plan> lethe_search(const Problem& p, int64_t budget, const Planner
         std::vector<double> cw(static_cast<size_t>(g.n), 1.0);
         for (NodeId f : split.forward) cw[static_cast<size_t>(f)] = cuts[f] ? hi : 1.0 / hi;
         seeds.push_back(std::move(cw));
+      }
+      // Baseline seeds: what a baseline's plan keeps (computes once) weighs hi, what it
+      // recomputes 1/hi.
+      for (const std::vector<uint8_t>& count : baseline_recomputes) {
+        for (const double hi : {4.0, 64.0}) {
+          std::vector<double> bw(static_cast<size_t>(g.n), 1.0);
+          for (NodeId v : g.targets) bw[static_cast<size_t>(v)] = count[static_cast<size_t>(v)] > 1 ? 1.0 / hi : hi;
+          offer(evict_plan(g, evict_budget, *start, opts.seed, &bw, kCap * var_best), "baseline-seeded eviction");
+        }
       }
       for (std::vector<double>& kw : seeds) {
         std::optional<Plan> cand = evict_plan(g, evict_budget, *start, opts.seed, &kw, kCap * var_best);
