@@ -115,21 +115,24 @@ std::vector<uint8_t> forward_cuts(const Dag& g, const TrainingSplit& s) {
   return cut;
 }
 
-void assign_backward_stages(const Dag& g, const TrainingSplit& s, std::vector<int>& stage, int last_segment) {
+void assign_backward_stages(const Dag& g, const TrainingSplit& s, std::vector<int>& stage, int last_segment,
+                            bool wait_for_inputs) {
   for (NodeId v : g.targets) {
     if (!s.backward[v]) continue;
-    int fwd = -1, bwd = INT_MAX;
+    int fwd = -1, bwd = wait_for_inputs ? INT_MAX : -1;
     for (NodeId u : g.inputs(v)) {
       if (g.resident[u]) continue;
       if (s.backward[u]) {
-        bwd = std::min(bwd, stage[u]);
+        bwd = wait_for_inputs ? std::min(bwd, stage[u]) : std::max(bwd, stage[u]);
       } else {
         fwd = std::max(fwd, stage[u]);
       }
     }
     // The backward runs from the last stage down, so v can run only once its last-made backward
     // input (the lowest stage) exists.
-    if (fwd >= 0) {
+    if (!wait_for_inputs) {
+      stage[v] = fwd >= 0 ? fwd : (bwd >= 0 ? bwd : last_segment);
+    } else if (fwd >= 0) {
       stage[v] = std::min(fwd, bwd);
     } else {
       stage[v] = bwd != INT_MAX ? bwd : last_segment;

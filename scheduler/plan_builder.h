@@ -60,8 +60,12 @@ std::vector<uint8_t> forward_cuts(const Dag& g, const TrainingSplit& s);
 // Stage of every backward node from the segment numbers of the forward nodes: the largest segment
 // among its forward inputs, but no larger than the smallest stage among its backward inputs (the
 // last of them to be made), else that smallest stage, else `last_segment`. Backward work then runs
-// stage by stage from the last segment to the first.
-void assign_backward_stages(const Dag& g, const TrainingSplit& s, std::vector<int>& stage, int last_segment);
+// stage by stage from the last segment to the first. Without `wait_for_inputs`: the largest
+// segment among its forward inputs, else the largest stage among its backward inputs (a node that
+// sums gradients of several stages then runs with the earliest-made one; its later inputs are
+// made on demand).
+void assign_backward_stages(const Dag& g, const TrainingSplit& s, std::vector<int>& stage, int last_segment,
+                            bool wait_for_inputs = true);
 
 // SplitMix64: the scheduler's deterministic generator (graph generators, DTR's and lethe's
 // sampling of eviction candidates, lethe's search).

@@ -71,7 +71,10 @@ std::optional<Plan> plan_sqrt(const Problem& p, int64_t budget, const PlannerOpt
         ++next;
       }
     }
-    assign_backward_stages(g, split, spec.stage, seg);
+    // A gradient sum runs with its first-made input, the later ones made on demand (the chain
+    // planner's rule, waiting for the last-made input, fits fewer budgets here on the exported
+    // GPTs).
+    assign_backward_stages(g, split, spec.stage, seg, false);
     for (NodeId f : split.forward) spec.stage[f] = -1;
     for (NodeId v : g.targets) {
       if (split.backward[v]) spec.keep[v] = 1;  // gradients are never recomputed

@@ -224,6 +224,10 @@ TEST_CASE("planners: a backward node runs no earlier than its last-made backward
   CHECK(stage[9] == 0);   // a's weight gradient
   CHECK(stage[11] == 2);  // only backward inputs, all from stage 2
   CHECK(stage[12] == 1);
+  // sqrt's rule: with the first-made gradient input, the rest made on demand.
+  assign_backward_stages(g, s, stage, 2, false);
+  CHECK(stage[7] == 1);
+  CHECK(stage[12] == 2);
 }
 
 TEST_CASE("planners: chain keeps part of a block's tape where the whole tape does not fit") {
