@@ -25,9 +25,10 @@ namespace lethe {
 struct CompiledStep {
   std::vector<ExecStep> steps;   // graph node ids
   std::vector<int64_t> offsets;  // per step: offset of a compute's buffer above the region base
+  std::vector<int64_t> ws_offsets;  // per step: offset of a compute's workspace, -1 when it has none
   std::vector<int> side_effects;
-  size_t region_bytes = 0;       // layout high-water + workspace reservation
-  size_t workspace_offset = 0;
+  size_t region_bytes = 0;       // layout high-water + the side effects' region
+  size_t workspace_offset = 0;   // the side effects' region (output, then workspace; after the plan)
   size_t workspace_bytes = 0;
   size_t no_remat_region = 0;    // what keep-all would need in the region
   std::string planner;
@@ -72,21 +73,35 @@ std::shared_ptr<CompiledStep> SessionState::compile(Graph& g, const std::vector<
   auto mit = measured_.find(hash);
   const std::vector<double>* measured = mit == measured_.end() ? nullptr : &mit->second;
   StepProblem sp = build_step_problem(g, targets, side_effects, measured, CostModel::calibrated());
+  // Side effects run after the plan, one at a time, in a region above the plan's buffers: their
+  // output, then their workspace.
   for (int s : sp.side_effects) {
     const Node& n = g.nodes[static_cast<size_t>(s)];
     std::vector<TensorMeta> in;
     for (int k : n.inputs) in.push_back(g.nodes[static_cast<size_t>(k)].meta);
-    sp.max_workspace = std::max(sp.max_workspace, align_up(n.op->workspace_bytes(in, n.meta)));
+    sp.max_workspace = std::max(sp.max_workspace, align_up(std::max<size_t>(n.meta.bytes(), 1)) +
+                                                      align_up(n.op->workspace_bytes(in, n.meta)));
   }
   const sched::Problem& p = sp.problem;
   const int64_t resident = sched::resident_bytes(p);
   const int64_t no_remat = sched::no_remat_peak(p);
   const int64_t floor = sched::floor_bytes(p);
   const int64_t ws = static_cast<int64_t>(sp.max_workspace);
+  // The step without its ops' workspace nodes (they weigh nothing): what a fraction budget is
+  // taken of, and what is planned when the largest workspace is reserved for the whole step.
+  sched::Problem reserved_p = p;
+  int64_t max_scratch = 0;
+  for (sched::Node& n : reserved_p.nodes) {
+    if (!sp.scratch[static_cast<size_t>(n.id)]) continue;
+    max_scratch = std::max(max_scratch, n.bytes);
+    n.bytes = 0;
+  }
 
   if (!arena_) {
-    // A fraction budget: the arena is sized from this first step.
-    int64_t act = sched::fraction_budget(budget_fraction_, p) - resident;
+    // A fraction budget: the arena is sized from this first step, as that fraction of the step's
+    // activation memory plus the largest op workspace (not an activation: an op needs all of it
+    // to run, whatever the plan).
+    int64_t act = sched::fraction_budget(budget_fraction_, reserved_p) - resident + max_scratch;
     int64_t staged = 0;
     for (auto& w : staged_)
       if (auto st = w.lock()) staged += static_cast<int64_t>(align_up(st->bytes));
@@ -145,72 +160,101 @@ std::shared_ptr<CompiledStep> SessionState::compile(Graph& g, const std::vector<
                             smallest < 0 ? 0 : static_cast<size_t>(smallest));
   };
   if (capacity <= 0 || capacity + resident < floor) throw infeasible();
-  // Plan, lay out, and plan tighter when fragmentation pushes the layout over the capacity.
-  auto accept = [&](const sched::PlanResult& r, sched::Layout& layout) {
-    for (const sched::Step& s : r.plan.steps)
-      cs->steps.push_back({s.kind == sched::Step::Kind::compute, sp.to_graph[static_cast<size_t>(s.node)]});
-    cs->offsets = std::move(layout.offsets);
-    cs->workspace_offset = static_cast<size_t>(layout.high_water);
-    cs->region_bytes = static_cast<size_t>(layout.high_water + ws);
+  // The ops' workspace, two ways. Transient (tried first): each op's workspace node is a buffer
+  // of the plan, live only while its op runs, so the rest of the step has that memory. Reserved
+  // (the fallback): the largest workspace is set aside above the plan's buffers for the whole step
+  // and the workspace nodes count nothing, as before workspace nodes existed. Transient plans can
+  // be harder to lay out (a large workspace needs a hole of its own wherever its op runs), so the
+  // reserved way is tried when the transient one found no plan that lays out.
+  auto accept = [&](const sched::PlanResult& r, sched::Layout& layout, bool reserved) {
+    // Workspace nodes are not executed: an op's workspace is its workspace node's buffer, the one
+    // computed last before the op (a valid plan has it in memory then), or the reserved region.
+    const int64_t reserved_at = layout.high_water;
+    std::map<int, int64_t> ws_at;  // graph op id -> offset of its live workspace buffer
+    for (size_t i = 0; i < r.plan.steps.size(); ++i) {
+      const sched::Step& s = r.plan.steps[i];
+      const bool compute = s.kind == sched::Step::Kind::compute;
+      const int gid = sp.to_graph[static_cast<size_t>(s.node)];
+      if (sp.scratch[static_cast<size_t>(s.node)]) {
+        if (compute) ws_at[gid] = reserved ? reserved_at : layout.offsets[i];
+        continue;
+      }
+      cs->steps.push_back({compute, gid});
+      cs->offsets.push_back(layout.offsets[i]);
+      auto w = compute ? ws_at.find(gid) : ws_at.end();
+      cs->ws_offsets.push_back(w == ws_at.end() ? -1 : w->second);
+    }
+    const int64_t plan_end = layout.high_water + (reserved ? max_scratch : 0);
+    cs->workspace_offset = static_cast<size_t>(plan_end);
+    cs->region_bytes = static_cast<size_t>(plan_end + ws);
     cs->planner = r.plan.planner;
     double base_cost = sched::no_remat_cost(p);
     cs->predicted_overhead = base_cost > 0 ? r.plan.predicted_cost / base_cost : 1.0;
   };
-  int64_t planner_budget = capacity + resident;
   bool done = false;
-  // Planner budgets whose plan did not lay out within the capacity lie above `too_big`; once one
-  // fits, the gap between the two is bisected for a cheaper plan that still fits (the cost of the
-  // planners' plans falls in steps as the budget grows, so the largest fitting budget is not
-  // always the first one found by stepping down).
   std::optional<sched::PlanResult> best_r;
   sched::Layout best_layout;
-  int64_t too_big = -1, fits = -1;
-  // The planners weigh only plans whose buffers lay out within the capacity (lethe picks among
-  // its candidates); without one, the plan below the budget is taken and the loop below plans
-  // tighter by the layout's excess.
-  sched::PlannerOptions fit_opts;
-  fit_opts.accept = [&](const sched::Plan& pl) {
-    return sched::layout_plan(p, pl, static_cast<int64_t>(kAlignment), capacity).high_water <= capacity;
+  bool best_reserved = false;
+  // Plans `prob` for buffers within `cap` bytes, keeping the cheapest plan that lays out in
+  // best_r.
+  auto search = [&](const sched::Problem& prob, int64_t cap, bool reserved) {
+    if (cap <= 0) return;
+    int64_t planner_budget = cap + resident;
+    // Planner budgets whose plan did not lay out within the capacity lie above `too_big`; once one
+    // fits, the gap between the two is bisected for a cheaper plan that still fits (the cost of
+    // the planners' plans falls in steps as the budget grows, so the largest fitting budget is
+    // not always the first one found by stepping down).
+    int64_t too_big = -1, fits = -1;
+    // The planners weigh only plans whose buffers lay out within the capacity (lethe picks among
+    // its candidates); without one, the plan below the budget is taken and the loop below plans
+    // tighter by the layout's excess.
+    sched::PlannerOptions fit_opts;
+    fit_opts.accept = [&](const sched::Plan& pl) {
+      return sched::layout_plan(prob, pl, static_cast<int64_t>(kAlignment), cap).high_water <= cap;
+    };
+    auto try_budget = [&](int64_t b) -> std::optional<int64_t> {  // the layout's excess, if it does not fit
+      sched::PlanResult r;
+      try {
+        std::optional<sched::PlanResult> fit = sched::try_plan(prob, b, opts_.planner, fit_opts);
+        if (!fit) fit = sched::try_plan(prob, b, opts_.planner);
+        if (!fit) return std::nullopt;
+        r = std::move(*fit);
+      } catch (const sched::Error& e) {
+        throw Error(std::string("planning the step failed: ") + e.what());
+      }
+      sched::Layout layout = sched::layout_plan(prob, r.plan, static_cast<int64_t>(kAlignment), cap);
+      if (layout.high_water > cap) return layout.high_water - cap;
+      if (!best_r || r.plan.predicted_cost < best_r->plan.predicted_cost) {
+        best_r = std::move(r);
+        best_layout = std::move(layout);
+        best_reserved = reserved;
+      }
+      return int64_t{0};
+    };
+    for (int attempt = 0; attempt < 12 && planner_budget >= floor; ++attempt) {
+      const std::optional<int64_t> excess = try_budget(planner_budget);
+      if (!excess) break;  // infeasible here: lower budgets are too
+      if (*excess == 0) {
+        fits = planner_budget;
+        break;
+      }
+      too_big = planner_budget;
+      planner_budget -= std::max<int64_t>(*excess, static_cast<int64_t>(kAlignment));
+    }
+    for (int probe = 0; probe < 4 && fits >= 0 && too_big > fits + static_cast<int64_t>(kAlignment); ++probe) {
+      const int64_t mid = fits + (too_big - fits) / 2;
+      const std::optional<int64_t> excess = try_budget(mid);
+      if (excess && *excess == 0) {
+        fits = mid;
+      } else {
+        too_big = mid;
+      }
+    }
   };
-  auto try_budget = [&](int64_t b) -> std::optional<int64_t> {  // the layout's excess, if it does not fit
-    sched::PlanResult r;
-    try {
-      std::optional<sched::PlanResult> fit = sched::try_plan(p, b, opts_.planner, fit_opts);
-      if (!fit) fit = sched::try_plan(p, b, opts_.planner);
-      if (!fit) return std::nullopt;
-      r = std::move(*fit);
-    } catch (const sched::Error& e) {
-      throw Error(std::string("planning the step failed: ") + e.what());
-    }
-    sched::Layout layout = sched::layout_plan(p, r.plan, static_cast<int64_t>(kAlignment), capacity);
-    if (layout.high_water > capacity) return layout.high_water - capacity;
-    if (!best_r || r.plan.predicted_cost < best_r->plan.predicted_cost) {
-      best_r = std::move(r);
-      best_layout = std::move(layout);
-    }
-    return int64_t{0};
-  };
-  for (int attempt = 0; attempt < 12 && planner_budget >= floor; ++attempt) {
-    const std::optional<int64_t> excess = try_budget(planner_budget);
-    if (!excess) break;  // infeasible here: lower budgets are too
-    if (*excess == 0) {
-      fits = planner_budget;
-      break;
-    }
-    too_big = planner_budget;
-    planner_budget -= std::max<int64_t>(*excess, static_cast<int64_t>(kAlignment));
-  }
-  for (int probe = 0; probe < 4 && fits >= 0 && too_big > fits + static_cast<int64_t>(kAlignment); ++probe) {
-    const int64_t mid = fits + (too_big - fits) / 2;
-    const std::optional<int64_t> excess = try_budget(mid);
-    if (excess && *excess == 0) {
-      fits = mid;
-    } else {
-      too_big = mid;
-    }
-  }
+  search(p, capacity, false);
+  if (!best_r && max_scratch > 0) search(reserved_p, capacity - max_scratch, true);
   if (best_r) {
-    accept(*best_r, best_layout);
+    accept(*best_r, best_layout, best_reserved);
     done = true;
   }
   if (!done) {
@@ -220,7 +264,7 @@ std::shared_ptr<CompiledStep> SessionState::compile(Graph& g, const std::vector<
       sched::PlanResult r = sched::plan(p, pb, opts_.planner);
       sched::Layout layout = sched::layout_plan(p, r.plan, static_cast<int64_t>(kAlignment), capacity);
       if (layout.high_water <= capacity) {
-        accept(r, layout);
+        accept(r, layout, false);
         done = true;
       }
     } catch (const sched::Error&) {
@@ -292,10 +336,11 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
   std::vector<char> done(g.nodes.size(), 0);
   size_t computed = 0, recomputed = 0;
   const Device dev = opts_.device;
-  auto place = [&](size_t offset) {
-    return [&, offset](size_t bytes, bool workspace) {
+  auto place = [&](size_t offset, int64_t ws_offset) {
+    return [&, offset, ws_offset](size_t bytes, bool workspace) {
+      LETHE_ASSERT(!workspace || ws_offset >= 0);
       auto s = std::make_shared<Storage>();
-      size_t off = workspace ? cs->workspace_offset : offset;
+      size_t off = workspace ? static_cast<size_t>(ws_offset) : offset;
       s->data = region + off;
       s->bytes = bytes;
       s->device = dev;
@@ -340,7 +385,7 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
       continue;
     }
     auto c0 = std::chrono::steady_clock::now();
-    compute_node(*this, g, e.node, values, place(static_cast<size_t>(cs->offsets[i])));
+    compute_node(*this, g, e.node, values, place(static_cast<size_t>(cs->offsets[i]), cs->ws_offsets[i]));
     if (!done[id]) seconds[id] = std::chrono::duration<double>(std::chrono::steady_clock::now() - c0).count();
     if (tr) {
       if (trace_end[id]) trace_free(id);  // a recomputation over a value still held (not in valid plans)
@@ -353,7 +398,9 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
   // Side effects run once, after every read of what they overwrite (recomputations included).
   for (int id : cs->side_effects) {
     auto c0 = std::chrono::steady_clock::now();
-    compute_node(*this, g, id, values, place(cs->workspace_offset));
+    const size_t out_bytes = align_up(std::max<size_t>(g.nodes[static_cast<size_t>(id)].meta.bytes(), 1));
+    compute_node(*this, g, id, values,
+                 place(cs->workspace_offset, static_cast<int64_t>(cs->workspace_offset + out_bytes)));
     if (tr) trace_op(static_cast<size_t>(id), cs->workspace_offset, Tracer::Kind::update, c0);
     values[static_cast<size_t>(id)].reset();
     ++computed;

@@ -63,11 +63,11 @@ StepProblem build_step_problem(const Graph& g, const std::vector<int>& targets, 
     if (!needed[i]) continue;
     const Node& nd = g.nodes[i];
     sched::Node pn;
-    pn.id = static_cast<sched::NodeId>(sp.to_graph.size());
     pn.name = nd.name.empty() ? (nd.op ? nd.op->name() : "leaf") + std::to_string(i) : nd.name;
     pn.op = nd.op ? nd.op->name() : (nd.requires_grad ? "param" : "input");
     pn.bytes = static_cast<int64_t>(align_up(std::max<size_t>(nd.meta.bytes(), 1)));
     pn.resident = nd.is_leaf();
+    sched::NodeId scratch = -1;
     if (!pn.resident) {
       std::vector<TensorMeta> in;
       for (int k : nd.inputs) in.push_back(g.nodes[static_cast<size_t>(k)].meta);
@@ -78,15 +78,30 @@ StepProblem build_step_problem(const Graph& g, const std::vector<int>& targets, 
         OpCost c = nd.op->cost(in, nd.meta);
         pn.cost = c.flops / model.flops_per_s + c.bytes / model.bytes_per_s + 1e-7;
       }
-      size_t ws = align_up(nd.op->workspace_bytes(in, nd.meta));
-      sp.max_workspace = std::max(sp.max_workspace, ws);
+      const size_t ws = align_up(nd.op->workspace_bytes(in, nd.meta));
       size_t working = ws + static_cast<size_t>(pn.bytes);
       for (const auto& m2 : in) working += align_up(m2.bytes());
       sp.largest_working_set = std::max(sp.largest_working_set, working);
+      if (ws > 0) {
+        // The op's workspace: a node of its own, computed (for free) right before the op and an
+        // input of it, so the plan holds it only while the op runs and the layout places it.
+        sched::Node sn;
+        sn.id = static_cast<sched::NodeId>(sp.to_graph.size());
+        sn.name = pn.name + ".workspace";
+        sn.op = "workspace";
+        sn.bytes = static_cast<int64_t>(ws);
+        scratch = sn.id;
+        sp.to_graph.push_back(static_cast<int>(i));
+        sp.scratch.push_back(1);
+        sp.problem.nodes.push_back(std::move(sn));
+      }
     }
+    pn.id = static_cast<sched::NodeId>(sp.to_graph.size());
     for (int k : nd.inputs) pn.inputs.push_back(sp.from_graph[static_cast<size_t>(k)]);
+    if (scratch >= 0) pn.inputs.push_back(scratch);
     sp.from_graph[i] = pn.id;
     sp.to_graph.push_back(static_cast<int>(i));
+    sp.scratch.push_back(0);
     sp.problem.nodes.push_back(std::move(pn));
   }
   for (size_t i = 0; i < n; ++i)

@@ -1,6 +1,8 @@
 // The step graph as a scheduler problem: bytes from shapes, costs from the ops' estimates or from
 // measured times, residents = leaves (parameters, optimizer state, the batch), outputs = values
-// the user still holds plus the inputs of side-effect nodes (which run after the plan).
+// the user still holds plus the inputs of side-effect nodes (which run after the plan). An op with
+// workspace gets a workspace node (op "workspace", cost 0, no inputs) just before it, as an extra
+// input: its workspace is in memory only while it runs, and the plan and the layout account for it.
 #pragma once
 
 #include <cstdint>
@@ -13,10 +15,13 @@ namespace lethe {
 
 struct StepProblem {
   sched::Problem problem;
-  std::vector<int> to_graph;    // problem id -> graph node id
+  std::vector<int> to_graph;    // problem id -> graph node id (for a workspace node: its op)
   std::vector<int> from_graph;  // graph node id -> problem id, -1 when not needed
+  std::vector<uint8_t> scratch;   // per problem id: 1 for an op's workspace node
   std::vector<int> side_effects;  // graph ids of side-effect nodes, in record order
-  size_t max_workspace = 0;     // largest workspace of any needed node (bytes, aligned)
+  // Memory outside the plan: the largest output + workspace of a side-effect node (the caller fills
+  // it in; the plan's ops have workspace nodes of their own).
+  size_t max_workspace = 0;
   size_t largest_working_set = 0;  // max over nodes of inputs + output + workspace
 };
 

@@ -94,6 +94,12 @@ TrainingSplit split_training(const Dag& g) {
       }
       s.backward[v] = desc[v];
     }
+    // A computed node without inputs (an op's scratch buffer, as the framework adds them) belongs
+    // to the part its consumers are in.
+    for (NodeId v : g.targets) {
+      if (v <= s.loss || !g.inputs(v).empty()) continue;
+      for (NodeId c : g.consumers(v)) s.backward[v] = s.backward[v] || (g.needed[c] && s.backward[c]);
+    }
   }
   for (NodeId v : g.targets) {
     if (!s.backward[v]) s.forward.push_back(v);

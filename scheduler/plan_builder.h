@@ -44,8 +44,9 @@ struct Dag {
 };
 
 // The forward/backward split of a training graph. The loss is the first non-resident output that
-// some needed node consumes; the backward part is everything needed that depends on it. A graph
-// without such an output (inference) is all forward.
+// some needed node consumes; the backward part is everything needed that depends on it, and the
+// computed nodes without inputs (scratch buffers) whose consumers are backward. A graph without
+// such an output (inference) is all forward.
 struct TrainingSplit {
   NodeId loss = -1;
   std::vector<uint8_t> backward;  // per node

@@ -251,3 +251,81 @@ TEST_CASE("budget: export_graph writes the step as a remat-graph/1 file") {
   CHECK(seeds == 1);
   std::remove(path.c_str());
 }
+
+// A convolution over many channels first (a large im2col workspace, a small output), then wide
+// layers with small workspaces: the workspace and the activations peak at different times.
+Model make_workspace_cnn() {
+  auto seq = std::make_shared<nn::Sequential>();
+  seq->push_back(std::make_shared<nn::Conv2d>(nn::Conv2dOptions(128, 4, 3).padding(1)));
+  seq->push_back(std::make_shared<nn::Conv2d>(nn::Conv2dOptions(4, 64, 3).padding(1)));
+  for (int i = 0; i < 8; ++i) {
+    seq->push_back(std::make_shared<nn::ReLU>());
+    seq->push_back(std::make_shared<nn::Conv2d>(nn::Conv2dOptions(64, 64, 1)));
+  }
+  auto x = randn({8, 128, 8, 8});
+  auto target = randn({8, 64, 8, 8});
+  return {seq, [seq, x, target](int) { return mse_loss(seq->forward(x), target); }};
+}
+
+TEST_CASE("budget: an op's workspace is a node of the step, held only while the op runs") {
+  // Convolutions on CPU take an im2col workspace. It is a node of the step's problem (op
+  // "workspace", cost 0, no inputs) just before its op and one of the op's inputs, so a plan holds
+  // it only around that op instead of reserving the largest one for the whole step.
+  Session s({.seed = 5});
+  Model m = make_workspace_cnn();
+  optim::AdamW opt(m.module->parameters(), optim::AdamWOptions(1e-2).weight_decay(0.01));
+  Tensor loss = m.loss(0);
+  loss.backward();
+  opt.step();
+  const std::string path = "budget_workspace_test.graph.json";
+  s.export_graph(path);
+  const sched::Problem p = sched::read_problem_file(path);
+  std::remove(path.c_str());
+  int workspaces = 0, backward_ones = 0;
+  for (const sched::Node& n : p.nodes) {
+    if (n.op != "workspace") continue;
+    ++workspaces;
+    CHECK(n.cost == 0.0);
+    CHECK(n.inputs.empty());
+    CHECK_FALSE(n.resident);
+    REQUIRE(static_cast<size_t>(n.id) + 1 < p.nodes.size());
+    const sched::Node& op = p.nodes[static_cast<size_t>(n.id) + 1];
+    CHECK(std::find(op.inputs.begin(), op.inputs.end(), n.id) != op.inputs.end());
+    CHECK(n.name == op.name + ".workspace");
+    backward_ones += op.op.find("backward") != std::string::npos;
+  }
+  CHECK(workspaces >= 3);
+  CHECK(backward_ones > 0);
+  // The smallest budget that fits is below what reserving the largest workspace for the whole
+  // step would need at least: the resident values, that workspace and the largest working set of
+  // any other op (its output and the inputs that are not resident).
+  int64_t resident = 0, largest_ws = 0, largest_working = 0;
+  for (const sched::Node& n : p.nodes) {
+    if (n.resident) {
+      resident += n.bytes;
+    } else if (n.op == "workspace") {
+      largest_ws = std::max(largest_ws, n.bytes);
+    } else {
+      int64_t w = n.bytes;
+      for (sched::NodeId u : n.inputs) {
+        const sched::Node& in = p.nodes[static_cast<size_t>(u)];
+        if (!in.resident && in.op != "workspace") w += in.bytes;
+      }
+      largest_working = std::max(largest_working, w);
+    }
+  }
+  size_t smallest = 0;
+  try {
+    run(make_workspace_cnn, "0.0001", "auto");
+  } catch (const InfeasibleBudget& e) {
+    smallest = e.smallest_feasible_bytes;
+  }
+  REQUIRE(smallest > 0);
+  CHECK(static_cast<int64_t>(smallest) < resident + largest_ws + largest_working);
+  // And it runs there, bitwise as without a budget.
+  const RunResult ref = run(make_workspace_cnn, "", "auto");
+  const RunResult at = run(make_workspace_cnn, std::to_string(smallest), "auto");
+  CHECK(at.losses == ref.losses);
+  CHECK(at.params == ref.params);
+  CHECK(at.adam_state == ref.adam_state);
+}

@@ -199,6 +199,23 @@ TEST_CASE("planners: the training split takes the output with the most ancestors
   for (NodeId b : {6, 7, 8, 9}) CHECK(s.backward[static_cast<size_t>(b)]);
 }
 
+TEST_CASE("planners: an op's workspace node is in the part of its op") {
+  // As the framework exports ops with workspace: a computed node without inputs right before its
+  // op. 3 is the forward op 4's workspace, 7 the backward op 8's.
+  Problem p;
+  p.name = "workspace-nodes";
+  p.nodes = {node(0, 100, 0, {}, true), node(1, 10, 0, {}, true), node(2, 100, 1, {0, 1}),
+             node(3, 500, 0, {}),       node(4, 100, 1, {2, 1, 3}), node(5, 4, 1, {4}),
+             node(6, 100, 1, {5, 4}),   node(7, 500, 0, {}),        node(8, 10, 1, {6, 2, 7})};
+  p.outputs = {5, 8};
+  const Dag g(p);
+  const TrainingSplit s = split_training(g);
+  REQUIRE(s.loss == 5);
+  CHECK(s.forward == std::vector<NodeId>{2, 3, 4, 5});
+  CHECK(s.backward[7]);
+  CHECK(s.backward[8]);
+}
+
 TEST_CASE("planners: a backward node runs no earlier than its last-made backward input") {
   // Forward a (stage 0) -> b (1) -> c (2) -> loss (2). Node 12 sums a gradient made at stage 1 (7)
   // and one made at stage 2 (11), as a tied weight's gradient does: the backward runs from stage
