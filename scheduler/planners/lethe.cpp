@@ -301,17 +301,11 @@ std::optional<Plan> lethe_search(const Problem& p, int64_t budget, const Planner
   const std::pair<const char*, decltype(&plan_keep_all)> baselines[] = {
       {"keep-all", plan_keep_all}, {"chain", plan_chain}, {"treewidth", plan_treewidth},
       {"dtr", plan_dtr},           {"sqrt", plan_sqrt}};
-  std::vector<std::vector<uint8_t>> baseline_recomputes;  // per baseline plan that fits: v recomputed
+  std::vector<std::vector<NodeId>> baseline_recomputed;  // per baseline plan that fits
   for (const auto& [name, fn] : baselines) {
     PlannerInfo ignored;
     std::optional<Plan> bp = fn(p, budget, opts, &ignored);
-    if (bp && std::string(name) != "keep-all") {
-      std::vector<uint8_t> count(static_cast<size_t>(g.n), 0);
-      for (const Step& st : bp->steps) {
-        if (st.kind == Step::Kind::compute && count[static_cast<size_t>(st.node)] < 2) ++count[static_cast<size_t>(st.node)];
-      }
-      baseline_recomputes.push_back(std::move(count));
-    }
+    if (bp) baseline_recomputed.push_back(recomputed_nodes(g, *bp));
     offer(std::move(bp), name);
     // keep-all fits: nothing can be cheaper than the no-remat cost.
     if (best && best_cost <= no_remat_cost(p)) break;
@@ -372,10 +366,11 @@ std::optional<Plan> lethe_search(const Problem& p, int64_t budget, const Planner
       }
       // Baseline seeds: what a baseline's plan keeps (computes once) weighs hi, what it
       // recomputes 1/hi.
-      for (const std::vector<uint8_t>& count : baseline_recomputes) {
+      for (const std::vector<NodeId>& rc : baseline_recomputed) {
         for (const double hi : {4.0, 64.0}) {
           std::vector<double> bw(static_cast<size_t>(g.n), 1.0);
-          for (NodeId v : g.targets) bw[static_cast<size_t>(v)] = count[static_cast<size_t>(v)] > 1 ? 1.0 / hi : hi;
+          for (NodeId v : g.targets) bw[static_cast<size_t>(v)] = hi;
+          for (NodeId v : rc) bw[static_cast<size_t>(v)] = 1.0 / hi;
           offer(evict_plan(g, evict_budget, *start, opts.seed, &bw, kCap * var_best), "baseline-seeded eviction");
         }
       }
