@@ -398,9 +398,10 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
   // Side effects run once, after every read of what they overwrite (recomputations included).
   for (int id : cs->side_effects) {
     auto c0 = std::chrono::steady_clock::now();
-    const size_t out_bytes = align_up(std::max<size_t>(g.nodes[static_cast<size_t>(id)].meta.bytes(), 1));
+    // Its output, then its workspace (as compile() reserved them).
     compute_node(*this, g, id, values,
-                 place(cs->workspace_offset, static_cast<int64_t>(cs->workspace_offset + out_bytes)));
+                 place(cs->workspace_offset,
+                       static_cast<int64_t>(cs->workspace_offset) + value_bytes(static_cast<size_t>(id))));
     if (tr) trace_op(static_cast<size_t>(id), cs->workspace_offset, Tracer::Kind::update, c0);
     values[static_cast<size_t>(id)].reset();
     ++computed;
