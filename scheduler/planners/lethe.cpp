@@ -32,7 +32,9 @@ struct Variant {
 // `weight` (optional, one per node) multiplies the score: the iterated search below learns it.
 std::optional<Plan> evict_plan(const Dag& g, int64_t budget, const Variant& var, uint64_t seed,
                                const std::vector<double>* weight = nullptr,
-                               double cost_cap = std::numeric_limits<double>::infinity()) {
+                               double cost_cap = std::numeric_limits<double>::infinity(),
+                               NodeId* stuck = nullptr) {
+  if (stuck) *stuck = -1;
   const int n = g.n;
   std::vector<int32_t> pos(n, -1);
   for (size_t i = 0; i < g.targets.size(); ++i) pos[g.targets[i]] = static_cast<int32_t>(i);
@@ -115,7 +117,7 @@ std::optional<Plan> evict_plan(const Dag& g, int64_t budget, const Variant& var,
   };
   // The pool holds only computed values this variant may evict (on_compute below).
   auto evictable = [&](NodeId t) { return ex.in_memory(t) && !ex.pinned(t); };
-  ex.make_room = [&](NodeId, int64_t need) {
+  ex.make_room = [&](NodeId v, int64_t need) {
     // Past the cap the plan cannot win any more (it would thrash on): give up early.
     if (ex.cost() > cost_cap) return false;
     while (ex.memory() + need > budget) {
@@ -146,7 +148,10 @@ std::optional<Plan> evict_plan(const Dag& g, int64_t budget, const Variant& var,
           for (NodeId t : pool) consider(t);
         }
       }
-      if (best < 0) return false;
+      if (best < 0) {
+        if (stuck) *stuck = v;
+        return false;
+      }
       ex.free(best);
     }
     return true;
@@ -242,6 +247,93 @@ std::vector<double> knapsack_weights(const Dag& g, int64_t budget, double low) {
   return w;
 }
 
+// Another order of the targets for the eviction, which computes them in order: the id order with
+// the "sink gradients" (outputs no needed node reads: parameter gradients) moved.
+// - Deferred to the end, when the gradient outweighs its inputs: it is held from its compute to the
+//   end of the step, its inputs only until their last use, so computing it last trades its bytes
+//   for theirs over the rest of the backward pass (ResNet-18's last-stage weight gradients are
+//   2.25x their inputs). Greedy, largest bytes per input byte first; inputs already held for a
+//   deferred gradient count as free. A gradient is deferred when its bytes exceed `defer_ratio` x
+//   its inputs' new bytes (infinity: none is).
+// - With `eager`, every other sink gradient right after its last-made input: the id order makes a
+//   convolution's input gradient before its weight gradient, holding the weight gradient's input
+//   meanwhile (the U-Net's 6 MiB top concatenation beside the 6 MiB input gradient).
+// `hold` gets weight kHold on the deferred gradients' inputs (1 elsewhere): their next use is then
+// at the end, and the eviction would drop them first and undo the trade. Returns an empty vector
+// when the order is the id order.
+constexpr double kHold = 16.0;
+std::vector<NodeId> reordered_targets(const Dag& g, double defer_ratio, bool eager, std::vector<double>* hold) {
+  auto sink_gradient = [&](NodeId o) {
+    if (g.resident[o] || !g.needed[o]) return false;
+    for (NodeId c : g.consumers(o)) {
+      if (g.needed[c]) return false;
+    }
+    return true;
+  };
+  struct Cand {
+    NodeId v;
+    int64_t in;
+  };
+  std::vector<Cand> cands;
+  for (NodeId o : g.outputs) {
+    if (!sink_gradient(o)) continue;
+    int64_t in = 0;
+    for (NodeId u : g.inputs(o)) {
+      if (!g.resident[u] && !g.is_output[u]) in += g.bytes[u];
+    }
+    if (static_cast<double>(g.bytes[o]) > defer_ratio * static_cast<double>(in)) cands.push_back({o, in});
+  }
+  // Largest bytes / input bytes first; ties by id (deterministic).
+  std::sort(cands.begin(), cands.end(), [&](const Cand& a, const Cand& b) {
+    const double l = static_cast<double>(g.bytes[a.v]) * static_cast<double>(std::max<int64_t>(b.in, 1));
+    const double r = static_cast<double>(g.bytes[b.v]) * static_cast<double>(std::max<int64_t>(a.in, 1));
+    return l != r ? l > r : a.v < b.v;
+  });
+  std::vector<uint8_t> held(static_cast<size_t>(g.n), 0), deferred(static_cast<size_t>(g.n), 0);
+  size_t count = 0;
+  for (const Cand& c : cands) {
+    int64_t extra = 0;
+    for (NodeId u : g.inputs(c.v)) {
+      if (!g.resident[u] && !g.is_output[u] && !held[u]) extra += g.bytes[u];
+    }
+    if (static_cast<double>(g.bytes[c.v]) <= defer_ratio * static_cast<double>(extra)) continue;
+    for (NodeId u : g.inputs(c.v)) held[u] = 1;
+    deferred[c.v] = 1;
+    ++count;
+  }
+  if (count == 0 && !eager) return {};
+  hold->assign(static_cast<size_t>(g.n), 1.0);
+  for (NodeId v : g.targets) {
+    if (!deferred[v]) continue;
+    for (NodeId u : g.inputs(v)) {
+      if (!g.resident[u]) (*hold)[u] = kHold;
+    }
+  }
+  // Eager gradients go right after their anchor, the last of their inputs in id order.
+  std::vector<NodeId> anchor(static_cast<size_t>(g.n), -1);
+  std::vector<std::vector<NodeId>> after(static_cast<size_t>(g.n));
+  if (eager) {
+    for (NodeId o : g.outputs) {
+      if (deferred[o] || !sink_gradient(o)) continue;
+      for (NodeId u : g.inputs(o)) {
+        if (!g.resident[u]) anchor[o] = std::max(anchor[o], u);
+      }
+    }
+    for (NodeId t : g.targets) {
+      if (anchor[t] >= 0) after[anchor[t]].push_back(t);
+    }
+  }
+  std::vector<NodeId> order, tail;
+  for (NodeId t : g.targets) {
+    if (anchor[t] >= 0) continue;
+    (deferred[t] ? tail : order).push_back(t);
+    for (NodeId e : after[t]) order.push_back(e);
+  }
+  order.insert(order.end(), tail.begin(), tail.end());
+  if (order == g.targets) return {};
+  return order;
+}
+
 // Rounds of the iterated eviction: a fixed amount of work (~ rounds x graph size) so that the plan
 // is deterministic (no clock) and the planner stays within its time bounds.
 int search_iterations(const Dag& g) {
@@ -313,8 +405,27 @@ std::optional<Plan> lethe_search(const Problem& p, int64_t budget, const Planner
   if (!(best && best_cost <= no_remat_cost(p))) {
     const Variant variants[] = {{1.0, 1}, {1.0, 0}, {2.0, 1}, {0.5, 1}, {0.0, 1}, {3.0, 1},
                                 {1.0, 1, true}, {2.0, 1, true}, {1.0, 2}, {2.0, 2}, {1.0, 2, true}};
+    // The eviction follows the targets in id order or in one of the orders of reordered_targets;
+    // the order of the best start is the one the search uses.
+    struct Order {
+      Dag dag;                // g with its targets in this order
+      std::vector<double> w;  // the eviction's weights that go with it
+    };
+    std::vector<Order> orders{{g, std::vector<double>(static_cast<size_t>(g.n), 1.0)}};
+    constexpr double kNone = std::numeric_limits<double>::infinity();
+    static const std::pair<double, bool> kOrders[] = {{1.0, false}, {0.5, false}, {kNone, true}, {1.0, true}};
+    for (const auto& [defer_ratio, eager] : kOrders) {
+      std::vector<double> hold;
+      std::vector<NodeId> t = reordered_targets(g, defer_ratio, eager, &hold);
+      if (t.empty() || std::any_of(orders.begin(), orders.end(), [&](const Order& o) { return o.dag.targets == t; })) {
+        continue;
+      }
+      orders.push_back({g, std::move(hold)});
+      orders.back().dag.targets = std::move(t);
+    }
     double var_best = std::numeric_limits<double>::infinity();
     const Variant* start = &variants[0];
+    const Order* eo = &orders[0];  // the order of the best start
     std::vector<NodeId> recomputed;  // what the search's incumbent recomputes
     // The eviction is not monotone in its budget: at a tight budget it can thrash (or fail) where
     // a slightly smaller one steers it clear. So the two best variants (every variant when none
@@ -325,38 +436,86 @@ std::optional<Plan> lethe_search(const Problem& p, int64_t budget, const Planner
     // An eviction run whose raw cost passes kCap x the best plan so far stops: post-optimisation
     // rarely takes back that much, and thrashing runs are the long ones.
     constexpr double kCap = 1.5;
-    std::vector<std::pair<double, const Variant*>> ranked;
-    auto run_variant = [&](const Variant& v, int64_t b) {
-      std::optional<Plan> cand = evict_plan(g, b, v, opts.seed, nullptr, kCap * var_best);
+    struct Ranked {
+      double cost;
+      const Variant* v;
+      const Order* order;
+    };
+    std::vector<Ranked> ranked;
+    // Another order's start must be kReorderMargin cheaper to displace the id order's: the search
+    // from a start barely ahead ends up behind about as often as ahead, and the id order's search
+    // is the one the results above the tightest budgets were tuned with.
+    constexpr double kReorderMargin = 1.01;
+    double start_key = std::numeric_limits<double>::infinity();
+    auto run_variant = [&](const Order& order, const Variant& v, int64_t b) {
+      std::optional<Plan> cand = evict_plan(order.dag, b, v, opts.seed, &order.w, kCap * var_best);
       std::vector<NodeId> rc = cand ? recomputed_nodes(g, *cand) : std::vector<NodeId>{};
       const double c = offer(std::move(cand), "evict");
-      if (c < var_best) {
+      const double key = &order == &orders.front() ? c : c * kReorderMargin;
+      if (key < start_key) {
+        start_key = key;
         var_best = c;
         start = &v;
+        eo = &order;
         evict_budget = b;
         recomputed = std::move(rc);
       }
       return c;
     };
-    for (const Variant& v : variants) ranked.emplace_back(run_variant(v, budget), &v);
-    std::stable_sort(ranked.begin(), ranked.end(),
-                     [](const auto& a, const auto& b) { return a.first < b.first; });
-    if (std::isfinite(ranked.front().first)) ranked.resize(2);
+    for (const Order& order : orders) {
+      for (const Variant& v : variants) ranked.push_back({run_variant(order, v, budget), &v, &order});
+    }
+    std::stable_sort(ranked.begin(), ranked.end(), [](const Ranked& a, const Ranked& b) { return a.cost < b.cost; });
+    if (std::isfinite(ranked.front().cost)) ranked.resize(2);
     const int64_t lo = std::min(floor_bytes(p), budget);
     for (const double scale : {0.95, 0.9, 0.8, 0.7}) {
       const int64_t b = budget - static_cast<int64_t>((1.0 - scale) * static_cast<double>(budget - lo));
-      for (const auto& r : ranked) run_variant(*r.second, b);
+      for (const Ranked& r : ranked) run_variant(*r.order, *r.v, b);
+    }
+    // Repair when nothing fits: the eviction got stuck recomputing a value that no longer fits
+    // beside what its consumer holds (the U-Net's top concat at a fifth of its activations: 6 MiB,
+    // cheap to recompute, fatal to evict). That value's weight goes up (evicted last) and the
+    // eviction runs again, a few times per order, for the plain and the evicted-ancestry score.
+    std::vector<double> base_w = eo->w;
+    if (!std::isfinite(var_best)) {
+      constexpr int kRepairs = 12;
+      for (const Order& order : orders) {
+        for (const Variant* v : {&variants[0], &variants[8]}) {
+          std::vector<double> rw = order.w;
+          for (int r = 0; r < kRepairs && !std::isfinite(var_best); ++r) {
+            NodeId stuck = -1;
+            std::optional<Plan> cand = evict_plan(order.dag, budget, *v, opts.seed, &rw,
+                                                  std::numeric_limits<double>::infinity(), &stuck);
+            if (cand) {
+              std::vector<NodeId> rc = recomputed_nodes(g, *cand);
+              const double c = offer(std::move(cand), "repaired eviction");
+              if (c < var_best) {
+                var_best = c;
+                start = v;
+                eo = &order;
+                evict_budget = budget;
+                recomputed = std::move(rc);
+                base_w = rw;
+              }
+              break;
+            }
+            if (stuck < 0 || rw[static_cast<size_t>(stuck)] >= 1e14) break;
+            rw[static_cast<size_t>(stuck)] *= 1e4;
+          }
+        }
+        if (std::isfinite(var_best)) break;
+      }
     }
     // 4. Iterated eviction: per-node weights on the best variant's score, changed a few at a time
     //    (mostly on nodes the incumbent recomputes: evicting them was the expensive choice), and a
     //    change is kept when the post-optimised plan gets cheaper.
     if (std::isfinite(var_best)) {
-      std::vector<double> w(static_cast<size_t>(g.n), 1.0);
+      std::vector<double> w = base_w;
       // Seeds: knapsack weightings of the natural schedule's peak, and cut weightings that keep the
       // forward's single-node cuts (block boundaries, the chain planner's checkpoints) and evict
       // inside blocks first.
       std::vector<std::vector<double>> seeds;
-      for (const double low : {0.5, 0.1, 0.01}) seeds.push_back(knapsack_weights(g, evict_budget, low));
+      for (const double low : {0.5, 0.1, 0.01}) seeds.push_back(knapsack_weights(eo->dag, evict_budget, low));
       const TrainingSplit split = split_training(g);
       const std::vector<uint8_t> cuts = forward_cuts(g, split);
       for (const double hi : {4.0, 64.0}) {
@@ -371,11 +530,13 @@ std::optional<Plan> lethe_search(const Problem& p, int64_t budget, const Planner
           std::vector<double> bw(static_cast<size_t>(g.n), 1.0);
           for (NodeId v : g.targets) bw[static_cast<size_t>(v)] = hi;
           for (NodeId v : rc) bw[static_cast<size_t>(v)] = 1.0 / hi;
-          offer(evict_plan(g, evict_budget, *start, opts.seed, &bw, kCap * var_best), "baseline-seeded eviction");
+          for (size_t i = 0; i < bw.size(); ++i) bw[i] *= base_w[i];  // the repair's weights stay
+          offer(evict_plan(eo->dag, evict_budget, *start, opts.seed, &bw, kCap * var_best), "baseline-seeded eviction");
         }
       }
       for (std::vector<double>& kw : seeds) {
-        std::optional<Plan> cand = evict_plan(g, evict_budget, *start, opts.seed, &kw, kCap * var_best);
+        for (size_t i = 0; i < kw.size(); ++i) kw[i] *= base_w[i];
+        std::optional<Plan> cand = evict_plan(eo->dag, evict_budget, *start, opts.seed, &kw, kCap * var_best);
         std::vector<NodeId> rc = cand ? recomputed_nodes(g, *cand) : std::vector<NodeId>{};
         const double c = offer(std::move(cand), "seeded eviction");
         if (c < var_best) {
@@ -405,7 +566,7 @@ std::optional<Plan> lethe_search(const Problem& p, int64_t budget, const Planner
           static constexpr double kFactors[] = {0.25, 0.5, 2.0, 4.0, 16.0};
           cand_w[static_cast<size_t>(v)] *= kFactors[rng.next() % 5];
         }
-        std::optional<Plan> cand = evict_plan(g, evict_budget, *start, opts.seed, &cand_w, kCap * var_best);
+        std::optional<Plan> cand = evict_plan(eo->dag, evict_budget, *start, opts.seed, &cand_w, kCap * var_best);
         work += cand ? static_cast<int64_t>(cand->steps.size()) : static_cast<int64_t>(g.targets.size());
         std::vector<NodeId> rc = cand ? recomputed_nodes(g, *cand) : std::vector<NodeId>{};
         const double c = offer(std::move(cand), "iterated eviction");
