@@ -465,12 +465,21 @@ std::optional<Plan> lethe_search(const Problem& p, int64_t budget, const Planner
     for (const Order& order : orders) {
       for (const Variant& v : variants) ranked.push_back({run_variant(order, v, budget), &v, &order});
     }
-    std::stable_sort(ranked.begin(), ranked.end(), [](const Ranked& a, const Ranked& b) { return a.cost < b.cost; });
-    if (std::isfinite(ranked.front().cost)) ranked.resize(2);
+    // The ladder runs the two best variants of the id order (all of them when none fits, as the
+    // id order's search always had) and the two best of the other orders (none when none fits:
+    // the repair below covers those).
+    auto by_cost = [](const Ranked& a, const Ranked& b) { return a.cost < b.cost; };
+    const auto reordered = ranked.begin() + std::size(variants);
+    std::stable_sort(ranked.begin(), reordered, by_cost);
+    std::stable_sort(reordered, ranked.end(), by_cost);
+    std::vector<Ranked> ladder(ranked.begin(), std::isfinite(ranked.front().cost) ? ranked.begin() + 2 : reordered);
+    for (auto it = reordered; it != ranked.end() && it != reordered + 2 && std::isfinite(it->cost); ++it) {
+      ladder.push_back(*it);
+    }
     const int64_t lo = std::min(floor_bytes(p), budget);
     for (const double scale : {0.95, 0.9, 0.8, 0.7}) {
       const int64_t b = budget - static_cast<int64_t>((1.0 - scale) * static_cast<double>(budget - lo));
-      for (const Ranked& r : ranked) run_variant(*r.order, *r.v, b);
+      for (const Ranked& r : ladder) run_variant(*r.order, *r.v, b);
     }
     // Repair when nothing fits: the eviction got stuck recomputing a value that no longer fits
     // beside what its consumer holds (the U-Net's top concat at a fifth of its activations: 6 MiB,
