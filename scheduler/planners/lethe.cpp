@@ -1,8 +1,9 @@
 // `lethe`: minimise the plan's cost under the budget (method and reasons: lethe.md beside this file).
 //   1. Incumbents: every cheap baseline planner (keep-all, chain, treewidth, dtr, sqrt).
-//   2. Own candidates: the natural order with on-demand recomputation, evicting at memory pressure
-//      the value with the smallest recompute-cost / (bytes x distance to its next use^alpha), for a
-//      few score variants (Belady's rule weighted by cost).
+//   2. Own candidates: the natural order (or one with the parameter gradients made last or early)
+//      with on-demand recomputation, evicting at memory pressure the value with the smallest
+//      recompute-cost / (bytes x distance to its next use^alpha), for a few score variants
+//      (Belady's rule weighted by cost); when none fits, the value it got stuck on is kept.
 //   3. Iterated eviction: per-node weights on the best variant's score, from knapsack and cut
 //      seeds, changed a few at a time and kept when the plan gets cheaper (a deterministic search).
 //   4. Every candidate is post-optimised (scheduler/lethe_postopt.h) and simulated; the cheapest
