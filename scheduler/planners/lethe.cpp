@@ -474,7 +474,7 @@ std::optional<Plan> lethe_search(const Problem& p, int64_t budget, const Planner
     std::stable_sort(ranked.begin(), reordered, by_cost);
     std::stable_sort(reordered, ranked.end(), by_cost);
     std::vector<Ranked> ladder(ranked.begin(), std::isfinite(ranked.front().cost) ? ranked.begin() + 2 : reordered);
-    for (auto it = reordered; it != ranked.end() && it != reordered + 2 && std::isfinite(it->cost); ++it) {
+    for (auto it = reordered; it != ranked.end() && it - reordered < 2 && std::isfinite(it->cost); ++it) {
       ladder.push_back(*it);
     }
     const int64_t lo = std::min(floor_bytes(p), budget);
