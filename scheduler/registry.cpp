@@ -75,14 +75,29 @@ bool better(const PlanResult& a, const PlanResult& b) {
   return a.plan.predicted_peak_bytes < b.plan.predicted_peak_bytes;
 }
 
-// Smallest budget in [lo, hi] at which `e` fits, assuming (as the planners roughly are) that fitting
-// is monotone in the budget; -1 when it does not fit at hi. The search stops within 1/4096 of the
-// range: budgets are physical bytes, and a closer answer is not worth ten more planner runs.
+// Smallest budget in [lo, hi] at which `e` fits; -1 when it does not fit at hi. A planner need not
+// fit every budget above one it fits (chain's DP over block boundaries, an eviction that thrashes),
+// and a bisection from the peak would stop at the first gap it met: so the budgets at seven even
+// steps from the floor up are tried first, and the bisection runs between the lowest of them that
+// fits and the step below it (where fitting is monotone the answer is the same). The search stops
+// within 1/4096 of the range: budgets are physical bytes, and a closer answer is not worth ten more
+// planner runs.
 int64_t search_one(const PlannerEntry& e, const Problem& p, int64_t lo, int64_t hi, const PlannerOptions& opts) {
   auto fits = [&](int64_t b) { return run_one(e, p, b, opts).has_value(); };
   if (lo > hi || !fits(hi)) return -1;
   if (fits(lo)) return lo;
-  const int64_t tol = std::max<int64_t>(1, (hi - lo) / 4096);
+  constexpr int64_t kGrid = 8;
+  const int64_t base = lo, span = hi - lo;
+  const int64_t tol = std::max<int64_t>(1, span / 4096);
+  for (int64_t k = 1; k < kGrid; ++k) {
+    const int64_t b = base + span / kGrid * k;
+    if (b <= lo || b >= hi) continue;
+    if (fits(b)) {
+      hi = b;
+      break;
+    }
+    lo = b;
+  }
   while (hi - lo > tol) {
     const int64_t mid = lo + (hi - lo) / 2;
     (fits(mid) ? hi : lo) = mid;

@@ -151,6 +151,23 @@ TEST_CASE("planners: infeasible names the budget, the smallest feasible budget a
   CHECK(contains(error_of([&] { plan(p, 5000, "nope"); }), "unknown planner"));
 }
 
+TEST_CASE("planners: the smallest-budget search looks below a gap in the budgets a planner fits") {
+  // Fitting need not be monotone in the budget (chain's DP over block boundaries, a session whose
+  // layouts fail at some budgets). Here the caller's test rejects every plan made for a budget in
+  // the middle of the range; a plain bisection from the peak stopped above that gap.
+  const Problem p = generate("chain", 20, 1);
+  const int64_t lo = floor_bytes(p), hi = no_remat_peak(p);
+  const int64_t gap_lo = lo + (hi - lo) * 4 / 10, gap_hi = lo + (hi - lo) * 7 / 10;
+  PlannerOptions opts;
+  opts.accept = [&](const Plan& pl) { return pl.budget_bytes <= gap_lo || pl.budget_bytes >= gap_hi; };
+  const int64_t plain = smallest_feasible_budget(p, "chain");
+  REQUIRE(plain > 0);
+  REQUIRE(plain < gap_lo);
+  const int64_t with_gap = smallest_feasible_budget(p, "chain", opts);
+  CHECK(with_gap < gap_lo);
+  CHECK(with_gap == plain);
+}
+
 TEST_CASE("planners: auto picks the cheapest valid plan") {
   const Problem p = generate("transformer", 40, 3);
   const int64_t b = parse_budget("0.4", p);
