@@ -144,15 +144,24 @@ std::shared_ptr<CompiledStep> SessionState::compile(Graph& g, const std::vector<
   cs->side_effects = sp.side_effects;
   cs->workspace_bytes = static_cast<size_t>(ws);
   cs->no_remat_region = static_cast<size_t>(no_remat - resident + ws);
-  // The smallest arena at which a plan and its layout fit, for the error message.
+  // The smallest arena at which a plan and its layout fit, for the error message: the smaller of
+  // the two ways of holding the ops' workspaces that compile() below tries (each op's workspace a
+  // buffer of the plan, or the largest one reserved for the whole step).
   auto smallest_arena = [&]() -> int64_t {
-    try {
-      int64_t pb = sched::smallest_feasible_budget(p, opts_.planner);
-      sched::PlanResult r = sched::plan(p, pb, opts_.planner);
-      return base + sched::layout_plan(p, r.plan, static_cast<int64_t>(kAlignment)).high_water + ws;
-    } catch (const sched::Error&) {
-      return -1;
-    }
+    int64_t best = -1;
+    auto one_way = [&](const sched::Problem& prob, int64_t reserve) {
+      try {
+        int64_t pb = sched::smallest_feasible_budget(prob, opts_.planner);
+        sched::PlanResult r = sched::plan(prob, pb, opts_.planner);
+        const int64_t a =
+            base + sched::layout_plan(prob, r.plan, static_cast<int64_t>(kAlignment)).high_water + reserve + ws;
+        if (best < 0 || a < best) best = a;
+      } catch (const sched::Error&) {
+      }
+    };
+    one_way(p, 0);
+    if (max_scratch > 0) one_way(reserved_p, max_scratch);
+    return best;
   };
   auto infeasible = [&]() {
     int64_t smallest = smallest_arena();

@@ -153,6 +153,8 @@ void check_all_budgets(const std::function<Model()>& make) {
       CHECK(r.params == ref.params);
       CHECK(r.buffers == ref.buffers);
       CHECK(r.adam_state == ref.adam_state);
+      // The smallest budget the error names is no larger than one this planner runs at.
+      if (smallest) CHECK(smallest <= r.budget);
     }
   }
 }
