@@ -144,23 +144,40 @@ std::shared_ptr<CompiledStep> SessionState::compile(Graph& g, const std::vector<
   cs->side_effects = sp.side_effects;
   cs->workspace_bytes = static_cast<size_t>(ws);
   cs->no_remat_region = static_cast<size_t>(no_remat - resident + ws);
-  // The smallest arena at which a plan and its layout fit, for the error message: the smaller of
-  // the two ways of holding the ops' workspaces that compile() below tries (each op's workspace a
-  // buffer of the plan, or the largest one reserved for the whole step).
-  auto smallest_arena = [&]() -> int64_t {
-    int64_t best = -1;
-    auto one_way = [&](const sched::Problem& prob, int64_t reserve) {
+  // The plan at the smallest budget the planner fits, for each of the two ways of holding the ops'
+  // workspaces that the search below tries (each op's workspace a buffer of the plan, or the
+  // largest one reserved for the whole step): the error message names the smaller arena, and when
+  // the search finds nothing, these plans are the last resort, so that the smallest budget named
+  // always runs.
+  struct AtSmallest {
+    sched::PlanResult r;
+    int64_t high_water = 0;  // of its layout without a capacity
+    bool reserved = false;
+  };
+  std::vector<AtSmallest> at_smallest;
+  bool at_smallest_done = false;
+  auto smallest_plans = [&]() -> const std::vector<AtSmallest>& {
+    if (at_smallest_done) return at_smallest;
+    at_smallest_done = true;
+    for (const bool reserved : {false, true}) {
+      if (reserved && max_scratch == 0) continue;
+      const sched::Problem& prob = reserved ? reserved_p : p;
       try {
-        int64_t pb = sched::smallest_feasible_budget(prob, opts_.planner);
-        sched::PlanResult r = sched::plan(prob, pb, opts_.planner);
-        const int64_t a =
-            base + sched::layout_plan(prob, r.plan, static_cast<int64_t>(kAlignment)).high_water + reserve + ws;
-        if (best < 0 || a < best) best = a;
+        const int64_t pb = sched::smallest_feasible_budget(prob, opts_.planner);
+        AtSmallest a{sched::plan(prob, pb, opts_.planner), 0, reserved};
+        a.high_water = sched::layout_plan(prob, a.r.plan, static_cast<int64_t>(kAlignment)).high_water;
+        at_smallest.push_back(std::move(a));
       } catch (const sched::Error&) {
       }
-    };
-    one_way(p, 0);
-    if (max_scratch > 0) one_way(reserved_p, max_scratch);
+    }
+    return at_smallest;
+  };
+  auto smallest_arena = [&]() -> int64_t {
+    int64_t best = -1;
+    for (const AtSmallest& a : smallest_plans()) {
+      const int64_t arena = base + a.high_water + (a.reserved ? max_scratch : 0) + ws;
+      if (best < 0 || arena < best) best = arena;
+    }
     return best;
   };
   auto infeasible = [&]() {
@@ -266,17 +283,17 @@ std::shared_ptr<CompiledStep> SessionState::compile(Graph& g, const std::vector<
     accept(*best_r, best_layout, best_reserved);
     done = true;
   }
-  if (!done) {
-    // The plan at the smallest feasible budget may still lay out within the capacity.
-    try {
-      int64_t pb = sched::smallest_feasible_budget(p, opts_.planner);
-      sched::PlanResult r = sched::plan(p, pb, opts_.planner);
-      sched::Layout layout = sched::layout_plan(p, r.plan, static_cast<int64_t>(kAlignment), capacity);
-      if (layout.high_water <= capacity) {
-        accept(r, layout, false);
-        done = true;
-      }
-    } catch (const sched::Error&) {
+  if (!done && capacity > 0) {
+    // A plan at the smallest feasible budget may still lay out within the capacity.
+    for (const AtSmallest& a : smallest_plans()) {
+      const int64_t cap = capacity - (a.reserved ? max_scratch : 0);
+      if (a.high_water > cap) continue;
+      sched::Layout layout =
+          sched::layout_plan(a.reserved ? reserved_p : p, a.r.plan, static_cast<int64_t>(kAlignment), cap);
+      if (layout.high_water > cap) continue;
+      accept(a.r, layout, a.reserved);
+      done = true;
+      break;
     }
   }
   if (!done) throw infeasible();
