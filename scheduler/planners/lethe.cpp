@@ -540,12 +540,12 @@ std::optional<Plan> lethe_search(const Problem& p, int64_t budget, const Planner
           std::vector<double> bw(static_cast<size_t>(g.n), 1.0);
           for (NodeId v : g.targets) bw[static_cast<size_t>(v)] = hi;
           for (NodeId v : rc) bw[static_cast<size_t>(v)] = 1.0 / hi;
-          for (size_t i = 0; i < bw.size(); ++i) bw[i] *= base_w[i];  // the repair's weights stay
+          for (size_t i = 0; i < bw.size(); ++i) bw[i] *= base_w[i];  // the order's and repair's stay
           offer(evict_plan(eo->dag, evict_budget, *start, opts.seed, &bw, kCap * var_best), "baseline-seeded eviction");
         }
       }
       for (std::vector<double>& kw : seeds) {
-        for (size_t i = 0; i < kw.size(); ++i) kw[i] *= base_w[i];
+        for (size_t i = 0; i < kw.size(); ++i) kw[i] *= base_w[i];  // likewise
         std::optional<Plan> cand = evict_plan(eo->dag, evict_budget, *start, opts.seed, &kw, kCap * var_best);
         std::vector<NodeId> rc = cand ? recomputed_nodes(g, *cand) : std::vector<NodeId>{};
         const double c = offer(std::move(cand), "seeded eviction");
