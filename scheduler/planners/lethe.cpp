@@ -271,6 +271,16 @@ std::vector<NodeId> reordered_targets(const Dag& g, double defer_ratio, bool eag
     }
     return true;
   };
+  // Bytes of o's inputs that deferring it would hold longer: not resident, not outputs (held to the
+  // end anyway), not held for another deferred gradient already.
+  std::vector<uint8_t> held(static_cast<size_t>(g.n), 0), deferred(static_cast<size_t>(g.n), 0);
+  auto new_input_bytes = [&](NodeId o) {
+    int64_t b = 0;
+    for (NodeId u : g.inputs(o)) {
+      if (!g.resident[u] && !g.is_output[u] && !held[u]) b += g.bytes[u];
+    }
+    return b;
+  };
   struct Cand {
     NodeId v;
     int64_t in;
@@ -278,10 +288,7 @@ std::vector<NodeId> reordered_targets(const Dag& g, double defer_ratio, bool eag
   std::vector<Cand> cands;
   for (NodeId o : g.outputs) {
     if (!sink_gradient(o)) continue;
-    int64_t in = 0;
-    for (NodeId u : g.inputs(o)) {
-      if (!g.resident[u] && !g.is_output[u]) in += g.bytes[u];
-    }
+    const int64_t in = new_input_bytes(o);
     if (static_cast<double>(g.bytes[o]) > defer_ratio * static_cast<double>(in)) cands.push_back({o, in});
   }
   // Largest bytes / input bytes first; ties by id (deterministic).
@@ -290,14 +297,9 @@ std::vector<NodeId> reordered_targets(const Dag& g, double defer_ratio, bool eag
     const double r = static_cast<double>(g.bytes[b.v]) * static_cast<double>(std::max<int64_t>(a.in, 1));
     return l != r ? l > r : a.v < b.v;
   });
-  std::vector<uint8_t> held(static_cast<size_t>(g.n), 0), deferred(static_cast<size_t>(g.n), 0);
   size_t count = 0;
   for (const Cand& c : cands) {
-    int64_t extra = 0;
-    for (NodeId u : g.inputs(c.v)) {
-      if (!g.resident[u] && !g.is_output[u] && !held[u]) extra += g.bytes[u];
-    }
-    if (static_cast<double>(g.bytes[c.v]) <= defer_ratio * static_cast<double>(extra)) continue;
+    if (static_cast<double>(g.bytes[c.v]) <= defer_ratio * static_cast<double>(new_input_bytes(c.v))) continue;
     for (NodeId u : g.inputs(c.v)) held[u] = 1;
     deferred[c.v] = 1;
     ++count;
