@@ -151,12 +151,12 @@ std::shared_ptr<CompiledStep> SessionState::compile(Graph& g, const std::vector<
   // always runs.
   struct AtSmallest {
     sched::PlanResult r;
-    int64_t high_water = 0;  // of its layout without a capacity
+    sched::Layout layout;  // its lowest layout (no capacity to stop at)
     bool reserved = false;
   };
   std::vector<AtSmallest> at_smallest;
   bool at_smallest_done = false;
-  auto smallest_plans = [&]() -> const std::vector<AtSmallest>& {
+  auto smallest_plans = [&]() -> std::vector<AtSmallest>& {
     if (at_smallest_done) return at_smallest;
     at_smallest_done = true;
     for (const bool reserved : {false, true}) {
@@ -164,8 +164,8 @@ std::shared_ptr<CompiledStep> SessionState::compile(Graph& g, const std::vector<
       const sched::Problem& prob = reserved ? reserved_p : p;
       try {
         const int64_t pb = sched::smallest_feasible_budget(prob, opts_.planner);
-        AtSmallest a{sched::plan(prob, pb, opts_.planner), 0, reserved};
-        a.high_water = sched::layout_plan(prob, a.r.plan, static_cast<int64_t>(kAlignment)).high_water;
+        AtSmallest a{sched::plan(prob, pb, opts_.planner), {}, reserved};
+        a.layout = sched::layout_plan(prob, a.r.plan, static_cast<int64_t>(kAlignment));
         at_smallest.push_back(std::move(a));
       } catch (const sched::Error&) {
       }
@@ -175,7 +175,7 @@ std::shared_ptr<CompiledStep> SessionState::compile(Graph& g, const std::vector<
   auto smallest_arena = [&]() -> int64_t {
     int64_t best = -1;
     for (const AtSmallest& a : smallest_plans()) {
-      const int64_t arena = base + a.high_water + (a.reserved ? max_scratch : 0) + ws;
+      const int64_t arena = base + a.layout.high_water + (a.reserved ? max_scratch : 0) + ws;
       if (best < 0 || arena < best) best = arena;
     }
     return best;
@@ -285,13 +285,9 @@ std::shared_ptr<CompiledStep> SessionState::compile(Graph& g, const std::vector<
   }
   if (!done && capacity > 0) {
     // A plan at the smallest feasible budget may still lay out within the capacity.
-    for (const AtSmallest& a : smallest_plans()) {
-      const int64_t cap = capacity - (a.reserved ? max_scratch : 0);
-      if (a.high_water > cap) continue;
-      sched::Layout layout =
-          sched::layout_plan(a.reserved ? reserved_p : p, a.r.plan, static_cast<int64_t>(kAlignment), cap);
-      if (layout.high_water > cap) continue;
-      accept(a.r, layout, a.reserved);
+    for (AtSmallest& a : smallest_plans()) {
+      if (a.layout.high_water > capacity - (a.reserved ? max_scratch : 0)) continue;
+      accept(a.r, a.layout, a.reserved);
       done = true;
       break;
     }
