@@ -188,38 +188,38 @@ TEST_CASE("lethe: a parameter gradient larger than its inputs is made last") {
   CHECK(l.cost <= 1.10 * no_remat_cost(p));
 }
 
+namespace {
+
+// lethe on an exported graph of bench/graphs at a fifth of its activations: fits, and costs at
+// most `bound` x the no-remat cost.
+void check_exported_at_a_fifth(const std::string& file, double bound) {
+  CAPTURE(file);
+  const Problem p = read_problem_file(std::string(LETHE_BENCH_GRAPHS) + "/" + file + ".graph.json");
+  const int64_t b = fraction_budget(0.2, p);
+  const Run l = run(p, b, "lethe");
+  REQUIRE(l.ok);
+  CHECK(l.peak <= b);
+  CHECK(l.cost <= bound * no_remat_cost(p));
+}
+
+}  // namespace
+
 TEST_CASE("lethe: exported graphs at a fifth of their activations") {
   // resnet18-w16: the last stage's weight gradients (2.25x their inputs) made last; before,
   // lethe recomputed the forward from the stem again and again (2.25x the no-remat cost).
   // unet-w16: the top concatenation (6 MiB) cannot be recomputed beside the 6 MiB input gradient
   // of its convolution, so evicting it was fatal and no plan fitted; the repair makes the
   // eviction keep it.
-  const std::string dir = LETHE_BENCH_GRAPHS;
-  for (const auto& [file, bound] : {std::pair<std::string, double>{"resnet18-w16", 1.30}, {"unet-w16", 1.50}}) {
-    CAPTURE(file);
-    const Problem p = read_problem_file(dir + "/" + file + ".graph.json");
-    const int64_t b = fraction_budget(0.2, p);
-    const Run l = run(p, b, "lethe");
-    REQUIRE(l.ok);
-    CHECK(l.peak <= b);
-    CHECK(l.cost <= bound * no_remat_cost(p));
-  }
+  check_exported_at_a_fifth("resnet18-w16", 1.30);
+  check_exported_at_a_fifth("unet-w16", 1.50);
 }
 
 TEST_CASE("lethe: the evicted-ancestry score also runs with little or no distance weight") {
   // With alpha 0 and 0.5 the evicted-ancestry score weighs what a recompute costs, the evicted
   // stretch it needs included, over how soon it comes. Those starts took resnet18-w16 at a fifth
   // of its activations from 1.212x to 1.107x and gpt-small from 1.349x to 1.331x.
-  const std::string dir = LETHE_BENCH_GRAPHS;
-  for (const auto& [file, bound] : {std::pair<std::string, double>{"resnet18-w16", 1.15}, {"gpt-small", 1.34}}) {
-    CAPTURE(file);
-    const Problem p = read_problem_file(dir + "/" + file + ".graph.json");
-    const int64_t b = fraction_budget(0.2, p);
-    const Run l = run(p, b, "lethe");
-    REQUIRE(l.ok);
-    CHECK(l.peak <= b);
-    CHECK(l.cost <= bound * no_remat_cost(p));
-  }
+  check_exported_at_a_fifth("resnet18-w16", 1.15);
+  check_exported_at_a_fifth("gpt-small", 1.34);
 }
 
 TEST_CASE("lethe: nothing fits below the floor") {
