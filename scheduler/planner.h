@@ -37,6 +37,9 @@ class Infeasible : public Error {
 
 struct PlannerOptions {
   double time_limit_s = 30.0;  // for solvers that can run long (checkmate)
+  // Branch-and-bound nodes a solver may explore (checkmate); 0: no limit. Unlike the time limit,
+  // it gives the same answer on a loaded machine, so tests bound the solver with it.
+  int64_t node_limit = 0;
   uint64_t seed = 0;
   bool verbose = false;
   // When set, only plans it accepts count (the session passes "its buffers lay out within the

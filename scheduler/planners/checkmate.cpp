@@ -22,6 +22,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <numeric>
 #include <optional>
 #include <string>
@@ -361,6 +362,8 @@ std::optional<Plan> plan_checkmate(const Problem& p, int64_t budget_bytes, const
   model.solver()->messageHandler()->setLogLevel(0);
   model.setUseElapsedTime(true);
   model.setMaximumSeconds(opts.time_limit_s > 0 ? opts.time_limit_s : 30.0);
+  if (opts.node_limit > 0)
+    model.setMaximumNodes(static_cast<int>(std::min<int64_t>(opts.node_limit, std::numeric_limits<int>::max())));
   CglProbing probing;
   probing.setUsingObjective(1);
   probing.setMaxPass(1);
@@ -427,7 +430,8 @@ std::optional<Plan> plan_checkmate(const Problem& p, int64_t budget_bytes, const
   if (x == nullptr) {
     if (info)
       info->note = model.isProvenInfeasible() ? "MILP infeasible at this budget"
-                                              : "MILP time limit hit without a feasible solution";
+                  : model.isNodeLimitReached() ? "MILP node limit hit without a feasible solution"
+                                               : "MILP time limit hit without a feasible solution";
     return std::nullopt;
   }
   const bool optimal = model.isProvenOptimal();
@@ -459,9 +463,11 @@ std::optional<Plan> plan_checkmate(const Problem& p, int64_t budget_bytes, const
   std::optional<Plan> plan = make_plan(std::move(steps));
   if (plan && info) {
     info->optimal = optimal;
-    info->note = (optimal ? "optimal" : "MILP time limit hit; best incumbent") + std::string(", ") +
+    const char* why = model.isNodeLimitReached() ? "MILP node limit hit; best incumbent"
+                                                 : "MILP time limit hit; best incumbent";
+    info->note = (optimal ? "optimal" : why) + std::string(", ") +
                  std::to_string(m) + " stages, " + std::to_string(milp.cols()) + " variables, " +
-                 std::to_string(secs) + " s";
+                 std::to_string(model.getNodeCount()) + " nodes, " + std::to_string(secs) + " s";
   }
   return plan;
 }
