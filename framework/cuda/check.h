@@ -44,15 +44,20 @@ namespace lethe::cuda::detail {
                                   cudnnGetErrorString(lethe_s_));                               \
   } while (0)
 
-// After a kernel launch: launch-configuration errors always, execution errors (a synchronising
-// check) only in debug builds.
+// After every kernel launch, in every build type: cudaGetLastError reports a bad launch
+// configuration (and any earlier asynchronous fault) at the launch that caused it, instead of as a
+// fault at an unrelated later call with this kernel's output left unwritten. Debug builds also
+// synchronise the device, so a kernel that faults while running is named here too; Release builds
+// do not (a synchronisation per launch would serialise host and device).
 #ifndef NDEBUG
 #define LETHE_CUDA_LAUNCH_CHECK()                \
   do {                                           \
     LETHE_CUDA_CHECK(cudaGetLastError());        \
+    LETHE_CUDA_CHECK(cudaDeviceSynchronize());   \
   } while (0)
 #else
-#define LETHE_CUDA_LAUNCH_CHECK() \
-  do {                            \
+#define LETHE_CUDA_LAUNCH_CHECK()                \
+  do {                                           \
+    LETHE_CUDA_CHECK(cudaGetLastError());        \
   } while (0)
 #endif
