@@ -2,6 +2,7 @@
 // activations (with dedicated backward ops), casts, sum_to and broadcast_to.
 #include "ops/elementwise.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <memory>
@@ -447,7 +448,11 @@ class SumToOp final : public Op {
     return m;
   }
   size_t workspace_bytes(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
-    return static_cast<size_t>(cpu::reduce_scratch_elems(in[0].numel())) * dtype_size(in[0].dtype);
+    const int64_t n = in[0].numel();
+    int64_t elems = cpu::reduce_scratch_elems(n);
+    // As SumOp (ops/reduce.cpp): room for the CUDA kernel's column partial sums; CPU size unchanged.
+    if (in[0].device.is_cuda()) elems = std::max<int64_t>(elems, std::min<int64_t>(n / 32, 65536));
+    return static_cast<size_t>(elems) * dtype_size(in[0].dtype);
   }
   void cpu(const KernelCall& c) const override {
     dispatch_all(c.in_meta[0]->dtype, [&](auto tag) {

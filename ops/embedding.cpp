@@ -71,7 +71,12 @@ class EmbeddingBackwardOp final : public Op {
     return TensorMeta{Shape{rows_, g.shape.at(-1)}, g.dtype, g.device};
   }
   size_t workspace_bytes(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
-    return static_cast<size_t>(rows_ + 1 + in[1].numel()) * sizeof(int64_t);
+    const int64_t n = in[1].numel();
+    int64_t words = rows_ + 1 + n;  // row starts, then the positions grouped by row
+    // The CUDA kernel groups by a radix sort: a second buffer of n positions and 1 + 256 digit
+    // counts per tile of 2048 positions (ops/cuda/shape.cu). The CPU size stays as it is.
+    if (in[0].device.is_cuda()) words += n + 1 + 256 * ((n + 2047) / 2048);
+    return static_cast<size_t>(words) * sizeof(int64_t);
   }
   void cpu(const KernelCall& kc) const override {
     const int64_t n = kc.in_shape(1).numel(), dim = kc.out_shape()[1];

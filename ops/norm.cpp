@@ -179,8 +179,13 @@ class LayerNormBackwardWeightOp final : public Op {
     return TensorMeta{Shape(a_.shape), in[0].dtype, in[0].device};
   }
   size_t workspace_bytes(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
-    return static_cast<size_t>(ln_rows("layer_norm_backward_weight", in[0].shape, a_.shape).first) *
-           2 * sizeof(double);
+    const auto [rows, d] = ln_rows("layer_norm_backward_weight", in[0].shape, a_.shape);
+    size_t words = static_cast<size_t>(rows) * 2;  // mean, rstd per row
+    // The CUDA kernel splits long columns into chunks of rows whose partial sums (doubles) take at
+    // most min(rows x d / 32, 65536) (column_partials_bound in ops/cuda/reduce.cu).
+    if (in[0].device.is_cuda())
+      words += static_cast<size_t>(std::min<int64_t>(rows * d / 32, 65536));
+    return words * sizeof(double);
   }
   void cpu(const KernelCall& kc) const override {
     const auto [rows, d] = ln_rows("layer_norm_backward_weight", kc.in_shape(0), a_.shape);

@@ -18,6 +18,30 @@ std::vector<int64_t> labels(int64_t n, int64_t c) {
   return v;
 }
 double tol_of(DType t, double f32_tol) { return t == DType::f64 ? 1e-11 : f32_tol; }
+
+// As cuda_checks::same, for outputs of millions of elements: one check that names the first
+// mismatch and how many there are.
+void same_large(const cuda_checks::Fn& f, const std::vector<Input>& ins, double rtol) {
+  const auto cpu = cuda_checks::run(Device::cpu(), f, ins);
+  const auto gpu = cuda_checks::run(Device::cuda(0), f, ins);
+  REQUIRE(cpu.size() == gpu.size());
+  REQUIRE(!cpu.empty());
+  size_t bad = 0, first = 0;
+  for (size_t i = 0; i < cpu.size(); ++i) {
+    const bool ok = (std::isnan(cpu[i]) && std::isnan(gpu[i])) ||
+                    std::abs(cpu[i] - gpu[i]) <= rtol * (1 + std::abs(cpu[i]));
+    if (!ok && bad++ == 0) first = i;
+  }
+  CHECK_MESSAGE(bad == 0, bad, " of ", cpu.size(), " elements differ, the first at ", first,
+                ": cpu ", cpu[first], ", cuda ", gpu[first]);
+}
+
+// n positions of a table of `rows`: most (9 in 10) on row 0, as a padding token, the others spread.
+std::vector<int64_t> mostly_zero(int64_t n, int64_t rows) {
+  std::vector<int64_t> v;
+  for (int64_t i = 0; i < n; ++i) v.push_back(i % 10 == 3 ? (i * 7919 + 11) % rows : 0);
+  return v;
+}
 }  // namespace
 
 TEST_CASE("cuda: availability is a plain answer") {
@@ -97,6 +121,74 @@ TEST_CASE("cuda: matmul, linear, shape ops, embedding and attention match the CP
     same([](auto& x) { return scaled_dot_product_attention(x[0], x[1], x[2], true); },
          {{{2, 3, 9, 8}, t}, {{2, 3, 9, 8}, t}, {{2, 3, 9, 8}, t}}, tol);
   }
+}
+
+TEST_CASE("cuda: embedding's gradient matches the CPU for any spread of the indices") {
+  LETHE_SKIP_WITHOUT_CUDA();
+  for (DType t : {f32, f64}) {
+    const double tol = tol_of(t, 1e-4);
+    auto emb = [](auto& x) { return embedding(x[0], x[1]); };
+    // dim 1 (f32 rows of 4 bytes), and more rows than positions.
+    same(emb, {{{7, 1}, t}, {{40}, DType::i64, false, labels(40, 7)}}, tol);
+    same(emb, {{{1000, 4}, t}, {{3, 10}, DType::i64, false, labels(30, 1000)}}, tol);
+    // 9 positions in 10 on one row; tables whose sort takes 1, 2 and 3 radix passes.
+    same_large(emb, {{{50, 3}, t}, {{50, 100}, DType::i64, false, mostly_zero(5000, 50)}}, tol);
+    same_large(emb, {{{300, 1}, t}, {{5000}, DType::i64, false, mostly_zero(5000, 300)}}, tol);
+    same_large(emb, {{{70000, 1}, t}, {{3000}, DType::i64, false, labels(3000, 70000)}}, tol);
+  }
+}
+
+TEST_CASE("cuda: embedding's gradient adds each row's positions in increasing order, as the CPU") {
+  LETHE_SKIP_WITHOUT_CUDA();
+  // Gradients of mixed magnitudes: another order of the additions changes the bits.
+  const int64_t n = 5000, rows = 300;
+  const std::vector<int64_t> idx = mostly_zero(n, rows);
+  std::vector<float> g;
+  for (int64_t i = 0; i < n; ++i)
+    g.push_back(static_cast<float>((i * 37) % 19 - 9) *
+                std::pow(10.0f, static_cast<float>((i * 13) % 9 - 4)));
+  auto grad_on = [&](Device d) {
+    Session s({.device = d});
+    Tensor w = zeros({rows, 1}, f32).set_requires_grad(true);
+    (embedding(w, from_vector(idx, {n})) * from_vector(g, {n, 1})).sum().backward();
+    return w.grad().to_vector<double>();
+  };
+  CHECK(grad_on(Device::cuda(0)) == grad_on(Device::cpu()));
+}
+
+TEST_CASE("cuda: long column sums (bias gradients) and layer_norm's weight gradient match the CPU") {
+  LETHE_SKIP_WITHOUT_CUDA();
+  for (DType t : {f32, f64}) {
+    const double tol = tol_of(t, 1e-4);
+    // Tiles of 32 columns and a last one of 12; K0 > 1 with mean's scale; 1024 chunks of 3
+    // columns; one chunk (enough tiles).
+    same_large([](auto& x) { return x[0].sum({0}); }, {{{4096, 300}, t}}, tol);
+    same_large([](auto& x) { return x[0].mean({1}); }, {{{3, 1000, 70}, t}}, tol);
+    same_large([](auto& x) { return x[0].sum({0}); }, {{{100000, 3}, t}}, tol);
+    same_large([](auto& x) { return x[0].sum({0}); }, {{{60, 5000}, t}}, tol);
+    // The bias gradient of linear (sum) and of a broadcast add (sum_to: no room for chunks).
+    same_large([](auto& x) { return linear(x[0], x[1], x[2]); },
+               {{{4096, 24}, t}, {{300, 24}, t}, {{300}, t}}, tol);
+    same_large([](auto& x) { return x[0] + x[1]; }, {{{4096, 300}, t}, {{300}, t}}, tol);
+    same_large([](auto& x) { return layer_norm(x[0], {96}, x[1], x[2]); },
+               {{{5000, 96}, t}, {{96}, t}, {{96}, t}}, tol);
+    same_large([](auto& x) { return layer_norm(x[0], {4, 24}, x[1], Tensor()); },
+               {{{2, 1500, 4, 24}, t}, {{4, 24}, t}}, tol);
+  }
+}
+
+TEST_CASE("cuda: long column sums and embedding's gradient give the same bits on every run") {
+  LETHE_SKIP_WITHOUT_CUDA();
+  auto twice = [](const cuda_checks::Fn& f, const std::vector<Input>& ins) {
+    CHECK(cuda_checks::run(Device::cuda(0), f, ins) == cuda_checks::run(Device::cuda(0), f, ins));
+  };
+  twice([](auto& x) { return x[0].sum({0}); }, {{{8192, 1024}, f32}});
+  twice([](auto& x) { return linear(x[0], x[1], x[2]); },
+        {{{4096, 16}, f32}, {{300, 16}, f32}, {{300}, f32}});
+  twice([](auto& x) { return layer_norm(x[0], {768}, x[1], x[2]); },
+        {{{4096, 768}, f32}, {{768}, f32}, {{768}, f32}});
+  twice([](auto& x) { return embedding(x[0], x[1]); },
+        {{{300, 8}, f32}, {{5000}, DType::i64, false, mostly_zero(5000, 300)}});
 }
 
 TEST_CASE("cuda: gradcheck in f64 on the device") {
