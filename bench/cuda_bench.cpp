@@ -5,20 +5,30 @@
 //  3. the same step under a budget of a quarter of its activation memory: peak <= budget, time;
 //  4. a ResNet-18 training step (width 64, 32x32 images, batch 128, TF32, AdamW): cuDNN convolutions,
 //     batch norm and pooling, unlimited and under a quarter of its no-remat peak.
+// Op times are the session's own (CUDA events on its stream, the costs the planner plans with): the
+// costliest op kinds of each step are printed with their share of the step.
+// Without a device it prints why and exits 0, or 1 when LETHE_REQUIRE_CUDA=1 (tests/gpu/check.sh).
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "examples/resnet/model.h"
 #include "framework/cuda.h"
 #include "lethe.h"
 #include "nn/nn.h"
 #include "optim/optim.h"
+#include "scheduler/graph_io.h"
 
 using namespace lethe;
 using clk = std::chrono::steady_clock;
@@ -72,7 +82,33 @@ void bench_matmul(int n, int reps) {
 struct StepTimes {
   double ms = 0;
   StepReport report;
+  std::vector<std::pair<double, std::string>> op_ms;  // event-timed ms per op kind, costliest first
+  double ops_ms = 0;                                  // their sum (one computation of every node)
 };
+
+// The session's measured op times of its last step (exported with the graph), summed per op kind.
+void read_op_times(Session& s, StepTimes& st) {
+  const std::string path = "/tmp/lethe_cuda_bench_" + std::to_string(::getpid()) + ".graph.json";
+  s.export_graph(path);
+  const sched::Problem p = sched::read_problem_file(path);
+  std::remove(path.c_str());
+  std::map<std::string, double> by_op;
+  for (const sched::Node& n : p.nodes)
+    if (!n.resident) by_op[n.op] += n.cost * 1e3;
+  for (const auto& [op, ms] : by_op) {
+    st.op_ms.emplace_back(ms, op);
+    st.ops_ms += ms;
+  }
+  std::sort(st.op_ms.rbegin(), st.op_ms.rend());
+}
+
+void print_op_times(const StepTimes& st) {
+  std::printf("  op times (CUDA events): %.1f ms summed over one computation of every node;", st.ops_ms);
+  for (size_t i = 0; i < st.op_ms.size() && i < 6; ++i)
+    std::printf("%s %s %.1f ms (%.0f%%)", i ? "," : "", st.op_ms[i].second.c_str(), st.op_ms[i].first,
+                100.0 * st.op_ms[i].first / std::max(st.ops_ms, 1e-9));
+  std::printf("\n");
+}
 
 // Mean time of `iters` training steps of loss() after four untimed ones (a budgeted session plans
 // at steps 0, 1 and 3; warm-up).
@@ -91,6 +127,7 @@ StepTimes time_steps(Session& s, optim::Optimizer& opt, int iters, LossFn loss_f
     st.report = s.last_report();
   }
   st.ms = total / iters * 1e3;
+  read_op_times(s, st);
   return st;
 }
 
@@ -130,13 +167,17 @@ int main(int argc, char** argv) {
   app.add_option("--iters", iters, "timed steps per configuration");
   CLI11_PARSE(app, argc, argv);
   if (!cuda::is_available()) {
-    std::printf("no CUDA device: nothing to benchmark\n");
-    return 0;
+    const char* req = std::getenv("LETHE_REQUIRE_CUDA");
+    const bool required = req != nullptr && *req != '\0' && std::string(req) != "0";
+    std::printf("no CUDA device (%s): nothing to benchmark%s\n", cuda::unavailable_reason().c_str(),
+                required ? "; LETHE_REQUIRE_CUDA is set: failing" : "");
+    return required ? 1 : 0;
   }
   bench_matmul(8192, 10);
   StepTimes full = bench_transformer("", iters);
   std::printf("transformer d1024 x12 seq1024 b8 (TF32): unlimited %.1f ms/step, peak %.2f GiB\n  %s\n", full.ms,
               full.report.peak_bytes / 1073741824.0, full.report.str().c_str());
+  print_op_times(full);
   if (!torch_cmd.empty()) {
     std::fflush(stdout);
     int rc = std::system(torch_cmd.c_str());
@@ -147,10 +188,12 @@ int main(int argc, char** argv) {
               "GiB, peak %.2f GiB, peak <= budget: %s\n  %s\n",
               q.ms, q.ms / full.ms, q.report.budget_bytes / 1073741824.0, q.report.peak_bytes / 1073741824.0,
               q.report.peak_bytes <= q.report.budget_bytes ? "yes" : "NO", q.report.str().c_str());
+  print_op_times(q);
   bool ok = q.report.peak_bytes <= q.report.budget_bytes;
   StepTimes rn = bench_resnet("", iters);
   std::printf("resnet-18 w64 32x32 b128 (TF32): unlimited %.1f ms/step, peak %.2f GiB\n  %s\n", rn.ms,
               rn.report.peak_bytes / 1073741824.0, rn.report.str().c_str());
+  print_op_times(rn);
   try {
     StepTimes rq = bench_resnet("0.25", iters);
     std::printf("resnet-18 under a quarter of its no-remat peak: %.1f ms/step (%.2fx unlimited), budget %.2f GiB, "

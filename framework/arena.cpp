@@ -21,17 +21,17 @@ void set_device_alloc(DeviceKind kind, DeviceAllocFn alloc, DeviceFreeFn free) {
     g_cuda_free = free;
   }
 }
-void device_move(Device d, void* dst, const void* src, size_t bytes) {
+void device_move(Device d, void* dst, const void* src, size_t bytes, void* context) {
   if (dst == src || bytes == 0) return;
   if (d.is_cpu()) {
     std::memmove(dst, src, bytes);
     return;
   }
   LETHE_CHECK(g_cuda_move, "no device copy routine for ", d.str(), " in this build");
-  g_cuda_move(dst, src, bytes);
+  g_cuda_move(dst, src, bytes, context);
 }
 
-std::shared_ptr<Arena> Arena::create(size_t bytes, Device device) {
+std::shared_ptr<Arena> Arena::create(size_t bytes, Device device, std::shared_ptr<void> context) {
   LETHE_CHECK(bytes > 0, "the memory budget must be positive");
   size_t n = align_up(bytes);
   void* p = nullptr;
@@ -45,7 +45,8 @@ std::shared_ptr<Arena> Arena::create(size_t bytes, Device device) {
   LETHE_CHECK(p != nullptr, "could not allocate the session's arena of ", bytes, " bytes on ",
               device.str(), "; lower the memory budget");
   // Round the usable capacity down so every offset stays aligned within exactly `bytes`.
-  return std::shared_ptr<Arena>(new Arena(static_cast<char*>(p), bytes / kAlignment * kAlignment, device));
+  return std::shared_ptr<Arena>(
+      new Arena(static_cast<char*>(p), bytes / kAlignment * kAlignment, device, std::move(context)));
 }
 
 Arena::~Arena() {
@@ -75,6 +76,7 @@ std::shared_ptr<Storage> Arena::allocate_persistent(size_t bytes) {
   s->data = base_ + off;
   s->bytes = bytes;
   s->device = device_;
+  s->context = context_;
   std::weak_ptr<Arena> self = shared_from_this();
   s->release = [self](void* d) {
     if (auto a = self.lock()) a->release(static_cast<size_t>(static_cast<char*>(d) - a->base_));
@@ -86,7 +88,7 @@ bool Arena::relocate_to_persistent(Storage& s) {
   size_t n = align_up(s.bytes ? s.bytes : 1);
   size_t off = find_hole(n);
   if (off == SIZE_MAX) return false;
-  device_move(device_, base_ + off, s.data, s.bytes);
+  device_move(device_, base_ + off, s.data, s.bytes, context_.get());
   live_[off] = n;
   persistent_bytes_ += n;
   note_extent(off + n);

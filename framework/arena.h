@@ -14,8 +14,10 @@ namespace lethe {
 
 class Arena : public std::enable_shared_from_this<Arena> {
  public:
-  // Allocates `bytes` on `device` (host: one 64-byte aligned block).
-  static std::shared_ptr<Arena> create(size_t bytes, Device device);
+  // Allocates `bytes` on `device` (host: one 64-byte aligned block). `context` is the owning
+  // session's backend context (null on the CPU): every storage of the arena carries it, and moves
+  // inside the arena run in its stream order.
+  static std::shared_ptr<Arena> create(size_t bytes, Device device, std::shared_ptr<void> context = nullptr);
   ~Arena();
   Arena(const Arena&) = delete;
   Arena& operator=(const Arena&) = delete;
@@ -23,6 +25,7 @@ class Arena : public std::enable_shared_from_this<Arena> {
   size_t capacity() const { return capacity_; }
   char* base() const { return base_; }
   Device device() const { return device_; }
+  const std::shared_ptr<void>& context() const { return context_; }
 
   // A long-lived value, first-fit from the bottom; freed when the Storage dies. nullptr when no hole
   // is large enough.
@@ -42,22 +45,25 @@ class Arena : public std::enable_shared_from_this<Arena> {
   void reset_peak() { peak_ = persistent_end(); }
 
  private:
-  Arena(char* base, size_t bytes, Device d) : base_(base), capacity_(bytes), device_(d) {}
+  Arena(char* base, size_t bytes, Device d, std::shared_ptr<void> context)
+      : base_(base), capacity_(bytes), device_(d), context_(std::move(context)) {}
   size_t find_hole(size_t bytes) const;
   void release(size_t offset);
 
   char* base_;
   size_t capacity_;
   Device device_;
+  std::shared_ptr<void> context_;
   std::map<size_t, size_t> live_;  // offset -> aligned size of long-lived values
   size_t persistent_bytes_ = 0;
   size_t peak_ = 0;
 };
 
-// Copies within one device (the CUDA backend installs its own; host uses memmove).
-using DeviceMoveFn = void (*)(void* dst, const void* src, size_t bytes);
+// Copies within one device (the CUDA backend installs its own, ordered in `context`'s stream; host
+// uses memmove).
+using DeviceMoveFn = void (*)(void* dst, const void* src, size_t bytes, void* context);
 void set_device_move(DeviceKind kind, DeviceMoveFn fn);
-void device_move(Device d, void* dst, const void* src, size_t bytes);
+void device_move(Device d, void* dst, const void* src, size_t bytes, void* context);
 // Allocates/frees the arena block on a device (installed by the CUDA backend).
 using DeviceAllocFn = void* (*)(size_t bytes);
 using DeviceFreeFn = void (*)(void* p);

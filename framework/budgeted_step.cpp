@@ -366,6 +366,7 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
       s->data = region + off;
       s->bytes = bytes;
       s->device = dev;
+      s->context = arena.context();
       arena.note_extent(base + off + align_up(bytes ? bytes : 1));
       return s;
     };
@@ -379,7 +380,19 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
   std::vector<size_t> trace_end(tr ? g.nodes.size() : 0, 0);
   int64_t trace_live = 0;
   auto value_bytes = [&](size_t id) { return static_cast<int64_t>(align_up(std::max<size_t>(g.nodes[id].meta.bytes(), 1))); };
-  auto trace_op = [&](size_t id, size_t offset, Tracer::Kind kind, std::chrono::steady_clock::time_point c0) {
+  // Op times come from the session's timer (CUDA: events on the session's stream, so GPU time, not
+  // launch time), read once the device has finished the step; the trace's slices too, placed from
+  // the host time the step began.
+  StepTimer& timer = step_timer();
+  timer.reset();
+  struct Timed {
+    size_t id;
+    int begin, end;
+    Tracer::Kind kind;
+    int64_t extent, predicted;  // traced memory right after the op
+  };
+  std::vector<Timed> timed;
+  auto trace_op = [&](size_t id, size_t offset, Tracer::Kind kind, int m0, int m1) {
     const int64_t b = value_bytes(id);
     if (kind != Tracer::Kind::update) {
       trace_end[id] = base + offset + static_cast<size_t>(b);
@@ -387,8 +400,7 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
       trace_live += b;
     }
     const int64_t extent = static_cast<int64_t>(trace_ends.empty() ? base : trace_ends.rbegin()->first);
-    tr->slice(kind, g.nodes[id].op->name(), static_cast<int>(id), g.step, tr->to_us(c0), tr->now_us(), b);
-    tr->memory(tr->to_us(c0), extent, static_cast<int64_t>(base) + trace_live);
+    timed.push_back({id, m0, m1, kind, extent, static_cast<int64_t>(base) + trace_live});
   };
   auto trace_free = [&](size_t id) {
     if (!values[id] || trace_end[id] == 0) return;
@@ -397,7 +409,10 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
     trace_end[id] = 0;
     trace_live -= value_bytes(id);
   };
+  std::vector<std::pair<int, int>> first_marks(g.nodes.size(), {-1, -1});  // a node's first compute
   auto t0 = std::chrono::steady_clock::now();
+  const double start_us = tr ? tr->now_us() : 0.0;
+  const int start = timer.mark();
   for (size_t i = 0; i < cs->steps.size(); ++i) {
     const ExecStep& e = cs->steps[i];
     const size_t id = static_cast<size_t>(e.node);
@@ -406,12 +421,13 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
       values[id].reset();
       continue;
     }
-    auto c0 = std::chrono::steady_clock::now();
+    const int m0 = timer.mark();
     compute_node(*this, g, e.node, values, place(static_cast<size_t>(cs->offsets[i]), cs->ws_offsets[i]));
-    if (!done[id]) seconds[id] = std::chrono::duration<double>(std::chrono::steady_clock::now() - c0).count();
+    const int m1 = timer.mark();
+    if (!done[id]) first_marks[id] = {m0, m1};
     if (tr) {
       if (trace_end[id]) trace_free(id);  // a recomputation over a value still held (not in valid plans)
-      trace_op(id, static_cast<size_t>(cs->offsets[i]), done[id] ? Tracer::Kind::recompute : Tracer::Kind::compute, c0);
+      trace_op(id, static_cast<size_t>(cs->offsets[i]), done[id] ? Tracer::Kind::recompute : Tracer::Kind::compute, m0, m1);
     }
     recomputed += done[id];
     done[id] = 1;
@@ -419,16 +435,26 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
   }
   // Side effects run once, after every read of what they overwrite (recomputations included).
   for (int id : cs->side_effects) {
-    auto c0 = std::chrono::steady_clock::now();
+    const int m0 = timer.mark();
     // Its output, then its workspace (as compile() reserved them).
     compute_node(*this, g, id, values,
                  place(cs->workspace_offset,
                        static_cast<int64_t>(cs->workspace_offset) + value_bytes(static_cast<size_t>(id))));
-    if (tr) trace_op(static_cast<size_t>(id), cs->workspace_offset, Tracer::Kind::update, c0);
+    const int m1 = timer.mark();
+    if (tr) trace_op(static_cast<size_t>(id), cs->workspace_offset, Tracer::Kind::update, m0, m1);
     values[static_cast<size_t>(id)].reset();
     ++computed;
   }
+  // The step's time ends when the device has finished it, not when the host has launched it.
+  timer.synchronize();
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  for (size_t id = 0; id < first_marks.size(); ++id)
+    if (first_marks[id].first >= 0) seconds[id] = timer.seconds(first_marks[id].first, first_marks[id].second);
+  for (const Timed& t : timed) {
+    const double b = start_us + timer.seconds(start, t.begin) * 1e6, e = start_us + timer.seconds(start, t.end) * 1e6;
+    tr->slice(t.kind, g.nodes[t.id].op->name(), static_cast<int>(t.id), g.step, b, e, value_bytes(t.id));
+    tr->memory(b, t.extent, t.predicted);
+  }
   // Keep what the user holds: move it down among the long-lived values, lowest address first, so
   // no move overwrites a value not yet moved.
   std::vector<int> kept;

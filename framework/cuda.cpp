@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <mutex>
+#include <string>
 
 #include "framework/error.h"
 
@@ -14,24 +15,38 @@ namespace {
 std::atomic<bool> g_tf32{false};
 }
 
-int device_count() {
+namespace {
+struct Probe {
+  int count = 0;
+  std::string why;  // empty when a device is usable
+};
+const Probe& probe() {
+  static const Probe p = [] {  // the driver's answer does not change
+    Probe r;
 #if defined(LETHE_HAVE_CUDA)
-  static const int n = detail::runtime_device_count();  // the driver's answer does not change
-  return n;
+    r.count = detail::runtime_device_count(&r.why);
 #else
-  return 0;
+    r.why = "this build of Lethe has no CUDA backend (configure with -DLETHE_CUDA=ON)";
 #endif
+    return r;
+  }();
+  return p;
 }
+}  // namespace
+
+int device_count() { return probe().count; }
 
 bool is_available() { return device_count() > 0; }
+
+std::string unavailable_reason() { return probe().why; }
 
 void set_allow_tf32(bool allow) { g_tf32 = allow; }
 bool allow_tf32() { return g_tf32.load(); }
 
 void init() {
 #if defined(LETHE_HAVE_CUDA)
-  LETHE_CHECK(is_available(), "no CUDA device is available (cudaGetDeviceCount found none: no GPU, "
-              "no driver or an insufficient driver); use Device::cpu()");
+  LETHE_CHECK(is_available(), "no CUDA device is available (", unavailable_reason(),
+              "; no GPU, no driver or an insufficient driver); use Device::cpu()");
   static std::once_flag once;
   std::call_once(once, [] { detail::install_backend(); });
 #else

@@ -8,6 +8,8 @@
 //   }
 #pragma once
 
+#include <string>
+
 namespace lethe::cuda {
 
 // True when this build has the CUDA backend and at least one device answers. A missing driver, an
@@ -15,6 +17,9 @@ namespace lethe::cuda {
 bool is_available();
 // Number of usable CUDA devices (0 in a build without CUDA).
 int device_count();
+// Why no device is usable, with the CUDA runtime's own message ("cudaGetDeviceCount failed: CUDA
+// driver version is insufficient for CUDA runtime version (...)"); empty when one is.
+std::string unavailable_reason();
 // Lets f32 GEMMs use TF32 tensor cores (off by default: f32 results then match the CPU closely).
 void set_allow_tf32(bool allow);
 bool allow_tf32();

@@ -1,7 +1,6 @@
 #include "framework/executor.h"
 
 #include <algorithm>
-#include <chrono>
 
 #include "framework/error.h"
 #include "framework/session.h"
@@ -88,29 +87,54 @@ ExecStats execute_steps(SessionState& s, Graph& g, const std::vector<ExecStep>& 
   const int64_t trace_base = tr ? static_cast<int64_t>(s.heap_in_use()) : 0;
   int64_t trace_live = 0;
   auto value_bytes = [&](int id) { return static_cast<int64_t>(align_up(std::max<size_t>(g.nodes[static_cast<size_t>(id)].meta.bytes(), 1))); };
+  // Op times come from the session's timer (CUDA: events in stream order), read once the device has
+  // finished the step; so do the trace's slices, placed from the host time the step began.
+  StepTimer& timer = s.step_timer();
+  timer.reset();
+  const double start_us = tr ? tr->now_us() : 0.0;
+  const int start = timer.mark();
+  struct Timed {
+    int node, begin, end;
+    bool first;  // the node's first computation in this run: its time is the node's
+    Tracer::Kind kind;
+    int64_t in_use, predicted;
+  };
+  std::vector<Timed> timed;
   for (const ExecStep& e : steps) {
     if (e.compute) {
-      auto t0 = std::chrono::steady_clock::now();
+      const int m0 = timer.mark();
       compute_node(s, g, e.node, values, buffers);
-      if (seconds && !done[static_cast<size_t>(e.node)])
-        (*seconds)[static_cast<size_t>(e.node)] =
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      if (tr) {
-        const Node& n = g.nodes[static_cast<size_t>(e.node)];
-        const bool update = !n.op->mutated_inputs().empty();
-        trace_live += value_bytes(e.node);
-        const int64_t in_use = static_cast<int64_t>(s.heap_in_use());
-        tr->slice(update ? Tracer::Kind::update
-                         : done[static_cast<size_t>(e.node)] ? Tracer::Kind::recompute : Tracer::Kind::compute,
-                  n.op->name(), e.node, g.step, tr->to_us(t0), tr->now_us(), value_bytes(e.node));
-        tr->memory(tr->to_us(t0), in_use, trace_base + trace_live);
+      const int m1 = timer.mark();
+      const Node& n = g.nodes[static_cast<size_t>(e.node)];
+      const bool again = done[static_cast<size_t>(e.node)];
+      if ((seconds && !again) || tr) {
+        Timed t{e.node, m0, m1, !again, Tracer::Kind::compute, 0, 0};
+        if (tr) {
+          t.kind = !n.op->mutated_inputs().empty() ? Tracer::Kind::update
+                   : again                         ? Tracer::Kind::recompute
+                                                   : Tracer::Kind::compute;
+          trace_live += value_bytes(e.node);
+          t.in_use = static_cast<int64_t>(s.heap_in_use());
+          t.predicted = trace_base + trace_live;
+        }
+        timed.push_back(t);
       }
       ++st.computed;
-      if (done[static_cast<size_t>(e.node)]) ++st.recomputed;
+      if (again) ++st.recomputed;
       done[static_cast<size_t>(e.node)] = 1;
     } else {
       if (tr && values[static_cast<size_t>(e.node)]) trace_live -= value_bytes(e.node);
       values[static_cast<size_t>(e.node)].reset();
+    }
+  }
+  timer.synchronize();
+  for (const Timed& t : timed) {
+    const int node = t.node;
+    if (seconds && t.first) (*seconds)[static_cast<size_t>(node)] = timer.seconds(t.begin, t.end);
+    if (tr) {
+      const double b = start_us + timer.seconds(start, t.begin) * 1e6, e = start_us + timer.seconds(start, t.end) * 1e6;
+      tr->slice(t.kind, g.nodes[static_cast<size_t>(node)].op->name(), node, g.step, b, e, value_bytes(node));
+      tr->memory(b, t.in_use, t.predicted);
     }
   }
   return st;

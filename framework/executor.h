@@ -32,7 +32,8 @@ using BufferFn = std::function<std::shared_ptr<Storage>(size_t bytes, bool works
 
 // Runs steps; `values` (indexed by node) holds leaves and receives results. Inputs of a compute step
 // must be present; a free drops the value. `seconds` (indexed by node), when given, receives the
-// measured time of each node's first computation.
+// measured time of each node's first computation, timed in the device's order of work by the
+// session's StepTimer. Returns once the device has finished every step.
 ExecStats execute_steps(SessionState& s, Graph& g, const std::vector<ExecStep>& steps,
                         std::vector<std::shared_ptr<Storage>>& values, const BufferFn& buffers,
                         std::vector<double>* seconds = nullptr);

@@ -37,8 +37,10 @@ SessionState::SessionState(SessionOptions o) : opts_(std::move(o)), heap_(make_h
 #if defined(LETHE_HAVE_CUDA)
     backend_ = cuda::detail::create_context(opts_.device.index);
     heap_ = cuda::detail::make_device_allocator(backend_);
+    timer_ = cuda::detail::make_event_timer(backend_);
 #endif
   }
+  if (!timer_) timer_ = make_host_timer();
   if (opts_.num_threads > 0) {
     omp_set_num_threads(opts_.num_threads);
     openblas_set_num_threads(opts_.num_threads);
@@ -90,7 +92,7 @@ size_t SessionState::budget_bytes() const { return arena_ ? arena_->capacity() :
 
 void SessionState::ensure_arena(size_t bytes) {
   if (arena_) return;
-  arena_ = Arena::create(bytes, opts_.device);
+  arena_ = Arena::create(bytes, opts_.device, backend_);
   // Values made before the budget was known (a fraction budget) move in now.
   for (auto& w : staged_) {
     auto st = w.lock();
@@ -121,6 +123,7 @@ std::function<std::shared_ptr<Storage>(size_t, bool)> SessionState::heap_buffers
   return [this](size_t bytes, bool) {
     auto s = heap_->allocate(bytes);
     s->device = opts_.device;
+    s->context = backend_;
     return s;
   };
 }
@@ -144,6 +147,7 @@ void SessionState::run_unlimited(Graph& g, const std::vector<int>& targets, bool
   heap_->reset_peak();
   std::vector<double> seconds;
   auto t0 = std::chrono::steady_clock::now();
+  // execute_steps() returns once the device has finished the step: the time is the step's own.
   ExecStats st = execute_steps(*this, g, natural_steps(g, targets, side_effects), values,
                                heap_buffers(), &seconds);
   report_ = StepReport{};

@@ -16,6 +16,7 @@
 
 #include "framework/device.h"
 #include "framework/graph.h"
+#include "framework/step_timer.h"
 #include "framework/storage.h"
 
 namespace lethe {
@@ -89,6 +90,8 @@ class SessionState : public std::enable_shared_from_this<SessionState> {
   void export_graph(const std::string& path);
   // The device backend's opaque per-session context (CUDA: stream and library handles); null on CPU.
   void* backend_context() const { return backend_.get(); }
+  // Times ops in the device's order of work (CUDA: events on the session's stream).
+  StepTimer& step_timer() { return *timer_; }
 
   // Execution tracing (framework/trace.h): starting replaces (and writes) a running trace; stopping
   // writes the file. The executor records only while tracer() is non-null.
@@ -110,6 +113,7 @@ class SessionState : public std::enable_shared_from_this<SessionState> {
   SessionOptions opts_;
   std::shared_ptr<void> backend_;  // declared before every buffer: destroyed after them
   std::unique_ptr<Allocator> heap_;
+  std::unique_ptr<StepTimer> timer_;
   std::shared_ptr<Graph> graph_;
   uint64_t step_ = 0;
   uint64_t rng_counter_ = 0;

@@ -95,7 +95,7 @@ void copy_to_host(const Storage& s, void* dst, size_t bytes, size_t offset) {
     return;
   }
   LETHE_CHECK(g_cuda_copy, "no copy routine for device ", s.device.str(), " in this build");
-  g_cuda_copy(dst, src, bytes, true);
+  g_cuda_copy(dst, src, bytes, true, s.context.get());
 }
 
 void copy_from_host(Storage& s, const void* src, size_t bytes, size_t offset) {
@@ -106,7 +106,7 @@ void copy_from_host(Storage& s, const void* src, size_t bytes, size_t offset) {
     return;
   }
   LETHE_CHECK(g_cuda_copy, "no copy routine for device ", s.device.str(), " in this build");
-  g_cuda_copy(dst, src, bytes, false);
+  g_cuda_copy(dst, src, bytes, false, s.context.get());
 }
 
 }  // namespace lethe

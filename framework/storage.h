@@ -22,6 +22,10 @@ struct Storage {
   StorageRole role = StorageRole::other;
   size_t bytes = 0;
   Device device;
+  // The backend context of the session that made it (CUDA: its stream and handles, kept alive by
+  // this pointer); null on the CPU. Copies to and from the host run in that context's stream order,
+  // whichever session is current on the calling thread.
+  std::shared_ptr<void> context;
   std::function<void(void*)> release;  // called once when the storage dies
 
   Storage() = default;
@@ -50,10 +54,10 @@ std::unique_ptr<Allocator> make_heap_allocator();
 namespace lethe {
 
 // Copies between a storage and host memory. CPU storages use memcpy; a device backend installs its
-// own copies for its kind of device.
+// own copies for its kind of device, which receive the storage's owning context.
 void copy_to_host(const Storage& s, void* dst, size_t bytes, size_t offset = 0);
 void copy_from_host(Storage& s, const void* src, size_t bytes, size_t offset = 0);
-using DeviceCopyFn = void (*)(void* dst, const void* src, size_t bytes, bool to_host);
+using DeviceCopyFn = void (*)(void* dst, const void* src, size_t bytes, bool to_host, void* context);
 void set_device_copy(DeviceKind kind, DeviceCopyFn fn);
 
 }  // namespace lethe

@@ -3,13 +3,17 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
+#include "framework/step_timer.h"
 #include "framework/storage.h"
 
 namespace lethe::cuda::detail {
 
-// cudaGetDeviceCount with errors mapped to 0 (the sticky error is cleared).
-int runtime_device_count();
+// cudaGetDeviceCount with errors mapped to 0 (the sticky error is cleared); when no device is
+// usable, `error` (if given) receives why, with the runtime's own message (e.g. an insufficient
+// driver).
+int runtime_device_count(std::string* error);
 // Hooks (storage copies, arena moves/allocation) and kernel registration; idempotent.
 void install_backend();
 // Registers every CUDA kernel by op name (ops/cuda/*); called by install_backend().
@@ -17,6 +21,8 @@ void register_kernels();
 // A session's backend context (stream, cuBLAS and cuDNN handles) on device `index`; the
 // KernelCall::stream of the session's kernels points at it.
 std::shared_ptr<void> create_context(int index);
+// The session's step timer: CUDA events on the context's stream (framework/step_timer.h).
+std::unique_ptr<StepTimer> make_event_timer(std::shared_ptr<void> context);
 // A caching cudaMalloc allocator for unlimited sessions on the context's device and stream.
 std::unique_ptr<Allocator> make_device_allocator(std::shared_ptr<void> context);
 

@@ -2,51 +2,61 @@
 // the caching allocator of unlimited sessions.
 #include <map>
 #include <mutex>
-#include <set>
+#include <string>
 #include <vector>
 
 #include "framework/arena.h"
 #include "framework/cuda.h"
 #include "framework/cuda/backend.h"
 #include "framework/cuda/context.h"
-#include "framework/session.h"
 
 namespace lethe::cuda::detail {
 namespace {
 
-std::mutex g_live_mutex;
-std::set<Context*> g_live;  // contexts alive, for copies made outside any CUDA session
-
-// The stream of the calling thread's current session when it is a CUDA one, else null.
-Context* current_context() {
-  const auto& s = lethe::current_session();
-  if (!s || !s->device().is_cuda()) return nullptr;
-  return static_cast<Context*>(s->backend_context());
+// The context that owns a storage: every CUDA storage records its session's (framework/storage.h),
+// so a copy is ordered after the kernels that wrote the value, whichever session is current on the
+// calling thread (none, or another one).
+Context& owner(void* context) {
+  LETHE_ASSERT(context != nullptr);  // a CUDA storage always records its session's context
+  return *static_cast<Context*>(context);
 }
 
-// Host <-> device copy. A host read waits for the session's stream only (its kernels wrote the
-// value); outside a CUDA session every live context is synchronised.
-void copy_hook(void* dst, const void* src, size_t bytes, bool to_host) {
+// Makes the owner's device current for one copy and restores the caller's (a session on another
+// device may be launching from this thread).
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device) {
+    LETHE_CUDA_CHECK(cudaGetDevice(&previous_));
+    if (previous_ != device) LETHE_CUDA_CHECK(cudaSetDevice(device));
+  }
+  ~DeviceGuard() { (void)cudaSetDevice(previous_); }
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int previous_ = 0;
+};
+
+// Host <-> device copy in the owning session's stream. The stream is non-blocking (unordered with
+// the legacy NULL stream), so the copy must be issued on it. A host read waits for that stream: the
+// data is in `dst` on return. A host write from pageable memory is staged by the driver before
+// cudaMemcpyAsync returns, so `src` may be reused at once and later kernels of the stream see it.
+void copy_hook(void* dst, const void* src, size_t bytes, bool to_host, void* context) {
   if (bytes == 0) return;
-  Context* c = current_context();
-  if (c) {
-    LETHE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, to_host ? cudaMemcpyDeviceToHost : cudaMemcpyHostToDevice,
-                                     c->stream));
-    if (to_host) LETHE_CUDA_CHECK(cudaStreamSynchronize(c->stream));
-    return;
-  }
-  {
-    std::lock_guard<std::mutex> lock(g_live_mutex);
-    for (Context* l : g_live) LETHE_CUDA_CHECK(cudaStreamSynchronize(l->stream));
-  }
-  LETHE_CUDA_CHECK(cudaMemcpy(dst, src, bytes, to_host ? cudaMemcpyDeviceToHost : cudaMemcpyHostToDevice));
+  Context& c = owner(context);
+  DeviceGuard on(c.device);
+  LETHE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, to_host ? cudaMemcpyDeviceToHost : cudaMemcpyHostToDevice,
+                                   c.stream));
+  if (to_host) LETHE_CUDA_CHECK(cudaStreamSynchronize(c.stream));
 }
 
-// memmove on the device, in stream order. Overlapping moves (relocation to a lower hole) go in
-// chunks no longer than the distance, lowest first, so no chunk overwrites unread bytes.
-void move_hook(void* dst, const void* src, size_t bytes) {
-  Context* c = current_context();
-  cudaStream_t s = c ? c->stream : nullptr;
+// memmove on the device, in the owning session's stream order. Overlapping moves (relocation to a
+// lower hole) go in chunks no longer than the distance, lowest first, so no chunk overwrites unread
+// bytes.
+void move_hook(void* dst, const void* src, size_t bytes, void* context) {
+  Context& c = owner(context);
+  DeviceGuard on(c.device);
+  cudaStream_t s = c.stream;
   char* d = static_cast<char*>(dst);
   const char* p = static_cast<const char*>(src);
   const size_t dist = d > p ? static_cast<size_t>(d - p) : static_cast<size_t>(p - d);
@@ -62,7 +72,6 @@ void move_hook(void* dst, const void* src, size_t bytes) {
       LETHE_CUDA_CHECK(cudaMemcpyAsync(d + end, p + end, len, cudaMemcpyDeviceToDevice, s));
     }
   }
-  if (!c) LETHE_CUDA_CHECK(cudaStreamSynchronize(nullptr));
 }
 
 // The arena: one cudaMalloc of the whole budget. nullptr (not an exception) when it does not fit,
@@ -119,6 +128,7 @@ class DeviceAllocator final : public Allocator {
     s->data = p;
     s->bytes = bytes;
     s->device = Device::cuda(static_cast<Context*>(ctx_.get())->device);
+    s->context = ctx_;
     {
       std::lock_guard<std::mutex> lock(pool_->m);
       pool_->in_use += n;
@@ -144,10 +154,6 @@ class DeviceAllocator final : public Allocator {
 }  // namespace
 
 Context::~Context() {
-  {
-    std::lock_guard<std::mutex> lock(g_live_mutex);
-    g_live.erase(this);
-  }
   // Destructors never throw: errors here are ignored (the process may be tearing down the driver).
   if (stream) (void)cudaStreamSynchronize(stream);
   if (dnn) (void)cudnnDestroy(dnn);
@@ -156,13 +162,17 @@ Context::~Context() {
   if (stream) (void)cudaStreamDestroy(stream);
 }
 
-int runtime_device_count() {
+int runtime_device_count(std::string* error) {
   int n = 0;
   cudaError_t e = cudaGetDeviceCount(&n);
   if (e != cudaSuccess) {
     (void)cudaGetLastError();  // clear the sticky error (no device, insufficient driver, ...)
+    if (error)
+      *error = lethe::detail::concat("cudaGetDeviceCount failed: ", cudaGetErrorString(e), " (",
+                                     cudaGetErrorName(e), ", code ", static_cast<int>(e), ")");
     return 0;
   }
+  if (n == 0 && error) *error = "cudaGetDeviceCount found no CUDA device";
   return n;
 }
 
@@ -189,10 +199,6 @@ std::shared_ptr<void> create_context(int index) {
   LETHE_CUDNN_CHECK(cudnnCreate(&c->dnn));
   LETHE_CUDNN_CHECK(cudnnSetStream(c->dnn, c->stream));
   LETHE_CUDA_CHECK(cudaMalloc(&c->scratch, kScratchBytes));
-  {
-    std::lock_guard<std::mutex> lock(g_live_mutex);
-    g_live.insert(c.get());
-  }
   return std::shared_ptr<void>(c, c.get());
 }
 

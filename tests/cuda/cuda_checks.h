@@ -4,21 +4,43 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "framework/cuda.h"
 #include "lethe.h"
 
-#define LETHE_SKIP_WITHOUT_CUDA()                 \
-  do {                                            \
-    if (!lethe::cuda::is_available()) {           \
-      MESSAGE("no CUDA device: skipped");         \
-      return;                                     \
-    }                                             \
+// Without a usable device a CUDA test skips itself, saying why (the runtime's own message: an
+// insufficient driver reads as "no device" otherwise). With LETHE_REQUIRE_CUDA=1 in the environment
+// (tests/gpu/check.sh sets it) it fails instead, so a GPU check cannot pass without running anything.
+#define LETHE_SKIP_WITHOUT_CUDA()                                                               \
+  do {                                                                                          \
+    switch (cuda_checks::without_device(lethe::cuda::is_available(), std::getenv("LETHE_REQUIRE_CUDA"))) { \
+      case cuda_checks::Verdict::run:                                                           \
+        break;                                                                                  \
+      case cuda_checks::Verdict::skip:                                                          \
+        MESSAGE("no CUDA device: skipped (" << lethe::cuda::unavailable_reason() << ")");       \
+        return;                                                                                 \
+      case cuda_checks::Verdict::fail:                                                          \
+        FAIL("LETHE_REQUIRE_CUDA is set but no CUDA device is usable: "                         \
+             << lethe::cuda::unavailable_reason());                                             \
+        return;                                                                                 \
+    }                                                                                           \
   } while (0)
 
 namespace cuda_checks {
+
+enum class Verdict { run, skip, fail };
+
+// What a CUDA test does: run on a device; without one, skip, or fail when the environment variable
+// LETHE_REQUIRE_CUDA (`require`, null when unset) is set to anything but "" or "0".
+inline Verdict without_device(bool available, const char* require) {
+  if (available) return Verdict::run;
+  const bool required = require != nullptr && *require != '\0' && std::string(require) != "0";
+  return required ? Verdict::fail : Verdict::skip;
+}
 
 using Fn = std::function<lethe::Tensor(const std::vector<lethe::Tensor>&)>;
 

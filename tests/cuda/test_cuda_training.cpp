@@ -17,8 +17,11 @@ struct Result {
   StepReport last;
 };
 
-// Three AdamW steps of a small Transformer block + MLP head (dropout included) on `d`.
-Result train(Device d, const std::string& budget) {
+enum class Opt { adamw, sgd };
+
+// Three steps of a small Transformer block + MLP head (dropout included) on `d`, by AdamW or SGD
+// with momentum.
+Result train(Device d, const std::string& budget, Opt which = Opt::adamw) {
   Session s({.device = d, .seed = 21, .memory_budget = budget});
   auto block = std::make_shared<nn::TransformerBlock>(
       nn::TransformerBlockOptions(32, 4).mlp_ratio(2).dropout(0.1).causal(true));
@@ -30,14 +33,18 @@ Result train(Device d, const std::string& budget) {
   std::vector<Tensor> params = block->parameters();
   for (auto& p : head->parameters()) params.push_back(p);
   block->train();
-  optim::AdamW opt(params, optim::AdamWOptions(1e-3).weight_decay(0.01));
+  std::unique_ptr<optim::Optimizer> opt;
+  if (which == Opt::adamw)
+    opt = std::make_unique<optim::AdamW>(params, optim::AdamWOptions(1e-3).weight_decay(0.01));
+  else
+    opt = std::make_unique<optim::SGD>(params, optim::SGDOptions(0.05).momentum(0.9).weight_decay(0.01));
   Result r;
   for (int step = 0; step < 3; ++step) {
-    opt.zero_grad();
+    opt->zero_grad();
     Tensor logits = head->forward(block->forward(x)).reshape({64, 7});
     Tensor loss = cross_entropy(logits, y);
     loss.backward();
-    opt.step();
+    opt->step();
     r.losses.push_back(loss.item<float>());
     r.last = s.last_report();
     if (!budget.empty()) CHECK_MESSAGE(r.last.peak_bytes <= r.last.budget_bytes, r.last.str());
@@ -48,17 +55,47 @@ Result train(Device d, const std::string& budget) {
 
 }  // namespace
 
+// SGD, not AdamW: the key part of the qkv bias has a mathematically zero gradient (softmax is
+// invariant to a shift of a query's scores), so both devices hold f32 rounding noise there, and
+// AdamW's first steps turn any noise into steps of about lr (m / sqrt(v) ~ ±1): two correct f32
+// runs, CPU and CPU, were measured 0.84x this tolerance apart. SGD moves a parameter by lr times its
+// gradient, so the noise stays noise. AdamW's update itself is compared below on exact gradients.
 TEST_CASE("cuda: a training step matches the CPU step") {
   LETHE_SKIP_WITHOUT_CUDA();
   cuda::set_allow_tf32(false);
-  Result cpu = train(Device::cpu(), "");
-  Result gpu = train(Device::cuda(0), "");
+  Result cpu = train(Device::cpu(), "", Opt::sgd);
+  Result gpu = train(Device::cuda(0), "", Opt::sgd);
   REQUIRE(cpu.params.size() == gpu.params.size());
   for (size_t i = 0; i < cpu.losses.size(); ++i) CHECK(gpu.losses[i] == doctest::Approx(cpu.losses[i]).epsilon(1e-4));
   for (size_t p = 0; p < cpu.params.size(); ++p)
     for (size_t i = 0; i < cpu.params[p].size(); ++i)
       CHECK_MESSAGE(std::abs(cpu.params[p][i] - gpu.params[p][i]) <= 1e-4 * (1 + std::abs(cpu.params[p][i])),
                     "param ", p, " element ", i);
+}
+
+// Three AdamW steps where every gradient is exact on both devices (d/dw sum(w * x) = x): the
+// update kernel against the CPU's.
+std::vector<float> adamw_steps(Device d) {
+  Session s({.device = d, .seed = 8});
+  Tensor w = randn({1000});
+  w.set_requires_grad(true);
+  Tensor x = randn({1000});
+  optim::AdamW opt({w}, optim::AdamWOptions(1e-2).weight_decay(0.1));
+  for (int step = 0; step < 3; ++step) {
+    opt.zero_grad();
+    (w * x).sum().backward();
+    opt.step();
+  }
+  return w.to_vector<float>();
+}
+
+TEST_CASE("cuda: AdamW steps match the CPU's") {
+  LETHE_SKIP_WITHOUT_CUDA();
+  const std::vector<float> cpu = adamw_steps(Device::cpu()), gpu = adamw_steps(Device::cuda(0));
+  REQUIRE(cpu.size() == gpu.size());
+  for (size_t i = 0; i < cpu.size(); ++i)
+    CHECK_MESSAGE(std::abs(cpu[i] - gpu[i]) <= 1e-6 * (1 + std::abs(cpu[i])), "element ", i, ": cpu ", cpu[i],
+                  ", cuda ", gpu[i]);
 }
 
 TEST_CASE("cuda: remat under a budget is bitwise equal to unlimited memory") {

@@ -4,7 +4,10 @@
 # (bench/cuda_bench: matmul vs direct cuBLAS, Transformer step vs PyTorch eager, the same step under
 # a quarter of its activation memory). Logs go to build-gpu/logs and, when $OUT is set, to $OUT.
 # Budget: about 8 minutes on an H200 with 16 cores.
+# LETHE_REQUIRE_CUDA=1: a CUDA test or the benchmark that finds no usable device fails instead of
+# skipping (an insufficient driver reads as "no device"), so this check cannot pass without running.
 set -euo pipefail
+export LETHE_REQUIRE_CUDA=1
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
 BUILD=${BUILD:-$ROOT/build-gpu}
