@@ -5,6 +5,7 @@
 #include "framework/device.h"
 #include "framework/dtype.h"
 #include "framework/error.h"
+#include "framework/max_batch.h"
 #include "framework/session.h"
 #include "framework/shape.h"
 #include "framework/tensor.h"
@@ -12,3 +13,4 @@
 #include "data/data.h"
 #include "nn/nn.h"
 #include "optim/optim.h"
+#include "serialize/serialize.h"

@@ -58,6 +58,14 @@ DataLoader::Iterator DataLoader::begin() {
   return Iterator(this, std::move(ord), 0);
 }
 
+DataLoader::Iterator DataLoader::begin_at(int64_t epoch, int64_t index) {
+  LETHE_CHECK(epoch >= 0 && index >= 0 && index <= size(), "DataLoader::begin_at: epoch ", epoch, ", batch ", index,
+              " is not a position of a loader of ", size(), " batches per epoch");
+  auto ord = std::make_shared<const std::vector<int64_t>>(order(epoch));
+  epoch_ = epoch + 1;
+  return Iterator(this, std::move(ord), index);
+}
+
 DataLoader::Iterator DataLoader::end() const {
   Iterator it;
   it.index_ = size();

@@ -51,6 +51,9 @@ class DataLoader {
 
   // Starts the next epoch (the first call starts epoch 0, or the one given to set_epoch).
   Iterator begin();
+  // Starts epoch `epoch` at its batch `index` (a resumed run: the batches of an uninterrupted run
+  // from there on); the next begin() starts epoch + 1.
+  Iterator begin_at(int64_t epoch, int64_t index);
   Iterator end() const;
 
   // Batches per epoch.

@@ -347,6 +347,31 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
     cs = compile(g, targets, side_effects, ghash);
     plans_[key] = cs;
   }
+  if (opts_.plan_only) {
+    // The plan is the answer: nothing runs, so nothing is measured and no value is kept.
+    std::vector<char> seen(g.nodes.size(), 0);
+    size_t computes = cs->side_effects.size(), again = 0;
+    for (const ExecStep& e : cs->steps) {
+      if (!e.compute) continue;
+      ++computes;
+      again += seen[static_cast<size_t>(e.node)];
+      seen[static_cast<size_t>(e.node)] = 1;
+    }
+    for (size_t i = 0; i < values.size(); ++i)
+      if (!g.nodes[i].is_leaf()) values[i].reset();
+    last_problem_ = cs->problem;
+    report_ = StepReport{};
+    report_.plan_only = true;
+    report_.budget_bytes = arena_->capacity();
+    report_.no_remat_peak_bytes = arena_->persistent_end() + cs->no_remat_region;
+    report_.planner = cs->planner;
+    report_.nodes = computes;
+    report_.recomputed = again;
+    report_.predicted_overhead = cs->predicted_overhead;
+    report_.planning_seconds = from_cache ? 0.0 : cs->planning_seconds;
+    report_.plan_from_cache = from_cache;
+    return;
+  }
   Arena& arena = *arena_;
   const size_t base = arena.persistent_end();
   LETHE_ASSERT(base + cs->region_bytes <= arena.capacity());

@@ -54,11 +54,18 @@ SessionState::SessionState(SessionOptions o) : opts_(std::move(o)), heap_(make_h
   }
   if (!opts_.trace_path.empty()) tracer_ = std::make_unique<Tracer>(opts_.trace_path);
   const std::string& b = opts_.memory_budget;
-  if (b.empty() || b == "unlimited" || b == "inf") return;
+  const bool unlimited = b.empty() || b == "unlimited" || b == "inf";
+  LETHE_CHECK(!opts_.plan_only || !unlimited, "SessionOptions::plan_only needs a memory budget in bytes "
+              "(memory_budget, e.g. \"512MiB\"); without a budget there is nothing to plan against");
+  if (unlimited) return;
   LETHE_CHECK(!opts_.eager, "SessionOptions: eager mode runs ops one at a time and cannot plan a step "
               "under a memory budget; use eager mode without memory_budget (for debugging) or drop eager");
   static const std::regex fraction(R"(\s*(0?\.[0-9]+|0|1|1\.0*|0\.[0-9]*)\s*)");
   if (std::regex_match(b, fraction)) {
+    // A fraction of each step's own activations scales with the step: it bounds no batch size.
+    LETHE_CHECK(!opts_.plan_only, "SessionOptions::plan_only needs a memory budget in bytes (e.g. "
+                "\"512MiB\"), got the activation fraction '", b, "': a fraction of each step's own "
+                "activations grows with the step, so it cannot tell which step fits");
     budget_fraction_ = std::stod(b);
     LETHE_CHECK(budget_fraction_ > 0 && budget_fraction_ <= 1, "memory_budget '", b,
                 "': an activation fraction must be in (0, 1]");
@@ -75,6 +82,16 @@ SessionState::SessionState(SessionOptions o) : opts_(std::move(o)), heap_(make_h
 }
 
 SessionState::~SessionState() = default;
+
+void SessionState::set_rng_state(const RngState& r) {
+  LETHE_CHECK(!graph_ || graph_->nodes.empty() || std::all_of(graph_->nodes.begin(), graph_->nodes.end(),
+                                                            [](const Node& n) { return n.is_leaf(); }),
+              "set_rng_state: a step is being recorded; restore the random state between steps");
+  opts_.seed = r.seed;
+  step_ = r.step;
+  rng_counter_ = r.next_stream;
+  if (graph_) graph_->step = step_;
+}
 
 void SessionState::start_trace(const std::string& path) {
   LETHE_CHECK(!path.empty(), "start_trace: the trace file path is empty");
@@ -135,10 +152,15 @@ std::shared_ptr<Storage> SessionState::allocate(size_t bytes) {
     return s;
   }
   auto s = arena_->allocate_persistent(bytes);
-  LETHE_CHECK(s != nullptr, "memory budget exhausted: ", bytes, " more bytes do not fit in the arena of ",
-              arena_->capacity(), " bytes (", arena_->persistent_bytes(),
-              " held by parameters, optimizer state and kept values); raise memory_budget or hold "
-              "fewer tensors");
+  // An InfeasibleBudget (the budget is too small, not the program wrong): a batch too large for the
+  // arena is a batch that does not fit (framework/max_batch.h). No smallest budget is known here.
+  if (s == nullptr)
+    throw InfeasibleBudget(detail::concat("memory budget exhausted: ", bytes,
+                                          " more bytes do not fit in the arena of ", arena_->capacity(),
+                                          " bytes (", arena_->persistent_bytes(),
+                                          " held by parameters, optimizer state and kept values); raise "
+                                          "memory_budget or hold fewer tensors"),
+                           0);
   return s;
 }
 
@@ -194,7 +216,9 @@ void SessionState::flush() {
     auto impl = n.handle.lock();
     if (!impl) continue;
     if (values.size() > i && values[i]) impl->storage = values[i];
-    LETHE_ASSERT(impl->storage != nullptr);
+    // A plan-only step computed nothing: its handles end with neither a value nor a graph, and
+    // reading one says why (framework/tensor.cpp).
+    LETHE_ASSERT(impl->storage != nullptr || opts_.plan_only);
     impl->graph.reset();
     impl->node = -1;
   }
@@ -252,6 +276,13 @@ std::string StepReport::str() const {
   if (budget_bytes == 0) {
     std::snprintf(buf, sizeof buf, "step %llu: unlimited memory, peak %.2f MiB, %zu ops, %.2f ms",
                   static_cast<unsigned long long>(step), mib(peak_bytes), nodes, seconds * 1e3);
+  } else if (plan_only) {
+    std::snprintf(buf, sizeof buf,
+                  "step %llu (plan only, not run): budget %.2f MiB, no-remat peak %.2f MiB, planner %s, "
+                  "predicted overhead %.3fx, %zu ops planned (%zu recomputed), planning %.2f ms%s",
+                  static_cast<unsigned long long>(step), mib(budget_bytes), mib(no_remat_peak_bytes),
+                  planner.c_str(), predicted_overhead, nodes, recomputed, planning_seconds * 1e3,
+                  plan_from_cache ? " (cached plan)" : "");
   } else {
     std::snprintf(buf, sizeof buf,
                   "step %llu: budget %.2f MiB, arena peak %.2f MiB, no-remat peak %.2f MiB, planner %s, "

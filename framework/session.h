@@ -33,6 +33,13 @@ struct SessionOptions {
   // Non-empty: record a Chrome trace-event file of every op run (framework/trace.h), written when the
   // session ends or at stop_trace().
   std::string trace_path;
+  // Plan steps, run none: each step is recorded and planned under the budget exactly as a budgeted
+  // step is (an infeasible budget throws InfeasibleBudget with the smallest feasible one), but no op
+  // of the step graph runs. last_report() describes the plan (measured fields are zero), reading a
+  // step's value throws, parameters keep their values. Parameters, optimizer state and tensors made
+  // by creation functions are still allocated in the arena, as they would be in training. Needs a
+  // memory_budget in bytes (framework/max_batch.h searches batch sizes with it).
+  bool plan_only = false;
 };
 
 // What the last executed step did.
@@ -49,12 +56,21 @@ struct StepReport {
   double planning_seconds = 0.0;   // 0 when the plan came from the cache
   bool plan_from_cache = false;
   bool measured_costs = false;     // the plan used measured op times (else the cost model)
+  // SessionOptions::plan_only: nothing ran; nodes and recomputed count the plan's compute steps,
+  // peak_bytes and seconds are 0.
+  bool plan_only = false;
   std::string str() const;         // one line for logs
 };
 
 struct CompiledStep;  // a cached plan with its layout (framework/budgeted_step.cpp)
 class Arena;
 class Tracer;
+
+struct RngState {
+  uint64_t seed = 0;
+  uint64_t step = 0;         // steps run so far
+  uint64_t next_stream = 0;  // the next initialiser's random stream
+};
 
 class SessionState : public std::enable_shared_from_this<SessionState> {
  public:
@@ -66,6 +82,11 @@ class SessionState : public std::enable_shared_from_this<SessionState> {
   uint64_t seed() const { return opts_.seed; }
   uint64_t step() const { return step_; }
   uint64_t next_rng_stream() { return rng_counter_++; }
+  // Where the session's randomness stands: random ops are keyed by (seed, step, node) and
+  // initialisers by their stream number. A checkpoint saves it; restoring it (between steps) makes
+  // the next step draw what the saved session's next step would have drawn.
+  RngState rng_state() const { return {opts_.seed, step_, rng_counter_}; }
+  void set_rng_state(const RngState& r);
 
   // The graph ops record into now.
   const std::shared_ptr<Graph>& graph();
@@ -149,6 +170,9 @@ class Session {
   void start_trace(const std::string& path) { state_->start_trace(path); }
   void stop_trace() { state_->stop_trace(); }
   const std::shared_ptr<SessionState>& state() const { return state_; }
+  // The session's random state (SessionState::rng_state), as torch.get_rng_state / set_rng_state.
+  RngState rng_state() const { return state_->rng_state(); }
+  void set_rng_state(const RngState& r) { state_->set_rng_state(r); }
 
  private:
   std::shared_ptr<SessionState> state_;

@@ -20,6 +20,9 @@ const TensorImpl& checked(const std::shared_ptr<TensorImpl>& impl, const char* w
 int node_in(Graph& g, const std::shared_ptr<TensorImpl>& impl, const std::string& op) {
   if (impl->graph.get() == &g) return impl->node;
   if (impl->storage) return g.leaf_for(impl->storage, impl->meta, impl, impl->requires_grad);
+  LETHE_CHECK(impl->graph != nullptr || !impl->session || !impl->session->options().plan_only, op,
+              ": an input is a value of an earlier step of a plan-only session (SessionOptions::"
+              "plan_only), which was planned but not computed");
   LETHE_CHECK(impl->graph == nullptr || !impl->graph->executed, op,
               ": an input is a value of step ", impl->graph ? impl->graph->step : 0,
               " that was not kept (no Tensor handle held it when that step ran); hold a Tensor to it "
@@ -86,6 +89,9 @@ bool Tensor::is_materialised() const { return checked(impl_, "is_materialised()"
 static std::shared_ptr<Storage> value_storage(const std::shared_ptr<TensorImpl>& impl, const char* what) {
   checked(impl, what);
   if (impl->storage) return impl->storage;
+  LETHE_CHECK(!impl->session || !impl->session->options().plan_only, what,
+              ": the session is plan-only (SessionOptions::plan_only): its steps are planned under the "
+              "memory budget but never run, so no value they compute can be read");
   Graph* g = impl->graph.get();
   LETHE_ASSERT(g != nullptr);
   LETHE_CHECK(!g->executed, what, ": this value belongs to step ", g->step,
@@ -152,6 +158,33 @@ void Tensor::assign(const Tensor& src) {
   std::vector<char> host(t.meta.bytes());
   copy_to_host(*st, host.data(), host.size());
   copy_from_host(*impl_->storage, host.data(), host.size());
+}
+
+std::vector<unsigned char> Tensor::to_bytes() const {
+  auto st = value_storage(impl_, "to_bytes()");
+  std::vector<unsigned char> host(impl_->meta.bytes());
+  copy_to_host(*st, host.data(), host.size());
+  return host;
+}
+
+void Tensor::assign_bytes(const void* data, size_t bytes) {
+  const TensorImpl& t = checked(impl_, "assign_bytes()");
+  LETHE_CHECK(t.storage != nullptr && t.graph == nullptr,
+              "assign_bytes(): only materialised tensors (parameters, buffers, state) can be assigned a value");
+  LETHE_CHECK(bytes == t.meta.bytes(), "assign_bytes(): ", t.meta.str(), " holds ", t.meta.bytes(), " bytes, got ",
+              bytes);
+  copy_from_host(*impl_->storage, data, bytes);
+}
+
+Tensor tensor_from_bytes(const std::shared_ptr<SessionState>& s, const Shape& shape, DType dtype, const void* bytes,
+                         size_t n) {
+  LETHE_ASSERT(s != nullptr);
+  const TensorMeta meta{shape, dtype, s->device()};
+  LETHE_CHECK(n == meta.bytes(), "tensor_from_bytes: ", meta.str(), " holds ", meta.bytes(), " bytes, got ", n);
+  auto st = s->allocate(meta.bytes());
+  st->device = meta.device;
+  copy_from_host(*st, bytes, n);
+  return make_materialised(s, meta, std::move(st));
 }
 
 Tensor make_materialised(const std::shared_ptr<SessionState>& s, const TensorMeta& meta,

@@ -71,6 +71,10 @@ class Tensor {
   // Replaces this leaf's value with src's (shapes and dtypes must match); used by initialisers and
   // to load weights. Not recorded.
   void assign(const Tensor& src);
+  // The value as raw little-endian bytes on the host (numel x element size), for serialisation.
+  std::vector<unsigned char> to_bytes() const;
+  // Replaces this materialised tensor's value with `bytes` raw bytes (exactly its size). Not recorded.
+  void assign_bytes(const void* data, size_t bytes);
 
   // Shape ops.
   Tensor reshape(const Shape& s) const;
@@ -133,6 +137,11 @@ Tensor record(std::shared_ptr<const Op> op, const std::vector<Tensor>& inputs,
 
 // A handle on node `id` of graph g (reusing the live handle when there is one).
 Tensor tensor_for_node(const std::shared_ptr<Graph>& g, int id);
+
+// A materialised tensor of session `s` (on its device, in its arena or heap) holding `bytes`, the
+// raw little-endian value (exactly shape.numel() x the element size).
+Tensor tensor_from_bytes(const std::shared_ptr<SessionState>& s, const Shape& shape, DType dtype, const void* bytes,
+                         size_t n);
 
 // Materialises a tensor from a storage that already holds its value (no recording).
 Tensor make_materialised(const std::shared_ptr<SessionState>& s, const TensorMeta& meta,

@@ -51,6 +51,72 @@ void Module::collect_params(const std::string& prefix, bool recurse,
   for (const auto& [n, c] : children_) c->collect_params(prefix + n + ".", true, out, buffers);
 }
 
+void Module::collect_state(const std::string& prefix, StateDict& out) const {
+  for (const auto& [n, t] : params_) out.insert(prefix + n, t);
+  for (const auto& [n, t] : buffers_) out.insert(prefix + n, t);
+  for (const auto& [n, c] : children_) c->collect_state(prefix + n + ".", out);
+}
+
+StateDict Module::state_dict() const {
+  StateDict sd;
+  collect_state("", sd);
+  return sd;
+}
+
+bool Module::ignores_key(const std::string& key) const {
+  const size_t dot = key.find('.');
+  if (dot == std::string::npos) return ignores_state_key(key);
+  const std::string head = key.substr(0, dot);
+  for (const auto& [n, c] : children_)
+    if (n == head) return c->ignores_key(key.substr(dot + 1));
+  return false;
+}
+
+std::string LoadStateDictResult::str() const {
+  auto join = [](const std::vector<std::string>& v) {
+    std::string s;
+    for (const auto& k : v) s += (s.empty() ? "" : ", ") + k;
+    return s;
+  };
+  std::string s;
+  if (!missing_keys.empty()) s += "missing keys: " + join(missing_keys);
+  if (!unexpected_keys.empty()) s += std::string(s.empty() ? "" : "; ") + "unexpected keys: " + join(unexpected_keys);
+  return s.empty() ? "all keys matched" : s;
+}
+
+LoadStateDictResult Module::load_state_dict(const StateDict& sd, bool strict) {
+  const LoadStateDictResult r = check_state_dict(sd, strict);
+  for (const auto& [k, t] : state_dict()) {
+    const Tensor* src = sd.find(k);
+    if (!src || src->impl() == t.impl()) continue;
+    const std::vector<unsigned char> bytes = src->to_bytes();
+    Tensor dst = t;
+    dst.assign_bytes(bytes.data(), bytes.size());
+  }
+  return r;
+}
+
+LoadStateDictResult Module::check_state_dict(const StateDict& sd, bool strict) const {
+  const StateDict own = state_dict();
+  LoadStateDictResult r;
+  for (const auto& [k, t] : own)
+    if (!sd.contains(k)) r.missing_keys.push_back(k);
+  for (const auto& [k, t] : sd)
+    if (!own.contains(k) && !ignores_key(k)) r.unexpected_keys.push_back(k);
+  LETHE_CHECK(!strict || r.ok(), type_name_, ".load_state_dict: ", r.str(),
+              " (pass strict = false to load the matching keys only)");
+  // Check every shape and dtype before copying anything: a failed load leaves the module as it was.
+  for (const auto& [k, t] : own) {
+    const Tensor* src = sd.find(k);
+    if (!src) continue;
+    LETHE_CHECK(src->shape() == t.shape(), type_name_, ".load_state_dict: '", k, "' has shape ", src->shape(),
+                " in the state dict, the module's is ", t.shape());
+    LETHE_CHECK(src->dtype() == t.dtype(), type_name_, ".load_state_dict: '", k, "' is ", src->dtype(),
+                " in the state dict, the module's is ", t.dtype());
+  }
+  return r;
+}
+
 std::vector<std::pair<std::string, Tensor>> Module::named_parameters(bool recurse) const {
   std::vector<std::pair<std::string, Tensor>> out;
   collect_params("", recurse, out, false);

@@ -21,9 +21,18 @@
 #include <utility>
 #include <vector>
 
+#include "framework/state_dict.h"
 #include "framework/tensor.h"
 
 namespace lethe::nn {
+
+// What load_state_dict() did not match (PyTorch's _IncompatibleKeys).
+struct LoadStateDictResult {
+  std::vector<std::string> missing_keys;     // the module's, absent from the state dict
+  std::vector<std::string> unexpected_keys;  // the state dict's, not the module's
+  bool ok() const { return missing_keys.empty() && unexpected_keys.empty(); }
+  std::string str() const;                    // "missing keys: a, b; unexpected keys: c"
+};
 
 class Module : public std::enable_shared_from_this<Module> {
  public:
@@ -58,6 +67,21 @@ class Module : public std::enable_shared_from_this<Module> {
   // Total number of parameter elements.
   int64_t num_parameters() const;
 
+  // Parameters and buffers by PyTorch's names and in its order: a module's own parameters, then its
+  // own buffers, then each submodule's ("layers.0.weight", "bn.running_mean", ...). The tensors are
+  // the module's own (handles, not copies), as torch's state_dict() with keep_vars.
+  StateDict state_dict() const;
+  // Copies the values of `sd` into the module's parameters and buffers (in place: optimizers and
+  // every other handle see them). Shapes and dtypes must match, or it throws naming the key. With
+  // `strict`, a missing or unexpected key throws listing them all, before anything is copied;
+  // without, they are returned and the matching keys are loaded.
+  LoadStateDictResult load_state_dict(const StateDict& sd, bool strict = true);
+  // The checks of load_state_dict() alone: throws as it would, copies nothing.
+  LoadStateDictResult check_state_dict(const StateDict& sd, bool strict = true) const;
+  // Keys of PyTorch's modules that this module accepts on load and has no use for
+  // (BatchNorm2d: num_batches_tracked, which only momentum=None uses). Names are the module's own.
+  virtual bool ignores_state_key(const std::string& name) const { return false; }
+
   // Training mode switch, applied to every submodule.
   virtual void train(bool on = true);
   void eval() { train(false); }
@@ -76,6 +100,8 @@ class Module : public std::enable_shared_from_this<Module> {
  private:
   void collect_params(const std::string& prefix, bool recurse,
                       std::vector<std::pair<std::string, Tensor>>& out, bool buffers) const;
+  void collect_state(const std::string& prefix, StateDict& out) const;
+  bool ignores_key(const std::string& key) const;  // a dotted key, ignored by its module
   void check_name(const std::string& name, const char* what) const;
 
   std::string type_name_;

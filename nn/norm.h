@@ -31,6 +31,9 @@ class BatchNorm2d : public UnaryModule {
   Tensor forward(const Tensor& x) override;
   void pretty_print(std::ostream& os) const override;
   const BatchNorm2dOptions& options() const { return options_; }
+  // PyTorch's state dicts also hold num_batches_tracked (used only with momentum=None, which Lethe
+  // does not have): accepted on load, not saved (PyTorch fills it in when it is absent).
+  bool ignores_state_key(const std::string& name) const override { return name == "num_batches_tracked"; }
 
   Tensor weight, bias;               // undefined unless affine
   Tensor running_mean, running_var;  // undefined unless track_running_stats

@@ -1,5 +1,7 @@
 #include "optim/adamw.h"
 
+#include <cstdlib>
+
 #include "framework/error.h"
 #include "ops/creation.h"
 #include "optim/update_ops.h"
@@ -36,6 +38,47 @@ void AdamW::update(const Tensor& param, const Tensor& grad, const ParamGroup& g)
   h.eps = options_.eps();
   h.step = s.step;
   record(std::make_shared<AdamWUpdateOp>(h), {param, grad, s.exp_avg, s.exp_avg_sq});
+}
+
+}  // namespace lethe::optim
+
+namespace lethe::optim {
+
+void AdamW::save_param_state(const Tensor& param, const std::string& prefix, OptimizerState& out) const {
+  const State* s = state(param);
+  if (!s) return;  // not updated yet: no state, as PyTorch
+  out.tensors.insert(prefix + "exp_avg", s->exp_avg);
+  out.tensors.insert(prefix + "exp_avg_sq", s->exp_avg_sq);
+  out.fields[prefix + "step"] = std::to_string(s->step);
+}
+
+void AdamW::load_param_state(const Tensor& param, const std::string& prefix, const OptimizerState& in,
+                             bool check_only) {
+  const Tensor* m = in.tensors.find(prefix + "exp_avg");
+  const Tensor* v = in.tensors.find(prefix + "exp_avg_sq");
+  auto step = in.fields.find(prefix + "step");
+  const bool any = m || v || step != in.fields.end();
+  if (check_only) {
+    if (!any) return;
+    LETHE_CHECK(m && v && step != in.fields.end(), "AdamW.load_state_dict: '", prefix,
+                "' needs exp_avg, exp_avg_sq and step together");
+    check_state_tensor(param, *m, prefix + "exp_avg");
+    check_state_tensor(param, *v, prefix + "exp_avg_sq");
+    char* end = nullptr;
+    const long long n = std::strtoll(step->second.c_str(), &end, 10);
+    LETHE_CHECK(end && *end == '\0' && n >= 0, "AdamW.load_state_dict: '", prefix, "step' is not a step count: '",
+                step->second, "'");
+    return;
+  }
+  if (!any) {
+    state_.erase(param.impl().get());
+    return;
+  }
+  State s;
+  s.exp_avg = state_tensor_like(param, *m);
+  s.exp_avg_sq = state_tensor_like(param, *v);
+  s.step = std::strtoll(step->second.c_str(), nullptr, 10);
+  state_[param.impl().get()] = std::move(s);
 }
 
 }  // namespace lethe::optim

@@ -39,6 +39,9 @@ class AdamW : public Optimizer {
 
  protected:
   void update(const Tensor& param, const Tensor& grad, const ParamGroup& g) override;
+  void save_param_state(const Tensor& param, const std::string& prefix, OptimizerState& out) const override;
+  void load_param_state(const Tensor& param, const std::string& prefix, const OptimizerState& in,
+                        bool check_only) override;
 
  private:
   AdamWOptions options_;

@@ -14,10 +14,13 @@
 //   lethe::optim::AdamW opt({{decay_params}, {no_decay_params, std::nullopt, 0.0}}, AdamWOptions(3e-4));
 #pragma once
 
+#include <map>
 #include <optional>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "framework/state_dict.h"
 #include "framework/tensor.h"
 
 namespace lethe::optim {
@@ -29,6 +32,15 @@ struct ParamGroup {
   std::vector<Tensor> params;
   std::optional<double> lr;            // unset: the optimizer's
   std::optional<double> weight_decay;  // unset: the optimizer's
+};
+
+// An optimizer's state in PyTorch's layout, flattened: tensors "state.<i>.<field>" (i counts the
+// parameters of every group in order; AdamW: exp_avg, exp_avg_sq; SGD: momentum_buffer) and text
+// fields: "type", "step_count", "param_groups" (JSON: lr, weight_decay and parameter indices per
+// group) and per-parameter counters ("state.<i>.step").
+struct OptimizerState {
+  StateDict tensors;
+  std::map<std::string, std::string> fields;
 };
 
 class Optimizer {
@@ -52,11 +64,29 @@ class Optimizer {
   std::vector<Tensor> parameters() const;
   // Number of step() calls so far.
   int64_t step_count() const { return step_count_; }
+  const char* type_name() const { return name_; }
+
+  // The state to save and restore (see OptimizerState). The tensors are the optimizer's own.
+  OptimizerState state_dict() const;
+  // Restores a state saved by an optimizer of the same type over parameters of the same shapes, in
+  // the same groups: hyper-parameters of the groups, step counts and per-parameter state (copied into
+  // new tensors of the parameters' session). Anything that does not match throws naming it, before
+  // the optimizer changes.
+  void load_state_dict(const OptimizerState& s);
 
  protected:
   Optimizer(std::vector<ParamGroup> groups, double lr, double weight_decay, const char* name);
   // Records the update of one parameter (grad defined) of group g.
   virtual void update(const Tensor& param, const Tensor& grad, const ParamGroup& g) = 0;
+  // The per-parameter state of parameter `index` ("state.<index>." prefixed by the caller).
+  virtual void save_param_state(const Tensor& param, const std::string& prefix, OptimizerState& out) const = 0;
+  // Checks (check_only) or restores the state of one parameter from `in`; absent state = none yet.
+  virtual void load_param_state(const Tensor& param, const std::string& prefix, const OptimizerState& in,
+                                bool check_only) = 0;
+  // A state tensor for `param` (its session, shape and dtype) holding `src`'s value.
+  static Tensor state_tensor_like(const Tensor& param, const Tensor& src);
+  // Checks that `src` can hold state of `param` (same shape and dtype), naming `key`.
+  void check_state_tensor(const Tensor& param, const Tensor& src, const std::string& key) const;
 
   std::vector<ParamGroup> groups_;
   int64_t step_count_ = 0;

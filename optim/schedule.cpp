@@ -30,6 +30,12 @@ void CosineWarmupLR::apply() {
   for (size_t g = 0; g < base_.size(); ++g) opt_.group(g).lr = lr_at(t_, g);
 }
 
+void CosineWarmupLR::set_step(int64_t t) {
+  LETHE_CHECK(t >= 0, "CosineWarmupLR::set_step: the step must be >= 0, got ", t);
+  t_ = t;
+  apply();
+}
+
 void CosineWarmupLR::step() {
   ++t_;
   apply();

@@ -20,6 +20,8 @@ class CosineWarmupLR {
   // Learning rate of group g at step t (no side effects).
   double lr_at(int64_t t, size_t group = 0) const;
   int64_t last_step() const { return t_; }
+  // Moves the schedule to step t (a resumed run: the learning rate of step t is set).
+  void set_step(int64_t t);
 
  private:
   void apply();

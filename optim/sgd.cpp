@@ -41,3 +41,26 @@ void SGD::update(const Tensor& param, const Tensor& grad, const ParamGroup& g) {
 }
 
 }  // namespace lethe::optim
+
+namespace lethe::optim {
+
+void SGD::save_param_state(const Tensor& param, const std::string& prefix, OptimizerState& out) const {
+  const Tensor b = momentum_buffer(param);
+  if (b.defined()) out.tensors.insert(prefix + "momentum_buffer", b);
+}
+
+void SGD::load_param_state(const Tensor& param, const std::string& prefix, const OptimizerState& in,
+                           bool check_only) {
+  const Tensor* b = in.tensors.find(prefix + "momentum_buffer");
+  if (check_only) {
+    if (b) check_state_tensor(param, *b, prefix + "momentum_buffer");
+    return;
+  }
+  if (!b) {
+    buffers_.erase(param.impl().get());
+    return;
+  }
+  buffers_[param.impl().get()] = state_tensor_like(param, *b);
+}
+
+}  // namespace lethe::optim

@@ -32,6 +32,9 @@ class SGD : public Optimizer {
 
  protected:
   void update(const Tensor& param, const Tensor& grad, const ParamGroup& g) override;
+  void save_param_state(const Tensor& param, const std::string& prefix, OptimizerState& out) const override;
+  void load_param_state(const Tensor& param, const std::string& prefix, const OptimizerState& in,
+                        bool check_only) override;
 
  private:
   SGDOptions options_;
