@@ -1,10 +1,12 @@
 // What every Lethe example shares: the common flags, the progress display, a training loop run in a
-// fresh session, and the end-of-run report that compares the budgeted run with an unlimited run of the
-// same model made in the same process.
+// fresh session, checkpoints (--save, --save-every, --resume), the largest batch for a budget
+// (--max-batch), and the end-of-run report that compares the budgeted run with an unlimited run of
+// the same model made in the same process.
 //
 //   lethe::examples::CommonFlags flags;
 //   flags.add(app);                                    // --device --memory-budget --planner --steps ...
-//   auto make = [&]() { /* build model + optimizer in the current session */ return Job{step, finish}; };
+//   auto make = [&]() { /* build model + optimizer in the current session, batch flags.batch */
+//                       return cross_entropy_job(net, loader, opt, sched); };
 //   return lethe::examples::main_loop("resnet-18", flags, make);
 #pragma once
 
@@ -36,8 +38,13 @@ struct CommonFlags {
   std::string export_graph;
   std::string trace;
   int64_t compare_unlimited = 0;  // steps of an unlimited run made first (0: none)
+  bool compare = false;           // an unlimited run of as many steps as the main run
   int threads = 0;
-  bool quiet = false;             // no per-step lines (reports only)
+  bool quiet = false;             // no progress lines (reports only)
+  std::string save, resume;       // checkpoint files
+  int64_t save_every = 0;         // steps between checkpoints (0: only at the end)
+  bool max_batch = false;         // find the largest batch for the budget instead of training
+  double max_overhead = 0;        // with max_batch: the largest predicted overhead allowed (0: any)
 
   void add(CLI::App& app) {
     app.add_option("--device", device, "cpu or cuda[:i]")->capture_default_str();
@@ -56,8 +63,20 @@ struct CommonFlags {
                    "first run this many steps without a budget (same model, same batches) to measure the "
                    "overhead and check the losses bitwise")
         ->capture_default_str();
+    app.add_flag("--compare", compare, "with --memory-budget: first train as many steps with unlimited memory, to "
+                 "measure the overhead and check the losses bitwise");
     app.add_option("--threads", threads, "CPU threads (0: default)")->capture_default_str();
-    app.add_flag("--quiet", quiet, "no per-step lines");
+    app.add_flag("--quiet", quiet, "no progress lines (the report only)");
+    app.add_option("--save", save, "write a training checkpoint (safetensors) here at the end, and every "
+                   "--save-every steps ({step} in the name is replaced by the step count)");
+    app.add_option("--save-every", save_every, "steps between checkpoints (0: only at the end)")
+        ->capture_default_str()->check(CLI::NonNegativeNumber);
+    app.add_option("--resume", resume, "continue the run saved in this checkpoint (same flags): the steps after "
+                   "it give bitwise what an uninterrupted run gives");
+    app.add_flag("--max-batch", max_batch, "instead of training, find the largest batch whose step fits "
+                 "--memory-budget (bytes), by planning candidate batches, and print the table");
+    app.add_option("--max-overhead", max_overhead, "with --max-batch: the largest predicted overhead allowed "
+                   "(e.g. 1.2; 0: any)")->capture_default_str()->check(CLI::NonNegativeNumber);
   }
   SessionOptions session(bool with_budget, bool with_trace) const {
     SessionOptions o;
@@ -70,54 +89,113 @@ struct CommonFlags {
     return o;
   }
   bool budgeted() const { return !budget.empty() && budget != "unlimited" && budget != "inf"; }
+  int64_t compare_steps() const { return compare ? steps : compare_unlimited; }
 };
 
 inline double mib(size_t b) { return static_cast<double>(b) / (1024.0 * 1024.0); }
 
-// A progress bar rewritten in place on a terminal; one line per step otherwise.
+inline std::string clock_str(double secs) {
+  const auto t = static_cast<long long>(secs + 0.5);
+  char buf[32];
+  if (t >= 3600)
+    std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld", t / 3600, t / 60 % 60, t % 60);
+  else
+    std::snprintf(buf, sizeof buf, "%lld:%02lld", t / 60, t % 60);
+  return buf;
+}
+
+// Progress of a run. On a terminal: one line per epoch, rewritten in place while the epoch runs
+// (epoch, step, loss, samples/s, ETA) and kept when it ends. Otherwise (a log, a pipe): one plain
+// line per epoch, or ten lines in all when epochs are many or there are none.
 class Progress {
  public:
-  Progress(bool tty, bool quiet) : tty_(tty), quiet_(quiet) {}
-  void update(const std::string& label, int64_t step, int64_t steps, double loss, double samples_per_s,
+  Progress(bool tty, bool quiet, int64_t steps_per_epoch, int64_t steps)
+      : tty_(tty), quiet_(quiet), per_epoch_(steps_per_epoch), steps_(steps) {
+    const bool few_epochs = per_epoch_ > 0 && steps_ / per_epoch_ <= 20;
+    every_ = few_epochs ? per_epoch_ : std::max<int64_t>(1, steps_ / 10);
+  }
+  // After step `step` (1-based) of the run, which started at step `first` (a resumed run).
+  void update(const std::string& label, int64_t step, int64_t first, double loss, double samples_per_s,
               const StepReport& r) {
+    if (quiet_) return;
+    const double eta = samples_per_s > 0 && step > first ? static_cast<double>(steps_ - step) *
+                                                               (elapsed_ / static_cast<double>(step - first))
+                                                         : 0.0;
+    const bool boundary = step % every_ == 0 || step == steps_;
+    char where[64];
+    if (per_epoch_ > 0)
+      std::snprintf(where, sizeof where, "epoch %lld/%lld step %lld/%lld",
+                    static_cast<long long>((step - 1) / per_epoch_ + 1),
+                    static_cast<long long>((steps_ + per_epoch_ - 1) / per_epoch_), static_cast<long long>(step),
+                    static_cast<long long>(steps_));
+    else
+      std::snprintf(where, sizeof where, "step %lld/%lld", static_cast<long long>(step), static_cast<long long>(steps_));
     if (tty_) {
-      const int width = 24;
-      const int fill = steps > 0 ? static_cast<int>(width * static_cast<double>(step) / static_cast<double>(steps)) : width;
-      std::string bar(static_cast<size_t>(std::clamp(fill, 0, width)), '#');
-      bar.resize(width, '.');
-      std::printf("\r%-9s [%s] %5lld/%lld  loss %.4f  %7.1f samples/s  peak %.1f MiB%s", label.c_str(), bar.c_str(),
-                  static_cast<long long>(step), static_cast<long long>(steps), loss, samples_per_s,
-                  mib(r.peak_bytes), r.recomputed ? " (remat)" : "");
-      if (step == steps) std::printf("\n");
+      std::printf("\r%-9s %s  loss %.4f  %.0f samples/s  ETA %s  peak %.1f MiB%s\033[K", label.c_str(), where, loss,
+                  samples_per_s, clock_str(eta).c_str(), mib(r.peak_bytes), r.recomputed ? " (remat)" : "");
+      if (boundary) std::printf("\n");
       std::fflush(stdout);
-    } else if (!quiet_) {
-      std::printf("%s step %lld loss %.6f %.1f samples/s | %s\n", label.c_str(), static_cast<long long>(step), loss,
-                  samples_per_s, r.str().c_str());
+    } else if (boundary) {
+      std::printf("%s %s loss %.6f %.0f samples/s ETA %s | %s\n", label.c_str(), where, loss, samples_per_s,
+                  clock_str(eta).c_str(), r.str().c_str());
       std::fflush(stdout);
     }
   }
+  void set_elapsed(double secs) { elapsed_ = secs; }
 
  private:
   bool tty_, quiet_;
+  int64_t per_epoch_, steps_, every_ = 1;
+  double elapsed_ = 0;
 };
 
 // One model's training, built inside the current session: step(i) records and runs step i and returns
-// its loss; finish() (optional) evaluates or samples at the end of the main run.
+// its loss (NaN in a plan-only session, see --max-batch); finish() (optional) evaluates or samples at
+// the end of the main run and returns a line for the report. save(path, steps) writes a checkpoint
+// after `steps` steps; resume(path) loads one and returns the steps it had taken.
 struct Job {
   std::function<double(int64_t step)> step;
-  std::function<void()> finish;
+  std::function<std::string()> finish;
+  std::function<void(const std::string& path, int64_t steps)> save;
+  std::function<int64_t(const std::string& path)> resume;
   int64_t samples_per_step = 1;
+  int64_t steps_per_epoch = 0;  // 0: no epochs (a stream of batches)
+  int64_t max_batch = 0;        // the largest batch the data allows (0: any)
 };
 
-// One training step per call, over a loader that starts again when it runs out (a new epoch):
-// cross_entropy of net(batch.data) against batch.target, backward, optimizer step, LR schedule.
-// (For segmentation the logits are [N, classes, H, W] and the targets [N, H, W].)
+// A step's loss, or NaN where nothing runs (a plan-only session: --max-batch).
+inline double read_loss(const Tensor& loss) {
+  return current_session()->options().plan_only ? std::nan("") : loss.item<double>();
+}
+
+// save/resume of a job whose only progress beside model and optimizer is the step count and the
+// schedule (batches that are a function of the step).
 template <typename Net, typename Opt>
-std::function<double(int64_t)> cross_entropy_step(std::shared_ptr<Net> net, std::shared_ptr<data::DataLoader> loader,
-                                                  std::shared_ptr<Opt> opt,
-                                                  std::shared_ptr<optim::CosineWarmupLR> sched) {
+void checkpoint_by_step(Job& job, std::shared_ptr<Net> net, std::shared_ptr<Opt> opt,
+                        std::shared_ptr<optim::CosineWarmupLR> sched) {
+  job.save = [=](const std::string& path, int64_t steps) {
+    save_checkpoint(path, *net, *opt, {.step = steps, .scheduler_step = sched->last_step()});
+  };
+  job.resume = [=](const std::string& path) {
+    const TrainingProgress p = load_checkpoint(path, *net, *opt);
+    sched->set_step(p.scheduler_step);
+    return p.step;
+  };
+}
+
+// Training by cross entropy over a loader that starts again when it runs out (a new epoch):
+// cross_entropy of net(batch.data) against batch.target, backward, optimizer step, LR schedule; with
+// checkpoints that restore the data position too. (For segmentation the logits are [N, classes, H, W]
+// and the targets [N, H, W].)
+template <typename Net, typename Opt>
+Job cross_entropy_job(std::shared_ptr<Net> net, std::shared_ptr<data::DataLoader> loader, std::shared_ptr<Opt> opt,
+                      std::shared_ptr<optim::CosineWarmupLR> sched) {
   auto it = std::make_shared<data::DataLoader::Iterator>(loader->begin());
-  return [=](int64_t) {
+  Job job;
+  job.samples_per_step = loader->options().batch_size();
+  job.steps_per_epoch = loader->size();
+  job.max_batch = loader->dataset().size();
+  job.step = [=](int64_t) {
     if (*it == loader->end()) *it = loader->begin();
     const data::Batch& b = **it;
     net->train();
@@ -127,8 +205,25 @@ std::function<double(int64_t)> cross_entropy_step(std::shared_ptr<Net> net, std:
     opt->step();
     sched->step();
     ++*it;
-    return loss.item<double>();
+    return read_loss(loss);
   };
+  job.save = [=](const std::string& path, int64_t steps) {
+    // The position of the next batch: the loader's current epoch, or the next one's start.
+    const bool done = *it == loader->end();
+    save_checkpoint(path, *net, *opt,
+                    {.step = steps,
+                     .loader_epoch = done ? loader->epoch() : loader->epoch() - 1,
+                     .loader_batch = done ? 0 : it->index(),
+                     .scheduler_step = sched->last_step()});
+  };
+  job.resume = [=](const std::string& path) {
+    const TrainingProgress p = load_checkpoint(path, *net, *opt);
+    sched->set_step(p.scheduler_step);
+    *it = data::DataLoader::Iterator();  // free the current batch first: a tight budget has room for one
+    *it = loader->begin_at(p.loader_epoch, p.loader_batch);
+    return p.step;
+  };
+  return job;
 }
 
 struct RunResult {
@@ -139,6 +234,7 @@ struct RunResult {
   double predicted_overhead = 1.0, first_planning_s = 0.0, planning_s = 0.0;
   size_t recomputed = 0;
   std::string planner;
+  std::string finish;  // the job's line for the report (an accuracy)
 };
 
 // Median of v[from..]; the first steps plan (twice: estimated, then measured costs) and warm caches.
@@ -150,19 +246,43 @@ inline double median_from(std::vector<double> v, size_t from) {
 }
 inline size_t timing_skip(size_t n) { return n > 4 ? 2 : (n > 2 ? 1 : 0); }
 
-// Runs `steps` steps of make() in a fresh session with options `o`. Throws what the session throws
-// (lethe::InfeasibleBudget when the budget cannot be met).
-inline RunResult run_session(const SessionOptions& o, int64_t steps, const std::function<Job()>& make,
-                             const std::string& label, bool tty, bool quiet, bool run_finish,
-                             const std::string& export_graph = "") {
+// `pattern` with "{step}" replaced by `step` (checkpoints of several steps side by side).
+inline std::string checkpoint_path(const std::string& pattern, int64_t step) {
+  std::string p = pattern;
+  for (size_t at = p.find("{step}"); at != std::string::npos; at = p.find("{step}", at))
+    p.replace(at, 6, std::to_string(step));
+  return p;
+}
+
+// Runs make() in a fresh session with options `o` up to step `steps`: from step 0, or from the steps a
+// checkpoint `resume` had taken. Saves a checkpoint to `save` every `save_every` steps and at the end
+// (when given). Throws what the session throws (lethe::InfeasibleBudget when the budget cannot be met).
+struct RunSpec {
+  SessionOptions options;
+  int64_t steps = 0;
+  std::string label;
+  bool tty = false, quiet = false, run_finish = false;
+  std::string export_graph, save, resume;
+  int64_t save_every = 0;
+};
+
+inline RunResult run_session(const RunSpec& spec, const std::function<Job()>& make) {
   RunResult r;
-  Session session(o);
+  Session session(spec.options);
   Job job = make();
-  Progress progress(tty, quiet);
+  int64_t first = 0;
+  if (!spec.resume.empty()) {
+    LETHE_CHECK(job.resume, "--resume: this example cannot resume from a checkpoint");
+    first = job.resume(spec.resume);
+    LETHE_CHECK(first <= spec.steps, "--resume: ", spec.resume, " is at step ", first, ", past --steps ", spec.steps);
+    if (!spec.quiet) std::printf("%s: resumed from %s at step %lld\n", spec.label.c_str(), spec.resume.c_str(),
+                                 static_cast<long long>(first));
+  }
+  Progress progress(spec.tty, spec.quiet, job.steps_per_epoch, spec.steps);
   double smooth = 0;
   int64_t seen = 0;
   auto t_start = Clock::now();
-  for (int64_t i = 0; i < steps; ++i) {
+  for (int64_t i = first; i < spec.steps; ++i) {
     auto t0 = Clock::now();
     const double loss = job.step(i);
     const double wall = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -177,17 +297,27 @@ inline RunResult run_session(const SessionOptions& o, int64_t steps, const std::
     r.recomputed = rep.recomputed;
     r.planner = rep.planner;
     r.planning_s += rep.planning_seconds;
-    if (i == 0) r.first_planning_s = rep.planning_seconds;
-    if (i == steps - 1 && !export_graph.empty()) {
-      session.export_graph(export_graph);
-      std::printf("wrote the training step graph to %s\n", export_graph.c_str());
+    if (i == first) r.first_planning_s = rep.planning_seconds;
+    if (i == spec.steps - 1 && !spec.export_graph.empty()) {
+      session.export_graph(spec.export_graph);
+      std::printf("wrote the training step graph to %s\n", spec.export_graph.c_str());
+    }
+    const bool last = i == spec.steps - 1;
+    if (!spec.save.empty() && (last || (spec.save_every > 0 && (i + 1) % spec.save_every == 0))) {
+      LETHE_CHECK(job.save, "--save: this example cannot write checkpoints");
+      job.save(checkpoint_path(spec.save, i + 1), i + 1);
     }
     seen += job.samples_per_step;
-    smooth = i == 0 ? loss : 0.9 * smooth + 0.1 * loss;
+    smooth = i == first ? loss : 0.9 * smooth + 0.1 * loss;
     const double secs = std::chrono::duration<double>(Clock::now() - t_start).count();
-    progress.update(label, i + 1, steps, tty ? smooth : loss, static_cast<double>(seen) / secs, rep);
+    progress.set_elapsed(secs);
+    progress.update(spec.label, i + 1, first, spec.tty ? smooth : loss, static_cast<double>(seen) / secs, rep);
   }
-  if (run_finish && job.finish) job.finish();
+  if (!spec.save.empty() && first == spec.steps) {
+    LETHE_CHECK(job.save, "--save: this example cannot write checkpoints");
+    job.save(checkpoint_path(spec.save, first), first);
+  }
+  if (spec.run_finish && job.finish) r.finish = job.finish();
   return r;
 }
 
@@ -200,37 +330,86 @@ inline std::pair<size_t, int64_t> compare_bits(const std::vector<double>& a, con
   return {n, -1};
 }
 
+// --max-batch: the largest batch whose step fits the budget (and --max-overhead), found by planning
+// candidate batches in plan-only sessions; prints the table. Returns the exit code.
+inline int max_batch_main(const std::string& model_name, CommonFlags& f, const std::function<Job()>& make) {
+  LETHE_CHECK(f.budgeted(), "--max-batch needs --memory-budget in bytes (e.g. 512MiB)");
+  MaxBatchOptions mb;
+  mb.max_overhead = f.max_overhead;
+  {
+    // The data's own limit (a batch cannot hold more samples than the data set), from a job built in
+    // a throwaway unlimited CPU session.
+    const int64_t batch = f.batch;
+    f.batch = 1;
+    Session probe(SessionOptions{.seed = f.seed});
+    const Job j = make();
+    f.batch = batch;
+    if (j.max_batch > 0) mb.max_batch = j.max_batch;
+  }
+  std::printf("finding the largest batch of %s whose training step fits --memory-budget %s%s...\n",
+              model_name.c_str(), f.budget.c_str(),
+              f.max_overhead > 0 ? (" with a predicted overhead <= " + std::to_string(f.max_overhead)).c_str() : "");
+  const MaxBatchResult r = find_max_batch(
+      f.session(true, false),
+      [&](int64_t b) {
+        f.batch = b;
+        Job job = make();
+        job.step(0);
+      },
+      mb);
+  std::printf("%s", r.table().c_str());
+  if (r.batch == 0) {
+    std::printf("no batch fits: raise --memory-budget%s\n", f.max_overhead > 0 ? " or --max-overhead" : "");
+    return 1;
+  }
+  for (const BatchCandidate& c : r.tried)
+    if (c.batch == r.batch)
+      std::printf("largest batch: %lld (planner %s, predicted overhead %.3fx, no-remat peak %.2f MiB, budget %.2f MiB)\n",
+                  static_cast<long long>(r.batch), c.planner.c_str(), c.predicted_overhead, mib(c.no_remat_peak_bytes),
+                  mib(c.budget_bytes));
+  return 0;
+}
+
 // The whole program: optional unlimited comparison run, the main run (budgeted when --memory-budget is
-// given), then the report. Returns the exit code.
-inline int main_loop(const std::string& model_name, const CommonFlags& f, const std::function<Job()>& make) {
+// given), then the report; or --max-batch. Returns the exit code.
+inline int main_loop(const std::string& model_name, CommonFlags& f, const std::function<Job()>& make) {
   const bool tty = isatty(STDOUT_FILENO) == 1;
   try {
+    if (f.max_batch) return max_batch_main(model_name, f, make);
     RunResult unl;
-    const bool compare = f.budgeted() && f.compare_unlimited > 0;
+    const int64_t compare_steps = f.budgeted() ? f.compare_steps() : 0;
+    const bool compare = compare_steps > 0;
     if (compare) {
-      std::printf("unlimited-memory run of %lld steps (for the comparison)...\n",
-                  static_cast<long long>(f.compare_unlimited));
-      unl = run_session(f.session(false, false), f.compare_unlimited, make, "unlimited", tty, f.quiet, false);
+      if (!f.quiet)
+        std::printf("unlimited-memory run of %lld steps (for the comparison)...\n", static_cast<long long>(compare_steps));
+      RunSpec u{.options = f.session(false, false), .steps = compare_steps, .label = "unlimited", .tty = tty,
+                .quiet = f.quiet, .resume = f.resume};
+      unl = run_session(u, make);
     }
-    RunResult run = run_session(f.session(true, true), f.steps, make, f.budgeted() ? "budgeted" : "train", tty,
-                                f.quiet, true, f.export_graph);
+    RunSpec m{.options = f.session(true, true), .steps = f.steps, .label = f.budgeted() ? "budgeted" : "train",
+              .tty = tty, .quiet = f.quiet, .run_finish = true, .export_graph = f.export_graph, .save = f.save,
+              .resume = f.resume, .save_every = f.save_every};
+    RunResult run = run_session(m, make);
     if (!f.trace.empty()) std::printf("wrote the execution trace to %s (open in ui.perfetto.dev)\n", f.trace.c_str());
+    if (!f.save.empty()) {
+      const std::string last = checkpoint_path(f.save, f.steps);
+      std::printf("wrote the checkpoint %s (continue with --resume %s and a larger --steps)\n", last.c_str(), last.c_str());
+    }
 
     const size_t skip = timing_skip(run.wall_s.size());
     const double step_s = median_from(run.wall_s, skip), exec_s = median_from(run.exec_s, skip);
     std::printf("\n== %s: report ==\n", model_name.c_str());
+    if (!run.finish.empty()) std::printf("result:        %s\n", run.finish.c_str());
     if (!f.budgeted()) {
-      std::printf("memory:    unlimited; measured peak %.2f MiB (no rematerialisation)\n", mib(run.max_peak));
-      std::printf("step time: %.1f ms (median; %.1f ms executing the graph)\n", step_s * 1e3, exec_s * 1e3);
+      std::printf("memory:        unlimited; measured peak %.2f MiB (no rematerialisation)\n", mib(run.max_peak));
+      std::printf("step time:     %.1f ms (median; %.1f ms executing the graph)\n", step_s * 1e3, exec_s * 1e3);
       return 0;
     }
-    std::printf("budget:        %.2f MiB (--memory-budget %s), planner %s\n", mib(run.budget), f.budget.c_str(),
-                run.planner.c_str());
-    std::printf("no-remat peak: %.2f MiB\n", mib(run.no_remat_peak));
-    std::printf("measured peak: %.2f MiB (%.0f%% of the no-remat peak), %zu recomputations per step\n",
-                mib(run.max_peak), 100.0 * static_cast<double>(run.max_peak) / static_cast<double>(std::max<size_t>(run.no_remat_peak, 1)),
-                run.recomputed);
-    std::printf("planning:      %.2f s for the first step, %.2f s in all\n", run.first_planning_s, run.planning_s);
+    std::printf("memory:        budget %.2f MiB (--memory-budget %s), measured peak %.2f MiB, no-remat peak %.2f MiB\n",
+                mib(run.budget), f.budget.c_str(), mib(run.max_peak), mib(run.no_remat_peak));
+    std::printf("plan:          planner %s, %zu recomputations per step; planning %.2f s for the first step, "
+                "%.2f s in all\n",
+                run.planner.c_str(), run.recomputed, run.first_planning_s, run.planning_s);
     std::printf("step time:     %.1f ms budgeted (median of steps %zu..%zu; %.1f ms executing the graph)\n",
                 step_s * 1e3, skip + 1, run.wall_s.size(), exec_s * 1e3);
     if (compare) {
@@ -250,8 +429,7 @@ inline int main_loop(const std::string& model_name, const CommonFlags& f, const 
       if (bad >= 0) return 2;
     } else {
       const double pred = run.predicted_overhead > 0 ? step_s / run.predicted_overhead : 0.0;
-      std::printf("unlimited:     %.1f ms PREDICTED (not measured: pass --compare-unlimited N to measure)\n",
-                  pred * 1e3);
+      std::printf("unlimited:     %.1f ms PREDICTED (not measured: pass --compare to measure)\n", pred * 1e3);
       std::printf("overhead:      %.3fx PREDICTED by the planner\n", run.predicted_overhead);
     }
     return 0;

@@ -75,12 +75,15 @@ int main(int argc, char** argv) {
       loss.backward();
       opt->step();
       sched->step();
-      return loss.item<double>();
+      return read_loss(loss);
     };
-    job.finish = [=]() {
-      if (sample <= 0) return;
+    // Batches are a function of the step: the step count and the schedule are the whole progress.
+    checkpoint_by_step(job, gpt, opt, sched);
+    job.finish = [=]() -> std::string {
+      if (sample <= 0) return "";
       std::string s = sample_text(*gpt, *text, prompt, sample, temperature, seed);
       std::printf("\n--- sample (temperature %.2f) ---\n%s%s\n---\n", temperature, prompt.c_str(), s.c_str());
+      return "";
     };
     return job;
   };

@@ -54,9 +54,7 @@ int main(int argc, char** argv) {
     }
     auto loader = std::make_shared<data::DataLoader>(
         train_set, data::DataLoaderOptions().batch_size(flags.batch).shuffle(true).drop_last(true).seed(flags.seed));
-    Job job;
-    job.samples_per_step = flags.batch;
-    job.step = cross_entropy_step(model, loader, opt, schedule);
+    Job job = cross_entropy_job(model, loader, opt, schedule);
     job.finish = [=]() {
       // Evaluation batches as large as training ones, so that the step fits the same memory budget.
       data::DataLoader test(test_set, data::DataLoaderOptions().batch_size(flags.batch));
@@ -69,7 +67,10 @@ int main(int argc, char** argv) {
         for (size_t k = 0; k < pred.size(); ++k) correct += pred[k] == target[k];
         total += static_cast<int64_t>(pred.size());
       }
-      std::printf("test accuracy: %.1f%%\n", 100.0 * static_cast<double>(correct) / static_cast<double>(total));
+      char line[96];
+      std::snprintf(line, sizeof line, "test accuracy %.1f%% (%lld images)",
+                    100.0 * static_cast<double>(correct) / static_cast<double>(total), static_cast<long long>(total));
+      return std::string(line);
     };
     return job;
   };

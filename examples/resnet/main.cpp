@@ -60,11 +60,9 @@ int main(int argc, char** argv) {
                 << " training images)\n";
       printed = true;
     }
-    Job job;
-    job.samples_per_step = flags.batch;
-    job.step = cross_entropy_step(net, loader, opt, sched);
-    job.finish = [=]() {
-      if (eval_set->size() == 0) return;
+    Job job = cross_entropy_job(net, loader, opt, sched);
+    job.finish = [=]() -> std::string {
+      if (eval_set->size() == 0) return "";
       // Batches of the training size, so evaluation fits the same memory budget.
       data::DataLoader ev(eval_set, data::DataLoaderOptions().batch_size(flags.batch).drop_last(true));
       net->eval();
@@ -76,10 +74,12 @@ int main(int argc, char** argv) {
         for (size_t k = 0; k < pred.size(); ++k) correct += pred[k] == target[k];
         total += static_cast<int64_t>(pred.size());
       }
-      if (total)
-        std::printf("held-out accuracy: %.1f%% on %lld images (chance %.1f%%)\n",
+      if (total == 0) return "";
+      char line[128];
+      std::snprintf(line, sizeof line, "held-out accuracy %.1f%% on %lld images (chance %.1f%%)",
                     100.0 * static_cast<double>(correct) / static_cast<double>(total), static_cast<long long>(total),
                     100.0 / static_cast<double>(rc.classes));
+      return std::string(line);
     };
     return job;
   };

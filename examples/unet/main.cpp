@@ -60,11 +60,9 @@ int main(int argc, char** argv) {
                 << " images, synthetic segmentation (" << train_set->size() << " training images)\n";
       printed = true;
     }
-    Job job;
-    job.samples_per_step = flags.batch;
-    job.step = cross_entropy_step(net, loader, opt, sched);
-    job.finish = [=]() {
-      if (eval_set->size() == 0) return;
+    Job job = cross_entropy_job(net, loader, opt, sched);
+    job.finish = [=]() -> std::string {
+      if (eval_set->size() == 0) return "";
       // Batches of the training size, so evaluation fits the same memory budget.
       data::DataLoader ev(eval_set, data::DataLoaderOptions().batch_size(flags.batch).drop_last(true));
       net->eval();
@@ -79,11 +77,13 @@ int main(int argc, char** argv) {
         }
         total += static_cast<int64_t>(pred.size());
       }
-      if (total)
-        std::printf("held-out pixel accuracy: %.1f%% on %lld images (%lld pixels; all-background guess %.1f%%)\n",
+      if (total == 0) return "";
+      char line[160];
+      std::snprintf(line, sizeof line, "held-out pixel accuracy %.1f%% on %lld images (%lld pixels; all-background guess %.1f%%)",
                     100.0 * static_cast<double>(correct) / static_cast<double>(total),
                     static_cast<long long>(total / (image_size * image_size)), static_cast<long long>(total),
                     100.0 * static_cast<double>(background) / static_cast<double>(total));
+      return std::string(line);
     };
     return job;
   };
