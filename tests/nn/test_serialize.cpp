@@ -250,8 +250,8 @@ struct Trainer {
 TEST_CASE("checkpoints: k steps, save, load in a new session, m more steps = k + m steps, bitwise, under any budget") {
   const int k = 4, m = 5;  // the loader has 5 batches: the resumed run crosses an epoch
   const std::string path = temp_path("resume.ckpt");
-  // Budgets: unlimited, half of the activations, and the smallest the planner fits.
-  std::vector<std::string> budgets = {"", "0.5"};
+  // Budgets: unlimited, all of the activations, half of them, and the smallest the planner fits.
+  std::vector<std::string> budgets = {"", "1", "0.5"};
   {
     // The smallest budget every step of the run fits: a later step can need more than the first
     // (it holds the next batch beside the kept values), so raise it to what each refusal names.
@@ -268,7 +268,7 @@ TEST_CASE("checkpoints: k steps, save, load in a new session, m more steps = k +
         b = std::to_string(e.smallest_feasible_bytes);
       }
     }
-    REQUIRE(budgets.size() == 3);
+    REQUIRE(budgets.size() == 4);
   }
   for (const std::string& budget : budgets) {
     CAPTURE(budget);
