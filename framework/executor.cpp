@@ -1,9 +1,10 @@
 #include "framework/executor.h"
 
 #include <algorithm>
+#include <chrono>
+#include <cstdint>
 
 #include "framework/error.h"
-#include "framework/session.h"
 #include "framework/trace.h"
 
 namespace lethe {
@@ -39,7 +40,7 @@ std::vector<ExecStep> natural_steps(const Graph& g, const std::vector<int>& targ
   return steps;
 }
 
-void compute_node(SessionState& s, Graph& g, int id, std::vector<std::shared_ptr<Storage>>& values,
+void compute_node(const KernelEnv& env, Graph& g, int id, std::vector<std::shared_ptr<Storage>>& values,
                   const BufferFn& buffers) {
   Node& n = g.nodes[static_cast<size_t>(id)];
   LETHE_ASSERT(n.op != nullptr);
@@ -66,76 +67,82 @@ void compute_node(SessionState& s, Graph& g, int id, std::vector<std::shared_ptr
     call.workspace = ws->data;
     call.workspace_bytes = wsb;
   }
-  call.seed = s.seed();
+  call.seed = env.seed;
   call.step = g.step;
   call.node = id;
-  call.stream = s.backend_context();  // the session's CUDA context (null on CPU)
+  call.stream = env.backend;  // the session's CUDA context (null on CPU)
   run_kernel(*n.op, call, n.meta.device);
   values[static_cast<size_t>(id)] = std::move(out);
 }
 
-ExecStats execute_steps(SessionState& s, Graph& g, const std::vector<ExecStep>& steps,
-                        std::vector<std::shared_ptr<Storage>>& values, const BufferFn& buffers,
-                        std::vector<double>* seconds) {
+ExecStats run_steps(Graph& g, const StepRun& run, std::vector<std::shared_ptr<Storage>>& values) {
+  LETHE_ASSERT(run.steps != nullptr && run.memory != nullptr && run.timer != nullptr);
   ExecStats st;
   values.resize(g.nodes.size());
-  if (seconds) seconds->assign(g.nodes.size(), -1.0);
+  st.first_seconds.assign(g.nodes.size(), -1.0);
   std::vector<char> done(g.nodes.size(), 0);
-  Tracer* tr = s.tracer();
-  // Traced: measured = the heap allocator's bytes in use; predicted = bytes in use when the step
-  // began plus the (aligned) values this schedule holds.
-  const int64_t trace_base = tr ? static_cast<int64_t>(s.heap_in_use()) : 0;
-  int64_t trace_live = 0;
-  auto value_bytes = [&](int id) { return static_cast<int64_t>(align_up(std::max<size_t>(g.nodes[static_cast<size_t>(id)].meta.bytes(), 1))); };
-  // Op times come from the session's timer (CUDA: events in stream order), read once the device has
-  // finished the step; so do the trace's slices, placed from the host time the step began.
-  StepTimer& timer = s.step_timer();
+  Tracer* tr = run.tracer;
+  StepMemory& mem = *run.memory;
+  // Op times come from the timer (CUDA: events in stream order), read once the device has finished
+  // the step; so do the trace's slices, placed from the host time the step began.
+  StepTimer& timer = *run.timer;
   timer.reset();
-  const double start_us = tr ? tr->now_us() : 0.0;
-  const int start = timer.mark();
   struct Timed {
     int node, begin, end;
-    bool first;  // the node's first computation in this run: its time is the node's
     Tracer::Kind kind;
-    int64_t in_use, predicted;
+    int64_t measured, predicted;  // traced memory right after the op
   };
   std::vector<Timed> timed;
-  for (const ExecStep& e : steps) {
+  std::vector<std::pair<int, int>> first(g.nodes.size(), {-1, -1});  // a node's first compute's marks
+  auto compute = [&](size_t step, int node, bool update, const BufferFn& buffers) {
+    const size_t id = static_cast<size_t>(node);
+    const bool again = done[id] != 0;
+    if (tr && values[id]) mem.freed(node);  // a recomputation over a value still held (not in valid plans)
+    const int m0 = timer.mark();
+    compute_node(run.env, g, node, values, buffers);
+    const int m1 = timer.mark();
+    if (!again) first[id] = {m0, m1};
+    if (tr) {
+      const auto [measured, predicted] = mem.computed(step, node, update);
+      const Tracer::Kind kind = update ? Tracer::Kind::update : again ? Tracer::Kind::recompute : Tracer::Kind::compute;
+      timed.push_back({node, m0, m1, kind, measured, predicted});
+    }
+    ++st.computed;
+    if (again) ++st.recomputed;
+    done[id] = 1;
+  };
+  auto t0 = std::chrono::steady_clock::now();
+  const double start_us = tr ? tr->now_us() : 0.0;
+  const int start = timer.mark();
+  const std::vector<ExecStep>& steps = *run.steps;
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const ExecStep& e = steps[i];
+    const size_t id = static_cast<size_t>(e.node);
     if (e.compute) {
-      const int m0 = timer.mark();
-      compute_node(s, g, e.node, values, buffers);
-      const int m1 = timer.mark();
-      const Node& n = g.nodes[static_cast<size_t>(e.node)];
-      const bool again = done[static_cast<size_t>(e.node)];
-      if ((seconds && !again) || tr) {
-        Timed t{e.node, m0, m1, !again, Tracer::Kind::compute, 0, 0};
-        if (tr) {
-          t.kind = !n.op->mutated_inputs().empty() ? Tracer::Kind::update
-                   : again                         ? Tracer::Kind::recompute
-                                                   : Tracer::Kind::compute;
-          trace_live += value_bytes(e.node);
-          t.in_use = static_cast<int64_t>(s.heap_in_use());
-          t.predicted = trace_base + trace_live;
-        }
-        timed.push_back(t);
-      }
-      ++st.computed;
-      if (again) ++st.recomputed;
-      done[static_cast<size_t>(e.node)] = 1;
+      const Node& n = g.nodes[id];
+      compute(i, e.node, !n.op->mutated_inputs().empty(), mem.buffers(i, e.node));
     } else {
-      if (tr && values[static_cast<size_t>(e.node)]) trace_live -= value_bytes(e.node);
-      values[static_cast<size_t>(e.node)].reset();
+      if (tr && values[id]) mem.freed(e.node);
+      values[id].reset();
     }
   }
-  timer.synchronize();
-  for (const Timed& t : timed) {
-    const int node = t.node;
-    if (seconds && t.first) (*seconds)[static_cast<size_t>(node)] = timer.seconds(t.begin, t.end);
-    if (tr) {
-      const double b = start_us + timer.seconds(start, t.begin) * 1e6, e = start_us + timer.seconds(start, t.end) * 1e6;
-      tr->slice(t.kind, g.nodes[static_cast<size_t>(node)].op->name(), node, g.step, b, e, value_bytes(node));
-      tr->memory(b, t.in_use, t.predicted);
+  // Side effects run once, after every read of what they overwrite (recomputations included).
+  if (run.side_effects) {
+    for (int id : *run.side_effects) {
+      compute(SIZE_MAX, id, true, mem.side_effect_buffers(id));
+      values[static_cast<size_t>(id)].reset();
     }
+  }
+  // The step's time ends when the device has finished it, not when the host has launched it.
+  timer.synchronize();
+  st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  for (size_t id = 0; id < first.size(); ++id)
+    if (first[id].first >= 0) st.first_seconds[id] = timer.seconds(first[id].first, first[id].second);
+  for (const Timed& t : timed) {
+    const double b = start_us + timer.seconds(start, t.begin) * 1e6, e = start_us + timer.seconds(start, t.end) * 1e6;
+    const int64_t bytes = static_cast<int64_t>(align_up(std::max<size_t>(g.nodes[static_cast<size_t>(t.node)].meta.bytes(), 1)));
+    tr->slice(t.kind, g.nodes[static_cast<size_t>(t.node)].op->name(), t.node, g.step, b, e, bytes);
+    tr->memory(b, t.measured, t.predicted);
   }
   return st;
 }

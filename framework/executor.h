@@ -7,10 +7,10 @@
 #include <vector>
 
 #include "framework/graph.h"
+#include "framework/step_timer.h"
+#include "framework/trace.h"
 
 namespace lethe {
-
-class SessionState;
 
 struct ExecStep {
   bool compute = true;  // false: free
@@ -22,24 +22,55 @@ struct ExecStep {
 std::vector<ExecStep> natural_steps(const Graph& g, const std::vector<int>& targets,
                                     bool side_effects = true);
 
-struct ExecStats {
-  size_t computed = 0;    // compute steps run
-  size_t recomputed = 0;  // compute steps of nodes already computed once in this run
-};
-
 // Provides the buffer for a node's output (workspace = false) or its scratch (workspace = true).
 using BufferFn = std::function<std::shared_ptr<Storage>(size_t bytes, bool workspace)>;
 
-// Runs steps; `values` (indexed by node) holds leaves and receives results. Inputs of a compute step
-// must be present; a free drops the value. `seconds` (indexed by node), when given, receives the
-// measured time of each node's first computation, timed in the device's order of work by the
-// session's StepTimer. Returns once the device has finished every step.
-ExecStats execute_steps(SessionState& s, Graph& g, const std::vector<ExecStep>& steps,
-                        std::vector<std::shared_ptr<Storage>>& values, const BufferFn& buffers,
-                        std::vector<double>* seconds = nullptr);
+// What a kernel needs from its session: the seed of random ops and the backend context (CUDA: the
+// stream and library handles; null on the CPU).
+struct KernelEnv {
+  uint64_t seed = 0;
+  void* backend = nullptr;
+};
+
+// Where a step's buffers go, and the memory its trace shows: the session's heap (unlimited steps)
+// or static offsets in the arena (planned steps). The executor calls it; it never sees a session.
+class StepMemory {
+ public:
+  virtual ~StepMemory() = default;
+  // Buffers of compute step `step` (of node `node`), and of a side effect run after the steps.
+  virtual BufferFn buffers(size_t step, int node) = 0;
+  virtual BufferFn side_effect_buffers(int node) = 0;
+  // Traced memory right after `node` was computed (update: a side effect), as (measured, predicted):
+  // what the allocator holds, and the schedule's own account.
+  virtual std::pair<int64_t, int64_t> computed(size_t step, int node, bool update) = 0;
+  // Before `node`'s value is dropped (a free step, or a recomputation over a value still held).
+  virtual void freed(int node) = 0;
+};
+
+// One step to execute: compute/free steps in order, then side effects once each.
+struct StepRun {
+  const std::vector<ExecStep>* steps = nullptr;
+  const std::vector<int>* side_effects = nullptr;  // graph ids; null: none after the steps
+  StepMemory* memory = nullptr;
+  KernelEnv env;
+  StepTimer* timer = nullptr;  // op times in the device's order of work (framework/step_timer.h)
+  Tracer* tracer = nullptr;    // null: no trace
+};
+
+struct ExecStats {
+  size_t computed = 0;    // compute steps run (side effects included)
+  size_t recomputed = 0;  // compute steps of nodes already computed once in this run
+  double seconds = 0;     // the whole run, until the device finished it
+  std::vector<double> first_seconds;  // per graph node: its first computation's time (-1: none)
+};
+
+// The executor loop: runs `run` over `values` (indexed by node: leaves present, results received; a
+// free drops a value) and returns once the device has finished. Every step, planned or not, runs
+// here.
+ExecStats run_steps(Graph& g, const StepRun& run, std::vector<std::shared_ptr<Storage>>& values);
 
 // Computes one node from values already present.
-void compute_node(SessionState& s, Graph& g, int id, std::vector<std::shared_ptr<Storage>>& values,
+void compute_node(const KernelEnv& env, Graph& g, int id, std::vector<std::shared_ptr<Storage>>& values,
                   const BufferFn& buffers);
 
 }  // namespace lethe

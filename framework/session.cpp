@@ -164,16 +164,51 @@ std::shared_ptr<Storage> SessionState::allocate(size_t bytes) {
   return s;
 }
 
+namespace {
+
+// Unlimited steps: every buffer from the session's heap. Traced memory: the heap's bytes in use
+// (measured) and, predicted, the bytes in use when the step began plus the (aligned) values the
+// schedule holds.
+class HeapMemory final : public StepMemory {
+ public:
+  HeapMemory(const Graph& g, BufferFn heap, std::function<size_t()> in_use)
+      : g_(g), heap_(std::move(heap)), in_use_(std::move(in_use)), base_(static_cast<int64_t>(in_use_())) {}
+  BufferFn buffers(size_t, int) override { return heap_; }
+  BufferFn side_effect_buffers(int) override { return heap_; }
+  std::pair<int64_t, int64_t> computed(size_t, int node, bool) override {
+    live_ += bytes(node);
+    return {static_cast<int64_t>(in_use_()), base_ + live_};
+  }
+  void freed(int node) override { live_ -= bytes(node); }
+
+ private:
+  int64_t bytes(int node) const {
+    return static_cast<int64_t>(align_up(std::max<size_t>(g_.nodes[static_cast<size_t>(node)].meta.bytes(), 1)));
+  }
+  const Graph& g_;
+  BufferFn heap_;
+  std::function<size_t()> in_use_;
+  int64_t base_, live_ = 0;
+};
+
+}  // namespace
+
 void SessionState::run_unlimited(Graph& g, const std::vector<int>& targets, bool side_effects,
                                  std::vector<std::shared_ptr<Storage>>& values) {
   heap_->reset_peak();
-  std::vector<double> seconds;
-  auto t0 = std::chrono::steady_clock::now();
-  // execute_steps() returns once the device has finished the step: the time is the step's own.
-  ExecStats st = execute_steps(*this, g, natural_steps(g, targets, side_effects), values,
-                               heap_buffers(), &seconds);
+  const std::vector<ExecStep> steps = natural_steps(g, targets, side_effects);
+  HeapMemory memory(g, heap_buffers(), [this] { return heap_->in_use(); });
+  StepRun run;
+  run.steps = &steps;
+  run.memory = &memory;
+  run.env = {opts_.seed, backend_.get()};
+  run.timer = timer_.get();
+  run.tracer = tracer_.get();
+  // run_steps() returns once the device has finished the step: the time is the step's own.
+  ExecStats st = run_steps(g, run, values);
+  std::vector<double> seconds = std::move(st.first_seconds);
   report_ = StepReport{};
-  report_.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  report_.seconds = st.seconds;
   report_.nodes = st.computed;
   report_.recomputed = st.recomputed;
   report_.peak_bytes = heap_->peak();
@@ -243,7 +278,7 @@ std::shared_ptr<Storage> SessionState::compute_now(int id) {
 void SessionState::run_eager(int id) {
   Graph& g = *graph();
   g.values.resize(g.nodes.size());
-  compute_node(*this, g, id, g.values, heap_buffers());
+  compute_node({opts_.seed, backend_.get()}, g, id, g.values, heap_buffers());
 }
 
 Session::Session(SessionOptions o) : state_(std::make_shared<SessionState>(std::move(o))) {

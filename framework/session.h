@@ -62,7 +62,7 @@ struct StepReport {
   std::string str() const;         // one line for logs
 };
 
-struct CompiledStep;  // a cached plan with its layout (framework/budgeted_step.cpp)
+struct CompiledStep;  // a cached plan with its layout (framework/compile_step.h)
 class Arena;
 class Tracer;
 

@@ -106,6 +106,48 @@ StepProblem build_step_problem(const Graph& g, const std::vector<int>& targets, 
   }
   for (size_t i = 0; i < n; ++i)
     if (output[i] && needed[i] && !g.nodes[i].is_leaf()) sp.problem.outputs.push_back(sp.from_graph[i]);
+  sp.role.assign(sp.problem.nodes.size(), ResidentRole::other);
+  sp.gradient.assign(sp.problem.nodes.size(), 0);
+  for (size_t id = 0; id < sp.problem.nodes.size(); ++id) {
+    const Node& gn = g.nodes[static_cast<size_t>(sp.to_graph[id])];
+    if (sp.scratch[id]) continue;
+    if (sp.problem.nodes[id].resident) {
+      if (gn.requires_grad)
+        sp.role[id] = ResidentRole::parameter;
+      else if (gn.op == nullptr && gn.leaf && gn.leaf->role == StorageRole::optimizer_state)
+        sp.role[id] = ResidentRole::optimizer_state;
+    }
+    sp.gradient[id] = gn.is_gradient ? 1 : 0;
+  }
+  // Side effects run after the plan, one at a time, in a region above the plan's buffers: their
+  // output, then their workspace.
+  for (int s : sp.side_effects) {
+    const Node& nd = g.nodes[static_cast<size_t>(s)];
+    std::vector<TensorMeta> in;
+    for (int k : nd.inputs) in.push_back(g.nodes[static_cast<size_t>(k)].meta);
+    sp.max_workspace = std::max(sp.max_workspace, align_up(std::max<size_t>(nd.meta.bytes(), 1)) +
+                                                      align_up(nd.op->workspace_bytes(in, nd.meta)));
+  }
+  return sp;
+}
+
+StepProblem step_problem_from(const sched::Problem& p) {
+  StepProblem sp;
+  sp.problem = p;
+  const size_t n = p.nodes.size();
+  for (size_t i = 0; i < n; ++i) {
+    sp.to_graph.push_back(static_cast<int>(i));
+    sp.from_graph.push_back(static_cast<int>(i));
+  }
+  sp.scratch.assign(n, 0);
+  sp.role.assign(n, ResidentRole::other);
+  sp.gradient.assign(n, 0);
+  for (const sched::Node& nd : p.nodes) {
+    if (nd.resident) continue;
+    int64_t working = nd.bytes;
+    for (sched::NodeId k : nd.inputs) working += p.nodes[static_cast<size_t>(k)].bytes;
+    sp.largest_working_set = std::max(sp.largest_working_set, static_cast<size_t>(working));
+  }
   return sp;
 }
 

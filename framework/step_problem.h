@@ -13,17 +13,27 @@
 
 namespace lethe {
 
+// What a resident value of the step is, for the budget breakdown of an infeasible step.
+enum class ResidentRole : uint8_t { other, parameter, optimizer_state };
+
+// Everything compile_step() needs (framework/compile_step.h): a step of a session, or a graph file
+// (from_problem(): no workspaces, no side effects, every resident "other").
 struct StepProblem {
   sched::Problem problem;
   std::vector<int> to_graph;    // problem id -> graph node id (for a workspace node: its op)
   std::vector<int> from_graph;  // graph node id -> problem id, -1 when not needed
   std::vector<uint8_t> scratch;   // per problem id: 1 for an op's workspace node
+  std::vector<ResidentRole> role;  // per problem id (residents only; others: other)
+  std::vector<uint8_t> gradient;   // per problem id: 1 for a parameter's gradient
   std::vector<int> side_effects;  // graph ids of side-effect nodes, in record order
-  // Memory outside the plan: the largest output + workspace of a side-effect node (the caller fills
-  // it in; the plan's ops have workspace nodes of their own).
+  // Memory outside the plan: the largest output + workspace of a side-effect node (the plan's ops
+  // have workspace nodes of their own).
   size_t max_workspace = 0;
   size_t largest_working_set = 0;  // max over nodes of inputs + output + workspace
 };
+
+// A graph file's problem as a step: node ids are graph ids.
+StepProblem step_problem_from(const sched::Problem& p);
 
 // Machine model for cost estimates: seconds = flops / flops_per_s + bytes / bytes_per_s.
 struct CostModel {

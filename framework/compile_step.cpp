@@ -1,0 +1,258 @@
+#include "framework/compile_step.h"
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <optional>
+#include <sstream>
+
+#include "framework/error.h"
+#include "framework/session.h"
+#include "framework/storage.h"
+#include "scheduler/budget.h"
+#include "scheduler/layout.h"
+#include "scheduler/planner.h"
+#include "scheduler/simulator.h"
+
+namespace lethe {
+namespace {
+
+std::string mib(int64_t b) { return sched::format_bytes(b); }
+
+// A plan and its layout. `reserved`: the ops' workspaces share one region set aside above the plan
+// (the largest workspace), instead of each being a buffer of the plan.
+struct Candidate {
+  sched::PlanResult r;
+  sched::Layout layout;
+  bool reserved = false;
+};
+
+// The problem two ways, and the window, as every strategy reads them.
+struct Search {
+  const StepProblem& sp;
+  const CompileOptions& o;
+  const sched::Problem& p;       // each op's workspace a buffer of the plan (transient)
+  sched::Problem reserved_p;     // workspace nodes weigh nothing (the largest is reserved)
+  int64_t resident = 0, floor = 0, no_remat = 0;
+  int64_t ws = 0;                // the side effects' region, above the plan
+  int64_t max_scratch = 0;       // the largest op workspace
+  int64_t base = 0, region_end = 0;
+  int64_t capacity = 0;          // bytes the plan's non-resident buffers may use
+
+  Search(const StepProblem& s, const CompileOptions& opts, const StepWindow& w)
+      : sp(s), o(opts), p(s.problem), reserved_p(s.problem) {
+    resident = sched::resident_bytes(p);
+    no_remat = sched::no_remat_peak(p);
+    floor = sched::floor_bytes(p);
+    ws = static_cast<int64_t>(sp.max_workspace);
+    for (sched::Node& n : reserved_p.nodes) {
+      if (!sp.scratch[static_cast<size_t>(n.id)]) continue;
+      max_scratch = std::max(max_scratch, n.bytes);
+      n.bytes = 0;
+    }
+    base = w.base;
+    region_end = w.region_end;
+    capacity = region_end - base - ws;
+  }
+
+  // The plans at the smallest budget the planner fits, both ways, with their lowest layouts:
+  // the error message names the smaller arena, and the last strategy falls back on them, so that
+  // the smallest budget named always runs. Computed once, when first needed.
+  const std::vector<Candidate>& smallest_plans() {
+    if (smallest_) return *smallest_;
+    smallest_.emplace();
+    for (const bool reserved : {false, true}) {
+      if (reserved && max_scratch == 0) continue;
+      const sched::Problem& prob = reserved ? reserved_p : p;
+      try {
+        const int64_t pb = sched::smallest_feasible_budget(prob, o.planner);
+        Candidate c{sched::plan(prob, pb, o.planner), {}, reserved};
+        c.layout = sched::layout_plan(prob, c.r.plan, static_cast<int64_t>(kAlignment));
+        smallest_->push_back(std::move(c));
+      } catch (const sched::Error&) {
+      }
+    }
+    return *smallest_;
+  }
+  int64_t smallest_arena() {
+    int64_t best = -1;
+    for (const Candidate& c : smallest_plans()) {
+      const int64_t arena = base + c.layout.high_water + (c.reserved ? max_scratch : 0) + ws;
+      if (best < 0 || arena < best) best = arena;
+    }
+    return best;
+  }
+
+  std::string breakdown(int64_t smallest_region) const {
+    int64_t params = 0, opt = 0, other = 0, grads = 0;
+    for (const auto& n : p.nodes) {
+      if (!n.resident) continue;
+      switch (sp.role[static_cast<size_t>(n.id)]) {
+        case ResidentRole::parameter: params += n.bytes; break;
+        case ResidentRole::optimizer_state: opt += n.bytes; break;
+        case ResidentRole::other: other += n.bytes; break;
+      }
+    }
+    for (int out : p.outputs)
+      if (sp.gradient[static_cast<size_t>(out)]) grads += p.nodes[static_cast<size_t>(out)].bytes;
+    const int64_t smallest = smallest_region < 0 ? -1 : base + smallest_region + ws;
+    std::ostringstream os;
+    os << "memory budget of " << mib(region_end) << " is too small for this step";
+    if (smallest > 0) os << "; the smallest budget at which a plan was found is " << mib(smallest) << " (" << smallest << " bytes)";
+    os << ". Breakdown: parameters " << mib(params) << ", gradients " << mib(grads)
+       << ", optimizer state " << mib(opt) << ", other resident values (batch, buffers) " << mib(other)
+       << ", values kept from earlier steps " << mib(base - resident > 0 ? base - resident : 0)
+       << ", largest op working set " << mib(static_cast<int64_t>(sp.largest_working_set))
+       << ", activations without rematerialisation " << mib(no_remat - floor)
+       << " (no-remat peak of the step " << mib(base + (no_remat - resident) + ws) << ")";
+    return os.str();
+  }
+  InfeasibleBudget infeasible() {
+    const int64_t smallest = smallest_arena();
+    return InfeasibleBudget(breakdown(smallest < 0 ? -1 : smallest - base - ws),
+                            smallest < 0 ? 0 : static_cast<size_t>(smallest));
+  }
+
+ private:
+  std::optional<std::vector<Candidate>> smallest_;
+};
+
+// The cheapest plan of `prob` whose buffers lay out within `cap` bytes. Planner budgets whose plan
+// did not lay out lie above `too_big`; the planner budget steps down by the layout's excess until
+// one fits, then the gap is bisected for a cheaper plan that still fits (the planners' costs fall
+// in steps as the budget grows, so the largest fitting budget is not always the first found).
+std::optional<Candidate> plan_within(const Search& s, const sched::Problem& prob, int64_t cap, bool reserved) {
+  if (cap <= 0) return std::nullopt;
+  std::optional<Candidate> best;
+  int64_t planner_budget = cap + s.resident;
+  int64_t too_big = -1, fits = -1;
+  // The planners weigh only plans whose buffers lay out within the capacity (lethe picks among its
+  // candidates); without one, the plan below the budget is taken and the loop plans tighter by the
+  // layout's excess.
+  sched::PlannerOptions fit_opts;
+  fit_opts.accept = [&](const sched::Plan& pl) {
+    return sched::layout_plan(prob, pl, static_cast<int64_t>(kAlignment), cap).high_water <= cap;
+  };
+  auto try_budget = [&](int64_t b) -> std::optional<int64_t> {  // the layout's excess, if it does not fit
+    sched::PlanResult r;
+    try {
+      std::optional<sched::PlanResult> fit = sched::try_plan(prob, b, s.o.planner, fit_opts);
+      if (!fit) fit = sched::try_plan(prob, b, s.o.planner);
+      if (!fit) return std::nullopt;
+      r = std::move(*fit);
+    } catch (const sched::Error& e) {
+      throw Error(std::string("planning the step failed: ") + e.what());
+    }
+    sched::Layout layout = sched::layout_plan(prob, r.plan, static_cast<int64_t>(kAlignment), cap);
+    if (layout.high_water > cap) return layout.high_water - cap;
+    if (!best || r.plan.predicted_cost < best->r.plan.predicted_cost) best = Candidate{std::move(r), std::move(layout), reserved};
+    return int64_t{0};
+  };
+  for (int attempt = 0; attempt < 12 && planner_budget >= s.floor; ++attempt) {
+    const std::optional<int64_t> excess = try_budget(planner_budget);
+    if (!excess) break;  // infeasible here: lower budgets are too
+    if (*excess == 0) {
+      fits = planner_budget;
+      break;
+    }
+    too_big = planner_budget;
+    planner_budget -= std::max<int64_t>(*excess, static_cast<int64_t>(kAlignment));
+  }
+  for (int probe = 0; probe < 4 && fits >= 0 && too_big > fits + static_cast<int64_t>(kAlignment); ++probe) {
+    const int64_t mid = fits + (too_big - fits) / 2;
+    const std::optional<int64_t> excess = try_budget(mid);
+    if (excess && *excess == 0)
+      fits = mid;
+    else
+      too_big = mid;
+  }
+  return best;
+}
+
+// The strategies, tried in order; the first that returns a plan wins.
+// 1. Each op's workspace a buffer of the plan, live only while its op runs: the rest of the step
+//    has that memory.
+std::optional<Candidate> transient_workspaces(Search& s) { return plan_within(s, s.p, s.capacity, false); }
+// 2. The largest workspace set aside above the plan for the whole step (workspace nodes weigh
+//    nothing): plans that lay out more easily, since a large workspace then needs no hole of its
+//    own wherever its op runs.
+std::optional<Candidate> reserved_workspace(Search& s) {
+  if (s.max_scratch == 0) return std::nullopt;
+  return plan_within(s, s.reserved_p, s.capacity - s.max_scratch, true);
+}
+// 3. A plan at the smallest feasible budget, which may still lay out within the capacity.
+std::optional<Candidate> smallest_budget_plan(Search& s) {
+  if (s.capacity <= 0) return std::nullopt;
+  for (const Candidate& c : s.smallest_plans())
+    if (c.layout.high_water <= s.capacity - (c.reserved ? s.max_scratch : 0)) return c;
+  return std::nullopt;
+}
+
+struct Strategy {
+  const char* name;
+  std::optional<Candidate> (*run)(Search&);
+};
+constexpr Strategy kStrategies[] = {
+    {"transient workspaces", transient_workspaces},
+    {"reserved workspace", reserved_workspace},
+    {"plan at the smallest feasible budget", smallest_budget_plan},
+};
+
+// The compiled step of a plan: workspace nodes are not executed (an op's workspace is its workspace
+// node's buffer, the one computed last before the op, or the reserved region), offsets per step.
+void fill(CompiledStep& cs, const Search& s, const Candidate& c) {
+  const int64_t reserved_at = c.layout.high_water;
+  std::map<int, int64_t> ws_at;  // graph op id -> offset of its live workspace buffer
+  for (size_t i = 0; i < c.r.plan.steps.size(); ++i) {
+    const sched::Step& st = c.r.plan.steps[i];
+    const bool compute = st.kind == sched::Step::Kind::compute;
+    const int gid = s.sp.to_graph[static_cast<size_t>(st.node)];
+    if (s.sp.scratch[static_cast<size_t>(st.node)]) {
+      if (compute) ws_at[gid] = c.reserved ? reserved_at : c.layout.offsets[i];
+      continue;
+    }
+    cs.steps.push_back({compute, gid});
+    cs.offsets.push_back(c.layout.offsets[i]);
+    auto w = compute ? ws_at.find(gid) : ws_at.end();
+    cs.ws_offsets.push_back(w == ws_at.end() ? -1 : w->second);
+  }
+  const int64_t plan_end = c.layout.high_water + (c.reserved ? s.max_scratch : 0);
+  cs.workspace_offset = static_cast<size_t>(plan_end);
+  cs.region_bytes = static_cast<size_t>(plan_end + s.ws);
+  cs.planner = c.r.plan.planner;
+  const double base_cost = sched::no_remat_cost(s.p);
+  cs.predicted_overhead = base_cost > 0 ? c.r.plan.predicted_cost / base_cost : 1.0;
+}
+
+}  // namespace
+
+std::shared_ptr<CompiledStep> compile_step(const StepProblem& sp, const StepWindow& window, const CompileOptions& o) {
+  const auto t0 = std::chrono::steady_clock::now();
+  Search s(sp, o, window);
+  auto cs = std::make_shared<CompiledStep>();
+  cs->side_effects = sp.side_effects;
+  cs->workspace_bytes = static_cast<size_t>(s.ws);
+  cs->no_remat_region = static_cast<size_t>(s.no_remat - s.resident + s.ws);
+  if (s.capacity <= 0 || s.capacity + s.resident < s.floor) throw s.infeasible();
+  std::optional<Candidate> found;
+  for (const Strategy& st : kStrategies) {
+    found = st.run(s);
+    if (found) {
+      cs->strategy = st.name;
+      break;
+    }
+  }
+  if (!found) throw s.infeasible();
+  fill(*cs, s, *found);
+  cs->problem = std::make_shared<sched::Problem>(sp.problem);
+  cs->planning_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return cs;
+}
+
+int64_t fraction_step_bytes(const StepProblem& sp, double fraction) {
+  const CompileOptions o;
+  const Search s(sp, o, StepWindow{});
+  return sched::fraction_budget(fraction, s.reserved_p) - s.resident + s.max_scratch + s.ws;
+}
+
+}  // namespace lethe

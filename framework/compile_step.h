@@ -1,0 +1,57 @@
+// Compiling a step: the step's planning problem and the arena window it may use in, a plan that fits
+// with every buffer at a static offset out. A pure function of its arguments (no session): the
+// session calls it for its steps, tests call it on graph files.
+//
+//   StepProblem sp = step_problem_from(sched::read_problem_file("bench/graphs/gpt-small.graph.json"));
+//   CompiledStep c = *compile_step(sp, {.base = 0, .region_end = 64 << 20}, {.planner = "lethe"});
+//   // c.steps: compute/free steps (graph ids); c.offsets: each compute's buffer above the base
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "framework/executor.h"
+#include "framework/step_problem.h"
+
+namespace lethe {
+
+// The part of the arena a step may use: from `base` (above the long-lived values) to `region_end`
+// (the arena's capacity). Bytes are offsets in the arena.
+struct StepWindow {
+  int64_t base = 0;
+  int64_t region_end = 0;
+};
+
+struct CompileOptions {
+  std::string planner = "auto";
+};
+
+struct CompiledStep {
+  std::vector<ExecStep> steps;      // graph node ids
+  std::vector<int64_t> offsets;     // per step: offset of a compute's buffer above the region base
+  std::vector<int64_t> ws_offsets;  // per step: offset of a compute's workspace, -1 when it has none
+  std::vector<int> side_effects;
+  size_t region_bytes = 0;          // layout high-water + the side effects' region
+  size_t workspace_offset = 0;      // the side effects' region (output, then workspace; after the plan)
+  size_t workspace_bytes = 0;
+  size_t no_remat_region = 0;       // what keep-all would need in the region
+  std::string planner;
+  std::string strategy;             // the search strategy whose plan was taken (compile_step.cpp)
+  double predicted_overhead = 1.0;
+  double planning_seconds = 0.0;
+  bool measured_costs = false;
+  int measured_steps = 0;           // how many measured steps the costs folded in (0: estimates)
+  std::shared_ptr<sched::Problem> problem;
+};
+
+// A plan of `sp` whose buffers lay out within the window, or InfeasibleBudget naming the smallest
+// arena a plan was found for and the breakdown of the step's memory.
+std::shared_ptr<CompiledStep> compile_step(const StepProblem& sp, const StepWindow& window, const CompileOptions& o);
+
+// The arena bytes a fraction budget gives a step (above its residents): that fraction of the step's
+// activation memory, plus its largest op workspace, plus the side effects' region.
+int64_t fraction_step_bytes(const StepProblem& sp, double fraction);
+
+}  // namespace lethe
