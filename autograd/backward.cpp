@@ -13,17 +13,42 @@ Tensor detached_copy(const Tensor& x);  // ops/creation.cpp
 
 namespace lethe {
 
-void Tensor::backward(const Tensor& grad_output) const {
+void Tensor::backward(const Tensor& grad_output, bool retain_graph) const {
   LETHE_CHECK(defined(), "backward(): the tensor is undefined");
   const std::shared_ptr<TensorImpl>& self = impl();
+  LETHE_CHECK(!self->detached_by_step,
+              "backward(): the tensor is a result of a step that has already run (optimizer.step() or "
+              "Session::flush() end a step, and the step boundary detaches its values from autograd); "
+              "record the forward pass again");
   LETHE_CHECK(requires_grad(),
               "backward(): this tensor does not require a gradient: none of the values it was "
               "computed from requires one (call set_requires_grad(true) on parameters), or it was "
               "computed under no_grad");
   std::shared_ptr<Graph> g = self->graph;
   LETHE_CHECK(g != nullptr && !g->executed && self->session->graph() == g,
-              "backward(): the tensor is not a pending result of the current step (its step has "
-              "already run); record the forward pass again");
+              "backward(): the tensor is not a pending result of the current step: its step has "
+              "already run (optimizer.step() or Session::flush() end a step, and the step boundary "
+              "detaches its values from autograd); record the forward pass again");
+  // Refuse a second pass through nodes an earlier backward() (without retain_graph) went through,
+  // before recording anything: the gradients would silently double.
+  {
+    const int root = self->node;
+    std::vector<char> reach(static_cast<size_t>(root) + 1, 0);
+    reach[static_cast<size_t>(root)] = 1;
+    g->backward_done.resize(g->nodes.size(), 0);
+    for (int id = root; id >= 0; --id) {
+      const Node& n = g->nodes[static_cast<size_t>(id)];
+      if (!reach[static_cast<size_t>(id)] || !n.requires_grad || n.is_leaf()) continue;
+      LETHE_CHECK(!g->backward_done[static_cast<size_t>(id)], "backward(): trying to backward through the "
+                  "step a second time (", n.op->name(), ", node ", id, ", was already differentiated by an "
+                  "earlier backward()): the gradients would be added twice. Call backward() once per step, or "
+                  "pass retain_graph = true to the earlier backward() to accumulate on purpose");
+      for (int in : n.inputs) reach[static_cast<size_t>(in)] = 1;
+    }
+    if (!retain_graph)
+      for (int id = root; id >= 0; --id)
+        if (reach[static_cast<size_t>(id)]) g->backward_done[static_cast<size_t>(id)] = 1;
+  }
   NoGradGuard no_grad;
   Tensor seed;
   if (grad_output.defined()) {

@@ -37,6 +37,9 @@ class Graph {
   bool executed = false;   // set once flushed: its pending handles are kept or gone
   bool has_side_effects = false;
   bool has_grad = false;   // some node requires grad
+  // Per node: a backward() without retain_graph went through it; another backward through it would
+  // add its gradient contributions a second time (autograd/backward.cpp refuses, as PyTorch does).
+  std::vector<uint8_t> backward_done;
   // Values computed eagerly (eager mode) or kept by a partial execution; indexed by node.
   std::vector<std::shared_ptr<Storage>> values;
   std::shared_ptr<Storage> node_value(int id) const {

@@ -254,6 +254,7 @@ void SessionState::flush() {
     // A plan-only step computed nothing: its handles end with neither a value nor a graph, and
     // reading one says why (framework/tensor.cpp).
     LETHE_ASSERT(impl->storage != nullptr || opts_.plan_only);
+    impl->detached_by_step = n.requires_grad;
     impl->graph.reset();
     impl->node = -1;
   }

@@ -37,6 +37,7 @@ struct TensorImpl {
   std::shared_ptr<TensorImpl> grad;  // accumulated gradient of a leaf
   std::string name;
   StorageRole role = StorageRole::other;
+  bool detached_by_step = false;     // a result that required grad, kept past the end of its step
 };
 
 class Tensor {
@@ -61,7 +62,11 @@ class Tensor {
   bool has_grad() const;
   Tensor grad() const;                // throws when no gradient was computed
   void zero_grad();                   // drops the gradient (PyTorch's set_to_none)
-  void backward(const Tensor& grad_output = Tensor()) const;
+  // Appends the gradient nodes of this (pending) result to the step and accumulates into the
+  // parameters' grad(). As in PyTorch, a second backward() through the same part of the step
+  // throws, since it would add the same contributions again; pass retain_graph = true to the
+  // earlier backward() to accumulate on purpose (e.g. two losses sharing a trunk).
+  void backward(const Tensor& grad_output = Tensor(), bool retain_graph = false) const;
   Tensor detach() const;              // same value, no gradient history
 
   // Reading values (executes what is needed).

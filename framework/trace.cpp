@@ -1,7 +1,11 @@
 #include "framework/trace.h"
 
+#include <cerrno>
 #include <cinttypes>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <memory>
 
 #include "framework/error.h"
@@ -46,6 +50,15 @@ const char* category(Tracer::Kind k) {
 }  // namespace
 
 Tracer::Tracer(std::string path) : path_(std::move(path)), t0_(std::chrono::steady_clock::now()) {
+  // The file is written at the end; an unwritable path is said now, before anything runs.
+  {
+    const bool existed = std::filesystem::exists(path_);
+    std::ofstream probe(path_, std::ios::app);
+    const int err = errno;
+    LETHE_CHECK(probe.good(), "trace: cannot write '", path_, "': ", std::strerror(err));
+    probe.close();
+    if (!existed) std::filesystem::remove(path_);
+  }
   slices_.reserve(1 << 12);
   counters_.reserve(1 << 12);
 }

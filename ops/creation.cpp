@@ -83,14 +83,14 @@ Tensor arange(double start, double end, double step, DType t) {
 }
 
 template <typename T>
-Tensor from_vector(const std::vector<T>& values, const Shape& s) {
+Tensor detail::from_vector_impl(const std::vector<T>& values, const Shape& s) {
   LETHE_CHECK(static_cast<int64_t>(values.size()) == s.numel(), "from_vector: ", values.size(),
               " values cannot fill shape ", s.str(), " (", s.numel(), " elements)");
   return materialise(s, dtype_of<T>(), [&](int64_t i) { return values[static_cast<size_t>(i)]; });
 }
-template Tensor from_vector<float>(const std::vector<float>&, const Shape&);
-template Tensor from_vector<double>(const std::vector<double>&, const Shape&);
-template Tensor from_vector<int64_t>(const std::vector<int64_t>&, const Shape&);
+template Tensor detail::from_vector_impl<float>(const std::vector<float>&, const Shape&);
+template Tensor detail::from_vector_impl<double>(const std::vector<double>&, const Shape&);
+template Tensor detail::from_vector_impl<int64_t>(const std::vector<int64_t>&, const Shape&);
 
 Tensor uniform(const Shape& s, double lo, double hi, DType t) {
   LETHE_CHECK(is_floating(t), "uniform: expected a floating dtype, got ", dtype_name(t));

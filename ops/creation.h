@@ -5,6 +5,8 @@
 //   auto y = lethe::from_vector<int64_t>({1, 0, 2}, {3});
 #pragma once
 
+#include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "framework/tensor.h"
@@ -16,7 +18,17 @@ Tensor ones(const Shape& s, DType t = DType::f32);
 Tensor full(const Shape& s, double value, DType t = DType::f32);
 Tensor arange(double start, double end, double step = 1.0, DType t = DType::f32);
 inline Tensor arange(int64_t n, DType t = DType::i64) { return arange(0.0, double(n), 1.0, t); }
-template <typename T> Tensor from_vector(const std::vector<T>& values, const Shape& s);
+namespace detail {
+template <typename T> Tensor from_vector_impl(const std::vector<T>& values, const Shape& s);
+}
+// Element types: float (f32), double (f64), int64_t (i64). Any other T is a compile-time error
+// saying so (convert first, e.g. std::vector<int64_t>(v.begin(), v.end())).
+template <typename T> Tensor from_vector(const std::vector<T>& values, const Shape& s) {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double> || std::is_same_v<T, int64_t>,
+                "lethe::from_vector: the element type must be float (f32), double (f64) or int64_t (i64); "
+                "convert the vector first, e.g. std::vector<int64_t>(v.begin(), v.end())");
+  return detail::from_vector_impl(values, s);
+}
 template <typename T> Tensor from_vector(const std::vector<T>& values) {
   return from_vector(values, Shape{static_cast<int64_t>(values.size())});
 }

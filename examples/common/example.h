@@ -370,12 +370,17 @@ inline int max_batch_main(const std::string& model_name, CommonFlags& f, const s
   return 0;
 }
 
-// The whole program: optional unlimited comparison run, the main run (budgeted when --memory-budget is
-// given), then the report; or --max-batch. Returns the exit code.
+// The whole program: the main run (budgeted when --memory-budget is given), an optional unlimited
+// comparison run, then the report; or --max-batch. Returns the exit code.
 inline int main_loop(const std::string& model_name, CommonFlags& f, const std::function<Job()>& make) {
   const bool tty = isatty(STDOUT_FILENO) == 1;
   try {
     if (f.max_batch) return max_batch_main(model_name, f, make);
+    // The budgeted run first: an infeasible budget is said at once, not after an unlimited run.
+    RunSpec m{.options = f.session(true, true), .steps = f.steps, .label = f.budgeted() ? "budgeted" : "train",
+              .tty = tty, .quiet = f.quiet, .run_finish = true, .export_graph = f.export_graph, .save = f.save,
+              .resume = f.resume, .save_every = f.save_every};
+    RunResult run = run_session(m, make);
     RunResult unl;
     const int64_t compare_steps = f.budgeted() ? f.compare_steps() : 0;
     const bool compare = compare_steps > 0;
@@ -386,10 +391,6 @@ inline int main_loop(const std::string& model_name, CommonFlags& f, const std::f
                 .quiet = f.quiet, .resume = f.resume};
       unl = run_session(u, make);
     }
-    RunSpec m{.options = f.session(true, true), .steps = f.steps, .label = f.budgeted() ? "budgeted" : "train",
-              .tty = tty, .quiet = f.quiet, .run_finish = true, .export_graph = f.export_graph, .save = f.save,
-              .resume = f.resume, .save_every = f.save_every};
-    RunResult run = run_session(m, make);
     if (!f.trace.empty()) std::printf("wrote the execution trace to %s (open in ui.perfetto.dev)\n", f.trace.c_str());
     if (!f.save.empty()) {
       const std::string last = checkpoint_path(f.save, f.steps);
