@@ -60,10 +60,10 @@ struct CommonFlags {
                    "write the last training step as a remat-graph/1 file (op costs: its measured times)");
     app.add_option("--trace", trace, "write a Chrome trace (ui.perfetto.dev) of the budgeted run");
     app.add_option("--compare-unlimited", compare_unlimited,
-                   "first run this many steps without a budget (same model, same batches) to measure the "
+                   "after the budgeted run, run this many steps without a budget (same model, same batches) to measure the "
                    "overhead and check the losses bitwise")
         ->capture_default_str();
-    app.add_flag("--compare", compare, "with --memory-budget: first train as many steps with unlimited memory, to "
+    app.add_flag("--compare", compare, "with --memory-budget: then train as many steps with unlimited memory, to "
                  "measure the overhead and check the losses bitwise");
     app.add_option("--threads", threads, "CPU threads (0: default)")->capture_default_str();
     app.add_flag("--quiet", quiet, "no progress lines (the report only)");
