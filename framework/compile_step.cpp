@@ -97,7 +97,8 @@ struct Search {
       if (sp.gradient[static_cast<size_t>(out)]) grads += p.nodes[static_cast<size_t>(out)].bytes;
     const int64_t smallest = smallest_region < 0 ? -1 : base + smallest_region + ws;
     std::ostringstream os;
-    os << "memory budget of " << mib(region_end) << " is too small for this step";
+    // Exact bytes beside the rounded figures: a budget and the smallest can round alike.
+    os << "memory budget of " << mib(region_end) << " (" << region_end << " bytes) is too small for this step";
     if (smallest > 0) os << "; the smallest budget at which a plan was found is " << mib(smallest) << " (" << smallest << " bytes)";
     os << ". Breakdown: parameters " << mib(params) << ", gradients " << mib(grads)
        << ", optimizer state " << mib(opt) << ", other resident values (batch, buffers) " << mib(other)

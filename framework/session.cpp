@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <regex>
 
 #include "framework/arena.h"
 #include "framework/cuda.h"
@@ -60,23 +59,26 @@ SessionState::SessionState(SessionOptions o) : opts_(std::move(o)), heap_(make_h
   if (unlimited) return;
   LETHE_CHECK(!opts_.eager, "SessionOptions: eager mode runs ops one at a time and cannot plan a step "
               "under a memory budget; use eager mode without memory_budget (for debugging) or drop eager");
-  static const std::regex fraction(R"(\s*(0?\.[0-9]+|0|1|1\.0*|0\.[0-9]*)\s*)");
-  if (std::regex_match(b, fraction)) {
+  // The one budget parser of every tool (scheduler/budget.h): a text means the same everywhere.
+  sched::BudgetSpec spec;
+  try {
+    spec = sched::parse_budget_spec(b);
+  } catch (const sched::Error& e) {
+    throw Error(std::string("memory_budget: ") + e.what());
+  }
+  if (spec.fraction) {
     // A fraction of each step's own activations scales with the step: it bounds no batch size.
     LETHE_CHECK(!opts_.plan_only, "SessionOptions::plan_only needs a memory budget in bytes (e.g. "
                 "\"512MiB\"), got the activation fraction '", b, "': a fraction of each step's own "
                 "activations grows with the step, so it cannot tell which step fits");
-    budget_fraction_ = std::stod(b);
-    LETHE_CHECK(budget_fraction_ > 0 && budget_fraction_ <= 1, "memory_budget '", b,
-                "': an activation fraction must be in (0, 1]");
+    budget_fraction_ = spec.f;
     budget_kind_ = BudgetKind::fraction;
     return;
   }
-  try {
-    budget_value_ = sched::parse_budget(b, sched::Problem{});
-  } catch (const sched::Error& e) {
-    throw Error(std::string("memory_budget: ") + e.what());
-  }
+  LETHE_CHECK(spec.bytes >= static_cast<int64_t>(kAlignment), "memory_budget '", b, "' is ", spec.bytes,
+              " bytes, less than one ", kAlignment, "-byte buffer: write a unit (e.g. ", b,
+              "MiB) or an activation fraction with a decimal point (e.g. 0.5)");
+  budget_value_ = spec.bytes;
   budget_kind_ = BudgetKind::bytes;
   ensure_arena(static_cast<size_t>(budget_value_));
 }

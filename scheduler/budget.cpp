@@ -35,6 +35,11 @@ int64_t fraction_budget(double f, const Problem& p) {
 }
 
 int64_t parse_budget(const std::string& text, const Problem& p) {
+  const BudgetSpec s = parse_budget_spec(text);
+  return s.fraction ? fraction_budget(s.f, p) : s.bytes;
+}
+
+BudgetSpec parse_budget_spec(const std::string& text) {
   size_t b = 0, e = text.size();
   while (b < e && std::isspace(static_cast<unsigned char>(text[b]))) ++b;
   while (e > b && std::isspace(static_cast<unsigned char>(text[e - 1]))) --e;
@@ -67,11 +72,11 @@ int64_t parse_budget(const std::string& text, const Problem& p) {
     if (dot || num == "1") {
       if (value <= 0.0) bad(text, "a fraction must be greater than 0");
       if (value > 1.0) bad(text, "a fraction must be at most 1 (write a unit, e.g. 1.5GB, for bytes)");
-      return fraction_budget(value, p);
+      return {true, value, 0};
     }
     if (value <= 0.0) bad(text, "zero bytes");
     if (value > 9.0e18) bad(text, "too large");
-    return static_cast<int64_t>(std::strtoll(num.c_str(), nullptr, 10));
+    return {false, 0, static_cast<int64_t>(std::strtoll(num.c_str(), nullptr, 10))};
   }
 
   double scale = 0.0;
@@ -88,7 +93,7 @@ int64_t parse_budget(const std::string& text, const Problem& p) {
   const double bytes = std::floor(value * scale);
   if (bytes <= 0.0) bad(text, "zero bytes");
   if (bytes > 9.0e18) bad(text, "too large");
-  return static_cast<int64_t>(bytes);
+  return {false, 0, static_cast<int64_t>(bytes)};
 }
 
 std::string format_bytes(int64_t bytes) {

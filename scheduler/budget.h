@@ -14,9 +14,19 @@
 
 namespace lethe::sched {
 
+// A budget as written, before any graph is known: the one parser of every tool (the library's
+// SessionOptions::memory_budget, lethe-plan, the examples), so a text means the same everywhere.
 // A number without a unit is an activation fraction when it has a decimal point or is exactly "1"
-// (it must then lie in (0, 1]); otherwise an integer count of bytes. Units: B, KB/MB/GB/TB (powers
-// of 1000), KiB/MiB/GiB/TiB (powers of 1024), case-insensitive. Throws Error on anything else.
+// (it must then lie in (0, 1]); otherwise an integer count of bytes ("0" is zero bytes: refused).
+// Units: B, KB/MB/GB/TB (powers of 1000), KiB/MiB/GiB/TiB (powers of 1024), case-insensitive.
+// Throws Error on anything else.
+struct BudgetSpec {
+  bool fraction = false;
+  double f = 0;       // the fraction, when `fraction`
+  int64_t bytes = 0;  // the bytes, otherwise
+};
+BudgetSpec parse_budget_spec(const std::string& text);
+// parse_budget_spec, with a fraction resolved against `p`.
 int64_t parse_budget(const std::string& text, const Problem& p);
 
 // floor + ceil(f * (no_remat_peak - floor)); f == 1 gives the no-remat peak exactly.
