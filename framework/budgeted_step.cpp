@@ -217,7 +217,7 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
   run.steps = &cs->steps;
   run.side_effects = &cs->side_effects;
   run.memory = &memory;
-  run.env = {opts_.seed, backend_.get()};
+  run.env = {opts_.seed, backend_.get(), opts_.detect_anomaly};
   run.timer = timer_.get();
   run.tracer = tr;
   ExecStats st = run_steps(g, run, values);

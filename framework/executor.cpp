@@ -1,6 +1,7 @@
 #include "framework/executor.h"
 
 #include <algorithm>
+#include <cmath>
 #include <chrono>
 #include <cstdint>
 
@@ -40,6 +41,53 @@ std::vector<ExecStep> natural_steps(const Graph& g, const std::vector<int>& targ
   return steps;
 }
 
+namespace {
+
+// The index of the first NaN or infinity in a floating-point value, or -1.
+int64_t first_non_finite(const Storage& st, const TensorMeta& meta, double* value) {
+  if (!is_floating(meta.dtype) || meta.numel() == 0) return -1;
+  return dispatch_float(meta.dtype, "detect_anomaly", [&](auto tag) -> int64_t {
+    using T = decltype(tag);
+    std::vector<T> host(static_cast<size_t>(meta.numel()));
+    copy_to_host(st, host.data(), meta.bytes());
+    for (size_t i = 0; i < host.size(); ++i)
+      if (!std::isfinite(host[i])) {
+        *value = static_cast<double>(host[i]);
+        return static_cast<int64_t>(i);
+      }
+    return -1;
+  });
+}
+
+// Anomaly detection: the op that just wrote `out` produced a NaN or an infinity.
+void check_finite(const Graph& g, int id, const Storage& out, const KernelCall& call) {
+  const Node& n = g.nodes[static_cast<size_t>(id)];
+  double bad = 0;
+  const int64_t at = first_non_finite(out, n.meta, &bad);
+  if (at < 0) return;
+  std::string origin = "from inputs that were all finite: this op is where it started";
+  for (size_t k = 0; k < n.inputs.size(); ++k) {
+    const Node& in = g.nodes[static_cast<size_t>(n.inputs[k])];
+    Storage view;  // the input's bytes as a storage of the call's pointer (read only)
+    view.data = call.inputs[k];
+    view.bytes = in.meta.bytes();
+    view.device = in.meta.device;
+    view.context = out.context;
+    double v = 0;
+    if (first_non_finite(view, in.meta, &v) >= 0) {
+      origin = detail::concat("input ", k, " (node ", n.inputs[k], ", ",
+                              in.is_leaf() ? std::string("a leaf: a parameter or data the step was given")
+                                           : in.op->name(),
+                              ") already held ", v, ": the non-finite value came in with it");
+      break;
+    }
+  }
+  throw Error(detail::concat("anomaly detection: ", n.op->name(), " (node ", id, " of step ", g.step, ") produced ",
+                             bad, " at element ", at, " of its output ", n.meta.str(), ", ", origin));
+}
+
+}  // namespace
+
 void compute_node(const KernelEnv& env, Graph& g, int id, std::vector<std::shared_ptr<Storage>>& values,
                   const BufferFn& buffers) {
   Node& n = g.nodes[static_cast<size_t>(id)];
@@ -72,6 +120,7 @@ void compute_node(const KernelEnv& env, Graph& g, int id, std::vector<std::share
   call.node = id;
   call.stream = env.backend;  // the session's CUDA context (null on CPU)
   run_kernel(*n.op, call, n.meta.device);
+  if (env.detect_anomaly) check_finite(g, id, *out, call);
   values[static_cast<size_t>(id)] = std::move(out);
 }
 

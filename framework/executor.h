@@ -30,6 +30,7 @@ using BufferFn = std::function<std::shared_ptr<Storage>(size_t bytes, bool works
 struct KernelEnv {
   uint64_t seed = 0;
   void* backend = nullptr;
+  bool detect_anomaly = false;  // check every output for NaN and infinity (SessionOptions)
 };
 
 // Where a step's buffers go, and the memory its trace shows: the session's heap (unlimited steps)

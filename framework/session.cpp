@@ -203,7 +203,7 @@ void SessionState::run_unlimited(Graph& g, const std::vector<int>& targets, bool
   StepRun run;
   run.steps = &steps;
   run.memory = &memory;
-  run.env = {opts_.seed, backend_.get()};
+  run.env = {opts_.seed, backend_.get(), opts_.detect_anomaly};
   run.timer = timer_.get();
   run.tracer = tracer_.get();
   // run_steps() returns once the device has finished the step: the time is the step's own.
@@ -281,7 +281,7 @@ std::shared_ptr<Storage> SessionState::compute_now(int id) {
 void SessionState::run_eager(int id) {
   Graph& g = *graph();
   g.values.resize(g.nodes.size());
-  compute_node({opts_.seed, backend_.get()}, g, id, g.values, heap_buffers());
+  compute_node({opts_.seed, backend_.get(), opts_.detect_anomaly}, g, id, g.values, heap_buffers());
 }
 
 Session::Session(SessionOptions o) : state_(std::make_shared<SessionState>(std::move(o))) {

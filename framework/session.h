@@ -40,6 +40,10 @@ struct SessionOptions {
   // by creation functions are still allocated in the arena, as they would be in training. Needs a
   // memory_budget in bytes (framework/max_batch.h searches batch sizes with it).
   bool plan_only = false;
+  // Anomaly detection (torch.autograd.detect_anomaly): after every op, its output is read back and
+  // checked; the first op that produces a NaN or an infinity throws lethe::Error naming it, its node
+  // and step, and where the non-finite value came from. Slow (a copy per op): for debugging.
+  bool detect_anomaly = false;
 };
 
 // What the last executed step did.

@@ -263,7 +263,8 @@ class UnaryOp final : public Op {
           else
             map1(x, y, n, [s](T v) { return std::pow(v, s); });
           break;
-        case UnKind::relu: map1(x, y, n, [](T v) { return v > T(0) ? v : T(0); }); break;
+        // NaN stays NaN (as PyTorch): a comparison with NaN is false, so test v <= 0 instead of v > 0.
+        case UnKind::relu: map1(x, y, n, [](T v) { return v <= T(0) ? T(0) : v; }); break;
         case UnKind::gelu:
           map1(x, y, n, [](T v) { return T(0.5) * v * (T(1) + std::erf(v * T(kSqrt1_2))); });
           break;

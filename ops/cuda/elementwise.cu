@@ -96,7 +96,7 @@ struct UnaryF {
         case kSqrt: return sqrt(v);
         case kPow: return pow(v, s);
         case kSquare: return v * v;
-        case kRelu: return v > T(0) ? v : T(0);
+        case kRelu: return v <= T(0) ? T(0) : v;  // NaN stays NaN, as on the CPU
         case kGelu: return T(0.5) * v * (T(1) + erf(v * T(kSqrt1_2)));
         case kGeluTanh: return T(0.5) * v * (T(1) + tanh(T(kSqrt2OverPi) * (v + T(kGeluC) * v * v * v)));
         case kSigmoid: {
