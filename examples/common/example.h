@@ -22,7 +22,9 @@
 #include <string>
 #include <vector>
 
+#include "framework/cuda.h"
 #include "lethe.h"
+#include "scheduler/planner.h"
 
 namespace lethe::examples {
 
@@ -77,6 +79,25 @@ struct CommonFlags {
                  "--memory-budget (bytes), by planning candidate batches, and print the table");
     app.add_option("--max-overhead", max_overhead, "with --max-batch: the largest predicted overhead allowed "
                    "(e.g. 1.2; 0: any)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  }
+  // Flag values the library would refuse, said in terms of the flags (the library's own messages
+  // name its C++ API: SessionOptions::planner, Device::cpu()).
+  void validate() const {
+    try {
+      (void)Device::parse(device);
+    } catch (const Error& e) {
+      throw Error(std::string("--device: ") + e.what());
+    }
+    if (planner != "auto") {
+      try {
+        sched::find_planner(planner);
+      } catch (const sched::Error& e) {
+        throw Error(std::string("--planner: ") + e.what());
+      }
+    }
+    if (Device::parse(device).is_cuda() && !cuda::is_available())
+      throw Error("--device " + device + ": no CUDA device is available (" + cuda::unavailable_reason() +
+                  "); use --device cpu");
   }
   SessionOptions session(bool with_budget, bool with_trace) const {
     SessionOptions o;
@@ -375,6 +396,7 @@ inline int max_batch_main(const std::string& model_name, CommonFlags& f, const s
 inline int main_loop(const std::string& model_name, CommonFlags& f, const std::function<Job()>& make) {
   const bool tty = isatty(STDOUT_FILENO) == 1;
   try {
+    f.validate();
     if (f.max_batch) return max_batch_main(model_name, f, make);
     // The budgeted run first: an infeasible budget is said at once, not after an unlimited run.
     RunSpec m{.options = f.session(true, true), .steps = f.steps, .label = f.budgeted() ? "budgeted" : "train",
