@@ -1,8 +1,8 @@
 # LETHE_CUDA: AUTO builds the CUDA backend when nvcc is found, ON requires it, OFF skips it.
 # Included after the `lethe` target exists: the backend is an OBJECT library (`lethe_cuda`) whose
 # objects go into `lethe` itself, so static link order and the install/export stay those of one
-# library. Its CUDA libraries are linked by path (as OpenBLAS is) so that the installed package
-# needs no find module.
+# library. Its CUDA libraries are linked as CUDA::* imported targets; the installed package finds
+# them again (cmake/LetheConfig.cmake.in).
 set(LETHE_HAVE_CUDA OFF)
 if(NOT LETHE_CUDA STREQUAL "OFF")
   include(CheckLanguage)
@@ -55,8 +55,9 @@ if(LETHE_HAVE_CUDA)
 
   target_sources(lethe PRIVATE $<TARGET_OBJECTS:lethe_cuda>)
   target_compile_definitions(lethe PRIVATE LETHE_HAVE_CUDA=1)
-  target_link_libraries(lethe PRIVATE ${CUDA_cudart_LIBRARY} ${CUDA_cublas_LIBRARY}
-    ${CUDA_cublasLt_LIBRARY} ${LETHE_CUDNN_LIBRARY})
+  # Imported targets, not the build machine's paths: the installed LetheConfig.cmake finds the
+  # toolkit and cuDNN again where the consumer has them (find_dependency(CUDAToolkit)).
+  target_link_libraries(lethe PRIVATE CUDA::cudart CUDA::cublas CUDA::cublasLt Lethe_cudnn)
   # The objects reach `lethe` only through target_sources; make sure they are built first.
   add_dependencies(lethe lethe_cuda)
 endif()
