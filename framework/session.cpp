@@ -85,6 +85,17 @@ SessionState::SessionState(SessionOptions o) : opts_(std::move(o)), heap_(make_h
 
 SessionState::~SessionState() = default;
 
+void SessionState::enter_outside_budget() {
+  LETHE_CHECK(!opts_.plan_only, "OutsideBudgetGuard: a plan-only session runs no step, inside its budget or "
+              "outside it");
+  LETHE_CHECK(!graph_ || std::all_of(graph_->nodes.begin(), graph_->nodes.end(), [](const Node& n) { return n.is_leaf(); }),
+              "OutsideBudgetGuard: a step is being recorded; make the guard before recording the step it is for");
+  ++outside_budget_;
+}
+
+OutsideBudgetGuard::OutsideBudgetGuard() : session_(current_session()) { session_->enter_outside_budget(); }
+OutsideBudgetGuard::~OutsideBudgetGuard() { session_->leave_outside_budget(); }
+
 void SessionState::set_rng_state(const RngState& r) {
   LETHE_CHECK(!graph_ || graph_->nodes.empty() || std::all_of(graph_->nodes.begin(), graph_->nodes.end(),
                                                             [](const Node& n) { return n.is_leaf(); }),
@@ -148,6 +159,8 @@ std::function<std::shared_ptr<Storage>(size_t, bool)> SessionState::heap_buffers
 }
 
 std::shared_ptr<Storage> SessionState::allocate(size_t bytes) {
+  // Outside the budget (OutsideBudgetGuard), new tensors (an evaluation batch) go to the heap too.
+  if (outside_budget_ > 0) return heap_buffers()(bytes, false);
   if (!arena_) {
     auto s = heap_buffers()(bytes, false);
     if (budget_kind_ == BudgetKind::fraction) staged_.push_back(s);
@@ -240,7 +253,7 @@ void SessionState::flush() {
     report_ = StepReport{};
     report_.planner = "eager";
     report_.peak_bytes = heap_->peak();
-  } else if (budgeted()) {
+  } else if (plans_steps()) {
     run_budgeted(*g, targets, true, values);
   } else {
     run_unlimited(*g, targets, true, values);
@@ -270,7 +283,7 @@ std::shared_ptr<Storage> SessionState::compute_now(int id) {
   Graph& g = *graph();
   std::vector<std::shared_ptr<Storage>> values = g.values;
   StepReport saved = report_;
-  if (budgeted())
+  if (plans_steps())
     run_budgeted(g, {id}, false, values);
   else
     run_unlimited(g, {id}, false, values);

@@ -109,6 +109,10 @@ class SessionState : public std::enable_shared_from_this<SessionState> {
   std::shared_ptr<Storage> allocate(size_t bytes);
   const StepReport& last_report() const { return report_; }
   bool budgeted() const { return budget_kind_ != BudgetKind::unlimited; }
+  // OutsideBudgetGuard: while > 0, steps run unplanned on the heap, outside the arena.
+  void enter_outside_budget();
+  void leave_outside_budget() { --outside_budget_; }
+  bool plans_steps() const { return budgeted() && outside_budget_ == 0; }
   // The arena's size once known (a fraction budget is resolved at the first step); 0 otherwise.
   size_t budget_bytes() const;
   // Writes the last executed step (or the pending one) as a remat-graph/1 file with measured costs.
@@ -142,6 +146,7 @@ class SessionState : public std::enable_shared_from_this<SessionState> {
   std::shared_ptr<Graph> graph_;
   uint64_t step_ = 0;
   uint64_t rng_counter_ = 0;
+  int outside_budget_ = 0;
   StepReport report_;
   BudgetKind budget_kind_ = BudgetKind::unlimited;
   int64_t budget_value_ = 0;    // bytes
@@ -184,6 +189,25 @@ class Session {
 
 // The current session of this thread (a default one is created when none is alive).
 const std::shared_ptr<SessionState>& current_session();
+
+// Runs the current session's steps outside its memory budget while it lives: unplanned, on the
+// heap, beside the arena (parameters stay where they are and are read in place). For evaluation with
+// a larger batch than training fits, or any one-off step the budget was not meant for; the memory
+// it uses is not bounded by memory_budget. The alternative that stays inside the budget is to
+// evaluate in chunks of the training batch.
+//
+//   { lethe::NoGradGuard no_grad; lethe::OutsideBudgetGuard outside;
+//     auto acc = accuracy(model->forward(big_batch), labels); }
+class OutsideBudgetGuard {
+ public:
+  OutsideBudgetGuard();
+  ~OutsideBudgetGuard();
+  OutsideBudgetGuard(const OutsideBudgetGuard&) = delete;
+  OutsideBudgetGuard& operator=(const OutsideBudgetGuard&) = delete;
+
+ private:
+  std::shared_ptr<SessionState> session_;
+};
 
 // Gradient recording switch, as torch::NoGradGuard.
 bool grad_enabled();
