@@ -1,8 +1,11 @@
 #include "scheduler/graph_io.h"
 
+#include <climits>
 #include <cmath>
 #include <fstream>
 #include <sstream>
+
+#include "scheduler/streams.h"
 
 namespace lethe::sched {
 namespace {
@@ -183,7 +186,7 @@ std::string problem_to_string(const Problem& p) {
 
 void write_problem_file(const Problem& p, const std::string& path) { write_text(problem_to_string(p), path); }
 
-Plan plan_from_json(const json& j) {
+Plan plan_from_json(const json& j, bool check_waits) {
   check_format(j, kPlanFormat, "plan");
   Plan plan;
   plan.graph = opt_string(j, "graph", "plan");
@@ -206,6 +209,25 @@ Plan plan_from_json(const json& j) {
     } else {
       plan.steps.push_back(Step::free(static_cast<NodeId>(as_int(*f, where, "free"))));
     }
+    Step& step = plan.steps.back();
+    if (auto st = js.find("stream"); st != js.end()) {
+      const int64_t v = as_int(*st, where, "stream");
+      if (v < INT_MIN || v > INT_MAX) throw Error(where + ": field \"stream\" is out of range, got " + st->dump());
+      step.stream = static_cast<int>(v);
+    }
+    if (auto af = js.find("after"); af != js.end()) {
+      if (!af->is_array()) throw Error(where + ": field \"after\" must be an array of step indices");
+      step.after.reserve(af->size());
+      for (const json& a : *af) step.after.push_back(as_int(a, where, "after"));
+    }
+  }
+  if (auto it = j.find("streams"); it != j.end()) {
+    const int64_t v = as_int(*it, "plan", "streams");
+    if (v < 1 || v > INT_MAX) throw Error("plan: field \"streams\" must be at least 1, got " + it->dump());
+    plan.streams = static_cast<int>(v);
+  }
+  if (check_waits) {
+    if (const StructureError e = stream_structure_error(plan); !e.message.empty()) throw Error("plan " + e.message);
   }
   if (auto it = j.find("predicted"); it != j.end() && it->is_object()) {
     if (auto pk = it->find("peak_bytes"); pk != it->end()) {
@@ -216,11 +238,13 @@ Plan plan_from_json(const json& j) {
   return plan;
 }
 
-Plan read_plan_json(const std::string& text) { return plan_from_json(parse_text(text, "plan")); }
+Plan read_plan_json(const std::string& text, bool check_waits) {
+  return plan_from_json(parse_text(text, "plan"), check_waits);
+}
 
-Plan read_plan_file(const std::string& path) {
+Plan read_plan_file(const std::string& path, bool check_waits) {
   try {
-    return read_plan_json(read_text(path));
+    return read_plan_json(read_text(path), check_waits);
   } catch (const Error& e) {
     throw Error(path + ": " + e.what());
   }
@@ -229,24 +253,42 @@ Plan read_plan_file(const std::string& path) {
 json plan_to_json(const Plan& plan) {
   json steps = json::array();
   for (const Step& s : plan.steps) {
-    steps.push_back(json{{s.kind == Step::Kind::compute ? "compute" : "free", s.node}});
+    json js{{s.kind == Step::Kind::compute ? "compute" : "free", s.node}};
+    // Serial steps keep the spec's form: stream 0 and no waits are not written.
+    if (s.stream != 0) js["stream"] = s.stream;
+    if (!s.after.empty()) js["after"] = s.after;
+    steps.push_back(std::move(js));
   }
-  return json{{"format", kPlanFormat},
-              {"graph", plan.graph},
-              {"planner", plan.planner},
-              {"budget_bytes", plan.budget_bytes},
-              {"steps", std::move(steps)},
-              {"predicted", {{"peak_bytes", plan.predicted_peak_bytes}, {"cost", plan.predicted_cost}}}};
+  json j{{"format", kPlanFormat},
+         {"graph", plan.graph},
+         {"planner", plan.planner},
+         {"budget_bytes", plan.budget_bytes},
+         {"steps", std::move(steps)},
+         {"predicted", {{"peak_bytes", plan.predicted_peak_bytes}, {"cost", plan.predicted_cost}}}};
+  if (plan.streams > 0) j["streams"] = plan.streams;
+  return j;
 }
 
 std::string plan_to_string(const Plan& plan) {
   json j = plan_to_json(plan);
   std::string s = "{\n  \"format\": " + j["format"].dump() + ",\n  \"graph\": " + j["graph"].dump() +
                   ",\n  \"planner\": " + j["planner"].dump() + ",\n  \"budget_bytes\": " +
-                  j["budget_bytes"].dump() + ",\n  \"steps\": [";
-  const json& steps = j["steps"];
-  for (size_t i = 0; i < steps.size(); ++i) {
-    s += (i % 8 == 0 ? "\n    " : " ") + steps[i].dump() + (i + 1 < steps.size() ? "," : "");
+                  j["budget_bytes"].dump() + ",";
+  if (plan.streams > 0) s += "\n  \"streams\": " + std::to_string(plan.streams) + ",";
+  s += "\n  \"steps\": [";
+  // Written by hand rather than by dump(), which sorts keys: the node first, then stream and waits.
+  for (size_t i = 0; i < plan.steps.size(); ++i) {
+    const Step& st = plan.steps[i];
+    std::string one = std::string("{\"") + (st.kind == Step::Kind::compute ? "compute" : "free") + "\":" +
+                      std::to_string(st.node);
+    if (st.stream != 0) one += ",\"stream\":" + std::to_string(st.stream);
+    if (!st.after.empty()) {
+      one += ",\"after\":[";
+      for (size_t k = 0; k < st.after.size(); ++k) one += (k ? "," : "") + std::to_string(st.after[k]);
+      one += "]";
+    }
+    one += "}";
+    s += (i % 8 == 0 ? "\n    " : " ") + one + (i + 1 < plan.steps.size() ? "," : "");
   }
   s += "\n  ],\n  \"predicted\": " + j["predicted"].dump() + "\n}\n";
   return s;

@@ -30,11 +30,16 @@ nlohmann::json problem_to_json(const Problem& p);
 std::string problem_to_string(const Problem& p);  // one node per line, stable layout
 void write_problem_file(const Problem& p, const std::string& path);
 
-// Plans are read without a problem: node ids are checked by simulate(), not here.
-Plan read_plan_json(const std::string& text);
-Plan read_plan_file(const std::string& path);
-Plan plan_from_json(const nlohmann::json& j);
+// Plans are read without a problem: node ids are checked by simulate(), not here. Steps may carry a
+// stream and waits (docs/plan-format.md); with `check_waits` (the default) a wait on the step itself,
+// on a later step or on no step, a negative stream or one not below "streams" is refused naming the
+// step. Without it such a plan is read as written and simulate() reports it (lethe-plan --check).
+Plan read_plan_json(const std::string& text, bool check_waits = true);
+Plan read_plan_file(const std::string& path, bool check_waits = true);
+Plan plan_from_json(const nlohmann::json& j, bool check_waits = true);
 nlohmann::json plan_to_json(const Plan& plan);
+// Steps 8 to a line, serial steps as {"compute":3}; stream and waits only where set (so a serial
+// plan is written exactly as before streams existed).
 std::string plan_to_string(const Plan& plan);
 void write_plan_file(const Plan& plan, const std::string& path);
 

@@ -3,7 +3,10 @@
 #include <algorithm>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <stdexcept>
+
+#include "scheduler/streams.h"
 
 namespace lethe::sched {
 
@@ -40,6 +43,16 @@ Layout layout_plan(const Problem& p, const Plan& plan, int64_t alignment, int64_
     int64_t cur = 0;
     for (int64_t d : delta) live_peak = std::max(live_peak, cur += d);
   }
+  // Two buffers may share bytes only when one is freed before the other is computed. Serial plans:
+  // their step intervals are disjoint. With streams: the free is ordered before the compute by the
+  // plan's waits, in every order they allow (an end of n_steps is "never freed").
+  std::optional<StepOrder> waits;
+  if (has_streams(plan)) waits.emplace(plan);
+  auto overlap = [&](int a_start, int a_end, int b_start, int b_end) {
+    if (!waits) return a_start <= b_end && b_start <= a_end;
+    return !((a_end < n_steps && may_share(*waits, a_end, b_start)) ||
+             (b_end < n_steps && may_share(*waits, b_end, a_start)));
+  };
   // Greedy placement in a given order: each buffer at the lowest offset where it overlaps (in
   // time) no buffer placed before it.
   // A try stops once its high-water mark reaches `give_up` (it cannot beat the best one then).
@@ -58,7 +71,7 @@ Layout layout_plan(const Problem& p, const Plan& plan, int64_t alignment, int64_
       int64_t off = 0;
       if (!best_fit) {
         for (const Placed& q : placed) {
-          if (!(q.start <= b.end && b.start <= q.end)) continue;
+          if (!overlap(q.start, q.end, b.start, b.end)) continue;
           if (off + b.size <= q.off) break;
           off = std::max(off, q.off + q.size);
         }
@@ -66,7 +79,7 @@ Layout layout_plan(const Problem& p, const Plan& plan, int64_t alignment, int64_
         // The smallest gap that holds the buffer (the space above everything when none does).
         int64_t cur = 0, best_gap = -1;
         for (const Placed& q : placed) {
-          if (!(q.start <= b.end && b.start <= q.end)) continue;
+          if (!overlap(q.start, q.end, b.start, b.end)) continue;
           if (q.off - cur >= b.size && (best_gap < 0 || q.off - cur < best_gap)) {
             best_gap = q.off - cur;
             off = cur;

@@ -33,13 +33,32 @@ struct Problem {
   int size() const { return static_cast<int>(nodes.size()); }
 };
 
+// A step runs on a stream: steps of one stream run in the order of Plan::steps, and a step also
+// waits for the steps named in `after` (indices of earlier steps, usually on other streams). A plan
+// whose steps are all on stream 0 with no waits is the spec's serial plan (docs/plan-format.md).
 struct Step {
   enum class Kind : uint8_t { compute, free };
   Kind kind = Kind::compute;
   NodeId node = 0;
-  static Step compute(NodeId v) { return {Kind::compute, v}; }
-  static Step free(NodeId v) { return {Kind::free, v}; }
+  int stream = 0;
+  std::vector<int64_t> after;  // indices into Plan::steps, each smaller than this step's own
+  static Step compute(NodeId v, int stream = 0, std::vector<int64_t> after = {}) {
+    return make(Kind::compute, v, stream, std::move(after));
+  }
+  static Step free(NodeId v, int stream = 0, std::vector<int64_t> after = {}) {
+    return make(Kind::free, v, stream, std::move(after));
+  }
   bool operator==(const Step&) const = default;
+
+ private:
+  static Step make(Kind k, NodeId v, int stream, std::vector<int64_t> after) {
+    Step s;
+    s.kind = k;
+    s.node = v;
+    s.stream = stream;
+    s.after = std::move(after);
+    return s;
+  }
 };
 
 struct Plan {
@@ -47,6 +66,7 @@ struct Plan {
   std::string planner;  // who made it
   int64_t budget_bytes = 0;
   std::vector<Step> steps;
+  int streams = 0;  // the file's "streams"; 0 when not stated (then 1 + the largest stream used)
   int64_t predicted_peak_bytes = 0;  // filled by the simulator
   double predicted_cost = 0.0;
 };

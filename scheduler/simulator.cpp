@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <vector>
 
+#include "scheduler/streams.h"
+
 namespace lethe::sched {
 namespace {
 
@@ -11,7 +13,10 @@ std::string node_str(NodeId v) { return "node " + std::to_string(v); }
 }  // namespace
 
 SimResult simulate(const Problem& p, const Plan& plan) {
+  if (has_streams(plan) || plan.streams < 0) return simulate_streams(p, plan);
+  // Serial: one order, checked step by step.
   SimResult r;
+  r.streams = plan.streams > 0 ? plan.streams : 1;  // stream_count() of a plan on stream 0
   const int n = p.size();
   std::vector<uint8_t> in_mem(n, 0);
   int64_t mem = 0;
@@ -26,6 +31,7 @@ SimResult simulate(const Problem& p, const Plan& plan) {
     r.valid = false;
     r.first_bad_step = static_cast<int64_t>(i);
     r.message = "step " + std::to_string(i) + ": " + std::move(msg);
+    r.makespan = r.cost;
     return r;
   };
   for (size_t i = 0; i < plan.steps.size(); ++i) {
@@ -65,6 +71,7 @@ SimResult simulate(const Problem& p, const Plan& plan) {
       return fail(plan.steps.size(), "rule 4: output " + node_str(o) + " is not in memory at the end");
     }
   }
+  r.makespan = r.cost;  // one stream: the steps run one after the other
   return r;
 }
 

@@ -1,8 +1,10 @@
 // The plan checker: applies the spec's rules (shared/specs/graph-and-plan-format.md, "Semantics")
 // step by step, in O(steps + edges), and the reference quantities every budget is measured against.
+// A plan with streams (docs/plan-format.md) is checked over every order its waits allow
+// (scheduler/streams.h); a serial plan keeps the sequential path.
 //
 //   SimResult r = simulate(p, plan);
-//   if (!r.valid) std::cerr << "step " << r.first_bad_step << ": " << r.message << "\n";
+//   if (!r.valid) std::cerr << r.message << "\n";   // "step 7: rule 2: ..."
 #pragma once
 
 #include <cstdint>
@@ -16,13 +18,17 @@ struct SimResult {
   bool valid = true;
   int64_t first_bad_step = -1;  // index into plan.steps; steps.size() when only rule 4 fails
   std::string message;          // names the rule broken and the node
-  int64_t peak_bytes = 0;       // largest memory in use at a compute step (resident bytes when none)
+  int64_t peak_bytes = 0;       // largest memory in use at a compute step (resident bytes when none);
+                                // with streams, the largest over every order the waits allow
   double cost = 0.0;            // sum of the costs of the compute steps
   int64_t compute_steps = 0;
+  double makespan = 0.0;        // predicted time, makespan() in streams.h; == cost for a serial plan
+  int streams = 1;              // stream_count(plan)
 };
 
 // Stops at the first violation, as a checker applying the rules in order does; peak and cost then
-// cover the steps up to it.
+// cover the steps up to it (for a serial plan; a plan with streams reports the worst-case peak and
+// the cost of all its steps whenever its node ids and waits are well-formed).
 SimResult simulate(const Problem& p, const Plan& plan);
 
 int64_t resident_bytes(const Problem& p);

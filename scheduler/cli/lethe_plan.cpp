@@ -3,12 +3,17 @@
 //   lethe-plan g.graph.json --budget 0.25 --planner treewidth -o g.plan.json
 //   lethe-plan g.graph.json --sweep
 //   lethe-plan --generate transformer --n 200 --seed 3 -o t.graph.json
+//   lethe-plan --check g.graph.json g.plan.json [--budget 2GiB]
 //
-// Every failure is one line on stderr and exit code 2.
+// Every failure is one line on stderr and exit code 2. --check exits 0 when the plan is valid in
+// every order its streams allow and its worst-case peak is within the budget, 1 when not (the
+// first broken rule, or the steps that can hold memory together), 2 when a file cannot be read.
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,6 +22,7 @@
 #include "scheduler/graph_io.h"
 #include "scheduler/planner.h"
 #include "scheduler/simulator.h"
+#include "scheduler/streams.h"
 
 namespace {
 
@@ -108,15 +114,78 @@ int run_sweep(const Problem& p) {
   return 0;
 }
 
+int run_check(const Problem& p, const std::string& plan_file, const std::string& budget_text) {
+  // Waits are checked by simulate() below, so that a wait on a later step is a refusal naming the
+  // step (exit 1) rather than an unreadable file.
+  Plan pl = read_plan_file(plan_file, /*check_waits=*/false);
+  if (!budget_text.empty()) pl.budget_bytes = parse_budget(budget_text, p);
+  const SimResult r = simulate(p, pl);
+  // simulate() stops at the first broken rule of a serial plan; the summary covers the whole plan
+  // whenever its steps are well-formed.
+  int64_t peak = r.peak_bytes;
+  double cost = r.cost, time = r.makespan;
+  std::optional<WorstCase> wc;
+  try {
+    wc = worst_case_memory(p, pl);
+    peak = wc->peak_bytes;
+    time = makespan(p, pl);
+    cost = 0.0;
+    for (const Step& s : pl.steps) cost += s.kind == Step::Kind::compute ? p.nodes[static_cast<size_t>(s.node)].cost : 0.0;
+  } catch (const Error&) {
+    // A step names no node, or the waits are malformed: the message below names the step.
+  }
+  std::cout << "graph          " << p.name << " (" << p.size() << " nodes)\n"
+            << "plan           " << plan_file << " (" << pl.steps.size() << " steps, planner "
+            << (pl.planner.empty() ? "?" : pl.planner) << ")\n"
+            << "streams        " << r.streams << "\n";
+  if (r.valid) {
+    std::cout << "valid          yes, in every order the streams allow\n";
+  } else {
+    std::cout << "valid          no: " << r.message;
+    if (r.first_bad_step >= 0 && r.first_bad_step < static_cast<int64_t>(pl.steps.size())) {
+      const NodeId v = pl.steps[static_cast<size_t>(r.first_bad_step)].node;
+      if (v >= 0 && v < p.size() && !p.nodes[static_cast<size_t>(v)].name.empty()) {
+        std::cout << " [node " << v << " is '" << p.nodes[static_cast<size_t>(v)].name << "']";
+      }
+    }
+    std::cout << "\n";
+  }
+  const bool any_compute = std::any_of(pl.steps.begin(), pl.steps.end(),
+                                       [](const Step& s) { return s.kind == Step::Kind::compute; });
+  const bool over = peak > pl.budget_bytes && any_compute;
+  std::cout << "peak           " << peak << " bytes (" << format_bytes(peak) << ")"
+            << (has_streams(pl) ? ", the largest over every order the streams allow" : "") << "\n"
+            << "budget         " << pl.budget_bytes << " bytes (" << format_bytes(pl.budget_bytes) << "), "
+            << (over ? "exceeded" : "within") << "\n";
+  if (over && wc) {
+    std::cout << "in flight      " << wc->live.size() << " values can be in memory together, beside "
+              << format_bytes(resident_bytes(p)) << " resident:";
+    for (size_t k = 0; k < wc->live.size(); ++k) {
+      const int64_t j = wc->live[k];
+      const NodeId v = pl.steps[static_cast<size_t>(j)].node;
+      std::cout << (k ? ", " : " ") << "step " << j << " (node " << v << ", " << p.nodes[static_cast<size_t>(v)].bytes
+                << " B)";
+    }
+    std::cout << "\n";
+  }
+  std::cout << "cost           " << cost << "\n"
+            << "makespan       " << time << "\n";
+  return r.valid ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"lethe-plan: plan a training graph (remat-graph/1) under a memory budget"};
-  std::string graph, budget, planner = "auto", out, family;
-  bool as_json = false, sweep = false;
+  std::string graph, budget, planner = "auto", out, family, plan_file;
+  bool as_json = false, sweep = false, check = false;
   int n = 0, width = 4;
   uint64_t seed = 0;
   app.add_option("graph", graph, "graph file (remat-graph/1)");
+  app.add_option("plan", plan_file, "with --check: the plan file (remat-plan/1, with or without streams)");
+  app.add_flag("--check", check,
+               "check PLAN against GRAPH in every order its streams allow, under --budget (default: the "
+               "plan's budget_bytes); exit 0 valid, 1 invalid or over the budget, 2 unreadable");
   app.add_option("-b,--budget", budget, "bytes (512MiB, 2GiB, 1.5GB) or activation fraction in (0, 1]");
   app.add_option("-p,--planner", planner, "planner name or 'auto' (default)");
   app.add_option("-o,--output", out, "write the plan (or the generated graph) here");
@@ -145,7 +214,12 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (graph.empty()) throw Error("no graph file given (lethe-plan GRAPH.json --budget B, or --generate)");
+    if (check && plan_file.empty()) throw Error("--check needs a graph and a plan: lethe-plan --check GRAPH PLAN");
+    if (!check && !plan_file.empty()) {
+      throw Error("a second file (" + plan_file + ") is read only with --check: lethe-plan --check GRAPH PLAN");
+    }
     const Problem p = read_problem_file(graph);
+    if (check) return run_check(p, plan_file, budget);
     if (sweep) return run_sweep(p);
     if (budget.empty()) throw Error("--budget is required (bytes like 512MiB, or a fraction like 0.25)");
     return run_plan(p, budget, planner, out, as_json);
