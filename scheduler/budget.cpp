@@ -75,7 +75,7 @@ BudgetSpec parse_budget_spec(const std::string& text) {
       return {true, value, 0};
     }
     if (value <= 0.0) bad(text, "zero bytes");
-    if (value > 9.0e18) bad(text, "too large");
+    if (value > 4.6e18) bad(text, "too large (at most 2^62 bytes)");
     return {false, 0, static_cast<int64_t>(std::strtoll(num.c_str(), nullptr, 10))};
   }
 
@@ -92,7 +92,7 @@ BudgetSpec parse_budget_spec(const std::string& text) {
   if (scale == 0.0) bad(text, "unknown unit '" + t.substr(j) + "'");
   const double bytes = std::floor(value * scale);
   if (bytes <= 0.0) bad(text, "zero bytes");
-  if (bytes > 9.0e18) bad(text, "too large");
+  if (bytes > 4.6e18) bad(text, "too large (at most 2^62 bytes)");
   return {false, 0, static_cast<int64_t>(bytes)};
 }
 

@@ -325,6 +325,9 @@ std::vector<std::string> generator_families() {
 
 Problem generate(const std::string& family, int n, uint64_t seed, int width) {
   if (n < 1) throw Error("generate: n must be at least 1, got " + std::to_string(n));
+  // Node ids are int32 and a graph is held in memory whole: 10^6 forward operations (a few million
+  // nodes with the backward pass) is the documented limit.
+  if (n > 1'000'000) throw Error("generate: n must be at most 1000000 forward operations, got " + std::to_string(n));
   if (width < 1) throw Error("generate: width must be at least 1, got " + std::to_string(width));
   Builder b(family + "-n" + std::to_string(n) + "-s" + std::to_string(seed), seed);
   if (family == "chain") {

@@ -10,6 +10,14 @@
 namespace lethe::sched {
 namespace {
 
+// Bounds on a graph's totals (validate_problem): 2^62 bytes, 1e30 cost units.
+constexpr int64_t kMaxGraphBytes = int64_t{1} << 62;
+constexpr double kMaxGraphCost = 1e30;
+
+}  // namespace
+
+namespace {
+
 using nlohmann::json;
 
 std::string where_node(size_t index) { return "node at index " + std::to_string(index); }
@@ -22,6 +30,9 @@ const json& require(const json& obj, const char* key, const std::string& where) 
 
 // Integral JSON numbers only; 400.0 is accepted because some exporters write every number as float.
 int64_t as_int(const json& v, const std::string& where, const char* key) {
+  // An unsigned number past int64 (2^64-1) would read as a negative one: say what was written.
+  if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))
+    throw Error(where + ": field \"" + key + "\" is " + v.dump() + ", more than any graph can hold");
   if (v.is_number_integer()) return v.get<int64_t>();
   if (v.is_number_float()) {
     double d = v.get<double>();
@@ -80,6 +91,8 @@ void check_format(const json& j, const char* expected, const char* what) {
 
 void validate_problem(const Problem& p) {
   const int n = p.size();
+  int64_t total_bytes = 0;
+  double total_cost = 0;
   for (int i = 0; i < n; ++i) {
     const Node& v = p.nodes[i];
     if (v.id != i) {
@@ -91,6 +104,19 @@ void validate_problem(const Problem& p) {
     if (!std::isfinite(v.cost) || v.cost < 0) {
       std::ostringstream ss;
       ss << who << ": cost must be finite and non-negative, got " << v.cost;
+      throw Error(ss.str());
+    }
+    // Every byte and cost sum of the scheduler (peaks, floors, budgets, plan costs) is a sum over a
+    // subset of the nodes, so bounding the totals here makes every one of them exact.
+    if (v.bytes > kMaxGraphBytes - total_bytes)
+      throw Error(who + ": its " + std::to_string(v.bytes) + " bytes take the graph's total past " +
+                  std::to_string(kMaxGraphBytes) + " bytes (2^62), more than any sum of the scheduler can hold");
+    total_bytes += v.bytes;
+    total_cost += v.cost;
+    if (!std::isfinite(total_cost) || total_cost > kMaxGraphCost) {
+      std::ostringstream ss;
+      ss << who << ": its cost " << v.cost << " takes the graph's total cost past " << kMaxGraphCost
+         << "; costs are seconds (or any consistent unit): rescale them";
       throw Error(ss.str());
     }
     for (NodeId u : v.inputs) {
@@ -123,11 +149,12 @@ Problem problem_from_json(const json& j) {
     std::string where = where_node(i);
     if (!jn.is_object()) throw Error(where + ": must be a JSON object");
     Node v;
-    v.id = static_cast<NodeId>(as_int(require(jn, "id", where), where, "id"));
-    if (v.id != static_cast<NodeId>(i)) {
-      throw Error(where + " has id " + std::to_string(v.id) +
-                  ": ids must be 0..n-1 in the order nodes are listed");
+    // Compared before narrowing to NodeId: an id of 2^62 must not read as 0.
+    const int64_t id = as_int(require(jn, "id", where), where, "id");
+    if (id != static_cast<int64_t>(i)) {
+      throw Error(where + " has id " + std::to_string(id) + ": ids must be 0..n-1 in the order nodes are listed");
     }
+    v.id = static_cast<NodeId>(id);
     where = "node " + std::to_string(i);
     v.name = opt_string(jn, "name", where);
     v.op = opt_string(jn, "op", where);
@@ -135,7 +162,14 @@ Problem problem_from_json(const json& j) {
     v.cost = as_double(require(jn, "cost", where), where, "cost");
     const json& ins = require(jn, "inputs", where);
     if (!ins.is_array()) throw Error(where + ": field \"inputs\" must be an array");
-    for (const json& u : ins) v.inputs.push_back(static_cast<NodeId>(as_int(u, where, "inputs")));
+    for (const json& u : ins) {
+      const int64_t in = as_int(u, where, "inputs");
+      if (in < 0 || in >= static_cast<int64_t>(i))
+        throw Error(where + ": input " + std::to_string(in) + (in < 0 || in >= static_cast<int64_t>(nodes.size())
+                                                                   ? " does not exist (ids are 0.." + std::to_string(nodes.size() - 1) + ")"
+                                                                   : " is not smaller than the node's id (nodes must be in topological order)"));
+      v.inputs.push_back(static_cast<NodeId>(in));
+    }
     if (auto it = jn.find("resident"); it != jn.end() && !it->is_null()) {
       if (!it->is_boolean()) throw Error(where + ": field \"resident\" must be true or false");
       v.resident = it->get<bool>();

@@ -192,7 +192,7 @@ int main(int argc, char** argv) {
   app.add_flag("--json", as_json, "print the summary as JSON");
   app.add_flag("--sweep", sweep, "table of overheads: every planner x budgets 1..0.15 and the smallest feasible");
   app.add_option("--generate", family, "write a generated training graph of this family");
-  app.add_option("--n", n, "generator: number of forward operations");
+  app.add_option("--n", n, "generator: number of forward operations (1 to 1000000)");
   app.add_option("--seed", seed, "generator: seed");
   app.add_option("--width", width, "generator: width (grid, layered, densenet)");
   try {
