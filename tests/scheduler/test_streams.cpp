@@ -14,6 +14,7 @@
 #include "scheduler/generators.h"
 #include "scheduler/graph_io.h"
 #include "scheduler/layout.h"
+#include "scheduler/plan_builder.h"
 #include "scheduler/planner.h"
 #include "scheduler/simulator.h"
 #include "scheduler/streams.h"
@@ -29,18 +30,8 @@ namespace {
 const std::string kData = LETHE_SCHEDULER_TEST_DATA;
 constexpr int64_t kHuge = int64_t{1} << 50;
 
-// splitmix64: the same cases on every platform (no std distributions).
-struct Rng {
-  uint64_t s;
-  uint64_t next() {
-    uint64_t z = (s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  int below(int n) { return static_cast<int>(next() % static_cast<uint64_t>(n)); }
-  bool chance(int percent) { return below(100) < percent; }
-};
+// The scheduler's own SplitMix64 (scheduler/plan_builder.h): the same cases on every platform.
+bool chance(Rng& rng, int percent) { return rng.below(100) < percent; }
 
 // plan_to_string as it was before streams existed: serial plans must still be written exactly so.
 std::string serial_writer(const Plan& plan) {
@@ -151,8 +142,8 @@ Problem random_graph(Rng& rng) {
       continue;
     }
     std::vector<NodeId> in{static_cast<NodeId>(rng.below(i))};
-    if (rng.chance(50)) in.push_back(static_cast<NodeId>(rng.below(i)));
-    const int64_t bytes = rng.chance(10) ? 0 : 1 + rng.below(100);
+    if (chance(rng, 50)) in.push_back(static_cast<NodeId>(rng.below(i)));
+    const int64_t bytes = chance(rng, 10) ? 0 : 1 + rng.below(100);
     p.nodes.push_back(node(i, bytes, 0.25 * (1 + rng.below(8)), in));
   }
   return p;
@@ -190,9 +181,9 @@ Plan random_serial_plan(Problem& p, Rng& rng, int max_steps) {
   }
   p.outputs.clear();
   for (const Node& v : p.nodes) {
-    if (!v.resident && in[static_cast<size_t>(v.id)] && rng.chance(50)) p.outputs.push_back(v.id);
+    if (!v.resident && in[static_cast<size_t>(v.id)] && chance(rng, 50)) p.outputs.push_back(v.id);
   }
-  if (rng.chance(5)) p.outputs.push_back(static_cast<NodeId>(rng.below(p.size())));
+  if (chance(rng, 5)) p.outputs.push_back(static_cast<NodeId>(rng.below(p.size())));
   return plan;
 }
 
@@ -224,10 +215,10 @@ Plan spread(const Problem& p, const Plan& serial, int streams, int keep, Rng& rn
     } else {
       for (int r : readers[static_cast<size_t>(v)]) need.push_back(r);
     }
-    if (i > 0 && rng.chance(15)) need.push_back(rng.below(i));  // a wait nobody needs
+    if (i > 0 && chance(rng, 15)) need.push_back(rng.below(i));  // a wait nobody needs
     for (int j : need) {
       if (b >> j & 1) continue;  // already ordered
-      if (!rng.chance(keep)) continue;
+      if (!chance(rng, keep)) continue;
       s.after.push_back(j);
       b |= below[static_cast<size_t>(j)] | (1u << j);
     }
@@ -395,9 +386,9 @@ TEST_CASE(
     const Plan serial = random_serial_plan(p, rng, 12);
     if (serial.steps.empty()) continue;
     const int streams = 2 + rng.below(2);
-    const int keep = rng.chance(60) ? 100 : 80;
+    const int keep = chance(rng, 60) ? 100 : 80;
     Plan plan = spread(p, serial, streams, keep, rng);
-    if (rng.chance(10) && plan.steps.size() >= 2) {
+    if (chance(rng, 10) && plan.steps.size() >= 2) {
       // Now and then a serial mistake too: two steps swapped.
       const size_t a = static_cast<size_t>(rng.below(static_cast<int>(plan.steps.size())));
       const size_t b = static_cast<size_t>(rng.below(static_cast<int>(plan.steps.size())));
