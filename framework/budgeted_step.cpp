@@ -79,7 +79,7 @@ class ArenaMemory final : public StepMemory {
 
  private:
   int64_t bytes(int node) const {
-    return static_cast<int64_t>(align_up(std::max<size_t>(g_.nodes[static_cast<size_t>(node)].meta.bytes(), 1)));
+    return g_.nodes[static_cast<size_t>(node)].buffer_bytes();
   }
   BufferFn place(size_t offset, int64_t ws_offset) {
     return [this, offset, ws_offset](size_t n, bool workspace) {

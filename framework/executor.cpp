@@ -189,8 +189,8 @@ ExecStats run_steps(Graph& g, const StepRun& run, std::vector<std::shared_ptr<St
     if (first[id].first >= 0) st.first_seconds[id] = timer.seconds(first[id].first, first[id].second);
   for (const Timed& t : timed) {
     const double b = start_us + timer.seconds(start, t.begin) * 1e6, e = start_us + timer.seconds(start, t.end) * 1e6;
-    const int64_t bytes = static_cast<int64_t>(align_up(std::max<size_t>(g.nodes[static_cast<size_t>(t.node)].meta.bytes(), 1)));
-    tr->slice(t.kind, g.nodes[static_cast<size_t>(t.node)].op->name(), t.node, g.step, b, e, bytes);
+    const Node& n = g.nodes[static_cast<size_t>(t.node)];
+    tr->slice(t.kind, n.op->name(), t.node, g.step, b, e, n.buffer_bytes());
     tr->memory(b, t.measured, t.predicted);
   }
   return st;

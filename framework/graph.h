@@ -2,6 +2,7 @@
 // recorded; leaves hold values that exist before the step (parameters, optimizer state, the batch).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -27,6 +28,9 @@ struct Node {
   std::string name;
 
   bool is_leaf() const { return op == nullptr; }
+  // The bytes its value takes as a buffer: aligned, and an empty value still takes one slot. The
+  // planning problem, the layout, the executor and the trace all count a value so.
+  int64_t buffer_bytes() const { return static_cast<int64_t>(align_up(std::max<size_t>(meta.bytes(), 1))); }
 };
 
 class Graph {

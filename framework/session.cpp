@@ -85,11 +85,15 @@ SessionState::SessionState(SessionOptions o) : opts_(std::move(o)), heap_(make_h
 
 SessionState::~SessionState() = default;
 
+bool SessionState::recording() const {
+  return graph_ && !std::all_of(graph_->nodes.begin(), graph_->nodes.end(), [](const Node& n) { return n.is_leaf(); });
+}
+
 void SessionState::enter_outside_budget() {
   LETHE_CHECK(!opts_.plan_only, "OutsideBudgetGuard: a plan-only session runs no step, inside its budget or "
               "outside it");
-  LETHE_CHECK(!graph_ || std::all_of(graph_->nodes.begin(), graph_->nodes.end(), [](const Node& n) { return n.is_leaf(); }),
-              "OutsideBudgetGuard: a step is being recorded; make the guard before recording the step it is for");
+  LETHE_CHECK(!recording(), "OutsideBudgetGuard: a step is being recorded; make the guard before recording the "
+              "step it is for");
   ++outside_budget_;
 }
 
@@ -97,9 +101,7 @@ OutsideBudgetGuard::OutsideBudgetGuard() : session_(current_session()) { session
 OutsideBudgetGuard::~OutsideBudgetGuard() { session_->leave_outside_budget(); }
 
 void SessionState::set_rng_state(const RngState& r) {
-  LETHE_CHECK(!graph_ || graph_->nodes.empty() || std::all_of(graph_->nodes.begin(), graph_->nodes.end(),
-                                                            [](const Node& n) { return n.is_leaf(); }),
-              "set_rng_state: a step is being recorded; restore the random state between steps");
+  LETHE_CHECK(!recording(), "set_rng_state: a step is being recorded; restore the random state between steps");
   opts_.seed = r.seed;
   step_ = r.step;
   rng_counter_ = r.next_stream;
@@ -186,23 +188,23 @@ namespace {
 // schedule holds.
 class HeapMemory final : public StepMemory {
  public:
-  HeapMemory(const Graph& g, BufferFn heap, std::function<size_t()> in_use)
-      : g_(g), heap_(std::move(heap)), in_use_(std::move(in_use)), base_(static_cast<int64_t>(in_use_())) {}
+  HeapMemory(const Graph& g, BufferFn heap, const Allocator& allocator)
+      : g_(g), heap_(std::move(heap)), allocator_(allocator), base_(static_cast<int64_t>(allocator.in_use())) {}
   BufferFn buffers(size_t, int) override { return heap_; }
   BufferFn side_effect_buffers(int) override { return heap_; }
   std::pair<int64_t, int64_t> computed(size_t, int node, bool) override {
     live_ += bytes(node);
-    return {static_cast<int64_t>(in_use_()), base_ + live_};
+    return {static_cast<int64_t>(allocator_.in_use()), base_ + live_};
   }
   void freed(int node) override { live_ -= bytes(node); }
 
  private:
   int64_t bytes(int node) const {
-    return static_cast<int64_t>(align_up(std::max<size_t>(g_.nodes[static_cast<size_t>(node)].meta.bytes(), 1)));
+    return g_.nodes[static_cast<size_t>(node)].buffer_bytes();
   }
   const Graph& g_;
   BufferFn heap_;
-  std::function<size_t()> in_use_;
+  const Allocator& allocator_;
   int64_t base_, live_ = 0;
 };
 
@@ -212,7 +214,7 @@ void SessionState::run_unlimited(Graph& g, const std::vector<int>& targets, bool
                                  std::vector<std::shared_ptr<Storage>>& values) {
   heap_->reset_peak();
   const std::vector<ExecStep> steps = natural_steps(g, targets, side_effects);
-  HeapMemory memory(g, heap_buffers(), [this] { return heap_->in_use(); });
+  HeapMemory memory(g, heap_buffers(), *heap_);
   StepRun run;
   run.steps = &steps;
   run.memory = &memory;

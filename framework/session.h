@@ -111,6 +111,8 @@ class SessionState : public std::enable_shared_from_this<SessionState> {
   bool budgeted() const { return budget_kind_ != BudgetKind::unlimited; }
   // OutsideBudgetGuard: while > 0, steps run unplanned on the heap, outside the arena.
   void enter_outside_budget();
+  // Some op of the current step is recorded and not yet run (leaves alone do not count).
+  bool recording() const;
   void leave_outside_budget() { --outside_budget_; }
   bool plans_steps() const { return budgeted() && outside_budget_ == 0; }
   // The arena's size once known (a fraction budget is resolved at the first step); 0 otherwise.

@@ -65,7 +65,7 @@ StepProblem build_step_problem(const Graph& g, const std::vector<int>& targets, 
     sched::Node pn;
     pn.name = nd.name.empty() ? (nd.op ? nd.op->name() : "leaf") + std::to_string(i) : nd.name;
     pn.op = nd.op ? nd.op->name() : (nd.requires_grad ? "param" : "input");
-    pn.bytes = static_cast<int64_t>(align_up(std::max<size_t>(nd.meta.bytes(), 1)));
+    pn.bytes = nd.buffer_bytes();
     pn.resident = nd.is_leaf();
     sched::NodeId scratch = -1;
     if (!pn.resident) {
@@ -125,7 +125,7 @@ StepProblem build_step_problem(const Graph& g, const std::vector<int>& targets, 
     const Node& nd = g.nodes[static_cast<size_t>(s)];
     std::vector<TensorMeta> in;
     for (int k : nd.inputs) in.push_back(g.nodes[static_cast<size_t>(k)].meta);
-    sp.max_workspace = std::max(sp.max_workspace, align_up(std::max<size_t>(nd.meta.bytes(), 1)) +
+    sp.max_workspace = std::max(sp.max_workspace, static_cast<size_t>(nd.buffer_bytes()) +
                                                       align_up(nd.op->workspace_bytes(in, nd.meta)));
   }
   return sp;

@@ -135,13 +135,14 @@ class Progress {
     const bool few_epochs = per_epoch_ > 0 && steps_ / per_epoch_ <= 20;
     every_ = few_epochs ? per_epoch_ : std::max<int64_t>(1, steps_ / 10);
   }
-  // After step `step` (1-based) of the run, which started at step `first` (a resumed run).
-  void update(const std::string& label, int64_t step, int64_t first, double loss, double samples_per_s,
+  // After step `step` (1-based) of the run, which started at step `first` (a resumed run), `elapsed`
+  // seconds after the run began.
+  void update(const std::string& label, int64_t step, int64_t first, double loss, double elapsed, int64_t samples,
               const StepReport& r) {
     if (quiet_) return;
-    const double eta = samples_per_s > 0 && step > first ? static_cast<double>(steps_ - step) *
-                                                               (elapsed_ / static_cast<double>(step - first))
-                                                         : 0.0;
+    const double samples_per_s = elapsed > 0 ? static_cast<double>(samples) / elapsed : 0.0;
+    const double eta =
+        step > first ? static_cast<double>(steps_ - step) * (elapsed / static_cast<double>(step - first)) : 0.0;
     const bool boundary = step % every_ == 0 || step == steps_;
     char where[64];
     if (per_epoch_ > 0)
@@ -162,12 +163,10 @@ class Progress {
       std::fflush(stdout);
     }
   }
-  void set_elapsed(double secs) { elapsed_ = secs; }
 
  private:
   bool tty_, quiet_;
   int64_t per_epoch_, steps_, every_ = 1;
-  double elapsed_ = 0;
 };
 
 // One model's training, built inside the current session: step(i) records and runs step i and returns
@@ -331,8 +330,7 @@ inline RunResult run_session(const RunSpec& spec, const std::function<Job()>& ma
     seen += job.samples_per_step;
     smooth = i == first ? loss : 0.9 * smooth + 0.1 * loss;
     const double secs = std::chrono::duration<double>(Clock::now() - t_start).count();
-    progress.set_elapsed(secs);
-    progress.update(spec.label, i + 1, first, spec.tty ? smooth : loss, static_cast<double>(seen) / secs, rep);
+    progress.update(spec.label, i + 1, first, spec.tty ? smooth : loss, secs, seen, rep);
   }
   if (!spec.save.empty() && first == spec.steps) {
     LETHE_CHECK(job.save, "--save: this example cannot write checkpoints");
