@@ -167,8 +167,7 @@ int main(int argc, char** argv) {
   app.add_option("--iters", iters, "timed steps per configuration");
   CLI11_PARSE(app, argc, argv);
   if (!cuda::is_available()) {
-    const char* req = std::getenv("LETHE_REQUIRE_CUDA");
-    const bool required = req != nullptr && *req != '\0' && std::string(req) != "0";
+    const bool required = cuda::device_required();
     std::printf("no CUDA device (%s): nothing to benchmark%s\n", cuda::unavailable_reason().c_str(),
                 required ? "; LETHE_REQUIRE_CUDA is set: failing" : "");
     return required ? 1 : 0;

@@ -1,6 +1,7 @@
 #include "framework/cuda.h"
 
 #include <atomic>
+#include <cstdlib>
 #include <mutex>
 #include <string>
 
@@ -37,6 +38,9 @@ const Probe& probe() {
 int device_count() { return probe().count; }
 
 bool is_available() { return device_count() > 0; }
+
+bool required_by(const char* value) { return value != nullptr && *value != '\0' && std::string(value) != "0"; }
+bool device_required() { return required_by(std::getenv("LETHE_REQUIRE_CUDA")); }
 
 std::string unavailable_reason() { return probe().why; }
 

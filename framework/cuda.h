@@ -20,6 +20,12 @@ int device_count();
 // Why no device is usable, with the CUDA runtime's own message ("cudaGetDeviceCount failed: CUDA
 // driver version is insufficient for CUDA runtime version (...)"); empty when one is.
 std::string unavailable_reason();
+// Whether a missing device is an error for tests and benchmarks rather than a reason to skip: the
+// environment variable LETHE_REQUIRE_CUDA set to anything but "" or "0" (tests/gpu/check.sh sets
+// it, so a GPU check cannot pass without running). required_by() applies the rule to a value
+// (null: unset).
+bool device_required();
+bool required_by(const char* value);
 // Lets f32 GEMMs use TF32 tensor cores (off by default: f32 results then match the CPU closely).
 void set_allow_tf32(bool allow);
 bool allow_tf32();

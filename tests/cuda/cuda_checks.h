@@ -38,8 +38,7 @@ enum class Verdict { run, skip, fail };
 // LETHE_REQUIRE_CUDA (`require`, null when unset) is set to anything but "" or "0".
 inline Verdict without_device(bool available, const char* require) {
   if (available) return Verdict::run;
-  const bool required = require != nullptr && *require != '\0' && std::string(require) != "0";
-  return required ? Verdict::fail : Verdict::skip;
+  return lethe::cuda::required_by(require) ? Verdict::fail : Verdict::skip;
 }
 
 using Fn = std::function<lethe::Tensor(const std::vector<lethe::Tensor>&)>;
