@@ -323,6 +323,20 @@ bool grad_enabled() { return t_grad_enabled; }
 NoGradGuard::NoGradGuard() : prev_(t_grad_enabled) { t_grad_enabled = false; }
 NoGradGuard::~NoGradGuard() { t_grad_enabled = prev_; }
 
+int parse_streams(const std::string& text, const std::string& flag) {
+  if (text == "auto") return kAutoStreams;
+  size_t used = 0;
+  long long n = 0;
+  bool ok = !text.empty() && text.find_first_not_of("0123456789") == std::string::npos && text.size() <= 6;
+  if (ok) {
+    n = std::stoll(text, &used);
+    ok = used == text.size() && n >= 1;
+  }
+  LETHE_CHECK(ok, flag, ": expected a positive number of streams (1 runs every op in order on one stream) "
+              "or 'auto' (the planner chooses per step), got '", text, "'");
+  return static_cast<int>(n);
+}
+
 std::string StepReport::str() const {
   char buf[512];
   auto mib = [](size_t b) { return static_cast<double>(b) / (1024.0 * 1024.0); };

@@ -44,7 +44,19 @@ struct SessionOptions {
   // checked; the first op that produces a NaN or an infinity throws lethe::Error naming it, its node
   // and step, and where the non-finite value came from. Slow (a copy per op): for debugging.
   bool detect_anomaly = false;
+  // Streams a step runs on: 1 runs every op in order on one stream with all of num_threads (serial);
+  // N >= 2 runs the plan's steps on N streams at once, each with num_threads / N intra-op threads
+  // (at least 1), waiting on each other where the plan says; kAutoStreams lets the planner choose
+  // per step, from measured op times, between serial and parallel plans (serial when parallel does
+  // not pay). Results are bitwise those of the serial step either way.
+  int streams = 1;
 };
+
+// SessionOptions::streams: the planner chooses the number of streams.
+inline constexpr int kAutoStreams = -1;
+// Parses a --streams value: a positive number of streams or "auto" (kAutoStreams). Throws
+// lethe::Error naming the flag and the value otherwise ("0", "-2", "two").
+int parse_streams(const std::string& text, const std::string& flag = "--streams");
 
 // What the last executed step did.
 struct StepReport {
@@ -63,6 +75,13 @@ struct StepReport {
   // SessionOptions::plan_only: nothing ran; nodes and recomputed count the plan's compute steps,
   // peak_bytes and seconds are 0.
   bool plan_only = false;
+  // Streams (SessionOptions::streams): how many the step ran on, the makespan the plan predicted
+  // from measured op times (0 when it had none) against `seconds`, the time two or more streams
+  // were busy at once, and the recomputations' time that overlapped other work.
+  int streams = 1;
+  double predicted_seconds = 0.0;
+  double parallel_seconds = 0.0;
+  double overlapped_recompute_seconds = 0.0;
   std::string str() const;         // one line for logs
 };
 
