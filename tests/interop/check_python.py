@@ -14,8 +14,9 @@ try:
     import torch
     from safetensors.torch import load_file, save_file
 
+    torch.zeros(1).numpy()  # a torch built against another NumPy cannot convert: use NumPy alone
     FLAVOUR = "torch"
-except ImportError:  # torch is optional: the format check is the same with NumPy
+except (ImportError, RuntimeError):  # torch is optional: the format check is the same with NumPy
     from safetensors.numpy import load_file, save_file
 
     FLAVOUR = "numpy"
