@@ -19,6 +19,7 @@ std::vector<std::vector<int64_t>> serial_waits(const Problem& p, const Plan& pla
   std::vector<int64_t> last_free(n, -1);  // per node: the step that dropped its last instance
   std::vector<std::vector<int64_t>> readers(n);  // per node: computes that read the live instance
   int64_t last_exclusive = -1;
+  int64_t last_free_step = -1;  // keep_serial_peak: the latest free so far
   for (size_t i = 0; i < m; ++i) {
     const Step& s = plan.steps[i];
     const size_t v = static_cast<size_t>(s.node);
@@ -34,6 +35,7 @@ std::vector<std::vector<int64_t>> serial_waits(const Problem& p, const Plan& pla
         readers[xi].push_back(static_cast<int64_t>(i));
       }
       if (last_free[v] >= 0) w.push_back(last_free[v]);
+      if (o.keep_serial_peak && last_free_step >= 0) w.push_back(last_free_step);
       if (!o.exclusive.empty() && o.exclusive[v]) {
         if (last_exclusive >= 0) w.push_back(last_exclusive);
         last_exclusive = static_cast<int64_t>(i);
@@ -48,6 +50,10 @@ std::vector<std::vector<int64_t>> serial_waits(const Problem& p, const Plan& pla
       readers[v].clear();
       live[v] = -1;
       last_free[v] = static_cast<int64_t>(i);
+      if (o.keep_serial_peak) {
+        if (last_free_step >= 0) w.push_back(last_free_step);
+        last_free_step = static_cast<int64_t>(i);
+      }
     }
   }
   if (o.layout) {

@@ -8,7 +8,7 @@
 //   Plan par = assign_streams(p, serial, o);    // valid in every order; l stays a safe layout
 //   double t = makespan(p, par, &o.cost);       // compare with the serial plan's time
 //
-// Waits come from three sources: data (a compute waits for the compute of each input's live
+// Waits come from three sources (four with keep_serial_peak): data (a compute waits for the compute of each input's live
 // instance; a free waits for every read of the instance it drops; a recompute waits for the free of
 // the node's previous instance), memory (with `layout`: a compute waits for the free of every
 // earlier buffer whose bytes its own overlap, so that layout holds in every order; without it the
@@ -39,6 +39,10 @@ struct StreamAssignOptions {
   int64_t alignment = 64;
   // Per node id, 1 when its computes must not overlap one another (empty: none).
   std::vector<uint8_t> exclusive;
+  // Keep the serial plan's peak in bytes in every order (no layout needed): the frees run in plan
+  // order, and a compute waits for every free before it in the plan, so what is live at any moment
+  // is a subset of what the serial plan holds at that compute.
+  bool keep_serial_peak = false;
 };
 
 // `serial` must be a serial plan (every step on stream 0, no waits) valid for `p`. Throws Error

@@ -4,6 +4,7 @@
 //   lethe-plan g.graph.json --sweep
 //   lethe-plan --generate transformer --n 200 --seed 3 -o t.graph.json
 //   lethe-plan --check g.graph.json g.plan.json [--budget 2GiB]
+//   lethe-plan g.graph.json --budget 0.5 --streams 2 -o g.plan.json   (a plan on two streams)
 //
 // Every failure is one line on stderr and exit code 2. --check exits 0 when the plan is valid in
 // every order its streams allow and its worst-case peak is within the budget, 1 when not (the
@@ -22,6 +23,8 @@
 #include "scheduler/graph_io.h"
 #include "scheduler/planner.h"
 #include "scheduler/simulator.h"
+#include "scheduler/layout.h"
+#include "scheduler/stream_assign.h"
 #include "scheduler/streams.h"
 
 namespace {
@@ -37,9 +40,22 @@ std::string fmt(const char* f, double v) {
 }
 
 int run_plan(const Problem& p, const std::string& budget_text, const std::string& planner, const std::string& out,
-             bool as_json) {
+             bool as_json, int streams) {
   const int64_t budget = parse_budget(budget_text, p);
-  const PlanResult r = plan(p, budget, planner);
+  PlanResult r = plan(p, budget, planner);
+  const double serial_time = makespan(p, r.plan);
+  if (streams > 1) {
+    // On streams: the serial plan's waits, and the frees in plan order ahead of the computes after
+    // them, so that no order holds more than the serial plan (the budget holds in every order).
+    StreamAssignOptions o;
+    o.streams = streams;
+    o.keep_serial_peak = true;
+    Plan streamed = assign_streams(p, r.plan, o);
+    streamed.predicted_peak_bytes = worst_case_memory(p, streamed).peak_bytes;
+    streamed.predicted_cost = r.plan.predicted_cost;
+    r.plan = std::move(streamed);
+  }
+  const double time = makespan(p, r.plan);
   if (!out.empty()) write_plan_file(r.plan, out);
   const double base = no_remat_cost(p);
   const double overhead = base > 0 ? r.plan.predicted_cost / base : 1.0;
@@ -57,6 +73,9 @@ int run_plan(const Problem& p, const std::string& budget_text, const std::string
                         {"overhead", overhead},
                         {"steps", r.plan.steps.size()},
                         {"solve_seconds", r.solve_seconds},
+                        {"streams", std::max(streams, 1)},
+                        {"makespan", time},
+                        {"serial_makespan", serial_time},
                         {"note", r.info.note}};
     if (r.info.treewidth >= 0) j["treewidth"] = r.info.treewidth;
     if (!out.empty()) j["plan_file"] = out;
@@ -75,6 +94,10 @@ int run_plan(const Problem& p, const std::string& budget_text, const std::string
             << "overhead       " << fmt("%.3fx", overhead) << "\n"
             << "steps          " << r.plan.steps.size() << "\n"
             << "solve time     " << fmt("%.3f s", r.solve_seconds) << "\n";
+  if (streams > 1)
+    std::cout << "streams        " << streams << ": predicted time " << time << " (serial " << serial_time << ", "
+              << fmt("%.2fx", time > 0 ? serial_time / time : 1.0) << "), worst-case peak over every order "
+              << format_bytes(r.plan.predicted_peak_bytes) << "\n";
   if (r.info.treewidth >= 0) std::cout << "treewidth      " << r.info.treewidth << "\n";
   if (!r.info.note.empty()) std::cout << "note           " << r.info.note << "\n";
   if (!out.empty()) std::cout << "plan written   " << out << "\n";
@@ -180,6 +203,7 @@ int main(int argc, char** argv) {
   std::string graph, budget, planner = "auto", out, family, plan_file;
   bool as_json = false, sweep = false, check = false;
   int n = 0, width = 4;
+  std::string streams_text = "1";
   uint64_t seed = 0;
   app.add_option("graph", graph, "graph file (remat-graph/1)");
   app.add_option("plan", plan_file, "with --check: the plan file (remat-plan/1, with or without streams)");
@@ -190,6 +214,9 @@ int main(int argc, char** argv) {
   app.add_option("-p,--planner", planner, "planner name or 'auto' (default)");
   app.add_option("-o,--output", out, "write the plan (or the generated graph) here");
   app.add_flag("--json", as_json, "print the summary as JSON");
+  app.add_option("--streams", streams_text,
+                 "plan on N streams (default 1: serial): the plan's steps assigned to streams by their costs, "
+                 "with the waits that keep it and its layout valid in every order");
   app.add_flag("--sweep", sweep, "table of overheads: every planner x budgets 1..0.15 and the smallest feasible");
   app.add_option("--generate", family, "write a generated training graph of this family");
   app.add_option("--n", n, "generator: number of forward operations (1 to 1000000)");
@@ -222,7 +249,11 @@ int main(int argc, char** argv) {
     if (check) return run_check(p, plan_file, budget);
     if (sweep) return run_sweep(p);
     if (budget.empty()) throw Error("--budget is required (bytes like 512MiB, or a fraction like 0.25)");
-    return run_plan(p, budget, planner, out, as_json);
+    const bool digits = !streams_text.empty() && streams_text.size() <= 4 &&
+                        streams_text.find_first_not_of("0123456789") == std::string::npos;
+    const int streams = digits ? std::stoi(streams_text) : 0;
+    if (streams < 1) throw Error("--streams: expected a positive number of streams, got '" + streams_text + "'");
+    return run_plan(p, budget, planner, out, as_json, streams);
   } catch (const std::exception& e) {
     std::cerr << "lethe-plan: error: " << e.what() << "\n";
     return 2;

@@ -158,3 +158,19 @@ TEST_CASE("lethe-plan --check: unreadable input exits 2") {
   CHECK(r.code == 2);
   CHECK(contains(r.out, "only with --check"));
 }
+
+TEST_CASE("lethe-plan --streams: a plan on two streams that --check accepts, and bad counts refused") {
+  const std::string graph = std::string(LETHE_BENCH_GRAPHS) + "/resnet18-w16.graph.json";
+  const std::string out = (scratch() / "two.plan.json").string();
+  Run r = run(graph + " --budget 0.5 --streams 2 -o " + out);
+  CHECK_MESSAGE(r.code == 0, r.out);
+  CHECK(r.out.find("streams        2: predicted time") != std::string::npos);
+  r = run("--check " + graph + " " + out + " --budget 0.5");
+  CHECK_MESSAGE(r.code == 0, r.out);
+  CHECK(r.out.find("streams        2") != std::string::npos);
+  for (const char* bad : {"0", "-1", "two"}) {
+    r = run(graph + " --budget 0.5 --streams " + std::string(bad));
+    CHECK(r.code == 2);
+    CHECK(r.out.find("--streams: expected a positive number of streams") != std::string::npos);
+  }
+}

@@ -100,6 +100,15 @@ TEST_CASE("stream_assign: every planner's plans stay valid on 2 and 3 streams, a
             const SimResult r2 = simulate_streams(p, free_par);
             CHECK_MESSAGE(r2.valid, r2.message);
             CHECK(makespan(p, free_par) <= t * (1 + 1e-12));
+            // Keeping the serial peak in bytes: valid at the serial plan's own budget.
+            o.keep_serial_peak = true;
+            Plan kept = assign_streams(p, serial, o);
+            kept.budget_bytes = serial.budget_bytes;
+            const SimResult r3 = simulate_streams(p, kept);
+            CHECK_MESSAGE(r3.valid, r3.message);
+            CHECK(worst_case_memory(p, kept).peak_bytes <= simulate(p, serial).peak_bytes);
+            CHECK(makespan(p, kept) <= serial_time * (1 + 1e-12));
+            o.keep_serial_peak = false;
             const Layout l2 = layout_plan(p, free_par, kAlign);
             CHECK(layout_safe(p, free_par, l2));
             ++checked;
