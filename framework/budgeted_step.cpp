@@ -4,12 +4,19 @@
 #include <algorithm>
 #include <optional>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <map>
+#include <mutex>
 
 #include "framework/arena.h"
 #include "framework/compile_step.h"
 #include "framework/error.h"
 #include "framework/executor.h"
+#if defined(LETHE_HAVE_CUDA)
+#include "framework/cuda/backend.h"
+#endif
 #include "framework/session.h"
 #include "framework/step_problem.h"
 #include "framework/tensor.h"
@@ -47,16 +54,27 @@ uint64_t mix(uint64_t h, uint64_t v) {
 // region above the long-lived values. Traced memory: the highest end of a live buffer in the arena
 // (measured: fragmentation included) and the plan's account (predicted: the base + the values it
 // holds live).
+// The guard after every step buffer under LETHE_ARENA_CHECK (the plan reserves it).
+constexpr size_t kGuardBytes = 64;
+constexpr unsigned char kGuardByte = 0xA5;
+
 class ArenaMemory final : public StepMemory {
  public:
-  ArenaMemory(const Graph& g, const CompiledStep& cs, Arena& arena, size_t base)
-      : g_(g), cs_(cs), arena_(arena), base_(base), region_(arena.base() + base), end_(g.nodes.size(), 0) {}
-  BufferFn buffers(size_t step, int) override {
-    return place(static_cast<size_t>(cs_.offsets[step]), cs_.ws_offsets[step]);
+  ArenaMemory(const Graph& g, const CompiledStep& cs, Arena& arena, size_t base, bool check)
+      : g_(g), cs_(cs), arena_(arena), base_(base), region_(arena.base() + base), end_(g.nodes.size(), 0),
+        check_(check && arena.device().is_cpu()) {}
+  BufferFn buffers(size_t step, int node) override {
+    return place(static_cast<size_t>(cs_.offsets[step]), cs_.ws_offsets[step], node);
   }
   BufferFn side_effect_buffers(int node) override {
     // Its output, then its workspace (as compile_step() reserved them).
-    return place(cs_.workspace_offset, static_cast<int64_t>(cs_.workspace_offset) + bytes(node));
+    return place(cs_.workspace_offset, static_cast<int64_t>(cs_.workspace_offset) + bytes(node), -1);
+  }
+  void finished() override {
+    if (!check_) return;
+    std::lock_guard<std::mutex> lock(check_mu_);
+    for (const auto& [lo, b] : live_bufs_) check_guard(lo, b, "at the end of the step");
+    live_bufs_.clear();
   }
   std::pair<int64_t, int64_t> computed(size_t step, int node, bool update) override {
     if (!update) {
@@ -70,6 +88,15 @@ class ArenaMemory final : public StepMemory {
   }
   void freed(int node) override {
     const size_t id = static_cast<size_t>(node);
+    if (check_) {
+      std::lock_guard<std::mutex> lock(check_mu_);
+      for (auto it = live_bufs_.begin(); it != live_bufs_.end(); ++it)
+        if (it->second.node == node && !it->second.workspace) {
+          check_guard(it->first, it->second, "when it was freed");
+          live_bufs_.erase(it);
+          break;
+        }
+    }
     if (end_[id] == 0) return;
     auto it = ends_.find(end_[id]);
     if (it != ends_.end() && --it->second == 0) ends_.erase(it);
@@ -81,8 +108,8 @@ class ArenaMemory final : public StepMemory {
   int64_t bytes(int node) const {
     return g_.nodes[static_cast<size_t>(node)].buffer_bytes();
   }
-  BufferFn place(size_t offset, int64_t ws_offset) {
-    return [this, offset, ws_offset](size_t n, bool workspace) {
+  BufferFn place(size_t offset, int64_t ws_offset, int node) {
+    return [this, offset, ws_offset, node](size_t n, bool workspace) {
       LETHE_ASSERT(!workspace || ws_offset >= 0);
       auto s = std::make_shared<Storage>();
       const size_t off = workspace ? static_cast<size_t>(ws_offset) : offset;
@@ -91,8 +118,45 @@ class ArenaMemory final : public StepMemory {
       s->device = arena_.device();
       s->context = arena_.context();
       arena_.note_extent(base_ + off + align_up(n ? n : 1));
+      if (check_ && node >= 0) {
+        std::lock_guard<std::mutex> lock(check_mu_);
+        const Buf b{off + n, off + align_up(n ? n : 1) + kGuardBytes, node, workspace};
+        // Nothing live may share these bytes: with streams, only a missing wait lets it.
+        auto it = live_bufs_.lower_bound(b.hi);
+        if (it != live_bufs_.begin()) {
+          --it;
+          LETHE_CHECK(it->second.hi <= off, "arena check: ", g_.nodes[static_cast<size_t>(node)].op->name(),
+                      " (node ", node, ") writes its ", workspace ? "workspace" : "output", " at arena bytes [",
+                      base_ + off, ", ", base_ + b.hi, ") over the ", it->second.workspace ? "workspace" : "value",
+                      " of node ", it->second.node, " at [", base_ + it->first, ", ", base_ + it->second.hi,
+                      "), which is still live: the plan lacks a wait between them");
+        }
+        std::memset(region_ + b.end, kGuardByte, b.hi - b.end);
+        live_bufs_.emplace(off, b);
+        if (workspace)
+          s->release = [this, off](void*) {
+            std::lock_guard<std::mutex> l(check_mu_);
+            auto w = live_bufs_.find(off);
+            if (w == live_bufs_.end()) return;
+            check_guard(w->first, w->second, "after its op ran");
+            live_bufs_.erase(w);
+          };
+      }
       return s;
     };
+  }
+  struct Buf {
+    size_t end, hi;  // the buffer's bytes end at `end`; its guard runs to `hi` (region offsets)
+    int node;
+    bool workspace;
+  };
+  void check_guard(size_t lo, const Buf& b, const char* when) const {
+    for (size_t i = b.end; i < b.hi; ++i)
+      LETHE_CHECK(static_cast<unsigned char>(region_[i]) == kGuardByte, "arena check: the guard bytes after the ",
+                  b.workspace ? "workspace" : "value", " of node ", b.node, " (",
+                  g_.nodes[static_cast<size_t>(b.node)].op->name(), ", arena bytes [", base_ + lo, ", ", base_ + b.end,
+                  ")) were overwritten at byte ", base_ + i, ", found ", when,
+                  ": a kernel wrote past its buffer, or a buffer was placed over it");
   }
   const Graph& g_;
   const CompiledStep& cs_;
@@ -102,6 +166,9 @@ class ArenaMemory final : public StepMemory {
   std::map<size_t, int> ends_;  // end offsets of live step buffers (a multiset)
   std::vector<size_t> end_;     // per node: the end of its live buffer, 0 when none
   int64_t live_ = 0;
+  bool check_ = false;
+  std::mutex check_mu_;
+  std::map<size_t, Buf> live_bufs_;  // LETHE_ARENA_CHECK: live buffers by region offset
 };
 
 }  // namespace
@@ -111,7 +178,10 @@ std::shared_ptr<CompiledStep> SessionState::compile(Graph& g, const std::vector<
   auto t0 = std::chrono::steady_clock::now();
   auto mit = measured_.find(hash);
   const std::vector<double>* measured = mit == measured_.end() ? nullptr : &mit->second;
-  const StepProblem sp = build_step_problem(g, targets, side_effects, measured, CostModel::calibrated());
+  StepProblem sp = build_step_problem(g, targets, side_effects, measured, CostModel::calibrated());
+  if (arena_check_)
+    for (sched::Node& n : sp.problem.nodes)
+      if (!n.resident) n.bytes += static_cast<int64_t>(kGuardBytes);  // ArenaMemory checks them
   if (!arena_) {
     // A fraction budget: the arena is sized from this first step, as that fraction of the step's
     // activation memory plus the largest op workspace (not an activation: an op needs all of it
@@ -123,7 +193,9 @@ std::shared_ptr<CompiledStep> SessionState::compile(Graph& g, const std::vector<
   }
   // Persistent values outside this graph (kept tensors, unused parameters) also occupy the arena.
   const StepWindow window{static_cast<int64_t>(arena_->persistent_end()), static_cast<int64_t>(arena_->capacity())};
-  std::shared_ptr<CompiledStep> cs = compile_step(sp, window, CompileOptions{opts_.planner});
+  CompileOptions co;
+  co.planner = opts_.planner;
+  std::shared_ptr<CompiledStep> cs = compile_step(sp, window, co);
   cs->measured_costs = measured != nullptr;
   if (auto ms = measured_steps_.find(hash); ms != measured_steps_.end()) cs->measured_steps = ms->second;
   cs->planning_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -209,17 +281,64 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
   LETHE_ASSERT(base + cs->region_bytes <= arena.capacity());
   arena.reset_peak();
 
+  // Streams: the plan on N streams (derived from the serial plan, in the same window), when
+  // SessionOptions::streams asks for N, or under kAutoStreams while measuring it and once it has
+  // measured faster than the serial plan.
+  const int parallel = opts_.streams >= 2 ? opts_.streams : 2;
+  // CPU: auto needs two threads to share between streams; CUDA streams share the device.
+  const bool can_stream = side_effects && (opts_.streams >= 2 ||
+                                           (opts_.streams == kAutoStreams && (threads_ >= 2 || opts_.device.is_cuda())));
+  StreamTuning& tune = tuning_[ghash];
+  bool use_parallel = false;
+  if (can_stream) {
+    if (opts_.streams >= 2)
+      use_parallel = true;
+    else if (tune.decided)
+      use_parallel = tune.decided > 1;
+    else
+      // Serial first (the plan's costs are measured there), then two parallel steps.
+      use_parallel = (measured_steps_.count(ghash) ? measured_steps_[ghash] : 0) >= kMeasuredSteps;
+  }
+  const int threads_per_stream = std::max(1, threads_ / parallel);
+  std::shared_ptr<CompiledStep> par;
+  if (use_parallel) {
+    // Made again while its op times are being measured (each of the first kMeasuredSteps steps on
+    // streams folds in more), and for each new serial plan.
+    const int folded = std::min(tune.parallel_runs, kMeasuredSteps);
+    if (!cs->parallel || cs->parallel->streams != parallel || cs->parallel->measured_steps != folded) {
+      cs->parallel = streamed_step(*cs, parallel, tune.costs.empty() ? nullptr : &tune.costs,
+                                   opts_.device.is_cuda() ? 1.0 : static_cast<double>(threads_) / threads_per_stream);
+      cs->parallel->measured_steps = folded;
+    }
+    par = cs->parallel;
+  }
+  const CompiledStep& used = par ? *par : *cs;
+
   Tracer* tr = tracer_.get();
   if (tr && !from_cache) tr->slice(Tracer::Kind::plan, "plan " + cs->planner, -1, g.step,
                                    tr->now_us() - cs->planning_seconds * 1e6, tr->now_us());
-  ArenaMemory memory(g, *cs, arena, base);
+  ArenaMemory memory(g, used, arena, base, arena_check_);
   StepRun run;
-  run.steps = &cs->steps;
-  run.side_effects = &cs->side_effects;
+  run.steps = &used.steps;
+  run.side_effects = &used.side_effects;
   run.memory = &memory;
   run.env = {opts_.seed, backend_.get(), opts_.detect_anomaly};
   run.timer = timer_.get();
   run.tracer = tr;
+  run.jitter_seed = jitter_seed_;
+  run.report_frees = arena_check_;
+  if (par) {
+    run.stream = &par->stream;
+    run.after = &par->after;
+    run.streams = par->streams;
+    run.threads_per_stream = threads_per_stream;
+#if defined(LETHE_HAVE_CUDA)
+    if (opts_.device.is_cuda()) {
+      if (!device_streams_) device_streams_ = cuda::detail::make_device_streams(backend_, parallel);
+      run.device_streams = device_streams_.get();
+    }
+#endif
+  }
   ExecStats st = run_steps(g, run, values);
   std::vector<double>& seconds = st.first_seconds;
   const size_t computed = st.computed, recomputed = st.recomputed;
@@ -239,7 +358,29 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
     bool is_kept = std::find(kept.begin(), kept.end(), static_cast<int>(i)) != kept.end();
     if (!is_kept && !g.nodes[i].is_leaf()) values[i].reset();
   }
-  if (side_effects) {
+  auto fold_min = [](std::vector<double>& m, const std::vector<double>& x) {
+    if (m.size() != x.size()) {
+      m = x;
+      return;
+    }
+    for (size_t i = 0; i < m.size(); ++i)
+      if (x[i] >= 0 && (m[i] < 0 || x[i] < m[i])) m[i] = x[i];
+  };
+  if (par) {
+    // Op times on one stream of the parallel configuration, for the next plans on streams.
+    if (tune.parallel_runs < kMeasuredSteps) fold_min(tune.costs, seconds);
+    ++tune.parallel_runs;
+    if (tune.parallel_runs >= 2 && (tune.parallel_best == 0 || secs < tune.parallel_best)) tune.parallel_best = secs;
+  } else if (side_effects && can_stream) {
+    // A warm serial step (not the first) of a step that may run on streams.
+    if (++tune.serial_runs >= 2 && (tune.serial_best == 0 || secs < tune.serial_best)) tune.serial_best = secs;
+  }
+  if (opts_.streams == kAutoStreams && can_stream && !tune.decided && tune.parallel_runs >= 3 && tune.serial_best > 0) {
+    // Streams are kept only when they measured faster than the serial plan (by 2 %, above the
+    // noise of one step's time here): otherwise every later step runs serially.
+    tune.decided = tune.parallel_best < 0.98 * tune.serial_best ? parallel : 1;
+  }
+  if (side_effects && !(par && opts_.streams == kAutoStreams)) {
     int& n = measured_steps_[ghash];
     std::vector<double>& m = measured_[ghash];
     if (n == 0 || m.size() != seconds.size()) {
@@ -265,6 +406,10 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
   report_.planning_seconds = from_cache ? 0.0 : cs->planning_seconds;
   report_.plan_from_cache = from_cache;
   report_.measured_costs = cs->measured_costs;
+  report_.streams = st.streams;
+  report_.predicted_seconds = used.measured_costs || (par && tune.parallel_runs > 1) ? used.predicted_seconds : 0.0;
+  report_.parallel_seconds = st.parallel_seconds;
+  report_.overlapped_recompute_seconds = st.overlapped_recompute_seconds;
 }
 
 void SessionState::export_graph(const std::string& path) {

@@ -13,8 +13,25 @@
 #include "scheduler/layout.h"
 #include "scheduler/planner.h"
 #include "scheduler/simulator.h"
+#include "scheduler/stream_assign.h"
+#include "scheduler/streams.h"
 
 namespace lethe {
+
+// A compiled step's plan before the workspace steps were folded into their ops: what a plan on
+// streams is derived from.
+struct StreamSource {
+  StepProblem sp;        // to_graph, scratch
+  sched::Problem prob;   // the problem the plan was made for (workspaces reserved or not)
+  sched::Plan plan;
+  sched::Layout layout;
+  bool reserved = false;
+  int64_t cap = 0;       // the bytes the plan's buffers may lay out in
+  int64_t max_scratch = 0;
+  int64_t ws = 0;
+  double base_cost = 0;  // no-remat cost (for the predicted overhead)
+};
+
 namespace {
 
 std::string mib(int64_t b) { return sched::format_bytes(b); }
@@ -201,28 +218,62 @@ constexpr Strategy kStrategies[] = {
 
 // The compiled step of a plan: workspace nodes are not executed (an op's workspace is its workspace
 // node's buffer, the one computed last before the op, or the reserved region), offsets per step.
-void fill(CompiledStep& cs, const Search& s, const Candidate& c) {
-  const int64_t reserved_at = c.layout.high_water;
+// A plan on streams keeps its streams; a wait on a dropped workspace step becomes what that step
+// itself waited for (its waits and the step before it on its stream).
+void fill(CompiledStep& cs, const StepProblem& sp, const sched::Plan& plan, const sched::Layout& layout, bool reserved,
+          int64_t max_scratch, int64_t ws) {
+  const int64_t reserved_at = layout.high_water;
+  const bool streamed = sched::has_streams(plan);
+  const size_t m = plan.steps.size();
+  std::vector<int32_t> kept(m, -1);                   // plan step -> compiled step
+  std::vector<std::vector<int32_t>> inherited(m);    // dropped plan step -> compiled steps it waited for
+  std::map<int, int32_t> last_on_stream;             // stream -> its last plan step so far
+  auto resolve = [&](int64_t a, std::vector<int32_t>& out) {
+    if (kept[static_cast<size_t>(a)] >= 0)
+      out.push_back(kept[static_cast<size_t>(a)]);
+    else
+      out.insert(out.end(), inherited[static_cast<size_t>(a)].begin(), inherited[static_cast<size_t>(a)].end());
+  };
   std::map<int, int64_t> ws_at;  // graph op id -> offset of its live workspace buffer
-  for (size_t i = 0; i < c.r.plan.steps.size(); ++i) {
-    const sched::Step& st = c.r.plan.steps[i];
+  for (size_t i = 0; i < m; ++i) {
+    const sched::Step& st = plan.steps[i];
     const bool compute = st.kind == sched::Step::Kind::compute;
-    const int gid = s.sp.to_graph[static_cast<size_t>(st.node)];
-    if (s.sp.scratch[static_cast<size_t>(st.node)]) {
-      if (compute) ws_at[gid] = c.reserved ? reserved_at : c.layout.offsets[i];
+    const int gid = sp.to_graph[static_cast<size_t>(st.node)];
+    std::vector<int32_t> waits;
+    if (streamed) {
+      for (int64_t a : st.after) resolve(a, waits);
+      // The step before it on its stream (kept: filtered below as a wait on the same stream, but a
+      // dropped step passes it on to whoever waited for the dropped one).
+      auto prev = last_on_stream.find(st.stream);
+      if (prev != last_on_stream.end()) resolve(prev->second, waits);
+      last_on_stream[st.stream] = static_cast<int32_t>(i);
+    }
+    if (sp.scratch[static_cast<size_t>(st.node)]) {
+      if (compute) ws_at[gid] = reserved ? reserved_at : layout.offsets[i];
+      inherited[i] = std::move(waits);
       continue;
     }
+    kept[i] = static_cast<int32_t>(cs.steps.size());
     cs.steps.push_back({compute, gid});
-    cs.offsets.push_back(c.layout.offsets[i]);
+    cs.offsets.push_back(layout.offsets[i]);
     auto w = compute ? ws_at.find(gid) : ws_at.end();
     cs.ws_offsets.push_back(w == ws_at.end() ? -1 : w->second);
+    if (streamed) {
+      cs.stream.push_back(st.stream);
+      std::sort(waits.begin(), waits.end());
+      waits.erase(std::unique(waits.begin(), waits.end()), waits.end());
+      // Waits on the step's own stream are kept by the stream's order.
+      std::vector<int32_t> others;
+      for (int32_t a : waits)
+        if (cs.stream[static_cast<size_t>(a)] != st.stream) others.push_back(a);
+      cs.after.push_back(std::move(others));
+    }
   }
-  const int64_t plan_end = c.layout.high_water + (c.reserved ? s.max_scratch : 0);
+  if (streamed) cs.streams = sched::stream_count(plan);
+  const int64_t plan_end = layout.high_water + (reserved ? max_scratch : 0);
   cs.workspace_offset = static_cast<size_t>(plan_end);
-  cs.region_bytes = static_cast<size_t>(plan_end + s.ws);
-  cs.planner = c.r.plan.planner;
-  const double base_cost = sched::no_remat_cost(s.p);
-  cs.predicted_overhead = base_cost > 0 ? c.r.plan.predicted_cost / base_cost : 1.0;
+  cs.region_bytes = static_cast<size_t>(plan_end + ws);
+  cs.planner = plan.planner;
 }
 
 }  // namespace
@@ -244,9 +295,94 @@ std::shared_ptr<CompiledStep> compile_step(const StepProblem& sp, const StepWind
     }
   }
   if (!found) throw s.infeasible();
-  fill(*cs, s, *found);
+  fill(*cs, sp, found->r.plan, found->layout, found->reserved, s.max_scratch, s.ws);
+  const double base_cost = sched::no_remat_cost(s.p);
+  cs->predicted_overhead = base_cost > 0 ? found->r.plan.predicted_cost / base_cost : 1.0;
+  const sched::Problem& prob = found->reserved ? s.reserved_p : s.p;
+  cs->predicted_seconds = sched::makespan(prob, found->r.plan);
   cs->problem = std::make_shared<sched::Problem>(sp.problem);
+  auto src = std::make_shared<StreamSource>();
+  src->sp = sp;
+  src->prob = prob;
+  src->plan = found->r.plan;
+  src->layout = std::move(found->layout);
+  src->reserved = found->reserved;
+  src->cap = s.capacity - (found->reserved ? s.max_scratch : 0);
+  src->max_scratch = s.max_scratch;
+  src->ws = s.ws;
+  src->base_cost = base_cost;
+  cs->source = std::move(src);
+  if (o.streams >= 2) cs->parallel = streamed_step(*cs, o.streams, o.stream_costs, o.unknown_cost_factor);
   cs->planning_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return cs;
+}
+
+std::shared_ptr<CompiledStep> streamed_step(const CompiledStep& serial, int streams,
+                                            const std::vector<double>* stream_costs, double unknown_cost_factor) {
+  LETHE_CHECK(serial.source != nullptr, "internal error: streamed_step needs a step from compile_step");
+  const StreamSource& src = *serial.source;
+  const sched::Problem& prob = src.prob;
+  sched::StreamAssignOptions ao;
+  ao.streams = streams;
+  ao.alignment = static_cast<int64_t>(kAlignment);
+  ao.cost.resize(prob.nodes.size());
+  for (size_t id = 0; id < prob.nodes.size(); ++id) {
+    const int gid = src.sp.to_graph[id];
+    if (src.sp.scratch[id]) continue;
+    const double m = stream_costs && gid >= 0 && static_cast<size_t>(gid) < stream_costs->size()
+                         ? (*stream_costs)[static_cast<size_t>(gid)] : -1.0;
+    ao.cost[id] = m >= 0 ? m : prob.nodes[id].cost * unknown_cost_factor;
+  }
+  if (src.reserved) {
+    // One reserved workspace region: the ops that use it run one at a time.
+    ao.exclusive.assign(prob.nodes.size(), 0);
+    for (size_t id = 0; id < prob.nodes.size(); ++id)
+      if (src.sp.scratch[id]) {
+        const int op = src.sp.from_graph[static_cast<size_t>(src.sp.to_graph[id])];
+        if (op >= 0) ao.exclusive[static_cast<size_t>(op)] = 1;
+      }
+  }
+  struct Option {
+    sched::Plan plan;
+    sched::Layout layout;
+    const char* name;
+    double time;
+  };
+  std::vector<Option> options;
+  {
+    // Laid out afresh: no memory waits, more room used, when it fits.
+    sched::Plan pl = sched::assign_streams(prob, src.plan, ao);
+    sched::Layout l = sched::layout_plan(prob, pl, static_cast<int64_t>(kAlignment), src.cap);
+    if (l.high_water <= src.cap) {
+      const double t = sched::makespan(prob, pl, &ao.cost);
+      options.push_back({std::move(pl), std::move(l), "own layout", t});
+    }
+  }
+  {
+    // The serial layout: memory waits keep it valid in every order; it always fits.
+    ao.layout = &src.layout;
+    sched::Plan pl = sched::assign_streams(prob, src.plan, ao);
+    const double t = sched::makespan(prob, pl, &ao.cost);
+    options.push_back({std::move(pl), src.layout, "serial layout + memory waits", t});
+  }
+  const Option& best = *std::min_element(options.begin(), options.end(),
+                                         [](const Option& a, const Option& b) { return a.time < b.time; });
+  auto cs = std::make_shared<CompiledStep>();
+  cs->side_effects = serial.side_effects;
+  cs->workspace_bytes = serial.workspace_bytes;
+  cs->no_remat_region = serial.no_remat_region;
+  fill(*cs, src.sp, best.plan, best.layout, src.reserved, src.max_scratch, src.ws);
+  cs->streams = std::max(cs->streams, streams);
+  cs->planner = serial.planner;
+  cs->strategy = serial.strategy;
+  cs->predicted_overhead = serial.predicted_overhead;
+  cs->planning_seconds = serial.planning_seconds;
+  cs->measured_costs = serial.measured_costs;
+  cs->measured_steps = serial.measured_steps;
+  cs->problem = serial.problem;
+  cs->predicted_seconds = best.time;
+  cs->stream_layout = best.name;
+  cs->source = serial.source;
   return cs;
 }
 

@@ -26,7 +26,16 @@ struct StepWindow {
 
 struct CompileOptions {
   std::string planner = "auto";
+  // >= 2: also derive CompiledStep::parallel, the plan on that many streams (streamed_step()).
+  int streams = 1;
+  // Per graph node: seconds on one stream of the parallel configuration (measured; < 0 unknown).
+  const std::vector<double>* stream_costs = nullptr;
+  // A node's time on one stream when not measured: its serial cost times this (the serial
+  // configuration's threads over one stream's).
+  double unknown_cost_factor = 1.0;
 };
+
+struct StreamSource;  // what streamed_step() derives a plan on streams from (compile_step.cpp)
 
 struct CompiledStep {
   std::vector<ExecStep> steps;      // graph node ids
@@ -44,11 +53,27 @@ struct CompiledStep {
   bool measured_costs = false;
   int measured_steps = 0;           // how many measured steps the costs folded in (0: estimates)
   std::shared_ptr<sched::Problem> problem;
+  // Streams: per step its stream and the earlier steps it waits for (empty: serial), and the
+  // predicted time by the costs it was planned with (serial: the cost of its computes).
+  int streams = 1;
+  std::vector<int> stream;
+  std::vector<std::vector<int32_t>> after;
+  double predicted_seconds = 0.0;
+  std::string stream_layout;        // streamed: "own layout" or "serial layout + memory waits"
+  std::shared_ptr<CompiledStep> parallel;  // CompileOptions::streams >= 2: the plan on streams
+  std::shared_ptr<const StreamSource> source;
 };
 
 // A plan of `sp` whose buffers lay out within the window, or InfeasibleBudget naming the smallest
 // arena a plan was found for and the breakdown of the step's memory.
 std::shared_ptr<CompiledStep> compile_step(const StepProblem& sp, const StepWindow& window, const CompileOptions& o);
+
+// The serial plan `serial` (from compile_step) on `streams` streams, in the same arena window:
+// sched::assign_streams() on the plan twice, laid out afresh (buffers that may be live together
+// kept apart) when that fits, and on the serial layout with memory waits (always fits); the one
+// with the shorter predicted time under `stream_costs` (as CompileOptions) is returned.
+std::shared_ptr<CompiledStep> streamed_step(const CompiledStep& serial, int streams,
+                                            const std::vector<double>* stream_costs, double unknown_cost_factor);
 
 // The arena bytes a fraction budget gives a step (above its residents): that fraction of the step's
 // activation memory, plus its largest op workspace, plus the side effects' region.

@@ -1,12 +1,21 @@
 #include "framework/executor.h"
 
+#include <omp.h>
+
 #include <algorithm>
-#include <cmath>
+#include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
+#include <exception>
+#include <mutex>
+#include <thread>
 
 #include "framework/error.h"
 #include "framework/trace.h"
+
+extern "C" void openblas_set_num_threads(int);
+extern "C" int openblas_get_num_threads(void);
 
 namespace lethe {
 
@@ -124,8 +133,73 @@ void compute_node(const KernelEnv& env, Graph& g, int id, std::vector<std::share
   values[static_cast<size_t>(id)] = std::move(out);
 }
 
+namespace {
+
+// LETHE_JITTER: a pseudo-random pause of 0-2 ms (log-uniform from 1 us) before step `i`.
+void jitter(uint64_t seed, size_t i) {
+  if (seed == 0) return;
+  uint64_t z = seed + 0x9e3779b97f4a7c15ull * (static_cast<uint64_t>(i) + 1);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  z ^= z >> 31;
+  const double u = static_cast<double>(z >> 11) * 0x1.0p-53;
+  std::this_thread::sleep_for(std::chrono::duration<double, std::micro>(std::pow(2000.0, u)));
+}
+
+// The time two or more of `spans` (per stream: [begin, end) intervals in order) overlap, and the
+// part of each recompute span that some other stream's span covers.
+struct Overlap {
+  double parallel = 0, recompute = 0;
+};
+Overlap overlaps(const std::vector<std::vector<std::pair<double, double>>>& spans,
+                 const std::vector<std::vector<char>>& is_recompute) {
+  Overlap o;
+  std::vector<std::pair<double, int>> ev;
+  for (const auto& st : spans)
+    for (const auto& [b, e] : st) {
+      ev.push_back({b, +1});
+      ev.push_back({e, -1});
+    }
+  std::sort(ev.begin(), ev.end());
+  int busy = 0;
+  double last = 0;
+  for (const auto& [t, d] : ev) {
+    if (busy >= 2) o.parallel += t - last;
+    busy += d;
+    last = t;
+  }
+  // Recompute spans against the union of the other streams' spans (each stream's spans are
+  // disjoint and in order).
+  for (size_t s = 0; s < spans.size(); ++s)
+    for (size_t k = 0; k < spans[s].size(); ++k) {
+      if (!is_recompute[s][k]) continue;
+      const auto [b, e] = spans[s][k];
+      std::vector<std::pair<double, double>> cover;
+      for (size_t t = 0; t < spans.size(); ++t)
+        if (t != s)
+          for (const auto& [b2, e2] : spans[t])
+            if (b2 < e && b < e2) cover.push_back({std::max(b, b2), std::min(e, e2)});
+      std::sort(cover.begin(), cover.end());
+      double end = b;
+      for (const auto& [cb, ce] : cover) {
+        const double from = std::max(cb, end);
+        if (ce > from) {
+          o.recompute += ce - from;
+          end = ce;
+        }
+      }
+    }
+  return o;
+}
+
+// run_steps() on several streams (CPU: a worker thread per stream).
+ExecStats run_streams(Graph& g, const StepRun& run, std::vector<std::shared_ptr<Storage>>& values);
+
+}  // namespace
+
 ExecStats run_steps(Graph& g, const StepRun& run, std::vector<std::shared_ptr<Storage>>& values) {
   LETHE_ASSERT(run.steps != nullptr && run.memory != nullptr && run.timer != nullptr);
+  if (run.stream != nullptr && run.streams > 1) return run_streams(g, run, values);
   ExecStats st;
   values.resize(g.nodes.size());
   st.first_seconds.assign(g.nodes.size(), -1.0);
@@ -146,7 +220,8 @@ ExecStats run_steps(Graph& g, const StepRun& run, std::vector<std::shared_ptr<St
   auto compute = [&](size_t step, int node, bool update, const BufferFn& buffers) {
     const size_t id = static_cast<size_t>(node);
     const bool again = done[id] != 0;
-    if (tr && values[id]) mem.freed(node);  // a recomputation over a value still held (not in valid plans)
+    if ((tr || run.report_frees) && values[id]) mem.freed(node);  // a recomputation over a held value (not in valid plans)
+    jitter(run.jitter_seed, step);
     const int m0 = timer.mark();
     compute_node(run.env, g, node, values, buffers);
     const int m1 = timer.mark();
@@ -171,7 +246,7 @@ ExecStats run_steps(Graph& g, const StepRun& run, std::vector<std::shared_ptr<St
       const Node& n = g.nodes[id];
       compute(i, e.node, !n.op->mutated_inputs().empty(), mem.buffers(i, e.node));
     } else {
-      if (tr && values[id]) mem.freed(e.node);
+      if ((tr || run.report_frees) && values[id]) mem.freed(e.node);
       values[id].reset();
     }
   }
@@ -182,6 +257,7 @@ ExecStats run_steps(Graph& g, const StepRun& run, std::vector<std::shared_ptr<St
       values[static_cast<size_t>(id)].reset();
     }
   }
+  mem.finished();
   // The step's time ends when the device has finished it, not when the host has launched it.
   timer.synchronize();
   st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -196,4 +272,271 @@ ExecStats run_steps(Graph& g, const StepRun& run, std::vector<std::shared_ptr<St
   return st;
 }
 
+}  // namespace lethe
+
+namespace lethe {
+namespace {
+
+// A plan on a device's streams: the host issues the steps in plan order; the device orders them by
+// events (DeviceStreams). Times come from timing events on each stream, read after the step.
+ExecStats run_device_streams(Graph& g, const StepRun& run, std::vector<std::shared_ptr<Storage>>& values) {
+  const std::vector<ExecStep>& steps = *run.steps;
+  const size_t m = steps.size();
+  DeviceStreams& ds = *run.device_streams;
+  ExecStats st;
+  st.streams = run.streams;
+  values.resize(g.nodes.size());
+  st.first_seconds.assign(g.nodes.size(), -1.0);
+  StepMemory& mem = *run.memory;
+  Tracer* tr = run.tracer;
+  std::vector<char> done(g.nodes.size(), 0), again(m, 0);
+  std::vector<std::pair<int, int>> marks(m, {-1, -1});
+  std::vector<std::pair<int64_t, int64_t>> traced(m, {0, 0});
+  const auto t0 = std::chrono::steady_clock::now();
+  const int start = ds.mark(0);
+  for (size_t i = 0; i < m; ++i) {
+    const ExecStep& e = steps[i];
+    const int s = (*run.stream)[i];
+    for (int32_t a : (*run.after)[i]) ds.wait(s, static_cast<size_t>(a));
+    const size_t id = static_cast<size_t>(e.node);
+    if (e.compute) {
+      if ((tr || run.report_frees) && values[id]) mem.freed(e.node);
+      KernelEnv env = run.env;
+      env.backend = ds.context(s);
+      again[i] = done[id];
+      const int b = ds.mark(s);
+      compute_node(env, g, e.node, values, mem.buffers(i, e.node));
+      marks[i] = {b, ds.mark(s)};
+      done[id] = 1;
+      if (tr) traced[i] = mem.computed(i, e.node, false);
+    } else {
+      if ((tr || run.report_frees) && values[id]) mem.freed(e.node);
+      values[id].reset();
+    }
+    ds.done(s, i);
+  }
+  ds.join();
+  std::vector<std::pair<int, int>> side_marks;
+  if (run.side_effects) {
+    for (int id : *run.side_effects) {
+      const int b = ds.mark(0);
+      compute_node(run.env, g, id, values, mem.side_effect_buffers(id));
+      side_marks.push_back({b, ds.mark(0)});
+      if (tr) {
+        const auto [measured, predicted] = mem.computed(SIZE_MAX, id, true);
+        traced.push_back({measured, predicted});
+      }
+      values[static_cast<size_t>(id)].reset();
+      ++st.computed;
+    }
+  }
+  mem.finished();
+  ds.synchronize();
+  st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::vector<std::vector<std::pair<double, double>>> spans(static_cast<size_t>(run.streams));
+  std::vector<std::vector<char>> rec(static_cast<size_t>(run.streams));
+  const double start_us = tr ? tr->to_us(t0) : 0.0;
+  for (size_t i = 0; i < m; ++i) {
+    if (!steps[i].compute) continue;
+    const size_t id = static_cast<size_t>(steps[i].node);
+    const size_t s = static_cast<size_t>((*run.stream)[i]);
+    const double b = ds.seconds(start, marks[i].first), f = ds.seconds(start, marks[i].second);
+    spans[s].push_back({b, f});
+    rec[s].push_back(again[i]);
+    ++st.computed;
+    if (again[i])
+      ++st.recomputed;
+    else if (st.first_seconds[id] < 0)
+      st.first_seconds[id] = f - b;
+    if (tr) {
+      const Node& n = g.nodes[id];
+      tr->slice(again[i] ? Tracer::Kind::recompute : Tracer::Kind::compute, n.op->name(), steps[i].node, g.step,
+                start_us + b * 1e6, start_us + f * 1e6, n.buffer_bytes(), static_cast<int>(s));
+      tr->memory(start_us + b * 1e6, traced[i].first, traced[i].second);
+    }
+  }
+  if (run.side_effects)
+    for (size_t k = 0; k < side_marks.size(); ++k) {
+      const int id = (*run.side_effects)[k];
+      const double b = ds.seconds(start, side_marks[k].first), f = ds.seconds(start, side_marks[k].second);
+      if (st.first_seconds[static_cast<size_t>(id)] < 0) st.first_seconds[static_cast<size_t>(id)] = f - b;
+      if (tr) {
+        const Node& n = g.nodes[static_cast<size_t>(id)];
+        tr->slice(Tracer::Kind::update, n.op->name(), id, g.step, start_us + b * 1e6, start_us + f * 1e6, n.buffer_bytes());
+        tr->memory(start_us + b * 1e6, traced[m + k].first, traced[m + k].second);
+      }
+    }
+  const Overlap o = overlaps(spans, rec);
+  st.parallel_seconds = o.parallel;
+  st.overlapped_recompute_seconds = o.recompute;
+  return st;
+}
+
+ExecStats run_streams(Graph& g, const StepRun& run, std::vector<std::shared_ptr<Storage>>& values) {
+  const std::vector<ExecStep>& steps = *run.steps;
+  const size_t m = steps.size();
+  LETHE_ASSERT(run.stream->size() == m && run.after != nullptr && run.after->size() == m);
+  if (run.device_streams) return run_device_streams(g, run, values);
+  LETHE_CHECK(run.env.backend == nullptr, "internal error: a device session's plan on streams needs its DeviceStreams");
+  ExecStats st;
+  st.streams = run.streams;
+  values.resize(g.nodes.size());
+  st.first_seconds.assign(g.nodes.size(), -1.0);
+  StepMemory& mem = *run.memory;
+  Tracer* tr = run.tracer;
+  // Leaves any step reads are in place before the streams start (compute_node would otherwise
+  // store them from several threads).
+  for (const ExecStep& e : steps) {
+    if (!e.compute) continue;
+    for (int in : g.nodes[static_cast<size_t>(e.node)].inputs)
+      if (!values[static_cast<size_t>(in)] && g.nodes[static_cast<size_t>(in)].is_leaf())
+        values[static_cast<size_t>(in)] = g.nodes[static_cast<size_t>(in)].leaf;
+  }
+  std::vector<std::vector<size_t>> of_stream(static_cast<size_t>(run.streams));
+  for (size_t i = 0; i < m; ++i) {
+    const int s = (*run.stream)[i];
+    LETHE_ASSERT(s >= 0 && s < run.streams);
+    of_stream[static_cast<size_t>(s)].push_back(i);
+  }
+  // 0: not run, 1: done, 2: the step was abandoned (another stream failed).
+  std::vector<std::atomic<int>> state(m);
+  std::atomic<bool> failed{false};
+  std::exception_ptr error;
+  std::mutex mu;  // StepMemory and the error
+  std::vector<char> done(g.nodes.size(), 0);  // a node computed once already (recomputes wait on its free)
+  std::vector<double> begin(m, 0.0), end(m, 0.0);
+  std::vector<char> again(m, 0);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto since = [&](std::chrono::steady_clock::time_point t) { return std::chrono::duration<double>(t - t0).count(); };
+  struct Mem {
+    int64_t measured, predicted;
+  };
+  std::vector<Mem> traced(tr ? m : 0);
+  auto abandon = [&](std::exception_ptr e) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (!error) error = e;
+    }
+    failed = true;
+    for (auto& x : state) {
+      int expected = 0;
+      x.compare_exchange_strong(expected, 2);
+      x.notify_all();
+    }
+  };
+  auto worker = [&](int s) {
+    omp_set_num_threads(run.threads_per_stream);
+    try {
+      for (size_t i : of_stream[static_cast<size_t>(s)]) {
+        for (int32_t a : (*run.after)[i]) {
+          std::atomic<int>& w = state[static_cast<size_t>(a)];
+          for (int spin = 0; spin < 2000 && w.load(std::memory_order_acquire) == 0; ++spin) {
+          }
+          w.wait(0, std::memory_order_acquire);
+        }
+        if (failed) return;
+        const ExecStep& e = steps[i];
+        const size_t id = static_cast<size_t>(e.node);
+        if (e.compute) {
+          BufferFn buffers;
+          {
+            std::lock_guard<std::mutex> lock(mu);
+            if ((tr || run.report_frees) && values[id]) mem.freed(e.node);
+            BufferFn inner = mem.buffers(i, e.node);
+            buffers = [&mu, inner](size_t bytes, bool workspace) {
+              std::lock_guard<std::mutex> l(mu);
+              return inner(bytes, workspace);
+            };
+          }
+          jitter(run.jitter_seed, i);
+          again[i] = done[id];
+          const auto b = std::chrono::steady_clock::now();
+          compute_node(run.env, g, e.node, values, buffers);
+          const auto f = std::chrono::steady_clock::now();
+          begin[i] = since(b);
+          end[i] = since(f);
+          done[id] = 1;
+          if (tr) {
+            std::lock_guard<std::mutex> lock(mu);
+            const auto [measured, predicted] = mem.computed(i, e.node, false);
+            traced[i] = {measured, predicted};
+          }
+        } else {
+          if (tr || run.report_frees) {
+            std::lock_guard<std::mutex> lock(mu);
+            if (values[id]) mem.freed(e.node);
+          }
+          values[id].reset();
+          begin[i] = end[i] = since(std::chrono::steady_clock::now());
+        }
+        state[i].store(1, std::memory_order_release);
+        state[i].notify_all();
+      }
+    } catch (...) {
+      abandon(std::current_exception());
+    }
+  };
+  // OpenBLAS's thread count is global: set for the streams, restored after.
+  const int blas_threads = openblas_get_num_threads();
+  openblas_set_num_threads(run.threads_per_stream);
+  {
+    std::vector<std::thread> threads;
+    threads.reserve(static_cast<size_t>(run.streams));
+    for (int s = 0; s < run.streams; ++s) threads.emplace_back(worker, s);
+    for (std::thread& t : threads) t.join();
+  }
+  openblas_set_num_threads(blas_threads);
+  if (error) std::rethrow_exception(error);
+  // Side effects, once each, after every stream (with all threads).
+  std::vector<std::pair<double, double>> side;
+  if (run.side_effects) {
+    for (int id : *run.side_effects) {
+      jitter(run.jitter_seed, SIZE_MAX);
+      const auto b = std::chrono::steady_clock::now();
+      compute_node(run.env, g, id, values, mem.side_effect_buffers(id));
+      const auto f = std::chrono::steady_clock::now();
+      side.push_back({since(b), since(f)});
+      if (!done[static_cast<size_t>(id)]) st.first_seconds[static_cast<size_t>(id)] = side.back().second - side.back().first;
+      done[static_cast<size_t>(id)] = 1;
+      if (tr) {
+        const auto [measured, predicted] = mem.computed(SIZE_MAX, id, true);
+        tr->slice(Tracer::Kind::update, g.nodes[static_cast<size_t>(id)].op->name(), id, g.step,
+                  tr->to_us(t0) + side.back().first * 1e6, tr->to_us(t0) + side.back().second * 1e6,
+                  g.nodes[static_cast<size_t>(id)].buffer_bytes());
+        tr->memory(tr->to_us(t0) + side.back().first * 1e6, measured, predicted);
+      }
+      values[static_cast<size_t>(id)].reset();
+      ++st.computed;
+    }
+  }
+  mem.finished();
+  st.seconds = since(std::chrono::steady_clock::now());
+  std::vector<std::vector<std::pair<double, double>>> spans(static_cast<size_t>(run.streams));
+  std::vector<std::vector<char>> rec(static_cast<size_t>(run.streams));
+  for (size_t i = 0; i < m; ++i) {
+    if (!steps[i].compute) continue;
+    const size_t id = static_cast<size_t>(steps[i].node);
+    const size_t s = static_cast<size_t>((*run.stream)[i]);
+    spans[s].push_back({begin[i], end[i]});
+    rec[s].push_back(again[i]);
+    ++st.computed;
+    if (again[i])
+      ++st.recomputed;
+    else if (st.first_seconds[id] < 0)
+      st.first_seconds[id] = end[i] - begin[i];
+    if (tr) {
+      const Node& n = g.nodes[id];
+      // One track per stream (Perfetto shows each as a thread of the session).
+      tr->slice(again[i] ? Tracer::Kind::recompute : Tracer::Kind::compute, n.op->name(), steps[i].node, g.step,
+                tr->to_us(t0) + begin[i] * 1e6, tr->to_us(t0) + end[i] * 1e6, n.buffer_bytes(), static_cast<int>(s));
+      tr->memory(tr->to_us(t0) + begin[i] * 1e6, traced[i].measured, traced[i].predicted);
+    }
+  }
+  const Overlap o = overlaps(spans, rec);
+  st.parallel_seconds = o.parallel;
+  st.overlapped_recompute_seconds = o.recompute;
+  return st;
+}
+
+}  // namespace
 }  // namespace lethe

@@ -46,6 +46,27 @@ class StepMemory {
   virtual std::pair<int64_t, int64_t> computed(size_t step, int node, bool update) = 0;
   // Before `node`'s value is dropped (a free step, or a recomputation over a value still held).
   virtual void freed(int node) = 0;
+  // After the last step and side effect (checks of what is still live).
+  virtual void finished() {}
+};
+
+// A device's own streams (CUDA), for plans on streams: the host issues every step in plan order,
+// each on its stream after waiting (on the device) for the steps it names. CPU streams are worker
+// threads of the executor instead.
+class DeviceStreams {
+ public:
+  virtual ~DeviceStreams() = default;
+  // KernelCall::stream of kernels on stream `s` (s = 0: the session's own context).
+  virtual void* context(int s) = 0;
+  // Stream `s` waits for what `step` issued (recorded by done()).
+  virtual void wait(int s, size_t step) = 0;
+  virtual void done(int s, size_t step) = 0;
+  // A timing point on stream `s`; seconds() between two of them once synchronize() returned.
+  virtual int mark(int s) = 0;
+  // Stream 0 waits for every other stream's work (before the side effects run on it).
+  virtual void join() = 0;
+  virtual void synchronize() = 0;
+  virtual double seconds(int from, int to) = 0;
 };
 
 // One step to execute: compute/free steps in order, then side effects once each.
@@ -56,6 +77,20 @@ struct StepRun {
   KernelEnv env;
   StepTimer* timer = nullptr;  // op times in the device's order of work (framework/step_timer.h)
   Tracer* tracer = nullptr;    // null: no trace
+  // Streams (SessionOptions::streams). Null `stream`: every step in order on the calling thread.
+  // Otherwise step i runs on stream (*stream)[i] once the steps (*after)[i] have finished; each
+  // stream runs its steps in order. CPU: one worker thread per stream with `threads_per_stream`
+  // OpenMP and OpenBLAS threads. Side effects run after every stream has finished.
+  const std::vector<int>* stream = nullptr;
+  const std::vector<std::vector<int32_t>>* after = nullptr;
+  int streams = 1;
+  int threads_per_stream = 1;
+  DeviceStreams* device_streams = nullptr;  // a device's streams (CUDA); null: CPU worker threads
+  // Non-zero: before each op, sleep a pseudo-random 0-2 ms drawn from this seed (LETHE_JITTER), so
+  // that a missing wait shows as a wrong result instead of hiding behind the usual timing.
+  uint64_t jitter_seed = 0;
+  // The memory checks its StepMemory makes (LETHE_ARENA_CHECK) need every free reported.
+  bool report_frees = false;
 };
 
 struct ExecStats {
@@ -63,6 +98,9 @@ struct ExecStats {
   size_t recomputed = 0;  // compute steps of nodes already computed once in this run
   double seconds = 0;     // the whole run, until the device finished it
   std::vector<double> first_seconds;  // per graph node: its first computation's time (-1: none)
+  int streams = 1;                    // streams the steps ran on
+  double parallel_seconds = 0;        // time two or more streams were busy at once
+  double overlapped_recompute_seconds = 0;  // recomputations' time while another stream was busy
 };
 
 // The executor loop: runs `run` over `values` (indexed by node: leaves present, results received; a

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 
 #include "framework/arena.h"
 #include "framework/cuda.h"
@@ -44,6 +45,17 @@ SessionState::SessionState(SessionOptions o) : opts_(std::move(o)), heap_(make_h
     omp_set_num_threads(opts_.num_threads);
     openblas_set_num_threads(opts_.num_threads);
   }
+  threads_ = opts_.num_threads > 0 ? opts_.num_threads : std::max(1, omp_get_max_threads());
+  LETHE_CHECK(opts_.streams >= 1 || opts_.streams == kAutoStreams, "SessionOptions::streams is ", opts_.streams,
+              ": expected a positive number of streams (1: serial) or lethe::kAutoStreams (the planner chooses)");
+  // Test switches (tests/CMakeLists.txt sets them): a seeded pause before every op, and checks of
+  // every arena buffer against the buffers live beside it.
+  if (const char* j = std::getenv("LETHE_JITTER"); j && *j) {
+    char* end = nullptr;
+    jitter_seed_ = std::strtoull(j, &end, 10);
+    LETHE_CHECK(end && *end == '\0' && jitter_seed_ != 0, "LETHE_JITTER='", j, "': expected a positive seed");
+  }
+  if (const char* c = std::getenv("LETHE_ARENA_CHECK"); c && *c && std::string(c) != "0") arena_check_ = true;
   if (opts_.planner != "auto") {
     try {
       sched::find_planner(opts_.planner);
@@ -359,7 +371,13 @@ std::string StepReport::str() const {
                   seconds * 1e3, planning_seconds * 1e3, plan_from_cache ? " (cached plan)" : "",
                   measured_costs ? "" : " (estimated costs)");
   }
-  return buf;
+  std::string out = buf;
+  if (streams != 1 && !plan_only) {
+    std::snprintf(buf, sizeof buf, ", streams %d (predicted %.2f ms, two or more busy %.2f ms, recompute overlapped %.2f ms)",
+                  streams, predicted_seconds * 1e3, parallel_seconds * 1e3, overlapped_recompute_seconds * 1e3);
+    out += buf;
+  }
+  return out;
 }
 
 }  // namespace lethe

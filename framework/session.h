@@ -181,6 +181,20 @@ class SessionState : public std::enable_shared_from_this<SessionState> {
   std::unordered_map<uint64_t, int> measured_steps_;
   std::shared_ptr<void> last_problem_;  // sched::Problem of the last step, for export_graph
   std::unique_ptr<Tracer> tracer_;
+  // Streams (SessionOptions::streams), per graph hash: op times measured on one stream of the
+  // parallel configuration, and under kAutoStreams the step times of both configurations until the
+  // choice is made (budgeted_step.cpp).
+  struct StreamTuning {
+    std::vector<double> costs;  // per graph node: seconds on one stream of the parallel configuration
+    int parallel_runs = 0, serial_runs = 0;
+    double serial_best = 0, parallel_best = 0;  // warm step times (0: none yet)
+    int decided = 0;  // 0: still measuring; else the streams chosen
+  };
+  std::unordered_map<uint64_t, StreamTuning> tuning_;
+  int threads_ = 1;          // intra-op threads of the serial configuration
+  std::unique_ptr<class DeviceStreams> device_streams_;  // CUDA: the streams of plans on streams
+  uint64_t jitter_seed_ = 0; // LETHE_JITTER
+  bool arena_check_ = false; // LETHE_ARENA_CHECK
 };
 
 class Session {

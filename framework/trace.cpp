@@ -1,5 +1,7 @@
 #include "framework/trace.h"
 
+#include <algorithm>
+
 #include <cerrno>
 #include <cinttypes>
 #include <cstdio>
@@ -80,8 +82,9 @@ uint32_t Tracer::intern(std::string_view name) {
 }
 
 void Tracer::slice(Kind kind, std::string_view name, int node, uint64_t step, double t0_us, double t1_us,
-                   int64_t bytes) {
-  slices_.push_back({kind, node, step, t0_us, t1_us, bytes, intern(name)});
+                   int64_t bytes, int track) {
+  slices_.push_back({kind, node, step, t0_us, t1_us, bytes, intern(name), track});
+  tracks_ = std::max(tracks_, track + 1);
 }
 
 void Tracer::memory(double ts_us, int64_t measured, int64_t predicted) {
@@ -95,15 +98,19 @@ void Tracer::write() {
   std::fputs("{\"displayTimeUnit\":\"ms\",\"traceEvents\":[\n", o);
   std::fputs("{\"ph\":\"M\",\"pid\":1,\"tid\":1,\"name\":\"process_name\",\"args\":{\"name\":\"lethe session\"}},\n", o);
   std::fputs("{\"ph\":\"M\",\"pid\":1,\"tid\":1,\"name\":\"thread_name\",\"args\":{\"name\":\"executor\"}}", o);
+  // Streams past the first (SessionOptions::streams): one track each, after the executor's.
+  for (int t = 1; t < tracks_; ++t)
+    std::fprintf(o, ",\n{\"ph\":\"M\",\"pid\":1,\"tid\":%d,\"name\":\"thread_name\",\"args\":{\"name\":\"stream %d\"}}",
+                 t + 1, t);
   std::vector<std::string> names;
   names.reserve(names_.size());
   for (const auto& n : names_) names.push_back(escape(n));
   for (const Slice& s : slices_) {
     // Durations of at least 1 ns so that zero-length ops (views) stay visible and nest.
     const double dur = s.t1 - s.t0 > 1e-3 ? s.t1 - s.t0 : 1e-3;
-    std::fprintf(o, ",\n{\"ph\":\"X\",\"pid\":1,\"tid\":1,\"cat\":\"%s\",\"name\":\"%s\",\"ts\":%.3f,\"dur\":%.3f,"
+    std::fprintf(o, ",\n{\"ph\":\"X\",\"pid\":1,\"tid\":%d,\"cat\":\"%s\",\"name\":\"%s\",\"ts\":%.3f,\"dur\":%.3f,"
                  "\"args\":{\"step\":%" PRIu64,
-                 category(s.kind), names[s.name].c_str(), s.t0, dur, s.step);
+                 s.track + 1, category(s.kind), names[s.name].c_str(), s.t0, dur, s.step);
     if (s.kind != Kind::step && s.kind != Kind::plan) {
       std::fprintf(o, ",\"node\":%d,\"bytes\":%" PRId64, s.node, s.bytes);
       if (s.kind == Kind::recompute) std::fputs(",\"recompute\":true", o);

@@ -37,8 +37,10 @@ class Tracer {
     return std::chrono::duration<double, std::micro>(t - t0_).count();
   }
   enum class Kind : uint8_t { compute, recompute, update, step, plan };
+  // `track`: the stream the op ran on (0: the executor's own track; stream s > 0 gets a track of
+  // its own, named "stream s").
   void slice(Kind kind, std::string_view name, int node, uint64_t step, double t0_us, double t1_us,
-             int64_t bytes = 0);
+             int64_t bytes = 0, int track = 0);
   // Memory at time ts: measured bytes in use and the plan's prediction.
   void memory(double ts_us, int64_t measured, int64_t predicted);
   // Writes the JSON file now (throws lethe::Error when it cannot be written).
@@ -53,6 +55,7 @@ class Tracer {
     double t0, t1;
     int64_t bytes;
     uint32_t name;  // index into names_
+    int track;
   };
   struct Counter {
     double ts;
@@ -66,6 +69,7 @@ class Tracer {
   std::vector<Slice> slices_;
   std::vector<Counter> counters_;
   bool written_ = false;
+  int tracks_ = 1;
 };
 
 }  // namespace lethe

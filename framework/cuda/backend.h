@@ -8,6 +8,10 @@
 #include "framework/step_timer.h"
 #include "framework/storage.h"
 
+namespace lethe {
+class DeviceStreams;  // framework/executor.h
+}
+
 namespace lethe::cuda::detail {
 
 // cudaGetDeviceCount with errors mapped to 0 (the sticky error is cleared); when no device is
@@ -23,6 +27,10 @@ void register_kernels();
 std::shared_ptr<void> create_context(int index);
 // The session's step timer: CUDA events on the context's stream (framework/step_timer.h).
 std::unique_ptr<StepTimer> make_event_timer(std::shared_ptr<void> context);
+// `n` streams for plans on streams (framework/executor.h): stream 0 is the session's context;
+// streams 1..n-1 get contexts of their own (a stream, cuBLAS and cuDNN handles, scratch) on the
+// same device, made once. Events order steps across streams and time them.
+std::unique_ptr<DeviceStreams> make_device_streams(std::shared_ptr<void> context, int n);
 // A caching cudaMalloc allocator for unlimited sessions on the context's device and stream.
 std::unique_ptr<Allocator> make_device_allocator(std::shared_ptr<void> context);
 
