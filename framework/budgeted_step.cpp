@@ -410,6 +410,7 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
   report_.predicted_seconds = used.measured_costs || (par && tune.parallel_runs > 1) ? used.predicted_seconds : 0.0;
   report_.parallel_seconds = st.parallel_seconds;
   report_.overlapped_recompute_seconds = st.overlapped_recompute_seconds;
+  report_.recompute_seconds = st.recompute_seconds;
 }
 
 void SessionState::export_graph(const std::string& path) {

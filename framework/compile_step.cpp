@@ -359,6 +359,18 @@ std::shared_ptr<CompiledStep> streamed_step(const CompiledStep& serial, int stre
     }
   }
   {
+    // The frees in plan order ahead of later computes (no order holds more than the serial plan),
+    // laid out afresh: fewer waits than the serial layout's when fragmentation leaves room.
+    ao.keep_serial_peak = true;
+    sched::Plan pl = sched::assign_streams(prob, src.plan, ao);
+    ao.keep_serial_peak = false;
+    sched::Layout l = sched::layout_plan(prob, pl, static_cast<int64_t>(kAlignment), src.cap);
+    if (l.high_water <= src.cap) {
+      const double t = sched::makespan(prob, pl, &ao.cost);
+      options.push_back({std::move(pl), std::move(l), "frees in plan order, own layout", t});
+    }
+  }
+  {
     // The serial layout: memory waits keep it valid in every order; it always fits.
     ao.layout = &src.layout;
     sched::Plan pl = sched::assign_streams(prob, src.plan, ao);

@@ -59,7 +59,7 @@ struct CompiledStep {
   std::vector<int> stream;
   std::vector<std::vector<int32_t>> after;
   double predicted_seconds = 0.0;
-  std::string stream_layout;        // streamed: "own layout" or "serial layout + memory waits"
+  std::string stream_layout;        // streamed: how its layout stays valid in every order (compile_step.cpp)
   std::shared_ptr<CompiledStep> parallel;  // CompileOptions::streams >= 2: the plan on streams
   std::shared_ptr<const StreamSource> source;
 };

@@ -149,7 +149,7 @@ void jitter(uint64_t seed, size_t i) {
 // The time two or more of `spans` (per stream: [begin, end) intervals in order) overlap, and the
 // part of each recompute span that some other stream's span covers.
 struct Overlap {
-  double parallel = 0, recompute = 0;
+  double parallel = 0, recompute = 0, recompute_total = 0;
 };
 Overlap overlaps(const std::vector<std::vector<std::pair<double, double>>>& spans,
                  const std::vector<std::vector<char>>& is_recompute) {
@@ -174,6 +174,7 @@ Overlap overlaps(const std::vector<std::vector<std::pair<double, double>>>& span
     for (size_t k = 0; k < spans[s].size(); ++k) {
       if (!is_recompute[s][k]) continue;
       const auto [b, e] = spans[s][k];
+      o.recompute_total += e - b;
       std::vector<std::pair<double, double>> cover;
       for (size_t t = 0; t < spans.size(); ++t)
         if (t != s)
@@ -369,6 +370,7 @@ ExecStats run_device_streams(Graph& g, const StepRun& run, std::vector<std::shar
   const Overlap o = overlaps(spans, rec);
   st.parallel_seconds = o.parallel;
   st.overlapped_recompute_seconds = o.recompute;
+  st.recompute_seconds = o.recompute_total;
   return st;
 }
 
@@ -535,6 +537,7 @@ ExecStats run_streams(Graph& g, const StepRun& run, std::vector<std::shared_ptr<
   const Overlap o = overlaps(spans, rec);
   st.parallel_seconds = o.parallel;
   st.overlapped_recompute_seconds = o.recompute;
+  st.recompute_seconds = o.recompute_total;
   return st;
 }
 

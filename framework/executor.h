@@ -101,6 +101,7 @@ struct ExecStats {
   int streams = 1;                    // streams the steps ran on
   double parallel_seconds = 0;        // time two or more streams were busy at once
   double overlapped_recompute_seconds = 0;  // recomputations' time while another stream was busy
+  double recompute_seconds = 0;             // recomputations' time (on streams)
 };
 
 // The executor loop: runs `run` over `values` (indexed by node: leaves present, results received; a

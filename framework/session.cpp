@@ -373,8 +373,10 @@ std::string StepReport::str() const {
   }
   std::string out = buf;
   if (streams != 1 && !plan_only) {
-    std::snprintf(buf, sizeof buf, ", streams %d (predicted %.2f ms, two or more busy %.2f ms, recompute overlapped %.2f ms)",
-                  streams, predicted_seconds * 1e3, parallel_seconds * 1e3, overlapped_recompute_seconds * 1e3);
+    std::snprintf(buf, sizeof buf,
+                  ", streams %d (predicted %.2f ms, two or more busy %.2f ms, recompute overlapped %.2f of %.2f ms)",
+                  streams, predicted_seconds * 1e3, parallel_seconds * 1e3, overlapped_recompute_seconds * 1e3,
+                  recompute_seconds * 1e3);
     out += buf;
   }
   return out;

@@ -82,6 +82,7 @@ struct StepReport {
   double predicted_seconds = 0.0;
   double parallel_seconds = 0.0;
   double overlapped_recompute_seconds = 0.0;
+  double recompute_seconds = 0.0;  // all recomputations' time, when the step ran on streams
   std::string str() const;         // one line for logs
 };
 

@@ -21,8 +21,8 @@ enum class Opt { adamw, sgd };
 
 // Three steps of a small Transformer block + MLP head (dropout included) on `d`, by AdamW or SGD
 // with momentum.
-Result train(Device d, const std::string& budget, Opt which = Opt::adamw) {
-  Session s({.device = d, .seed = 21, .memory_budget = budget});
+Result train(Device d, const std::string& budget, Opt which = Opt::adamw, int streams = 1) {
+  Session s({.device = d, .seed = 21, .memory_budget = budget, .streams = streams});
   auto block = std::make_shared<nn::TransformerBlock>(
       nn::TransformerBlockOptions(32, 4).mlp_ratio(2).dropout(0.1).causal(true));
   auto head = std::make_shared<nn::Linear>(32, 7);
@@ -119,8 +119,8 @@ struct CnnResult {
 
 // Three AdamW steps of a small CNN on `d`: conv+bn+relu, max pool, strided conv+bn+relu, average
 // pool, conv (groups, bias), adaptive average pool to a size that does not divide, linear head.
-CnnResult train_cnn(Device d, const std::string& budget) {
-  Session s({.device = d, .seed = 31, .memory_budget = budget});
+CnnResult train_cnn(Device d, const std::string& budget, int streams = 1) {
+  Session s({.device = d, .seed = 31, .memory_budget = budget, .streams = streams});
   using nn::Conv2dOptions;
   auto body = std::make_shared<nn::Sequential>();
   auto c1 = std::make_shared<nn::Conv2d>(Conv2dOptions(3, 16, 3).padding(1).bias(false));
@@ -206,4 +206,26 @@ void cnn_budgets_match(Device d) {
 TEST_CASE("cuda: a CNN under a tight budget is bitwise equal to unlimited memory") {
   LETHE_SKIP_WITHOUT_CUDA();
   cnn_budgets_match(Device::cuda(0));
+}
+
+// Plans on CUDA streams (a context, cuBLAS and cuDNN handle per stream, events between them) give
+// bitwise the serial unlimited step's results (the streams issue).
+TEST_CASE("cuda: steps on 2 and 3 streams are bitwise equal to the serial unlimited step") {
+  LETHE_SKIP_WITHOUT_CUDA();
+  const Result full = train(Device::cuda(0), "");
+  const CnnResult cnn_full = train_cnn(Device::cuda(0), "");
+  for (const int streams : {2, 3})
+    for (const char* budget : {"1", "0.5", "0.25"}) {
+      CAPTURE(streams);
+      CAPTURE(budget);
+      const Result r = train(Device::cuda(0), budget, Opt::adamw, streams);
+      CHECK(r.last.streams == streams);
+      CHECK(r.losses == full.losses);
+      CHECK(r.params == full.params);
+      const CnnResult c = train_cnn(Device::cuda(0), budget, streams);
+      CHECK(c.last.streams == streams);
+      CHECK(c.losses == cnn_full.losses);
+      CHECK(c.params == cnn_full.params);
+      CHECK(c.buffers == cnn_full.buffers);
+    }
 }
