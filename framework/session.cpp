@@ -359,7 +359,17 @@ std::string StepReport::str() const {
                   seconds * 1e3, planning_seconds * 1e3, plan_from_cache ? " (cached plan)" : "",
                   measured_costs ? "" : " (estimated costs)");
   }
-  return buf;
+  std::string line = buf;
+  if (streams != 1) {
+    std::snprintf(buf, sizeof buf, ", %d streams: makespan %.2f ms predicted", streams, predicted_seconds * 1e3);
+    line += buf;
+    if (!plan_only) {  // a plan-only step has its prediction only
+      std::snprintf(buf, sizeof buf, ", 2+ streams busy %.2f ms, recompute overlapped %.2f ms",
+                    parallel_seconds * 1e3, overlapped_recompute_seconds * 1e3);
+      line += buf;
+    }
+  }
+  return line;
 }
 
 }  // namespace lethe
