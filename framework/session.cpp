@@ -1,6 +1,8 @@
 #include "framework/session.h"
 
+#ifdef _OPENMP  // LETHE_OPENMP=OFF (the ThreadSanitizer build): kernels run on their calling thread
 #include <omp.h>
+#endif
 
 #include <algorithm>
 #include <chrono>
@@ -41,7 +43,9 @@ SessionState::SessionState(SessionOptions o) : opts_(std::move(o)), heap_(make_h
   }
   if (!timer_) timer_ = make_host_timer();
   if (opts_.num_threads > 0) {
+#ifdef _OPENMP
     omp_set_num_threads(opts_.num_threads);
+#endif
     openblas_set_num_threads(opts_.num_threads);
   }
   if (opts_.planner != "auto") {

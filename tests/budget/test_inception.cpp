@@ -83,13 +83,19 @@ TEST_CASE("budget: Inception-style CNN (parallel branches, batch norm, dropout) 
       }
       check_equal(t, ref);
     }
-    // Two streams and the planner's choice give the serial bits too.
+  }
+}
+
+// Suite "executor": runs under ThreadSanitizer in the README's test command (scripts/test.sh).
+TEST_CASE("budget: Inception-style CNN on 2 streams and auto streams trains bitwise as serial unlimited" *
+          doctest::test_suite("executor")) {
+  const Trained ref = train("", "auto", 1);
+  for (const std::string& budget : {"", "0.5", "0.25"})
     for (int streams : {2, kAutoStreams}) {
       CAPTURE(budget);
       CAPTURE(streams);
       check_equal(train(budget, "auto", streams), ref);
     }
-  }
 }
 
 TEST_CASE("budget: Inception blocks concatenate four branches of the stage's width") {
