@@ -30,6 +30,12 @@ namespace lethe::examples {
 
 using Clock = std::chrono::steady_clock;
 
+// The library's default SessionOptions::streams, as --streams spells it.
+inline std::string default_streams() {
+  const int n = SessionOptions{}.streams;
+  return n == kAutoStreams ? "auto" : std::to_string(n);
+}
+
 struct CommonFlags {
   std::string device = "cpu";
   std::string budget;            // "" = unlimited
@@ -42,7 +48,7 @@ struct CommonFlags {
   int64_t compare_unlimited = 0;  // steps of an unlimited run made first (0: none)
   bool compare = false;           // an unlimited run of as many steps as the main run
   int threads = 0;
-  std::string streams = "1";      // --streams: N or "auto" (parse_streams)
+  std::string streams = default_streams();  // --streams: N or "auto" (parse_streams)
   bool quiet = false;             // no progress lines (reports only)
   std::string save, resume;       // checkpoint files
   int64_t save_every = 0;         // steps between checkpoints (0: only at the end)
