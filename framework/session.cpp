@@ -1,6 +1,8 @@
 #include "framework/session.h"
 
+#ifdef _OPENMP  // LETHE_OPENMP=OFF (the ThreadSanitizer build): kernels run on their calling thread
 #include <omp.h>
+#endif
 
 #include <algorithm>
 #include <chrono>
@@ -42,7 +44,9 @@ SessionState::SessionState(SessionOptions o) : opts_(std::move(o)), heap_(make_h
   }
   if (!timer_) timer_ = make_host_timer();
   if (opts_.num_threads > 0) {
+#ifdef _OPENMP
     omp_set_num_threads(opts_.num_threads);
+#endif
     openblas_set_num_threads(opts_.num_threads);
   }
   threads_ = opts_.num_threads > 0 ? opts_.num_threads : std::max(1, omp_get_max_threads());

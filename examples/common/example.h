@@ -30,6 +30,12 @@ namespace lethe::examples {
 
 using Clock = std::chrono::steady_clock;
 
+// The library's default SessionOptions::streams, as --streams spells it.
+inline std::string default_streams() {
+  const int n = SessionOptions{}.streams;
+  return n == kAutoStreams ? "auto" : std::to_string(n);
+}
+
 struct CommonFlags {
   std::string device = "cpu";
   std::string budget;            // "" = unlimited
@@ -42,6 +48,7 @@ struct CommonFlags {
   int64_t compare_unlimited = 0;  // steps of an unlimited run made first (0: none)
   bool compare = false;           // an unlimited run of as many steps as the main run
   int threads = 0;
+  std::string streams = default_streams();  // --streams: N or "auto" (parse_streams)
   bool quiet = false;             // no progress lines (reports only)
   std::string save, resume;       // checkpoint files
   int64_t save_every = 0;         // steps between checkpoints (0: only at the end)
@@ -68,6 +75,9 @@ struct CommonFlags {
     app.add_flag("--compare", compare, "with --memory-budget: then train as many steps with unlimited memory, to "
                  "measure the overhead and check the losses bitwise");
     app.add_option("--threads", threads, "CPU threads (0: default)")->capture_default_str();
+    app.add_option("--streams", streams, "streams a step runs on: N (1: serial, every op in order; N >= 2: N "
+                   "streams sharing --threads) or auto (the planner chooses per step from measured op times)")
+        ->capture_default_str();
     app.add_flag("--quiet", quiet, "no progress lines (the report only)");
     app.add_option("--save", save, "write a training checkpoint (safetensors) here at the end, and every "
                    "--save-every steps ({step} in the name is replaced by the step count)");
@@ -95,6 +105,7 @@ struct CommonFlags {
         throw Error(std::string("--planner: ") + e.what());
       }
     }
+    (void)parse_streams(streams, "--streams");
     if (Device::parse(device).is_cuda() && !cuda::is_available())
       throw Error("--device " + device + ": no CUDA device is available (" + cuda::unavailable_reason() +
                   "); use --device cpu");
@@ -106,6 +117,7 @@ struct CommonFlags {
     o.memory_budget = with_budget ? budget : "";
     o.planner = planner;
     o.num_threads = threads;
+    o.streams = parse_streams(streams, "--streams");
     if (with_trace) o.trace_path = trace;
     return o;
   }
@@ -130,8 +142,9 @@ inline std::string clock_str(double secs) {
 // line per epoch, or ten lines in all when epochs are many or there are none.
 class Progress {
  public:
-  Progress(bool tty, bool quiet, int64_t steps_per_epoch, int64_t steps)
-      : tty_(tty), quiet_(quiet), per_epoch_(steps_per_epoch), steps_(steps) {
+  // show_streams: the session was asked for streams other than 1 (say how many each step ran on).
+  Progress(bool tty, bool quiet, int64_t steps_per_epoch, int64_t steps, bool show_streams = false)
+      : tty_(tty), quiet_(quiet), show_streams_(show_streams), per_epoch_(steps_per_epoch), steps_(steps) {
     const bool few_epochs = per_epoch_ > 0 && steps_ / per_epoch_ <= 20;
     every_ = few_epochs ? per_epoch_ : std::max<int64_t>(1, steps_ / 10);
   }
@@ -153,19 +166,23 @@ class Progress {
     else
       std::snprintf(where, sizeof where, "step %lld/%lld", static_cast<long long>(step), static_cast<long long>(steps_));
     if (tty_) {
-      std::printf("\r%-9s %s  loss %.4f  %.0f samples/s  ETA %s  peak %.1f MiB%s\033[K", label.c_str(), where, loss,
-                  samples_per_s, clock_str(eta).c_str(), mib(r.peak_bytes), r.recomputed ? " (remat)" : "");
+      char streams[32] = "";
+      if (show_streams_) std::snprintf(streams, sizeof streams, "  %d stream%s", r.streams, r.streams == 1 ? "" : "s");
+      std::printf("\r%-9s %s  loss %.4f  %.0f samples/s  ETA %s  peak %.1f MiB%s%s\033[K", label.c_str(), where, loss,
+                  samples_per_s, clock_str(eta).c_str(), mib(r.peak_bytes), r.recomputed ? " (remat)" : "", streams);
       if (boundary) std::printf("\n");
       std::fflush(stdout);
     } else if (boundary) {
-      std::printf("%s %s loss %.6f %.0f samples/s ETA %s | %s\n", label.c_str(), where, loss, samples_per_s,
-                  clock_str(eta).c_str(), r.str().c_str());
+      // StepReport::str() describes the streams of a step that ran on more than one; a step the
+      // planner kept serial under --streams auto is said here.
+      std::printf("%s %s loss %.6f %.0f samples/s ETA %s | %s%s\n", label.c_str(), where, loss, samples_per_s,
+                  clock_str(eta).c_str(), r.str().c_str(), show_streams_ && r.streams == 1 ? ", 1 stream (serial)" : "");
       std::fflush(stdout);
     }
   }
 
  private:
-  bool tty_, quiet_;
+  bool tty_, quiet_, show_streams_;
   int64_t per_epoch_, steps_, every_ = 1;
 };
 
@@ -254,6 +271,10 @@ struct RunResult {
   double predicted_overhead = 1.0, first_planning_s = 0.0, planning_s = 0.0;
   size_t recomputed = 0;
   std::string planner;
+  // Streams per step (StepReport::streams) and their times: predicted makespan, two or more streams
+  // busy, recomputation overlapped with other work.
+  std::vector<int> streams;
+  std::vector<double> predicted_s, parallel_s, overlapped_recompute_s;
   std::string finish;  // the job's line for the report (an accuracy)
 };
 
@@ -298,7 +319,7 @@ inline RunResult run_session(const RunSpec& spec, const std::function<Job()>& ma
     if (!spec.quiet) std::printf("%s: resumed from %s at step %lld\n", spec.label.c_str(), spec.resume.c_str(),
                                  static_cast<long long>(first));
   }
-  Progress progress(spec.tty, spec.quiet, job.steps_per_epoch, spec.steps);
+  Progress progress(spec.tty, spec.quiet, job.steps_per_epoch, spec.steps, spec.options.streams != 1);
   double smooth = 0;
   int64_t seen = 0;
   auto t_start = Clock::now();
@@ -310,6 +331,10 @@ inline RunResult run_session(const RunSpec& spec, const std::function<Job()>& ma
     r.losses.push_back(loss);
     r.wall_s.push_back(wall);
     r.exec_s.push_back(rep.seconds);
+    r.streams.push_back(rep.streams);
+    r.predicted_s.push_back(rep.predicted_seconds);
+    r.parallel_s.push_back(rep.parallel_seconds);
+    r.overlapped_recompute_s.push_back(rep.overlapped_recompute_seconds);
     r.max_peak = std::max(r.max_peak, rep.peak_bytes);
     r.budget = rep.budget_bytes;
     r.no_remat_peak = rep.no_remat_peak_bytes;
@@ -338,6 +363,24 @@ inline RunResult run_session(const RunSpec& spec, const std::function<Job()>& ma
   }
   if (spec.run_finish && job.finish) r.finish = job.finish();
   return r;
+}
+
+// The report's streams line (--streams other than 1): how many streams the steps ran on, and the medians
+// of the measured and predicted makespans, of the time two or more streams were busy and of the
+// recomputation hidden behind other work, over the steps from `skip` on.
+inline void print_streams_line(const std::string& flag, const RunResult& r, size_t skip) {
+  std::vector<int> used(r.streams.begin() + static_cast<std::ptrdiff_t>(std::min(skip, r.streams.size())),
+                        r.streams.end());
+  if (used.empty()) return;
+  const int most = *std::max_element(used.begin(), used.end());
+  const auto parallel_steps = std::count_if(used.begin(), used.end(), [](int n) { return n > 1; });
+  std::printf("streams:       --streams %s: %d stream%s at most, more than one in %lld of %zu steps; makespan "
+              "%.1f ms measured, %.1f ms predicted; 2+ streams busy %.1f ms; recompute overlapped %.1f ms "
+              "(medians of steps %zu..%zu)\n",
+              flag.c_str(), most, most == 1 ? "" : "s", static_cast<long long>(parallel_steps), used.size(),
+              median_from(r.exec_s, skip) * 1e3, median_from(r.predicted_s, skip) * 1e3,
+              median_from(r.parallel_s, skip) * 1e3, median_from(r.overlapped_recompute_s, skip) * 1e3, skip + 1,
+              r.streams.size());
 }
 
 // Bitwise comparison of two loss sequences over their common prefix: (steps compared, first mismatch
@@ -424,6 +467,7 @@ inline int main_loop(const std::string& model_name, CommonFlags& f, const std::f
     if (!f.budgeted()) {
       std::printf("memory:        unlimited; measured peak %.2f MiB (no rematerialisation)\n", mib(run.max_peak));
       std::printf("step time:     %.1f ms (median; %.1f ms executing the graph)\n", step_s * 1e3, exec_s * 1e3);
+      if (f.streams != "1") print_streams_line(f.streams, run, skip);
       return 0;
     }
     std::printf("memory:        budget %.2f MiB (--memory-budget %s), measured peak %.2f MiB, no-remat peak %.2f MiB\n",
@@ -433,12 +477,14 @@ inline int main_loop(const std::string& model_name, CommonFlags& f, const std::f
                 run.planner.c_str(), run.recomputed, run.first_planning_s, run.planning_s);
     std::printf("step time:     %.1f ms budgeted (median of steps %zu..%zu; %.1f ms executing the graph)\n",
                 step_s * 1e3, skip + 1, run.wall_s.size(), exec_s * 1e3);
+    if (f.streams != "1") print_streams_line(f.streams, run, skip);
     if (compare) {
       const size_t uskip = timing_skip(unl.wall_s.size());
       const double ustep = median_from(unl.wall_s, uskip), uexec = median_from(unl.exec_s, uskip);
-      std::printf("unlimited:     %.1f ms (measured in this process, median of steps %zu..%zu; %.1f ms executing; "
+      std::printf("unlimited:     %.1f ms (measured in this process%s, median of steps %zu..%zu; %.1f ms executing; "
                   "peak %.2f MiB)\n",
-                  ustep * 1e3, uskip + 1, unl.wall_s.size(), uexec * 1e3, mib(unl.max_peak));
+                  ustep * 1e3, f.streams != "1" ? (", --streams " + f.streams).c_str() : "", uskip + 1,
+                  unl.wall_s.size(), uexec * 1e3, mib(unl.max_peak));
       std::printf("overhead:      %.3fx measured step time (%.3fx graph execution), %.3fx predicted by the planner\n",
                   ustep > 0 ? step_s / ustep : 0.0, uexec > 0 ? exec_s / uexec : 0.0, run.predicted_overhead);
       auto [n, bad] = compare_bits(run.losses, unl.losses);

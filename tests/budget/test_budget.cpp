@@ -207,7 +207,7 @@ TEST_CASE("budget: a byte budget allocates one arena of exactly that size") {
   CHECK(s.last_report().peak_bytes > 0);
 }
 
-TEST_CASE("budget: identical steps plan once, a changed graph plans again") {
+TEST_CASE("budget: identical steps plan once, a changed graph plans again" * doctest::test_suite("executor")) {
   Session s({.seed = 2, .memory_budget = "0.75"});
   Model m = make_mlp();
   optim::SGD opt(m.module->parameters(), optim::SGDOptions(0.1));
@@ -269,7 +269,7 @@ Model make_workspace_cnn() {
   return {seq, [seq, x, target](int) { return mse_loss(seq->forward(x), target); }};
 }
 
-TEST_CASE("budget: an op's workspace is a node of the step, held only while the op runs") {
+TEST_CASE("budget: an op's workspace is a node of the step, held only while the op runs" * doctest::test_suite("executor")) {
   // Convolutions on CPU take an im2col workspace. It is a node of the step's problem (op
   // "workspace", cost 0, no inputs) just before its op and one of the op's inputs, so a plan holds
   // it only around that op instead of reserving the largest one for the whole step.

@@ -23,7 +23,7 @@ std::vector<float> evaluate(nn::Sequential& net, const Tensor& x) {
 }
 }  // namespace
 
-TEST_CASE("outside the budget: a large evaluation batch runs beside the arena, with unlimited results") {
+TEST_CASE("outside the budget: a large evaluation batch runs beside the arena, with unlimited results" * doctest::test_suite("executor")) {
   auto make = [] {
     return std::make_shared<nn::Sequential>(std::make_shared<nn::Linear>(64, 256), std::make_shared<nn::ReLU>(),
                                             std::make_shared<nn::Linear>(256, 10));
@@ -58,7 +58,7 @@ TEST_CASE("outside the budget: a large evaluation batch runs beside the arena, w
   CHECK_THROWS_AS(evaluate(*net, batch(4096, 64)), InfeasibleBudget);
 }
 
-TEST_CASE("outside the budget: the guard is refused mid-step and in a plan-only session") {
+TEST_CASE("outside the budget: the guard is refused mid-step and in a plan-only session" * doctest::test_suite("executor")) {
   Session s({.seed = 6, .memory_budget = "4MiB"});
   Tensor w = randn({8, 8}).set_requires_grad(true);
   Tensor y = matmul(w, w);  // a step is being recorded

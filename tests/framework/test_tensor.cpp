@@ -46,7 +46,7 @@ TEST_CASE("random: counter-based, keyed by seed and stream of use") {
   for (double x : u) CHECK((x >= -2 && x < 3));
 }
 
-TEST_CASE("item and to_vector execute what they need") {
+TEST_CASE("item and to_vector execute what they need" * doctest::test_suite("executor")) {
   Session s;
   auto x = from_vector<float>({1, 2, 3}, {3});
   auto y = (x * 2.0 + 1.0).sum();
@@ -55,7 +55,7 @@ TEST_CASE("item and to_vector execute what they need") {
                        Error);
 }
 
-TEST_CASE("values held by a handle are kept when the step runs, others are not needed") {
+TEST_CASE("values held by a handle are kept when the step runs, others are not needed" * doctest::test_suite("executor")) {
   Session s;
   auto w = from_vector<float>({1, 2}, {2}).set_requires_grad(true);
   auto h = w * 3.0;
