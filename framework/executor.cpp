@@ -1,6 +1,8 @@
 #include "framework/executor.h"
 
+#ifdef _OPENMP  // LETHE_OPENMP=OFF (the ThreadSanitizer build): kernels run on their calling thread
 #include <omp.h>
+#endif
 
 #include <algorithm>
 #include <atomic>
@@ -427,7 +429,9 @@ ExecStats run_streams(Graph& g, const StepRun& run, std::vector<std::shared_ptr<
     }
   };
   auto worker = [&](int s) {
+#ifdef _OPENMP
     omp_set_num_threads(run.threads_per_stream);
+#endif
     try {
       for (size_t i : of_stream[static_cast<size_t>(s)]) {
         for (int32_t a : (*run.after)[i]) {

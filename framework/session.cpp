@@ -49,7 +49,11 @@ SessionState::SessionState(SessionOptions o) : opts_(std::move(o)), heap_(make_h
 #endif
     openblas_set_num_threads(opts_.num_threads);
   }
+#ifdef _OPENMP
   threads_ = opts_.num_threads > 0 ? opts_.num_threads : std::max(1, omp_get_max_threads());
+#else
+  threads_ = opts_.num_threads > 0 ? opts_.num_threads : 1;
+#endif
   LETHE_CHECK(opts_.streams >= 1 || opts_.streams == kAutoStreams, "SessionOptions::streams is ", opts_.streams,
               ": expected a positive number of streams (1: serial) or lethe::kAutoStreams (the planner chooses)");
   // Test switches (tests/CMakeLists.txt sets them): a seeded pause before every op, and checks of

@@ -165,14 +165,20 @@ void check_model(const std::function<Model()>& make) {
 
 }  // namespace
 
-TEST_CASE("streams: MLP bitwise equal to the serial unlimited step on 1, 2, 3 and auto streams") { check_model(mlp); }
+// Suite "executor": also runs under ThreadSanitizer in the README's test command (scripts/test.sh);
+// the larger grids stay out of it (instrumented, they would take most of the CI's time).
+TEST_CASE("streams: MLP bitwise equal to the serial unlimited step on 1, 2, 3 and auto streams" *
+          doctest::test_suite("executor")) {
+  check_model(mlp);
+}
 TEST_CASE("streams: CNN with batch norm and dropout bitwise equal on every stream count") { check_model(cnn); }
 TEST_CASE("streams: Transformer with causal attention and dropout bitwise equal on every stream count") {
   check_model(transformer);
 }
 TEST_CASE("streams: U-Net bitwise equal on every stream count") { check_model(unet); }
 
-TEST_CASE("streams: 50 steps with a random pause before every op stay bitwise equal") {
+TEST_CASE("streams: 50 steps with a random pause before every op stay bitwise equal" *
+          doctest::test_suite("executor")) {
   const Result ref = train(transformer, "", "auto", 1, 50);
   ::setenv("LETHE_JITTER", "12345", 1);
   Result r;
@@ -197,7 +203,8 @@ TEST_CASE("streams: bad stream counts are refused with the flag or option named"
     CHECK_THROWS_WITH_AS(parse_streams(bad), doctest::Contains("--streams: expected a positive number"), Error);
 }
 
-TEST_CASE("streams: the report says how the streams ran, and the trace has a track per stream") {
+TEST_CASE("streams: the report says how the streams ran, and the trace has a track per stream" *
+          doctest::test_suite("executor")) {
   const std::string path = "streams_test.trace.json";
   {
     Session s({.seed = 5, .memory_budget = "0.5", .num_threads = 2, .trace_path = path, .streams = 2});
