@@ -296,6 +296,9 @@ std::shared_ptr<Storage> SessionState::compute_now(int id) {
   std::vector<std::shared_ptr<Storage>> values = g.values;
   StepReport saved = report_;
   if (plans_steps()) {
+    // A fraction budget sizes the arena from the first step planned: that is the whole step as
+    // recorded so far, not the part this read runs (which would make "0.5" half of the part).
+    if (!arena_) compile(g, step_targets(g), true, g.structural_hash());
     try {
       run_budgeted(g, {id}, false, values);
     } catch (const InfeasibleBudget& part) {
