@@ -314,11 +314,13 @@ std::shared_ptr<Storage> SessionState::compute_now(int id) {
         whole_smallest = whole.smallest_feasible_bytes;
       }
       if (whole_what.empty()) throw;
+      const std::string part_fits = part.smallest_feasible_bytes > 0
+                                        ? "that part alone fits " + std::to_string(part.smallest_feasible_bytes) + " bytes"
+                                        : "no plan of that part alone was found either";
       throw InfeasibleBudget("reading a value of step " + std::to_string(step_) +
-                                 " runs only the part of the step that computes it (that part alone fits " +
-                                 std::to_string(part.smallest_feasible_bytes) +
-                                 " bytes), but the budget must hold the whole step; for the whole step as "
-                                 "recorded so far: " + whole_what,
+                                 " runs only the part of the step that computes it (" + part_fits +
+                                 "), but the budget must hold the whole step; for the whole step as recorded "
+                                 "so far: " + whole_what,
                              whole_smallest);
     }
   } else
