@@ -3,4 +3,5 @@
 
 #include "data/dataloader.h"
 #include "data/dataset.h"
+#include "data/transforms.h"
 #include "data/idx.h"

@@ -36,6 +36,15 @@ std::string find_file(const std::string& dir, const std::string& name) {
 
 }  // namespace
 
+Batch to_batch(const HostBatch& b) {
+  return {from_vector<float>(b.data, b.data_shape), from_vector<int64_t>(b.target, b.target_shape)};
+}
+
+HostBatch Dataset::get_host_batch(const std::vector<int64_t>& /*indices*/) const {
+  throw Error("this dataset gives no host batches (Dataset::get_host_batch), which the DataLoader's "
+              "transforms and worker threads need; override has_host_batches() and get_host_batch()");
+}
+
 TensorDataset::TensorDataset(std::vector<float> data, Shape sample_shape, std::vector<int64_t> targets)
     : data_(std::move(data)), sample_shape_(std::move(sample_shape)), targets_(std::move(targets)) {
   LETHE_CHECK(static_cast<int64_t>(data_.size()) == sample_shape_.numel() * size(),
@@ -43,18 +52,23 @@ TensorDataset::TensorDataset(std::vector<float> data, Shape sample_shape, std::v
               sample_shape_.numel() * size(), " values, got ", data_.size());
 }
 
-Batch TensorDataset::get_batch(const std::vector<int64_t>& indices) const {
+HostBatch TensorDataset::get_host_batch(const std::vector<int64_t>& indices) const {
   check_indices(indices, size(), "TensorDataset");
   const int64_t per = sample_shape_.numel();
-  std::vector<float> x(indices.size() * static_cast<size_t>(per));
-  std::vector<int64_t> y(indices.size());
+  HostBatch hb;
+  hb.data.resize(indices.size() * static_cast<size_t>(per));
+  hb.target.resize(indices.size());
   for (size_t b = 0; b < indices.size(); ++b) {
-    std::copy_n(data_.begin() + indices[b] * per, per, x.begin() + static_cast<int64_t>(b) * per);
-    y[b] = targets_[static_cast<size_t>(indices[b])];
+    std::copy_n(data_.begin() + indices[b] * per, per, hb.data.begin() + static_cast<int64_t>(b) * per);
+    hb.target[b] = targets_[static_cast<size_t>(indices[b])];
   }
   const auto n = static_cast<int64_t>(indices.size());
-  return {from_vector<float>(x, batch_shape(n, sample_shape_)), from_vector<int64_t>(y, Shape{n})};
+  hb.data_shape = batch_shape(n, sample_shape_);
+  hb.target_shape = Shape{n};
+  return hb;
 }
+
+Batch TensorDataset::get_batch(const std::vector<int64_t>& indices) const { return to_batch(get_host_batch(indices)); }
 
 FashionMNIST::FashionMNIST(const std::string& dir, bool train) {
   const std::string prefix = train ? "train" : "t10k";
@@ -76,20 +90,25 @@ FashionMNIST::FashionMNIST(const std::string& dir, bool train) {
   labels_ = std::move(labels.data);
 }
 
-Batch FashionMNIST::get_batch(const std::vector<int64_t>& indices) const {
+HostBatch FashionMNIST::get_host_batch(const std::vector<int64_t>& indices) const {
   check_indices(indices, n_, "FashionMNIST");
   const int64_t per = rows_ * cols_;
-  std::vector<float> x(indices.size() * static_cast<size_t>(per));
-  std::vector<int64_t> y(indices.size());
+  HostBatch hb;
+  hb.data.resize(indices.size() * static_cast<size_t>(per));
+  hb.target.resize(indices.size());
   for (size_t b = 0; b < indices.size(); ++b) {
     const uint8_t* src = images_.data() + indices[b] * per;
-    float* dst = x.data() + static_cast<int64_t>(b) * per;
+    float* dst = hb.data.data() + static_cast<int64_t>(b) * per;
     for (int64_t i = 0; i < per; ++i) dst[i] = static_cast<float>(src[i]) / 255.0f;
-    y[b] = labels_[static_cast<size_t>(indices[b])];
+    hb.target[b] = labels_[static_cast<size_t>(indices[b])];
   }
   const auto n = static_cast<int64_t>(indices.size());
-  return {from_vector<float>(x, Shape{n, 1, rows_, cols_}), from_vector<int64_t>(y, Shape{n})};
+  hb.data_shape = Shape{n, 1, rows_, cols_};
+  hb.target_shape = Shape{n};
+  return hb;
 }
+
+Batch FashionMNIST::get_batch(const std::vector<int64_t>& indices) const { return to_batch(get_host_batch(indices)); }
 
 const std::vector<std::string>& FashionMNIST::classes() {
   static const std::vector<std::string> names{"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",

@@ -18,12 +18,28 @@ struct Batch {
   Tensor target;
 };
 
+// A batch as host arrays, before it becomes tensors of a session: what the DataLoader's worker
+// threads gather and its transforms change (tensors are made on the session's own thread).
+struct HostBatch {
+  std::vector<float> data;
+  Shape data_shape;  // [batch, sample dims...]
+  std::vector<int64_t> target;
+  Shape target_shape;  // [batch] (or [batch, target dims...])
+};
+// The tensors of `b`, in the current session.
+Batch to_batch(const HostBatch& b);
+
 class Dataset {
  public:
   virtual ~Dataset() = default;
   virtual int64_t size() const = 0;
   // Samples `indices` (each in [0, size())), stacked along a new first dimension.
   virtual Batch get_batch(const std::vector<int64_t>& indices) const = 0;
+  // The same batch as host arrays, for transforms and worker threads; it must be safe to call from
+  // several threads at once. The default says the dataset gives none (DataLoader then refuses
+  // transforms and workers, naming the dataset).
+  virtual bool has_host_batches() const { return false; }
+  virtual HostBatch get_host_batch(const std::vector<int64_t>& indices) const;
 };
 
 // In-memory samples: f32 features of `sample_shape` each, one i64 target each.
@@ -32,6 +48,8 @@ class TensorDataset : public Dataset {
   TensorDataset(std::vector<float> data, Shape sample_shape, std::vector<int64_t> targets);
   int64_t size() const override { return static_cast<int64_t>(targets_.size()); }
   Batch get_batch(const std::vector<int64_t>& indices) const override;
+  bool has_host_batches() const override { return true; }
+  HostBatch get_host_batch(const std::vector<int64_t>& indices) const override;
 
  private:
   std::vector<float> data_;
@@ -48,6 +66,8 @@ class FashionMNIST : public Dataset {
   explicit FashionMNIST(const std::string& dir = kDefaultDir, bool train = true);
   int64_t size() const override { return n_; }
   Batch get_batch(const std::vector<int64_t>& indices) const override;
+  bool has_host_batches() const override { return true; }
+  HostBatch get_host_batch(const std::vector<int64_t>& indices) const override;
   // The class names ("T-shirt/top", ...).
   static const std::vector<std::string>& classes();
 

@@ -54,8 +54,8 @@ void init() {
   static std::once_flag once;
   std::call_once(once, [] { detail::install_backend(); });
 #else
-  throw Error("no CUDA device is available (this build of Lethe has no CUDA backend: configure with "
-              "-DLETHE_CUDA=ON); use Device::cpu()");
+  // The same reason unavailable_reason() gives, word for word.
+  throw Error("no CUDA device is available: " + unavailable_reason() + "; use Device::cpu()");
 #endif
 }
 

@@ -81,7 +81,7 @@ class Op {
   // Default: flops = output elements, bytes = all inputs + output.
   virtual OpCost cost(const std::vector<TensorMeta>& in, const TensorMeta& out) const;
   // Extra scratch memory the kernel needs (im2col buffers, ...); placed in the session's arena.
-  virtual size_t workspace_bytes(const std::vector<TensorMeta>& in, const TensorMeta& out) const {
+  virtual size_t workspace_bytes(const std::vector<TensorMeta>& /*in*/, const TensorMeta& /*out*/) const {
     return 0;
   }
   // One gradient per input (an undefined Tensor where not needed or not differentiable).

@@ -259,16 +259,26 @@ void SessionState::run_unlimited(Graph& g, const std::vector<int>& targets, bool
   }
 }
 
+namespace {
+
+// The values a step must compute: every one a user handle still points to (side effects are added
+// by the runners).
+std::vector<int> step_targets(const Graph& g) {
+  std::vector<int> targets;
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    const Node& n = g.nodes[i];
+    if (!n.is_leaf() && !n.handle.expired() && !g.node_value(static_cast<int>(i)))
+      targets.push_back(static_cast<int>(i));
+  }
+  return targets;
+}
+
+}  // namespace
+
 void SessionState::flush() {
   if (!graph_) return;
   std::shared_ptr<Graph> g = graph_;
-  // Targets: every value a user handle still points to (side effects are added by the runners).
-  std::vector<int> targets;
-  for (size_t i = 0; i < g->nodes.size(); ++i) {
-    const Node& n = g->nodes[i];
-    if (!n.is_leaf() && !n.handle.expired() && !g->node_value(static_cast<int>(i)))
-      targets.push_back(static_cast<int>(i));
-  }
+  const std::vector<int> targets = step_targets(*g);
   std::vector<std::shared_ptr<Storage>> values = g->values;
   const double trace_t0 = tracer_ ? tracer_->now_us() : 0.0;
   if (opts_.eager) {
@@ -305,9 +315,35 @@ std::shared_ptr<Storage> SessionState::compute_now(int id) {
   Graph& g = *graph();
   std::vector<std::shared_ptr<Storage>> values = g.values;
   StepReport saved = report_;
-  if (plans_steps())
-    run_budgeted(g, {id}, false, values);
-  else
+  if (plans_steps()) {
+    // A fraction budget sizes the arena from the first step planned: that is the whole step as
+    // recorded so far, not the part this read runs (which would make "0.5" half of the part).
+    if (!arena_) compile(g, step_targets(g), true, g.structural_hash());
+    try {
+      run_budgeted(g, {id}, false, values);
+    } catch (const InfeasibleBudget& part) {
+      // The read runs only the part of the step that computes this value. A budget fitted to that
+      // part would be refused again at the next read or at the end of the step: name the smallest
+      // budget of the whole step (as recorded so far, with its side effects) instead.
+      std::string whole_what;
+      size_t whole_smallest = 0;
+      try {
+        compile(g, step_targets(g), true, g.structural_hash());
+      } catch (const InfeasibleBudget& whole) {
+        whole_what = whole.what();
+        whole_smallest = whole.smallest_feasible_bytes;
+      }
+      if (whole_what.empty()) throw;
+      const std::string part_fits = part.smallest_feasible_bytes > 0
+                                        ? "that part alone fits " + std::to_string(part.smallest_feasible_bytes) + " bytes"
+                                        : "no plan of that part alone was found either";
+      throw InfeasibleBudget("reading a value of step " + std::to_string(step_) +
+                                 " runs only the part of the step that computes it (" + part_fits +
+                                 "), but the budget must hold the whole step; for the whole step as recorded "
+                                 "so far: " + whole_what,
+                             whole_smallest);
+    }
+  } else
     run_unlimited(g, {id}, false, values);
   report_ = saved;  // a partial read is not a step
   return values[static_cast<size_t>(id)];

@@ -27,12 +27,12 @@ struct SessionOptions {
   // Execute each op as it is recorded (debugging); no planning, every value kept until the step ends.
   bool eager = false;
   // Bytes with units ("512MiB") or an activation fraction ("0.25"); empty = unlimited.
-  std::string memory_budget;
+  std::string memory_budget{};
   std::string planner = "auto";
   int num_threads = 0;  // 0: leave OpenMP/OpenBLAS defaults
   // Non-empty: record a Chrome trace-event file of every op run (framework/trace.h), written when the
   // session ends or at stop_trace().
-  std::string trace_path;
+  std::string trace_path{};
   // Plan steps, run none: each step is recorded and planned under the budget exactly as a budgeted
   // step is (an infeasible budget throws InfeasibleBudget with the smallest feasible one), but no op
   // of the step graph runs. last_report() describes the plan (measured fields are zero), reading a

@@ -83,6 +83,19 @@ void Tensor::zero_grad() {
   impl_->grad.reset();
 }
 
+void Tensor::set_grad(const Tensor& g) {
+  const TensorImpl& t = checked(impl_, "set_grad()");
+  const TensorImpl& gi = checked(g.impl_, "set_grad(): the gradient");
+  LETHE_CHECK(t.requires_grad, "set_grad(): this tensor", t.name.empty() ? "" : " ('" + t.name + "')",
+              " does not require a gradient (call set_requires_grad(true) first)");
+  LETHE_CHECK(gi.meta.shape == t.meta.shape && gi.meta.dtype == t.meta.dtype, "set_grad(): the gradient is ",
+              dtype_name(gi.meta.dtype), gi.meta.shape.str(), ", the tensor ", dtype_name(t.meta.dtype),
+              t.meta.shape.str(), ": they must match");
+  LETHE_CHECK(gi.session == t.session, "set_grad(): the gradient belongs to another session");
+  if (gi.graph && gi.node >= 0) gi.graph->nodes[static_cast<size_t>(gi.node)].is_gradient = true;
+  impl_->grad = g.impl_;
+}
+
 bool Tensor::is_materialised() const { return checked(impl_, "is_materialised()").storage != nullptr; }
 
 // Where a value can be read from (computing it when needed).

@@ -62,6 +62,10 @@ class Tensor {
   bool has_grad() const;
   Tensor grad() const;                // throws when no gradient was computed
   void zero_grad();                   // drops the gradient (PyTorch's set_to_none)
+  // Replaces the gradient (of the same shape and dtype, in the same session) that the optimizer's
+  // next step() uses: how gradients are changed before step() (optim/clip_grad.h), as PyTorch's
+  // `p.grad = g`. A gradient recorded in the step stays a node of the step, planned as the others.
+  void set_grad(const Tensor& g);
   // Appends the gradient nodes of this (pending) result to the step and accumulates into the
   // parameters' grad(). As in PyTorch, a second backward() through the same part of the step
   // throws, since it would add the same contributions again; pass retain_graph = true to the

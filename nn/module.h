@@ -80,7 +80,7 @@ class Module : public std::enable_shared_from_this<Module> {
   LoadStateDictResult check_state_dict(const StateDict& sd, bool strict = true) const;
   // Keys of PyTorch's modules that this module accepts on load and has no use for
   // (BatchNorm2d: num_batches_tracked, which only momentum=None uses). Names are the module's own.
-  virtual bool ignores_state_key(const std::string& name) const { return false; }
+  virtual bool ignores_state_key(const std::string& /*name*/) const { return false; }
 
   // Training mode switch, applied to every submodule.
   virtual void train(bool on = true);

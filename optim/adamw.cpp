@@ -8,12 +8,12 @@
 
 namespace lethe::optim {
 
-AdamW::AdamW(std::vector<ParamGroup> groups, const AdamWOptions& o)
-    : Optimizer(std::move(groups), o.lr(), o.weight_decay(), "AdamW"), options_(o) {
+AdamW::AdamW(std::vector<ParamGroup> groups, const AdamWOptions& o, const char* name)
+    : Optimizer(std::move(groups), o.lr(), o.weight_decay(), name), options_(o) {
   const auto [b1, b2] = o.betas();
-  LETHE_CHECK(b1 >= 0 && b1 < 1 && b2 >= 0 && b2 < 1, "AdamW: betas must be in [0, 1), got (", b1, ", ",
+  LETHE_CHECK(b1 >= 0 && b1 < 1 && b2 >= 0 && b2 < 1, name, ": betas must be in [0, 1), got (", b1, ", ",
               b2, ")");
-  LETHE_CHECK(o.eps() >= 0, "AdamW: eps must be >= 0, got ", o.eps());
+  LETHE_CHECK(o.eps() >= 0, name, ": eps must be >= 0, got ", o.eps());
 }
 
 const AdamW::State* AdamW::state(const Tensor& param) const {
@@ -60,13 +60,13 @@ void AdamW::load_param_state(const Tensor& param, const std::string& prefix, con
   const bool any = m || v || step != in.fields.end();
   if (check_only) {
     if (!any) return;
-    LETHE_CHECK(m && v && step != in.fields.end(), "AdamW.load_state_dict: '", prefix,
+    LETHE_CHECK(m && v && step != in.fields.end(), name_, ".load_state_dict: '", prefix,
                 "' needs exp_avg, exp_avg_sq and step together");
     check_state_tensor(param, *m, prefix + "exp_avg");
     check_state_tensor(param, *v, prefix + "exp_avg_sq");
     char* end = nullptr;
     const long long n = std::strtoll(step->second.c_str(), &end, 10);
-    LETHE_CHECK(end && *end == '\0' && n >= 0, "AdamW.load_state_dict: '", prefix, "step' is not a step count: '",
+    LETHE_CHECK(end && *end == '\0' && n >= 0, name_, ".load_state_dict: '", prefix, "step' is not a step count: '",
                 step->second, "'");
     return;
   }

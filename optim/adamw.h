@@ -25,7 +25,7 @@ struct AdamWOptions {
 
 class AdamW : public Optimizer {
  public:
-  AdamW(std::vector<ParamGroup> groups, const AdamWOptions& o);
+  AdamW(std::vector<ParamGroup> groups, const AdamWOptions& o) : AdamW(std::move(groups), o, "AdamW") {}
   AdamW(std::vector<Tensor> params, const AdamWOptions& o)
       : AdamW(std::vector<ParamGroup>{ParamGroup(std::move(params))}, o) {}
   const AdamWOptions& options() const { return options_; }
@@ -38,6 +38,8 @@ class AdamW : public Optimizer {
   const State* state(const Tensor& param) const;
 
  protected:
+  // For optimizers built on AdamW's update (Adam): their own name in state dicts and errors.
+  AdamW(std::vector<ParamGroup> groups, const AdamWOptions& o, const char* name);
   void update(const Tensor& param, const Tensor& grad, const ParamGroup& g) override;
   void save_param_state(const Tensor& param, const std::string& prefix, OptimizerState& out) const override;
   void load_param_state(const Tensor& param, const std::string& prefix, const OptimizerState& in,

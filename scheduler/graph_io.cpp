@@ -179,6 +179,11 @@ Problem problem_from_json(const json& j) {
   const json& outs = require(j, "outputs", "graph");
   if (!outs.is_array()) throw Error("graph: field \"outputs\" must be an array");
   for (const json& o : outs) p.outputs.push_back(static_cast<NodeId>(as_int(o, "graph", "outputs")));
+  // A step that keeps nothing needs nothing computed: every plan of it is empty, and its overhead
+  // (0 / cost) would say nothing. A training step keeps at least its loss or its updates.
+  if (p.outputs.empty() && !p.nodes.empty())
+    throw Error("graph: field \"outputs\" is empty; name the values the step must produce (the loss, the "
+                "updated parameters): a graph that keeps nothing has nothing to plan");
   validate_problem(p);
   return p;
 }

@@ -84,8 +84,10 @@ PlanResult plan(const Problem& p, int64_t budget_bytes, const std::string& plann
 
 // Like plan(), but returns nullopt when no plan fits instead of throwing Infeasible, and so skips
 // the search for the smallest feasible budget (the costly part of a refusal). For sweeps and tests.
+// `info`, when given, receives the planner's report even when it found no plan (why not: e.g.
+// checkmate's "MILP time limit hit without a feasible solution").
 std::optional<PlanResult> try_plan(const Problem& p, int64_t budget_bytes, const std::string& planner,
-                                   const PlannerOptions& opts = {});
+                                   const PlannerOptions& opts = {}, PlannerInfo* info = nullptr);
 
 // Smallest budget (bytes) at which `planner` ("auto" = any planner) finds a valid plan; binary search
 // between the floor and the no-remat peak.

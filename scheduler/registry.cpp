@@ -48,11 +48,12 @@ bool usable_in_auto(const PlannerEntry& e, const Problem& p) {
 
 // Runs one planner; nullopt when it found no plan. An invalid plan is a planner bug: Error.
 std::optional<PlanResult> run_one(const PlannerEntry& e, const Problem& p, int64_t budget,
-                                  const PlannerOptions& opts) {
+                                  const PlannerOptions& opts, PlannerInfo* info_out = nullptr) {
   PlanResult r;
   const auto t0 = std::chrono::steady_clock::now();
   std::optional<Plan> plan = e.fn(p, budget, opts, &r.info);
   r.solve_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (info_out) *info_out = r.info;
   if (!plan) return std::nullopt;
   plan->graph = p.name;
   plan->planner = e.name;
@@ -122,7 +123,7 @@ const PlannerEntry& find_planner(const std::string& name) {
 }
 
 std::optional<PlanResult> try_plan(const Problem& p, int64_t budget_bytes, const std::string& planner,
-                                   const PlannerOptions& opts) {
+                                   const PlannerOptions& opts, PlannerInfo* info) {
   validate_problem(p);
   std::optional<PlanResult> best;
   if (planner == "auto") {
@@ -133,7 +134,7 @@ std::optional<PlanResult> try_plan(const Problem& p, int64_t budget_bytes, const
     for (const char* name : {"lethe", "keep-all"}) {
       const PlannerEntry& e = find_planner(name);
       if (!e.fn) continue;
-      best = run_one(e, p, budget_bytes, opts);
+      best = run_one(e, p, budget_bytes, opts, info);
       if (best) total += best->solve_seconds;
       if (best) break;
     }
@@ -144,8 +145,9 @@ std::optional<PlanResult> try_plan(const Problem& p, int64_t budget_bytes, const
   } else {
     const PlannerEntry& e = find_planner(planner);
     if (!e.fn) throw Error("planner '" + planner + "' is not available: " + e.unavailable_reason);
-    best = run_one(e, p, budget_bytes, opts);
+    best = run_one(e, p, budget_bytes, opts, info);
   }
+  if (best && info) *info = best->info;
   return best;
 }
 

@@ -40,7 +40,7 @@ struct TrainingProgress {
   int64_t loader_epoch = 0;    // the data loader's epoch of the next batch
   int64_t loader_batch = 0;    // and that batch's index within the epoch
   int64_t scheduler_step = 0;  // the learning-rate schedule's step
-  std::map<std::string, std::string> extra;  // anything else the program wants back (saved as "extra.<key>")
+  std::map<std::string, std::string> extra{};  // anything else the program wants back (saved as "extra.<key>")
 };
 
 // Model ("model.<name>"), optimizer ("optimizer.<...>"), the random state of the model's session

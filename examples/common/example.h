@@ -148,8 +148,9 @@ class Progress {
     const bool few_epochs = per_epoch_ > 0 && steps_ / per_epoch_ <= 20;
     every_ = few_epochs ? per_epoch_ : std::max<int64_t>(1, steps_ / 10);
   }
-  // After step `step` (1-based) of the run, which started at step `first` (a resumed run), `elapsed`
-  // seconds after the run began.
+  // After `step` steps of the run (the step just run is step `step - 1`), which started at step
+  // `first` (a resumed run), `elapsed` seconds after the run began. Lines name a step as
+  // StepReport::step does (0 is the first step); "N/M" forms are counts of steps done.
   void update(const std::string& label, int64_t step, int64_t first, double loss, double elapsed, int64_t samples,
               const StepReport& r) {
     if (quiet_) return;
@@ -159,12 +160,13 @@ class Progress {
     const bool boundary = step % every_ == 0 || step == steps_;
     char where[64];
     if (per_epoch_ > 0)
-      std::snprintf(where, sizeof where, "epoch %lld/%lld step %lld/%lld",
+      std::snprintf(where, sizeof where, "epoch %lld/%lld step %lld, %lld/%lld done",
                     static_cast<long long>((step - 1) / per_epoch_ + 1),
-                    static_cast<long long>((steps_ + per_epoch_ - 1) / per_epoch_), static_cast<long long>(step),
-                    static_cast<long long>(steps_));
+                    static_cast<long long>((steps_ + per_epoch_ - 1) / per_epoch_), static_cast<long long>(step - 1),
+                    static_cast<long long>(step), static_cast<long long>(steps_));
     else
-      std::snprintf(where, sizeof where, "step %lld/%lld", static_cast<long long>(step), static_cast<long long>(steps_));
+      std::snprintf(where, sizeof where, "step %lld, %lld/%lld done", static_cast<long long>(step - 1),
+                    static_cast<long long>(step), static_cast<long long>(steps_));
     if (tty_) {
       char streams[32] = "";
       if (show_streams_) std::snprintf(streams, sizeof streams, "  %d stream%s", r.streams, r.streams == 1 ? "" : "s");
@@ -276,6 +278,7 @@ struct RunResult {
   std::vector<int> streams;
   std::vector<double> predicted_s, parallel_s, overlapped_recompute_s;
   std::string finish;  // the job's line for the report (an accuracy)
+  int64_t first_step = 0;  // StepReport::step of losses[0] (a resumed run starts past 0)
 };
 
 // Median of v[from..]; the first steps plan (twice: estimated, then measured costs) and warm caches.
@@ -320,6 +323,7 @@ inline RunResult run_session(const RunSpec& spec, const std::function<Job()>& ma
                                  static_cast<long long>(first));
   }
   Progress progress(spec.tty, spec.quiet, job.steps_per_epoch, spec.steps, spec.options.streams != 1);
+  r.first_step = first;
   double smooth = 0;
   int64_t seen = 0;
   auto t_start = Clock::now();
@@ -379,8 +383,8 @@ inline void print_streams_line(const std::string& flag, const RunResult& r, size
               "(medians of steps %zu..%zu)\n",
               flag.c_str(), most, most == 1 ? "" : "s", static_cast<long long>(parallel_steps), used.size(),
               median_from(r.exec_s, skip) * 1e3, median_from(r.predicted_s, skip) * 1e3,
-              median_from(r.parallel_s, skip) * 1e3, median_from(r.overlapped_recompute_s, skip) * 1e3, skip + 1,
-              r.streams.size());
+              median_from(r.parallel_s, skip) * 1e3, median_from(r.overlapped_recompute_s, skip) * 1e3,
+              static_cast<size_t>(r.first_step) + skip, static_cast<size_t>(r.first_step) + r.streams.size() - 1);
 }
 
 // Bitwise comparison of two loss sequences over their common prefix: (steps compared, first mismatch
@@ -475,16 +479,18 @@ inline int main_loop(const std::string& model_name, CommonFlags& f, const std::f
     std::printf("plan:          planner %s, %zu recomputations per step; planning %.2f s for the first step, "
                 "%.2f s in all\n",
                 run.planner.c_str(), run.recomputed, run.first_planning_s, run.planning_s);
-    std::printf("step time:     %.1f ms budgeted (median of steps %zu..%zu; %.1f ms executing the graph)\n",
-                step_s * 1e3, skip + 1, run.wall_s.size(), exec_s * 1e3);
+    // Steps are named as StepReport::step names them: 0 is the first.
+    const auto step_at = [](const RunResult& x, size_t k) { return static_cast<long long>(x.first_step) + static_cast<long long>(k); };
+    std::printf("step time:     %.1f ms budgeted (median of steps %lld..%lld; %.1f ms executing the graph)\n",
+                step_s * 1e3, step_at(run, skip), step_at(run, run.wall_s.size() - 1), exec_s * 1e3);
     if (f.streams != "1") print_streams_line(f.streams, run, skip);
     if (compare) {
       const size_t uskip = timing_skip(unl.wall_s.size());
       const double ustep = median_from(unl.wall_s, uskip), uexec = median_from(unl.exec_s, uskip);
-      std::printf("unlimited:     %.1f ms (measured in this process%s, median of steps %zu..%zu; %.1f ms executing; "
+      std::printf("unlimited:     %.1f ms (measured in this process%s, median of steps %lld..%lld; %.1f ms executing; "
                   "peak %.2f MiB)\n",
-                  ustep * 1e3, f.streams != "1" ? (", --streams " + f.streams).c_str() : "", uskip + 1,
-                  unl.wall_s.size(), uexec * 1e3, mib(unl.max_peak));
+                  ustep * 1e3, f.streams != "1" ? (", --streams " + f.streams).c_str() : "", step_at(unl, uskip),
+                  step_at(unl, unl.wall_s.size() - 1), uexec * 1e3, mib(unl.max_peak));
       std::printf("overhead:      %.3fx measured step time (%.3fx graph execution), %.3fx predicted by the planner\n",
                   ustep > 0 ? step_s / ustep : 0.0, uexec > 0 ? exec_s / uexec : 0.0, run.predicted_overhead);
       auto [n, bad] = compare_bits(run.losses, unl.losses);
@@ -492,7 +498,7 @@ inline int main_loop(const std::string& model_name, CommonFlags& f, const std::f
         std::printf("losses:        bitwise equal to the unlimited run for all %zu compared steps\n", n);
       else
         std::printf("losses:        DIFFER from the unlimited run at step %lld (%.9g vs %.9g)\n",
-                    static_cast<long long>(bad + 1), run.losses[static_cast<size_t>(bad)], unl.losses[static_cast<size_t>(bad)]);
+                    step_at(run, static_cast<size_t>(bad)), run.losses[static_cast<size_t>(bad)], unl.losses[static_cast<size_t>(bad)]);
       if (bad >= 0) return 2;
     } else {
       const double pred = run.predicted_overhead > 0 ? step_s / run.predicted_overhead : 0.0;

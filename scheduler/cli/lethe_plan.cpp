@@ -39,10 +39,15 @@ std::string fmt(const char* f, double v) {
   return buf;
 }
 
+// What --time-limit gives checkmate when it is not set: a plan asked for by name may take its
+// time; a sweep runs checkmate at seven budgets, so each gets less.
+constexpr double kPlanTimeLimit = 30.0;
+constexpr double kSweepTimeLimit = 10.0;
+
 int run_plan(const Problem& p, const std::string& budget_text, const std::string& planner, const std::string& out,
-             bool as_json, int streams) {
+             bool as_json, const PlannerOptions& opts, int streams) {
   const int64_t budget = parse_budget(budget_text, p);
-  PlanResult r = plan(p, budget, planner);
+  PlanResult r = plan(p, budget, planner, opts);
   const double serial_time = makespan(p, r.plan);
   if (streams > 1) {
     // On streams: the serial plan's waits, and the frees in plan order ahead of the computes after
@@ -104,7 +109,13 @@ int run_plan(const Problem& p, const std::string& budget_text, const std::string
   return 0;
 }
 
-int run_sweep(const Problem& p) {
+bool limit_hit(const PlannerInfo& info) {
+  return info.note.find("time limit hit") != std::string::npos || info.note.find("node limit hit") != std::string::npos;
+}
+
+// Rows are printed (and flushed) cell by cell as each plan finishes: a sweep of checkmate on a large
+// graph takes minutes, and a silent terminal looks like a hang.
+int run_sweep(const Problem& p, const PlannerOptions& opts) {
   const std::vector<std::string> labels = {"1", "0.75", "0.5", "0.35", "0.25", "0.15", "smallest"};
   std::vector<int64_t> budgets;
   for (size_t i = 0; i + 1 < labels.size(); ++i) budgets.push_back(parse_budget(labels[i], p));
@@ -118,8 +129,11 @@ int run_sweep(const Problem& p) {
   std::printf("\n%-11s", "");
   for (int64_t b : budgets) std::printf(" %14s", format_bytes(b).c_str());
   std::printf("\n");
+  std::fflush(stdout);
+  bool any_incumbent = false, any_time_limit = false;
   for (const PlannerEntry& e : planners()) {
     std::printf("%-11s", e.name.c_str());
+    std::fflush(stdout);
     for (int64_t b : budgets) {
       std::string cell;
       if (!e.fn) {
@@ -127,13 +141,36 @@ int run_sweep(const Problem& p) {
       } else if (e.name == "checkmate" && p.size() > kCheckmateSweepMaxNodes) {
         cell = "skipped";
       } else {
-        const std::optional<PlanResult> r = try_plan(p, b, e.name);
-        cell = r ? fmt("%.3fx", base > 0 ? r->plan.predicted_cost / base : 1.0) : "infeasible";
+        PlannerInfo info;
+        const std::optional<PlanResult> r = try_plan(p, b, e.name, opts, &info);
+        if (r) {
+          cell = fmt("%.3fx", base > 0 ? r->plan.predicted_cost / base : 1.0);
+          if (limit_hit(info)) {
+            cell += "*";
+            any_incumbent = true;
+          }
+        } else if (limit_hit(info)) {
+          cell = "time limit";
+          any_time_limit = true;
+        } else {
+          cell = "infeasible";
+        }
       }
       std::printf(" %14s", cell.c_str());
+      std::fflush(stdout);
     }
     std::printf("\n");
+    std::fflush(stdout);
   }
+  std::printf("smallest: the smallest budget any planner but checkmate fits (a search between the floor and the "
+              "no-remat peak)\n");
+  if (any_incumbent)
+    std::printf("*: checkmate's limit (--time-limit %g s) ended the search; the best plan found so far, not proven "
+                "optimal\n",
+                opts.time_limit_s);
+  if (any_time_limit)
+    std::printf("time limit: checkmate found no plan within --time-limit %g s; the budget may still be feasible\n",
+                opts.time_limit_s);
   return 0;
 }
 
@@ -204,6 +241,7 @@ int main(int argc, char** argv) {
   bool as_json = false, sweep = false, check = false;
   int n = 0, width = 4;
   std::string streams_text = "1";
+  double time_limit = 0.0;
   uint64_t seed = 0;
   app.add_option("graph", graph, "graph file (remat-graph/1)");
   app.add_option("plan", plan_file, "with --check: the plan file (remat-plan/1, with or without streams)");
@@ -217,7 +255,15 @@ int main(int argc, char** argv) {
   app.add_option("--streams", streams_text,
                  "plan on N streams (default 1: serial): the plan's steps assigned to streams by their costs, "
                  "with the waits that keep it and its layout valid in every order");
-  app.add_flag("--sweep", sweep, "table of overheads: every planner x budgets 1..0.15 and the smallest feasible");
+  app.add_flag("--sweep", sweep,
+               "table of overheads (plan cost / no-remat cost): every planner at the activation fractions "
+               "1, 0.75, 0.5, 0.35, 0.25, 0.15 and at 'smallest', the smallest budget any planner but checkmate "
+               "fits (found by a search between the floor and the no-remat peak; checkmate may not fit it). "
+               "Rows print as each plan finishes; 'infeasible': no plan fits; 'time limit': checkmate found none "
+               "in --time-limit; '*': checkmate's best plan when its limit ended the search");
+  app.add_option("--time-limit", time_limit,
+                 "seconds checkmate's MILP may run per plan (default 30, or 10 per budget in --sweep)")
+      ->check(CLI::PositiveNumber);
   app.add_option("--generate", family, "write a generated training graph of this family");
   app.add_option("--n", n, "generator: number of forward operations (1 to 1000000)");
   app.add_option("--seed", seed, "generator: seed");
@@ -247,13 +293,15 @@ int main(int argc, char** argv) {
     }
     const Problem p = read_problem_file(graph);
     if (check) return run_check(p, plan_file, budget);
-    if (sweep) return run_sweep(p);
+    PlannerOptions opts;
+    opts.time_limit_s = time_limit > 0 ? time_limit : sweep ? kSweepTimeLimit : kPlanTimeLimit;
+    if (sweep) return run_sweep(p, opts);
     if (budget.empty()) throw Error("--budget is required (bytes like 512MiB, or a fraction like 0.25)");
     const bool digits = !streams_text.empty() && streams_text.size() <= 4 &&
                         streams_text.find_first_not_of("0123456789") == std::string::npos;
     const int streams = digits ? std::stoi(streams_text) : 0;
     if (streams < 1) throw Error("--streams: expected a positive number of streams, got '" + streams_text + "'");
-    return run_plan(p, budget, planner, out, as_json, streams);
+    return run_plan(p, budget, planner, out, as_json, opts, streams);
   } catch (const std::exception& e) {
     std::cerr << "lethe-plan: error: " << e.what() << "\n";
     return 2;

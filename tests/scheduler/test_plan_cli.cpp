@@ -174,3 +174,41 @@ TEST_CASE("lethe-plan --streams: a plan on two streams that --check accepts, and
     CHECK(r.out.find("--streams: expected a positive number of streams") != std::string::npos);
   }
 }
+
+TEST_CASE("lethe-plan: a graph with no outputs is refused, not planned at overhead 0") {
+  const std::string g = write("no-outputs.graph.json", R"({"format": "remat-graph/1", "name": "none", "nodes": [
+    {"id": 0, "bytes": 8, "cost": 0, "inputs": [], "resident": true},
+    {"id": 1, "bytes": 8, "cost": 1, "inputs": [0]}], "outputs": []})");
+  const Run r = run(g + " --budget 1");
+  CAPTURE(r.out);
+  CHECK(r.code == 2);
+  CHECK(contains(r.out, "field \"outputs\" is empty"));
+  CHECK_FALSE(contains(r.out, "overhead"));
+}
+
+TEST_CASE("lethe-plan --sweep: --help explains the columns, and checkmate's limit is named as such") {
+  Run r = run("--help");
+  CHECK(r.code == 0);
+  CHECK(contains(r.out, "'smallest', the smallest budget any planner but checkmate"));
+  CHECK(contains(r.out, "--time-limit"));
+  const std::string g = (scratch() / "unet.graph.json").string();
+  REQUIRE(run("--generate unet --n 6 -o " + g).code == 0);
+  // A limit no MILP can finish in: every cell checkmate leaves unproven says so ('*' on a plan, or
+  // "time limit" without one); a budget every planner fits gets a plan (the heuristics' incumbent).
+  r = run(g + " --sweep --time-limit 0.000001");
+  CAPTURE(r.out);
+  CHECK(r.code == 0);
+  CHECK(contains(r.out, "smallest: the smallest budget any planner but checkmate fits"));
+  const size_t row = r.out.find("\ncheckmate ");
+  REQUIRE(row != std::string::npos);
+  const std::string line = r.out.substr(row + 1, r.out.find('\n', row + 1) - row - 1);
+  CAPTURE(line);
+  if (!contains(line, "n/a")) {  // built without CBC
+    std::istringstream cells(line);
+    std::string name, at_full;
+    cells >> name >> at_full;
+    CHECK(at_full.find('x') != std::string::npos);  // a plan at budget 1
+    CHECK((contains(r.out, "*: checkmate's limit (--time-limit 1e-06 s)") ||
+           contains(r.out, "time limit: checkmate found no plan within --time-limit 1e-06 s")));
+  }
+}
