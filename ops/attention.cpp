@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "framework/error.h"
+#include "ops/attrs.h"
 #include "ops/elementwise.h"
 #include "ops/matmul.h"
 #include "ops/softmax.h"
@@ -20,8 +21,8 @@ namespace {
 // for Lq == Lk). With fill = -inf it masks scores; its gradient is the same op with fill = 0.
 class CausalMaskOp final : public Op {
  public:
-  explicit CausalMaskOp(bool neg_inf) : neg_inf_(neg_inf) {}
-  std::string name() const override { return "causal_mask"; }
+  explicit CausalMaskOp(bool neg_inf) : neg_inf_(neg_inf), a_{neg_inf} {}
+  OpKind kind() const override { return OpKind::causal_mask; }
   std::string attrs() const override { return neg_inf_ ? "fill=-inf" : "fill=0"; }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     LETHE_CHECK(in[0].shape.ndim() >= 2, "causal_mask: expected at least 2 dims [..., Lq, Lk], got ",
@@ -52,8 +53,12 @@ class CausalMaskOp final : public Op {
     return {record(std::make_shared<CausalMaskOp>(false), {c.grad_output})};
   }
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+
  private:
   bool neg_inf_;
+  CausalMaskAttrs a_;
 };
 
 }  // namespace

@@ -211,8 +211,8 @@ double conv_flops(const ConvGeo& g) {
 
 class Conv2dOp final : public Op {
  public:
-  Conv2dOp(Conv2dParams p, bool bias) : p_(p), bias_(bias) {}
-  std::string name() const override { return "conv2d"; }
+  Conv2dOp(Conv2dParams p, bool bias) : p_(p), bias_(bias), a_{p, bias} {}
+  OpKind kind() const override { return OpKind::conv2d; }
   std::string attrs() const override { return params_text(p_) + ",bias=" + (bias_ ? "1" : "0"); }
 
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
@@ -281,16 +281,20 @@ class Conv2dOp final : public Op {
     return r;
   }
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+
  private:
   Conv2dParams p_;
   bool bias_;
+  Conv2dAttrs a_;
 };
 
 // dx from (grad_out, w): per sample and group dcols = W_gᵀ·g, then col2im.
 class Conv2dBackwardInputOp final : public Op {
  public:
-  Conv2dBackwardInputOp(Conv2dParams p, Shape x) : p_(p), x_(std::move(x)) {}
-  std::string name() const override { return "conv2d_backward_input"; }
+  Conv2dBackwardInputOp(Conv2dParams p, Shape x) : p_(p), x_(std::move(x)), a_{p, false} {}
+  OpKind kind() const override { return OpKind::conv2d_backward_input; }
   std::string attrs() const override { return params_text(p_) + ",input=" + x_.str(); }
 
   ConvGeo geo(const std::vector<TensorMeta>& in) const {
@@ -347,16 +351,20 @@ class Conv2dBackwardInputOp final : public Op {
     });
   }
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+
  private:
   Conv2dParams p_;
   Shape x_;
+  Conv2dAttrs a_;
 };
 
 // dw from (x, grad_out): dW_g = Σ_n g_n,g · cols_n,gᵀ, samples accumulated in order.
 class Conv2dBackwardWeightOp final : public Op {
  public:
-  Conv2dBackwardWeightOp(Conv2dParams p, Shape w) : p_(p), w_(std::move(w)) {}
-  std::string name() const override { return "conv2d_backward_weight"; }
+  Conv2dBackwardWeightOp(Conv2dParams p, Shape w) : p_(p), w_(std::move(w)), a_{p, false} {}
+  OpKind kind() const override { return OpKind::conv2d_backward_weight; }
   std::string attrs() const override { return params_text(p_) + ",weight=" + w_.str(); }
 
   ConvGeo geo(const std::vector<TensorMeta>& in) const {
@@ -414,9 +422,13 @@ class Conv2dBackwardWeightOp final : public Op {
     });
   }
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+
  private:
   Conv2dParams p_;
   Shape w_;
+  Conv2dAttrs a_;
 };
 
 // ---------------------------------------------------------------- pooling
@@ -425,40 +437,39 @@ struct PoolGeo {
   int64_t planes, h, w, ho, wo;
 };
 
-struct PoolParams {
-  Pair k, s, p;
+struct PoolParams : Pool2dAttrs {
   std::string text() const {
-    return "kernel=" + pair_text(k) + ",stride=" + pair_text(s) + ",padding=" + pair_text(p);
+    return "kernel=" + pair_text(kernel) + ",stride=" + pair_text(stride) + ",padding=" + pair_text(padding);
   }
 };
 
 PoolGeo pool_geo(const char* op, const Shape& x, const PoolParams& pp) {
   LETHE_CHECK(x.ndim() == 4, op, ": expected a 4-d input [N, C, H, W], got ", x);
-  LETHE_CHECK(pp.k[0] >= 1 && pp.k[1] >= 1 && pp.s[0] >= 1 && pp.s[1] >= 1 && pp.p[0] >= 0 &&
-                  pp.p[1] >= 0,
+  LETHE_CHECK(pp.kernel[0] >= 1 && pp.kernel[1] >= 1 && pp.stride[0] >= 1 && pp.stride[1] >= 1 && pp.padding[0] >= 0 &&
+                  pp.padding[1] >= 0,
               op, ": invalid parameters ", pp.text());
-  LETHE_CHECK(2 * pp.p[0] <= pp.k[0] && 2 * pp.p[1] <= pp.k[1], op, ": padding ", pair_text(pp.p),
-              " must be at most half the kernel ", pair_text(pp.k));
-  PoolGeo g{x[0] * x[1], x[2], x[3], conv_out(x[2], pp.k[0], pp.s[0], pp.p[0], 1),
-            conv_out(x[3], pp.k[1], pp.s[1], pp.p[1], 1)};
+  LETHE_CHECK(2 * pp.padding[0] <= pp.kernel[0] && 2 * pp.padding[1] <= pp.kernel[1], op, ": padding ", pair_text(pp.padding),
+              " must be at most half the kernel ", pair_text(pp.kernel));
+  PoolGeo g{x[0] * x[1], x[2], x[3], conv_out(x[2], pp.kernel[0], pp.stride[0], pp.padding[0], 1),
+            conv_out(x[3], pp.kernel[1], pp.stride[1], pp.padding[1], 1)};
   LETHE_CHECK(g.ho > 0 && g.wo > 0, op, ": input ", x, " is smaller than the kernel ",
-              pair_text(pp.k), " with padding ", pair_text(pp.p));
+              pair_text(pp.kernel), " with padding ", pair_text(pp.padding));
   return g;
 }
 
 PoolParams pool_params(Pair k, Pair s, Pair p) {
   if (s == Pair{0, 0}) s = k;
-  return PoolParams{k, s, p};
+  return PoolParams{{k, s, p}};
 }
 
 // Flat index (in the plane) of the first maximum of output (oh, ow)'s window.
 template <typename T>
 int64_t window_argmax(const T* plane, const PoolGeo& g, const PoolParams& pp, int64_t oh, int64_t ow) {
-  const int64_t h0 = oh * pp.s[0] - pp.p[0], w0 = ow * pp.s[1] - pp.p[1];
+  const int64_t h0 = oh * pp.stride[0] - pp.padding[0], w0 = ow * pp.stride[1] - pp.padding[1];
   int64_t best = -1;
   T bv = T(0);
-  for (int64_t ih = std::max<int64_t>(h0, 0); ih < std::min(h0 + pp.k[0], g.h); ++ih)
-    for (int64_t iw = std::max<int64_t>(w0, 0); iw < std::min(w0 + pp.k[1], g.w); ++iw) {
+  for (int64_t ih = std::max<int64_t>(h0, 0); ih < std::min(h0 + pp.kernel[0], g.h); ++ih)
+    for (int64_t iw = std::max<int64_t>(w0, 0); iw < std::min(w0 + pp.kernel[1], g.w); ++iw) {
       const T v = plane[ih * g.w + iw];
       if (best < 0 || v > bv || (std::isnan(v) && !std::isnan(bv))) {
         best = ih * g.w + iw;
@@ -475,7 +486,7 @@ TensorMeta pooled(const TensorMeta& x, const PoolGeo& g) {
 class MaxPool2dOp final : public Op {
  public:
   explicit MaxPool2dOp(PoolParams pp) : pp_(pp) {}
-  std::string name() const override { return "max_pool2d"; }
+  OpKind kind() const override { return OpKind::max_pool2d; }
   std::string attrs() const override { return pp_.text(); }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     LETHE_CHECK(is_floating(in[0].dtype), "max_pool2d: expected a floating-point input, got ", in[0].dtype);
@@ -497,8 +508,11 @@ class MaxPool2dOp final : public Op {
     });
   }
   std::vector<Tensor> backward(const BackwardCtx& c) const override {
-    return {max_pool2d_backward(c.inputs[0], c.grad_output, pp_.k, pp_.s, pp_.p)};
+    return {max_pool2d_backward(c.inputs[0], c.grad_output, pp_.kernel, pp_.stride, pp_.padding)};
   }
+
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of<Pool2dAttrs>(pp_); }
 
  private:
   PoolParams pp_;
@@ -507,7 +521,7 @@ class MaxPool2dOp final : public Op {
 class MaxPool2dBackwardOp final : public Op {
  public:
   explicit MaxPool2dBackwardOp(PoolParams pp) : pp_(pp) {}
-  std::string name() const override { return "max_pool2d_backward"; }
+  OpKind kind() const override { return OpKind::max_pool2d_backward; }
   std::string attrs() const override { return pp_.text(); }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     const PoolGeo g = pool_geo("max_pool2d_backward", in[0].shape, pp_);
@@ -536,6 +550,9 @@ class MaxPool2dBackwardOp final : public Op {
     });
   }
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of<Pool2dAttrs>(pp_); }
+
  private:
   PoolParams pp_;
 };
@@ -544,7 +561,7 @@ class MaxPool2dBackwardOp final : public Op {
 class AvgPool2dOp final : public Op {
  public:
   explicit AvgPool2dOp(PoolParams pp) : pp_(pp) {}
-  std::string name() const override { return "avg_pool2d"; }
+  OpKind kind() const override { return OpKind::avg_pool2d; }
   std::string attrs() const override { return pp_.text(); }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     LETHE_CHECK(is_floating(in[0].dtype), "avg_pool2d: expected a floating-point input, got ", in[0].dtype);
@@ -556,16 +573,16 @@ class AvgPool2dOp final : public Op {
       using T = decltype(tag);
       const T* x = kc.in<T>(0);
       T* y = kc.out<T>();
-      const T inv = T(1) / T(pp_.k[0] * pp_.k[1]);
+      const T inv = T(1) / T(pp_.kernel[0] * pp_.kernel[1]);
 #pragma omp parallel for schedule(static)
       for (int64_t pl = 0; pl < g.planes; ++pl) {
         const T* plane = x + pl * g.h * g.w;
         for (int64_t oh = 0; oh < g.ho; ++oh)
           for (int64_t ow = 0; ow < g.wo; ++ow) {
-            const int64_t h0 = oh * pp_.s[0] - pp_.p[0], w0 = ow * pp_.s[1] - pp_.p[1];
+            const int64_t h0 = oh * pp_.stride[0] - pp_.padding[0], w0 = ow * pp_.stride[1] - pp_.padding[1];
             T acc = T(0);
-            for (int64_t ih = std::max<int64_t>(h0, 0); ih < std::min(h0 + pp_.k[0], g.h); ++ih)
-              for (int64_t iw = std::max<int64_t>(w0, 0); iw < std::min(w0 + pp_.k[1], g.w); ++iw)
+            for (int64_t ih = std::max<int64_t>(h0, 0); ih < std::min(h0 + pp_.kernel[0], g.h); ++ih)
+              for (int64_t iw = std::max<int64_t>(w0, 0); iw < std::min(w0 + pp_.kernel[1], g.w); ++iw)
                 acc += plane[ih * g.w + iw];
             y[(pl * g.ho + oh) * g.wo + ow] = acc * inv;
           }
@@ -573,8 +590,11 @@ class AvgPool2dOp final : public Op {
     });
   }
   std::vector<Tensor> backward(const BackwardCtx& c) const override {
-    return {avg_pool2d_backward(c.grad_output, c.inputs[0].shape(), pp_.k, pp_.s, pp_.p)};
+    return {avg_pool2d_backward(c.grad_output, c.inputs[0].shape(), pp_.kernel, pp_.stride, pp_.padding)};
   }
+
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of<Pool2dAttrs>(pp_); }
 
  private:
   PoolParams pp_;
@@ -583,7 +603,7 @@ class AvgPool2dOp final : public Op {
 class AvgPool2dBackwardOp final : public Op {
  public:
   AvgPool2dBackwardOp(PoolParams pp, Shape x) : pp_(pp), x_(std::move(x)) {}
-  std::string name() const override { return "avg_pool2d_backward"; }
+  OpKind kind() const override { return OpKind::avg_pool2d_backward; }
   std::string attrs() const override { return pp_.text() + ",input=" + x_.str(); }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     TensorMeta xm{x_, in[0].dtype, in[0].device};
@@ -599,22 +619,25 @@ class AvgPool2dBackwardOp final : public Op {
       using T = decltype(tag);
       const T* gy = kc.in<T>(0);
       T* dx = kc.out<T>();
-      const T inv = T(1) / T(pp_.k[0] * pp_.k[1]);
+      const T inv = T(1) / T(pp_.kernel[0] * pp_.kernel[1]);
 #pragma omp parallel for schedule(static)
       for (int64_t pl = 0; pl < g.planes; ++pl) {
         T* dplane = dx + pl * g.h * g.w;
         std::fill(dplane, dplane + g.h * g.w, T(0));
         for (int64_t oh = 0; oh < g.ho; ++oh)
           for (int64_t ow = 0; ow < g.wo; ++ow) {
-            const int64_t h0 = oh * pp_.s[0] - pp_.p[0], w0 = ow * pp_.s[1] - pp_.p[1];
+            const int64_t h0 = oh * pp_.stride[0] - pp_.padding[0], w0 = ow * pp_.stride[1] - pp_.padding[1];
             const T v = gy[(pl * g.ho + oh) * g.wo + ow] * inv;
-            for (int64_t ih = std::max<int64_t>(h0, 0); ih < std::min(h0 + pp_.k[0], g.h); ++ih)
-              for (int64_t iw = std::max<int64_t>(w0, 0); iw < std::min(w0 + pp_.k[1], g.w); ++iw)
+            for (int64_t ih = std::max<int64_t>(h0, 0); ih < std::min(h0 + pp_.kernel[0], g.h); ++ih)
+              for (int64_t iw = std::max<int64_t>(w0, 0); iw < std::min(w0 + pp_.kernel[1], g.w); ++iw)
                 dplane[ih * g.w + iw] += v;
           }
       }
     });
   }
+
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of<Pool2dAttrs>(pp_); }
 
  private:
   PoolParams pp_;
@@ -627,8 +650,8 @@ int64_t ada_end(int64_t i, int64_t in, int64_t out) { return ((i + 1) * in + out
 
 class AdaptiveAvgPool2dOp final : public Op {
  public:
-  explicit AdaptiveAvgPool2dOp(Pair out) : out_(out) {}
-  std::string name() const override { return "adaptive_avg_pool2d"; }
+  explicit AdaptiveAvgPool2dOp(Pair out) : out_(out), a_{out} {}
+  OpKind kind() const override { return OpKind::adaptive_avg_pool2d; }
   std::string attrs() const override { return "output_size=" + pair_text(out_); }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     const Shape& x = in[0].shape;
@@ -666,14 +689,18 @@ class AdaptiveAvgPool2dOp final : public Op {
     return {adaptive_avg_pool2d_backward(c.grad_output, c.inputs[0].shape())};
   }
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+
  private:
   Pair out_;
+  AdaptivePool2dAttrs a_;
 };
 
 class AdaptiveAvgPool2dBackwardOp final : public Op {
  public:
   explicit AdaptiveAvgPool2dBackwardOp(Shape x) : x_(std::move(x)) {}
-  std::string name() const override { return "adaptive_avg_pool2d_backward"; }
+  OpKind kind() const override { return OpKind::adaptive_avg_pool2d_backward; }
   std::string attrs() const override { return "input=" + x_.str(); }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     const Shape& g = in[0].shape;

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "framework/error.h"
+#include "ops/attrs.h"
 #include "framework/random.h"
 #include "framework/session.h"
 
@@ -32,9 +33,9 @@ Tensor materialise(const Shape& s, DType t, F&& f) {
 
 class FullOp final : public Op {
  public:
-  FullOp(TensorMeta m, double v) : meta_(std::move(m)), value_(v) {}
-  std::string name() const override { return "full"; }
-  // %.17g: the value round-trips exactly (the CUDA kernel reads it back from here).
+  FullOp(TensorMeta m, double v) : meta_(std::move(m)), value_(v), a_{v} {}
+  OpKind kind() const override { return OpKind::full; }
+  // %.17g: the value round-trips exactly in exports.
   std::string attrs() const override {
     char buf[40];
     std::snprintf(buf, sizeof buf, "%.17g", value_);
@@ -52,14 +53,18 @@ class FullOp final : public Op {
     });
   }
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+
  private:
   TensorMeta meta_;
   double value_;
+  FullAttrs a_;
 };
 
 class CopyOp final : public Op {
  public:
-  std::string name() const override { return "copy"; }
+  OpKind kind() const override { return OpKind::copy; }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override { return in[0]; }
   bool differentiable() const override { return false; }
   void cpu(const KernelCall& k) const override {

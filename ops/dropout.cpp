@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "framework/error.h"
+#include "ops/attrs.h"
 #include "framework/random.h"
 
 namespace lethe {
@@ -30,8 +31,8 @@ void apply_mask(const T* x, T* y, int64_t n, double p, uint64_t seed, uint64_t s
 
 class DropoutOp final : public Op {
  public:
-  explicit DropoutOp(double p) : p_(p) {}
-  std::string name() const override { return "dropout"; }
+  explicit DropoutOp(double p) : p_(p), a_{p, -1} {}
+  OpKind kind() const override { return OpKind::dropout; }
   std::string attrs() const override { return "p=" + num_text(p_); }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     LETHE_CHECK(is_floating(in[0].dtype), "dropout: expected a floating-point input, got ", in[0].dtype);
@@ -51,14 +52,18 @@ class DropoutOp final : public Op {
   }
   std::vector<Tensor> backward(const BackwardCtx& c) const override;
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+
  private:
   double p_;
+  DropoutAttrs a_;
 };
 
 class DropoutBackwardOp final : public Op {
  public:
-  DropoutBackwardOp(double p, int64_t forward_node) : p_(p), fwd_(forward_node) {}
-  std::string name() const override { return "dropout_backward"; }
+  DropoutBackwardOp(double p, int64_t forward_node) : p_(p), fwd_(forward_node), a_{p, forward_node} {}
+  OpKind kind() const override { return OpKind::dropout_backward; }
   std::string attrs() const override { return "p=" + num_text(p_) + ",forward_node=" + std::to_string(fwd_); }
   bool differentiable() const override { return false; }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override { return in[0]; }
@@ -75,9 +80,13 @@ class DropoutBackwardOp final : public Op {
     });
   }
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+
  private:
   double p_;
   int64_t fwd_;
+  DropoutAttrs a_;
 };
 
 std::vector<Tensor> DropoutOp::backward(const BackwardCtx& c) const {

@@ -9,6 +9,7 @@
 
 #include "framework/error.h"
 #include "framework/session.h"
+#include "ops/attrs.h"
 #include "ops/cpu_util.h"
 #include "ops/creation.h"
 #include "ops/reduce.h"
@@ -99,13 +100,14 @@ enum class BinKind { add, sub, mul, div };
 class BinaryOp final : public Op {
  public:
   explicit BinaryOp(BinKind k) : k_(k) {}
-  std::string name() const override {
+  OpKind kind() const override {
     switch (k_) {
-      case BinKind::add: return "add";
-      case BinKind::sub: return "sub";
-      case BinKind::mul: return "mul";
-      default: return "div";
+      case BinKind::add: return OpKind::add;
+      case BinKind::sub: return OpKind::sub;
+      case BinKind::mul: return OpKind::mul;
+      case BinKind::div: return OpKind::div;
     }
+    return OpKind::div;
   }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     const std::string n = name();
@@ -175,23 +177,26 @@ constexpr double kGeluC = 0.044715;
 
 class UnaryOp final : public Op {
  public:
-  UnaryOp(UnKind k, double s = 0.0) : k_(k), s_(s) {}
-  std::string name() const override {
+  UnaryOp(UnKind k, double s = 0.0)
+      : k_(k), s_(s), scalar_{s},
+        gelu_{k == UnKind::gelu_tanh ? GeluApproximation::tanh : GeluApproximation::none} {}
+  OpKind kind() const override {
     switch (k_) {
-      case UnKind::add_scalar: return "add_scalar";
-      case UnKind::mul_scalar: return "mul_scalar";
-      case UnKind::rsub_scalar: return "rsub_scalar";
-      case UnKind::rdiv_scalar: return "rdiv_scalar";
-      case UnKind::neg: return "neg";
-      case UnKind::exp: return "exp";
-      case UnKind::log: return "log";
-      case UnKind::sqrt: return "sqrt";
-      case UnKind::pow: return "pow";
-      case UnKind::relu: return "relu";
-      case UnKind::gelu: case UnKind::gelu_tanh: return "gelu";
-      case UnKind::sigmoid: return "sigmoid";
-      default: return "tanh";
+      case UnKind::add_scalar: return OpKind::add_scalar;
+      case UnKind::mul_scalar: return OpKind::mul_scalar;
+      case UnKind::rsub_scalar: return OpKind::rsub_scalar;
+      case UnKind::rdiv_scalar: return OpKind::rdiv_scalar;
+      case UnKind::neg: return OpKind::neg;
+      case UnKind::exp: return OpKind::exp;
+      case UnKind::log: return OpKind::log;
+      case UnKind::sqrt: return OpKind::sqrt;
+      case UnKind::pow: return OpKind::pow;
+      case UnKind::relu: return OpKind::relu;
+      case UnKind::gelu: case UnKind::gelu_tanh: return OpKind::gelu;
+      case UnKind::sigmoid: return OpKind::sigmoid;
+      case UnKind::tanh: return OpKind::tanh;
     }
+    return OpKind::tanh;
   }
   std::string attrs() const override {
     switch (k_) {
@@ -287,9 +292,21 @@ class UnaryOp final : public Op {
   }
   std::vector<Tensor> backward(const BackwardCtx& c) const override;
 
+ protected:
+  AttrsRef attrs_ref() const override {
+    switch (k_) {
+      case UnKind::add_scalar: case UnKind::mul_scalar: case UnKind::rsub_scalar:
+      case UnKind::rdiv_scalar: case UnKind::pow: return AttrsRef::of(scalar_);
+      case UnKind::gelu: case UnKind::gelu_tanh: return AttrsRef::of(gelu_);
+      default: return {};
+    }
+  }
+
  private:
   UnKind k_;
   double s_;
+  ScalarAttrs scalar_;
+  GeluAttrs gelu_;
 };
 
 // ---------------------------------------------------------------- activation backward ops
@@ -299,14 +316,16 @@ enum class BwKind { relu, gelu, gelu_tanh, sigmoid, tanh };
 // grad_in = grad_out * f'(saved): saved is x (relu, gelu) or the output y (sigmoid, tanh).
 class ActivationBackwardOp final : public Op {
  public:
-  explicit ActivationBackwardOp(BwKind k) : k_(k) {}
-  std::string name() const override {
+  explicit ActivationBackwardOp(BwKind k)
+      : k_(k), gelu_{k == BwKind::gelu_tanh ? GeluApproximation::tanh : GeluApproximation::none} {}
+  OpKind kind() const override {
     switch (k_) {
-      case BwKind::relu: return "relu_backward";
-      case BwKind::gelu: case BwKind::gelu_tanh: return "gelu_backward";
-      case BwKind::sigmoid: return "sigmoid_backward";
-      default: return "tanh_backward";
+      case BwKind::relu: return OpKind::relu_backward;
+      case BwKind::gelu: case BwKind::gelu_tanh: return OpKind::gelu_backward;
+      case BwKind::sigmoid: return OpKind::sigmoid_backward;
+      case BwKind::tanh: return OpKind::tanh_backward;
     }
+    return OpKind::tanh_backward;
   }
   std::string attrs() const override {
     if (k_ == BwKind::gelu) return "approximate=none";
@@ -350,8 +369,14 @@ class ActivationBackwardOp final : public Op {
     });
   }
 
+ protected:
+  AttrsRef attrs_ref() const override {
+    return k_ == BwKind::gelu || k_ == BwKind::gelu_tanh ? AttrsRef::of(gelu_) : AttrsRef{};
+  }
+
  private:
   BwKind k_;
+  GeluAttrs gelu_;
 };
 
 Tensor activation_backward(BwKind k, const Tensor& g, const Tensor& saved) {
@@ -391,8 +416,8 @@ Tensor unary(UnKind k, const Tensor& x, double s = 0.0) {
 
 class CastOp final : public Op {
  public:
-  explicit CastOp(DType t) : t_(t) {}
-  std::string name() const override { return "cast"; }
+  explicit CastOp(DType t) : t_(t), a_{t} {}
+  OpKind kind() const override { return OpKind::cast; }
   std::string attrs() const override { return std::string("dtype=") + dtype_name(t_); }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     TensorMeta m = in[0];
@@ -414,8 +439,12 @@ class CastOp final : public Op {
     return {cast(c.grad_output, c.inputs[0].dtype())};
   }
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+
  private:
   DType t_;
+  CastAttrs a_;
 };
 
 // ---------------------------------------------------------------- sum_to / broadcast_to
@@ -438,8 +467,8 @@ bool broadcasts_to(const Shape& small, const Shape& big) {
 
 class SumToOp final : public Op {
  public:
-  explicit SumToOp(Shape s) : s_(std::move(s)) {}
-  std::string name() const override { return "sum_to"; }
+  explicit SumToOp(Shape s) : s_(s), a_{std::move(s)} {}
+  OpKind kind() const override { return OpKind::sum_to; }
   std::string attrs() const override { return "shape=" + s_.str(); }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     LETHE_CHECK(broadcasts_to(s_, in[0].shape), "sum_to: shape ", in[0].shape, " cannot be summed to ",
@@ -468,14 +497,18 @@ class SumToOp final : public Op {
     return {broadcast_to(c.grad_output, c.inputs[0].shape())};
   }
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+
  private:
   Shape s_;
+  ShapeAttrs a_;
 };
 
 class BroadcastToOp final : public Op {
  public:
-  explicit BroadcastToOp(Shape s) : s_(std::move(s)) {}
-  std::string name() const override { return "broadcast_to"; }
+  explicit BroadcastToOp(Shape s) : s_(s), a_{std::move(s)} {}
+  OpKind kind() const override { return OpKind::broadcast_to; }
   std::string attrs() const override { return "shape=" + s_.str(); }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     LETHE_CHECK(broadcasts_to(in[0].shape, s_), "broadcast_to: shape ", in[0].shape,
@@ -496,8 +529,12 @@ class BroadcastToOp final : public Op {
     return {sum_to(c.grad_output, c.inputs[0].shape())};
   }
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+
  private:
   Shape s_;
+  ShapeAttrs a_;
 };
 
 }  // namespace

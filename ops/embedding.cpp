@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "framework/error.h"
+#include "ops/attrs.h"
 
 namespace lethe {
 namespace {
@@ -20,7 +21,7 @@ void check_indices(const int64_t* idx, int64_t n, int64_t rows, const char* op) 
 
 class EmbeddingOp final : public Op {
  public:
-  std::string name() const override { return "embedding"; }
+  OpKind kind() const override { return OpKind::embedding; }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     const TensorMeta &w = in[0], &idx = in[1];
     LETHE_CHECK(w.shape.ndim() == 2, "embedding: weight ", w.shape, " and indices ", idx.shape,
@@ -57,8 +58,8 @@ class EmbeddingOp final : public Op {
 // order they appear (a counting sort groups them), rows in parallel.
 class EmbeddingBackwardOp final : public Op {
  public:
-  explicit EmbeddingBackwardOp(int64_t rows) : rows_(rows) {}
-  std::string name() const override { return "embedding_backward"; }
+  explicit EmbeddingBackwardOp(int64_t rows) : rows_(rows), a_{rows} {}
+  OpKind kind() const override { return OpKind::embedding_backward; }
   std::string attrs() const override { return "num=" + std::to_string(rows_); }
   bool differentiable() const override { return false; }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
@@ -107,8 +108,12 @@ class EmbeddingBackwardOp final : public Op {
     });
   }
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+
  private:
   int64_t rows_;
+  EmbeddingAttrs a_;
 };
 
 std::vector<Tensor> EmbeddingOp::backward(const BackwardCtx& c) const {

@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "framework/error.h"
+#include "ops/attrs.h"
 #include "ops/cpu_util.h"
 #include "ops/elementwise.h"
 #include "ops/reduce.h"
@@ -16,8 +17,6 @@ namespace lethe {
 namespace {
 
 using cpu::kParallelGrain;
-
-enum class Reduction { none, sum, mean };
 
 Reduction parse_reduction(const std::string& r, const char* op) {
   if (r == "mean") return Reduction::mean;
@@ -68,8 +67,8 @@ T log_sum_exp(const T* x, int64_t c, int64_t stride) {
 
 class CrossEntropyOp final : public Op {
  public:
-  CrossEntropyOp(Reduction r, int64_t ignore) : red_(r), ignore_(ignore) {}
-  std::string name() const override { return "cross_entropy"; }
+  CrossEntropyOp(Reduction r, int64_t ignore) : red_(r), ignore_(ignore), a_{r, ignore} {}
+  OpKind kind() const override { return OpKind::cross_entropy; }
   std::string attrs() const override {
     return std::string("reduction=") + reduction_name(red_) + ",ignore_index=" + std::to_string(ignore_);
   }
@@ -127,17 +126,21 @@ class CrossEntropyOp final : public Op {
   }
   std::vector<Tensor> backward(const BackwardCtx& c) const override;
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+
  private:
   Reduction red_;
   int64_t ignore_;
+  CrossEntropyAttrs a_;
 };
 
 // d loss / d logits = scale * (softmax(logits) - onehot(target)), zero at ignored positions;
 // scale = g (none), g[0] (sum) or g[0] / count (mean).
 class CrossEntropyBackwardOp final : public Op {
  public:
-  CrossEntropyBackwardOp(Reduction r, int64_t ignore) : red_(r), ignore_(ignore) {}
-  std::string name() const override { return "cross_entropy_backward"; }
+  CrossEntropyBackwardOp(Reduction r, int64_t ignore) : red_(r), ignore_(ignore), a_{r, ignore} {}
+  OpKind kind() const override { return OpKind::cross_entropy_backward; }
   std::string attrs() const override {
     return std::string("reduction=") + reduction_name(red_) + ",ignore_index=" + std::to_string(ignore_);
   }
@@ -177,9 +180,13 @@ class CrossEntropyBackwardOp final : public Op {
     });
   }
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+
  private:
   Reduction red_;
   int64_t ignore_;
+  CrossEntropyAttrs a_;
 };
 
 std::vector<Tensor> CrossEntropyOp::backward(const BackwardCtx& c) const {

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "framework/error.h"
+#include "ops/attrs.h"
 #include "ops/elementwise.h"
 #include "ops/gemm.h"
 #include "ops/reduce.h"
@@ -49,8 +50,8 @@ std::string bool_text(bool b) { return b ? "1" : "0"; }
 // transpose_a && !transpose_b, because the batch then stacks along the inner dimension).
 class MatmulOp final : public Op {
  public:
-  MatmulOp(bool ta, bool tb, bool reduce) : ta_(ta), tb_(tb), reduce_(reduce) {}
-  std::string name() const override { return "matmul"; }
+  MatmulOp(bool ta, bool tb, bool reduce) : ta_(ta), tb_(tb), reduce_(reduce), a_{ta, tb, reduce} {}
+  OpKind kind() const override { return OpKind::matmul; }
   std::string attrs() const override {
     return "transpose_a=" + bool_text(ta_) + ",transpose_b=" + bool_text(tb_) +
            ",reduce_batch=" + bool_text(reduce_);
@@ -140,8 +141,12 @@ class MatmulOp final : public Op {
 
   std::vector<Tensor> backward(const BackwardCtx& c) const override;
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+
  private:
   bool ta_, tb_, reduce_;
+  MatmulAttrs a_;
 };
 
 Tensor mm(const Tensor& a, const Tensor& b, bool ta, bool tb, bool reduce) {
@@ -173,8 +178,8 @@ std::vector<Tensor> MatmulOp::backward(const BackwardCtx& c) const {
 // y = x·Wᵀ + b: x [..., in] (at least 2-d here), w [out, in], b [out] when has_bias.
 class LinearOp final : public Op {
  public:
-  explicit LinearOp(bool has_bias) : bias_(has_bias) {}
-  std::string name() const override { return "linear"; }
+  explicit LinearOp(bool has_bias) : bias_(has_bias), a_{has_bias} {}
+  OpKind kind() const override { return OpKind::linear; }
   std::string attrs() const override { return "bias=" + bool_text(bias_); }
 
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
@@ -238,8 +243,12 @@ class LinearOp final : public Op {
     return r;
   }
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+
  private:
   bool bias_;
+  LinearAttrs a_;
 };
 
 void check_pair(const Tensor& a, const Tensor& b, const char* op) {

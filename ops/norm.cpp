@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "framework/error.h"
+#include "ops/attrs.h"
 #include "framework/session.h"
 #include "ops/reduce.h"
 
@@ -66,8 +67,8 @@ void row_stats(const T* x, int64_t d, double eps, double* mean, double* rstd) {
 
 class LayerNormOp final : public Op {
  public:
-  LayerNormOp(LnAttrs a, bool w, bool b) : a_(std::move(a)), w_(w), b_(b) {}
-  std::string name() const override { return "layer_norm"; }
+  LayerNormOp(LnAttrs a, bool w, bool b) : a_(a), w_(w), b_(b), attrs_{a.shape, a.eps, w, b} {}
+  OpKind kind() const override { return OpKind::layer_norm; }
   std::string attrs() const override {
     return a_.text() + ",weight=" + (w_ ? "1" : "0") + ",bias=" + (b_ ? "1" : "0");
   }
@@ -111,16 +112,20 @@ class LayerNormOp final : public Op {
   }
   std::vector<Tensor> backward(const BackwardCtx& c) const override;
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(attrs_); }
+
  private:
   LnAttrs a_;
   bool w_, b_;
+  LayerNormAttrs attrs_;
 };
 
 // dx = rstd·(gw - mean(gw) - x̂·mean(gw·x̂)), gw = g·w. Inputs: x, g, weight?.
 class LayerNormBackwardInputOp final : public Op {
  public:
-  LayerNormBackwardInputOp(LnAttrs a, bool w) : a_(std::move(a)), w_(w) {}
-  std::string name() const override { return "layer_norm_backward_input"; }
+  LayerNormBackwardInputOp(LnAttrs a, bool w) : a_(a), w_(w), attrs_{a.shape, a.eps, w, false} {}
+  OpKind kind() const override { return OpKind::layer_norm_backward_input; }
   std::string attrs() const override { return a_.text() + ",weight=" + (w_ ? "1" : "0"); }
   bool differentiable() const override { return false; }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
@@ -160,16 +165,20 @@ class LayerNormBackwardInputOp final : public Op {
     });
   }
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(attrs_); }
+
  private:
   LnAttrs a_;
   bool w_;
+  LayerNormAttrs attrs_;
 };
 
 // dweight = Σ_rows g·x̂. Inputs: x, g. Threads split the columns, rows are summed in order.
 class LayerNormBackwardWeightOp final : public Op {
  public:
-  explicit LayerNormBackwardWeightOp(LnAttrs a) : a_(std::move(a)) {}
-  std::string name() const override { return "layer_norm_backward_weight"; }
+  explicit LayerNormBackwardWeightOp(LnAttrs a) : a_(a), attrs_{a.shape, a.eps, false, false} {}
+  OpKind kind() const override { return OpKind::layer_norm_backward_weight; }
   std::string attrs() const override { return a_.text(); }
   bool differentiable() const override { return false; }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
@@ -214,8 +223,12 @@ class LayerNormBackwardWeightOp final : public Op {
     });
   }
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(attrs_); }
+
  private:
   LnAttrs a_;
+  LayerNormAttrs attrs_;
 };
 
 std::vector<Tensor> LayerNormOp::backward(const BackwardCtx& c) const {
@@ -289,7 +302,7 @@ struct BnLayout {
 
 class BatchNormStatsOp final : public Op {
  public:
-  std::string name() const override { return "batch_norm_stats"; }
+  OpKind kind() const override { return OpKind::batch_norm_stats; }
   bool differentiable() const override { return false; }  // the apply node differentiates through it
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     const BnGeo g = bn_geo("batch_norm", in[0].shape);
@@ -324,8 +337,8 @@ class BatchNormStatsOp final : public Op {
 
 class BatchNormApplyOp final : public Op {
  public:
-  explicit BatchNormApplyOp(BnLayout l) : l_(l) {}
-  std::string name() const override { return "batch_norm"; }
+  explicit BatchNormApplyOp(BnLayout l) : l_(l), attrs_{l.training, l.w, l.b, l.eps} {}
+  OpKind kind() const override { return OpKind::batch_norm; }
   std::string attrs() const override { return l_.text(); }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     const BnGeo g = bn_geo("batch_norm", in[0].shape);
@@ -369,8 +382,12 @@ class BatchNormApplyOp final : public Op {
   }
   std::vector<Tensor> backward(const BackwardCtx& c) const override;
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(attrs_); }
+
  private:
   BnLayout l_;
+  BatchNormAttrs attrs_;
 };
 
 // Per channel Σg and Σg·x̂ (fixed order: samples, then positions).
@@ -394,8 +411,8 @@ void bn_channel_sums(const T* g, const T* x, const BnGeo& geo, int64_t c, double
 // batch statistics); eval: dx = w·inv·g.
 class BatchNormBackwardInputOp final : public Op {
  public:
-  explicit BatchNormBackwardInputOp(BnLayout l) : l_(l) {}
-  std::string name() const override { return "batch_norm_backward_input"; }
+  explicit BatchNormBackwardInputOp(BnLayout l) : l_(l), attrs_{l.training, l.w, l.b, l.eps} {}
+  OpKind kind() const override { return OpKind::batch_norm_backward_input; }
   std::string attrs() const override { return l_.text(); }
   bool differentiable() const override { return false; }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
@@ -433,15 +450,19 @@ class BatchNormBackwardInputOp final : public Op {
     });
   }
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(attrs_); }
+
  private:
   BnLayout l_;
+  BatchNormAttrs attrs_;
 };
 
 // dweight = Σ g·x̂ per channel. Inputs: g, x, statistics.
 class BatchNormBackwardWeightOp final : public Op {
  public:
-  explicit BatchNormBackwardWeightOp(BnLayout l) : l_(l) {}
-  std::string name() const override { return "batch_norm_backward_weight"; }
+  explicit BatchNormBackwardWeightOp(BnLayout l) : l_(l), attrs_{l.training, l.w, l.b, l.eps} {}
+  OpKind kind() const override { return OpKind::batch_norm_backward_weight; }
   std::string attrs() const override { return l_.text(); }
   bool differentiable() const override { return false; }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
@@ -468,8 +489,12 @@ class BatchNormBackwardWeightOp final : public Op {
     });
   }
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(attrs_); }
+
  private:
   BnLayout l_;
+  BatchNormAttrs attrs_;
 };
 
 std::vector<Tensor> BatchNormApplyOp::backward(const BackwardCtx& c) const {
@@ -504,8 +529,8 @@ std::vector<Tensor> BatchNormApplyOp::backward(const BackwardCtx& c) const {
 // running = (1 - momentum)·running + momentum·batch, with the unbiased batch variance (n/(n-1)).
 class BatchNormUpdateStatsOp final : public Op {
  public:
-  BatchNormUpdateStatsOp(double momentum, int64_t count) : momentum_(momentum), count_(count) {}
-  std::string name() const override { return "batch_norm_update_stats"; }
+  BatchNormUpdateStatsOp(double momentum, int64_t count) : momentum_(momentum), count_(count), attrs_{momentum, count} {}
+  OpKind kind() const override { return OpKind::batch_norm_update_stats; }
   std::string attrs() const override {
     return "momentum=" + num_text(momentum_) + ",count=" + std::to_string(count_);
   }
@@ -534,9 +559,13 @@ class BatchNormUpdateStatsOp final : public Op {
     });
   }
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(attrs_); }
+
  private:
   double momentum_;
   int64_t count_;
+  BatchNormUpdateAttrs attrs_;
 };
 
 }  // namespace

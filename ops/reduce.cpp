@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "framework/error.h"
+#include "ops/attrs.h"
 #include "ops/cpu_util.h"
 #include "ops/elementwise.h"
 #include "ops/shape_ops.h"
@@ -54,8 +55,8 @@ Shape out_shape(const Shape& s, const std::vector<int>& axes, bool keepdim) {
 // sum (mean = false) or mean over `axes` (already normalised against the input's shape).
 class SumOp final : public Op {
  public:
-  SumOp(std::vector<int> axes, bool keepdim, bool mean) : axes_(std::move(axes)), keepdim_(keepdim), mean_(mean) {}
-  std::string name() const override { return mean_ ? "mean" : "sum"; }
+  SumOp(std::vector<int> axes, bool keepdim, bool mean) : axes_(axes), keepdim_(keepdim), mean_(mean), a_{std::move(axes), keepdim} {}
+  OpKind kind() const override { return mean_ ? OpKind::mean : OpKind::sum; }
   std::string attrs() const override { return "axes=" + axes_str(axes_) + ",keepdim=" + (keepdim_ ? "1" : "0"); }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     LETHE_CHECK(!mean_ || is_floating(in[0].dtype), "mean: expected a floating-point tensor, got ",
@@ -106,9 +107,13 @@ class SumOp final : public Op {
     return {g};
   }
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+
  private:
   std::vector<int> axes_;
   bool keepdim_, mean_;
+  ReduceAttrs a_;
 };
 
 using cpu::AxisView;
@@ -148,8 +153,8 @@ void max_along(const T* x, const AxisView& v, T* vals, int64_t* idx) {
 
 class MaxOp final : public Op {
  public:
-  MaxOp(int axis, bool keepdim, bool arg) : axis_(axis), keepdim_(keepdim), arg_(arg) {}
-  std::string name() const override { return arg_ ? "argmax" : "max"; }
+  MaxOp(int axis, bool keepdim, bool arg) : axis_(axis), keepdim_(keepdim), arg_(arg), a_{axis, keepdim} {}
+  OpKind kind() const override { return arg_ ? OpKind::argmax : OpKind::max; }
   std::string attrs() const override {
     return "axis=" + std::to_string(axis_) + ",keepdim=" + (keepdim_ ? "1" : "0");
   }
@@ -174,17 +179,21 @@ class MaxOp final : public Op {
   }
   std::vector<Tensor> backward(const BackwardCtx& c) const override;
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+
  private:
   int axis_;
   bool keepdim_, arg_;
+  AxisAttrs a_;
 };
 
 // Gradient of max: grad (max's output shape) placed at the argmax index along `axis` of a zero
 // tensor of the input's shape.
 class MaxBackwardOp final : public Op {
  public:
-  MaxBackwardOp(Shape in_shape, int axis) : in_(std::move(in_shape)), axis_(axis) {}
-  std::string name() const override { return "max_backward"; }
+  MaxBackwardOp(Shape in_shape, int axis) : in_(std::move(in_shape)), axis_(axis), a_{axis, false} {}
+  OpKind kind() const override { return OpKind::max_backward; }
   std::string attrs() const override { return "shape=" + in_.str() + ",axis=" + std::to_string(axis_); }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     LETHE_CHECK(in[1].dtype == DType::i64, "max_backward: indices must be i64, got ", in[1].dtype);
@@ -215,9 +224,13 @@ class MaxBackwardOp final : public Op {
     });
   }
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+
  private:
   Shape in_;
   int axis_;
+  AxisAttrs a_;
 };
 
 std::vector<Tensor> MaxOp::backward(const BackwardCtx& c) const {

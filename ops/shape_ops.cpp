@@ -8,6 +8,7 @@
 #include <numeric>
 
 #include "framework/error.h"
+#include "ops/attrs.h"
 #include "ops/cpu_util.h"
 
 namespace lethe {
@@ -46,8 +47,8 @@ void dispatch_size(DType t, F&& f) {
 
 class ReshapeOp final : public Op {
  public:
-  explicit ReshapeOp(Shape s) : s_(std::move(s)) {}
-  std::string name() const override { return "reshape"; }
+  explicit ReshapeOp(Shape s) : s_(s), a_{std::move(s)} {}
+  OpKind kind() const override { return OpKind::reshape; }
   std::string attrs() const override { return "shape=" + s_.str(); }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     LETHE_CHECK(in[0].shape.numel() == s_.numel(), "reshape: cannot reshape ", in[0].shape, " (",
@@ -69,8 +70,12 @@ class ReshapeOp final : public Op {
     return {reshape(c.grad_output, c.inputs[0].shape())};
   }
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+
  private:
   Shape s_;
+  ShapeAttrs a_;
 };
 
 // Resolves one -1 in `s` against x's shape; errors name both shapes.
@@ -98,8 +103,8 @@ Shape resolve_shape(const Shape& x, const Shape& s) {
 
 class PermuteOp final : public Op {
  public:
-  explicit PermuteOp(std::vector<int> perm) : p_(std::move(perm)) {}
-  std::string name() const override { return "permute"; }
+  explicit PermuteOp(std::vector<int> perm) : p_(perm), a_{std::move(perm)} {}
+  OpKind kind() const override { return OpKind::permute; }
   std::string attrs() const override { return "dims=" + ints_str(p_); }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     TensorMeta m = in[0];
@@ -170,8 +175,12 @@ class PermuteOp final : public Op {
     return {permute(c.grad_output, inv)};
   }
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+
  private:
   std::vector<int> p_;
+  PermuteAttrs a_;
 };
 
 // ------------------------------------------------------------------------------------ slice
@@ -208,8 +217,8 @@ void strided_axis_copy(void* big, void* small, const AxisView& v, int64_t len, i
 class SliceOp final : public Op {
  public:
   SliceOp(int axis, int64_t start, int64_t len, int64_t step)
-      : axis_(axis), start_(start), len_(len), step_(step) {}
-  std::string name() const override { return "slice"; }
+      : axis_(axis), start_(start), len_(len), step_(step), a_{axis, start, step} {}
+  OpKind kind() const override { return OpKind::slice; }
   std::string attrs() const override {
     return "axis=" + std::to_string(axis_) + ",start=" + std::to_string(start_) + ",len=" +
            std::to_string(len_) + ",step=" + std::to_string(step_);
@@ -228,17 +237,21 @@ class SliceOp final : public Op {
   }
   std::vector<Tensor> backward(const BackwardCtx& c) const override;
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+
  private:
   int axis_;
   int64_t start_, len_, step_;
+  SliceAttrs a_;
 };
 
 // The gradient of slice: zeros of the input's shape with the gradient scattered into the slice.
 class SliceBackwardOp final : public Op {
  public:
   SliceBackwardOp(Shape in_shape, int axis, int64_t start, int64_t step)
-      : in_(std::move(in_shape)), axis_(axis), start_(start), step_(step) {}
-  std::string name() const override { return "slice_backward"; }
+      : in_(std::move(in_shape)), axis_(axis), start_(start), step_(step), a_{axis, start, step} {}
+  OpKind kind() const override { return OpKind::slice_backward; }
   std::string attrs() const override {
     return "shape=" + in_.str() + ",axis=" + std::to_string(axis_) + ",start=" + std::to_string(start_) +
            ",step=" + std::to_string(step_);
@@ -260,10 +273,14 @@ class SliceBackwardOp final : public Op {
     return {slice(c.grad_output, axis_, start_, len == 0 ? start_ : start_ + (len - 1) * step_ + 1, step_)};
   }
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+
  private:
   Shape in_;
   int axis_;
   int64_t start_, step_;
+  SliceAttrs a_;
 };
 
 std::vector<Tensor> SliceOp::backward(const BackwardCtx& c) const {
@@ -276,8 +293,8 @@ std::vector<Tensor> SliceOp::backward(const BackwardCtx& c) const {
 
 class ConcatOp final : public Op {
  public:
-  explicit ConcatOp(int axis) : axis_(axis) {}
-  std::string name() const override { return "concat"; }
+  explicit ConcatOp(int axis) : axis_(axis), a_{axis} {}
+  OpKind kind() const override { return OpKind::concat; }
   std::string attrs() const override { return "axis=" + std::to_string(axis_); }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     TensorMeta m = in[0];
@@ -323,8 +340,12 @@ class ConcatOp final : public Op {
     return r;
   }
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+
  private:
   int axis_;
+  ConcatAttrs a_;
 };
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "framework/error.h"
+#include "ops/attrs.h"
 #include "ops/cpu_util.h"
 
 namespace lethe {
@@ -69,8 +70,8 @@ void softmax_block(const T* x, T* y, int64_t r, int64_t inner, bool log, T* m, T
 
 class SoftmaxOp final : public Op {
  public:
-  SoftmaxOp(int axis, bool log) : axis_(axis), log_(log) {}
-  std::string name() const override { return log_ ? "log_softmax" : "softmax"; }
+  SoftmaxOp(int axis, bool log) : axis_(axis), log_(log), a_{axis} {}
+  OpKind kind() const override { return log_ ? OpKind::log_softmax : OpKind::softmax; }
   std::string attrs() const override { return "axis=" + std::to_string(axis_); }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     LETHE_CHECK(is_floating(in[0].dtype), name(), ": expected a floating-point tensor, got ",
@@ -109,17 +110,21 @@ class SoftmaxOp final : public Op {
   }
   std::vector<Tensor> backward(const BackwardCtx& c) const override;
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+
  private:
   int axis_;
   bool log_;
+  SoftmaxAttrs a_;
 };
 
 // softmax:     dx = y * (g - sum(g * y))
 // log_softmax: dx = g - exp(y) * sum(g)
 class SoftmaxBackwardOp final : public Op {
  public:
-  SoftmaxBackwardOp(int axis, bool log) : axis_(axis), log_(log) {}
-  std::string name() const override { return log_ ? "log_softmax_backward" : "softmax_backward"; }
+  SoftmaxBackwardOp(int axis, bool log) : axis_(axis), log_(log), a_{axis} {}
+  OpKind kind() const override { return log_ ? OpKind::log_softmax_backward : OpKind::softmax_backward; }
   std::string attrs() const override { return "axis=" + std::to_string(axis_); }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     LETHE_CHECK(in[0] == in[1], name(), ": gradient ", in[0].str(), " and output ", in[1].str(), " differ");
@@ -157,9 +162,13 @@ class SoftmaxBackwardOp final : public Op {
     });
   }
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+
  private:
   int axis_;
   bool log_;
+  SoftmaxAttrs a_;
 };
 
 std::vector<Tensor> SoftmaxOp::backward(const BackwardCtx& c) const {

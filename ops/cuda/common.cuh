@@ -7,7 +7,7 @@
 #include "framework/cuda/context.h"
 #include "framework/dtype.h"
 #include "framework/shape.h"
-#include "ops/cuda/attrs.h"
+#include "ops/cuda/kernels.h"
 #include "ops/cuda/index_check.h"
 
 namespace lethe::cuda::detail {
@@ -113,14 +113,5 @@ void dispatch_a(DType t, F&& f) {
   if (t == DType::f64) return f(double{});
   return f(int64_t{});
 }
-
-// Registration functions of each .cu/.cpp file (called by register_kernels()).
-void register_elementwise();
-void register_reduce();
-void register_shape();
-void register_gemm();
-void register_conv();
-void register_pool();
-void register_norm();
 
 }  // namespace lethe::cuda::detail

@@ -25,12 +25,9 @@
 #include "framework/cuda.h"
 #include "framework/cuda/context.h"
 #include "ops/conv_workspace.h"
-#include "ops/cuda/attrs.h"
+#include "ops/cuda/kernels.h"
 
 namespace lethe::cuda::detail {
-
-void add_bias_channels(const KernelCall& c, const void* bias, void* y, int64_t channels,
-                       int64_t plane);  // elementwise.cu
 
 namespace {
 
@@ -340,12 +337,11 @@ ConvQuery query_of(const Op& op, const KernelCall& c, ConvPass pass) {
   q.dtype = c.out_meta->dtype;
   q.n = x[0], q.cin = x[1], q.h = x[2], q.w = x[3];
   q.cout = w[0], q.kh = w[2], q.kw = w[3];
-  const auto s = attr_ints_after(op, "stride", 2), p = attr_ints_after(op, "padding", 2),
-             d = attr_ints_after(op, "dilation", 2);
-  q.stride = {s[0], s[1]};
-  q.padding = {p[0], p[1]};
-  q.dilation = {d[0], d[1]};
-  q.groups = attr_ints_after(op, "groups", 1)[0];
+  const Conv2dParams& p = op.attrs_as<Conv2dAttrs>().params;
+  q.stride = p.stride;
+  q.padding = p.padding;
+  q.dilation = p.dilation;
+  q.groups = p.groups;
   return q;
 }
 
@@ -354,7 +350,7 @@ void run(const Op& op, const KernelCall& c, ConvPass pass) {
   const ConvQuery q = query_of(op, c, pass);
   const Plan& p = plan_for(q, tf32_for(q));
   cudaStream_t s = stream(c);
-  const bool bias = pass == ConvPass::forward && attr_ints_after(op, "bias", 1)[0] != 0;
+  const bool bias = pass == ConvPass::forward && op.attrs_as<Conv2dAttrs>().bias;
   if (p.empty) {  // an empty sum: zeros (plus the bias), as the CPU kernel
     LETHE_CUDA_CHECK(cudaMemsetAsync(c.output, 0, c.out_meta->bytes(), s));
     if (bias)
@@ -404,13 +400,9 @@ void conv_kernel(const Op& op, const KernelCall& c) {
 
 }  // namespace
 
-void register_conv() {
-  lethe::detail::set_cuda_conv_workspace_hook(conv_workspace_hook);
-  register_device_kernel(DeviceKind::cuda, "conv2d", conv_kernel<ConvPass::forward>);
-  register_device_kernel(DeviceKind::cuda, "conv2d_backward_input",
-                         conv_kernel<ConvPass::backward_input>);
-  register_device_kernel(DeviceKind::cuda, "conv2d_backward_weight",
-                         conv_kernel<ConvPass::backward_weight>);
-}
+void install_conv_workspace_hook() { lethe::detail::set_cuda_conv_workspace_hook(conv_workspace_hook); }
+void conv2d(const Op& op, const KernelCall& c) { conv_kernel<ConvPass::forward>(op, c); }
+void conv2d_backward_input(const Op& op, const KernelCall& c) { conv_kernel<ConvPass::backward_input>(op, c); }
+void conv2d_backward_weight(const Op& op, const KernelCall& c) { conv_kernel<ConvPass::backward_weight>(op, c); }
 
 }  // namespace lethe::cuda::detail

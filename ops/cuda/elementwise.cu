@@ -156,9 +156,52 @@ struct CastF {
 
 // ------------------------------------------------------------------------------- kernels
 
+int binary_code(OpKind k) {
+  switch (k) {
+    case OpKind::add: return kAdd;
+    case OpKind::sub: return kSub;
+    case OpKind::mul: return kMul;
+    case OpKind::div: return kDiv;
+    default: throw_not_in_family("binary", k);
+  }
+}
+
+int unary_code(const Op& op) {
+  switch (op.kind()) {
+    case OpKind::add_scalar: return kAddS;
+    case OpKind::mul_scalar: return kMulS;
+    case OpKind::rsub_scalar: return kRsubS;
+    case OpKind::rdiv_scalar: return kRdivS;
+    case OpKind::neg: return kNeg;
+    case OpKind::exp: return kExp;
+    case OpKind::log: return kLog;
+    case OpKind::sqrt: return kSqrt;
+    // As the CPU kernel: x*x for an exponent of 2, not pow(x, 2).
+    case OpKind::pow: return op.attrs_as<ScalarAttrs>().value == 2.0 ? kSquare : kPow;
+    case OpKind::relu: return kRelu;
+    case OpKind::gelu:
+      return op.attrs_as<GeluAttrs>().approximate == GeluApproximation::tanh ? kGeluTanh : kGelu;
+    case OpKind::sigmoid: return kSigmoid;
+    case OpKind::tanh: return kTanh;
+    default: throw_not_in_family("unary", op.kind());
+  }
+}
+
+int activation_backward_code(const Op& op) {
+  switch (op.kind()) {
+    case OpKind::relu_backward: return kBwRelu;
+    case OpKind::sigmoid_backward: return kBwSigmoid;
+    case OpKind::tanh_backward: return kBwTanh;
+    case OpKind::gelu_backward:
+      return op.attrs_as<GeluAttrs>().approximate == GeluApproximation::tanh ? kBwGeluTanh : kBwGelu;
+    default: throw_not_in_family("activation_backward", op.kind());
+  }
+}
+
+}  // namespace
+
 void binary(const Op& op, const KernelCall& c) {
-  const std::string n = op.name();
-  const int k = n == "add" ? kAdd : n == "sub" ? kSub : n == "mul" ? kMul : kDiv;
+  const int k = binary_code(op.kind());
   dispatch_a(c.in_meta[0]->dtype, [&](auto tag) {
     using T = decltype(tag);
     launch_ew<T, T, 2>(c, BinaryF<T>{k});
@@ -166,28 +209,8 @@ void binary(const Op& op, const KernelCall& c) {
 }
 
 void unary(const Op& op, const KernelCall& c) {
-  const std::string n = op.name();
-  int k = -1;
-  double s = 0;
-  if (n == "add_scalar") k = kAddS;
-  else if (n == "mul_scalar") k = kMulS;
-  else if (n == "rsub_scalar") k = kRsubS;
-  else if (n == "rdiv_scalar") k = kRdivS;
-  else if (n == "neg") k = kNeg;
-  else if (n == "exp") k = kExp;
-  else if (n == "log") k = kLog;
-  else if (n == "sqrt") k = kSqrt;
-  else if (n == "pow") k = kPow;
-  else if (n == "relu") k = kRelu;
-  else if (n == "gelu") k = attr_str(op, "approximate") == "tanh" ? kGeluTanh : kGelu;
-  else if (n == "sigmoid") k = kSigmoid;
-  else if (n == "tanh") k = kTanh;
-  LETHE_ASSERT(k >= 0);
-  if (k <= kRdivS) s = attr_double(op, "scalar");
-  if (k == kPow) {
-    s = attr_double(op, "exponent");
-    if (s == 2.0) k = kSquare;  // as the CPU kernel: x*x, not pow(x, 2)
-  }
+  const int k = unary_code(op);
+  const double s = k <= kRdivS || k == kPow ? op.attrs_as<ScalarAttrs>().value : 0.0;
   dispatch_a(c.in_meta[0]->dtype, [&](auto tag) {
     using T = decltype(tag);
     launch_ew<T, T, 1>(c, UnaryF<T>{k, static_cast<T>(s)});
@@ -195,22 +218,19 @@ void unary(const Op& op, const KernelCall& c) {
 }
 
 void activation_backward(const Op& op, const KernelCall& c) {
-  const std::string n = op.name();
-  int k = n == "relu_backward"      ? kBwRelu
-          : n == "sigmoid_backward" ? kBwSigmoid
-          : n == "tanh_backward"    ? kBwTanh
-          : attr_str(op, "approximate") == "tanh" ? kBwGeluTanh
-                                                  : kBwGelu;
-  dispatch_f(c.in_meta[0]->dtype, n.c_str(), [&](auto tag) {
+  const int k = activation_backward_code(op);
+  dispatch_f(c.in_meta[0]->dtype, op_kind_name(op.kind()), [&](auto tag) {
     using T = decltype(tag);
     launch_ew<T, T, 2>(c, ActBackwardF<T>{k});
   });
 }
 
 void dropout(const Op& op, const KernelCall& c) {
-  const double p = attr_double(op, "p");
-  const uint64_t node = op.name() == "dropout" ? static_cast<uint64_t>(c.node)
-                                               : static_cast<uint64_t>(attr_int(op, "forward_node"));
+  const DropoutAttrs& a = op.attrs_as<DropoutAttrs>();
+  const double p = a.p;
+  // The forward draws the mask of its own node; the backward applies that node's mask again.
+  const uint64_t node = op.kind() == OpKind::dropout ? static_cast<uint64_t>(c.node)
+                                                     : static_cast<uint64_t>(a.forward_node);
   const uint64_t st = rng::op_stream(c.step, node);
   dispatch_f(c.out_meta->dtype, "dropout", [&](auto tag) {
     using T = decltype(tag);
@@ -229,13 +249,16 @@ void cast(const Op&, const KernelCall& c) {
   });
 }
 
+namespace {
 template <typename T>
 __global__ void fill_kernel(T* o, T v, int64_t n) {
   LETHE_GRID_LOOP(i, n) o[i] = v;
 }
 
+}  // namespace
+
 void full(const Op& op, const KernelCall& c) {
-  const double v = attr_double(op, "value");
+  const double v = op.attrs_as<FullAttrs>().value;
   const int64_t n = c.out_meta->numel();
   if (n == 0) return;
   dispatch_a(c.out_meta->dtype, [&](auto tag) {
@@ -250,6 +273,7 @@ void copy(const Op&, const KernelCall& c) {
   if (b) LETHE_CUDA_CHECK(cudaMemcpyAsync(c.output, c.inputs[0], b, cudaMemcpyDeviceToDevice, stream(c)));
 }
 
+namespace {
 template <typename T>
 __global__ void causal_mask_kernel(const T* x, T* y, int64_t lq, int64_t lk, int64_t n, T fill) {
   LETHE_GRID_LOOP(e, n) {
@@ -260,10 +284,12 @@ __global__ void causal_mask_kernel(const T* x, T* y, int64_t lq, int64_t lk, int
   }
 }
 
+}  // namespace
+
 void causal_mask(const Op& op, const KernelCall& c) {
   const Shape& s = c.in_shape(0);
   const int64_t lq = s.at(-2), lk = s.at(-1), n = s.numel();
-  const bool neg_inf = attr_str(op, "fill") == "-inf";
+  const bool neg_inf = op.attrs_as<CausalMaskAttrs>().neg_inf;
   if (n == 0) return;
   dispatch_f(c.out_meta->dtype, "causal_mask", [&](auto tag) {
     using T = decltype(tag);
@@ -275,6 +301,7 @@ void causal_mask(const Op& op, const KernelCall& c) {
 
 // ------------------------------------------------------------------------------- optimizers
 
+namespace {
 template <typename T>
 __global__ void sgd_kernel(T* p, const T* g, T* buf, int64_t n, T lr, T wd, T mom, T keep, bool first,
                            bool nesterov) {
@@ -291,8 +318,10 @@ __global__ void sgd_kernel(T* p, const T* g, T* buf, int64_t n, T lr, T wd, T mo
   }
 }
 
+}  // namespace
+
 void sgd_update(const Op& op, const KernelCall& c) {
-  const auto& h = dynamic_cast<const optim::SgdUpdateOp&>(op).hyper();
+  const auto& h = op.attrs_as<optim::SgdHyper>();
   const int64_t n = c.in_meta[0]->numel();
   if (n == 0) return;
   dispatch_f(c.in_meta[0]->dtype, "sgd_update", [&](auto tag) {
@@ -305,6 +334,7 @@ void sgd_update(const Op& op, const KernelCall& c) {
   });
 }
 
+namespace {
 template <typename T>
 __global__ void adamw_kernel(T* p, const T* g, T* m, T* v, int64_t n, T decay, T b1, T one_b1, T b2,
                              T one_b2, T step_size, T bc2_sqrt, T eps) {
@@ -320,8 +350,10 @@ __global__ void adamw_kernel(T* p, const T* g, T* m, T* v, int64_t n, T decay, T
   }
 }
 
+}  // namespace
+
 void adamw_update(const Op& op, const KernelCall& c) {
-  const auto& h = dynamic_cast<const optim::AdamWUpdateOp&>(op).hyper();
+  const auto& h = op.attrs_as<optim::AdamWHyper>();
   const int64_t n = c.in_meta[0]->numel();
   if (n == 0) return;
   const double bc1 = 1.0 - std::pow(h.beta1, static_cast<double>(h.step));
@@ -337,6 +369,7 @@ void adamw_update(const Op& op, const KernelCall& c) {
   });
 }
 
+namespace {
 template <typename T>
 __global__ void bias_rows_kernel(const T* b, T* y, int64_t cols, int64_t n) {
   LETHE_GRID_LOOP(e, n) y[e] = b[e % cols];
@@ -371,24 +404,6 @@ void add_bias_rows(const KernelCall& c, const void* bias, void* y, int64_t rows,
     bias_rows_kernel<T><<<grid_for(n), 256, 0, stream(c)>>>(static_cast<const T*>(bias), static_cast<T*>(y), cols, n);
     LETHE_CUDA_LAUNCH_CHECK();
   });
-}
-
-void register_elementwise() {
-  const DeviceKind k = DeviceKind::cuda;
-  for (const char* n : {"add", "sub", "mul", "div"}) register_device_kernel(k, n, binary);
-  for (const char* n : {"add_scalar", "mul_scalar", "rsub_scalar", "rdiv_scalar", "neg", "exp", "log",
-                        "sqrt", "pow", "relu", "gelu", "sigmoid", "tanh"})
-    register_device_kernel(k, n, unary);
-  for (const char* n : {"relu_backward", "gelu_backward", "sigmoid_backward", "tanh_backward"})
-    register_device_kernel(k, n, activation_backward);
-  register_device_kernel(k, "dropout", dropout);
-  register_device_kernel(k, "dropout_backward", dropout);
-  register_device_kernel(k, "cast", cast);
-  register_device_kernel(k, "full", full);
-  register_device_kernel(k, "copy", copy);
-  register_device_kernel(k, "causal_mask", causal_mask);
-  register_device_kernel(k, "sgd_update", sgd_update);
-  register_device_kernel(k, "adamw_update", adamw_update);
 }
 
 }  // namespace lethe::cuda::detail

@@ -8,12 +8,10 @@
 
 #include "framework/cuda.h"
 #include "framework/cuda/context.h"
-#include "ops/cuda/attrs.h"
+#include "ops/cuda/kernels.h"
 #include "ops/gemm.h"
 
 namespace lethe::cuda::detail {
-
-void add_bias_rows(const KernelCall& c, const void* bias, void* y, int64_t rows, int64_t cols);  // elementwise.cu
 
 namespace {
 
@@ -125,7 +123,8 @@ void gemm(const KernelCall& c, cublasHandle_t h, bool ta, bool tb, int64_t m, in
 
 template <typename T>
 void matmul_t(const Op& op, const KernelCall& c) {
-  const bool ta = attr_bool(op, "transpose_a"), tb = attr_bool(op, "transpose_b"), reduce = attr_bool(op, "reduce_batch");
+  const MatmulAttrs& a_ = op.attrs_as<MatmulAttrs>();
+  const bool ta = a_.transpose_a, tb = a_.transpose_b, reduce = a_.reduce_batch;
   const Shape &a = c.in_shape(0), &b = c.in_shape(1);
   const int64_t m = ta ? a.at(-1) : a.at(-2), k = ta ? a.at(-2) : a.at(-1), n = tb ? b.at(-2) : b.at(-1);
   const Shape ba = batch_of(a), bb = batch_of(b);
@@ -164,15 +163,9 @@ void matmul_t(const Op& op, const KernelCall& c) {
             B + ib[static_cast<size_t>(i)] * sb, ldb, 0, T(0), C + i * sc, n, 0, 1);
 }
 
-void matmul(const Op& op, const KernelCall& c) {
-  if (c.out_meta->dtype == DType::f32) return matmul_t<float>(op, c);
-  if (c.out_meta->dtype == DType::f64) return matmul_t<double>(op, c);
-  throw Error("matmul: the CUDA kernel expects f32 or f64");
-}
-
 template <typename T>
 void linear_t(const Op& op, const KernelCall& c) {
-  const bool bias = attr_bool(op, "bias");
+  const bool bias = op.attrs_as<LinearAttrs>().bias;
   const int64_t in_f = c.in_shape(1)[1], out_f = c.in_shape(1)[0];
   const int64_t rows = out_f == 0 ? 0 : c.out_meta->numel() / out_f;
   if (bias) add_bias_rows(c, c.inputs[2], c.output, rows, out_f);
@@ -181,17 +174,18 @@ void linear_t(const Op& op, const KernelCall& c) {
           c.out<T>(), out_f, 0, 1);
 }
 
+}  // namespace
+
+void matmul(const Op& op, const KernelCall& c) {
+  if (c.out_meta->dtype == DType::f32) return matmul_t<float>(op, c);
+  if (c.out_meta->dtype == DType::f64) return matmul_t<double>(op, c);
+  throw Error("matmul: the CUDA kernel expects f32 or f64");
+}
+
 void linear(const Op& op, const KernelCall& c) {
   if (c.out_meta->dtype == DType::f32) return linear_t<float>(op, c);
   if (c.out_meta->dtype == DType::f64) return linear_t<double>(op, c);
   throw Error("linear: the CUDA kernel expects f32 or f64");
-}
-
-}  // namespace
-
-void register_gemm() {
-  register_device_kernel(DeviceKind::cuda, "matmul", matmul);
-  register_device_kernel(DeviceKind::cuda, "linear", linear);
 }
 
 }  // namespace lethe::cuda::detail

@@ -170,9 +170,11 @@ struct BnInputs {
   }
 };
 BnInputs bn_inputs(const Op& op, int first) {
-  return BnInputs{attr_bool(op, "training"), attr_bool(op, "weight"), attr_bool(op, "bias"),
-                  attr_double(op, "eps"), first};
+  const BatchNormAttrs& a = op.attrs_as<BatchNormAttrs>();
+  return BnInputs{a.training, a.weight, a.bias, a.eps, first};
 }
+
+}  // namespace
 
 void batch_norm_stats(const Op&, const KernelCall& c) {
   const BnDims d = bn_dims(c.in_shape(0));
@@ -231,8 +233,9 @@ void batch_norm_backward_weight(const Op& op, const KernelCall& c) {
 void batch_norm_update_stats(const Op& op, const KernelCall& c) {
   const int64_t C = c.in_shape(0)[0];
   if (C == 0) return;
-  const double momentum = attr_double(op, "momentum");
-  const int64_t count = attr_int(op, "count");
+  const BatchNormUpdateAttrs& a = op.attrs_as<BatchNormUpdateAttrs>();
+  const double momentum = a.momentum;
+  const int64_t count = a.count;
   const double unbias = double(count) / double(count - 1);
   dispatch_f(c.in_meta[0]->dtype, "batch_norm_update_stats", [&](auto tag) {
     using T = decltype(tag);
@@ -240,17 +243,6 @@ void batch_norm_update_stats(const Op& op, const KernelCall& c) {
         c.in_mut<T>(0), c.in_mut<T>(1), c.in<T>(2), C, momentum, unbias);
     LETHE_CUDA_LAUNCH_CHECK();
   });
-}
-
-}  // namespace
-
-void register_norm() {
-  const DeviceKind k = DeviceKind::cuda;
-  register_device_kernel(k, "batch_norm_stats", batch_norm_stats);
-  register_device_kernel(k, "batch_norm", batch_norm);
-  register_device_kernel(k, "batch_norm_backward_input", batch_norm_backward_input);
-  register_device_kernel(k, "batch_norm_backward_weight", batch_norm_backward_weight);
-  register_device_kernel(k, "batch_norm_update_stats", batch_norm_update_stats);
 }
 
 }  // namespace lethe::cuda::detail

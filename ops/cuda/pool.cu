@@ -29,8 +29,8 @@ struct PoolDims {
 
 // x [N, C, H, W] and pooled [N, C, Ho, Wo] with the op's kernel/stride/padding attributes.
 PoolDims pool_dims(const Op& op, const Shape& x, const Shape& y) {
-  const auto k = attr_ints_after(op, "kernel", 2), s = attr_ints_after(op, "stride", 2),
-             p = attr_ints_after(op, "padding", 2);
+  const Pool2dAttrs& a = op.attrs_as<Pool2dAttrs>();
+  const auto &k = a.kernel, &s = a.stride, &p = a.padding;
   PoolDims d;
   d.planes = x[0] * x[1];
   d.h = x[2], d.w = x[3], d.ho = y[2], d.wo = y[3];
@@ -92,6 +92,8 @@ __global__ void max_pool_bw(const T* x, const T* gy, T* dx, PoolDims d) {
   }
 }
 
+}  // namespace
+
 void max_pool2d(const Op& op, const KernelCall& c) {
   const PoolDims d = pool_dims(op, c.in_shape(0), c.out_shape());
   const int64_t n = c.out_meta->numel();
@@ -117,6 +119,8 @@ void max_pool2d_backward(const Op& op, const KernelCall& c) {
 }
 
 // ------------------------------------------------------------------------------- average (cuDNN)
+
+namespace {
 
 // Descriptors of one average pooling call (host objects, cheap to make per call).
 struct AvgPoolDescs {
@@ -164,6 +168,8 @@ struct AvgPoolDescs {
   }
 };
 
+}  // namespace
+
 void avg_pool2d(const Op& op, const KernelCall& c) {
   const Shape& xs = c.in_shape(0);
   if (c.out_meta->numel() == 0) return;
@@ -194,6 +200,8 @@ void avg_pool2d_backward(const Op& op, const KernelCall& c) {
 }
 
 // ------------------------------------------------------------------------------- adaptive average
+
+namespace {
 
 // PyTorch's windows: [floor(i*in/out), ceil((i+1)*in/out)).
 __device__ int64_t ada_start(int64_t i, int64_t in, int64_t out) {
@@ -247,6 +255,8 @@ __global__ void adaptive_bw(const T* gy, T* dx, int64_t planes, int64_t h, int64
   }
 }
 
+}  // namespace
+
 void adaptive_avg_pool2d(const Op&, const KernelCall& c) {
   const Shape &x = c.in_shape(0), &y = c.out_shape();
   const int64_t n = c.out_meta->numel();
@@ -269,18 +279,6 @@ void adaptive_avg_pool2d_backward(const Op&, const KernelCall& c) {
         c.in<T>(0), c.out<T>(), x[0] * x[1], x[2], x[3], g[2], g[3]);
     LETHE_CUDA_LAUNCH_CHECK();
   });
-}
-
-}  // namespace
-
-void register_pool() {
-  const DeviceKind k = DeviceKind::cuda;
-  register_device_kernel(k, "max_pool2d", max_pool2d);
-  register_device_kernel(k, "max_pool2d_backward", max_pool2d_backward);
-  register_device_kernel(k, "avg_pool2d", avg_pool2d);
-  register_device_kernel(k, "avg_pool2d_backward", avg_pool2d_backward);
-  register_device_kernel(k, "adaptive_avg_pool2d", adaptive_avg_pool2d);
-  register_device_kernel(k, "adaptive_avg_pool2d_backward", adaptive_avg_pool2d_backward);
 }
 
 }  // namespace lethe::cuda::detail

@@ -270,16 +270,18 @@ void reduce_sum(const KernelCall& c, const T* x, const Shape& xs, const Shape& k
   LETHE_CUDA_LAUNCH_CHECK();
 }
 
-Shape keep_of(const Shape& xs, const std::vector<int64_t>& axes) {
+Shape keep_of(const Shape& xs, const std::vector<int>& axes) {
   std::vector<int64_t> d = xs.dims();
-  for (int64_t a : axes) d[static_cast<size_t>(a)] = 1;
+  for (int a : axes) d[static_cast<size_t>(a)] = 1;
   return Shape(std::move(d));
 }
 
-void sum(const Op& op, const KernelCall& c) {
+}  // namespace
+
+void sum_mean(const Op& op, const KernelCall& c) {
   const Shape& xs = c.in_shape(0);
-  const Shape keep = keep_of(xs, attr_ints(op, "axes"));
-  const bool mean = op.name() == "mean";
+  const Shape keep = keep_of(xs, op.attrs_as<ReduceAttrs>().axes);
+  const bool mean = op.kind() == OpKind::mean;
   dispatch_a(c.in_meta[0]->dtype, [&](auto tag) {
     using T = decltype(tag);
     T scale = T(1);
@@ -301,6 +303,8 @@ void sum_to(const Op&, const KernelCall& c) {
 }
 
 // ------------------------------------------------------------------------------- max / argmax
+
+namespace {
 
 struct AxisView {
   int64_t outer = 1, r = 1, inner = 1;
@@ -341,9 +345,11 @@ __global__ void max_kernel(const T* x, AxisView v, T* vals, int64_t* idx) {
   }
 }
 
-void max(const Op& op, const KernelCall& c) {
-  const AxisView v = axis_view(c.in_shape(0), static_cast<int>(attr_int(op, "axis")));
-  const bool arg = op.name() == "argmax";
+}  // namespace
+
+void max_argmax(const Op& op, const KernelCall& c) {
+  const AxisView v = axis_view(c.in_shape(0), op.attrs_as<AxisAttrs>().axis);
+  const bool arg = op.kind() == OpKind::argmax;
   if (v.outer * v.inner == 0) return;
   dispatch_a(c.in_meta[0]->dtype, [&](auto tag) {
     using T = decltype(tag);
@@ -353,6 +359,7 @@ void max(const Op& op, const KernelCall& c) {
   });
 }
 
+namespace {
 template <typename T>
 __global__ void max_backward_kernel(const T* g, const int64_t* idx, AxisView v, T* out) {
   LETHE_GRID_LOOP(e, v.outer * v.r * v.inner) {
@@ -362,8 +369,10 @@ __global__ void max_backward_kernel(const T* g, const int64_t* idx, AxisView v, 
   }
 }
 
+}  // namespace
+
 void max_backward(const Op& op, const KernelCall& c) {
-  const AxisView v = axis_view(c.out_shape(), static_cast<int>(attr_int(op, "axis")));
+  const AxisView v = axis_view(c.out_shape(), op.attrs_as<AxisAttrs>().axis);
   const int64_t n = c.out_meta->numel();
   if (n == 0) return;
   dispatch_f(c.in_meta[0]->dtype, "max_backward", [&](auto tag) {
@@ -374,6 +383,8 @@ void max_backward(const Op& op, const KernelCall& c) {
 }
 
 // ------------------------------------------------------------------------------- softmax
+
+namespace {
 
 // One block per (outer, inner) line of R elements with stride `inner`.
 template <typename T>
@@ -420,10 +431,12 @@ __global__ void softmax_backward_kernel(const T* g, const T* y, T* dx, AxisView 
 
 unsigned rows_grid(int64_t rows) { return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>(rows, 65535 * 8))); }
 
+}  // namespace
+
 void softmax(const Op& op, const KernelCall& c) {
-  const AxisView v = axis_view(c.in_shape(0), static_cast<int>(attr_int(op, "axis")));
+  const AxisView v = axis_view(c.in_shape(0), op.attrs_as<SoftmaxAttrs>().axis);
   if (c.out_meta->numel() == 0) return;
-  const bool log_ = op.name() == "log_softmax";
+  const bool log_ = op.kind() == OpKind::log_softmax;
   dispatch_f(c.in_meta[0]->dtype, "softmax", [&](auto tag) {
     using T = decltype(tag);
     softmax_kernel<T><<<rows_grid(v.outer * v.inner), kBlock, 0, stream(c)>>>(c.in<T>(0), c.out<T>(), v, log_);
@@ -432,9 +445,9 @@ void softmax(const Op& op, const KernelCall& c) {
 }
 
 void softmax_backward(const Op& op, const KernelCall& c) {
-  const AxisView v = axis_view(c.in_shape(0), static_cast<int>(attr_int(op, "axis")));
+  const AxisView v = axis_view(c.in_shape(0), op.attrs_as<SoftmaxAttrs>().axis);
   if (c.out_meta->numel() == 0) return;
-  const bool log_ = op.name() == "log_softmax_backward";
+  const bool log_ = op.kind() == OpKind::log_softmax_backward;
   dispatch_f(c.in_meta[0]->dtype, "softmax_backward", [&](auto tag) {
     using T = decltype(tag);
     softmax_backward_kernel<T><<<rows_grid(v.outer * v.inner), kBlock, 0, stream(c)>>>(
@@ -445,10 +458,16 @@ void softmax_backward(const Op& op, const KernelCall& c) {
 
 // ------------------------------------------------------------------------------- cross entropy
 
+namespace {
+
 enum Red : int { kNone, kSum, kMean };
 int reduction_of(const Op& op) {
-  const std::string r = attr_str(op, "reduction");
-  return r == "none" ? kNone : r == "sum" ? kSum : kMean;
+  switch (op.attrs_as<CrossEntropyAttrs>().reduction) {
+    case Reduction::none: return kNone;
+    case Reduction::sum: return kSum;
+    case Reduction::mean: return kMean;
+  }
+  return kMean;
 }
 
 // log-sum-exp of the C classes of position (nn, ss) by the block.
@@ -510,10 +529,12 @@ CeView ce_view(const Shape& l) {
   return v;
 }
 
+}  // namespace
+
 void cross_entropy(const Op& op, const KernelCall& c) {
   const CeView v = ce_view(c.in_shape(0));
   const int red = reduction_of(op);
-  const int64_t ignore = attr_int(op, "ignore_index"), P = v.n * v.s;
+  const int64_t ignore = op.attrs_as<CrossEntropyAttrs>().ignore_index, P = v.n * v.s;
   dispatch_f(c.in_meta[0]->dtype, "cross_entropy", [&](auto tag) {
     using T = decltype(tag);
     T* losses = red == kNone ? c.out<T>() : static_cast<T*>(c.workspace);
@@ -539,6 +560,7 @@ void cross_entropy(const Op& op, const KernelCall& c) {
   });
 }
 
+namespace {
 template <typename T>
 __global__ void count_targets(const int64_t* t, int64_t P, int64_t ignore, T* out) {
   __shared__ T sh[kBlock];
@@ -568,10 +590,12 @@ __global__ void ce_backward(const T* g, const T* x, const int64_t* t, int64_t P,
   }
 }
 
+}  // namespace
+
 void cross_entropy_backward(const Op& op, const KernelCall& c) {
   const CeView v = ce_view(c.in_shape(1));
   const int red = reduction_of(op);
-  const int64_t ignore = attr_int(op, "ignore_index"), P = v.n * v.s;
+  const int64_t ignore = op.attrs_as<CrossEntropyAttrs>().ignore_index, P = v.n * v.s;
   if (P == 0) return;
   dispatch_f(c.in_meta[1]->dtype, "cross_entropy_backward", [&](auto tag) {
     using T = decltype(tag);
@@ -587,6 +611,8 @@ void cross_entropy_backward(const Op& op, const KernelCall& c) {
 }
 
 // ------------------------------------------------------------------------------- layer_norm
+
+namespace {
 
 // Mean and 1/sqrt(var + eps) of row r (two passes, in double as the CPU kernel).
 template <typename T>
@@ -676,14 +702,17 @@ struct Ln {
   double eps;
 };
 Ln ln_of(const Op& op, const Shape& x) {
+  const LayerNormAttrs& a = op.attrs_as<LayerNormAttrs>();
   int64_t d = 1;
-  for (int64_t v : attr_ints(op, "normalized_shape")) d *= v;
-  return {d == 0 ? 0 : x.numel() / d, d, attr_double(op, "eps")};
+  for (int64_t v : a.normalized_shape) d *= v;
+  return {d == 0 ? 0 : x.numel() / d, d, a.eps};
 }
+
+}  // namespace
 
 void layer_norm(const Op& op, const KernelCall& c) {
   const Ln l = ln_of(op, c.in_shape(0));
-  const bool w = attr_bool(op, "weight"), b = attr_bool(op, "bias");
+  const bool w = op.attrs_as<LayerNormAttrs>().weight, b = op.attrs_as<LayerNormAttrs>().bias;
   if (l.rows == 0) return;
   dispatch_f(c.out_meta->dtype, "layer_norm", [&](auto tag) {
     using T = decltype(tag);
@@ -695,7 +724,7 @@ void layer_norm(const Op& op, const KernelCall& c) {
 
 void layer_norm_backward_input(const Op& op, const KernelCall& c) {
   const Ln l = ln_of(op, c.in_shape(0));
-  const bool w = attr_bool(op, "weight");
+  const bool w = op.attrs_as<LayerNormAttrs>().weight;
   if (l.rows == 0) return;
   dispatch_f(c.out_meta->dtype, "layer_norm_backward_input", [&](auto tag) {
     using T = decltype(tag);
@@ -724,27 +753,6 @@ void layer_norm_backward_weight(const Op& op, const KernelCall& c) {
     column_reduce<double, T>(c, LnWeightTerm<T>{c.in<T>(0), c.in<T>(1), st, l.d}, 1, l.rows, l.d,
                              st + stats, cap, c.out<T>(), 1.0);
   });
-}
-
-}  // namespace
-
-void register_reduce() {
-  const DeviceKind k = DeviceKind::cuda;
-  register_device_kernel(k, "sum", sum);
-  register_device_kernel(k, "mean", sum);
-  register_device_kernel(k, "sum_to", sum_to);
-  register_device_kernel(k, "max", max);
-  register_device_kernel(k, "argmax", max);
-  register_device_kernel(k, "max_backward", max_backward);
-  register_device_kernel(k, "softmax", softmax);
-  register_device_kernel(k, "log_softmax", softmax);
-  register_device_kernel(k, "softmax_backward", softmax_backward);
-  register_device_kernel(k, "log_softmax_backward", softmax_backward);
-  register_device_kernel(k, "cross_entropy", cross_entropy);
-  register_device_kernel(k, "cross_entropy_backward", cross_entropy_backward);
-  register_device_kernel(k, "layer_norm", layer_norm);
-  register_device_kernel(k, "layer_norm_backward_input", layer_norm_backward_input);
-  register_device_kernel(k, "layer_norm_backward_weight", layer_norm_backward_weight);
 }
 
 }  // namespace lethe::cuda::detail

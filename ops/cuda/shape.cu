@@ -31,6 +31,15 @@ void launch_copy(const KernelCall& c, void* dst, const void* src, const Shape& s
 
 size_t elem_of(const KernelCall& c) { return dtype_size(c.out_meta->dtype); }
 
+// The slice of `full` (shape fs) along axis with start/step, as strides over the slice's shape.
+std::vector<int64_t> slice_strides(const Shape& fs, int axis, int64_t step) {
+  std::vector<int64_t> st = fs.strides();
+  st[static_cast<size_t>(axis)] *= step;
+  return st;
+}
+
+}  // namespace
+
 void reshape(const Op&, const KernelCall& c) {
   const size_t b = c.out_meta->bytes();
   if (b && c.output != c.inputs[0])
@@ -38,10 +47,10 @@ void reshape(const Op&, const KernelCall& c) {
 }
 
 void permute(const Op& op, const KernelCall& c) {
-  const std::vector<int64_t> p = attr_ints(op, "dims");
+  const std::vector<int>& p = op.attrs_as<PermuteAttrs>().dims;
   const std::vector<int64_t> xstr = c.in_shape(0).strides();
   std::vector<int64_t> src;
-  for (int64_t a : p) src.push_back(xstr[static_cast<size_t>(a)]);
+  for (int a : p) src.push_back(xstr[static_cast<size_t>(a)]);
   launch_copy(c, c.output, c.inputs[0], c.out_shape(), c.out_shape().strides(), src, elem_of(c));
 }
 
@@ -50,16 +59,10 @@ void broadcast_to(const Op&, const KernelCall& c) {
               bcast_strides(c.in_shape(0), c.out_shape()), elem_of(c));
 }
 
-// The slice of `full` (shape fs) along axis with start/step, as strides over the slice's shape.
-std::vector<int64_t> slice_strides(const Shape& fs, int axis, int64_t step) {
-  std::vector<int64_t> st = fs.strides();
-  st[static_cast<size_t>(axis)] *= step;
-  return st;
-}
-
 void slice(const Op& op, const KernelCall& c) {
-  const int axis = static_cast<int>(attr_int(op, "axis"));
-  const int64_t start = attr_int(op, "start"), step = attr_int(op, "step");
+  const SliceAttrs& a = op.attrs_as<SliceAttrs>();
+  const int axis = a.axis;
+  const int64_t start = a.start, step = a.step;
   const Shape& xs = c.in_shape(0);
   const size_t e = elem_of(c);
   const char* src = static_cast<const char*>(c.inputs[0]) + static_cast<size_t>(start * xs.strides()[static_cast<size_t>(axis)]) * e;
@@ -67,8 +70,9 @@ void slice(const Op& op, const KernelCall& c) {
 }
 
 void slice_backward(const Op& op, const KernelCall& c) {
-  const int axis = static_cast<int>(attr_int(op, "axis"));
-  const int64_t start = attr_int(op, "start"), step = attr_int(op, "step");
+  const SliceAttrs& a = op.attrs_as<SliceAttrs>();
+  const int axis = a.axis;
+  const int64_t start = a.start, step = a.step;
   const Shape& os = c.out_shape();
   const size_t e = elem_of(c);
   if (c.out_meta->bytes()) LETHE_CUDA_CHECK(cudaMemsetAsync(c.output, 0, c.out_meta->bytes(), stream(c)));
@@ -77,7 +81,7 @@ void slice_backward(const Op& op, const KernelCall& c) {
 }
 
 void concat(const Op& op, const KernelCall& c) {
-  const int axis = static_cast<int>(attr_int(op, "axis"));
+  const int axis = op.attrs_as<ConcatAttrs>().axis;
   const Shape& os = c.out_shape();
   const size_t e = elem_of(c);
   const std::vector<int64_t> ost = os.strides();
@@ -90,6 +94,8 @@ void concat(const Op& op, const KernelCall& c) {
 }
 
 // ------------------------------------------------------------------------------- embedding
+
+namespace {
 
 // Out-of-range indices read row 0 and record their position in `bad`; the host then throws as the
 // CPU kernel does (index_check.h).
@@ -106,6 +112,8 @@ __global__ void embedding_kernel(const T* w, const int64_t* idx, T* out, int64_t
     out[e] = w[r * dim + j];
   }
 }
+
+}  // namespace
 
 void embedding(const Op&, const KernelCall& c) {
   const int64_t rows = c.in_shape(0)[0], dim = c.in_shape(0)[1], n = c.in_shape(1).numel();
@@ -136,6 +144,8 @@ void embedding(const Op&, const KernelCall& c) {
 // rank among its tile's equal digits coming from warp ballots and per-warp counts. Integer atomics
 // only count (shared histograms and the per-row counts): no slot depends on timing.
 // Out-of-range indices (the forward throws on them) sort last under the key `rows` and are skipped.
+namespace {
+
 constexpr int kRadix = 256;  // digit values; also the block size of the sort kernels
 constexpr int kRadixBits = 8;
 constexpr int64_t kSortTile = 2048;  // positions of a block of the sort (kRadix threads x 8 rounds)
@@ -281,8 +291,10 @@ __global__ void group_sums(const T* g, const unsigned long long* start, const in
   }
 }
 
+}  // namespace
+
 void embedding_backward(const Op& op, const KernelCall& c) {
-  const int64_t rows = attr_int(op, "num");
+  const int64_t rows = op.attrs_as<EmbeddingAttrs>().num_embeddings;
   const int64_t n = c.in_shape(1).numel(), dim = c.out_shape()[1];
   if (rows * dim == 0) return;
   cudaStream_t s = stream(c);
@@ -329,20 +341,6 @@ void embedding_backward(const Op& op, const KernelCall& c) {
     group_sums<T><<<grid_for(rows * dim), 256, 0, s>>>(c.in<T>(0), start, order, rows, dim, c.out<T>());
     LETHE_CUDA_LAUNCH_CHECK();
   });
-}
-
-}  // namespace
-
-void register_shape() {
-  const DeviceKind k = DeviceKind::cuda;
-  register_device_kernel(k, "reshape", reshape);
-  register_device_kernel(k, "permute", permute);
-  register_device_kernel(k, "broadcast_to", broadcast_to);
-  register_device_kernel(k, "slice", slice);
-  register_device_kernel(k, "slice_backward", slice_backward);
-  register_device_kernel(k, "concat", concat);
-  register_device_kernel(k, "embedding", embedding);
-  register_device_kernel(k, "embedding_backward", embedding_backward);
 }
 
 }  // namespace lethe::cuda::detail
