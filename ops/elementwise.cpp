@@ -11,6 +11,7 @@
 #include "framework/session.h"
 #include "ops/attrs.h"
 #include "ops/cpu_util.h"
+#include "ops/layout.h"
 #include "ops/creation.h"
 #include "ops/reduce.h"
 #include "ops/shape_ops.h"
@@ -449,12 +450,7 @@ class CastOp final : public Op {
 
 // ---------------------------------------------------------------- sum_to / broadcast_to
 
-// Left-pads s with ones to n dims.
-Shape pad_to(const Shape& s, int n) {
-  std::vector<int64_t> d(static_cast<size_t>(n - s.ndim()), 1);
-  d.insert(d.end(), s.dims().begin(), s.dims().end());
-  return Shape(std::move(d));
-}
+using layout::pad_to;
 
 // True when `small` broadcasts to exactly `big`.
 bool broadcasts_to(const Shape& small, const Shape& big) {

@@ -10,6 +10,7 @@
 #include "framework/error.h"
 #include "ops/attrs.h"
 #include "ops/cpu_util.h"
+#include "ops/layout.h"
 #include "ops/elementwise.h"
 #include "ops/reduce.h"
 
@@ -28,18 +29,11 @@ const char* reduction_name(Reduction r) {
   return r == Reduction::mean ? "mean" : r == Reduction::sum ? "sum" : "none";
 }
 
-// logits [N, C, S...] seen as [N, C, S]; a position is (n, s).
-struct CeView {
-  int64_t n = 1, c = 1, s = 1;
+// logits [N, C, S...] seen as [N, C, S] (ops/layout.h, as the CUDA kernel); a position is (n, s).
+struct CeView : layout::ChannelView {
   int64_t positions() const { return n * s; }
 };
-CeView ce_view(const Shape& logits) {
-  CeView v;
-  v.n = logits[0];
-  v.c = logits[1];
-  for (int d = 2; d < logits.ndim(); ++d) v.s *= logits[d];
-  return v;
-}
+CeView ce_view(const Shape& logits) { return CeView{layout::channel_view(logits)}; }
 
 // Throws on a target outside [0, C) that is not ignore_index; returns the count of the others.
 int64_t check_targets(const int64_t* t, int64_t n, int64_t classes, int64_t ignore_index) {

@@ -8,40 +8,15 @@
 #include "ops/attrs.h"
 #include "ops/elementwise.h"
 #include "ops/gemm.h"
+#include "ops/layout.h"
 #include "ops/reduce.h"
 #include "ops/shape_ops.h"
 
 namespace lethe {
 namespace {
 
-Shape batch_of(const Shape& s) {
-  return Shape(std::vector<int64_t>(s.dims().begin(), s.dims().end() - 2));
-}
-
-// For every flat index of out_batch, the flat index of the matrix of in_batch it reads
-// (right-aligned, size-1 dims broadcast).
-std::vector<int64_t> broadcast_index(const Shape& in_batch, const Shape& out_batch) {
-  const int no = out_batch.ndim(), ni = in_batch.ndim();
-  std::vector<int64_t> st(static_cast<size_t>(no), 0);
-  int64_t s = 1;
-  for (int d = ni - 1; d >= 0; --d) {
-    st[static_cast<size_t>(d + no - ni)] = in_batch[d] == 1 ? 0 : s;
-    s *= in_batch[d];
-  }
-  const int64_t nb = out_batch.numel();
-  std::vector<int64_t> res(static_cast<size_t>(nb));
-  std::vector<int64_t> idx(static_cast<size_t>(no), 0);
-  for (int64_t i = 0; i < nb; ++i) {
-    int64_t off = 0;
-    for (int d = 0; d < no; ++d) off += idx[static_cast<size_t>(d)] * st[static_cast<size_t>(d)];
-    res[static_cast<size_t>(i)] = off;
-    for (int d = no - 1; d >= 0; --d) {
-      if (++idx[static_cast<size_t>(d)] < out_batch[d]) break;
-      idx[static_cast<size_t>(d)] = 0;
-    }
-  }
-  return res;
-}
+using layout::batch_shape;
+using layout::broadcast_index;
 
 std::string bool_text(bool b) { return b ? "1" : "0"; }
 
@@ -66,8 +41,8 @@ class MatmulOp final : public Op {
     d.m = ta_ ? a.at(-1) : a.at(-2);
     d.k = ta_ ? a.at(-2) : a.at(-1);
     d.n = tb_ ? b.at(-2) : b.at(-1);
-    d.ba = batch_of(a);
-    d.bb = batch_of(b);
+    d.ba = batch_shape(a);
+    d.bb = batch_shape(b);
     d.bo = reduce_ ? Shape{} : broadcast_shapes(d.ba, d.bb, "matmul");
     return d;
   }
@@ -84,7 +59,7 @@ class MatmulOp final : public Op {
     LETHE_CHECK(ka == kb, "matmul: shapes ", a, " and ", b, ": inner dimensions ", ka, " and ", kb,
                 " differ");
     if (reduce_)
-      LETHE_CHECK(batch_of(a) == batch_of(b), "matmul: shapes ", a, " and ", b,
+      LETHE_CHECK(batch_shape(a) == batch_shape(b), "matmul: shapes ", a, " and ", b,
                   ": reduce_batch needs equal batch dims");
     Dims d = dims(a, b);
     std::vector<int64_t> out = d.bo.dims();
@@ -156,7 +131,7 @@ Tensor mm(const Tensor& a, const Tensor& b, bool ta, bool tb, bool reduce) {
 // op(x1)·op(x2) summed over the batch dims that `target` does not have (gradient of a broadcast
 // operand): a single reduce_batch GEMM when target is a plain matrix, else a product then sum_to.
 Tensor product_to(const Tensor& target, bool t1, bool t2, const Tensor& x1, const Tensor& x2) {
-  const Shape bt = batch_of(target.shape()), b1 = batch_of(x1.shape()), b2 = batch_of(x2.shape());
+  const Shape bt = batch_shape(target.shape()), b1 = batch_shape(x1.shape()), b2 = batch_shape(x2.shape());
   const Shape full = broadcast_shapes(b1, b2, "matmul");
   if (full == bt) return mm(x1, x2, t1, t2, false);
   if (bt.numel() == 1 && b1 == b2 && b1.ndim() > 0) {
@@ -269,7 +244,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   LETHE_CHECK(ka == kb, "matmul: shapes ", a.shape(), " and ", b.shape(), ": inner dimensions ", ka,
               " and ", kb, " differ");
   if (a.dim() >= 2 && b.dim() >= 2) {
-    Shape ba = batch_of(a.shape()), bb = batch_of(b.shape());
+    Shape ba = batch_shape(a.shape()), bb = batch_shape(b.shape());
     for (int i = 1; i <= std::min(ba.ndim(), bb.ndim()); ++i) {
       const int64_t x = ba.at(-i), y = bb.at(-i);
       LETHE_CHECK(x == y || x == 1 || y == 1, "matmul: shapes ", a.shape(), " and ", b.shape(),

@@ -185,16 +185,8 @@ class PermuteOp final : public Op {
 
 // ------------------------------------------------------------------------------------ slice
 
-struct AxisView {
-  int64_t outer = 1, r = 1, inner = 1;
-};
-AxisView axis_view(const Shape& s, int axis) {
-  AxisView v;
-  for (int d = 0; d < axis; ++d) v.outer *= s[d];
-  v.r = s[axis];
-  for (int d = axis + 1; d < s.ndim(); ++d) v.inner *= s[d];
-  return v;
-}
+using layout::AxisView;
+using layout::axis_view;
 
 // Copies elements start, start+step, ... (len of them) along the axis between a big tensor (shape
 // big) and a small one; gather: big -> small, otherwise small -> big.
