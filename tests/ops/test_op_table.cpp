@@ -17,7 +17,6 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
-#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -293,27 +292,60 @@ bool differentiable_output(const Tensor& y) { return is_floating(y.dtype()); }
 
 // ------------------------------------------------------------------ guarded buffers
 
-constexpr size_t kGuard = 256;        // bytes on each side
+constexpr size_t kGuard = 256;        // bytes on each side (a multiple of the alignment)
 constexpr uint8_t kSentinel = 0xA7;   // not a common float pattern
 constexpr size_t kAlign = 64;         // as the arena
 
-struct Guarded {
-  std::vector<uint8_t> raw;
-  size_t off = 0, n = 0;
-  Guarded(size_t bytes, uint8_t fill) : raw(2 * kGuard + bytes + kAlign, kSentinel), n(bytes) {
-    const auto base = reinterpret_cast<uintptr_t>(raw.data()) + kGuard;
-    off = static_cast<size_t>(((base + kAlign - 1) / kAlign) * kAlign - reinterpret_cast<uintptr_t>(raw.data()));
-    std::memset(data(), fill, n);
+// `bytes` of payload with kGuard sentinel bytes on each side, in host memory or, given a CUDA
+// session, in device memory of that session (filled and read back through copy_from_host and
+// copy_to_host, which run in the order of the session's stream, as its kernels).
+class Guarded {
+ public:
+  Guarded(size_t bytes, const uint8_t* init, uint8_t fill, const std::shared_ptr<SessionState>& cuda)
+      : n_(bytes) {
+    if (cuda) {
+      image_.assign(2 * kGuard + n_, kSentinel);
+      off_ = kGuard;
+      // Device memory of the session: a materialised tensor's storage (64-byte aligned or more).
+      const size_t words = (image_.size() + 7) / 8;
+      holder_ = tensor_from_bytes(cuda, Shape{static_cast<int64_t>(words)}, DType::f64,
+                                  std::vector<uint8_t>(words * 8, 0).data(), words * 8);
+      dev_ = holder_.impl()->storage;
+      REQUIRE(dev_ != nullptr);
+      REQUIRE(reinterpret_cast<uintptr_t>(dev_->data) % kAlign == 0);
+    } else {
+      image_.assign(2 * kGuard + n_ + kAlign, kSentinel);
+      const auto base = reinterpret_cast<uintptr_t>(image_.data()) + kGuard;
+      off_ = static_cast<size_t>((base + kAlign - 1) / kAlign * kAlign - reinterpret_cast<uintptr_t>(image_.data()));
+    }
+    if (init)
+      std::memcpy(image_.data() + off_, init, n_);
+    else
+      std::memset(image_.data() + off_, fill, n_);
+    if (dev_) copy_from_host(*dev_, image_.data(), image_.size());
   }
-  uint8_t* data() { return raw.data() + off; }
+  // Where the kernel reads or writes (a device pointer on CUDA).
+  void* data() { return dev_ ? static_cast<uint8_t*>(dev_->data) + off_ : image_.data() + off_; }
+  // The payload as the host sees it (after read_back() on CUDA).
+  uint8_t* host() { return image_.data() + off_; }
+  size_t size() const { return n_; }
+  void read_back() {
+    if (dev_) copy_to_host(*dev_, image_.data(), image_.size());
+  }
   // The first guard byte that changed ("" when none did).
   std::string broken() const {
-    for (size_t i = 0; i < off; ++i)
-      if (raw[i] != kSentinel) return "byte " + std::to_string(off - i) + " before the buffer";
-    for (size_t i = off + n; i < raw.size(); ++i)
-      if (raw[i] != kSentinel) return "byte " + std::to_string(i - off - n) + " after the buffer";
+    for (size_t i = 0; i < off_; ++i)
+      if (image_[i] != kSentinel) return "byte " + std::to_string(off_ - i) + " before the buffer";
+    for (size_t i = off_ + n_; i < image_.size(); ++i)
+      if (image_[i] != kSentinel) return "byte " + std::to_string(i - off_ - n_ + 1) + " after the buffer";
     return "";
   }
+
+ private:
+  std::vector<uint8_t> image_;  // guards and payload
+  size_t off_ = 0, n_ = 0;
+  Tensor holder_;
+  std::shared_ptr<Storage> dev_;
 };
 
 std::vector<uint8_t> bytes_of(const Tensor& t) {
@@ -329,120 +361,126 @@ std::vector<uint8_t> bytes_of(const Tensor& t) {
   return b;
 }
 
-bool has_nan(const uint8_t* p, const TensorMeta& m) {
+bool has_nan(const std::vector<uint8_t>& p, const TensorMeta& m) {
   for (int64_t i = 0; i < m.numel(); ++i) {
     if (m.dtype == f32) {
       float f;
-      std::memcpy(&f, p + 4 * i, 4);
+      std::memcpy(&f, p.data() + 4 * i, 4);
       if (std::isnan(f)) return true;
     } else if (m.dtype == f64) {
       double d;
-      std::memcpy(&d, p + 8 * i, 8);
+      std::memcpy(&d, p.data() + 8 * i, 8);
       if (std::isnan(d)) return true;
     }
   }
   return false;
 }
 
-// What the guarded run of a node needs: the op, its input values and metas, the session's output.
-struct NodeRun {
+void poison(std::vector<uint8_t>& v, DType t) {
+  for (size_t k = 0; k < v.size() / dtype_size(t); ++k) {
+    if (t == f32) {
+      const float x = std::nanf("");
+      std::memcpy(v.data() + 4 * k, &x, 4);
+    } else {
+      const double x = std::nan("");
+      std::memcpy(v.data() + 8 * k, &x, 8);
+    }
+  }
+}
+
+struct GuardedRun {
   std::shared_ptr<const Op> op;
-  std::vector<TensorMeta> in_meta;
   TensorMeta out_meta;
-  std::vector<std::vector<uint8_t>> in_values;
-  std::vector<uint8_t> out_value;  // as the session computed it
-  uint64_t seed = 0, step = 0;
-  int64_t node = -1;
+  std::vector<uint8_t> out;          // the guarded run's output
+  std::vector<uint8_t> session_out;  // the session's value of the node
 };
 
-// Records the entry on the CPU, finds the last node of its kind (after the backward when the kind is
-// a gradient's), and runs the step keeping that node's inputs and output.
-NodeRun capture(const Entry& e, DType t, uint64_t seed) {
-  Session s({.seed = seed});
+// Records the entry on device d, finds the last node of its kind (after the backward when the kind
+// is a gradient's), runs the step keeping that node's inputs and output, then runs the node's
+// kernel (run_kernel: the CPU's or the registered CUDA kernel) again on guarded copies of its
+// inputs (input `nan_input` all NaN when >= 0), a guarded output and a guarded workspace. Checks
+// every guard, and that the inputs the op does not mutate come back unchanged.
+GuardedRun guarded_run(const Entry& e, DType t, Device d, int nan_input, const std::string& what) {
+  Session s({.device = d, .seed = 7});
   std::vector<Tensor> in = make_inputs(e, t, e.backward);
   Tensor y = e.fn(in);
   if (e.backward) (y * seed_weights(y)).sum().backward();
   const std::shared_ptr<Graph> g = y.impl()->graph;
-  REQUIRE_MESSAGE(g != nullptr, label(e), ": the entry's function recorded nothing");
+  REQUIRE_MESSAGE(g != nullptr, what, ": the entry's function recorded nothing");
   int id = -1;
   for (int i = static_cast<int>(g->nodes.size()) - 1; i >= 0 && id < 0; --i)
     if (!g->nodes[static_cast<size_t>(i)].is_leaf() && g->nodes[static_cast<size_t>(i)].op->kind() == e.kind) id = i;
-  REQUIRE_MESSAGE(id >= 0, label(e), ": the entry's function recorded no ", op_kind_name(e.kind), " node");
+  REQUIRE_MESSAGE(id >= 0, what, ": the entry's function recorded no ", op_kind_name(e.kind), " node");
   const Node& n = g->nodes[static_cast<size_t>(id)];
-  NodeRun r;
+  GuardedRun r;
   r.op = n.op;
   r.out_meta = n.meta;
-  r.seed = seed;
-  r.step = g->step;
-  r.node = id;
+  const uint64_t step = g->step;
+  std::vector<TensorMeta> in_meta;
   std::vector<Tensor> keep;
   for (int i : n.inputs) {
-    r.in_meta.push_back(g->nodes[static_cast<size_t>(i)].meta);
+    in_meta.push_back(g->nodes[static_cast<size_t>(i)].meta);
     keep.push_back(tensor_for_node(g, i));
   }
   Tensor out = tensor_for_node(g, id);
   s.flush();
-  for (const Tensor& k : keep) r.in_values.push_back(bytes_of(k));
-  r.out_value = bytes_of(out);
-  return r;
-}
+  r.session_out = bytes_of(out);
 
-// The node's CPU kernel on guarded copies of its inputs (input `nan_input` all NaN when >= 0);
-// checks every guard and that the inputs it does not mutate come back unchanged. Returns the output.
-std::vector<uint8_t> run_guarded(const NodeRun& r, int nan_input, const std::string& what) {
+  const std::shared_ptr<SessionState> cuda = d.is_cuda() ? y.impl()->session : nullptr;
+  std::vector<std::vector<uint8_t>> sent;
   std::vector<Guarded> ins;
-  std::vector<int> mutated = r.op->mutated_inputs();
-  for (size_t i = 0; i < r.in_values.size(); ++i) {
-    Guarded b(r.in_values[i].size(), 0);
-    if (!r.in_values[i].empty()) std::memcpy(b.data(), r.in_values[i].data(), r.in_values[i].size());
+  ins.reserve(keep.size());
+  for (size_t i = 0; i < keep.size(); ++i) {
+    sent.push_back(bytes_of(keep[i]));
     if (static_cast<int>(i) == nan_input) {
-      for (int64_t k = 0; k < r.in_meta[i].numel(); ++k) {
-        if (r.in_meta[i].dtype == f32) {
-          const float v = std::nanf("");
-          std::memcpy(b.data() + 4 * k, &v, 4);
-        } else {
-          const double v = std::nan("");
-          std::memcpy(b.data() + 8 * k, &v, 8);
-        }
-      }
+      REQUIRE_MESSAGE(is_floating(in_meta[i].dtype), what, ": input ", i, " is not floating-point");
+      poison(sent.back(), in_meta[i].dtype);
     }
-    ins.push_back(std::move(b));
+    ins.emplace_back(sent.back().size(), sent.back().data(), 0, cuda);
   }
-  Guarded out(r.out_meta.bytes(), 0xFF);  // NaN (or -1) wherever the kernel fails to write
-  const size_t ws_bytes = r.op->workspace_bytes(r.in_meta, r.out_meta);
-  Guarded ws(ws_bytes, 0xFF);
+  Guarded o(r.out_meta.bytes(), nullptr, 0xFF, cuda);  // NaN (or -1) wherever nothing is written
+  const size_t ws_bytes = r.op->workspace_bytes(in_meta, r.out_meta);
+  Guarded ws(ws_bytes, nullptr, 0xFF, cuda);
   KernelCall k;
   for (size_t i = 0; i < ins.size(); ++i) {
     k.inputs.push_back(ins[i].data());
-    k.in_meta.push_back(&r.in_meta[i]);
+    k.in_meta.push_back(&in_meta[i]);
   }
-  std::vector<std::vector<uint8_t>> sent;
-  for (auto& b : ins) sent.emplace_back(b.data(), b.data() + b.n);
-  k.output = out.data();
+  k.output = o.data();
   k.out_meta = &r.out_meta;
   k.workspace = ws_bytes ? ws.data() : nullptr;
   k.workspace_bytes = ws_bytes;
-  k.seed = r.seed;
-  k.step = r.step;
-  k.node = r.node;
-  r.op->cpu(k);
+  k.seed = 7;
+  k.step = step;
+  k.node = id;
+  k.stream = cuda ? cuda->backend_context() : nullptr;
+  run_kernel(*r.op, k, d);
+  const std::vector<int> mutated = r.op->mutated_inputs();
   for (size_t i = 0; i < ins.size(); ++i) {
+    ins[i].read_back();
     const std::string b = ins[i].broken();
     CHECK_MESSAGE(b.empty(), what, ": input ", i, " was written out of bounds (", b, ")");
     const bool mutates = std::find(mutated.begin(), mutated.end(), static_cast<int>(i)) != mutated.end();
-    if (!mutates)
-      CHECK_MESSAGE(std::memcmp(ins[i].data(), sent[i].data(), ins[i].n) == 0, what, ": input ", i,
+    if (!mutates && ins[i].size() > 0)
+      CHECK_MESSAGE(std::memcmp(ins[i].host(), sent[i].data(), ins[i].size()) == 0, what, ": input ", i,
                     " was changed by the kernel");
   }
-  const std::string bo = out.broken();
+  o.read_back();
+  ws.read_back();
+  const std::string bo = o.broken();
   CHECK_MESSAGE(bo.empty(), what, ": the output was written out of bounds (", bo, ")");
   const std::string bw = ws.broken();
   CHECK_MESSAGE(bw.empty(), what, ": the workspace was written out of bounds (", bw, ")");
-  return std::vector<uint8_t>(out.data(), out.data() + out.n);
+  r.out.assign(o.host(), o.host() + o.size());
+  return r;
 }
 
-bool is_floating_kind_input(const NodeRun& r, int i) {
-  return i >= 0 && static_cast<size_t>(i) < r.in_meta.size() && is_floating(r.in_meta[static_cast<size_t>(i)].dtype);
+// Without a usable CUDA device: true after saying why (or failing when LETHE_REQUIRE_CUDA is set).
+bool skip_without_cuda() {
+  if (cuda::is_available()) return false;
+  if (cuda::device_required()) FAIL("LETHE_REQUIRE_CUDA is set but no CUDA device is usable: " << cuda::unavailable_reason());
+  MESSAGE("no CUDA device: skipped (" << cuda::unavailable_reason() << ")");
+  return true;
 }
 
 // On device d, as doubles: the output, the gradients of sum(y * w) of the inputs needing one (when
@@ -555,39 +593,46 @@ TEST_CASE("op table: every op kind with a CPU kernel has a CUDA kernel") {
 
 TEST_CASE("op table: every op's attributes read as the struct its kind documents") {
   for (const Entry& e : table()) {
-    const NodeRun r = capture(e, e.dtypes.front(), 7);
-    CHECK_MESSAGE(reads_documented_attrs(*r.op), label(e), ": the attributes are not the struct ops/attrs.h names");
-    // A struct of another kind's never reads (attrs_as checks the type, not just the presence).
-    if (r.op->kind() != OpKind::cast) CHECK_FALSE(reads_as<CastAttrs>(*r.op));
+    Session s;
+    std::vector<Tensor> in = make_inputs(e, e.dtypes.front(), e.backward);
+    Tensor y = e.fn(in);
+    if (e.backward) (y * seed_weights(y)).sum().backward();
+    const std::shared_ptr<Graph> g = y.impl()->graph;
+    REQUIRE(g != nullptr);
+    for (const Node& n : g->nodes) {
+      if (n.is_leaf()) continue;
+      CHECK_MESSAGE(reads_documented_attrs(*n.op), label(e), ": ", n.op->name(),
+                    "'s attributes are not the struct ops/attrs.h names");
+      // Another kind's struct never reads (attrs_as checks the type, not just the presence).
+      if (n.op->kind() != OpKind::cast) CHECK_FALSE(reads_as<CastAttrs>(*n.op));
+    }
   }
 }
 
-TEST_CASE("op table: CPU kernels write inside their buffers and reproduce the session's bits") {
+// The guarded run of every entry on `d`: output bitwise the session's; with a NaN input, a NaN out.
+void guarded_checks(Device d) {
   for (const Entry& e : table()) {
     for (DType t : e.dtypes) {
-      const std::string what = label(e) + " " + dtype_name(t);
+      const std::string what = label(e) + " " + dtype_name(t) + " on " + d.str();
       CAPTURE(what);
-      const NodeRun r = capture(e, t, 7);
-      const std::vector<uint8_t> out = run_guarded(r, -1, what);
+      const GuardedRun r = guarded_run(e, t, d, -1, what);
       if (r.op->mutated_inputs().empty())
-        CHECK_MESSAGE(out == r.out_value, what, ": the guarded run differs from the session's value");
+        CHECK_MESSAGE(r.out == r.session_out, what, ": the guarded run differs from the session's value");
+      if (e.nan_input < 0 || !is_floating(t)) continue;
+      const std::string nan_what = what + ", NaN in input " + std::to_string(e.nan_input);
+      const GuardedRun nr = guarded_run(e, t, d, e.nan_input, nan_what);
+      CHECK_MESSAGE(has_nan(nr.out, nr.out_meta), nan_what, ": the NaN was swallowed");
     }
   }
 }
 
-TEST_CASE("op table: a NaN input gives a NaN output") {
-  for (const Entry& e : table()) {
-    if (e.nan_input < 0) continue;
-    for (DType t : e.dtypes) {
-      if (!is_floating(t)) continue;
-      const std::string what = label(e) + " " + dtype_name(t) + " NaN in input " + std::to_string(e.nan_input);
-      CAPTURE(what);
-      const NodeRun r = capture(e, t, 7);
-      REQUIRE_MESSAGE(is_floating_kind_input(r, e.nan_input), what, ": that input is not floating-point");
-      const std::vector<uint8_t> out = run_guarded(r, e.nan_input, what);
-      CHECK_MESSAGE(has_nan(out.data(), r.out_meta), what, ": the NaN was swallowed");
-    }
-  }
+TEST_CASE("op table: CPU kernels write inside their buffers, reproduce the session's bits and keep NaN") {
+  guarded_checks(Device::cpu());
+}
+
+TEST_CASE("op table: CUDA kernels write inside their buffers, reproduce the session's bits and keep NaN") {
+  if (skip_without_cuda()) return;
+  guarded_checks(Device::cuda(0));
 }
 
 TEST_CASE("op table: gradients match central differences in f64") {
@@ -616,11 +661,7 @@ TEST_CASE("op table: gradients match central differences in f64") {
 }
 
 TEST_CASE("op table: CUDA kernels match the CPU") {
-  if (!cuda::is_available()) {
-    if (cuda::device_required()) FAIL("LETHE_REQUIRE_CUDA is set but no CUDA device is usable: " << cuda::unavailable_reason());
-    MESSAGE("no CUDA device: skipped (" << cuda::unavailable_reason() << ")");
-    return;
-  }
+  if (skip_without_cuda()) return;
   for (const Entry& e : table()) {
     for (DType t : e.dtypes) {
       const std::string what = label(e) + " " + dtype_name(t);
