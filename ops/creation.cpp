@@ -33,12 +33,12 @@ Tensor materialise(const Shape& s, DType t, F&& f) {
 
 class FullOp final : public Op {
  public:
-  FullOp(TensorMeta m, double v) : meta_(std::move(m)), value_(v), a_{v} {}
+  FullOp(TensorMeta m, double v) : meta_(std::move(m)), a_{v} {}
   OpKind kind() const override { return OpKind::full; }
   // %.17g: the value round-trips exactly in exports.
   std::string attrs() const override {
     char buf[40];
-    std::snprintf(buf, sizeof buf, "%.17g", value_);
+    std::snprintf(buf, sizeof buf, "%.17g", a_.value);
     return std::string("value=") + buf + ",shape=" + meta_.shape.str();
   }
   TensorMeta infer(const std::vector<TensorMeta>&) const override { return meta_; }
@@ -48,7 +48,7 @@ class FullOp final : public Op {
     dispatch_all(k.out_meta->dtype, [&](auto tag) {
       using T = decltype(tag);
       T* o = k.out<T>();
-      const T v = static_cast<T>(value_);
+      const T v = static_cast<T>(a_.value);
       for (int64_t i = 0; i < n; ++i) o[i] = v;
     });
   }
@@ -58,7 +58,6 @@ class FullOp final : public Op {
 
  private:
   TensorMeta meta_;
-  double value_;
   FullAttrs a_;
 };
 

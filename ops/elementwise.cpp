@@ -417,26 +417,26 @@ Tensor unary(UnKind k, const Tensor& x, double s = 0.0) {
 
 class CastOp final : public Op {
  public:
-  explicit CastOp(DType t) : t_(t), a_{t} {}
+  explicit CastOp(DType t) : a_{t} {}
   OpKind kind() const override { return OpKind::cast; }
-  std::string attrs() const override { return std::string("dtype=") + dtype_name(t_); }
+  std::string attrs() const override { return std::string("dtype=") + dtype_name(a_.dtype); }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     TensorMeta m = in[0];
-    m.dtype = t_;
+    m.dtype = a_.dtype;
     return m;
   }
   void cpu(const KernelCall& c) const override {
     const int64_t n = c.out_meta->numel();
     dispatch_all(c.in_meta[0]->dtype, [&](auto itag) {
       using I = decltype(itag);
-      dispatch_all(t_, [&](auto otag) {
+      dispatch_all(a_.dtype, [&](auto otag) {
         using O = decltype(otag);
         map1(c.in<I>(0), c.out<O>(), n, [](I v) { return static_cast<O>(v); });
       });
     });
   }
   std::vector<Tensor> backward(const BackwardCtx& c) const override {
-    if (!c.needs_grad[0] || !is_floating(t_) || !is_floating(c.inputs[0].dtype())) return {Tensor()};
+    if (!c.needs_grad[0] || !is_floating(a_.dtype) || !is_floating(c.inputs[0].dtype())) return {Tensor()};
     return {cast(c.grad_output, c.inputs[0].dtype())};
   }
 
@@ -444,7 +444,6 @@ class CastOp final : public Op {
   AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
 
  private:
-  DType t_;
   CastAttrs a_;
 };
 

@@ -70,9 +70,9 @@ void softmax_block(const T* x, T* y, int64_t r, int64_t inner, bool log, T* m, T
 
 class SoftmaxOp final : public Op {
  public:
-  SoftmaxOp(int axis, bool log) : axis_(axis), log_(log), a_{axis} {}
+  SoftmaxOp(int axis, bool log) : log_(log), a_{axis} {}
   OpKind kind() const override { return log_ ? OpKind::log_softmax : OpKind::softmax; }
-  std::string attrs() const override { return "axis=" + std::to_string(axis_); }
+  std::string attrs() const override { return "axis=" + std::to_string(a_.axis); }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     LETHE_CHECK(is_floating(in[0].dtype), name(), ": expected a floating-point tensor, got ",
                 in[0].dtype, in[0].shape);
@@ -84,11 +84,11 @@ class SoftmaxOp final : public Op {
     return c;
   }
   size_t workspace_bytes(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
-    const AxisView v = axis_view(in[0].shape, axis_);
+    const AxisView v = axis_view(in[0].shape, a_.axis);
     return v.inner > 1 ? static_cast<size_t>(2 * v.inner * v.outer) * dtype_size(in[0].dtype) : 0;
   }
   void cpu(const KernelCall& c) const override {
-    const AxisView v = axis_view(c.in_shape(0), axis_);
+    const AxisView v = axis_view(c.in_shape(0), a_.axis);
     const int64_t n = c.out_meta->numel();
     dispatch_float(c.in_meta[0]->dtype, name().c_str(), [&](auto tag) {
       using T = decltype(tag);
@@ -114,7 +114,6 @@ class SoftmaxOp final : public Op {
   AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
 
  private:
-  int axis_;
   bool log_;
   SoftmaxAttrs a_;
 };
@@ -123,16 +122,16 @@ class SoftmaxOp final : public Op {
 // log_softmax: dx = g - exp(y) * sum(g)
 class SoftmaxBackwardOp final : public Op {
  public:
-  SoftmaxBackwardOp(int axis, bool log) : axis_(axis), log_(log), a_{axis} {}
+  SoftmaxBackwardOp(int axis, bool log) : log_(log), a_{axis} {}
   OpKind kind() const override { return log_ ? OpKind::log_softmax_backward : OpKind::softmax_backward; }
-  std::string attrs() const override { return "axis=" + std::to_string(axis_); }
+  std::string attrs() const override { return "axis=" + std::to_string(a_.axis); }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     LETHE_CHECK(in[0] == in[1], name(), ": gradient ", in[0].str(), " and output ", in[1].str(), " differ");
     return in[0];
   }
   bool differentiable() const override { return false; }
   void cpu(const KernelCall& c) const override {
-    const AxisView v = axis_view(c.in_shape(0), axis_);
+    const AxisView v = axis_view(c.in_shape(0), a_.axis);
     const int64_t n = c.out_meta->numel();
     dispatch_float(c.in_meta[0]->dtype, name().c_str(), [&](auto tag) {
       using T = decltype(tag);
@@ -166,14 +165,13 @@ class SoftmaxBackwardOp final : public Op {
   AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
 
  private:
-  int axis_;
   bool log_;
   SoftmaxAttrs a_;
 };
 
 std::vector<Tensor> SoftmaxOp::backward(const BackwardCtx& c) const {
   if (!c.needs_grad[0]) return {Tensor()};
-  return {record(std::make_shared<SoftmaxBackwardOp>(axis_, log_), {c.grad_output, c.output})};
+  return {record(std::make_shared<SoftmaxBackwardOp>(a_.axis, log_), {c.grad_output, c.output})};
 }
 
 }  // namespace
