@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <set>
 #include <string>
@@ -58,7 +59,10 @@ struct Entry {
   double tol = 1e-5;        // CUDA against CPU in f32, relative to 1 + |cpu| (f64: 1e-11)
   bool gradcheck = true;    // f64 gradcheck of fn
   bool backward = false;    // the kind is recorded by fn's gradient: run backward to find it
-  int nan_input = 0;        // input of the node that is set to NaN; -1: no NaN check (why: variant)
+  int nan_input = 0;        // input of the node that is set to NaN, then to +-Inf; -1: no check
+  // IEEE arithmetic may turn an infinite input into finite outputs only (exp(-inf) = 0,
+  // sigmoid(inf) = 1, 2 / inf = 0): then an infinity is only run, not required to come out.
+  bool inf_may_vanish = false;
 };
 
 In x(Shape s) { return In{std::move(s)}; }
@@ -91,18 +95,23 @@ std::vector<Entry> table() {
   add({OpKind::mul_scalar, "", {x({5})}, [](auto& v) { return v[0] * 2.5; }});
   add({OpKind::rsub_scalar, "", {x({5})}, [](auto& v) { return 3.0 - v[0]; }});
   add({OpKind::rdiv_scalar, "", {pos({5})}, [](auto& v) { return 2.0 / v[0]; }});
+  t.back().inf_may_vanish = true;
   add({OpKind::neg, "", {x({2, 3})}, [](auto& v) { return -v[0]; }});
   add({OpKind::exp, "", {x({2, 3})}, [](auto& v) { return exp(v[0]); }});
+  t.back().inf_may_vanish = true;
   add({OpKind::log, "", {pos({2, 3})}, [](auto& v) { return log(v[0]); }});
   add({OpKind::sqrt, "", {pos({2, 3})}, [](auto& v) { return sqrt(v[0]); }});
   add({OpKind::pow, "exponent 2", {x({2, 3})}, [](auto& v) { return pow(v[0], 2.0); }});
   add({OpKind::pow, "exponent 3", {x({2, 3})}, [](auto& v) { return pow(v[0], 3.0); }});
   add({OpKind::pow, "exponent 0.5", {pos({2, 3})}, [](auto& v) { return pow(v[0], 0.5); }});
   add({OpKind::relu, "", {x({3, 4})}, [](auto& v) { return relu(v[0]); }});
+  t.back().inf_may_vanish = true;
   add({OpKind::gelu, "none", {x({3, 4})}, [](auto& v) { return gelu(v[0], "none"); }});
   add({OpKind::gelu, "tanh", {x({3, 4})}, [](auto& v) { return gelu(v[0], "tanh"); }});
   add({OpKind::sigmoid, "", {x({3, 4})}, [](auto& v) { return sigmoid(v[0]); }});
+  t.back().inf_may_vanish = true;
   add({OpKind::tanh, "", {x({3, 4})}, [](auto& v) { return tanh(v[0]); }});
+  t.back().inf_may_vanish = true;
   add({OpKind::relu_backward, "", {x({3, 4})}, [](auto& v) { return relu(v[0]); }, {f32, f64}, 1e-5, true, true});
   add({OpKind::gelu_backward, "none", {x({3, 4})}, [](auto& v) { return gelu(v[0], "none"); }, {f32, f64}, 1e-5,
        true, true});
@@ -376,14 +385,29 @@ bool has_nan(const std::vector<uint8_t>& p, const TensorMeta& m) {
   return false;
 }
 
-void poison(std::vector<uint8_t>& v, DType t) {
+bool has_non_finite(const std::vector<uint8_t>& p, const TensorMeta& m) {
+  for (int64_t i = 0; i < m.numel(); ++i) {
+    double d = 0;
+    if (m.dtype == f32) {
+      float f;
+      std::memcpy(&f, p.data() + 4 * i, 4);
+      d = f;
+    } else if (m.dtype == f64) {
+      std::memcpy(&d, p.data() + 8 * i, 8);
+    }
+    if (!std::isfinite(d)) return true;
+  }
+  return false;
+}
+
+// Every element of v (of dtype t) set to `value`.
+void poison(std::vector<uint8_t>& v, DType t, double value) {
   for (size_t k = 0; k < v.size() / dtype_size(t); ++k) {
     if (t == f32) {
-      const float x = std::nanf("");
+      const float x = static_cast<float>(value);
       std::memcpy(v.data() + 4 * k, &x, 4);
     } else {
-      const double x = std::nan("");
-      std::memcpy(v.data() + 8 * k, &x, 8);
+      std::memcpy(v.data() + 8 * k, &value, 8);
     }
   }
 }
@@ -398,9 +422,10 @@ struct GuardedRun {
 // Records the entry on device d, finds the last node of its kind (after the backward when the kind
 // is a gradient's), runs the step keeping that node's inputs and output, then runs the node's
 // kernel (run_kernel: the CPU's or the registered CUDA kernel) again on guarded copies of its
-// inputs (input `nan_input` all NaN when >= 0), a guarded output and a guarded workspace. Checks
-// every guard, and that the inputs the op does not mutate come back unchanged.
-GuardedRun guarded_run(const Entry& e, DType t, Device d, int nan_input, const std::string& what) {
+// inputs (input `bad_input`, when >= 0, all `bad`: NaN or an infinity), a guarded output and a
+// guarded workspace. Checks every guard, and that the inputs the op does not mutate come back
+// unchanged.
+GuardedRun guarded_run(const Entry& e, DType t, Device d, int bad_input, double bad, const std::string& what) {
   Session s({.device = d, .seed = 7});
   std::vector<Tensor> in = make_inputs(e, t, e.backward);
   Tensor y = e.fn(in);
@@ -432,9 +457,9 @@ GuardedRun guarded_run(const Entry& e, DType t, Device d, int nan_input, const s
   ins.reserve(keep.size());
   for (size_t i = 0; i < keep.size(); ++i) {
     sent.push_back(bytes_of(keep[i]));
-    if (static_cast<int>(i) == nan_input) {
+    if (static_cast<int>(i) == bad_input) {
       REQUIRE_MESSAGE(is_floating(in_meta[i].dtype), what, ": input ", i, " is not floating-point");
-      poison(sent.back(), in_meta[i].dtype);
+      poison(sent.back(), in_meta[i].dtype, bad);
     }
     ins.emplace_back(sent.back().size(), sent.back().data(), 0, cuda);
   }
@@ -609,28 +634,35 @@ TEST_CASE("op table: every op's attributes read as the struct its kind documents
   }
 }
 
-// The guarded run of every entry on `d`: output bitwise the session's; with a NaN input, a NaN out.
+// The guarded run of every entry on `d`: output bitwise the session's; with a NaN input, a NaN out;
+// with an infinite input, a non-finite value out (unless IEEE lets it vanish).
 void guarded_checks(Device d) {
+  const double inf = std::numeric_limits<double>::infinity();
   for (const Entry& e : table()) {
     for (DType t : e.dtypes) {
       const std::string what = label(e) + " " + dtype_name(t) + " on " + d.str();
       CAPTURE(what);
-      const GuardedRun r = guarded_run(e, t, d, -1, what);
+      const GuardedRun r = guarded_run(e, t, d, -1, 0.0, what);
       if (r.op->mutated_inputs().empty())
         CHECK_MESSAGE(r.out == r.session_out, what, ": the guarded run differs from the session's value");
       if (e.nan_input < 0 || !is_floating(t)) continue;
-      const std::string nan_what = what + ", NaN in input " + std::to_string(e.nan_input);
-      const GuardedRun nr = guarded_run(e, t, d, e.nan_input, nan_what);
-      CHECK_MESSAGE(has_nan(nr.out, nr.out_meta), nan_what, ": the NaN was swallowed");
+      const std::string in = " in input " + std::to_string(e.nan_input);
+      const GuardedRun nr = guarded_run(e, t, d, e.nan_input, std::nan(""), what + ", NaN" + in);
+      CHECK_MESSAGE(has_nan(nr.out, nr.out_meta), what, ", NaN", in, ": the NaN was swallowed");
+      for (const double v : {inf, -inf}) {
+        const std::string w = what + (v > 0 ? ", +Inf" : ", -Inf") + in;
+        const GuardedRun ir = guarded_run(e, t, d, e.nan_input, v, w);
+        if (!e.inf_may_vanish) CHECK_MESSAGE(has_non_finite(ir.out, ir.out_meta), w, ": the infinity was swallowed");
+      }
     }
   }
 }
 
-TEST_CASE("op table: CPU kernels write inside their buffers, reproduce the session's bits and keep NaN") {
+TEST_CASE("op table: CPU kernels write inside their buffers, reproduce the session's bits, keep NaN and Inf") {
   guarded_checks(Device::cpu());
 }
 
-TEST_CASE("op table: CUDA kernels write inside their buffers, reproduce the session's bits and keep NaN") {
+TEST_CASE("op table: CUDA kernels write inside their buffers, reproduce the session's bits, keep NaN and Inf") {
   if (skip_without_cuda()) return;
   guarded_checks(Device::cuda(0));
 }
