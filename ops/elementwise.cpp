@@ -179,7 +179,7 @@ constexpr double kGeluC = 0.044715;
 class UnaryOp final : public Op {
  public:
   UnaryOp(UnKind k, double s = 0.0)
-      : k_(k), s_(s), scalar_{s},
+      : k_(k), scalar_{s},
         gelu_{k == UnKind::gelu_tanh ? GeluApproximation::tanh : GeluApproximation::none} {}
   OpKind kind() const override {
     switch (k_) {
@@ -202,8 +202,8 @@ class UnaryOp final : public Op {
   std::string attrs() const override {
     switch (k_) {
       case UnKind::add_scalar: case UnKind::mul_scalar: case UnKind::rsub_scalar:
-      case UnKind::rdiv_scalar: return "scalar=" + fmt_double(s_);
-      case UnKind::pow: return "exponent=" + fmt_double(s_);
+      case UnKind::rdiv_scalar: return "scalar=" + fmt_double(scalar_.value);
+      case UnKind::pow: return "exponent=" + fmt_double(scalar_.value);
       case UnKind::gelu: return "approximate=none";
       case UnKind::gelu_tanh: return "approximate=tanh";
       default: return {};
@@ -211,7 +211,7 @@ class UnaryOp final : public Op {
   }
   // Integer tensors take the arithmetic ops with an integral scalar; everything else needs floats.
   bool integer_ok() const {
-    const bool integral = std::floor(s_) == s_ && std::abs(s_) < 9.0e18;
+    const bool integral = std::floor(scalar_.value) == scalar_.value && std::abs(scalar_.value) < 9.0e18;
     return k_ == UnKind::neg ||
            ((k_ == UnKind::add_scalar || k_ == UnKind::mul_scalar || k_ == UnKind::rsub_scalar) &&
             integral);
@@ -239,7 +239,7 @@ class UnaryOp final : public Op {
     if (c.in_meta[0]->dtype == DType::i64) {
       const int64_t* x = c.in<int64_t>(0);
       int64_t* y = c.out<int64_t>();
-      const int64_t s = static_cast<int64_t>(s_);
+      const int64_t s = static_cast<int64_t>(scalar_.value);
       switch (k_) {
         case UnKind::neg: map1(x, y, n, [](int64_t v) { return -v; }); break;
         case UnKind::add_scalar: map1(x, y, n, [s](int64_t v) { return v + s; }); break;
@@ -253,7 +253,7 @@ class UnaryOp final : public Op {
       using T = decltype(tag);
       const T* x = c.in<T>(0);
       T* y = c.out<T>();
-      const T s = static_cast<T>(s_);
+      const T s = static_cast<T>(scalar_.value);
       switch (k_) {
         case UnKind::add_scalar: map1(x, y, n, [s](T v) { return v + s; }); break;
         case UnKind::mul_scalar: map1(x, y, n, [s](T v) { return v * s; }); break;
@@ -264,7 +264,7 @@ class UnaryOp final : public Op {
         case UnKind::log: map1(x, y, n, [](T v) { return std::log(v); }); break;
         case UnKind::sqrt: map1(x, y, n, [](T v) { return std::sqrt(v); }); break;
         case UnKind::pow:
-          if (s_ == 2.0)
+          if (scalar_.value == 2.0)
             map1(x, y, n, [](T v) { return v * v; });
           else
             map1(x, y, n, [s](T v) { return std::pow(v, s); });
@@ -305,8 +305,7 @@ class UnaryOp final : public Op {
 
  private:
   UnKind k_;
-  double s_;
-  ScalarAttrs scalar_;
+  ScalarAttrs scalar_;  // the scalar (or exponent) of the kinds that have one
   GeluAttrs gelu_;
 };
 
@@ -389,17 +388,17 @@ std::vector<Tensor> UnaryOp::backward(const BackwardCtx& c) const {
   const Tensor &x = c.inputs[0], &y = c.output, &g = c.grad_output;
   switch (k_) {
     case UnKind::add_scalar: return {g};
-    case UnKind::mul_scalar: return {mul_scalar(g, s_)};
+    case UnKind::mul_scalar: return {mul_scalar(g, scalar_.value)};
     case UnKind::rsub_scalar: case UnKind::neg: return {neg(g)};
     case UnKind::rdiv_scalar: return {neg(div(mul(g, y), x))};  // d(s/x) = -(s/x)/x
     case UnKind::exp: return {mul(g, y)};
     case UnKind::log: return {div(g, x)};
     case UnKind::sqrt: return {div(mul_scalar(g, 0.5), y)};
     case UnKind::pow:
-      if (s_ == 0.0) return {full_like(x, 0.0)};
-      if (s_ == 1.0) return {g};
-      if (s_ == 2.0) return {mul(g, mul_scalar(x, 2.0))};
-      return {mul(g, mul_scalar(pow(x, s_ - 1.0), s_))};
+      if (scalar_.value == 0.0) return {full_like(x, 0.0)};
+      if (scalar_.value == 1.0) return {g};
+      if (scalar_.value == 2.0) return {mul(g, mul_scalar(x, 2.0))};
+      return {mul(g, mul_scalar(pow(x, scalar_.value - 1.0), scalar_.value))};
     case UnKind::relu: return {activation_backward(BwKind::relu, g, x)};
     case UnKind::gelu: return {activation_backward(BwKind::gelu, g, x)};
     case UnKind::gelu_tanh: return {activation_backward(BwKind::gelu_tanh, g, x)};
@@ -462,14 +461,14 @@ bool broadcasts_to(const Shape& small, const Shape& big) {
 
 class SumToOp final : public Op {
  public:
-  explicit SumToOp(Shape s) : s_(s), a_{std::move(s)} {}
+  explicit SumToOp(Shape s) : a_{std::move(s)} {}
   OpKind kind() const override { return OpKind::sum_to; }
-  std::string attrs() const override { return "shape=" + s_.str(); }
+  std::string attrs() const override { return "shape=" + a_.shape.str(); }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
-    LETHE_CHECK(broadcasts_to(s_, in[0].shape), "sum_to: shape ", in[0].shape, " cannot be summed to ",
-                s_, " (", s_, " does not broadcast to ", in[0].shape, ")");
+    LETHE_CHECK(broadcasts_to(a_.shape, in[0].shape), "sum_to: shape ", in[0].shape, " cannot be summed to ",
+                a_.shape, " (", a_.shape, " does not broadcast to ", in[0].shape, ")");
     TensorMeta m = in[0];
-    m.shape = s_;
+    m.shape = a_.shape;
     return m;
   }
   size_t workspace_bytes(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
@@ -483,7 +482,7 @@ class SumToOp final : public Op {
     dispatch_all(c.in_meta[0]->dtype, [&](auto tag) {
       using T = decltype(tag);
       const Shape& xs = c.in_shape(0);
-      cpu::reduce_sum(c.in<T>(0), xs, pad_to(s_, xs.ndim()), c.out<T>(),
+      cpu::reduce_sum(c.in<T>(0), xs, pad_to(a_.shape, xs.ndim()), c.out<T>(),
                       static_cast<T*>(c.workspace));
     });
   }
@@ -496,27 +495,26 @@ class SumToOp final : public Op {
   AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
 
  private:
-  Shape s_;
   ShapeAttrs a_;
 };
 
 class BroadcastToOp final : public Op {
  public:
-  explicit BroadcastToOp(Shape s) : s_(s), a_{std::move(s)} {}
+  explicit BroadcastToOp(Shape s) : a_{std::move(s)} {}
   OpKind kind() const override { return OpKind::broadcast_to; }
-  std::string attrs() const override { return "shape=" + s_.str(); }
+  std::string attrs() const override { return "shape=" + a_.shape.str(); }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
-    LETHE_CHECK(broadcasts_to(in[0].shape, s_), "broadcast_to: shape ", in[0].shape,
-                " cannot be broadcast to ", s_);
+    LETHE_CHECK(broadcasts_to(in[0].shape, a_.shape), "broadcast_to: shape ", in[0].shape,
+                " cannot be broadcast to ", a_.shape);
     TensorMeta m = in[0];
-    m.shape = s_;
+    m.shape = a_.shape;
     return m;
   }
   void cpu(const KernelCall& c) const override {
     dispatch_all(c.in_meta[0]->dtype, [&](auto tag) {
       using T = decltype(tag);
       if (c.out_meta->numel() == 0) return;
-      cpu::broadcast_copy(c.in<T>(0), c.in_shape(0), c.out<T>(), s_);
+      cpu::broadcast_copy(c.in<T>(0), c.in_shape(0), c.out<T>(), a_.shape);
     });
   }
   std::vector<Tensor> backward(const BackwardCtx& c) const override {
@@ -528,7 +526,6 @@ class BroadcastToOp final : public Op {
   AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
 
  private:
-  Shape s_;
   ShapeAttrs a_;
 };
 
