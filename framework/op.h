@@ -93,12 +93,13 @@ class Op {
   virtual OpKind kind() const = 0;
   std::string name() const { return op_kind_name(kind()); }
   // The op's attribute struct (ops/attrs.h), as the type it is; throws lethe::Error when the op
-  // holds another type (or none): a kernel reading the wrong struct is a bug, never a reinterpretation.
+  // holds another type (or none): a kernel reading the wrong struct is a bug, never a
+  // reinterpretation.
   template <typename A>
   const A& attrs_as() const {
     const AttrsRef r = attrs_ref();
-    LETHE_CHECK(r.data != nullptr && r.type != nullptr && *r.type == typeid(A), "internal error: ", name(),
-                "'s attributes are not a ", typeid(A).name());
+    LETHE_CHECK(r.data != nullptr && r.type != nullptr && *r.type == typeid(A), "internal error: ",
+                name(), "'s attributes are not a ", typeid(A).name());
     return *static_cast<const A*>(r.data);
   }
   // Attributes as text ("stride=2,padding=1"): part of the graph's structural hash and of exports.

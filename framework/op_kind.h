@@ -1,5 +1,5 @@
-// The identity of every primitive op, as an enum: kernels of other backends dispatch on it (a switch
-// the compiler checks for missing cases), tests enumerate it, and Op::name() is its text.
+// The identity of every primitive op, as an enum: kernels of other backends dispatch on it (a
+// switch the compiler checks for missing cases), tests enumerate it, and Op::name() is its text.
 //
 //   switch (op.kind()) {
 //     case OpKind::softmax: ...
@@ -44,7 +44,7 @@ namespace lethe {
   X(adaptive_avg_pool2d) X(adaptive_avg_pool2d_backward)                                           \
   /* shape ops (ops/shape_ops.cpp) */                                                              \
   X(reshape) X(permute) X(slice) X(slice_backward) X(concat)                                       \
-  /* embedding, dropout, attention (ops/embedding.cpp, ops/dropout.cpp, ops/attention.cpp) */       \
+  /* embedding, dropout, attention (ops/embedding.cpp, dropout.cpp, attention.cpp) */              \
   X(embedding) X(embedding_backward) X(dropout) X(dropout_backward) X(causal_mask)                 \
   /* optimizer updates (optim/update_ops.cpp) */                                                   \
   X(sgd_update) X(adamw_update)

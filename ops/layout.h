@@ -3,8 +3,8 @@
 // view of an axis. Written once here so that the two backends cannot disagree on what they index.
 // Host functions; the small structs are plain data a CUDA kernel takes by value.
 //
-//   const layout::StridedLoop l = layout::collapse(out, {layout::broadcast_strides(a, out), out.strides()});
-//   const layout::AxisView v = layout::axis_view(x, axis);  // x[o][r][i] at (o * v.r + r) * v.inner + i
+//   auto l = layout::collapse(out, {layout::broadcast_strides(a, out), out.strides()});
+//   layout::AxisView v = layout::axis_view(x, axis);  // x[o][r][i] at (o * v.r + r) * v.inner + i
 #pragma once
 
 #include <cstdint>
@@ -27,7 +27,8 @@ inline std::vector<int64_t> broadcast_strides(const Shape& in, const Shape& out)
   return st;
 }
 
-// An iteration space over dims `sizes` (outermost first) read through one stride vector per operand.
+// An iteration space over dims `sizes` (outermost first) read through one stride vector per
+// operand.
 struct StridedLoop {
   std::vector<int64_t> sizes;
   std::vector<std::vector<int64_t>> strides;
@@ -45,10 +46,12 @@ inline StridedLoop collapse(const Shape& out, const std::vector<std::vector<int6
       merge = l.strides[k].back() == strides[k][static_cast<size_t>(d)] * out[d];
     if (merge) {
       l.sizes.back() *= out[d];
-      for (size_t k = 0; k < strides.size(); ++k) l.strides[k].back() = strides[k][static_cast<size_t>(d)];
+      for (size_t k = 0; k < strides.size(); ++k)
+        l.strides[k].back() = strides[k][static_cast<size_t>(d)];
     } else {
       l.sizes.push_back(out[d]);
-      for (size_t k = 0; k < strides.size(); ++k) l.strides[k].push_back(strides[k][static_cast<size_t>(d)]);
+      for (size_t k = 0; k < strides.size(); ++k)
+        l.strides[k].push_back(strides[k][static_cast<size_t>(d)]);
     }
   }
   if (l.sizes.empty()) {

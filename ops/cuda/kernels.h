@@ -22,7 +22,8 @@ void cast(const Op& op, const KernelCall& c);
 void sum_to(const Op& op, const KernelCall& c);
 void broadcast_to(const Op& op, const KernelCall& c);
 // Bias adds other families' kernels call (conv2d after cuDNN, linear before its GEMM).
-void add_bias_channels(const KernelCall& c, const void* bias, void* y, int64_t channels, int64_t plane);
+void add_bias_channels(const KernelCall& c, const void* bias, void* y, int64_t channels,
+                       int64_t plane);
 void add_bias_rows(const KernelCall& c, const void* bias, void* y, int64_t rows, int64_t cols);
 
 // creation.cu

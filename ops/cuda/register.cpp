@@ -1,7 +1,7 @@
-// The one entry point that registers every CUDA kernel (called from lethe::cuda::init(), never from a
-// static initialiser, so that no linker can drop it), and the table it registers: one kernel per op
-// kind. The switch has no default and this file turns -Wswitch into an error, so an op kind added to
-// framework/op_kind.h without a CUDA kernel does not build.
+// The one entry point that registers every CUDA kernel (called from lethe::cuda::init(), never from
+// a static initialiser, so that no linker can drop it), and the table it registers: one kernel per
+// op kind. The switch has no default and this file turns -Wswitch into an error, so an op kind
+// added to framework/op_kind.h without a CUDA kernel does not build.
 #include "framework/cuda/backend.h"
 #include "ops/cuda/kernels.h"
 
@@ -10,8 +10,9 @@
 namespace lethe::cuda::detail {
 
 [[noreturn]] void throw_not_in_family(const char* family, OpKind kind) {
-  throw Error(lethe::detail::concat("internal error: the CUDA kernel of ", family, " was handed ",
-                                    op_kind_name(kind), " (ops/cuda/register.cpp's table is wrong)"));
+  throw Error(lethe::detail::concat("internal error: the CUDA kernel of ", family,
+                                    " was handed ", op_kind_name(kind),
+                                    " (ops/cuda/register.cpp's table is wrong)"));
 }
 
 namespace {

@@ -45,9 +45,9 @@ using Fn = std::function<Tensor(const std::vector<Tensor>&)>;
 // One input of an entry: floating (of the dtype under test) unless it has `ints`.
 struct In {
   Shape shape;
-  bool positive = false;        // values in [0.5, 1.5): log, sqrt, divisors, variances
-  std::vector<int64_t> ints;    // an i64 input (indices, labels) with these values
-  bool grad = true;             // differentiated (floating inputs only)
+  bool positive = false;      // values in [0.5, 1.5): log, sqrt, divisors, variances
+  std::vector<int64_t> ints;  // an i64 input (indices, labels) with these values
+  bool grad = true;           // differentiated (floating inputs only)
 };
 
 struct Entry {
@@ -56,19 +56,27 @@ struct Entry {
   std::vector<In> in;
   Fn fn;
   std::vector<DType> dtypes{f32, f64};
-  double tol = 1e-5;        // CUDA against CPU in f32, relative to 1 + |cpu| (f64: 1e-11)
-  bool gradcheck = true;    // f64 gradcheck of fn
-  bool backward = false;    // the kind is recorded by fn's gradient: run backward to find it
-  int nan_input = 0;        // input of the node that is set to NaN, then to +-Inf; -1: no check
+  double tol = 1e-5;      // CUDA against CPU in f32, relative to 1 + |cpu| (f64: 1e-11)
+  bool gradcheck = true;  // f64 gradcheck of fn
+  bool backward = false;  // the kind is recorded by fn's gradient: run backward to find it
+  int nan_input = 0;      // input of the node that is set to NaN, then to +-Inf; -1: no check
   // IEEE arithmetic may turn an infinite input into finite outputs only (exp(-inf) = 0,
   // sigmoid(inf) = 1, 2 / inf = 0): then an infinity is only run, not required to come out.
   bool inf_may_vanish = false;
 };
 
-In x(Shape s) { return In{std::move(s)}; }
-In pos(Shape s) { return In{std::move(s), true}; }
-In ints(Shape s, std::vector<int64_t> v) { return In{std::move(s), false, std::move(v), false}; }
-In fixed(Shape s) { return In{std::move(s), false, {}, false}; }  // no gradient
+In x(Shape s) {
+  return In{std::move(s)};
+}
+In pos(Shape s) {
+  return In{std::move(s), true};
+}
+In ints(Shape s, std::vector<int64_t> v) {
+  return In{std::move(s), false, std::move(v), false};
+}
+In fixed(Shape s) {
+  return In{std::move(s), false, {}, false};
+}  // no gradient
 
 Conv2dParams conv(int64_t s, int64_t p, int64_t d, int64_t g) {
   Conv2dParams r;
@@ -84,6 +92,8 @@ using P2 = std::array<int64_t, 2>;
 std::vector<Entry> table() {
   std::vector<Entry> t;
   auto add = [&](Entry e) { t.push_back(std::move(e)); };
+  // One entry a line or two, as a table reads: clang-format would put every field on its own line.
+  // clang-format off
   // ------------------------------------------------------------------ elementwise
   add({OpKind::add, "broadcast", {x({2, 3}), x({3})}, [](auto& v) { return v[0] + v[1]; }, {f32, f64}});
   add({OpKind::add, "same shape i64", {ints({4}, {1, -2, 3, 4}), ints({4}, {5, 6, -7, 8})},
@@ -244,6 +254,7 @@ std::vector<Entry> table() {
          return record(std::make_shared<optim::AdamWUpdateOp>(h), {v[0], v[1], v[2], v[3]});
        },
        {f32, f64}, 1e-6, false, false, -1});
+  // clang-format on
   return t;
 }
 
@@ -297,20 +308,23 @@ Tensor seed_weights(const Tensor& y) {
   return from_vector(std::vector<float>(w.begin(), w.end()), y.shape());
 }
 
-bool differentiable_output(const Tensor& y) { return is_floating(y.dtype()); }
+bool differentiable_output(const Tensor& y) {
+  return is_floating(y.dtype());
+}
 
 // ------------------------------------------------------------------ guarded buffers
 
-constexpr size_t kGuard = 256;        // bytes on each side (a multiple of the alignment)
-constexpr uint8_t kSentinel = 0xA7;   // not a common float pattern
-constexpr size_t kAlign = 64;         // as the arena
+constexpr size_t kGuard = 256;       // bytes on each side (a multiple of the alignment)
+constexpr uint8_t kSentinel = 0xA7;  // not a common float pattern
+constexpr size_t kAlign = 64;        // as the arena
 
 // `bytes` of payload with kGuard sentinel bytes on each side, in host memory or, given a CUDA
 // session, in device memory of that session (filled and read back through copy_from_host and
 // copy_to_host, which run in the order of the session's stream, as its kernels).
 class Guarded {
  public:
-  Guarded(size_t bytes, const uint8_t* init, uint8_t fill, const std::shared_ptr<SessionState>& cuda)
+  Guarded(size_t bytes, const uint8_t* init, uint8_t fill,
+          const std::shared_ptr<SessionState>& cuda)
       : n_(bytes) {
     if (cuda) {
       image_.assign(2 * kGuard + n_, kSentinel);
@@ -325,7 +339,8 @@ class Guarded {
     } else {
       image_.assign(2 * kGuard + n_ + kAlign, kSentinel);
       const auto base = reinterpret_cast<uintptr_t>(image_.data()) + kGuard;
-      off_ = static_cast<size_t>((base + kAlign - 1) / kAlign * kAlign - reinterpret_cast<uintptr_t>(image_.data()));
+      off_ = static_cast<size_t>((base + kAlign - 1) / kAlign * kAlign -
+                                 reinterpret_cast<uintptr_t>(image_.data()));
     }
     if (init)
       std::memcpy(image_.data() + off_, init, n_);
@@ -346,7 +361,8 @@ class Guarded {
     for (size_t i = 0; i < off_; ++i)
       if (image_[i] != kSentinel) return "byte " + std::to_string(off_ - i) + " before the buffer";
     for (size_t i = off_ + n_; i < image_.size(); ++i)
-      if (image_[i] != kSentinel) return "byte " + std::to_string(i - off_ - n_ + 1) + " after the buffer";
+      if (image_[i] != kSentinel)
+        return "byte " + std::to_string(i - off_ - n_ + 1) + " after the buffer";
     return "";
   }
 
@@ -363,9 +379,15 @@ std::vector<uint8_t> bytes_of(const Tensor& t) {
     if (!b.empty()) std::memcpy(b.data(), v.data(), b.size());
   };
   switch (t.dtype()) {
-    case DType::f32: put(t.to_vector<float>()); break;
-    case DType::f64: put(t.to_vector<double>()); break;
-    case DType::i64: put(t.to_vector<int64_t>()); break;
+    case DType::f32:
+      put(t.to_vector<float>());
+      break;
+    case DType::f64:
+      put(t.to_vector<double>());
+      break;
+    case DType::i64:
+      put(t.to_vector<int64_t>());
+      break;
   }
   return b;
 }
@@ -425,7 +447,8 @@ struct GuardedRun {
 // inputs (input `bad_input`, when >= 0, all `bad`: NaN or an infinity), a guarded output and a
 // guarded workspace. Checks every guard, and that the inputs the op does not mutate come back
 // unchanged.
-GuardedRun guarded_run(const Entry& e, DType t, Device d, int bad_input, double bad, const std::string& what) {
+GuardedRun guarded_run(const Entry& e, DType t, Device d, int bad_input, double bad,
+                       const std::string& what) {
   Session s({.device = d, .seed = 7});
   std::vector<Tensor> in = make_inputs(e, t, e.backward);
   Tensor y = e.fn(in);
@@ -434,8 +457,11 @@ GuardedRun guarded_run(const Entry& e, DType t, Device d, int bad_input, double 
   REQUIRE_MESSAGE(g != nullptr, what, ": the entry's function recorded nothing");
   int id = -1;
   for (int i = static_cast<int>(g->nodes.size()) - 1; i >= 0 && id < 0; --i)
-    if (!g->nodes[static_cast<size_t>(i)].is_leaf() && g->nodes[static_cast<size_t>(i)].op->kind() == e.kind) id = i;
-  REQUIRE_MESSAGE(id >= 0, what, ": the entry's function recorded no ", op_kind_name(e.kind), " node");
+    if (!g->nodes[static_cast<size_t>(i)].is_leaf() &&
+        g->nodes[static_cast<size_t>(i)].op->kind() == e.kind)
+      id = i;
+  REQUIRE_MESSAGE(id >= 0, what, ": the entry's function recorded no ", op_kind_name(e.kind),
+                  " node");
   const Node& n = g->nodes[static_cast<size_t>(id)];
   GuardedRun r;
   r.op = n.op;
@@ -485,10 +511,11 @@ GuardedRun guarded_run(const Entry& e, DType t, Device d, int bad_input, double 
     ins[i].read_back();
     const std::string b = ins[i].broken();
     CHECK_MESSAGE(b.empty(), what, ": input ", i, " was written out of bounds (", b, ")");
-    const bool mutates = std::find(mutated.begin(), mutated.end(), static_cast<int>(i)) != mutated.end();
+    const bool mutates =
+        std::find(mutated.begin(), mutated.end(), static_cast<int>(i)) != mutated.end();
     if (!mutates && ins[i].size() > 0)
-      CHECK_MESSAGE(std::memcmp(ins[i].host(), sent[i].data(), ins[i].size()) == 0, what, ": input ", i,
-                    " was changed by the kernel");
+      CHECK_MESSAGE(std::memcmp(ins[i].host(), sent[i].data(), ins[i].size()) == 0, what,
+                    ": input ", i, " was changed by the kernel");
   }
   o.read_back();
   ws.read_back();
@@ -503,7 +530,8 @@ GuardedRun guarded_run(const Entry& e, DType t, Device d, int bad_input, double 
 // Without a usable CUDA device: true after saying why (or failing when LETHE_REQUIRE_CUDA is set).
 bool skip_without_cuda() {
   if (cuda::is_available()) return false;
-  if (cuda::device_required()) FAIL("LETHE_REQUIRE_CUDA is set but no CUDA device is usable: " << cuda::unavailable_reason());
+  if (cuda::device_required())
+    FAIL("LETHE_REQUIRE_CUDA is set but no CUDA device is usable: " << cuda::unavailable_reason());
   MESSAGE("no CUDA device: skipped (" << cuda::unavailable_reason() << ")");
   return true;
 }
@@ -550,46 +578,100 @@ bool reads_as(const Op& op) {
 #pragma GCC diagnostic error "-Wswitch"
 bool reads_documented_attrs(const Op& op) {
   switch (op.kind()) {
-    case OpKind::add: case OpKind::sub: case OpKind::mul: case OpKind::div: case OpKind::neg:
-    case OpKind::exp: case OpKind::log: case OpKind::sqrt: case OpKind::relu: case OpKind::sigmoid:
-    case OpKind::tanh: case OpKind::relu_backward: case OpKind::sigmoid_backward: case OpKind::tanh_backward:
-    case OpKind::copy: case OpKind::embedding: case OpKind::batch_norm_stats:
+    case OpKind::add:
+    case OpKind::sub:
+    case OpKind::mul:
+    case OpKind::div:
+    case OpKind::neg:
+    case OpKind::exp:
+    case OpKind::log:
+    case OpKind::sqrt:
+    case OpKind::relu:
+    case OpKind::sigmoid:
+    case OpKind::tanh:
+    case OpKind::relu_backward:
+    case OpKind::sigmoid_backward:
+    case OpKind::tanh_backward:
+    case OpKind::copy:
+    case OpKind::embedding:
+    case OpKind::batch_norm_stats:
     case OpKind::adaptive_avg_pool2d_backward:
       return true;
-    case OpKind::add_scalar: case OpKind::mul_scalar: case OpKind::rsub_scalar: case OpKind::rdiv_scalar:
+    case OpKind::add_scalar:
+    case OpKind::mul_scalar:
+    case OpKind::rsub_scalar:
+    case OpKind::rdiv_scalar:
     case OpKind::pow:
       return reads_as<ScalarAttrs>(op);
-    case OpKind::gelu: case OpKind::gelu_backward: return reads_as<GeluAttrs>(op);
-    case OpKind::cast: return reads_as<CastAttrs>(op);
-    case OpKind::sum_to: case OpKind::broadcast_to: case OpKind::reshape: return reads_as<ShapeAttrs>(op);
-    case OpKind::full: return reads_as<FullAttrs>(op);
-    case OpKind::sum: case OpKind::mean: return reads_as<ReduceAttrs>(op);
-    case OpKind::max: case OpKind::argmax: case OpKind::max_backward: return reads_as<AxisAttrs>(op);
-    case OpKind::softmax: case OpKind::log_softmax: case OpKind::softmax_backward:
+    case OpKind::gelu:
+    case OpKind::gelu_backward:
+      return reads_as<GeluAttrs>(op);
+    case OpKind::cast:
+      return reads_as<CastAttrs>(op);
+    case OpKind::sum_to:
+    case OpKind::broadcast_to:
+    case OpKind::reshape:
+      return reads_as<ShapeAttrs>(op);
+    case OpKind::full:
+      return reads_as<FullAttrs>(op);
+    case OpKind::sum:
+    case OpKind::mean:
+      return reads_as<ReduceAttrs>(op);
+    case OpKind::max:
+    case OpKind::argmax:
+    case OpKind::max_backward:
+      return reads_as<AxisAttrs>(op);
+    case OpKind::softmax:
+    case OpKind::log_softmax:
+    case OpKind::softmax_backward:
     case OpKind::log_softmax_backward:
       return reads_as<SoftmaxAttrs>(op);
-    case OpKind::cross_entropy: case OpKind::cross_entropy_backward: return reads_as<CrossEntropyAttrs>(op);
-    case OpKind::matmul: return reads_as<MatmulAttrs>(op);
-    case OpKind::linear: return reads_as<LinearAttrs>(op);
-    case OpKind::layer_norm: case OpKind::layer_norm_backward_input: case OpKind::layer_norm_backward_weight:
+    case OpKind::cross_entropy:
+    case OpKind::cross_entropy_backward:
+      return reads_as<CrossEntropyAttrs>(op);
+    case OpKind::matmul:
+      return reads_as<MatmulAttrs>(op);
+    case OpKind::linear:
+      return reads_as<LinearAttrs>(op);
+    case OpKind::layer_norm:
+    case OpKind::layer_norm_backward_input:
+    case OpKind::layer_norm_backward_weight:
       return reads_as<LayerNormAttrs>(op);
-    case OpKind::batch_norm: case OpKind::batch_norm_backward_input: case OpKind::batch_norm_backward_weight:
+    case OpKind::batch_norm:
+    case OpKind::batch_norm_backward_input:
+    case OpKind::batch_norm_backward_weight:
       return reads_as<BatchNormAttrs>(op);
-    case OpKind::batch_norm_update_stats: return reads_as<BatchNormUpdateAttrs>(op);
-    case OpKind::conv2d: case OpKind::conv2d_backward_input: case OpKind::conv2d_backward_weight:
+    case OpKind::batch_norm_update_stats:
+      return reads_as<BatchNormUpdateAttrs>(op);
+    case OpKind::conv2d:
+    case OpKind::conv2d_backward_input:
+    case OpKind::conv2d_backward_weight:
       return reads_as<Conv2dAttrs>(op);
-    case OpKind::max_pool2d: case OpKind::max_pool2d_backward: case OpKind::avg_pool2d:
+    case OpKind::max_pool2d:
+    case OpKind::max_pool2d_backward:
+    case OpKind::avg_pool2d:
     case OpKind::avg_pool2d_backward:
       return reads_as<Pool2dAttrs>(op);
-    case OpKind::adaptive_avg_pool2d: return reads_as<AdaptivePool2dAttrs>(op);
-    case OpKind::permute: return reads_as<PermuteAttrs>(op);
-    case OpKind::slice: case OpKind::slice_backward: return reads_as<SliceAttrs>(op);
-    case OpKind::concat: return reads_as<ConcatAttrs>(op);
-    case OpKind::embedding_backward: return reads_as<EmbeddingAttrs>(op);
-    case OpKind::dropout: case OpKind::dropout_backward: return reads_as<DropoutAttrs>(op);
-    case OpKind::causal_mask: return reads_as<CausalMaskAttrs>(op);
-    case OpKind::sgd_update: return reads_as<optim::SgdHyper>(op);
-    case OpKind::adamw_update: return reads_as<optim::AdamWHyper>(op);
+    case OpKind::adaptive_avg_pool2d:
+      return reads_as<AdaptivePool2dAttrs>(op);
+    case OpKind::permute:
+      return reads_as<PermuteAttrs>(op);
+    case OpKind::slice:
+    case OpKind::slice_backward:
+      return reads_as<SliceAttrs>(op);
+    case OpKind::concat:
+      return reads_as<ConcatAttrs>(op);
+    case OpKind::embedding_backward:
+      return reads_as<EmbeddingAttrs>(op);
+    case OpKind::dropout:
+    case OpKind::dropout_backward:
+      return reads_as<DropoutAttrs>(op);
+    case OpKind::causal_mask:
+      return reads_as<CausalMaskAttrs>(op);
+    case OpKind::sgd_update:
+      return reads_as<optim::SgdHyper>(op);
+    case OpKind::adamw_update:
+      return reads_as<optim::AdamWHyper>(op);
   }
   return false;
 }
@@ -600,14 +682,17 @@ bool reads_documented_attrs(const Op& op) {
 TEST_CASE("op table: every op kind has an entry") {
   std::set<OpKind> covered;
   for (const Entry& e : table()) covered.insert(e.kind);
-  for (OpKind k : all_op_kinds()) CHECK_MESSAGE(covered.count(k) == 1, op_kind_name(k), " has no entry in the op table");
+  for (OpKind k : all_op_kinds())
+    CHECK_MESSAGE(covered.count(k) == 1, op_kind_name(k), " has no entry in the op table");
 }
 
 TEST_CASE("op table: every op kind with a CPU kernel has a CUDA kernel") {
 #if defined(LETHE_TEST_CUDA_BUILD)
   // The table registers by kind without touching a device (cuda::init() does the same on a GPU).
-  if (!cuda::is_available()) cuda::detail::register_kernels();
-  else cuda::init();
+  if (!cuda::is_available())
+    cuda::detail::register_kernels();
+  else
+    cuda::init();
   for (OpKind k : all_op_kinds())
     CHECK_MESSAGE(bool(find_device_kernel(DeviceKind::cuda, k)), op_kind_name(k),
                   " has a CPU kernel but no CUDA kernel");
@@ -644,7 +729,8 @@ void guarded_checks(Device d) {
       CAPTURE(what);
       const GuardedRun r = guarded_run(e, t, d, -1, 0.0, what);
       if (r.op->mutated_inputs().empty())
-        CHECK_MESSAGE(r.out == r.session_out, what, ": the guarded run differs from the session's value");
+        CHECK_MESSAGE(r.out == r.session_out, what,
+                      ": the guarded run differs from the session's value");
       if (e.nan_input < 0 || !is_floating(t)) continue;
       const std::string in = " in input " + std::to_string(e.nan_input);
       const GuardedRun nr = guarded_run(e, t, d, e.nan_input, std::nan(""), what + ", NaN" + in);
@@ -652,17 +738,22 @@ void guarded_checks(Device d) {
       for (const double v : {inf, -inf}) {
         const std::string w = what + (v > 0 ? ", +Inf" : ", -Inf") + in;
         const GuardedRun ir = guarded_run(e, t, d, e.nan_input, v, w);
-        if (!e.inf_may_vanish) CHECK_MESSAGE(has_non_finite(ir.out, ir.out_meta), w, ": the infinity was swallowed");
+        if (!e.inf_may_vanish)
+          CHECK_MESSAGE(has_non_finite(ir.out, ir.out_meta), w, ": the infinity was swallowed");
       }
     }
   }
 }
 
-TEST_CASE("op table: CPU kernels write inside their buffers, reproduce the session's bits, keep NaN and Inf") {
+TEST_CASE(
+    "op table: CPU kernels write inside their buffers, reproduce the session's bits, keep NaN and "
+    "Inf") {
   guarded_checks(Device::cpu());
 }
 
-TEST_CASE("op table: CUDA kernels write inside their buffers, reproduce the session's bits, keep NaN and Inf") {
+TEST_CASE(
+    "op table: CUDA kernels write inside their buffers, reproduce the session's bits, keep NaN and "
+    "Inf") {
   if (skip_without_cuda()) return;
   guarded_checks(Device::cuda(0));
 }
