@@ -43,8 +43,10 @@ if(LETHE_HAVE_CUDA)
   # Thrust/CUB come with the toolkit (CCCL); host .cpp files that include them need this directory.
   set(LETHE_CCCL_INCLUDE_DIR "${CUDAToolkit_INCLUDE_DIRS}/cccl")
 
-  file(GLOB LETHE_CUDA_SOURCES CONFIGURE_DEPENDS ops/cuda/*.cu ops/cuda/*.cpp framework/cuda/*.cu
-       framework/cuda/*.cpp)
+  # A CUDA kernel lives beside its CPU file's folder: ops/cuda/softmax.cu for ops/softmax.cpp,
+  # optim/cuda/update_ops.cu for optim/update_ops.cpp.
+  file(GLOB LETHE_CUDA_SOURCES CONFIGURE_DEPENDS ops/cuda/*.cu ops/cuda/*.cpp optim/cuda/*.cu
+       framework/cuda/*.cu framework/cuda/*.cpp)
   add_library(lethe_cuda OBJECT ${LETHE_CUDA_SOURCES})
   target_include_directories(lethe_cuda PRIVATE ${CMAKE_CURRENT_SOURCE_DIR} ${LETHE_CCCL_INCLUDE_DIR})
   target_link_libraries(lethe_cuda PRIVATE CUDA::cudart CUDA::cublas Lethe_cudnn nlohmann_json::nlohmann_json)

@@ -33,20 +33,20 @@ std::mutex& registry_mutex() {
   static std::mutex m;
   return m;
 }
-std::map<std::pair<DeviceKind, std::string>, DeviceKernel>& registry() {
-  static std::map<std::pair<DeviceKind, std::string>, DeviceKernel> r;
+std::map<std::pair<DeviceKind, OpKind>, DeviceKernel>& registry() {
+  static std::map<std::pair<DeviceKind, OpKind>, DeviceKernel> r;
   return r;
 }
 }  // namespace
 
-void register_device_kernel(DeviceKind kind, const std::string& op_name, DeviceKernel fn) {
+void register_device_kernel(DeviceKind device, OpKind op, DeviceKernel fn) {
   std::lock_guard<std::mutex> lock(registry_mutex());
-  registry()[{kind, op_name}] = fn;
+  registry()[{device, op}] = fn;
 }
 
-DeviceKernel find_device_kernel(DeviceKind kind, const std::string& op_name) {
+DeviceKernel find_device_kernel(DeviceKind device, OpKind op) {
   std::lock_guard<std::mutex> lock(registry_mutex());
-  auto it = registry().find({kind, op_name});
+  auto it = registry().find({device, op});
   return it == registry().end() ? nullptr : it->second;
 }
 
@@ -55,7 +55,7 @@ void run_kernel(const Op& op, const KernelCall& call, Device device) {
     op.cpu(call);
     return;
   }
-  DeviceKernel k = find_device_kernel(device.kind, op.name());
+  DeviceKernel k = find_device_kernel(device.kind, op.kind());
   LETHE_CHECK(k != nullptr, op.name(), ": no kernel for device ", device.str(),
               " (this build has no CUDA backend, or the op has no CUDA kernel yet)");
   k(op, call);

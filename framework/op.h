@@ -2,21 +2,29 @@
 // An op object holds its attributes (stride, axis, ...) and is immutable once recorded.
 //
 //   class ReluOp final : public Op {
-//     std::string name() const override { return "relu"; }
+//     OpKind kind() const override { return OpKind::relu; }
 //     TensorMeta infer(const std::vector<TensorMeta>& in) const override { return in[0]; }
 //     void cpu(const KernelCall& k) const override { ... k.in<float>(0) ... k.out<float>() ... }
 //     std::vector<Tensor> backward(const BackwardCtx& c) const override { ... recorded ops ... }
 //   };
 //   Tensor relu(const Tensor& x) { return record(std::make_shared<ReluOp>(), {x}); }
+//
+// An op with attributes keeps them in a public struct of ops/attrs.h and returns it from
+// attrs_ref(); other backends read them typed, never from the text of attrs():
+//
+//   const SoftmaxAttrs& a = op.attrs_as<SoftmaxAttrs>();   // checked: the op's struct is that type
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <typeinfo>
 #include <vector>
 
 #include "framework/device.h"
 #include "framework/dtype.h"
+#include "framework/error.h"
+#include "framework/op_kind.h"
 #include "framework/shape.h"
 
 namespace lethe {
@@ -69,10 +77,31 @@ struct BackwardCtx {
   const Tensor& grad_output;
 };
 
+// A typed view of an op's attribute struct (what attrs_ref() returns).
+struct AttrsRef {
+  const void* data = nullptr;
+  const std::type_info* type = nullptr;
+  template <typename A>
+  static AttrsRef of(const A& a) {
+    return AttrsRef{&a, &typeid(A)};
+  }
+};
+
 class Op {
  public:
   virtual ~Op() = default;
-  virtual std::string name() const = 0;
+  virtual OpKind kind() const = 0;
+  std::string name() const { return op_kind_name(kind()); }
+  // The op's attribute struct (ops/attrs.h), as the type it is; throws lethe::Error when the op
+  // holds another type (or none): a kernel reading the wrong struct is a bug, never a
+  // reinterpretation.
+  template <typename A>
+  const A& attrs_as() const {
+    const AttrsRef r = attrs_ref();
+    LETHE_CHECK(r.data != nullptr && r.type != nullptr && *r.type == typeid(A), "internal error: ",
+                name(), "'s attributes are not a ", typeid(A).name());
+    return *static_cast<const A*>(r.data);
+  }
   // Attributes as text ("stride=2,padding=1"): part of the graph's structural hash and of exports.
   virtual std::string attrs() const { return {}; }
   // Output meta from input metas; throws lethe::Error naming the op and the shapes on mismatch.
@@ -90,14 +119,18 @@ class Op {
   // Inputs this op overwrites in place (side-effect ops: optimizer updates, running statistics).
   // Such a node runs exactly once, after every read of those inputs.
   virtual std::vector<int> mutated_inputs() const { return {}; }
+
+ protected:
+  // The attribute struct of ops that have one (AttrsRef::of(attrs_)); none by default.
+  virtual AttrsRef attrs_ref() const { return {}; }
 };
 
-// Runs op's kernel for call on `device` (CPU kernel, or the CUDA kernel registered for op.name()).
+// Runs op's kernel for call on `device` (CPU kernel, or the CUDA kernel registered for op.kind()).
 void run_kernel(const Op& op, const KernelCall& call, Device device);
 
-// CUDA kernels register here by op name (see ops/cuda/); the CPU path never needs it.
+// CUDA kernels register here by op kind (see ops/cuda/register.cpp); the CPU path never needs it.
 using DeviceKernel = void (*)(const Op& op, const KernelCall& call);
-void register_device_kernel(DeviceKind kind, const std::string& op_name, DeviceKernel fn);
-DeviceKernel find_device_kernel(DeviceKind kind, const std::string& op_name);
+void register_device_kernel(DeviceKind device, OpKind op, DeviceKernel fn);
+DeviceKernel find_device_kernel(DeviceKind device, OpKind op);
 
 }  // namespace lethe

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "framework/error.h"
+#include "ops/attrs.h"
 #include "ops/elementwise.h"
 #include "ops/matmul.h"
 #include "ops/softmax.h"
@@ -20,9 +21,9 @@ namespace {
 // for Lq == Lk). With fill = -inf it masks scores; its gradient is the same op with fill = 0.
 class CausalMaskOp final : public Op {
  public:
-  explicit CausalMaskOp(bool neg_inf) : neg_inf_(neg_inf) {}
-  std::string name() const override { return "causal_mask"; }
-  std::string attrs() const override { return neg_inf_ ? "fill=-inf" : "fill=0"; }
+  explicit CausalMaskOp(bool neg_inf) : a_{neg_inf} {}
+  OpKind kind() const override { return OpKind::causal_mask; }
+  std::string attrs() const override { return a_.neg_inf ? "fill=-inf" : "fill=0"; }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     LETHE_CHECK(in[0].shape.ndim() >= 2, "causal_mask: expected at least 2 dims [..., Lq, Lk], got ",
                 in[0].shape);
@@ -35,7 +36,7 @@ class CausalMaskOp final : public Op {
     const int64_t lq = s.at(-2), lk = s.at(-1), mats = lq * lk == 0 ? 0 : s.numel() / (lq * lk);
     dispatch_float(kc.out_meta->dtype, "causal_mask", [&](auto tag) {
       using T = decltype(tag);
-      const T fill = neg_inf_ ? -std::numeric_limits<T>::infinity() : T(0);
+      const T fill = a_.neg_inf ? -std::numeric_limits<T>::infinity() : T(0);
       const T* x = kc.in<T>(0);
       T* y = kc.out<T>();
 #pragma omp parallel for schedule(static) if (mats * lq * lk > 32768)
@@ -52,8 +53,11 @@ class CausalMaskOp final : public Op {
     return {record(std::make_shared<CausalMaskOp>(false), {c.grad_output})};
   }
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+
  private:
-  bool neg_inf_;
+  CausalMaskAttrs a_;
 };
 
 }  // namespace

@@ -211,16 +211,16 @@ double conv_flops(const ConvGeo& g) {
 
 class Conv2dOp final : public Op {
  public:
-  Conv2dOp(Conv2dParams p, bool bias) : p_(p), bias_(bias) {}
-  std::string name() const override { return "conv2d"; }
-  std::string attrs() const override { return params_text(p_) + ",bias=" + (bias_ ? "1" : "0"); }
+  Conv2dOp(Conv2dParams p, bool bias) : a_{p, bias} {}
+  OpKind kind() const override { return OpKind::conv2d; }
+  std::string attrs() const override { return params_text(a_.params) + ",bias=" + (a_.bias ? "1" : "0"); }
 
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
-    ConvGeo g = conv_geo("conv2d", in[0].shape, in[1].shape, p_);
+    ConvGeo g = conv_geo("conv2d", in[0].shape, in[1].shape, a_.params);
     LETHE_CHECK(in[0].dtype == in[1].dtype, "conv2d: input ", in[0].shape, " and weight ",
                 in[1].shape, ": dtypes ", in[0].dtype, " and ", in[1].dtype, " differ");
     LETHE_CHECK(is_floating(in[0].dtype), "conv2d: expected floating-point tensors, got ", in[0].dtype);
-    if (bias_)
+    if (a_.bias)
       LETHE_CHECK(in[2].shape == Shape{g.cout} && in[2].dtype == in[0].dtype, "conv2d: weight ",
                   in[1].shape, " and bias ", in[2].shape, ": bias must be ", in[0].dtype, "[",
                   g.cout, "]");
@@ -228,26 +228,26 @@ class Conv2dOp final : public Op {
   }
   OpCost cost(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
     OpCost c = Op::cost(in, out);
-    c.flops = conv_flops(conv_geo("conv2d", in[0].shape, in[1].shape, p_));
+    c.flops = conv_flops(conv_geo("conv2d", in[0].shape, in[1].shape, a_.params));
     return c;
   }
   size_t workspace_bytes(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
     return conv_workspace(detail::ConvPass::forward, in[0].device,
-                          conv_geo("conv2d", in[0].shape, in[1].shape, p_), p_, in[0].dtype);
+                          conv_geo("conv2d", in[0].shape, in[1].shape, a_.params), a_.params, in[0].dtype);
   }
 
   void cpu(const KernelCall& kc) const override {
-    const ConvGeo g = conv_geo("conv2d", kc.in_shape(0), kc.in_shape(1), p_);
+    const ConvGeo g = conv_geo("conv2d", kc.in_shape(0), kc.in_shape(1), a_.params);
     dispatch_float(kc.out_meta->dtype, "conv2d", [&](auto tag) {
       using T = decltype(tag);
       const T* x = kc.in<T>(0);
       const T* w = kc.in<T>(1);
-      const T* b = bias_ ? kc.in<T>(2) : nullptr;
+      const T* b = a_.bias ? kc.in<T>(2) : nullptr;
       T* y = kc.out<T>();
-      const ConvWork wk = conv_work(g, p_);
-      const bool dir = direct(g, p_);
+      const ConvWork wk = conv_work(g, a_.params);
+      const bool dir = direct(g, a_.params);
       const int64_t hw = g.hw_out(), K = g.k(), cin_hw = g.cin * g.h * g.w, nb_max = chunk_of(g);
-      const int64_t R = tile_rows(g, p_);
+      const int64_t R = tile_rows(g, a_.params);
       T* cols = static_cast<T*>(kc.workspace);
       for (int64_t n0 = 0; n0 < g.n; n0 += nb_max) {
         const int64_t nb = std::min(nb_max, g.n - n0);
@@ -255,7 +255,7 @@ class Conv2dOp final : public Op {
           const int64_t oh1 = std::min(g.ho, oh0 + R), tc = (oh1 - oh0) * g.wo, ld = nb * tc;
           const T* src = dir ? x + n0 * cin_hw : cols;  // direct: the input is the column matrix
           if (!dir)
-            for (int64_t s = 0; s < nb; ++s) im2col(x + (n0 + s) * cin_hw, g, p_, cols + s * tc, ld, oh0, oh1);
+            for (int64_t s = 0; s < nb; ++s) im2col(x + (n0 + s) * cin_hw, g, a_.params, cols + s * tc, ld, oh0, oh1);
           // One sample: straight into its output rows (row stride Ho·Wo); a chunk: a side-by-side
           // matrix, scattered afterwards.
           T* out = nb_max == 1 ? y + n0 * g.cout * hw + oh0 * g.wo : work_mat<T>(kc, wk);
@@ -275,26 +275,28 @@ class Conv2dOp final : public Op {
   std::vector<Tensor> backward(const BackwardCtx& c) const override {
     const Tensor &x = c.inputs[0], &w = c.inputs[1], &g = c.grad_output;
     std::vector<Tensor> r(c.inputs.size());
-    if (c.needs_grad[0]) r[0] = conv2d_backward_input(g, w, x.shape(), p_);
-    if (c.needs_grad[1]) r[1] = conv2d_backward_weight(x, g, w.shape(), p_);
-    if (bias_ && c.needs_grad[2]) r[2] = sum(g, {0, 2, 3});
+    if (c.needs_grad[0]) r[0] = conv2d_backward_input(g, w, x.shape(), a_.params);
+    if (c.needs_grad[1]) r[1] = conv2d_backward_weight(x, g, w.shape(), a_.params);
+    if (a_.bias && c.needs_grad[2]) r[2] = sum(g, {0, 2, 3});
     return r;
   }
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+
  private:
-  Conv2dParams p_;
-  bool bias_;
+  Conv2dAttrs a_;
 };
 
 // dx from (grad_out, w): per sample and group dcols = W_gᵀ·g, then col2im.
 class Conv2dBackwardInputOp final : public Op {
  public:
-  Conv2dBackwardInputOp(Conv2dParams p, Shape x) : p_(p), x_(std::move(x)) {}
-  std::string name() const override { return "conv2d_backward_input"; }
-  std::string attrs() const override { return params_text(p_) + ",input=" + x_.str(); }
+  Conv2dBackwardInputOp(Conv2dParams p, Shape x) : x_(std::move(x)), a_{p, false} {}
+  OpKind kind() const override { return OpKind::conv2d_backward_input; }
+  std::string attrs() const override { return params_text(a_.params) + ",input=" + x_.str(); }
 
   ConvGeo geo(const std::vector<TensorMeta>& in) const {
-    ConvGeo g = conv_geo("conv2d_backward_input", x_, in[1].shape, p_);
+    ConvGeo g = conv_geo("conv2d_backward_input", x_, in[1].shape, a_.params);
     LETHE_CHECK(in[0].shape == (Shape{g.n, g.cout, g.ho, g.wo}), "conv2d_backward_input: grad ",
                 in[0].shape, " and weight ", in[1].shape, ": expected grad ",
                 Shape{g.n, g.cout, g.ho, g.wo});
@@ -312,7 +314,7 @@ class Conv2dBackwardInputOp final : public Op {
     return c;
   }
   size_t workspace_bytes(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
-    return conv_workspace(detail::ConvPass::backward_input, in[0].device, geo(in), p_, in[0].dtype);
+    return conv_workspace(detail::ConvPass::backward_input, in[0].device, geo(in), a_.params, in[0].dtype);
   }
   bool differentiable() const override { return false; }
 
@@ -323,10 +325,10 @@ class Conv2dBackwardInputOp final : public Op {
       const T* gy = kc.in<T>(0);
       const T* w = kc.in<T>(1);
       T* dx = kc.out<T>();
-      const ConvWork wk = conv_work(g, p_);
-      const bool dir = direct(g, p_);
+      const ConvWork wk = conv_work(g, a_.params);
+      const bool dir = direct(g, a_.params);
       const int64_t K = g.k(), cin_hw = g.cin * g.h * g.w, nb_max = chunk_of(g);
-      const int64_t R = tile_rows(g, p_);
+      const int64_t R = tile_rows(g, a_.params);
       T* cols = static_cast<T*>(kc.workspace);
       for (int64_t n0 = 0; n0 < g.n; n0 += nb_max) {
         const int64_t nb = std::min(nb_max, g.n - n0);
@@ -341,26 +343,29 @@ class Conv2dBackwardInputOp final : public Op {
                          gm + gr * g.cout_g() * ldg, ldg, T(0), dst + gr * K * ld, ld);
           if (!dir)
             for (int64_t s = 0; s < nb; ++s)
-              col2im(cols + s * tc, g, p_, dx + (n0 + s) * cin_hw, ld, oh0, oh1);
+              col2im(cols + s * tc, g, a_.params, dx + (n0 + s) * cin_hw, ld, oh0, oh1);
         }
       }
     });
   }
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+
  private:
-  Conv2dParams p_;
   Shape x_;
+  Conv2dAttrs a_;
 };
 
 // dw from (x, grad_out): dW_g = Σ_n g_n,g · cols_n,gᵀ, samples accumulated in order.
 class Conv2dBackwardWeightOp final : public Op {
  public:
-  Conv2dBackwardWeightOp(Conv2dParams p, Shape w) : p_(p), w_(std::move(w)) {}
-  std::string name() const override { return "conv2d_backward_weight"; }
-  std::string attrs() const override { return params_text(p_) + ",weight=" + w_.str(); }
+  Conv2dBackwardWeightOp(Conv2dParams p, Shape w) : w_(std::move(w)), a_{p, false} {}
+  OpKind kind() const override { return OpKind::conv2d_backward_weight; }
+  std::string attrs() const override { return params_text(a_.params) + ",weight=" + w_.str(); }
 
   ConvGeo geo(const std::vector<TensorMeta>& in) const {
-    ConvGeo g = conv_geo("conv2d_backward_weight", in[0].shape, w_, p_);
+    ConvGeo g = conv_geo("conv2d_backward_weight", in[0].shape, w_, a_.params);
     LETHE_CHECK(in[1].shape == (Shape{g.n, g.cout, g.ho, g.wo}), "conv2d_backward_weight: input ",
                 in[0].shape, " and grad ", in[1].shape, ": expected grad ",
                 Shape{g.n, g.cout, g.ho, g.wo});
@@ -378,7 +383,7 @@ class Conv2dBackwardWeightOp final : public Op {
     return c;
   }
   size_t workspace_bytes(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
-    return conv_workspace(detail::ConvPass::backward_weight, in[0].device, geo(in), p_, in[0].dtype);
+    return conv_workspace(detail::ConvPass::backward_weight, in[0].device, geo(in), a_.params, in[0].dtype);
   }
   bool differentiable() const override { return false; }
 
@@ -389,10 +394,10 @@ class Conv2dBackwardWeightOp final : public Op {
       const T* x = kc.in<T>(0);
       const T* gy = kc.in<T>(1);
       T* dw = kc.out<T>();
-      const ConvWork wk = conv_work(g, p_);
-      const bool dir = direct(g, p_);
+      const ConvWork wk = conv_work(g, a_.params);
+      const bool dir = direct(g, a_.params);
       const int64_t K = g.k(), cin_hw = g.cin * g.h * g.w, nb_max = chunk_of(g);
-      const int64_t R = tile_rows(g, p_);
+      const int64_t R = tile_rows(g, a_.params);
       T* cols = static_cast<T*>(kc.workspace);
       if (g.n == 0) std::fill(dw, dw + g.cout * K, T(0));
       bool first = true;  // chunks and row tiles accumulate in order: deterministic
@@ -402,7 +407,7 @@ class Conv2dBackwardWeightOp final : public Op {
           const int64_t oh1 = std::min(g.ho, oh0 + R), tc = (oh1 - oh0) * g.wo, ld = nb * tc;
           const T* src = dir ? x + n0 * cin_hw : cols;
           if (!dir)
-            for (int64_t s = 0; s < nb; ++s) im2col(x + (n0 + s) * cin_hw, g, p_, cols + s * tc, ld, oh0, oh1);
+            for (int64_t s = 0; s < nb; ++s) im2col(x + (n0 + s) * cin_hw, g, a_.params, cols + s * tc, ld, oh0, oh1);
           int64_t ldg = 0;
           const T* gm = grad_tile(kc, wk, gy, g, n0, nb, nb_max, oh0, ld, &ldg);
           for (int64_t gr = 0; gr < g.groups; ++gr)
@@ -414,9 +419,12 @@ class Conv2dBackwardWeightOp final : public Op {
     });
   }
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+
  private:
-  Conv2dParams p_;
   Shape w_;
+  Conv2dAttrs a_;
 };
 
 // ---------------------------------------------------------------- pooling
@@ -425,40 +433,39 @@ struct PoolGeo {
   int64_t planes, h, w, ho, wo;
 };
 
-struct PoolParams {
-  Pair k, s, p;
+struct PoolParams : Pool2dAttrs {
   std::string text() const {
-    return "kernel=" + pair_text(k) + ",stride=" + pair_text(s) + ",padding=" + pair_text(p);
+    return "kernel=" + pair_text(kernel) + ",stride=" + pair_text(stride) + ",padding=" + pair_text(padding);
   }
 };
 
 PoolGeo pool_geo(const char* op, const Shape& x, const PoolParams& pp) {
   LETHE_CHECK(x.ndim() == 4, op, ": expected a 4-d input [N, C, H, W], got ", x);
-  LETHE_CHECK(pp.k[0] >= 1 && pp.k[1] >= 1 && pp.s[0] >= 1 && pp.s[1] >= 1 && pp.p[0] >= 0 &&
-                  pp.p[1] >= 0,
+  LETHE_CHECK(pp.kernel[0] >= 1 && pp.kernel[1] >= 1 && pp.stride[0] >= 1 && pp.stride[1] >= 1 && pp.padding[0] >= 0 &&
+                  pp.padding[1] >= 0,
               op, ": invalid parameters ", pp.text());
-  LETHE_CHECK(2 * pp.p[0] <= pp.k[0] && 2 * pp.p[1] <= pp.k[1], op, ": padding ", pair_text(pp.p),
-              " must be at most half the kernel ", pair_text(pp.k));
-  PoolGeo g{x[0] * x[1], x[2], x[3], conv_out(x[2], pp.k[0], pp.s[0], pp.p[0], 1),
-            conv_out(x[3], pp.k[1], pp.s[1], pp.p[1], 1)};
+  LETHE_CHECK(2 * pp.padding[0] <= pp.kernel[0] && 2 * pp.padding[1] <= pp.kernel[1], op, ": padding ", pair_text(pp.padding),
+              " must be at most half the kernel ", pair_text(pp.kernel));
+  PoolGeo g{x[0] * x[1], x[2], x[3], conv_out(x[2], pp.kernel[0], pp.stride[0], pp.padding[0], 1),
+            conv_out(x[3], pp.kernel[1], pp.stride[1], pp.padding[1], 1)};
   LETHE_CHECK(g.ho > 0 && g.wo > 0, op, ": input ", x, " is smaller than the kernel ",
-              pair_text(pp.k), " with padding ", pair_text(pp.p));
+              pair_text(pp.kernel), " with padding ", pair_text(pp.padding));
   return g;
 }
 
 PoolParams pool_params(Pair k, Pair s, Pair p) {
   if (s == Pair{0, 0}) s = k;
-  return PoolParams{k, s, p};
+  return PoolParams{{k, s, p}};
 }
 
 // Flat index (in the plane) of the first maximum of output (oh, ow)'s window.
 template <typename T>
 int64_t window_argmax(const T* plane, const PoolGeo& g, const PoolParams& pp, int64_t oh, int64_t ow) {
-  const int64_t h0 = oh * pp.s[0] - pp.p[0], w0 = ow * pp.s[1] - pp.p[1];
+  const int64_t h0 = oh * pp.stride[0] - pp.padding[0], w0 = ow * pp.stride[1] - pp.padding[1];
   int64_t best = -1;
   T bv = T(0);
-  for (int64_t ih = std::max<int64_t>(h0, 0); ih < std::min(h0 + pp.k[0], g.h); ++ih)
-    for (int64_t iw = std::max<int64_t>(w0, 0); iw < std::min(w0 + pp.k[1], g.w); ++iw) {
+  for (int64_t ih = std::max<int64_t>(h0, 0); ih < std::min(h0 + pp.kernel[0], g.h); ++ih)
+    for (int64_t iw = std::max<int64_t>(w0, 0); iw < std::min(w0 + pp.kernel[1], g.w); ++iw) {
       const T v = plane[ih * g.w + iw];
       if (best < 0 || v > bv || (std::isnan(v) && !std::isnan(bv))) {
         best = ih * g.w + iw;
@@ -475,7 +482,7 @@ TensorMeta pooled(const TensorMeta& x, const PoolGeo& g) {
 class MaxPool2dOp final : public Op {
  public:
   explicit MaxPool2dOp(PoolParams pp) : pp_(pp) {}
-  std::string name() const override { return "max_pool2d"; }
+  OpKind kind() const override { return OpKind::max_pool2d; }
   std::string attrs() const override { return pp_.text(); }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     LETHE_CHECK(is_floating(in[0].dtype), "max_pool2d: expected a floating-point input, got ", in[0].dtype);
@@ -497,8 +504,11 @@ class MaxPool2dOp final : public Op {
     });
   }
   std::vector<Tensor> backward(const BackwardCtx& c) const override {
-    return {max_pool2d_backward(c.inputs[0], c.grad_output, pp_.k, pp_.s, pp_.p)};
+    return {max_pool2d_backward(c.inputs[0], c.grad_output, pp_.kernel, pp_.stride, pp_.padding)};
   }
+
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of<Pool2dAttrs>(pp_); }
 
  private:
   PoolParams pp_;
@@ -507,7 +517,7 @@ class MaxPool2dOp final : public Op {
 class MaxPool2dBackwardOp final : public Op {
  public:
   explicit MaxPool2dBackwardOp(PoolParams pp) : pp_(pp) {}
-  std::string name() const override { return "max_pool2d_backward"; }
+  OpKind kind() const override { return OpKind::max_pool2d_backward; }
   std::string attrs() const override { return pp_.text(); }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     const PoolGeo g = pool_geo("max_pool2d_backward", in[0].shape, pp_);
@@ -536,6 +546,9 @@ class MaxPool2dBackwardOp final : public Op {
     });
   }
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of<Pool2dAttrs>(pp_); }
+
  private:
   PoolParams pp_;
 };
@@ -544,7 +557,7 @@ class MaxPool2dBackwardOp final : public Op {
 class AvgPool2dOp final : public Op {
  public:
   explicit AvgPool2dOp(PoolParams pp) : pp_(pp) {}
-  std::string name() const override { return "avg_pool2d"; }
+  OpKind kind() const override { return OpKind::avg_pool2d; }
   std::string attrs() const override { return pp_.text(); }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     LETHE_CHECK(is_floating(in[0].dtype), "avg_pool2d: expected a floating-point input, got ", in[0].dtype);
@@ -556,16 +569,16 @@ class AvgPool2dOp final : public Op {
       using T = decltype(tag);
       const T* x = kc.in<T>(0);
       T* y = kc.out<T>();
-      const T inv = T(1) / T(pp_.k[0] * pp_.k[1]);
+      const T inv = T(1) / T(pp_.kernel[0] * pp_.kernel[1]);
 #pragma omp parallel for schedule(static)
       for (int64_t pl = 0; pl < g.planes; ++pl) {
         const T* plane = x + pl * g.h * g.w;
         for (int64_t oh = 0; oh < g.ho; ++oh)
           for (int64_t ow = 0; ow < g.wo; ++ow) {
-            const int64_t h0 = oh * pp_.s[0] - pp_.p[0], w0 = ow * pp_.s[1] - pp_.p[1];
+            const int64_t h0 = oh * pp_.stride[0] - pp_.padding[0], w0 = ow * pp_.stride[1] - pp_.padding[1];
             T acc = T(0);
-            for (int64_t ih = std::max<int64_t>(h0, 0); ih < std::min(h0 + pp_.k[0], g.h); ++ih)
-              for (int64_t iw = std::max<int64_t>(w0, 0); iw < std::min(w0 + pp_.k[1], g.w); ++iw)
+            for (int64_t ih = std::max<int64_t>(h0, 0); ih < std::min(h0 + pp_.kernel[0], g.h); ++ih)
+              for (int64_t iw = std::max<int64_t>(w0, 0); iw < std::min(w0 + pp_.kernel[1], g.w); ++iw)
                 acc += plane[ih * g.w + iw];
             y[(pl * g.ho + oh) * g.wo + ow] = acc * inv;
           }
@@ -573,8 +586,11 @@ class AvgPool2dOp final : public Op {
     });
   }
   std::vector<Tensor> backward(const BackwardCtx& c) const override {
-    return {avg_pool2d_backward(c.grad_output, c.inputs[0].shape(), pp_.k, pp_.s, pp_.p)};
+    return {avg_pool2d_backward(c.grad_output, c.inputs[0].shape(), pp_.kernel, pp_.stride, pp_.padding)};
   }
+
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of<Pool2dAttrs>(pp_); }
 
  private:
   PoolParams pp_;
@@ -583,7 +599,7 @@ class AvgPool2dOp final : public Op {
 class AvgPool2dBackwardOp final : public Op {
  public:
   AvgPool2dBackwardOp(PoolParams pp, Shape x) : pp_(pp), x_(std::move(x)) {}
-  std::string name() const override { return "avg_pool2d_backward"; }
+  OpKind kind() const override { return OpKind::avg_pool2d_backward; }
   std::string attrs() const override { return pp_.text() + ",input=" + x_.str(); }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     TensorMeta xm{x_, in[0].dtype, in[0].device};
@@ -599,22 +615,25 @@ class AvgPool2dBackwardOp final : public Op {
       using T = decltype(tag);
       const T* gy = kc.in<T>(0);
       T* dx = kc.out<T>();
-      const T inv = T(1) / T(pp_.k[0] * pp_.k[1]);
+      const T inv = T(1) / T(pp_.kernel[0] * pp_.kernel[1]);
 #pragma omp parallel for schedule(static)
       for (int64_t pl = 0; pl < g.planes; ++pl) {
         T* dplane = dx + pl * g.h * g.w;
         std::fill(dplane, dplane + g.h * g.w, T(0));
         for (int64_t oh = 0; oh < g.ho; ++oh)
           for (int64_t ow = 0; ow < g.wo; ++ow) {
-            const int64_t h0 = oh * pp_.s[0] - pp_.p[0], w0 = ow * pp_.s[1] - pp_.p[1];
+            const int64_t h0 = oh * pp_.stride[0] - pp_.padding[0], w0 = ow * pp_.stride[1] - pp_.padding[1];
             const T v = gy[(pl * g.ho + oh) * g.wo + ow] * inv;
-            for (int64_t ih = std::max<int64_t>(h0, 0); ih < std::min(h0 + pp_.k[0], g.h); ++ih)
-              for (int64_t iw = std::max<int64_t>(w0, 0); iw < std::min(w0 + pp_.k[1], g.w); ++iw)
+            for (int64_t ih = std::max<int64_t>(h0, 0); ih < std::min(h0 + pp_.kernel[0], g.h); ++ih)
+              for (int64_t iw = std::max<int64_t>(w0, 0); iw < std::min(w0 + pp_.kernel[1], g.w); ++iw)
                 dplane[ih * g.w + iw] += v;
           }
       }
     });
   }
+
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of<Pool2dAttrs>(pp_); }
 
  private:
   PoolParams pp_;
@@ -627,21 +646,21 @@ int64_t ada_end(int64_t i, int64_t in, int64_t out) { return ((i + 1) * in + out
 
 class AdaptiveAvgPool2dOp final : public Op {
  public:
-  explicit AdaptiveAvgPool2dOp(Pair out) : out_(out) {}
-  std::string name() const override { return "adaptive_avg_pool2d"; }
-  std::string attrs() const override { return "output_size=" + pair_text(out_); }
+  explicit AdaptiveAvgPool2dOp(Pair out) : a_{out} {}
+  OpKind kind() const override { return OpKind::adaptive_avg_pool2d; }
+  std::string attrs() const override { return "output_size=" + pair_text(a_.output_size); }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     const Shape& x = in[0].shape;
     LETHE_CHECK(x.ndim() == 4, "adaptive_avg_pool2d: expected a 4-d input [N, C, H, W], got ", x);
-    LETHE_CHECK(out_[0] >= 1 && out_[1] >= 1, "adaptive_avg_pool2d: output size ", pair_text(out_),
+    LETHE_CHECK(a_.output_size[0] >= 1 && a_.output_size[1] >= 1, "adaptive_avg_pool2d: output size ", pair_text(a_.output_size),
                 " must be positive");
     LETHE_CHECK(is_floating(in[0].dtype), "adaptive_avg_pool2d: expected a floating-point input, got ",
                 in[0].dtype);
-    return TensorMeta{Shape{x[0], x[1], out_[0], out_[1]}, in[0].dtype, in[0].device};
+    return TensorMeta{Shape{x[0], x[1], a_.output_size[0], a_.output_size[1]}, in[0].dtype, in[0].device};
   }
   void cpu(const KernelCall& kc) const override {
     const Shape& x = kc.in_shape(0);
-    const int64_t planes = x[0] * x[1], h = x[2], w = x[3], ho = out_[0], wo = out_[1];
+    const int64_t planes = x[0] * x[1], h = x[2], w = x[3], ho = a_.output_size[0], wo = a_.output_size[1];
     dispatch_float(kc.out_meta->dtype, "adaptive_avg_pool2d", [&](auto tag) {
       using T = decltype(tag);
       const T* src = kc.in<T>(0);
@@ -666,14 +685,17 @@ class AdaptiveAvgPool2dOp final : public Op {
     return {adaptive_avg_pool2d_backward(c.grad_output, c.inputs[0].shape())};
   }
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+
  private:
-  Pair out_;
+  AdaptivePool2dAttrs a_;
 };
 
 class AdaptiveAvgPool2dBackwardOp final : public Op {
  public:
   explicit AdaptiveAvgPool2dBackwardOp(Shape x) : x_(std::move(x)) {}
-  std::string name() const override { return "adaptive_avg_pool2d_backward"; }
+  OpKind kind() const override { return OpKind::adaptive_avg_pool2d_backward; }
   std::string attrs() const override { return "input=" + x_.str(); }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     const Shape& g = in[0].shape;

@@ -4,15 +4,9 @@
 #include <array>
 
 #include "framework/tensor.h"
+#include "ops/attrs.h"  // Conv2dParams
 
 namespace lethe {
-
-struct Conv2dParams {
-  std::array<int64_t, 2> stride{1, 1};
-  std::array<int64_t, 2> padding{0, 0};
-  std::array<int64_t, 2> dilation{1, 1};
-  int64_t groups = 1;
-};
 
 // x [N, Cin, H, W], w [Cout, Cin/groups, kh, kw], b [Cout] or undefined.
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b = Tensor(), const Conv2dParams& p = {});

@@ -1,5 +1,5 @@
-// Internal helpers shared by the CPU kernels of ops/*.cpp: broadcast strides, merging of adjacent
-// dimensions so that loops stay long and contiguous, and a deterministic sum reduction.
+// Internal helpers shared by the CPU kernels of ops/*.cpp: row walks of merged iteration spaces
+// (ops/layout.h, shared with CUDA), deterministic sum reductions and broadcast copies.
 // Not part of the public API.
 //
 //   auto loop = lethe::cpu::collapse(out, {broadcast_strides(a, out), broadcast_strides(b, out)});
@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "framework/shape.h"
+#include "ops/layout.h"
 
 namespace lethe::cpu {
 
@@ -21,49 +22,12 @@ constexpr int64_t kParallelGrain = 32768;
 // result depends on the data only, never on the thread count.
 constexpr int64_t kReduceChunk = 65536;
 
-// Strides (in elements) of a contiguous tensor of shape `in` broadcast to `out` (0 along broadcast
-// dims, `in` padded with leading ones).
-inline std::vector<int64_t> broadcast_strides(const Shape& in, const Shape& out) {
-  const int n = out.ndim(), off = n - in.ndim();
-  std::vector<int64_t> st(static_cast<size_t>(n), 0);
-  int64_t s = 1;
-  for (int d = in.ndim() - 1; d >= 0; --d) {
-    st[static_cast<size_t>(d + off)] = in[d] == 1 ? 0 : s;
-    s *= in[d];
-  }
-  return st;
-}
-
-// An iteration space over dims `sizes` (outermost first) read through one stride vector per operand.
-struct StridedLoop {
-  std::vector<int64_t> sizes;
-  std::vector<std::vector<int64_t>> strides;
-};
-
-// Drops size-1 dims and merges adjacent dims wherever every operand walks them as one (so a
-// same-shape or row-broadcast loop becomes one or two long dims). Always returns >= 1 dim.
-inline StridedLoop collapse(const Shape& out, const std::vector<std::vector<int64_t>>& strides) {
-  StridedLoop l;
-  l.strides.resize(strides.size());
-  for (int d = 0; d < out.ndim(); ++d) {
-    if (out[d] == 1) continue;
-    bool merge = !l.sizes.empty();
-    for (size_t k = 0; merge && k < strides.size(); ++k)
-      merge = l.strides[k].back() == strides[k][static_cast<size_t>(d)] * out[d];
-    if (merge) {
-      l.sizes.back() *= out[d];
-      for (size_t k = 0; k < strides.size(); ++k) l.strides[k].back() = strides[k][static_cast<size_t>(d)];
-    } else {
-      l.sizes.push_back(out[d]);
-      for (size_t k = 0; k < strides.size(); ++k) l.strides[k].push_back(strides[k][static_cast<size_t>(d)]);
-    }
-  }
-  if (l.sizes.empty()) {
-    l.sizes.push_back(1);
-    for (auto& s : l.strides) s.push_back(0);
-  }
-  return l;
-}
+// The shape views shared with the CUDA kernels (ops/layout.h).
+using layout::AxisView;
+using layout::axis_view;
+using layout::broadcast_strides;
+using layout::collapse;
+using layout::StridedLoop;
 
 // Offsets of every operand at the start of row `row` (rows = all dims but the innermost).
 inline void row_offsets(const StridedLoop& l, int64_t row, int64_t* offs) {
@@ -211,18 +175,6 @@ void broadcast_copy(const T* x, const Shape& xs, T* out, const Shape& os) {
       for (int64_t i = 0; i < inner; ++i) dst[i] = src[i];
     }
   }
-}
-
-// [outer, R, inner] view of a shape along `axis` (reductions and softmax walk this).
-struct AxisView {
-  int64_t outer = 1, r = 1, inner = 1;
-};
-inline AxisView axis_view(const Shape& s, int axis) {
-  AxisView v;
-  for (int d = 0; d < axis; ++d) v.outer *= s[d];
-  v.r = s[axis];
-  for (int d = axis + 1; d < s.ndim(); ++d) v.inner *= s[d];
-  return v;
 }
 
 }  // namespace lethe::cpu

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "framework/error.h"
+#include "ops/attrs.h"
 #include "framework/random.h"
 #include "framework/session.h"
 
@@ -32,12 +33,12 @@ Tensor materialise(const Shape& s, DType t, F&& f) {
 
 class FullOp final : public Op {
  public:
-  FullOp(TensorMeta m, double v) : meta_(std::move(m)), value_(v) {}
-  std::string name() const override { return "full"; }
-  // %.17g: the value round-trips exactly (the CUDA kernel reads it back from here).
+  FullOp(TensorMeta m, double v) : meta_(std::move(m)), a_{v} {}
+  OpKind kind() const override { return OpKind::full; }
+  // %.17g: the value round-trips exactly in exports.
   std::string attrs() const override {
     char buf[40];
-    std::snprintf(buf, sizeof buf, "%.17g", value_);
+    std::snprintf(buf, sizeof buf, "%.17g", a_.value);
     return std::string("value=") + buf + ",shape=" + meta_.shape.str();
   }
   TensorMeta infer(const std::vector<TensorMeta>&) const override { return meta_; }
@@ -47,19 +48,22 @@ class FullOp final : public Op {
     dispatch_all(k.out_meta->dtype, [&](auto tag) {
       using T = decltype(tag);
       T* o = k.out<T>();
-      const T v = static_cast<T>(value_);
+      const T v = static_cast<T>(a_.value);
       for (int64_t i = 0; i < n; ++i) o[i] = v;
     });
   }
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+
  private:
   TensorMeta meta_;
-  double value_;
+  FullAttrs a_;
 };
 
 class CopyOp final : public Op {
  public:
-  std::string name() const override { return "copy"; }
+  OpKind kind() const override { return OpKind::copy; }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override { return in[0]; }
   bool differentiable() const override { return false; }
   void cpu(const KernelCall& k) const override {

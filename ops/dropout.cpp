@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "framework/error.h"
+#include "ops/attrs.h"
 #include "framework/random.h"
 
 namespace lethe {
@@ -30,9 +31,9 @@ void apply_mask(const T* x, T* y, int64_t n, double p, uint64_t seed, uint64_t s
 
 class DropoutOp final : public Op {
  public:
-  explicit DropoutOp(double p) : p_(p) {}
-  std::string name() const override { return "dropout"; }
-  std::string attrs() const override { return "p=" + num_text(p_); }
+  explicit DropoutOp(double p) : a_{p, -1} {}
+  OpKind kind() const override { return OpKind::dropout; }
+  std::string attrs() const override { return "p=" + num_text(a_.p); }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     LETHE_CHECK(is_floating(in[0].dtype), "dropout: expected a floating-point input, got ", in[0].dtype);
     return in[0];
@@ -46,20 +47,23 @@ class DropoutOp final : public Op {
     const uint64_t stream = rng::op_stream(kc.step, static_cast<uint64_t>(kc.node));
     dispatch_float(kc.out_meta->dtype, "dropout", [&](auto tag) {
       using T = decltype(tag);
-      apply_mask(kc.in<T>(0), kc.out<T>(), kc.out_meta->numel(), p_, kc.seed, stream);
+      apply_mask(kc.in<T>(0), kc.out<T>(), kc.out_meta->numel(), a_.p, kc.seed, stream);
     });
   }
   std::vector<Tensor> backward(const BackwardCtx& c) const override;
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+
  private:
-  double p_;
+  DropoutAttrs a_;
 };
 
 class DropoutBackwardOp final : public Op {
  public:
-  DropoutBackwardOp(double p, int64_t forward_node) : p_(p), fwd_(forward_node) {}
-  std::string name() const override { return "dropout_backward"; }
-  std::string attrs() const override { return "p=" + num_text(p_) + ",forward_node=" + std::to_string(fwd_); }
+  DropoutBackwardOp(double p, int64_t forward_node) : a_{p, forward_node} {}
+  OpKind kind() const override { return OpKind::dropout_backward; }
+  std::string attrs() const override { return "p=" + num_text(a_.p) + ",forward_node=" + std::to_string(a_.forward_node); }
   bool differentiable() const override { return false; }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override { return in[0]; }
   OpCost cost(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
@@ -68,20 +72,22 @@ class DropoutBackwardOp final : public Op {
     return c;
   }
   void cpu(const KernelCall& kc) const override {
-    const uint64_t stream = rng::op_stream(kc.step, static_cast<uint64_t>(fwd_));
+    const uint64_t stream = rng::op_stream(kc.step, static_cast<uint64_t>(a_.forward_node));
     dispatch_float(kc.out_meta->dtype, "dropout_backward", [&](auto tag) {
       using T = decltype(tag);
-      apply_mask(kc.in<T>(0), kc.out<T>(), kc.out_meta->numel(), p_, kc.seed, stream);
+      apply_mask(kc.in<T>(0), kc.out<T>(), kc.out_meta->numel(), a_.p, kc.seed, stream);
     });
   }
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+
  private:
-  double p_;
-  int64_t fwd_;
+  DropoutAttrs a_;
 };
 
 std::vector<Tensor> DropoutOp::backward(const BackwardCtx& c) const {
-  return {record(std::make_shared<DropoutBackwardOp>(p_, c.output.impl()->node), {c.grad_output})};
+  return {record(std::make_shared<DropoutBackwardOp>(a_.p, c.output.impl()->node), {c.grad_output})};
 }
 
 }  // namespace

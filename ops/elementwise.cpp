@@ -9,7 +9,9 @@
 
 #include "framework/error.h"
 #include "framework/session.h"
+#include "ops/attrs.h"
 #include "ops/cpu_util.h"
+#include "ops/layout.h"
 #include "ops/creation.h"
 #include "ops/reduce.h"
 #include "ops/shape_ops.h"
@@ -99,13 +101,14 @@ enum class BinKind { add, sub, mul, div };
 class BinaryOp final : public Op {
  public:
   explicit BinaryOp(BinKind k) : k_(k) {}
-  std::string name() const override {
+  OpKind kind() const override {
     switch (k_) {
-      case BinKind::add: return "add";
-      case BinKind::sub: return "sub";
-      case BinKind::mul: return "mul";
-      default: return "div";
+      case BinKind::add: return OpKind::add;
+      case BinKind::sub: return OpKind::sub;
+      case BinKind::mul: return OpKind::mul;
+      case BinKind::div: return OpKind::div;
     }
+    return OpKind::div;
   }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     const std::string n = name();
@@ -175,29 +178,32 @@ constexpr double kGeluC = 0.044715;
 
 class UnaryOp final : public Op {
  public:
-  UnaryOp(UnKind k, double s = 0.0) : k_(k), s_(s) {}
-  std::string name() const override {
+  UnaryOp(UnKind k, double s = 0.0)
+      : k_(k), scalar_{s},
+        gelu_{k == UnKind::gelu_tanh ? GeluApproximation::tanh : GeluApproximation::none} {}
+  OpKind kind() const override {
     switch (k_) {
-      case UnKind::add_scalar: return "add_scalar";
-      case UnKind::mul_scalar: return "mul_scalar";
-      case UnKind::rsub_scalar: return "rsub_scalar";
-      case UnKind::rdiv_scalar: return "rdiv_scalar";
-      case UnKind::neg: return "neg";
-      case UnKind::exp: return "exp";
-      case UnKind::log: return "log";
-      case UnKind::sqrt: return "sqrt";
-      case UnKind::pow: return "pow";
-      case UnKind::relu: return "relu";
-      case UnKind::gelu: case UnKind::gelu_tanh: return "gelu";
-      case UnKind::sigmoid: return "sigmoid";
-      default: return "tanh";
+      case UnKind::add_scalar: return OpKind::add_scalar;
+      case UnKind::mul_scalar: return OpKind::mul_scalar;
+      case UnKind::rsub_scalar: return OpKind::rsub_scalar;
+      case UnKind::rdiv_scalar: return OpKind::rdiv_scalar;
+      case UnKind::neg: return OpKind::neg;
+      case UnKind::exp: return OpKind::exp;
+      case UnKind::log: return OpKind::log;
+      case UnKind::sqrt: return OpKind::sqrt;
+      case UnKind::pow: return OpKind::pow;
+      case UnKind::relu: return OpKind::relu;
+      case UnKind::gelu: case UnKind::gelu_tanh: return OpKind::gelu;
+      case UnKind::sigmoid: return OpKind::sigmoid;
+      case UnKind::tanh: return OpKind::tanh;
     }
+    return OpKind::tanh;
   }
   std::string attrs() const override {
     switch (k_) {
       case UnKind::add_scalar: case UnKind::mul_scalar: case UnKind::rsub_scalar:
-      case UnKind::rdiv_scalar: return "scalar=" + fmt_double(s_);
-      case UnKind::pow: return "exponent=" + fmt_double(s_);
+      case UnKind::rdiv_scalar: return "scalar=" + fmt_double(scalar_.value);
+      case UnKind::pow: return "exponent=" + fmt_double(scalar_.value);
       case UnKind::gelu: return "approximate=none";
       case UnKind::gelu_tanh: return "approximate=tanh";
       default: return {};
@@ -205,7 +211,7 @@ class UnaryOp final : public Op {
   }
   // Integer tensors take the arithmetic ops with an integral scalar; everything else needs floats.
   bool integer_ok() const {
-    const bool integral = std::floor(s_) == s_ && std::abs(s_) < 9.0e18;
+    const bool integral = std::floor(scalar_.value) == scalar_.value && std::abs(scalar_.value) < 9.0e18;
     return k_ == UnKind::neg ||
            ((k_ == UnKind::add_scalar || k_ == UnKind::mul_scalar || k_ == UnKind::rsub_scalar) &&
             integral);
@@ -233,7 +239,7 @@ class UnaryOp final : public Op {
     if (c.in_meta[0]->dtype == DType::i64) {
       const int64_t* x = c.in<int64_t>(0);
       int64_t* y = c.out<int64_t>();
-      const int64_t s = static_cast<int64_t>(s_);
+      const int64_t s = static_cast<int64_t>(scalar_.value);
       switch (k_) {
         case UnKind::neg: map1(x, y, n, [](int64_t v) { return -v; }); break;
         case UnKind::add_scalar: map1(x, y, n, [s](int64_t v) { return v + s; }); break;
@@ -247,7 +253,7 @@ class UnaryOp final : public Op {
       using T = decltype(tag);
       const T* x = c.in<T>(0);
       T* y = c.out<T>();
-      const T s = static_cast<T>(s_);
+      const T s = static_cast<T>(scalar_.value);
       switch (k_) {
         case UnKind::add_scalar: map1(x, y, n, [s](T v) { return v + s; }); break;
         case UnKind::mul_scalar: map1(x, y, n, [s](T v) { return v * s; }); break;
@@ -258,7 +264,7 @@ class UnaryOp final : public Op {
         case UnKind::log: map1(x, y, n, [](T v) { return std::log(v); }); break;
         case UnKind::sqrt: map1(x, y, n, [](T v) { return std::sqrt(v); }); break;
         case UnKind::pow:
-          if (s_ == 2.0)
+          if (scalar_.value == 2.0)
             map1(x, y, n, [](T v) { return v * v; });
           else
             map1(x, y, n, [s](T v) { return std::pow(v, s); });
@@ -287,9 +293,20 @@ class UnaryOp final : public Op {
   }
   std::vector<Tensor> backward(const BackwardCtx& c) const override;
 
+ protected:
+  AttrsRef attrs_ref() const override {
+    switch (k_) {
+      case UnKind::add_scalar: case UnKind::mul_scalar: case UnKind::rsub_scalar:
+      case UnKind::rdiv_scalar: case UnKind::pow: return AttrsRef::of(scalar_);
+      case UnKind::gelu: case UnKind::gelu_tanh: return AttrsRef::of(gelu_);
+      default: return {};
+    }
+  }
+
  private:
   UnKind k_;
-  double s_;
+  ScalarAttrs scalar_;  // the scalar (or exponent) of the kinds that have one
+  GeluAttrs gelu_;
 };
 
 // ---------------------------------------------------------------- activation backward ops
@@ -299,14 +316,16 @@ enum class BwKind { relu, gelu, gelu_tanh, sigmoid, tanh };
 // grad_in = grad_out * f'(saved): saved is x (relu, gelu) or the output y (sigmoid, tanh).
 class ActivationBackwardOp final : public Op {
  public:
-  explicit ActivationBackwardOp(BwKind k) : k_(k) {}
-  std::string name() const override {
+  explicit ActivationBackwardOp(BwKind k)
+      : k_(k), gelu_{k == BwKind::gelu_tanh ? GeluApproximation::tanh : GeluApproximation::none} {}
+  OpKind kind() const override {
     switch (k_) {
-      case BwKind::relu: return "relu_backward";
-      case BwKind::gelu: case BwKind::gelu_tanh: return "gelu_backward";
-      case BwKind::sigmoid: return "sigmoid_backward";
-      default: return "tanh_backward";
+      case BwKind::relu: return OpKind::relu_backward;
+      case BwKind::gelu: case BwKind::gelu_tanh: return OpKind::gelu_backward;
+      case BwKind::sigmoid: return OpKind::sigmoid_backward;
+      case BwKind::tanh: return OpKind::tanh_backward;
     }
+    return OpKind::tanh_backward;
   }
   std::string attrs() const override {
     if (k_ == BwKind::gelu) return "approximate=none";
@@ -350,8 +369,14 @@ class ActivationBackwardOp final : public Op {
     });
   }
 
+ protected:
+  AttrsRef attrs_ref() const override {
+    return k_ == BwKind::gelu || k_ == BwKind::gelu_tanh ? AttrsRef::of(gelu_) : AttrsRef{};
+  }
+
  private:
   BwKind k_;
+  GeluAttrs gelu_;
 };
 
 Tensor activation_backward(BwKind k, const Tensor& g, const Tensor& saved) {
@@ -363,17 +388,17 @@ std::vector<Tensor> UnaryOp::backward(const BackwardCtx& c) const {
   const Tensor &x = c.inputs[0], &y = c.output, &g = c.grad_output;
   switch (k_) {
     case UnKind::add_scalar: return {g};
-    case UnKind::mul_scalar: return {mul_scalar(g, s_)};
+    case UnKind::mul_scalar: return {mul_scalar(g, scalar_.value)};
     case UnKind::rsub_scalar: case UnKind::neg: return {neg(g)};
     case UnKind::rdiv_scalar: return {neg(div(mul(g, y), x))};  // d(s/x) = -(s/x)/x
     case UnKind::exp: return {mul(g, y)};
     case UnKind::log: return {div(g, x)};
     case UnKind::sqrt: return {div(mul_scalar(g, 0.5), y)};
     case UnKind::pow:
-      if (s_ == 0.0) return {full_like(x, 0.0)};
-      if (s_ == 1.0) return {g};
-      if (s_ == 2.0) return {mul(g, mul_scalar(x, 2.0))};
-      return {mul(g, mul_scalar(pow(x, s_ - 1.0), s_))};
+      if (scalar_.value == 0.0) return {full_like(x, 0.0)};
+      if (scalar_.value == 1.0) return {g};
+      if (scalar_.value == 2.0) return {mul(g, mul_scalar(x, 2.0))};
+      return {mul(g, mul_scalar(pow(x, scalar_.value - 1.0), scalar_.value))};
     case UnKind::relu: return {activation_backward(BwKind::relu, g, x)};
     case UnKind::gelu: return {activation_backward(BwKind::gelu, g, x)};
     case UnKind::gelu_tanh: return {activation_backward(BwKind::gelu_tanh, g, x)};
@@ -391,41 +416,39 @@ Tensor unary(UnKind k, const Tensor& x, double s = 0.0) {
 
 class CastOp final : public Op {
  public:
-  explicit CastOp(DType t) : t_(t) {}
-  std::string name() const override { return "cast"; }
-  std::string attrs() const override { return std::string("dtype=") + dtype_name(t_); }
+  explicit CastOp(DType t) : a_{t} {}
+  OpKind kind() const override { return OpKind::cast; }
+  std::string attrs() const override { return std::string("dtype=") + dtype_name(a_.dtype); }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     TensorMeta m = in[0];
-    m.dtype = t_;
+    m.dtype = a_.dtype;
     return m;
   }
   void cpu(const KernelCall& c) const override {
     const int64_t n = c.out_meta->numel();
     dispatch_all(c.in_meta[0]->dtype, [&](auto itag) {
       using I = decltype(itag);
-      dispatch_all(t_, [&](auto otag) {
+      dispatch_all(a_.dtype, [&](auto otag) {
         using O = decltype(otag);
         map1(c.in<I>(0), c.out<O>(), n, [](I v) { return static_cast<O>(v); });
       });
     });
   }
   std::vector<Tensor> backward(const BackwardCtx& c) const override {
-    if (!c.needs_grad[0] || !is_floating(t_) || !is_floating(c.inputs[0].dtype())) return {Tensor()};
+    if (!c.needs_grad[0] || !is_floating(a_.dtype) || !is_floating(c.inputs[0].dtype())) return {Tensor()};
     return {cast(c.grad_output, c.inputs[0].dtype())};
   }
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+
  private:
-  DType t_;
+  CastAttrs a_;
 };
 
 // ---------------------------------------------------------------- sum_to / broadcast_to
 
-// Left-pads s with ones to n dims.
-Shape pad_to(const Shape& s, int n) {
-  std::vector<int64_t> d(static_cast<size_t>(n - s.ndim()), 1);
-  d.insert(d.end(), s.dims().begin(), s.dims().end());
-  return Shape(std::move(d));
-}
+using layout::pad_to;
 
 // True when `small` broadcasts to exactly `big`.
 bool broadcasts_to(const Shape& small, const Shape& big) {
@@ -438,14 +461,14 @@ bool broadcasts_to(const Shape& small, const Shape& big) {
 
 class SumToOp final : public Op {
  public:
-  explicit SumToOp(Shape s) : s_(std::move(s)) {}
-  std::string name() const override { return "sum_to"; }
-  std::string attrs() const override { return "shape=" + s_.str(); }
+  explicit SumToOp(Shape s) : a_{std::move(s)} {}
+  OpKind kind() const override { return OpKind::sum_to; }
+  std::string attrs() const override { return "shape=" + a_.shape.str(); }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
-    LETHE_CHECK(broadcasts_to(s_, in[0].shape), "sum_to: shape ", in[0].shape, " cannot be summed to ",
-                s_, " (", s_, " does not broadcast to ", in[0].shape, ")");
+    LETHE_CHECK(broadcasts_to(a_.shape, in[0].shape), "sum_to: shape ", in[0].shape, " cannot be summed to ",
+                a_.shape, " (", a_.shape, " does not broadcast to ", in[0].shape, ")");
     TensorMeta m = in[0];
-    m.shape = s_;
+    m.shape = a_.shape;
     return m;
   }
   size_t workspace_bytes(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
@@ -459,7 +482,7 @@ class SumToOp final : public Op {
     dispatch_all(c.in_meta[0]->dtype, [&](auto tag) {
       using T = decltype(tag);
       const Shape& xs = c.in_shape(0);
-      cpu::reduce_sum(c.in<T>(0), xs, pad_to(s_, xs.ndim()), c.out<T>(),
+      cpu::reduce_sum(c.in<T>(0), xs, pad_to(a_.shape, xs.ndim()), c.out<T>(),
                       static_cast<T*>(c.workspace));
     });
   }
@@ -468,27 +491,30 @@ class SumToOp final : public Op {
     return {broadcast_to(c.grad_output, c.inputs[0].shape())};
   }
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+
  private:
-  Shape s_;
+  ShapeAttrs a_;
 };
 
 class BroadcastToOp final : public Op {
  public:
-  explicit BroadcastToOp(Shape s) : s_(std::move(s)) {}
-  std::string name() const override { return "broadcast_to"; }
-  std::string attrs() const override { return "shape=" + s_.str(); }
+  explicit BroadcastToOp(Shape s) : a_{std::move(s)} {}
+  OpKind kind() const override { return OpKind::broadcast_to; }
+  std::string attrs() const override { return "shape=" + a_.shape.str(); }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
-    LETHE_CHECK(broadcasts_to(in[0].shape, s_), "broadcast_to: shape ", in[0].shape,
-                " cannot be broadcast to ", s_);
+    LETHE_CHECK(broadcasts_to(in[0].shape, a_.shape), "broadcast_to: shape ", in[0].shape,
+                " cannot be broadcast to ", a_.shape);
     TensorMeta m = in[0];
-    m.shape = s_;
+    m.shape = a_.shape;
     return m;
   }
   void cpu(const KernelCall& c) const override {
     dispatch_all(c.in_meta[0]->dtype, [&](auto tag) {
       using T = decltype(tag);
       if (c.out_meta->numel() == 0) return;
-      cpu::broadcast_copy(c.in<T>(0), c.in_shape(0), c.out<T>(), s_);
+      cpu::broadcast_copy(c.in<T>(0), c.in_shape(0), c.out<T>(), a_.shape);
     });
   }
   std::vector<Tensor> backward(const BackwardCtx& c) const override {
@@ -496,8 +522,11 @@ class BroadcastToOp final : public Op {
     return {sum_to(c.grad_output, c.inputs[0].shape())};
   }
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+
  private:
-  Shape s_;
+  ShapeAttrs a_;
 };
 
 }  // namespace

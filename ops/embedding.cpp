@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "framework/error.h"
+#include "ops/attrs.h"
 
 namespace lethe {
 namespace {
@@ -20,7 +21,7 @@ void check_indices(const int64_t* idx, int64_t n, int64_t rows, const char* op) 
 
 class EmbeddingOp final : public Op {
  public:
-  std::string name() const override { return "embedding"; }
+  OpKind kind() const override { return OpKind::embedding; }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     const TensorMeta &w = in[0], &idx = in[1];
     LETHE_CHECK(w.shape.ndim() == 2, "embedding: weight ", w.shape, " and indices ", idx.shape,
@@ -57,9 +58,9 @@ class EmbeddingOp final : public Op {
 // order they appear (a counting sort groups them), rows in parallel.
 class EmbeddingBackwardOp final : public Op {
  public:
-  explicit EmbeddingBackwardOp(int64_t rows) : rows_(rows) {}
-  std::string name() const override { return "embedding_backward"; }
-  std::string attrs() const override { return "num=" + std::to_string(rows_); }
+  explicit EmbeddingBackwardOp(int64_t rows) : a_{rows} {}
+  OpKind kind() const override { return OpKind::embedding_backward; }
+  std::string attrs() const override { return "num=" + std::to_string(a_.num_embeddings); }
   bool differentiable() const override { return false; }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     const TensorMeta &g = in[0], &idx = in[1];
@@ -68,11 +69,11 @@ class EmbeddingBackwardOp final : public Op {
     for (int i = 0; i < idx.shape.ndim(); ++i)
       LETHE_CHECK(g.shape[i] == idx.shape[i], "embedding_backward: grad ", g.shape, " and indices ",
                   idx.shape, " do not match");
-    return TensorMeta{Shape{rows_, g.shape.at(-1)}, g.dtype, g.device};
+    return TensorMeta{Shape{a_.num_embeddings, g.shape.at(-1)}, g.dtype, g.device};
   }
   size_t workspace_bytes(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
     const int64_t n = in[1].numel();
-    int64_t words = rows_ + 1 + n;  // row starts, then the positions grouped by row
+    int64_t words = a_.num_embeddings + 1 + n;  // row starts, then the positions grouped by row
     // The CUDA kernel groups by a radix sort: a second buffer of n positions and 1 + 256 digit
     // counts per tile of 2048 positions (ops/cuda/shape.cu). The CPU size stays as it is.
     if (in[0].device.is_cuda()) words += n + 1 + 256 * ((n + 2047) / 2048);
@@ -81,22 +82,22 @@ class EmbeddingBackwardOp final : public Op {
   void cpu(const KernelCall& kc) const override {
     const int64_t n = kc.in_shape(1).numel(), dim = kc.out_shape()[1];
     const int64_t* idx = kc.in<int64_t>(1);
-    check_indices(idx, n, rows_, "embedding_backward");
-    int64_t* start = static_cast<int64_t*>(kc.workspace);  // rows_ + 1 offsets
-    int64_t* order = start + rows_ + 1;                     // positions grouped by row, in order
-    std::fill(start, start + rows_ + 1, int64_t(0));
+    check_indices(idx, n, a_.num_embeddings, "embedding_backward");
+    int64_t* start = static_cast<int64_t*>(kc.workspace);  // a_.num_embeddings + 1 offsets
+    int64_t* order = start + a_.num_embeddings + 1;                     // positions grouped by row, in order
+    std::fill(start, start + a_.num_embeddings + 1, int64_t(0));
     for (int64_t i = 0; i < n; ++i) ++start[idx[i] + 1];
-    for (int64_t r = 0; r < rows_; ++r) start[r + 1] += start[r];
+    for (int64_t r = 0; r < a_.num_embeddings; ++r) start[r + 1] += start[r];
     {
-      std::vector<int64_t> fill(start, start + rows_);
+      std::vector<int64_t> fill(start, start + a_.num_embeddings);
       for (int64_t i = 0; i < n; ++i) order[fill[static_cast<size_t>(idx[i])]++] = i;
     }
     dispatch_float(kc.out_meta->dtype, "embedding_backward", [&](auto tag) {
       using T = decltype(tag);
       const T* g = kc.in<T>(0);
       T* dw = kc.out<T>();
-#pragma omp parallel for schedule(static) if (rows_ * dim > 32768)
-      for (int64_t r = 0; r < rows_; ++r) {
+#pragma omp parallel for schedule(static) if (a_.num_embeddings * dim > 32768)
+      for (int64_t r = 0; r < a_.num_embeddings; ++r) {
         T* dst = dw + r * dim;
         std::fill(dst, dst + dim, T(0));
         for (int64_t p = start[r]; p < start[r + 1]; ++p) {
@@ -107,8 +108,11 @@ class EmbeddingBackwardOp final : public Op {
     });
   }
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+
  private:
-  int64_t rows_;
+  EmbeddingAttrs a_;
 };
 
 std::vector<Tensor> EmbeddingOp::backward(const BackwardCtx& c) const {

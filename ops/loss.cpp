@@ -8,7 +8,9 @@
 #include <memory>
 
 #include "framework/error.h"
+#include "ops/attrs.h"
 #include "ops/cpu_util.h"
+#include "ops/layout.h"
 #include "ops/elementwise.h"
 #include "ops/reduce.h"
 
@@ -16,8 +18,6 @@ namespace lethe {
 namespace {
 
 using cpu::kParallelGrain;
-
-enum class Reduction { none, sum, mean };
 
 Reduction parse_reduction(const std::string& r, const char* op) {
   if (r == "mean") return Reduction::mean;
@@ -29,18 +29,11 @@ const char* reduction_name(Reduction r) {
   return r == Reduction::mean ? "mean" : r == Reduction::sum ? "sum" : "none";
 }
 
-// logits [N, C, S...] seen as [N, C, S]; a position is (n, s).
-struct CeView {
-  int64_t n = 1, c = 1, s = 1;
+// logits [N, C, S...] seen as [N, C, S] (ops/layout.h, as the CUDA kernel); a position is (n, s).
+struct CeView : layout::ChannelView {
   int64_t positions() const { return n * s; }
 };
-CeView ce_view(const Shape& logits) {
-  CeView v;
-  v.n = logits[0];
-  v.c = logits[1];
-  for (int d = 2; d < logits.ndim(); ++d) v.s *= logits[d];
-  return v;
-}
+CeView ce_view(const Shape& logits) { return CeView{layout::channel_view(logits)}; }
 
 // Throws on a target outside [0, C) that is not ignore_index; returns the count of the others.
 int64_t check_targets(const int64_t* t, int64_t n, int64_t classes, int64_t ignore_index) {
@@ -68,10 +61,10 @@ T log_sum_exp(const T* x, int64_t c, int64_t stride) {
 
 class CrossEntropyOp final : public Op {
  public:
-  CrossEntropyOp(Reduction r, int64_t ignore) : red_(r), ignore_(ignore) {}
-  std::string name() const override { return "cross_entropy"; }
+  CrossEntropyOp(Reduction r, int64_t ignore) : a_{r, ignore} {}
+  OpKind kind() const override { return OpKind::cross_entropy; }
   std::string attrs() const override {
-    return std::string("reduction=") + reduction_name(red_) + ",ignore_index=" + std::to_string(ignore_);
+    return std::string("reduction=") + reduction_name(a_.reduction) + ",ignore_index=" + std::to_string(a_.ignore_index);
   }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     const Shape &ls = in[0].shape, &ts = in[1].shape;
@@ -86,7 +79,7 @@ class CrossEntropyOp final : public Op {
     LETHE_CHECK(ts == Shape(expect), "cross_entropy: logits ", ls, " and target ", ts,
                 " do not match (expected target ", Shape(expect), ")");
     TensorMeta m = in[0];
-    m.shape = red_ == Reduction::none ? ts : Shape{};
+    m.shape = a_.reduction == Reduction::none ? ts : Shape{};
     return m;
   }
   OpCost cost(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
@@ -95,51 +88,53 @@ class CrossEntropyOp final : public Op {
     return c;
   }
   size_t workspace_bytes(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
-    if (red_ == Reduction::none) return 0;
+    if (a_.reduction == Reduction::none) return 0;
     const int64_t p = in[1].numel();
     return static_cast<size_t>(p + cpu::reduce_scratch_elems(p)) * dtype_size(in[0].dtype);
   }
   void cpu(const KernelCall& c) const override {
     const CeView v = ce_view(c.in_shape(0));
     const int64_t* t = c.in<int64_t>(1);
-    const int64_t count = check_targets(t, v.positions(), v.c, ignore_);
+    const int64_t count = check_targets(t, v.positions(), v.c, a_.ignore_index);
     dispatch_float(c.in_meta[0]->dtype, "cross_entropy", [&](auto tag) {
       using T = decltype(tag);
       const T* x = c.in<T>(0);
       const int64_t p = v.positions();
-      T* losses = red_ == Reduction::none ? c.out<T>() : static_cast<T*>(c.workspace);
+      T* losses = a_.reduction == Reduction::none ? c.out<T>() : static_cast<T*>(c.workspace);
       LETHE_ASSERT(losses != nullptr || p == 0);
 #pragma omp parallel for schedule(static) if (p * v.c > kParallelGrain)
       for (int64_t i = 0; i < p; ++i) {
         const int64_t nn = i / v.s, ss = i % v.s;
-        if (t[i] == ignore_) {
+        if (t[i] == a_.ignore_index) {
           losses[i] = T(0);
           continue;
         }
         const T* xi = x + nn * v.c * v.s + ss;
         losses[i] = log_sum_exp(xi, v.c, v.s) - xi[t[i] * v.s];
       }
-      if (red_ == Reduction::none) return;
+      if (a_.reduction == Reduction::none) return;
       T total = p == 0 ? T(0) : cpu::chunked_sum(losses, p, losses + p);
-      if (red_ == Reduction::mean) total /= static_cast<T>(count);  // 0/0 = NaN, as PyTorch
+      if (a_.reduction == Reduction::mean) total /= static_cast<T>(count);  // 0/0 = NaN, as PyTorch
       c.out<T>()[0] = total;
     });
   }
   std::vector<Tensor> backward(const BackwardCtx& c) const override;
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+
  private:
-  Reduction red_;
-  int64_t ignore_;
+  CrossEntropyAttrs a_;
 };
 
 // d loss / d logits = scale * (softmax(logits) - onehot(target)), zero at ignored positions;
 // scale = g (none), g[0] (sum) or g[0] / count (mean).
 class CrossEntropyBackwardOp final : public Op {
  public:
-  CrossEntropyBackwardOp(Reduction r, int64_t ignore) : red_(r), ignore_(ignore) {}
-  std::string name() const override { return "cross_entropy_backward"; }
+  CrossEntropyBackwardOp(Reduction r, int64_t ignore) : a_{r, ignore} {}
+  OpKind kind() const override { return OpKind::cross_entropy_backward; }
   std::string attrs() const override {
-    return std::string("reduction=") + reduction_name(red_) + ",ignore_index=" + std::to_string(ignore_);
+    return std::string("reduction=") + reduction_name(a_.reduction) + ",ignore_index=" + std::to_string(a_.ignore_index);
   }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override { return in[1]; }
   bool differentiable() const override { return false; }
@@ -151,7 +146,7 @@ class CrossEntropyBackwardOp final : public Op {
   void cpu(const KernelCall& c) const override {
     const CeView v = ce_view(c.in_shape(1));
     const int64_t* t = c.in<int64_t>(2);
-    const int64_t count = check_targets(t, v.positions(), v.c, ignore_);
+    const int64_t count = check_targets(t, v.positions(), v.c, a_.ignore_index);
     dispatch_float(c.in_meta[1]->dtype, "cross_entropy_backward", [&](auto tag) {
       using T = decltype(tag);
       const T* g = c.in<T>(0);
@@ -163,12 +158,12 @@ class CrossEntropyBackwardOp final : public Op {
         const int64_t nn = i / v.s, ss = i % v.s;
         const T* xi = x + nn * v.c * v.s + ss;
         T* di = dx + nn * v.c * v.s + ss;
-        if (t[i] == ignore_) {
+        if (t[i] == a_.ignore_index) {
           for (int64_t k = 0; k < v.c; ++k) di[k * v.s] = T(0);
           continue;
         }
-        const T scale = red_ == Reduction::none  ? g[i]
-                        : red_ == Reduction::sum ? g[0]
+        const T scale = a_.reduction == Reduction::none  ? g[i]
+                        : a_.reduction == Reduction::sum ? g[0]
                                                  : g[0] / static_cast<T>(count);
         const T lse = log_sum_exp(xi, v.c, v.s);
         for (int64_t k = 0; k < v.c; ++k) di[k * v.s] = scale * std::exp(xi[k * v.s] - lse);
@@ -177,15 +172,17 @@ class CrossEntropyBackwardOp final : public Op {
     });
   }
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+
  private:
-  Reduction red_;
-  int64_t ignore_;
+  CrossEntropyAttrs a_;
 };
 
 std::vector<Tensor> CrossEntropyOp::backward(const BackwardCtx& c) const {
   std::vector<Tensor> r(2);
   if (c.needs_grad[0])
-    r[0] = record(std::make_shared<CrossEntropyBackwardOp>(red_, ignore_),
+    r[0] = record(std::make_shared<CrossEntropyBackwardOp>(a_.reduction, a_.ignore_index),
                   {c.grad_output, c.inputs[0], c.inputs[1]});
   return r;
 }

@@ -5,42 +5,18 @@
 #include <vector>
 
 #include "framework/error.h"
+#include "ops/attrs.h"
 #include "ops/elementwise.h"
 #include "ops/gemm.h"
+#include "ops/layout.h"
 #include "ops/reduce.h"
 #include "ops/shape_ops.h"
 
 namespace lethe {
 namespace {
 
-Shape batch_of(const Shape& s) {
-  return Shape(std::vector<int64_t>(s.dims().begin(), s.dims().end() - 2));
-}
-
-// For every flat index of out_batch, the flat index of the matrix of in_batch it reads
-// (right-aligned, size-1 dims broadcast).
-std::vector<int64_t> broadcast_index(const Shape& in_batch, const Shape& out_batch) {
-  const int no = out_batch.ndim(), ni = in_batch.ndim();
-  std::vector<int64_t> st(static_cast<size_t>(no), 0);
-  int64_t s = 1;
-  for (int d = ni - 1; d >= 0; --d) {
-    st[static_cast<size_t>(d + no - ni)] = in_batch[d] == 1 ? 0 : s;
-    s *= in_batch[d];
-  }
-  const int64_t nb = out_batch.numel();
-  std::vector<int64_t> res(static_cast<size_t>(nb));
-  std::vector<int64_t> idx(static_cast<size_t>(no), 0);
-  for (int64_t i = 0; i < nb; ++i) {
-    int64_t off = 0;
-    for (int d = 0; d < no; ++d) off += idx[static_cast<size_t>(d)] * st[static_cast<size_t>(d)];
-    res[static_cast<size_t>(i)] = off;
-    for (int d = no - 1; d >= 0; --d) {
-      if (++idx[static_cast<size_t>(d)] < out_batch[d]) break;
-      idx[static_cast<size_t>(d)] = 0;
-    }
-  }
-  return res;
-}
+using layout::batch_shape;
+using layout::broadcast_index;
 
 std::string bool_text(bool b) { return b ? "1" : "0"; }
 
@@ -49,11 +25,11 @@ std::string bool_text(bool b) { return b ? "1" : "0"; }
 // transpose_a && !transpose_b, because the batch then stacks along the inner dimension).
 class MatmulOp final : public Op {
  public:
-  MatmulOp(bool ta, bool tb, bool reduce) : ta_(ta), tb_(tb), reduce_(reduce) {}
-  std::string name() const override { return "matmul"; }
+  MatmulOp(bool ta, bool tb, bool reduce) : a_{ta, tb, reduce} {}
+  OpKind kind() const override { return OpKind::matmul; }
   std::string attrs() const override {
-    return "transpose_a=" + bool_text(ta_) + ",transpose_b=" + bool_text(tb_) +
-           ",reduce_batch=" + bool_text(reduce_);
+    return "transpose_a=" + bool_text(a_.transpose_a) + ",transpose_b=" + bool_text(a_.transpose_b) +
+           ",reduce_batch=" + bool_text(a_.reduce_batch);
   }
 
   struct Dims {
@@ -62,12 +38,12 @@ class MatmulOp final : public Op {
   };
   Dims dims(const Shape& a, const Shape& b) const {
     Dims d;
-    d.m = ta_ ? a.at(-1) : a.at(-2);
-    d.k = ta_ ? a.at(-2) : a.at(-1);
-    d.n = tb_ ? b.at(-2) : b.at(-1);
-    d.ba = batch_of(a);
-    d.bb = batch_of(b);
-    d.bo = reduce_ ? Shape{} : broadcast_shapes(d.ba, d.bb, "matmul");
+    d.m = a_.transpose_a ? a.at(-1) : a.at(-2);
+    d.k = a_.transpose_a ? a.at(-2) : a.at(-1);
+    d.n = a_.transpose_b ? b.at(-2) : b.at(-1);
+    d.ba = batch_shape(a);
+    d.bb = batch_shape(b);
+    d.bo = a_.reduce_batch ? Shape{} : broadcast_shapes(d.ba, d.bb, "matmul");
     return d;
   }
 
@@ -79,11 +55,11 @@ class MatmulOp final : public Op {
                 in[0].dtype, " and ", in[1].dtype, " differ");
     LETHE_CHECK(is_floating(in[0].dtype), "matmul: expected floating-point operands, got ",
                 in[0].dtype);
-    const int64_t ka = ta_ ? a.at(-2) : a.at(-1), kb = tb_ ? b.at(-1) : b.at(-2);
+    const int64_t ka = a_.transpose_a ? a.at(-2) : a.at(-1), kb = a_.transpose_b ? b.at(-1) : b.at(-2);
     LETHE_CHECK(ka == kb, "matmul: shapes ", a, " and ", b, ": inner dimensions ", ka, " and ", kb,
                 " differ");
-    if (reduce_)
-      LETHE_CHECK(batch_of(a) == batch_of(b), "matmul: shapes ", a, " and ", b,
+    if (a_.reduce_batch)
+      LETHE_CHECK(batch_shape(a) == batch_shape(b), "matmul: shapes ", a, " and ", b,
                   ": reduce_batch needs equal batch dims");
     Dims d = dims(a, b);
     std::vector<int64_t> out = d.bo.dims();
@@ -94,7 +70,7 @@ class MatmulOp final : public Op {
 
   OpCost cost(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
     Dims d = dims(in[0].shape, in[1].shape);
-    const double nb = static_cast<double>(reduce_ ? d.ba.numel() : d.bo.numel());
+    const double nb = static_cast<double>(a_.reduce_batch ? d.ba.numel() : d.bo.numel());
     OpCost c = Op::cost(in, out);
     c.flops = 2.0 * nb * static_cast<double>(d.m) * static_cast<double>(d.n) * static_cast<double>(d.k);
     return c;
@@ -112,36 +88,39 @@ class MatmulOp final : public Op {
       const T* A = kc.in<T>(0);
       const T* B = kc.in<T>(1);
       T* C = kc.out<T>();
-      const int64_t lda = ta_ ? d.m : d.k, ldb = tb_ ? d.k : d.n;
+      const int64_t lda = a_.transpose_a ? d.m : d.k, ldb = a_.transpose_b ? d.k : d.n;
       const int64_t sa = d.m * d.k, sb = d.k * d.n, sc = d.m * d.n;
-      if (reduce_) {
+      if (a_.reduce_batch) {
         const int64_t nb = d.ba.numel();
-        if (ta_ && !tb_) {  // Σ_b A_bᵀ B_b = [A_0; A_1; ...]ᵀ · [B_0; B_1; ...]
+        if (a_.transpose_a && !a_.transpose_b) {  // Σ_b A_bᵀ B_b = [A_0; A_1; ...]ᵀ · [B_0; B_1; ...]
           detail::gemm(true, false, d.m, d.n, d.k * nb, T(1), A, d.m, B, d.n, T(0), C, d.n);
           return;
         }
         if (nb == 0) detail::gemm(false, false, d.m, d.n, 0, T(1), A, 1, B, 1, T(0), C, d.n);
         for (int64_t b = 0; b < nb; ++b)  // fixed order: deterministic accumulation
-          detail::gemm(ta_, tb_, d.m, d.n, d.k, T(1), A + b * sa, lda, B + b * sb, ldb,
+          detail::gemm(a_.transpose_a, a_.transpose_b, d.m, d.n, d.k, T(1), A + b * sa, lda, B + b * sb, ldb,
                        b == 0 ? T(0) : T(1), C, d.n);
         return;
       }
       const int64_t na = d.ba.numel(), nbb = d.bb.numel(), no = d.bo.numel();
-      if (!ta_ && nbb == 1 && na == no) {  // B shared by every batch: fold the batch into M
-        detail::gemm(false, tb_, na * d.m, d.n, d.k, T(1), A, d.k, B, ldb, T(0), C, d.n);
+      if (!a_.transpose_a && nbb == 1 && na == no) {  // B shared by every batch: fold the batch into M
+        detail::gemm(false, a_.transpose_b, na * d.m, d.n, d.k, T(1), A, d.k, B, ldb, T(0), C, d.n);
         return;
       }
       const auto ia = broadcast_index(d.ba, d.bo), ib = broadcast_index(d.bb, d.bo);
       for (int64_t i = 0; i < no; ++i)
-        detail::gemm(ta_, tb_, d.m, d.n, d.k, T(1), A + ia[static_cast<size_t>(i)] * sa, lda,
+        detail::gemm(a_.transpose_a, a_.transpose_b, d.m, d.n, d.k, T(1), A + ia[static_cast<size_t>(i)] * sa, lda,
                      B + ib[static_cast<size_t>(i)] * sb, ldb, T(0), C + i * sc, d.n);
     });
   }
 
   std::vector<Tensor> backward(const BackwardCtx& c) const override;
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+
  private:
-  bool ta_, tb_, reduce_;
+  MatmulAttrs a_;
 };
 
 Tensor mm(const Tensor& a, const Tensor& b, bool ta, bool tb, bool reduce) {
@@ -151,7 +130,7 @@ Tensor mm(const Tensor& a, const Tensor& b, bool ta, bool tb, bool reduce) {
 // op(x1)·op(x2) summed over the batch dims that `target` does not have (gradient of a broadcast
 // operand): a single reduce_batch GEMM when target is a plain matrix, else a product then sum_to.
 Tensor product_to(const Tensor& target, bool t1, bool t2, const Tensor& x1, const Tensor& x2) {
-  const Shape bt = batch_of(target.shape()), b1 = batch_of(x1.shape()), b2 = batch_of(x2.shape());
+  const Shape bt = batch_shape(target.shape()), b1 = batch_shape(x1.shape()), b2 = batch_shape(x2.shape());
   const Shape full = broadcast_shapes(b1, b2, "matmul");
   if (full == bt) return mm(x1, x2, t1, t2, false);
   if (bt.numel() == 1 && b1 == b2 && b1.ndim() > 0) {
@@ -165,17 +144,17 @@ std::vector<Tensor> MatmulOp::backward(const BackwardCtx& c) const {
   const Tensor &A = c.inputs[0], &B = c.inputs[1], &G = c.grad_output;
   std::vector<Tensor> r(2);
   // C = op(A)·op(B): dop(A) = G·op(B)ᵀ, dop(B) = op(A)ᵀ·G, transposed back where op transposes.
-  if (c.needs_grad[0]) r[0] = ta_ ? product_to(A, tb_, true, B, G) : product_to(A, false, !tb_, G, B);
-  if (c.needs_grad[1]) r[1] = tb_ ? product_to(B, true, ta_, G, A) : product_to(B, !ta_, false, A, G);
+  if (c.needs_grad[0]) r[0] = a_.transpose_a ? product_to(A, a_.transpose_b, true, B, G) : product_to(A, false, !a_.transpose_b, G, B);
+  if (c.needs_grad[1]) r[1] = a_.transpose_b ? product_to(B, true, a_.transpose_a, G, A) : product_to(B, !a_.transpose_a, false, A, G);
   return r;
 }
 
 // y = x·Wᵀ + b: x [..., in] (at least 2-d here), w [out, in], b [out] when has_bias.
 class LinearOp final : public Op {
  public:
-  explicit LinearOp(bool has_bias) : bias_(has_bias) {}
-  std::string name() const override { return "linear"; }
-  std::string attrs() const override { return "bias=" + bool_text(bias_); }
+  explicit LinearOp(bool has_bias) : a_{has_bias} {}
+  OpKind kind() const override { return OpKind::linear; }
+  std::string attrs() const override { return "bias=" + bool_text(a_.bias); }
 
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     const Shape &x = in[0].shape, &w = in[1].shape;
@@ -187,7 +166,7 @@ class LinearOp final : public Op {
                 in[0].dtype, " and ", in[1].dtype, " differ");
     LETHE_CHECK(is_floating(in[0].dtype), "linear: expected floating-point operands, got ",
                 in[0].dtype);
-    if (bias_) {
+    if (a_.bias) {
       LETHE_CHECK(in[2].shape == Shape{w[0]}, "linear: weight ", w, " and bias ", in[2].shape,
                   ": bias must be [", w[0], "]");
       LETHE_CHECK(in[2].dtype == in[0].dtype, "linear: bias dtype ", in[2].dtype, " and input dtype ",
@@ -201,7 +180,7 @@ class LinearOp final : public Op {
   OpCost cost(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
     OpCost c = Op::cost(in, out);
     c.flops = 2.0 * static_cast<double>(out.numel()) * static_cast<double>(in[1].shape[1]) +
-              (bias_ ? static_cast<double>(out.numel()) : 0.0);
+              (a_.bias ? static_cast<double>(out.numel()) : 0.0);
     return c;
   }
 
@@ -215,13 +194,13 @@ class LinearOp final : public Op {
     dispatch_float(kc.out_meta->dtype, "linear", [&](auto tag) {
       using T = decltype(tag);
       T* y = kc.out<T>();
-      if (bias_) {
+      if (a_.bias) {
         const T* b = kc.in<T>(2);
         for (int64_t r = 0; r < rows; ++r)
           for (int64_t j = 0; j < out_f; ++j) y[r * out_f + j] = b[j];
       }
       detail::gemm(false, true, rows, out_f, in_f, T(1), kc.in<T>(0), in_f, kc.in<T>(1), in_f,
-                   bias_ ? T(1) : T(0), y, out_f);
+                   a_.bias ? T(1) : T(0), y, out_f);
     });
   }
 
@@ -230,7 +209,7 @@ class LinearOp final : public Op {
     std::vector<Tensor> r(c.inputs.size());
     if (c.needs_grad[0]) r[0] = mm(g, w, false, false, false);          // [..., in]
     if (c.needs_grad[1]) r[1] = mm(g, x, true, false, x.dim() > 2);     // gᵀx over flattened rows
-    if (bias_ && c.needs_grad[2]) {
+    if (a_.bias && c.needs_grad[2]) {
       std::vector<int> axes;
       for (int i = 0; i + 1 < g.dim(); ++i) axes.push_back(i);
       r[2] = axes.empty() ? g : sum(g, axes);
@@ -238,8 +217,11 @@ class LinearOp final : public Op {
     return r;
   }
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+
  private:
-  bool bias_;
+  LinearAttrs a_;
 };
 
 void check_pair(const Tensor& a, const Tensor& b, const char* op) {
@@ -260,7 +242,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   LETHE_CHECK(ka == kb, "matmul: shapes ", a.shape(), " and ", b.shape(), ": inner dimensions ", ka,
               " and ", kb, " differ");
   if (a.dim() >= 2 && b.dim() >= 2) {
-    Shape ba = batch_of(a.shape()), bb = batch_of(b.shape());
+    Shape ba = batch_shape(a.shape()), bb = batch_shape(b.shape());
     for (int i = 1; i <= std::min(ba.ndim(), bb.ndim()); ++i) {
       const int64_t x = ba.at(-i), y = bb.at(-i);
       LETHE_CHECK(x == y || x == 1 || y == 1, "matmul: shapes ", a.shape(), " and ", b.shape(),

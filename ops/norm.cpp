@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "framework/error.h"
+#include "ops/attrs.h"
 #include "framework/session.h"
 #include "ops/reduce.h"
 
@@ -30,14 +31,10 @@ std::string num_text(double v) {
 
 // ---------------------------------------------------------------- layer_norm
 
-struct LnAttrs {
-  std::vector<int64_t> shape;
-  double eps;
-  std::string text() const {
-    std::string s = "normalized_shape=" + Shape(shape).str() + ",eps=" + num_text(eps);
-    return s;
-  }
-};
+// "normalized_shape=[...],eps=..." (the weight and bias flags are added by the ops that have them).
+std::string ln_text(const LayerNormAttrs& a) {
+  return "normalized_shape=" + Shape(a.normalized_shape).str() + ",eps=" + num_text(a.eps);
+}
 
 // Rows and row length of x normalised over its trailing `shape` dims (checked).
 std::pair<int64_t, int64_t> ln_rows(const char* op, const Shape& x, const std::vector<int64_t>& ns) {
@@ -66,18 +63,18 @@ void row_stats(const T* x, int64_t d, double eps, double* mean, double* rstd) {
 
 class LayerNormOp final : public Op {
  public:
-  LayerNormOp(LnAttrs a, bool w, bool b) : a_(std::move(a)), w_(w), b_(b) {}
-  std::string name() const override { return "layer_norm"; }
+  explicit LayerNormOp(LayerNormAttrs a) : attrs_(std::move(a)) {}
+  OpKind kind() const override { return OpKind::layer_norm; }
   std::string attrs() const override {
-    return a_.text() + ",weight=" + (w_ ? "1" : "0") + ",bias=" + (b_ ? "1" : "0");
+    return ln_text(attrs_) + ",weight=" + (attrs_.weight ? "1" : "0") + ",bias=" + (attrs_.bias ? "1" : "0");
   }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
-    ln_rows("layer_norm", in[0].shape, a_.shape);
+    ln_rows("layer_norm", in[0].shape, attrs_.normalized_shape);
     LETHE_CHECK(is_floating(in[0].dtype), "layer_norm: expected a floating-point input, got ", in[0].dtype);
     for (size_t i = 1; i < in.size(); ++i)
-      LETHE_CHECK(in[i].shape == Shape(a_.shape) && in[i].dtype == in[0].dtype, "layer_norm: input ",
-                  in[0].shape, " and ", (w_ && i == 1 ? "weight " : "bias "), in[i].shape, " (",
-                  in[i].dtype, "): expected ", in[0].dtype, Shape(a_.shape));
+      LETHE_CHECK(in[i].shape == Shape(attrs_.normalized_shape) && in[i].dtype == in[0].dtype, "layer_norm: input ",
+                  in[0].shape, " and ", (attrs_.weight && i == 1 ? "weight " : "bias "), in[i].shape, " (",
+                  in[i].dtype, "): expected ", in[0].dtype, Shape(attrs_.normalized_shape));
     return in[0];
   }
   OpCost cost(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
@@ -86,17 +83,17 @@ class LayerNormOp final : public Op {
     return c;
   }
   void cpu(const KernelCall& kc) const override {
-    const auto [rows, d] = ln_rows("layer_norm", kc.in_shape(0), a_.shape);
+    const auto [rows, d] = ln_rows("layer_norm", kc.in_shape(0), attrs_.normalized_shape);
     dispatch_float(kc.out_meta->dtype, "layer_norm", [&](auto tag) {
       using T = decltype(tag);
       const T* x = kc.in<T>(0);
-      const T* w = w_ ? kc.in<T>(1) : nullptr;
-      const T* b = b_ ? kc.in<T>(w_ ? 2 : 1) : nullptr;
+      const T* w = attrs_.weight ? kc.in<T>(1) : nullptr;
+      const T* b = attrs_.bias ? kc.in<T>(attrs_.weight ? 2 : 1) : nullptr;
       T* y = kc.out<T>();
 #pragma omp parallel for schedule(static)
       for (int64_t r = 0; r < rows; ++r) {
         double mean, rstd;
-        row_stats(x + r * d, d, a_.eps, &mean, &rstd);
+        row_stats(x + r * d, d, attrs_.eps, &mean, &rstd);
         const T* xr = x + r * d;
         T* yr = y + r * d;
         const T m = T(mean), s = T(rstd);
@@ -111,38 +108,41 @@ class LayerNormOp final : public Op {
   }
   std::vector<Tensor> backward(const BackwardCtx& c) const override;
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(attrs_); }
+
  private:
-  LnAttrs a_;
-  bool w_, b_;
+  LayerNormAttrs attrs_;
 };
 
 // dx = rstd·(gw - mean(gw) - x̂·mean(gw·x̂)), gw = g·w. Inputs: x, g, weight?.
 class LayerNormBackwardInputOp final : public Op {
  public:
-  LayerNormBackwardInputOp(LnAttrs a, bool w) : a_(std::move(a)), w_(w) {}
-  std::string name() const override { return "layer_norm_backward_input"; }
-  std::string attrs() const override { return a_.text() + ",weight=" + (w_ ? "1" : "0"); }
+  // weight: whether w is an input (the forward's); bias is not one.
+  explicit LayerNormBackwardInputOp(LayerNormAttrs a) : attrs_(std::move(a)) { attrs_.bias = false; }
+  OpKind kind() const override { return OpKind::layer_norm_backward_input; }
+  std::string attrs() const override { return ln_text(attrs_) + ",weight=" + (attrs_.weight ? "1" : "0"); }
   bool differentiable() const override { return false; }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
-    ln_rows("layer_norm_backward_input", in[0].shape, a_.shape);
+    ln_rows("layer_norm_backward_input", in[0].shape, attrs_.normalized_shape);
     LETHE_CHECK(in[1] == in[0], "layer_norm_backward_input: input ", in[0].str(), " and grad ",
                 in[1].str(), " differ");
     return in[0];
   }
   void cpu(const KernelCall& kc) const override {
-    const auto [rows, d] = ln_rows("layer_norm_backward_input", kc.in_shape(0), a_.shape);
+    const auto [rows, d] = ln_rows("layer_norm_backward_input", kc.in_shape(0), attrs_.normalized_shape);
     dispatch_float(kc.out_meta->dtype, "layer_norm_backward_input", [&](auto tag) {
       using T = decltype(tag);
       const T* x = kc.in<T>(0);
       const T* g = kc.in<T>(1);
-      const T* w = w_ ? kc.in<T>(2) : nullptr;
+      const T* w = attrs_.weight ? kc.in<T>(2) : nullptr;
       T* dx = kc.out<T>();
 #pragma omp parallel for schedule(static)
       for (int64_t r = 0; r < rows; ++r) {
         const T* xr = x + r * d;
         const T* gr = g + r * d;
         double mean, rstd;
-        row_stats(xr, d, a_.eps, &mean, &rstd);
+        row_stats(xr, d, attrs_.eps, &mean, &rstd);
         double sg = 0, sgx = 0;
         for (int64_t j = 0; j < d; ++j) {
           const double gw = double(gr[j]) * (w ? double(w[j]) : 1.0);
@@ -160,26 +160,28 @@ class LayerNormBackwardInputOp final : public Op {
     });
   }
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(attrs_); }
+
  private:
-  LnAttrs a_;
-  bool w_;
+  LayerNormAttrs attrs_;
 };
 
 // dweight = Σ_rows g·x̂. Inputs: x, g. Threads split the columns, rows are summed in order.
 class LayerNormBackwardWeightOp final : public Op {
  public:
-  explicit LayerNormBackwardWeightOp(LnAttrs a) : a_(std::move(a)) {}
-  std::string name() const override { return "layer_norm_backward_weight"; }
-  std::string attrs() const override { return a_.text(); }
+  explicit LayerNormBackwardWeightOp(LayerNormAttrs a) : attrs_(std::move(a)) { attrs_.weight = attrs_.bias = false; }
+  OpKind kind() const override { return OpKind::layer_norm_backward_weight; }
+  std::string attrs() const override { return ln_text(attrs_); }
   bool differentiable() const override { return false; }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
-    ln_rows("layer_norm_backward_weight", in[0].shape, a_.shape);
+    ln_rows("layer_norm_backward_weight", in[0].shape, attrs_.normalized_shape);
     LETHE_CHECK(in[1] == in[0], "layer_norm_backward_weight: input ", in[0].str(), " and grad ",
                 in[1].str(), " differ");
-    return TensorMeta{Shape(a_.shape), in[0].dtype, in[0].device};
+    return TensorMeta{Shape(attrs_.normalized_shape), in[0].dtype, in[0].device};
   }
   size_t workspace_bytes(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
-    const auto [rows, d] = ln_rows("layer_norm_backward_weight", in[0].shape, a_.shape);
+    const auto [rows, d] = ln_rows("layer_norm_backward_weight", in[0].shape, attrs_.normalized_shape);
     size_t words = static_cast<size_t>(rows) * 2;  // mean, rstd per row
     // The CUDA kernel splits long columns into chunks of rows whose partial sums (doubles) take at
     // most min(rows x d / 32, 65536) (column_partials_bound in ops/cuda/reduce.cu).
@@ -188,7 +190,7 @@ class LayerNormBackwardWeightOp final : public Op {
     return words * sizeof(double);
   }
   void cpu(const KernelCall& kc) const override {
-    const auto [rows, d] = ln_rows("layer_norm_backward_weight", kc.in_shape(0), a_.shape);
+    const auto [rows, d] = ln_rows("layer_norm_backward_weight", kc.in_shape(0), attrs_.normalized_shape);
     double* st = static_cast<double*>(kc.workspace);  // mean, rstd per row
     dispatch_float(kc.out_meta->dtype, "layer_norm_backward_weight", [&](auto tag) {
       using T = decltype(tag);
@@ -196,7 +198,7 @@ class LayerNormBackwardWeightOp final : public Op {
       const T* g = kc.in<T>(1);
       T* dw = kc.out<T>();
 #pragma omp parallel for schedule(static)
-      for (int64_t r = 0; r < rows; ++r) row_stats(x + r * d, d, a_.eps, &st[2 * r], &st[2 * r + 1]);
+      for (int64_t r = 0; r < rows; ++r) row_stats(x + r * d, d, attrs_.eps, &st[2 * r], &st[2 * r + 1]);
       constexpr int64_t kBlock = 256;
       const int64_t blocks = (d + kBlock - 1) / kBlock;
 #pragma omp parallel for schedule(static)
@@ -214,8 +216,11 @@ class LayerNormBackwardWeightOp final : public Op {
     });
   }
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(attrs_); }
+
  private:
-  LnAttrs a_;
+  LayerNormAttrs attrs_;
 };
 
 std::vector<Tensor> LayerNormOp::backward(const BackwardCtx& c) const {
@@ -223,15 +228,15 @@ std::vector<Tensor> LayerNormOp::backward(const BackwardCtx& c) const {
   std::vector<Tensor> r(c.inputs.size());
   if (c.needs_grad[0]) {
     std::vector<Tensor> in{x, g};
-    if (w_) in.push_back(c.inputs[1]);
-    r[0] = record(std::make_shared<LayerNormBackwardInputOp>(a_, w_), in);
+    if (attrs_.weight) in.push_back(c.inputs[1]);
+    r[0] = record(std::make_shared<LayerNormBackwardInputOp>(attrs_), in);
   }
-  if (w_ && c.needs_grad[1])
-    r[1] = record(std::make_shared<LayerNormBackwardWeightOp>(a_), {x, g});
-  const size_t bi = w_ ? 2 : 1;
-  if (b_ && c.needs_grad[bi]) {
+  if (attrs_.weight && c.needs_grad[1])
+    r[1] = record(std::make_shared<LayerNormBackwardWeightOp>(attrs_), {x, g});
+  const size_t bi = attrs_.weight ? 2 : 1;
+  if (attrs_.bias && c.needs_grad[bi]) {
     std::vector<int> axes;
-    for (int i = 0; i < x.dim() - static_cast<int>(a_.shape.size()); ++i) axes.push_back(i);
+    for (int i = 0; i < x.dim() - static_cast<int>(attrs_.normalized_shape.size()); ++i) axes.push_back(i);
     r[bi] = axes.empty() ? g : sum(g, axes);
   }
   return r;
@@ -254,16 +259,14 @@ BnGeo bn_geo(const char* op, const Shape& x) {
 
 // Which inputs an apply/backward node has: (x-like inputs...), then stats [2, C] in training or
 // running_mean, running_var [C] in eval, then weight?, bias?.
-struct BnLayout {
-  bool training, w, b;
-  double eps;
+struct BnLayout : BatchNormAttrs {
   int first;  // index of the first statistics input
   int stat_inputs() const { return training ? 1 : 2; }
   int w_index() const { return first + stat_inputs(); }
-  int b_index() const { return w_index() + (w ? 1 : 0); }
+  int b_index() const { return w_index() + (weight ? 1 : 0); }
   std::string text() const {
-    return std::string("training=") + (training ? "1" : "0") + ",weight=" + (w ? "1" : "0") +
-           ",bias=" + (b ? "1" : "0") + ",eps=" + num_text(eps);
+    return std::string("training=") + (training ? "1" : "0") + ",weight=" + (weight ? "1" : "0") +
+           ",bias=" + (bias ? "1" : "0") + ",eps=" + num_text(eps);
   }
   void check(const char* op, const std::vector<TensorMeta>& in, const BnGeo& g, int x_index) const {
     const TensorMeta& x = in[static_cast<size_t>(x_index)];
@@ -289,7 +292,7 @@ struct BnLayout {
 
 class BatchNormStatsOp final : public Op {
  public:
-  std::string name() const override { return "batch_norm_stats"; }
+  OpKind kind() const override { return OpKind::batch_norm_stats; }
   bool differentiable() const override { return false; }  // the apply node differentiates through it
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     const BnGeo g = bn_geo("batch_norm", in[0].shape);
@@ -325,17 +328,17 @@ class BatchNormStatsOp final : public Op {
 class BatchNormApplyOp final : public Op {
  public:
   explicit BatchNormApplyOp(BnLayout l) : l_(l) {}
-  std::string name() const override { return "batch_norm"; }
+  OpKind kind() const override { return OpKind::batch_norm; }
   std::string attrs() const override { return l_.text(); }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     const BnGeo g = bn_geo("batch_norm", in[0].shape);
     LETHE_CHECK(is_floating(in[0].dtype), "batch_norm: expected a floating-point input, got ", in[0].dtype);
     l_.check("batch_norm", in, g, 0);
-    if (l_.w)
+    if (l_.weight)
       LETHE_CHECK(in[size_t(l_.w_index())].shape == Shape{g.c} && in[size_t(l_.w_index())].dtype == in[0].dtype,
                   "batch_norm: input ", in[0].shape, " and weight ", in[size_t(l_.w_index())].shape,
                   ": expected ", in[0].dtype, Shape{g.c});
-    if (l_.b)
+    if (l_.bias)
       LETHE_CHECK(in[size_t(l_.b_index())].shape == Shape{g.c} && in[size_t(l_.b_index())].dtype == in[0].dtype,
                   "batch_norm: input ", in[0].shape, " and bias ", in[size_t(l_.b_index())].shape,
                   ": expected ", in[0].dtype, Shape{g.c});
@@ -347,8 +350,8 @@ class BatchNormApplyOp final : public Op {
       using T = decltype(tag);
       const T* x = kc.in<T>(0);
       auto [mean, var] = l_.stats<T>(kc, g.c);
-      const T* w = l_.w ? kc.in<T>(size_t(l_.w_index())) : nullptr;
-      const T* b = l_.b ? kc.in<T>(size_t(l_.b_index())) : nullptr;
+      const T* w = l_.weight ? kc.in<T>(size_t(l_.w_index())) : nullptr;
+      const T* b = l_.bias ? kc.in<T>(size_t(l_.b_index())) : nullptr;
       T* y = kc.out<T>();
       std::vector<T> scale(size_t(g.c)), shift(size_t(g.c));
       for (int64_t c = 0; c < g.c; ++c) {
@@ -368,6 +371,9 @@ class BatchNormApplyOp final : public Op {
     });
   }
   std::vector<Tensor> backward(const BackwardCtx& c) const override;
+
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of<BatchNormAttrs>(l_); }
 
  private:
   BnLayout l_;
@@ -395,7 +401,7 @@ void bn_channel_sums(const T* g, const T* x, const BnGeo& geo, int64_t c, double
 class BatchNormBackwardInputOp final : public Op {
  public:
   explicit BatchNormBackwardInputOp(BnLayout l) : l_(l) {}
-  std::string name() const override { return "batch_norm_backward_input"; }
+  OpKind kind() const override { return OpKind::batch_norm_backward_input; }
   std::string attrs() const override { return l_.text(); }
   bool differentiable() const override { return false; }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
@@ -412,7 +418,7 @@ class BatchNormBackwardInputOp final : public Op {
       const T* g = kc.in<T>(0);
       const T* x = kc.in<T>(1);
       auto [mean, var] = l_.stats<T>(kc, geo.c);
-      const T* w = l_.w ? kc.in<T>(size_t(l_.w_index())) : nullptr;
+      const T* w = l_.weight ? kc.in<T>(size_t(l_.w_index())) : nullptr;
       T* dx = kc.out<T>();
       const double M = double(geo.count());
 #pragma omp parallel for schedule(static)
@@ -433,6 +439,9 @@ class BatchNormBackwardInputOp final : public Op {
     });
   }
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of<BatchNormAttrs>(l_); }
+
  private:
   BnLayout l_;
 };
@@ -441,7 +450,7 @@ class BatchNormBackwardInputOp final : public Op {
 class BatchNormBackwardWeightOp final : public Op {
  public:
   explicit BatchNormBackwardWeightOp(BnLayout l) : l_(l) {}
-  std::string name() const override { return "batch_norm_backward_weight"; }
+  OpKind kind() const override { return OpKind::batch_norm_backward_weight; }
   std::string attrs() const override { return l_.text(); }
   bool differentiable() const override { return false; }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
@@ -468,6 +477,9 @@ class BatchNormBackwardWeightOp final : public Op {
     });
   }
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of<BatchNormAttrs>(l_); }
+
  private:
   BnLayout l_;
 };
@@ -480,20 +492,20 @@ std::vector<Tensor> BatchNormApplyOp::backward(const BackwardCtx& c) const {
   if (c.needs_grad[0]) {
     std::vector<Tensor> in{g, x};
     in.insert(in.end(), stat_in.begin(), stat_in.end());
-    if (l_.w) in.push_back(c.inputs[size_t(l_.w_index())]);
+    if (l_.weight) in.push_back(c.inputs[size_t(l_.w_index())]);
     BnLayout bl = l_;
     bl.first = 2;
     r[0] = record(std::make_shared<BatchNormBackwardInputOp>(bl), in);
   }
-  if (l_.w && c.needs_grad[size_t(l_.w_index())]) {
+  if (l_.weight && c.needs_grad[size_t(l_.w_index())]) {
     std::vector<Tensor> in{g, x};
     in.insert(in.end(), stat_in.begin(), stat_in.end());
     BnLayout bl = l_;
     bl.first = 2;
-    bl.w = bl.b = false;
+    bl.weight = bl.bias = false;
     r[size_t(l_.w_index())] = record(std::make_shared<BatchNormBackwardWeightOp>(bl), in);
   }
-  if (l_.b && c.needs_grad[size_t(l_.b_index())]) {
+  if (l_.bias && c.needs_grad[size_t(l_.b_index())]) {
     std::vector<int> axes{0};
     for (int i = 2; i < g.dim(); ++i) axes.push_back(i);
     r[size_t(l_.b_index())] = sum(g, axes);
@@ -504,10 +516,10 @@ std::vector<Tensor> BatchNormApplyOp::backward(const BackwardCtx& c) const {
 // running = (1 - momentum)·running + momentum·batch, with the unbiased batch variance (n/(n-1)).
 class BatchNormUpdateStatsOp final : public Op {
  public:
-  BatchNormUpdateStatsOp(double momentum, int64_t count) : momentum_(momentum), count_(count) {}
-  std::string name() const override { return "batch_norm_update_stats"; }
+  BatchNormUpdateStatsOp(double momentum, int64_t count) : attrs_{momentum, count} {}
+  OpKind kind() const override { return OpKind::batch_norm_update_stats; }
   std::string attrs() const override {
-    return "momentum=" + num_text(momentum_) + ",count=" + std::to_string(count_);
+    return "momentum=" + num_text(attrs_.momentum) + ",count=" + std::to_string(attrs_.count);
   }
   bool differentiable() const override { return false; }
   std::vector<int> mutated_inputs() const override { return {0, 1}; }
@@ -526,7 +538,7 @@ class BatchNormUpdateStatsOp final : public Op {
       T* rm = kc.in_mut<T>(0);
       T* rv = kc.in_mut<T>(1);
       const T* st = kc.in<T>(2);
-      const double m = momentum_, unbias = double(count_) / double(count_ - 1);
+      const double m = attrs_.momentum, unbias = double(attrs_.count) / double(attrs_.count - 1);
       for (int64_t i = 0; i < c; ++i) {
         rm[i] = T((1.0 - m) * double(rm[i]) + m * double(st[i]));
         rv[i] = T((1.0 - m) * double(rv[i]) + m * double(st[c + i]) * unbias);
@@ -534,9 +546,11 @@ class BatchNormUpdateStatsOp final : public Op {
     });
   }
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(attrs_); }
+
  private:
-  double momentum_;
-  int64_t count_;
+  BatchNormUpdateAttrs attrs_;
 };
 
 }  // namespace
@@ -547,9 +561,8 @@ Tensor layer_norm(const Tensor& x, const std::vector<int64_t>& normalized_shape,
   std::vector<Tensor> in{x};
   if (weight.defined()) in.push_back(weight);
   if (bias.defined()) in.push_back(bias);
-  return record(std::make_shared<LayerNormOp>(LnAttrs{normalized_shape, eps}, weight.defined(),
-                                              bias.defined()),
-                in);
+  return record(
+      std::make_shared<LayerNormOp>(LayerNormAttrs{normalized_shape, eps, weight.defined(), bias.defined()}), in);
 }
 
 Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
@@ -559,7 +572,7 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
   LETHE_CHECK(running_mean.defined() == running_var.defined(),
               "batch_norm: running_mean and running_var must both be given or both be undefined");
   const BnGeo geo = bn_geo("batch_norm", x.shape());
-  BnLayout l{training, weight.defined(), bias.defined(), eps, 1};
+  BnLayout l{{training, weight.defined(), bias.defined(), eps}, 1};
   std::vector<Tensor> in{x};
   if (training) {
     LETHE_CHECK(geo.count() > 1, "batch_norm: input ", x.shape(),

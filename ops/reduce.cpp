@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "framework/error.h"
+#include "ops/attrs.h"
 #include "ops/cpu_util.h"
 #include "ops/elementwise.h"
 #include "ops/shape_ops.h"
@@ -54,15 +55,15 @@ Shape out_shape(const Shape& s, const std::vector<int>& axes, bool keepdim) {
 // sum (mean = false) or mean over `axes` (already normalised against the input's shape).
 class SumOp final : public Op {
  public:
-  SumOp(std::vector<int> axes, bool keepdim, bool mean) : axes_(std::move(axes)), keepdim_(keepdim), mean_(mean) {}
-  std::string name() const override { return mean_ ? "mean" : "sum"; }
-  std::string attrs() const override { return "axes=" + axes_str(axes_) + ",keepdim=" + (keepdim_ ? "1" : "0"); }
+  SumOp(std::vector<int> axes, bool keepdim, bool mean) : mean_(mean), a_{std::move(axes), keepdim} {}
+  OpKind kind() const override { return mean_ ? OpKind::mean : OpKind::sum; }
+  std::string attrs() const override { return "axes=" + axes_str(a_.axes) + ",keepdim=" + (a_.keepdim ? "1" : "0"); }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     LETHE_CHECK(!mean_ || is_floating(in[0].dtype), "mean: expected a floating-point tensor, got ",
                 in[0].dtype, in[0].shape);
-    for (int a : axes_) LETHE_ASSERT(a >= 0 && a < in[0].shape.ndim());
+    for (int a : a_.axes) LETHE_ASSERT(a >= 0 && a < in[0].shape.ndim());
     TensorMeta m = in[0];
-    m.shape = out_shape(in[0].shape, axes_, keepdim_);
+    m.shape = out_shape(in[0].shape, a_.axes, a_.keepdim);
     return m;
   }
   OpCost cost(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
@@ -81,7 +82,7 @@ class SumOp final : public Op {
   }
   void cpu(const KernelCall& c) const override {
     const Shape& xs = c.in_shape(0);
-    const Shape keep = keep_shape(xs, axes_);
+    const Shape keep = keep_shape(xs, a_.axes);
     dispatch_all(c.in_meta[0]->dtype, [&](auto tag) {
       using T = decltype(tag);
       T* out = c.out<T>();
@@ -98,17 +99,20 @@ class SumOp final : public Op {
   std::vector<Tensor> backward(const BackwardCtx& c) const override {
     if (!c.needs_grad[0]) return {Tensor()};
     const Shape& xs = c.inputs[0].shape();
-    Tensor g = broadcast_to(reshape(c.grad_output, keep_shape(xs, axes_)), xs);
+    Tensor g = broadcast_to(reshape(c.grad_output, keep_shape(xs, a_.axes)), xs);
     if (mean_) {
-      const int64_t m = keep_shape(xs, axes_).numel();
+      const int64_t m = keep_shape(xs, a_.axes).numel();
       g = mul_scalar(g, 1.0 / static_cast<double>(xs.numel() / std::max<int64_t>(m, 1)));
     }
     return {g};
   }
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+
  private:
-  std::vector<int> axes_;
-  bool keepdim_, mean_;
+  bool mean_;
+  ReduceAttrs a_;
 };
 
 using cpu::AxisView;
@@ -148,22 +152,22 @@ void max_along(const T* x, const AxisView& v, T* vals, int64_t* idx) {
 
 class MaxOp final : public Op {
  public:
-  MaxOp(int axis, bool keepdim, bool arg) : axis_(axis), keepdim_(keepdim), arg_(arg) {}
-  std::string name() const override { return arg_ ? "argmax" : "max"; }
+  MaxOp(int axis, bool keepdim, bool arg) : arg_(arg), a_{axis, keepdim} {}
+  OpKind kind() const override { return arg_ ? OpKind::argmax : OpKind::max; }
   std::string attrs() const override {
-    return "axis=" + std::to_string(axis_) + ",keepdim=" + (keepdim_ ? "1" : "0");
+    return "axis=" + std::to_string(a_.axis) + ",keepdim=" + (a_.keepdim ? "1" : "0");
   }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
-    LETHE_CHECK(in[0].shape[axis_] > 0, name(), ": cannot reduce the empty axis ", axis_, " of shape ",
+    LETHE_CHECK(in[0].shape[a_.axis] > 0, name(), ": cannot reduce the empty axis ", a_.axis, " of shape ",
                 in[0].shape);
     TensorMeta m = in[0];
-    m.shape = out_shape(in[0].shape, {axis_}, keepdim_);
+    m.shape = out_shape(in[0].shape, {a_.axis}, a_.keepdim);
     if (arg_) m.dtype = DType::i64;
     return m;
   }
   bool differentiable() const override { return !arg_; }
   void cpu(const KernelCall& c) const override {
-    const AxisView v = axis_view(c.in_shape(0), axis_);
+    const AxisView v = axis_view(c.in_shape(0), a_.axis);
     dispatch_all(c.in_meta[0]->dtype, [&](auto tag) {
       using T = decltype(tag);
       if (arg_)
@@ -174,18 +178,21 @@ class MaxOp final : public Op {
   }
   std::vector<Tensor> backward(const BackwardCtx& c) const override;
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+
  private:
-  int axis_;
-  bool keepdim_, arg_;
+  bool arg_;
+  AxisAttrs a_;
 };
 
 // Gradient of max: grad (max's output shape) placed at the argmax index along `axis` of a zero
 // tensor of the input's shape.
 class MaxBackwardOp final : public Op {
  public:
-  MaxBackwardOp(Shape in_shape, int axis) : in_(std::move(in_shape)), axis_(axis) {}
-  std::string name() const override { return "max_backward"; }
-  std::string attrs() const override { return "shape=" + in_.str() + ",axis=" + std::to_string(axis_); }
+  MaxBackwardOp(Shape in_shape, int axis) : in_(std::move(in_shape)), a_{axis, false} {}
+  OpKind kind() const override { return OpKind::max_backward; }
+  std::string attrs() const override { return "shape=" + in_.str() + ",axis=" + std::to_string(a_.axis); }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     LETHE_CHECK(in[1].dtype == DType::i64, "max_backward: indices must be i64, got ", in[1].dtype);
     LETHE_CHECK(in[0].numel() == in[1].numel(), "max_backward: gradient ", in[0].shape, " and indices ",
@@ -196,7 +203,7 @@ class MaxBackwardOp final : public Op {
   }
   bool differentiable() const override { return false; }
   void cpu(const KernelCall& c) const override {
-    const AxisView v = axis_view(in_, axis_);
+    const AxisView v = axis_view(in_, a_.axis);
     const int64_t* idx = c.in<int64_t>(1);
     dispatch_float(c.in_meta[0]->dtype, "max_backward", [&](auto tag) {
       using T = decltype(tag);
@@ -215,16 +222,19 @@ class MaxBackwardOp final : public Op {
     });
   }
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+
  private:
   Shape in_;
-  int axis_;
+  AxisAttrs a_;
 };
 
 std::vector<Tensor> MaxOp::backward(const BackwardCtx& c) const {
   if (arg_ || !c.needs_grad[0]) return {Tensor()};
   const Tensor& x = c.inputs[0];
-  Tensor idx = argmax(x, axis_, keepdim_);
-  return {record(std::make_shared<MaxBackwardOp>(x.shape(), axis_), {c.grad_output, idx})};
+  Tensor idx = argmax(x, a_.axis, a_.keepdim);
+  return {record(std::make_shared<MaxBackwardOp>(x.shape(), a_.axis), {c.grad_output, idx})};
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <numeric>
 
 #include "framework/error.h"
+#include "ops/attrs.h"
 #include "ops/cpu_util.h"
 
 namespace lethe {
@@ -46,14 +47,14 @@ void dispatch_size(DType t, F&& f) {
 
 class ReshapeOp final : public Op {
  public:
-  explicit ReshapeOp(Shape s) : s_(std::move(s)) {}
-  std::string name() const override { return "reshape"; }
-  std::string attrs() const override { return "shape=" + s_.str(); }
+  explicit ReshapeOp(Shape s) : a_{std::move(s)} {}
+  OpKind kind() const override { return OpKind::reshape; }
+  std::string attrs() const override { return "shape=" + a_.shape.str(); }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
-    LETHE_CHECK(in[0].shape.numel() == s_.numel(), "reshape: cannot reshape ", in[0].shape, " (",
-                in[0].shape.numel(), " elements) into ", s_, " (", s_.numel(), " elements)");
+    LETHE_CHECK(in[0].shape.numel() == a_.shape.numel(), "reshape: cannot reshape ", in[0].shape, " (",
+                in[0].shape.numel(), " elements) into ", a_.shape, " (", a_.shape.numel(), " elements)");
     TensorMeta m = in[0];
-    m.shape = s_;
+    m.shape = a_.shape;
     return m;
   }
   OpCost cost(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
@@ -69,8 +70,11 @@ class ReshapeOp final : public Op {
     return {reshape(c.grad_output, c.inputs[0].shape())};
   }
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+
  private:
-  Shape s_;
+  ShapeAttrs a_;
 };
 
 // Resolves one -1 in `s` against x's shape; errors name both shapes.
@@ -98,13 +102,13 @@ Shape resolve_shape(const Shape& x, const Shape& s) {
 
 class PermuteOp final : public Op {
  public:
-  explicit PermuteOp(std::vector<int> perm) : p_(std::move(perm)) {}
-  std::string name() const override { return "permute"; }
-  std::string attrs() const override { return "dims=" + ints_str(p_); }
+  explicit PermuteOp(std::vector<int> perm) : a_{std::move(perm)} {}
+  OpKind kind() const override { return OpKind::permute; }
+  std::string attrs() const override { return "dims=" + ints_str(a_.dims); }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     TensorMeta m = in[0];
     std::vector<int64_t> d;
-    for (int a : p_) d.push_back(in[0].shape[a]);
+    for (int a : a_.dims) d.push_back(in[0].shape[a]);
     m.shape = Shape(std::move(d));
     return m;
   }
@@ -120,7 +124,7 @@ class PermuteOp final : public Op {
     if (n == 0) return;
     const std::vector<int64_t> xstr = xs.strides();
     std::vector<int64_t> src_str;
-    for (int a : p_) src_str.push_back(xstr[static_cast<size_t>(a)]);
+    for (int a : a_.dims) src_str.push_back(xstr[static_cast<size_t>(a)]);
     const cpu::StridedLoop l = cpu::collapse(os, {src_str});
     dispatch_size(c.in_meta[0]->dtype, [&](auto tag) {
       using T = decltype(tag);
@@ -165,27 +169,22 @@ class PermuteOp final : public Op {
   }
   std::vector<Tensor> backward(const BackwardCtx& c) const override {
     if (!c.needs_grad[0]) return {Tensor()};
-    std::vector<int> inv(p_.size());
-    for (size_t i = 0; i < p_.size(); ++i) inv[static_cast<size_t>(p_[i])] = static_cast<int>(i);
+    std::vector<int> inv(a_.dims.size());
+    for (size_t i = 0; i < a_.dims.size(); ++i) inv[static_cast<size_t>(a_.dims[i])] = static_cast<int>(i);
     return {permute(c.grad_output, inv)};
   }
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+
  private:
-  std::vector<int> p_;
+  PermuteAttrs a_;
 };
 
 // ------------------------------------------------------------------------------------ slice
 
-struct AxisView {
-  int64_t outer = 1, r = 1, inner = 1;
-};
-AxisView axis_view(const Shape& s, int axis) {
-  AxisView v;
-  for (int d = 0; d < axis; ++d) v.outer *= s[d];
-  v.r = s[axis];
-  for (int d = axis + 1; d < s.ndim(); ++d) v.inner *= s[d];
-  return v;
-}
+using layout::AxisView;
+using layout::axis_view;
 
 // Copies elements start, start+step, ... (len of them) along the axis between a big tensor (shape
 // big) and a small one; gather: big -> small, otherwise small -> big.
@@ -208,40 +207,43 @@ void strided_axis_copy(void* big, void* small, const AxisView& v, int64_t len, i
 class SliceOp final : public Op {
  public:
   SliceOp(int axis, int64_t start, int64_t len, int64_t step)
-      : axis_(axis), start_(start), len_(len), step_(step) {}
-  std::string name() const override { return "slice"; }
+      : len_(len), a_{axis, start, step} {}
+  OpKind kind() const override { return OpKind::slice; }
   std::string attrs() const override {
-    return "axis=" + std::to_string(axis_) + ",start=" + std::to_string(start_) + ",len=" +
-           std::to_string(len_) + ",step=" + std::to_string(step_);
+    return "axis=" + std::to_string(a_.axis) + ",start=" + std::to_string(a_.start) + ",len=" +
+           std::to_string(len_) + ",step=" + std::to_string(a_.step);
   }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     TensorMeta m = in[0];
-    m.shape[axis_] = len_;
+    m.shape[a_.axis] = len_;
     return m;
   }
   OpCost cost(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
     return {0, 2.0 * static_cast<double>(out.bytes())};
   }
   void cpu(const KernelCall& c) const override {
-    strided_axis_copy(c.inputs[0], c.output, axis_view(c.in_shape(0), axis_), len_, start_, step_,
+    strided_axis_copy(c.inputs[0], c.output, axis_view(c.in_shape(0), a_.axis), len_, a_.start, a_.step,
                       dtype_size(c.in_meta[0]->dtype), true);
   }
   std::vector<Tensor> backward(const BackwardCtx& c) const override;
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+
  private:
-  int axis_;
-  int64_t start_, len_, step_;
+  int64_t len_;
+  SliceAttrs a_;
 };
 
 // The gradient of slice: zeros of the input's shape with the gradient scattered into the slice.
 class SliceBackwardOp final : public Op {
  public:
   SliceBackwardOp(Shape in_shape, int axis, int64_t start, int64_t step)
-      : in_(std::move(in_shape)), axis_(axis), start_(start), step_(step) {}
-  std::string name() const override { return "slice_backward"; }
+      : in_(std::move(in_shape)), a_{axis, start, step} {}
+  OpKind kind() const override { return OpKind::slice_backward; }
   std::string attrs() const override {
-    return "shape=" + in_.str() + ",axis=" + std::to_string(axis_) + ",start=" + std::to_string(start_) +
-           ",step=" + std::to_string(step_);
+    return "shape=" + in_.str() + ",axis=" + std::to_string(a_.axis) + ",start=" + std::to_string(a_.start) +
+           ",step=" + std::to_string(a_.step);
   }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     TensorMeta m = in[0];
@@ -251,24 +253,26 @@ class SliceBackwardOp final : public Op {
   void cpu(const KernelCall& c) const override {
     const size_t elem = dtype_size(c.in_meta[0]->dtype);
     std::memset(c.output, 0, c.out_meta->bytes());
-    strided_axis_copy(c.output, c.inputs[0], axis_view(in_, axis_), c.in_shape(0)[axis_], start_, step_,
+    strided_axis_copy(c.output, c.inputs[0], axis_view(in_, a_.axis), c.in_shape(0)[a_.axis], a_.start, a_.step,
                       elem, false);
   }
   std::vector<Tensor> backward(const BackwardCtx& c) const override {
     if (!c.needs_grad[0]) return {Tensor()};
-    const int64_t len = c.inputs[0].shape()[axis_];
-    return {slice(c.grad_output, axis_, start_, len == 0 ? start_ : start_ + (len - 1) * step_ + 1, step_)};
+    const int64_t len = c.inputs[0].shape()[a_.axis];
+    return {slice(c.grad_output, a_.axis, a_.start, len == 0 ? a_.start : a_.start + (len - 1) * a_.step + 1, a_.step)};
   }
+
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
 
  private:
   Shape in_;
-  int axis_;
-  int64_t start_, step_;
+  SliceAttrs a_;
 };
 
 std::vector<Tensor> SliceOp::backward(const BackwardCtx& c) const {
   if (!c.needs_grad[0]) return {Tensor()};
-  return {record(std::make_shared<SliceBackwardOp>(c.inputs[0].shape(), axis_, start_, step_),
+  return {record(std::make_shared<SliceBackwardOp>(c.inputs[0].shape(), a_.axis, a_.start, a_.step),
                  {c.grad_output})};
 }
 
@@ -276,9 +280,9 @@ std::vector<Tensor> SliceOp::backward(const BackwardCtx& c) const {
 
 class ConcatOp final : public Op {
  public:
-  explicit ConcatOp(int axis) : axis_(axis) {}
-  std::string name() const override { return "concat"; }
-  std::string attrs() const override { return "axis=" + std::to_string(axis_); }
+  explicit ConcatOp(int axis) : a_{axis} {}
+  OpKind kind() const override { return OpKind::concat; }
+  std::string attrs() const override { return "axis=" + std::to_string(a_.axis); }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     TensorMeta m = in[0];
     int64_t total = 0;
@@ -286,12 +290,12 @@ class ConcatOp final : public Op {
       LETHE_CHECK(in[i].dtype == in[0].dtype, "concat: tensor ", i, " has dtype ", in[i].dtype,
                   " but tensor 0 has ", in[0].dtype);
       bool ok = in[i].shape.ndim() == in[0].shape.ndim();
-      for (int d = 0; ok && d < in[0].shape.ndim(); ++d) ok = d == axis_ || in[i].shape[d] == in[0].shape[d];
+      for (int d = 0; ok && d < in[0].shape.ndim(); ++d) ok = d == a_.axis || in[i].shape[d] == in[0].shape[d];
       LETHE_CHECK(ok, "concat: shapes ", in[0].shape, " and ", in[i].shape, " (tensors 0 and ", i,
-                  ") differ outside axis ", axis_);
-      total += in[i].shape[axis_];
+                  ") differ outside axis ", a_.axis);
+      total += in[i].shape[a_.axis];
     }
-    m.shape[axis_] = total;
+    m.shape[a_.axis] = total;
     return m;
   }
   OpCost cost(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
@@ -299,32 +303,35 @@ class ConcatOp final : public Op {
   }
   void cpu(const KernelCall& c) const override {
     const size_t elem = dtype_size(c.out_meta->dtype);
-    const AxisView v = axis_view(c.out_shape(), axis_);
+    const AxisView v = axis_view(c.out_shape(), a_.axis);
     const size_t out_row = static_cast<size_t>(v.r * v.inner) * elem;
     int64_t off = 0;
     for (size_t i = 0; i < c.inputs.size(); ++i) {
-      const size_t row = static_cast<size_t>(c.in_shape(i)[axis_] * v.inner) * elem;
+      const size_t row = static_cast<size_t>(c.in_shape(i)[a_.axis] * v.inner) * elem;
       const char* src = static_cast<const char*>(c.inputs[i]);
       char* dst = static_cast<char*>(c.output) + static_cast<size_t>(off * v.inner) * elem;
 #pragma omp parallel for schedule(static) if (static_cast<int64_t>(row) * v.outer > 8 * kParallelGrain)
       for (int64_t o = 0; o < v.outer; ++o)
         std::memcpy(dst + static_cast<size_t>(o) * out_row, src + static_cast<size_t>(o) * row, row);
-      off += c.in_shape(i)[axis_];
+      off += c.in_shape(i)[a_.axis];
     }
   }
   std::vector<Tensor> backward(const BackwardCtx& c) const override {
     std::vector<Tensor> r(c.inputs.size());
     int64_t off = 0;
     for (size_t i = 0; i < c.inputs.size(); ++i) {
-      const int64_t len = c.inputs[i].shape()[axis_];
-      if (c.needs_grad[i]) r[i] = slice(c.grad_output, axis_, off, off + len);
+      const int64_t len = c.inputs[i].shape()[a_.axis];
+      if (c.needs_grad[i]) r[i] = slice(c.grad_output, a_.axis, off, off + len);
       off += len;
     }
     return r;
   }
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+
  private:
-  int axis_;
+  ConcatAttrs a_;
 };
 
 }  // namespace

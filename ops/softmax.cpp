@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "framework/error.h"
+#include "ops/attrs.h"
 #include "ops/cpu_util.h"
 
 namespace lethe {
@@ -69,9 +70,9 @@ void softmax_block(const T* x, T* y, int64_t r, int64_t inner, bool log, T* m, T
 
 class SoftmaxOp final : public Op {
  public:
-  SoftmaxOp(int axis, bool log) : axis_(axis), log_(log) {}
-  std::string name() const override { return log_ ? "log_softmax" : "softmax"; }
-  std::string attrs() const override { return "axis=" + std::to_string(axis_); }
+  SoftmaxOp(int axis, bool log) : log_(log), a_{axis} {}
+  OpKind kind() const override { return log_ ? OpKind::log_softmax : OpKind::softmax; }
+  std::string attrs() const override { return "axis=" + std::to_string(a_.axis); }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     LETHE_CHECK(is_floating(in[0].dtype), name(), ": expected a floating-point tensor, got ",
                 in[0].dtype, in[0].shape);
@@ -83,11 +84,11 @@ class SoftmaxOp final : public Op {
     return c;
   }
   size_t workspace_bytes(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
-    const AxisView v = axis_view(in[0].shape, axis_);
+    const AxisView v = axis_view(in[0].shape, a_.axis);
     return v.inner > 1 ? static_cast<size_t>(2 * v.inner * v.outer) * dtype_size(in[0].dtype) : 0;
   }
   void cpu(const KernelCall& c) const override {
-    const AxisView v = axis_view(c.in_shape(0), axis_);
+    const AxisView v = axis_view(c.in_shape(0), a_.axis);
     const int64_t n = c.out_meta->numel();
     dispatch_float(c.in_meta[0]->dtype, name().c_str(), [&](auto tag) {
       using T = decltype(tag);
@@ -109,25 +110,28 @@ class SoftmaxOp final : public Op {
   }
   std::vector<Tensor> backward(const BackwardCtx& c) const override;
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+
  private:
-  int axis_;
   bool log_;
+  SoftmaxAttrs a_;
 };
 
 // softmax:     dx = y * (g - sum(g * y))
 // log_softmax: dx = g - exp(y) * sum(g)
 class SoftmaxBackwardOp final : public Op {
  public:
-  SoftmaxBackwardOp(int axis, bool log) : axis_(axis), log_(log) {}
-  std::string name() const override { return log_ ? "log_softmax_backward" : "softmax_backward"; }
-  std::string attrs() const override { return "axis=" + std::to_string(axis_); }
+  SoftmaxBackwardOp(int axis, bool log) : log_(log), a_{axis} {}
+  OpKind kind() const override { return log_ ? OpKind::log_softmax_backward : OpKind::softmax_backward; }
+  std::string attrs() const override { return "axis=" + std::to_string(a_.axis); }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     LETHE_CHECK(in[0] == in[1], name(), ": gradient ", in[0].str(), " and output ", in[1].str(), " differ");
     return in[0];
   }
   bool differentiable() const override { return false; }
   void cpu(const KernelCall& c) const override {
-    const AxisView v = axis_view(c.in_shape(0), axis_);
+    const AxisView v = axis_view(c.in_shape(0), a_.axis);
     const int64_t n = c.out_meta->numel();
     dispatch_float(c.in_meta[0]->dtype, name().c_str(), [&](auto tag) {
       using T = decltype(tag);
@@ -157,14 +161,17 @@ class SoftmaxBackwardOp final : public Op {
     });
   }
 
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+
  private:
-  int axis_;
   bool log_;
+  SoftmaxAttrs a_;
 };
 
 std::vector<Tensor> SoftmaxOp::backward(const BackwardCtx& c) const {
   if (!c.needs_grad[0]) return {Tensor()};
-  return {record(std::make_shared<SoftmaxBackwardOp>(axis_, log_), {c.grad_output, c.output})};
+  return {record(std::make_shared<SoftmaxBackwardOp>(a_.axis, log_), {c.grad_output, c.output})};
 }
 
 }  // namespace

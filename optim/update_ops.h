@@ -19,7 +19,7 @@ struct SgdHyper {
 class SgdUpdateOp final : public Op {
  public:
   explicit SgdUpdateOp(SgdHyper h) : h_(h) {}
-  std::string name() const override { return "sgd_update"; }
+  OpKind kind() const override { return OpKind::sgd_update; }
   std::string attrs() const override;
   TensorMeta infer(const std::vector<TensorMeta>& in) const override;
   void cpu(const KernelCall& k) const override;
@@ -27,6 +27,9 @@ class SgdUpdateOp final : public Op {
   bool differentiable() const override { return false; }
   std::vector<int> mutated_inputs() const override;
   const SgdHyper& hyper() const { return h_; }
+
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(h_); }  // the CUDA kernel's attributes
 
  private:
   SgdHyper h_;
@@ -41,7 +44,7 @@ struct AdamWHyper {
 class AdamWUpdateOp final : public Op {
  public:
   explicit AdamWUpdateOp(AdamWHyper h) : h_(h) {}
-  std::string name() const override { return "adamw_update"; }
+  OpKind kind() const override { return OpKind::adamw_update; }
   std::string attrs() const override;
   TensorMeta infer(const std::vector<TensorMeta>& in) const override;
   void cpu(const KernelCall& k) const override;
@@ -49,6 +52,9 @@ class AdamWUpdateOp final : public Op {
   bool differentiable() const override { return false; }
   std::vector<int> mutated_inputs() const override { return {0, 2, 3}; }
   const AdamWHyper& hyper() const { return h_; }
+
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(h_); }
 
  private:
   AdamWHyper h_;

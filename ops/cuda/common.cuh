@@ -1,13 +1,15 @@
 // Internal (lethe_cuda .cu files): launch helpers, strided indexing and deterministic block sums.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
 #include "framework/cuda/context.h"
 #include "framework/dtype.h"
 #include "framework/shape.h"
-#include "ops/cuda/attrs.h"
+#include "ops/cuda/kernels.h"
+#include "ops/layout.h"
 #include "ops/cuda/index_check.h"
 
 namespace lethe::cuda::detail {
@@ -30,46 +32,33 @@ struct Strided {
   }
 };
 
-// Builds a Strided<N> from a shape and one stride vector per operand, merging dims that every
-// operand walks contiguously together (as cpu::collapse does).
+// A Strided<N> of a shape and one stride vector per operand: the merged iteration space of
+// layout::collapse (the CPU kernels' own), in fixed arrays a kernel takes by value.
 template <int N>
 Strided<N> make_strided(const Shape& s, const std::vector<std::vector<int64_t>>& st) {
+  const layout::StridedLoop l = layout::collapse(s, st);
+  const int nd = static_cast<int>(l.sizes.size());
+  LETHE_CHECK(nd <= kMaxDims, "CUDA kernel: more than ", kMaxDims, " non-mergeable dims in ", s);
   Strided<N> r;
-  r.nd = 0;
-  for (int d = 0; d < s.ndim(); ++d) {
-    if (s[d] == 1) continue;
-    bool merge = r.nd > 0;
-    for (int k = 0; merge && k < N; ++k)
-      merge = r.strides[k][r.nd - 1] == st[static_cast<size_t>(k)][static_cast<size_t>(d)] * s[d];
-    if (merge) {
-      r.sizes[r.nd - 1] *= s[d];
-      for (int k = 0; k < N; ++k) r.strides[k][r.nd - 1] = st[static_cast<size_t>(k)][static_cast<size_t>(d)];
-    } else {
-      LETHE_CHECK(r.nd < kMaxDims, "CUDA kernel: more than ", kMaxDims, " non-mergeable dims in ", s);
-      r.sizes[r.nd] = s[d];
-      for (int k = 0; k < N; ++k) r.strides[k][r.nd] = st[static_cast<size_t>(k)][static_cast<size_t>(d)];
-      ++r.nd;
-    }
-  }
-  if (r.nd == 0) {
-    r.nd = 1;
-    r.sizes[0] = 1;
-    for (int k = 0; k < N; ++k) r.strides[k][0] = 0;
+  r.nd = nd;
+  for (int d = 0; d < nd; ++d) {
+    r.sizes[d] = l.sizes[static_cast<size_t>(d)];
+    for (int k = 0; k < N; ++k) r.strides[k][d] = l.strides[static_cast<size_t>(k)][static_cast<size_t>(d)];
   }
   return r;
 }
 
-// Strides of a contiguous tensor of shape `in` broadcast to `out`.
-inline std::vector<int64_t> bcast_strides(const Shape& in, const Shape& out) {
-  const int n = out.ndim(), off = n - in.ndim();
-  std::vector<int64_t> st(static_cast<size_t>(n), 0);
-  int64_t s = 1;
-  for (int d = in.ndim() - 1; d >= 0; --d) {
-    st[static_cast<size_t>(d + off)] = in[d] == 1 ? 0 : s;
-    s *= in[d];
-  }
-  return st;
+// Blocks for one block per row (capped; kernels loop over the rest).
+inline unsigned rows_grid(int64_t rows) {
+  return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>(rows, 65535 * 8)));
 }
+
+// dst[space index i through dst_st] = src[i through src_st], elements of `elem` bytes (shape_ops.cu).
+void launch_copy(const KernelCall& c, void* dst, const void* src, const Shape& space,
+                 const std::vector<int64_t>& dst_st, const std::vector<int64_t>& src_st, size_t elem);
+// Sums input 0 (shape xs) into the output as a tensor of shape `keep` (xs with summed dims set to
+// 1), in the fixed order of reduce.cu (sum_to's kernel).
+void reduce_sum_into(const KernelCall& c, const Shape& xs, const Shape& keep);
 
 #define LETHE_GRID_LOOP(i, n) \
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); i += int64_t(blockDim.x) * gridDim.x)
@@ -113,14 +102,5 @@ void dispatch_a(DType t, F&& f) {
   if (t == DType::f64) return f(double{});
   return f(int64_t{});
 }
-
-// Registration functions of each .cu/.cpp file (called by register_kernels()).
-void register_elementwise();
-void register_reduce();
-void register_shape();
-void register_gemm();
-void register_conv();
-void register_pool();
-void register_norm();
 
 }  // namespace lethe::cuda::detail

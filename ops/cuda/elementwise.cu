@@ -1,55 +1,15 @@
-// CUDA kernels of the elementwise family: one generic broadcasting kernel (templated on a functor)
-// serves binary arithmetic, unary maths, activation backwards and dropout; plus cast, full, copy,
-// causal_mask and the optimizer updates (optim/update_ops.cpp).
+// CUDA kernels of ops/elementwise.cpp: binary arithmetic, unary maths and activations (+ their
+// backwards) and cast through the broadcasting kernel of elementwise.cuh; sum_to (the reduction of
+// reduce.cu) and broadcast_to (the strided copy of shape_ops.cu); the bias adds of linear and conv2d.
 #include <cmath>
 #include <type_traits>
 
-#include "framework/random.h"
 #include "ops/cuda/common.cuh"
-#include "optim/update_ops.h"
+#include "ops/cuda/elementwise.cuh"
+#include "ops/layout.h"
 
 namespace lethe::cuda::detail {
 namespace {
-
-template <typename T, int N>
-struct Ptrs {
-  const T* p[N];
-};
-
-// out[i] = f(v, i) where v[k] is operand k at output element i (broadcast through ix unless every
-// operand is contiguous with the output).
-template <typename O, typename T, int N, typename F>
-__global__ void ew_kernel(F f, O* __restrict__ out, Ptrs<T, N> in, Strided<N> ix, bool contiguous, int64_t n) {
-  LETHE_GRID_LOOP(i, n) {
-    T v[N];
-    if (contiguous) {
-      for (int k = 0; k < N; ++k) v[k] = in.p[k][i];
-    } else {
-      int64_t off[N];
-      ix.offsets(i, off);
-      for (int k = 0; k < N; ++k) v[k] = in.p[k][off[k]];
-    }
-    out[i] = f(v, i);
-  }
-}
-
-template <typename O, typename T, int N, typename F>
-void launch_ew(const KernelCall& c, F f) {
-  const Shape& os = c.out_shape();
-  const int64_t n = os.numel();
-  if (n == 0) return;
-  Ptrs<T, N> in;
-  bool contiguous = true;
-  std::vector<std::vector<int64_t>> st;
-  for (int k = 0; k < N; ++k) {
-    in.p[k] = c.in<T>(static_cast<size_t>(k));
-    contiguous = contiguous && c.in_shape(static_cast<size_t>(k)).numel() == n;
-    st.push_back(bcast_strides(c.in_shape(static_cast<size_t>(k)), os));
-  }
-  Strided<N> ix = make_strided<N>(os, st);
-  ew_kernel<O, T, N, F><<<grid_for(n), 256, 0, stream(c)>>>(f, c.out<O>(), in, ix, contiguous, n);
-  LETHE_CUDA_LAUNCH_CHECK();
-}
 
 // ------------------------------------------------------------------------------- functors
 
@@ -137,17 +97,6 @@ struct ActBackwardF {
   }
 };
 
-// The same mask as the CPU kernel: element i of stream (step, node) under the session seed.
-template <typename T>
-struct DropoutF {
-  uint64_t seed, stream;
-  double p;
-  T scale;
-  __device__ T operator()(const T (&v)[1], int64_t i) const {
-    return rng::uniform01(seed, stream, static_cast<uint64_t>(i)) >= p ? v[0] * scale : T(0);
-  }
-};
-
 template <typename O>
 struct CastF {
   template <typename I>
@@ -156,9 +105,52 @@ struct CastF {
 
 // ------------------------------------------------------------------------------- kernels
 
+int binary_code(OpKind k) {
+  switch (k) {
+    case OpKind::add: return kAdd;
+    case OpKind::sub: return kSub;
+    case OpKind::mul: return kMul;
+    case OpKind::div: return kDiv;
+    default: throw_not_in_family("binary", k);
+  }
+}
+
+int unary_code(const Op& op) {
+  switch (op.kind()) {
+    case OpKind::add_scalar: return kAddS;
+    case OpKind::mul_scalar: return kMulS;
+    case OpKind::rsub_scalar: return kRsubS;
+    case OpKind::rdiv_scalar: return kRdivS;
+    case OpKind::neg: return kNeg;
+    case OpKind::exp: return kExp;
+    case OpKind::log: return kLog;
+    case OpKind::sqrt: return kSqrt;
+    // As the CPU kernel: x*x for an exponent of 2, not pow(x, 2).
+    case OpKind::pow: return op.attrs_as<ScalarAttrs>().value == 2.0 ? kSquare : kPow;
+    case OpKind::relu: return kRelu;
+    case OpKind::gelu:
+      return op.attrs_as<GeluAttrs>().approximate == GeluApproximation::tanh ? kGeluTanh : kGelu;
+    case OpKind::sigmoid: return kSigmoid;
+    case OpKind::tanh: return kTanh;
+    default: throw_not_in_family("unary", op.kind());
+  }
+}
+
+int activation_backward_code(const Op& op) {
+  switch (op.kind()) {
+    case OpKind::relu_backward: return kBwRelu;
+    case OpKind::sigmoid_backward: return kBwSigmoid;
+    case OpKind::tanh_backward: return kBwTanh;
+    case OpKind::gelu_backward:
+      return op.attrs_as<GeluAttrs>().approximate == GeluApproximation::tanh ? kBwGeluTanh : kBwGelu;
+    default: throw_not_in_family("activation_backward", op.kind());
+  }
+}
+
+}  // namespace
+
 void binary(const Op& op, const KernelCall& c) {
-  const std::string n = op.name();
-  const int k = n == "add" ? kAdd : n == "sub" ? kSub : n == "mul" ? kMul : kDiv;
+  const int k = binary_code(op.kind());
   dispatch_a(c.in_meta[0]->dtype, [&](auto tag) {
     using T = decltype(tag);
     launch_ew<T, T, 2>(c, BinaryF<T>{k});
@@ -166,28 +158,8 @@ void binary(const Op& op, const KernelCall& c) {
 }
 
 void unary(const Op& op, const KernelCall& c) {
-  const std::string n = op.name();
-  int k = -1;
-  double s = 0;
-  if (n == "add_scalar") k = kAddS;
-  else if (n == "mul_scalar") k = kMulS;
-  else if (n == "rsub_scalar") k = kRsubS;
-  else if (n == "rdiv_scalar") k = kRdivS;
-  else if (n == "neg") k = kNeg;
-  else if (n == "exp") k = kExp;
-  else if (n == "log") k = kLog;
-  else if (n == "sqrt") k = kSqrt;
-  else if (n == "pow") k = kPow;
-  else if (n == "relu") k = kRelu;
-  else if (n == "gelu") k = attr_str(op, "approximate") == "tanh" ? kGeluTanh : kGelu;
-  else if (n == "sigmoid") k = kSigmoid;
-  else if (n == "tanh") k = kTanh;
-  LETHE_ASSERT(k >= 0);
-  if (k <= kRdivS) s = attr_double(op, "scalar");
-  if (k == kPow) {
-    s = attr_double(op, "exponent");
-    if (s == 2.0) k = kSquare;  // as the CPU kernel: x*x, not pow(x, 2)
-  }
+  const int k = unary_code(op);
+  const double s = k <= kRdivS || k == kPow ? op.attrs_as<ScalarAttrs>().value : 0.0;
   dispatch_a(c.in_meta[0]->dtype, [&](auto tag) {
     using T = decltype(tag);
     launch_ew<T, T, 1>(c, UnaryF<T>{k, static_cast<T>(s)});
@@ -195,27 +167,10 @@ void unary(const Op& op, const KernelCall& c) {
 }
 
 void activation_backward(const Op& op, const KernelCall& c) {
-  const std::string n = op.name();
-  int k = n == "relu_backward"      ? kBwRelu
-          : n == "sigmoid_backward" ? kBwSigmoid
-          : n == "tanh_backward"    ? kBwTanh
-          : attr_str(op, "approximate") == "tanh" ? kBwGeluTanh
-                                                  : kBwGelu;
-  dispatch_f(c.in_meta[0]->dtype, n.c_str(), [&](auto tag) {
+  const int k = activation_backward_code(op);
+  dispatch_f(c.in_meta[0]->dtype, op_kind_name(op.kind()), [&](auto tag) {
     using T = decltype(tag);
     launch_ew<T, T, 2>(c, ActBackwardF<T>{k});
-  });
-}
-
-void dropout(const Op& op, const KernelCall& c) {
-  const double p = attr_double(op, "p");
-  const uint64_t node = op.name() == "dropout" ? static_cast<uint64_t>(c.node)
-                                               : static_cast<uint64_t>(attr_int(op, "forward_node"));
-  const uint64_t st = rng::op_stream(c.step, node);
-  dispatch_f(c.out_meta->dtype, "dropout", [&](auto tag) {
-    using T = decltype(tag);
-    const T scale = p < 1.0 ? T(1.0 / (1.0 - p)) : T(0);
-    launch_ew<T, T, 1>(c, DropoutF<T>{c.seed, st, p, scale});
   });
 }
 
@@ -229,114 +184,7 @@ void cast(const Op&, const KernelCall& c) {
   });
 }
 
-template <typename T>
-__global__ void fill_kernel(T* o, T v, int64_t n) {
-  LETHE_GRID_LOOP(i, n) o[i] = v;
-}
-
-void full(const Op& op, const KernelCall& c) {
-  const double v = attr_double(op, "value");
-  const int64_t n = c.out_meta->numel();
-  if (n == 0) return;
-  dispatch_a(c.out_meta->dtype, [&](auto tag) {
-    using T = decltype(tag);
-    fill_kernel<T><<<grid_for(n), 256, 0, stream(c)>>>(c.out<T>(), static_cast<T>(v), n);
-    LETHE_CUDA_LAUNCH_CHECK();
-  });
-}
-
-void copy(const Op&, const KernelCall& c) {
-  const size_t b = c.out_meta->bytes();
-  if (b) LETHE_CUDA_CHECK(cudaMemcpyAsync(c.output, c.inputs[0], b, cudaMemcpyDeviceToDevice, stream(c)));
-}
-
-template <typename T>
-__global__ void causal_mask_kernel(const T* x, T* y, int64_t lq, int64_t lk, int64_t n, T fill) {
-  LETHE_GRID_LOOP(e, n) {
-    const int64_t j = e % lk, i = (e / lk) % lq;
-    int64_t keep = i + (lk - lq) + 1;
-    keep = keep < 0 ? 0 : keep > lk ? lk : keep;
-    y[e] = j < keep ? x[e] : fill;
-  }
-}
-
-void causal_mask(const Op& op, const KernelCall& c) {
-  const Shape& s = c.in_shape(0);
-  const int64_t lq = s.at(-2), lk = s.at(-1), n = s.numel();
-  const bool neg_inf = attr_str(op, "fill") == "-inf";
-  if (n == 0) return;
-  dispatch_f(c.out_meta->dtype, "causal_mask", [&](auto tag) {
-    using T = decltype(tag);
-    const T fill = neg_inf ? -INFINITY : T(0);
-    causal_mask_kernel<T><<<grid_for(n), 256, 0, stream(c)>>>(c.in<T>(0), c.out<T>(), lq, lk, n, fill);
-    LETHE_CUDA_LAUNCH_CHECK();
-  });
-}
-
-// ------------------------------------------------------------------------------- optimizers
-
-template <typename T>
-__global__ void sgd_kernel(T* p, const T* g, T* buf, int64_t n, T lr, T wd, T mom, T keep, bool first,
-                           bool nesterov) {
-  LETHE_GRID_LOOP(i, n) {
-    T d = g[i];
-    if (wd != T(0)) d += wd * p[i];
-    if (!buf) {
-      p[i] -= lr * d;
-      continue;
-    }
-    const T b = first ? d : mom * buf[i] + keep * d;
-    buf[i] = b;
-    p[i] -= lr * (nesterov ? d + mom * b : b);
-  }
-}
-
-void sgd_update(const Op& op, const KernelCall& c) {
-  const auto& h = dynamic_cast<const optim::SgdUpdateOp&>(op).hyper();
-  const int64_t n = c.in_meta[0]->numel();
-  if (n == 0) return;
-  dispatch_f(c.in_meta[0]->dtype, "sgd_update", [&](auto tag) {
-    using T = decltype(tag);
-    T* buf = h.momentum != 0 ? c.in_mut<T>(2) : nullptr;
-    sgd_kernel<T><<<grid_for(n), 256, 0, stream(c)>>>(
-        c.in_mut<T>(0), c.in<T>(1), buf, n, static_cast<T>(h.lr), static_cast<T>(h.weight_decay),
-        static_cast<T>(h.momentum), static_cast<T>(1.0 - h.dampening), h.first, h.nesterov);
-    LETHE_CUDA_LAUNCH_CHECK();
-  });
-}
-
-template <typename T>
-__global__ void adamw_kernel(T* p, const T* g, T* m, T* v, int64_t n, T decay, T b1, T one_b1, T b2,
-                             T one_b2, T step_size, T bc2_sqrt, T eps) {
-  LETHE_GRID_LOOP(i, n) {
-    const T gi = g[i];
-    const T pi = p[i] * decay;
-    const T mi = m[i] * b1 + gi * one_b1;
-    const T vi = v[i] * b2 + gi * gi * one_b2;
-    m[i] = mi;
-    v[i] = vi;
-    const T denom = sqrt(vi) / bc2_sqrt + eps;
-    p[i] = pi - step_size * (mi / denom);
-  }
-}
-
-void adamw_update(const Op& op, const KernelCall& c) {
-  const auto& h = dynamic_cast<const optim::AdamWUpdateOp&>(op).hyper();
-  const int64_t n = c.in_meta[0]->numel();
-  if (n == 0) return;
-  const double bc1 = 1.0 - std::pow(h.beta1, static_cast<double>(h.step));
-  const double bc2 = 1.0 - std::pow(h.beta2, static_cast<double>(h.step));
-  dispatch_f(c.in_meta[0]->dtype, "adamw_update", [&](auto tag) {
-    using T = decltype(tag);
-    adamw_kernel<T><<<grid_for(n), 256, 0, stream(c)>>>(
-        c.in_mut<T>(0), c.in<T>(1), c.in_mut<T>(2), c.in_mut<T>(3), n,
-        static_cast<T>(1.0 - h.lr * h.weight_decay), static_cast<T>(h.beta1),
-        static_cast<T>(1.0 - h.beta1), static_cast<T>(h.beta2), static_cast<T>(1.0 - h.beta2),
-        static_cast<T>(h.lr / bc1), static_cast<T>(std::sqrt(bc2)), static_cast<T>(h.eps));
-    LETHE_CUDA_LAUNCH_CHECK();
-  });
-}
-
+namespace {
 template <typename T>
 __global__ void bias_rows_kernel(const T* b, T* y, int64_t cols, int64_t n) {
   LETHE_GRID_LOOP(e, n) y[e] = b[e % cols];
@@ -351,6 +199,16 @@ __global__ void bias_channels_kernel(const T* b, T* y, int64_t channels, int64_t
 
 // y[n, c, i] += bias[c] over y [N, channels, plane] (conv2d's bias, after cuDNN wrote the
 // convolution; the CPU kernel adds it after its GEMM too).
+void sum_to(const Op&, const KernelCall& c) {
+  const Shape& xs = c.in_shape(0);
+  reduce_sum_into(c, xs, layout::pad_to(c.out_shape(), xs.ndim()));
+}
+
+void broadcast_to(const Op&, const KernelCall& c) {
+  launch_copy(c, c.output, c.inputs[0], c.out_shape(), c.out_shape().strides(),
+              layout::broadcast_strides(c.in_shape(0), c.out_shape()), dtype_size(c.out_meta->dtype));
+}
+
 void add_bias_channels(const KernelCall& c, const void* bias, void* y, int64_t channels, int64_t plane) {
   const int64_t n = c.out_meta->numel();
   if (n == 0 || channels == 0 || plane == 0) return;
@@ -371,24 +229,6 @@ void add_bias_rows(const KernelCall& c, const void* bias, void* y, int64_t rows,
     bias_rows_kernel<T><<<grid_for(n), 256, 0, stream(c)>>>(static_cast<const T*>(bias), static_cast<T*>(y), cols, n);
     LETHE_CUDA_LAUNCH_CHECK();
   });
-}
-
-void register_elementwise() {
-  const DeviceKind k = DeviceKind::cuda;
-  for (const char* n : {"add", "sub", "mul", "div"}) register_device_kernel(k, n, binary);
-  for (const char* n : {"add_scalar", "mul_scalar", "rsub_scalar", "rdiv_scalar", "neg", "exp", "log",
-                        "sqrt", "pow", "relu", "gelu", "sigmoid", "tanh"})
-    register_device_kernel(k, n, unary);
-  for (const char* n : {"relu_backward", "gelu_backward", "sigmoid_backward", "tanh_backward"})
-    register_device_kernel(k, n, activation_backward);
-  register_device_kernel(k, "dropout", dropout);
-  register_device_kernel(k, "dropout_backward", dropout);
-  register_device_kernel(k, "cast", cast);
-  register_device_kernel(k, "full", full);
-  register_device_kernel(k, "copy", copy);
-  register_device_kernel(k, "causal_mask", causal_mask);
-  register_device_kernel(k, "sgd_update", sgd_update);
-  register_device_kernel(k, "adamw_update", adamw_update);
 }
 
 }  // namespace lethe::cuda::detail

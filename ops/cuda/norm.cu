@@ -1,4 +1,4 @@
-// CUDA kernels of batch norm's nodes: batch_norm_stats, batch_norm (apply),
+// CUDA kernels of ops/norm.cpp: layer_norm (+ its input and weight gradients), and batch norm's nodes: batch_norm_stats, batch_norm (apply),
 // batch_norm_backward_input, batch_norm_backward_weight and batch_norm_update_stats. x [N, C, S...]
 // is seen as N x C x S.
 //
@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "ops/cuda/column_sums.cuh"
 #include "ops/cuda/common.cuh"
 
 namespace lethe::cuda::detail {
@@ -170,9 +171,11 @@ struct BnInputs {
   }
 };
 BnInputs bn_inputs(const Op& op, int first) {
-  return BnInputs{attr_bool(op, "training"), attr_bool(op, "weight"), attr_bool(op, "bias"),
-                  attr_double(op, "eps"), first};
+  const BatchNormAttrs& a = op.attrs_as<BatchNormAttrs>();
+  return BnInputs{a.training, a.weight, a.bias, a.eps, first};
 }
+
+}  // namespace
 
 void batch_norm_stats(const Op&, const KernelCall& c) {
   const BnDims d = bn_dims(c.in_shape(0));
@@ -231,8 +234,9 @@ void batch_norm_backward_weight(const Op& op, const KernelCall& c) {
 void batch_norm_update_stats(const Op& op, const KernelCall& c) {
   const int64_t C = c.in_shape(0)[0];
   if (C == 0) return;
-  const double momentum = attr_double(op, "momentum");
-  const int64_t count = attr_int(op, "count");
+  const BatchNormUpdateAttrs& a = op.attrs_as<BatchNormUpdateAttrs>();
+  const double momentum = a.momentum;
+  const int64_t count = a.count;
   const double unbias = double(count) / double(count - 1);
   dispatch_f(c.in_meta[0]->dtype, "batch_norm_update_stats", [&](auto tag) {
     using T = decltype(tag);
@@ -242,15 +246,149 @@ void batch_norm_update_stats(const Op& op, const KernelCall& c) {
   });
 }
 
+// ------------------------------------------------------------------------------- layer_norm
+
+namespace {
+
+// Mean and 1/sqrt(var + eps) of row r (two passes, in double as the CPU kernel).
+template <typename T>
+__device__ void ln_stats(const T* xr, int64_t d, double eps, double* sh, double* mean, double* rstd) {
+  double s = 0;
+  for (int64_t j = threadIdx.x; j < d; j += kBlock) s += double(xr[j]);
+  s = block_sum(s, sh);
+  const double m = d ? s / double(d) : 0.0;
+  double q = 0;
+  for (int64_t j = threadIdx.x; j < d; j += kBlock) {
+    const double c = double(xr[j]) - m;
+    q += c * c;
+  }
+  q = block_sum(q, sh);
+  *mean = m;
+  *rstd = 1.0 / sqrt((d ? q / double(d) : 0.0) + eps);
+}
+
+template <typename T>
+__global__ void layer_norm_kernel(const T* x, const T* w, const T* b, T* y, int64_t rows, int64_t d, double eps) {
+  __shared__ double sh[kBlock];
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    double mean, rstd;
+    ln_stats(x + r * d, d, eps, sh, &mean, &rstd);
+    const T m = T(mean), s = T(rstd);
+    for (int64_t j = threadIdx.x; j < d; j += kBlock) {
+      T v = (x[r * d + j] - m) * s;
+      if (w) v *= w[j];
+      if (b) v += b[j];
+      y[r * d + j] = v;
+    }
+  }
+}
+
+template <typename T>
+__global__ void layer_norm_bw_input(const T* x, const T* g, const T* w, T* dx, int64_t rows, int64_t d, double eps) {
+  __shared__ double sh[kBlock];
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const T* xr = x + r * d;
+    const T* gr = g + r * d;
+    double mean, rstd;
+    ln_stats(xr, d, eps, sh, &mean, &rstd);
+    double sg = 0, sgx = 0;
+    for (int64_t j = threadIdx.x; j < d; j += kBlock) {
+      const double gw = double(gr[j]) * (w ? double(w[j]) : 1.0);
+      sg += gw;
+      sgx += gw * (double(xr[j]) - mean) * rstd;
+    }
+    sg = block_sum(sg, sh);
+    sgx = block_sum(sgx, sh);
+    const double mg = sg / double(d), mgx = sgx / double(d);
+    for (int64_t j = threadIdx.x; j < d; j += kBlock) {
+      const double gw = double(gr[j]) * (w ? double(w[j]) : 1.0);
+      const double xh = (double(xr[j]) - mean) * rstd;
+      dx[r * d + j] = T(rstd * (gw - mg - xh * mgx));
+    }
+  }
+}
+
+template <typename T>
+__global__ void layer_norm_row_stats(const T* x, int64_t rows, int64_t d, double eps, double* st) {
+  __shared__ double sh[kBlock];
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    double mean, rstd;
+    ln_stats(x + r * d, d, eps, sh, &mean, &rstd);
+    if (threadIdx.x == 0) {
+      st[2 * r] = mean;
+      st[2 * r + 1] = rstd;
+    }
+  }
+}
+
+// One term of dweight[j] = sum over rows of g x-hat, in double as the CPU kernel.
+template <typename T>
+struct LnWeightTerm {
+  const T* x;
+  const T* g;
+  const double* st;  // mean, rstd per row
+  int64_t d;
+  __device__ double operator()(int64_t, int64_t r, int64_t j) const {
+    return double(g[r * d + j]) * (double(x[r * d + j]) - st[2 * r]) * st[2 * r + 1];
+  }
+};
+
+struct Ln {
+  int64_t rows, d;
+  double eps;
+};
+Ln ln_of(const Op& op, const Shape& x) {
+  const LayerNormAttrs& a = op.attrs_as<LayerNormAttrs>();
+  int64_t d = 1;
+  for (int64_t v : a.normalized_shape) d *= v;
+  return {d == 0 ? 0 : x.numel() / d, d, a.eps};
+}
+
 }  // namespace
 
-void register_norm() {
-  const DeviceKind k = DeviceKind::cuda;
-  register_device_kernel(k, "batch_norm_stats", batch_norm_stats);
-  register_device_kernel(k, "batch_norm", batch_norm);
-  register_device_kernel(k, "batch_norm_backward_input", batch_norm_backward_input);
-  register_device_kernel(k, "batch_norm_backward_weight", batch_norm_backward_weight);
-  register_device_kernel(k, "batch_norm_update_stats", batch_norm_update_stats);
+void layer_norm(const Op& op, const KernelCall& c) {
+  const Ln l = ln_of(op, c.in_shape(0));
+  const bool w = op.attrs_as<LayerNormAttrs>().weight, b = op.attrs_as<LayerNormAttrs>().bias;
+  if (l.rows == 0) return;
+  dispatch_f(c.out_meta->dtype, "layer_norm", [&](auto tag) {
+    using T = decltype(tag);
+    layer_norm_kernel<T><<<rows_grid(l.rows), kBlock, 0, stream(c)>>>(
+        c.in<T>(0), w ? c.in<T>(1) : nullptr, b ? c.in<T>(w ? 2 : 1) : nullptr, c.out<T>(), l.rows, l.d, l.eps);
+    LETHE_CUDA_LAUNCH_CHECK();
+  });
+}
+
+void layer_norm_backward_input(const Op& op, const KernelCall& c) {
+  const Ln l = ln_of(op, c.in_shape(0));
+  const bool w = op.attrs_as<LayerNormAttrs>().weight;
+  if (l.rows == 0) return;
+  dispatch_f(c.out_meta->dtype, "layer_norm_backward_input", [&](auto tag) {
+    using T = decltype(tag);
+    layer_norm_bw_input<T><<<rows_grid(l.rows), kBlock, 0, stream(c)>>>(
+        c.in<T>(0), c.in<T>(1), w ? c.in<T>(2) : nullptr, c.out<T>(), l.rows, l.d, l.eps);
+    LETHE_CUDA_LAUNCH_CHECK();
+  });
+}
+
+void layer_norm_backward_weight(const Op& op, const KernelCall& c) {
+  const Ln l = ln_of(op, c.in_shape(0));
+  if (l.d == 0) return;
+  dispatch_f(c.out_meta->dtype, "layer_norm_backward_weight", [&](auto tag) {
+    using T = decltype(tag);
+    if (l.rows == 0) {
+      LETHE_CUDA_CHECK(cudaMemsetAsync(c.output, 0, c.out_meta->bytes(), stream(c)));
+      return;
+    }
+    // Workspace: mean and rstd per row, then the column sums' partials (ops/norm.cpp).
+    double* st = static_cast<double*>(c.workspace);
+    const size_t stats = static_cast<size_t>(l.rows) * 2;
+    LETHE_ASSERT(st != nullptr && c.workspace_bytes >= stats * sizeof(double));
+    layer_norm_row_stats<T><<<rows_grid(l.rows), kBlock, 0, stream(c)>>>(c.in<T>(0), l.rows, l.d, l.eps, st);
+    LETHE_CUDA_LAUNCH_CHECK();
+    const int64_t cap = static_cast<int64_t>(c.workspace_bytes / sizeof(double) - stats);
+    column_reduce<double, T>(c, LnWeightTerm<T>{c.in<T>(0), c.in<T>(1), st, l.d}, 1, l.rows, l.d,
+                             st + stats, cap, c.out<T>(), 1.0);
+  });
 }
 
 }  // namespace lethe::cuda::detail

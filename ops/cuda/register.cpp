@@ -1,25 +1,81 @@
-// The one entry point that registers every CUDA kernel (called from lethe::cuda::init(), never from a
-// static initialiser, so that no linker can drop it).
+// The one entry point that registers every CUDA kernel (called from lethe::cuda::init(), never from
+// a static initialiser, so that no linker can drop it), and the table it registers: one kernel per
+// op kind. The switch has no default and this file turns -Wswitch into an error, so an op kind
+// added to framework/op_kind.h without a CUDA kernel does not build.
 #include "framework/cuda/backend.h"
+#include "ops/cuda/kernels.h"
+
+#pragma GCC diagnostic error "-Wswitch"
 
 namespace lethe::cuda::detail {
 
-void register_elementwise();
-void register_reduce();
-void register_shape();
-void register_gemm();
-void register_conv();
-void register_pool();
-void register_norm();
+[[noreturn]] void throw_not_in_family(const char* family, OpKind kind) {
+  throw Error(lethe::detail::concat("internal error: the CUDA kernel of ", family,
+                                    " was handed ", op_kind_name(kind),
+                                    " (ops/cuda/register.cpp's table is wrong)"));
+}
+
+namespace {
+
+DeviceKernel kernel_of(OpKind k) {
+  switch (k) {
+    case OpKind::add: case OpKind::sub: case OpKind::mul: case OpKind::div: return binary;
+    case OpKind::add_scalar: case OpKind::mul_scalar: case OpKind::rsub_scalar: case OpKind::rdiv_scalar:
+    case OpKind::neg: case OpKind::exp: case OpKind::log: case OpKind::sqrt: case OpKind::pow:
+    case OpKind::relu: case OpKind::gelu: case OpKind::sigmoid: case OpKind::tanh: return unary;
+    case OpKind::relu_backward: case OpKind::gelu_backward: case OpKind::sigmoid_backward:
+    case OpKind::tanh_backward: return activation_backward;
+    case OpKind::cast: return cast;
+    case OpKind::sum_to: return sum_to;
+    case OpKind::broadcast_to: return broadcast_to;
+    case OpKind::full: return full;
+    case OpKind::copy: return copy;
+    case OpKind::sum: case OpKind::mean: return sum_mean;
+    case OpKind::max: case OpKind::argmax: return max_argmax;
+    case OpKind::max_backward: return max_backward;
+    case OpKind::softmax: case OpKind::log_softmax: return softmax;
+    case OpKind::softmax_backward: case OpKind::log_softmax_backward: return softmax_backward;
+    case OpKind::cross_entropy: return cross_entropy;
+    case OpKind::cross_entropy_backward: return cross_entropy_backward;
+    case OpKind::matmul: return matmul;
+    case OpKind::linear: return linear;
+    case OpKind::layer_norm: return layer_norm;
+    case OpKind::layer_norm_backward_input: return layer_norm_backward_input;
+    case OpKind::layer_norm_backward_weight: return layer_norm_backward_weight;
+    case OpKind::batch_norm_stats: return batch_norm_stats;
+    case OpKind::batch_norm: return batch_norm;
+    case OpKind::batch_norm_backward_input: return batch_norm_backward_input;
+    case OpKind::batch_norm_backward_weight: return batch_norm_backward_weight;
+    case OpKind::batch_norm_update_stats: return batch_norm_update_stats;
+    case OpKind::conv2d: return conv2d;
+    case OpKind::conv2d_backward_input: return conv2d_backward_input;
+    case OpKind::conv2d_backward_weight: return conv2d_backward_weight;
+    case OpKind::max_pool2d: return max_pool2d;
+    case OpKind::max_pool2d_backward: return max_pool2d_backward;
+    case OpKind::avg_pool2d: return avg_pool2d;
+    case OpKind::avg_pool2d_backward: return avg_pool2d_backward;
+    case OpKind::adaptive_avg_pool2d: return adaptive_avg_pool2d;
+    case OpKind::adaptive_avg_pool2d_backward: return adaptive_avg_pool2d_backward;
+    case OpKind::reshape: return reshape;
+    case OpKind::permute: return permute;
+    case OpKind::slice: return slice;
+    case OpKind::slice_backward: return slice_backward;
+    case OpKind::concat: return concat;
+    case OpKind::embedding: return embedding;
+    case OpKind::embedding_backward: return embedding_backward;
+    case OpKind::dropout: case OpKind::dropout_backward: return dropout;
+    case OpKind::causal_mask: return causal_mask;
+    case OpKind::sgd_update: return sgd_update;
+    case OpKind::adamw_update: return adamw_update;
+  }
+  return nullptr;
+}
+
+}  // namespace
 
 void register_kernels() {
-  register_elementwise();
-  register_reduce();
-  register_shape();
-  register_gemm();
-  register_conv();  // also installs the conv workspace hook (ops/conv_workspace.h)
-  register_pool();
-  register_norm();
+  install_conv_workspace_hook();  // ops/conv_workspace.h
+  for (OpKind k : all_op_kinds()) register_device_kernel(DeviceKind::cuda, k, kernel_of(k));
 }
 
 }  // namespace lethe::cuda::detail

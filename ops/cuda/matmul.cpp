@@ -1,4 +1,4 @@
-// CUDA kernels of matmul and linear through cuBLAS (row-major via the column-major transpose
+// CUDA kernels of ops/matmul.cpp: matmul and linear through cuBLAS (row-major via the column-major transpose
 // identity). f32 uses TF32 tensor cores only when lethe::cuda::set_allow_tf32(true); the workspace
 // is the op's own (in the arena) and atomics are disabled: results are deterministic.
 #include <cuda_runtime.h>
@@ -8,39 +8,16 @@
 
 #include "framework/cuda.h"
 #include "framework/cuda/context.h"
-#include "ops/cuda/attrs.h"
+#include "ops/cuda/kernels.h"
 #include "ops/gemm.h"
+#include "ops/layout.h"
 
 namespace lethe::cuda::detail {
 
-void add_bias_rows(const KernelCall& c, const void* bias, void* y, int64_t rows, int64_t cols);  // elementwise.cu
-
 namespace {
 
-Shape batch_of(const Shape& s) { return Shape(std::vector<int64_t>(s.dims().begin(), s.dims().end() - 2)); }
-
-std::vector<int64_t> broadcast_index(const Shape& in_batch, const Shape& out_batch) {
-  const int no = out_batch.ndim(), ni = in_batch.ndim();
-  std::vector<int64_t> st(static_cast<size_t>(no), 0);
-  int64_t s = 1;
-  for (int d = ni - 1; d >= 0; --d) {
-    st[static_cast<size_t>(d + no - ni)] = in_batch[d] == 1 ? 0 : s;
-    s *= in_batch[d];
-  }
-  const int64_t nb = out_batch.numel();
-  std::vector<int64_t> res(static_cast<size_t>(nb));
-  std::vector<int64_t> idx(static_cast<size_t>(no), 0);
-  for (int64_t i = 0; i < nb; ++i) {
-    int64_t off = 0;
-    for (int d = 0; d < no; ++d) off += idx[static_cast<size_t>(d)] * st[static_cast<size_t>(d)];
-    res[static_cast<size_t>(i)] = off;
-    for (int d = no - 1; d >= 0; --d) {
-      if (++idx[static_cast<size_t>(d)] < out_batch[d]) break;
-      idx[static_cast<size_t>(d)] = 0;
-    }
-  }
-  return res;
-}
+using layout::batch_shape;
+using layout::broadcast_index;
 
 cublasHandle_t prepare(const KernelCall& c, bool f32) {
   Context& ctx = context(c);
@@ -125,10 +102,11 @@ void gemm(const KernelCall& c, cublasHandle_t h, bool ta, bool tb, int64_t m, in
 
 template <typename T>
 void matmul_t(const Op& op, const KernelCall& c) {
-  const bool ta = attr_bool(op, "transpose_a"), tb = attr_bool(op, "transpose_b"), reduce = attr_bool(op, "reduce_batch");
+  const MatmulAttrs& a_ = op.attrs_as<MatmulAttrs>();
+  const bool ta = a_.transpose_a, tb = a_.transpose_b, reduce = a_.reduce_batch;
   const Shape &a = c.in_shape(0), &b = c.in_shape(1);
   const int64_t m = ta ? a.at(-1) : a.at(-2), k = ta ? a.at(-2) : a.at(-1), n = tb ? b.at(-2) : b.at(-1);
-  const Shape ba = batch_of(a), bb = batch_of(b);
+  const Shape ba = batch_shape(a), bb = batch_shape(b);
   const T* A = c.in<T>(0);
   const T* B = c.in<T>(1);
   T* C = c.out<T>();
@@ -164,15 +142,9 @@ void matmul_t(const Op& op, const KernelCall& c) {
             B + ib[static_cast<size_t>(i)] * sb, ldb, 0, T(0), C + i * sc, n, 0, 1);
 }
 
-void matmul(const Op& op, const KernelCall& c) {
-  if (c.out_meta->dtype == DType::f32) return matmul_t<float>(op, c);
-  if (c.out_meta->dtype == DType::f64) return matmul_t<double>(op, c);
-  throw Error("matmul: the CUDA kernel expects f32 or f64");
-}
-
 template <typename T>
 void linear_t(const Op& op, const KernelCall& c) {
-  const bool bias = attr_bool(op, "bias");
+  const bool bias = op.attrs_as<LinearAttrs>().bias;
   const int64_t in_f = c.in_shape(1)[1], out_f = c.in_shape(1)[0];
   const int64_t rows = out_f == 0 ? 0 : c.out_meta->numel() / out_f;
   if (bias) add_bias_rows(c, c.inputs[2], c.output, rows, out_f);
@@ -181,17 +153,18 @@ void linear_t(const Op& op, const KernelCall& c) {
           c.out<T>(), out_f, 0, 1);
 }
 
+}  // namespace
+
+void matmul(const Op& op, const KernelCall& c) {
+  if (c.out_meta->dtype == DType::f32) return matmul_t<float>(op, c);
+  if (c.out_meta->dtype == DType::f64) return matmul_t<double>(op, c);
+  throw Error("matmul: the CUDA kernel expects f32 or f64");
+}
+
 void linear(const Op& op, const KernelCall& c) {
   if (c.out_meta->dtype == DType::f32) return linear_t<float>(op, c);
   if (c.out_meta->dtype == DType::f64) return linear_t<double>(op, c);
   throw Error("linear: the CUDA kernel expects f32 or f64");
-}
-
-}  // namespace
-
-void register_gemm() {
-  register_device_kernel(DeviceKind::cuda, "matmul", matmul);
-  register_device_kernel(DeviceKind::cuda, "linear", linear);
 }
 
 }  // namespace lethe::cuda::detail

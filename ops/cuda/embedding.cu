@@ -1,95 +1,10 @@
-// CUDA kernels of data movement: reshape (a copy), permute, broadcast_to, slice (+ backward), concat,
-// and embedding (+ a deterministic backward without float atomics).
+// CUDA kernels of ops/embedding.cpp: embedding (a gather; an out-of-range index throws the CPU
+// kernel's error) and a deterministic backward without float atomics.
 #include "ops/cuda/common.cuh"
 
 namespace lethe::cuda::detail {
+
 namespace {
-
-// dst[off0(i)] = src[off1(i)] over an iteration space (element type by size only).
-template <typename E>
-__global__ void strided_copy(E* dst, const E* src, Strided<2> ix, int64_t n) {
-  LETHE_GRID_LOOP(i, n) {
-    int64_t off[2];
-    ix.offsets(i, off);
-    dst[off[0]] = src[off[1]];
-  }
-}
-
-void launch_copy(const KernelCall& c, void* dst, const void* src, const Shape& space,
-                 const std::vector<int64_t>& dst_st, const std::vector<int64_t>& src_st, size_t elem) {
-  const int64_t n = space.numel();
-  if (n == 0) return;
-  Strided<2> ix = make_strided<2>(space, {dst_st, src_st});
-  if (elem == 4)
-    strided_copy<uint32_t><<<grid_for(n), 256, 0, stream(c)>>>(static_cast<uint32_t*>(dst),
-                                                               static_cast<const uint32_t*>(src), ix, n);
-  else
-    strided_copy<uint64_t><<<grid_for(n), 256, 0, stream(c)>>>(static_cast<uint64_t*>(dst),
-                                                               static_cast<const uint64_t*>(src), ix, n);
-  LETHE_CUDA_LAUNCH_CHECK();
-}
-
-size_t elem_of(const KernelCall& c) { return dtype_size(c.out_meta->dtype); }
-
-void reshape(const Op&, const KernelCall& c) {
-  const size_t b = c.out_meta->bytes();
-  if (b && c.output != c.inputs[0])
-    LETHE_CUDA_CHECK(cudaMemcpyAsync(c.output, c.inputs[0], b, cudaMemcpyDeviceToDevice, stream(c)));
-}
-
-void permute(const Op& op, const KernelCall& c) {
-  const std::vector<int64_t> p = attr_ints(op, "dims");
-  const std::vector<int64_t> xstr = c.in_shape(0).strides();
-  std::vector<int64_t> src;
-  for (int64_t a : p) src.push_back(xstr[static_cast<size_t>(a)]);
-  launch_copy(c, c.output, c.inputs[0], c.out_shape(), c.out_shape().strides(), src, elem_of(c));
-}
-
-void broadcast_to(const Op&, const KernelCall& c) {
-  launch_copy(c, c.output, c.inputs[0], c.out_shape(), c.out_shape().strides(),
-              bcast_strides(c.in_shape(0), c.out_shape()), elem_of(c));
-}
-
-// The slice of `full` (shape fs) along axis with start/step, as strides over the slice's shape.
-std::vector<int64_t> slice_strides(const Shape& fs, int axis, int64_t step) {
-  std::vector<int64_t> st = fs.strides();
-  st[static_cast<size_t>(axis)] *= step;
-  return st;
-}
-
-void slice(const Op& op, const KernelCall& c) {
-  const int axis = static_cast<int>(attr_int(op, "axis"));
-  const int64_t start = attr_int(op, "start"), step = attr_int(op, "step");
-  const Shape& xs = c.in_shape(0);
-  const size_t e = elem_of(c);
-  const char* src = static_cast<const char*>(c.inputs[0]) + static_cast<size_t>(start * xs.strides()[static_cast<size_t>(axis)]) * e;
-  launch_copy(c, c.output, src, c.out_shape(), c.out_shape().strides(), slice_strides(xs, axis, step), e);
-}
-
-void slice_backward(const Op& op, const KernelCall& c) {
-  const int axis = static_cast<int>(attr_int(op, "axis"));
-  const int64_t start = attr_int(op, "start"), step = attr_int(op, "step");
-  const Shape& os = c.out_shape();
-  const size_t e = elem_of(c);
-  if (c.out_meta->bytes()) LETHE_CUDA_CHECK(cudaMemsetAsync(c.output, 0, c.out_meta->bytes(), stream(c)));
-  char* dst = static_cast<char*>(c.output) + static_cast<size_t>(start * os.strides()[static_cast<size_t>(axis)]) * e;
-  launch_copy(c, dst, c.inputs[0], c.in_shape(0), slice_strides(os, axis, step), c.in_shape(0).strides(), e);
-}
-
-void concat(const Op& op, const KernelCall& c) {
-  const int axis = static_cast<int>(attr_int(op, "axis"));
-  const Shape& os = c.out_shape();
-  const size_t e = elem_of(c);
-  const std::vector<int64_t> ost = os.strides();
-  int64_t off = 0;
-  for (size_t i = 0; i < c.inputs.size(); ++i) {
-    char* dst = static_cast<char*>(c.output) + static_cast<size_t>(off * ost[static_cast<size_t>(axis)]) * e;
-    launch_copy(c, dst, c.inputs[i], c.in_shape(i), ost, c.in_shape(i).strides(), e);
-    off += c.in_shape(i)[axis];
-  }
-}
-
-// ------------------------------------------------------------------------------- embedding
 
 // Out-of-range indices read row 0 and record their position in `bad`; the host then throws as the
 // CPU kernel does (index_check.h).
@@ -106,6 +21,8 @@ __global__ void embedding_kernel(const T* w, const int64_t* idx, T* out, int64_t
     out[e] = w[r * dim + j];
   }
 }
+
+}  // namespace
 
 void embedding(const Op&, const KernelCall& c) {
   const int64_t rows = c.in_shape(0)[0], dim = c.in_shape(0)[1], n = c.in_shape(1).numel();
@@ -136,6 +53,8 @@ void embedding(const Op&, const KernelCall& c) {
 // rank among its tile's equal digits coming from warp ballots and per-warp counts. Integer atomics
 // only count (shared histograms and the per-row counts): no slot depends on timing.
 // Out-of-range indices (the forward throws on them) sort last under the key `rows` and are skipped.
+namespace {
+
 constexpr int kRadix = 256;  // digit values; also the block size of the sort kernels
 constexpr int kRadixBits = 8;
 constexpr int64_t kSortTile = 2048;  // positions of a block of the sort (kRadix threads x 8 rounds)
@@ -281,8 +200,10 @@ __global__ void group_sums(const T* g, const unsigned long long* start, const in
   }
 }
 
+}  // namespace
+
 void embedding_backward(const Op& op, const KernelCall& c) {
-  const int64_t rows = attr_int(op, "num");
+  const int64_t rows = op.attrs_as<EmbeddingAttrs>().num_embeddings;
   const int64_t n = c.in_shape(1).numel(), dim = c.out_shape()[1];
   if (rows * dim == 0) return;
   cudaStream_t s = stream(c);
@@ -329,20 +250,6 @@ void embedding_backward(const Op& op, const KernelCall& c) {
     group_sums<T><<<grid_for(rows * dim), 256, 0, s>>>(c.in<T>(0), start, order, rows, dim, c.out<T>());
     LETHE_CUDA_LAUNCH_CHECK();
   });
-}
-
-}  // namespace
-
-void register_shape() {
-  const DeviceKind k = DeviceKind::cuda;
-  register_device_kernel(k, "reshape", reshape);
-  register_device_kernel(k, "permute", permute);
-  register_device_kernel(k, "broadcast_to", broadcast_to);
-  register_device_kernel(k, "slice", slice);
-  register_device_kernel(k, "slice_backward", slice_backward);
-  register_device_kernel(k, "concat", concat);
-  register_device_kernel(k, "embedding", embedding);
-  register_device_kernel(k, "embedding_backward", embedding_backward);
 }
 
 }  // namespace lethe::cuda::detail

@@ -1,0 +1,175 @@
+// The attributes of every op family, as public structs: the typed half of the contract between an
+// op (ops/*.cpp, optim/) and the kernels of other backends (ops/cuda/). A kernel reads them with
+// Op::attrs_as<...>() and dispatches on Op::kind(); the text of Op::attrs() is for the graph hash
+// and exports only, never parsed.
+//
+//   void softmax(const Op& op, const KernelCall& c) {
+//     const SoftmaxAttrs& a = op.attrs_as<SoftmaxAttrs>();        // softmax, log_softmax, ...
+//     const bool log = op.kind() == OpKind::log_softmax;
+//   }
+//
+// Which kinds hold which struct is written next to each; kinds not listed have no attributes
+// (add, sub, mul, div, neg, exp, log, sqrt, relu, sigmoid, tanh and their backwards, copy,
+// embedding, batch_norm_stats).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include "framework/dtype.h"
+#include "framework/shape.h"
+
+namespace lethe {
+
+// ------------------------------------------------------------------- elementwise, creation
+
+// add_scalar, mul_scalar, rsub_scalar, rdiv_scalar (the scalar), pow (the exponent).
+struct ScalarAttrs {
+  double value = 0;
+};
+
+enum class GeluApproximation { none, tanh };
+// gelu, gelu_backward.
+struct GeluAttrs {
+  GeluApproximation approximate = GeluApproximation::none;
+};
+
+// cast: the output dtype.
+struct CastAttrs {
+  DType dtype = DType::f32;
+};
+
+// sum_to, broadcast_to, reshape: the output shape.
+struct ShapeAttrs {
+  Shape shape;
+};
+
+// full: every element's value (the output meta is the node's).
+struct FullAttrs {
+  double value = 0;
+};
+
+// ------------------------------------------------------------------- reductions, softmax, losses
+
+// sum, mean: the reduced axes (sorted, in [0, ndim)); keepdim as in PyTorch.
+struct ReduceAttrs {
+  std::vector<int> axes;
+  bool keepdim = false;
+};
+
+// max, argmax (keepdim as in PyTorch), max_backward (keepdim unused).
+struct AxisAttrs {
+  int axis = 0;
+  bool keepdim = false;
+};
+
+// softmax, log_softmax, softmax_backward, log_softmax_backward.
+struct SoftmaxAttrs {
+  int axis = 0;
+};
+
+enum class Reduction { none, sum, mean };
+// cross_entropy, cross_entropy_backward.
+struct CrossEntropyAttrs {
+  Reduction reduction = Reduction::mean;
+  int64_t ignore_index = -100;
+};
+
+// ------------------------------------------------------------------- matmul, normalisations
+
+// matmul: op(a) op(b) with op = transpose of the last two dims where asked; reduce_batch sums the
+// batch of products into one matrix (the gradient of a broadcast operand).
+struct MatmulAttrs {
+  bool transpose_a = false, transpose_b = false, reduce_batch = false;
+};
+
+// linear: x wᵀ (+ b when bias).
+struct LinearAttrs {
+  bool bias = false;
+};
+
+// layer_norm (weight, bias: the inputs it has), layer_norm_backward_input (weight: whether w is an
+// input; bias unused), layer_norm_backward_weight (weight and bias unused).
+struct LayerNormAttrs {
+  std::vector<int64_t> normalized_shape;
+  double eps = 1e-5;
+  bool weight = false, bias = false;
+};
+
+// batch_norm (apply), batch_norm_backward_input, batch_norm_backward_weight: the inputs are the
+// x-like ones, then the statistics ([2, C] batch mean and variance in training, running_mean and
+// running_var [C] in eval), then weight? and bias?.
+struct BatchNormAttrs {
+  bool training = true, weight = false, bias = false;
+  double eps = 1e-5;
+};
+
+// batch_norm_update_stats: running = (1 - momentum) running + momentum batch, the variance
+// unbiased over `count` elements per channel.
+struct BatchNormUpdateAttrs {
+  double momentum = 0.1;
+  int64_t count = 0;
+};
+
+// ------------------------------------------------------------------- convolution, pooling
+
+struct Conv2dParams {
+  std::array<int64_t, 2> stride{1, 1};
+  std::array<int64_t, 2> padding{0, 0};
+  std::array<int64_t, 2> dilation{1, 1};
+  int64_t groups = 1;
+};
+
+// conv2d (bias: whether b is an input), conv2d_backward_input, conv2d_backward_weight (bias false).
+struct Conv2dAttrs {
+  Conv2dParams params;
+  bool bias = false;
+};
+
+// max_pool2d, max_pool2d_backward, avg_pool2d, avg_pool2d_backward (count_include_pad).
+struct Pool2dAttrs {
+  std::array<int64_t, 2> kernel{1, 1}, stride{1, 1}, padding{0, 0};
+};
+
+// adaptive_avg_pool2d: the output's spatial size.
+struct AdaptivePool2dAttrs {
+  std::array<int64_t, 2> output_size{1, 1};
+};
+
+// ------------------------------------------------------------------- shape ops, embedding, dropout
+
+// permute: output dim i is input dim dims[i].
+struct PermuteAttrs {
+  std::vector<int> dims;
+};
+
+// slice (elements start, start + step, ... along axis), slice_backward (scatter back into zeros).
+struct SliceAttrs {
+  int axis = 0;
+  int64_t start = 0, step = 1;
+};
+
+// concat.
+struct ConcatAttrs {
+  int axis = 0;
+};
+
+// embedding_backward: rows of the table.
+struct EmbeddingAttrs {
+  int64_t num_embeddings = 0;
+};
+
+// dropout (forward_node -1: the mask is that of the node itself), dropout_backward (the forward
+// node whose mask it applies again).
+struct DropoutAttrs {
+  double p = 0.5;
+  int64_t forward_node = -1;
+};
+
+// causal_mask: masked positions become -inf (neg_inf) or 0.
+struct CausalMaskAttrs {
+  bool neg_inf = true;
+};
+
+}  // namespace lethe

@@ -1,0 +1,89 @@
+// Internal (lethe_cuda): every CUDA kernel entry point, in the file named like the op's CPU file
+// (ops/cuda/softmax.cu beside ops/softmax.cpp; optim/cuda/ beside optim/). The table of
+// ops/cuda/register.cpp maps each OpKind to one of these (a switch the compiler checks for missing
+// kinds); each reads its op's attributes typed (ops/attrs.h) and dispatches on op.kind().
+#pragma once
+
+#include <cstdint>
+
+#include "framework/op.h"
+#include "ops/attrs.h"
+
+namespace lethe::cuda::detail {
+
+// Thrown by a family kernel handed a kind that is not of its family (a wrong table entry).
+[[noreturn]] void throw_not_in_family(const char* family, OpKind kind);
+
+// elementwise.cu
+void binary(const Op& op, const KernelCall& c);               // add, sub, mul, div
+void unary(const Op& op, const KernelCall& c);                // add_scalar ... tanh
+void activation_backward(const Op& op, const KernelCall& c);  // relu/gelu/sigmoid/tanh_backward
+void cast(const Op& op, const KernelCall& c);
+void sum_to(const Op& op, const KernelCall& c);
+void broadcast_to(const Op& op, const KernelCall& c);
+// Bias adds other families' kernels call (conv2d after cuDNN, linear before its GEMM).
+void add_bias_channels(const KernelCall& c, const void* bias, void* y, int64_t channels,
+                       int64_t plane);
+void add_bias_rows(const KernelCall& c, const void* bias, void* y, int64_t rows, int64_t cols);
+
+// creation.cu
+void full(const Op& op, const KernelCall& c);
+void copy(const Op& op, const KernelCall& c);
+
+// reduce.cu
+void sum_mean(const Op& op, const KernelCall& c);    // sum, mean
+void max_argmax(const Op& op, const KernelCall& c);  // max, argmax
+void max_backward(const Op& op, const KernelCall& c);
+
+// softmax.cu
+void softmax(const Op& op, const KernelCall& c);           // softmax, log_softmax
+void softmax_backward(const Op& op, const KernelCall& c);  // (log_)softmax_backward
+
+// loss.cu
+void cross_entropy(const Op& op, const KernelCall& c);
+void cross_entropy_backward(const Op& op, const KernelCall& c);
+
+// shape_ops.cu
+void reshape(const Op& op, const KernelCall& c);
+void permute(const Op& op, const KernelCall& c);
+void slice(const Op& op, const KernelCall& c);
+void slice_backward(const Op& op, const KernelCall& c);
+void concat(const Op& op, const KernelCall& c);
+
+// embedding.cu, dropout.cu, attention.cu
+void embedding(const Op& op, const KernelCall& c);
+void embedding_backward(const Op& op, const KernelCall& c);
+void dropout(const Op& op, const KernelCall& c);  // dropout, dropout_backward
+void causal_mask(const Op& op, const KernelCall& c);
+
+// matmul.cpp (cuBLAS)
+void matmul(const Op& op, const KernelCall& c);
+void linear(const Op& op, const KernelCall& c);
+
+// conv.cu: convolution through cuDNN (conv_workspace_hook answers ops/conv_workspace.h), pooling.
+void conv2d(const Op& op, const KernelCall& c);
+void conv2d_backward_input(const Op& op, const KernelCall& c);
+void conv2d_backward_weight(const Op& op, const KernelCall& c);
+void install_conv_workspace_hook();
+void max_pool2d(const Op& op, const KernelCall& c);
+void max_pool2d_backward(const Op& op, const KernelCall& c);
+void avg_pool2d(const Op& op, const KernelCall& c);
+void avg_pool2d_backward(const Op& op, const KernelCall& c);
+void adaptive_avg_pool2d(const Op& op, const KernelCall& c);
+void adaptive_avg_pool2d_backward(const Op& op, const KernelCall& c);
+
+// norm.cu
+void layer_norm(const Op& op, const KernelCall& c);
+void layer_norm_backward_input(const Op& op, const KernelCall& c);
+void layer_norm_backward_weight(const Op& op, const KernelCall& c);
+void batch_norm_stats(const Op& op, const KernelCall& c);
+void batch_norm(const Op& op, const KernelCall& c);
+void batch_norm_backward_input(const Op& op, const KernelCall& c);
+void batch_norm_backward_weight(const Op& op, const KernelCall& c);
+void batch_norm_update_stats(const Op& op, const KernelCall& c);
+
+// optim/cuda/update_ops.cu
+void sgd_update(const Op& op, const KernelCall& c);
+void adamw_update(const Op& op, const KernelCall& c);
+
+}  // namespace lethe::cuda::detail

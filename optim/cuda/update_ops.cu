@@ -1,0 +1,78 @@
+// CUDA kernels of optim/update_ops.cpp: the in-place SGD and AdamW updates, element for element the
+// CPU arithmetic, reading their hyper-parameters from the op (Op::attrs_as).
+#include <cmath>
+
+#include "ops/cuda/common.cuh"
+#include "optim/update_ops.h"
+
+namespace lethe::cuda::detail {
+
+namespace {
+template <typename T>
+__global__ void sgd_kernel(T* p, const T* g, T* buf, int64_t n, T lr, T wd, T mom, T keep, bool first,
+                           bool nesterov) {
+  LETHE_GRID_LOOP(i, n) {
+    T d = g[i];
+    if (wd != T(0)) d += wd * p[i];
+    if (!buf) {
+      p[i] -= lr * d;
+      continue;
+    }
+    const T b = first ? d : mom * buf[i] + keep * d;
+    buf[i] = b;
+    p[i] -= lr * (nesterov ? d + mom * b : b);
+  }
+}
+
+}  // namespace
+
+void sgd_update(const Op& op, const KernelCall& c) {
+  const auto& h = op.attrs_as<optim::SgdHyper>();
+  const int64_t n = c.in_meta[0]->numel();
+  if (n == 0) return;
+  dispatch_f(c.in_meta[0]->dtype, "sgd_update", [&](auto tag) {
+    using T = decltype(tag);
+    T* buf = h.momentum != 0 ? c.in_mut<T>(2) : nullptr;
+    sgd_kernel<T><<<grid_for(n), 256, 0, stream(c)>>>(
+        c.in_mut<T>(0), c.in<T>(1), buf, n, static_cast<T>(h.lr), static_cast<T>(h.weight_decay),
+        static_cast<T>(h.momentum), static_cast<T>(1.0 - h.dampening), h.first, h.nesterov);
+    LETHE_CUDA_LAUNCH_CHECK();
+  });
+}
+
+namespace {
+template <typename T>
+__global__ void adamw_kernel(T* p, const T* g, T* m, T* v, int64_t n, T decay, T b1, T one_b1, T b2,
+                             T one_b2, T step_size, T bc2_sqrt, T eps) {
+  LETHE_GRID_LOOP(i, n) {
+    const T gi = g[i];
+    const T pi = p[i] * decay;
+    const T mi = m[i] * b1 + gi * one_b1;
+    const T vi = v[i] * b2 + gi * gi * one_b2;
+    m[i] = mi;
+    v[i] = vi;
+    const T denom = sqrt(vi) / bc2_sqrt + eps;
+    p[i] = pi - step_size * (mi / denom);
+  }
+}
+
+}  // namespace
+
+void adamw_update(const Op& op, const KernelCall& c) {
+  const auto& h = op.attrs_as<optim::AdamWHyper>();
+  const int64_t n = c.in_meta[0]->numel();
+  if (n == 0) return;
+  const double bc1 = 1.0 - std::pow(h.beta1, static_cast<double>(h.step));
+  const double bc2 = 1.0 - std::pow(h.beta2, static_cast<double>(h.step));
+  dispatch_f(c.in_meta[0]->dtype, "adamw_update", [&](auto tag) {
+    using T = decltype(tag);
+    adamw_kernel<T><<<grid_for(n), 256, 0, stream(c)>>>(
+        c.in_mut<T>(0), c.in<T>(1), c.in_mut<T>(2), c.in_mut<T>(3), n,
+        static_cast<T>(1.0 - h.lr * h.weight_decay), static_cast<T>(h.beta1),
+        static_cast<T>(1.0 - h.beta1), static_cast<T>(h.beta2), static_cast<T>(1.0 - h.beta2),
+        static_cast<T>(h.lr / bc1), static_cast<T>(std::sqrt(bc2)), static_cast<T>(h.eps));
+    LETHE_CUDA_LAUNCH_CHECK();
+  });
+}
+
+}  // namespace lethe::cuda::detail
