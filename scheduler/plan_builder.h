@@ -43,10 +43,12 @@ struct Dag {
   std::vector<NodeId> in_, out_;
 };
 
-// The forward/backward split of a training graph. The loss is the first non-resident output that
-// some needed node consumes; the backward part is everything needed that depends on it, and the
-// computed nodes without inputs (scratch buffers) whose consumers are backward. A graph without
-// such an output (inference) is all forward.
+// The forward/backward split of a training graph. The loss is the output with the most needed
+// ancestors among the outputs some needed node reads (the framework's gradient seed reads the
+// loss) or, when nothing reads an output (PyTorch's joint graphs, whose seed is a resident
+// tangent), among the outputs not reached from where the backward starts: the node that leads to
+// the most outputs short of all of them. The forward is the loss and its needed ancestors, the
+// backward every other needed node. A graph without such an output (inference) is all forward.
 struct TrainingSplit {
   NodeId loss = -1;
   std::vector<uint8_t> backward;  // per node
