@@ -169,6 +169,52 @@ TrainingSplit split_training(const Dag& g) {
   return s;
 }
 
+std::optional<Reordered> late_outputs_last(const Problem& p) {
+  const int n = p.size();
+  std::vector<uint8_t> read(static_cast<size_t>(n), 0), out(static_cast<size_t>(n), 0);
+  for (const Node& v : p.nodes) {
+    for (NodeId u : v.inputs) read[static_cast<size_t>(u)] = 1;
+  }
+  for (NodeId o : p.outputs) out[static_cast<size_t>(o)] = 1;
+  std::vector<uint8_t> late(static_cast<size_t>(n), 0);
+  bool any = false;
+  for (const Node& v : p.nodes) {
+    if (!out[static_cast<size_t>(v.id)] || read[static_cast<size_t>(v.id)] || v.resident) continue;
+    int64_t in_bytes = 0;
+    std::vector<NodeId> ins = v.inputs;
+    std::sort(ins.begin(), ins.end());
+    ins.erase(std::unique(ins.begin(), ins.end()), ins.end());
+    for (NodeId u : ins) {
+      if (!p.nodes[static_cast<size_t>(u)].resident) in_bytes += p.nodes[static_cast<size_t>(u)].bytes;
+    }
+    if (v.bytes > in_bytes) late[static_cast<size_t>(v.id)] = 1, any = true;
+  }
+  if (!any) return std::nullopt;
+  Reordered r;
+  for (int pass = 0; pass < 2; ++pass) {
+    for (const Node& v : p.nodes) {
+      if (late[static_cast<size_t>(v.id)] == pass) r.old_id.push_back(v.id);
+    }
+  }
+  std::vector<NodeId> new_id(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) new_id[static_cast<size_t>(r.old_id[static_cast<size_t>(i)])] = i;
+  r.problem.name = p.name;
+  r.problem.nodes.reserve(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) {
+    Node v = p.nodes[static_cast<size_t>(r.old_id[static_cast<size_t>(i)])];
+    v.id = i;
+    for (NodeId& u : v.inputs) u = new_id[static_cast<size_t>(u)];
+    r.problem.nodes.push_back(std::move(v));
+  }
+  for (NodeId o : p.outputs) r.problem.outputs.push_back(new_id[static_cast<size_t>(o)]);
+  return r;
+}
+
+Plan plan_in_original(Plan plan, const Reordered& r) {
+  for (Step& s : plan.steps) s.node = r.old_id[static_cast<size_t>(s.node)];
+  return plan;
+}
+
 std::vector<uint8_t> forward_cuts(const Dag& g, const TrainingSplit& s) {
   std::vector<uint8_t> cut(g.n, 0);
   // reach = the largest forward consumer of any forward node seen so far; node f is a cut when

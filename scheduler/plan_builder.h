@@ -70,6 +70,20 @@ std::vector<uint8_t> forward_cuts(const Dag& g, const TrainingSplit& s);
 void assign_backward_stages(const Dag& g, const TrainingSplit& s, std::vector<int>& stage, int last_segment,
                             bool wait_for_inputs = true);
 
+// The problem with its late outputs moved to the end of the id order: an output nothing reads
+// whose bytes exceed those of its computed inputs (a parameter's gradient in the last layers of a
+// CNN: megabytes of weights from kilobytes of activations). Planners that follow the id order
+// hold such outputs from the start of the backward to its end, over the first layers' working
+// set; computed last, they hold only their inputs. `old_id[new id]` is the node's id in `p`.
+// nullopt when no output moves.
+struct Reordered {
+  Problem problem;
+  std::vector<NodeId> old_id;
+};
+std::optional<Reordered> late_outputs_last(const Problem& p);
+// The plan of `r.problem` as a plan of the original problem.
+Plan plan_in_original(Plan plan, const Reordered& r);
+
 // SplitMix64: the scheduler's deterministic generator (graph generators, DTR's and lethe's
 // sampling of eviction candidates, lethe's search).
 struct Rng {

@@ -46,14 +46,18 @@ bool usable_in_auto(const PlannerEntry& e, const Problem& p) {
   return e.fn && e.name != "checkmate";
 }
 
-// Runs one planner; nullopt when it found no plan. An invalid plan is a planner bug: Error.
+// Runs one planner; nullopt when it found no plan (then `why`, when given, gets the planner's note:
+// its reason). An invalid plan is a planner bug: Error.
 std::optional<PlanResult> run_one(const PlannerEntry& e, const Problem& p, int64_t budget,
-                                  const PlannerOptions& opts) {
+                                  const PlannerOptions& opts, std::string* why = nullptr) {
   PlanResult r;
   const auto t0 = std::chrono::steady_clock::now();
   std::optional<Plan> plan = e.fn(p, budget, opts, &r.info);
   r.solve_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  if (!plan) return std::nullopt;
+  if (!plan) {
+    if (why) *why = r.info.note;
+    return std::nullopt;
+  }
   plan->graph = p.name;
   plan->planner = e.name;
   plan->budget_bytes = budget;
@@ -121,8 +125,10 @@ const PlannerEntry& find_planner(const std::string& name) {
   throw Error("unknown planner '" + name + "'; valid names: " + names_list());
 }
 
-std::optional<PlanResult> try_plan(const Problem& p, int64_t budget_bytes, const std::string& planner,
-                                   const PlannerOptions& opts) {
+namespace {
+
+std::optional<PlanResult> try_plan_why(const Problem& p, int64_t budget_bytes, const std::string& planner,
+                                       const PlannerOptions& opts, std::string* why) {
   validate_problem(p);
   std::optional<PlanResult> best;
   if (planner == "auto") {
@@ -144,18 +150,27 @@ std::optional<PlanResult> try_plan(const Problem& p, int64_t budget_bytes, const
   } else {
     const PlannerEntry& e = find_planner(planner);
     if (!e.fn) throw Error("planner '" + planner + "' is not available: " + e.unavailable_reason);
-    best = run_one(e, p, budget_bytes, opts);
+    best = run_one(e, p, budget_bytes, opts, why);
   }
   return best;
 }
 
+}  // namespace
+
+std::optional<PlanResult> try_plan(const Problem& p, int64_t budget_bytes, const std::string& planner,
+                                   const PlannerOptions& opts) {
+  return try_plan_why(p, budget_bytes, planner, opts, nullptr);
+}
+
 PlanResult plan(const Problem& p, int64_t budget_bytes, const std::string& planner, const PlannerOptions& opts) {
-  if (std::optional<PlanResult> r = try_plan(p, budget_bytes, planner, opts)) return std::move(*r);
+  std::string why;
+  if (std::optional<PlanResult> r = try_plan_why(p, budget_bytes, planner, opts, &why)) return std::move(*r);
   const int64_t smallest = smallest_feasible_budget(p, "auto", opts);
   std::ostringstream msg;
   msg << "no plan of planner '" << planner << "' fits a budget of " << bytes_str(budget_bytes) << " for graph '"
       << p.name << "'; the smallest budget any planner fits is " << bytes_str(smallest)
       << "; the floor (resident values + outputs) is " << bytes_str(floor_bytes(p));
+  if (!why.empty()) msg << "; " << planner << ": " << why;
   throw Infeasible(msg.str(), budget_bytes, smallest);
 }
 

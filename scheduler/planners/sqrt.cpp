@@ -11,17 +11,25 @@
 
 #include "scheduler/plan_builder.h"
 #include "scheduler/planners/planners.h"
+#include "scheduler/simulator.h"
 
 namespace lethe::sched {
 namespace {
 
 constexpr int kThresholds = 16;
 
-}  // namespace
+// Why no plan fits (the planner's note on a refusal).
+struct Refusal {
+  bool no_split = false;
+  int64_t lowest_peak = INT64_MAX;  // the lowest peak of its checkpoint sets, whatever the budget
+  size_t sets = 0;
+};
 
-std::optional<Plan> plan_sqrt(const Problem& p, int64_t budget, const PlannerOptions&, PlannerInfo* info) {
+// With `why`, also runs the checkpoint sets that do not fit without a limit, for their peaks.
+std::optional<Plan> sqrt_in_id_order(const Problem& p, int64_t budget, PlannerInfo* info, Refusal* why = nullptr) {
   const Dag g(p);
   const TrainingSplit split = split_training(g);
+  if (why) why->no_split = split.loss < 0;
   const std::vector<uint8_t> cuts = forward_cuts(g, split);
 
   int64_t total = 0, smallest = INT64_MAX;
@@ -80,6 +88,10 @@ std::optional<Plan> plan_sqrt(const Problem& p, int64_t budget, const PlannerOpt
       if (split.backward[v]) spec.keep[v] = 1;  // gradients are never recomputed
     }
     auto r = build_checkpoint_plan(g, spec, budget, "sqrt");
+    if (!r && why) {
+      ++why->sets;
+      if (auto u = build_checkpoint_plan(g, spec, INT64_MAX, "sqrt")) why->lowest_peak = std::min(why->lowest_peak, u->peak);
+    }
     if (r && (!best || r->cost < best->cost || (r->cost == best->cost && r->peak < best->peak))) {
       best = std::move(r);
       best_count = ck.size();
@@ -88,6 +100,36 @@ std::optional<Plan> plan_sqrt(const Problem& p, int64_t budget, const PlannerOpt
   if (!best) return std::nullopt;
   if (info) info->note = std::to_string(best_count) + " checkpoints";
   return std::move(best->plan);
+}
+
+}  // namespace
+
+std::optional<Plan> plan_sqrt(const Problem& p, int64_t budget, const PlannerOptions&, PlannerInfo* info) {
+  Refusal why;
+  if (std::optional<Plan> plan = sqrt_in_id_order(p, budget, info, info ? &why : nullptr)) return plan;
+  // Parameter gradients larger than their inputs held from the backward's start over the first
+  // layers' working set (PyTorch's CNN exports): the same rule with them computed last.
+  if (std::optional<Reordered> r = late_outputs_last(p)) {
+    if (std::optional<Plan> plan = sqrt_in_id_order(r->problem, budget, info, info ? &why : nullptr)) {
+      if (info) info->note += ", large gradients computed last";
+      return plan_in_original(std::move(*plan), *r);
+    }
+  }
+  if (info) {
+    if (budget < floor_bytes(p)) {
+      info->note = "the budget is below the floor (resident values + outputs)";
+    } else if (why.no_split) {
+      info->note = "no forward/backward split: no output is a loss (one the other outputs are computed from, or "
+                   "the one the start of the backward does not lead to), so there is no backward to checkpoint";
+    } else if (why.lowest_peak < INT64_MAX) {
+      info->note = "the lowest peak of its " + std::to_string(why.sets) + " checkpoint sets is " +
+                   std::to_string(why.lowest_peak) + " bytes: a segment's recomputation beside the kept "
+                   "checkpoints and gradients does not fit";
+    } else {
+      info->note = "every checkpoint set recomputes past its step limit (the forward has too few single-node cuts)";
+    }
+  }
+  return std::nullopt;
 }
 
 }  // namespace lethe::sched

@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "scheduler/plan_builder.h"
 #include "scheduler/planner.h"
 #include "scheduler/planners/planners.h"
 #include "scheduler/problem.h"
@@ -451,9 +452,9 @@ class Planner {
 
 }  // namespace
 
-std::optional<Plan> plan_treewidth(const Problem& p, int64_t budget_bytes, const PlannerOptions& opts,
-                                   PlannerInfo* info) {
-  (void)opts;
+namespace {
+
+std::optional<Plan> treewidth_once(const Problem& p, int64_t budget_bytes, PlannerInfo* info) {
   Planner pl(p);
   const int k = pl.decompose();
   if (info) info->treewidth = k;
@@ -508,6 +509,27 @@ std::optional<Plan> plan_treewidth(const Problem& p, int64_t budget_bytes, const
     info->note = "width " + std::to_string(k) + ", memory-minimising peak " + std::to_string(min_peak) +
                  ", " + how;
   return plan;
+}
+
+}  // namespace
+
+std::optional<Plan> plan_treewidth(const Problem& p, int64_t budget_bytes, const PlannerOptions& opts,
+                                   PlannerInfo* info) {
+  (void)opts;
+  if (std::optional<Plan> plan = treewidth_once(p, budget_bytes, info)) return plan;
+  // Parameter gradients larger than their inputs (a CNN's last layers, in PyTorch's exports) held
+  // from where the id order makes them: with them made last, the natural order and the recursion
+  // hold their inputs instead.
+  if (std::optional<Reordered> r = late_outputs_last(p)) {
+    PlannerInfo again;
+    if (std::optional<Plan> plan = treewidth_once(r->problem, budget_bytes, &again)) {
+      if (info) *info = again, info->note += ", large gradients computed last";
+      Plan q = plan_in_original(std::move(*plan), *r);
+      q.graph = p.name;
+      return q;
+    }
+  }
+  return std::nullopt;
 }
 
 // For tests and benches: the recursion's schedule (after dropping dead computes and moving frees

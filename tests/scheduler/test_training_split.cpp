@@ -92,3 +92,35 @@ TEST_CASE("split: sqrt and chain plan PyTorch-shaped graphs below their activati
     }
   }
 }
+
+TEST_CASE("split: a planner that finds no split says so when it refuses") {
+  // One output: an inference graph, nothing to checkpoint below what keep-all needs.
+  Problem p = read_problem_file(kData + "/chain3-torch.graph.json");
+  p.outputs = {7};
+  const int64_t b = floor_bytes(p) + 100;  // below any op of the forward
+  for (const char* name : {"sqrt", "chain"}) {
+    CAPTURE(name);
+    try {
+      (void)plan(p, b, name);
+      FAIL("expected a refusal");
+    } catch (const Infeasible& e) {
+      CHECK(lethe::sched::test::contains(e.what(), std::string(name) + ": no forward/backward split"));
+    }
+  }
+}
+
+TEST_CASE("split: large gradients computed last, and the plan mapped back is valid") {
+  // g_w2 (9) is an output nothing reads, larger than its computed inputs (8 and 5: 800 bytes).
+  Problem p = read_problem_file(kData + "/chain3-torch.graph.json");
+  p.nodes[9].bytes = 1000;
+  const std::optional<Reordered> r = late_outputs_last(p);
+  REQUIRE(r);
+  CHECK(r->old_id.back() == 9);
+  CHECK(r->problem.nodes.back().name == "g_w2");
+  CHECK(r->problem.outputs.size() == p.outputs.size());
+  const Plan q = plan_in_original(plan(r->problem, no_remat_peak(r->problem), "keep-all").plan, *r);
+  const SimResult sim = simulate(p, q);
+  CHECK(sim.valid);
+  // Nothing to move on the unchanged graph (its weight gradients are smaller than their inputs).
+  CHECK(!late_outputs_last(read_problem_file(kData + "/chain3-torch.graph.json")));
+}
