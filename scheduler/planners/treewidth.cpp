@@ -149,6 +149,8 @@ class Planner {
     }
   }
 
+  int depth() const { return st_.height(); }
+
   int decompose() {
     g_ = undirected_skeleton(p_, active_);
     TreeDecomposition td = min_fill_decomposition(g_.adj);
@@ -472,7 +474,7 @@ std::optional<Plan> treewidth_once(const Problem& p, int64_t budget_bytes, Plann
   if (min_peak > budget_bytes) {
     if (info)
       info->note = "memory-minimising schedule needs " + std::to_string(min_peak) + " bytes (width " +
-                   std::to_string(k) + ")";
+                   std::to_string(k) + ", separator tree depth " + std::to_string(pl.depth()) + ")";
     return std::nullopt;
   }
   std::vector<Step> steps;
@@ -506,8 +508,8 @@ std::optional<Plan> treewidth_once(const Problem& p, int64_t budget_bytes, Plann
   plan.predicted_peak_bytes = e.peak;
   plan.predicted_cost = e.cost;
   if (info)
-    info->note = "width " + std::to_string(k) + ", memory-minimising peak " + std::to_string(min_peak) +
-                 ", " + how;
+    info->note = "width " + std::to_string(k) + ", depth " + std::to_string(pl.depth()) +
+                 ", memory-minimising peak " + std::to_string(min_peak) + ", " + how;
   return plan;
 }
 
