@@ -26,6 +26,28 @@ std::vector<std::string> corpus() {
   return files;
 }
 
+// Where sqrt or chain do not reach half the activations yet (smallest fraction each fits, measured
+// when the corpus was exported). The test checks they still refuse, with a reason, so that the list
+// stays true: a planner that starts fitting must leave it.
+struct Short {
+  const char* graph;
+  const char* planner;
+};
+constexpr Short kShort[] = {
+    // The vocabulary head: logits, log-softmax and their gradients, 32 MiB each (sqrt 0.54, chain 0.72).
+    {"bert-b8-128", "sqrt"}, {"bert-b8-128", "chain"},
+    // The stem at batch 32: three 9.9 MiB values in one op's backward (sqrt 0.53, chain 0.57;
+    // lethe fits down to 0.42).
+    {"squeezenet-b32-64px", "sqrt"}, {"squeezenet-b32-64px", "chain"},
+    {"unet-b8-64px", "sqrt"},            // 0.52: the top skip connection spans the whole graph
+    {"efficientnetb0-b16-64px", "sqrt"},  // 0.68: few single-node cuts in the early stages
+};
+
+bool known_short(const std::string& graph, const std::string& planner) {
+  return std::any_of(std::begin(kShort), std::end(kShort),
+                     [&](const Short& s) { return graph == s.graph && planner == s.planner; });
+}
+
 }  // namespace
 
 TEST_CASE("corpus: sqrt and chain fit half the activations of every graph, with valid plans") {
@@ -37,6 +59,15 @@ TEST_CASE("corpus: sqrt and chain fit half the activations of every graph, with 
     const int64_t b = fraction_budget(0.5, p);
     for (const char* name : {"sqrt", "chain"}) {
       CAPTURE(name);
+      if (known_short(p.name, name)) {
+        try {
+          (void)plan(p, b, name);
+          FAIL_CHECK("fits now: remove it from kShort");
+        } catch (const Infeasible& e) {
+          CHECK(std::string(e.what()).find(std::string(name) + ": ") != std::string::npos);
+        }
+        continue;
+      }
       const std::optional<PlanResult> r = try_plan(p, b, name);
       REQUIRE(r);
       const SimResult sim = simulate(p, r->plan);
