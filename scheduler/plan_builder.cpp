@@ -169,6 +169,67 @@ TrainingSplit split_training(const Dag& g) {
   return s;
 }
 
+// The rule split_training had before PyTorch's graphs (kept for sqrt's late split, see
+// plan_builder.h): the read output with the most ancestors, the backward its descendants.
+TrainingSplit split_at_read_output(const Dag& g) {
+  TrainingSplit s;
+  s.backward.assign(g.n, 0);
+  // Candidates: outputs some needed node reads. In a framework step those include statistics kept
+  // for side effects (batch norm's batch statistics, read by its backward too), so the loss is the
+  // candidate with the most needed ancestors: everything the forward computes leads to it.
+  std::vector<NodeId> candidates;
+  for (NodeId v : g.targets) {
+    if (!g.is_output[v]) continue;
+    bool consumed = false;
+    for (NodeId c : g.consumers(v)) consumed = consumed || g.needed[c];
+    if (consumed) candidates.push_back(v);
+  }
+  constexpr size_t kMaxCandidates = 256;  // the last ones by id: the loss comes after the forward
+  if (candidates.size() > kMaxCandidates)
+    candidates.erase(candidates.begin(), candidates.end() - static_cast<std::ptrdiff_t>(kMaxCandidates));
+  int64_t most = -1;
+  std::vector<uint8_t> anc(static_cast<size_t>(g.n), 0);
+  for (NodeId cand : candidates) {
+    std::fill(anc.begin(), anc.end(), 0);
+    anc[static_cast<size_t>(cand)] = 1;
+    int64_t count = 0;
+    for (NodeId v = cand; v >= 0; --v) {
+      if (!anc[static_cast<size_t>(v)]) continue;
+      ++count;
+      for (NodeId u : g.inputs(v))
+        if (g.needed[u]) anc[static_cast<size_t>(u)] = 1;
+    }
+    if (count > most) {
+      most = count;
+      s.loss = cand;
+    }
+  }
+  if (s.loss >= 0) {
+    std::vector<uint8_t> desc(g.n, 0);
+    desc[s.loss] = 1;
+    for (NodeId v : g.targets) {
+      if (v <= s.loss) continue;
+      for (NodeId u : g.inputs(v)) {
+        if (desc[u]) {
+          desc[v] = 1;
+          break;
+        }
+      }
+      s.backward[v] = desc[v];
+    }
+    // A computed node without inputs (an op's scratch buffer, as the framework adds them) belongs
+    // to the part its consumers are in.
+    for (NodeId v : g.targets) {
+      if (v <= s.loss || !g.inputs(v).empty()) continue;
+      for (NodeId c : g.consumers(v)) s.backward[v] = s.backward[v] || (g.needed[c] && s.backward[c]);
+    }
+  }
+  for (NodeId v : g.targets) {
+    if (!s.backward[v]) s.forward.push_back(v);
+  }
+  return s;
+}
+
 std::optional<Reordered> late_outputs_last(const Problem& p) {
   const int n = p.size();
   std::vector<uint8_t> read(static_cast<size_t>(n), 0), out(static_cast<size_t>(n), 0);

@@ -55,6 +55,10 @@ struct TrainingSplit {
   std::vector<NodeId> forward;    // needed forward nodes in id order (the loss included)
 };
 TrainingSplit split_training(const Dag& g);
+// The read output with the most ancestors, whether or not the other outputs are computed from it,
+// and the backward its descendants (the rule before PyTorch's graphs). In those it splits at a late
+// backward op; sqrt keeps that as a further option (sqrt.cpp).
+TrainingSplit split_at_read_output(const Dag& g);
 
 // Forward nodes that separate the forward part: no forward edge jumps over them (the single-node
 // cuts of the forward graph taken in id order). The last forward node is always a cut.

@@ -26,10 +26,18 @@ struct Refusal {
 };
 
 // With `why`, also runs the checkpoint sets that do not fit without a limit, for their peaks.
-std::optional<Plan> sqrt_in_id_order(const Problem& p, int64_t budget, PlannerInfo* info, Refusal* why = nullptr) {
+// With `late`, the split is the read output with the most ancestors even when the other outputs
+// are not all computed from it. In PyTorch's exports that is a late backward op (a multi-result
+// gradient): the "forward" then spans most of the backward, and values whose next use is in the
+// last few backward ops (the stem's activations) are dropped and recomputed there. On DenseNet,
+// ShuffleNetV2, EfficientNet and BERT that is cheaper than checkpointing the true forward (or the
+// only plan at half the activations).
+std::optional<Plan> sqrt_in_id_order(const Problem& p, int64_t budget, PlannerInfo* info, Refusal* why = nullptr,
+                                     bool late = false) {
   const Dag g(p);
-  const TrainingSplit split = split_training(g);
-  if (why) why->no_split = split.loss < 0;
+  const TrainingSplit split = late ? split_at_read_output(g) : split_training(g);
+  if (why && !late) why->no_split = split.loss < 0;
+  if (late && (split.loss < 0 || split.backward == split_training(g).backward)) return std::nullopt;  // no other split
   const std::vector<uint8_t> cuts = forward_cuts(g, split);
 
   int64_t total = 0, smallest = INT64_MAX;
@@ -106,14 +114,36 @@ std::optional<Plan> sqrt_in_id_order(const Problem& p, int64_t budget, PlannerIn
 
 std::optional<Plan> plan_sqrt(const Problem& p, int64_t budget, const PlannerOptions&, PlannerInfo* info) {
   Refusal why;
-  if (std::optional<Plan> plan = sqrt_in_id_order(p, budget, info, info ? &why : nullptr)) return plan;
-  // Parameter gradients larger than their inputs held from the backward's start over the first
-  // layers' working set (PyTorch's CNN exports): the same rule with them computed last.
-  if (std::optional<Reordered> r = late_outputs_last(p)) {
-    if (std::optional<Plan> plan = sqrt_in_id_order(r->problem, budget, info, info ? &why : nullptr)) {
-      if (info) info->note += ", large gradients computed last";
-      return plan_in_original(std::move(*plan), *r);
+  // Three rules, the cheapest plan wins: the training split; the split at a late backward op (see
+  // sqrt_in_id_order); the training split with the large gradients computed last (parameter
+  // gradients larger than their inputs, held from the backward's start over the first layers'
+  // working set in PyTorch's CNN exports).
+  std::optional<Plan> best;
+  std::string best_note;
+  auto consider = [&](std::optional<Plan> plan, const PlannerInfo& pi, const char* how) {
+    // Cheaper by more than rounding (the same computes summed in another order).
+    if (plan && (!best || plan->predicted_cost < best->predicted_cost * (1 - 1e-9))) {
+      best = std::move(plan);
+      best_note = pi.note + how;
     }
+  };
+  {
+    PlannerInfo pi;
+    consider(sqrt_in_id_order(p, budget, &pi, info ? &why : nullptr), pi, "");
+  }
+  {
+    PlannerInfo pi;
+    consider(sqrt_in_id_order(p, budget, &pi, info ? &why : nullptr, true), pi, ", split at a late backward op");
+  }
+  if (std::optional<Reordered> r = late_outputs_last(p)) {
+    PlannerInfo pi;
+    std::optional<Plan> plan = sqrt_in_id_order(r->problem, budget, &pi, info ? &why : nullptr);
+    if (plan) plan = plan_in_original(std::move(*plan), *r);
+    consider(std::move(plan), pi, ", large gradients computed last");
+  }
+  if (best) {
+    if (info) info->note = best_note;
+    return best;
   }
   if (info) {
     if (budget < floor_bytes(p)) {
