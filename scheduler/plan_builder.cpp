@@ -1,6 +1,7 @@
 #include "scheduler/plan_builder.h"
 
 #include <algorithm>
+#include <bit>
 #include <climits>
 
 namespace lethe::sched {
@@ -48,7 +49,129 @@ Dag::Dag(const Problem& p) : problem(&p), n(p.size()) {
   }
 }
 
+namespace {
+
+// Loss candidates of a graph in which no output is read: the backward starts at a node (a
+// resident tangent, or the first gradient op) that leads to every output but the loss, and to no
+// fewer outputs than any other node that does not lead to all of them. The outputs such nodes do
+// not lead to are the candidates (the loss, and any forward statistics kept as outputs; on a tiny
+// graph a parameter can miss as few outputs as the tangent: its misses join the candidates, and
+// the loss is told from them by its ancestors). Empty when there are fewer than two outputs (an
+// inference graph).
+std::vector<NodeId> unread_loss_candidates(const Dag& g) {
+  std::vector<NodeId> outs, none;
+  for (NodeId o : g.outputs) {
+    if (g.needed[o]) outs.push_back(o);
+  }
+  const size_t k = outs.size();
+  if (k < 2) return none;
+  std::vector<int32_t> index(static_cast<size_t>(g.n), -1);
+  for (size_t i = 0; i < k; ++i) index[static_cast<size_t>(outs[i])] = static_cast<int32_t>(i);
+  const size_t words = (k + 63) / 64;
+  std::vector<uint64_t> reach(static_cast<size_t>(g.n) * words, 0);
+  auto row = [&](NodeId v) { return reach.data() + static_cast<size_t>(v) * words; };
+  size_t best_count = 0;
+  std::vector<uint64_t> missed(words, 0);  // outputs the best nodes miss
+  for (NodeId v = g.n - 1; v >= 0; --v) {
+    uint64_t* r = row(v);
+    if (index[static_cast<size_t>(v)] >= 0) {
+      const size_t i = static_cast<size_t>(index[static_cast<size_t>(v)]);
+      r[i / 64] |= uint64_t{1} << (i % 64);
+    }
+    for (NodeId c : g.consumers(v)) {
+      if (!g.needed[c]) continue;
+      const uint64_t* rc = row(c);
+      for (size_t w = 0; w < words; ++w) r[w] |= rc[w];
+    }
+    size_t count = 0;
+    for (size_t w = 0; w < words; ++w) count += static_cast<size_t>(std::popcount(r[w]));
+    if (count == 0 || count == k || count < best_count) continue;
+    if (count > best_count) std::fill(missed.begin(), missed.end(), 0);
+    best_count = count;
+    for (size_t w = 0; w < words; ++w) missed[w] |= ~r[w];
+  }
+  std::vector<NodeId> cands;
+  if (best_count == 0) return cands;
+  for (size_t i = 0; i < k; ++i) {
+    if (missed[i / 64] >> (i % 64) & 1) cands.push_back(outs[i]);
+  }
+  std::sort(cands.begin(), cands.end());
+  return cands;
+}
+
+}  // namespace
+
 TrainingSplit split_training(const Dag& g) {
+  TrainingSplit s;
+  s.backward.assign(g.n, 0);
+  // The loss, when something reads it (the framework's gradient seed reads it): an output some
+  // needed node reads and from which every other output is computed or which is computed from
+  // it. In a framework step such outputs include statistics kept for side effects (batch norm's
+  // batch statistics, read by its backward too), so the loss is the candidate with the most needed
+  // ancestors: everything the forward computes leads to it. In a PyTorch joint graph a backward op
+  // with several results (a convolution's input and weight gradients) is an output read by the
+  // next one, but the loss, read by nothing, is neither computed from it nor from its results.
+  std::vector<NodeId> read;
+  for (NodeId v : g.targets) {
+    if (!g.is_output[v]) continue;
+    bool consumed = false;
+    for (NodeId c : g.consumers(v)) consumed = consumed || g.needed[c];
+    if (consumed) read.push_back(v);
+  }
+  constexpr size_t kMaxCandidates = 256;  // the last ones by id: the loss comes after the forward
+  std::vector<uint8_t> anc(static_cast<size_t>(g.n), 0), desc(static_cast<size_t>(g.n), 0);
+  std::vector<uint8_t> loss_anc;
+  auto choose = [&](std::vector<NodeId> candidates, bool covering) {
+    if (candidates.size() > kMaxCandidates)
+      candidates.erase(candidates.begin(), candidates.end() - static_cast<std::ptrdiff_t>(kMaxCandidates));
+    int64_t most = -1;
+    for (NodeId cand : candidates) {
+      std::fill(anc.begin(), anc.end(), 0);
+      anc[static_cast<size_t>(cand)] = 1;
+      int64_t count = 0;
+      for (NodeId v = cand; v >= 0; --v) {
+        if (!anc[static_cast<size_t>(v)]) continue;
+        ++count;
+        for (NodeId u : g.inputs(v))
+          if (g.needed[u]) anc[static_cast<size_t>(u)] = 1;
+      }
+      if (count <= most) continue;
+      if (covering) {
+        std::fill(desc.begin(), desc.end(), 0);
+        desc[static_cast<size_t>(cand)] = 1;
+        for (NodeId v : g.targets) {
+          if (v <= cand) continue;
+          for (NodeId u : g.inputs(v)) desc[static_cast<size_t>(v)] |= desc[static_cast<size_t>(u)];
+        }
+        bool covers = true;
+        for (NodeId o : g.outputs) covers = covers && (!g.needed[o] || anc[static_cast<size_t>(o)] || desc[static_cast<size_t>(o)]);
+        if (!covers) continue;
+      }
+      most = count;
+      s.loss = cand;
+      loss_anc = anc;
+    }
+  };
+  choose(std::move(read), true);
+  // Nothing reads the loss (a PyTorch joint graph: the gradient seed is a resident tangent, not a
+  // function of the loss): the loss is found from where the backward starts.
+  if (s.loss < 0) choose(unread_loss_candidates(g), false);
+  // The forward is what the loss is computed from; the backward everything else the outputs need:
+  // the gradients (from the loss or from a seed beside it), the computed nodes without inputs
+  // (scratch buffers) that only backward nodes read, and what the backward computes from forward
+  // values alone (PyTorch's gradient formulas recompute sigmoid(x) and the like).
+  if (s.loss >= 0) {
+    for (NodeId v : g.targets) s.backward[v] = !loss_anc[static_cast<size_t>(v)];
+  }
+  for (NodeId v : g.targets) {
+    if (!s.backward[v]) s.forward.push_back(v);
+  }
+  return s;
+}
+
+// The rule split_training had before PyTorch's graphs (kept for sqrt's late split, see
+// plan_builder.h): the read output with the most ancestors, the backward its descendants.
+TrainingSplit split_at_read_output(const Dag& g) {
   TrainingSplit s;
   s.backward.assign(g.n, 0);
   // Candidates: outputs some needed node reads. In a framework step those include statistics kept
@@ -105,6 +228,52 @@ TrainingSplit split_training(const Dag& g) {
     if (!s.backward[v]) s.forward.push_back(v);
   }
   return s;
+}
+
+std::optional<Reordered> late_outputs_last(const Problem& p) {
+  const int n = p.size();
+  std::vector<uint8_t> read(static_cast<size_t>(n), 0), out(static_cast<size_t>(n), 0);
+  for (const Node& v : p.nodes) {
+    for (NodeId u : v.inputs) read[static_cast<size_t>(u)] = 1;
+  }
+  for (NodeId o : p.outputs) out[static_cast<size_t>(o)] = 1;
+  std::vector<uint8_t> late(static_cast<size_t>(n), 0);
+  bool any = false;
+  for (const Node& v : p.nodes) {
+    if (!out[static_cast<size_t>(v.id)] || read[static_cast<size_t>(v.id)] || v.resident) continue;
+    int64_t in_bytes = 0;
+    std::vector<NodeId> ins = v.inputs;
+    std::sort(ins.begin(), ins.end());
+    ins.erase(std::unique(ins.begin(), ins.end()), ins.end());
+    for (NodeId u : ins) {
+      if (!p.nodes[static_cast<size_t>(u)].resident) in_bytes += p.nodes[static_cast<size_t>(u)].bytes;
+    }
+    if (v.bytes > in_bytes) late[static_cast<size_t>(v.id)] = 1, any = true;
+  }
+  if (!any) return std::nullopt;
+  Reordered r;
+  for (int pass = 0; pass < 2; ++pass) {
+    for (const Node& v : p.nodes) {
+      if (late[static_cast<size_t>(v.id)] == pass) r.old_id.push_back(v.id);
+    }
+  }
+  std::vector<NodeId> new_id(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) new_id[static_cast<size_t>(r.old_id[static_cast<size_t>(i)])] = i;
+  r.problem.name = p.name;
+  r.problem.nodes.reserve(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) {
+    Node v = p.nodes[static_cast<size_t>(r.old_id[static_cast<size_t>(i)])];
+    v.id = i;
+    for (NodeId& u : v.inputs) u = new_id[static_cast<size_t>(u)];
+    r.problem.nodes.push_back(std::move(v));
+  }
+  for (NodeId o : p.outputs) r.problem.outputs.push_back(new_id[static_cast<size_t>(o)]);
+  return r;
+}
+
+Plan plan_in_original(Plan plan, const Reordered& r) {
+  for (Step& s : plan.steps) s.node = r.old_id[static_cast<size_t>(s.node)];
+  return plan;
 }
 
 std::vector<uint8_t> forward_cuts(const Dag& g, const TrainingSplit& s) {

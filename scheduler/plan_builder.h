@@ -43,16 +43,22 @@ struct Dag {
   std::vector<NodeId> in_, out_;
 };
 
-// The forward/backward split of a training graph. The loss is the first non-resident output that
-// some needed node consumes; the backward part is everything needed that depends on it, and the
-// computed nodes without inputs (scratch buffers) whose consumers are backward. A graph without
-// such an output (inference) is all forward.
+// The forward/backward split of a training graph. The loss is the output with the most needed
+// ancestors among the outputs some needed node reads (the framework's gradient seed reads the
+// loss) or, when nothing reads an output (PyTorch's joint graphs, whose seed is a resident
+// tangent), among the outputs not reached from where the backward starts: the node that leads to
+// the most outputs short of all of them. The forward is the loss and its needed ancestors, the
+// backward every other needed node. A graph without such an output (inference) is all forward.
 struct TrainingSplit {
   NodeId loss = -1;
   std::vector<uint8_t> backward;  // per node
   std::vector<NodeId> forward;    // needed forward nodes in id order (the loss included)
 };
 TrainingSplit split_training(const Dag& g);
+// The read output with the most ancestors, whether or not the other outputs are computed from it,
+// and the backward its descendants (the rule before PyTorch's graphs). In those it splits at a late
+// backward op; sqrt keeps that as a further option (sqrt.cpp).
+TrainingSplit split_at_read_output(const Dag& g);
 
 // Forward nodes that separate the forward part: no forward edge jumps over them (the single-node
 // cuts of the forward graph taken in id order). The last forward node is always a cut.
@@ -67,6 +73,20 @@ std::vector<uint8_t> forward_cuts(const Dag& g, const TrainingSplit& s);
 // made on demand).
 void assign_backward_stages(const Dag& g, const TrainingSplit& s, std::vector<int>& stage, int last_segment,
                             bool wait_for_inputs = true);
+
+// The problem with its late outputs moved to the end of the id order: an output nothing reads
+// whose bytes exceed those of its computed inputs (a parameter's gradient in the last layers of a
+// CNN: megabytes of weights from kilobytes of activations). Planners that follow the id order
+// hold such outputs from the start of the backward to its end, over the first layers' working
+// set; computed last, they hold only their inputs. `old_id[new id]` is the node's id in `p`.
+// nullopt when no output moves.
+struct Reordered {
+  Problem problem;
+  std::vector<NodeId> old_id;
+};
+std::optional<Reordered> late_outputs_last(const Problem& p);
+// The plan of `r.problem` as a plan of the original problem.
+Plan plan_in_original(Plan plan, const Reordered& r);
 
 // SplitMix64: the scheduler's deterministic generator (graph generators, DTR's and lethe's
 // sampling of eviction candidates, lethe's search).

@@ -46,7 +46,8 @@ bool usable_in_auto(const PlannerEntry& e, const Problem& p) {
   return e.fn && e.name != "checkmate";
 }
 
-// Runs one planner; nullopt when it found no plan. An invalid plan is a planner bug: Error.
+// Runs one planner; nullopt when it found no plan (then `info_out`, when given, holds the planner's
+// report, whose note is its reason). An invalid plan is a planner bug: Error.
 std::optional<PlanResult> run_one(const PlannerEntry& e, const Problem& p, int64_t budget,
                                   const PlannerOptions& opts, PlannerInfo* info_out = nullptr) {
   PlanResult r;
@@ -122,8 +123,12 @@ const PlannerEntry& find_planner(const std::string& name) {
   throw Error("unknown planner '" + name + "'; valid names: " + names_list());
 }
 
-std::optional<PlanResult> try_plan(const Problem& p, int64_t budget_bytes, const std::string& planner,
-                                   const PlannerOptions& opts, PlannerInfo* info) {
+namespace {
+
+// A plan, or nullopt with the planner's report in `info` (its note says why) when it found none.
+std::optional<PlanResult> try_plan_why(const Problem& p, int64_t budget_bytes, const std::string& planner,
+                                       const PlannerOptions& opts, PlannerInfo* info, std::string* why) {
+  PlannerInfo last;
   validate_problem(p);
   std::optional<PlanResult> best;
   if (planner == "auto") {
@@ -134,7 +139,7 @@ std::optional<PlanResult> try_plan(const Problem& p, int64_t budget_bytes, const
     for (const char* name : {"lethe", "keep-all"}) {
       const PlannerEntry& e = find_planner(name);
       if (!e.fn) continue;
-      best = run_one(e, p, budget_bytes, opts, info);
+      best = run_one(e, p, budget_bytes, opts, &last);
       if (best) total += best->solve_seconds;
       if (best) break;
     }
@@ -145,19 +150,29 @@ std::optional<PlanResult> try_plan(const Problem& p, int64_t budget_bytes, const
   } else {
     const PlannerEntry& e = find_planner(planner);
     if (!e.fn) throw Error("planner '" + planner + "' is not available: " + e.unavailable_reason);
-    best = run_one(e, p, budget_bytes, opts, info);
+    best = run_one(e, p, budget_bytes, opts, &last);
   }
-  if (best && info) *info = best->info;
+  if (info) *info = best ? best->info : last;
+  if (!best && why) *why = last.note;
   return best;
 }
 
+}  // namespace
+
+std::optional<PlanResult> try_plan(const Problem& p, int64_t budget_bytes, const std::string& planner,
+                                   const PlannerOptions& opts, PlannerInfo* info) {
+  return try_plan_why(p, budget_bytes, planner, opts, info, nullptr);
+}
+
 PlanResult plan(const Problem& p, int64_t budget_bytes, const std::string& planner, const PlannerOptions& opts) {
-  if (std::optional<PlanResult> r = try_plan(p, budget_bytes, planner, opts)) return std::move(*r);
+  std::string why;
+  if (std::optional<PlanResult> r = try_plan_why(p, budget_bytes, planner, opts, nullptr, &why)) return std::move(*r);
   const int64_t smallest = smallest_feasible_budget(p, "auto", opts);
   std::ostringstream msg;
   msg << "no plan of planner '" << planner << "' fits a budget of " << bytes_str(budget_bytes) << " for graph '"
       << p.name << "'; the smallest budget any planner fits is " << bytes_str(smallest)
       << "; the floor (resident values + outputs) is " << bytes_str(floor_bytes(p));
+  if (!why.empty()) msg << "; " << planner << ": " << why;
   throw Infeasible(msg.str(), budget_bytes, smallest);
 }
 

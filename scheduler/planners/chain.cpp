@@ -74,11 +74,18 @@ class ChainPlanner {
 
   std::optional<Plan> run(PlannerInfo* info) {
     if (auto r = build_checkpoint_plan(g_, all_kept(g_), budget_, "chain")) return std::move(r->plan);
-    if (budget_ < floor_bytes(p_)) return std::nullopt;
+    auto refuse = [&](const std::string& why) {
+      if (info) info->note = why;
+      return std::nullopt;
+    };
+    if (budget_ < floor_bytes(p_)) return refuse("the budget is below the floor (resident values + outputs)");
     make_chain();
-    if (ch_.L == 0) return std::nullopt;
+    if (ch_.L == 0 || split_.loss < 0) {
+      return refuse("no forward/backward split: no output is a loss (one the other outputs are computed from, or "
+                    "the one the start of the backward does not lead to), so there is no chain of blocks");
+    }
     const int64_t avail = budget_ - ch_.fixed;
-    if (avail <= 0) return std::nullopt;
+    if (avail <= 0) return refuse("the resident values and the loss fill the budget");
     // The slots span the free memory; an over-optimistic answer is caught by the executor (then m
     // goes down).
     slot_ = std::max<int64_t>(1, (avail + kSlots - 1) / kSlots);
@@ -118,6 +125,23 @@ class ChainPlanner {
     if (best && info) {
       info->note = std::to_string(ch_.L) + " blocks, DP memory " + std::to_string(best_m) + "/" +
                    std::to_string(kSlots) + " slots";
+    }
+    if (!best && info) {
+      // The block whose backward needs the most even with its smallest option bounds what the DP
+      // can fit.
+      int64_t worst = 0;
+      int worst_block = 0;
+      for (int i = 0; i < ch_.L; ++i) {
+        int64_t least = INT64_MAX;
+        for (const TapeOption& o : ch_.opts[i]) least = std::min(least, o.need_own + ch_.out[i]);
+        if (least != INT64_MAX && least > worst) worst = least, worst_block = i;
+      }
+      info->note = !(at(0, ch_.L - 1, kSlots) < kInf)
+                       ? "its DP over " + std::to_string(ch_.L) + " blocks (cut at the forward's single-node cuts) finds "
+                             "no schedule: block " + std::to_string(worst_block) + "'s backward alone needs " +
+                             std::to_string(worst + ch_.fixed) + " bytes with the resident values"
+                       : "the schedules its DP found over " + std::to_string(ch_.L) +
+                             " blocks exceed the budget when run (the DP's memory model is coarser than the plan)";
     }
     return best;
   }
@@ -558,8 +582,19 @@ class ChainPlanner {
 }  // namespace
 
 std::optional<Plan> plan_chain(const Problem& p, int64_t budget, const PlannerOptions&, PlannerInfo* info) {
-  ChainPlanner planner(p, budget);
-  return planner.run(info);
+  {
+    ChainPlanner planner(p, budget);
+    if (std::optional<Plan> plan = planner.run(info)) return plan;
+  }
+  // As sqrt: parameter gradients larger than their inputs computed last.
+  if (std::optional<Reordered> r = late_outputs_last(p)) {
+    ChainPlanner planner(r->problem, budget);
+    if (std::optional<Plan> plan = planner.run(info)) {
+      if (info) info->note += ", large gradients computed last";
+      return plan_in_original(std::move(*plan), *r);
+    }
+  }
+  return std::nullopt;
 }
 
 }  // namespace lethe::sched

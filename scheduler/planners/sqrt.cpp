@@ -11,17 +11,33 @@
 
 #include "scheduler/plan_builder.h"
 #include "scheduler/planners/planners.h"
+#include "scheduler/simulator.h"
 
 namespace lethe::sched {
 namespace {
 
 constexpr int kThresholds = 16;
 
-}  // namespace
+// Why no plan fits (the planner's note on a refusal).
+struct Refusal {
+  bool no_split = false;
+  int64_t lowest_peak = INT64_MAX;  // the lowest peak of its checkpoint sets, whatever the budget
+  size_t sets = 0;
+};
 
-std::optional<Plan> plan_sqrt(const Problem& p, int64_t budget, const PlannerOptions&, PlannerInfo* info) {
+// With `why`, also runs the checkpoint sets that do not fit without a limit, for their peaks.
+// With `late`, the split is the read output with the most ancestors even when the other outputs
+// are not all computed from it. In PyTorch's exports that is a late backward op (a multi-result
+// gradient): the "forward" then spans most of the backward, and values whose next use is in the
+// last few backward ops (the stem's activations) are dropped and recomputed there. On DenseNet,
+// ShuffleNetV2, EfficientNet and BERT that is cheaper than checkpointing the true forward (or the
+// only plan at half the activations).
+std::optional<Plan> sqrt_in_id_order(const Problem& p, int64_t budget, PlannerInfo* info, Refusal* why = nullptr,
+                                     bool late = false) {
   const Dag g(p);
-  const TrainingSplit split = split_training(g);
+  const TrainingSplit split = late ? split_at_read_output(g) : split_training(g);
+  if (why && !late) why->no_split = split.loss < 0;
+  if (late && (split.loss < 0 || split.backward == split_training(g).backward)) return std::nullopt;  // no other split
   const std::vector<uint8_t> cuts = forward_cuts(g, split);
 
   int64_t total = 0, smallest = INT64_MAX;
@@ -80,6 +96,10 @@ std::optional<Plan> plan_sqrt(const Problem& p, int64_t budget, const PlannerOpt
       if (split.backward[v]) spec.keep[v] = 1;  // gradients are never recomputed
     }
     auto r = build_checkpoint_plan(g, spec, budget, "sqrt");
+    if (!r && why) {
+      ++why->sets;
+      if (auto u = build_checkpoint_plan(g, spec, INT64_MAX, "sqrt")) why->lowest_peak = std::min(why->lowest_peak, u->peak);
+    }
     if (r && (!best || r->cost < best->cost || (r->cost == best->cost && r->peak < best->peak))) {
       best = std::move(r);
       best_count = ck.size();
@@ -88,6 +108,58 @@ std::optional<Plan> plan_sqrt(const Problem& p, int64_t budget, const PlannerOpt
   if (!best) return std::nullopt;
   if (info) info->note = std::to_string(best_count) + " checkpoints";
   return std::move(best->plan);
+}
+
+}  // namespace
+
+std::optional<Plan> plan_sqrt(const Problem& p, int64_t budget, const PlannerOptions&, PlannerInfo* info) {
+  Refusal why;
+  // Three rules, the cheapest plan wins: the training split; the split at a late backward op (see
+  // sqrt_in_id_order); the training split with the large gradients computed last (parameter
+  // gradients larger than their inputs, held from the backward's start over the first layers'
+  // working set in PyTorch's CNN exports).
+  std::optional<Plan> best;
+  std::string best_note;
+  auto consider = [&](std::optional<Plan> plan, const PlannerInfo& pi, const char* how) {
+    // Cheaper by more than rounding (the same computes summed in another order).
+    if (plan && (!best || plan->predicted_cost < best->predicted_cost * (1 - 1e-9))) {
+      best = std::move(plan);
+      best_note = pi.note + how;
+    }
+  };
+  {
+    PlannerInfo pi;
+    consider(sqrt_in_id_order(p, budget, &pi, info ? &why : nullptr), pi, "");
+  }
+  {
+    PlannerInfo pi;
+    consider(sqrt_in_id_order(p, budget, &pi, info ? &why : nullptr, true), pi, ", split at a late backward op");
+  }
+  if (std::optional<Reordered> r = late_outputs_last(p)) {
+    PlannerInfo pi;
+    std::optional<Plan> plan = sqrt_in_id_order(r->problem, budget, &pi, info ? &why : nullptr);
+    if (plan) plan = plan_in_original(std::move(*plan), *r);
+    consider(std::move(plan), pi, ", large gradients computed last");
+  }
+  if (best) {
+    if (info) info->note = best_note;
+    return best;
+  }
+  if (info) {
+    if (budget < floor_bytes(p)) {
+      info->note = "the budget is below the floor (resident values + outputs)";
+    } else if (why.no_split) {
+      info->note = "no forward/backward split: no output is a loss (one the other outputs are computed from, or "
+                   "the one the start of the backward does not lead to), so there is no backward to checkpoint";
+    } else if (why.lowest_peak < INT64_MAX) {
+      info->note = "the lowest peak of its " + std::to_string(why.sets) + " checkpoint sets is " +
+                   std::to_string(why.lowest_peak) + " bytes: a segment's recomputation beside the kept "
+                   "checkpoints and gradients does not fit";
+    } else {
+      info->note = "every checkpoint set recomputes past its step limit (the forward has too few single-node cuts)";
+    }
+  }
+  return std::nullopt;
 }
 
 }  // namespace lethe::sched

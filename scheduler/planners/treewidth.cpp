@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "scheduler/plan_builder.h"
 #include "scheduler/planner.h"
 #include "scheduler/planners/planners.h"
 #include "scheduler/problem.h"
@@ -147,6 +148,8 @@ class Planner {
       in.erase(std::unique(in.begin(), in.end()), in.end());
     }
   }
+
+  int depth() const { return st_.height(); }
 
   int decompose() {
     g_ = undirected_skeleton(p_, active_);
@@ -451,9 +454,9 @@ class Planner {
 
 }  // namespace
 
-std::optional<Plan> plan_treewidth(const Problem& p, int64_t budget_bytes, const PlannerOptions& opts,
-                                   PlannerInfo* info) {
-  (void)opts;
+namespace {
+
+std::optional<Plan> treewidth_once(const Problem& p, int64_t budget_bytes, PlannerInfo* info) {
   Planner pl(p);
   const int k = pl.decompose();
   if (info) info->treewidth = k;
@@ -471,7 +474,7 @@ std::optional<Plan> plan_treewidth(const Problem& p, int64_t budget_bytes, const
   if (min_peak > budget_bytes) {
     if (info)
       info->note = "memory-minimising schedule needs " + std::to_string(min_peak) + " bytes (width " +
-                   std::to_string(k) + ")";
+                   std::to_string(k) + ", separator tree depth " + std::to_string(pl.depth()) + ")";
     return std::nullopt;
   }
   std::vector<Step> steps;
@@ -505,9 +508,30 @@ std::optional<Plan> plan_treewidth(const Problem& p, int64_t budget_bytes, const
   plan.predicted_peak_bytes = e.peak;
   plan.predicted_cost = e.cost;
   if (info)
-    info->note = "width " + std::to_string(k) + ", memory-minimising peak " + std::to_string(min_peak) +
-                 ", " + how;
+    info->note = "width " + std::to_string(k) + ", depth " + std::to_string(pl.depth()) +
+                 ", memory-minimising peak " + std::to_string(min_peak) + ", " + how;
   return plan;
+}
+
+}  // namespace
+
+std::optional<Plan> plan_treewidth(const Problem& p, int64_t budget_bytes, const PlannerOptions& opts,
+                                   PlannerInfo* info) {
+  (void)opts;
+  if (std::optional<Plan> plan = treewidth_once(p, budget_bytes, info)) return plan;
+  // Parameter gradients larger than their inputs (a CNN's last layers, in PyTorch's exports) held
+  // from where the id order makes them: with them made last, the natural order and the recursion
+  // hold their inputs instead.
+  if (std::optional<Reordered> r = late_outputs_last(p)) {
+    PlannerInfo again;
+    if (std::optional<Plan> plan = treewidth_once(r->problem, budget_bytes, &again)) {
+      if (info) *info = again, info->note += ", large gradients computed last";
+      Plan q = plan_in_original(std::move(*plan), *r);
+      q.graph = p.name;
+      return q;
+    }
+  }
+  return std::nullopt;
 }
 
 // For tests and benches: the recursion's schedule (after dropping dead computes and moving frees

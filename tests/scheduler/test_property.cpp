@@ -8,6 +8,7 @@
 #include "scheduler/generators.h"
 #include "scheduler/planner.h"
 #include "scheduler/simulator.h"
+#include "torch_like.h"
 
 using namespace lethe::sched;
 
@@ -66,4 +67,43 @@ TEST_CASE("property: all planners, all families, 5,000+ small graphs (a quarter 
   }
   CHECK(graphs >= kGraphs * 5000 / 5040);
   MESSAGE(graphs << " graphs, " << plans << " plans checked");
+}
+
+// The same contract on the generated graphs rewritten in PyTorch's shape (torch_like.h: a resident
+// tangent seeds the backward, nothing reads the loss, gradient formulas recompute forward values),
+// on every eighth graph of the sequence above; a budget refused by plan() names the smallest
+// feasible budget.
+TEST_CASE("property: all planners on PyTorch-shaped graphs") {
+  const auto families = generator_families();
+  const int per_family = 5040 / static_cast<int>(families.size()) + 1;
+  int graphs = 0;
+  for (const std::string& family : families) {
+    for (int i = 0; i < per_family; i += 8) {
+      const uint64_t seed = 1000u * static_cast<uint64_t>(i) + 17;
+      const int n = 3 + static_cast<int>(seed * 2654435761u % 14);
+      const Problem p = lethe::sched::test::torch_like(generate(family, n, seed, 2 + i % 4));
+      ++graphs;
+      const int64_t smallest = smallest_feasible_budget(p, "auto");
+      REQUIRE(smallest >= floor_bytes(p));
+      REQUIRE(smallest <= no_remat_peak(p));
+      for (const PlannerEntry& e : planners()) {
+        if (!e.fn || e.name == "checkmate") continue;
+        for (const int64_t b : {parse_budget("1", p), parse_budget("0.5", p), parse_budget("0.25", p), smallest}) {
+          const std::optional<PlanResult> r = try_plan(p, b, e.name);
+          if (!r) continue;
+          const SimResult s = simulate(p, r->plan);
+          const bool ok = s.valid && s.peak_bytes <= b && r->plan.predicted_peak_bytes == s.peak_bytes;
+          CHECK_MESSAGE(ok, family << " n=" << n << " seed " << seed << " planner " << e.name << ": " << s.message);
+        }
+      }
+      if (smallest > floor_bytes(p)) {
+        try {
+          (void)plan(p, smallest - 1, "sqrt");
+        } catch (const Infeasible& inf) {
+          CHECK(inf.smallest_bytes == smallest);
+        }
+      }
+    }
+  }
+  MESSAGE(graphs << " PyTorch-shaped graphs");
 }
