@@ -16,8 +16,6 @@
 #include "framework/error.h"
 #include "framework/trace.h"
 
-extern "C" void openblas_set_num_threads(int);
-extern "C" int openblas_get_num_threads(void);
 
 namespace lethe {
 
@@ -482,16 +480,14 @@ ExecStats run_streams(Graph& g, const StepRun& run, std::vector<std::shared_ptr<
       abandon(std::current_exception());
     }
   };
-  // OpenBLAS's thread count is global: set for the streams, restored after.
-  const int blas_threads = openblas_get_num_threads();
-  openblas_set_num_threads(run.threads_per_stream);
+  // OpenBLAS runs single-threaded everywhere (ops/gemm.cpp parallelises a GEMM over blocks of its
+  // output with the calling thread's OpenMP threads), so each stream's GEMMs use its own threads.
   {
     std::vector<std::thread> threads;
     threads.reserve(static_cast<size_t>(run.streams));
     for (int s = 0; s < run.streams; ++s) threads.emplace_back(worker, s);
     for (std::thread& t : threads) t.join();
   }
-  openblas_set_num_threads(blas_threads);
   if (error) std::rethrow_exception(error);
   // Side effects, once each, after every stream (with all threads).
   std::vector<std::pair<double, double>> side;

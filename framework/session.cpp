@@ -22,7 +22,6 @@
 #include "scheduler/budget.h"
 #include "scheduler/planner.h"
 
-extern "C" void openblas_set_num_threads(int);
 
 namespace lethe {
 namespace {
@@ -45,9 +44,8 @@ SessionState::SessionState(SessionOptions o) : opts_(std::move(o)), heap_(make_h
   if (!timer_) timer_ = make_host_timer();
   if (opts_.num_threads > 0) {
 #ifdef _OPENMP
-    omp_set_num_threads(opts_.num_threads);
+    omp_set_num_threads(opts_.num_threads);  // OpenBLAS runs single-threaded: ops/gemm.cpp parallelises
 #endif
-    openblas_set_num_threads(opts_.num_threads);
   }
 #ifdef _OPENMP
   threads_ = opts_.num_threads > 0 ? opts_.num_threads : std::max(1, omp_get_max_threads());

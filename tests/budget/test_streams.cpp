@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "../../examples/inception/model.h"
 #include "../../examples/unet/model.h"
 #include "lethe.h"
 #include "nn/nn.h"
@@ -176,6 +177,24 @@ TEST_CASE("streams: Transformer with causal attention and dropout bitwise equal 
   check_model(transformer);
 }
 TEST_CASE("streams: U-Net bitwise equal on every stream count") { check_model(unet); }
+
+// Three stages of Inception blocks: 3x3 convolutions of 432 inputs per output (48 channels), where
+// OpenBLAS's own threading once changed the bits between one thread and two (ops/gemm.cpp).
+TEST_CASE("streams: an Inception-style CNN on 2 streams of 1 thread is bitwise the serial step on 2 threads") {
+  const auto make = [] {
+    auto net = std::make_shared<examples::Inception>(examples::InceptionConfig{.width = 12, .blocks = {1, 1, 1}});
+    auto x = randn({8, 3, 32, 32});
+    auto y = from_vector<int64_t>({0, 1, 2, 3, 4, 5, 6, 7}, {8});
+    return Model{net, [net, x, y] { return cross_entropy(net->forward(x), y); }};
+  };
+  const Result ref = train(make, "", "auto", 1, 3);
+  for (const char* b : {"1", "0.5"}) {
+    CAPTURE(b);
+    const Result r = train(make, b, "auto", 2, 3);
+    CHECK(r.losses == ref.losses);
+    CHECK(r.state == ref.state);
+  }
+}
 
 TEST_CASE("streams: 50 steps with a random pause before every op stay bitwise equal" *
           doctest::test_suite("executor")) {
