@@ -140,7 +140,7 @@ StepTimes bench_transformer(const std::string& budget, int iters, int streams = 
     model->push_back(std::make_shared<nn::TransformerBlock>(nn::TransformerBlockOptions(d, heads).causal(true)));
   Tensor x = randn({batch, seq, d}), y = randn({batch, seq, d});
   optim::AdamW opt(model->parameters(), optim::AdamWOptions(1e-4));
-  // kAutoStreams measures three serial and three parallel steps before it chooses.
+  // kAutoStreams measures three serial and four parallel steps before it chooses.
   return time_steps(s, opt, iters, [&] { return mse_loss(model->forward(x), y); }, streams == 1 ? 4 : 8);
 }
 

@@ -218,7 +218,7 @@ int main(int argc, char** argv) {
   CLI::App app{"Step time with streams against serial, under memory budgets, relative to serial unlimited"};
   std::string out_dir = "streams_sweep", models_s = "gpt-small,resnet18,unet,inception", budgets_s = "1,0.5,0.33,0.25",
               configs_s = "serial,2x1,auto", text = "/usr/share/common-licenses/GPL-3";
-  int warmup = 7, steps = 5, threads = 2;
+  int warmup = 7, steps = 9, threads = 2;
   app.add_option("--out", out_dir, "folder for streams_sweep.csv")->capture_default_str();
   app.add_option("--models", models_s, "comma-separated: gpt-small, resnet18, unet, inception")->capture_default_str();
   app.add_option("--budgets", budgets_s, "comma-separated activation fractions (or byte sizes such as 64MiB)")
@@ -228,7 +228,7 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "CPU threads of every session (split between streams)")
       ->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--warmup", warmup, "untimed steps per cell first (the session measures op times and plans "
-                 "again in them; auto runs three serial and three parallel steps before it chooses)")->capture_default_str()->check(CLI::NonNegativeNumber);
+                 "again in them; auto runs three serial and four parallel steps before it chooses)")->capture_default_str()->check(CLI::NonNegativeNumber);
   app.add_option("--steps", steps, "timed steps per cell (median)")->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--text", text, "text for the GPT")->capture_default_str();
   CLI11_PARSE(app, argc, argv);

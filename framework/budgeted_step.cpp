@@ -375,7 +375,7 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
     // A warm serial step (not the first) of a step that may run on streams.
     if (++tune.serial_runs >= 2 && (tune.serial_best == 0 || secs < tune.serial_best)) tune.serial_best = secs;
   }
-  if (opts_.streams == kAutoStreams && can_stream && !tune.decided && tune.parallel_runs >= 3 && tune.serial_best > 0) {
+  if (opts_.streams == kAutoStreams && can_stream && !tune.decided && tune.parallel_runs >= 4 && tune.serial_best > 0) {
     // Streams are kept only when they measured faster than the serial plan (by 2 %, above the
     // noise of one step's time here): otherwise every later step runs serially.
     tune.decided = tune.parallel_best < 0.98 * tune.serial_best ? parallel : 1;

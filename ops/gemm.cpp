@@ -23,13 +23,13 @@ bool empty_product(int64_t m, int64_t n, int64_t k, T beta, T* c, int64_t ldc) {
 }
 
 // OpenBLAS is run single-threaded, and a GEMM is parallelised here over blocks of C's columns (or
-// rows, when C is tall), each block one single-threaded call. Reason: the results must not depend on
-// the number of threads (a step on two streams of one thread each gives bitwise the serial step's
-// results on two threads), and OpenBLAS's threaded driver blocks the inner dimension differently from
-// its single-threaded one: on this machine's Zen cores a 48x432 by 432x512 product differed in 77 %
-// of its elements between one and two threads (K between GEMM_Q and 2 GEMM_Q). A single-threaded
-// call computes each element of C with the same inner-dimension order whatever block of C it is
-// asked for, so the blocks agree with one call over all of C.
+// rows, when C is tall) of a fixed size, each block one single-threaded call, the blocks shared out
+// among the calling thread's OpenMP threads. Reason: the results must not depend on the number of
+// threads (a step on two streams of one thread each gives bitwise the serial step's results on two
+// threads). OpenBLAS's threaded driver blocks the inner dimension differently from its
+// single-threaded one (on this machine's Zen cores a 48x432 by 432x512 product differed in 77 % of
+// its elements between one and two threads), and even single-threaded it picks its kernels by the
+// shape it is given; so the blocks here depend on the product's shape only, never on the threads.
 void blas_single_threaded() {
   static const bool once = [] {
 #ifdef _OPENMP
@@ -48,29 +48,33 @@ template <typename T, typename Call>
 void blocked(bool ta, bool tb, int64_t m, int64_t n, const T* a, int64_t lda, const T* b, int64_t ldb, T* c,
              int64_t ldc, Call call) {
   blas_single_threaded();
-  // Blocks of at least 64 columns (rows), a multiple of 16, one per thread.
-  constexpr int64_t kMin = 64, kAlign = 16;
+  // Blocks of kBlock columns (rows), the last one shorter: their number depends on the shape only.
+  constexpr int64_t kBlock = 256;
   int threads = 1;
 #ifdef _OPENMP
   if (!omp_in_parallel()) threads = omp_get_max_threads();
 #endif
   const bool by_rows = m > n;
   const int64_t len = by_rows ? m : n;
-  int64_t blocks = std::min<int64_t>(threads, len / kMin);
-  if (blocks <= 1) {
+  const int64_t per = kBlock, blocks = (len + per - 1) / per;
+  if (blocks <= 1 || threads <= 1) {
 #ifdef _OPENMP
     // The OpenMP build of OpenBLAS takes its thread count from the caller's OpenMP count.
     if (threads > 1) omp_set_num_threads(1);
-    call(m, n, a, b, c);
+#endif
+    for (int64_t j = 0; j < blocks; ++j) {
+      const int64_t lo = j * per, w = std::min(len, lo + per) - lo;
+      if (by_rows)
+        call(w, n, ta ? a + lo : a + lo * lda, b, c + lo * ldc);
+      else
+        call(m, w, a, tb ? b + lo * ldb : b + lo, c + lo);
+    }
+#ifdef _OPENMP
     if (threads > 1) omp_set_num_threads(threads);
-#else
-    call(m, n, a, b, c);
 #endif
     return;
   }
-  const int64_t per = ((len + blocks - 1) / blocks + kAlign - 1) / kAlign * kAlign;
-  blocks = (len + per - 1) / per;
-#pragma omp parallel for schedule(static) num_threads(static_cast<int>(blocks))
+#pragma omp parallel for schedule(static) num_threads(static_cast<int>(std::min<int64_t>(threads, blocks)))
   for (int64_t j = 0; j < blocks; ++j) {
     const int64_t lo = j * per, w = std::min(len, lo + per) - lo;
     if (by_rows)  // rows lo.. of op(A) and C

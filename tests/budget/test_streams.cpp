@@ -130,7 +130,7 @@ size_t smallest_budget(const std::function<Model()>& make, const std::string& pl
   return 0;
 }
 
-// Eight steps: under kAutoStreams the first three run serially, the next three on streams, and the
+// Eight steps: under kAutoStreams the first three run serially, the next four on streams, and the
 // choice is made after them.
 void check_model(const std::function<Model()>& make) {
   constexpr int kSteps = 8;
