@@ -5,15 +5,16 @@
 
 The graph is traced with AOTAutograd (functorch), which gives the joint graph of one training step:
 the parameters, buffers, the batch, the labels and the gradient seed (a "tangent") as placeholders,
-then the forward ops, then the backward ops. Every tensor an op makes is one node: an op with
-several results is one node for its first result, carrying its cost, and one node per other result
-that reads it at no cost (their lifetimes differ: a convolution's weight gradient is kept to the end
-of the step, its input gradient only until the next op). The placeholders are resident; the
-outputs are the loss and the parameter gradients. Views (an op whose outputs share storage with an input: view,
-t, expand, detach, getitem of a multi-output op...) make no node: readers of a view read the node
-whose storage it is. The joint graph is functional (AOTAutograd functionalizes it), so there is no
-in-place op to collapse. Costs are CPU seconds of one thread, the minimum over --runs runs of the
-whole graph, each op timed on its own.
+then the forward ops, then the backward ops. Every op that makes new storage is one node, as the
+format requires: an op with several results (native_batch_norm, convolution_backward...) is one
+node whose bytes is the sum of its results' new storage, and readers of any of its results read
+that node, so the node lives until the last reader of any result (a convolution's input gradient is
+held as long as its weight gradient, an output, is). The placeholders are resident; the outputs are
+the loss and the parameter gradients. Views (an op whose outputs share storage with an input or
+with another op's result: view, t, expand, detach, getitem of a multi-result op...) make no node:
+readers of a view read the node whose storage it is. The joint graph is functional (AOTAutograd
+functionalizes it), so there is no in-place op to collapse. Costs are CPU seconds of one thread,
+the minimum over --runs runs of the whole graph, each op timed on its own.
 
 Needs Debian's python3-torch and python3-torchvision (torch 1.13: functorch.compile.aot_function).
 """
@@ -189,24 +190,19 @@ def export(joint, inputs, n_params, runs, name):
                 continue  # a shape, a scalar
             target = getattr(fx.target, "__name__", str(fx.target))
             op = target.split(".")[0]
-            # One node per new storage: the first carries the op's cost, each other one reads it
-            # (and the op's inputs) at no cost. A multi-output op's results live apart in PyTorch
-            # (a convolution's weight gradient to the end of the step, its input gradient until
-            # the next op), and one node holding both would keep the input gradient to the end.
-            first = None
+            # One node for the op, whatever the number of its results (the format: a multi-output
+            # op is one node whose bytes is the sum); results sharing a storage count it once.
+            nbytes, keys = 0, []
             for t in fresh:
                 key = storage_key(t)
-                if key in owner:
+                if key in keys:
                     continue
+                keys.append(key)
                 st = t.storage()
-                nbytes = st.nbytes() if hasattr(st, "nbytes") else st.size() * t.element_size()
-                if first is None:
-                    first = add(fx, op, nbytes, ins)
-                    owner[key] = first
-                else:
-                    owner[key] = add(fx, op, nbytes, ins + [first])
-                    nodes[-1]["name"] = f"{fx.name}.{len(nodes) - 1 - first}"
-            node_of[fx] = first
+                nbytes += st.nbytes() if hasattr(st, "nbytes") else st.size() * t.element_size()
+            node_of[fx] = add(fx, op, nbytes, ins)
+            for key in keys:
+                owner[key] = node_of[fx]
         if r == 0:
             outputs = []
             out_node = next(n for n in graph.nodes if n.op == "output")

@@ -29,17 +29,37 @@ std::vector<std::string> corpus() {
 // Where sqrt or chain do not reach half the activations yet (smallest fraction each fits, measured
 // when the corpus was exported). The test checks they still refuse, with a reason, so that the list
 // stays true: a planner that starts fitting must leave it.
+//
+// Since the exporter makes a multi-result op one node (the format's rule), a node holding several
+// results lives until the last reader of any: a convolution_backward or native_batch_norm_backward
+// node holds its input gradient with the weight gradient, an output, so the input gradients sit in
+// the floor; a native_batch_norm or max_pool2d_with_indices node holds its activation-sized output
+// with the statistics or indices its backward reads, so those outputs are kept for the backward.
+// The floors rose and the activations above them shrank (README), and five pairs joined the list.
 struct Short {
   const char* graph;
   const char* planner;
 };
 constexpr Short kShort[] = {
-    // The vocabulary head: logits, log-softmax and their gradients, 32 MiB each (chain 0.72).
+    // The vocabulary head: logits, log-softmax and their gradients, 32 MiB each (chain 0.69; block
+    // 8's backward alone needs 133 MiB with the resident values).
     {"bert-b8-128", "chain"},
-    // The stem at batch 32: three 9.9 MiB values in one op's backward (sqrt 0.53, chain 0.57;
-    // lethe fits down to 0.42).
+    // GoogLeNet, ResNet-18, ShuffleNetV2: their plans peak at the stem's backward, which comes last,
+    // when every other output (with its input gradient) is held; the stem's 2/8/3 MiB activations
+    // and gradients they hold on top are more than half of what is left above the floor (chain
+    // 0.64; sqrt 0.72, chain 0.98; chain 0.53; lethe fits 0.39, 0.26, 0.21).
+    {"googlenet-b8-64px", "chain"},
+    {"resnet18-b32-64px", "sqrt"}, {"resnet18-b32-64px", "chain"},
+    {"shufflenetv2-b32-64px", "chain"},
+    // SqueezeNet at batch 32: sqrt's lowest peak is 68.2 MiB, at the last pool's backward with 58.7
+    // MiB of forward values held (sqrt 0.80); chain's block 0's backward alone needs 59.4 MiB with
+    // the resident values (chain 1.0). No planner fits half: lethe 0.55.
     {"squeezenet-b32-64px", "sqrt"}, {"squeezenet-b32-64px", "chain"},
-    {"unet-b8-64px", "sqrt"},  // 0.52: the top skip connection spans the whole graph
+    // The top skip connection spans the whole graph, and each batch norm's output, in the node its
+    // backward reads for the statistics, is held for the backward: sqrt's lowest peak over its 9
+    // checkpoint sets is the no-remat peak, and chain's one-block schedule exceeds the budget when
+    // run; neither fits below 1.0 (lethe fits 0.18).
+    {"unet-b8-64px", "sqrt"}, {"unet-b8-64px", "chain"},
 };
 
 bool known_short(const std::string& graph, const std::string& planner) {
