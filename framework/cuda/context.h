@@ -24,6 +24,10 @@ struct Context {
   ~Context();
 };
 
+// Makes c's stream, cuBLAS and cuDNN handles (deterministic settings) and scratch on `device`, the
+// current device (framework/cuda/runtime.cpp). A session's context and each extra stream's use it.
+void init_context(Context& c, int device);
+
 inline Context& context(const KernelCall& k) {
   LETHE_ASSERT(k.stream != nullptr);
   return *static_cast<Context*>(k.stream);

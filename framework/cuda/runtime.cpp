@@ -183,22 +183,26 @@ void install_backend() {
   register_kernels();
 }
 
+void init_context(Context& c, int device) {
+  c.device = device;
+  LETHE_CUDA_CHECK(cudaStreamCreateWithFlags(&c.stream, cudaStreamNonBlocking));
+  LETHE_CUBLAS_CHECK(cublasCreate(&c.blas));
+  LETHE_CUBLAS_CHECK(cublasSetStream(c.blas, c.stream));
+  // Deterministic: no atomics in cuBLAS reductions; the workspace is set per call from the arena.
+  LETHE_CUBLAS_CHECK(cublasSetAtomicsMode(c.blas, CUBLAS_ATOMICS_NOT_ALLOWED));
+  LETHE_CUBLAS_CHECK(cublasSetWorkspace(c.blas, nullptr, 0));
+  LETHE_CUDNN_CHECK(cudnnCreate(&c.dnn));
+  LETHE_CUDNN_CHECK(cudnnSetStream(c.dnn, c.stream));
+  LETHE_CUDA_CHECK(cudaMalloc(&c.scratch, kScratchBytes));
+}
+
 std::shared_ptr<void> create_context(int index) {
   const int n = lethe::cuda::device_count();
   LETHE_CHECK(index >= 0 && index < n, "Device::cuda(", index, "): this machine has ", n,
               " CUDA device(s)");
   LETHE_CUDA_CHECK(cudaSetDevice(index));
   auto c = std::make_shared<Context>();
-  c->device = index;
-  LETHE_CUDA_CHECK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
-  LETHE_CUBLAS_CHECK(cublasCreate(&c->blas));
-  LETHE_CUBLAS_CHECK(cublasSetStream(c->blas, c->stream));
-  // Deterministic: no atomics in cuBLAS reductions; the workspace is set per call from the arena.
-  LETHE_CUBLAS_CHECK(cublasSetAtomicsMode(c->blas, CUBLAS_ATOMICS_NOT_ALLOWED));
-  LETHE_CUBLAS_CHECK(cublasSetWorkspace(c->blas, nullptr, 0));
-  LETHE_CUDNN_CHECK(cudnnCreate(&c->dnn));
-  LETHE_CUDNN_CHECK(cudnnSetStream(c->dnn, c->stream));
-  LETHE_CUDA_CHECK(cudaMalloc(&c->scratch, kScratchBytes));
+  init_context(*c, index);
   return std::shared_ptr<void>(c, c.get());
 }
 

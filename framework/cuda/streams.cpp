@@ -17,17 +17,10 @@ class CudaStreams final : public DeviceStreams {
   CudaStreams(std::shared_ptr<void> main, int n) : main_(std::move(main)) {
     Context& m = *static_cast<Context*>(main_.get());
     contexts_.push_back(&m);
+    if (n > 1) LETHE_CUDA_CHECK(cudaSetDevice(m.device));  // the extra streams live on the session's device
     for (int s = 1; s < n; ++s) {
       auto c = std::make_unique<Context>();
-      c->device = m.device;
-      LETHE_CUDA_CHECK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
-      LETHE_CUBLAS_CHECK(cublasCreate(&c->blas));
-      LETHE_CUBLAS_CHECK(cublasSetStream(c->blas, c->stream));
-      LETHE_CUBLAS_CHECK(cublasSetAtomicsMode(c->blas, CUBLAS_ATOMICS_NOT_ALLOWED));
-      LETHE_CUBLAS_CHECK(cublasSetWorkspace(c->blas, nullptr, 0));
-      LETHE_CUDNN_CHECK(cudnnCreate(&c->dnn));
-      LETHE_CUDNN_CHECK(cudnnSetStream(c->dnn, c->stream));
-      LETHE_CUDA_CHECK(cudaMalloc(&c->scratch, kScratchBytes));
+      init_context(*c, m.device);
       contexts_.push_back(c.get());
       owned_.push_back(std::move(c));
     }
