@@ -349,27 +349,18 @@ std::shared_ptr<CompiledStep> streamed_step(const CompiledStep& serial, int stre
     double time;
   };
   std::vector<Option> options;
-  {
-    // Laid out afresh: no memory waits, more room used, when it fits.
+  // Laid out afresh, when that fits: with only the plan's own waits (buffers that may be live
+  // together kept apart), then with the frees in plan order ahead of later computes (no order holds
+  // more than the serial plan), fewer waits than the serial layout's when fragmentation leaves room.
+  for (const bool keep_serial_peak : {false, true}) {
+    ao.keep_serial_peak = keep_serial_peak;
     sched::Plan pl = sched::assign_streams(prob, src.plan, ao);
     sched::Layout l = sched::layout_plan(prob, pl, static_cast<int64_t>(kAlignment), src.cap);
-    if (l.high_water <= src.cap) {
-      const double t = sched::makespan(prob, pl, &ao.cost);
-      options.push_back({std::move(pl), std::move(l), "own layout", t});
-    }
+    if (l.high_water > src.cap) continue;
+    const double t = sched::makespan(prob, pl, &ao.cost);
+    options.push_back({std::move(pl), std::move(l), keep_serial_peak ? "frees in plan order, own layout" : "own layout", t});
   }
-  {
-    // The frees in plan order ahead of later computes (no order holds more than the serial plan),
-    // laid out afresh: fewer waits than the serial layout's when fragmentation leaves room.
-    ao.keep_serial_peak = true;
-    sched::Plan pl = sched::assign_streams(prob, src.plan, ao);
-    ao.keep_serial_peak = false;
-    sched::Layout l = sched::layout_plan(prob, pl, static_cast<int64_t>(kAlignment), src.cap);
-    if (l.high_water <= src.cap) {
-      const double t = sched::makespan(prob, pl, &ao.cost);
-      options.push_back({std::move(pl), std::move(l), "frees in plan order, own layout", t});
-    }
-  }
+  ao.keep_serial_peak = false;
   {
     // The serial layout: memory waits keep it valid in every order; it always fits.
     ao.layout = &src.layout;

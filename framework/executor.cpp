@@ -278,6 +278,59 @@ ExecStats run_steps(Graph& g, const StepRun& run, std::vector<std::shared_ptr<St
 namespace lethe {
 namespace {
 
+// What a run on streams measured, in seconds from its start: each plan step's interval, whether a
+// compute recomputed its node, the traced memory right after it (tracing only), and the same for
+// the side effects run after the streams.
+struct StreamRecord {
+  std::vector<double> begin, end;
+  std::vector<char> again;
+  std::vector<std::pair<int64_t, int64_t>> traced;
+  std::vector<std::pair<double, double>> side;
+  std::vector<std::pair<int64_t, int64_t>> side_traced;
+};
+
+// The stats both executors on streams report from their record: compute counts, each node's first
+// computation time, the trace's slices (one track per stream) and the overlap between streams.
+void account(const Graph& g, const StepRun& run, const StreamRecord& r, double start_us, ExecStats& st) {
+  const std::vector<ExecStep>& steps = *run.steps;
+  Tracer* tr = run.tracer;
+  std::vector<std::vector<std::pair<double, double>>> spans(static_cast<size_t>(run.streams));
+  std::vector<std::vector<char>> rec(static_cast<size_t>(run.streams));
+  for (size_t i = 0; i < steps.size(); ++i) {
+    if (!steps[i].compute) continue;
+    const size_t id = static_cast<size_t>(steps[i].node);
+    const size_t s = static_cast<size_t>((*run.stream)[i]);
+    spans[s].push_back({r.begin[i], r.end[i]});
+    rec[s].push_back(r.again[i]);
+    ++st.computed;
+    if (r.again[i])
+      ++st.recomputed;
+    else if (st.first_seconds[id] < 0)
+      st.first_seconds[id] = r.end[i] - r.begin[i];
+    if (tr) {
+      const Node& n = g.nodes[id];
+      tr->slice(r.again[i] ? Tracer::Kind::recompute : Tracer::Kind::compute, n.op->name(), steps[i].node, g.step,
+                start_us + r.begin[i] * 1e6, start_us + r.end[i] * 1e6, n.buffer_bytes(), static_cast<int>(s));
+      tr->memory(start_us + r.begin[i] * 1e6, r.traced[i].first, r.traced[i].second);
+    }
+  }
+  for (size_t k = 0; k < r.side.size(); ++k) {
+    const int id = (*run.side_effects)[k];
+    const auto [b, f] = r.side[k];
+    ++st.computed;
+    if (st.first_seconds[static_cast<size_t>(id)] < 0) st.first_seconds[static_cast<size_t>(id)] = f - b;
+    if (tr) {
+      const Node& n = g.nodes[static_cast<size_t>(id)];
+      tr->slice(Tracer::Kind::update, n.op->name(), id, g.step, start_us + b * 1e6, start_us + f * 1e6, n.buffer_bytes());
+      tr->memory(start_us + b * 1e6, r.side_traced[k].first, r.side_traced[k].second);
+    }
+  }
+  const Overlap o = overlaps(spans, rec);
+  st.parallel_seconds = o.parallel;
+  st.overlapped_recompute_seconds = o.recompute;
+  st.recompute_seconds = o.recompute_total;
+}
+
 // A plan on a device's streams: the host issues the steps in plan order; the device orders them by
 // events (DeviceStreams). Times come from timing events on each stream, read after the step.
 ExecStats run_device_streams(Graph& g, const StepRun& run, std::vector<std::shared_ptr<Storage>>& values) {
@@ -290,9 +343,12 @@ ExecStats run_device_streams(Graph& g, const StepRun& run, std::vector<std::shar
   st.first_seconds.assign(g.nodes.size(), -1.0);
   StepMemory& mem = *run.memory;
   Tracer* tr = run.tracer;
-  std::vector<char> done(g.nodes.size(), 0), again(m, 0);
-  std::vector<std::pair<int, int>> marks(m, {-1, -1});
-  std::vector<std::pair<int64_t, int64_t>> traced(m, {0, 0});
+  const bool report = tr || run.report_frees;
+  StreamRecord r;
+  r.again.assign(m, 0);
+  r.traced.assign(m, {0, 0});
+  std::vector<char> done(g.nodes.size(), 0);
+  std::vector<std::pair<int, int>> marks(m, {-1, -1}), side_marks;
   const auto t0 = std::chrono::steady_clock::now();
   const int start = ds.mark(0);
   for (size_t i = 0; i < m; ++i) {
@@ -300,77 +356,44 @@ ExecStats run_device_streams(Graph& g, const StepRun& run, std::vector<std::shar
     const int s = (*run.stream)[i];
     for (int32_t a : (*run.after)[i]) ds.wait(s, static_cast<size_t>(a));
     const size_t id = static_cast<size_t>(e.node);
+    if (report && values[id]) mem.freed(e.node);
     if (e.compute) {
-      if ((tr || run.report_frees) && values[id]) mem.freed(e.node);
       KernelEnv env = run.env;
       env.backend = ds.context(s);
-      again[i] = done[id];
+      r.again[i] = done[id];
       const int b = ds.mark(s);
       compute_node(env, g, e.node, values, mem.buffers(i, e.node));
       marks[i] = {b, ds.mark(s)};
       done[id] = 1;
-      if (tr) traced[i] = mem.computed(i, e.node, false);
+      if (tr) r.traced[i] = mem.computed(i, e.node, false);
     } else {
-      if ((tr || run.report_frees) && values[id]) mem.freed(e.node);
       values[id].reset();
     }
     ds.done(s, i);
   }
   ds.join();
-  std::vector<std::pair<int, int>> side_marks;
   if (run.side_effects) {
     for (int id : *run.side_effects) {
       const int b = ds.mark(0);
       compute_node(run.env, g, id, values, mem.side_effect_buffers(id));
       side_marks.push_back({b, ds.mark(0)});
-      if (tr) {
-        const auto [measured, predicted] = mem.computed(SIZE_MAX, id, true);
-        traced.push_back({measured, predicted});
-      }
+      r.side_traced.push_back(tr ? mem.computed(SIZE_MAX, id, true) : std::pair<int64_t, int64_t>{0, 0});
       values[static_cast<size_t>(id)].reset();
-      ++st.computed;
     }
   }
   mem.finished();
   ds.synchronize();
   st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::vector<std::vector<std::pair<double, double>>> spans(static_cast<size_t>(run.streams));
-  std::vector<std::vector<char>> rec(static_cast<size_t>(run.streams));
-  const double start_us = tr ? tr->to_us(t0) : 0.0;
-  for (size_t i = 0; i < m; ++i) {
-    if (!steps[i].compute) continue;
-    const size_t id = static_cast<size_t>(steps[i].node);
-    const size_t s = static_cast<size_t>((*run.stream)[i]);
-    const double b = ds.seconds(start, marks[i].first), f = ds.seconds(start, marks[i].second);
-    spans[s].push_back({b, f});
-    rec[s].push_back(again[i]);
-    ++st.computed;
-    if (again[i])
-      ++st.recomputed;
-    else if (st.first_seconds[id] < 0)
-      st.first_seconds[id] = f - b;
-    if (tr) {
-      const Node& n = g.nodes[id];
-      tr->slice(again[i] ? Tracer::Kind::recompute : Tracer::Kind::compute, n.op->name(), steps[i].node, g.step,
-                start_us + b * 1e6, start_us + f * 1e6, n.buffer_bytes(), static_cast<int>(s));
-      tr->memory(start_us + b * 1e6, traced[i].first, traced[i].second);
+  // Event times, read once the device has passed them.
+  r.begin.assign(m, 0.0);
+  r.end.assign(m, 0.0);
+  for (size_t i = 0; i < m; ++i)
+    if (marks[i].first >= 0) {
+      r.begin[i] = ds.seconds(start, marks[i].first);
+      r.end[i] = ds.seconds(start, marks[i].second);
     }
-  }
-  if (run.side_effects)
-    for (size_t k = 0; k < side_marks.size(); ++k) {
-      const int id = (*run.side_effects)[k];
-      const double b = ds.seconds(start, side_marks[k].first), f = ds.seconds(start, side_marks[k].second);
-      if (st.first_seconds[static_cast<size_t>(id)] < 0) st.first_seconds[static_cast<size_t>(id)] = f - b;
-      if (tr) {
-        const Node& n = g.nodes[static_cast<size_t>(id)];
-        tr->slice(Tracer::Kind::update, n.op->name(), id, g.step, start_us + b * 1e6, start_us + f * 1e6, n.buffer_bytes());
-        tr->memory(start_us + b * 1e6, traced[m + k].first, traced[m + k].second);
-      }
-    }
-  const Overlap o = overlaps(spans, rec);
-  st.parallel_seconds = o.parallel;
-  st.overlapped_recompute_seconds = o.recompute;
-  st.recompute_seconds = o.recompute_total;
+  for (const auto& [b, f] : side_marks) r.side.push_back({ds.seconds(start, b), ds.seconds(start, f)});
+  account(g, run, r, tr ? tr->to_us(t0) : 0.0, st);
   return st;
 }
 
@@ -406,14 +429,14 @@ ExecStats run_streams(Graph& g, const StepRun& run, std::vector<std::shared_ptr<
   std::exception_ptr error;
   std::mutex mu;  // StepMemory and the error
   std::vector<char> done(g.nodes.size(), 0);  // a node computed once already (recomputes wait on its free)
-  std::vector<double> begin(m, 0.0), end(m, 0.0);
-  std::vector<char> again(m, 0);
+  const bool report = tr || run.report_frees;
+  StreamRecord r;
+  r.begin.assign(m, 0.0);
+  r.end.assign(m, 0.0);
+  r.again.assign(m, 0);
+  r.traced.assign(tr ? m : 0, {0, 0});
   const auto t0 = std::chrono::steady_clock::now();
   auto since = [&](std::chrono::steady_clock::time_point t) { return std::chrono::duration<double>(t - t0).count(); };
-  struct Mem {
-    int64_t measured, predicted;
-  };
-  std::vector<Mem> traced(tr ? m : 0);
   auto abandon = [&](std::exception_ptr e) {
     {
       std::lock_guard<std::mutex> lock(mu);
@@ -445,7 +468,7 @@ ExecStats run_streams(Graph& g, const StepRun& run, std::vector<std::shared_ptr<
           BufferFn buffers;
           {
             std::lock_guard<std::mutex> lock(mu);
-            if ((tr || run.report_frees) && values[id]) mem.freed(e.node);
+            if (report && values[id]) mem.freed(e.node);
             BufferFn inner = mem.buffers(i, e.node);
             buffers = [&mu, inner](size_t bytes, bool workspace) {
               std::lock_guard<std::mutex> l(mu);
@@ -453,25 +476,23 @@ ExecStats run_streams(Graph& g, const StepRun& run, std::vector<std::shared_ptr<
             };
           }
           jitter(run.jitter_seed, i);
-          again[i] = done[id];
+          r.again[i] = done[id];
           const auto b = std::chrono::steady_clock::now();
           compute_node(run.env, g, e.node, values, buffers);
           const auto f = std::chrono::steady_clock::now();
-          begin[i] = since(b);
-          end[i] = since(f);
+          r.begin[i] = since(b);
+          r.end[i] = since(f);
           done[id] = 1;
           if (tr) {
             std::lock_guard<std::mutex> lock(mu);
-            const auto [measured, predicted] = mem.computed(i, e.node, false);
-            traced[i] = {measured, predicted};
+            r.traced[i] = mem.computed(i, e.node, false);
           }
         } else {
-          if (tr || run.report_frees) {
+          if (report) {
             std::lock_guard<std::mutex> lock(mu);
             if (values[id]) mem.freed(e.node);
           }
           values[id].reset();
-          begin[i] = end[i] = since(std::chrono::steady_clock::now());
         }
         state[i].store(1, std::memory_order_release);
         state[i].notify_all();
@@ -490,54 +511,20 @@ ExecStats run_streams(Graph& g, const StepRun& run, std::vector<std::shared_ptr<
   }
   if (error) std::rethrow_exception(error);
   // Side effects, once each, after every stream (with all threads).
-  std::vector<std::pair<double, double>> side;
   if (run.side_effects) {
     for (int id : *run.side_effects) {
       jitter(run.jitter_seed, SIZE_MAX);
       const auto b = std::chrono::steady_clock::now();
       compute_node(run.env, g, id, values, mem.side_effect_buffers(id));
       const auto f = std::chrono::steady_clock::now();
-      side.push_back({since(b), since(f)});
-      if (!done[static_cast<size_t>(id)]) st.first_seconds[static_cast<size_t>(id)] = side.back().second - side.back().first;
-      done[static_cast<size_t>(id)] = 1;
-      if (tr) {
-        const auto [measured, predicted] = mem.computed(SIZE_MAX, id, true);
-        tr->slice(Tracer::Kind::update, g.nodes[static_cast<size_t>(id)].op->name(), id, g.step,
-                  tr->to_us(t0) + side.back().first * 1e6, tr->to_us(t0) + side.back().second * 1e6,
-                  g.nodes[static_cast<size_t>(id)].buffer_bytes());
-        tr->memory(tr->to_us(t0) + side.back().first * 1e6, measured, predicted);
-      }
+      r.side.push_back({since(b), since(f)});
+      r.side_traced.push_back(tr ? mem.computed(SIZE_MAX, id, true) : std::pair<int64_t, int64_t>{0, 0});
       values[static_cast<size_t>(id)].reset();
-      ++st.computed;
     }
   }
   mem.finished();
   st.seconds = since(std::chrono::steady_clock::now());
-  std::vector<std::vector<std::pair<double, double>>> spans(static_cast<size_t>(run.streams));
-  std::vector<std::vector<char>> rec(static_cast<size_t>(run.streams));
-  for (size_t i = 0; i < m; ++i) {
-    if (!steps[i].compute) continue;
-    const size_t id = static_cast<size_t>(steps[i].node);
-    const size_t s = static_cast<size_t>((*run.stream)[i]);
-    spans[s].push_back({begin[i], end[i]});
-    rec[s].push_back(again[i]);
-    ++st.computed;
-    if (again[i])
-      ++st.recomputed;
-    else if (st.first_seconds[id] < 0)
-      st.first_seconds[id] = end[i] - begin[i];
-    if (tr) {
-      const Node& n = g.nodes[id];
-      // One track per stream (Perfetto shows each as a thread of the session).
-      tr->slice(again[i] ? Tracer::Kind::recompute : Tracer::Kind::compute, n.op->name(), steps[i].node, g.step,
-                tr->to_us(t0) + begin[i] * 1e6, tr->to_us(t0) + end[i] * 1e6, n.buffer_bytes(), static_cast<int>(s));
-      tr->memory(tr->to_us(t0) + begin[i] * 1e6, traced[i].measured, traced[i].predicted);
-    }
-  }
-  const Overlap o = overlaps(spans, rec);
-  st.parallel_seconds = o.parallel;
-  st.overlapped_recompute_seconds = o.recompute;
-  st.recompute_seconds = o.recompute_total;
+  account(g, run, r, tr ? tr->to_us(t0) : 0.0, st);
   return st;
 }
 

@@ -57,31 +57,26 @@ void blocked(bool ta, bool tb, int64_t m, int64_t n, const T* a, int64_t lda, co
   const bool by_rows = m > n;
   const int64_t len = by_rows ? m : n;
   const int64_t per = kBlock, blocks = (len + per - 1) / per;
+  const auto block = [&](int64_t j) {
+    const int64_t lo = j * per, w = std::min(len, lo + per) - lo;
+    if (by_rows)  // rows lo.. of op(A) and C
+      call(w, n, ta ? a + lo : a + lo * lda, b, c + lo * ldc);
+    else  // columns lo.. of op(B) and C
+      call(m, w, a, tb ? b + lo * ldb : b + lo, c + lo);
+  };
   if (blocks <= 1 || threads <= 1) {
 #ifdef _OPENMP
     // The OpenMP build of OpenBLAS takes its thread count from the caller's OpenMP count.
     if (threads > 1) omp_set_num_threads(1);
 #endif
-    for (int64_t j = 0; j < blocks; ++j) {
-      const int64_t lo = j * per, w = std::min(len, lo + per) - lo;
-      if (by_rows)
-        call(w, n, ta ? a + lo : a + lo * lda, b, c + lo * ldc);
-      else
-        call(m, w, a, tb ? b + lo * ldb : b + lo, c + lo);
-    }
+    for (int64_t j = 0; j < blocks; ++j) block(j);
 #ifdef _OPENMP
     if (threads > 1) omp_set_num_threads(threads);
 #endif
     return;
   }
 #pragma omp parallel for schedule(static) num_threads(static_cast<int>(std::min<int64_t>(threads, blocks)))
-  for (int64_t j = 0; j < blocks; ++j) {
-    const int64_t lo = j * per, w = std::min(len, lo + per) - lo;
-    if (by_rows)  // rows lo.. of op(A) and C
-      call(w, n, ta ? a + lo : a + lo * lda, b, c + lo * ldc);
-    else  // columns lo.. of op(B) and C
-      call(m, w, a, tb ? b + lo * ldb : b + lo, c + lo);
-  }
+  for (int64_t j = 0; j < blocks; ++j) block(j);
 }
 
 }  // namespace
