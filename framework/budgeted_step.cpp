@@ -31,6 +31,17 @@ namespace {
 // Op times are measured over the first kMeasuredSteps budgeted steps of a graph (per-node minimum);
 // the step is planned again after the first and after the last of them.
 constexpr int kMeasuredSteps = 3;
+// Folds the per-node times `x` of one step into `m` by a per-node minimum (-1: not measured); a
+// table of another size (another graph) is replaced.
+void fold_min(std::vector<double>& m, const std::vector<double>& x) {
+  if (m.size() != x.size()) {
+    m = x;
+    return;
+  }
+  for (size_t i = 0; i < m.size(); ++i)
+    if (x[i] >= 0 && (m[i] < 0 || x[i] < m[i])) m[i] = x[i];
+}
+
 int replan_point(int measured_steps) {
   return measured_steps >= kMeasuredSteps ? kMeasuredSteps : std::min(measured_steps, 1);
 }
@@ -178,10 +189,14 @@ std::shared_ptr<CompiledStep> SessionState::compile(Graph& g, const std::vector<
   auto t0 = std::chrono::steady_clock::now();
   auto mit = measured_.find(hash);
   const std::vector<double>* measured = mit == measured_.end() ? nullptr : &mit->second;
-  StepProblem sp = build_step_problem(g, targets, side_effects, measured, CostModel::calibrated());
-  if (arena_check_)
-    for (sched::Node& n : sp.problem.nodes)
-      if (!n.resident) n.bytes += static_cast<int64_t>(kGuardBytes);  // ArenaMemory checks them
+  auto problem = [&](const std::vector<double>* costs) {
+    StepProblem p = build_step_problem(g, targets, side_effects, costs, CostModel::calibrated());
+    if (arena_check_)
+      for (sched::Node& n : p.problem.nodes)
+        if (!n.resident) n.bytes += static_cast<int64_t>(kGuardBytes);  // ArenaMemory checks them
+    return p;
+  };
+  const StepProblem sp = problem(measured);
   if (!arena_) {
     // A fraction budget: the arena is sized from this first step, as that fraction of the step's
     // activation memory plus the largest op workspace (not an activation: an op needs all of it
@@ -195,7 +210,21 @@ std::shared_ptr<CompiledStep> SessionState::compile(Graph& g, const std::vector<
   const StepWindow window{static_cast<int64_t>(arena_->persistent_end()), static_cast<int64_t>(arena_->capacity())};
   CompileOptions co;
   co.planner = opts_.planner;
-  std::shared_ptr<CompiledStep> cs = compile_step(sp, window, co);
+  std::shared_ptr<CompiledStep> cs;
+  try {
+    cs = compile_step(sp, window, co);
+  } catch (const InfeasibleBudget&) {
+    // Measured times steer the planners, and a plan made from them may not lay out where the one
+    // from the deterministic estimates does (timing noise must not decide whether a step fits).
+    if (!measured) throw;
+    const std::exception_ptr first = std::current_exception();
+    try {
+      cs = compile_step(problem(nullptr), window, co);
+    } catch (const InfeasibleBudget&) {
+      std::rethrow_exception(first);  // infeasible either way: the error of the measured plan, as before
+    }
+    measured = nullptr;
+  }
   cs->measured_costs = measured != nullptr;
   if (auto ms = measured_steps_.find(hash); ms != measured_steps_.end()) cs->measured_steps = ms->second;
   cs->planning_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -358,14 +387,6 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
     bool is_kept = std::find(kept.begin(), kept.end(), static_cast<int>(i)) != kept.end();
     if (!is_kept && !g.nodes[i].is_leaf()) values[i].reset();
   }
-  auto fold_min = [](std::vector<double>& m, const std::vector<double>& x) {
-    if (m.size() != x.size()) {
-      m = x;
-      return;
-    }
-    for (size_t i = 0; i < m.size(); ++i)
-      if (x[i] >= 0 && (m[i] < 0 || x[i] < m[i])) m[i] = x[i];
-  };
   if (par) {
     // Op times on one stream of the parallel configuration, for the next plans on streams.
     if (tune.parallel_runs < kMeasuredSteps) fold_min(tune.costs, seconds);
@@ -387,8 +408,7 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
       m = seconds;
       n = 1;
     } else if (n < kMeasuredSteps) {
-      for (size_t i = 0; i < m.size(); ++i)
-        if (seconds[i] >= 0 && (m[i] < 0 || seconds[i] < m[i])) m[i] = seconds[i];
+      fold_min(m, seconds);
       ++n;
     }
   }
