@@ -2,6 +2,7 @@
 #pragma once
 
 #include "autograd/gradcheck.h"
+#include "dist/dist.h"
 #include "framework/device.h"
 #include "framework/dtype.h"
 #include "framework/error.h"

@@ -62,6 +62,7 @@ void Tensor::backward(const Tensor& grad_output, bool retain_graph) const {
     seed = gradient_seed(*this);
   }
   const int root = self->node;
+  const bool data_parallel = g->session != nullptr && g->session->data_parallel();
   std::vector<Tensor> grads(static_cast<size_t>(root) + 1);
   grads[static_cast<size_t>(root)] = seed;
   for (int id = root; id >= 0; --id) {
@@ -76,6 +77,8 @@ void Tensor::backward(const Tensor& grad_output, bool retain_graph) const {
       param->grad = param->grad ? add(Tensor(param->grad), gout).impl() : gout.impl();
       param->grad->role = StorageRole::gradient;
       if (param->grad->graph == g) g->nodes[static_cast<size_t>(param->grad->node)].is_gradient = true;
+      // Data parallel: the gradient is final here (every node that reads the leaf lies above it).
+      if (data_parallel) g->session->dp_gradient_final(param);
       continue;
     }
     std::shared_ptr<const Op> op = g->nodes[static_cast<size_t>(id)].op;
@@ -101,6 +104,7 @@ void Tensor::backward(const Tensor& grad_output, bool retain_graph) const {
       acc = acc.defined() ? add(acc, gin[i]) : gin[i];
     }
   }
+  if (data_parallel) g->session->dp_end_backward();
 }
 
 Tensor Tensor::detach() const {

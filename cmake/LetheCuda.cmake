@@ -60,6 +60,20 @@ if(LETHE_HAVE_CUDA)
   # Imported targets, not the build machine's paths: the installed LetheConfig.cmake finds the
   # toolkit and cuDNN again where the consumer has them (find_dependency(CUDAToolkit)).
   target_link_libraries(lethe PRIVATE CUDA::cudart CUDA::cublas CUDA::cublasLt Lethe_cudnn)
+  # NCCL (shipped with the toolkit here) for data-parallel CUDA ranks, bootstrapped through MPI.
+  set(LETHE_HAVE_NCCL OFF)
+  if(LETHE_HAVE_MPI)
+    find_path(LETHE_NCCL_INCLUDE_DIR nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS})
+    find_library(LETHE_NCCL_LIBRARY NAMES nccl HINTS ${CUDAToolkit_LIBRARY_DIR})
+    if(LETHE_NCCL_INCLUDE_DIR AND LETHE_NCCL_LIBRARY)
+      set(LETHE_HAVE_NCCL ON)
+      target_include_directories(lethe_cuda PRIVATE ${LETHE_NCCL_INCLUDE_DIR})
+      target_compile_definitions(lethe_cuda PRIVATE LETHE_HAVE_NCCL=1)
+      target_compile_definitions(lethe PRIVATE LETHE_HAVE_NCCL=1)
+      target_link_libraries(lethe PRIVATE ${LETHE_NCCL_LIBRARY})
+    endif()
+  endif()
+  message(STATUS "Lethe: NCCL for data-parallel CUDA ranks ${LETHE_HAVE_NCCL}")
   # The objects reach `lethe` only through target_sources; make sure they are built first.
   add_dependencies(lethe lethe_cuda)
 endif()

@@ -39,6 +39,8 @@ DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, const DataLoaderO
   LETHE_CHECK(o.batch_size() > 0, "DataLoader: batch_size must be positive, got ", o.batch_size());
   LETHE_CHECK(o.num_workers() >= 0, "DataLoader: num_workers must be >= 0, got ", o.num_workers());
   for (const auto& t : o.transforms()) LETHE_CHECK(t != nullptr, "DataLoader: a transform is null");
+  LETHE_CHECK(!(o.sampler() && o.shuffle()), "DataLoader: sampler and shuffle are mutually exclusive (the sampler "
+              "shuffles: DistributedSamplerOptions::shuffle)");
   LETHE_CHECK((o.transforms().empty() && o.num_workers() == 0) || dataset_->has_host_batches(),
               "DataLoader: transforms and num_workers need a dataset that gives host batches "
               "(Dataset::has_host_batches and get_host_batch, as TensorDataset and FashionMNIST do)");
@@ -79,16 +81,23 @@ HostBatch DataLoader::host_batch(const std::vector<int64_t>& order, int64_t epoc
 }
 
 int64_t DataLoader::size() const {
-  const int64_t n = dataset_->size(), b = options_.batch_size();
+  const int64_t n = options_.sampler() ? options_.sampler()->size() : dataset_->size(), b = options_.batch_size();
   return options_.drop_last() ? n / b : (n + b - 1) / b;
 }
 
+std::vector<int64_t> shuffled_order(int64_t n, uint64_t seed, int64_t epoch) {
+  std::vector<int64_t> idx(static_cast<size_t>(n));
+  std::iota(idx.begin(), idx.end(), int64_t{0});
+  std::mt19937_64 gen(splitmix64(seed ^ splitmix64(static_cast<uint64_t>(epoch))));
+  for (size_t i = idx.size(); i > 1; --i) std::swap(idx[i - 1], idx[below(gen, i)]);
+  return idx;
+}
+
 std::vector<int64_t> DataLoader::order(int64_t epoch) const {
+  if (options_.sampler()) return options_.sampler()->indices(epoch);
+  if (options_.shuffle()) return shuffled_order(dataset_->size(), options_.seed(), epoch);
   std::vector<int64_t> idx(static_cast<size_t>(dataset_->size()));
   std::iota(idx.begin(), idx.end(), int64_t{0});
-  if (!options_.shuffle()) return idx;
-  std::mt19937_64 gen(splitmix64(options_.seed() ^ splitmix64(static_cast<uint64_t>(epoch))));
-  for (size_t i = idx.size(); i > 1; --i) std::swap(idx[i - 1], idx[below(gen, i)]);
   return idx;
 }
 

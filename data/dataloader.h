@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "data/dataset.h"
+#include "data/sampler.h"
 #include "data/transforms.h"
 #include "nn/arg.h"
 
@@ -34,6 +35,9 @@ struct DataLoaderOptions {
   LETHE_ARG(std::vector<std::shared_ptr<const Transform>>, transforms) = {};
   // Threads gathering batches ahead of the one in use (0: gathered on the iterating thread).
   LETHE_ARG(int64_t, num_workers) = 0;
+  // The samples of each epoch and their order (data/sampler.h; this rank's share in data-parallel
+  // training) instead of the whole dataset; excludes shuffle.
+  LETHE_ARG(std::shared_ptr<const DistributedSampler>, sampler) = nullptr;
 };
 
 class DataLoader {

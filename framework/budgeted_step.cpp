@@ -313,12 +313,14 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
   // Streams: the plan on N streams (derived from the serial plan, in the same window), when
   // SessionOptions::streams asks for N, or under kAutoStreams while measuring it and once it has
   // measured faster than the serial plan.
-  const int parallel = opts_.streams >= 2 ? opts_.streams : 2;
+  // Data parallel: the all-reduces run on a communication stream beside the compute stream(s).
+  const bool comm = opts_.data_parallel && side_effects && cs->collectives;
+  const int parallel = opts_.streams >= 2 ? opts_.streams : comm ? 1 : 2;
   // CPU: auto needs two threads to share between streams; CUDA streams share the device.
-  const bool can_stream = side_effects && (opts_.streams >= 2 ||
+  const bool can_stream = side_effects && !comm && (opts_.streams >= 2 ||
                                            (opts_.streams == kAutoStreams && (threads_ >= 2 || opts_.device.is_cuda())));
   StreamTuning& tune = tuning_[ghash];
-  bool use_parallel = false;
+  bool use_parallel = comm;
   if (can_stream) {
     if (opts_.streams >= 2)
       use_parallel = true;
@@ -334,9 +336,10 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
     // Made again while its op times are being measured (each of the first kMeasuredSteps steps on
     // streams folds in more), and for each new serial plan.
     const int folded = std::min(tune.parallel_runs, kMeasuredSteps);
-    if (!cs->parallel || cs->parallel->streams != parallel || cs->parallel->measured_steps != folded) {
+    const int total = parallel + (comm ? 1 : 0);
+    if (!cs->parallel || cs->parallel->streams != total || cs->parallel->measured_steps != folded) {
       cs->parallel = streamed_step(*cs, parallel, tune.costs.empty() ? nullptr : &tune.costs,
-                                   opts_.device.is_cuda() ? 1.0 : static_cast<double>(threads_) / threads_per_stream);
+                                   opts_.device.is_cuda() ? 1.0 : static_cast<double>(threads_) / threads_per_stream, comm);
       cs->parallel->measured_steps = folded;
     }
     par = cs->parallel;
@@ -361,12 +364,8 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
     run.after = &par->after;
     run.streams = par->streams;
     run.threads_per_stream = threads_per_stream;
-#if defined(LETHE_HAVE_CUDA)
-    if (opts_.device.is_cuda()) {
-      if (!device_streams_) device_streams_ = cuda::detail::make_device_streams(backend_, parallel);
-      run.device_streams = device_streams_.get();
-    }
-#endif
+    run.comm_stream = comm ? par->streams - 1 : -1;
+    run.device_streams = device_streams(par->streams);
   }
   ExecStats st = run_steps(g, run, values);
   std::vector<double>& seconds = st.first_seconds;
@@ -431,6 +430,7 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
   report_.parallel_seconds = st.parallel_seconds;
   report_.overlapped_recompute_seconds = st.overlapped_recompute_seconds;
   report_.recompute_seconds = st.recompute_seconds;
+  report_comm(g, used.steps, st);
 }
 
 void SessionState::export_graph(const std::string& path) {

@@ -44,6 +44,21 @@ struct Candidate {
   bool reserved = false;
 };
 
+// Collectives (StepProblem::comm) are computed once each, in id order: every rank then issues them
+// in one order, whatever its budget and planner (the graph orders them too: data_parallel.cpp).
+bool collectives_once_in_order(const StepProblem& sp, const sched::Plan& plan) {
+  if (std::find(sp.comm.begin(), sp.comm.end(), uint8_t{1}) == sp.comm.end()) return true;
+  std::vector<uint8_t> seen(sp.comm.size(), 0);
+  sched::NodeId last = -1;
+  for (const sched::Step& st : plan.steps) {
+    if (st.kind != sched::Step::Kind::compute || !sp.comm[static_cast<size_t>(st.node)]) continue;
+    if (seen[static_cast<size_t>(st.node)] || st.node < last) return false;
+    seen[static_cast<size_t>(st.node)] = 1;
+    last = st.node;
+  }
+  return true;
+}
+
 // The problem two ways, and the window, as every strategy reads them.
 struct Search {
   const StepProblem& sp;
@@ -55,6 +70,8 @@ struct Search {
   int64_t max_scratch = 0;       // the largest op workspace
   int64_t base = 0, region_end = 0;
   int64_t capacity = 0;          // bytes the plan's non-resident buffers may use
+  bool collectives = false;      // the step has collectives (StepProblem::comm)
+  sched::Problem planning_p, planning_reserved_p;  // with collectives: p and reserved_p as planned
 
   Search(const StepProblem& s, const CompileOptions& opts, const StepWindow& w)
       : sp(s), o(opts), p(s.problem), reserved_p(s.problem) {
@@ -70,6 +87,28 @@ struct Search {
     base = w.base;
     region_end = w.region_end;
     capacity = region_end - base - ws;
+    if (std::find(sp.comm.begin(), sp.comm.end(), uint8_t{1}) != sp.comm.end()) {
+      // A collective is never recomputed (every rank runs it once): the planners see it as dearer
+      // than recomputing the whole step many times over; plan costs are then those of the real
+      // problem (real_cost()).
+      const double dear = 1000.0 * (sched::no_remat_cost(p) + 1e-6);
+      planning_p = p;
+      planning_reserved_p = reserved_p;
+      for (sched::Problem* q : {&planning_p, &planning_reserved_p})
+        for (sched::Node& n : q->nodes)
+          if (sp.comm[static_cast<size_t>(n.id)]) n.cost += dear;
+      collectives = true;
+    }
+  }
+  // The problem the planners see for `prob` (p or reserved_p).
+  const sched::Problem& planning(const sched::Problem& prob) const {
+    if (!collectives) return prob;
+    return &prob == &reserved_p ? planning_reserved_p : planning_p;
+  }
+  // A planner's result on planning(prob), costed on prob.
+  sched::PlanResult real_cost(const sched::Problem& prob, sched::PlanResult r) const {
+    if (collectives) r.plan.predicted_cost = sched::simulate(prob, r.plan).cost;
+    return r;
   }
 
   // The plans at the smallest budget the planner fits, both ways, with their lowest layouts:
@@ -82,8 +121,9 @@ struct Search {
       if (reserved && max_scratch == 0) continue;
       const sched::Problem& prob = reserved ? reserved_p : p;
       try {
-        const int64_t pb = sched::smallest_feasible_budget(prob, o.planner);
-        Candidate c{sched::plan(prob, pb, o.planner), {}, reserved};
+        const int64_t pb = sched::smallest_feasible_budget(planning(prob), o.planner);
+        Candidate c{real_cost(prob, sched::plan(planning(prob), pb, o.planner)), {}, reserved};
+        if (!collectives_once_in_order(sp, c.r.plan)) continue;
         c.layout = sched::layout_plan(prob, c.r.plan, static_cast<int64_t>(kAlignment));
         smallest_->push_back(std::move(c));
       } catch (const sched::Error&) {
@@ -149,15 +189,15 @@ std::optional<Candidate> plan_within(const Search& s, const sched::Problem& prob
   // layout's excess.
   sched::PlannerOptions fit_opts;
   fit_opts.accept = [&](const sched::Plan& pl) {
-    return sched::layout_plan(prob, pl, static_cast<int64_t>(kAlignment), cap).high_water <= cap;
+    return collectives_once_in_order(s.sp, pl) && sched::layout_plan(prob, pl, static_cast<int64_t>(kAlignment), cap).high_water <= cap;
   };
   auto try_budget = [&](int64_t b) -> std::optional<int64_t> {  // the layout's excess, if it does not fit
     sched::PlanResult r;
     try {
-      std::optional<sched::PlanResult> fit = sched::try_plan(prob, b, s.o.planner, fit_opts);
-      if (!fit) fit = sched::try_plan(prob, b, s.o.planner);
-      if (!fit) return std::nullopt;
-      r = std::move(*fit);
+      std::optional<sched::PlanResult> fit = sched::try_plan(s.planning(prob), b, s.o.planner, fit_opts);
+      if (!fit) fit = sched::try_plan(s.planning(prob), b, s.o.planner);
+      if (!fit || !collectives_once_in_order(s.sp, fit->plan)) return std::nullopt;
+      r = s.real_cost(prob, std::move(*fit));
     } catch (const sched::Error& e) {
       throw Error(std::string("planning the step failed: ") + e.what());
     }
@@ -301,6 +341,7 @@ std::shared_ptr<CompiledStep> compile_step(const StepProblem& sp, const StepWind
   const sched::Problem& prob = found->reserved ? s.reserved_p : s.p;
   cs->predicted_seconds = sched::makespan(prob, found->r.plan);
   cs->problem = std::make_shared<sched::Problem>(sp.problem);
+  cs->collectives = std::find(sp.comm.begin(), sp.comm.end(), uint8_t{1}) != sp.comm.end();
   auto src = std::make_shared<StreamSource>();
   src->sp = sp;
   src->prob = prob;
@@ -318,12 +359,20 @@ std::shared_ptr<CompiledStep> compile_step(const StepProblem& sp, const StepWind
 }
 
 std::shared_ptr<CompiledStep> streamed_step(const CompiledStep& serial, int streams,
-                                            const std::vector<double>* stream_costs, double unknown_cost_factor) {
+                                            const std::vector<double>* stream_costs, double unknown_cost_factor,
+                                            bool comm_stream) {
   LETHE_CHECK(serial.source != nullptr, "internal error: streamed_step needs a step from compile_step");
   const StreamSource& src = *serial.source;
   const sched::Problem& prob = src.prob;
   sched::StreamAssignOptions ao;
   ao.streams = streams;
+  if (comm_stream) {
+    // The collectives and the copies out of their buckets on a stream of their own after the
+    // compute streams, in plan order: the compute streams never wait for a bucket.
+    ao.streams = streams + 1;
+    ao.dedicated.assign(prob.nodes.size(), 0);
+    for (size_t id = 0; id < prob.nodes.size(); ++id) ao.dedicated[id] = src.sp.comm[id] || src.sp.from_bucket[id];
+  }
   ao.alignment = static_cast<int64_t>(kAlignment);
   ao.cost.resize(prob.nodes.size());
   for (size_t id = 0; id < prob.nodes.size(); ++id) {
@@ -375,7 +424,7 @@ std::shared_ptr<CompiledStep> streamed_step(const CompiledStep& serial, int stre
   cs->workspace_bytes = serial.workspace_bytes;
   cs->no_remat_region = serial.no_remat_region;
   fill(*cs, src.sp, best.plan, best.layout, src.reserved, src.max_scratch, src.ws);
-  cs->streams = std::max(cs->streams, streams);
+  cs->streams = std::max(cs->streams, ao.streams);
   cs->planner = serial.planner;
   cs->strategy = serial.strategy;
   cs->predicted_overhead = serial.predicted_overhead;
@@ -386,6 +435,7 @@ std::shared_ptr<CompiledStep> streamed_step(const CompiledStep& serial, int stre
   cs->predicted_seconds = best.time;
   cs->stream_layout = best.name;
   cs->source = serial.source;
+  cs->collectives = serial.collectives;
   return cs;
 }
 

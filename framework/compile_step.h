@@ -60,6 +60,7 @@ struct CompiledStep {
   std::vector<std::vector<int32_t>> after;
   double predicted_seconds = 0.0;
   std::string stream_layout;        // streamed: how its layout stays valid in every order (compile_step.cpp)
+  bool collectives = false;         // the step has collectives (StepProblem::comm): data parallel
   std::shared_ptr<CompiledStep> parallel;  // CompileOptions::streams >= 2: the plan on streams
   std::shared_ptr<const StreamSource> source;
 };
@@ -72,8 +73,11 @@ std::shared_ptr<CompiledStep> compile_step(const StepProblem& sp, const StepWind
 // sched::assign_streams() on the plan twice, laid out afresh (buffers that may be live together
 // kept apart) when that fits, and on the serial layout with memory waits (always fits); the one
 // with the shorter predicted time under `stream_costs` (as CompileOptions) is returned.
+// comm_stream: the step's collectives (StepProblem::comm) run on one more stream, the last, which
+// runs nothing else (data parallel: the all-reduces overlap the rest of the backward pass).
 std::shared_ptr<CompiledStep> streamed_step(const CompiledStep& serial, int streams,
-                                            const std::vector<double>* stream_costs, double unknown_cost_factor);
+                                            const std::vector<double>* stream_costs, double unknown_cost_factor,
+                                            bool comm_stream = false);
 
 // The arena bytes a fraction budget gives a step (above its residents): that fraction of the step's
 // activation memory, plus its largest op workspace, plus the side effects' region.

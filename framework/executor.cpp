@@ -198,6 +198,50 @@ ExecStats run_streams(Graph& g, const StepRun& run, std::vector<std::shared_ptr<
 
 }  // namespace
 
+int comm_stream_plan(const Graph& g, const std::vector<ExecStep>& steps, std::vector<int>& stream,
+                     std::vector<std::vector<int32_t>>& after) {
+  stream.clear();
+  after.clear();
+  // The collectives and the copies out of their buckets (the compute stream never waits for them).
+  auto is_comm = [&](const ExecStep& e) {
+    const Node& n = g.nodes[static_cast<size_t>(e.node)];
+    return e.compute && n.op && (n.op->kind() == OpKind::all_reduce || n.op->kind() == OpKind::bucket_slice);
+  };
+  if (std::none_of(steps.begin(), steps.end(), is_comm)) return 1;
+  const size_t m = steps.size();
+  stream.assign(m, 0);
+  after.assign(m, {});
+  std::vector<int32_t> live(g.nodes.size(), -1);
+  std::vector<std::vector<int32_t>> readers(g.nodes.size());
+  for (size_t i = 0; i < m; ++i) {
+    const ExecStep& e = steps[i];
+    const size_t v = static_cast<size_t>(e.node);
+    std::vector<int32_t> waits;
+    if (e.compute) {
+      for (int in : g.nodes[v].inputs) {
+        const size_t x = static_cast<size_t>(in);
+        if (live[x] >= 0) waits.push_back(live[x]);
+        readers[x].push_back(static_cast<int32_t>(i));
+      }
+      if (live[v] >= 0) waits.push_back(live[v]);
+      live[v] = static_cast<int32_t>(i);
+      stream[i] = is_comm(e) ? 1 : 0;
+    } else {
+      if (live[v] >= 0) waits.push_back(live[v]);
+      waits.insert(waits.end(), readers[v].begin(), readers[v].end());
+      readers[v].clear();
+      live[v] = -1;
+      const auto last = std::max_element(waits.begin(), waits.end());
+      stream[i] = last == waits.end() ? 0 : stream[static_cast<size_t>(*last)];
+    }
+    for (int32_t w : waits)
+      if (stream[static_cast<size_t>(w)] != stream[i]) after[i].push_back(w);
+    std::sort(after[i].begin(), after[i].end());
+    after[i].erase(std::unique(after[i].begin(), after[i].end()), after[i].end());
+  }
+  return 2;
+}
+
 ExecStats run_steps(Graph& g, const StepRun& run, std::vector<std::shared_ptr<Storage>>& values) {
   LETHE_ASSERT(run.steps != nullptr && run.memory != nullptr && run.timer != nullptr);
   if (run.stream != nullptr && run.streams > 1) return run_streams(g, run, values);
@@ -323,6 +367,24 @@ void account(const Graph& g, const StepRun& run, const StreamRecord& r, double s
       const Node& n = g.nodes[static_cast<size_t>(id)];
       tr->slice(Tracer::Kind::update, n.op->name(), id, g.step, start_us + b * 1e6, start_us + f * 1e6, n.buffer_bytes());
       tr->memory(start_us + b * 1e6, r.side_traced[k].first, r.side_traced[k].second);
+    }
+  }
+  if (run.comm_stream >= 0 && run.comm_stream < run.streams) {
+    // The collectives' time, and the part of it during which a compute stream was busy.
+    std::vector<std::pair<double, double>> busy;
+    for (int s = 0; s < run.streams; ++s)
+      if (s != run.comm_stream) busy.insert(busy.end(), spans[static_cast<size_t>(s)].begin(), spans[static_cast<size_t>(s)].end());
+    std::sort(busy.begin(), busy.end());
+    std::vector<std::pair<double, double>> merged;
+    for (const auto& b : busy) {
+      if (!merged.empty() && b.first <= merged.back().second)
+        merged.back().second = std::max(merged.back().second, b.second);
+      else
+        merged.push_back(b);
+    }
+    for (const auto& [b, e] : spans[static_cast<size_t>(run.comm_stream)]) {
+      st.comm_seconds += e - b;
+      for (const auto& [mb, me] : merged) st.comm_overlap_seconds += std::max(0.0, std::min(e, me) - std::max(b, mb));
     }
   }
   const Overlap o = overlaps(spans, rec);
@@ -451,7 +513,8 @@ ExecStats run_streams(Graph& g, const StepRun& run, std::vector<std::shared_ptr<
   };
   auto worker = [&](int s) {
 #ifdef _OPENMP
-    omp_set_num_threads(run.threads_per_stream);
+    // The communication stream packs and sums buckets on its own thread; MPI does the rest.
+    omp_set_num_threads(s == run.comm_stream ? 1 : run.threads_per_stream);
 #endif
     try {
       for (size_t i : of_stream[static_cast<size_t>(s)]) {

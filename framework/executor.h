@@ -22,6 +22,14 @@ struct ExecStep {
 std::vector<ExecStep> natural_steps(const Graph& g, const std::vector<int>& targets,
                                     bool side_effects = true);
 
+// Streams for `steps` when each buffer is its own allocation (heap steps): computes on stream 0,
+// collectives (all_reduce, data parallel) and the copies out of their buckets on stream 1 in step
+// order; a step waits for the computes
+// of its inputs, a free for those and every read of its value, and goes to the stream of the latest
+// of them. Returns the number of streams (1 when the steps have no collective: stream, after empty).
+int comm_stream_plan(const Graph& g, const std::vector<ExecStep>& steps, std::vector<int>& stream,
+                     std::vector<std::vector<int32_t>>& after);
+
 // Provides the buffer for a node's output (workspace = false) or its scratch (workspace = true).
 using BufferFn = std::function<std::shared_ptr<Storage>(size_t bytes, bool workspace)>;
 
@@ -86,6 +94,8 @@ struct StepRun {
   int streams = 1;
   int threads_per_stream = 1;
   DeviceStreams* device_streams = nullptr;  // a device's streams (CUDA); null: CPU worker threads
+  // The stream of the step's collectives (data parallel), which runs with one thread; -1: none.
+  int comm_stream = -1;
   // Non-zero: before each op, sleep a pseudo-random 0-2 ms drawn from this seed (LETHE_JITTER), so
   // that a missing wait shows as a wrong result instead of hiding behind the usual timing.
   uint64_t jitter_seed = 0;
@@ -102,6 +112,8 @@ struct ExecStats {
   double parallel_seconds = 0;        // time two or more streams were busy at once
   double overlapped_recompute_seconds = 0;  // recomputations' time while another stream was busy
   double recompute_seconds = 0;             // recomputations' time (on streams)
+  double comm_seconds = 0;          // the communication stream's computes (StepRun::comm_stream)
+  double comm_overlap_seconds = 0;  // ... while a compute stream was busy
 };
 
 // The executor loop: runs `run` over `values` (indexed by node: leaves present, results received; a

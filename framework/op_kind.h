@@ -47,7 +47,9 @@ namespace lethe {
   /* embedding, dropout, attention (ops/embedding.cpp, dropout.cpp, attention.cpp) */              \
   X(embedding) X(embedding_backward) X(dropout) X(dropout_backward) X(causal_mask)                 \
   /* optimizer updates (optim/update_ops.cpp) */                                                   \
-  X(sgd_update) X(adamw_update)
+  X(sgd_update) X(adamw_update)                                                                    \
+  /* data parallel (ops/comm.cpp) */                                                               \
+  X(all_reduce) X(bucket_slice)
 
 enum class OpKind : uint16_t {
 #define LETHE_OP_KIND_ENUM(n) n,

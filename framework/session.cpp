@@ -228,6 +228,33 @@ class HeapMemory final : public StepMemory {
 
 }  // namespace
 
+DeviceStreams* SessionState::device_streams(int n) {
+#if defined(LETHE_HAVE_CUDA)
+  if (!opts_.device.is_cuda()) return nullptr;
+  if (!device_streams_ || device_stream_count_ < n) {
+    device_streams_ = cuda::detail::make_device_streams(backend_, n);
+    device_stream_count_ = n;
+  }
+  return device_streams_.get();
+#else
+  (void)n;
+  return nullptr;
+#endif
+}
+
+void SessionState::report_comm(const Graph& g, const std::vector<ExecStep>& steps, const ExecStats& st) {
+  report_.buckets = 0;
+  report_.allreduce_bytes = 0;
+  for (const ExecStep& e : steps) {
+    const Node& n = g.nodes[static_cast<size_t>(e.node)];
+    if (!e.compute || !n.op || n.op->kind() != OpKind::all_reduce) continue;
+    ++report_.buckets;
+    report_.allreduce_bytes += n.meta.bytes();
+  }
+  report_.allreduce_seconds = st.comm_seconds;
+  report_.allreduce_overlap_seconds = st.comm_overlap_seconds;
+}
+
 void SessionState::run_unlimited(Graph& g, const std::vector<int>& targets, bool side_effects,
                                  std::vector<std::shared_ptr<Storage>>& values) {
   heap_->reset_peak();
@@ -240,9 +267,25 @@ void SessionState::run_unlimited(Graph& g, const std::vector<int>& targets, bool
   run.timer = timer_.get();
   run.tracer = tracer_.get();
   // run_steps() returns once the device has finished the step: the time is the step's own.
+  // Data parallel: the all-reduces on a communication stream beside the compute stream.
+  std::vector<int> stream;
+  std::vector<std::vector<int32_t>> after;
+  if (opts_.data_parallel && side_effects) {
+    const int k = comm_stream_plan(g, steps, stream, after);
+    if (k > 1) {
+      run.stream = &stream;
+      run.after = &after;
+      run.streams = k;
+      run.threads_per_stream = threads_;
+      run.comm_stream = k - 1;
+      run.device_streams = device_streams(k);
+    }
+  }
   ExecStats st = run_steps(g, run, values);
   std::vector<double> seconds = std::move(st.first_seconds);
   report_ = StepReport{};
+  report_.streams = st.streams;
+  report_comm(g, steps, st);
   report_.seconds = st.seconds;
   report_.nodes = st.computed;
   report_.recomputed = st.recomputed;
@@ -284,8 +327,10 @@ void SessionState::flush() {
     report_.planner = "eager";
     report_.peak_bytes = heap_->peak();
   } else if (plans_steps()) {
+    if (!opts_.plan_only) dp_prepare_step(*g);
     run_budgeted(*g, targets, true, values);
   } else {
+    dp_prepare_step(*g);
     run_unlimited(*g, targets, true, values);
   }
   report_.step = step_;
@@ -419,6 +464,11 @@ std::string StepReport::str() const {
                   ", streams %d (predicted %.2f ms, two or more busy %.2f ms, recompute overlapped %.2f of %.2f ms)",
                   streams, predicted_seconds * 1e3, parallel_seconds * 1e3, overlapped_recompute_seconds * 1e3,
                   recompute_seconds * 1e3);
+    out += buf;
+  }
+  if (buckets > 0 && !plan_only) {
+    std::snprintf(buf, sizeof buf, ", all-reduce %zu buckets %.2f MiB in %.2f ms (%.2f ms hidden behind compute)",
+                  buckets, mib(allreduce_bytes), allreduce_seconds * 1e3, allreduce_overlap_seconds * 1e3);
     out += buf;
   }
   return out;

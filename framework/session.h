@@ -50,6 +50,15 @@ struct SessionOptions {
   // per step, from measured op times, between serial and parallel plans (serial when parallel does
   // not pay). Results are bitwise those of the serial step either way.
   int streams = 1;
+  // Data-parallel training over the ranks of dist::init() (dist/dist.h), as PyTorch DDP: backward()
+  // gathers the gradients, as each becomes final, into buckets of bucket_bytes and records an
+  // all-reduce per bucket (the mean over ranks, in a fixed order) that runs on a communication
+  // stream while the backward pass goes on; parameters are broadcast from rank 0 when a step first
+  // reads them; every step graph is checked to be the same on every rank. Each rank plans its step
+  // under its own memory_budget (the buckets count in it). On one rank (no mpirun) the buckets are
+  // recorded and run as well (a copy each): the results are those of a step without it.
+  bool data_parallel = false;
+  size_t bucket_bytes = size_t{25} << 20;
 };
 
 // SessionOptions::streams: the planner chooses the number of streams.
@@ -83,10 +92,19 @@ struct StepReport {
   double parallel_seconds = 0.0;
   double overlapped_recompute_seconds = 0.0;
   double recompute_seconds = 0.0;  // all recomputations' time, when the step ran on streams
+  // Data parallel: the buckets all-reduced, their bytes, the all-reduces' time on the communication
+  // stream, and the part of it during which a compute stream was busy (hidden behind the backward).
+  size_t buckets = 0;
+  size_t allreduce_bytes = 0;
+  double allreduce_seconds = 0.0;
+  double allreduce_overlap_seconds = 0.0;
   std::string str() const;         // one line for logs
 };
 
 struct CompiledStep;  // a cached plan with its layout (framework/compile_step.h)
+struct ExecStep;      // framework/executor.h
+struct ExecStats;
+class DeviceStreams;
 class Arena;
 class Tracer;
 
@@ -129,6 +147,13 @@ class SessionState : public std::enable_shared_from_this<SessionState> {
   std::shared_ptr<Storage> allocate(size_t bytes);
   const StepReport& last_report() const { return report_; }
   bool budgeted() const { return budget_kind_ != BudgetKind::unlimited; }
+  // Data parallel (SessionOptions::data_parallel, framework/data_parallel.cpp): backward() hands
+  // over each leaf gradient once it is final and says when its walk ends; buckets are recorded
+  // from them. Before a step runs, the ranks check they recorded the same graph and receive rank
+  // 0's parameters where this is their first step.
+  bool data_parallel() const;
+  void dp_gradient_final(const std::shared_ptr<TensorImpl>& leaf);
+  void dp_end_backward();
   // OutsideBudgetGuard: while > 0, steps run unplanned on the heap, outside the arena.
   void enter_outside_budget();
   // Some op of the current step is recorded and not yet run (leaves alone do not count).
@@ -193,8 +218,23 @@ class SessionState : public std::enable_shared_from_this<SessionState> {
   };
   std::unordered_map<uint64_t, StreamTuning> tuning_;
   int threads_ = 1;          // intra-op threads of the serial configuration
-  std::unique_ptr<class DeviceStreams> device_streams_;  // CUDA: the streams of plans on streams
+  std::unique_ptr<DeviceStreams> device_streams_;  // CUDA: the streams of plans on streams
   uint64_t jitter_seed_ = 0; // LETHE_JITTER
+  // Data parallel: the bucket being filled (leaves whose gradients are final), its bytes, the
+  // graph its buckets are numbered in, and the parameter storages received from rank 0.
+  void dp_emit_bucket();
+  // The report's data-parallel fields from a run of `steps`.
+  void report_comm(const Graph& g, const std::vector<ExecStep>& steps, const ExecStats& st);
+  // CUDA: the device streams of a plan on `n` streams (null on the CPU).
+  DeviceStreams* device_streams(int n);
+  int device_stream_count_ = 0;
+  void dp_prepare_step(Graph& g);
+  std::vector<std::shared_ptr<TensorImpl>> dp_pending_;
+  size_t dp_pending_bytes_ = 0;
+  uint64_t dp_step_ = UINT64_MAX;
+  int dp_buckets_ = 0;
+  std::weak_ptr<TensorImpl> dp_last_slice_;  // the previous bucket's last copy out (orders the next)
+  std::unordered_map<const Storage*, std::weak_ptr<Storage>> dp_broadcast_;
   bool arena_check_ = false; // LETHE_ARENA_CHECK
 };
 

@@ -108,9 +108,13 @@ StepProblem build_step_problem(const Graph& g, const std::vector<int>& targets, 
     if (output[i] && needed[i] && !g.nodes[i].is_leaf()) sp.problem.outputs.push_back(sp.from_graph[i]);
   sp.role.assign(sp.problem.nodes.size(), ResidentRole::other);
   sp.gradient.assign(sp.problem.nodes.size(), 0);
+  sp.comm.assign(sp.problem.nodes.size(), 0);
+  sp.from_bucket.assign(sp.problem.nodes.size(), 0);
   for (size_t id = 0; id < sp.problem.nodes.size(); ++id) {
     const Node& gn = g.nodes[static_cast<size_t>(sp.to_graph[id])];
     if (sp.scratch[id]) continue;
+    sp.comm[id] = gn.op && gn.op->kind() == OpKind::all_reduce ? 1 : 0;
+    sp.from_bucket[id] = gn.op && gn.op->kind() == OpKind::bucket_slice ? 1 : 0;
     if (sp.problem.nodes[id].resident) {
       if (gn.requires_grad)
         sp.role[id] = ResidentRole::parameter;
@@ -142,8 +146,12 @@ StepProblem step_problem_from(const sched::Problem& p) {
   sp.scratch.assign(n, 0);
   sp.role.assign(n, ResidentRole::other);
   sp.gradient.assign(n, 0);
+  sp.comm.assign(n, 0);
+  sp.from_bucket.assign(n, 0);
   for (const sched::Node& nd : p.nodes) {
     if (nd.resident) continue;
+    sp.comm[static_cast<size_t>(nd.id)] = nd.op == op_kind_name(OpKind::all_reduce) ? 1 : 0;
+    sp.from_bucket[static_cast<size_t>(nd.id)] = nd.op == op_kind_name(OpKind::bucket_slice) ? 1 : 0;
     int64_t working = nd.bytes;
     for (sched::NodeId k : nd.inputs) working += p.nodes[static_cast<size_t>(k)].bytes;
     sp.largest_working_set = std::max(sp.largest_working_set, static_cast<size_t>(working));

@@ -25,6 +25,11 @@ struct StepProblem {
   std::vector<uint8_t> scratch;   // per problem id: 1 for an op's workspace node
   std::vector<ResidentRole> role;  // per problem id (residents only; others: other)
   std::vector<uint8_t> gradient;   // per problem id: 1 for a parameter's gradient
+  // Per problem id: 1 for a collective (all_reduce, dist/dist.h). Every rank must run its
+  // collectives once each and in one order: a plan computes each exactly once, in id order, and a
+  // plan on streams runs them on a communication stream of their own.
+  std::vector<uint8_t> comm;
+  std::vector<uint8_t> from_bucket;  // per problem id: 1 for a copy out of a bucket (bucket_slice)
   std::vector<int> side_effects;  // graph ids of side-effect nodes, in record order
   // Memory outside the plan: the largest output + workspace of a side-effect node (the plan's ops
   // have workspace nodes of their own).

@@ -172,4 +172,19 @@ struct CausalMaskAttrs {
   bool neg_inf = true;
 };
 
+// all_reduce: one bucket of gradients (numel values packed in input order, then zeros up to the
+// bucket's padded length), averaged over the ranks; bucket numbers the step's buckets. With
+// `ordered`, the last input is not packed: it is a value of the previous bucket, read only so that
+// every plan runs the buckets in order (the kernels ignore it).
+struct AllReduceAttrs {
+  int64_t numel = 0;
+  int bucket = 0;
+  bool ordered = false;
+};
+
+// bucket_slice: one gradient back out of an all-reduced bucket (its values from offset on).
+struct BucketSliceAttrs {
+  int64_t offset = 0;
+};
+
 }  // namespace lethe

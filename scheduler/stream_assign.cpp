@@ -103,6 +103,12 @@ Plan assign_streams(const Problem& p, const Plan& serial, const StreamAssignOpti
   if (!o.exclusive.empty() && o.exclusive.size() != n)
     throw Error("assign_streams: " + std::to_string(o.exclusive.size()) + " exclusive flags for " +
                 std::to_string(n) + " nodes");
+  if (!o.dedicated.empty() && o.dedicated.size() != n)
+    throw Error("assign_streams: " + std::to_string(o.dedicated.size()) + " dedicated flags for " +
+                std::to_string(n) + " nodes");
+  const bool dedicated = std::find(o.dedicated.begin(), o.dedicated.end(), uint8_t{1}) != o.dedicated.end();
+  if (dedicated && o.streams < 2)
+    throw Error("assign_streams: a dedicated stream needs at least 2 streams, got " + std::to_string(o.streams));
   if (o.layout && o.layout->offsets.size() != m)
     throw Error("assign_streams: a layout of " + std::to_string(o.layout->offsets.size()) + " steps for a plan of " +
                 std::to_string(m));
@@ -128,13 +134,16 @@ Plan assign_streams(const Problem& p, const Plan& serial, const StreamAssignOpti
       }
       ready = std::max(ready, f);
     }
-    int chosen = last_stream >= 0 ? last_stream : 0;
+    // Computes of other nodes share the streams before a dedicated last one.
+    const bool on_last = dedicated && s.kind == Step::Kind::compute && o.dedicated[static_cast<size_t>(s.node)];
+    const int open = dedicated && s.kind == Step::Kind::compute && !on_last ? k - 1 : k;
+    int chosen = on_last ? k - 1 : last_stream >= 0 && last_stream < open ? last_stream : 0;
     const double d = s.kind == Step::Kind::compute
                          ? (o.cost.empty() ? p.nodes[static_cast<size_t>(s.node)].cost : o.cost[static_cast<size_t>(s.node)])
                          : 0.0;
-    if (s.kind == Step::Kind::compute) {
+    if (s.kind == Step::Kind::compute && !on_last) {
       double best = std::max(ready, free_at[static_cast<size_t>(chosen)]);
-      for (int t = 0; t < k; ++t) {
+      for (int t = 0; t < open; ++t) {
         const double start = std::max(ready, free_at[static_cast<size_t>(t)]);
         if (start < best) {
           best = start;

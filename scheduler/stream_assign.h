@@ -43,6 +43,10 @@ struct StreamAssignOptions {
   // order, and a compute waits for every free before it in the plan, so what is live at any moment
   // is a subset of what the serial plan holds at that compute.
   bool keep_serial_peak = false;
+  // Per node id, 1 when its computes run on the last stream, which runs no other compute (a
+  // communication stream: its steps keep the plan's order there, and the other streams go on
+  // while they wait). Empty: none. Frees may still go to the last stream (they wait for its reads).
+  std::vector<uint8_t> dedicated;
 };
 
 // `serial` must be a serial plan (every step on stream 0, no waits) valid for `p`. Throws Error

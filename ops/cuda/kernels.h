@@ -56,6 +56,10 @@ void embedding_backward(const Op& op, const KernelCall& c);
 void dropout(const Op& op, const KernelCall& c);  // dropout, dropout_backward
 void causal_mask(const Op& op, const KernelCall& c);
 
+// comm.cu (NCCL)
+void all_reduce(const Op& op, const KernelCall& c);
+void bucket_slice(const Op& op, const KernelCall& c);
+
 // matmul.cpp (cuBLAS)
 void matmul(const Op& op, const KernelCall& c);
 void linear(const Op& op, const KernelCall& c);

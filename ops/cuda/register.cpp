@@ -67,6 +67,8 @@ DeviceKernel kernel_of(OpKind k) {
     case OpKind::causal_mask: return causal_mask;
     case OpKind::sgd_update: return sgd_update;
     case OpKind::adamw_update: return adamw_update;
+    case OpKind::all_reduce: return all_reduce;
+    case OpKind::bucket_slice: return bucket_slice;
   }
   return nullptr;
 }

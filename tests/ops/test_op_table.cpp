@@ -26,6 +26,7 @@
 #include "framework/cuda.h"
 #include "framework/op_kind.h"
 #include "lethe.h"
+#include "ops/comm.h"
 #include "optim/update_ops.h"
 
 #if defined(LETHE_TEST_CUDA_BUILD)
@@ -254,6 +255,12 @@ std::vector<Entry> table() {
          return record(std::make_shared<optim::AdamWUpdateOp>(h), {v[0], v[1], v[2], v[3]});
        },
        {f32, f64}, 1e-6, false, false, -1});
+  // ------------------------------------------------------------------ data parallel (one rank here)
+  add({OpKind::all_reduce, "two gradients", {fixed({5}), fixed({2, 3})},
+       [](auto& v) { return all_reduce({v[0], v[1]}, 0); }, {f32, f64}, 1e-6, false});
+  // A copy of part of its input: a NaN elsewhere in the bucket does not reach it.
+  add({OpKind::bucket_slice, "", {fixed({9})}, [](auto& v) { return bucket_slice(v[0], 2, {2, 3}); }, {f32, f64},
+       1e-6, false, false, -1});
   // clang-format on
   return t;
 }
@@ -672,6 +679,10 @@ bool reads_documented_attrs(const Op& op) {
       return reads_as<optim::SgdHyper>(op);
     case OpKind::adamw_update:
       return reads_as<optim::AdamWHyper>(op);
+    case OpKind::all_reduce:
+      return reads_as<AllReduceAttrs>(op);
+    case OpKind::bucket_slice:
+      return reads_as<BucketSliceAttrs>(op);
   }
   return false;
 }

@@ -154,6 +154,44 @@ TEST_CASE("stream_assign: two independent chains run on two streams and join") {
   CHECK(StepOrder(excl).before(0, 3));
 }
 
+TEST_CASE("stream_assign: a dedicated node runs on the last stream, beside the chain that goes on") {
+  // A backward pass: 1 -> 2 -> 3 -> 4 (compute); 5 all-reduces 2's gradient (dedicated, slow) while
+  // 3 and 4 run; 6 reads both ends.
+  Problem p;
+  p.nodes = {node(0, 100, 0, {}, true), node(1, 100, 1, {0}), node(2, 100, 1, {1}), node(3, 100, 1, {2}),
+             node(4, 100, 1, {3}),      node(5, 100, 2, {2}), node(6, 100, 1, {4, 5})};
+  p.outputs = {6};
+  Plan serial;
+  serial.steps = {Step::compute(1), Step::compute(2), Step::free(1), Step::compute(5), Step::compute(3),
+                  Step::free(2), Step::compute(4), Step::free(3), Step::compute(6), Step::free(4), Step::free(5)};
+  StreamAssignOptions o;
+  o.streams = 2;
+  o.dedicated.assign(p.nodes.size(), 0);
+  o.dedicated[5] = 1;
+  const Plan par = assign_streams(p, serial, o);
+  for (size_t i = 0; i < par.steps.size(); ++i) {
+    const Step& st = par.steps[i];
+    if (st.kind != Step::Kind::compute) continue;
+    CHECK(st.stream == (st.node == 5 ? 1 : 0));
+  }
+  // The free of 2 waits for the all-reduce's read and goes to its stream: the chain does not wait.
+  CHECK(par.steps[5].stream == 1);
+  CHECK(makespan(p, serial) == doctest::Approx(7));
+  CHECK(makespan(p, par) == doctest::Approx(5));
+  Plan checked = par;
+  checked.budget_bytes = kHuge;
+  CHECK(simulate_streams(p, checked).valid);
+  // Three streams: the others share the first two; the last runs only the dedicated node.
+  o.streams = 3;
+  for (const Step& st : assign_streams(p, serial, o).steps)
+    if (st.kind == Step::Kind::compute) CHECK((st.stream == 2) == (st.node == 5));
+  o.streams = 1;
+  CHECK(contains(error_of([&] { assign_streams(p, serial, o); }), "dedicated stream needs at least 2"));
+  o.streams = 2;
+  o.dedicated = {1};
+  CHECK(contains(error_of([&] { assign_streams(p, serial, o); }), "1 dedicated flags for 7 nodes"));
+}
+
 TEST_CASE("stream_assign: bad input is refused with a reason") {
   Problem p;
   p.nodes = {node(0, 100, 0, {}, true), node(1, 100, 1, {0}), node(2, 100, 1, {1})};
