@@ -54,6 +54,8 @@ struct CommonFlags {
   int64_t save_every = 0;         // steps between checkpoints (0: only at the end)
   bool max_batch = false;         // find the largest batch for the budget instead of training
   double max_overhead = 0;        // with max_batch: the largest predicted overhead allowed (0: any)
+  bool data_parallel = false;     // --data-parallel: one rank of `mpirun -np N` (dist/dist.h)
+  double bucket_mib = 25;         // --bucket-mib: gradient bucket size of the all-reduce
 
   void add(CLI::App& app) {
     app.add_option("--device", device, "cpu or cuda[:i]")->capture_default_str();
@@ -87,6 +89,11 @@ struct CommonFlags {
                    "it give bitwise what an uninterrupted run gives");
     app.add_flag("--max-batch", max_batch, "instead of training, find the largest batch whose step fits "
                  "--memory-budget (bytes), by planning candidate batches, and print the table");
+    app.add_flag("--data-parallel", data_parallel, "train data-parallel over the ranks of `mpirun -np N`: each rank "
+                 "its own batches (--batch per rank) and its own --memory-budget, gradients averaged over the ranks; "
+                 "rank 0 prints");
+    app.add_option("--bucket-mib", bucket_mib, "with --data-parallel: MiB of gradients per all-reduce bucket")
+        ->capture_default_str()->check(CLI::PositiveNumber);
     app.add_option("--max-overhead", max_overhead, "with --max-batch: the largest predicted overhead allowed "
                    "(e.g. 1.2; 0: any)")->capture_default_str()->check(CLI::NonNegativeNumber);
   }
@@ -118,6 +125,8 @@ struct CommonFlags {
     o.planner = planner;
     o.num_threads = threads;
     o.streams = parse_streams(streams, "--streams");
+    o.data_parallel = data_parallel;
+    o.bucket_bytes = static_cast<size_t>(bucket_mib * 1024 * 1024);
     if (with_trace) o.trace_path = trace;
     return o;
   }
@@ -438,9 +447,24 @@ inline int max_batch_main(const std::string& model_name, CommonFlags& f, const s
 
 // The whole program: the main run (budgeted when --memory-budget is given), an optional unlimited
 // comparison run, then the report; or --max-batch. Returns the exit code.
+// The ranks of a data-parallel run (`mpirun -np N example --data-parallel`): joined before training
+// and left at the end, however main_loop ends; ranks other than 0 print nothing but errors.
+struct DataParallelRun {
+  explicit DataParallelRun(bool on) {
+    if (!on) return;
+    dist::init();
+    if (dist::rank() != 0 && std::freopen("/dev/null", "w", stdout) == nullptr) std::perror("freopen");
+    std::printf("data parallel: %d rank%s (%s), all-reduce bandwidth %.2f GB/s\n", dist::world_size(),
+                dist::world_size() == 1 ? "" : "s", dist::built_with_mpi() ? "MPI" : "built without MPI",
+                dist::allreduce_bandwidth() / 1e9);
+  }
+  ~DataParallelRun() { dist::finalize(); }
+};
+
 inline int main_loop(const std::string& model_name, CommonFlags& f, const std::function<Job()>& make) {
   const bool tty = isatty(STDOUT_FILENO) == 1;
   try {
+    const DataParallelRun ranks(f.data_parallel);
     f.validate();
     if (f.max_batch) return max_batch_main(model_name, f, make);
     // The budgeted run first: an infeasible budget is said at once, not after an unlimited run.

@@ -68,8 +68,10 @@ int main(int argc, char** argv) {
     job.samples_per_step = flags.batch;
     const uint64_t seed = flags.seed;
     const int64_t batch = flags.batch;
+    // Data parallel: each rank its own batches (rank r of N takes the batches N * step + r).
+    const int64_t rank = dist::rank(), ranks = dist::world_size();
     job.step = [=](int64_t step) {
-      auto [x, y] = text->batch(batch, gc.context, step, seed);
+      auto [x, y] = text->batch(batch, gc.context, step * ranks + rank, seed);
       Tensor loss = gpt->loss(x, y);
       opt->zero_grad();
       loss.backward();

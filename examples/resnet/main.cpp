@@ -51,8 +51,13 @@ int main(int argc, char** argv) {
                                             optim::SGDOptions(lr).momentum(0.9).weight_decay(5e-4));
     auto sched = std::make_shared<optim::CosineWarmupLR>(*opt, std::min<int64_t>(20, flags.steps / 5 + 1),
                                                          std::max<int64_t>(flags.steps, 1), 0.02 * lr);
+    // Data parallel: each rank iterates its share of every epoch's shuffled order.
     auto loader = std::make_shared<data::DataLoader>(
-        train_set, data::DataLoaderOptions().batch_size(flags.batch).shuffle(true).drop_last(true).seed(flags.seed));
+        train_set, flags.data_parallel
+                       ? data::DataLoaderOptions().batch_size(flags.batch).drop_last(true).sampler(
+                             std::make_shared<data::DistributedSampler>(
+                                 train_set->size(), data::DistributedSamplerOptions().seed(flags.seed).drop_last(true)))
+                       : data::DataLoaderOptions().batch_size(flags.batch).shuffle(true).drop_last(true).seed(flags.seed));
     static bool printed = false;
     if (!printed) {
       std::cout << *net << ": " << net->num_parameters() << " parameters, " << image_size << "x" << image_size
