@@ -212,6 +212,18 @@ enum class UnKind {
   sigmoid, tanh, abs, sign, log1p, expm1, clamp
 };
 
+// y = x clamped to a's bounds. A NaN fails both tests and stays NaN; min > max gives max (torch).
+template <typename T>
+void clamp_map(const T* x, T* y, int64_t n, const ClampAttrs& a) {
+  const T lo = static_cast<T>(a.min), hi = static_cast<T>(a.max);
+  const bool has_lo = a.has_min, has_hi = a.has_max;
+  map1(x, y, n, [=](T v) {
+    if (has_lo && v < lo) v = lo;
+    if (has_hi && v > hi) v = hi;
+    return v;
+  });
+}
+
 constexpr double kSqrt1_2 = 0.70710678118654752440;     // 1/sqrt(2)
 constexpr double kInvSqrt2Pi = 0.39894228040143267794;  // 1/sqrt(2 pi)
 constexpr double kSqrt2OverPi = 0.79788456080286535588;  // sqrt(2/pi)
@@ -300,16 +312,7 @@ class UnaryOp final : public Op {
         case UnKind::rsub_scalar: map1(x, y, n, [s](int64_t v) { return s - v; }); break;
         case UnKind::abs: map1(x, y, n, [](int64_t v) { return v < 0 ? -v : v; }); break;
         case UnKind::sign: map1(x, y, n, [](int64_t v) { return int64_t(v > 0) - int64_t(v < 0); }); break;
-        case UnKind::clamp: {
-          const int64_t lo = static_cast<int64_t>(clamp_.min), hi = static_cast<int64_t>(clamp_.max);
-          const bool has_lo = clamp_.has_min, has_hi = clamp_.has_max;
-          map1(x, y, n, [=](int64_t v) {
-            if (has_lo && v < lo) v = lo;
-            if (has_hi && v > hi) v = hi;
-            return v;
-          });
-          break;
-        }
+        case UnKind::clamp: clamp_map(x, y, n, clamp_); break;
         default: LETHE_ASSERT(false);
       }
       return;
@@ -358,17 +361,7 @@ class UnaryOp final : public Op {
         case UnKind::sign: map1(x, y, n, [](T v) { return T(v > T(0)) - T(v < T(0)); }); break;
         case UnKind::log1p: map1(x, y, n, [](T v) { return std::log1p(v); }); break;
         case UnKind::expm1: map1(x, y, n, [](T v) { return std::expm1(v); }); break;
-        case UnKind::clamp: {
-          // A NaN fails both tests and stays NaN; min > max gives max everywhere (torch).
-          const T lo = static_cast<T>(clamp_.min), hi = static_cast<T>(clamp_.max);
-          const bool has_lo = clamp_.has_min, has_hi = clamp_.has_max;
-          map1(x, y, n, [=](T v) {
-            if (has_lo && v < lo) v = lo;
-            if (has_hi && v > hi) v = hi;
-            return v;
-          });
-          break;
-        }
+        case UnKind::clamp: clamp_map(x, y, n, clamp_); break;
       }
     });
   }

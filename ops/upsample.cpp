@@ -26,12 +26,25 @@ std::string up_attrs(const UpsampleAttrs& a, bool bilinear) {
   return buf;
 }
 
-// Runs f(plane, p, q) for every pixel (p, q) of every plane of an [N, C, P, Q] output.
-template <typename F>
-void for_pixels(const Shape& out, F f) {
-  const int64_t planes = out[0] * out[1], P = out[2], Q = out[3], n = planes * P * Q;
+// Every pixel (p, q) of every plane of the [N, C, P, Q] output of c: upsample_at of the input
+// plane (forward) or upsample_grad_at of the gradient plane (backward).
+void run_pixels(const KernelCall& c, const UpsampleAttrs& a, bool bilinear, bool backward, const char* op) {
+  const resample::UpAxis h = resample::up_axis(a, 0), w = resample::up_axis(a, 1);
+  const Shape& out = c.out_shape();
+  const int64_t P = out[2], Q = out[3], n = out.numel();
+  const int64_t in_plane = backward ? h.out * w.out : h.in * w.in;
+  dispatch_float(c.out_meta->dtype, op, [&](auto tag) {
+    using T = decltype(tag);
+    const T* x = c.in<T>(0);
+    T* y = c.out<T>();
 #pragma omp parallel for schedule(static) if (n > kParallelGrain)
-  for (int64_t e = 0; e < n; ++e) f(e / (P * Q), (e / Q) % P, e % Q, e);
+    for (int64_t e = 0; e < n; ++e) {
+      const T* src = x + e / (P * Q) * in_plane;
+      const int64_t p = (e / Q) % P, q = e % Q;
+      y[e] = backward ? resample::upsample_grad_at<T>(src, h, w, bilinear, p, q)
+                      : resample::upsample_at<T>(src, h, w, bilinear, p, q);
+    }
+  });
 }
 
 class UpsampleOp final : public Op {
@@ -54,18 +67,7 @@ class UpsampleOp final : public Op {
     c.flops *= bilinear_ ? 12 : 1;
     return c;
   }
-  void cpu(const KernelCall& c) const override {
-    const resample::UpAxis h = resample::up_axis(a_, 0), w = resample::up_axis(a_, 1);
-    const bool bl = bilinear_;
-    dispatch_float(c.out_meta->dtype, name().c_str(), [&](auto tag) {
-      using T = decltype(tag);
-      const T* x = c.in<T>(0);
-      T* y = c.out<T>();
-      for_pixels(c.out_shape(), [&](int64_t plane, int64_t p, int64_t q, int64_t e) {
-        y[e] = resample::upsample_at<T>(x + plane * h.in * w.in, h, w, bl, p, q);
-      });
-    });
-  }
+  void cpu(const KernelCall& c) const override { run_pixels(c, a_, bilinear_, false, name().c_str()); }
   std::vector<Tensor> backward(const BackwardCtx& c) const override;
 
  protected:
@@ -92,18 +94,7 @@ class UpsampleBackwardOp final : public Op {
     m.shape = Shape{gs[0], gs[1], a_.input_size[0], a_.input_size[1]};
     return m;
   }
-  void cpu(const KernelCall& c) const override {
-    const resample::UpAxis h = resample::up_axis(a_, 0), w = resample::up_axis(a_, 1);
-    const bool bl = bilinear_;
-    dispatch_float(c.out_meta->dtype, name().c_str(), [&](auto tag) {
-      using T = decltype(tag);
-      const T* g = c.in<T>(0);
-      T* dx = c.out<T>();
-      for_pixels(c.out_shape(), [&](int64_t plane, int64_t p, int64_t q, int64_t e) {
-        dx[e] = resample::upsample_grad_at<T>(g + plane * h.out * w.out, h, w, bl, p, q);
-      });
-    });
-  }
+  void cpu(const KernelCall& c) const override { run_pixels(c, a_, bilinear_, true, name().c_str()); }
 
  protected:
   AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
@@ -134,9 +125,9 @@ Tensor upsample(const Tensor& x, const char* op, const int64_t* size, const doub
     } else {
       a.size[d] = size[d];
     }
-    LETHE_CHECK(a.size[d] > 0 && a.input_size[d] > 0, op, ": input ", x.shape(), " and output size [", a.size[0],
-                ", ", a.size[1], "] must be non-empty");
   }
+  LETHE_CHECK(a.size[0] > 0 && a.size[1] > 0 && a.input_size[0] > 0 && a.input_size[1] > 0, op, ": input ",
+              x.shape(), " and output size [", a.size[0], ", ", a.size[1], "] must be non-empty");
   return record(std::make_shared<UpsampleOp>(a, bilinear), {x});
 }
 
