@@ -44,11 +44,21 @@ inline void offsets_at(const cpu::StridedLoop& l, int64_t e, int64_t* off) {
   for (size_t k = 0; k < l.strides.size(); ++k) off[k] += (e % inner) * l.strides[k].back();
 }
 
-class GatherOp final : public Op {
+// What every op here shares: the indexed dim (IndexAttrs), its text and its typed view.
+class DimOp : public Op {
  public:
-  explicit GatherOp(int dim) : a_{dim} {}
-  OpKind kind() const override { return OpKind::gather; }
+  explicit DimOp(int dim) : a_{dim} {}
   std::string attrs() const override { return "dim=" + std::to_string(a_.dim); }
+
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+  IndexAttrs a_;
+};
+
+class GatherOp final : public DimOp {
+ public:
+  using DimOp::DimOp;
+  OpKind kind() const override { return OpKind::gather; }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     check_index_meta(in[0], in[1], a_.dim, "gather");
     TensorMeta m = in[0];
@@ -76,19 +86,12 @@ class GatherOp final : public Op {
     });
   }
   std::vector<Tensor> backward(const BackwardCtx& c) const override;
-
- protected:
-  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
-
- private:
-  IndexAttrs a_;
 };
 
-class ScatterAddOp final : public Op {
+class ScatterAddOp final : public DimOp {
  public:
-  explicit ScatterAddOp(int dim) : a_{dim} {}
+  using DimOp::DimOp;
   OpKind kind() const override { return OpKind::scatter_add; }
-  std::string attrs() const override { return "dim=" + std::to_string(a_.dim); }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     const TensorMeta &x = in[0], &index = in[1], &src = in[2];
     check_index_meta(x, index, a_.dim, "scatter_add");
@@ -144,19 +147,12 @@ class ScatterAddOp final : public Op {
     }
     return r;
   }
-
- protected:
-  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
-
- private:
-  IndexAttrs a_;
 };
 
-class IndexSelectOp final : public Op {
+class IndexSelectOp final : public DimOp {
  public:
-  explicit IndexSelectOp(int dim) : a_{dim} {}
+  using DimOp::DimOp;
   OpKind kind() const override { return OpKind::index_select; }
-  std::string attrs() const override { return "dim=" + std::to_string(a_.dim); }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     const TensorMeta &x = in[0], &index = in[1];
     LETHE_CHECK(index.dtype == DType::i64, "index_select: index must be i64, got ", index.dtype, index.shape);
@@ -190,12 +186,6 @@ class IndexSelectOp final : public Op {
     const Tensor index = broadcast_to(reshape(c.inputs[1], Shape(line)), g.shape());
     return {scatter_add(full_like(x, 0.0), a_.dim, index, g), Tensor()};
   }
-
- protected:
-  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
-
- private:
-  IndexAttrs a_;
 };
 
 std::vector<Tensor> GatherOp::backward(const BackwardCtx& c) const {

@@ -47,11 +47,22 @@ void run_pixels(const KernelCall& c, const UpsampleAttrs& a, bool bilinear, bool
   });
 }
 
-class UpsampleOp final : public Op {
+// What the four ops share: the attributes, their text and typed view, the mode.
+class UpsampleBase : public Op {
  public:
-  UpsampleOp(UpsampleAttrs a, bool bilinear) : a_(a), bilinear_(bilinear) {}
-  OpKind kind() const override { return bilinear_ ? OpKind::upsample_bilinear2d : OpKind::upsample_nearest2d; }
+  UpsampleBase(UpsampleAttrs a, bool bilinear) : a_(a), bilinear_(bilinear) {}
   std::string attrs() const override { return up_attrs(a_, bilinear_); }
+
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+  UpsampleAttrs a_;
+  bool bilinear_;
+};
+
+class UpsampleOp final : public UpsampleBase {
+ public:
+  using UpsampleBase::UpsampleBase;
+  OpKind kind() const override { return bilinear_ ? OpKind::upsample_bilinear2d : OpKind::upsample_nearest2d; }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     const Shape& xs = in[0].shape;
     LETHE_CHECK(xs.ndim() == 4, name(), ": expected an NCHW input (4 dims), got ", xs);
@@ -69,22 +80,14 @@ class UpsampleOp final : public Op {
   }
   void cpu(const KernelCall& c) const override { run_pixels(c, a_, bilinear_, false, name().c_str()); }
   std::vector<Tensor> backward(const BackwardCtx& c) const override;
-
- protected:
-  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
-
- private:
-  UpsampleAttrs a_;
-  bool bilinear_;
 };
 
-class UpsampleBackwardOp final : public Op {
+class UpsampleBackwardOp final : public UpsampleBase {
  public:
-  UpsampleBackwardOp(UpsampleAttrs a, bool bilinear) : a_(a), bilinear_(bilinear) {}
+  using UpsampleBase::UpsampleBase;
   OpKind kind() const override {
     return bilinear_ ? OpKind::upsample_bilinear2d_backward : OpKind::upsample_nearest2d_backward;
   }
-  std::string attrs() const override { return up_attrs(a_, bilinear_); }
   bool differentiable() const override { return false; }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     const Shape& gs = in[0].shape;
@@ -95,13 +98,6 @@ class UpsampleBackwardOp final : public Op {
     return m;
   }
   void cpu(const KernelCall& c) const override { run_pixels(c, a_, bilinear_, true, name().c_str()); }
-
- protected:
-  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
-
- private:
-  UpsampleAttrs a_;
-  bool bilinear_;
 };
 
 std::vector<Tensor> UpsampleOp::backward(const BackwardCtx& c) const {
