@@ -108,7 +108,7 @@ class ScatterAddOp final : public DimOp {
     const int64_t* idx = c.in<int64_t>(1);
     check_indices(idx, is.numel(), xs[a_.dim], a_.dim, "scatter_add");
     const size_t bytes = c.out_meta->bytes();
-    if (bytes) std::memcpy(c.output, c.inputs[0], bytes);
+    if (bytes && c.output != c.inputs[0]) std::memcpy(c.output, c.inputs[0], bytes);
     if (is.numel() == 0) return;
     // Lines along dim, one per position of the index with dim dropped; each line adds in order.
     const Shape space = layout::keep_shape(is, {a_.dim});
