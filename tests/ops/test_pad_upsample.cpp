@@ -100,6 +100,29 @@ TEST_CASE("upsample_bilinear2d: sizes, scales, align_corners (torch), gradient")
   }
 }
 
+TEST_CASE("upsample: downsampling and align_corners gradients (torch)") {
+  Session s;
+  auto x = from_vector<double>(seq(20, 1), {1, 1, 4, 5});
+  auto b = upsample_bilinear2d(x, 0.6, 0.6);
+  CHECK(b.shape() == Shape{1, 1, 2, 3});
+  close(b.to_vector<double>(), {3, 14.0 / 3, 19.0 / 3, 34.0 / 3, 13, 44.0 / 3}, 1e-12);
+  close(upsample_nearest2d(x, {3, 2}).to_vector<double>(), {1, 3, 6, 8, 11, 13});
+  close(upsample_nearest2d(x, 0.7, 0.7).to_vector<double>(), {1, 2, 3, 6, 7, 8});
+  auto g = from_vector<double>(seq(20, 1), {1, 1, 4, 5}).set_requires_grad(true);
+  (upsample_bilinear2d(g, {6, 7}, true) * from_vector<double>(seq(42, 1), {1, 1, 6, 7})).sum().backward();
+  close(g.grad().to_vector<double>(),
+        {6.066666666666667, 8.4, 14.000000000000002, 14.000000000000002, 16.333333333333332, 28.800000000000008,
+         31.466666666666676, 43.33333333333334, 37.866666666666674, 40.53333333333333, 51.199999999999996,
+         53.866666666666674, 71.33333333333334, 60.266666666666666, 62.933333333333316, 63.93333333333333,
+         66.26666666666667, 86.33333333333334, 71.86666666666667, 74.19999999999999},
+        1e-12);
+  g.zero_grad();
+  (upsample_bilinear2d(g, 0.6, 0.6) * from_vector<double>(seq(6, 1), {1, 1, 2, 3})).sum().backward();
+  close(g.grad().to_vector<double>(), {4.0 / 9, 2.0 / 9, 4.0 / 3, 2.0 / 3, 4.0 / 3, 2.0 / 9, 1.0 / 9, 2.0 / 3, 1.0 / 3,
+                                       2.0 / 3, 8.0 / 3, 4.0 / 3, 5, 2, 4, 0, 0, 0, 0, 0},
+        1e-12);
+}
+
 TEST_CASE("upsample: errors name the op and the shapes") {
   Session s;
   throws_with([&] { upsample_nearest2d(zeros({2, 3}), 2.0, 2.0); }, {"upsample_nearest2d", "NCHW", "[2, 3]"});
