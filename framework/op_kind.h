@@ -24,10 +24,19 @@ namespace lethe {
   X(neg) X(exp) X(log) X(sqrt) X(pow) X(relu) X(gelu) X(sigmoid) X(tanh)                           \
   X(relu_backward) X(gelu_backward) X(sigmoid_backward) X(tanh_backward)                           \
   X(cast) X(sum_to) X(broadcast_to)                                                                \
+  X(abs) X(sign) X(log1p) X(expm1) X(clamp) X(minimum) X(maximum) X(pow_tensor)                    \
+  /* comparisons and selection (ops/compare.cpp) */                                                \
+  X(eq) X(ne) X(lt) X(le) X(gt) X(ge) X(where)                                                     \
   /* creation (ops/creation.cpp) */                                                                \
   X(full) X(copy)                                                                                  \
   /* reductions (ops/reduce.cpp) */                                                                \
-  X(sum) X(mean) X(max) X(argmax) X(max_backward)                                                  \
+  X(sum) X(mean) X(max) X(argmax) X(max_backward) X(min) X(argmin) X(cumsum)                       \
+  /* indexing (ops/indexing.cpp) */                                                                \
+  X(gather) X(scatter_add) X(index_select)                                                         \
+  /* resampling and padding (ops/upsample.cpp, ops/pad.cpp) */                                     \
+  X(upsample_nearest2d) X(upsample_nearest2d_backward)                                             \
+  X(upsample_bilinear2d) X(upsample_bilinear2d_backward)                                           \
+  X(pad) X(pad_backward)                                                                           \
   /* softmax (ops/softmax.cpp) */                                                                  \
   X(softmax) X(log_softmax) X(softmax_backward) X(log_softmax_backward)                            \
   /* losses (ops/loss.cpp) */                                                                      \

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -106,12 +107,44 @@ class Tensor {
   Tensor relu() const;
   Tensor sigmoid() const;
   Tensor tanh() const;
+  Tensor abs() const;
+  Tensor sign() const;
+  Tensor log1p() const;
+  Tensor expm1() const;
+  Tensor pow(const Tensor& e) const;
+  Tensor clamp(std::optional<double> min, std::optional<double> max = std::nullopt) const;
+  Tensor minimum(const Tensor& o) const;
+  Tensor maximum(const Tensor& o) const;
+
+  // Comparisons: i64 masks of 0 and 1 (Lethe has no bool dtype), no gradient (ops/compare.h).
+  Tensor eq(const Tensor& o) const;
+  Tensor ne(const Tensor& o) const;
+  Tensor lt(const Tensor& o) const;
+  Tensor le(const Tensor& o) const;
+  Tensor gt(const Tensor& o) const;
+  Tensor ge(const Tensor& o) const;
+  Tensor eq(double s) const;
+  Tensor ne(double s) const;
+  Tensor lt(double s) const;
+  Tensor le(double s) const;
+  Tensor gt(double s) const;
+  Tensor ge(double s) const;
+  // torch's x.where(cond, y): x where cond is nonzero, else y.
+  Tensor where(const Tensor& cond, const Tensor& other) const;
+
+  // Indexing by i64 tensors (ops/indexing.h).
+  Tensor gather(int dim, const Tensor& index) const;
+  Tensor scatter_add(int dim, const Tensor& index, const Tensor& src) const;
+  Tensor index_select(int dim, const Tensor& index) const;
 
   // Reductions (empty axes = all axes).
   Tensor sum(const std::vector<int>& axes = {}, bool keepdim = false) const;
   Tensor mean(const std::vector<int>& axes = {}, bool keepdim = false) const;
   Tensor max(int axis, bool keepdim = false) const;
   Tensor argmax(int axis, bool keepdim = false) const;
+  Tensor min(int axis, bool keepdim = false) const;
+  Tensor argmin(int axis, bool keepdim = false) const;
+  Tensor cumsum(int axis) const;
 
   Tensor matmul(const Tensor& o) const;
 

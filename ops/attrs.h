@@ -10,7 +10,7 @@
 //
 // Which kinds hold which struct is written next to each; kinds not listed have no attributes
 // (add, sub, mul, div, neg, exp, log, sqrt, relu, sigmoid, tanh and their backwards, copy,
-// embedding, batch_norm_stats).
+// embedding, batch_norm_stats, abs, sign, log1p, expm1, minimum, maximum, pow_tensor, where).
 #pragma once
 
 #include <array>
@@ -45,6 +45,18 @@ struct ShapeAttrs {
   Shape shape;
 };
 
+// clamp: the bounds it has (torch.clamp: at least one; min > max gives max everywhere).
+struct ClampAttrs {
+  bool has_min = false, has_max = false;
+  double min = 0, max = 0;
+};
+
+// eq, ne, lt, le, gt, ge: tensor-tensor (one more input) or, when scalar, against `value`.
+struct CompareAttrs {
+  bool scalar = false;
+  double value = 0;
+};
+
 // full: every element's value (the output meta is the node's).
 struct FullAttrs {
   double value = 0;
@@ -58,10 +70,17 @@ struct ReduceAttrs {
   bool keepdim = false;
 };
 
-// max, argmax (keepdim as in PyTorch), max_backward (keepdim unused).
+// max, argmax, min, argmin (keepdim as in PyTorch), max_backward (keepdim unused; also min's
+// gradient).
 struct AxisAttrs {
   int axis = 0;
   bool keepdim = false;
+};
+
+// cumsum: along axis; reverse sums from the end (the gradient of a cumsum).
+struct CumsumAttrs {
+  int axis = 0;
+  bool reverse = false;
 };
 
 // softmax, log_softmax, softmax_backward, log_softmax_backward.
@@ -137,6 +156,30 @@ struct AdaptivePool2dAttrs {
   std::array<int64_t, 2> output_size{1, 1};
 };
 
+// upsample_nearest2d, upsample_bilinear2d and their backwards: output (size) and input
+// (input_size) spatial sizes; scale > 0 where the user gave a scale factor (torch then maps
+// coordinates with 1 / scale, not with the size ratio); align_corners for bilinear only.
+struct UpsampleAttrs {
+  std::array<int64_t, 2> size{1, 1}, input_size{1, 1};
+  std::array<double, 2> scale{0, 0};
+  bool align_corners = false;
+};
+
+enum class PadMode { constant, reflect, replicate };
+// pad: pads as torch.nn.functional.pad ((before, after) pairs, last dim first), constant value.
+struct PadAttrs {
+  std::vector<int64_t> pads;
+  PadMode mode = PadMode::constant;
+  double value = 0;
+};
+
+// pad_backward: the gradient of a pad along one axis (one node per padded axis).
+struct PadBackwardAttrs {
+  int axis = 0;
+  int64_t before = 0, after = 0;
+  PadMode mode = PadMode::constant;
+};
+
 // ------------------------------------------------------------------- shape ops, embedding, dropout
 
 // permute: output dim i is input dim dims[i].
@@ -153,6 +196,11 @@ struct SliceAttrs {
 // concat.
 struct ConcatAttrs {
   int axis = 0;
+};
+
+// gather, scatter_add, index_select: the indexed dim.
+struct IndexAttrs {
+  int dim = 0;
 };
 
 // embedding_backward: rows of the table.

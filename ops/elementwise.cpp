@@ -10,6 +10,7 @@
 #include "framework/error.h"
 #include "framework/session.h"
 #include "ops/attrs.h"
+#include "ops/compare.h"
 #include "ops/cpu_util.h"
 #include "ops/layout.h"
 #include "ops/creation.h"
@@ -96,7 +97,21 @@ Tensor reduce_grad(const Tensor& g, const Shape& s) { return sum_to(g, s); }
 
 // ------------------------------------------------------------------------------------ binary
 
-enum class BinKind { add, sub, mul, div };
+enum class BinKind { add, sub, mul, div, minimum, maximum, pow };
+
+// maximum/minimum as torch: a NaN in either operand gives NaN.
+template <typename T>
+T max_nan(T x, T y) {
+  if constexpr (std::is_floating_point_v<T>)
+    if (std::isnan(x) || std::isnan(y)) return x + y;
+  return x < y ? y : x;
+}
+template <typename T>
+T min_nan(T x, T y) {
+  if constexpr (std::is_floating_point_v<T>)
+    if (std::isnan(x) || std::isnan(y)) return x + y;
+  return y < x ? y : x;
+}
 
 class BinaryOp final : public Op {
  public:
@@ -107,6 +122,9 @@ class BinaryOp final : public Op {
       case BinKind::sub: return OpKind::sub;
       case BinKind::mul: return OpKind::mul;
       case BinKind::div: return OpKind::div;
+      case BinKind::minimum: return OpKind::minimum;
+      case BinKind::maximum: return OpKind::maximum;
+      case BinKind::pow: return OpKind::pow_tensor;
     }
     return OpKind::div;
   }
@@ -114,7 +132,7 @@ class BinaryOp final : public Op {
     const std::string n = name();
     LETHE_CHECK(in[0].dtype == in[1].dtype, n, ": dtypes ", in[0].dtype, " and ", in[1].dtype,
                 " differ (shapes ", in[0].shape, " and ", in[1].shape, "); cast one with .to()");
-    LETHE_CHECK(k_ != BinKind::div || is_floating(in[0].dtype), n,
+    LETHE_CHECK((k_ != BinKind::div && k_ != BinKind::pow) || is_floating(in[0].dtype), n,
                 ": expected floating-point tensors, got ", in[0].dtype, " (shapes ", in[0].shape,
                 " and ", in[1].shape, ")");
     TensorMeta out = in[0];
@@ -131,6 +149,12 @@ class BinaryOp final : public Op {
         case BinKind::div:
           if constexpr (std::is_floating_point_v<T>)
             broadcast_binary<T>(c, [](T x, T y) { return x / y; });
+          break;
+        case BinKind::minimum: broadcast_binary<T>(c, [](T x, T y) { return min_nan(x, y); }); break;
+        case BinKind::maximum: broadcast_binary<T>(c, [](T x, T y) { return max_nan(x, y); }); break;
+        case BinKind::pow:
+          if constexpr (std::is_floating_point_v<T>)
+            broadcast_binary<T>(c, [](T x, T y) { return std::pow(x, y); });
           break;
       }
     });
@@ -156,6 +180,23 @@ class BinaryOp final : public Op {
         // d(a/b)/db = -(a/b)/b
         if (c.needs_grad[1]) r[1] = reduce_grad(neg(div(mul(g, c.output), b)), b.shape());
         break;
+      case BinKind::minimum: case BinKind::maximum: {
+        // As torch: a tie splits the gradient in halves; the smaller (larger) operand gets none.
+        const Tensor half = where(eq(a, b), mul_scalar(g, 0.5), g), zero = full_like(g, 0.0);
+        const bool mx = k_ == BinKind::maximum;
+        if (c.needs_grad[0]) r[0] = reduce_grad(where(mx ? lt(a, b) : gt(a, b), zero, half), a.shape());
+        if (c.needs_grad[1]) r[1] = reduce_grad(where(mx ? gt(a, b) : lt(a, b), zero, half), b.shape());
+        break;
+      }
+      case BinKind::pow: {
+        // As torch: no gradient to a where b == 0, none to b where a == 0 and b >= 0.
+        const Tensor zero = full_like(g, 0.0);
+        if (c.needs_grad[0])
+          r[0] = reduce_grad(where(eq(b, 0.0), zero, mul(g, mul(b, pow(a, add_scalar(b, -1.0))))), a.shape());
+        if (c.needs_grad[1])
+          r[1] = reduce_grad(where(mul(eq(a, 0.0), ge(b, 0.0)), zero, mul(g, mul(c.output, log(a)))), b.shape());
+        break;
+      }
     }
     return r;
   }
@@ -168,8 +209,20 @@ class BinaryOp final : public Op {
 
 enum class UnKind {
   add_scalar, mul_scalar, rsub_scalar, rdiv_scalar, neg, exp, log, sqrt, pow, relu, gelu, gelu_tanh,
-  sigmoid, tanh
+  sigmoid, tanh, abs, sign, log1p, expm1, clamp
 };
+
+// y = x clamped to a's bounds. A NaN fails both tests and stays NaN; min > max gives max (torch).
+template <typename T>
+void clamp_map(const T* x, T* y, int64_t n, const ClampAttrs& a) {
+  const T lo = static_cast<T>(a.min), hi = static_cast<T>(a.max);
+  const bool has_lo = a.has_min, has_hi = a.has_max;
+  map1(x, y, n, [=](T v) {
+    if (has_lo && v < lo) v = lo;
+    if (has_hi && v > hi) v = hi;
+    return v;
+  });
+}
 
 constexpr double kSqrt1_2 = 0.70710678118654752440;     // 1/sqrt(2)
 constexpr double kInvSqrt2Pi = 0.39894228040143267794;  // 1/sqrt(2 pi)
@@ -178,9 +231,10 @@ constexpr double kGeluC = 0.044715;
 
 class UnaryOp final : public Op {
  public:
-  UnaryOp(UnKind k, double s = 0.0)
+  UnaryOp(UnKind k, double s = 0.0, ClampAttrs clamp = {})
       : k_(k), scalar_{s},
-        gelu_{k == UnKind::gelu_tanh ? GeluApproximation::tanh : GeluApproximation::none} {}
+        gelu_{k == UnKind::gelu_tanh ? GeluApproximation::tanh : GeluApproximation::none},
+        clamp_(clamp) {}
   OpKind kind() const override {
     switch (k_) {
       case UnKind::add_scalar: return OpKind::add_scalar;
@@ -196,6 +250,11 @@ class UnaryOp final : public Op {
       case UnKind::gelu: case UnKind::gelu_tanh: return OpKind::gelu;
       case UnKind::sigmoid: return OpKind::sigmoid;
       case UnKind::tanh: return OpKind::tanh;
+      case UnKind::abs: return OpKind::abs;
+      case UnKind::sign: return OpKind::sign;
+      case UnKind::log1p: return OpKind::log1p;
+      case UnKind::expm1: return OpKind::expm1;
+      case UnKind::clamp: return OpKind::clamp;
     }
     return OpKind::tanh;
   }
@@ -206,20 +265,26 @@ class UnaryOp final : public Op {
       case UnKind::pow: return "exponent=" + fmt_double(scalar_.value);
       case UnKind::gelu: return "approximate=none";
       case UnKind::gelu_tanh: return "approximate=tanh";
+      case UnKind::clamp:
+        return "min=" + (clamp_.has_min ? fmt_double(clamp_.min) : std::string("none")) +
+               ",max=" + (clamp_.has_max ? fmt_double(clamp_.max) : std::string("none"));
       default: return {};
     }
   }
   // Integer tensors take the arithmetic ops with an integral scalar; everything else needs floats.
   bool integer_ok() const {
     const bool integral = std::floor(scalar_.value) == scalar_.value && std::abs(scalar_.value) < 9.0e18;
-    return k_ == UnKind::neg ||
+    const auto whole = [](double v) { return std::floor(v) == v && std::abs(v) < 9.0e18; };
+    if (k_ == UnKind::clamp) return (!clamp_.has_min || whole(clamp_.min)) && (!clamp_.has_max || whole(clamp_.max));
+    return k_ == UnKind::neg || k_ == UnKind::abs || k_ == UnKind::sign ||
            ((k_ == UnKind::add_scalar || k_ == UnKind::mul_scalar || k_ == UnKind::rsub_scalar) &&
             integral);
   }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     LETHE_CHECK(is_floating(in[0].dtype) || integer_ok(), name(),
                 ": expected a floating-point tensor (f32 or f64), got ", in[0].dtype, in[0].shape,
-                (k_ <= UnKind::rsub_scalar ? " with a non-integral scalar" : ""));
+                (k_ <= UnKind::rsub_scalar ? " with a non-integral scalar"
+                 : k_ == UnKind::clamp ? " with a non-integral bound" : ""));
     return in[0];
   }
   OpCost cost(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
@@ -227,7 +292,7 @@ class UnaryOp final : public Op {
     double per = 1;
     switch (k_) {
       case UnKind::exp: case UnKind::log: case UnKind::sqrt: case UnKind::pow: case UnKind::sigmoid:
-      case UnKind::tanh: per = 8; break;
+      case UnKind::tanh: case UnKind::log1p: case UnKind::expm1: per = 8; break;
       case UnKind::gelu: case UnKind::gelu_tanh: per = 16; break;
       default: break;
     }
@@ -245,6 +310,9 @@ class UnaryOp final : public Op {
         case UnKind::add_scalar: map1(x, y, n, [s](int64_t v) { return v + s; }); break;
         case UnKind::mul_scalar: map1(x, y, n, [s](int64_t v) { return v * s; }); break;
         case UnKind::rsub_scalar: map1(x, y, n, [s](int64_t v) { return s - v; }); break;
+        case UnKind::abs: map1(x, y, n, [](int64_t v) { return v < 0 ? -v : v; }); break;
+        case UnKind::sign: map1(x, y, n, [](int64_t v) { return int64_t(v > 0) - int64_t(v < 0); }); break;
+        case UnKind::clamp: clamp_map(x, y, n, clamp_); break;
         default: LETHE_ASSERT(false);
       }
       return;
@@ -288,6 +356,12 @@ class UnaryOp final : public Op {
           });
           break;
         case UnKind::tanh: map1(x, y, n, [](T v) { return std::tanh(v); }); break;
+        case UnKind::abs: map1(x, y, n, [](T v) { return std::abs(v); }); break;
+        // sign(NaN) = 0, as torch.sign.
+        case UnKind::sign: map1(x, y, n, [](T v) { return T(v > T(0)) - T(v < T(0)); }); break;
+        case UnKind::log1p: map1(x, y, n, [](T v) { return std::log1p(v); }); break;
+        case UnKind::expm1: map1(x, y, n, [](T v) { return std::expm1(v); }); break;
+        case UnKind::clamp: clamp_map(x, y, n, clamp_); break;
       }
     });
   }
@@ -299,6 +373,7 @@ class UnaryOp final : public Op {
       case UnKind::add_scalar: case UnKind::mul_scalar: case UnKind::rsub_scalar:
       case UnKind::rdiv_scalar: case UnKind::pow: return AttrsRef::of(scalar_);
       case UnKind::gelu: case UnKind::gelu_tanh: return AttrsRef::of(gelu_);
+      case UnKind::clamp: return AttrsRef::of(clamp_);
       default: return {};
     }
   }
@@ -307,6 +382,7 @@ class UnaryOp final : public Op {
   UnKind k_;
   ScalarAttrs scalar_;  // the scalar (or exponent) of the kinds that have one
   GeluAttrs gelu_;
+  ClampAttrs clamp_;
 };
 
 // ---------------------------------------------------------------- activation backward ops
@@ -404,6 +480,17 @@ std::vector<Tensor> UnaryOp::backward(const BackwardCtx& c) const {
     case UnKind::gelu_tanh: return {activation_backward(BwKind::gelu_tanh, g, x)};
     case UnKind::sigmoid: return {activation_backward(BwKind::sigmoid, g, y)};
     case UnKind::tanh: return {activation_backward(BwKind::tanh, g, y)};
+    case UnKind::abs: return {mul(g, sign(x))};
+    case UnKind::sign: return {full_like(x, 0.0)};
+    case UnKind::log1p: return {div(g, add_scalar(x, 1.0))};
+    case UnKind::expm1: return {mul(g, add_scalar(y, 1.0))};
+    case UnKind::clamp: {
+      // As torch: the gradient passes where min <= x <= max (a NaN x passes none).
+      Tensor pass;
+      if (clamp_.has_min) pass = ge(x, clamp_.min);
+      if (clamp_.has_max) pass = pass.defined() ? mul(pass, le(x, clamp_.max)) : le(x, clamp_.max);
+      return {where(pass, g, full_like(g, 0.0))};
+    }
   }
   return {Tensor()};
 }
@@ -552,6 +639,26 @@ Tensor gelu(const Tensor& x, const std::string& approximate) {
 }
 Tensor sigmoid(const Tensor& x) { return unary(UnKind::sigmoid, x); }
 Tensor tanh(const Tensor& x) { return unary(UnKind::tanh, x); }
+Tensor abs(const Tensor& x) { return unary(UnKind::abs, x); }
+Tensor sign(const Tensor& x) { return unary(UnKind::sign, x); }
+Tensor log1p(const Tensor& x) { return unary(UnKind::log1p, x); }
+Tensor expm1(const Tensor& x) { return unary(UnKind::expm1, x); }
+Tensor clamp(const Tensor& x, std::optional<double> min, std::optional<double> max) {
+  LETHE_CHECK(min || max, "clamp: at least one of min and max must be given");
+  ClampAttrs a;
+  a.has_min = min.has_value();
+  a.has_max = max.has_value();
+  a.min = min.value_or(0.0);
+  a.max = max.value_or(0.0);
+  return record(std::make_shared<UnaryOp>(UnKind::clamp, 0.0, a), {x});
+}
+Tensor minimum(const Tensor& a, const Tensor& b) {
+  return record(std::make_shared<BinaryOp>(BinKind::minimum), {a, b});
+}
+Tensor maximum(const Tensor& a, const Tensor& b) {
+  return record(std::make_shared<BinaryOp>(BinKind::maximum), {a, b});
+}
+Tensor pow(const Tensor& a, const Tensor& b) { return record(std::make_shared<BinaryOp>(BinKind::pow), {a, b}); }
 
 Tensor cast(const Tensor& x, DType t) {
   if (x.defined() && x.dtype() == t) return x;

@@ -100,6 +100,14 @@ inline std::vector<int64_t> broadcast_index(const Shape& in_batch, const Shape& 
   return res;
 }
 
+// Row-major strides of shape s with the stride of `axis` set to 0 (gather reads x through these
+// over the index's shape, then adds index * the axis's own stride).
+inline std::vector<int64_t> strides_without(const Shape& s, int axis) {
+  std::vector<int64_t> st = s.strides();
+  st[static_cast<size_t>(axis)] = 0;
+  return st;
+}
+
 // [outer, R, inner] view of a shape along `axis` (reductions and softmax walk this).
 struct AxisView {
   int64_t outer = 1, r = 1, inner = 1;

@@ -1,4 +1,5 @@
-// Reductions: sum and mean over any axes, max (values) and argmax along one axis.
+// Reductions: sum and mean over any axes, max/min (values) and argmax/argmin along one axis, and
+// cumsum (a scan along one axis).
 #include "ops/reduce.h"
 
 #include <algorithm>
@@ -118,18 +119,19 @@ class SumOp final : public Op {
 using cpu::AxisView;
 using cpu::axis_view;
 
-// NaN counts as larger than everything (it propagates, as in PyTorch); ties keep the first index.
-template <typename T>
+// NaN counts as better than everything (it propagates, as in PyTorch); ties keep the first index.
+template <bool Min, typename T>
 bool better(T v, T best) {
   if constexpr (std::is_floating_point_v<T>) {
     if (std::isnan(best)) return false;
     if (std::isnan(v)) return true;
   }
-  return v > best;
+  return Min ? v < best : v > best;
 }
 
-// For each (outer, inner): the first index of the largest value along the axis, and that value.
-template <typename T>
+// For each (outer, inner): the first index of the largest (Min: smallest) value along the axis,
+// and that value.
+template <bool Min, typename T>
 void max_along(const T* x, const AxisView& v, T* vals, int64_t* idx) {
 #pragma omp parallel for schedule(static) if (v.outer * v.r * v.inner > kParallelGrain)
   for (int64_t o = 0; o < v.outer; ++o) {
@@ -139,7 +141,7 @@ void max_along(const T* x, const AxisView& v, T* vals, int64_t* idx) {
       int64_t bi = 0;
       for (int64_t r = 1; r < v.r; ++r) {
         const T cand = src[r * v.inner + i];
-        if (better(cand, best)) {
+        if (better<Min>(cand, best)) {
           best = cand;
           bi = r;
         }
@@ -152,8 +154,11 @@ void max_along(const T* x, const AxisView& v, T* vals, int64_t* idx) {
 
 class MaxOp final : public Op {
  public:
-  MaxOp(int axis, bool keepdim, bool arg) : arg_(arg), a_{axis, keepdim} {}
-  OpKind kind() const override { return arg_ ? OpKind::argmax : OpKind::max; }
+  MaxOp(int axis, bool keepdim, bool arg, bool min = false) : arg_(arg), min_(min), a_{axis, keepdim} {}
+  OpKind kind() const override {
+    if (min_) return arg_ ? OpKind::argmin : OpKind::min;
+    return arg_ ? OpKind::argmax : OpKind::max;
+  }
   std::string attrs() const override {
     return "axis=" + std::to_string(a_.axis) + ",keepdim=" + (a_.keepdim ? "1" : "0");
   }
@@ -170,10 +175,12 @@ class MaxOp final : public Op {
     const AxisView v = axis_view(c.in_shape(0), a_.axis);
     dispatch_all(c.in_meta[0]->dtype, [&](auto tag) {
       using T = decltype(tag);
-      if (arg_)
-        max_along<T>(c.in<T>(0), v, nullptr, c.out<int64_t>());
+      T* vals = arg_ ? nullptr : c.out<T>();
+      int64_t* idx = arg_ ? c.out<int64_t>() : nullptr;
+      if (min_)
+        max_along<true, T>(c.in<T>(0), v, vals, idx);
       else
-        max_along<T>(c.in<T>(0), v, c.out<T>(), nullptr);
+        max_along<false, T>(c.in<T>(0), v, vals, idx);
     });
   }
   std::vector<Tensor> backward(const BackwardCtx& c) const override;
@@ -182,11 +189,11 @@ class MaxOp final : public Op {
   AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
 
  private:
-  bool arg_;
+  bool arg_, min_;
   AxisAttrs a_;
 };
 
-// Gradient of max: grad (max's output shape) placed at the argmax index along `axis` of a zero
+// Gradient of max (and of min): grad (max's output shape) placed at the argmax index along `axis` of a zero
 // tensor of the input's shape.
 class MaxBackwardOp final : public Op {
  public:
@@ -233,9 +240,56 @@ class MaxBackwardOp final : public Op {
 std::vector<Tensor> MaxOp::backward(const BackwardCtx& c) const {
   if (arg_ || !c.needs_grad[0]) return {Tensor()};
   const Tensor& x = c.inputs[0];
-  Tensor idx = argmax(x, a_.axis, a_.keepdim);
+  Tensor idx = min_ ? argmin(x, a_.axis, a_.keepdim) : argmax(x, a_.axis, a_.keepdim);
   return {record(std::make_shared<MaxBackwardOp>(x.shape(), a_.axis), {c.grad_output, idx})};
 }
+
+// Inclusive prefix sums along an axis (reverse: from the end), each line summed in order.
+class CumsumOp final : public Op {
+ public:
+  CumsumOp(int axis, bool reverse) : a_{axis, reverse} {}
+  OpKind kind() const override { return OpKind::cumsum; }
+  std::string attrs() const override {
+    return "axis=" + std::to_string(a_.axis) + ",reverse=" + (a_.reverse ? "1" : "0");
+  }
+  TensorMeta infer(const std::vector<TensorMeta>& in) const override { return in[0]; }
+  void cpu(const KernelCall& c) const override {
+    const AxisView v = axis_view(c.in_shape(0), a_.axis);
+    const bool rev = a_.reverse;
+    dispatch_all(c.in_meta[0]->dtype, [&](auto tag) {
+      using T = decltype(tag);
+      const T* x = c.in<T>(0);
+      T* y = c.out<T>();
+      // Rows of `inner` contiguous elements, added row after row (vectorised along inner).
+#pragma omp parallel for schedule(static) if (v.outer * v.r * v.inner > kParallelGrain)
+      for (int64_t o = 0; o < v.outer; ++o) {
+        const T* src = x + o * v.r * v.inner;
+        T* dst = y + o * v.r * v.inner;
+        for (int64_t k = 0; k < v.r; ++k) {
+          const int64_t r = rev ? v.r - 1 - k : k;
+          const T* s = src + r * v.inner;
+          T* d = dst + r * v.inner;
+          if (k == 0) {
+            for (int64_t i = 0; i < v.inner; ++i) d[i] = s[i];
+          } else {
+            const T* p = rev ? d + v.inner : d - v.inner;
+            for (int64_t i = 0; i < v.inner; ++i) d[i] = p[i] + s[i];
+          }
+        }
+      }
+    });
+  }
+  std::vector<Tensor> backward(const BackwardCtx& c) const override {
+    if (!c.needs_grad[0]) return {Tensor()};
+    return {record(std::make_shared<CumsumOp>(a_.axis, !a_.reverse), {c.grad_output})};
+  }
+
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+
+ private:
+  CumsumAttrs a_;
+};
 
 }  // namespace
 
@@ -257,6 +311,26 @@ Tensor max(const Tensor& x, int axis, bool keepdim) {
 Tensor argmax(const Tensor& x, int axis, bool keepdim) {
   LETHE_CHECK(x.defined(), "argmax: the input is an undefined tensor");
   return record(std::make_shared<MaxOp>(x.shape().axis(axis, "argmax"), keepdim, true), {x});
+}
+
+}  // namespace lethe
+
+namespace lethe {
+
+Tensor min(const Tensor& x, int axis, bool keepdim) {
+  LETHE_CHECK(x.defined(), "min: the input is an undefined tensor");
+  return record(std::make_shared<MaxOp>(x.shape().axis(axis, "min"), keepdim, false, true), {x});
+}
+
+Tensor argmin(const Tensor& x, int axis, bool keepdim) {
+  LETHE_CHECK(x.defined(), "argmin: the input is an undefined tensor");
+  return record(std::make_shared<MaxOp>(x.shape().axis(axis, "argmin"), keepdim, true, true), {x});
+}
+
+Tensor cumsum(const Tensor& x, int axis) {
+  LETHE_CHECK(x.defined(), "cumsum: the input is an undefined tensor");
+  LETHE_CHECK(x.dim() > 0, "cumsum: the input is a 0-d tensor; give it a dim first");
+  return record(std::make_shared<CumsumOp>(x.shape().axis(axis, "cumsum"), false), {x});
 }
 
 }  // namespace lethe

@@ -1,4 +1,5 @@
-// CUDA kernels of ops/elementwise.cpp: binary arithmetic, unary maths and activations (+ their
+// CUDA kernels of ops/elementwise.cpp: binary arithmetic (with minimum, maximum and pow of two
+// tensors), unary maths (abs, sign, log1p, expm1, clamp) and activations (+ their
 // backwards) and cast through the broadcasting kernel of elementwise.cuh; sum_to (the reduction of
 // reduce.cu) and broadcast_to (the strided copy of shape_ops.cu); the bias adds of linear and conv2d.
 #include <cmath>
@@ -13,23 +14,34 @@ namespace {
 
 // ------------------------------------------------------------------------------- functors
 
-enum Bin : int { kAdd, kSub, kMul, kDiv };
+enum Bin : int { kAdd, kSub, kMul, kDiv, kMinimum, kMaximum, kPowT };
 template <typename T>
 struct BinaryF {
   int k;
   __device__ T operator()(const T (&v)[2], int64_t) const {
+    const T x = v[0], y = v[1];
+    if (k == kMinimum || k == kMaximum) {
+      // As the CPU kernel: a NaN in either operand gives NaN (x + y is that NaN).
+      if constexpr (std::is_floating_point_v<T>)
+        if (isnan(x) || isnan(y)) return x + y;
+      if (k == kMinimum) return y < x ? y : x;
+      return x < y ? y : x;
+    }
     switch (k) {
-      case kAdd: return v[0] + v[1];
-      case kSub: return v[0] - v[1];
-      case kMul: return v[0] * v[1];
+      case kAdd: return x + y;
+      case kSub: return x - y;
+      case kMul: return x * y;
       default:
-        if constexpr (std::is_floating_point_v<T>) return v[0] / v[1];
+        if constexpr (std::is_floating_point_v<T>) return k == kPowT ? pow(x, y) : x / y;
         return T(0);
     }
   }
 };
 
-enum Un : int { kAddS, kMulS, kRsubS, kRdivS, kNeg, kExp, kLog, kSqrt, kPow, kSquare, kRelu, kGelu, kGeluTanh, kSigmoid, kTanh };
+enum Un : int {
+  kAddS, kMulS, kRsubS, kRdivS, kNeg, kExp, kLog, kSqrt, kPow, kSquare, kRelu, kGelu, kGeluTanh, kSigmoid, kTanh,
+  kAbs, kSign, kLog1p, kExpm1, kClamp
+};
 constexpr double kSqrt1_2 = 0.70710678118654752440;
 constexpr double kInvSqrt2Pi = 0.39894228040143267794;
 constexpr double kSqrt2OverPi = 0.79788456080286535588;
@@ -39,13 +51,24 @@ template <typename T>
 struct UnaryF {
   int k;
   T s;
+  T lo = T(0), hi = T(0);  // clamp's bounds, where has_lo / has_hi
+  bool has_lo = false, has_hi = false;
   __device__ T operator()(const T (&a)[1], int64_t) const {
-    const T v = a[0];
+    T v = a[0];
     switch (k) {
       case kAddS: return v + s;
       case kMulS: return v * s;
       case kRsubS: return s - v;
       case kNeg: return -v;
+      case kAbs:
+        if constexpr (std::is_floating_point_v<T>) return fabs(v);  // as std::abs: -0 gives +0
+        else return v < T(0) ? -v : v;
+      case kSign: return T(v > T(0)) - T(v < T(0));  // sign(NaN) = 0, as the CPU and torch
+      case kClamp:
+        // A NaN fails both tests and stays NaN; min > max gives max (the CPU kernel's order).
+        if (has_lo && v < lo) v = lo;
+        if (has_hi && v > hi) v = hi;
+        return v;
       default: break;
     }
     if constexpr (std::is_floating_point_v<T>) {
@@ -65,6 +88,8 @@ struct UnaryF {
           return e / (T(1) + e);
         }
         case kTanh: return tanh(v);
+        case kLog1p: return log1p(v);
+        case kExpm1: return expm1(v);
         default: break;
       }
     }
@@ -111,6 +136,9 @@ int binary_code(OpKind k) {
     case OpKind::sub: return kSub;
     case OpKind::mul: return kMul;
     case OpKind::div: return kDiv;
+    case OpKind::minimum: return kMinimum;
+    case OpKind::maximum: return kMaximum;
+    case OpKind::pow_tensor: return kPowT;
     default: throw_not_in_family("binary", k);
   }
 }
@@ -132,6 +160,11 @@ int unary_code(const Op& op) {
       return op.attrs_as<GeluAttrs>().approximate == GeluApproximation::tanh ? kGeluTanh : kGelu;
     case OpKind::sigmoid: return kSigmoid;
     case OpKind::tanh: return kTanh;
+    case OpKind::abs: return kAbs;
+    case OpKind::sign: return kSign;
+    case OpKind::log1p: return kLog1p;
+    case OpKind::expm1: return kExpm1;
+    case OpKind::clamp: return kClamp;
     default: throw_not_in_family("unary", op.kind());
   }
 }
@@ -162,7 +195,15 @@ void unary(const Op& op, const KernelCall& c) {
   const double s = k <= kRdivS || k == kPow ? op.attrs_as<ScalarAttrs>().value : 0.0;
   dispatch_a(c.in_meta[0]->dtype, [&](auto tag) {
     using T = decltype(tag);
-    launch_ew<T, T, 1>(c, UnaryF<T>{k, static_cast<T>(s)});
+    UnaryF<T> f{k, static_cast<T>(s)};
+    if (k == kClamp) {
+      const ClampAttrs& a = op.attrs_as<ClampAttrs>();
+      f.lo = static_cast<T>(a.min);
+      f.hi = static_cast<T>(a.max);
+      f.has_lo = a.has_min;
+      f.has_hi = a.has_max;
+    }
+    launch_ew<T, T, 1>(c, f);
   });
 }
 

@@ -15,8 +15,8 @@ namespace lethe::cuda::detail {
 [[noreturn]] void throw_not_in_family(const char* family, OpKind kind);
 
 // elementwise.cu
-void binary(const Op& op, const KernelCall& c);               // add, sub, mul, div
-void unary(const Op& op, const KernelCall& c);                // add_scalar ... tanh
+void binary(const Op& op, const KernelCall& c);  // add, sub, mul, div, minimum, maximum, pow_tensor
+void unary(const Op& op, const KernelCall& c);   // add_scalar ... tanh, abs, sign, log1p, expm1, clamp
 void activation_backward(const Op& op, const KernelCall& c);  // relu/gelu/sigmoid/tanh_backward
 void cast(const Op& op, const KernelCall& c);
 void sum_to(const Op& op, const KernelCall& c);
@@ -26,14 +26,30 @@ void add_bias_channels(const KernelCall& c, const void* bias, void* y, int64_t c
                        int64_t plane);
 void add_bias_rows(const KernelCall& c, const void* bias, void* y, int64_t rows, int64_t cols);
 
+// compare.cu
+void compare(const Op& op, const KernelCall& c);  // eq, ne, lt, le, gt, ge
+void where(const Op& op, const KernelCall& c);
+
 // creation.cu
 void full(const Op& op, const KernelCall& c);
 void copy(const Op& op, const KernelCall& c);
 
 // reduce.cu
 void sum_mean(const Op& op, const KernelCall& c);    // sum, mean
-void max_argmax(const Op& op, const KernelCall& c);  // max, argmax
+void max_argmax(const Op& op, const KernelCall& c);  // max, argmax, min, argmin
 void max_backward(const Op& op, const KernelCall& c);
+void cumsum(const Op& op, const KernelCall& c);
+
+// indexing.cu
+void gather(const Op& op, const KernelCall& c);
+void scatter_add(const Op& op, const KernelCall& c);
+void index_select(const Op& op, const KernelCall& c);
+
+// upsample.cu, pad.cu
+void upsample2d(const Op& op, const KernelCall& c);           // nearest, bilinear
+void upsample2d_backward(const Op& op, const KernelCall& c);  // their backwards
+void pad(const Op& op, const KernelCall& c);
+void pad_backward(const Op& op, const KernelCall& c);
 
 // softmax.cu
 void softmax(const Op& op, const KernelCall& c);           // softmax, log_softmax

@@ -1,5 +1,5 @@
 // CUDA kernels of ops/reduce.cpp: sum and mean over any axes (and the sums of sum_to), max/argmax
-// along an axis and max's gradient. Every sum has an order fixed by the shapes (no atomics): a step
+// and min/argmin along an axis, max's (and min's) gradient, cumsum. Every sum has an order fixed by the shapes (no atomics): a step
 // is bitwise reproducible.
 #include <cmath>
 #include <limits>
@@ -193,16 +193,16 @@ namespace {
 using layout::AxisView;
 using layout::axis_view;
 
-template <typename T>
+template <bool Min, typename T>
 __device__ bool better(T v, T best) {
   if constexpr (std::is_floating_point_v<T>) {
     if (isnan(best)) return false;
     if (isnan(v)) return true;
   }
-  return v > best;
+  return Min ? v < best : v > best;
 }
 
-template <typename T>
+template <bool Min, typename T>
 __global__ void max_kernel(const T* x, AxisView v, T* vals, int64_t* idx) {
   LETHE_GRID_LOOP(t, v.outer * v.inner) {
     const int64_t o = t / v.inner, i = t % v.inner;
@@ -211,7 +211,7 @@ __global__ void max_kernel(const T* x, AxisView v, T* vals, int64_t* idx) {
     int64_t bi = 0;
     for (int64_t r = 1; r < v.r; ++r) {
       const T cand = src[r * v.inner];
-      if (better(cand, best)) {
+      if (better<Min>(cand, best)) {
         best = cand;
         bi = r;
       }
@@ -225,12 +225,17 @@ __global__ void max_kernel(const T* x, AxisView v, T* vals, int64_t* idx) {
 
 void max_argmax(const Op& op, const KernelCall& c) {
   const AxisView v = axis_view(c.in_shape(0), op.attrs_as<AxisAttrs>().axis);
-  const bool arg = op.kind() == OpKind::argmax;
+  const bool arg = op.kind() == OpKind::argmax || op.kind() == OpKind::argmin;
+  const bool min = op.kind() == OpKind::min || op.kind() == OpKind::argmin;
   if (v.outer * v.inner == 0) return;
   dispatch_a(c.in_meta[0]->dtype, [&](auto tag) {
     using T = decltype(tag);
-    max_kernel<T><<<grid_for(v.outer * v.inner), kBlock, 0, stream(c)>>>(
-        c.in<T>(0), v, arg ? nullptr : c.out<T>(), arg ? c.out<int64_t>() : nullptr);
+    T* vals = arg ? nullptr : c.out<T>();
+    int64_t* idx = arg ? c.out<int64_t>() : nullptr;
+    if (min)
+      max_kernel<true, T><<<grid_for(v.outer * v.inner), kBlock, 0, stream(c)>>>(c.in<T>(0), v, vals, idx);
+    else
+      max_kernel<false, T><<<grid_for(v.outer * v.inner), kBlock, 0, stream(c)>>>(c.in<T>(0), v, vals, idx);
     LETHE_CUDA_LAUNCH_CHECK();
   });
 }
@@ -254,6 +259,37 @@ void max_backward(const Op& op, const KernelCall& c) {
   dispatch_f(c.in_meta[0]->dtype, "max_backward", [&](auto tag) {
     using T = decltype(tag);
     max_backward_kernel<T><<<grid_for(n), kBlock, 0, stream(c)>>>(c.in<T>(0), c.in<int64_t>(1), v, c.out<T>());
+    LETHE_CUDA_LAUNCH_CHECK();
+  });
+}
+
+// ------------------------------------------------------------------------------- cumsum
+
+namespace {
+// One thread per (outer, inner) line, adding along the axis in the CPU kernel's order.
+template <typename T>
+__global__ void cumsum_kernel(const T* x, AxisView v, bool reverse, T* y) {
+  LETHE_GRID_LOOP(t, v.outer * v.inner) {
+    const int64_t o = t / v.inner, i = t % v.inner;
+    const T* src = x + o * v.r * v.inner + i;
+    T* dst = y + o * v.r * v.inner + i;
+    T acc = T(0);
+    for (int64_t k = 0; k < v.r; ++k) {
+      const int64_t r = reverse ? v.r - 1 - k : k;
+      acc = k == 0 ? src[r * v.inner] : acc + src[r * v.inner];
+      dst[r * v.inner] = acc;
+    }
+  }
+}
+}  // namespace
+
+void cumsum(const Op& op, const KernelCall& c) {
+  const CumsumAttrs& a = op.attrs_as<CumsumAttrs>();
+  const AxisView v = axis_view(c.in_shape(0), a.axis);
+  if (c.out_meta->numel() == 0) return;
+  dispatch_a(c.in_meta[0]->dtype, [&](auto tag) {
+    using T = decltype(tag);
+    cumsum_kernel<T><<<grid_for(v.outer * v.inner), kBlock, 0, stream(c)>>>(c.in<T>(0), v, a.reverse, c.out<T>());
     LETHE_CUDA_LAUNCH_CHECK();
   });
 }

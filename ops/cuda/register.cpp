@@ -22,7 +22,11 @@ DeviceKernel kernel_of(OpKind k) {
     case OpKind::add: case OpKind::sub: case OpKind::mul: case OpKind::div: return binary;
     case OpKind::add_scalar: case OpKind::mul_scalar: case OpKind::rsub_scalar: case OpKind::rdiv_scalar:
     case OpKind::neg: case OpKind::exp: case OpKind::log: case OpKind::sqrt: case OpKind::pow:
-    case OpKind::relu: case OpKind::gelu: case OpKind::sigmoid: case OpKind::tanh: return unary;
+    case OpKind::relu: case OpKind::gelu: case OpKind::sigmoid: case OpKind::tanh:
+    case OpKind::abs: case OpKind::sign: case OpKind::log1p: case OpKind::expm1: case OpKind::clamp: return unary;
+    case OpKind::minimum: case OpKind::maximum: case OpKind::pow_tensor: return binary;
+    case OpKind::eq: case OpKind::ne: case OpKind::lt: case OpKind::le: case OpKind::gt: case OpKind::ge: return compare;
+    case OpKind::where: return where;
     case OpKind::relu_backward: case OpKind::gelu_backward: case OpKind::sigmoid_backward:
     case OpKind::tanh_backward: return activation_backward;
     case OpKind::cast: return cast;
@@ -31,8 +35,16 @@ DeviceKernel kernel_of(OpKind k) {
     case OpKind::full: return full;
     case OpKind::copy: return copy;
     case OpKind::sum: case OpKind::mean: return sum_mean;
-    case OpKind::max: case OpKind::argmax: return max_argmax;
+    case OpKind::max: case OpKind::argmax: case OpKind::min: case OpKind::argmin: return max_argmax;
     case OpKind::max_backward: return max_backward;
+    case OpKind::cumsum: return cumsum;
+    case OpKind::gather: return gather;
+    case OpKind::scatter_add: return scatter_add;
+    case OpKind::index_select: return index_select;
+    case OpKind::upsample_nearest2d: case OpKind::upsample_bilinear2d: return upsample2d;
+    case OpKind::upsample_nearest2d_backward: case OpKind::upsample_bilinear2d_backward: return upsample2d_backward;
+    case OpKind::pad: return pad;
+    case OpKind::pad_backward: return pad_backward;
     case OpKind::softmax: case OpKind::log_softmax: return softmax;
     case OpKind::softmax_backward: case OpKind::log_softmax_backward: return softmax_backward;
     case OpKind::cross_entropy: return cross_entropy;

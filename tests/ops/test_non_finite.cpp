@@ -80,6 +80,26 @@ TEST_CASE("non-finite: a NaN in the input reaches the output of every op") {
       {"slice", {2, 3}, [](const Tensor& x) { return x.slice(1, 0, 2); }},
       {"concat", {2, 3}, [](const Tensor& x) { return concat({x, x}, 0); }},
       {"broadcast_to", {1, 3}, [](const Tensor& x) { return broadcast_to(x, {4, 3}); }},
+      {"abs", {2, 3}, [](const Tensor& x) { return abs(x); }},
+      {"log1p", {2, 3}, [](const Tensor& x) { return log1p(x); }},
+      {"expm1", {2, 3}, [](const Tensor& x) { return expm1(x); }},
+      {"clamp", {2, 3}, [](const Tensor& x) { return clamp(x, -0.5, 0.5); }},
+      {"minimum", {2, 3}, [](const Tensor& x) { return minimum(x, zeros_like(x)); }},
+      {"maximum", {2, 3}, [](const Tensor& x) { return maximum(zeros_like(x), x); }},
+      {"pow_tensor", {2, 3}, [](const Tensor& x) { return pow(x, ones_like(x)); }},
+      {"where", {2, 3}, [](const Tensor& x) { return where(ones_like(x), x, zeros_like(x)); }},
+      {"min", {2, 3}, [](const Tensor& x) { return x.min(1); }},
+      {"cumsum", {2, 3}, [](const Tensor& x) { return cumsum(x, 1); }},
+      {"gather", {2, 3}, [](const Tensor& x) { return gather(x, 1, from_vector<int64_t>({0, 2}, {2, 1})); }},
+      {"index_select", {2, 3}, [](const Tensor& x) { return index_select(x, 1, from_vector<int64_t>({2, 0}, {2})); }},
+      {"scatter_add", {2, 3}, [](const Tensor& x) {
+         return scatter_add(zeros_like(x), 1, from_vector<int64_t>({1, 1, 0, 2, 2, 2}, {2, 3}), x);
+       }},
+      {"pad constant", {2, 3}, [](const Tensor& x) { return pad(x, {1, 1}); }},
+      {"pad reflect", {2, 3}, [](const Tensor& x) { return pad(x, {2, 1}, "reflect"); }},
+      {"pad replicate", {2, 3}, [](const Tensor& x) { return pad(x, {1, 2, 1, 0}, "replicate"); }},
+      {"upsample_nearest2d", {1, 1, 2, 3}, [](const Tensor& x) { return upsample_nearest2d(x, 2.0, 1.5); }},
+      {"upsample_bilinear2d", {1, 1, 2, 3}, [](const Tensor& x) { return upsample_bilinear2d(x, {3, 5}); }},
   };
   for (const float bad : {kNaN, kInf, -kInf}) {
     for (const Case& c : cases) {

@@ -137,6 +137,46 @@ std::vector<Entry> table() {
        false, false, -1});
   add({OpKind::sum_to, "", {x({2, 3, 4})}, [](auto& v) { return sum_to(v[0], {3, 1}); }});
   add({OpKind::broadcast_to, "", {x({3, 1})}, [](auto& v) { return broadcast_to(v[0], {2, 3, 4}); }});
+  add({OpKind::abs, "", {x({2, 3})}, [](auto& v) { return abs(v[0]); }});
+  add({OpKind::abs, "i64", {ints({4}, {-3, 0, 2, -1})}, [](auto& v) { return abs(v[0]); }, {i64}, 0, false, false, -1});
+  // sign(NaN) = 0 and sign(inf) = 1, as torch: nothing non-finite comes out.
+  add({OpKind::sign, "", {x({2, 3})}, [](auto& v) { return sign(v[0]); }, {f32, f64}, 1e-6, true, false, -1});
+  add({OpKind::log1p, "", {pos({2, 3})}, [](auto& v) { return log1p(v[0]); }});
+  add({OpKind::expm1, "", {x({2, 3})}, [](auto& v) { return expm1(v[0]); }});
+  t.back().inf_may_vanish = true;
+  add({OpKind::clamp, "min and max", {x({3, 4})}, [](auto& v) { return clamp(v[0], -0.5, 0.5); }});
+  t.back().inf_may_vanish = true;
+  add({OpKind::clamp, "min only", {x({3, 4})}, [](auto& v) { return v[0].clamp(0.0); }});
+  t.back().inf_may_vanish = true;
+  add({OpKind::clamp, "max only, i64", {ints({4}, {-3, 0, 2, 7})}, [](auto& v) { return clamp(v[0], std::nullopt, 2.0); },
+       {i64}, 0, false, false, -1});
+  add({OpKind::minimum, "broadcast", {x({2, 3}), x({3})}, [](auto& v) { return minimum(v[0], v[1]); }});
+  t.back().inf_may_vanish = true;
+  add({OpKind::maximum, "broadcast", {x({2, 1}), x({2, 3})}, [](auto& v) { return maximum(v[0], v[1]); }});
+  t.back().inf_may_vanish = true;
+  add({OpKind::maximum, "i64", {ints({3}, {1, -5, 4}), ints({3}, {2, -6, 4})}, [](auto& v) { return maximum(v[0], v[1]); },
+       {i64}, 0, false, false, -1});
+  add({OpKind::pow_tensor, "broadcast", {pos({2, 3}), x({3})}, [](auto& v) { return pow(v[0], v[1]); }});
+  t.back().inf_may_vanish = true;
+  // ------------------------------------------------------------------ comparisons, where
+  // Masks are i64 0/1: no NaN can come out, no gradient goes in.
+  add({OpKind::eq, "i64, broadcast", {ints({2, 3}, {1, 2, 3, 4, 5, 6}), ints({3}, {1, 5, 3})},
+       [](auto& v) { return eq(v[0], v[1]); }, {i64}, 0, false, false, -1});
+  add({OpKind::eq, "scalar", {x({2, 3})}, [](auto& v) { return eq(v[0], 0.0); }, {f32, f64}, 0, false, false, -1});
+  add({OpKind::ne, "broadcast", {x({2, 3}), x({3})}, [](auto& v) { return ne(v[0], v[1]); }, {f32, f64}, 0, false,
+       false, -1});
+  add({OpKind::lt, "broadcast", {x({2, 3}), x({2, 1})}, [](auto& v) { return lt(v[0], v[1]); }, {f32, f64}, 0, false,
+       false, -1});
+  add({OpKind::lt, "scalar, i64", {ints({4}, {1, 2, 3, 4})}, [](auto& v) { return v[0].lt(2.5); }, {i64}, 0, false,
+       false, -1});
+  add({OpKind::le, "scalar", {x({2, 3})}, [](auto& v) { return le(v[0], 0.25); }, {f32, f64}, 0, false, false, -1});
+  add({OpKind::gt, "broadcast", {x({3}), x({2, 3})}, [](auto& v) { return v[0].gt(v[1]); }, {f32, f64}, 0, false,
+       false, -1});
+  add({OpKind::ge, "scalar", {x({2, 3})}, [](auto& v) { return ge(v[0], -0.25); }, {f32, f64}, 0, false, false, -1});
+  add({OpKind::where, "i64 condition, broadcast", {ints({2, 1}, {0, 1}), x({2, 3}), x({3})},
+       [](auto& v) { return where(v[0], v[1], v[2]); }, {f32, f64}, 1e-6, true, false, 1});
+  add({OpKind::where, "float condition", {fixed({2, 3}), x({2, 3}), x({2, 3})},
+       [](auto& v) { return where(v[0], v[1], v[2]); }, {f32, f64}, 1e-6, true, false, 1});
   // ------------------------------------------------------------------ creation
   // full_like ignores its input's values: no NaN can go through (none to check).
   add({OpKind::full, "", {x({2, 3})}, [](auto& v) { return full_like(v[0], 2.5) + v[0]; }, {f32, f64}, 1e-6, true,
@@ -151,6 +191,52 @@ std::vector<Entry> table() {
   add({OpKind::argmax, "axis 0 keepdim", {x({3, 4})}, [](auto& v) { return v[0].argmax(0, true); }, {f32, f64}, 0,
        false, false, -1});
   add({OpKind::max_backward, "", {x({3, 4})}, [](auto& v) { return v[0].max(1); }, {f32, f64}, 1e-5, true, true});
+  add({OpKind::min, "axis 1", {x({3, 4, 2})}, [](auto& v) { return v[0].min(1); }});
+  add({OpKind::min, "axis -1 keepdim", {x({3, 4})}, [](auto& v) { return min(v[0], -1, true); }});
+  add({OpKind::argmin, "axis 0", {x({3, 4})}, [](auto& v) { return argmin(v[0], 0); }, {f32, f64}, 0, false, false,
+       -1});
+  add({OpKind::cumsum, "axis 1", {x({3, 4, 2})}, [](auto& v) { return cumsum(v[0], 1); }});
+  add({OpKind::cumsum, "reverse (gradient)", {x({3, 4})}, [](auto& v) { return v[0].cumsum(0); }, {f32, f64}, 1e-5,
+       true, true});
+  add({OpKind::cumsum, "i64", {ints({2, 3}, {1, -2, 3, 4, 5, -6})}, [](auto& v) { return cumsum(v[0], -1); }, {i64},
+       0, false, false, -1});
+  // ------------------------------------------------------------------ indexing
+  add({OpKind::gather, "dim 1", {x({3, 4}), ints({3, 2}, {0, 3, 1, 1, 2, 0})},
+       [](auto& v) { return gather(v[0], 1, v[1]); }});
+  add({OpKind::gather, "dim 0, smaller index", {x({3, 4}), ints({2, 3}, {2, 0, 1, 2, 2, 0})},
+       [](auto& v) { return v[0].gather(0, v[1]); }});
+  add({OpKind::scatter_add, "dim 0, repeated indices, larger src", {x({3, 4}), ints({2, 4}, {0, 2, 2, 1, 0, 2, 0, 1}),
+       x({2, 5})}, [](auto& v) { return scatter_add(v[0], 0, v[1], v[2]); }});
+  add({OpKind::scatter_add, "dim 1 (gather's gradient)", {x({3, 4}), ints({3, 2}, {0, 3, 1, 1, 2, 0})},
+       [](auto& v) { return gather(v[0], 1, v[1]); }, {f32, f64}, 1e-5, true, true});
+  add({OpKind::index_select, "dim 0, repeated", {x({4, 3}), ints({5}, {3, 0, 3, 1, 2})},
+       [](auto& v) { return index_select(v[0], 0, v[1]); }});
+  add({OpKind::index_select, "dim 1", {x({2, 4, 3}), ints({2}, {2, 0})},
+       [](auto& v) { return v[0].index_select(1, v[1]); }});
+  // ------------------------------------------------------------------ upsampling, padding
+  add({OpKind::upsample_nearest2d, "scale 2", {x({2, 2, 3, 4})}, [](auto& v) { return upsample_nearest2d(v[0], 2.0, 2.0); }});
+  add({OpKind::upsample_nearest2d, "size 5x3", {x({1, 2, 3, 4})},
+       [](auto& v) { return upsample_nearest2d(v[0], {5, 3}); }});
+  add({OpKind::upsample_nearest2d_backward, "size 5x7", {x({1, 2, 3, 4})},
+       [](auto& v) { return upsample_nearest2d(v[0], {5, 7}); }, {f32, f64}, 1e-5, true, true});
+  add({OpKind::upsample_bilinear2d, "size 5x7", {x({2, 1, 3, 4})},
+       [](auto& v) { return upsample_bilinear2d(v[0], {5, 7}); }});
+  add({OpKind::upsample_bilinear2d, "scale 1.5, align_corners", {x({1, 2, 3, 4})},
+       [](auto& v) { return upsample_bilinear2d(v[0], 1.5, 1.5, true); }});
+  add({OpKind::upsample_bilinear2d_backward, "", {x({1, 2, 3, 4})},
+       [](auto& v) { return upsample_bilinear2d(v[0], {7, 5}); }, {f32, f64}, 1e-5, true, true});
+  add({OpKind::upsample_bilinear2d_backward, "downsample, align_corners", {x({1, 1, 5, 6})},
+       [](auto& v) { return upsample_bilinear2d(v[0], {3, 4}, true); }, {f32, f64}, 1e-5, true, true});
+  add({OpKind::pad, "constant", {x({2, 3, 4})}, [](auto& v) { return pad(v[0], {1, 2, 0, 1}, "constant", 0.5); }});
+  add({OpKind::pad, "constant, negative", {x({2, 3, 4})}, [](auto& v) { return pad(v[0], {-1, 2}); }});
+  add({OpKind::pad, "reflect", {x({2, 3, 4})}, [](auto& v) { return pad(v[0], {2, 1, 1, 2}, "reflect"); }});
+  add({OpKind::pad, "replicate", {x({2, 3, 4})}, [](auto& v) { return pad(v[0], {3, 1, 0, 2}, "replicate"); }});
+  add({OpKind::pad_backward, "constant", {x({2, 3, 4})}, [](auto& v) { return pad(v[0], {-1, 2, 1, 0}); }, {f32, f64},
+       1e-5, true, true});
+  add({OpKind::pad_backward, "reflect", {x({2, 3, 4})}, [](auto& v) { return pad(v[0], {2, 3, 1, 2}, "reflect"); },
+       {f32, f64}, 1e-5, true, true});
+  add({OpKind::pad_backward, "replicate", {x({2, 3, 4})},
+       [](auto& v) { return pad(v[0], {3, 1, 0, 2}, "replicate"); }, {f32, f64}, 1e-5, true, true});
   // ------------------------------------------------------------------ softmax, losses
   add({OpKind::softmax, "last axis", {x({3, 5})}, [](auto& v) { return softmax(v[0], -1); }});
   add({OpKind::softmax, "middle axis", {x({2, 4, 3})}, [](auto& v) { return softmax(v[0], 1); }});
@@ -603,7 +689,39 @@ bool reads_documented_attrs(const Op& op) {
     case OpKind::embedding:
     case OpKind::batch_norm_stats:
     case OpKind::adaptive_avg_pool2d_backward:
+    case OpKind::abs:
+    case OpKind::sign:
+    case OpKind::log1p:
+    case OpKind::expm1:
+    case OpKind::minimum:
+    case OpKind::maximum:
+    case OpKind::pow_tensor:
+    case OpKind::where:
       return true;
+    case OpKind::clamp:
+      return reads_as<ClampAttrs>(op);
+    case OpKind::eq:
+    case OpKind::ne:
+    case OpKind::lt:
+    case OpKind::le:
+    case OpKind::gt:
+    case OpKind::ge:
+      return reads_as<CompareAttrs>(op);
+    case OpKind::cumsum:
+      return reads_as<CumsumAttrs>(op);
+    case OpKind::gather:
+    case OpKind::scatter_add:
+    case OpKind::index_select:
+      return reads_as<IndexAttrs>(op);
+    case OpKind::upsample_nearest2d:
+    case OpKind::upsample_nearest2d_backward:
+    case OpKind::upsample_bilinear2d:
+    case OpKind::upsample_bilinear2d_backward:
+      return reads_as<UpsampleAttrs>(op);
+    case OpKind::pad:
+      return reads_as<PadAttrs>(op);
+    case OpKind::pad_backward:
+      return reads_as<PadBackwardAttrs>(op);
     case OpKind::add_scalar:
     case OpKind::mul_scalar:
     case OpKind::rsub_scalar:
@@ -626,6 +744,8 @@ bool reads_documented_attrs(const Op& op) {
       return reads_as<ReduceAttrs>(op);
     case OpKind::max:
     case OpKind::argmax:
+    case OpKind::min:
+    case OpKind::argmin:
     case OpKind::max_backward:
       return reads_as<AxisAttrs>(op);
     case OpKind::softmax:
