@@ -1,5 +1,6 @@
 // Data parallel (SessionOptions::data_parallel): gradient buckets recorded as backward() finds
 // each gradient final, the cross-rank checks before a step, and parameters from rank 0.
+#include <algorithm>
 #include <vector>
 
 #include "dist/dist.h"
@@ -9,6 +10,10 @@
 #include "ops/comm.h"
 
 namespace lethe {
+
+namespace {
+constexpr size_t kFirstBucketBytes = size_t{1} << 20;  // torch.distributed's _DEFAULT_FIRST_BUCKET_BYTES
+}
 
 bool SessionState::data_parallel() const { return opts_.data_parallel; }
 
@@ -25,13 +30,16 @@ void SessionState::dp_gradient_final(const std::shared_ptr<TensorImpl>& leaf) {
   const Tensor grad(leaf->grad);
   if (!is_floating(grad.dtype())) return;
   const size_t bytes = grad.meta().bytes();
+  // As DDP, the first bucket of a step holds at most 1 MiB: the all-reduces start early in the
+  // backward pass instead of after the first bucket_bytes of gradients.
+  auto cap = [&] { return dp_buckets_ == 0 ? std::min(opts_.bucket_bytes, kFirstBucketBytes) : opts_.bucket_bytes; };
   // One dtype per bucket, and a new bucket where this gradient would overflow the current one.
   if (!dp_pending_.empty() && (Tensor(dp_pending_.front()->grad).dtype() != grad.dtype() ||
-                               dp_pending_bytes_ + bytes > opts_.bucket_bytes))
+                               dp_pending_bytes_ + bytes > cap()))
     dp_emit_bucket();
   dp_pending_.push_back(leaf);
   dp_pending_bytes_ += bytes;
-  if (dp_pending_bytes_ >= opts_.bucket_bytes) dp_emit_bucket();
+  if (dp_pending_bytes_ >= cap()) dp_emit_bucket();
 }
 
 void SessionState::dp_end_backward() {

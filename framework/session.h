@@ -51,7 +51,8 @@ struct SessionOptions {
   // not pay). Results are bitwise those of the serial step either way.
   int streams = 1;
   // Data-parallel training over the ranks of dist::init() (dist/dist.h), as PyTorch DDP: backward()
-  // gathers the gradients, as each becomes final, into buckets of bucket_bytes and records an
+  // gathers the gradients, as each becomes final, into buckets of bucket_bytes (the first of a step
+  // at most 1 MiB, as DDP) and records an
   // all-reduce per bucket (the mean over ranks, in a fixed order) that runs on a communication
   // stream while the backward pass goes on; parameters are broadcast from rank 0 when a step first
   // reads them; every step graph is checked to be the same on every rank. Each rank plans its step
