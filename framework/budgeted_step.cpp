@@ -453,8 +453,9 @@ void SessionState::export_graph(const std::string& path) {
   out.name = "lethe-step";
   try {
     sched::write_problem_file(out, path);
-  } catch (const sched::Error& e) {
-    throw Error(std::string("export_graph: ") + e.what());
+  } catch (Error& e) {
+    e.add_context("export_graph: ");
+    throw;
   }
 }
 

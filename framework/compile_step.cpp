@@ -198,8 +198,9 @@ std::optional<Candidate> plan_within(const Search& s, const sched::Problem& prob
       if (!fit) fit = sched::try_plan(s.planning(prob), b, s.o.planner);
       if (!fit || !collectives_once_in_order(s.sp, fit->plan)) return std::nullopt;
       r = s.real_cost(prob, std::move(*fit));
-    } catch (const sched::Error& e) {
-      throw Error(std::string("planning the step failed: ") + e.what());
+    } catch (Error& e) {
+      e.add_context("planning the step failed: ");
+      throw;
     }
     sched::Layout layout = sched::layout_plan(prob, r.plan, static_cast<int64_t>(kAlignment), cap);
     if (layout.high_water > cap) return layout.high_water - cap;

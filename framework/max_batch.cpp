@@ -39,8 +39,9 @@ BatchCandidate plan_candidate(const SessionOptions& options,
     session = std::make_unique<Session>(o);
   } catch (const InfeasibleBudget&) {
     throw;
-  } catch (const Error& e) {
-    throw Error(std::string("find_max_batch: ") + e.what());
+  } catch (Error& e) {
+    e.add_context("find_max_batch: ");
+    throw;
   }
   c.budget_bytes = session->state()->budget_bytes();
   try {

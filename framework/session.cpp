@@ -65,8 +65,9 @@ SessionState::SessionState(SessionOptions o) : opts_(std::move(o)), heap_(make_h
   if (opts_.planner != "auto") {
     try {
       sched::find_planner(opts_.planner);
-    } catch (const sched::Error& e) {
-      throw Error(std::string("SessionOptions::planner: ") + e.what());
+    } catch (Error& e) {
+      e.add_context("SessionOptions::planner: ");
+      throw;
     }
   }
   if (!opts_.trace_path.empty()) tracer_ = std::make_unique<Tracer>(opts_.trace_path);
@@ -81,8 +82,9 @@ SessionState::SessionState(SessionOptions o) : opts_(std::move(o)), heap_(make_h
   sched::BudgetSpec spec;
   try {
     spec = sched::parse_budget_spec(b);
-  } catch (const sched::Error& e) {
-    throw Error(std::string("memory_budget: ") + e.what());
+  } catch (Error& e) {
+    e.add_context("memory_budget: ");
+    throw;
   }
   if (spec.fraction) {
     // A fraction of each step's own activations scales with the step: it bounds no batch size.

@@ -27,6 +27,8 @@
 #include <string>
 #include <vector>
 
+#include "framework/error.h"
+
 namespace lethe::io {
 
 static_assert(std::endian::native == std::endian::little,
@@ -34,9 +36,10 @@ static_assert(std::endian::native == std::endian::little,
 
 // Every failure to read, validate or write a file. The message names the file (or the label given
 // to parse_safetensors), the tensor when one is involved, what was expected and what was found.
-class Error : public std::runtime_error {
+// A lethe::Error (framework/error.h, header-only).
+class Error : public lethe::Error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit Error(const std::string& what) : lethe::Error(what) {}
 };
 
 // One tensor of a file: its bytes are [begin, end) of the data section (use SafetensorsFile::data).

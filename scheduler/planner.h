@@ -15,14 +15,16 @@
 #include <string>
 #include <vector>
 
+#include "framework/error.h"
 #include "scheduler/problem.h"
 
 namespace lethe::sched {
 
-// Every user-facing failure of the scheduler (malformed file, bad budget, unknown planner).
-class Error : public std::runtime_error {
+// Every user-facing failure of the scheduler (malformed file, bad budget, unknown planner): a
+// lethe::Error (framework/error.h, header-only), so one catch takes every error of the library.
+class Error : public lethe::Error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit Error(const std::string& what) : lethe::Error(what) {}
 };
 
 // No planner fits the budget. `smallest_bytes` is the smallest budget at which any planner found a

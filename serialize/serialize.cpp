@@ -56,8 +56,9 @@ void save(const std::string& path, const StateDict& tensors, const std::map<std:
   }
   try {
     io::write_safetensors(path, out, metadata);
-  } catch (const io::Error& e) {
-    throw Error(std::string("save: ") + e.what());
+  } catch (Error& e) {
+    e.add_context("save: ");
+    throw;
   }
 }
 
@@ -65,8 +66,9 @@ Loaded load(const std::string& path) {
   io::SafetensorsFile f = [&] {
     try {
       return io::read_safetensors(path);
-    } catch (const io::Error& e) {
-      throw Error(std::string("load: ") + e.what());
+    } catch (Error& e) {
+      e.add_context("load: ");
+      throw;
     }
   }();
   Loaded out;
@@ -140,8 +142,9 @@ TrainingProgress load_checkpoint(const std::string& path, nn::Module& model, opt
   const StateDict weights = l.tensors.with_prefix_removed("model.");
   try {
     model.check_state_dict(weights, true);
-  } catch (const Error& e) {
-    throw Error(detail::concat("load_checkpoint: ", path, ": ", e.what()));
+  } catch (Error& e) {
+    e.add_context(detail::concat("load_checkpoint: ", path, ": "));
+    throw;
   }
   opt.load_state_dict(os);
   model.load_state_dict(weights, true);

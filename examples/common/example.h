@@ -102,14 +102,16 @@ struct CommonFlags {
   void validate() const {
     try {
       (void)Device::parse(device);
-    } catch (const Error& e) {
-      throw Error(std::string("--device: ") + e.what());
+    } catch (Error& e) {
+      e.add_context("--device: ");
+      throw;
     }
     if (planner != "auto") {
       try {
         sched::find_planner(planner);
-      } catch (const sched::Error& e) {
-        throw Error(std::string("--planner: ") + e.what());
+      } catch (Error& e) {
+        e.add_context("--planner: ");
+        throw;
       }
     }
     (void)parse_streams(streams, "--streams");
