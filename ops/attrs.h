@@ -9,8 +9,8 @@
 //   }
 //
 // Which kinds hold which struct is written next to each; kinds not listed have no attributes
-// (add, sub, mul, div, neg, exp, log, sqrt, relu, sigmoid, tanh and their backwards, copy,
-// embedding, batch_norm_stats).
+// (add, sub, mul, div, neg, exp, log, sqrt, relu, sigmoid, tanh, silu and their backwards, copy,
+// embedding, batch_norm_stats, bce_with_logits and its backward).
 #pragma once
 
 #include <array>
@@ -24,7 +24,8 @@ namespace lethe {
 
 // ------------------------------------------------------------------- elementwise, creation
 
-// add_scalar, mul_scalar, rsub_scalar, rdiv_scalar (the scalar), pow (the exponent).
+// add_scalar, mul_scalar, rsub_scalar, rdiv_scalar (the scalar), pow (the exponent),
+// leaky_relu, leaky_relu_backward (the negative slope).
 struct ScalarAttrs {
   double value = 0;
 };
@@ -70,10 +71,14 @@ struct SoftmaxAttrs {
 };
 
 enum class Reduction { none, sum, mean };
-// cross_entropy, cross_entropy_backward.
+// cross_entropy, cross_entropy_backward, nll_loss, nll_loss_backward (label_smoothing 0). weight:
+// whether a [C] class-weight tensor is the input after the target; a weighted mean divides by the
+// sum of the weights of the non-ignored targets (as PyTorch).
 struct CrossEntropyAttrs {
   Reduction reduction = Reduction::mean;
   int64_t ignore_index = -100;
+  bool weight = false;
+  double label_smoothing = 0.0;
 };
 
 // ------------------------------------------------------------------- matmul, normalisations
@@ -121,7 +126,8 @@ struct Conv2dParams {
   int64_t groups = 1;
 };
 
-// conv2d (bias: whether b is an input), conv2d_backward_input, conv2d_backward_weight (bias false).
+// conv2d (bias: whether b is an input), conv2d_backward_input, conv2d_backward_weight,
+// conv_transpose2d (bias false; its bias is a separate add).
 struct Conv2dAttrs {
   Conv2dParams params;
   bool bias = false;
@@ -155,9 +161,11 @@ struct ConcatAttrs {
   int axis = 0;
 };
 
-// embedding_backward: rows of the table.
+// embedding_backward: rows of the table; the row that gets no gradient (padding_idx in [0, rows), or
+// -1 for none).
 struct EmbeddingAttrs {
   int64_t num_embeddings = 0;
+  int64_t padding_idx = -1;
 };
 
 // dropout (forward_node -1: the mask is that of the node itself), dropout_backward (the forward

@@ -11,8 +11,10 @@
 
 #include "framework/error.h"
 #include "ops/conv_workspace.h"
+#include "ops/elementwise.h"
 #include "ops/gemm.h"
 #include "ops/reduce.h"
+#include "ops/shape_ops.h"
 
 namespace lethe {
 namespace detail {
@@ -288,25 +290,35 @@ class Conv2dOp final : public Op {
   Conv2dAttrs a_;
 };
 
-// dx from (grad_out, w): per sample and group dcols = W_gᵀ·g, then col2im.
+// dx from (grad_out, w): per sample and group dcols = W_gᵀ·g, then col2im. Transposed, the same
+// computation is conv_transpose2d's forward (x in the place of grad_out, its output the "input" of
+// the convolution it transposes), differentiable: dx = conv2d(g, w), dw = conv2d_backward_weight(g, x).
 class Conv2dBackwardInputOp final : public Op {
  public:
-  Conv2dBackwardInputOp(Conv2dParams p, Shape x) : x_(std::move(x)), a_{p, false} {}
-  OpKind kind() const override { return OpKind::conv2d_backward_input; }
-  std::string attrs() const override { return params_text(a_.params) + ",input=" + x_.str(); }
+  Conv2dBackwardInputOp(Conv2dParams p, Shape x, bool transposed = false)
+      : x_(std::move(x)), a_{p, false}, transposed_(transposed) {}
+  OpKind kind() const override { return transposed_ ? OpKind::conv_transpose2d : OpKind::conv2d_backward_input; }
+  std::string attrs() const override { return params_text(a_.params) + (transposed_ ? ",output=" : ",input=") + x_.str(); }
 
   ConvGeo geo(const std::vector<TensorMeta>& in) const {
-    ConvGeo g = conv_geo("conv2d_backward_input", x_, in[1].shape, a_.params);
-    LETHE_CHECK(in[0].shape == (Shape{g.n, g.cout, g.ho, g.wo}), "conv2d_backward_input: grad ",
-                in[0].shape, " and weight ", in[1].shape, ": expected grad ",
+    ConvGeo g = conv_geo(name().c_str(), x_, in[1].shape, a_.params);
+    LETHE_CHECK(in[0].shape == (Shape{g.n, g.cout, g.ho, g.wo}), name(), ": ", (transposed_ ? "input " : "grad "),
+                in[0].shape, " and weight ", in[1].shape, ": expected ", (transposed_ ? "input " : "grad "),
                 Shape{g.n, g.cout, g.ho, g.wo});
     return g;
   }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     geo(in);
-    LETHE_CHECK(in[0].dtype == in[1].dtype, "conv2d_backward_input: dtypes ", in[0].dtype, " and ",
-                in[1].dtype, " differ");
+    LETHE_CHECK(in[0].dtype == in[1].dtype, name(), ": dtypes ", in[0].dtype, " and ", in[1].dtype, " differ");
+    LETHE_CHECK(is_floating(in[0].dtype), name(), ": expected floating-point tensors, got ", in[0].dtype);
     return TensorMeta{x_, in[0].dtype, in[0].device};
+  }
+  std::vector<Tensor> backward(const BackwardCtx& c) const override {
+    const Tensor &x = c.inputs[0], &w = c.inputs[1], &g = c.grad_output;
+    std::vector<Tensor> r(2);
+    if (c.needs_grad[0]) r[0] = conv2d(g, w, Tensor(), a_.params);
+    if (c.needs_grad[1]) r[1] = conv2d_backward_weight(g, x, w.shape(), a_.params);
+    return r;
   }
   OpCost cost(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
     OpCost c = Op::cost(in, out);
@@ -316,11 +328,11 @@ class Conv2dBackwardInputOp final : public Op {
   size_t workspace_bytes(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
     return conv_workspace(detail::ConvPass::backward_input, in[0].device, geo(in), a_.params, in[0].dtype);
   }
-  bool differentiable() const override { return false; }
+  bool differentiable() const override { return transposed_; }
 
   void cpu(const KernelCall& kc) const override {
     const ConvGeo g = geo({*kc.in_meta[0], *kc.in_meta[1]});
-    dispatch_float(kc.out_meta->dtype, "conv2d_backward_input", [&](auto tag) {
+    dispatch_float(kc.out_meta->dtype, name().c_str(), [&](auto tag) {
       using T = decltype(tag);
       const T* gy = kc.in<T>(0);
       const T* w = kc.in<T>(1);
@@ -355,6 +367,7 @@ class Conv2dBackwardInputOp final : public Op {
  private:
   Shape x_;
   Conv2dAttrs a_;
+  bool transposed_;
 };
 
 // dw from (x, grad_out): dW_g = Σ_n g_n,g · cols_n,gᵀ, samples accumulated in order.
@@ -748,6 +761,33 @@ Tensor conv2d_backward_input(const Tensor& grad_out, const Tensor& w, const Shap
 Tensor conv2d_backward_weight(const Tensor& x, const Tensor& grad_out, const Shape& weight_shape,
                               const Conv2dParams& p) {
   return record(std::make_shared<Conv2dBackwardWeightOp>(p, weight_shape), {x, grad_out});
+}
+
+Tensor conv_transpose2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dParams& p,
+                        Pair output_padding) {
+  LETHE_CHECK(x.defined() && w.defined(), "conv_transpose2d: input or weight is undefined");
+  LETHE_CHECK(x.dim() == 4 && w.dim() == 4 && x.size(1) == w.size(0),
+              "conv_transpose2d: expected input [N, Cin, H, W] and weight [Cin, Cout/groups, kh, kw], got ",
+              x.shape(), " and ", w.shape());
+  LETHE_CHECK(p.groups > 0 && w.size(0) % p.groups == 0, "conv_transpose2d: weight ", w.shape(),
+              ": in channels must be divisible by groups (", p.groups, ")");
+  std::array<int64_t, 2> out{};
+  for (int i = 0; i < 2; ++i) {
+    const size_t k = static_cast<size_t>(i);
+    LETHE_CHECK(p.stride[k] > 0 && p.dilation[k] > 0 && p.padding[k] >= 0 && output_padding[k] >= 0,
+                "conv_transpose2d: stride and dilation must be positive, padding and output_padding non-negative");
+    LETHE_CHECK(output_padding[k] < std::max(p.stride[k], p.dilation[k]), "conv_transpose2d: output_padding (",
+                output_padding[0], ", ", output_padding[1], ") must be smaller than stride or dilation");
+    out[k] = (x.size(2 + i) - 1) * p.stride[k] - 2 * p.padding[k] + p.dilation[k] * (w.size(2 + i) - 1) +
+             output_padding[k] + 1;
+    LETHE_CHECK(out[k] > 0, "conv_transpose2d: input ", x.shape(), " and weight ", w.shape(),
+                " give an empty output");
+  }
+  const int64_t cout = w.size(1) * p.groups;
+  Tensor y = record(std::make_shared<Conv2dBackwardInputOp>(p, Shape{x.size(0), cout, out[0], out[1]}, true), {x, w});
+  if (!b.defined()) return y;
+  LETHE_CHECK(b.shape() == Shape{cout}, "conv_transpose2d: bias must be [", cout, "], got ", b.shape());
+  return add(y, reshape(b, Shape{cout, 1, 1}));
 }
 
 Tensor max_pool2d(const Tensor& x, Pair kernel, Pair stride, Pair padding) {

@@ -10,6 +10,10 @@ namespace lethe {
 
 // x [N, Cin, H, W], w [Cout, Cin/groups, kh, kw], b [Cout] or undefined.
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b = Tensor(), const Conv2dParams& p = {});
+// The transpose (gradient) of conv2d: x [N, Cin, H, W], w [Cin, Cout/groups, kh, kw], b [Cout] or
+// undefined; output [N, Cout, (H-1)·s - 2p + d·(kh-1) + output_padding + 1, ...], as PyTorch.
+Tensor conv_transpose2d(const Tensor& x, const Tensor& w, const Tensor& b = Tensor(), const Conv2dParams& p = {},
+                        std::array<int64_t, 2> output_padding = {0, 0});
 Tensor max_pool2d(const Tensor& x, std::array<int64_t, 2> kernel, std::array<int64_t, 2> stride = {0, 0},
                   std::array<int64_t, 2> padding = {0, 0});  // stride {0,0} = kernel
 Tensor avg_pool2d(const Tensor& x, std::array<int64_t, 2> kernel, std::array<int64_t, 2> stride = {0, 0},

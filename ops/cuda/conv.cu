@@ -420,6 +420,8 @@ void install_conv_workspace_hook() { lethe::detail::set_cuda_conv_workspace_hook
 void conv2d(const Op& op, const KernelCall& c) { conv_kernel<ConvPass::forward>(op, c); }
 void conv2d_backward_input(const Op& op, const KernelCall& c) { conv_kernel<ConvPass::backward_input>(op, c); }
 void conv2d_backward_weight(const Op& op, const KernelCall& c) { conv_kernel<ConvPass::backward_weight>(op, c); }
+// Inputs (x, w), output [N, Cout, Ho, Wo]: cuDNN's backward data with x as the output gradient.
+void conv_transpose2d(const Op& op, const KernelCall& c) { conv_kernel<ConvPass::backward_input>(op, c); }
 
 // ------------------------------------------------------------------------------- pooling
 
