@@ -59,6 +59,32 @@ T target_weight_sum(const int64_t* t, int64_t n, int64_t ignore_index, const T* 
   return s;
 }
 
+// Scratch of a reduced class loss: the per-position losses, then chunked_sum's partial sums.
+size_t class_loss_workspace(const std::vector<TensorMeta>& in, Reduction r) {
+  if (r == Reduction::none) return 0;
+  const int64_t p = in[1].numel();
+  return static_cast<size_t>(p + cpu::reduce_scratch_elems(p)) * dtype_size(in[0].dtype);
+}
+
+// The per-position losses of a class loss: the output (none) or the workspace.
+template <typename T>
+T* class_losses(const KernelCall& c, Reduction r, int64_t p) {
+  T* losses = r == Reduction::none ? c.out<T>() : static_cast<T*>(c.workspace);
+  LETHE_ASSERT(losses != nullptr || p == 0);
+  return losses;
+}
+
+// Writes the sum (or mean over the target weights) of the p per-position losses; nothing for none.
+template <typename T>
+void reduce_class_losses(const KernelCall& c, const CrossEntropyAttrs& a, const int64_t* t, int64_t p, const T* w,
+                         T* losses) {
+  if (a.reduction == Reduction::none) return;
+  T total = p == 0 ? T(0) : cpu::chunked_sum(losses, p, losses + p);
+  // 0/0 = NaN when every target is ignored, as PyTorch
+  if (a.reduction == Reduction::mean) total /= target_weight_sum(t, p, a.ignore_index, w);
+  c.out<T>()[0] = total;
+}
+
 // log-sum-exp over the classes of position (n, s).
 template <typename T>
 T log_sum_exp(const T* x, int64_t c, int64_t stride) {
@@ -124,9 +150,7 @@ class CrossEntropyOp final : public Op {
     return c;
   }
   size_t workspace_bytes(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
-    if (a_.reduction == Reduction::none) return 0;
-    const int64_t p = in[1].numel();
-    return static_cast<size_t>(p + cpu::reduce_scratch_elems(p)) * dtype_size(in[0].dtype);
+    return class_loss_workspace(in, a_.reduction);
   }
   void cpu(const KernelCall& c) const override {
     const CeView v = ce_view(c.in_shape(0));
@@ -138,8 +162,7 @@ class CrossEntropyOp final : public Op {
       const T* w = a_.weight ? c.in<T>(2) : nullptr;
       const T eps = static_cast<T>(a_.label_smoothing);
       const int64_t p = v.positions();
-      T* losses = a_.reduction == Reduction::none ? c.out<T>() : static_cast<T*>(c.workspace);
-      LETHE_ASSERT(losses != nullptr || p == 0);
+      T* losses = class_losses<T>(c, a_.reduction, p);
 #pragma omp parallel for schedule(static) if (p * v.c > kParallelGrain)
       for (int64_t i = 0; i < p; ++i) {
         const int64_t nn = i / v.s, ss = i % v.s;
@@ -158,11 +181,7 @@ class CrossEntropyOp final : public Op {
         }
         losses[i] = l;
       }
-      if (a_.reduction == Reduction::none) return;
-      T total = p == 0 ? T(0) : cpu::chunked_sum(losses, p, losses + p);
-      // 0/0 = NaN when every target is ignored, as PyTorch
-      if (a_.reduction == Reduction::mean) total /= target_weight_sum(t, p, a_.ignore_index, w);
-      c.out<T>()[0] = total;
+      reduce_class_losses(c, a_, t, p, w, losses);
     });
   }
   std::vector<Tensor> backward(const BackwardCtx& c) const override;
@@ -259,9 +278,7 @@ class NllLossOp final : public Op {
   std::string attrs() const override { return ce_attrs_text(a_); }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override { return class_loss_meta("nll_loss", in, a_); }
   size_t workspace_bytes(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
-    if (a_.reduction == Reduction::none) return 0;
-    const int64_t p = in[1].numel();
-    return static_cast<size_t>(p + cpu::reduce_scratch_elems(p)) * dtype_size(in[0].dtype);
+    return class_loss_workspace(in, a_.reduction);
   }
   void cpu(const KernelCall& c) const override {
     const CeView v = ce_view(c.in_shape(0));
@@ -272,16 +289,12 @@ class NllLossOp final : public Op {
       const T* x = c.in<T>(0);
       const T* w = a_.weight ? c.in<T>(2) : nullptr;
       const int64_t p = v.positions();
-      T* losses = a_.reduction == Reduction::none ? c.out<T>() : static_cast<T*>(c.workspace);
-      LETHE_ASSERT(losses != nullptr || p == 0);
+      T* losses = class_losses<T>(c, a_.reduction, p);
       for (int64_t i = 0; i < p; ++i) {
         const int64_t nn = i / v.s, ss = i % v.s;
         losses[i] = t[i] == a_.ignore_index ? T(0) : -(w ? w[t[i]] : T(1)) * x[(nn * v.c + t[i]) * v.s + ss];
       }
-      if (a_.reduction == Reduction::none) return;
-      T total = p == 0 ? T(0) : cpu::chunked_sum(losses, p, losses + p);
-      if (a_.reduction == Reduction::mean) total /= target_weight_sum(t, p, a_.ignore_index, w);
-      c.out<T>()[0] = total;
+      reduce_class_losses(c, a_, t, p, w, losses);
     });
   }
   std::vector<Tensor> backward(const BackwardCtx& c) const override;

@@ -1,7 +1,5 @@
 #include "optim/adamw.h"
 
-#include <cstdlib>
-
 #include "framework/error.h"
 #include "ops/creation.h"
 #include "optim/update_ops.h"
@@ -76,10 +74,7 @@ void AdamW::load_param_state(const Tensor& param, const std::string& prefix, con
     LETHE_CHECK(!options_.amsgrad() || vmax, name_, ".load_state_dict: '", prefix,
                 "' has no max_exp_avg_sq (amsgrad)");
     if (vmax) check_state_tensor(param, *vmax, prefix + "max_exp_avg_sq");
-    char* end = nullptr;
-    const long long n = std::strtoll(step->second.c_str(), &end, 10);
-    LETHE_CHECK(end && *end == '\0' && n >= 0, name_, ".load_state_dict: '", prefix, "step' is not a step count: '",
-                step->second, "'");
+    parse_step_field(prefix + "step", step->second);
     return;
   }
   if (!any) {
@@ -90,7 +85,7 @@ void AdamW::load_param_state(const Tensor& param, const std::string& prefix, con
   s.exp_avg = state_tensor_like(param, *m);
   s.exp_avg_sq = state_tensor_like(param, *v);
   if (options_.amsgrad()) s.max_exp_avg_sq = state_tensor_like(param, *vmax);
-  s.step = std::strtoll(step->second.c_str(), nullptr, 10);
+  s.step = parse_step_field(prefix + "step", step->second);
   state_[param.impl().get()] = std::move(s);
 }
 

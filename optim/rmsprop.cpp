@@ -1,7 +1,5 @@
 #include "optim/rmsprop.h"
 
-#include <cstdlib>
-
 #include "framework/error.h"
 #include "ops/creation.h"
 #include "optim/update_ops.h"
@@ -77,10 +75,7 @@ void RMSprop::load_param_state(const Tensor& param, const std::string& prefix, c
     check_state_tensor(param, *sq, prefix + "square_avg");
     if (ga) check_state_tensor(param, *ga, prefix + "grad_avg");
     if (buf) check_state_tensor(param, *buf, prefix + "momentum_buffer");
-    char* end = nullptr;
-    const long long n = std::strtoll(step->second.c_str(), &end, 10);
-    LETHE_CHECK(end && *end == '\0' && n >= 0, name_, ".load_state_dict: '", prefix, "step' is not a step count: '",
-                step->second, "'");
+    parse_step_field(prefix + "step", step->second);
     return;
   }
   if (!any) {
@@ -91,7 +86,7 @@ void RMSprop::load_param_state(const Tensor& param, const std::string& prefix, c
   s.square_avg = state_tensor_like(param, *sq);
   if (options_.centered()) s.grad_avg = state_tensor_like(param, *ga);
   if (options_.momentum() > 0) s.momentum_buffer = state_tensor_like(param, *buf);
-  s.step = std::strtoll(step->second.c_str(), nullptr, 10);
+  s.step = parse_step_field(prefix + "step", step->second);
   state_[param.impl().get()] = std::move(s);
 }
 

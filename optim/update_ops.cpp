@@ -112,33 +112,18 @@ namespace {
 // One contiguous block, element by element as torch does it. Every operation is a correctly rounded
 // IEEE operation (no FMA), so the SSE path and the scalar tail give the same bits.
 // amsgrad (vmax non-null): vmax = max(vmax, v), NaN-propagating as torch.maximum, and the
-// denominator reads vmax; scalar only.
+// denominator reads vmax (scalar loop only).
 template <typename T>
 void adamw_block(int64_t n, T* __restrict p, const T* __restrict g, T* __restrict m, T* __restrict v,
                  T* __restrict vmax, T decay, T b1, T one_b1, T b2, T one_b2, T step_size, T bc2_sqrt, T eps) {
   int64_t i = 0;
-  if (vmax) {
-    for (; i < n; ++i) {
-      const T gi = g[i];
-      const T pi = p[i] * decay;
-      const T mi = m[i] * b1 + gi * one_b1;
-      const T vi = v[i] * b2 + gi * gi * one_b2;
-      m[i] = mi;
-      v[i] = vi;
-      const T mx = (vi > vmax[i] || vi != vi) ? vi : vmax[i];
-      vmax[i] = mx;
-      const T denom = std::sqrt(mx) / bc2_sqrt + eps;
-      p[i] = pi - step_size * (mi / denom);
-    }
-    return;
-  }
 #if defined(__SSE2__)
   // Written out because std::sqrt's errno handling keeps GCC from vectorising this loop.
   if constexpr (sizeof(T) == 4) {
     const __m128 vdecay = _mm_set1_ps(decay), vb1 = _mm_set1_ps(b1), vob1 = _mm_set1_ps(one_b1);
     const __m128 vb2 = _mm_set1_ps(b2), vob2 = _mm_set1_ps(one_b2), vstep = _mm_set1_ps(step_size);
     const __m128 vbc2 = _mm_set1_ps(bc2_sqrt), veps = _mm_set1_ps(eps);
-    for (; i + 4 <= n; i += 4) {
+    for (; !vmax && i + 4 <= n; i += 4) {
       const __m128 gi = _mm_loadu_ps(g + i);
       const __m128 pi = _mm_mul_ps(_mm_loadu_ps(p + i), vdecay);
       const __m128 mi = _mm_add_ps(_mm_mul_ps(_mm_loadu_ps(m + i), vb1), _mm_mul_ps(gi, vob1));
@@ -157,7 +142,12 @@ void adamw_block(int64_t n, T* __restrict p, const T* __restrict g, T* __restric
     const T vi = v[i] * b2 + gi * gi * one_b2;
     m[i] = mi;
     v[i] = vi;
-    const T denom = std::sqrt(vi) / bc2_sqrt + eps;
+    T d = vi;
+    if (vmax) {
+      d = (vi > vmax[i] || vi != vi) ? vi : vmax[i];
+      vmax[i] = d;
+    }
+    const T denom = std::sqrt(d) / bc2_sqrt + eps;
     p[i] = pi - step_size * (mi / denom);
   }
 }
