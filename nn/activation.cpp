@@ -42,7 +42,8 @@ void Flatten::pretty_print(std::ostream& os) const {
 }
 
 Tensor MaxPool2d::forward(const Tensor& x) {
-  return max_pool2d(x, options_.kernel_size(), options_.stride(), options_.padding());
+  const auto& o = options_;
+  return max_pool2d(x, o.kernel_size(), o.stride(), o.padding(), o.dilation(), o.ceil_mode());
 }
 void MaxPool2d::pretty_print(std::ostream& os) const {
   os << "MaxPool2d(kernel_size=" << options_.kernel_size()[0] << ", stride=" << options_.stride()[0]
@@ -50,7 +51,9 @@ void MaxPool2d::pretty_print(std::ostream& os) const {
 }
 
 Tensor AvgPool2d::forward(const Tensor& x) {
-  return avg_pool2d(x, options_.kernel_size(), options_.stride(), options_.padding());
+  const auto& o = options_;
+  return avg_pool2d(x, o.kernel_size(), o.stride(), o.padding(), o.ceil_mode(), o.count_include_pad(),
+                    o.divisor_override());
 }
 void AvgPool2d::pretty_print(std::ostream& os) const {
   const auto& o = options_;

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <array>
+#include <optional>
 #include <string>
 
 #include "nn/arg.h"
@@ -112,10 +113,13 @@ struct MaxPool2dOptions {
   LETHE_ARG(Pair, kernel_size);
   LETHE_ARG(Pair, stride);  // defaults to kernel_size
   LETHE_ARG(Pair, padding) = Pair{0, 0};
+  LETHE_ARG(Pair, dilation) = Pair{1, 1};
+  LETHE_ARG(bool, ceil_mode) = false;
 
  public:
   MaxPool2dOptions& stride(int64_t s) { return stride(Pair{s, s}); }
   MaxPool2dOptions& padding(int64_t p) { return padding(Pair{p, p}); }
+  MaxPool2dOptions& dilation(int64_t d) { return dilation(Pair{d, d}); }
 };
 
 class MaxPool2d : public UnaryModule {
@@ -135,14 +139,16 @@ struct AvgPool2dOptions {
   LETHE_ARG(Pair, kernel_size);
   LETHE_ARG(Pair, stride);  // defaults to kernel_size
   LETHE_ARG(Pair, padding) = Pair{0, 0};
+  LETHE_ARG(bool, ceil_mode) = false;
+  LETHE_ARG(bool, count_include_pad) = true;
+  LETHE_ARG(std::optional<int64_t>, divisor_override) = std::nullopt;
 
  public:
   AvgPool2dOptions& stride(int64_t s) { return stride(Pair{s, s}); }
   AvgPool2dOptions& padding(int64_t p) { return padding(Pair{p, p}); }
 };
 
-// Mean over each window; padded positions count in the divisor (PyTorch's default
-// count_include_pad=true; ceil_mode and divisor_override are not available).
+// Mean over each window, divided as torch.nn.AvgPool2d (count_include_pad, divisor_override).
 class AvgPool2d : public UnaryModule {
  public:
   explicit AvgPool2d(const AvgPool2dOptions& o) : UnaryModule("AvgPool2d"), options_(o) {}

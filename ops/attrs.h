@@ -133,9 +133,12 @@ struct Conv2dAttrs {
   bool bias = false;
 };
 
-// max_pool2d, max_pool2d_backward, avg_pool2d, avg_pool2d_backward (count_include_pad).
+// max_pool2d, max_pool2d_backward (dilation, ceil_mode), avg_pool2d, avg_pool2d_backward (ceil_mode,
+// count_include_pad, divisor_override: 0 for none; dilation 1), as torch.nn.functional.
 struct Pool2dAttrs {
-  std::array<int64_t, 2> kernel{1, 1}, stride{1, 1}, padding{0, 0};
+  std::array<int64_t, 2> kernel{1, 1}, stride{1, 1}, padding{0, 0}, dilation{1, 1};
+  bool ceil_mode = false, count_include_pad = true;
+  int64_t divisor_override = 0;
 };
 
 // adaptive_avg_pool2d: the output's spatial size.

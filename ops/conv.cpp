@@ -447,20 +447,36 @@ struct PoolGeo {
 };
 
 struct PoolParams : Pool2dAttrs {
+  // The options beyond kernel/stride/padding appear only when set (the text of existing graphs stays).
   std::string text() const {
-    return "kernel=" + pair_text(kernel) + ",stride=" + pair_text(stride) + ",padding=" + pair_text(padding);
+    std::string r = "kernel=" + pair_text(kernel) + ",stride=" + pair_text(stride) + ",padding=" + pair_text(padding);
+    if (dilation != Pair{1, 1}) r += ",dilation=" + pair_text(dilation);
+    if (ceil_mode) r += ",ceil_mode=1";
+    if (!count_include_pad) r += ",count_include_pad=0";
+    if (divisor_override != 0) r += ",divisor_override=" + std::to_string(divisor_override);
+    return r;
   }
 };
+
+// PyTorch's pooling output size: floor or ceil, and in ceil mode no window starting in the right
+// padding.
+int64_t pool_out(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d, bool ceil_mode) {
+  const int64_t span = in + 2 * p - d * (k - 1) - 1 + (ceil_mode ? s - 1 : 0);
+  if (span < 0) return 0;
+  int64_t o = span / s + 1;
+  if (ceil_mode && (o - 1) * s >= in + p) --o;
+  return o;
+}
 
 PoolGeo pool_geo(const char* op, const Shape& x, const PoolParams& pp) {
   LETHE_CHECK(x.ndim() == 4, op, ": expected a 4-d input [N, C, H, W], got ", x);
   LETHE_CHECK(pp.kernel[0] >= 1 && pp.kernel[1] >= 1 && pp.stride[0] >= 1 && pp.stride[1] >= 1 && pp.padding[0] >= 0 &&
-                  pp.padding[1] >= 0,
+                  pp.padding[1] >= 0 && pp.dilation[0] >= 1 && pp.dilation[1] >= 1 && pp.divisor_override >= 0,
               op, ": invalid parameters ", pp.text());
   LETHE_CHECK(2 * pp.padding[0] <= pp.kernel[0] && 2 * pp.padding[1] <= pp.kernel[1], op, ": padding ", pair_text(pp.padding),
               " must be at most half the kernel ", pair_text(pp.kernel));
-  PoolGeo g{x[0] * x[1], x[2], x[3], conv_out(x[2], pp.kernel[0], pp.stride[0], pp.padding[0], 1),
-            conv_out(x[3], pp.kernel[1], pp.stride[1], pp.padding[1], 1)};
+  PoolGeo g{x[0] * x[1], x[2], x[3], pool_out(x[2], pp.kernel[0], pp.stride[0], pp.padding[0], pp.dilation[0], pp.ceil_mode),
+            pool_out(x[3], pp.kernel[1], pp.stride[1], pp.padding[1], pp.dilation[1], pp.ceil_mode)};
   LETHE_CHECK(g.ho > 0 && g.wo > 0, op, ": input ", x, " is smaller than the kernel ",
               pair_text(pp.kernel), " with padding ", pair_text(pp.padding));
   return g;
@@ -468,7 +484,9 @@ PoolGeo pool_geo(const char* op, const Shape& x, const PoolParams& pp) {
 
 PoolParams pool_params(Pair k, Pair s, Pair p) {
   if (s == Pair{0, 0}) s = k;
-  return PoolParams{{k, s, p}};
+  PoolParams r;
+  r.kernel = k, r.stride = s, r.padding = p;
+  return r;
 }
 
 // Flat index (in the plane) of the first maximum of output (oh, ow)'s window.
@@ -477,15 +495,37 @@ int64_t window_argmax(const T* plane, const PoolGeo& g, const PoolParams& pp, in
   const int64_t h0 = oh * pp.stride[0] - pp.padding[0], w0 = ow * pp.stride[1] - pp.padding[1];
   int64_t best = -1;
   T bv = T(0);
-  for (int64_t ih = std::max<int64_t>(h0, 0); ih < std::min(h0 + pp.kernel[0], g.h); ++ih)
-    for (int64_t iw = std::max<int64_t>(w0, 0); iw < std::min(w0 + pp.kernel[1], g.w); ++iw) {
+  for (int64_t i = 0; i < pp.kernel[0]; ++i) {
+    const int64_t ih = h0 + i * pp.dilation[0];
+    if (ih < 0 || ih >= g.h) continue;
+    for (int64_t j = 0; j < pp.kernel[1]; ++j) {
+      const int64_t iw = w0 + j * pp.dilation[1];
+      if (iw < 0 || iw >= g.w) continue;
       const T v = plane[ih * g.w + iw];
       if (best < 0 || v > bv || (std::isnan(v) && !std::isnan(bv))) {
         best = ih * g.w + iw;
         bv = v;
       }
     }
+  }
   return best;
+}
+
+// An average window of output (oh, ow): its rows [h0, h1) and columns [w0, w1) inside the input and
+// 1 / its divisor (PyTorch's: divisor_override, or the window clipped to the padded input when
+// count_include_pad, or the window inside the input).
+struct AvgWindow {
+  int64_t h0, h1, w0, w1;
+  double inv;
+};
+AvgWindow avg_window(const PoolGeo& g, const PoolParams& pp, int64_t oh, int64_t ow) {
+  int64_t h0 = oh * pp.stride[0] - pp.padding[0], w0 = ow * pp.stride[1] - pp.padding[1];
+  int64_t h1 = std::min(h0 + pp.kernel[0], g.h + pp.padding[0]), w1 = std::min(w0 + pp.kernel[1], g.w + pp.padding[1]);
+  const int64_t padded = (h1 - h0) * (w1 - w0);
+  h0 = std::max<int64_t>(h0, 0), w0 = std::max<int64_t>(w0, 0);
+  h1 = std::min(h1, g.h), w1 = std::min(w1, g.w);
+  const int64_t div = pp.divisor_override ? pp.divisor_override : pp.count_include_pad ? padded : (h1 - h0) * (w1 - w0);
+  return {h0, h1, w0, w1, 1.0 / static_cast<double>(div)};
 }
 
 TensorMeta pooled(const TensorMeta& x, const PoolGeo& g) {
@@ -517,7 +557,7 @@ class MaxPool2dOp final : public Op {
     });
   }
   std::vector<Tensor> backward(const BackwardCtx& c) const override {
-    return {max_pool2d_backward(c.inputs[0], c.grad_output, pp_.kernel, pp_.stride, pp_.padding)};
+    return {max_pool2d_backward(c.inputs[0], c.grad_output, pp_)};
   }
 
  protected:
@@ -566,7 +606,8 @@ class MaxPool2dBackwardOp final : public Op {
   PoolParams pp_;
 };
 
-// count_include_pad: every window divides by kh*kw (without ceil_mode windows stay in the padding).
+// Each window divides by avg_window's divisor (kh*kw by default: without ceil_mode windows stay in
+// the padding).
 class AvgPool2dOp final : public Op {
  public:
   explicit AvgPool2dOp(PoolParams pp) : pp_(pp) {}
@@ -582,24 +623,22 @@ class AvgPool2dOp final : public Op {
       using T = decltype(tag);
       const T* x = kc.in<T>(0);
       T* y = kc.out<T>();
-      const T inv = T(1) / T(pp_.kernel[0] * pp_.kernel[1]);
 #pragma omp parallel for schedule(static)
       for (int64_t pl = 0; pl < g.planes; ++pl) {
         const T* plane = x + pl * g.h * g.w;
         for (int64_t oh = 0; oh < g.ho; ++oh)
           for (int64_t ow = 0; ow < g.wo; ++ow) {
-            const int64_t h0 = oh * pp_.stride[0] - pp_.padding[0], w0 = ow * pp_.stride[1] - pp_.padding[1];
+            const AvgWindow aw = avg_window(g, pp_, oh, ow);
             T acc = T(0);
-            for (int64_t ih = std::max<int64_t>(h0, 0); ih < std::min(h0 + pp_.kernel[0], g.h); ++ih)
-              for (int64_t iw = std::max<int64_t>(w0, 0); iw < std::min(w0 + pp_.kernel[1], g.w); ++iw)
-                acc += plane[ih * g.w + iw];
-            y[(pl * g.ho + oh) * g.wo + ow] = acc * inv;
+            for (int64_t ih = aw.h0; ih < aw.h1; ++ih)
+              for (int64_t iw = aw.w0; iw < aw.w1; ++iw) acc += plane[ih * g.w + iw];
+            y[(pl * g.ho + oh) * g.wo + ow] = acc * static_cast<T>(aw.inv);
           }
       }
     });
   }
   std::vector<Tensor> backward(const BackwardCtx& c) const override {
-    return {avg_pool2d_backward(c.grad_output, c.inputs[0].shape(), pp_.kernel, pp_.stride, pp_.padding)};
+    return {avg_pool2d_backward(c.grad_output, c.inputs[0].shape(), pp_)};
   }
 
  protected:
@@ -628,18 +667,16 @@ class AvgPool2dBackwardOp final : public Op {
       using T = decltype(tag);
       const T* gy = kc.in<T>(0);
       T* dx = kc.out<T>();
-      const T inv = T(1) / T(pp_.kernel[0] * pp_.kernel[1]);
 #pragma omp parallel for schedule(static)
       for (int64_t pl = 0; pl < g.planes; ++pl) {
         T* dplane = dx + pl * g.h * g.w;
         std::fill(dplane, dplane + g.h * g.w, T(0));
         for (int64_t oh = 0; oh < g.ho; ++oh)
           for (int64_t ow = 0; ow < g.wo; ++ow) {
-            const int64_t h0 = oh * pp_.stride[0] - pp_.padding[0], w0 = ow * pp_.stride[1] - pp_.padding[1];
-            const T v = gy[(pl * g.ho + oh) * g.wo + ow] * inv;
-            for (int64_t ih = std::max<int64_t>(h0, 0); ih < std::min(h0 + pp_.kernel[0], g.h); ++ih)
-              for (int64_t iw = std::max<int64_t>(w0, 0); iw < std::min(w0 + pp_.kernel[1], g.w); ++iw)
-                dplane[ih * g.w + iw] += v;
+            const AvgWindow aw = avg_window(g, pp_, oh, ow);
+            const T v = gy[(pl * g.ho + oh) * g.wo + ow] * static_cast<T>(aw.inv);
+            for (int64_t ih = aw.h0; ih < aw.h1; ++ih)
+              for (int64_t iw = aw.w0; iw < aw.w1; ++iw) dplane[ih * g.w + iw] += v;
           }
       }
     });
@@ -790,25 +827,30 @@ Tensor conv_transpose2d(const Tensor& x, const Tensor& w, const Tensor& b, const
   return add(y, reshape(b, Shape{cout, 1, 1}));
 }
 
-Tensor max_pool2d(const Tensor& x, Pair kernel, Pair stride, Pair padding) {
-  return record(std::make_shared<MaxPool2dOp>(pool_params(kernel, stride, padding)), {x});
+Tensor max_pool2d(const Tensor& x, Pair kernel, Pair stride, Pair padding, Pair dilation, bool ceil_mode) {
+  PoolParams pp = pool_params(kernel, stride, padding);
+  pp.dilation = dilation;
+  pp.ceil_mode = ceil_mode;
+  return record(std::make_shared<MaxPool2dOp>(pp), {x});
 }
 
-Tensor max_pool2d_backward(const Tensor& x, const Tensor& grad_out, Pair kernel, Pair stride,
-                           Pair padding) {
-  return record(std::make_shared<MaxPool2dBackwardOp>(pool_params(kernel, stride, padding)),
-                {x, grad_out});
+Tensor max_pool2d_backward(const Tensor& x, const Tensor& grad_out, const Pool2dAttrs& a) {
+  return record(std::make_shared<MaxPool2dBackwardOp>(PoolParams{a}), {x, grad_out});
 }
 
-Tensor avg_pool2d(const Tensor& x, Pair kernel, Pair stride, Pair padding) {
-  return record(std::make_shared<AvgPool2dOp>(pool_params(kernel, stride, padding)), {x});
+Tensor avg_pool2d(const Tensor& x, Pair kernel, Pair stride, Pair padding, bool ceil_mode, bool count_include_pad,
+                  std::optional<int64_t> divisor_override) {
+  LETHE_CHECK(!divisor_override || *divisor_override > 0, "avg_pool2d: divisor_override must be positive, got ",
+              divisor_override.value_or(0));
+  PoolParams pp = pool_params(kernel, stride, padding);
+  pp.ceil_mode = ceil_mode;
+  pp.count_include_pad = count_include_pad;
+  pp.divisor_override = divisor_override.value_or(0);
+  return record(std::make_shared<AvgPool2dOp>(pp), {x});
 }
 
-Tensor avg_pool2d_backward(const Tensor& grad_out, const Shape& input_shape, Pair kernel, Pair stride,
-                           Pair padding) {
-  return record(
-      std::make_shared<AvgPool2dBackwardOp>(pool_params(kernel, stride, padding), input_shape),
-      {grad_out});
+Tensor avg_pool2d_backward(const Tensor& grad_out, const Shape& input_shape, const Pool2dAttrs& a) {
+  return record(std::make_shared<AvgPool2dBackwardOp>(PoolParams{a}, input_shape), {grad_out});
 }
 
 Tensor adaptive_avg_pool2d(const Tensor& x, Pair output_size) {

@@ -248,6 +248,18 @@ std::vector<Entry> table() {
        [](auto& v) { return avg_pool2d(v[0], P2{3, 2}, P2{2, 1}, P2{1, 1}); }});
   add({OpKind::avg_pool2d_backward, "", {x({1, 2, 4, 4})}, [](auto& v) { return avg_pool2d(v[0], P2{2, 2}); },
        {f32, f64}, 1e-5, true, true});
+  add({OpKind::max_pool2d, "dilation, ceil_mode", {x({2, 2, 5, 6})},
+       [](auto& v) { return max_pool2d(v[0], P2{2, 3}, P2{2, 2}, P2{1, 1}, P2{2, 1}, true); }});
+  add({OpKind::max_pool2d_backward, "dilation, ceil_mode", {x({1, 2, 5, 6})},
+       [](auto& v) { return max_pool2d(v[0], P2{2, 3}, P2{2, 2}, P2{1, 1}, P2{2, 1}, true); }, {f32, f64}, 1e-5, true,
+       true, 1});
+  add({OpKind::avg_pool2d, "ceil_mode, count_include_pad false", {x({2, 2, 5, 6})},
+       [](auto& v) { return avg_pool2d(v[0], P2{3, 3}, P2{2, 2}, P2{1, 1}, true, false); }});
+  add({OpKind::avg_pool2d, "divisor_override", {x({2, 2, 5, 4})},
+       [](auto& v) { return avg_pool2d(v[0], P2{2, 2}, P2{2, 1}, P2{1, 0}, false, true, 3); }});
+  add({OpKind::avg_pool2d_backward, "ceil_mode, count_include_pad false", {x({1, 2, 5, 6})},
+       [](auto& v) { return avg_pool2d(v[0], P2{3, 3}, P2{2, 2}, P2{1, 1}, true, false); }, {f32, f64}, 1e-5, true,
+       true});
   add({OpKind::adaptive_avg_pool2d, "non-divisible", {x({2, 1, 5, 4})},
        [](auto& v) { return adaptive_avg_pool2d(v[0], P2{3, 2}); }});
   add({OpKind::adaptive_avg_pool2d_backward, "", {x({2, 1, 5, 4})},
