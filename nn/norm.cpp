@@ -15,8 +15,8 @@ namespace lethe::nn {
 BatchNormBase::BatchNormBase(const char* type_name, const BatchNormOptions& o)
     : UnaryModule(type_name), options_(o) {
   LETHE_CHECK(o.num_features() > 0, type_name, ": num_features must be positive, got ", o.num_features());
-  LETHE_CHECK(o.momentum() >= 0 && o.momentum() <= 1, type_name, ": momentum must be in [0, 1], got ",
-              o.momentum());
+  LETHE_CHECK(!o.momentum() || (*o.momentum() >= 0 && *o.momentum() <= 1), type_name,
+              ": momentum must be in [0, 1] (or None), got ", o.momentum().value_or(0));
   Shape c{o.num_features()};
   if (o.affine()) {
     weight = register_parameter("weight", ones(c, o.dtype()));
@@ -25,6 +25,7 @@ BatchNormBase::BatchNormBase(const char* type_name, const BatchNormOptions& o)
   if (o.track_running_stats()) {
     running_mean = register_buffer("running_mean", zeros(c, o.dtype()));
     running_var = register_buffer("running_var", ones(c, o.dtype()));
+    if (!o.momentum()) num_batches_tracked = register_buffer("num_batches_tracked", zeros(Shape{}, DType::i64));
   }
 }
 
@@ -33,6 +34,7 @@ void BatchNormBase::reset_parameters() {
   if (bias.defined()) init::zeros_(bias);
   if (running_mean.defined()) init::zeros_(running_mean);
   if (running_var.defined()) init::ones_(running_var);
+  if (num_batches_tracked.defined()) num_batches_tracked.assign(from_vector<int64_t>({0}, Shape{}));
 }
 
 Tensor BatchNormBase::forward(const Tensor& x) {
@@ -40,13 +42,25 @@ Tensor BatchNormBase::forward(const Tensor& x) {
               expected_input(), " with C = ", options_.num_features(), ", got ", x.shape());
   // Without running statistics, eval still normalises with the batch's statistics (as PyTorch).
   bool use_batch_stats = is_training() || !running_mean.defined();
-  return batch_norm(x, running_mean, running_var, weight, bias, use_batch_stats, options_.momentum(),
-                    options_.eps());
+  double momentum = options_.momentum().value_or(0.0);
+  if (num_batches_tracked.defined() && is_training()) {
+    // The cumulative average of PyTorch's momentum=None: the n-th batch weighs 1/n. The count is
+    // host state kept in the buffer (saved and loaded with the module, as PyTorch's).
+    const int64_t n = num_batches_tracked.item<int64_t>() + 1;
+    num_batches_tracked.assign(from_vector<int64_t>({n}, Shape{}));
+    momentum = 1.0 / static_cast<double>(n);
+  }
+  return batch_norm(x, running_mean, running_var, weight, bias, use_batch_stats, momentum, options_.eps());
 }
 
 void BatchNormBase::pretty_print(std::ostream& os) const {
   os << type_name() << "(" << options_.num_features() << ", eps=" << options_.eps()
-     << ", momentum=" << options_.momentum() << ", affine=" << (options_.affine() ? "true" : "false")
+     << ", momentum=";
+  if (options_.momentum())
+    os << *options_.momentum();
+  else
+    os << "None";
+  os << ", affine=" << (options_.affine() ? "true" : "false")
      << ")";
 }
 

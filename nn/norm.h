@@ -7,6 +7,7 @@
 //   auto rn = std::make_shared<lethe::nn::RMSNorm>(lethe::nn::RMSNormOptions({256}).eps(1e-6));
 #pragma once
 
+#include <optional>
 #include <vector>
 
 #include "nn/arg.h"
@@ -18,7 +19,10 @@ struct BatchNormOptions {
   explicit BatchNormOptions(int64_t num_features) : num_features_(num_features) {}
   LETHE_ARG(int64_t, num_features);
   LETHE_ARG(double, eps) = 1e-5;
-  LETHE_ARG(double, momentum) = 0.1;
+  // nullopt: PyTorch's momentum=None, a cumulative average (momentum 1/n at the n-th training
+  // batch, n in the buffer num_batches_tracked). Each step then records another momentum, so each
+  // step is planned anew.
+  LETHE_ARG(std::optional<double>, momentum) = 0.1;
   LETHE_ARG(bool, affine) = true;
   LETHE_ARG(bool, track_running_stats) = true;
   LETHE_ARG(DType, dtype) = DType::f32;
@@ -37,12 +41,15 @@ class BatchNormBase : public UnaryModule {
   Tensor forward(const Tensor& x) override;
   void pretty_print(std::ostream& os) const override;
   const BatchNormOptions& options() const { return options_; }
-  // PyTorch's state dicts also hold num_batches_tracked (used only with momentum=None, which Lethe
-  // does not have): accepted on load, not saved (PyTorch fills it in when it is absent).
-  bool ignores_state_key(const std::string& name) const override { return name == "num_batches_tracked"; }
+  // PyTorch's state dicts also hold num_batches_tracked, which only momentum=None uses: with a
+  // momentum it is accepted on load and not saved (PyTorch fills it in when it is absent).
+  bool ignores_state_key(const std::string& name) const override {
+    return name == "num_batches_tracked" && !num_batches_tracked.defined();
+  }
 
   Tensor weight, bias;               // undefined unless affine
   Tensor running_mean, running_var;  // undefined unless track_running_stats
+  Tensor num_batches_tracked;        // i64 scalar buffer with momentum=None (and running statistics)
 
  protected:
   virtual bool accepts_rank(int ndim) const = 0;

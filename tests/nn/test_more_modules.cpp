@@ -319,3 +319,24 @@ TEST_CASE("Pooling options as PyTorch: max dilation and ceil_mode, avg count_inc
   CHECK_THROWS_WITH_AS(avg_pool2d(seq({1, 1, 5, 6}, 0), {2, 2}, {2, 2}, {0, 0}, false, true, 0),
                        "avg_pool2d: divisor_override must be positive, got 0", Error);
 }
+
+TEST_CASE("BatchNorm momentum=None: cumulative average and num_batches_tracked, as PyTorch") {
+  Session s;
+  nn::BatchNorm1d bn(nn::BatchNorm1dOptions(3).momentum(std::nullopt).dtype(DType::f64));
+  for (int j = 0; j < 3; ++j) {
+    bn.forward(seq({4, 3}, j));
+    s.flush();
+  }
+  check_close(bn.running_mean.to_vector<double>(),
+              {-0.04548451513585262, -0.12976663439004674, -0.11584395183572285});
+  check_close(bn.running_var.to_vector<double>(), {0.6583639007327633, 0.6225728706212392, 0.630858926891634});
+  CHECK(bn.num_batches_tracked.item<int64_t>() == 3);
+  std::vector<std::string> keys;
+  for (const auto& [k, t] : bn.state_dict()) keys.push_back(k);
+  CHECK(keys == std::vector<std::string>{"weight", "bias", "running_mean", "running_var", "num_batches_tracked"});
+  CHECK(printed(bn).find("momentum=None") != std::string::npos);
+  // With a momentum the key stays PyTorch's optional extra: accepted on load, not saved.
+  nn::BatchNorm1d bm(nn::BatchNorm1dOptions(3).dtype(DType::f64));
+  CHECK_FALSE(bm.num_batches_tracked.defined());
+  CHECK(bm.load_state_dict(bn.state_dict()).ok());
+}
