@@ -27,6 +27,8 @@ namespace lethe {
   X(abs) X(sign) X(log1p) X(expm1) X(clamp) X(minimum) X(maximum) X(pow_tensor)                    \
   /* comparisons and selection (ops/compare.cpp) */                                                \
   X(eq) X(ne) X(lt) X(le) X(gt) X(ge) X(where)                                                     \
+  /* activations (ops/activation.cpp) */                                                           \
+  X(leaky_relu) X(leaky_relu_backward) X(silu) X(silu_backward)                                    \
   /* creation (ops/creation.cpp) */                                                                \
   X(full) X(copy)                                                                                  \
   /* reductions (ops/reduce.cpp) */                                                                \
@@ -40,7 +42,8 @@ namespace lethe {
   /* softmax (ops/softmax.cpp) */                                                                  \
   X(softmax) X(log_softmax) X(softmax_backward) X(log_softmax_backward)                            \
   /* losses (ops/loss.cpp) */                                                                      \
-  X(cross_entropy) X(cross_entropy_backward)                                                       \
+  X(cross_entropy) X(cross_entropy_backward) X(nll_loss) X(nll_loss_backward)                     \
+  X(bce_with_logits) X(bce_with_logits_backward)                                                   \
   /* matmul (ops/matmul.cpp) */                                                                    \
   X(matmul) X(linear)                                                                              \
   /* normalisations (ops/norm.cpp) */                                                              \
@@ -48,7 +51,7 @@ namespace lethe {
   X(batch_norm_stats) X(batch_norm) X(batch_norm_backward_input) X(batch_norm_backward_weight)     \
   X(batch_norm_update_stats)                                                                       \
   /* convolution and pooling (ops/conv.cpp) */                                                     \
-  X(conv2d) X(conv2d_backward_input) X(conv2d_backward_weight)                                     \
+  X(conv2d) X(conv2d_backward_input) X(conv2d_backward_weight) X(conv_transpose2d)                 \
   X(max_pool2d) X(max_pool2d_backward) X(avg_pool2d) X(avg_pool2d_backward)                        \
   X(adaptive_avg_pool2d) X(adaptive_avg_pool2d_backward)                                           \
   /* shape ops (ops/shape_ops.cpp) */                                                              \
@@ -56,7 +59,7 @@ namespace lethe {
   /* embedding, dropout, attention (ops/embedding.cpp, dropout.cpp, attention.cpp) */              \
   X(embedding) X(embedding_backward) X(dropout) X(dropout_backward) X(causal_mask)                 \
   /* optimizer updates (optim/update_ops.cpp) */                                                   \
-  X(sgd_update) X(adamw_update)                                                                    \
+  X(sgd_update) X(adamw_update) X(rmsprop_update)                                                  \
   /* data parallel (ops/comm.cpp) */                                                               \
   X(all_reduce) X(bucket_slice)
 

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <array>
+#include <optional>
 #include <string>
 
 #include "nn/arg.h"
@@ -48,6 +49,30 @@ class Tanh : public UnaryModule {
   void pretty_print(std::ostream& os) const override { os << "Tanh()"; }
 };
 
+struct LeakyReLUOptions {
+  LeakyReLUOptions(double negative_slope = 0.01) : negative_slope_(negative_slope) {}
+  LETHE_ARG(double, negative_slope);
+};
+
+// x > 0 ? x : negative_slope x.
+class LeakyReLU : public UnaryModule {
+ public:
+  explicit LeakyReLU(const LeakyReLUOptions& o = {}) : UnaryModule("LeakyReLU"), options_(o) {}
+  Tensor forward(const Tensor& x) override;
+  void pretty_print(std::ostream& os) const override;
+
+ private:
+  LeakyReLUOptions options_;
+};
+
+// x sigmoid(x) (swish).
+class SiLU : public UnaryModule {
+ public:
+  SiLU() : UnaryModule("SiLU") {}
+  Tensor forward(const Tensor& x) override;
+  void pretty_print(std::ostream& os) const override { os << "SiLU()"; }
+};
+
 struct DropoutOptions {
   DropoutOptions(double p = 0.5) : p_(p) {}
   LETHE_ARG(double, p);
@@ -88,10 +113,13 @@ struct MaxPool2dOptions {
   LETHE_ARG(Pair, kernel_size);
   LETHE_ARG(Pair, stride);  // defaults to kernel_size
   LETHE_ARG(Pair, padding) = Pair{0, 0};
+  LETHE_ARG(Pair, dilation) = Pair{1, 1};
+  LETHE_ARG(bool, ceil_mode) = false;
 
  public:
   MaxPool2dOptions& stride(int64_t s) { return stride(Pair{s, s}); }
   MaxPool2dOptions& padding(int64_t p) { return padding(Pair{p, p}); }
+  MaxPool2dOptions& dilation(int64_t d) { return dilation(Pair{d, d}); }
 };
 
 class MaxPool2d : public UnaryModule {
@@ -102,6 +130,33 @@ class MaxPool2d : public UnaryModule {
 
  private:
   MaxPool2dOptions options_;
+};
+
+struct AvgPool2dOptions {
+  using Pair = std::array<int64_t, 2>;
+  AvgPool2dOptions(int64_t k) : kernel_size_{k, k}, stride_{k, k} {}
+  AvgPool2dOptions(Pair k) : kernel_size_(k), stride_(k) {}
+  LETHE_ARG(Pair, kernel_size);
+  LETHE_ARG(Pair, stride);  // defaults to kernel_size
+  LETHE_ARG(Pair, padding) = Pair{0, 0};
+  LETHE_ARG(bool, ceil_mode) = false;
+  LETHE_ARG(bool, count_include_pad) = true;
+  LETHE_ARG(std::optional<int64_t>, divisor_override) = std::nullopt;
+
+ public:
+  AvgPool2dOptions& stride(int64_t s) { return stride(Pair{s, s}); }
+  AvgPool2dOptions& padding(int64_t p) { return padding(Pair{p, p}); }
+};
+
+// Mean over each window, divided as torch.nn.AvgPool2d (count_include_pad, divisor_override).
+class AvgPool2d : public UnaryModule {
+ public:
+  explicit AvgPool2d(const AvgPool2dOptions& o) : UnaryModule("AvgPool2d"), options_(o) {}
+  Tensor forward(const Tensor& x) override;
+  void pretty_print(std::ostream& os) const override;
+
+ private:
+  AvgPool2dOptions options_;
 };
 
 }  // namespace lethe::nn

@@ -1,7 +1,6 @@
 #include "nn/attention.h"
 
 #include "ops/attention.h"
-#include "ops/dropout.h"
 #include "ops/shape_ops.h"
 
 namespace lethe::nn {
@@ -28,9 +27,9 @@ Tensor MultiheadAttention::forward(const Tensor& x_in, bool causal) {
   // [B, L, 3d] -> [B, L, 3, h, hd] -> [3, B, h, L, hd]
   Tensor qkv_h = qkv->forward(x).reshape({B, L, 3, h, hd}).permute({2, 0, 3, 1, 4});
   auto part = [&](int64_t i) { return qkv_h.slice(0, i, i + 1).reshape({B, h, L, hd}); };
-  Tensor a = scaled_dot_product_attention(part(0), part(1), part(2), causal);  // [B, h, L, hd]
+  const double p = is_training() ? options_.dropout() : 0.0;
+  Tensor a = scaled_dot_product_attention(part(0), part(1), part(2), causal, p);  // [B, h, L, hd]
   a = a.permute({0, 2, 1, 3}).reshape({B, L, d});
-  if (is_training() && options_.dropout() > 0) a = dropout(a, options_.dropout(), true);
   Tensor y = out_proj->forward(a);
   return batched ? y : y.reshape({L, d});
 }

@@ -21,8 +21,7 @@ struct MultiheadAttentionOptions {
       : embed_dim_(embed_dim), num_heads_(num_heads) {}
   LETHE_ARG(int64_t, embed_dim);
   LETHE_ARG(int64_t, num_heads);
-  // Dropout on the attention output before the output projection (the fused attention op has no
-  // dropout on the attention weights, unlike torch.nn.MultiheadAttention).
+  // Dropout on the attention weights while training, as torch.nn.MultiheadAttention.
   LETHE_ARG(double, dropout) = 0.0;
   LETHE_ARG(bool, bias) = true;
   LETHE_ARG(bool, causal) = false;  // default for forward(x)

@@ -4,6 +4,8 @@
 //   auto h = emb->forward(tokens);   // tokens i64 [B, T] -> h [B, T, 256]
 #pragma once
 
+#include <optional>
+
 #include "nn/arg.h"
 #include "nn/module.h"
 
@@ -14,6 +16,8 @@ struct EmbeddingOptions {
       : num_embeddings_(num_embeddings), embedding_dim_(embedding_dim) {}
   LETHE_ARG(int64_t, num_embeddings);
   LETHE_ARG(int64_t, embedding_dim);
+  // That row starts at zeros and gets no gradient (negative counts from the end), as PyTorch.
+  LETHE_ARG(std::optional<int64_t>, padding_idx) = std::nullopt;
   LETHE_ARG(DType, dtype) = DType::f32;
 };
 

@@ -1,5 +1,9 @@
 // Pre-norm transformer block (GPT-2 style):
 //   x = x + dropout(attn(ln1(x)));  x = x + dropout(fc2(gelu(fc1(ln2(x)))))
+// with attn's dropout on its attention weights. Dropout sits where GPT-2 (and nanoGPT) put it:
+// attention weights, then each residual branch. torch.nn.TransformerEncoderLayer differs: post-norm
+// by default, ReLU, dropout also between its two linear layers, and p = 0.1 by default (here 0.0,
+// as GPT-2 configurations for small data usually train without it).
 //
 //   auto block = std::make_shared<lethe::nn::TransformerBlock>(
 //       lethe::nn::TransformerBlockOptions(256, 4).mlp_ratio(4).dropout(0.1).causal(true));

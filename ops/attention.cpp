@@ -1,5 +1,6 @@
 // Scaled dot-product attention composed of recorded ops (its gradient comes from theirs):
-// scores = q·kᵀ (transpose folded into the GEMM) · 1/sqrt(d), an optional causal mask, softmax, ·v.
+// scores = q·kᵀ (transpose folded into the GEMM) · 1/sqrt(d), an optional causal mask, softmax,
+// dropout on the weights when asked, ·v.
 #include "ops/attention.h"
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 
 #include "framework/error.h"
 #include "ops/attrs.h"
+#include "ops/dropout.h"
 #include "ops/elementwise.h"
 #include "ops/matmul.h"
 #include "ops/softmax.h"
@@ -62,7 +64,10 @@ class CausalMaskOp final : public Op {
 
 }  // namespace
 
-Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal) {
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
+                                    double dropout_p) {
+  LETHE_CHECK(dropout_p >= 0 && dropout_p < 1, "scaled_dot_product_attention: dropout_p must be in [0, 1), got ",
+              dropout_p);
   LETHE_CHECK(q.defined() && k.defined() && v.defined(),
               "scaled_dot_product_attention: q, k or v is undefined");
   LETHE_CHECK(q.dim() >= 2 && k.dim() >= 2 && v.dim() >= 2,
@@ -74,7 +79,9 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
               v.shape(), ": sequence lengths ", k.size(-2), " and ", v.size(-2), " differ");
   Tensor scores = mul_scalar(matmul_transposed(q, k, false, true), 1.0 / std::sqrt(double(q.size(-1))));
   if (causal) scores = record(std::make_shared<CausalMaskOp>(true), {scores});
-  return matmul(softmax(scores, -1), v);
+  Tensor weights = softmax(scores, -1);
+  if (dropout_p > 0) weights = dropout(weights, dropout_p, true);  // on the weights, as PyTorch
+  return matmul(weights, v);
 }
 
 }  // namespace lethe

@@ -9,8 +9,9 @@
 //   }
 //
 // Which kinds hold which struct is written next to each; kinds not listed have no attributes
-// (add, sub, mul, div, neg, exp, log, sqrt, relu, sigmoid, tanh and their backwards, copy,
-// embedding, batch_norm_stats, abs, sign, log1p, expm1, minimum, maximum, pow_tensor, where).
+// (add, sub, mul, div, neg, exp, log, sqrt, relu, sigmoid, tanh, silu and their backwards, copy,
+// embedding, batch_norm_stats, bce_with_logits and its backward, abs, sign, log1p, expm1, minimum,
+// maximum, pow_tensor, where).
 #pragma once
 
 #include <array>
@@ -24,7 +25,8 @@ namespace lethe {
 
 // ------------------------------------------------------------------- elementwise, creation
 
-// add_scalar, mul_scalar, rsub_scalar, rdiv_scalar (the scalar), pow (the exponent).
+// add_scalar, mul_scalar, rsub_scalar, rdiv_scalar (the scalar), pow (the exponent),
+// leaky_relu, leaky_relu_backward (the negative slope).
 struct ScalarAttrs {
   double value = 0;
 };
@@ -89,10 +91,14 @@ struct SoftmaxAttrs {
 };
 
 enum class Reduction { none, sum, mean };
-// cross_entropy, cross_entropy_backward.
+// cross_entropy, cross_entropy_backward, nll_loss, nll_loss_backward (label_smoothing 0). weight:
+// whether a [C] class-weight tensor is the input after the target; a weighted mean divides by the
+// sum of the weights of the non-ignored targets (as PyTorch).
 struct CrossEntropyAttrs {
   Reduction reduction = Reduction::mean;
   int64_t ignore_index = -100;
+  bool weight = false;
+  double label_smoothing = 0.0;
 };
 
 // ------------------------------------------------------------------- matmul, normalisations
@@ -140,15 +146,19 @@ struct Conv2dParams {
   int64_t groups = 1;
 };
 
-// conv2d (bias: whether b is an input), conv2d_backward_input, conv2d_backward_weight (bias false).
+// conv2d (bias: whether b is an input), conv2d_backward_input, conv2d_backward_weight,
+// conv_transpose2d (bias false; its bias is a separate add).
 struct Conv2dAttrs {
   Conv2dParams params;
   bool bias = false;
 };
 
-// max_pool2d, max_pool2d_backward, avg_pool2d, avg_pool2d_backward (count_include_pad).
+// max_pool2d, max_pool2d_backward (dilation, ceil_mode), avg_pool2d, avg_pool2d_backward (ceil_mode,
+// count_include_pad, divisor_override: 0 for none; dilation 1), as torch.nn.functional.
 struct Pool2dAttrs {
-  std::array<int64_t, 2> kernel{1, 1}, stride{1, 1}, padding{0, 0};
+  std::array<int64_t, 2> kernel{1, 1}, stride{1, 1}, padding{0, 0}, dilation{1, 1};
+  bool ceil_mode = false, count_include_pad = true;
+  int64_t divisor_override = 0;
 };
 
 // adaptive_avg_pool2d: the output's spatial size.
@@ -203,9 +213,11 @@ struct IndexAttrs {
   int dim = 0;
 };
 
-// embedding_backward: rows of the table.
+// embedding_backward: rows of the table; the row that gets no gradient (padding_idx in [0, rows), or
+// -1 for none).
 struct EmbeddingAttrs {
   int64_t num_embeddings = 0;
+  int64_t padding_idx = -1;
 };
 
 // dropout (forward_node -1: the mask is that of the node itself), dropout_backward (the forward

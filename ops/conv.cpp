@@ -11,8 +11,10 @@
 
 #include "framework/error.h"
 #include "ops/conv_workspace.h"
+#include "ops/elementwise.h"
 #include "ops/gemm.h"
 #include "ops/reduce.h"
+#include "ops/shape_ops.h"
 
 namespace lethe {
 namespace detail {
@@ -288,25 +290,35 @@ class Conv2dOp final : public Op {
   Conv2dAttrs a_;
 };
 
-// dx from (grad_out, w): per sample and group dcols = W_gᵀ·g, then col2im.
+// dx from (grad_out, w): per sample and group dcols = W_gᵀ·g, then col2im. Transposed, the same
+// computation is conv_transpose2d's forward (x in the place of grad_out, its output the "input" of
+// the convolution it transposes), differentiable: dx = conv2d(g, w), dw = conv2d_backward_weight(g, x).
 class Conv2dBackwardInputOp final : public Op {
  public:
-  Conv2dBackwardInputOp(Conv2dParams p, Shape x) : x_(std::move(x)), a_{p, false} {}
-  OpKind kind() const override { return OpKind::conv2d_backward_input; }
-  std::string attrs() const override { return params_text(a_.params) + ",input=" + x_.str(); }
+  Conv2dBackwardInputOp(Conv2dParams p, Shape x, bool transposed = false)
+      : x_(std::move(x)), a_{p, false}, transposed_(transposed) {}
+  OpKind kind() const override { return transposed_ ? OpKind::conv_transpose2d : OpKind::conv2d_backward_input; }
+  std::string attrs() const override { return params_text(a_.params) + (transposed_ ? ",output=" : ",input=") + x_.str(); }
 
   ConvGeo geo(const std::vector<TensorMeta>& in) const {
-    ConvGeo g = conv_geo("conv2d_backward_input", x_, in[1].shape, a_.params);
-    LETHE_CHECK(in[0].shape == (Shape{g.n, g.cout, g.ho, g.wo}), "conv2d_backward_input: grad ",
-                in[0].shape, " and weight ", in[1].shape, ": expected grad ",
+    ConvGeo g = conv_geo(name().c_str(), x_, in[1].shape, a_.params);
+    LETHE_CHECK(in[0].shape == (Shape{g.n, g.cout, g.ho, g.wo}), name(), ": ", (transposed_ ? "input " : "grad "),
+                in[0].shape, " and weight ", in[1].shape, ": expected ", (transposed_ ? "input " : "grad "),
                 Shape{g.n, g.cout, g.ho, g.wo});
     return g;
   }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     geo(in);
-    LETHE_CHECK(in[0].dtype == in[1].dtype, "conv2d_backward_input: dtypes ", in[0].dtype, " and ",
-                in[1].dtype, " differ");
+    LETHE_CHECK(in[0].dtype == in[1].dtype, name(), ": dtypes ", in[0].dtype, " and ", in[1].dtype, " differ");
+    LETHE_CHECK(is_floating(in[0].dtype), name(), ": expected floating-point tensors, got ", in[0].dtype);
     return TensorMeta{x_, in[0].dtype, in[0].device};
+  }
+  std::vector<Tensor> backward(const BackwardCtx& c) const override {
+    const Tensor &x = c.inputs[0], &w = c.inputs[1], &g = c.grad_output;
+    std::vector<Tensor> r(2);
+    if (c.needs_grad[0]) r[0] = conv2d(g, w, Tensor(), a_.params);
+    if (c.needs_grad[1]) r[1] = conv2d_backward_weight(g, x, w.shape(), a_.params);
+    return r;
   }
   OpCost cost(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
     OpCost c = Op::cost(in, out);
@@ -316,11 +328,11 @@ class Conv2dBackwardInputOp final : public Op {
   size_t workspace_bytes(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
     return conv_workspace(detail::ConvPass::backward_input, in[0].device, geo(in), a_.params, in[0].dtype);
   }
-  bool differentiable() const override { return false; }
+  bool differentiable() const override { return transposed_; }
 
   void cpu(const KernelCall& kc) const override {
     const ConvGeo g = geo({*kc.in_meta[0], *kc.in_meta[1]});
-    dispatch_float(kc.out_meta->dtype, "conv2d_backward_input", [&](auto tag) {
+    dispatch_float(kc.out_meta->dtype, name().c_str(), [&](auto tag) {
       using T = decltype(tag);
       const T* gy = kc.in<T>(0);
       const T* w = kc.in<T>(1);
@@ -355,6 +367,7 @@ class Conv2dBackwardInputOp final : public Op {
  private:
   Shape x_;
   Conv2dAttrs a_;
+  bool transposed_;
 };
 
 // dw from (x, grad_out): dW_g = Σ_n g_n,g · cols_n,gᵀ, samples accumulated in order.
@@ -434,20 +447,36 @@ struct PoolGeo {
 };
 
 struct PoolParams : Pool2dAttrs {
+  // The options beyond kernel/stride/padding appear only when set (the text of existing graphs stays).
   std::string text() const {
-    return "kernel=" + pair_text(kernel) + ",stride=" + pair_text(stride) + ",padding=" + pair_text(padding);
+    std::string r = "kernel=" + pair_text(kernel) + ",stride=" + pair_text(stride) + ",padding=" + pair_text(padding);
+    if (dilation != Pair{1, 1}) r += ",dilation=" + pair_text(dilation);
+    if (ceil_mode) r += ",ceil_mode=1";
+    if (!count_include_pad) r += ",count_include_pad=0";
+    if (divisor_override != 0) r += ",divisor_override=" + std::to_string(divisor_override);
+    return r;
   }
 };
+
+// PyTorch's pooling output size: floor or ceil, and in ceil mode no window starting in the right
+// padding.
+int64_t pool_out(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d, bool ceil_mode) {
+  const int64_t span = in + 2 * p - d * (k - 1) - 1 + (ceil_mode ? s - 1 : 0);
+  if (span < 0) return 0;
+  int64_t o = span / s + 1;
+  if (ceil_mode && (o - 1) * s >= in + p) --o;
+  return o;
+}
 
 PoolGeo pool_geo(const char* op, const Shape& x, const PoolParams& pp) {
   LETHE_CHECK(x.ndim() == 4, op, ": expected a 4-d input [N, C, H, W], got ", x);
   LETHE_CHECK(pp.kernel[0] >= 1 && pp.kernel[1] >= 1 && pp.stride[0] >= 1 && pp.stride[1] >= 1 && pp.padding[0] >= 0 &&
-                  pp.padding[1] >= 0,
+                  pp.padding[1] >= 0 && pp.dilation[0] >= 1 && pp.dilation[1] >= 1 && pp.divisor_override >= 0,
               op, ": invalid parameters ", pp.text());
   LETHE_CHECK(2 * pp.padding[0] <= pp.kernel[0] && 2 * pp.padding[1] <= pp.kernel[1], op, ": padding ", pair_text(pp.padding),
               " must be at most half the kernel ", pair_text(pp.kernel));
-  PoolGeo g{x[0] * x[1], x[2], x[3], conv_out(x[2], pp.kernel[0], pp.stride[0], pp.padding[0], 1),
-            conv_out(x[3], pp.kernel[1], pp.stride[1], pp.padding[1], 1)};
+  PoolGeo g{x[0] * x[1], x[2], x[3], pool_out(x[2], pp.kernel[0], pp.stride[0], pp.padding[0], pp.dilation[0], pp.ceil_mode),
+            pool_out(x[3], pp.kernel[1], pp.stride[1], pp.padding[1], pp.dilation[1], pp.ceil_mode)};
   LETHE_CHECK(g.ho > 0 && g.wo > 0, op, ": input ", x, " is smaller than the kernel ",
               pair_text(pp.kernel), " with padding ", pair_text(pp.padding));
   return g;
@@ -455,7 +484,9 @@ PoolGeo pool_geo(const char* op, const Shape& x, const PoolParams& pp) {
 
 PoolParams pool_params(Pair k, Pair s, Pair p) {
   if (s == Pair{0, 0}) s = k;
-  return PoolParams{{k, s, p}};
+  PoolParams r;
+  r.kernel = k, r.stride = s, r.padding = p;
+  return r;
 }
 
 // Flat index (in the plane) of the first maximum of output (oh, ow)'s window.
@@ -464,15 +495,37 @@ int64_t window_argmax(const T* plane, const PoolGeo& g, const PoolParams& pp, in
   const int64_t h0 = oh * pp.stride[0] - pp.padding[0], w0 = ow * pp.stride[1] - pp.padding[1];
   int64_t best = -1;
   T bv = T(0);
-  for (int64_t ih = std::max<int64_t>(h0, 0); ih < std::min(h0 + pp.kernel[0], g.h); ++ih)
-    for (int64_t iw = std::max<int64_t>(w0, 0); iw < std::min(w0 + pp.kernel[1], g.w); ++iw) {
+  for (int64_t i = 0; i < pp.kernel[0]; ++i) {
+    const int64_t ih = h0 + i * pp.dilation[0];
+    if (ih < 0 || ih >= g.h) continue;
+    for (int64_t j = 0; j < pp.kernel[1]; ++j) {
+      const int64_t iw = w0 + j * pp.dilation[1];
+      if (iw < 0 || iw >= g.w) continue;
       const T v = plane[ih * g.w + iw];
       if (best < 0 || v > bv || (std::isnan(v) && !std::isnan(bv))) {
         best = ih * g.w + iw;
         bv = v;
       }
     }
+  }
   return best;
+}
+
+// An average window of output (oh, ow): its rows [h0, h1) and columns [w0, w1) inside the input and
+// 1 / its divisor (PyTorch's: divisor_override, or the window clipped to the padded input when
+// count_include_pad, or the window inside the input).
+struct AvgWindow {
+  int64_t h0, h1, w0, w1;
+  double inv;
+};
+AvgWindow avg_window(const PoolGeo& g, const PoolParams& pp, int64_t oh, int64_t ow) {
+  int64_t h0 = oh * pp.stride[0] - pp.padding[0], w0 = ow * pp.stride[1] - pp.padding[1];
+  int64_t h1 = std::min(h0 + pp.kernel[0], g.h + pp.padding[0]), w1 = std::min(w0 + pp.kernel[1], g.w + pp.padding[1]);
+  const int64_t padded = (h1 - h0) * (w1 - w0);
+  h0 = std::max<int64_t>(h0, 0), w0 = std::max<int64_t>(w0, 0);
+  h1 = std::min(h1, g.h), w1 = std::min(w1, g.w);
+  const int64_t div = pp.divisor_override ? pp.divisor_override : pp.count_include_pad ? padded : (h1 - h0) * (w1 - w0);
+  return {h0, h1, w0, w1, 1.0 / static_cast<double>(div)};
 }
 
 TensorMeta pooled(const TensorMeta& x, const PoolGeo& g) {
@@ -504,7 +557,7 @@ class MaxPool2dOp final : public Op {
     });
   }
   std::vector<Tensor> backward(const BackwardCtx& c) const override {
-    return {max_pool2d_backward(c.inputs[0], c.grad_output, pp_.kernel, pp_.stride, pp_.padding)};
+    return {max_pool2d_backward(c.inputs[0], c.grad_output, pp_)};
   }
 
  protected:
@@ -553,7 +606,8 @@ class MaxPool2dBackwardOp final : public Op {
   PoolParams pp_;
 };
 
-// count_include_pad: every window divides by kh*kw (without ceil_mode windows stay in the padding).
+// Each window divides by avg_window's divisor (kh*kw by default: without ceil_mode windows stay in
+// the padding).
 class AvgPool2dOp final : public Op {
  public:
   explicit AvgPool2dOp(PoolParams pp) : pp_(pp) {}
@@ -569,24 +623,22 @@ class AvgPool2dOp final : public Op {
       using T = decltype(tag);
       const T* x = kc.in<T>(0);
       T* y = kc.out<T>();
-      const T inv = T(1) / T(pp_.kernel[0] * pp_.kernel[1]);
 #pragma omp parallel for schedule(static)
       for (int64_t pl = 0; pl < g.planes; ++pl) {
         const T* plane = x + pl * g.h * g.w;
         for (int64_t oh = 0; oh < g.ho; ++oh)
           for (int64_t ow = 0; ow < g.wo; ++ow) {
-            const int64_t h0 = oh * pp_.stride[0] - pp_.padding[0], w0 = ow * pp_.stride[1] - pp_.padding[1];
+            const AvgWindow aw = avg_window(g, pp_, oh, ow);
             T acc = T(0);
-            for (int64_t ih = std::max<int64_t>(h0, 0); ih < std::min(h0 + pp_.kernel[0], g.h); ++ih)
-              for (int64_t iw = std::max<int64_t>(w0, 0); iw < std::min(w0 + pp_.kernel[1], g.w); ++iw)
-                acc += plane[ih * g.w + iw];
-            y[(pl * g.ho + oh) * g.wo + ow] = acc * inv;
+            for (int64_t ih = aw.h0; ih < aw.h1; ++ih)
+              for (int64_t iw = aw.w0; iw < aw.w1; ++iw) acc += plane[ih * g.w + iw];
+            y[(pl * g.ho + oh) * g.wo + ow] = acc * static_cast<T>(aw.inv);
           }
       }
     });
   }
   std::vector<Tensor> backward(const BackwardCtx& c) const override {
-    return {avg_pool2d_backward(c.grad_output, c.inputs[0].shape(), pp_.kernel, pp_.stride, pp_.padding)};
+    return {avg_pool2d_backward(c.grad_output, c.inputs[0].shape(), pp_)};
   }
 
  protected:
@@ -615,18 +667,16 @@ class AvgPool2dBackwardOp final : public Op {
       using T = decltype(tag);
       const T* gy = kc.in<T>(0);
       T* dx = kc.out<T>();
-      const T inv = T(1) / T(pp_.kernel[0] * pp_.kernel[1]);
 #pragma omp parallel for schedule(static)
       for (int64_t pl = 0; pl < g.planes; ++pl) {
         T* dplane = dx + pl * g.h * g.w;
         std::fill(dplane, dplane + g.h * g.w, T(0));
         for (int64_t oh = 0; oh < g.ho; ++oh)
           for (int64_t ow = 0; ow < g.wo; ++ow) {
-            const int64_t h0 = oh * pp_.stride[0] - pp_.padding[0], w0 = ow * pp_.stride[1] - pp_.padding[1];
-            const T v = gy[(pl * g.ho + oh) * g.wo + ow] * inv;
-            for (int64_t ih = std::max<int64_t>(h0, 0); ih < std::min(h0 + pp_.kernel[0], g.h); ++ih)
-              for (int64_t iw = std::max<int64_t>(w0, 0); iw < std::min(w0 + pp_.kernel[1], g.w); ++iw)
-                dplane[ih * g.w + iw] += v;
+            const AvgWindow aw = avg_window(g, pp_, oh, ow);
+            const T v = gy[(pl * g.ho + oh) * g.wo + ow] * static_cast<T>(aw.inv);
+            for (int64_t ih = aw.h0; ih < aw.h1; ++ih)
+              for (int64_t iw = aw.w0; iw < aw.w1; ++iw) dplane[ih * g.w + iw] += v;
           }
       }
     });
@@ -750,25 +800,57 @@ Tensor conv2d_backward_weight(const Tensor& x, const Tensor& grad_out, const Sha
   return record(std::make_shared<Conv2dBackwardWeightOp>(p, weight_shape), {x, grad_out});
 }
 
-Tensor max_pool2d(const Tensor& x, Pair kernel, Pair stride, Pair padding) {
-  return record(std::make_shared<MaxPool2dOp>(pool_params(kernel, stride, padding)), {x});
+Tensor conv_transpose2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dParams& p,
+                        Pair output_padding) {
+  LETHE_CHECK(x.defined() && w.defined(), "conv_transpose2d: input or weight is undefined");
+  LETHE_CHECK(x.dim() == 4 && w.dim() == 4 && x.size(1) == w.size(0),
+              "conv_transpose2d: expected input [N, Cin, H, W] and weight [Cin, Cout/groups, kh, kw], got ",
+              x.shape(), " and ", w.shape());
+  LETHE_CHECK(p.groups > 0 && w.size(0) % p.groups == 0, "conv_transpose2d: weight ", w.shape(),
+              ": in channels must be divisible by groups (", p.groups, ")");
+  std::array<int64_t, 2> out{};
+  for (int i = 0; i < 2; ++i) {
+    const size_t k = static_cast<size_t>(i);
+    LETHE_CHECK(p.stride[k] > 0 && p.dilation[k] > 0 && p.padding[k] >= 0 && output_padding[k] >= 0,
+                "conv_transpose2d: stride and dilation must be positive, padding and output_padding non-negative");
+    LETHE_CHECK(output_padding[k] < std::max(p.stride[k], p.dilation[k]), "conv_transpose2d: output_padding (",
+                output_padding[0], ", ", output_padding[1], ") must be smaller than stride or dilation");
+    out[k] = (x.size(2 + i) - 1) * p.stride[k] - 2 * p.padding[k] + p.dilation[k] * (w.size(2 + i) - 1) +
+             output_padding[k] + 1;
+    LETHE_CHECK(out[k] > 0, "conv_transpose2d: input ", x.shape(), " and weight ", w.shape(),
+                " give an empty output");
+  }
+  const int64_t cout = w.size(1) * p.groups;
+  Tensor y = record(std::make_shared<Conv2dBackwardInputOp>(p, Shape{x.size(0), cout, out[0], out[1]}, true), {x, w});
+  if (!b.defined()) return y;
+  LETHE_CHECK(b.shape() == Shape{cout}, "conv_transpose2d: bias must be [", cout, "], got ", b.shape());
+  return add(y, reshape(b, Shape{cout, 1, 1}));
 }
 
-Tensor max_pool2d_backward(const Tensor& x, const Tensor& grad_out, Pair kernel, Pair stride,
-                           Pair padding) {
-  return record(std::make_shared<MaxPool2dBackwardOp>(pool_params(kernel, stride, padding)),
-                {x, grad_out});
+Tensor max_pool2d(const Tensor& x, Pair kernel, Pair stride, Pair padding, Pair dilation, bool ceil_mode) {
+  PoolParams pp = pool_params(kernel, stride, padding);
+  pp.dilation = dilation;
+  pp.ceil_mode = ceil_mode;
+  return record(std::make_shared<MaxPool2dOp>(pp), {x});
 }
 
-Tensor avg_pool2d(const Tensor& x, Pair kernel, Pair stride, Pair padding) {
-  return record(std::make_shared<AvgPool2dOp>(pool_params(kernel, stride, padding)), {x});
+Tensor max_pool2d_backward(const Tensor& x, const Tensor& grad_out, const Pool2dAttrs& a) {
+  return record(std::make_shared<MaxPool2dBackwardOp>(PoolParams{a}), {x, grad_out});
 }
 
-Tensor avg_pool2d_backward(const Tensor& grad_out, const Shape& input_shape, Pair kernel, Pair stride,
-                           Pair padding) {
-  return record(
-      std::make_shared<AvgPool2dBackwardOp>(pool_params(kernel, stride, padding), input_shape),
-      {grad_out});
+Tensor avg_pool2d(const Tensor& x, Pair kernel, Pair stride, Pair padding, bool ceil_mode, bool count_include_pad,
+                  std::optional<int64_t> divisor_override) {
+  LETHE_CHECK(!divisor_override || *divisor_override > 0, "avg_pool2d: divisor_override must be positive, got ",
+              divisor_override.value_or(0));
+  PoolParams pp = pool_params(kernel, stride, padding);
+  pp.ceil_mode = ceil_mode;
+  pp.count_include_pad = count_include_pad;
+  pp.divisor_override = divisor_override.value_or(0);
+  return record(std::make_shared<AvgPool2dOp>(pp), {x});
+}
+
+Tensor avg_pool2d_backward(const Tensor& grad_out, const Shape& input_shape, const Pool2dAttrs& a) {
+  return record(std::make_shared<AvgPool2dBackwardOp>(PoolParams{a}, input_shape), {grad_out});
 }
 
 Tensor adaptive_avg_pool2d(const Tensor& x, Pair output_size) {

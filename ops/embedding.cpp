@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "framework/error.h"
@@ -21,7 +23,11 @@ void check_indices(const int64_t* idx, int64_t n, int64_t rows, const char* op) 
 
 class EmbeddingOp final : public Op {
  public:
+  explicit EmbeddingOp(int64_t padding_idx) : padding_idx_(padding_idx) {}
   OpKind kind() const override { return OpKind::embedding; }
+  std::string attrs() const override {
+    return padding_idx_ < 0 ? std::string() : "padding_idx=" + std::to_string(padding_idx_);
+  }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     const TensorMeta &w = in[0], &idx = in[1];
     LETHE_CHECK(w.shape.ndim() == 2, "embedding: weight ", w.shape, " and indices ", idx.shape,
@@ -52,15 +58,21 @@ class EmbeddingOp final : public Op {
                   row_bytes);
   }
   std::vector<Tensor> backward(const BackwardCtx& c) const override;
+
+ private:
+  int64_t padding_idx_;  // -1: none
 };
 
 // dweight [num, dim] from grad [..., dim] and indices: each table row sums its occurrences in the
 // order they appear (a counting sort groups them), rows in parallel.
 class EmbeddingBackwardOp final : public Op {
  public:
-  explicit EmbeddingBackwardOp(int64_t rows) : a_{rows} {}
+  EmbeddingBackwardOp(int64_t rows, int64_t padding_idx) : a_{rows, padding_idx} {}
   OpKind kind() const override { return OpKind::embedding_backward; }
-  std::string attrs() const override { return "num=" + std::to_string(a_.num_embeddings); }
+  std::string attrs() const override {
+    return "num=" + std::to_string(a_.num_embeddings) +
+           (a_.padding_idx < 0 ? std::string() : ",padding_idx=" + std::to_string(a_.padding_idx));
+  }
   bool differentiable() const override { return false; }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     const TensorMeta &g = in[0], &idx = in[1];
@@ -100,6 +112,7 @@ class EmbeddingBackwardOp final : public Op {
       for (int64_t r = 0; r < a_.num_embeddings; ++r) {
         T* dst = dw + r * dim;
         std::fill(dst, dst + dim, T(0));
+        if (r == a_.padding_idx) continue;  // no gradient, as PyTorch
         for (int64_t p = start[r]; p < start[r + 1]; ++p) {
           const T* src = g + order[p] * dim;
           for (int64_t j = 0; j < dim; ++j) dst[j] += src[j];
@@ -118,16 +131,23 @@ class EmbeddingBackwardOp final : public Op {
 std::vector<Tensor> EmbeddingOp::backward(const BackwardCtx& c) const {
   std::vector<Tensor> r(2);
   if (c.needs_grad[0])
-    r[0] = record(std::make_shared<EmbeddingBackwardOp>(c.inputs[0].shape()[0]),
+    r[0] = record(std::make_shared<EmbeddingBackwardOp>(c.inputs[0].shape()[0], padding_idx_),
                   {c.grad_output, c.inputs[1]});
   return r;
 }
 
 }  // namespace
 
-Tensor embedding(const Tensor& weight, const Tensor& indices) {
+Tensor embedding(const Tensor& weight, const Tensor& indices, std::optional<int64_t> padding_idx) {
   LETHE_CHECK(weight.defined() && indices.defined(), "embedding: weight or indices undefined");
-  return record(std::make_shared<EmbeddingOp>(), {weight, indices});
+  int64_t pad = -1;
+  if (padding_idx) {
+    const int64_t rows = weight.dim() >= 1 ? weight.size(0) : 0;
+    LETHE_CHECK(*padding_idx >= -rows && *padding_idx < rows, "embedding: padding_idx ", *padding_idx,
+                " is out of range for a table of ", rows, " rows (weight ", weight.shape(), ")");
+    pad = *padding_idx < 0 ? *padding_idx + rows : *padding_idx;
+  }
+  return record(std::make_shared<EmbeddingOp>(pad), {weight, indices});
 }
 
 }  // namespace lethe

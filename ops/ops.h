@@ -1,6 +1,7 @@
 // Every op of Lethe.
 #pragma once
 
+#include "ops/activation.h"
 #include "ops/attention.h"
 #include "ops/compare.h"
 #include "ops/conv.h"

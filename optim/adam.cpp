@@ -10,7 +10,7 @@ namespace {
 
 AdamWOptions as_adamw(const AdamOptions& o) {
   LETHE_CHECK(o.weight_decay() >= 0, "Adam: weight_decay must be >= 0, got ", o.weight_decay());
-  return AdamWOptions(o.lr()).betas(o.betas()).eps(o.eps()).weight_decay(o.weight_decay());
+  return AdamWOptions(o.lr()).betas(o.betas()).eps(o.eps()).weight_decay(o.weight_decay()).amsgrad(o.amsgrad());
 }
 
 }  // namespace

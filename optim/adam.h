@@ -1,4 +1,4 @@
-// Adam (Kingma & Ba), exactly torch.optim.Adam's update (amsgrad off, single-tensor path):
+// Adam (Kingma & Ba), exactly torch.optim.Adam's update (single-tensor path; amsgrad as AdamW's):
 //   g += wd·p (L2, when weight_decay > 0);  m = β1·m + (1-β1)·g;  v = β2·v + (1-β2)·g²;
 //   p -= lr/(1-β1^t) · m / (sqrt(v)/sqrt(1-β2^t) + eps)
 // It runs AdamW's update op with no decoupled decay, so with weight_decay 0 its steps are bitwise
@@ -18,6 +18,7 @@ struct AdamOptions {
   LETHE_ARG(Betas, betas) = {0.9, 0.999};
   LETHE_ARG(double, eps) = 1e-8;
   LETHE_ARG(double, weight_decay) = 0.0;  // L2 penalty added to the gradient (not decoupled)
+  LETHE_ARG(bool, amsgrad) = false;
 };
 
 class Adam : public AdamW {

@@ -1,7 +1,5 @@
 #include "optim/adamw.h"
 
-#include <cstdlib>
-
 #include "framework/error.h"
 #include "ops/creation.h"
 #include "optim/update_ops.h"
@@ -28,6 +26,10 @@ void AdamW::update(const Tensor& param, const Tensor& grad, const ParamGroup& g)
     s.exp_avg = zeros(param.shape(), param.dtype());
     s.exp_avg_sq = zeros(param.shape(), param.dtype());
     s.exp_avg.impl()->storage->role = s.exp_avg_sq.impl()->storage->role = StorageRole::optimizer_state;
+    if (options_.amsgrad()) {
+      s.max_exp_avg_sq = zeros(param.shape(), param.dtype());
+      s.max_exp_avg_sq.impl()->storage->role = StorageRole::optimizer_state;
+    }
   }
   ++s.step;
   AdamWHyper h;
@@ -37,7 +39,10 @@ void AdamW::update(const Tensor& param, const Tensor& grad, const ParamGroup& g)
   h.beta2 = options_.betas().second;
   h.eps = options_.eps();
   h.step = s.step;
-  record(std::make_shared<AdamWUpdateOp>(h), {param, grad, s.exp_avg, s.exp_avg_sq});
+  h.amsgrad = options_.amsgrad();
+  std::vector<Tensor> in{param, grad, s.exp_avg, s.exp_avg_sq};
+  if (h.amsgrad) in.push_back(s.max_exp_avg_sq);
+  record(std::make_shared<AdamWUpdateOp>(h), in);
 }
 
 }  // namespace lethe::optim
@@ -49,6 +54,7 @@ void AdamW::save_param_state(const Tensor& param, const std::string& prefix, Opt
   if (!s) return;  // not updated yet: no state, as PyTorch
   out.tensors.insert(prefix + "exp_avg", s->exp_avg);
   out.tensors.insert(prefix + "exp_avg_sq", s->exp_avg_sq);
+  if (s->max_exp_avg_sq.defined()) out.tensors.insert(prefix + "max_exp_avg_sq", s->max_exp_avg_sq);
   out.fields[prefix + "step"] = std::to_string(s->step);
 }
 
@@ -56,6 +62,7 @@ void AdamW::load_param_state(const Tensor& param, const std::string& prefix, con
                              bool check_only) {
   const Tensor* m = in.tensors.find(prefix + "exp_avg");
   const Tensor* v = in.tensors.find(prefix + "exp_avg_sq");
+  const Tensor* vmax = in.tensors.find(prefix + "max_exp_avg_sq");
   auto step = in.fields.find(prefix + "step");
   const bool any = m || v || step != in.fields.end();
   if (check_only) {
@@ -64,10 +71,10 @@ void AdamW::load_param_state(const Tensor& param, const std::string& prefix, con
                 "' needs exp_avg, exp_avg_sq and step together");
     check_state_tensor(param, *m, prefix + "exp_avg");
     check_state_tensor(param, *v, prefix + "exp_avg_sq");
-    char* end = nullptr;
-    const long long n = std::strtoll(step->second.c_str(), &end, 10);
-    LETHE_CHECK(end && *end == '\0' && n >= 0, name_, ".load_state_dict: '", prefix, "step' is not a step count: '",
-                step->second, "'");
+    LETHE_CHECK(!options_.amsgrad() || vmax, name_, ".load_state_dict: '", prefix,
+                "' has no max_exp_avg_sq (amsgrad)");
+    if (vmax) check_state_tensor(param, *vmax, prefix + "max_exp_avg_sq");
+    parse_step_field(prefix + "step", step->second);
     return;
   }
   if (!any) {
@@ -77,7 +84,8 @@ void AdamW::load_param_state(const Tensor& param, const std::string& prefix, con
   State s;
   s.exp_avg = state_tensor_like(param, *m);
   s.exp_avg_sq = state_tensor_like(param, *v);
-  s.step = std::strtoll(step->second.c_str(), nullptr, 10);
+  if (options_.amsgrad()) s.max_exp_avg_sq = state_tensor_like(param, *vmax);
+  s.step = parse_step_field(prefix + "step", step->second);
   state_[param.impl().get()] = std::move(s);
 }
 

@@ -1,6 +1,7 @@
 // Adam with decoupled weight decay (Loshchilov & Hutter), exactly torch.optim.AdamW's update:
 //   p *= 1 - lr·wd;  m = β1·m + (1-β1)·g;  v = β2·v + (1-β2)·g²;
 //   p -= lr/(1-β1^t) · m / (sqrt(v)/sqrt(1-β2^t) + eps)
+// amsgrad: v in the denominator is replaced by vmax = max(vmax, v) (state max_exp_avg_sq).
 //
 //   lethe::optim::AdamW opt(model->parameters(), lethe::optim::AdamWOptions(1e-3).betas({0.9, 0.95}));
 #pragma once
@@ -21,6 +22,7 @@ struct AdamWOptions {
   LETHE_ARG(Betas, betas) = {0.9, 0.999};
   LETHE_ARG(double, eps) = 1e-8;
   LETHE_ARG(double, weight_decay) = 1e-2;
+  LETHE_ARG(bool, amsgrad) = false;
 };
 
 class AdamW : public Optimizer {
@@ -32,6 +34,7 @@ class AdamW : public Optimizer {
 
   struct State {
     Tensor exp_avg, exp_avg_sq;
+    Tensor max_exp_avg_sq;  // amsgrad only
     int64_t step = 0;  // updates applied to this parameter (the bias-correction exponent)
   };
   // A parameter's state, or null before its first update.

@@ -1,6 +1,7 @@
 #include "optim/optimizer.h"
 
 #include <cstdio>
+#include <cstdlib>
 #include <unordered_set>
 
 #include <nlohmann/json.hpp>
@@ -97,6 +98,14 @@ Tensor Optimizer::state_tensor_like(const Tensor& param, const Tensor& src) {
 void Optimizer::check_state_tensor(const Tensor& param, const Tensor& src, const std::string& key) const {
   LETHE_CHECK(src.shape() == param.shape() && src.dtype() == param.dtype(), name_, ".load_state_dict: '", key,
               "' is ", src.meta().str(), ", its parameter ", param.meta().str());
+}
+
+int64_t Optimizer::parse_step_field(const std::string& key, const std::string& value) const {
+  char* end = nullptr;
+  const long long n = std::strtoll(value.c_str(), &end, 10);
+  LETHE_CHECK(end && *end == '\0' && !value.empty() && n >= 0, name_, ".load_state_dict: '", key,
+              "' is not a step count: '", value, "'");
+  return n;
 }
 
 OptimizerState Optimizer::state_dict() const {

@@ -87,6 +87,8 @@ class Optimizer {
   static Tensor state_tensor_like(const Tensor& param, const Tensor& src);
   // Checks that `src` can hold state of `param` (same shape and dtype), naming `key`.
   void check_state_tensor(const Tensor& param, const Tensor& src, const std::string& key) const;
+  // The step count of field `key` ("state.0.step"); throws naming it when it is not one.
+  int64_t parse_step_field(const std::string& key, const std::string& value) const;
 
   std::vector<ParamGroup> groups_;
   int64_t step_count_ = 0;

@@ -38,9 +38,10 @@ class SgdUpdateOp final : public Op {
 struct AdamWHyper {
   double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 1e-2;
   int64_t step = 1;  // 1-based, for the bias corrections
+  bool amsgrad = false;  // denominators from max_exp_avg_sq = max(max_exp_avg_sq, exp_avg_sq)
 };
 
-// Inputs: param, grad, exp_avg, exp_avg_sq.
+// Inputs: param, grad, exp_avg, exp_avg_sq[, max_exp_avg_sq when amsgrad].
 class AdamWUpdateOp final : public Op {
  public:
   explicit AdamWUpdateOp(AdamWHyper h) : h_(h) {}
@@ -50,7 +51,7 @@ class AdamWUpdateOp final : public Op {
   void cpu(const KernelCall& k) const override;
   OpCost cost(const std::vector<TensorMeta>& in, const TensorMeta& out) const override;
   bool differentiable() const override { return false; }
-  std::vector<int> mutated_inputs() const override { return {0, 2, 3}; }
+  std::vector<int> mutated_inputs() const override;
   const AdamWHyper& hyper() const { return h_; }
 
  protected:
@@ -58,6 +59,31 @@ class AdamWUpdateOp final : public Op {
 
  private:
   AdamWHyper h_;
+};
+
+struct RmspropHyper {
+  double lr = 1e-2, alpha = 0.99, eps = 1e-8, weight_decay = 0, momentum = 0;
+  bool centered = false;
+};
+
+// Inputs: param, grad, square_avg[, grad_avg when centered][, momentum_buffer when momentum > 0].
+class RmspropUpdateOp final : public Op {
+ public:
+  explicit RmspropUpdateOp(RmspropHyper h) : h_(h) {}
+  OpKind kind() const override { return OpKind::rmsprop_update; }
+  std::string attrs() const override;
+  TensorMeta infer(const std::vector<TensorMeta>& in) const override;
+  void cpu(const KernelCall& k) const override;
+  OpCost cost(const std::vector<TensorMeta>& in, const TensorMeta& out) const override;
+  bool differentiable() const override { return false; }
+  std::vector<int> mutated_inputs() const override;
+  const RmspropHyper& hyper() const { return h_; }
+
+ protected:
+  AttrsRef attrs_ref() const override { return AttrsRef::of(h_); }
+
+ private:
+  RmspropHyper h_;
 };
 
 }  // namespace lethe::optim

@@ -420,6 +420,8 @@ void install_conv_workspace_hook() { lethe::detail::set_cuda_conv_workspace_hook
 void conv2d(const Op& op, const KernelCall& c) { conv_kernel<ConvPass::forward>(op, c); }
 void conv2d_backward_input(const Op& op, const KernelCall& c) { conv_kernel<ConvPass::backward_input>(op, c); }
 void conv2d_backward_weight(const Op& op, const KernelCall& c) { conv_kernel<ConvPass::backward_weight>(op, c); }
+// Inputs (x, w), output [N, Cout, Ho, Wo]: cuDNN's backward data with x as the output gradient.
+void conv_transpose2d(const Op& op, const KernelCall& c) { conv_kernel<ConvPass::backward_input>(op, c); }
 
 // ------------------------------------------------------------------------------- pooling
 
@@ -428,17 +430,21 @@ namespace {
 constexpr int kBlock = 256;
 
 struct PoolDims {
-  int64_t planes = 0, h = 0, w = 0, ho = 0, wo = 0, kh = 1, kw = 1, sh = 1, sw = 1, ph = 0, pw = 0;
+  int64_t planes = 0, h = 0, w = 0, ho = 0, wo = 0, kh = 1, kw = 1, sh = 1, sw = 1, ph = 0, pw = 0, dh = 1, dw = 1;
+  bool count_include_pad = true;
+  int64_t divisor_override = 0;
 };
 
-// x [N, C, H, W] and pooled [N, C, Ho, Wo] with the op's kernel/stride/padding attributes.
+// x [N, C, H, W] and pooled [N, C, Ho, Wo] with the op's attributes (ceil_mode is in the shapes).
 PoolDims pool_dims(const Op& op, const Shape& x, const Shape& y) {
   const Pool2dAttrs& a = op.attrs_as<Pool2dAttrs>();
-  const auto &k = a.kernel, &s = a.stride, &p = a.padding;
+  const auto &k = a.kernel, &s = a.stride, &p = a.padding, &dl = a.dilation;
   PoolDims d;
   d.planes = x[0] * x[1];
   d.h = x[2], d.w = x[3], d.ho = y[2], d.wo = y[3];
-  d.kh = k[0], d.kw = k[1], d.sh = s[0], d.sw = s[1], d.ph = p[0], d.pw = p[1];
+  d.kh = k[0], d.kw = k[1], d.sh = s[0], d.sw = s[1], d.ph = p[0], d.pw = p[1], d.dh = dl[0], d.dw = dl[1];
+  d.count_include_pad = a.count_include_pad;
+  d.divisor_override = a.divisor_override;
   return d;
 }
 
@@ -446,17 +452,21 @@ PoolDims pool_dims(const Op& op, const Shape& x, const Shape& y) {
 template <typename T>
 __device__ int64_t window_argmax(const T* plane, const PoolDims& d, int64_t oh, int64_t ow) {
   const int64_t h0 = oh * d.sh - d.ph, w0 = ow * d.sw - d.pw;
-  const int64_t h1 = min(h0 + d.kh, d.h), w1 = min(w0 + d.kw, d.w);
   int64_t best = -1;
   T bv = T(0);
-  for (int64_t ih = max(h0, int64_t(0)); ih < h1; ++ih)
-    for (int64_t iw = max(w0, int64_t(0)); iw < w1; ++iw) {
+  for (int64_t i = 0; i < d.kh; ++i) {
+    const int64_t ih = h0 + i * d.dh;
+    if (ih < 0 || ih >= d.h) continue;
+    for (int64_t j = 0; j < d.kw; ++j) {
+      const int64_t iw = w0 + j * d.dw;
+      if (iw < 0 || iw >= d.w) continue;
       const T v = plane[ih * d.w + iw];
       if (best < 0 || v > bv || (isnan(v) && !isnan(bv))) {
         best = ih * d.w + iw;
         bv = v;
       }
     }
+  }
   return best;
 }
 
@@ -486,8 +496,8 @@ __global__ void max_pool_bw(const T* x, const T* gy, T* dx, PoolDims d) {
     const T* plane = x + pl * d.h * d.w;
     const T* g = gy + pl * d.ho * d.wo;
     int64_t oh0, oh1, ow0, ow1;
-    covering(ih, d.kh, d.sh, d.ph, d.ho, &oh0, &oh1);
-    covering(iw, d.kw, d.sw, d.pw, d.wo, &ow0, &ow1);
+    covering(ih, (d.kh - 1) * d.dh + 1, d.sh, d.ph, d.ho, &oh0, &oh1);  // dilated extent
+    covering(iw, (d.kw - 1) * d.dw + 1, d.sw, d.pw, d.wo, &ow0, &ow1);
     T acc = T(0);
     for (int64_t oh = oh0; oh <= oh1; ++oh)
       for (int64_t ow = ow0; ow <= ow1; ++ow)
@@ -574,10 +584,78 @@ struct AvgPoolDescs {
 
 }  // namespace
 
+namespace {
+
+// Whether cuDNN's average pooling computes the op: count_include_pad, no divisor_override, floor
+// mode (cuDNN's output size must be ours; ceil mode gives other windows).
+bool cudnn_avg(const Op& op) {
+  const Pool2dAttrs& a = op.attrs_as<Pool2dAttrs>();
+  return a.count_include_pad && a.divisor_override == 0 && !a.ceil_mode;
+}
+
+// ops/conv.cpp's avg_window: rows [h0, h1), columns [w0, w1) and 1 / the divisor.
+struct AvgWin {
+  int64_t h0, h1, w0, w1;
+  double inv;
+};
+__device__ AvgWin avg_win(const PoolDims& d, int64_t oh, int64_t ow) {
+  int64_t h0 = oh * d.sh - d.ph, w0 = ow * d.sw - d.pw;
+  int64_t h1 = min(h0 + d.kh, d.h + d.ph), w1 = min(w0 + d.kw, d.w + d.pw);
+  const int64_t padded = (h1 - h0) * (w1 - w0);
+  h0 = max(h0, int64_t(0)), w0 = max(w0, int64_t(0));
+  h1 = min(h1, d.h), w1 = min(w1, d.w);
+  const int64_t div = d.divisor_override ? d.divisor_override : d.count_include_pad ? padded : (h1 - h0) * (w1 - w0);
+  return {h0, h1, w0, w1, 1.0 / static_cast<double>(div)};
+}
+
+// One thread per output: the window in row-major order times 1 / divisor, as the CPU kernel.
+template <typename T>
+__global__ void avg_pool_fw(const T* x, T* y, PoolDims d) {
+  LETHE_GRID_LOOP(t, d.planes * d.ho * d.wo) {
+    const int64_t pl = t / (d.ho * d.wo), r = t % (d.ho * d.wo);
+    const AvgWin a = avg_win(d, r / d.wo, r % d.wo);
+    const T* plane = x + pl * d.h * d.w;
+    T acc = T(0);
+    for (int64_t ih = a.h0; ih < a.h1; ++ih)
+      for (int64_t iw = a.w0; iw < a.w1; ++iw) acc += plane[ih * d.w + iw];
+    y[t] = acc * static_cast<T>(a.inv);
+  }
+}
+
+// One thread per input element: the scaled gradients of the windows containing it, in output
+// order (the CPU kernel's order of accumulation).
+template <typename T>
+__global__ void avg_pool_bw(const T* gy, T* dx, PoolDims d) {
+  LETHE_GRID_LOOP(e, d.planes * d.h * d.w) {
+    const int64_t pl = e / (d.h * d.w), r = e % (d.h * d.w), ih = r / d.w, iw = r % d.w;
+    const T* g = gy + pl * d.ho * d.wo;
+    int64_t oh0, oh1, ow0, ow1;
+    covering(ih, d.kh, d.sh, d.ph, d.ho, &oh0, &oh1);
+    covering(iw, d.kw, d.sw, d.pw, d.wo, &ow0, &ow1);
+    T acc = T(0);
+    for (int64_t oh = oh0; oh <= oh1; ++oh)
+      for (int64_t ow = ow0; ow <= ow1; ++ow) {
+        const AvgWin a = avg_win(d, oh, ow);
+        if (ih >= a.h0 && ih < a.h1 && iw >= a.w0 && iw < a.w1) acc += g[oh * d.wo + ow] * static_cast<T>(a.inv);
+      }
+    dx[e] = acc;
+  }
+}
+
+}  // namespace
+
 void avg_pool2d(const Op& op, const KernelCall& c) {
   const Shape& xs = c.in_shape(0);
   if (c.out_meta->numel() == 0) return;
   const PoolDims d = pool_dims(op, xs, c.out_shape());
+  if (!cudnn_avg(op)) {
+    dispatch_f(c.out_meta->dtype, "avg_pool2d", [&](auto tag) {
+      using T = decltype(tag);
+      avg_pool_fw<T><<<grid_for(c.out_meta->numel(), kBlock), kBlock, 0, stream(c)>>>(c.in<T>(0), c.out<T>(), d);
+      LETHE_CUDA_LAUNCH_CHECK();
+    });
+    return;
+  }
   const AvgPoolDescs ds("avg_pool2d", xs, d, c.out_meta->dtype);
   dispatch_f(c.out_meta->dtype, "avg_pool2d", [&](auto tag) {
     using T = decltype(tag);
@@ -594,6 +672,14 @@ void avg_pool2d_backward(const Op& op, const KernelCall& c) {
   const Shape& xs = c.out_shape();
   if (c.out_meta->numel() == 0) return;
   const PoolDims d = pool_dims(op, xs, c.in_shape(0));
+  if (!cudnn_avg(op)) {
+    dispatch_f(c.out_meta->dtype, "avg_pool2d_backward", [&](auto tag) {
+      using T = decltype(tag);
+      avg_pool_bw<T><<<grid_for(c.out_meta->numel(), kBlock), kBlock, 0, stream(c)>>>(c.in<T>(0), c.out<T>(), d);
+      LETHE_CUDA_LAUNCH_CHECK();
+    });
+    return;
+  }
   const AvgPoolDescs ds("avg_pool2d_backward", xs, d, c.out_meta->dtype);
   dispatch_f(c.out_meta->dtype, "avg_pool2d_backward", [&](auto tag) {
     using T = decltype(tag);

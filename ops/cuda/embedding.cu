@@ -180,9 +180,13 @@ __global__ void digit_scatter(const int64_t* idx, int64_t n, int64_t rows, const
 
 template <typename T>
 __global__ void group_sums(const T* g, const unsigned long long* start, const int64_t* order, int64_t rows,
-                           int64_t dim, T* dw) {
+                           int64_t dim, int64_t padding_idx, T* dw) {
   LETHE_GRID_LOOP(e, rows * dim) {
     const int64_t r = e / dim, j = e % dim;
+    if (r == padding_idx) {  // no gradient, as PyTorch
+      dw[e] = T(0);
+      continue;
+    }
     const unsigned long long end = start[r + 1];
     unsigned long long p = start[r];
     T acc = T(0);
@@ -247,7 +251,8 @@ void embedding_backward(const Op& op, const KernelCall& c) {
   }
   dispatch_f(c.out_meta->dtype, "embedding_backward", [&](auto tag) {
     using T = decltype(tag);
-    group_sums<T><<<grid_for(rows * dim), 256, 0, s>>>(c.in<T>(0), start, order, rows, dim, c.out<T>());
+    group_sums<T><<<grid_for(rows * dim), 256, 0, s>>>(c.in<T>(0), start, order, rows, dim,
+                                                       op.attrs_as<EmbeddingAttrs>().padding_idx, c.out<T>());
     LETHE_CUDA_LAUNCH_CHECK();
   });
 }

@@ -29,6 +29,9 @@ void add_bias_rows(const KernelCall& c, const void* bias, void* y, int64_t rows,
 // compare.cu
 void compare(const Op& op, const KernelCall& c);  // eq, ne, lt, le, gt, ge
 void where(const Op& op, const KernelCall& c);
+// activation.cu
+void leaky_relu(const Op& op, const KernelCall& c);  // leaky_relu, leaky_relu_backward
+void silu(const Op& op, const KernelCall& c);        // silu, silu_backward
 
 // creation.cu
 void full(const Op& op, const KernelCall& c);
@@ -58,6 +61,10 @@ void softmax_backward(const Op& op, const KernelCall& c);  // (log_)softmax_back
 // loss.cu
 void cross_entropy(const Op& op, const KernelCall& c);
 void cross_entropy_backward(const Op& op, const KernelCall& c);
+void nll_loss(const Op& op, const KernelCall& c);
+void nll_loss_backward(const Op& op, const KernelCall& c);
+void bce_with_logits(const Op& op, const KernelCall& c);
+void bce_with_logits_backward(const Op& op, const KernelCall& c);
 
 // shape_ops.cu
 void reshape(const Op& op, const KernelCall& c);
@@ -84,6 +91,7 @@ void linear(const Op& op, const KernelCall& c);
 void conv2d(const Op& op, const KernelCall& c);
 void conv2d_backward_input(const Op& op, const KernelCall& c);
 void conv2d_backward_weight(const Op& op, const KernelCall& c);
+void conv_transpose2d(const Op& op, const KernelCall& c);  // conv2d_backward_input's computation
 void install_conv_workspace_hook();
 void max_pool2d(const Op& op, const KernelCall& c);
 void max_pool2d_backward(const Op& op, const KernelCall& c);
@@ -105,5 +113,6 @@ void batch_norm_update_stats(const Op& op, const KernelCall& c);
 // optim/cuda/update_ops.cu
 void sgd_update(const Op& op, const KernelCall& c);
 void adamw_update(const Op& op, const KernelCall& c);
+void rmsprop_update(const Op& op, const KernelCall& c);
 
 }  // namespace lethe::cuda::detail

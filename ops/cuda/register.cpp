@@ -30,6 +30,8 @@ DeviceKernel kernel_of(OpKind k) {
     case OpKind::relu_backward: case OpKind::gelu_backward: case OpKind::sigmoid_backward:
     case OpKind::tanh_backward: return activation_backward;
     case OpKind::cast: return cast;
+    case OpKind::leaky_relu: case OpKind::leaky_relu_backward: return leaky_relu;
+    case OpKind::silu: case OpKind::silu_backward: return silu;
     case OpKind::sum_to: return sum_to;
     case OpKind::broadcast_to: return broadcast_to;
     case OpKind::full: return full;
@@ -49,6 +51,10 @@ DeviceKernel kernel_of(OpKind k) {
     case OpKind::softmax_backward: case OpKind::log_softmax_backward: return softmax_backward;
     case OpKind::cross_entropy: return cross_entropy;
     case OpKind::cross_entropy_backward: return cross_entropy_backward;
+    case OpKind::nll_loss: return nll_loss;
+    case OpKind::nll_loss_backward: return nll_loss_backward;
+    case OpKind::bce_with_logits: return bce_with_logits;
+    case OpKind::bce_with_logits_backward: return bce_with_logits_backward;
     case OpKind::matmul: return matmul;
     case OpKind::linear: return linear;
     case OpKind::layer_norm: return layer_norm;
@@ -62,6 +68,7 @@ DeviceKernel kernel_of(OpKind k) {
     case OpKind::conv2d: return conv2d;
     case OpKind::conv2d_backward_input: return conv2d_backward_input;
     case OpKind::conv2d_backward_weight: return conv2d_backward_weight;
+    case OpKind::conv_transpose2d: return conv_transpose2d;
     case OpKind::max_pool2d: return max_pool2d;
     case OpKind::max_pool2d_backward: return max_pool2d_backward;
     case OpKind::avg_pool2d: return avg_pool2d;
@@ -81,6 +88,7 @@ DeviceKernel kernel_of(OpKind k) {
     case OpKind::adamw_update: return adamw_update;
     case OpKind::all_reduce: return all_reduce;
     case OpKind::bucket_slice: return bucket_slice;
+    case OpKind::rmsprop_update: return rmsprop_update;
   }
   return nullptr;
 }

@@ -134,3 +134,99 @@ TEST_CASE("loss: mse_loss") {
                        Error);
   CHECK_THROWS_WITH_AS(mse_loss(a, b, "max"), doctest::Contains("mse_loss: reduction must be"), Error);
 }
+
+// Expected values below were computed with PyTorch 1.13 (torch.nn.functional, float64).
+
+TEST_CASE("loss: cross_entropy with class weights and label_smoothing (as PyTorch)") {
+  Session s;
+  auto logits = from_vector<double>({1, 2, 3, 1, 1, 1, 5, 0, 0, 0.5, -1, 2}, {4, 3});
+  auto target = from_vector<int64_t>({2, -100, 0, 1}, {4});
+  auto w = from_vector<double>({0.5, 2.0, 1.5}, {3});
+  check_close(cross_entropy(logits, target, "mean", -100, w).to_vector<double>(), {1.7751811227104024});
+  check_close(cross_entropy(logits, target, "none", -100, w).to_vector<double>(),
+              {0.61140895, 0, 0.00669295, 6.48262259}, 1e-8);
+  check_close(cross_entropy(logits, target, "mean", -100, {}, 0.2).to_vector<double>(), {1.4096566098298844});
+  check_close(cross_entropy(logits, target, "sum", -100, {}, 0.2).to_vector<double>(), {4.228969829489653});
+  check_close(cross_entropy(logits, target, "sum", -100, w, 0.2).to_vector<double>(), {7.673860436092751});
+  auto x = from_vector<double>({1, 2, 3, 1, 1, 1, 5, 0, 0, 0.5, -1, 2}, {4, 3}).set_requires_grad(true);
+  auto l = cross_entropy(x, target, "mean", -100, w, 0.2);
+  check_close(l.to_vector<double>(), {1.9184651090231877});
+  l.backward();
+  check_close(x.grad().to_vector<double>(),
+              {0.024677876829140, 0.056400439386759, -0.081078316215899, 0, 0, 0, 0.056117215173711,
+               -0.032225274253522, -0.023891940920189, 0.073468849665350, -0.415080799140346, 0.341611949474995},
+              1e-12);
+  check_grad([&](const std::vector<Tensor>& v) { return cross_entropy(v[0], target, "sum", -100, w, 0.3); },
+             {from_vector<double>({1, 2, 3, 1, 1, 1, 5, 0, 0, 0.5, -1, 2}, {4, 3}).set_requires_grad(true)});
+  CHECK_THROWS_WITH_AS(cross_entropy(logits, target, "mean", -100, from_vector<double>({1, 2}, {2})),
+                       "cross_entropy: weight must be [C] = [3] for input [4, 3], got [2]", Error);
+  CHECK_THROWS_WITH_AS(cross_entropy(logits, target, "mean", -100, {}, 1.5),
+                       "cross_entropy: label_smoothing must be in [0, 1], got 1.5", Error);
+}
+
+TEST_CASE("loss: nll_loss on log-probabilities (as PyTorch)") {
+  Session s;
+  auto x = from_vector<double>({0.2, -1.3, 0.7, 1.1, 0.4, -0.6, -0.8, 0.0, 2.2, 0.3, 0.3, -1.0}, {4, 3});
+  auto target = from_vector<int64_t>({1, 0, -100, 2}, {4});
+  auto w = from_vector<double>({0.5, 2.0, 1.5}, {3});
+  auto lp = from_vector(log_softmax(x, 1).to_vector<double>(), {4, 3}).set_requires_grad(true);
+  check_close(nll_loss(lp, target, {}, "none").to_vector<double>(),
+              {2.554956919641991, 0.5183584771574499, 0.0, 2.120894537305632});
+  check_close(nll_loss(lp, target, {}, "sum").to_vector<double>(), {5.194209934105072});
+  auto l = nll_loss(lp, target, w);
+  check_close(l.to_vector<double>(), {2.1376087209552885});
+  l.backward();
+  check_close(lp.grad().to_vector<double>(), {0, -0.5, 0, -0.125, 0, 0, 0, 0, 0, 0, 0, -0.375});
+  // log_softmax + nll_loss is cross_entropy
+  check_close(nll_loss(log_softmax(x, 1), target, w, "sum").to_vector<double>(),
+              cross_entropy(x, target, "sum", -100, w).to_vector<double>(), 1e-12);
+  CHECK_THROWS_WITH_AS(nll_loss(lp, from_vector<int64_t>({1, 3, 0, 0}, {4})).item<double>(),
+                       "nll_loss: target 3 at position 1 is out of range for 3 classes (expected 0 <= target < 3 "
+                       "or ignore_index -100)",
+                       Error);
+  CHECK_THROWS_WITH_AS(nll_loss(lp, from_vector<int64_t>({1, 0}, {2})),
+                       "nll_loss: input [4, 3] and target [2] do not match (expected target [4])", Error);
+}
+
+TEST_CASE("loss: binary_cross_entropy_with_logits (stable, weight, pos_weight, as PyTorch)") {
+  Session s;
+  auto z = from_vector<double>({0.5, -2.0, 30.0, -40.0, 1.0, 0.0}, {2, 3});
+  auto y = from_vector<double>({1, 0, 1, 0, 1, 0.3}, {2, 3});
+  check_close(binary_cross_entropy_with_logits(z, y, {}, {}, "none").to_vector<double>(),
+              {0.4740769841801067, 0.1269280110429726, 9.348077867343381e-14, 0.0, 0.31326168751822286,
+               0.6931471805599453},
+              1e-10);
+  auto pw = from_vector<double>({2.0, 0.5, 1.0}, {3});
+  auto ww = from_vector<double>({1.0, 3.0}, {2, 1});
+  auto zg = from_vector<double>({0.5, -2.0, 30.0, -40.0, 1.0, 0.0}, {2, 3}).set_requires_grad(true);
+  auto l = binary_cross_entropy_with_logits(zg, y, ww, pw);
+  check_close(l.to_vector<double>(), {0.6040693420600749});
+  l.backward();
+  check_close(zg.grad().to_vector<double>(),
+              {-0.1258468895993818, 0.019867153670352924, -1.5580129778906365e-14, 2.1241771276457944e-18,
+               -0.06723535534249878, 0.10000000000000002},
+              1e-10);
+  check_grad([&](const std::vector<Tensor>& v) { return binary_cross_entropy_with_logits(v[0], y, ww, pw, "sum"); },
+             {from_vector<double>({0.5, -2.0, 3.0, -4.0, 1.0, 0.1}, {2, 3}).set_requires_grad(true)});
+  CHECK_THROWS_WITH_AS(binary_cross_entropy_with_logits(z, from_vector<double>({1, 0, 1}, {3})),
+                       "binary_cross_entropy_with_logits: input [2, 3] and target [3] shapes differ", Error);
+}
+
+TEST_CASE("loss: huber_loss and smooth_l1_loss (as PyTorch, exact gradients)") {
+  Session s;
+  auto b = from_vector<double>({0.0, 1.0, -1.0, -0.5, 0.9, 0.4}, {6});
+  auto a = from_vector<double>({0.0, 0.3, -1.5, 2.0, 0.9, -0.2}, {6}).set_requires_grad(true);
+  check_close(huber_loss(a, b, "none", 0.8).to_vector<double>(), {0.0, 0.245, 0.125, 1.68, 0.0, 0.18});
+  huber_loss(a, b, "sum", 0.8).backward();
+  check_close(a.grad().to_vector<double>(), {0.0, -0.7, -0.5, 0.8, 0.0, -0.6});
+  auto a2 = from_vector<double>({0.0, 0.3, -1.5, 2.0, 0.9, -0.2}, {6}).set_requires_grad(true);
+  auto l = smooth_l1_loss(a2, b, "mean", 0.5);
+  check_close(l.to_vector<double>(), {0.5499999999999999});
+  l.backward();
+  const double g = 1.0 / 6;
+  check_close(a2.grad().to_vector<double>(), {0.0, -g, -g, g, 0.0, -g});
+  check_close(smooth_l1_loss(a2, b, "none", 0.0).to_vector<double>(), {0.0, 0.7, 0.5, 2.5, 0.0, 0.6});
+  CHECK_THROWS_WITH_AS(huber_loss(a, b, "mean", 0.0), "huber_loss: delta must be positive, got 0", Error);
+  CHECK_THROWS_WITH_AS(smooth_l1_loss(a, from_vector<double>({1}, {1})),
+                       "smooth_l1_loss: input [6] and target [1] shapes differ", Error);
+}

@@ -78,6 +78,9 @@ In ints(Shape s, std::vector<int64_t> v) {
 In fixed(Shape s) {
   return In{std::move(s), false, {}, false};
 }  // no gradient
+In pos_fixed(Shape s) {
+  return In{std::move(s), true, {}, false};
+}  // positive, no gradient (class weights)
 
 Conv2dParams conv(int64_t s, int64_t p, int64_t d, int64_t g) {
   Conv2dParams r;
@@ -177,6 +180,12 @@ std::vector<Entry> table() {
        [](auto& v) { return where(v[0], v[1], v[2]); }, {f32, f64}, 1e-6, true, false, 1});
   add({OpKind::where, "float condition", {fixed({2, 3}), x({2, 3}), x({2, 3})},
        [](auto& v) { return where(v[0], v[1], v[2]); }, {f32, f64}, 1e-6, true, false, 1});
+  // ------------------------------------------------------------------ activations
+  add({OpKind::leaky_relu, "slope 0.2", {x({3, 4})}, [](auto& v) { return leaky_relu(v[0], 0.2); }});
+  add({OpKind::leaky_relu_backward, "slope 0.2", {x({3, 4})}, [](auto& v) { return leaky_relu(v[0], 0.2); },
+       {f32, f64}, 1e-5, true, true});
+  add({OpKind::silu, "", {x({3, 4})}, [](auto& v) { return silu(v[0]); }});
+  add({OpKind::silu_backward, "", {x({3, 4})}, [](auto& v) { return silu(v[0]); }, {f32, f64}, 1e-5, true, true});
   // ------------------------------------------------------------------ creation
   // full_like ignores its input's values: no NaN can go through (none to check).
   add({OpKind::full, "", {x({2, 3})}, [](auto& v) { return full_like(v[0], 2.5) + v[0]; }, {f32, f64}, 1e-6, true,
@@ -253,6 +262,25 @@ std::vector<Entry> table() {
        [](auto& v) { return cross_entropy(v[0], v[1], "none"); }});
   add({OpKind::cross_entropy_backward, "mean", {x({4, 3}), ints({4}, {0, 2, 1, 2})},
        [](auto& v) { return cross_entropy(v[0], v[1]); }, {f32, f64}, 1e-5, true, true});
+  add({OpKind::cross_entropy, "weight, label_smoothing, ignore_index", {x({4, 3}), ints({4}, {0, -100, 1, 2}),
+       pos_fixed({3})}, [](auto& v) { return cross_entropy(v[0], v[1], "mean", -100, v[2], 0.2); }});
+  add({OpKind::cross_entropy_backward, "weight, label_smoothing, spatial", {x({2, 3, 2}),
+       ints({2, 2}, {0, 2, -100, 1}), pos_fixed({3})},
+       [](auto& v) { return cross_entropy(v[0], v[1], "mean", -100, v[2], 0.1); }, {f32, f64}, 1e-5, true,
+       true});
+  add({OpKind::nll_loss, "mean, weight, ignore_index", {x({4, 3}), ints({4}, {0, -100, 1, 2}), pos_fixed({3})},
+       [](auto& v) { return nll_loss(v[0], v[1], v[2]); }});
+  add({OpKind::nll_loss, "none, spatial", {x({2, 3, 2}), ints({2, 2}, {0, 1, 2, 0})},
+       [](auto& v) { return nll_loss(v[0], v[1], Tensor(), "none"); }});
+  add({OpKind::nll_loss_backward, "sum, weight", {x({4, 3}), ints({4}, {0, 2, 1, -100}), pos_fixed({3})},
+       [](auto& v) { return nll_loss(v[0], v[1], v[2], "sum"); }, {f32, f64}, 1e-5, true, true});
+  add({OpKind::bce_with_logits, "pos_weight", {x({3, 4}), fixed({3, 4}), pos_fixed({4})},
+       [](auto& v) { return binary_cross_entropy_with_logits(v[0], v[1], Tensor(), v[2], "none"); }});
+  add({OpKind::bce_with_logits, "plain", {x({3, 4}), fixed({3, 4})},
+       [](auto& v) { return binary_cross_entropy_with_logits(v[0], v[1]); }});
+  add({OpKind::bce_with_logits_backward, "weight, pos_weight", {x({3, 4}), fixed({3, 4}), pos_fixed({4}), pos({3, 1})},
+       [](auto& v) { return binary_cross_entropy_with_logits(v[0], v[1], v[3], v[2], "sum"); }, {f32, f64},
+       1e-5, true, true});
   // ------------------------------------------------------------------ matmul
   add({OpKind::matmul, "2-d", {x({3, 4}), x({4, 2})}, [](auto& v) { return matmul(v[0], v[1]); }, {f32, f64}, 1e-5});
   add({OpKind::matmul, "broadcast batch", {x({2, 1, 3, 4}), x({3, 4, 2})}, [](auto& v) { return matmul(v[0], v[1]); },
@@ -294,6 +322,10 @@ std::vector<Entry> table() {
        [](auto& v) { return conv2d(v[0], v[1], Tensor(), conv(2, 1, 1, 1)); }, {f32, f64}, 1e-4, true, true});
   add({OpKind::conv2d_backward_weight, "", {x({2, 2, 5, 4}), x({3, 2, 3, 3})},
        [](auto& v) { return conv2d(v[0], v[1], Tensor(), conv(1, 1, 1, 1)); }, {f32, f64}, 1e-4, true, true});
+  add({OpKind::conv_transpose2d, "stride, padding, output_padding, groups", {x({2, 4, 3, 2}), x({4, 3, 3, 2})},
+       [](auto& v) { return conv_transpose2d(v[0], v[1], Tensor(), conv(2, 1, 1, 2), P2{1, 0}); }, {f32, f64}, 1e-4});
+  add({OpKind::conv_transpose2d, "dilation, bias", {x({1, 2, 3, 3}), x({2, 3, 2, 2}), x({3})},
+       [](auto& v) { return conv_transpose2d(v[0], v[1], v[2], conv(1, 0, 2, 1)); }, {f32, f64}, 1e-4});
   add({OpKind::max_pool2d, "overlapping, padded", {x({2, 2, 5, 4})},
        [](auto& v) { return max_pool2d(v[0], P2{3, 3}, P2{2, 1}, P2{1, 1}); }});
   // The NaN goes in through the gradient (input 1): a NaN x picks its window's maximum.
@@ -303,6 +335,18 @@ std::vector<Entry> table() {
        [](auto& v) { return avg_pool2d(v[0], P2{3, 2}, P2{2, 1}, P2{1, 1}); }});
   add({OpKind::avg_pool2d_backward, "", {x({1, 2, 4, 4})}, [](auto& v) { return avg_pool2d(v[0], P2{2, 2}); },
        {f32, f64}, 1e-5, true, true});
+  add({OpKind::max_pool2d, "dilation, ceil_mode", {x({2, 2, 5, 6})},
+       [](auto& v) { return max_pool2d(v[0], P2{2, 3}, P2{2, 2}, P2{1, 1}, P2{2, 1}, true); }});
+  add({OpKind::max_pool2d_backward, "dilation, ceil_mode", {x({1, 2, 5, 6})},
+       [](auto& v) { return max_pool2d(v[0], P2{2, 3}, P2{2, 2}, P2{1, 1}, P2{2, 1}, true); }, {f32, f64}, 1e-5, true,
+       true, 1});
+  add({OpKind::avg_pool2d, "ceil_mode, count_include_pad false", {x({2, 2, 5, 6})},
+       [](auto& v) { return avg_pool2d(v[0], P2{3, 3}, P2{2, 2}, P2{1, 1}, true, false); }});
+  add({OpKind::avg_pool2d, "divisor_override", {x({2, 2, 5, 4})},
+       [](auto& v) { return avg_pool2d(v[0], P2{2, 2}, P2{2, 1}, P2{1, 0}, false, true, 3); }});
+  add({OpKind::avg_pool2d_backward, "ceil_mode, count_include_pad false", {x({1, 2, 5, 6})},
+       [](auto& v) { return avg_pool2d(v[0], P2{3, 3}, P2{2, 2}, P2{1, 1}, true, false); }, {f32, f64}, 1e-5, true,
+       true});
   add({OpKind::adaptive_avg_pool2d, "non-divisible", {x({2, 1, 5, 4})},
        [](auto& v) { return adaptive_avg_pool2d(v[0], P2{3, 2}); }});
   add({OpKind::adaptive_avg_pool2d_backward, "", {x({2, 1, 5, 4})},
@@ -319,6 +363,8 @@ std::vector<Entry> table() {
        [](auto& v) { return embedding(v[0], v[1]); }});
   add({OpKind::embedding_backward, "", {x({5, 3}), ints({2, 3}, {0, 4, 1, 0, 2, 4})},
        [](auto& v) { return embedding(v[0], v[1]); }, {f32, f64}, 1e-5, true, true});
+  add({OpKind::embedding_backward, "padding_idx", {x({5, 3}), ints({2, 3}, {0, 4, 1, 0, 2, 4})},
+       [](auto& v) { return embedding(v[0], v[1], -1); }, {f32, f64}, 1e-5, false, true});
   // Dropout's mask is random: its gradient is checked by tests/ops/test_dropout.cpp.
   add({OpKind::dropout, "p 0.3", {x({6, 5})}, [](auto& v) { return dropout(v[0], 0.3, true); }, {f32, f64}, 1e-6,
        false});
@@ -347,6 +393,24 @@ std::vector<Entry> table() {
   // A copy of part of its input: a NaN elsewhere in the bucket does not reach it.
   add({OpKind::bucket_slice, "", {fixed({9})}, [](auto& v) { return bucket_slice(v[0], 2, {2, 3}); }, {f32, f64},
        1e-6, false, false, -1});
+  add({OpKind::adamw_update, "amsgrad", {fixed({5}), fixed({5}), fixed({5}), pos_fixed({5}), pos_fixed({5})},
+       [](auto& v) {
+         optim::AdamWHyper h;
+         h.step = 2, h.amsgrad = true;
+         return record(std::make_shared<optim::AdamWUpdateOp>(h), {v[0], v[1], v[2], v[3], v[4]});
+       },
+       {f32, f64}, 1e-6, false, false, -1});
+  add({OpKind::rmsprop_update, "centered, momentum, weight_decay",
+       {fixed({5}), fixed({5}), pos_fixed({5}), fixed({5}), fixed({5})},
+       [](auto& v) {
+         optim::RmspropHyper h;
+         h.lr = 0.01, h.momentum = 0.9, h.weight_decay = 0.1, h.centered = true;
+         return record(std::make_shared<optim::RmspropUpdateOp>(h), {v[0], v[1], v[2], v[3], v[4]});
+       },
+       {f32, f64}, 1e-6, false, false, -1});
+  add({OpKind::rmsprop_update, "plain", {fixed({5}), fixed({5}), pos_fixed({5})},
+       [](auto& v) { return record(std::make_shared<optim::RmspropUpdateOp>(optim::RmspropHyper{}), {v[0], v[1], v[2]}); },
+       {f32, f64}, 1e-6, false, false, -1});
   // clang-format on
   return t;
 }
@@ -722,6 +786,14 @@ bool reads_documented_attrs(const Op& op) {
       return reads_as<PadAttrs>(op);
     case OpKind::pad_backward:
       return reads_as<PadBackwardAttrs>(op);
+    case OpKind::silu:
+    case OpKind::silu_backward:
+    case OpKind::bce_with_logits:
+    case OpKind::bce_with_logits_backward:
+      return true;
+    case OpKind::leaky_relu:
+    case OpKind::leaky_relu_backward:
+      return reads_as<ScalarAttrs>(op);
     case OpKind::add_scalar:
     case OpKind::mul_scalar:
     case OpKind::rsub_scalar:
@@ -755,6 +827,8 @@ bool reads_documented_attrs(const Op& op) {
       return reads_as<SoftmaxAttrs>(op);
     case OpKind::cross_entropy:
     case OpKind::cross_entropy_backward:
+    case OpKind::nll_loss:
+    case OpKind::nll_loss_backward:
       return reads_as<CrossEntropyAttrs>(op);
     case OpKind::matmul:
       return reads_as<MatmulAttrs>(op);
@@ -773,6 +847,7 @@ bool reads_documented_attrs(const Op& op) {
     case OpKind::conv2d:
     case OpKind::conv2d_backward_input:
     case OpKind::conv2d_backward_weight:
+    case OpKind::conv_transpose2d:
       return reads_as<Conv2dAttrs>(op);
     case OpKind::max_pool2d:
     case OpKind::max_pool2d_backward:
@@ -803,6 +878,8 @@ bool reads_documented_attrs(const Op& op) {
       return reads_as<AllReduceAttrs>(op);
     case OpKind::bucket_slice:
       return reads_as<BucketSliceAttrs>(op);
+    case OpKind::rmsprop_update:
+      return reads_as<optim::RmspropHyper>(op);
   }
   return false;
 }
