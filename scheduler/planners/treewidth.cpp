@@ -459,7 +459,10 @@ namespace {
 std::optional<Plan> treewidth_once(const Problem& p, int64_t budget_bytes, PlannerInfo* info) {
   Planner pl(p);
   const int k = pl.decompose();
-  if (info) info->treewidth = k;
+  if (info) {
+    info->treewidth = k;
+    info->depth = pl.depth();
+  }
 
   // The natural schedule computes every needed node once: when it fits nothing is cheaper.
   std::vector<Step> nat = pl.cleanup(pl.natural_schedule());
