@@ -303,7 +303,8 @@ class Planner {
   // cost / (bytes x steps to its next use), recomputing it on demand later. The recursion decides
   // the order and most of what is held; this pass only drops what is cheap to make again.
   // nullopt when even that cannot fit (nothing left to evict).
-  std::optional<std::vector<Step>> evict_along(const std::vector<Step>& steps, int64_t budget, double alpha) const {
+  std::optional<std::vector<Step>> evict_along(const std::vector<Step>& steps, int64_t budget, double alpha,
+                                               bool ancestry) const {
     const Dag& g = dag_;
     const int L = static_cast<int>(steps.size());
     std::vector<std::vector<int>> uses(n_);
@@ -330,6 +331,28 @@ class Planner {
         pool.push_back(v);
       }
     };
+    // Cost of making t again: its own, plus its ancestors no longer in memory that a recompute
+    // would need too (up to kWalk of them): evicting the last value before a stretch already
+    // evicted is as dear as the stretch, and long recompute chains pin memory.
+    constexpr int kWalk = 24;
+    std::vector<uint32_t> seen(n_, 0);
+    uint32_t stamp = 0;
+    std::vector<NodeId> walk;
+    auto recompute_cost = [&](NodeId t) {
+      double c = g.cost[t];
+      if (!ancestry) return c;
+      ++stamp;
+      walk.clear();
+      walk.push_back(t);
+      for (std::size_t i = 0; i < walk.size() && i < kWalk; ++i)
+        for (NodeId w : g.inputs(walk[i]))
+          if (!g.resident[w] && !ex.in_memory(w) && seen[w] != stamp) {
+            seen[w] = stamp;
+            c += g.cost[w];
+            walk.push_back(w);
+          }
+      return c;
+    };
     ex.make_room = [&](NodeId, int64_t bytes) {
       while (ex.memory() + bytes > budget) {
         int best = -1;
@@ -345,7 +368,7 @@ class Planner {
           if (!ex.pinned(t) && g.bytes[t] > 0) {
             const int nu = next_use(t);
             const double dist = nu == std::numeric_limits<int>::max() ? 1e9 : static_cast<double>(nu - now);
-            const double sc = g.cost[t] / (static_cast<double>(g.bytes[t]) * std::pow(dist, alpha));
+            const double sc = recompute_cost(t) / (static_cast<double>(g.bytes[t]) * std::pow(dist, alpha));
             if (sc < best_score) {
               best_score = sc;
               best = k;
@@ -555,17 +578,17 @@ std::optional<Plan> treewidth_once(const Problem& p, int64_t budget_bytes, Plann
   std::string evicted;
   if (min_peak > budget_bytes) {
     // Below the recursion's own peak: the eviction pass along its schedule, the cheapest plan of
-    // two distance weightings.
+    // four scores (two distance weightings of the own cost, two of the evicted ancestry's).
     std::optional<std::vector<Step>> best;
     double best_cost = std::numeric_limits<double>::infinity();
     // The eviction is not monotone in its budget (it can get stuck at a budget above one it
     // fits): lower limits are tried too, whose plans fit the budget, and the keep rounds below give
     // the slack back.
     const int64_t room = budget_bytes - floor_bytes(p);
-    for (const double alpha : {1.0, 2.0}) {
+    for (const auto [alpha, ancestry] : {std::pair{1.0, false}, {2.0, false}, {0.5, true}, {1.0, true}}) {
       for (const double down : {0.0, 0.05, 0.1, 0.2, 0.3}) {
-        std::optional<std::vector<Step>> s =
-            pl.evict_along(rec, budget_bytes - static_cast<int64_t>(down * static_cast<double>(room)), alpha);
+        std::optional<std::vector<Step>> s = pl.evict_along(
+            rec, budget_bytes - static_cast<int64_t>(down * static_cast<double>(room)), alpha, ancestry);
         if (!s) continue;
         *s = pl.cleanup(*s);
         const Eval es = evaluate(p, *s);
