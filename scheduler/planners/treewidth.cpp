@@ -12,12 +12,17 @@
 //    that point, held until its last consumer in A. Then the remaining targets of each child are
 //    computed with A held, and A minus the targets is freed. Memory O(k log n) values (plus the
 //    in-degree of the batch), compute O(n log n) on chains.
-// 4. Budget-driven post-optimisation, to a fixed point: drop computes whose value is never used,
+// 4. Below the recursion's own peak (its memory is O(k log n) values, but with the constant of
+//    every ancestor level's separator held), an eviction pass along its schedule: its computes are
+//    demanded in order and its frees applied, and at memory pressure the held value with the
+//    smallest recompute cost / (bytes x distance to its next use^a) is evicted and recomputed on
+//    demand (own cost, or with its evicted ancestry as DTR's neighbourhood; a in {0.5, 1, 2}).
+// 5. Budget-driven post-optimisation, to a fixed point: drop computes whose value is never used,
 //    move every free right after the value's last use, and keep values instead of recomputing them
 //    (best cost/bytes first) whenever the peak over the kept interval stays within the budget.
 //    When the natural schedule (id order, free after last use) fits the budget it is returned
 //    instead: it computes every needed node once, so nothing is cheaper.
-// nullopt when even the memory-minimising schedule exceeds the budget.
+// nullopt when neither the memory-minimising schedule nor the eviction along it fits the budget.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
