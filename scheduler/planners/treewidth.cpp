@@ -304,8 +304,8 @@ class Planner {
 
   // The recursion's schedule under a budget below its peak: its computes are demanded in order
   // and its frees applied, and when a compute would pass the budget the executor evicts the held
-  // value (not an output, not an input of a pending compute) with the smallest
-  // cost / (bytes x steps to its next use), recomputing it on demand later. The recursion decides
+  // value (not an output, not an input of a pending compute) with the smallest recompute cost /
+  // (bytes x (steps to its next use)^alpha), recomputing it on demand later. The recursion decides
   // the order and most of what is held; this pass only drops what is cheap to make again.
   // nullopt when even that cannot fit (nothing left to evict).
   std::optional<std::vector<Step>> evict_along(const std::vector<Step>& steps, int64_t budget, double alpha,
@@ -381,9 +381,7 @@ class Planner {
           }
           ++k;
         }
-        if (best < 0) {
-          return false;
-        }
+        if (best < 0) return false;
         ex.free(pool[best]);
       }
       return true;
