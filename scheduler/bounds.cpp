@@ -2,6 +2,7 @@
 #include "scheduler/bounds.h"
 
 #include <algorithm>
+#include <limits>
 #include <vector>
 
 #include "scheduler/plan_builder.h"
@@ -99,7 +100,7 @@ Cut make_cut(const Dag& g, NodeId s, int64_t budget, int64_t resident, std::vect
 #ifdef LETHE_HAVE_CBC
 // The closure MILP of bounds.h for one cut; returns a proven lower bound on its optimum (the
 // optimum when solved), or a negative value when CBC gave nothing.
-double closure_milp(const Dag& g, const Cut& c, double time_limit_s) {
+double closure_milp(const Dag& g, const Cut& c, const BoundOptions& opts) {
   const int m = static_cast<int>(c.ancestors.size());
   std::vector<int> col(static_cast<size_t>(g.n), -1);
   for (int i = 0; i < m; ++i) col[static_cast<size_t>(c.ancestors[static_cast<size_t>(i)])] = i;
@@ -149,7 +150,9 @@ double closure_milp(const Dag& g, const Cut& c, double time_limit_s) {
   model.messageHandler()->setLogLevel(0);
   model.solver()->messageHandler()->setLogLevel(0);
   model.setUseElapsedTime(true);
-  model.setMaximumSeconds(time_limit_s);
+  model.setMaximumSeconds(opts.time_limit_s);
+  if (opts.node_limit > 0)
+    model.setMaximumNodes(static_cast<int>(std::min<int64_t>(opts.node_limit, std::numeric_limits<int>::max())));
   model.initialSolve();
   if (!model.solver()->isProvenOptimal()) return -1.0;  // the LP itself failed: say nothing
   const double lp = model.solver()->getObjValue();
@@ -195,7 +198,7 @@ CostBound cut_lower_bound(const Problem& p, int64_t budget, const BoundOptions& 
   for (size_t i = 0; i < tries; ++i) {
     if (ranked[i].first <= 0) break;  // the MILP is 0 wherever the knapsack is
     const Cut c = make_cut(g, ranked[i].second, budget, resident, desc, anc);
-    const double extra = closure_milp(g, c, opts.time_limit_s);
+    const double extra = closure_milp(g, c, opts);
     if (extra >= 0 && base + extra > best.cost) {
       best.cost = base + extra;
       best.cut = c.s;

@@ -38,6 +38,9 @@ struct CostBound {
 struct BoundOptions {
   int milp_cuts = 8;           // cuts given to the MILP (the best by the knapsack value); 0: knapsack only
   double time_limit_s = 5.0;   // per MILP solve; an unfinished solve contributes its proven bound
+  // Branch-and-bound nodes per MILP solve; 0: no limit. Unlike the time limit it gives the same
+  // bound on a loaded machine (benches and tests that compare against the bound set it).
+  int64_t node_limit = 0;
 };
 
 // O(n (n + edges)) for the knapsack pass: meant for graphs up to a few thousand nodes.

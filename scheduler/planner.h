@@ -53,6 +53,7 @@ struct PlannerOptions {
 // What a planner may report beside its plan.
 struct PlannerInfo {
   int treewidth = -1;     // `treewidth`: width k of the decomposition
+  int depth = -1;         // `treewidth`: depth of its balanced separator tree (recursion levels)
   std::string note;       // free text (e.g. "MILP time limit hit; best incumbent")
   bool optimal = false;   // `checkmate`: solved to proven optimality
 };

@@ -12,14 +12,20 @@
 //    that point, held until its last consumer in A. Then the remaining targets of each child are
 //    computed with A held, and A minus the targets is freed. Memory O(k log n) values (plus the
 //    in-degree of the batch), compute O(n log n) on chains.
-// 4. Budget-driven post-optimisation, to a fixed point: drop computes whose value is never used,
+// 4. Below the recursion's own peak (its memory is O(k log n) values, but with the constant of
+//    every ancestor level's separator held), an eviction pass along its schedule: its computes are
+//    demanded in order and its frees applied, and at memory pressure the held value with the
+//    smallest recompute cost / (bytes x distance to its next use^a) is evicted and recomputed on
+//    demand (own cost, or with its evicted ancestry as DTR's neighbourhood; a in {0.5, 1, 2}).
+// 5. Budget-driven post-optimisation, to a fixed point: drop computes whose value is never used,
 //    move every free right after the value's last use, and keep values instead of recomputing them
 //    (best cost/bytes first) whenever the peak over the kept interval stays within the budget.
 //    When the natural schedule (id order, free after last use) fits the budget it is returned
 //    instead: it computes every needed node once, so nothing is cheaper.
-// nullopt when even the memory-minimising schedule exceeds the budget.
+// nullopt when neither the memory-minimising schedule nor the eviction along it fits the budget.
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <optional>
@@ -30,6 +36,7 @@
 #include "scheduler/planner.h"
 #include "scheduler/planners/planners.h"
 #include "scheduler/problem.h"
+#include "scheduler/simulator.h"
 #include "scheduler/tree_decomposition.h"
 
 namespace lethe::sched {
@@ -115,7 +122,7 @@ class MaxSegTree {
 
 class Planner {
  public:
-  Planner(const Problem& p) : p_(p), n_(p.size()) {
+  Planner(const Problem& p) : p_(p), n_(p.size()), dag_(p) {
     is_output_.assign(n_, 0);
     for (NodeId o : p.outputs) is_output_[o] = 1;
     resident_bytes_ = 0;
@@ -295,6 +302,102 @@ class Planner {
     return applied;
   }
 
+  // The recursion's schedule under a budget below its peak: its computes are demanded in order
+  // and its frees applied, and when a compute would pass the budget the executor evicts the held
+  // value (not an output, not an input of a pending compute) with the smallest recompute cost /
+  // (bytes x (steps to its next use)^alpha), recomputing it on demand later. The recursion decides
+  // the order and most of what is held; this pass only drops what is cheap to make again.
+  // nullopt when even that cannot fit (nothing left to evict).
+  std::optional<std::vector<Step>> evict_along(const std::vector<Step>& steps, int64_t budget, double alpha,
+                                               bool ancestry) const {
+    const Dag& g = dag_;
+    const int L = static_cast<int>(steps.size());
+    std::vector<std::vector<int>> uses(n_);
+    for (int i = 0; i < L; ++i) {
+      if (steps[i].kind != Step::Kind::compute) continue;
+      uses[steps[i].node].push_back(i);
+      for (NodeId w : g.inputs(steps[i].node)) uses[w].push_back(i);
+    }
+    std::vector<int> ptr(n_, 0);
+    int now = 0;
+    auto next_use = [&](NodeId v) {
+      const std::vector<int>& u = uses[v];
+      int& k = ptr[v];
+      while (k < static_cast<int>(u.size()) && u[k] <= now) ++k;
+      return k < static_cast<int>(u.size()) ? u[k] : std::numeric_limits<int>::max();
+    };
+    Executor ex(g, budget);
+    ex.max_steps = 32 * static_cast<int64_t>(L) + 1000;
+    std::vector<NodeId> pool;
+    std::vector<char> in_pool(n_, 0);
+    ex.on_compute = [&](NodeId v) {
+      if (!in_pool[v] && !g.is_output[v]) {
+        in_pool[v] = 1;
+        pool.push_back(v);
+      }
+    };
+    // Cost of making t again: its own, plus its ancestors no longer in memory that a recompute
+    // would need too (up to kWalk of them): evicting the last value before a stretch already
+    // evicted is as dear as the stretch, and long recompute chains pin memory.
+    constexpr int kWalk = 24;
+    std::vector<uint32_t> seen(n_, 0);
+    uint32_t stamp = 0;
+    std::vector<NodeId> walk;
+    auto recompute_cost = [&](NodeId t) {
+      double c = g.cost[t];
+      if (!ancestry) return c;
+      ++stamp;
+      walk.clear();
+      walk.push_back(t);
+      for (std::size_t i = 0; i < walk.size() && i < kWalk; ++i)
+        for (NodeId w : g.inputs(walk[i]))
+          if (!g.resident[w] && !ex.in_memory(w) && seen[w] != stamp) {
+            seen[w] = stamp;
+            c += g.cost[w];
+            walk.push_back(w);
+          }
+      return c;
+    };
+    ex.make_room = [&](NodeId, int64_t bytes) {
+      while (ex.memory() + bytes > budget) {
+        int best = -1;
+        double best_score = std::numeric_limits<double>::infinity();
+        for (int k = 0; k < static_cast<int>(pool.size());) {
+          const NodeId t = pool[k];
+          if (!ex.in_memory(t)) {  // freed since: leaves the pool
+            in_pool[t] = 0;
+            pool[k] = pool.back();
+            pool.pop_back();
+            continue;
+          }
+          if (!ex.pinned(t) && g.bytes[t] > 0) {
+            const int nu = next_use(t);
+            const double dist = nu == std::numeric_limits<int>::max() ? 1e9 : static_cast<double>(nu - now);
+            const double sc = recompute_cost(t) / (static_cast<double>(g.bytes[t]) * std::pow(dist, alpha));
+            if (sc < best_score) {
+              best_score = sc;
+              best = k;
+            }
+          }
+          ++k;
+        }
+        if (best < 0) return false;
+        ex.free(pool[best]);
+      }
+      return true;
+    };
+    for (now = 0; now < L; ++now) {
+      if (steps[now].kind == Step::Kind::compute) {
+        if (!ex.ensure(steps[now].node)) return std::nullopt;
+      } else {
+        ex.free(steps[now].node);
+      }
+    }
+    for (NodeId o : p_.outputs)
+      if (!p_.nodes[o].resident && !ex.ensure(o)) return std::nullopt;
+    return ex.take_steps();
+  }
+
  private:
   int child_of(NodeId u, int P) const {
     int s = owner_[u];
@@ -438,6 +541,7 @@ class Planner {
 
   const Problem& p_;
   int n_;
+  Dag dag_;
   std::vector<char> is_output_, active_;
   std::vector<std::vector<NodeId>> ins_;
   int64_t resident_bytes_ = 0;
@@ -459,7 +563,10 @@ namespace {
 std::optional<Plan> treewidth_once(const Problem& p, int64_t budget_bytes, PlannerInfo* info) {
   Planner pl(p);
   const int k = pl.decompose();
-  if (info) info->treewidth = k;
+  if (info) {
+    info->treewidth = k;
+    info->depth = pl.depth();
+  }
 
   // The natural schedule computes every needed node once: when it fits nothing is cheaper.
   std::vector<Step> nat = pl.cleanup(pl.natural_schedule());
@@ -471,11 +578,39 @@ std::optional<Plan> treewidth_once(const Problem& p, int64_t budget_bytes, Plann
     return std::nullopt;
   }
   const int64_t min_peak = std::min(er.peak, en.peak);
+  std::string evicted;
   if (min_peak > budget_bytes) {
-    if (info)
-      info->note = "memory-minimising schedule needs " + std::to_string(min_peak) + " bytes (width " +
-                   std::to_string(k) + ", separator tree depth " + std::to_string(pl.depth()) + ")";
-    return std::nullopt;
+    // Below the recursion's own peak: the eviction pass along its schedule, the cheapest plan of
+    // four scores (two distance weightings of the own cost, two of the evicted ancestry's).
+    std::optional<std::vector<Step>> best;
+    double best_cost = std::numeric_limits<double>::infinity();
+    // The eviction is not monotone in its budget (it can get stuck at a budget above one it
+    // fits): lower limits are tried too, whose plans fit the budget, and the keep rounds below give
+    // the slack back.
+    const int64_t room = budget_bytes - floor_bytes(p);
+    for (const auto [alpha, ancestry] : {std::pair{1.0, false}, {2.0, false}, {0.5, true}, {1.0, true}}) {
+      for (const double down : {0.0, 0.05, 0.1, 0.2, 0.3}) {
+        std::optional<std::vector<Step>> s = pl.evict_along(
+            rec, budget_bytes - static_cast<int64_t>(down * static_cast<double>(room)), alpha, ancestry);
+        if (!s) continue;
+        *s = pl.cleanup(*s);
+        const Eval es = evaluate(p, *s);
+        if (es.valid && es.peak <= budget_bytes && es.cost < best_cost) {
+          best_cost = es.cost;
+          best = std::move(s);
+        }
+        break;
+      }
+    }
+    if (!best) {
+      if (info)
+        info->note = "memory-minimising schedule needs " + std::to_string(min_peak) + " bytes (width " +
+                     std::to_string(k) + ", separator tree depth " + std::to_string(pl.depth()) +
+                     ") and evicting along it found no plan either";
+      return std::nullopt;
+    }
+    rec = std::move(*best);
+    evicted = ", evicted along it below its peak " + std::to_string(min_peak);
   }
   std::vector<Step> steps;
   Eval e;
@@ -497,7 +632,7 @@ std::optional<Plan> treewidth_once(const Problem& p, int64_t budget_bytes, Plann
     }
     steps = std::move(rec);
     e = er;
-    how = "recursive schedule, " + std::to_string(rounds) + " keep rounds";
+    how = "recursive schedule" + evicted + ", " + std::to_string(rounds) + " keep rounds";
   }
 
   Plan plan;

@@ -271,3 +271,29 @@ TEST_CASE("treewidth: a 10,000-node training graph plans, its time reported (the
     CHECK(simulate(p, *plan).valid);
   }
 }
+
+TEST_CASE("treewidth: below the recursion's own peak, eviction along its schedule still gives valid plans") {
+  // The recursion's schedule needs a fixed peak; under a smaller budget the planner evicts along it
+  // (cheapest value per byte and distance to its next use first) instead of refusing.
+  int below = 0;
+  for (const std::string& fam : generator_families()) {
+    const Problem p = generate(fam, 40, 3);
+    Plan rec;
+    rec.steps = treewidth_recursive_schedule(p);
+    rec.budget_bytes = INT64_MAX / 4;
+    const SimResult r = simulate(p, rec);
+    REQUIRE(r.valid);
+    const int64_t lo = floor_bytes(p);
+    for (const double t : {0.9, 0.75}) {
+      const int64_t b = lo + static_cast<int64_t>(t * static_cast<double>(r.peak_bytes - lo));
+      if (b >= r.peak_bytes || b >= no_remat_peak(p)) continue;
+      PlannerInfo info;
+      const std::optional<Plan> plan = plan_treewidth(p, b, {}, &info);
+      if (!plan) continue;
+      INFO(p.name << " at " << b << ": " << info.note);
+      check_plan(p, b);
+      below += info.note.find("evicted along it") != std::string::npos;
+    }
+  }
+  CHECK(below > 0);
+}
