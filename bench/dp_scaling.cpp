@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <string>
@@ -77,6 +78,7 @@ Measure train(const std::function<Model()>& make, const std::string& budget, boo
     const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (i < warmup) continue;
     times.push_back(t);
+    if (std::getenv("LETHE_DP_VERBOSE") && dist::rank() == 0) std::printf("  %s\n", s.last_report().str().c_str());
     r.allreduce_s += s.last_report().allreduce_seconds;
     r.hidden_s += s.last_report().allreduce_overlap_seconds;
   }
@@ -92,7 +94,7 @@ Measure train(const std::function<Model()>& make, const std::string& budget, boo
 int main(int argc, char** argv) {
   CLI::App app{"Data-parallel scaling: 1 rank vs the ranks of mpirun, unlimited and at 0.5 of the activations"};
   std::string csv;
-  int warmup = 3, steps = 8;
+  int warmup = 3, steps = 12;
   int64_t gpt_batch = 8, resnet_batch = 16;
   // These models hold 1-3 MiB of gradients: DDP's 25 MiB buckets would make one bucket, all-reduced
   // after the whole backward pass. 1 MiB buckets let the all-reduces overlap it.
@@ -103,6 +105,8 @@ int main(int argc, char** argv) {
   app.add_option("--gpt-batch", gpt_batch, "per-rank batch of the GPT")->capture_default_str();
   app.add_option("--resnet-batch", resnet_batch, "per-rank batch of the ResNet-18")->capture_default_str();
   app.add_option("--bucket-mib", bucket_mib, "gradient bucket size (SessionOptions::bucket_bytes)")->capture_default_str();
+  std::vector<std::string> budgets{"", "0.5"};
+  app.add_option("--budgets", budgets, "memory budgets (\"\" or unlimited: none)")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   dist::init();
   const int rank = dist::rank(), world = dist::world_size();
@@ -118,7 +122,8 @@ int main(int argc, char** argv) {
   const std::vector<std::pair<std::string, std::function<Model()>>> models = {
       {"gpt 4x128 ctx128", [&] { return gpt(gpt_batch); }}, {"resnet18 w16 32px", [&] { return resnet(resnet_batch); }}};
   for (const auto& [name, make] : models)
-    for (const std::string budget : {"", "0.5"}) {
+    for (std::string budget : budgets) {
+      if (budget == "unlimited") budget.clear();
       Row row{name, budget.empty() ? "unlimited" : budget, {}, {}};
       // Rank 0 alone first (the others wait at the barrier), then every rank together.
       if (rank == 0) row.one = train(make, budget, false, warmup, steps, bucket_mib);

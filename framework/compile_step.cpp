@@ -403,6 +403,9 @@ std::shared_ptr<CompiledStep> streamed_step(const CompiledStep& serial, int stre
   // together kept apart), then with the frees in plan order ahead of later computes (no order holds
   // more than the serial plan), fewer waits than the serial layout's when fragmentation leaves room.
   for (const bool keep_serial_peak : {false, true}) {
+    // Frees in plan order chain every compute stream to the frees on the communication stream,
+    // whose times depend on the other ranks: the collectives would no longer overlap anything.
+    if (keep_serial_peak && comm_stream) continue;
     ao.keep_serial_peak = keep_serial_peak;
     sched::Plan pl = sched::assign_streams(prob, src.plan, ao);
     sched::Layout l = sched::layout_plan(prob, pl, static_cast<int64_t>(kAlignment), src.cap);
@@ -418,8 +421,21 @@ std::shared_ptr<CompiledStep> streamed_step(const CompiledStep& serial, int stre
     const double t = sched::makespan(prob, pl, &ao.cost);
     options.push_back({std::move(pl), src.layout, "serial layout + memory waits", t});
   }
-  const Option& best = *std::min_element(options.begin(), options.end(),
-                                         [](const Option& a, const Option& b) { return a.time < b.time; });
+  // With a communication stream, the fewest waits of compute streams on it first: its steps' real
+  // times depend on the other ranks (a collective waits for the slowest), which the costs do not
+  // know, and each such wait can stall a compute stream for a whole all-reduce.
+  auto comm_waits = [&](const Option& op) {
+    if (!comm_stream) return size_t{0};
+    size_t n = 0;
+    for (const sched::Step& st : op.plan.steps)
+      if (st.stream != ao.streams - 1)
+        for (int64_t a : st.after) n += op.plan.steps[static_cast<size_t>(a)].stream == ao.streams - 1;
+    return n;
+  };
+  const Option& best = *std::min_element(options.begin(), options.end(), [&](const Option& a, const Option& b) {
+    const size_t wa = comm_waits(a), wb = comm_waits(b);
+    return wa != wb ? wa < wb : a.time < b.time;
+  });
   auto cs = std::make_shared<CompiledStep>();
   cs->side_effects = serial.side_effects;
   cs->workspace_bytes = serial.workspace_bytes;

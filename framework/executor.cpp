@@ -231,8 +231,8 @@ int comm_stream_plan(const Graph& g, const std::vector<ExecStep>& steps, std::ve
       waits.insert(waits.end(), readers[v].begin(), readers[v].end());
       readers[v].clear();
       live[v] = -1;
-      const auto last = std::max_element(waits.begin(), waits.end());
-      stream[i] = last == waits.end() ? 0 : stream[static_cast<size_t>(*last)];
+      // On the communication stream when it waits for one of its steps: stream 0 never waits for it.
+      stream[i] = std::any_of(waits.begin(), waits.end(), [&](int32_t w) { return stream[static_cast<size_t>(w)] == 1; }) ? 1 : 0;
     }
     for (int32_t w : waits)
       if (stream[static_cast<size_t>(w)] != stream[i]) after[i].push_back(w);

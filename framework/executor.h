@@ -25,8 +25,8 @@ std::vector<ExecStep> natural_steps(const Graph& g, const std::vector<int>& targ
 // Streams for `steps` when each buffer is its own allocation (heap steps): computes on stream 0,
 // collectives (all_reduce, data parallel) and the copies out of their buckets on stream 1 in step
 // order; a step waits for the computes
-// of its inputs, a free for those and every read of its value, and goes to the stream of the latest
-// of them. Returns the number of streams (1 when the steps have no collective: stream, after empty).
+// of its inputs, a free for those and every read of its value (on stream 1 when one of them is,
+// else on stream 0). Returns the number of streams (1 when the steps have no collective: stream, after empty).
 int comm_stream_plan(const Graph& g, const std::vector<ExecStep>& steps, std::vector<int>& stream,
                      std::vector<std::vector<int32_t>>& after);
 

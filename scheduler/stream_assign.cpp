@@ -138,6 +138,11 @@ Plan assign_streams(const Problem& p, const Plan& serial, const StreamAssignOpti
     const bool on_last = dedicated && s.kind == Step::Kind::compute && o.dedicated[static_cast<size_t>(s.node)];
     const int open = dedicated && s.kind == Step::Kind::compute && !on_last ? k - 1 : k;
     int chosen = on_last ? k - 1 : last_stream >= 0 && last_stream < open ? last_stream : 0;
+    // A free that waits for a step of the dedicated stream goes there: the other streams never wait
+    // for it (its steps' times depend on other processes, not on the costs).
+    if (dedicated && s.kind == Step::Kind::free)
+      for (int64_t w : waits[i])
+        if (stream[static_cast<size_t>(w)] == k - 1) chosen = k - 1;
     const double d = s.kind == Step::Kind::compute
                          ? (o.cost.empty() ? p.nodes[static_cast<size_t>(s.node)].cost : o.cost[static_cast<size_t>(s.node)])
                          : 0.0;

@@ -45,7 +45,8 @@ struct StreamAssignOptions {
   bool keep_serial_peak = false;
   // Per node id, 1 when its computes run on the last stream, which runs no other compute (a
   // communication stream: its steps keep the plan's order there, and the other streams go on
-  // while they wait). Empty: none. Frees may still go to the last stream (they wait for its reads).
+  // while they wait). Empty: none. A free that waits for one of its steps goes to the last stream
+  // too, so that no other stream ever waits for it.
   std::vector<uint8_t> dedicated;
 };
 
