@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# One command: install the dependencies, build everything and run every test; then build the
+# One command: install the dependencies, check the formatting, build everything and run every
+# test (the data-parallel ones on 2 MPI ranks); then build the
 # scheduler and its tests with AddressSanitizer + UndefinedBehaviorSanitizer and run them too; then
 # run the executor and budget tests (sessions with budgets and streams) under ThreadSanitizer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
+# Every C++ and CUDA source formatted as .clang-format says (scripts/format.sh rewrites them).
+bash scripts/format.sh --check
 jobs="$(nproc)"
 # ctest runs tests side by side: sleeping (not spinning) OpenMP workers keep two processes from
 # starving each other on a small machine.
