@@ -16,10 +16,11 @@ namespace lethe {
 void Tensor::backward(const Tensor& grad_output, bool retain_graph) const {
   LETHE_CHECK(defined(), "backward(): the tensor is undefined");
   const std::shared_ptr<TensorImpl>& self = impl();
-  LETHE_CHECK(!self->detached_by_step,
-              "backward(): the tensor is a result of a step that has already run (optimizer.step() or "
-              "Session::flush() end a step, and the step boundary detaches its values from autograd); "
-              "record the forward pass again");
+  LETHE_CHECK(
+      !self->detached_by_step,
+      "backward(): the tensor is a result of a step that has already run (optimizer.step() or "
+      "Session::flush() end a step, and the step boundary detaches its values from autograd); "
+      "record the forward pass again");
   LETHE_CHECK(requires_grad(),
               "backward(): this tensor does not require a gradient: none of the values it was "
               "computed from requires one (call set_requires_grad(true) on parameters), or it was "
@@ -39,9 +40,13 @@ void Tensor::backward(const Tensor& grad_output, bool retain_graph) const {
     for (int id = root; id >= 0; --id) {
       const Node& n = g->nodes[static_cast<size_t>(id)];
       if (!reach[static_cast<size_t>(id)] || !n.requires_grad || n.is_leaf()) continue;
-      LETHE_CHECK(!g->backward_done[static_cast<size_t>(id)], "backward(): trying to backward through the "
-                  "step a second time (", n.op->name(), ", node ", id, ", was already differentiated by an "
-                  "earlier backward()): the gradients would be added twice. Call backward() once per step, or "
+      LETHE_CHECK(!g->backward_done[static_cast<size_t>(id)],
+                  "backward(): trying to backward through the "
+                  "step a second time (",
+                  n.op->name(), ", node ", id,
+                  ", was already differentiated by an "
+                  "earlier backward()): the gradients would be added twice. Call backward() once "
+                  "per step, or "
                   "pass retain_graph = true to the earlier backward() to accumulate on purpose");
       for (int in : n.inputs) reach[static_cast<size_t>(in)] = 1;
     }
@@ -57,8 +62,10 @@ void Tensor::backward(const Tensor& grad_output, bool retain_graph) const {
                 grad_output.meta().str());
     seed = grad_output;
   } else {
-    LETHE_CHECK(numel() == 1, "backward(): a gradient can be implied only for a one-element output, "
-                "got shape ", shape().str(), "; pass grad_output or reduce the tensor first");
+    LETHE_CHECK(numel() == 1,
+                "backward(): a gradient can be implied only for a one-element output, "
+                "got shape ",
+                shape().str(), "; pass grad_output or reduce the tensor first");
     seed = gradient_seed(*this);
   }
   const int root = self->node;
@@ -76,7 +83,8 @@ void Tensor::backward(const Tensor& grad_output, bool retain_graph) const {
       if (!param) continue;  // nobody holds the parameter any more
       param->grad = param->grad ? add(Tensor(param->grad), gout).impl() : gout.impl();
       param->grad->role = StorageRole::gradient;
-      if (param->grad->graph == g) g->nodes[static_cast<size_t>(param->grad->node)].is_gradient = true;
+      if (param->grad->graph == g)
+        g->nodes[static_cast<size_t>(param->grad->node)].is_gradient = true;
       // Data parallel: the gradient is final here (every node that reads the leaf lies above it).
       if (data_parallel) g->session->dp_gradient_final(param);
       continue;
@@ -92,8 +100,8 @@ void Tensor::backward(const Tensor& grad_output, bool retain_graph) const {
     Tensor out = tensor_for_node(g, id);
     BackwardCtx ctx{inputs, needs_grad, out, gout};
     std::vector<Tensor> gin = op->backward(ctx);
-    LETHE_CHECK(gin.size() == in_ids.size(), "internal error: ", op->name(), " returned ", gin.size(),
-                " gradients for ", in_ids.size(), " inputs");
+    LETHE_CHECK(gin.size() == in_ids.size(), "internal error: ", op->name(), " returned ",
+                gin.size(), " gradients for ", in_ids.size(), " inputs");
     for (size_t i = 0; i < in_ids.size(); ++i) {
       if (!needs_grad[i] || !gin[i].defined()) continue;
       LETHE_CHECK(gin[i].shape() == inputs[i].shape() && gin[i].dtype() == inputs[i].dtype(),

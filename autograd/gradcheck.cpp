@@ -18,7 +18,8 @@ Tensor weighted(const std::function<Tensor(const std::vector<Tensor>&)>& fn,
                 const std::vector<Tensor>& xs, std::vector<double>* r) {
   Tensor y = fn(xs);
   LETHE_CHECK(y.defined(), "gradcheck: fn returned an undefined tensor");
-  LETHE_CHECK(y.dtype() == DType::f64, "gradcheck: fn must return f64 (got ", dtype_name(y.dtype()), ")");
+  LETHE_CHECK(y.dtype() == DType::f64, "gradcheck: fn must return f64 (got ", dtype_name(y.dtype()),
+              ")");
   if (r->empty()) {
     r->resize(static_cast<size_t>(y.numel()));
     for (size_t i = 0; i < r->size(); ++i) (*r)[i] = 0.5 + rng::uniform01(0x9e3779b9, 7, i);
@@ -61,8 +62,9 @@ GradcheckResult gradcheck(const std::function<Tensor(const std::vector<Tensor>&)
   loss.backward();
   std::vector<std::vector<double>> analytic(inputs.size());
   for (size_t i = 0; i < inputs.size(); ++i)
-    if (check[i]) analytic[i] = xs[i].has_grad() ? xs[i].grad().to_vector<double>()
-                                                 : std::vector<double>(values[i].size(), 0.0);
+    if (check[i])
+      analytic[i] = xs[i].has_grad() ? xs[i].grad().to_vector<double>()
+                                     : std::vector<double>(values[i].size(), 0.0);
   current_session()->flush();
 
   GradcheckResult res;

@@ -16,12 +16,12 @@ namespace lethe::autograd {
 
 struct GradcheckResult {
   bool ok = true;
-  double max_abs_error = 0.0;   // |analytic - numeric| at the worst element
+  double max_abs_error = 0.0;  // |analytic - numeric| at the worst element
   double max_rel_error = 0.0;
-  int worst_input = -1;         // which input holds the worst element
-  int64_t worst_index = -1;     // its flat index
+  int worst_input = -1;      // which input holds the worst element
+  int64_t worst_index = -1;  // its flat index
   double analytic = 0.0, numeric = 0.0;
-  std::string message;          // names the worst element; empty when ok
+  std::string message;  // names the worst element; empty when ok
 };
 
 // fn maps the inputs to a tensor; its gradient is checked through sum(fn(x) * r) for a fixed random

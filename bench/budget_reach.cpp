@@ -26,15 +26,17 @@ struct ResidualMlp {
       norms.push_back(std::make_shared<nn::LayerNorm>(nn::LayerNormOptions({width})));
       up.push_back(std::make_shared<nn::Linear>(width, width));
       down.push_back(std::make_shared<nn::Linear>(width, width));
-      for (auto* m : {static_cast<nn::Module*>(norms.back().get()), static_cast<nn::Module*>(up.back().get()),
-                      static_cast<nn::Module*>(down.back().get())})
+      for (auto* m :
+           {static_cast<nn::Module*>(norms.back().get()), static_cast<nn::Module*>(up.back().get()),
+            static_cast<nn::Module*>(down.back().get())})
         for (auto& p : m->parameters()) params.push_back(p);
     }
     head = std::make_shared<nn::Linear>(width, classes);
     for (auto& p : head->parameters()) params.push_back(p);
   }
   Tensor forward(Tensor x) {
-    for (size_t i = 0; i < up.size(); ++i) x = x + down[i]->forward(up[i]->forward(norms[i]->forward(x)).relu());
+    for (size_t i = 0; i < up.size(); ++i)
+      x = x + down[i]->forward(up[i]->forward(norms[i]->forward(x)).relu());
     return head->forward(x);
   }
 };
@@ -103,15 +105,17 @@ int main(int argc, char** argv) {
     // Step 0 plans from estimated costs and step 1 from measured ones: time the rest.
     std::vector<double> tb(budgeted.seconds.begin() + std::min<size_t>(2, budgeted.seconds.size()),
                            budgeted.seconds.end());
-    std::vector<double> tu(unlimited.seconds.begin() + std::min<size_t>(2, unlimited.seconds.size()),
-                           unlimited.seconds.end());
+    std::vector<double> tu(
+        unlimited.seconds.begin() + std::min<size_t>(2, unlimited.seconds.size()),
+        unlimited.seconds.end());
     std::printf("residual MLP: %d blocks, width %lld, batch %lld, SGD\n", blocks,
                 static_cast<long long>(width), static_cast<long long>(batch));
     std::printf("%-28s %12s\n", "", "value");
     std::printf("%-28s %9.2f MiB\n", "no-remat peak (unlimited)", mib(no_remat));
     std::printf("%-28s %9.2f MiB\n", "budget (arena)", mib(r.budget_bytes));
     std::printf("%-28s %9.2f MiB\n", "measured arena peak", mib(r.peak_bytes));
-    std::printf("%-28s %9.2fx\n", "no-remat peak / budget", static_cast<double>(no_remat) / r.budget_bytes);
+    std::printf("%-28s %9.2fx\n", "no-remat peak / budget",
+                static_cast<double>(no_remat) / r.budget_bytes);
     std::printf("%-28s %9s\n", "planner", r.planner.c_str());
     std::printf("%-28s %9zu\n", "recomputed ops per step", r.recomputed);
     std::printf("%-28s %9.1f ms\n", "unlimited step (median)", 1e3 * median(tu));

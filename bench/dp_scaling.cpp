@@ -3,7 +3,8 @@
 // all-reduce time hidden behind the backward pass. Run under `mpirun -np 2` (one job: the 1-rank
 // figures come from rank 0 training alone while rank 1 waits, so the ratios are of one run):
 //
-//   OMP_NUM_THREADS=1 mpirun -np 2 --oversubscribe --bind-to none build/bench/dp_scaling --csv docs/dp_scaling.csv
+//   OMP_NUM_THREADS=1 mpirun -np 2 --oversubscribe --bind-to none build/bench/dp_scaling --csv
+//   docs/dp_scaling.csv
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
@@ -36,7 +37,8 @@ Model gpt(int64_t batch) {
           [m, c, batch](int64_t step, int64_t part) {
             std::vector<int64_t> x(static_cast<size_t>(batch * c.context)), y(x.size());
             for (size_t i = 0; i < x.size(); ++i) {
-              const uint64_t h = (static_cast<uint64_t>(step * 7919 + part * 104729) + i) * 0x9e3779b97f4a7c15ull;
+              const uint64_t h =
+                  (static_cast<uint64_t>(step * 7919 + part * 104729) + i) * 0x9e3779b97f4a7c15ull;
               x[i] = static_cast<int64_t>((h >> 33) % static_cast<uint64_t>(c.vocab));
               y[i] = static_cast<int64_t>((h >> 17) % static_cast<uint64_t>(c.vocab));
             }
@@ -46,12 +48,14 @@ Model gpt(int64_t batch) {
 }
 
 Model resnet(int64_t batch) {
-  auto m = std::make_shared<examples::ResNet>(examples::ResNetConfig{.depth = 18, .width = 16, .classes = 10});
+  auto m = std::make_shared<examples::ResNet>(
+      examples::ResNetConfig{.depth = 18, .width = 16, .classes = 10});
   auto data = std::make_shared<examples::SyntheticImages>(1 << 20, 32, 10, 1);
   return {m,
           [m, data, batch](int64_t step, int64_t part) {
             std::vector<int64_t> idx(static_cast<size_t>(batch));
-            for (int64_t i = 0; i < batch; ++i) idx[static_cast<size_t>(i)] = (step * 2 + part) * batch + i;
+            for (int64_t i = 0; i < batch; ++i)
+              idx[static_cast<size_t>(i)] = (step * 2 + part) * batch + i;
             data::Batch b = data->get_batch(idx);
             return cross_entropy(m->forward(b.data), b.target);
           },
@@ -62,9 +66,11 @@ struct Measure {
   double samples_per_s = 0, step_s = 0, allreduce_s = 0, hidden_s = 0;
 };
 
-Measure train(const std::function<Model()>& make, const std::string& budget, bool data_parallel, int warmup, int steps,
-              double bucket_mib) {
-  Session s({.memory_budget = budget, .num_threads = 1, .data_parallel = data_parallel,
+Measure train(const std::function<Model()>& make, const std::string& budget, bool data_parallel,
+              int warmup, int steps, double bucket_mib) {
+  Session s({.memory_budget = budget,
+             .num_threads = 1,
+             .data_parallel = data_parallel,
              .bucket_bytes = static_cast<size_t>(bucket_mib * (1 << 20))});
   Model m = make();
   optim::AdamW opt(m.module->parameters(), optim::AdamWOptions(1e-3));
@@ -78,7 +84,8 @@ Measure train(const std::function<Model()>& make, const std::string& budget, boo
     const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (i < warmup) continue;
     times.push_back(t);
-    if (std::getenv("LETHE_DP_VERBOSE") && dist::rank() == 0) std::printf("  %s\n", s.last_report().str().c_str());
+    if (std::getenv("LETHE_DP_VERBOSE") && dist::rank() == 0)
+      std::printf("  %s\n", s.last_report().str().c_str());
     r.allreduce_s += s.last_report().allreduce_seconds;
     r.hidden_s += s.last_report().allreduce_overlap_seconds;
   }
@@ -92,7 +99,9 @@ Measure train(const std::function<Model()>& make, const std::string& budget, boo
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"Data-parallel scaling: 1 rank vs the ranks of mpirun, unlimited and at 0.5 of the activations"};
+  CLI::App app{
+      "Data-parallel scaling: 1 rank vs the ranks of mpirun, unlimited and at 0.5 of the "
+      "activations"};
   std::string csv;
   int warmup = 3, steps = 12;
   int64_t gpt_batch = 8, resnet_batch = 16;
@@ -103,10 +112,13 @@ int main(int argc, char** argv) {
   app.add_option("--warmup", warmup)->capture_default_str();
   app.add_option("--steps", steps, "measured steps (median)")->capture_default_str();
   app.add_option("--gpt-batch", gpt_batch, "per-rank batch of the GPT")->capture_default_str();
-  app.add_option("--resnet-batch", resnet_batch, "per-rank batch of the ResNet-18")->capture_default_str();
-  app.add_option("--bucket-mib", bucket_mib, "gradient bucket size (SessionOptions::bucket_bytes)")->capture_default_str();
+  app.add_option("--resnet-batch", resnet_batch, "per-rank batch of the ResNet-18")
+      ->capture_default_str();
+  app.add_option("--bucket-mib", bucket_mib, "gradient bucket size (SessionOptions::bucket_bytes)")
+      ->capture_default_str();
   std::vector<std::string> budgets{"", "0.5"};
-  app.add_option("--budgets", budgets, "memory budgets (\"\" or unlimited: none)")->capture_default_str();
+  app.add_option("--budgets", budgets, "memory budgets (\"\" or unlimited: none)")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   dist::init();
   const int rank = dist::rank(), world = dist::world_size();
@@ -120,7 +132,8 @@ int main(int argc, char** argv) {
   };
   std::vector<Row> rows;
   const std::vector<std::pair<std::string, std::function<Model()>>> models = {
-      {"gpt 4x128 ctx128", [&] { return gpt(gpt_batch); }}, {"resnet18 w16 32px", [&] { return resnet(resnet_batch); }}};
+      {"gpt 4x128 ctx128", [&] { return gpt(gpt_batch); }},
+      {"resnet18 w16 32px", [&] { return resnet(resnet_batch); }}};
   for (const auto& [name, make] : models)
     for (std::string budget : budgets) {
       if (budget == "unlimited") budget.clear();
@@ -131,18 +144,22 @@ int main(int argc, char** argv) {
       row.many = train(make, budget, true, warmup, steps, bucket_mib);
       rows.push_back(row);
       if (rank == 0)
-        std::printf("%-18s %-9s 1 rank %7.1f samples/s | %d ranks %7.1f samples/s (%.2fx) | all-reduce %.1f ms/step, "
-                    "%.0f%% hidden\n",
-                    name.c_str(), row.budget.c_str(), row.one.samples_per_s, world, row.many.samples_per_s,
-                    row.many.samples_per_s / row.one.samples_per_s, row.many.allreduce_s / steps * 1e3,
-                    row.many.allreduce_s > 0 ? 100 * row.many.hidden_s / row.many.allreduce_s : 0.0);
+        std::printf(
+            "%-18s %-9s 1 rank %7.1f samples/s | %d ranks %7.1f samples/s (%.2fx) | all-reduce "
+            "%.1f ms/step, "
+            "%.0f%% hidden\n",
+            name.c_str(), row.budget.c_str(), row.one.samples_per_s, world, row.many.samples_per_s,
+            row.many.samples_per_s / row.one.samples_per_s, row.many.allreduce_s / steps * 1e3,
+            row.many.allreduce_s > 0 ? 100 * row.many.hidden_s / row.many.allreduce_s : 0.0);
     }
   if (rank == 0 && !csv.empty()) {
     std::ofstream f(csv);
-    f << "model,budget,ranks,samples_per_s_1rank,samples_per_s_ranks,speedup,allreduce_ms_per_step,hidden_fraction\n";
+    f << "model,budget,ranks,samples_per_s_1rank,samples_per_s_ranks,speedup,allreduce_ms_per_step,"
+         "hidden_fraction\n";
     for (const Row& r : rows)
-      f << r.model << "," << r.budget << "," << world << "," << r.one.samples_per_s << "," << r.many.samples_per_s << ","
-        << r.many.samples_per_s / r.one.samples_per_s << "," << r.many.allreduce_s / steps * 1e3 << ","
+      f << r.model << "," << r.budget << "," << world << "," << r.one.samples_per_s << ","
+        << r.many.samples_per_s << "," << r.many.samples_per_s / r.one.samples_per_s << ","
+        << r.many.allreduce_s / steps * 1e3 << ","
         << (r.many.allreduce_s > 0 ? r.many.hidden_s / r.many.allreduce_s : 0.0) << "\n";
     std::printf("wrote %s\n", csv.c_str());
   }

@@ -42,15 +42,15 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   if (threads <= 0) threads = omp_get_max_threads();
   Session session({.seed = 0, .num_threads = threads});
-  std::printf("CPU kernels, %d threads, median of %d runs\n\n%-40s %12s %12s\n", threads, reps, "op", "ms",
-              "rate");
+  std::printf("CPU kernels, %d threads, median of %d runs\n\n%-40s %12s %12s\n", threads, reps,
+              "op", "ms", "rate");
 
   for (int64_t n : {256, 512, 1024, 2048}) {
     Tensor a = randn({n, n}), b = randn({n, n});
     const double flops = 2.0 * static_cast<double>(n * n * n);
     double s = time_step(reps, [&] { return std::vector<Tensor>{matmul(a, b)}; });
-    std::printf("%-40s %12.2f %9.1f GFLOP/s\n", ("matmul " + std::to_string(n) + "^3 forward").c_str(), s * 1e3,
-                flops / s * 1e-9);
+    std::printf("%-40s %12.2f %9.1f GFLOP/s\n",
+                ("matmul " + std::to_string(n) + "^3 forward").c_str(), s * 1e3, flops / s * 1e-9);
     Tensor aw = randn({n, n}).set_requires_grad(true), bw = randn({n, n}).set_requires_grad(true);
     s = time_step(reps, [&] {
       aw.zero_grad();
@@ -58,25 +58,29 @@ int main(int argc, char** argv) {
       matmul(aw, bw).sum().backward();
       return std::vector<Tensor>{aw.grad(), bw.grad()};
     });
-    std::printf("%-40s %12.2f %9.1f GFLOP/s\n", ("matmul " + std::to_string(n) + "^3 forward+backward").c_str(),
-                s * 1e3, 3 * flops / s * 1e-9);
+    std::printf("%-40s %12.2f %9.1f GFLOP/s\n",
+                ("matmul " + std::to_string(n) + "^3 forward+backward").c_str(), s * 1e3,
+                3 * flops / s * 1e-9);
   }
 
   struct ConvCase {
     int64_t n, c, h, k, r;
   };
-  for (ConvCase cc : {ConvCase{32, 64, 32, 64, 3}, ConvCase{16, 128, 16, 128, 3}, ConvCase{64, 3, 32, 32, 3}}) {
+  for (ConvCase cc :
+       {ConvCase{32, 64, 32, 64, 3}, ConvCase{16, 128, 16, 128, 3}, ConvCase{64, 3, 32, 32, 3}}) {
     Tensor x = randn({cc.n, cc.c, cc.h, cc.h}), w = randn({cc.k, cc.c, cc.r, cc.r});
     Conv2dParams p;
     p.padding = {cc.r / 2, cc.r / 2};
     const double flops = 2.0 * static_cast<double>(cc.n * cc.k * cc.h * cc.h * cc.c * cc.r * cc.r);
     char label[96];
-    std::snprintf(label, sizeof label, "conv2d N%lld C%lld %lldx%lld K%lld %lldx%lld", (long long)cc.n,
-                  (long long)cc.c, (long long)cc.h, (long long)cc.h, (long long)cc.k, (long long)cc.r,
-                  (long long)cc.r);
+    std::snprintf(label, sizeof label, "conv2d N%lld C%lld %lldx%lld K%lld %lldx%lld",
+                  (long long)cc.n, (long long)cc.c, (long long)cc.h, (long long)cc.h,
+                  (long long)cc.k, (long long)cc.r, (long long)cc.r);
     double s = time_step(reps, [&] { return std::vector<Tensor>{conv2d(x, w, Tensor(), p)}; });
-    std::printf("%-40s %12.2f %9.1f GFLOP/s\n", (std::string(label) + " fwd").c_str(), s * 1e3, flops / s * 1e-9);
-    Tensor xg = randn(x.shape()).set_requires_grad(true), wg = randn(w.shape()).set_requires_grad(true);
+    std::printf("%-40s %12.2f %9.1f GFLOP/s\n", (std::string(label) + " fwd").c_str(), s * 1e3,
+                flops / s * 1e-9);
+    Tensor xg = randn(x.shape()).set_requires_grad(true),
+           wg = randn(w.shape()).set_requires_grad(true);
     s = time_step(reps, [&] {
       xg.zero_grad();
       wg.zero_grad();

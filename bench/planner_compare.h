@@ -34,7 +34,8 @@ inline Outcome run(const lethe::sched::Problem& p, int64_t budget, const std::st
   pl->budget_bytes = budget;
   const SimResult r = simulate(p, *pl);
   if (!r.valid) {
-    std::fprintf(stderr, "INVALID plan from %s on %s: %s\n", planner.c_str(), p.name.c_str(), r.message.c_str());
+    std::fprintf(stderr, "INVALID plan from %s on %s: %s\n", planner.c_str(), p.name.c_str(),
+                 r.message.c_str());
     return o;
   }
   o.ok = true;
@@ -51,6 +52,7 @@ inline std::string fmt(double v, int prec = 3) {
 }
 
 // Sections (a)-(d) of the earlier bench (bench/planner_compare_synthetic.cpp).
-int run_synthetic(const std::string& out, double cm_time, bool quick, const std::vector<std::string>& files);
+int run_synthetic(const std::string& out, double cm_time, bool quick,
+                  const std::vector<std::string>& files);
 
 }  // namespace planner_compare

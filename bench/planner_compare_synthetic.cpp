@@ -47,7 +47,8 @@ struct Curve {
   std::vector<std::pair<double, double>> pts;  // fraction, overhead
 };
 
-void write_svg(const std::string& path, const std::string& title, const std::vector<Curve>& curves) {
+void write_svg(const std::string& path, const std::string& title,
+               const std::vector<Curve>& curves) {
   const double W = 640, H = 400, L = 60, R = 150, T = 40, B = 50;
   double ymax = 1.0;
   for (const Curve& c : curves) {
@@ -59,63 +60,82 @@ void write_svg(const std::string& path, const std::string& title, const std::vec
   auto Y = [&](double o) { return H - B - (o - ymin) / (ymax - ymin) * (H - T - B); };
   std::ofstream s(path);
   s << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << W << "\" height=\"" << H
-    << "\" font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
+    << "\" font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"100%\" height=\"100%\" "
+       "fill=\"white\"/>\n";
   s << "<text x=\"" << W / 2 - 60 << "\" y=\"20\" font-size=\"13\">" << title << "</text>\n";
-  s << "<line x1=\"" << L << "\" y1=\"" << H - B << "\" x2=\"" << W - R << "\" y2=\"" << H - B << "\" stroke=\"black\"/>\n";
-  s << "<line x1=\"" << L << "\" y1=\"" << T << "\" x2=\"" << L << "\" y2=\"" << H - B << "\" stroke=\"black\"/>\n";
+  s << "<line x1=\"" << L << "\" y1=\"" << H - B << "\" x2=\"" << W - R << "\" y2=\"" << H - B
+    << "\" stroke=\"black\"/>\n";
+  s << "<line x1=\"" << L << "\" y1=\"" << T << "\" x2=\"" << L << "\" y2=\"" << H - B
+    << "\" stroke=\"black\"/>\n";
   for (int i = 0; i <= 10; ++i) {
     const double f = i / 10.0;
-    s << "<line x1=\"" << X(f) << "\" y1=\"" << H - B << "\" x2=\"" << X(f) << "\" y2=\"" << H - B + 5
-      << "\" stroke=\"black\"/><text x=\"" << X(f) - 8 << "\" y=\"" << H - B + 18 << "\">" << fmt(f, 1) << "</text>\n";
+    s << "<line x1=\"" << X(f) << "\" y1=\"" << H - B << "\" x2=\"" << X(f) << "\" y2=\""
+      << H - B + 5 << "\" stroke=\"black\"/><text x=\"" << X(f) - 8 << "\" y=\"" << H - B + 18
+      << "\">" << fmt(f, 1) << "</text>\n";
   }
   const int yt = 5;
   for (int i = 0; i <= yt; ++i) {
     const double o = ymin + (ymax - ymin) * i / yt;
     s << "<line x1=\"" << L - 5 << "\" y1=\"" << Y(o) << "\" x2=\"" << L << "\" y2=\"" << Y(o)
-      << "\" stroke=\"black\"/><text x=\"" << 8 << "\" y=\"" << Y(o) + 4 << "\">" << fmt(o, 2) << "</text>\n";
+      << "\" stroke=\"black\"/><text x=\"" << 8 << "\" y=\"" << Y(o) + 4 << "\">" << fmt(o, 2)
+      << "</text>\n";
   }
-  s << "<text x=\"" << X(0.5) - 70 << "\" y=\"" << H - 12 << "\">budget (activation fraction)</text>\n";
+  s << "<text x=\"" << X(0.5) - 70 << "\" y=\"" << H - 12
+    << "\">budget (activation fraction)</text>\n";
   s << "<text x=\"12\" y=\"" << T - 10 << "\">overhead (cost / no-remat cost)</text>\n";
-  const char* colors[] = {"#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"};
+  const char* colors[] = {"#d62728", "#1f77b4", "#2ca02c", "#ff7f0e",
+                          "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"};
   for (size_t c = 0; c < curves.size(); ++c) {
     const char* col = colors[c % 8];
     std::vector<std::pair<double, double>> pts = curves[c].pts;
     std::sort(pts.begin(), pts.end());
     if (!pts.empty()) {
-      s << "<polyline fill=\"none\" stroke=\"" << col << "\" stroke-width=\"" << (c == 0 ? 2.5 : 1.5) << "\" points=\"";
+      s << "<polyline fill=\"none\" stroke=\"" << col << "\" stroke-width=\""
+        << (c == 0 ? 2.5 : 1.5) << "\" points=\"";
       for (auto [x, y] : pts) s << X(x) << "," << Y(y) << " ";
       s << "\"/>\n";
-      for (auto [x, y] : pts) s << "<circle cx=\"" << X(x) << "\" cy=\"" << Y(y) << "\" r=\"2.5\" fill=\"" << col << "\"/>\n";
+      for (auto [x, y] : pts)
+        s << "<circle cx=\"" << X(x) << "\" cy=\"" << Y(y) << "\" r=\"2.5\" fill=\"" << col
+          << "\"/>\n";
     }
     const double ly = T + 10 + 18.0 * c;
-    s << "<line x1=\"" << W - R + 15 << "\" y1=\"" << ly << "\" x2=\"" << W - R + 40 << "\" y2=\"" << ly
-      << "\" stroke=\"" << col << "\" stroke-width=\"2\"/><text x=\"" << W - R + 45 << "\" y=\"" << ly + 4 << "\">"
-      << curves[c].planner << "</text>\n";
+    s << "<line x1=\"" << W - R + 15 << "\" y1=\"" << ly << "\" x2=\"" << W - R + 40 << "\" y2=\""
+      << ly << "\" stroke=\"" << col << "\" stroke-width=\"2\"/><text x=\"" << W - R + 45
+      << "\" y=\"" << ly + 4 << "\">" << curves[c].planner << "</text>\n";
   }
   s << "</svg>\n";
 }
 
 }  // namespace
 
-int planner_compare::run_synthetic(const std::string& out, double cm_time, bool quick, const std::vector<std::string>& files) {
+int planner_compare::run_synthetic(const std::string& out, double cm_time, bool quick,
+                                   const std::vector<std::string>& files) {
   std::ofstream csv(out + "/planner_compare_synthetic.csv");
-  csv << "section,graph,nodes,planner,fraction,budget_bytes,status,cost,overhead,peak_bytes,solve_s,optimal\n";
-  auto csv_row = [&](const char* sec, const Problem& p, const std::string& pl, double f, int64_t b, const Outcome& o) {
+  csv << "section,graph,nodes,planner,fraction,budget_bytes,status,cost,overhead,peak_bytes,solve_"
+         "s,optimal\n";
+  auto csv_row = [&](const char* sec, const Problem& p, const std::string& pl, double f, int64_t b,
+                     const Outcome& o) {
     csv << sec << "," << p.name << "," << p.size() << "," << pl << "," << f << "," << b << ","
-        << (o.ok ? "ok" : "infeasible") << "," << (o.ok ? o.cost : 0) << "," << (o.ok ? o.cost / no_remat_cost(p) : 0)
-        << "," << o.peak << "," << o.seconds << "," << (o.optimal ? 1 : 0) << "\n";
+        << (o.ok ? "ok" : "infeasible") << "," << (o.ok ? o.cost : 0) << ","
+        << (o.ok ? o.cost / no_remat_cost(p) : 0) << "," << o.peak << "," << o.seconds << ","
+        << (o.optimal ? 1 : 0) << "\n";
   };
 
   // ------------------------------------------------------------ (a) gap vs checkmate
   const bool have_cm = static_cast<bool>(find_planner("checkmate").fn);
-  std::printf("\n(a) optimality gap: lethe vs checkmate (proven optima only, time limit %.0f s)\n", cm_time);
+  std::printf("\n(a) optimality gap: lethe vs checkmate (proven optima only, time limit %.0f s)\n",
+              cm_time);
   if (!have_cm) {
-    std::printf("    checkmate not built (%s): skipped\n", find_planner("checkmate").unavailable_reason.c_str());
+    std::printf("    checkmate not built (%s): skipped\n",
+                find_planner("checkmate").unavailable_reason.c_str());
   } else {
     PlannerOptions cmo;
     cmo.time_limit_s = cm_time;
-    std::printf("%-26s %5s %6s %12s %12s %8s %9s\n", "graph", "nodes", "frac", "lethe", "checkmate", "gap%", "cm_s");
-    std::printf("(frac -t: budget at t of the way from lethe's smallest feasible budget to the no-remat peak)\n");
+    std::printf("%-26s %5s %6s %12s %12s %8s %9s\n", "graph", "nodes", "frac", "lethe", "checkmate",
+                "gap%", "cm_s");
+    std::printf(
+        "(frac -t: budget at t of the way from lethe's smallest feasible budget to the no-remat "
+        "peak)\n");
     double worst = 0, sum = 0;
     int count = 0, unproven = 0, missed = 0;  // missed: checkmate proved a plan, lethe found none
     std::vector<Problem> gs;
@@ -132,26 +152,29 @@ int planner_compare::run_synthetic(const std::string& out, double cm_time, bool 
       // below what any plan can fit.
       const int64_t lo = smallest_feasible_budget(p, "lethe"), hi = no_remat_peak(p);
       for (double f : {0.75, 0.5, 0.35, 0.25, -0.4, -0.1}) {
-        const int64_t b = f > 0 ? fraction_budget(f, p) : lo + static_cast<int64_t>(-f * static_cast<double>(hi - lo));
+        const int64_t b = f > 0 ? fraction_budget(f, p)
+                                : lo + static_cast<int64_t>(-f * static_cast<double>(hi - lo));
         if (f < 0 && lo < 0) continue;
         const Outcome l = run(p, b, "lethe", {});
         const Outcome c = run(p, b, "checkmate", cmo);
         csv_row("gap", p, "lethe", f, b, l);
         csv_row("gap", p, "checkmate", f, b, c);
         if (!c.ok && !l.ok) {
-          std::printf("%-26s %5d %6.2f %12s %12s %8s %9.2f\n", p.name.c_str(), p.size(), f, "infeasible", "-", "", c.seconds);
+          std::printf("%-26s %5d %6.2f %12s %12s %8s %9.2f\n", p.name.c_str(), p.size(), f,
+                      "infeasible", "-", "", c.seconds);
           continue;
         }
         if (!c.ok || !c.optimal) {
           ++unproven;
           std::printf("%-26s %5d %6.2f %12s %12s %8s %9.2f\n", p.name.c_str(), p.size(), f,
-                      l.ok ? fmt(l.cost, 4).c_str() : "-", c.ok ? (fmt(c.cost, 4) + "*").c_str() : "-", "n/a", c.seconds);
+                      l.ok ? fmt(l.cost, 4).c_str() : "-",
+                      c.ok ? (fmt(c.cost, 4) + "*").c_str() : "-", "n/a", c.seconds);
           continue;
         }
         if (!l.ok) {
           ++missed;
-          std::printf("%-26s %5d %6.2f %12s %12s %8s %9.2f\n", p.name.c_str(), p.size(), f, "no plan",
-                      fmt(c.cost, 4).c_str(), "missed", c.seconds);
+          std::printf("%-26s %5d %6.2f %12s %12s %8s %9.2f\n", p.name.c_str(), p.size(), f,
+                      "no plan", fmt(c.cost, 4).c_str(), "missed", c.seconds);
           continue;
         }
         const double gap = 100.0 * (l.cost / c.cost - 1.0);
@@ -162,9 +185,11 @@ int planner_compare::run_synthetic(const std::string& out, double cm_time, bool 
                     l.ok ? fmt(l.cost, 4).c_str() : "-", fmt(c.cost, 4).c_str(), gap, c.seconds);
       }
     }
-    std::printf("gap over %d proven optima: mean %.2f%%, worst %.2f%% (target <= 3%%); %d not proven in time (*); "
-                "%d budgets where lethe found no plan but checkmate did\n",
-                count, count ? sum / count : 0.0, worst, unproven, missed);
+    std::printf(
+        "gap over %d proven optima: mean %.2f%%, worst %.2f%% (target <= 3%%); %d not proven in "
+        "time (*); "
+        "%d budgets where lethe found no plan but checkmate did\n",
+        count, count ? sum / count : 0.0, worst, unproven, missed);
   }
 
   // ------------------------------------------------------------ (b) overheads
@@ -174,8 +199,11 @@ int planner_compare::run_synthetic(const std::string& out, double cm_time, bool 
   graphs.push_back(sized("transformer", big, 1));
   graphs.push_back(sized("unet", big, 1));
   for (const std::string& f : files) graphs.push_back(read_problem_file(f));
-  std::printf("\n(b) overhead (cost / no-remat cost): lethe, (the best other planner) and >= the cut lower\n"
-              "    bound of scheduler/bounds.h, which no plan can beat ('none fits': no plan fits at all)\n");
+  std::printf(
+      "\n(b) overhead (cost / no-remat cost): lethe, (the best other planner) and >= the cut "
+      "lower\n"
+      "    bound of scheduler/bounds.h, which no plan can beat ('none fits': no plan fits at "
+      "all)\n");
   std::printf("%-28s %6s | %-25s %-25s %-25s\n", "graph", "nodes", "f=0.5", "f=0.33", "f=0.2");
   for (const Problem& p : graphs) {
     std::printf("%-28s %6d |", p.name.c_str(), p.size());
@@ -194,18 +222,23 @@ int planner_compare::run_synthetic(const std::string& out, double cm_time, bool 
         const CostBound cb = cut_lower_bound(p, b);
         lb = cb.infeasible ? "none fits" : ">=" + fmt(cb.cost / nr);
         csv << "bound," << p.name << "," << p.size() << ",cut-lower-bound," << f << "," << b << ","
-            << (cb.infeasible ? "infeasible" : "ok") << "," << cb.cost << "," << cb.cost / nr << ",0,0,0\n";
+            << (cb.infeasible ? "infeasible" : "ok") << "," << cb.cost << "," << cb.cost / nr
+            << ",0,0,0\n";
       }
-      std::printf(" %-7s (%-6s) %-9s", l.ok ? fmt(l.cost / nr).c_str() : "inf", other < 1e29 ? fmt(other / nr).c_str() : "inf",
-                  lb.c_str());
+      std::printf(" %-7s (%-6s) %-9s", l.ok ? fmt(l.cost / nr).c_str() : "inf",
+                  other < 1e29 ? fmt(other / nr).c_str() : "inf", lb.c_str());
     }
     std::printf("\n");
   }
-  std::printf("targets: <= 1.08 at 0.5, <= 1.15 at 0.33, <= 1.30 at 0.2 (best other planner in parentheses)\n");
+  std::printf(
+      "targets: <= 1.08 at 0.5, <= 1.15 at 0.33, <= 1.30 at 0.2 (best other planner in "
+      "parentheses)\n");
 
   // ------------------------------------------------------------ (c) table + plots
-  std::printf("\n(c) every planner x budget x graph (CSV: %s/planner_compare_synthetic.csv, plots: %s/*.svg)\n", out.c_str(),
-              out.c_str());
+  std::printf(
+      "\n(c) every planner x budget x graph (CSV: %s/planner_compare_synthetic.csv, plots: "
+      "%s/*.svg)\n",
+      out.c_str(), out.c_str());
   const std::vector<double> fracs{1.0, 0.75, 0.5, 0.35, 0.25, 0.2, 0.15, 0.1};
   for (const Problem& p : graphs) {
     std::printf("%s (%d nodes)\n%-10s", p.name.c_str(), p.size(), "planner");
@@ -242,7 +275,8 @@ int planner_compare::run_synthetic(const std::string& out, double cm_time, bool 
   std::printf("cells: overhead/peak MiB\n");
 
   // ------------------------------------------------------------ (d) solve times
-  std::printf("\n(d) lethe solve time (s)\n%-28s %6s %10s %10s\n", "graph", "nodes", "f=0.5", "f=0.25");
+  std::printf("\n(d) lethe solve time (s)\n%-28s %6s %10s %10s\n", "graph", "nodes", "f=0.5",
+              "f=0.25");
   for (int target : {1000, 10000}) {
     for (const std::string& fam : {"chain", "transformer", "unet", "layered"}) {
       const Problem p = sized(fam, target, 3);

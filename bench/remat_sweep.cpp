@@ -1,8 +1,9 @@
-// The "actual training time after rematerialisation" table: each example model (small sizes) trained
-// for a few steps at budgets {1, 0.5, 0.35, 0.25, 0.15 of the activations, the smallest feasible} with
-// each planner; measured arena peak, measured step time relative to an unlimited run made in this
-// process, the planner's predicted ratio, and whether the losses match the unlimited run bitwise.
-// Writes a CSV and an SVG plot (overhead against budget, one line per planner, one panel per model).
+// The "actual training time after rematerialisation" table: each example model (small sizes)
+// trained for a few steps at budgets {1, 0.5, 0.35, 0.25, 0.15 of the activations, the smallest
+// feasible} with each planner; measured arena peak, measured step time relative to an unlimited run
+// made in this process, the planner's predicted ratio, and whether the losses match the unlimited
+// run bitwise. Writes a CSV and an SVG plot (overhead against budget, one line per planner, one
+// panel per model).
 //
 //   build/bench/remat_sweep --out bench/results                 # a few minutes on 2 cores
 //   build/bench/remat_sweep --models gpt --planners lethe,dtr --steps 6
@@ -46,17 +47,21 @@ std::vector<Model> models(const std::string& text_path) {
                    auto m = make_mlp(784, 256, 128, 10);
                    auto x = randn({1024, 1, 28, 28});
                    std::vector<int64_t> labels(1024);
-                   for (size_t i = 0; i < labels.size(); ++i) labels[i] = static_cast<int64_t>(i * 7 % 10);
+                   for (size_t i = 0; i < labels.size(); ++i)
+                     labels[i] = static_cast<int64_t>(i * 7 % 10);
                    auto y = from_vector(labels, {1024});
-                   return std::make_pair(StepFn([m, x, y](int64_t) { return cross_entropy(m->forward(x), y); }),
-                                         m->parameters());
+                   return std::make_pair(
+                       StepFn([m, x, y](int64_t) { return cross_entropy(m->forward(x), y); }),
+                       m->parameters());
                  }});
   out.push_back({"resnet18-w16", [] {
-                   auto net = std::make_shared<ResNet>(ResNetConfig{.depth = 18, .width = 16, .classes = 10});
+                   auto net = std::make_shared<ResNet>(
+                       ResNetConfig{.depth = 18, .width = 16, .classes = 10});
                    auto data = std::make_shared<SyntheticImages>(512, 32, 10, 1);
                    return std::make_pair(StepFn([net, data](int64_t step) {
                                            std::vector<int64_t> idx;
-                                           for (int64_t k = 0; k < 16; ++k) idx.push_back((step * 16 + k) % 512);
+                                           for (int64_t k = 0; k < 16; ++k)
+                                             idx.push_back((step * 16 + k) % 512);
                                            auto b = data->get_batch(idx);
                                            return cross_entropy(net->forward(b.data), b.target);
                                          }),
@@ -64,26 +69,29 @@ std::vector<Model> models(const std::string& text_path) {
                  }});
   // U-Net depth 3, width 16, 64 px, batch 4: about 100 ms a step with one thread.
   out.push_back({"unet-w16", [] {
-                   auto net = std::make_shared<UNet>(UNetConfig{.depth = 3, .width = 16, .classes = 3});
+                   auto net =
+                       std::make_shared<UNet>(UNetConfig{.depth = 3, .width = 16, .classes = 3});
                    auto data = std::make_shared<SyntheticSegmentation>(256, 64, 3, 1);
                    return std::make_pair(StepFn([net, data](int64_t step) {
                                            std::vector<int64_t> idx;
-                                           for (int64_t k = 0; k < 4; ++k) idx.push_back((step * 4 + k) % 256);
+                                           for (int64_t k = 0; k < 4; ++k)
+                                             idx.push_back((step * 4 + k) % 256);
                                            auto b = data->get_batch(idx);
                                            return cross_entropy(net->forward(b.data), b.target);
                                          }),
                                          net->parameters());
                  }});
   auto text = std::make_shared<CharText>(std::vector<std::string>{text_path});
-  out.push_back({"gpt-small", [text] {
-                   auto g = std::make_shared<GPT>(GPTConfig{
-                       .vocab = text->vocab_size(), .context = 128, .layers = 4, .d_model = 128, .heads = 4});
-                   return std::make_pair(StepFn([g, text](int64_t step) {
-                                           auto [x, y] = text->batch(8, 128, step, 1);
-                                           return g->loss(x, y);
-                                         }),
-                                         g->parameters());
-                 }});
+  out.push_back(
+      {"gpt-small", [text] {
+         auto g = std::make_shared<GPT>(GPTConfig{
+             .vocab = text->vocab_size(), .context = 128, .layers = 4, .d_model = 128, .heads = 4});
+         return std::make_pair(StepFn([g, text](int64_t step) {
+                                 auto [x, y] = text->batch(8, 128, step, 1);
+                                 return g->loss(x, y);
+                               }),
+                               g->parameters());
+       }});
   return out;
 }
 
@@ -102,7 +110,8 @@ struct Trained {
   double planning = 0;
 };
 
-Trained train(const MakeFn& make, int steps, const std::string& budget, const std::string& planner) {
+Trained train(const MakeFn& make, int steps, const std::string& budget,
+              const std::string& planner) {
   Trained t;
   Session s({.seed = 5, .memory_budget = budget, .planner = planner});
   auto [step, params] = make();
@@ -135,53 +144,63 @@ std::string svg_plot(const std::vector<Cell>& cells, const std::vector<std::stri
                      const std::vector<std::string>& planners) {
   const int pw = 360, ph = 280, ml = 55, mt = 40, mb = 45, gap = 30;
   const int W = ml + static_cast<int>(model_names.size()) * (pw + gap) + 120, H = mt + ph + mb;
-  static const char* colours[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2"};
+  static const char* colours[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e",
+                                  "#9467bd", "#8c564b", "#e377c2"};
   std::ostringstream s;
   s << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << W << "\" height=\"" << H
-    << "\" font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
-  s << "<text x=\"" << ml << "\" y=\"16\" font-size=\"13\">Measured step time under a budget / unlimited step time "
+    << "\" font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"100%\" height=\"100%\" "
+       "fill=\"white\"/>\n";
+  s << "<text x=\"" << ml
+    << "\" y=\"16\" font-size=\"13\">Measured step time under a budget / unlimited step time "
        "(same process), against budget / no-remat peak</text>\n";
   for (size_t mi = 0; mi < model_names.size(); ++mi) {
     const int x0 = ml + static_cast<int>(mi) * (pw + gap), y0 = mt;
     double ymax = 1.5;
     for (const Cell& c : cells)
-      if (c.model == model_names[mi] && c.status == "ok") ymax = std::max(ymax, c.step_ms / c.unlimited_ms);
+      if (c.model == model_names[mi] && c.status == "ok")
+        ymax = std::max(ymax, c.step_ms / c.unlimited_ms);
     ymax = std::ceil(ymax * 2) / 2;
     auto X = [&](double f) { return x0 + f * pw; };
     auto Y = [&](double r) { return y0 + ph - (r - 0.5) / (ymax - 0.5) * ph; };
     s << "<rect x=\"" << x0 << "\" y=\"" << y0 << "\" width=\"" << pw << "\" height=\"" << ph
       << "\" fill=\"none\" stroke=\"#888\"/>\n";
-    s << "<text x=\"" << x0 + pw / 2 << "\" y=\"" << y0 - 6 << "\" text-anchor=\"middle\" font-size=\"12\">"
-      << model_names[mi] << "</text>\n";
+    s << "<text x=\"" << x0 + pw / 2 << "\" y=\"" << y0 - 6
+      << "\" text-anchor=\"middle\" font-size=\"12\">" << model_names[mi] << "</text>\n";
     for (double f = 0; f <= 1.001; f += 0.25)
-      s << "<text x=\"" << X(f) << "\" y=\"" << y0 + ph + 14 << "\" text-anchor=\"middle\">" << f << "</text>\n";
-    s << "<text x=\"" << x0 + pw / 2 << "\" y=\"" << y0 + ph + 32 << "\" text-anchor=\"middle\">budget / no-remat peak</text>\n";
+      s << "<text x=\"" << X(f) << "\" y=\"" << y0 + ph + 14 << "\" text-anchor=\"middle\">" << f
+        << "</text>\n";
+    s << "<text x=\"" << x0 + pw / 2 << "\" y=\"" << y0 + ph + 32
+      << "\" text-anchor=\"middle\">budget / no-remat peak</text>\n";
     for (double r = 0.5; r <= ymax + 1e-9; r += 0.5) {
       s << "<line x1=\"" << x0 << "\" x2=\"" << x0 + pw << "\" y1=\"" << Y(r) << "\" y2=\"" << Y(r)
         << "\" stroke=\"" << (r == 1.0 ? "#444" : "#ddd") << "\"/>\n";
-      s << "<text x=\"" << x0 - 4 << "\" y=\"" << Y(r) + 4 << "\" text-anchor=\"end\">" << r << "x</text>\n";
+      s << "<text x=\"" << x0 - 4 << "\" y=\"" << Y(r) + 4 << "\" text-anchor=\"end\">" << r
+        << "x</text>\n";
     }
     for (size_t pi = 0; pi < planners.size(); ++pi) {
       std::vector<std::pair<double, double>> pts;
       for (const Cell& c : cells)
-        if (c.model == model_names[mi] && c.planner == planners[pi] && c.status == "ok" && c.no_remat)
-          pts.push_back({static_cast<double>(c.budget) / static_cast<double>(c.no_remat), c.step_ms / c.unlimited_ms});
+        if (c.model == model_names[mi] && c.planner == planners[pi] && c.status == "ok" &&
+            c.no_remat)
+          pts.push_back({static_cast<double>(c.budget) / static_cast<double>(c.no_remat),
+                         c.step_ms / c.unlimited_ms});
       std::sort(pts.begin(), pts.end());
       if (pts.empty()) continue;
-      s << "<polyline fill=\"none\" stroke-width=\"1.8\" stroke=\"" << colours[pi % 7] << "\" points=\"";
+      s << "<polyline fill=\"none\" stroke-width=\"1.8\" stroke=\"" << colours[pi % 7]
+        << "\" points=\"";
       for (auto [f, r] : pts) s << X(std::min(f, 1.0)) << "," << Y(std::min(r, ymax)) << " ";
       s << "\"/>\n";
       for (auto [f, r] : pts)
-        s << "<circle r=\"2.5\" fill=\"" << colours[pi % 7] << "\" cx=\"" << X(std::min(f, 1.0)) << "\" cy=\""
-          << Y(std::min(r, ymax)) << "\"/>\n";
+        s << "<circle r=\"2.5\" fill=\"" << colours[pi % 7] << "\" cx=\"" << X(std::min(f, 1.0))
+          << "\" cy=\"" << Y(std::min(r, ymax)) << "\"/>\n";
     }
   }
   const int lx = ml + static_cast<int>(model_names.size()) * (pw + gap);
   for (size_t pi = 0; pi < planners.size(); ++pi) {
     const int ly = mt + 10 + static_cast<int>(pi) * 18;
-    s << "<line x1=\"" << lx << "\" x2=\"" << lx + 20 << "\" y1=\"" << ly << "\" y2=\"" << ly << "\" stroke=\""
-      << colours[pi % 7] << "\" stroke-width=\"2\"/><text x=\"" << lx + 25 << "\" y=\"" << ly + 4 << "\">"
-      << planners[pi] << "</text>\n";
+    s << "<line x1=\"" << lx << "\" x2=\"" << lx + 20 << "\" y1=\"" << ly << "\" y2=\"" << ly
+      << "\" stroke=\"" << colours[pi % 7] << "\" stroke-width=\"2\"/><text x=\"" << lx + 25
+      << "\" y=\"" << ly + 4 << "\">" << planners[pi] << "</text>\n";
   }
   s << "</svg>\n";
   return s.str();
@@ -200,15 +219,20 @@ std::vector<std::string> split(const std::string& s) {
 int main(int argc, char** argv) {
   CLI::App app{"Measured training-step overhead of rematerialisation across budgets and planners"};
   std::string out_dir = "remat_sweep", planners_s = "lethe,auto,dtr,treewidth,chain,sqrt",
-              models_s = "mlp,resnet18-w16,unet-w16,gpt-small", budgets_s = "1,0.5,0.35,0.25,0.15,min",
-              text = "/usr/share/common-licenses/GPL-3";
+              models_s = "mlp,resnet18-w16,unet-w16,gpt-small",
+              budgets_s = "1,0.5,0.35,0.25,0.15,min", text = "/usr/share/common-licenses/GPL-3";
   int steps = 10, threads = 0;
-  app.add_option("--out", out_dir, "folder for remat_sweep.csv and remat_sweep.svg")->capture_default_str();
-  app.add_option("--planners", planners_s, "comma-separated planners")->capture_default_str();
-  app.add_option("--models", models_s, "comma-separated models: mlp, resnet18-w16, unet-w16, gpt-small")->capture_default_str();
-  app.add_option("--budgets", budgets_s, "activation fractions, and 'min' for the smallest feasible budget")
+  app.add_option("--out", out_dir, "folder for remat_sweep.csv and remat_sweep.svg")
       ->capture_default_str();
-  app.add_option("--steps", steps, "steps per cell (the first four are not timed)")->capture_default_str();
+  app.add_option("--planners", planners_s, "comma-separated planners")->capture_default_str();
+  app.add_option("--models", models_s,
+                 "comma-separated models: mlp, resnet18-w16, unet-w16, gpt-small")
+      ->capture_default_str();
+  app.add_option("--budgets", budgets_s,
+                 "activation fractions, and 'min' for the smallest feasible budget")
+      ->capture_default_str();
+  app.add_option("--steps", steps, "steps per cell (the first four are not timed)")
+      ->capture_default_str();
   app.add_option("--text", text, "text for the GPT")->capture_default_str();
   app.add_option("--threads", threads, "CPU threads (0: default)")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
@@ -223,19 +247,25 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "error: cannot write %s/remat_sweep.csv\n", out_dir.c_str());
     return 1;
   }
-  std::fprintf(csv, "model,planner,budget,budget_bytes,no_remat_peak_bytes,measured_peak_bytes,step_ms,unlimited_ms,"
-                    "measured_ratio,predicted_ratio,recomputed,planning_s,losses_bitwise_equal,status\n");
+  std::fprintf(
+      csv,
+      "model,planner,budget,budget_bytes,no_remat_peak_bytes,measured_peak_bytes,step_ms,unlimited_"
+      "ms,"
+      "measured_ratio,predicted_ratio,recomputed,planning_s,losses_bitwise_equal,status\n");
   auto t_all = Clock::now();
   for (const Model& m : models(text)) {
     if (std::find(wanted.begin(), wanted.end(), m.name) == wanted.end()) continue;
     model_names.push_back(m.name);
     train(m.make, 2, "", "auto");  // warm-up: allocator caches, cost-model calibration, page faults
     Trained unl = train(m.make, steps, "", "auto");
-    std::printf("\n%s: unlimited %.1f ms/step, peak %.2f MiB (each cell below is timed against an unlimited run "
-                "made just before it)\n",
-                m.name.c_str(), timed_ms(unl.wall), unl.peak / 1048576.0);
-    std::printf("%-10s %-8s %10s %10s %10s %10s %9s %9s %6s %9s %s\n", "planner", "budget", "budget MiB", "peak MiB",
-                "ms/step", "unl. ms", "measured", "predicted", "remat", "plan s", "bitwise");
+    std::printf(
+        "\n%s: unlimited %.1f ms/step, peak %.2f MiB (each cell below is timed against an "
+        "unlimited run "
+        "made just before it)\n",
+        m.name.c_str(), timed_ms(unl.wall), unl.peak / 1048576.0);
+    std::printf("%-10s %-8s %10s %10s %10s %10s %9s %9s %6s %9s %s\n", "planner", "budget",
+                "budget MiB", "peak MiB", "ms/step", "unl. ms", "measured", "predicted", "remat",
+                "plan s", "bitwise");
     for (const std::string& planner : planners) {
       for (const std::string& b : budgets) {
         Cell c;
@@ -265,8 +295,9 @@ int main(int argc, char** argv) {
           c.step_ms = timed_ms(t.wall);
           c.predicted = t.last.predicted_overhead;
           c.planning_s = t.planning;
-          c.bitwise = t.losses.size() == unl.losses.size() &&
-                      std::memcmp(t.losses.data(), unl.losses.data(), t.losses.size() * sizeof(float)) == 0;
+          c.bitwise =
+              t.losses.size() == unl.losses.size() &&
+              std::memcmp(t.losses.data(), unl.losses.data(), t.losses.size() * sizeof(float)) == 0;
         } catch (const InfeasibleBudget& e) {
           c.status = "infeasible";
         } catch (const Error& e) {
@@ -276,15 +307,18 @@ int main(int argc, char** argv) {
         }
         cells.push_back(c);
         if (c.status == "ok")
-          std::printf("%-10s %-8s %10.2f %10.2f %10.1f %10.1f %8.3fx %8.3fx %6zu %9.2f %s\n", planner.c_str(), b.c_str(),
-                      c.budget / 1048576.0, c.peak / 1048576.0, c.step_ms, c.unlimited_ms, c.step_ms / c.unlimited_ms, c.predicted,
+          std::printf("%-10s %-8s %10.2f %10.2f %10.1f %10.1f %8.3fx %8.3fx %6zu %9.2f %s\n",
+                      planner.c_str(), b.c_str(), c.budget / 1048576.0, c.peak / 1048576.0,
+                      c.step_ms, c.unlimited_ms, c.step_ms / c.unlimited_ms, c.predicted,
                       c.recomputed, c.planning_s, c.bitwise ? "yes" : "NO");
         else
-          std::printf("%-10s %-8s %s\n", planner.c_str(), b.c_str(), c.status.substr(0, 100).c_str());
+          std::printf("%-10s %-8s %s\n", planner.c_str(), b.c_str(),
+                      c.status.substr(0, 100).c_str());
         std::fflush(stdout);
-        std::fprintf(csv, "%s,%s,%s,%zu,%zu,%zu,%.3f,%.3f,%.4f,%.4f,%zu,%.3f,%s,%s\n", c.model.c_str(),
-                     c.planner.c_str(), b.c_str(), c.budget, c.no_remat, c.peak, c.step_ms, c.unlimited_ms,
-                     c.status == "ok" ? c.step_ms / c.unlimited_ms : 0.0, c.predicted, c.recomputed, c.planning_s,
+        std::fprintf(csv, "%s,%s,%s,%zu,%zu,%zu,%.3f,%.3f,%.4f,%.4f,%zu,%.3f,%s,%s\n",
+                     c.model.c_str(), c.planner.c_str(), b.c_str(), c.budget, c.no_remat, c.peak,
+                     c.step_ms, c.unlimited_ms, c.status == "ok" ? c.step_ms / c.unlimited_ms : 0.0,
+                     c.predicted, c.recomputed, c.planning_s,
                      c.status == "ok" ? (c.bitwise ? "yes" : "no") : "", c.status.c_str());
         std::fflush(csv);
       }
@@ -292,7 +326,7 @@ int main(int argc, char** argv) {
   }
   std::fclose(csv);
   std::ofstream(out_dir + "/remat_sweep.svg") << svg_plot(cells, model_names, planners);
-  std::printf("\nwrote %s/remat_sweep.csv and %s/remat_sweep.svg (%.0f s)\n", out_dir.c_str(), out_dir.c_str(),
-              std::chrono::duration<double>(Clock::now() - t_all).count());
+  std::printf("\nwrote %s/remat_sweep.csv and %s/remat_sweep.svg (%.0f s)\n", out_dir.c_str(),
+              out_dir.c_str(), std::chrono::duration<double>(Clock::now() - t_all).count());
   return 0;
 }

@@ -1,6 +1,7 @@
 // sched_overhead: (1) overhead (plan cost / no-remat cost) of every planner at every budget on
 // every generator family, side by side (mean over seeds; "-" = infeasible for every seed);
-// (2) solve time of treewidth, chain, sqrt, dtr (and keep-all) on ~10,000-node graphs (target <= 1 s).
+// (2) solve time of treewidth, chain, sqrt, dtr (and keep-all) on ~10,000-node graphs (target <= 1
+// s).
 //
 //   sched_overhead [--n 60] [--seeds 5] [--csv out.csv]
 #include <chrono>
@@ -28,13 +29,16 @@ int main(int argc, char** argv) {
   FILE* out = csv ? std::fopen(csv, "w") : nullptr;
   if (out) std::fprintf(out, "family,planner,budget,mean_overhead,feasible,seeds\n");
   const std::vector<std::string> budgets = {"1", "0.75", "0.5", "0.35", "0.25", "0.15"};
-  std::printf("Overhead (cost / no-remat cost), mean over %d seeds, n=%d forward ops; '-' = infeasible\n", seeds, n);
+  std::printf(
+      "Overhead (cost / no-remat cost), mean over %d seeds, n=%d forward ops; '-' = infeasible\n",
+      seeds, n);
   for (const std::string& family : generator_families()) {
     std::printf("\n%-12s", family.c_str());
     for (const auto& b : budgets) std::printf(" %9s", b.c_str());
     std::printf("\n");
     std::vector<Problem> graphs;
-    for (int s = 0; s < seeds; ++s) graphs.push_back(generate(family, n, static_cast<uint64_t>(s) + 1));
+    for (int s = 0; s < seeds; ++s)
+      graphs.push_back(generate(family, n, static_cast<uint64_t>(s) + 1));
     for (const PlannerEntry& e : planners()) {
       if (!e.fn) continue;
       if (e.name == "checkmate" && graphs[0].size() > 150) continue;
@@ -55,16 +59,19 @@ int main(int argc, char** argv) {
         } else {
           std::printf(" %9s", "-");
         }
-        if (out) std::fprintf(out, "%s,%s,%s,%.6f,%d,%d\n", family.c_str(), e.name.c_str(), b.c_str(), ok ? sum / ok : 0.0, ok, seeds);
+        if (out)
+          std::fprintf(out, "%s,%s,%s,%.6f,%d,%d\n", family.c_str(), e.name.c_str(), b.c_str(),
+                       ok ? sum / ok : 0.0, ok, seeds);
       }
       std::printf("\n");
     }
   }
   std::printf("\n(* = feasible for only some seeds; mean over those)\n");
 
-  std::printf("\nSolve time on ~10,000-node graphs (target <= 1 s), budget 0.5 / 0.25 of activations\n");
-  std::printf("%-12s %7s %-10s %11s %11s %9s %9s\n", "family", "nodes", "planner", "t(0.5) s", "t(0.25) s", "ovh 0.5",
-              "ovh 0.25");
+  std::printf(
+      "\nSolve time on ~10,000-node graphs (target <= 1 s), budget 0.5 / 0.25 of activations\n");
+  std::printf("%-12s %7s %-10s %11s %11s %9s %9s\n", "family", "nodes", "planner", "t(0.5) s",
+              "t(0.25) s", "ovh 0.5", "ovh 0.25");
   const struct {
     const char* family;
     int n;

@@ -53,15 +53,16 @@ int main(int argc, char** argv) {
           if (!s.valid || s.peak_bytes > bytes) {
             ++c.invalid;
             ++invalid;
-            std::fprintf(stderr, "INVALID %s seed %llu n %d planner %s budget %s: %s\n", family.c_str(),
-                         static_cast<unsigned long long>(seed), n, e.name.c_str(), b, s.message.c_str());
+            std::fprintf(stderr, "INVALID %s seed %llu n %d planner %s budget %s: %s\n",
+                         family.c_str(), static_cast<unsigned long long>(seed), n, e.name.c_str(),
+                         b, s.message.c_str());
           }
         } catch (const Error& err) {  // plan() found an invalid plan
           ++c.plans;
           ++c.invalid;
           ++invalid;
-          std::fprintf(stderr, "INVALID %s seed %llu: %s\n", family.c_str(), static_cast<unsigned long long>(seed),
-                       err.what());
+          std::fprintf(stderr, "INVALID %s seed %llu: %s\n", family.c_str(),
+                       static_cast<unsigned long long>(seed), err.what());
         }
       }
     }
@@ -73,9 +74,11 @@ int main(int argc, char** argv) {
   FILE* out = csv ? std::fopen(csv, "w") : nullptr;
   if (out) std::fprintf(out, "family,planner,plans,infeasible,invalid\n");
   for (const auto& [key, c] : table) {
-    std::printf("%-12s %-10s %10ld %11ld %8ld\n", key.first.c_str(), key.second.c_str(), c.plans, c.infeasible,
-                c.invalid);
-    if (out) std::fprintf(out, "%s,%s,%ld,%ld,%ld\n", key.first.c_str(), key.second.c_str(), c.plans, c.infeasible, c.invalid);
+    std::printf("%-12s %-10s %10ld %11ld %8ld\n", key.first.c_str(), key.second.c_str(), c.plans,
+                c.infeasible, c.invalid);
+    if (out)
+      std::fprintf(out, "%s,%s,%ld,%ld,%ld\n", key.first.c_str(), key.second.c_str(), c.plans,
+                   c.infeasible, c.invalid);
   }
   if (out) std::fclose(out);
   std::printf("invalid plans: %ld\n", invalid);

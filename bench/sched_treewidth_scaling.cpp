@@ -57,9 +57,10 @@ int main(int argc, char** argv) {
     int width;
   };
   const std::vector<Family> families = {{"chain", 1}, {"grid", 2}, {"grid", 4}};
-  std::printf("smallest feasible budget above the floor, in largest activations (search time in s)\n");
-  std::printf("%-8s %6s %7s %4s | %16s %8s | %16s | %16s\n", "family", "n", "nodes", "k", "treewidth",
-              "/klog2n", "sqrt", "chain");
+  std::printf(
+      "smallest feasible budget above the floor, in largest activations (search time in s)\n");
+  std::printf("%-8s %6s %7s %4s | %16s %8s | %16s | %16s\n", "family", "n", "nodes", "k",
+              "treewidth", "/klog2n", "sqrt", "chain");
   for (const Family& f : families) {
     bool others = true;  // stop the slower searches once one takes too long
     for (int n : sizes) {
@@ -80,18 +81,22 @@ int main(int argc, char** argv) {
         static char buf[4][64];
         static int i = 0;
         char* b = buf[i++ % 4];
-        if (v == -2) std::snprintf(b, 64, "skipped");
-        else if (v < 0) std::snprintf(b, 64, "none (%.2f)", s);
-        else std::snprintf(b, 64, "%7.1f (%6.2f)", v, s);
+        if (v == -2)
+          std::snprintf(b, 64, "skipped");
+        else if (v < 0)
+          std::snprintf(b, 64, "none (%.2f)", s);
+        else
+          std::snprintf(b, 64, "%7.1f (%6.2f)", v, s);
         return b;
       };
       std::printf("%-8s %6d %7d %4d | %16s %8.2f | %16s | %16s\n",
-                  (f.name + (f.name == "grid" ? std::to_string(f.width) : "")).c_str(), n, p.size(), k,
-                  cell(tw, ts), tw / klogn, cell(sq, ss), cell(ch, cs));
+                  (f.name + (f.name == "grid" ? std::to_string(f.width) : "")).c_str(), n, p.size(),
+                  k, cell(tw, ts), tw / klogn, cell(sq, ss), cell(ch, cs));
       std::fflush(stdout);
     }
   }
-  // Solve time of one treewidth plan on 10,000-node training graphs, at the no-remat peak and half-way.
+  // Solve time of one treewidth plan on 10,000-node training graphs, at the no-remat peak and
+  // half-way.
   std::printf("\ntreewidth solve time, ~10,000-node graphs\n");
   for (const std::string& fam : generator_families()) {
     if (max_n < 10000) break;
@@ -107,9 +112,11 @@ int main(int argc, char** argv) {
       const auto t0 = std::chrono::steady_clock::now();
       try {
         PlanResult r = plan(p, b, "treewidth");
-        std::printf("%-12s %6d nodes  width %3d  budget %12lld  %7.3f s  cost %.4g (no-remat %.4g)  %zu steps\n",
-                    fam.c_str(), p.size(), r.info.treewidth, static_cast<long long>(b), seconds_since(t0),
-                    r.plan.predicted_cost, no_remat_cost(p), r.plan.steps.size());
+        std::printf(
+            "%-12s %6d nodes  width %3d  budget %12lld  %7.3f s  cost %.4g (no-remat %.4g)  %zu "
+            "steps\n",
+            fam.c_str(), p.size(), r.info.treewidth, static_cast<long long>(b), seconds_since(t0),
+            r.plan.predicted_cost, no_remat_cost(p), r.plan.steps.size());
       } catch (const std::exception& e) {
         std::printf("%-12s %6d nodes  budget %12lld  %7.3f s  %s\n", fam.c_str(), p.size(),
                     static_cast<long long>(b), seconds_since(t0), e.what());

@@ -1,6 +1,6 @@
-// Time of one training step (zero_grad, forward, loss, backward, SGD momentum step, read the loss) of
-// three models, Lethe against PyTorch on the CPU with the same thread count, measured in one run.
-// PyTorch's side is bench/step_torch.py, run through Debian's /usr/bin/python3.
+// Time of one training step (zero_grad, forward, loss, backward, SGD momentum step, read the loss)
+// of three models, Lethe against PyTorch on the CPU with the same thread count, measured in one
+// run. PyTorch's side is bench/step_torch.py, run through Debian's /usr/bin/python3.
 //
 //   build/bench/step                    # all threads OpenMP would use, 10 timed steps per model
 //   build/bench/step --threads 2 --iters 5 --only mlp,cnn --csv step.csv
@@ -39,22 +39,24 @@ struct Case {
 std::vector<Case> make_cases() {
   std::vector<Case> cs;
   cs.push_back({"mlp", "MLP 784-1024-1024-10, batch 256",
-                std::make_shared<nn::Sequential>(std::make_shared<nn::Linear>(784, 1024), std::make_shared<nn::ReLU>(),
-                                                 std::make_shared<nn::Linear>(1024, 1024), std::make_shared<nn::ReLU>(),
-                                                 std::make_shared<nn::Linear>(1024, 10)),
+                std::make_shared<nn::Sequential>(
+                    std::make_shared<nn::Linear>(784, 1024), std::make_shared<nn::ReLU>(),
+                    std::make_shared<nn::Linear>(1024, 1024), std::make_shared<nn::ReLU>(),
+                    std::make_shared<nn::Linear>(1024, 10)),
                 randn({256, 784}), from_vector<int64_t>(std::vector<int64_t>(256, 3)), true});
   cs.push_back({"cnn", "CNN 2x(conv3x3+relu+pool), batch 64, 3x32x32",
                 std::make_shared<nn::Sequential>(
-                    std::make_shared<nn::Conv2d>(nn::Conv2dOptions(3, 32, 3).padding(1)), std::make_shared<nn::ReLU>(),
-                    std::make_shared<nn::MaxPool2d>(2),
-                    std::make_shared<nn::Conv2d>(nn::Conv2dOptions(32, 64, 3).padding(1)), std::make_shared<nn::ReLU>(),
-                    std::make_shared<nn::MaxPool2d>(2), std::make_shared<nn::Flatten>(),
-                    std::make_shared<nn::Linear>(64 * 8 * 8, 10)),
+                    std::make_shared<nn::Conv2d>(nn::Conv2dOptions(3, 32, 3).padding(1)),
+                    std::make_shared<nn::ReLU>(), std::make_shared<nn::MaxPool2d>(2),
+                    std::make_shared<nn::Conv2d>(nn::Conv2dOptions(32, 64, 3).padding(1)),
+                    std::make_shared<nn::ReLU>(), std::make_shared<nn::MaxPool2d>(2),
+                    std::make_shared<nn::Flatten>(), std::make_shared<nn::Linear>(64 * 8 * 8, 10)),
                 randn({64, 3, 32, 32}), from_vector<int64_t>(std::vector<int64_t>(64, 7)), true});
   auto tr = std::make_shared<nn::Sequential>();
-  for (int i = 0; i < 4; ++i) tr->push_back(std::make_shared<nn::TransformerBlock>(nn::TransformerBlockOptions(256, 4)));
-  cs.push_back({"transformer", "Transformer 4 blocks, d 256, 4 heads, seq 128, batch 16", tr, randn({16, 128, 256}),
-                randn({16, 128, 256}), false});
+  for (int i = 0; i < 4; ++i)
+    tr->push_back(std::make_shared<nn::TransformerBlock>(nn::TransformerBlockOptions(256, 4)));
+  cs.push_back({"transformer", "Transformer 4 blocks, d 256, 4 heads, seq 128, batch 16", tr,
+                randn({16, 128, 256}), randn({16, 128, 256}), false});
   return cs;
 }
 
@@ -81,12 +83,12 @@ double time_lethe(Case& c, int warmup, int iters) {
 }
 
 // {"model": "mlp", "ms": 12.3} lines from the PyTorch script.
-std::map<std::string, double> time_torch(int threads, int warmup, int iters, const std::string& only,
-                                         std::string& error) {
+std::map<std::string, double> time_torch(int threads, int warmup, int iters,
+                                         const std::string& only, std::string& error) {
   std::map<std::string, double> out;
-  std::string cmd = "/usr/bin/python3 " LETHE_BENCH_DIR "/step_torch.py --threads " + std::to_string(threads) +
-                    " --iters " + std::to_string(iters) + " --warmup " + std::to_string(warmup) +
-                    (only.empty() ? "" : " --only " + only) + " 2>&1";
+  std::string cmd = "/usr/bin/python3 " LETHE_BENCH_DIR "/step_torch.py --threads " +
+                    std::to_string(threads) + " --iters " + std::to_string(iters) + " --warmup " +
+                    std::to_string(warmup) + (only.empty() ? "" : " --only " + only) + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) {
     error = "cannot run " + cmd;
@@ -115,7 +117,8 @@ int main(int argc, char** argv) {
   std::string only, csv;
   bool no_torch = false;
   app.add_option("--threads", threads, "threads for both (0: OpenMP's default)");
-  app.add_option("--iters", iters, "timed steps per model (median reported)")->capture_default_str();
+  app.add_option("--iters", iters, "timed steps per model (median reported)")
+      ->capture_default_str();
   app.add_option("--warmup", warmup, "untimed steps first")->capture_default_str();
   app.add_option("--only", only, "comma-separated subset of mlp,cnn,transformer");
   app.add_option("--csv", csv, "also write the table as CSV");
@@ -130,8 +133,10 @@ int main(int argc, char** argv) {
 
   Session session({.seed = 0, .num_threads = threads});
   auto cases = make_cases();
-  std::printf("one training step (SGD momentum), CPU, %d threads, median of %d steps\n\n", threads, iters);
-  std::printf("%-12s %-55s %12s %12s %14s\n", "model", "", "Lethe ms", "PyTorch ms", "Lethe/PyTorch");
+  std::printf("one training step (SGD momentum), CPU, %d threads, median of %d steps\n\n", threads,
+              iters);
+  std::printf("%-12s %-55s %12s %12s %14s\n", "model", "", "Lethe ms", "PyTorch ms",
+              "Lethe/PyTorch");
   std::ofstream csv_out;
   if (!csv.empty()) {
     csv_out.open(csv);
@@ -154,13 +159,15 @@ int main(int argc, char** argv) {
     if (it == torch_ms.end()) {
       std::printf("%-12s %-55s %12.2f %12s %14s\n", c.name.c_str(), c.what.c_str(), ms, "-", "-");
     } else {
-      std::printf("%-12s %-55s %12.2f %12.2f %14.2f\n", c.name.c_str(), c.what.c_str(), ms, it->second,
-                  ms / it->second);
+      std::printf("%-12s %-55s %12.2f %12.2f %14.2f\n", c.name.c_str(), c.what.c_str(), ms,
+                  it->second, ms / it->second);
     }
     if (csv_out) {
       csv_out << c.name << "," << threads << "," << ms << ",";
-      if (it != torch_ms.end()) csv_out << it->second << "," << ms / it->second;
-      else csv_out << ",";
+      if (it != torch_ms.end())
+        csv_out << it->second << "," << ms / it->second;
+      else
+        csv_out << ",";
       csv_out << "\n";
     }
   }

@@ -39,14 +39,17 @@ DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, const DataLoaderO
   LETHE_CHECK(o.batch_size() > 0, "DataLoader: batch_size must be positive, got ", o.batch_size());
   LETHE_CHECK(o.num_workers() >= 0, "DataLoader: num_workers must be >= 0, got ", o.num_workers());
   for (const auto& t : o.transforms()) LETHE_CHECK(t != nullptr, "DataLoader: a transform is null");
-  LETHE_CHECK(!(o.sampler() && o.shuffle()), "DataLoader: sampler and shuffle are mutually exclusive (the sampler "
+  LETHE_CHECK(!(o.sampler() && o.shuffle()),
+              "DataLoader: sampler and shuffle are mutually exclusive (the sampler "
               "shuffles: DistributedSamplerOptions::shuffle)");
-  LETHE_CHECK((o.transforms().empty() && o.num_workers() == 0) || dataset_->has_host_batches(),
-              "DataLoader: transforms and num_workers need a dataset that gives host batches "
-              "(Dataset::has_host_batches and get_host_batch, as TensorDataset and FashionMNIST do)");
+  LETHE_CHECK(
+      (o.transforms().empty() && o.num_workers() == 0) || dataset_->has_host_batches(),
+      "DataLoader: transforms and num_workers need a dataset that gives host batches "
+      "(Dataset::has_host_batches and get_host_batch, as TensorDataset and FashionMNIST do)");
 }
 
-HostBatch DataLoader::host_batch(const std::vector<int64_t>& order, int64_t epoch, int64_t index) const {
+HostBatch DataLoader::host_batch(const std::vector<int64_t>& order, int64_t epoch,
+                                 int64_t index) const {
   const int64_t b = options_.batch_size();
   const int64_t lo = index * b;
   const int64_t hi = std::min<int64_t>(lo + b, static_cast<int64_t>(order.size()));
@@ -62,15 +65,16 @@ HostBatch DataLoader::host_batch(const std::vector<int64_t>& order, int64_t epoc
   std::vector<float> out;
   Shape out_shape;
   for (int64_t k = 0; k < n; ++k) {
-    Sample s{std::vector<float>(hb.data.begin() + k * per, hb.data.begin() + (k + 1) * per), sample_shape};
+    Sample s{std::vector<float>(hb.data.begin() + k * per, hb.data.begin() + (k + 1) * per),
+             sample_shape};
     SampleRng rng(options_.seed(), epoch, idx[static_cast<size_t>(k)]);
     for (const auto& t : options_.transforms()) t->apply(s, rng);
     if (k == 0) {
       out_shape = s.shape;
       out.reserve(static_cast<size_t>(n * s.shape.numel()));
     }
-    LETHE_CHECK(s.shape == out_shape, "DataLoader: the transforms gave samples of shapes ", out_shape, " and ",
-                s.shape, " in one batch");
+    LETHE_CHECK(s.shape == out_shape, "DataLoader: the transforms gave samples of shapes ",
+                out_shape, " and ", s.shape, " in one batch");
     out.insert(out.end(), s.data.begin(), s.data.end());
   }
   std::vector<int64_t> bd{n};
@@ -81,7 +85,8 @@ HostBatch DataLoader::host_batch(const std::vector<int64_t>& order, int64_t epoc
 }
 
 int64_t DataLoader::size() const {
-  const int64_t n = options_.sampler() ? options_.sampler()->size() : dataset_->size(), b = options_.batch_size();
+  const int64_t n = options_.sampler() ? options_.sampler()->size() : dataset_->size(),
+                b = options_.batch_size();
   return options_.drop_last() ? n / b : (n + b - 1) / b;
 }
 
@@ -108,8 +113,9 @@ DataLoader::Iterator DataLoader::begin() {
 }
 
 DataLoader::Iterator DataLoader::begin_at(int64_t epoch, int64_t index) {
-  LETHE_CHECK(epoch >= 0 && index >= 0 && index <= size(), "DataLoader::begin_at: epoch ", epoch, ", batch ", index,
-              " is not a position of a loader of ", size(), " batches per epoch");
+  LETHE_CHECK(epoch >= 0 && index >= 0 && index <= size(), "DataLoader::begin_at: epoch ", epoch,
+              ", batch ", index, " is not a position of a loader of ", size(),
+              " batches per epoch");
   auto ord = std::make_shared<const std::vector<int64_t>>(order(epoch));
   epoch_ = epoch + 1;
   return Iterator(this, std::move(ord), epoch, index);
@@ -121,8 +127,9 @@ DataLoader::Iterator DataLoader::end() const {
   return it;
 }
 
-DataLoader::Iterator::Iterator(const DataLoader* l, std::shared_ptr<const std::vector<int64_t>> order,
-                               int64_t epoch, int64_t index)
+DataLoader::Iterator::Iterator(const DataLoader* l,
+                               std::shared_ptr<const std::vector<int64_t>> order, int64_t epoch,
+                               int64_t index)
     : loader_(l), order_(std::move(order)), epoch_(epoch), index_(index) {
   if (l->options_.num_workers() > 0) ahead_ = std::make_shared<Ahead>();
   load();

@@ -1,6 +1,6 @@
-// Batches of a dataset in a seeded order, iterated by range-for. The permutation of an epoch depends
-// only on (seed, epoch): a std::mt19937_64 seeded explicitly from both, and an
-// explicit Fisher-Yates shuffle — so two runs with one seed see the same batches on any platform.
+// Batches of a dataset in a seeded order, iterated by range-for. The permutation of an epoch
+// depends only on (seed, epoch): a std::mt19937_64 seeded explicitly from both, and an explicit
+// Fisher-Yates shuffle — so two runs with one seed see the same batches on any platform.
 //
 //   lethe::data::DataLoader loader(std::make_shared<lethe::data::FashionMNIST>(dir, true),
 //       lethe::data::DataLoaderOptions().batch_size(64).shuffle(true).drop_last(true).seed(42));
@@ -58,13 +58,15 @@ class DataLoader {
 
    private:
     friend class DataLoader;
-    // Batches being gathered by worker threads, by index, in order (shared by copies of an iterator).
+    // Batches being gathered by worker threads, by index, in order (shared by copies of an
+    // iterator).
     struct Ahead {
       std::deque<std::pair<int64_t, std::future<HostBatch>>> pending;
       int64_t next = 0;  // the next batch to hand to a worker
-      ~Ahead();  // waits for the workers: they read the loader and the order
+      ~Ahead();          // waits for the workers: they read the loader and the order
     };
-    Iterator(const DataLoader* l, std::shared_ptr<const std::vector<int64_t>> order, int64_t epoch, int64_t index);
+    Iterator(const DataLoader* l, std::shared_ptr<const std::vector<int64_t>> order, int64_t epoch,
+             int64_t index);
     void load();
     void fill_ahead();
     const DataLoader* loader_ = nullptr;
@@ -90,8 +92,8 @@ class DataLoader {
   const DataLoaderOptions& options() const { return options_; }
   // The sample order of an epoch (identity without shuffle).
   std::vector<int64_t> order(int64_t epoch) const;
-  // Batch `index` of epoch `epoch` (order `order`) as host arrays, transforms applied: what a worker
-  // thread computes.
+  // Batch `index` of epoch `epoch` (order `order`) as host arrays, transforms applied: what a
+  // worker thread computes.
   HostBatch host_batch(const std::vector<int64_t>& order, int64_t epoch, int64_t index) const;
 
  private:

@@ -29,9 +29,10 @@ std::string find_file(const std::string& dir, const std::string& name) {
   std::error_code ec;
   if (fs::is_regular_file(gz, ec)) return gz.string();
   if (fs::is_regular_file(raw, ec)) return raw.string();
-  throw Error("FashionMNIST: neither '" + gz.string() + "' nor '" + raw.string() +
-              "' exists; install the dataset (apt-get install dataset-fashion-mnist) or pass --data DIR "
-              "pointing at a folder holding the IDX files");
+  throw Error(
+      "FashionMNIST: neither '" + gz.string() + "' nor '" + raw.string() +
+      "' exists; install the dataset (apt-get install dataset-fashion-mnist) or pass --data DIR "
+      "pointing at a folder holding the IDX files");
 }
 
 }  // namespace
@@ -41,11 +42,13 @@ Batch to_batch(const HostBatch& b) {
 }
 
 HostBatch Dataset::get_host_batch(const std::vector<int64_t>& /*indices*/) const {
-  throw Error("this dataset gives no host batches (Dataset::get_host_batch), which the DataLoader's "
-              "transforms and worker threads need; override has_host_batches() and get_host_batch()");
+  throw Error(
+      "this dataset gives no host batches (Dataset::get_host_batch), which the DataLoader's "
+      "transforms and worker threads need; override has_host_batches() and get_host_batch()");
 }
 
-TensorDataset::TensorDataset(std::vector<float> data, Shape sample_shape, std::vector<int64_t> targets)
+TensorDataset::TensorDataset(std::vector<float> data, Shape sample_shape,
+                             std::vector<int64_t> targets)
     : data_(std::move(data)), sample_shape_(std::move(sample_shape)), targets_(std::move(targets)) {
   LETHE_CHECK(static_cast<int64_t>(data_.size()) == sample_shape_.numel() * size(),
               "TensorDataset: ", targets_.size(), " targets of samples ", sample_shape_, " need ",
@@ -59,7 +62,8 @@ HostBatch TensorDataset::get_host_batch(const std::vector<int64_t>& indices) con
   hb.data.resize(indices.size() * static_cast<size_t>(per));
   hb.target.resize(indices.size());
   for (size_t b = 0; b < indices.size(); ++b) {
-    std::copy_n(data_.begin() + indices[b] * per, per, hb.data.begin() + static_cast<int64_t>(b) * per);
+    std::copy_n(data_.begin() + indices[b] * per, per,
+                hb.data.begin() + static_cast<int64_t>(b) * per);
     hb.target[b] = targets_[static_cast<size_t>(indices[b])];
   }
   const auto n = static_cast<int64_t>(indices.size());
@@ -68,7 +72,9 @@ HostBatch TensorDataset::get_host_batch(const std::vector<int64_t>& indices) con
   return hb;
 }
 
-Batch TensorDataset::get_batch(const std::vector<int64_t>& indices) const { return to_batch(get_host_batch(indices)); }
+Batch TensorDataset::get_batch(const std::vector<int64_t>& indices) const {
+  return to_batch(get_host_batch(indices));
+}
 
 FashionMNIST::FashionMNIST(const std::string& dir, bool train) {
   const std::string prefix = train ? "train" : "t10k";
@@ -82,7 +88,8 @@ FashionMNIST::FashionMNIST(const std::string& dir, bool train) {
               "' holds ", images.dims[0], " images but '", lpath, "' ",
               labels.dims.empty() ? 0 : labels.dims[0], " labels");
   for (uint8_t l : labels.data)
-    LETHE_CHECK(l < kClasses, "FashionMNIST: '", lpath, "' holds label ", int(l), ", expected 0..9");
+    LETHE_CHECK(l < kClasses, "FashionMNIST: '", lpath, "' holds label ", int(l),
+                ", expected 0..9");
   n_ = images.dims[0];
   rows_ = images.dims[1];
   cols_ = images.dims[2];
@@ -108,11 +115,14 @@ HostBatch FashionMNIST::get_host_batch(const std::vector<int64_t>& indices) cons
   return hb;
 }
 
-Batch FashionMNIST::get_batch(const std::vector<int64_t>& indices) const { return to_batch(get_host_batch(indices)); }
+Batch FashionMNIST::get_batch(const std::vector<int64_t>& indices) const {
+  return to_batch(get_host_batch(indices));
+}
 
 const std::vector<std::string>& FashionMNIST::classes() {
-  static const std::vector<std::string> names{"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                                              "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+  static const std::vector<std::string> names{"T-shirt/top", "Trouser",   "Pullover", "Dress",
+                                              "Coat",        "Sandal",    "Shirt",    "Sneaker",
+                                              "Bag",         "Ankle boot"};
   return names;
 }
 

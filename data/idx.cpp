@@ -25,7 +25,8 @@ std::string hex(uint32_t v) {
   return buf;
 }
 
-// Reads up to n bytes; returns how many were read (fewer at end of data). Throws on a corrupt stream.
+// Reads up to n bytes; returns how many were read (fewer at end of data). Throws on a corrupt
+// stream.
 size_t read_some(gzFile f, void* dst, size_t n, const std::string& path) {
   size_t got = 0;
   auto* p = static_cast<unsigned char*>(dst);
@@ -56,15 +57,16 @@ IdxFile read_idx(const std::string& path, uint32_t expected_magic) {
   LETHE_CHECK(f != nullptr, "read_idx: cannot open '", path, "'");
   unsigned char header[4];
   size_t got = read_some(f.get(), header, 4, path);
-  LETHE_CHECK(got == 4, "read_idx: '", path, "' is truncated: expected a 4-byte header, found ", got,
-              " bytes");
+  LETHE_CHECK(got == 4, "read_idx: '", path, "' is truncated: expected a 4-byte header, found ",
+              got, " bytes");
   const uint32_t magic = (uint32_t(header[0]) << 24) | (uint32_t(header[1]) << 16) |
                          (uint32_t(header[2]) << 8) | header[3];
   if (expected_magic != 0)
     LETHE_CHECK(magic == expected_magic, "read_idx: '", path, "' has magic number ", hex(magic),
                 ", expected ", hex(expected_magic),
-                expected_magic == kIdxImagesMagic ? " (IDX images)"
-                : expected_magic == kIdxLabelsMagic ? " (IDX labels)" : "");
+                expected_magic == kIdxImagesMagic   ? " (IDX images)"
+                : expected_magic == kIdxLabelsMagic ? " (IDX labels)"
+                                                    : "");
   LETHE_CHECK(header[0] == 0 && header[1] == 0, "read_idx: '", path,
               "' is not an IDX file (magic number ", hex(magic), ", expected 0x000008NN)");
   IdxFile out;
@@ -75,20 +77,21 @@ IdxFile read_idx(const std::string& path, uint32_t expected_magic) {
   LETHE_CHECK(ndim >= 1 && ndim <= 8, "read_idx: '", path, "' declares ", ndim, " dimensions");
   std::vector<unsigned char> dims_raw(static_cast<size_t>(4 * ndim));
   got = read_some(f.get(), dims_raw.data(), dims_raw.size(), path);
-  LETHE_CHECK(got == dims_raw.size(), "read_idx: '", path, "' is truncated: expected ", dims_raw.size(),
-              " bytes of dimensions, found ", got);
+  LETHE_CHECK(got == dims_raw.size(), "read_idx: '", path, "' is truncated: expected ",
+              dims_raw.size(), " bytes of dimensions, found ", got);
   int64_t total = 1;
   for (int d = 0; d < ndim; ++d) {
     const unsigned char* b = &dims_raw[static_cast<size_t>(4 * d)];
-    int64_t v = (int64_t(b[0]) << 24) | (int64_t(b[1]) << 16) | (int64_t(b[2]) << 8) | int64_t(b[3]);
+    int64_t v =
+        (int64_t(b[0]) << 24) | (int64_t(b[1]) << 16) | (int64_t(b[2]) << 8) | int64_t(b[3]);
     out.dims.push_back(v);
     total *= v;
     LETHE_CHECK(total <= (int64_t(1) << 40), "read_idx: '", path, "' declares an implausible size");
   }
   out.data.resize(static_cast<size_t>(total));
   got = read_some(f.get(), out.data.data(), out.data.size(), path);
-  LETHE_CHECK(got == out.data.size(), "read_idx: '", path, "' is truncated: expected ", out.data.size(),
-              " bytes of data, found ", got);
+  LETHE_CHECK(got == out.data.size(), "read_idx: '", path, "' is truncated: expected ",
+              out.data.size(), " bytes of data, found ", got);
   return out;
 }
 
@@ -98,7 +101,8 @@ Tensor read_idx_images(const std::string& path, bool channel_dim) {
               " dimensions, expected 3 (N, rows, cols)");
   std::vector<float> v(f.data.size());
   for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(f.data[i]) / 255.0f;
-  Shape s = channel_dim ? Shape{f.dims[0], 1, f.dims[1], f.dims[2]} : Shape{f.dims[0], f.dims[1], f.dims[2]};
+  Shape s = channel_dim ? Shape{f.dims[0], 1, f.dims[1], f.dims[2]}
+                        : Shape{f.dims[0], f.dims[1], f.dims[2]};
   return from_vector<float>(v, s);
 }
 
@@ -125,8 +129,8 @@ void write_idx(const std::string& path, uint32_t magic, const std::vector<int64_
   }
   std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(path.c_str(), "wb"), &std::fclose);
   LETHE_CHECK(f != nullptr, "write_idx: cannot create '", path, "'");
-  LETHE_CHECK(std::fwrite(bytes.data(), 1, bytes.size(), f.get()) == bytes.size(), "write_idx: cannot write '",
-              path, "'");
+  LETHE_CHECK(std::fwrite(bytes.data(), 1, bytes.size(), f.get()) == bytes.size(),
+              "write_idx: cannot write '", path, "'");
 }
 
 }  // namespace lethe::data

@@ -1,6 +1,7 @@
 // IDX files (the MNIST family's format), raw or gzip-compressed (detected from the content).
 //
-//   auto images = lethe::data::read_idx_images("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz");
+//   auto images =
+//   lethe::data::read_idx_images("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz");
 //   // f32 [10000, 1, 28, 28] in [0, 1]
 //   auto labels = lethe::data::read_idx_labels(".../t10k-labels-idx1-ubyte.gz");   // i64 [10000]
 //
@@ -29,7 +30,8 @@ struct IdxFile {
 // is an error that names both.
 IdxFile read_idx(const std::string& path, uint32_t expected_magic = 0);
 
-// Images as f32 in [0, 1] (bytes / 255): [N, 1, rows, cols] with `channel_dim`, else [N, rows, cols].
+// Images as f32 in [0, 1] (bytes / 255): [N, 1, rows, cols] with `channel_dim`, else [N, rows,
+// cols].
 Tensor read_idx_images(const std::string& path, bool channel_dim = true);
 // Labels as i64 [N].
 Tensor read_idx_labels(const std::string& path);

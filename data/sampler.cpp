@@ -10,8 +10,10 @@ DistributedSampler::DistributedSampler(int64_t dataset_size, const DistributedSa
       replicas_(o.num_replicas() > 0 ? o.num_replicas() : dist::world_size()),
       rank_(o.rank() >= 0 ? o.rank() : dist::rank()),
       o_(o) {
-  LETHE_CHECK(dataset_size >= 0, "DistributedSampler: the dataset size must be >= 0, got ", dataset_size);
-  LETHE_CHECK(o.num_replicas() >= 0, "DistributedSampler: num_replicas must be positive (0: the world size), got ",
+  LETHE_CHECK(dataset_size >= 0, "DistributedSampler: the dataset size must be >= 0, got ",
+              dataset_size);
+  LETHE_CHECK(o.num_replicas() >= 0,
+              "DistributedSampler: num_replicas must be positive (0: the world size), got ",
               o.num_replicas());
   LETHE_CHECK(rank_ < replicas_ && o.rank() >= -1, "DistributedSampler: rank ", o.rank(),
               " is not in [0, ", replicas_, ")");
@@ -30,7 +32,8 @@ std::vector<int64_t> DistributedSampler::indices(int64_t epoch) const {
   }
   const int64_t total = per_rank_ * replicas_;
   // Padding repeats the order's start (as often as needed); drop_last cuts its tail.
-  for (int64_t i = 0; static_cast<int64_t>(all.size()) < total; ++i) all.push_back(all[static_cast<size_t>(i)]);
+  for (int64_t i = 0; static_cast<int64_t>(all.size()) < total; ++i)
+    all.push_back(all[static_cast<size_t>(i)]);
   all.resize(static_cast<size_t>(total));
   std::vector<int64_t> mine;
   mine.reserve(static_cast<size_t>(per_rank_));

@@ -1,11 +1,14 @@
-// Each rank's share of a dataset for data-parallel training, as torch.utils.data.DistributedSampler:
-// the epoch's order (shuffled from (seed, epoch), the same on every rank) padded by repeating its
-// start to a multiple of the number of ranks (or cut to one with drop_last), then every
-// num_replicas-th sample from position rank on. Equal shares, disjoint up to the padding.
+// Each rank's share of a dataset for data-parallel training, as
+// torch.utils.data.DistributedSampler: the epoch's order (shuffled from (seed, epoch), the same on
+// every rank) padded by repeating its start to a multiple of the number of ranks (or cut to one
+// with drop_last), then every num_replicas-th sample from position rank on. Equal shares, disjoint
+// up to the padding.
 //
 //   auto sampler = std::make_shared<lethe::data::DistributedSampler>(
-//       dataset->size(), lethe::data::DistributedSamplerOptions().seed(1));  // dist::rank() of dist::world_size()
-//   lethe::data::DataLoader loader(dataset, lethe::data::DataLoaderOptions().batch_size(32).sampler(sampler));
+//       dataset->size(), lethe::data::DistributedSamplerOptions().seed(1));  // dist::rank() of
+//       dist::world_size()
+//   lethe::data::DataLoader loader(dataset,
+//   lethe::data::DataLoaderOptions().batch_size(32).sampler(sampler));
 #pragma once
 
 #include <cstdint>

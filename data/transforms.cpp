@@ -30,7 +30,9 @@ uint64_t SampleRng::next() {
   return z ^ (z >> 31);
 }
 
-double SampleRng::uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
+double SampleRng::uniform() {
+  return static_cast<double>(next() >> 11) * 0x1.0p-53;
+}
 
 int64_t SampleRng::below(int64_t n) {
   LETHE_ASSERT(n >= 1);
@@ -48,17 +50,23 @@ int64_t SampleRng::below(int64_t n) {
   return static_cast<int64_t>(m >> 64);
 }
 
-Normalize::Normalize(std::vector<float> mean, std::vector<float> std) : mean_(std::move(mean)), std_(std::move(std)) {
-  LETHE_CHECK(!mean_.empty() && mean_.size() == std_.size(), "Normalize: expected as many means as stds (at least one), got ",
-              mean_.size(), " and ", std_.size());
-  for (float s : std_) LETHE_CHECK(s != 0 && std::isfinite(s), "Normalize: every std must be finite and non-zero, got ", s);
+Normalize::Normalize(std::vector<float> mean, std::vector<float> std)
+    : mean_(std::move(mean)), std_(std::move(std)) {
+  LETHE_CHECK(!mean_.empty() && mean_.size() == std_.size(),
+              "Normalize: expected as many means as stds (at least one), got ", mean_.size(),
+              " and ", std_.size());
+  for (float s : std_)
+    LETHE_CHECK(s != 0 && std::isfinite(s),
+                "Normalize: every std must be finite and non-zero, got ", s);
 }
 
 void Normalize::apply(Sample& s, SampleRng&) const {
-  LETHE_CHECK(s.shape.ndim() >= 1, "Normalize: the sample has no channel axis (shape ", s.shape, ")");
+  LETHE_CHECK(s.shape.ndim() >= 1, "Normalize: the sample has no channel axis (shape ", s.shape,
+              ")");
   const int64_t c = s.shape[0];
-  LETHE_CHECK(mean_.size() == 1 || static_cast<int64_t>(mean_.size()) == c, "Normalize: ", mean_.size(),
-              " means for a sample of ", c, " channels (shape ", s.shape, ")");
+  LETHE_CHECK(mean_.size() == 1 || static_cast<int64_t>(mean_.size()) == c,
+              "Normalize: ", mean_.size(), " means for a sample of ", c, " channels (shape ",
+              s.shape, ")");
   const int64_t per = c > 0 ? s.shape.numel() / c : 0;
   for (int64_t k = 0; k < c; ++k) {
     const float m = mean_[mean_.size() == 1 ? 0 : static_cast<size_t>(k)];
@@ -68,17 +76,19 @@ void Normalize::apply(Sample& s, SampleRng&) const {
   }
 }
 
-RandomCrop::RandomCrop(int64_t height, int64_t width, int64_t padding) : h_(height), w_(width), pad_(padding) {
-  LETHE_CHECK(height > 0 && width > 0 && padding >= 0, "RandomCrop: expected height, width > 0 and padding >= 0, got ",
-              height, ", ", width, ", ", padding);
+RandomCrop::RandomCrop(int64_t height, int64_t width, int64_t padding)
+    : h_(height), w_(width), pad_(padding) {
+  LETHE_CHECK(height > 0 && width > 0 && padding >= 0,
+              "RandomCrop: expected height, width > 0 and padding >= 0, got ", height, ", ", width,
+              ", ", padding);
 }
 
 void RandomCrop::apply(Sample& s, SampleRng& rng) const {
   LETHE_CHECK(s.shape.ndim() == 3, "RandomCrop: expected a [C, H, W] sample, got shape ", s.shape);
   const int64_t c = s.shape[0], h = s.shape[1], w = s.shape[2];
   const int64_t ph = h + 2 * pad_, pw = w + 2 * pad_;
-  LETHE_CHECK(h_ <= ph && w_ <= pw, "RandomCrop: a ", h_, "x", w_, " crop does not fit a ", h, "x", w,
-              " sample padded by ", pad_);
+  LETHE_CHECK(h_ <= ph && w_ <= pw, "RandomCrop: a ", h_, "x", w_, " crop does not fit a ", h, "x",
+              w, " sample padded by ", pad_);
   const int64_t top = rng.below(ph - h_ + 1), left = rng.below(pw - w_ + 1);
   std::vector<float> out(static_cast<size_t>(c * h_ * w_), 0.0f);
   for (int64_t k = 0; k < c; ++k)
@@ -88,7 +98,8 @@ void RandomCrop::apply(Sample& s, SampleRng& rng) const {
       for (int64_t j = 0; j < w_; ++j) {
         const int64_t sj = left + j - pad_;
         if (sj < 0 || sj >= w) continue;
-        out[static_cast<size_t>((k * h_ + i) * w_ + j)] = s.data[static_cast<size_t>((k * h + si) * w + sj)];
+        out[static_cast<size_t>((k * h_ + i) * w_ + j)] =
+            s.data[static_cast<size_t>((k * h + si) * w + sj)];
       }
     }
   s.data = std::move(out);

@@ -7,8 +7,10 @@
 //   auto t = std::vector<std::shared_ptr<const lethe::data::Transform>>{
 //       std::make_shared<lethe::data::RandomCrop>(28, 28, /*padding=*/2),
 //       std::make_shared<lethe::data::RandomHorizontalFlip>(0.5),
-//       std::make_shared<lethe::data::Normalize>(std::vector<float>{0.286f}, std::vector<float>{0.353f})};
-//   lethe::data::DataLoader loader(dataset, lethe::data::DataLoaderOptions().batch_size(64).shuffle(true)
+//       std::make_shared<lethe::data::Normalize>(std::vector<float>{0.286f},
+//       std::vector<float>{0.353f})};
+//   lethe::data::DataLoader loader(dataset,
+//   lethe::data::DataLoaderOptions().batch_size(64).shuffle(true)
 //                                               .transforms(t).num_workers(2));
 #pragma once
 
@@ -26,8 +28,8 @@ class SampleRng {
  public:
   SampleRng(uint64_t seed, int64_t epoch, int64_t sample);
   uint64_t next();
-  double uniform();           // [0, 1), 53 bits
-  int64_t below(int64_t n);   // [0, n), n >= 1
+  double uniform();          // [0, 1), 53 bits
+  int64_t below(int64_t n);  // [0, n), n >= 1
 
  private:
   uint64_t state_;

@@ -45,8 +45,8 @@ std::shared_ptr<Arena> Arena::create(size_t bytes, Device device, std::shared_pt
   LETHE_CHECK(p != nullptr, "could not allocate the session's arena of ", bytes, " bytes on ",
               device.str(), "; lower the memory budget");
   // Round the usable capacity down so every offset stays aligned within exactly `bytes`.
-  return std::shared_ptr<Arena>(
-      new Arena(static_cast<char*>(p), bytes / kAlignment * kAlignment, device, std::move(context)));
+  return std::shared_ptr<Arena>(new Arena(static_cast<char*>(p), bytes / kAlignment * kAlignment,
+                                          device, std::move(context)));
 }
 
 Arena::~Arena() {
@@ -107,6 +107,8 @@ void Arena::release(size_t offset) {
   live_.erase(it);
 }
 
-size_t Arena::persistent_end() const { return live_.empty() ? 0 : live_.rbegin()->first + live_.rbegin()->second; }
+size_t Arena::persistent_end() const {
+  return live_.empty() ? 0 : live_.rbegin()->first + live_.rbegin()->second;
+}
 
 }  // namespace lethe

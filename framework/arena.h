@@ -1,7 +1,7 @@
 // The session's arena: one allocation of exactly the memory budget, made once. Long-lived values
-// (parameters, gradients the user keeps, optimizer state, the batch) sit at its bottom, placed first-fit;
-// a step's buffers sit above them at the offsets of the step's static layout. Nothing else of the
-// session lives on the device.
+// (parameters, gradients the user keeps, optimizer state, the batch) sit at its bottom, placed
+// first-fit; a step's buffers sit above them at the offsets of the step's static layout. Nothing
+// else of the session lives on the device.
 #pragma once
 
 #include <cstdint>
@@ -17,7 +17,8 @@ class Arena : public std::enable_shared_from_this<Arena> {
   // Allocates `bytes` on `device` (host: one 64-byte aligned block). `context` is the owning
   // session's backend context (null on the CPU): every storage of the arena carries it, and moves
   // inside the arena run in its stream order.
-  static std::shared_ptr<Arena> create(size_t bytes, Device device, std::shared_ptr<void> context = nullptr);
+  static std::shared_ptr<Arena> create(size_t bytes, Device device,
+                                       std::shared_ptr<void> context = nullptr);
   ~Arena();
   Arena(const Arena&) = delete;
   Arena& operator=(const Arena&) = delete;
@@ -27,8 +28,8 @@ class Arena : public std::enable_shared_from_this<Arena> {
   Device device() const { return device_; }
   const std::shared_ptr<void>& context() const { return context_; }
 
-  // A long-lived value, first-fit from the bottom; freed when the Storage dies. nullptr when no hole
-  // is large enough.
+  // A long-lived value, first-fit from the bottom; freed when the Storage dies. nullptr when no
+  // hole is large enough.
   std::shared_ptr<Storage> allocate_persistent(size_t bytes);
   // Moves `s` (a step buffer that becomes long-lived) to the lowest hole and re-points it there.
   // Safe when step buffers are relocated in increasing address order (see the executor).

@@ -72,14 +72,20 @@ constexpr unsigned char kGuardByte = 0xA5;
 class ArenaMemory final : public StepMemory {
  public:
   ArenaMemory(const Graph& g, const CompiledStep& cs, Arena& arena, size_t base, bool check)
-      : g_(g), cs_(cs), arena_(arena), base_(base), region_(arena.base() + base), end_(g.nodes.size(), 0),
+      : g_(g),
+        cs_(cs),
+        arena_(arena),
+        base_(base),
+        region_(arena.base() + base),
+        end_(g.nodes.size(), 0),
         check_(check && arena.device().is_cpu()) {}
   BufferFn buffers(size_t step, int node) override {
     return place(static_cast<size_t>(cs_.offsets[step]), cs_.ws_offsets[step], node);
   }
   BufferFn side_effect_buffers(int node) override {
     // Its output, then its workspace (as compile_step() reserved them).
-    return place(cs_.workspace_offset, static_cast<int64_t>(cs_.workspace_offset) + bytes(node), -1);
+    return place(cs_.workspace_offset, static_cast<int64_t>(cs_.workspace_offset) + bytes(node),
+                 -1);
   }
   void finished() override {
     if (!check_) return;
@@ -116,9 +122,7 @@ class ArenaMemory final : public StepMemory {
   }
 
  private:
-  int64_t bytes(int node) const {
-    return g_.nodes[static_cast<size_t>(node)].buffer_bytes();
-  }
+  int64_t bytes(int node) const { return g_.nodes[static_cast<size_t>(node)].buffer_bytes(); }
   BufferFn place(size_t offset, int64_t ws_offset, int node) {
     return [this, offset, ws_offset, node](size_t n, bool workspace) {
       LETHE_ASSERT(!workspace || ws_offset >= 0);
@@ -136,10 +140,12 @@ class ArenaMemory final : public StepMemory {
         auto it = live_bufs_.lower_bound(b.hi);
         if (it != live_bufs_.begin()) {
           --it;
-          LETHE_CHECK(it->second.hi <= off, "arena check: ", g_.nodes[static_cast<size_t>(node)].op->name(),
-                      " (node ", node, ") writes its ", workspace ? "workspace" : "output", " at arena bytes [",
-                      base_ + off, ", ", base_ + b.hi, ") over the ", it->second.workspace ? "workspace" : "value",
-                      " of node ", it->second.node, " at [", base_ + it->first, ", ", base_ + it->second.hi,
+          LETHE_CHECK(it->second.hi <= off,
+                      "arena check: ", g_.nodes[static_cast<size_t>(node)].op->name(), " (node ",
+                      node, ") writes its ", workspace ? "workspace" : "output",
+                      " at arena bytes [", base_ + off, ", ", base_ + b.hi, ") over the ",
+                      it->second.workspace ? "workspace" : "value", " of node ", it->second.node,
+                      " at [", base_ + it->first, ", ", base_ + it->second.hi,
                       "), which is still live: the plan lacks a wait between them");
         }
         std::memset(region_ + b.end, kGuardByte, b.hi - b.end);
@@ -163,9 +169,10 @@ class ArenaMemory final : public StepMemory {
   };
   void check_guard(size_t lo, const Buf& b, const char* when) const {
     for (size_t i = b.end; i < b.hi; ++i)
-      LETHE_CHECK(static_cast<unsigned char>(region_[i]) == kGuardByte, "arena check: the guard bytes after the ",
-                  b.workspace ? "workspace" : "value", " of node ", b.node, " (",
-                  g_.nodes[static_cast<size_t>(b.node)].op->name(), ", arena bytes [", base_ + lo, ", ", base_ + b.end,
+      LETHE_CHECK(static_cast<unsigned char>(region_[i]) == kGuardByte,
+                  "arena check: the guard bytes after the ", b.workspace ? "workspace" : "value",
+                  " of node ", b.node, " (", g_.nodes[static_cast<size_t>(b.node)].op->name(),
+                  ", arena bytes [", base_ + lo, ", ", base_ + b.end,
                   ")) were overwritten at byte ", base_ + i, ", found ", when,
                   ": a kernel wrote past its buffer, or a buffer was placed over it");
   }
@@ -207,7 +214,8 @@ std::shared_ptr<CompiledStep> SessionState::compile(Graph& g, const std::vector<
     ensure_arena(static_cast<size_t>(staged + fraction_step_bytes(sp, budget_fraction_)));
   }
   // Persistent values outside this graph (kept tensors, unused parameters) also occupy the arena.
-  const StepWindow window{static_cast<int64_t>(arena_->persistent_end()), static_cast<int64_t>(arena_->capacity())};
+  const StepWindow window{static_cast<int64_t>(arena_->persistent_end()),
+                          static_cast<int64_t>(arena_->capacity())};
   CompileOptions co;
   co.planner = opts_.planner;
   std::shared_ptr<CompiledStep> cs;
@@ -221,13 +229,16 @@ std::shared_ptr<CompiledStep> SessionState::compile(Graph& g, const std::vector<
     try {
       cs = compile_step(problem(nullptr), window, co);
     } catch (const InfeasibleBudget&) {
-      std::rethrow_exception(first);  // infeasible either way: the error of the measured plan, as before
+      std::rethrow_exception(
+          first);  // infeasible either way: the error of the measured plan, as before
     }
     measured = nullptr;
   }
   cs->measured_costs = measured != nullptr;
-  if (auto ms = measured_steps_.find(hash); ms != measured_steps_.end()) cs->measured_steps = ms->second;
-  cs->planning_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (auto ms = measured_steps_.find(hash); ms != measured_steps_.end())
+    cs->measured_steps = ms->second;
+  cs->planning_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return cs;
 }
 
@@ -238,14 +249,16 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
   for (int t : targets) key = mix(key, static_cast<uint64_t>(t));
   key = mix(key, arena_ ? arena_->persistent_end() : 0);
   key = mix(key, static_cast<uint64_t>(budget_value_));
-  key = mix(key, static_cast<uint64_t>(opts_.device.kind) * 64 + static_cast<uint64_t>(opts_.device.index));
+  key = mix(key, static_cast<uint64_t>(opts_.device.kind) * 64 +
+                     static_cast<uint64_t>(opts_.device.index));
   bool from_cache = false;
   std::shared_ptr<CompiledStep> cs;
   auto it = plans_.find(key);
   // A plan made from estimated costs is made again once the step's times have been measured, and
   // once more when the first kMeasuredSteps steps have been (warm times).
   const int want = replan_point(measured_steps_.count(ghash) ? measured_steps_[ghash] : 0);
-  if (it != plans_.end() && (replan_point(it->second->measured_steps) >= want || !measured_.count(ghash))) {
+  if (it != plans_.end() &&
+      (replan_point(it->second->measured_steps) >= want || !measured_.count(ghash))) {
     cs = it->second;
     from_cache = true;
   } else if (it != plans_.end()) {
@@ -317,8 +330,9 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
   const bool comm = opts_.data_parallel && side_effects && cs->collectives;
   const int parallel = opts_.streams >= 2 ? opts_.streams : comm ? 1 : 2;
   // CPU: auto needs two threads to share between streams; CUDA streams share the device.
-  const bool can_stream = side_effects && !comm && (opts_.streams >= 2 ||
-                                           (opts_.streams == kAutoStreams && (threads_ >= 2 || opts_.device.is_cuda())));
+  const bool can_stream = side_effects && !comm &&
+                          (opts_.streams >= 2 || (opts_.streams == kAutoStreams &&
+                                                  (threads_ >= 2 || opts_.device.is_cuda())));
   StreamTuning& tune = tuning_[ghash];
   bool use_parallel = comm;
   if (can_stream) {
@@ -338,8 +352,9 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
     const int folded = std::min(tune.parallel_runs, kMeasuredSteps);
     const int total = parallel + (comm ? 1 : 0);
     if (!cs->parallel || cs->parallel->streams != total || cs->parallel->measured_steps != folded) {
-      cs->parallel = streamed_step(*cs, parallel, tune.costs.empty() ? nullptr : &tune.costs,
-                                   opts_.device.is_cuda() ? 1.0 : static_cast<double>(threads_) / threads_per_stream, comm);
+      cs->parallel = streamed_step(
+          *cs, parallel, tune.costs.empty() ? nullptr : &tune.costs,
+          opts_.device.is_cuda() ? 1.0 : static_cast<double>(threads_) / threads_per_stream, comm);
       cs->parallel->measured_steps = folded;
     }
     par = cs->parallel;
@@ -347,8 +362,9 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
   const CompiledStep& used = par ? *par : *cs;
 
   Tracer* tr = tracer_.get();
-  if (tr && !from_cache) tr->slice(Tracer::Kind::plan, "plan " + cs->planner, -1, g.step,
-                                   tr->now_us() - cs->planning_seconds * 1e6, tr->now_us());
+  if (tr && !from_cache)
+    tr->slice(Tracer::Kind::plan, "plan " + cs->planner, -1, g.step,
+              tr->now_us() - cs->planning_seconds * 1e6, tr->now_us());
   ArenaMemory memory(g, used, arena, base, arena_check_);
   StepRun run;
   run.steps = &used.steps;
@@ -390,12 +406,15 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
     // Op times on one stream of the parallel configuration, for the next plans on streams.
     if (tune.parallel_runs < kMeasuredSteps) fold_min(tune.costs, seconds);
     ++tune.parallel_runs;
-    if (tune.parallel_runs >= 2 && (tune.parallel_best == 0 || secs < tune.parallel_best)) tune.parallel_best = secs;
+    if (tune.parallel_runs >= 2 && (tune.parallel_best == 0 || secs < tune.parallel_best))
+      tune.parallel_best = secs;
   } else if (side_effects && can_stream) {
     // A warm serial step (not the first) of a step that may run on streams.
-    if (++tune.serial_runs >= 2 && (tune.serial_best == 0 || secs < tune.serial_best)) tune.serial_best = secs;
+    if (++tune.serial_runs >= 2 && (tune.serial_best == 0 || secs < tune.serial_best))
+      tune.serial_best = secs;
   }
-  if (opts_.streams == kAutoStreams && can_stream && !tune.decided && tune.parallel_runs >= 4 && tune.serial_best > 0) {
+  if (opts_.streams == kAutoStreams && can_stream && !tune.decided && tune.parallel_runs >= 4 &&
+      tune.serial_best > 0) {
     // Streams are kept only when they measured faster than the serial plan (by 2 %, above the
     // noise of one step's time here): otherwise every later step runs serially.
     tune.decided = tune.parallel_best < 0.98 * tune.serial_best ? parallel : 1;
@@ -426,7 +445,8 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
   report_.plan_from_cache = from_cache;
   report_.measured_costs = cs->measured_costs;
   report_.streams = st.streams;
-  report_.predicted_seconds = used.measured_costs || (par && tune.parallel_runs > 1) ? used.predicted_seconds : 0.0;
+  report_.predicted_seconds =
+      used.measured_costs || (par && tune.parallel_runs > 1) ? used.predicted_seconds : 0.0;
   report_.parallel_seconds = st.parallel_seconds;
   report_.overlapped_recompute_seconds = st.overlapped_recompute_seconds;
   report_.recompute_seconds = st.recompute_seconds;
@@ -438,14 +458,18 @@ void SessionState::export_graph(const std::string& path) {
   sched::Problem fresh;
   if (!p || graph_) {
     // The pending step (or nothing has run yet): export what is recorded now.
-    LETHE_CHECK(graph_ != nullptr || p, "export_graph: nothing has been recorded or run in this session");
+    LETHE_CHECK(graph_ != nullptr || p,
+                "export_graph: nothing has been recorded or run in this session");
     if (graph_) {
       std::vector<int> targets;
       for (size_t i = 0; i < graph_->nodes.size(); ++i)
-        if (!graph_->nodes[i].is_leaf() && !graph_->nodes[i].handle.expired()) targets.push_back(static_cast<int>(i));
+        if (!graph_->nodes[i].is_leaf() && !graph_->nodes[i].handle.expired())
+          targets.push_back(static_cast<int>(i));
       auto mit = measured_.find(graph_->structural_hash());
-      fresh = build_step_problem(*graph_, targets, true, mit == measured_.end() ? nullptr : &mit->second,
-                                 CostModel::calibrated()).problem;
+      fresh = build_step_problem(*graph_, targets, true,
+                                 mit == measured_.end() ? nullptr : &mit->second,
+                                 CostModel::calibrated())
+                  .problem;
       if (!fresh.nodes.empty() || !p) p = std::make_shared<sched::Problem>(std::move(fresh));
     }
   }

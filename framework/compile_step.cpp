@@ -21,12 +21,12 @@ namespace lethe {
 // A compiled step's plan before the workspace steps were folded into their ops: what a plan on
 // streams is derived from.
 struct StreamSource {
-  StepProblem sp;        // to_graph, scratch
-  sched::Problem prob;   // the problem the plan was made for (workspaces reserved or not)
+  StepProblem sp;       // to_graph, scratch
+  sched::Problem prob;  // the problem the plan was made for (workspaces reserved or not)
   sched::Plan plan;
   sched::Layout layout;
   bool reserved = false;
-  int64_t cap = 0;       // the bytes the plan's buffers may lay out in
+  int64_t cap = 0;  // the bytes the plan's buffers may lay out in
   int64_t max_scratch = 0;
   int64_t ws = 0;
   double base_cost = 0;  // no-remat cost (for the predicted overhead)
@@ -34,7 +34,9 @@ struct StreamSource {
 
 namespace {
 
-std::string mib(int64_t b) { return sched::format_bytes(b); }
+std::string mib(int64_t b) {
+  return sched::format_bytes(b);
+}
 
 // A plan and its layout. `reserved`: the ops' workspaces share one region set aside above the plan
 // (the largest workspace), instead of each being a buffer of the plan.
@@ -63,14 +65,14 @@ bool collectives_once_in_order(const StepProblem& sp, const sched::Plan& plan) {
 struct Search {
   const StepProblem& sp;
   const CompileOptions& o;
-  const sched::Problem& p;       // each op's workspace a buffer of the plan (transient)
-  sched::Problem reserved_p;     // workspace nodes weigh nothing (the largest is reserved)
+  const sched::Problem& p;    // each op's workspace a buffer of the plan (transient)
+  sched::Problem reserved_p;  // workspace nodes weigh nothing (the largest is reserved)
   int64_t resident = 0, floor = 0, no_remat = 0;
-  int64_t ws = 0;                // the side effects' region, above the plan
-  int64_t max_scratch = 0;       // the largest op workspace
+  int64_t ws = 0;           // the side effects' region, above the plan
+  int64_t max_scratch = 0;  // the largest op workspace
   int64_t base = 0, region_end = 0;
-  int64_t capacity = 0;          // bytes the plan's non-resident buffers may use
-  bool collectives = false;      // the step has collectives (StepProblem::comm)
+  int64_t capacity = 0;                            // bytes the plan's non-resident buffers may use
+  bool collectives = false;                        // the step has collectives (StepProblem::comm)
   sched::Problem planning_p, planning_reserved_p;  // with collectives: p and reserved_p as planned
 
   Search(const StepProblem& s, const CompileOptions& opts, const StepWindow& w)
@@ -145,9 +147,15 @@ struct Search {
     for (const auto& n : p.nodes) {
       if (!n.resident) continue;
       switch (sp.role[static_cast<size_t>(n.id)]) {
-        case ResidentRole::parameter: params += n.bytes; break;
-        case ResidentRole::optimizer_state: opt += n.bytes; break;
-        case ResidentRole::other: other += n.bytes; break;
+        case ResidentRole::parameter:
+          params += n.bytes;
+          break;
+        case ResidentRole::optimizer_state:
+          opt += n.bytes;
+          break;
+        case ResidentRole::other:
+          other += n.bytes;
+          break;
       }
     }
     for (int out : p.outputs)
@@ -155,12 +163,16 @@ struct Search {
     const int64_t smallest = smallest_region < 0 ? -1 : base + smallest_region + ws;
     std::ostringstream os;
     // Exact bytes beside the rounded figures: a budget and the smallest can round alike.
-    os << "memory budget of " << mib(region_end) << " (" << region_end << " bytes) is too small for this step";
-    if (smallest > 0) os << "; the smallest budget at which a plan was found is " << mib(smallest) << " (" << smallest << " bytes)";
+    os << "memory budget of " << mib(region_end) << " (" << region_end
+       << " bytes) is too small for this step";
+    if (smallest > 0)
+      os << "; the smallest budget at which a plan was found is " << mib(smallest) << " ("
+         << smallest << " bytes)";
     os << ". Breakdown: parameters " << mib(params) << ", gradients " << mib(grads)
-       << ", optimizer state " << mib(opt) << ", other resident values (batch, buffers) " << mib(other)
-       << ", values kept from earlier steps " << mib(base - resident > 0 ? base - resident : 0)
-       << ", largest op working set " << mib(static_cast<int64_t>(sp.largest_working_set))
+       << ", optimizer state " << mib(opt) << ", other resident values (batch, buffers) "
+       << mib(other) << ", values kept from earlier steps "
+       << mib(base - resident > 0 ? base - resident : 0) << ", largest op working set "
+       << mib(static_cast<int64_t>(sp.largest_working_set))
        << ", activations without rematerialisation " << mib(no_remat - floor)
        << " (no-remat peak of the step " << mib(base + (no_remat - resident) + ws) << ")";
     return os.str();
@@ -179,7 +191,8 @@ struct Search {
 // did not lay out lie above `too_big`; the planner budget steps down by the layout's excess until
 // one fits, then the gap is bisected for a cheaper plan that still fits (the planners' costs fall
 // in steps as the budget grows, so the largest fitting budget is not always the first found).
-std::optional<Candidate> plan_within(const Search& s, const sched::Problem& prob, int64_t cap, bool reserved) {
+std::optional<Candidate> plan_within(const Search& s, const sched::Problem& prob, int64_t cap,
+                                     bool reserved) {
   if (cap <= 0) return std::nullopt;
   std::optional<Candidate> best;
   int64_t planner_budget = cap + s.resident;
@@ -189,12 +202,15 @@ std::optional<Candidate> plan_within(const Search& s, const sched::Problem& prob
   // layout's excess.
   sched::PlannerOptions fit_opts;
   fit_opts.accept = [&](const sched::Plan& pl) {
-    return collectives_once_in_order(s.sp, pl) && sched::layout_plan(prob, pl, static_cast<int64_t>(kAlignment), cap).high_water <= cap;
+    return collectives_once_in_order(s.sp, pl) &&
+           sched::layout_plan(prob, pl, static_cast<int64_t>(kAlignment), cap).high_water <= cap;
   };
-  auto try_budget = [&](int64_t b) -> std::optional<int64_t> {  // the layout's excess, if it does not fit
+  auto try_budget =
+      [&](int64_t b) -> std::optional<int64_t> {  // the layout's excess, if it does not fit
     sched::PlanResult r;
     try {
-      std::optional<sched::PlanResult> fit = sched::try_plan(s.planning(prob), b, s.o.planner, fit_opts);
+      std::optional<sched::PlanResult> fit =
+          sched::try_plan(s.planning(prob), b, s.o.planner, fit_opts);
       if (!fit) fit = sched::try_plan(s.planning(prob), b, s.o.planner);
       if (!fit || !collectives_once_in_order(s.sp, fit->plan)) return std::nullopt;
       r = s.real_cost(prob, std::move(*fit));
@@ -204,7 +220,8 @@ std::optional<Candidate> plan_within(const Search& s, const sched::Problem& prob
     }
     sched::Layout layout = sched::layout_plan(prob, r.plan, static_cast<int64_t>(kAlignment), cap);
     if (layout.high_water > cap) return layout.high_water - cap;
-    if (!best || r.plan.predicted_cost < best->r.plan.predicted_cost) best = Candidate{std::move(r), std::move(layout), reserved};
+    if (!best || r.plan.predicted_cost < best->r.plan.predicted_cost)
+      best = Candidate{std::move(r), std::move(layout), reserved};
     return int64_t{0};
   };
   for (int attempt = 0; attempt < 12 && planner_budget >= s.floor; ++attempt) {
@@ -217,7 +234,8 @@ std::optional<Candidate> plan_within(const Search& s, const sched::Problem& prob
     too_big = planner_budget;
     planner_budget -= std::max<int64_t>(*excess, static_cast<int64_t>(kAlignment));
   }
-  for (int probe = 0; probe < 4 && fits >= 0 && too_big > fits + static_cast<int64_t>(kAlignment); ++probe) {
+  for (int probe = 0; probe < 4 && fits >= 0 && too_big > fits + static_cast<int64_t>(kAlignment);
+       ++probe) {
     const int64_t mid = fits + (too_big - fits) / 2;
     const std::optional<int64_t> excess = try_budget(mid);
     if (excess && *excess == 0)
@@ -231,7 +249,9 @@ std::optional<Candidate> plan_within(const Search& s, const sched::Problem& prob
 // The strategies, tried in order; the first that returns a plan wins.
 // 1. Each op's workspace a buffer of the plan, live only while its op runs: the rest of the step
 //    has that memory.
-std::optional<Candidate> transient_workspaces(Search& s) { return plan_within(s, s.p, s.capacity, false); }
+std::optional<Candidate> transient_workspaces(Search& s) {
+  return plan_within(s, s.p, s.capacity, false);
+}
 // 2. The largest workspace set aside above the plan for the whole step (workspace nodes weigh
 //    nothing): plans that lay out more easily, since a large workspace then needs no hole of its
 //    own wherever its op runs.
@@ -261,19 +281,21 @@ constexpr Strategy kStrategies[] = {
 // node's buffer, the one computed last before the op, or the reserved region), offsets per step.
 // A plan on streams keeps its streams; a wait on a dropped workspace step becomes what that step
 // itself waited for (its waits and the step before it on its stream).
-void fill(CompiledStep& cs, const StepProblem& sp, const sched::Plan& plan, const sched::Layout& layout, bool reserved,
-          int64_t max_scratch, int64_t ws) {
+void fill(CompiledStep& cs, const StepProblem& sp, const sched::Plan& plan,
+          const sched::Layout& layout, bool reserved, int64_t max_scratch, int64_t ws) {
   const int64_t reserved_at = layout.high_water;
   const bool streamed = sched::has_streams(plan);
   const size_t m = plan.steps.size();
-  std::vector<int32_t> kept(m, -1);                   // plan step -> compiled step
-  std::vector<std::vector<int32_t>> inherited(m);    // dropped plan step -> compiled steps it waited for
-  std::map<int, int32_t> last_on_stream;             // stream -> its last plan step so far
+  std::vector<int32_t> kept(m, -1);  // plan step -> compiled step
+  std::vector<std::vector<int32_t>> inherited(
+      m);                                 // dropped plan step -> compiled steps it waited for
+  std::map<int, int32_t> last_on_stream;  // stream -> its last plan step so far
   auto resolve = [&](int64_t a, std::vector<int32_t>& out) {
     if (kept[static_cast<size_t>(a)] >= 0)
       out.push_back(kept[static_cast<size_t>(a)]);
     else
-      out.insert(out.end(), inherited[static_cast<size_t>(a)].begin(), inherited[static_cast<size_t>(a)].end());
+      out.insert(out.end(), inherited[static_cast<size_t>(a)].begin(),
+                 inherited[static_cast<size_t>(a)].end());
   };
   std::map<int, int64_t> ws_at;  // graph op id -> offset of its live workspace buffer
   for (size_t i = 0; i < m; ++i) {
@@ -319,7 +341,8 @@ void fill(CompiledStep& cs, const StepProblem& sp, const sched::Plan& plan, cons
 
 }  // namespace
 
-std::shared_ptr<CompiledStep> compile_step(const StepProblem& sp, const StepWindow& window, const CompileOptions& o) {
+std::shared_ptr<CompiledStep> compile_step(const StepProblem& sp, const StepWindow& window,
+                                           const CompileOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
   Search s(sp, o, window);
   auto cs = std::make_shared<CompiledStep>();
@@ -354,15 +377,18 @@ std::shared_ptr<CompiledStep> compile_step(const StepProblem& sp, const StepWind
   src->ws = s.ws;
   src->base_cost = base_cost;
   cs->source = std::move(src);
-  if (o.streams >= 2) cs->parallel = streamed_step(*cs, o.streams, o.stream_costs, o.unknown_cost_factor);
-  cs->planning_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (o.streams >= 2)
+    cs->parallel = streamed_step(*cs, o.streams, o.stream_costs, o.unknown_cost_factor);
+  cs->planning_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return cs;
 }
 
 std::shared_ptr<CompiledStep> streamed_step(const CompiledStep& serial, int streams,
-                                            const std::vector<double>* stream_costs, double unknown_cost_factor,
-                                            bool comm_stream) {
-  LETHE_CHECK(serial.source != nullptr, "internal error: streamed_step needs a step from compile_step");
+                                            const std::vector<double>* stream_costs,
+                                            double unknown_cost_factor, bool comm_stream) {
+  LETHE_CHECK(serial.source != nullptr,
+              "internal error: streamed_step needs a step from compile_step");
   const StreamSource& src = *serial.source;
   const sched::Problem& prob = src.prob;
   sched::StreamAssignOptions ao;
@@ -372,7 +398,8 @@ std::shared_ptr<CompiledStep> streamed_step(const CompiledStep& serial, int stre
     // compute streams, in plan order: the compute streams never wait for a bucket.
     ao.streams = streams + 1;
     ao.dedicated.assign(prob.nodes.size(), 0);
-    for (size_t id = 0; id < prob.nodes.size(); ++id) ao.dedicated[id] = src.sp.comm[id] || src.sp.from_bucket[id];
+    for (size_t id = 0; id < prob.nodes.size(); ++id)
+      ao.dedicated[id] = src.sp.comm[id] || src.sp.from_bucket[id];
   }
   ao.alignment = static_cast<int64_t>(kAlignment);
   ao.cost.resize(prob.nodes.size());
@@ -380,7 +407,8 @@ std::shared_ptr<CompiledStep> streamed_step(const CompiledStep& serial, int stre
     const int gid = src.sp.to_graph[id];
     if (src.sp.scratch[id]) continue;
     const double m = stream_costs && gid >= 0 && static_cast<size_t>(gid) < stream_costs->size()
-                         ? (*stream_costs)[static_cast<size_t>(gid)] : -1.0;
+                         ? (*stream_costs)[static_cast<size_t>(gid)]
+                         : -1.0;
     ao.cost[id] = m >= 0 ? m : prob.nodes[id].cost * unknown_cost_factor;
   }
   if (src.reserved) {
@@ -401,7 +429,8 @@ std::shared_ptr<CompiledStep> streamed_step(const CompiledStep& serial, int stre
   std::vector<Option> options;
   // Laid out afresh, when that fits: with only the plan's own waits (buffers that may be live
   // together kept apart), then with the frees in plan order ahead of later computes (no order holds
-  // more than the serial plan), fewer waits than the serial layout's when fragmentation leaves room.
+  // more than the serial plan), fewer waits than the serial layout's when fragmentation leaves
+  // room.
   for (const bool keep_serial_peak : {false, true}) {
     // Frees in plan order chain every compute stream to the frees on the communication stream,
     // whose times depend on the other ranks: the collectives would no longer overlap anything.
@@ -411,7 +440,8 @@ std::shared_ptr<CompiledStep> streamed_step(const CompiledStep& serial, int stre
     sched::Layout l = sched::layout_plan(prob, pl, static_cast<int64_t>(kAlignment), src.cap);
     if (l.high_water > src.cap) continue;
     const double t = sched::makespan(prob, pl, &ao.cost);
-    options.push_back({std::move(pl), std::move(l), keep_serial_peak ? "frees in plan order, own layout" : "own layout", t});
+    options.push_back({std::move(pl), std::move(l),
+                       keep_serial_peak ? "frees in plan order, own layout" : "own layout", t});
   }
   ao.keep_serial_peak = false;
   {
@@ -429,13 +459,15 @@ std::shared_ptr<CompiledStep> streamed_step(const CompiledStep& serial, int stre
     size_t n = 0;
     for (const sched::Step& st : op.plan.steps)
       if (st.stream != ao.streams - 1)
-        for (int64_t a : st.after) n += op.plan.steps[static_cast<size_t>(a)].stream == ao.streams - 1;
+        for (int64_t a : st.after)
+          n += op.plan.steps[static_cast<size_t>(a)].stream == ao.streams - 1;
     return n;
   };
-  const Option& best = *std::min_element(options.begin(), options.end(), [&](const Option& a, const Option& b) {
-    const size_t wa = comm_waits(a), wb = comm_waits(b);
-    return wa != wb ? wa < wb : a.time < b.time;
-  });
+  const Option& best =
+      *std::min_element(options.begin(), options.end(), [&](const Option& a, const Option& b) {
+        const size_t wa = comm_waits(a), wb = comm_waits(b);
+        return wa != wb ? wa < wb : a.time < b.time;
+      });
   auto cs = std::make_shared<CompiledStep>();
   cs->side_effects = serial.side_effects;
   cs->workspace_bytes = serial.workspace_bytes;

@@ -1,9 +1,10 @@
-// Compiling a step: the step's planning problem and the arena window it may use in, a plan that fits
-// with every buffer at a static offset out. A pure function of its arguments (no session): the
+// Compiling a step: the step's planning problem and the arena window it may use in, a plan that
+// fits with every buffer at a static offset out. A pure function of its arguments (no session): the
 // session calls it for its steps, tests call it on graph files.
 //
-//   StepProblem sp = step_problem_from(sched::read_problem_file("bench/graphs/gpt-small.graph.json"));
-//   CompiledStep c = *compile_step(sp, {.base = 0, .region_end = 64 << 20}, {.planner = "lethe"});
+//   StepProblem sp =
+//   step_problem_from(sched::read_problem_file("bench/graphs/gpt-small.graph.json")); CompiledStep
+//   c = *compile_step(sp, {.base = 0, .region_end = 64 << 20}, {.planner = "lethe"});
 //   // c.steps: compute/free steps (graph ids); c.offsets: each compute's buffer above the base
 #pragma once
 
@@ -38,20 +39,21 @@ struct CompileOptions {
 struct StreamSource;  // what streamed_step() derives a plan on streams from (compile_step.cpp)
 
 struct CompiledStep {
-  std::vector<ExecStep> steps;      // graph node ids
-  std::vector<int64_t> offsets;     // per step: offset of a compute's buffer above the region base
-  std::vector<int64_t> ws_offsets;  // per step: offset of a compute's workspace, -1 when it has none
+  std::vector<ExecStep> steps;   // graph node ids
+  std::vector<int64_t> offsets;  // per step: offset of a compute's buffer above the region base
+  std::vector<int64_t>
+      ws_offsets;  // per step: offset of a compute's workspace, -1 when it has none
   std::vector<int> side_effects;
-  size_t region_bytes = 0;          // layout high-water + the side effects' region
-  size_t workspace_offset = 0;      // the side effects' region (output, then workspace; after the plan)
+  size_t region_bytes = 0;      // layout high-water + the side effects' region
+  size_t workspace_offset = 0;  // the side effects' region (output, then workspace; after the plan)
   size_t workspace_bytes = 0;
-  size_t no_remat_region = 0;       // what keep-all would need in the region
+  size_t no_remat_region = 0;  // what keep-all would need in the region
   std::string planner;
-  std::string strategy;             // the search strategy whose plan was taken (compile_step.cpp)
+  std::string strategy;  // the search strategy whose plan was taken (compile_step.cpp)
   double predicted_overhead = 1.0;
   double planning_seconds = 0.0;
   bool measured_costs = false;
-  int measured_steps = 0;           // how many measured steps the costs folded in (0: estimates)
+  int measured_steps = 0;  // how many measured steps the costs folded in (0: estimates)
   std::shared_ptr<sched::Problem> problem;
   // Streams: per step its stream and the earlier steps it waits for (empty: serial), and the
   // predicted time by the costs it was planned with (serial: the cost of its computes).
@@ -59,15 +61,17 @@ struct CompiledStep {
   std::vector<int> stream;
   std::vector<std::vector<int32_t>> after;
   double predicted_seconds = 0.0;
-  std::string stream_layout;        // streamed: how its layout stays valid in every order (compile_step.cpp)
-  bool collectives = false;         // the step has collectives (StepProblem::comm): data parallel
+  std::string
+      stream_layout;  // streamed: how its layout stays valid in every order (compile_step.cpp)
+  bool collectives = false;  // the step has collectives (StepProblem::comm): data parallel
   std::shared_ptr<CompiledStep> parallel;  // CompileOptions::streams >= 2: the plan on streams
   std::shared_ptr<const StreamSource> source;
 };
 
 // A plan of `sp` whose buffers lay out within the window, or InfeasibleBudget naming the smallest
 // arena a plan was found for and the breakdown of the step's memory.
-std::shared_ptr<CompiledStep> compile_step(const StepProblem& sp, const StepWindow& window, const CompileOptions& o);
+std::shared_ptr<CompiledStep> compile_step(const StepProblem& sp, const StepWindow& window,
+                                           const CompileOptions& o);
 
 // The serial plan `serial` (from compile_step) on `streams` streams, in the same arena window:
 // sched::assign_streams() on the plan twice, laid out afresh (buffers that may be live together
@@ -76,8 +80,8 @@ std::shared_ptr<CompiledStep> compile_step(const StepProblem& sp, const StepWind
 // comm_stream: the step's collectives (StepProblem::comm) run on one more stream, the last, which
 // runs nothing else (data parallel: the all-reduces overlap the rest of the backward pass).
 std::shared_ptr<CompiledStep> streamed_step(const CompiledStep& serial, int streams,
-                                            const std::vector<double>* stream_costs, double unknown_cost_factor,
-                                            bool comm_stream = false);
+                                            const std::vector<double>* stream_costs,
+                                            double unknown_cost_factor, bool comm_stream = false);
 
 // The arena bytes a fraction budget gives a step (above its residents): that fraction of the step's
 // activation memory, plus its largest op workspace, plus the side effects' region.

@@ -35,17 +35,31 @@ const Probe& probe() {
 }
 }  // namespace
 
-int device_count() { return probe().count; }
+int device_count() {
+  return probe().count;
+}
 
-bool is_available() { return device_count() > 0; }
+bool is_available() {
+  return device_count() > 0;
+}
 
-bool required_by(const char* value) { return value != nullptr && *value != '\0' && std::string(value) != "0"; }
-bool device_required() { return required_by(std::getenv("LETHE_REQUIRE_CUDA")); }
+bool required_by(const char* value) {
+  return value != nullptr && *value != '\0' && std::string(value) != "0";
+}
+bool device_required() {
+  return required_by(std::getenv("LETHE_REQUIRE_CUDA"));
+}
 
-std::string unavailable_reason() { return probe().why; }
+std::string unavailable_reason() {
+  return probe().why;
+}
 
-void set_allow_tf32(bool allow) { g_tf32 = allow; }
-bool allow_tf32() { return g_tf32.load(); }
+void set_allow_tf32(bool allow) {
+  g_tf32 = allow;
+}
+bool allow_tf32() {
+  return g_tf32.load();
+}
 
 void init() {
 #if defined(LETHE_HAVE_CUDA)

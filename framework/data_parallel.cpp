@@ -12,10 +12,13 @@
 namespace lethe {
 
 namespace {
-constexpr size_t kFirstBucketBytes = size_t{1} << 20;  // torch.distributed's _DEFAULT_FIRST_BUCKET_BYTES
+constexpr size_t kFirstBucketBytes = size_t{1}
+                                     << 20;  // torch.distributed's _DEFAULT_FIRST_BUCKET_BYTES
 }
 
-bool SessionState::data_parallel() const { return opts_.data_parallel; }
+bool SessionState::data_parallel() const {
+  return opts_.data_parallel;
+}
 
 void SessionState::dp_gradient_final(const std::shared_ptr<TensorImpl>& leaf) {
   const std::shared_ptr<Graph>& g = graph();
@@ -32,7 +35,9 @@ void SessionState::dp_gradient_final(const std::shared_ptr<TensorImpl>& leaf) {
   const size_t bytes = grad.meta().bytes();
   // As DDP, the first bucket of a step holds at most 1 MiB: the all-reduces start early in the
   // backward pass instead of after the first bucket_bytes of gradients.
-  auto cap = [&] { return dp_buckets_ == 0 ? std::min(opts_.bucket_bytes, kFirstBucketBytes) : opts_.bucket_bytes; };
+  auto cap = [&] {
+    return dp_buckets_ == 0 ? std::min(opts_.bucket_bytes, kFirstBucketBytes) : opts_.bucket_bytes;
+  };
   // One dtype per bucket, and a new bucket where this gradient would overflow the current one.
   if (!dp_pending_.empty() && (Tensor(dp_pending_.front()->grad).dtype() != grad.dtype() ||
                                dp_pending_bytes_ + bytes > cap()))
@@ -54,12 +59,13 @@ void SessionState::dp_emit_bucket() {
   // Ordered after the previous bucket of the step through one of its copies (kept to the end of
   // the step anyway, for the optimizer): every rank's plan runs the buckets in one order.
   std::shared_ptr<TensorImpl> previous = dp_last_slice_.lock();
-  const Tensor bucket =
-      all_reduce(grads, dp_buckets_++, previous && previous->graph == g ? Tensor(previous) : Tensor());
+  const Tensor bucket = all_reduce(grads, dp_buckets_++,
+                                   previous && previous->graph == g ? Tensor(previous) : Tensor());
   int64_t offset = 0;
   for (size_t i = 0; i < dp_pending_.size(); ++i) {
     // The averaged gradient replaces the rank's own, as DDP leaves it in .grad.
-    if (grads[i].impl()->graph == g) g->nodes[static_cast<size_t>(grads[i].impl()->node)].is_gradient = false;
+    if (grads[i].impl()->graph == g)
+      g->nodes[static_cast<size_t>(grads[i].impl()->node)].is_gradient = false;
     Tensor mean = bucket_slice(bucket, offset, grads[i].shape());
     offset += grads[i].numel();
     mean.impl()->role = StorageRole::gradient;
@@ -74,7 +80,8 @@ void SessionState::dp_emit_bucket() {
 void SessionState::dp_prepare_step(Graph& g) {
   if (!opts_.data_parallel || dist::world_size() < 2) return;
   dist::detail::check_same_graph(g);
-  // Every parameter a step reads starts from rank 0's value, in node order (the same on every rank).
+  // Every parameter a step reads starts from rank 0's value, in node order (the same on every
+  // rank).
   std::vector<char> host;
   for (const Node& n : g.nodes) {
     if (!n.is_leaf() || !n.requires_grad || !n.leaf) continue;

@@ -52,16 +52,17 @@ std::string concat(const Args&... args) {
 }  // namespace lethe
 
 // A user error: throws lethe::Error with the message and this source location.
-#define LETHE_CHECK(cond, ...)                                                               \
-  do {                                                                                       \
+#define LETHE_CHECK(cond, ...)                                                                   \
+  do {                                                                                           \
     if (!(cond)) throw ::lethe::Error(::lethe::detail::concat(__VA_ARGS__), __FILE__, __LINE__); \
   } while (0)
 
 // An internal invariant (a bug of the library if it fails), with an optional message.
-#define LETHE_ASSERT(cond, ...)                                                                     \
-  do {                                                                                              \
-    if (!(cond))                                                                                    \
-      throw ::lethe::Error(::lethe::detail::concat("internal error: ", #cond, " failed at ", __FILE__, \
-                                                   ":", __LINE__ __VA_OPT__(, ": ", ) __VA_ARGS__),  \
-                           __FILE__, __LINE__);                                                     \
+#define LETHE_ASSERT(cond, ...)                                                            \
+  do {                                                                                     \
+    if (!(cond))                                                                           \
+      throw ::lethe::Error(                                                                \
+          ::lethe::detail::concat("internal error: ", #cond, " failed at ", __FILE__, ":", \
+                                  __LINE__ __VA_OPT__(, ": ", ) __VA_ARGS__),              \
+          __FILE__, __LINE__);                                                             \
   } while (0)

@@ -16,10 +16,10 @@
 #include "framework/error.h"
 #include "framework/trace.h"
 
-
 namespace lethe {
 
-std::vector<ExecStep> natural_steps(const Graph& g, const std::vector<int>& targets, bool side_effects) {
+std::vector<ExecStep> natural_steps(const Graph& g, const std::vector<int>& targets,
+                                    bool side_effects) {
   const size_t n = g.nodes.size();
   std::vector<char> needed(n, 0), keep(n, 0);
   for (int t : targets) needed[static_cast<size_t>(t)] = keep[static_cast<size_t>(t)] = 1;
@@ -41,8 +41,8 @@ std::vector<ExecStep> natural_steps(const Graph& g, const std::vector<int>& targ
       int in = g.nodes[i].inputs[k];
       bool dup = false;
       for (size_t j = 0; j < k; ++j) dup = dup || g.nodes[i].inputs[j] == in;
-      if (!dup && last_use[static_cast<size_t>(in)] == static_cast<int>(i) && !keep[static_cast<size_t>(in)] &&
-          !g.nodes[static_cast<size_t>(in)].is_leaf())
+      if (!dup && last_use[static_cast<size_t>(in)] == static_cast<int>(i) &&
+          !keep[static_cast<size_t>(in)] && !g.nodes[static_cast<size_t>(in)].is_leaf())
         steps.push_back({false, in});
     }
     if (last_use[i] < 0 && !keep[i]) steps.push_back({false, static_cast<int>(i)});
@@ -85,20 +85,22 @@ void check_finite(const Graph& g, int id, const Storage& out, const KernelCall& 
     double v = 0;
     if (first_non_finite(view, in.meta, &v) >= 0) {
       origin = detail::concat("input ", k, " (node ", n.inputs[k], ", ",
-                              in.is_leaf() ? std::string("a leaf: a parameter or data the step was given")
-                                           : in.op->name(),
+                              in.is_leaf()
+                                  ? std::string("a leaf: a parameter or data the step was given")
+                                  : in.op->name(),
                               ") already held ", v, ": the non-finite value came in with it");
       break;
     }
   }
-  throw Error(detail::concat("anomaly detection: ", n.op->name(), " (node ", id, " of step ", g.step, ") produced ",
-                             bad, " at element ", at, " of its output ", n.meta.str(), ", ", origin));
+  throw Error(detail::concat("anomaly detection: ", n.op->name(), " (node ", id, " of step ",
+                             g.step, ") produced ", bad, " at element ", at, " of its output ",
+                             n.meta.str(), ", ", origin));
 }
 
 }  // namespace
 
-void compute_node(const KernelEnv& env, Graph& g, int id, std::vector<std::shared_ptr<Storage>>& values,
-                  const BufferFn& buffers) {
+void compute_node(const KernelEnv& env, Graph& g, int id,
+                  std::vector<std::shared_ptr<Storage>>& values, const BufferFn& buffers) {
   Node& n = g.nodes[static_cast<size_t>(id)];
   LETHE_ASSERT(n.op != nullptr);
   std::vector<TensorMeta> in_metas;
@@ -205,7 +207,8 @@ int comm_stream_plan(const Graph& g, const std::vector<ExecStep>& steps, std::ve
   // The collectives and the copies out of their buckets (the compute stream never waits for them).
   auto is_comm = [&](const ExecStep& e) {
     const Node& n = g.nodes[static_cast<size_t>(e.node)];
-    return e.compute && n.op && (n.op->kind() == OpKind::all_reduce || n.op->kind() == OpKind::bucket_slice);
+    return e.compute && n.op &&
+           (n.op->kind() == OpKind::all_reduce || n.op->kind() == OpKind::bucket_slice);
   };
   if (std::none_of(steps.begin(), steps.end(), is_comm)) return 1;
   const size_t m = steps.size();
@@ -231,8 +234,12 @@ int comm_stream_plan(const Graph& g, const std::vector<ExecStep>& steps, std::ve
       waits.insert(waits.end(), readers[v].begin(), readers[v].end());
       readers[v].clear();
       live[v] = -1;
-      // On the communication stream when it waits for one of its steps: stream 0 never waits for it.
-      stream[i] = std::any_of(waits.begin(), waits.end(), [&](int32_t w) { return stream[static_cast<size_t>(w)] == 1; }) ? 1 : 0;
+      // On the communication stream when it waits for one of its steps: stream 0 never waits for
+      // it.
+      stream[i] = std::any_of(waits.begin(), waits.end(),
+                              [&](int32_t w) { return stream[static_cast<size_t>(w)] == 1; })
+                      ? 1
+                      : 0;
     }
     for (int32_t w : waits)
       if (stream[static_cast<size_t>(w)] != stream[i]) after[i].push_back(w);
@@ -261,11 +268,13 @@ ExecStats run_steps(Graph& g, const StepRun& run, std::vector<std::shared_ptr<St
     int64_t measured, predicted;  // traced memory right after the op
   };
   std::vector<Timed> timed;
-  std::vector<std::pair<int, int>> first(g.nodes.size(), {-1, -1});  // a node's first compute's marks
+  std::vector<std::pair<int, int>> first(g.nodes.size(),
+                                         {-1, -1});  // a node's first compute's marks
   auto compute = [&](size_t step, int node, bool update, const BufferFn& buffers) {
     const size_t id = static_cast<size_t>(node);
     const bool again = done[id] != 0;
-    if ((tr || run.report_frees) && values[id]) mem.freed(node);  // a recomputation over a held value (not in valid plans)
+    if ((tr || run.report_frees) && values[id])
+      mem.freed(node);  // a recomputation over a held value (not in valid plans)
     jitter(run.jitter_seed, step);
     const int m0 = timer.mark();
     compute_node(run.env, g, node, values, buffers);
@@ -273,7 +282,9 @@ ExecStats run_steps(Graph& g, const StepRun& run, std::vector<std::shared_ptr<St
     if (!again) first[id] = {m0, m1};
     if (tr) {
       const auto [measured, predicted] = mem.computed(step, node, update);
-      const Tracer::Kind kind = update ? Tracer::Kind::update : again ? Tracer::Kind::recompute : Tracer::Kind::compute;
+      const Tracer::Kind kind = update  ? Tracer::Kind::update
+                                : again ? Tracer::Kind::recompute
+                                        : Tracer::Kind::compute;
       timed.push_back({node, m0, m1, kind, measured, predicted});
     }
     ++st.computed;
@@ -307,9 +318,11 @@ ExecStats run_steps(Graph& g, const StepRun& run, std::vector<std::shared_ptr<St
   timer.synchronize();
   st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   for (size_t id = 0; id < first.size(); ++id)
-    if (first[id].first >= 0) st.first_seconds[id] = timer.seconds(first[id].first, first[id].second);
+    if (first[id].first >= 0)
+      st.first_seconds[id] = timer.seconds(first[id].first, first[id].second);
   for (const Timed& t : timed) {
-    const double b = start_us + timer.seconds(start, t.begin) * 1e6, e = start_us + timer.seconds(start, t.end) * 1e6;
+    const double b = start_us + timer.seconds(start, t.begin) * 1e6,
+                 e = start_us + timer.seconds(start, t.end) * 1e6;
     const Node& n = g.nodes[static_cast<size_t>(t.node)];
     tr->slice(t.kind, n.op->name(), t.node, g.step, b, e, n.buffer_bytes());
     tr->memory(b, t.measured, t.predicted);
@@ -335,7 +348,8 @@ struct StreamRecord {
 
 // The stats both executors on streams report from their record: compute counts, each node's first
 // computation time, the trace's slices (one track per stream) and the overlap between streams.
-void account(const Graph& g, const StepRun& run, const StreamRecord& r, double start_us, ExecStats& st) {
+void account(const Graph& g, const StepRun& run, const StreamRecord& r, double start_us,
+             ExecStats& st) {
   const std::vector<ExecStep>& steps = *run.steps;
   Tracer* tr = run.tracer;
   std::vector<std::vector<std::pair<double, double>>> spans(static_cast<size_t>(run.streams));
@@ -353,8 +367,9 @@ void account(const Graph& g, const StepRun& run, const StreamRecord& r, double s
       st.first_seconds[id] = r.end[i] - r.begin[i];
     if (tr) {
       const Node& n = g.nodes[id];
-      tr->slice(r.again[i] ? Tracer::Kind::recompute : Tracer::Kind::compute, n.op->name(), steps[i].node, g.step,
-                start_us + r.begin[i] * 1e6, start_us + r.end[i] * 1e6, n.buffer_bytes(), static_cast<int>(s));
+      tr->slice(r.again[i] ? Tracer::Kind::recompute : Tracer::Kind::compute, n.op->name(),
+                steps[i].node, g.step, start_us + r.begin[i] * 1e6, start_us + r.end[i] * 1e6,
+                n.buffer_bytes(), static_cast<int>(s));
       tr->memory(start_us + r.begin[i] * 1e6, r.traced[i].first, r.traced[i].second);
     }
   }
@@ -362,10 +377,12 @@ void account(const Graph& g, const StepRun& run, const StreamRecord& r, double s
     const int id = (*run.side_effects)[k];
     const auto [b, f] = r.side[k];
     ++st.computed;
-    if (st.first_seconds[static_cast<size_t>(id)] < 0) st.first_seconds[static_cast<size_t>(id)] = f - b;
+    if (st.first_seconds[static_cast<size_t>(id)] < 0)
+      st.first_seconds[static_cast<size_t>(id)] = f - b;
     if (tr) {
       const Node& n = g.nodes[static_cast<size_t>(id)];
-      tr->slice(Tracer::Kind::update, n.op->name(), id, g.step, start_us + b * 1e6, start_us + f * 1e6, n.buffer_bytes());
+      tr->slice(Tracer::Kind::update, n.op->name(), id, g.step, start_us + b * 1e6,
+                start_us + f * 1e6, n.buffer_bytes());
       tr->memory(start_us + b * 1e6, r.side_traced[k].first, r.side_traced[k].second);
     }
   }
@@ -373,7 +390,9 @@ void account(const Graph& g, const StepRun& run, const StreamRecord& r, double s
     // The collectives' time, and the part of it during which a compute stream was busy.
     std::vector<std::pair<double, double>> busy;
     for (int s = 0; s < run.streams; ++s)
-      if (s != run.comm_stream) busy.insert(busy.end(), spans[static_cast<size_t>(s)].begin(), spans[static_cast<size_t>(s)].end());
+      if (s != run.comm_stream)
+        busy.insert(busy.end(), spans[static_cast<size_t>(s)].begin(),
+                    spans[static_cast<size_t>(s)].end());
     std::sort(busy.begin(), busy.end());
     std::vector<std::pair<double, double>> merged;
     for (const auto& b : busy) {
@@ -384,7 +403,8 @@ void account(const Graph& g, const StepRun& run, const StreamRecord& r, double s
     }
     for (const auto& [b, e] : spans[static_cast<size_t>(run.comm_stream)]) {
       st.comm_seconds += e - b;
-      for (const auto& [mb, me] : merged) st.comm_overlap_seconds += std::max(0.0, std::min(e, me) - std::max(b, mb));
+      for (const auto& [mb, me] : merged)
+        st.comm_overlap_seconds += std::max(0.0, std::min(e, me) - std::max(b, mb));
     }
   }
   const Overlap o = overlaps(spans, rec);
@@ -395,7 +415,8 @@ void account(const Graph& g, const StepRun& run, const StreamRecord& r, double s
 
 // A plan on a device's streams: the host issues the steps in plan order; the device orders them by
 // events (DeviceStreams). Times come from timing events on each stream, read after the step.
-ExecStats run_device_streams(Graph& g, const StepRun& run, std::vector<std::shared_ptr<Storage>>& values) {
+ExecStats run_device_streams(Graph& g, const StepRun& run,
+                             std::vector<std::shared_ptr<Storage>>& values) {
   const std::vector<ExecStep>& steps = *run.steps;
   const size_t m = steps.size();
   DeviceStreams& ds = *run.device_streams;
@@ -439,7 +460,8 @@ ExecStats run_device_streams(Graph& g, const StepRun& run, std::vector<std::shar
       const int b = ds.mark(0);
       compute_node(run.env, g, id, values, mem.side_effect_buffers(id));
       side_marks.push_back({b, ds.mark(0)});
-      r.side_traced.push_back(tr ? mem.computed(SIZE_MAX, id, true) : std::pair<int64_t, int64_t>{0, 0});
+      r.side_traced.push_back(tr ? mem.computed(SIZE_MAX, id, true)
+                                 : std::pair<int64_t, int64_t>{0, 0});
       values[static_cast<size_t>(id)].reset();
     }
   }
@@ -454,7 +476,8 @@ ExecStats run_device_streams(Graph& g, const StepRun& run, std::vector<std::shar
       r.begin[i] = ds.seconds(start, marks[i].first);
       r.end[i] = ds.seconds(start, marks[i].second);
     }
-  for (const auto& [b, f] : side_marks) r.side.push_back({ds.seconds(start, b), ds.seconds(start, f)});
+  for (const auto& [b, f] : side_marks)
+    r.side.push_back({ds.seconds(start, b), ds.seconds(start, f)});
   account(g, run, r, tr ? tr->to_us(t0) : 0.0, st);
   return st;
 }
@@ -464,7 +487,8 @@ ExecStats run_streams(Graph& g, const StepRun& run, std::vector<std::shared_ptr<
   const size_t m = steps.size();
   LETHE_ASSERT(run.stream->size() == m && run.after != nullptr && run.after->size() == m);
   if (run.device_streams) return run_device_streams(g, run, values);
-  LETHE_CHECK(run.env.backend == nullptr, "internal error: a device session's plan on streams needs its DeviceStreams");
+  LETHE_CHECK(run.env.backend == nullptr,
+              "internal error: a device session's plan on streams needs its DeviceStreams");
   ExecStats st;
   st.streams = run.streams;
   values.resize(g.nodes.size());
@@ -490,7 +514,8 @@ ExecStats run_streams(Graph& g, const StepRun& run, std::vector<std::shared_ptr<
   std::atomic<bool> failed{false};
   std::exception_ptr error;
   std::mutex mu;  // StepMemory and the error
-  std::vector<char> done(g.nodes.size(), 0);  // a node computed once already (recomputes wait on its free)
+  std::vector<char> done(g.nodes.size(),
+                         0);  // a node computed once already (recomputes wait on its free)
   const bool report = tr || run.report_frees;
   StreamRecord r;
   r.begin.assign(m, 0.0);
@@ -498,7 +523,9 @@ ExecStats run_streams(Graph& g, const StepRun& run, std::vector<std::shared_ptr<
   r.again.assign(m, 0);
   r.traced.assign(tr ? m : 0, {0, 0});
   const auto t0 = std::chrono::steady_clock::now();
-  auto since = [&](std::chrono::steady_clock::time_point t) { return std::chrono::duration<double>(t - t0).count(); };
+  auto since = [&](std::chrono::steady_clock::time_point t) {
+    return std::chrono::duration<double>(t - t0).count();
+  };
   auto abandon = [&](std::exception_ptr e) {
     {
       std::lock_guard<std::mutex> lock(mu);
@@ -581,7 +608,8 @@ ExecStats run_streams(Graph& g, const StepRun& run, std::vector<std::shared_ptr<
       compute_node(run.env, g, id, values, mem.side_effect_buffers(id));
       const auto f = std::chrono::steady_clock::now();
       r.side.push_back({since(b), since(f)});
-      r.side_traced.push_back(tr ? mem.computed(SIZE_MAX, id, true) : std::pair<int64_t, int64_t>{0, 0});
+      r.side_traced.push_back(tr ? mem.computed(SIZE_MAX, id, true)
+                                 : std::pair<int64_t, int64_t>{0, 0});
       values[static_cast<size_t>(id)].reset();
     }
   }

@@ -26,7 +26,8 @@ std::vector<ExecStep> natural_steps(const Graph& g, const std::vector<int>& targ
 // collectives (all_reduce, data parallel) and the copies out of their buckets on stream 1 in step
 // order; a step waits for the computes
 // of its inputs, a free for those and every read of its value (on stream 1 when one of them is,
-// else on stream 0). Returns the number of streams (1 when the steps have no collective: stream, after empty).
+// else on stream 0). Returns the number of streams (1 when the steps have no collective: stream,
+// after empty).
 int comm_stream_plan(const Graph& g, const std::vector<ExecStep>& steps, std::vector<int>& stream,
                      std::vector<std::vector<int32_t>>& after);
 
@@ -49,8 +50,8 @@ class StepMemory {
   // Buffers of compute step `step` (of node `node`), and of a side effect run after the steps.
   virtual BufferFn buffers(size_t step, int node) = 0;
   virtual BufferFn side_effect_buffers(int node) = 0;
-  // Traced memory right after `node` was computed (update: a side effect), as (measured, predicted):
-  // what the allocator holds, and the schedule's own account.
+  // Traced memory right after `node` was computed (update: a side effect), as (measured,
+  // predicted): what the allocator holds, and the schedule's own account.
   virtual std::pair<int64_t, int64_t> computed(size_t step, int node, bool update) = 0;
   // Before `node`'s value is dropped (a free step, or a recomputation over a value still held).
   virtual void freed(int node) = 0;
@@ -104,9 +105,9 @@ struct StepRun {
 };
 
 struct ExecStats {
-  size_t computed = 0;    // compute steps run (side effects included)
-  size_t recomputed = 0;  // compute steps of nodes already computed once in this run
-  double seconds = 0;     // the whole run, until the device finished it
+  size_t computed = 0;                // compute steps run (side effects included)
+  size_t recomputed = 0;              // compute steps of nodes already computed once in this run
+  double seconds = 0;                 // the whole run, until the device finished it
   std::vector<double> first_seconds;  // per graph node: its first computation's time (-1: none)
   int streams = 1;                    // streams the steps ran on
   double parallel_seconds = 0;        // time two or more streams were busy at once
@@ -122,7 +123,7 @@ struct ExecStats {
 ExecStats run_steps(Graph& g, const StepRun& run, std::vector<std::shared_ptr<Storage>>& values);
 
 // Computes one node from values already present.
-void compute_node(const KernelEnv& env, Graph& g, int id, std::vector<std::shared_ptr<Storage>>& values,
-                  const BufferFn& buffers);
+void compute_node(const KernelEnv& env, Graph& g, int id,
+                  std::vector<std::shared_ptr<Storage>>& values, const BufferFn& buffers);
 
 }  // namespace lethe

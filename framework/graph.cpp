@@ -43,11 +43,12 @@ uint64_t Graph::structural_hash() const {
   mix(h, nodes.size());
   for (const Node& n : nodes) {
     mix_str(h, n.op ? n.op->name() : std::string("leaf"));
-    // Attributes of side-effect nodes (learning rate, step count) change every step without changing
-    // what the step computes or keeps: leaving them out lets a training loop plan once.
+    // Attributes of side-effect nodes (learning rate, step count) change every step without
+    // changing what the step computes or keeps: leaving them out lets a training loop plan once.
     if (n.op && n.op->mutated_inputs().empty()) mix_str(h, n.op->attrs());
     mix(h, static_cast<uint64_t>(n.meta.dtype));
-    mix(h, static_cast<uint64_t>(n.meta.device.kind) * 131 + static_cast<uint64_t>(n.meta.device.index));
+    mix(h, static_cast<uint64_t>(n.meta.device.kind) * 131 +
+               static_cast<uint64_t>(n.meta.device.index));
     mix(h, static_cast<uint64_t>(n.meta.shape.ndim()));
     for (int64_t d : n.meta.shape.dims()) mix(h, static_cast<uint64_t>(d));
     mix(h, n.inputs.size());

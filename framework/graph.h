@@ -18,7 +18,7 @@ struct TensorImpl;
 class SessionState;
 
 struct Node {
-  std::shared_ptr<const Op> op;      // null for a leaf
+  std::shared_ptr<const Op> op;  // null for a leaf
   std::vector<int> inputs;
   TensorMeta meta;
   bool requires_grad = false;
@@ -30,17 +30,19 @@ struct Node {
   bool is_leaf() const { return op == nullptr; }
   // The bytes its value takes as a buffer: aligned, and an empty value still takes one slot. The
   // planning problem, the layout, the executor and the trace all count a value so.
-  int64_t buffer_bytes() const { return static_cast<int64_t>(align_up(std::max<size_t>(meta.bytes(), 1))); }
+  int64_t buffer_bytes() const {
+    return static_cast<int64_t>(align_up(std::max<size_t>(meta.bytes(), 1)));
+  }
 };
 
 class Graph {
  public:
   std::vector<Node> nodes;
   SessionState* session = nullptr;  // the owner (the session outlives its graphs' use)
-  uint64_t step = 0;       // index of the step this graph records
-  bool executed = false;   // set once flushed: its pending handles are kept or gone
+  uint64_t step = 0;                // index of the step this graph records
+  bool executed = false;            // set once flushed: its pending handles are kept or gone
   bool has_side_effects = false;
-  bool has_grad = false;   // some node requires grad
+  bool has_grad = false;  // some node requires grad
   // Per node: a backward() without retain_graph went through it; another backward through it would
   // add its gradient contributions a second time (autograd/backward.cpp refuses, as PyTorch does).
   std::vector<uint8_t> backward_done;

@@ -24,7 +24,8 @@ OpCost Op::cost(const std::vector<TensorMeta>& in, const TensorMeta& out) const 
 }
 
 std::vector<Tensor> Op::backward(const BackwardCtx& ctx) const {
-  throw Error(name() + ": this op has no gradient rule (its input needs a gradient; detach() it or "
+  throw Error(name() +
+              ": this op has no gradient rule (its input needs a gradient; detach() it or "
               "compute it under no_grad)");
 }
 

@@ -1,5 +1,5 @@
-// One primitive operation: shape/dtype inference, a cost estimate, a CPU kernel and a gradient rule.
-// An op object holds its attributes (stride, axis, ...) and is immutable once recorded.
+// One primitive operation: shape/dtype inference, a cost estimate, a CPU kernel and a gradient
+// rule. An op object holds its attributes (stride, axis, ...) and is immutable once recorded.
 //
 //   class ReluOp final : public Op {
 //     OpKind kind() const override { return OpKind::relu; }
@@ -49,21 +49,30 @@ struct OpCost {
 
 // Everything a kernel sees: raw pointers into buffers placed by the executor.
 struct KernelCall {
-  std::vector<void*> inputs;                // input buffers (writable only for mutated_inputs())
+  std::vector<void*> inputs;  // input buffers (writable only for mutated_inputs())
   std::vector<const TensorMeta*> in_meta;
   void* output = nullptr;
   const TensorMeta* out_meta = nullptr;
-  void* workspace = nullptr;                // workspace_bytes() bytes, 64-byte aligned
+  void* workspace = nullptr;  // workspace_bytes() bytes, 64-byte aligned
   size_t workspace_bytes = 0;
-  uint64_t seed = 0;                        // session seed
-  uint64_t step = 0;                        // step index (random ops key their stream on it)
-  int64_t node = 0;                         // node id in the step graph
-  void* stream = nullptr;                   // backend context (CUDA: the session's stream and
-                                            // library handles, framework/cuda/context.h); null on CPU
+  uint64_t seed = 0;       // session seed
+  uint64_t step = 0;       // step index (random ops key their stream on it)
+  int64_t node = 0;        // node id in the step graph
+  void* stream = nullptr;  // backend context (CUDA: the session's stream and
+                           // library handles, framework/cuda/context.h); null on CPU
 
-  template <typename T> const T* in(size_t i) const { return static_cast<const T*>(inputs[i]); }
-  template <typename T> T* in_mut(size_t i) const { return static_cast<T*>(inputs[i]); }
-  template <typename T> T* out() const { return static_cast<T*>(output); }
+  template <typename T>
+  const T* in(size_t i) const {
+    return static_cast<const T*>(inputs[i]);
+  }
+  template <typename T>
+  T* in_mut(size_t i) const {
+    return static_cast<T*>(inputs[i]);
+  }
+  template <typename T>
+  T* out() const {
+    return static_cast<T*>(output);
+  }
   const Shape& in_shape(size_t i) const { return in_meta[i]->shape; }
   const Shape& out_shape() const { return out_meta->shape; }
 };
@@ -98,8 +107,8 @@ class Op {
   template <typename A>
   const A& attrs_as() const {
     const AttrsRef r = attrs_ref();
-    LETHE_CHECK(r.data != nullptr && r.type != nullptr && *r.type == typeid(A), "internal error: ",
-                name(), "'s attributes are not a ", typeid(A).name());
+    LETHE_CHECK(r.data != nullptr && r.type != nullptr && *r.type == typeid(A),
+                "internal error: ", name(), "'s attributes are not a ", typeid(A).name());
     return *static_cast<const A*>(r.data);
   }
   // Attributes as text ("stride=2,padding=1"): part of the graph's structural hash and of exports.
@@ -110,7 +119,8 @@ class Op {
   // Default: flops = output elements, bytes = all inputs + output.
   virtual OpCost cost(const std::vector<TensorMeta>& in, const TensorMeta& out) const;
   // Extra scratch memory the kernel needs (im2col buffers, ...); placed in the session's arena.
-  virtual size_t workspace_bytes(const std::vector<TensorMeta>& /*in*/, const TensorMeta& /*out*/) const {
+  virtual size_t workspace_bytes(const std::vector<TensorMeta>& /*in*/,
+                                 const TensorMeta& /*out*/) const {
     return 0;
   }
   // One gradient per input (an undefined Tensor where not needed or not differentiable).

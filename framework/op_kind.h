@@ -16,7 +16,9 @@
 
 namespace lethe {
 
-// X(enumerator) per op kind; the enumerator is the op's name.
+// X(enumerator) per op kind; the enumerator is the op's name. One family per line (clang-format
+// would reflow the list).
+// clang-format off
 #define LETHE_OP_KINDS(X)                                                                            \
   /* elementwise (ops/elementwise.cpp) */                                                          \
   X(add) X(sub) X(mul) X(div)                                                                      \
@@ -62,6 +64,7 @@ namespace lethe {
   X(sgd_update) X(adamw_update) X(rmsprop_update)                                                  \
   /* data parallel (ops/comm.cpp) */                                                               \
   X(all_reduce) X(bucket_slice)
+// clang-format on
 
 enum class OpKind : uint16_t {
 #define LETHE_OP_KIND_ENUM(n) n,

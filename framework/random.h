@@ -27,13 +27,17 @@ LETHE_HD uint32_t mulhilo(uint32_t a, uint32_t b, uint32_t* hi) {
 }
 
 // Philox4x32 with 10 rounds: counter c (128 bits), key k (64 bits).
-LETHE_HD Words philox(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, uint32_t k0, uint32_t k1) {
+LETHE_HD Words philox(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, uint32_t k0,
+                      uint32_t k1) {
   for (int r = 0; r < 10; ++r) {
     uint32_t hi0, hi1;
     uint32_t lo0 = mulhilo(0xD2511F53u, c0, &hi0);
     uint32_t lo1 = mulhilo(0xCD9E8D57u, c2, &hi1);
     uint32_t n0 = hi1 ^ c1 ^ k0, n1 = lo1, n2 = hi0 ^ c3 ^ k1, n3 = lo0;
-    c0 = n0; c1 = n1; c2 = n2; c3 = n3;
+    c0 = n0;
+    c1 = n1;
+    c2 = n2;
+    c3 = n3;
     k0 += 0x9E3779B9u;
     k1 += 0xBB67AE85u;
   }
@@ -66,6 +70,8 @@ LETHE_HD double normal(uint64_t seed, uint64_t stream, uint64_t index) {
 LETHE_HD uint64_t op_stream(uint64_t step, uint64_t node) {
   return ((step & 0x7FFFFFFFull) << 32) | (node & 0xFFFFFFFFull);
 }
-LETHE_HD uint64_t creation_stream(uint64_t counter) { return (1ull << 63) | counter; }
+LETHE_HD uint64_t creation_stream(uint64_t counter) {
+  return (1ull << 63) | counter;
+}
 
 }  // namespace lethe::rng

@@ -22,7 +22,6 @@
 #include "scheduler/budget.h"
 #include "scheduler/planner.h"
 
-
 namespace lethe {
 namespace {
 
@@ -44,7 +43,8 @@ SessionState::SessionState(SessionOptions o) : opts_(std::move(o)), heap_(make_h
   if (!timer_) timer_ = make_host_timer();
   if (opts_.num_threads > 0) {
 #ifdef _OPENMP
-    omp_set_num_threads(opts_.num_threads);  // OpenBLAS runs single-threaded: ops/gemm.cpp parallelises
+    omp_set_num_threads(
+        opts_.num_threads);  // OpenBLAS runs single-threaded: ops/gemm.cpp parallelises
 #endif
   }
 #ifdef _OPENMP
@@ -52,16 +52,20 @@ SessionState::SessionState(SessionOptions o) : opts_(std::move(o)), heap_(make_h
 #else
   threads_ = opts_.num_threads > 0 ? opts_.num_threads : 1;
 #endif
-  LETHE_CHECK(opts_.streams >= 1 || opts_.streams == kAutoStreams, "SessionOptions::streams is ", opts_.streams,
-              ": expected a positive number of streams (1: serial) or lethe::kAutoStreams (the planner chooses)");
+  LETHE_CHECK(opts_.streams >= 1 || opts_.streams == kAutoStreams, "SessionOptions::streams is ",
+              opts_.streams,
+              ": expected a positive number of streams (1: serial) or lethe::kAutoStreams (the "
+              "planner chooses)");
   // Test switches (tests/CMakeLists.txt sets them): a seeded pause before every op, and checks of
   // every arena buffer against the buffers live beside it.
   if (const char* j = std::getenv("LETHE_JITTER"); j && *j) {
     char* end = nullptr;
     jitter_seed_ = std::strtoull(j, &end, 10);
-    LETHE_CHECK(end && *end == '\0' && jitter_seed_ != 0, "LETHE_JITTER='", j, "': expected a positive seed");
+    LETHE_CHECK(end && *end == '\0' && jitter_seed_ != 0, "LETHE_JITTER='", j,
+                "': expected a positive seed");
   }
-  if (const char* c = std::getenv("LETHE_ARENA_CHECK"); c && *c && std::string(c) != "0") arena_check_ = true;
+  if (const char* c = std::getenv("LETHE_ARENA_CHECK"); c && *c && std::string(c) != "0")
+    arena_check_ = true;
   if (opts_.planner != "auto") {
     try {
       sched::find_planner(opts_.planner);
@@ -73,11 +77,15 @@ SessionState::SessionState(SessionOptions o) : opts_(std::move(o)), heap_(make_h
   if (!opts_.trace_path.empty()) tracer_ = std::make_unique<Tracer>(opts_.trace_path);
   const std::string& b = opts_.memory_budget;
   const bool unlimited = b.empty() || b == "unlimited" || b == "inf";
-  LETHE_CHECK(!opts_.plan_only || !unlimited, "SessionOptions::plan_only needs a memory budget in bytes "
-              "(memory_budget, e.g. \"512MiB\"); without a budget there is nothing to plan against");
+  LETHE_CHECK(
+      !opts_.plan_only || !unlimited,
+      "SessionOptions::plan_only needs a memory budget in bytes "
+      "(memory_budget, e.g. \"512MiB\"); without a budget there is nothing to plan against");
   if (unlimited) return;
-  LETHE_CHECK(!opts_.eager, "SessionOptions: eager mode runs ops one at a time and cannot plan a step "
-              "under a memory budget; use eager mode without memory_budget (for debugging) or drop eager");
+  LETHE_CHECK(
+      !opts_.eager,
+      "SessionOptions: eager mode runs ops one at a time and cannot plan a step "
+      "under a memory budget; use eager mode without memory_budget (for debugging) or drop eager");
   // The one budget parser of every tool (scheduler/budget.h): a text means the same everywhere.
   sched::BudgetSpec spec;
   try {
@@ -88,16 +96,19 @@ SessionState::SessionState(SessionOptions o) : opts_(std::move(o)), heap_(make_h
   }
   if (spec.fraction) {
     // A fraction of each step's own activations scales with the step: it bounds no batch size.
-    LETHE_CHECK(!opts_.plan_only, "SessionOptions::plan_only needs a memory budget in bytes (e.g. "
-                "\"512MiB\"), got the activation fraction '", b, "': a fraction of each step's own "
+    LETHE_CHECK(!opts_.plan_only,
+                "SessionOptions::plan_only needs a memory budget in bytes (e.g. "
+                "\"512MiB\"), got the activation fraction '",
+                b,
+                "': a fraction of each step's own "
                 "activations grows with the step, so it cannot tell which step fits");
     budget_fraction_ = spec.f;
     budget_kind_ = BudgetKind::fraction;
     return;
   }
-  LETHE_CHECK(spec.bytes >= static_cast<int64_t>(kAlignment), "memory_budget '", b, "' is ", spec.bytes,
-              " bytes, less than one ", kAlignment, "-byte buffer: write a unit (e.g. ", b,
-              "MiB) or an activation fraction with a decimal point (e.g. 0.5)");
+  LETHE_CHECK(spec.bytes >= static_cast<int64_t>(kAlignment), "memory_budget '", b, "' is ",
+              spec.bytes, " bytes, less than one ", kAlignment, "-byte buffer: write a unit (e.g. ",
+              b, "MiB) or an activation fraction with a decimal point (e.g. 0.5)");
   budget_value_ = spec.bytes;
   budget_kind_ = BudgetKind::bytes;
   ensure_arena(static_cast<size_t>(budget_value_));
@@ -106,22 +117,30 @@ SessionState::SessionState(SessionOptions o) : opts_(std::move(o)), heap_(make_h
 SessionState::~SessionState() = default;
 
 bool SessionState::recording() const {
-  return graph_ && !std::all_of(graph_->nodes.begin(), graph_->nodes.end(), [](const Node& n) { return n.is_leaf(); });
+  return graph_ && !std::all_of(graph_->nodes.begin(), graph_->nodes.end(),
+                                [](const Node& n) { return n.is_leaf(); });
 }
 
 void SessionState::enter_outside_budget() {
-  LETHE_CHECK(!opts_.plan_only, "OutsideBudgetGuard: a plan-only session runs no step, inside its budget or "
+  LETHE_CHECK(!opts_.plan_only,
+              "OutsideBudgetGuard: a plan-only session runs no step, inside its budget or "
               "outside it");
-  LETHE_CHECK(!recording(), "OutsideBudgetGuard: a step is being recorded; make the guard before recording the "
+  LETHE_CHECK(!recording(),
+              "OutsideBudgetGuard: a step is being recorded; make the guard before recording the "
               "step it is for");
   ++outside_budget_;
 }
 
-OutsideBudgetGuard::OutsideBudgetGuard() : session_(current_session()) { session_->enter_outside_budget(); }
-OutsideBudgetGuard::~OutsideBudgetGuard() { session_->leave_outside_budget(); }
+OutsideBudgetGuard::OutsideBudgetGuard() : session_(current_session()) {
+  session_->enter_outside_budget();
+}
+OutsideBudgetGuard::~OutsideBudgetGuard() {
+  session_->leave_outside_budget();
+}
 
 void SessionState::set_rng_state(const RngState& r) {
-  LETHE_CHECK(!recording(), "set_rng_state: a step is being recorded; restore the random state between steps");
+  LETHE_CHECK(!recording(),
+              "set_rng_state: a step is being recorded; restore the random state between steps");
   opts_.seed = r.seed;
   step_ = r.step;
   rng_counter_ = r.next_stream;
@@ -140,7 +159,9 @@ void SessionState::stop_trace() {
   t->write();
 }
 
-size_t SessionState::budget_bytes() const { return arena_ ? arena_->capacity() : 0; }
+size_t SessionState::budget_bytes() const {
+  return arena_ ? arena_->capacity() : 0;
+}
 
 void SessionState::ensure_arena(size_t bytes) {
   if (arena_) return;
@@ -192,12 +213,13 @@ std::shared_ptr<Storage> SessionState::allocate(size_t bytes) {
   // An InfeasibleBudget (the budget is too small, not the program wrong): a batch too large for the
   // arena is a batch that does not fit (framework/max_batch.h). No smallest budget is known here.
   if (s == nullptr)
-    throw InfeasibleBudget(detail::concat("memory budget exhausted: ", bytes,
-                                          " more bytes do not fit in the arena of ", arena_->capacity(),
-                                          " bytes (", arena_->persistent_bytes(),
-                                          " held by parameters, optimizer state and kept values); raise "
-                                          "memory_budget or hold fewer tensors"),
-                           0);
+    throw InfeasibleBudget(
+        detail::concat("memory budget exhausted: ", bytes,
+                       " more bytes do not fit in the arena of ", arena_->capacity(), " bytes (",
+                       arena_->persistent_bytes(),
+                       " held by parameters, optimizer state and kept values); raise "
+                       "memory_budget or hold fewer tensors"),
+        0);
   return s;
 }
 
@@ -209,7 +231,10 @@ namespace {
 class HeapMemory final : public StepMemory {
  public:
   HeapMemory(const Graph& g, BufferFn heap, const Allocator& allocator)
-      : g_(g), heap_(std::move(heap)), allocator_(allocator), base_(static_cast<int64_t>(allocator.in_use())) {}
+      : g_(g),
+        heap_(std::move(heap)),
+        allocator_(allocator),
+        base_(static_cast<int64_t>(allocator.in_use())) {}
   BufferFn buffers(size_t, int) override { return heap_; }
   BufferFn side_effect_buffers(int) override { return heap_; }
   std::pair<int64_t, int64_t> computed(size_t, int node, bool) override {
@@ -219,9 +244,7 @@ class HeapMemory final : public StepMemory {
   void freed(int node) override { live_ -= bytes(node); }
 
  private:
-  int64_t bytes(int node) const {
-    return g_.nodes[static_cast<size_t>(node)].buffer_bytes();
-  }
+  int64_t bytes(int node) const { return g_.nodes[static_cast<size_t>(node)].buffer_bytes(); }
   const Graph& g_;
   BufferFn heap_;
   const Allocator& allocator_;
@@ -244,7 +267,8 @@ DeviceStreams* SessionState::device_streams(int n) {
 #endif
 }
 
-void SessionState::report_comm(const Graph& g, const std::vector<ExecStep>& steps, const ExecStats& st) {
+void SessionState::report_comm(const Graph& g, const std::vector<ExecStep>& steps,
+                               const ExecStats& st) {
   report_.buckets = 0;
   report_.allreduce_bytes = 0;
   for (const ExecStep& e : steps) {
@@ -379,14 +403,17 @@ std::shared_ptr<Storage> SessionState::compute_now(int id) {
         whole_smallest = whole.smallest_feasible_bytes;
       }
       if (whole_what.empty()) throw;
-      const std::string part_fits = part.smallest_feasible_bytes > 0
-                                        ? "that part alone fits " + std::to_string(part.smallest_feasible_bytes) + " bytes"
-                                        : "no plan of that part alone was found either";
-      throw InfeasibleBudget("reading a value of step " + std::to_string(step_) +
-                                 " runs only the part of the step that computes it (" + part_fits +
-                                 "), but the budget must hold the whole step; for the whole step as recorded "
-                                 "so far: " + whole_what,
-                             whole_smallest);
+      const std::string part_fits =
+          part.smallest_feasible_bytes > 0
+              ? "that part alone fits " + std::to_string(part.smallest_feasible_bytes) + " bytes"
+              : "no plan of that part alone was found either";
+      throw InfeasibleBudget(
+          "reading a value of step " + std::to_string(step_) +
+              " runs only the part of the step that computes it (" + part_fits +
+              "), but the budget must hold the whole step; for the whole step as recorded "
+              "so far: " +
+              whole_what,
+          whole_smallest);
     }
   } else
     run_unlimited(g, {id}, false, values);
@@ -420,21 +447,30 @@ const std::shared_ptr<SessionState>& current_session() {
   return t_default;
 }
 
-bool grad_enabled() { return t_grad_enabled; }
-NoGradGuard::NoGradGuard() : prev_(t_grad_enabled) { t_grad_enabled = false; }
-NoGradGuard::~NoGradGuard() { t_grad_enabled = prev_; }
+bool grad_enabled() {
+  return t_grad_enabled;
+}
+NoGradGuard::NoGradGuard() : prev_(t_grad_enabled) {
+  t_grad_enabled = false;
+}
+NoGradGuard::~NoGradGuard() {
+  t_grad_enabled = prev_;
+}
 
 int parse_streams(const std::string& text, const std::string& flag) {
   if (text == "auto") return kAutoStreams;
   size_t used = 0;
   long long n = 0;
-  bool ok = !text.empty() && text.find_first_not_of("0123456789") == std::string::npos && text.size() <= 6;
+  bool ok = !text.empty() && text.find_first_not_of("0123456789") == std::string::npos &&
+            text.size() <= 6;
   if (ok) {
     n = std::stoll(text, &used);
     ok = used == text.size() && n >= 1;
   }
-  LETHE_CHECK(ok, flag, ": expected a positive number of streams (1 runs every op in order on one stream) "
-              "or 'auto' (the planner chooses per step), got '", text, "'");
+  LETHE_CHECK(ok, flag,
+              ": expected a positive number of streams (1 runs every op in order on one stream) "
+              "or 'auto' (the planner chooses per step), got '",
+              text, "'");
   return static_cast<int>(n);
 }
 
@@ -445,32 +481,37 @@ std::string StepReport::str() const {
     std::snprintf(buf, sizeof buf, "step %llu: unlimited memory, peak %.2f MiB, %zu ops, %.2f ms",
                   static_cast<unsigned long long>(step), mib(peak_bytes), nodes, seconds * 1e3);
   } else if (plan_only) {
-    std::snprintf(buf, sizeof buf,
-                  "step %llu (plan only, not run): budget %.2f MiB, no-remat peak %.2f MiB, planner %s, "
-                  "predicted overhead %.3fx, %zu ops planned (%zu recomputed), planning %.2f ms%s",
-                  static_cast<unsigned long long>(step), mib(budget_bytes), mib(no_remat_peak_bytes),
-                  planner.c_str(), predicted_overhead, nodes, recomputed, planning_seconds * 1e3,
-                  plan_from_cache ? " (cached plan)" : "");
+    std::snprintf(
+        buf, sizeof buf,
+        "step %llu (plan only, not run): budget %.2f MiB, no-remat peak %.2f MiB, planner %s, "
+        "predicted overhead %.3fx, %zu ops planned (%zu recomputed), planning %.2f ms%s",
+        static_cast<unsigned long long>(step), mib(budget_bytes), mib(no_remat_peak_bytes),
+        planner.c_str(), predicted_overhead, nodes, recomputed, planning_seconds * 1e3,
+        plan_from_cache ? " (cached plan)" : "");
   } else {
-    std::snprintf(buf, sizeof buf,
-                  "step %llu: budget %.2f MiB, arena peak %.2f MiB, no-remat peak %.2f MiB, planner %s, "
-                  "predicted overhead %.3fx, %zu ops (%zu recomputed), %.2f ms, planning %.2f ms%s%s",
-                  static_cast<unsigned long long>(step), mib(budget_bytes), mib(peak_bytes),
-                  mib(no_remat_peak_bytes), planner.c_str(), predicted_overhead, nodes, recomputed,
-                  seconds * 1e3, planning_seconds * 1e3, plan_from_cache ? " (cached plan)" : "",
-                  measured_costs ? "" : " (estimated costs)");
+    std::snprintf(
+        buf, sizeof buf,
+        "step %llu: budget %.2f MiB, arena peak %.2f MiB, no-remat peak %.2f MiB, planner %s, "
+        "predicted overhead %.3fx, %zu ops (%zu recomputed), %.2f ms, planning %.2f ms%s%s",
+        static_cast<unsigned long long>(step), mib(budget_bytes), mib(peak_bytes),
+        mib(no_remat_peak_bytes), planner.c_str(), predicted_overhead, nodes, recomputed,
+        seconds * 1e3, planning_seconds * 1e3, plan_from_cache ? " (cached plan)" : "",
+        measured_costs ? "" : " (estimated costs)");
   }
   std::string out = buf;
   if (streams != 1 && !plan_only) {
     std::snprintf(buf, sizeof buf,
-                  ", streams %d (predicted %.2f ms, two or more busy %.2f ms, recompute overlapped %.2f of %.2f ms)",
-                  streams, predicted_seconds * 1e3, parallel_seconds * 1e3, overlapped_recompute_seconds * 1e3,
-                  recompute_seconds * 1e3);
+                  ", streams %d (predicted %.2f ms, two or more busy %.2f ms, recompute overlapped "
+                  "%.2f of %.2f ms)",
+                  streams, predicted_seconds * 1e3, parallel_seconds * 1e3,
+                  overlapped_recompute_seconds * 1e3, recompute_seconds * 1e3);
     out += buf;
   }
   if (buckets > 0 && !plan_only) {
-    std::snprintf(buf, sizeof buf, ", all-reduce %zu buckets %.2f MiB in %.2f ms (%.2f ms hidden behind compute)",
-                  buckets, mib(allreduce_bytes), allreduce_seconds * 1e3, allreduce_overlap_seconds * 1e3);
+    std::snprintf(buf, sizeof buf,
+                  ", all-reduce %zu buckets %.2f MiB in %.2f ms (%.2f ms hidden behind compute)",
+                  buckets, mib(allreduce_bytes), allreduce_seconds * 1e3,
+                  allreduce_overlap_seconds * 1e3);
     out += buf;
   }
   return out;

@@ -24,31 +24,32 @@ namespace lethe {
 struct SessionOptions {
   Device device = Device::cpu();
   uint64_t seed = 0;
-  // Execute each op as it is recorded (debugging); no planning, every value kept until the step ends.
+  // Execute each op as it is recorded (debugging); no planning, every value kept until the step
+  // ends.
   bool eager = false;
   // Bytes with units ("512MiB") or an activation fraction ("0.25"); empty = unlimited.
   std::string memory_budget{};
   std::string planner = "auto";
   int num_threads = 0;  // 0: leave OpenMP/OpenBLAS defaults
-  // Non-empty: record a Chrome trace-event file of every op run (framework/trace.h), written when the
-  // session ends or at stop_trace().
+  // Non-empty: record a Chrome trace-event file of every op run (framework/trace.h), written when
+  // the session ends or at stop_trace().
   std::string trace_path{};
   // Plan steps, run none: each step is recorded and planned under the budget exactly as a budgeted
-  // step is (an infeasible budget throws InfeasibleBudget with the smallest feasible one), but no op
-  // of the step graph runs. last_report() describes the plan (measured fields are zero), reading a
-  // step's value throws, parameters keep their values. Parameters, optimizer state and tensors made
-  // by creation functions are still allocated in the arena, as they would be in training. Needs a
-  // memory_budget in bytes (framework/max_batch.h searches batch sizes with it).
+  // step is (an infeasible budget throws InfeasibleBudget with the smallest feasible one), but no
+  // op of the step graph runs. last_report() describes the plan (measured fields are zero), reading
+  // a step's value throws, parameters keep their values. Parameters, optimizer state and tensors
+  // made by creation functions are still allocated in the arena, as they would be in training.
+  // Needs a memory_budget in bytes (framework/max_batch.h searches batch sizes with it).
   bool plan_only = false;
   // Anomaly detection (torch.autograd.detect_anomaly): after every op, its output is read back and
-  // checked; the first op that produces a NaN or an infinity throws lethe::Error naming it, its node
-  // and step, and where the non-finite value came from. Slow (a copy per op): for debugging.
+  // checked; the first op that produces a NaN or an infinity throws lethe::Error naming it, its
+  // node and step, and where the non-finite value came from. Slow (a copy per op): for debugging.
   bool detect_anomaly = false;
-  // Streams a step runs on: 1 runs every op in order on one stream with all of num_threads (serial);
-  // N >= 2 runs the plan's steps on N streams at once, each with num_threads / N intra-op threads
-  // (at least 1), waiting on each other where the plan says; kAutoStreams lets the planner choose
-  // per step, from measured op times, between serial and parallel plans (serial when parallel does
-  // not pay). Results are bitwise those of the serial step either way.
+  // Streams a step runs on: 1 runs every op in order on one stream with all of num_threads
+  // (serial); N >= 2 runs the plan's steps on N streams at once, each with num_threads / N intra-op
+  // threads (at least 1), waiting on each other where the plan says; kAutoStreams lets the planner
+  // choose per step, from measured op times, between serial and parallel plans (serial when
+  // parallel does not pay). Results are bitwise those of the serial step either way.
   int streams = 1;
   // Data-parallel training over the ranks of dist::init() (dist/dist.h), as PyTorch DDP: backward()
   // gathers the gradients, as each becomes final, into buckets of bucket_bytes (the first of a step
@@ -71,17 +72,17 @@ int parse_streams(const std::string& text, const std::string& flag = "--streams"
 // What the last executed step did.
 struct StepReport {
   uint64_t step = 0;
-  size_t budget_bytes = 0;         // the arena's size; 0 = unlimited
-  size_t peak_bytes = 0;           // measured by the allocator (the arena's high-water mark)
-  size_t no_remat_peak_bytes = 0;  // what the step needs without rematerialisation
-  std::string planner;             // "natural" when unlimited
-  size_t nodes = 0;                // compute steps run (recomputations included)
-  size_t recomputed = 0;           // compute steps beyond one per node
-  double predicted_overhead = 1.0; // plan cost / no-remat cost
-  double seconds = 0.0;            // measured wall time of the execution
-  double planning_seconds = 0.0;   // 0 when the plan came from the cache
+  size_t budget_bytes = 0;          // the arena's size; 0 = unlimited
+  size_t peak_bytes = 0;            // measured by the allocator (the arena's high-water mark)
+  size_t no_remat_peak_bytes = 0;   // what the step needs without rematerialisation
+  std::string planner;              // "natural" when unlimited
+  size_t nodes = 0;                 // compute steps run (recomputations included)
+  size_t recomputed = 0;            // compute steps beyond one per node
+  double predicted_overhead = 1.0;  // plan cost / no-remat cost
+  double seconds = 0.0;             // measured wall time of the execution
+  double planning_seconds = 0.0;    // 0 when the plan came from the cache
   bool plan_from_cache = false;
-  bool measured_costs = false;     // the plan used measured op times (else the cost model)
+  bool measured_costs = false;  // the plan used measured op times (else the cost model)
   // SessionOptions::plan_only: nothing ran; nodes and recomputed count the plan's compute steps,
   // peak_bytes and seconds are 0.
   bool plan_only = false;
@@ -99,7 +100,7 @@ struct StepReport {
   size_t allreduce_bytes = 0;
   double allreduce_seconds = 0.0;
   double allreduce_overlap_seconds = 0.0;
-  std::string str() const;         // one line for logs
+  std::string str() const;  // one line for logs
 };
 
 struct CompiledStep;  // a cached plan with its layout (framework/compile_step.h)
@@ -165,7 +166,8 @@ class SessionState : public std::enable_shared_from_this<SessionState> {
   size_t budget_bytes() const;
   // Writes the last executed step (or the pending one) as a remat-graph/1 file with measured costs.
   void export_graph(const std::string& path);
-  // The device backend's opaque per-session context (CUDA: stream and library handles); null on CPU.
+  // The device backend's opaque per-session context (CUDA: stream and library handles); null on
+  // CPU.
   void* backend_context() const { return backend_.get(); }
   // Times ops in the device's order of work (CUDA: events on the session's stream).
   StepTimer& step_timer() { return *timer_; }
@@ -183,8 +185,8 @@ class SessionState : public std::enable_shared_from_this<SessionState> {
                      std::vector<std::shared_ptr<Storage>>& values);
   void run_budgeted(Graph& g, const std::vector<int>& targets, bool side_effects,
                     std::vector<std::shared_ptr<Storage>>& values);
-  std::shared_ptr<CompiledStep> compile(Graph& g, const std::vector<int>& targets, bool side_effects,
-                                        uint64_t key);
+  std::shared_ptr<CompiledStep> compile(Graph& g, const std::vector<int>& targets,
+                                        bool side_effects, uint64_t key);
   void ensure_arena(size_t bytes);
 
   SessionOptions opts_;
@@ -212,15 +214,16 @@ class SessionState : public std::enable_shared_from_this<SessionState> {
   // parallel configuration, and under kAutoStreams the step times of both configurations until the
   // choice is made (budgeted_step.cpp).
   struct StreamTuning {
-    std::vector<double> costs;  // per graph node: seconds on one stream of the parallel configuration
+    std::vector<double>
+        costs;  // per graph node: seconds on one stream of the parallel configuration
     int parallel_runs = 0, serial_runs = 0;
     double serial_best = 0, parallel_best = 0;  // warm step times (0: none yet)
-    int decided = 0;  // 0: still measuring; else the streams chosen
+    int decided = 0;                            // 0: still measuring; else the streams chosen
   };
   std::unordered_map<uint64_t, StreamTuning> tuning_;
-  int threads_ = 1;          // intra-op threads of the serial configuration
+  int threads_ = 1;                                // intra-op threads of the serial configuration
   std::unique_ptr<DeviceStreams> device_streams_;  // CUDA: the streams of plans on streams
-  uint64_t jitter_seed_ = 0; // LETHE_JITTER
+  uint64_t jitter_seed_ = 0;                       // LETHE_JITTER
   // Data parallel: the bucket being filled (leaves whose gradients are final), its bytes, the
   // graph its buckets are numbered in, and the parameter storages received from rank 0.
   void dp_emit_bucket();
@@ -234,9 +237,10 @@ class SessionState : public std::enable_shared_from_this<SessionState> {
   size_t dp_pending_bytes_ = 0;
   uint64_t dp_step_ = UINT64_MAX;
   int dp_buckets_ = 0;
-  std::weak_ptr<TensorImpl> dp_last_slice_;  // the previous bucket's last copy out (orders the next)
+  std::weak_ptr<TensorImpl>
+      dp_last_slice_;  // the previous bucket's last copy out (orders the next)
   std::unordered_map<const Storage*, std::weak_ptr<Storage>> dp_broadcast_;
-  bool arena_check_ = false; // LETHE_ARENA_CHECK
+  bool arena_check_ = false;  // LETHE_ARENA_CHECK
 };
 
 class Session {
@@ -252,7 +256,8 @@ class Session {
   void flush() { state_->flush(); }
   const StepReport& last_report() const { return state_->last_report(); }
   void export_graph(const std::string& path) { state_->export_graph(path); }
-  // Chrome trace of execution (see SessionOptions::trace_path); the destructor stops a running trace.
+  // Chrome trace of execution (see SessionOptions::trace_path); the destructor stops a running
+  // trace.
   void start_trace(const std::string& path) { state_->start_trace(path); }
   void stop_trace() { state_->stop_trace(); }
   const std::shared_ptr<SessionState>& state() const { return state_; }
@@ -268,10 +273,10 @@ class Session {
 const std::shared_ptr<SessionState>& current_session();
 
 // Runs the current session's steps outside its memory budget while it lives: unplanned, on the
-// heap, beside the arena (parameters stay where they are and are read in place). For evaluation with
-// a larger batch than training fits, or any one-off step the budget was not meant for; the memory
-// it uses is not bounded by memory_budget. The alternative that stays inside the budget is to
-// evaluate in chunks of the training batch.
+// heap, beside the arena (parameters stay where they are and are read in place). For evaluation
+// with a larger batch than training fits, or any one-off step the budget was not meant for; the
+// memory it uses is not bounded by memory_budget. The alternative that stays inside the budget is
+// to evaluate in chunks of the training batch.
 //
 //   { lethe::NoGradGuard no_grad; lethe::OutsideBudgetGuard outside;
 //     auto acc = accuracy(model->forward(big_batch), labels); }

@@ -39,7 +39,9 @@ int Shape::axis(int a, const char* op) const {
   return a < 0 ? a + n : a;
 }
 
-std::ostream& operator<<(std::ostream& os, const Shape& s) { return os << s.str(); }
+std::ostream& operator<<(std::ostream& os, const Shape& s) {
+  return os << s.str();
+}
 
 Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
   int n = std::max(a.ndim(), b.ndim());

@@ -52,7 +52,8 @@ class StateDict {
   StateDict with_prefix_removed(const std::string& prefix) const {
     StateDict out;
     for (const auto& [n, t] : items_)
-      if (n.size() > prefix.size() && n.compare(0, prefix.size(), prefix) == 0) out.items_.emplace_back(n.substr(prefix.size()), t);
+      if (n.size() > prefix.size() && n.compare(0, prefix.size(), prefix) == 0)
+        out.items_.emplace_back(n.substr(prefix.size()), t);
     return out;
   }
   // Every entry of `other` under `prefix` + its name, appended.

@@ -48,7 +48,8 @@ StepProblem build_step_problem(const Graph& g, const std::vector<int>& targets, 
       const Node& nd = g.nodes[i];
       if (!nd.op || nd.op->mutated_inputs().empty()) continue;
       sp.side_effects.push_back(static_cast<int>(i));
-      for (int in : nd.inputs) needed[static_cast<size_t>(in)] = output[static_cast<size_t>(in)] = 1;
+      for (int in : nd.inputs)
+        needed[static_cast<size_t>(in)] = output[static_cast<size_t>(in)] = 1;
     }
   }
   for (size_t i = n; i-- > 0;) {
@@ -105,7 +106,8 @@ StepProblem build_step_problem(const Graph& g, const std::vector<int>& targets, 
     sp.problem.nodes.push_back(std::move(pn));
   }
   for (size_t i = 0; i < n; ++i)
-    if (output[i] && needed[i] && !g.nodes[i].is_leaf()) sp.problem.outputs.push_back(sp.from_graph[i]);
+    if (output[i] && needed[i] && !g.nodes[i].is_leaf())
+      sp.problem.outputs.push_back(sp.from_graph[i]);
   sp.role.assign(sp.problem.nodes.size(), ResidentRole::other);
   sp.gradient.assign(sp.problem.nodes.size(), 0);
   sp.comm.assign(sp.problem.nodes.size(), 0);
@@ -129,8 +131,9 @@ StepProblem build_step_problem(const Graph& g, const std::vector<int>& targets, 
     const Node& nd = g.nodes[static_cast<size_t>(s)];
     std::vector<TensorMeta> in;
     for (int k : nd.inputs) in.push_back(g.nodes[static_cast<size_t>(k)].meta);
-    sp.max_workspace = std::max(sp.max_workspace, static_cast<size_t>(nd.buffer_bytes()) +
-                                                      align_up(nd.op->workspace_bytes(in, nd.meta)));
+    sp.max_workspace =
+        std::max(sp.max_workspace, static_cast<size_t>(nd.buffer_bytes()) +
+                                       align_up(nd.op->workspace_bytes(in, nd.meta)));
   }
   return sp;
 }
@@ -151,7 +154,8 @@ StepProblem step_problem_from(const sched::Problem& p) {
   for (const sched::Node& nd : p.nodes) {
     if (nd.resident) continue;
     sp.comm[static_cast<size_t>(nd.id)] = nd.op == op_kind_name(OpKind::all_reduce) ? 1 : 0;
-    sp.from_bucket[static_cast<size_t>(nd.id)] = nd.op == op_kind_name(OpKind::bucket_slice) ? 1 : 0;
+    sp.from_bucket[static_cast<size_t>(nd.id)] =
+        nd.op == op_kind_name(OpKind::bucket_slice) ? 1 : 0;
     int64_t working = nd.bytes;
     for (sched::NodeId k : nd.inputs) working += p.nodes[static_cast<size_t>(k)].bytes;
     sp.largest_working_set = std::max(sp.largest_working_set, static_cast<size_t>(working));

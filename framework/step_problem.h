@@ -20,9 +20,9 @@ enum class ResidentRole : uint8_t { other, parameter, optimizer_state };
 // (from_problem(): no workspaces, no side effects, every resident "other").
 struct StepProblem {
   sched::Problem problem;
-  std::vector<int> to_graph;    // problem id -> graph node id (for a workspace node: its op)
-  std::vector<int> from_graph;  // graph node id -> problem id, -1 when not needed
-  std::vector<uint8_t> scratch;   // per problem id: 1 for an op's workspace node
+  std::vector<int> to_graph;       // problem id -> graph node id (for a workspace node: its op)
+  std::vector<int> from_graph;     // graph node id -> problem id, -1 when not needed
+  std::vector<uint8_t> scratch;    // per problem id: 1 for an op's workspace node
   std::vector<ResidentRole> role;  // per problem id (residents only; others: other)
   std::vector<uint8_t> gradient;   // per problem id: 1 for a parameter's gradient
   // Per problem id: 1 for a collective (all_reduce, dist/dist.h). Every rank must run its
@@ -30,7 +30,7 @@ struct StepProblem {
   // plan on streams runs them on a communication stream of their own.
   std::vector<uint8_t> comm;
   std::vector<uint8_t> from_bucket;  // per problem id: 1 for a copy out of a bucket (bucket_slice)
-  std::vector<int> side_effects;  // graph ids of side-effect nodes, in record order
+  std::vector<int> side_effects;     // graph ids of side-effect nodes, in record order
   // Memory outside the plan: the largest output + workspace of a side-effect node (the plan's ops
   // have workspace nodes of their own).
   size_t max_workspace = 0;

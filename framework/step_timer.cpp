@@ -19,7 +19,9 @@ class HostTimer final : public StepTimer {
   double seconds(int from, int to) const override {
     LETHE_ASSERT(from >= 0 && to >= 0 && static_cast<size_t>(from) < marks_.size() &&
                  static_cast<size_t>(to) < marks_.size());
-    return std::chrono::duration<double>(marks_[static_cast<size_t>(to)] - marks_[static_cast<size_t>(from)]).count();
+    return std::chrono::duration<double>(marks_[static_cast<size_t>(to)] -
+                                         marks_[static_cast<size_t>(from)])
+        .count();
   }
 
  private:
@@ -28,6 +30,8 @@ class HostTimer final : public StepTimer {
 
 }  // namespace
 
-std::unique_ptr<StepTimer> make_host_timer() { return std::make_unique<HostTimer>(); }
+std::unique_ptr<StepTimer> make_host_timer() {
+  return std::make_unique<HostTimer>();
+}
 
 }  // namespace lethe

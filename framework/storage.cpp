@@ -74,7 +74,9 @@ class HeapAllocator final : public Allocator {
 
 }  // namespace
 
-std::unique_ptr<Allocator> make_heap_allocator() { return std::make_unique<HeapAllocator>(); }
+std::unique_ptr<Allocator> make_heap_allocator() {
+  return std::make_unique<HeapAllocator>();
+}
 
 }  // namespace lethe
 

@@ -12,7 +12,9 @@ namespace lethe {
 
 constexpr size_t kAlignment = 64;  // every buffer is 64-byte aligned (DESIGN invariant 2)
 
-inline size_t align_up(size_t n, size_t a = kAlignment) { return (n + a - 1) / a * a; }
+inline size_t align_up(size_t n, size_t a = kAlignment) {
+  return (n + a - 1) / a * a;
+}
 
 // What a long-lived buffer holds, for the budget breakdown of an infeasible step.
 enum class StorageRole : uint8_t { other, parameter, buffer, gradient, optimizer_state };
@@ -57,7 +59,8 @@ namespace lethe {
 // own copies for its kind of device, which receive the storage's owning context.
 void copy_to_host(const Storage& s, void* dst, size_t bytes, size_t offset = 0);
 void copy_from_host(Storage& s, const void* src, size_t bytes, size_t offset = 0);
-using DeviceCopyFn = void (*)(void* dst, const void* src, size_t bytes, bool to_host, void* context);
+using DeviceCopyFn = void (*)(void* dst, const void* src, size_t bytes, bool to_host,
+                              void* context);
 void set_device_copy(DeviceKind kind, DeviceCopyFn fn);
 
 }  // namespace lethe

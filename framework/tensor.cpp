@@ -12,7 +12,8 @@ namespace lethe {
 namespace {
 
 const TensorImpl& checked(const std::shared_ptr<TensorImpl>& impl, const char* what) {
-  LETHE_CHECK(impl != nullptr, what, ": the tensor is undefined (default-constructed or moved from)");
+  LETHE_CHECK(impl != nullptr, what,
+              ": the tensor is undefined (default-constructed or moved from)");
   return *impl;
 }
 
@@ -23,24 +24,36 @@ int node_in(Graph& g, const std::shared_ptr<TensorImpl>& impl, const std::string
   LETHE_CHECK(impl->graph != nullptr || !impl->session || !impl->session->options().plan_only, op,
               ": an input is a value of an earlier step of a plan-only session (SessionOptions::"
               "plan_only), which was planned but not computed");
-  LETHE_CHECK(impl->graph == nullptr || !impl->graph->executed, op,
-              ": an input is a value of step ", impl->graph ? impl->graph->step : 0,
-              " that was not kept (no Tensor handle held it when that step ran); hold a Tensor to it "
-              "before the step runs, or recompute it");
+  LETHE_CHECK(
+      impl->graph == nullptr || !impl->graph->executed, op, ": an input is a value of step ",
+      impl->graph ? impl->graph->step : 0,
+      " that was not kept (no Tensor handle held it when that step ran); hold a Tensor to it "
+      "before the step runs, or recompute it");
   throw Error(op + ": an input belongs to a step graph that is not this session's current one");
 }
 
 }  // namespace
 
-const Shape& Tensor::shape() const { return checked(impl_, "shape()").meta.shape; }
-DType Tensor::dtype() const { return checked(impl_, "dtype()").meta.dtype; }
-Device Tensor::device() const { return checked(impl_, "device()").meta.device; }
-const TensorMeta& Tensor::meta() const { return checked(impl_, "meta()").meta; }
-const std::string& Tensor::name() const { return checked(impl_, "name()").name; }
+const Shape& Tensor::shape() const {
+  return checked(impl_, "shape()").meta.shape;
+}
+DType Tensor::dtype() const {
+  return checked(impl_, "dtype()").meta.dtype;
+}
+Device Tensor::device() const {
+  return checked(impl_, "device()").meta.device;
+}
+const TensorMeta& Tensor::meta() const {
+  return checked(impl_, "meta()").meta;
+}
+const std::string& Tensor::name() const {
+  return checked(impl_, "name()").name;
+}
 Tensor& Tensor::set_name(std::string n) {
   checked(impl_, "set_name()");
   impl_->name = std::move(n);
-  if (impl_->graph && impl_->node >= 0) impl_->graph->nodes[static_cast<size_t>(impl_->node)].name = impl_->name;
+  if (impl_->graph && impl_->node >= 0)
+    impl_->graph->nodes[static_cast<size_t>(impl_->node)].name = impl_->name;
   return *this;
 }
 
@@ -66,7 +79,9 @@ Tensor& Tensor::set_requires_grad(bool r) {
   return *this;
 }
 
-bool Tensor::has_grad() const { return checked(impl_, "has_grad()").grad != nullptr; }
+bool Tensor::has_grad() const {
+  return checked(impl_, "has_grad()").grad != nullptr;
+}
 
 Tensor Tensor::grad() const {
   const TensorImpl& t = checked(impl_, "grad()");
@@ -86,25 +101,30 @@ void Tensor::zero_grad() {
 void Tensor::set_grad(const Tensor& g) {
   const TensorImpl& t = checked(impl_, "set_grad()");
   const TensorImpl& gi = checked(g.impl_, "set_grad(): the gradient");
-  LETHE_CHECK(t.requires_grad, "set_grad(): this tensor", t.name.empty() ? "" : " ('" + t.name + "')",
+  LETHE_CHECK(t.requires_grad, "set_grad(): this tensor",
+              t.name.empty() ? "" : " ('" + t.name + "')",
               " does not require a gradient (call set_requires_grad(true) first)");
-  LETHE_CHECK(gi.meta.shape == t.meta.shape && gi.meta.dtype == t.meta.dtype, "set_grad(): the gradient is ",
-              dtype_name(gi.meta.dtype), gi.meta.shape.str(), ", the tensor ", dtype_name(t.meta.dtype),
-              t.meta.shape.str(), ": they must match");
+  LETHE_CHECK(gi.meta.shape == t.meta.shape && gi.meta.dtype == t.meta.dtype,
+              "set_grad(): the gradient is ", dtype_name(gi.meta.dtype), gi.meta.shape.str(),
+              ", the tensor ", dtype_name(t.meta.dtype), t.meta.shape.str(), ": they must match");
   LETHE_CHECK(gi.session == t.session, "set_grad(): the gradient belongs to another session");
   if (gi.graph && gi.node >= 0) gi.graph->nodes[static_cast<size_t>(gi.node)].is_gradient = true;
   impl_->grad = g.impl_;
 }
 
-bool Tensor::is_materialised() const { return checked(impl_, "is_materialised()").storage != nullptr; }
+bool Tensor::is_materialised() const {
+  return checked(impl_, "is_materialised()").storage != nullptr;
+}
 
 // Where a value can be read from (computing it when needed).
-static std::shared_ptr<Storage> value_storage(const std::shared_ptr<TensorImpl>& impl, const char* what) {
+static std::shared_ptr<Storage> value_storage(const std::shared_ptr<TensorImpl>& impl,
+                                              const char* what) {
   checked(impl, what);
   if (impl->storage) return impl->storage;
-  LETHE_CHECK(!impl->session || !impl->session->options().plan_only, what,
-              ": the session is plan-only (SessionOptions::plan_only): its steps are planned under the "
-              "memory budget but never run, so no value they compute can be read");
+  LETHE_CHECK(
+      !impl->session || !impl->session->options().plan_only, what,
+      ": the session is plan-only (SessionOptions::plan_only): its steps are planned under the "
+      "memory budget but never run, so no value they compute can be read");
   Graph* g = impl->graph.get();
   LETHE_ASSERT(g != nullptr);
   LETHE_CHECK(!g->executed, what, ": this value belongs to step ", g->step,
@@ -183,17 +203,19 @@ std::vector<unsigned char> Tensor::to_bytes() const {
 void Tensor::assign_bytes(const void* data, size_t bytes) {
   const TensorImpl& t = checked(impl_, "assign_bytes()");
   LETHE_CHECK(t.storage != nullptr && t.graph == nullptr,
-              "assign_bytes(): only materialised tensors (parameters, buffers, state) can be assigned a value");
-  LETHE_CHECK(bytes == t.meta.bytes(), "assign_bytes(): ", t.meta.str(), " holds ", t.meta.bytes(), " bytes, got ",
-              bytes);
+              "assign_bytes(): only materialised tensors (parameters, buffers, state) can be "
+              "assigned a value");
+  LETHE_CHECK(bytes == t.meta.bytes(), "assign_bytes(): ", t.meta.str(), " holds ", t.meta.bytes(),
+              " bytes, got ", bytes);
   copy_from_host(*impl_->storage, data, bytes);
 }
 
-Tensor tensor_from_bytes(const std::shared_ptr<SessionState>& s, const Shape& shape, DType dtype, const void* bytes,
-                         size_t n) {
+Tensor tensor_from_bytes(const std::shared_ptr<SessionState>& s, const Shape& shape, DType dtype,
+                         const void* bytes, size_t n) {
   LETHE_ASSERT(s != nullptr);
   const TensorMeta meta{shape, dtype, s->device()};
-  LETHE_CHECK(n == meta.bytes(), "tensor_from_bytes: ", meta.str(), " holds ", meta.bytes(), " bytes, got ", n);
+  LETHE_CHECK(n == meta.bytes(), "tensor_from_bytes: ", meta.str(), " holds ", meta.bytes(),
+              " bytes, got ", n);
   auto st = s->allocate(meta.bytes());
   st->device = meta.device;
   copy_from_host(*st, bytes, n);
@@ -260,7 +282,8 @@ Tensor record(std::shared_ptr<const Op> op, const std::vector<Tensor>& inputs,
   n.op = std::move(op);
   n.inputs = std::move(ids);
   n.meta = out;
-  n.requires_grad = needs_grad && grad_enabled() && n.op->differentiable() && is_floating(out.dtype);
+  n.requires_grad =
+      needs_grad && grad_enabled() && n.op->differentiable() && is_floating(out.dtype);
   if (!n.op->mutated_inputs().empty()) g->has_side_effects = true;
   if (n.requires_grad) g->has_grad = true;
   auto impl = std::make_shared<TensorImpl>();
@@ -298,8 +321,9 @@ struct Formatter {
   }
 };
 
-void print_rec(std::ostream& os, const std::vector<double>& v, const Shape& s, int dim, int64_t offset,
-               const std::vector<int64_t>& strides, const Formatter& f, bool summarise, int indent) {
+void print_rec(std::ostream& os, const std::vector<double>& v, const Shape& s, int dim,
+               int64_t offset, const std::vector<int64_t>& strides, const Formatter& f,
+               bool summarise, int indent) {
   const int64_t edge = 3;
   if (s.ndim() == 0) {
     os << f.fmt(v[0]);
@@ -320,7 +344,9 @@ void print_rec(std::ostream& os, const std::vector<double>& v, const Shape& s, i
     int64_t off = offset + i * strides[static_cast<size_t>(dim)];
     if (dim == s.ndim() - 1) {
       std::string t = f.fmt(v[static_cast<size_t>(off)]);
-      os << std::string(static_cast<size_t>(std::max<int>(0, f.width - static_cast<int>(t.size()))), ' ') << t;
+      os << std::string(static_cast<size_t>(std::max<int>(0, f.width - static_cast<int>(t.size()))),
+                        ' ')
+         << t;
     } else {
       print_rec(os, v, s, dim + 1, off, strides, f, summarise, indent + 1);
     }

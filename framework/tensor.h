@@ -1,5 +1,5 @@
-// Tensor: a handle to a value that is either materialised (a parameter, the batch, a kept result) or
-// pending in the session's step graph. Ops record nodes; values are computed when the step runs
+// Tensor: a handle to a value that is either materialised (a parameter, the batch, a kept result)
+// or pending in the session's step graph. Ops record nodes; values are computed when the step runs
 // (optimizer.step(), item(), to_vector()) or at once in eager mode.
 //
 //   lethe::Session session;                          // CPU, unlimited memory
@@ -38,7 +38,7 @@ struct TensorImpl {
   std::shared_ptr<TensorImpl> grad;  // accumulated gradient of a leaf
   std::string name;
   StorageRole role = StorageRole::other;
-  bool detached_by_step = false;     // a result that required grad, kept past the end of its step
+  bool detached_by_step = false;  // a result that required grad, kept past the end of its step
 };
 
 class Tensor {
@@ -61,8 +61,8 @@ class Tensor {
   bool requires_grad() const;
   Tensor& set_requires_grad(bool r);  // only on materialised leaves (parameters)
   bool has_grad() const;
-  Tensor grad() const;                // throws when no gradient was computed
-  void zero_grad();                   // drops the gradient (PyTorch's set_to_none)
+  Tensor grad() const;  // throws when no gradient was computed
+  void zero_grad();     // drops the gradient (PyTorch's set_to_none)
   // Replaces the gradient (of the same shape and dtype, in the same session) that the optimizer's
   // next step() uses: how gradients are changed before step() (optim/clip_grad.h), as PyTorch's
   // `p.grad = g`. A gradient recorded in the step stays a node of the step, planned as the others.
@@ -72,18 +72,21 @@ class Tensor {
   // throws, since it would add the same contributions again; pass retain_graph = true to the
   // earlier backward() to accumulate on purpose (e.g. two losses sharing a trunk).
   void backward(const Tensor& grad_output = Tensor(), bool retain_graph = false) const;
-  Tensor detach() const;              // same value, no gradient history
+  Tensor detach() const;  // same value, no gradient history
 
   // Reading values (executes what is needed).
-  template <typename T = double> T item() const;
-  template <typename T> std::vector<T> to_vector() const;
+  template <typename T = double>
+  T item() const;
+  template <typename T>
+  std::vector<T> to_vector() const;
   bool is_materialised() const;
   // Replaces this leaf's value with src's (shapes and dtypes must match); used by initialisers and
   // to load weights. Not recorded.
   void assign(const Tensor& src);
   // The value as raw little-endian bytes on the host (numel x element size), for serialisation.
   std::vector<unsigned char> to_bytes() const;
-  // Replaces this materialised tensor's value with `bytes` raw bytes (exactly its size). Not recorded.
+  // Replaces this materialised tensor's value with `bytes` raw bytes (exactly its size). Not
+  // recorded.
   void assign_bytes(const void* data, size_t bytes);
 
   // Shape ops.
@@ -182,8 +185,8 @@ Tensor tensor_for_node(const std::shared_ptr<Graph>& g, int id);
 
 // A materialised tensor of session `s` (on its device, in its arena or heap) holding `bytes`, the
 // raw little-endian value (exactly shape.numel() x the element size).
-Tensor tensor_from_bytes(const std::shared_ptr<SessionState>& s, const Shape& shape, DType dtype, const void* bytes,
-                         size_t n);
+Tensor tensor_from_bytes(const std::shared_ptr<SessionState>& s, const Shape& shape, DType dtype,
+                         const void* bytes, size_t n);
 
 // Materialises a tensor from a storage that already holds its value (no recording).
 Tensor make_materialised(const std::shared_ptr<SessionState>& s, const TensorMeta& meta,

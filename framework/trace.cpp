@@ -21,10 +21,18 @@ std::string escape(std::string_view s) {
   out.reserve(s.size());
   for (char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (static_cast<unsigned char>(c) < 0x20) {
           char buf[8];
@@ -40,11 +48,16 @@ std::string escape(std::string_view s) {
 
 const char* category(Tracer::Kind k) {
   switch (k) {
-    case Tracer::Kind::compute: return "compute";
-    case Tracer::Kind::recompute: return "recompute";
-    case Tracer::Kind::update: return "update";
-    case Tracer::Kind::step: return "step";
-    case Tracer::Kind::plan: return "plan";
+    case Tracer::Kind::compute:
+      return "compute";
+    case Tracer::Kind::recompute:
+      return "recompute";
+    case Tracer::Kind::update:
+      return "update";
+    case Tracer::Kind::step:
+      return "step";
+    case Tracer::Kind::plan:
+      return "plan";
   }
   return "compute";
 }
@@ -81,8 +94,8 @@ uint32_t Tracer::intern(std::string_view name) {
   return static_cast<uint32_t>(names_.size() - 1);
 }
 
-void Tracer::slice(Kind kind, std::string_view name, int node, uint64_t step, double t0_us, double t1_us,
-                   int64_t bytes, int track) {
+void Tracer::slice(Kind kind, std::string_view name, int node, uint64_t step, double t0_us,
+                   double t1_us, int64_t bytes, int track) {
   slices_.push_back({kind, node, step, t0_us, t1_us, bytes, intern(name), track});
   tracks_ = std::max(tracks_, track + 1);
 }
@@ -96,11 +109,19 @@ void Tracer::write() {
   LETHE_CHECK(f != nullptr, "trace: cannot write '", path_, "'");
   FILE* o = f.get();
   std::fputs("{\"displayTimeUnit\":\"ms\",\"traceEvents\":[\n", o);
-  std::fputs("{\"ph\":\"M\",\"pid\":1,\"tid\":1,\"name\":\"process_name\",\"args\":{\"name\":\"lethe session\"}},\n", o);
-  std::fputs("{\"ph\":\"M\",\"pid\":1,\"tid\":1,\"name\":\"thread_name\",\"args\":{\"name\":\"executor\"}}", o);
+  std::fputs(
+      "{\"ph\":\"M\",\"pid\":1,\"tid\":1,\"name\":\"process_name\",\"args\":{\"name\":\"lethe "
+      "session\"}},\n",
+      o);
+  std::fputs(
+      "{\"ph\":\"M\",\"pid\":1,\"tid\":1,\"name\":\"thread_name\",\"args\":{\"name\":\"executor\"}"
+      "}",
+      o);
   // Streams past the first (SessionOptions::streams): one track each, after the executor's.
   for (int t = 1; t < tracks_; ++t)
-    std::fprintf(o, ",\n{\"ph\":\"M\",\"pid\":1,\"tid\":%d,\"name\":\"thread_name\",\"args\":{\"name\":\"stream %d\"}}",
+    std::fprintf(o,
+                 ",\n{\"ph\":\"M\",\"pid\":1,\"tid\":%d,\"name\":\"thread_name\",\"args\":{"
+                 "\"name\":\"stream %d\"}}",
                  t + 1, t);
   std::vector<std::string> names;
   names.reserve(names_.size());
@@ -108,7 +129,9 @@ void Tracer::write() {
   for (const Slice& s : slices_) {
     // Durations of at least 1 ns so that zero-length ops (views) stay visible and nest.
     const double dur = s.t1 - s.t0 > 1e-3 ? s.t1 - s.t0 : 1e-3;
-    std::fprintf(o, ",\n{\"ph\":\"X\",\"pid\":1,\"tid\":%d,\"cat\":\"%s\",\"name\":\"%s\",\"ts\":%.3f,\"dur\":%.3f,"
+    std::fprintf(o,
+                 ",\n{\"ph\":\"X\",\"pid\":1,\"tid\":%d,\"cat\":\"%s\",\"name\":\"%s\",\"ts\":%.3f,"
+                 "\"dur\":%.3f,"
                  "\"args\":{\"step\":%" PRIu64,
                  s.track + 1, category(s.kind), names[s.name].c_str(), s.t0, dur, s.step);
     if (s.kind != Kind::step && s.kind != Kind::plan) {
@@ -118,9 +141,13 @@ void Tracer::write() {
     std::fputs("}}", o);
   }
   for (const Counter& c : counters_) {
-    std::fprintf(o, ",\n{\"ph\":\"C\",\"pid\":1,\"name\":\"arena in use\",\"ts\":%.3f,\"args\":{\"bytes\":%" PRId64 "}}",
+    std::fprintf(o,
+                 ",\n{\"ph\":\"C\",\"pid\":1,\"name\":\"arena in "
+                 "use\",\"ts\":%.3f,\"args\":{\"bytes\":%" PRId64 "}}",
                  c.ts, c.measured);
-    std::fprintf(o, ",\n{\"ph\":\"C\",\"pid\":1,\"name\":\"plan predicted\",\"ts\":%.3f,\"args\":{\"bytes\":%" PRId64 "}}",
+    std::fprintf(o,
+                 ",\n{\"ph\":\"C\",\"pid\":1,\"name\":\"plan "
+                 "predicted\",\"ts\":%.3f,\"args\":{\"bytes\":%" PRId64 "}}",
                  c.ts, c.predicted);
   }
   std::fputs("\n]}\n", o);

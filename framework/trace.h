@@ -4,12 +4,12 @@
 //   // ... train; the file is written when the session ends (or at s.stop_trace()).
 //
 // One complete slice ("ph":"X") per op execution: name = op, args = {node, step, bytes, recompute},
-// category "compute", "recompute" (a plan's second or later computation of a node) or "update" (side
-// effects: parameter and running-statistics updates). One slice per step encloses them, and a "plan"
-// slice marks planning. Counters ("ph":"C"), sampled at the start of each op with its output placed:
-// "arena in use" (measured: the highest end of a buffer live in the arena, fragmentation included; for
-// an unlimited session the heap allocator's bytes in use) and "plan predicted" (the plan's own account:
-// bytes resident when the step began + the live values the schedule holds).
+// category "compute", "recompute" (a plan's second or later computation of a node) or "update"
+// (side effects: parameter and running-statistics updates). One slice per step encloses them, and a
+// "plan" slice marks planning. Counters ("ph":"C"), sampled at the start of each op with its output
+// placed: "arena in use" (measured: the highest end of a buffer live in the arena, fragmentation
+// included; for an unlimited session the heap allocator's bytes in use) and "plan predicted" (the
+// plan's own account: bytes resident when the step began + the live values the schedule holds).
 // Recording costs one branch per op when no trace is active.
 #pragma once
 
@@ -31,7 +31,8 @@ class Tracer {
   const std::string& path() const { return path_; }
   // Microseconds since the trace began.
   double now_us() const {
-    return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0_).count();
+    return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0_)
+        .count();
   }
   double to_us(std::chrono::steady_clock::time_point t) const {
     return std::chrono::duration<double, std::micro>(t - t0_).count();

@@ -8,13 +8,15 @@
 //   auto o = LinearOptions(784, 256).bias(false);   // o.bias() == false
 #pragma once
 
-#define LETHE_ARG(T, name)                          \
- public:                                            \
-  auto& name(const T& new_##name) {                 \
-    this->name##_ = new_##name;                     \
-    return *this;                                   \
-  }                                                 \
-  const T& name() const noexcept { return name##_; } \
-                                                    \
- private:                                           \
+#define LETHE_ARG(T, name)          \
+ public:                            \
+  auto& name(const T& new_##name) { \
+    this->name##_ = new_##name;     \
+    return *this;                   \
+  }                                 \
+  const T& name() const noexcept {  \
+    return name##_;                 \
+  }                                 \
+                                    \
+ private:                           \
   T name##_

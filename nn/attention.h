@@ -31,7 +31,8 @@ struct MultiheadAttentionOptions {
 class MultiheadAttention : public UnaryModule {
  public:
   explicit MultiheadAttention(const MultiheadAttentionOptions& o);
-  MultiheadAttention(int64_t d, int64_t heads) : MultiheadAttention(MultiheadAttentionOptions(d, heads)) {}
+  MultiheadAttention(int64_t d, int64_t heads)
+      : MultiheadAttention(MultiheadAttentionOptions(d, heads)) {}
   Tensor forward(const Tensor& x) override { return forward(x, options_.causal()); }
   // x [B, L, d] (or [L, d]).
   Tensor forward(const Tensor& x, bool causal);

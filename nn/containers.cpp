@@ -13,11 +13,13 @@ void ModuleList::push_back(std::shared_ptr<Module> m) {
 }
 
 const std::shared_ptr<Module>& ModuleList::operator[](size_t i) const {
-  LETHE_CHECK(i < modules_.size(), "ModuleList: index ", i, " is out of range (size ", modules_.size(), ")");
+  LETHE_CHECK(i < modules_.size(), "ModuleList: index ", i, " is out of range (size ",
+              modules_.size(), ")");
   return modules_[i];
 }
 
-ModuleDict::ModuleDict(std::vector<std::pair<std::string, std::shared_ptr<Module>>> items) : ModuleDict() {
+ModuleDict::ModuleDict(std::vector<std::pair<std::string, std::shared_ptr<Module>>> items)
+    : ModuleDict() {
   for (auto& [k, m] : items) insert(k, std::move(m));
 }
 

@@ -11,8 +11,9 @@
 //     }
 //     lethe::Tensor forward(const lethe::Tensor& x) override {
 //       lethe::Tensor h = x;
-//       for (size_t i = 0; i < blocks->size(); ++i) h = blocks->get<lethe::nn::Linear>(i)->forward(h).relu();
-//       return heads->get<lethe::nn::Linear>("cls")->forward(h);   // "heads.cls.weight", ...
+//       for (size_t i = 0; i < blocks->size(); ++i) h =
+//       blocks->get<lethe::nn::Linear>(i)->forward(h).relu(); return
+//       heads->get<lethe::nn::Linear>("cls")->forward(h);   // "heads.cls.weight", ...
 //     }
 //     std::shared_ptr<lethe::nn::ModuleList> blocks;
 //     std::shared_ptr<lethe::nn::ModuleDict> heads;
@@ -67,8 +68,8 @@ class ModuleDict : public Module {
   template <typename M>
   std::shared_ptr<M> get(const std::string& key) const {
     std::shared_ptr<M> m = std::dynamic_pointer_cast<M>((*this)[key]);
-    LETHE_CHECK(m != nullptr, "ModuleDict::get: module '", key, "' is a ", (*this)[key]->type_name(),
-                ", not the type asked for");
+    LETHE_CHECK(m != nullptr, "ModuleDict::get: module '", key, "' is a ",
+                (*this)[key]->type_name(), ", not the type asked for");
     return m;
   }
   size_t size() const { return named_children().size(); }

@@ -18,7 +18,9 @@ namespace lethe::nn {
 struct Conv2dOptions {
   using Pair = std::array<int64_t, 2>;
   Conv2dOptions(int64_t in_channels, int64_t out_channels, int64_t kernel_size)
-      : in_channels_(in_channels), out_channels_(out_channels), kernel_size_{kernel_size, kernel_size} {}
+      : in_channels_(in_channels),
+        out_channels_(out_channels),
+        kernel_size_{kernel_size, kernel_size} {}
   Conv2dOptions(int64_t in_channels, int64_t out_channels, Pair kernel_size)
       : in_channels_(in_channels), out_channels_(out_channels), kernel_size_(kernel_size) {}
   LETHE_ARG(int64_t, in_channels);
@@ -56,7 +58,9 @@ class Conv2d : public UnaryModule {
 struct ConvTranspose2dOptions {
   using Pair = std::array<int64_t, 2>;
   ConvTranspose2dOptions(int64_t in_channels, int64_t out_channels, int64_t kernel_size)
-      : in_channels_(in_channels), out_channels_(out_channels), kernel_size_{kernel_size, kernel_size} {}
+      : in_channels_(in_channels),
+        out_channels_(out_channels),
+        kernel_size_{kernel_size, kernel_size} {}
   ConvTranspose2dOptions(int64_t in_channels, int64_t out_channels, Pair kernel_size)
       : in_channels_(in_channels), out_channels_(out_channels), kernel_size_(kernel_size) {}
   LETHE_ARG(int64_t, in_channels);
@@ -110,7 +114,7 @@ class Conv1d : public UnaryModule {
  public:
   explicit Conv1d(const Conv1dOptions& o);
   Conv1d(int64_t in, int64_t out, int64_t k) : Conv1d(Conv1dOptions(in, out, k)) {}
-  void reset_parameters();  // as Conv2d
+  void reset_parameters();                   // as Conv2d
   Tensor forward(const Tensor& x) override;  // x [N, in, L] -> [N, out, L_out]
   void pretty_print(std::ostream& os) const override;
   const Conv1dOptions& options() const { return options_; }

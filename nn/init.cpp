@@ -8,8 +8,8 @@
 namespace lethe::nn::init {
 
 std::pair<int64_t, int64_t> calculate_fan_in_and_fan_out(const Shape& s) {
-  LETHE_CHECK(s.ndim() >= 2, "init: fan in and fan out need a tensor of at least 2 dimensions, got ",
-              s);
+  LETHE_CHECK(s.ndim() >= 2,
+              "init: fan in and fan out need a tensor of at least 2 dimensions, got ", s);
   int64_t receptive = 1;
   for (int i = 2; i < s.ndim(); ++i) receptive *= s[i];
   return {s[1] * receptive, s[0] * receptive};
@@ -34,8 +34,8 @@ void check_float(const Tensor& t, const char* fn) {
 }
 int64_t fan(const Tensor& t, const std::string& mode) {
   auto [in, out] = calculate_fan_in_and_fan_out(t.shape());
-  LETHE_CHECK(mode == "fan_in" || mode == "fan_out", "init: mode must be 'fan_in' or 'fan_out', got '",
-              mode, "'");
+  LETHE_CHECK(mode == "fan_in" || mode == "fan_out",
+              "init: mode must be 'fan_in' or 'fan_out', got '", mode, "'");
   return mode == "fan_in" ? in : out;
 }
 }  // namespace
@@ -63,17 +63,23 @@ void constant_(Tensor& t, double value) {
   check_float(t, "constant_");
   t.assign(full(t.shape(), value, t.dtype()));
 }
-void zeros_(Tensor& t) { constant_(t, 0.0); }
-void ones_(Tensor& t) { constant_(t, 1.0); }
+void zeros_(Tensor& t) {
+  constant_(t, 0.0);
+}
+void ones_(Tensor& t) {
+  constant_(t, 1.0);
+}
 
-void kaiming_uniform_(Tensor& t, double a, const std::string& mode, const std::string& nonlinearity) {
+void kaiming_uniform_(Tensor& t, double a, const std::string& mode,
+                      const std::string& nonlinearity) {
   check_float(t, "kaiming_uniform_");
   double std = calculate_gain(nonlinearity, a) / std::sqrt(static_cast<double>(fan(t, mode)));
   double bound = std::sqrt(3.0) * std;
   uniform_(t, -bound, bound);
 }
 
-void kaiming_normal_(Tensor& t, double a, const std::string& mode, const std::string& nonlinearity) {
+void kaiming_normal_(Tensor& t, double a, const std::string& mode,
+                     const std::string& nonlinearity) {
   check_float(t, "kaiming_normal_");
   double std = calculate_gain(nonlinearity, a) / std::sqrt(static_cast<double>(fan(t, mode)));
   normal_(t, 0.0, std);

@@ -1,8 +1,9 @@
-// Parameter initialisers, as torch::nn::init. Each replaces the tensor's value (Tensor::assign) with
-// one drawn from the session's counter-based generator, so a seeded session initialises identically.
+// Parameter initialisers, as torch::nn::init. Each replaces the tensor's value (Tensor::assign)
+// with one drawn from the session's counter-based generator, so a seeded session initialises
+// identically.
 //
-//   lethe::nn::init::kaiming_uniform_(linear->weight, std::sqrt(5.0));   // PyTorch's Linear default
-//   lethe::nn::init::zeros_(linear->bias);
+//   lethe::nn::init::kaiming_uniform_(linear->weight, std::sqrt(5.0));   // PyTorch's Linear
+//   default lethe::nn::init::zeros_(linear->bias);
 #pragma once
 
 #include <string>
@@ -12,10 +13,11 @@
 
 namespace lethe::nn::init {
 
-// fan_in = size(1) * receptive field, fan_out = size(0) * receptive field (as PyTorch); needs >= 2 dims.
+// fan_in = size(1) * receptive field, fan_out = size(0) * receptive field (as PyTorch); needs >= 2
+// dims.
 std::pair<int64_t, int64_t> calculate_fan_in_and_fan_out(const Shape& s);
-// nonlinearity: "linear", "conv2d", "sigmoid", "tanh", "relu", "leaky_relu" (param = negative slope,
-// default 0.01), "selu".
+// nonlinearity: "linear", "conv2d", "sigmoid", "tanh", "relu", "leaky_relu" (param = negative
+// slope, default 0.01), "selu".
 double calculate_gain(const std::string& nonlinearity, double param = 0.01);
 
 void uniform_(Tensor& t, double lo = 0.0, double hi = 1.0);

@@ -10,8 +10,8 @@ namespace lethe::nn {
 
 Linear::Linear(const LinearOptions& o) : UnaryModule("Linear"), options_(o) {
   LETHE_CHECK(o.in_features() > 0 && o.out_features() > 0,
-              "Linear: in_features and out_features must be positive, got ", o.in_features(), " and ",
-              o.out_features());
+              "Linear: in_features and out_features must be positive, got ", o.in_features(),
+              " and ", o.out_features());
   weight = register_parameter("weight", zeros({o.out_features(), o.in_features()}, o.dtype()));
   if (o.bias()) bias = register_parameter("bias", zeros({o.out_features()}, o.dtype()));
   reset_parameters();
@@ -32,7 +32,8 @@ Tensor Linear::forward(const Tensor& x) {
 }
 
 void Linear::pretty_print(std::ostream& os) const {
-  os << "Linear(in_features=" << options_.in_features() << ", out_features=" << options_.out_features()
+  os << "Linear(in_features=" << options_.in_features()
+     << ", out_features=" << options_.out_features()
      << ", bias=" << (options_.bias() ? "true" : "false") << ")";
 }
 

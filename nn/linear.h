@@ -21,7 +21,8 @@ struct LinearOptions {
 class Linear : public UnaryModule {
  public:
   explicit Linear(const LinearOptions& o);
-  Linear(int64_t in_features, int64_t out_features) : Linear(LinearOptions(in_features, out_features)) {}
+  Linear(int64_t in_features, int64_t out_features)
+      : Linear(LinearOptions(in_features, out_features)) {}
   // PyTorch's default: kaiming_uniform(a = sqrt(5)) weights, bias uniform in ±1/sqrt(fan_in).
   void reset_parameters();
   Tensor forward(const Tensor& x) override;

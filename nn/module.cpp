@@ -20,8 +20,9 @@ void Module::check_name(const std::string& name, const char* what) const {
 Tensor Module::register_parameter(const std::string& name, Tensor t, bool requires_grad) {
   check_name(name, "parameter");
   LETHE_CHECK(t.defined(), type_name_, ": parameter '", name, "' is an undefined tensor");
-  LETHE_CHECK(t.is_materialised(), type_name_, ": parameter '", name,
-              "' must be a materialised tensor (create it with lethe::zeros/randn/..., not from ops)");
+  LETHE_CHECK(
+      t.is_materialised(), type_name_, ": parameter '", name,
+      "' must be a materialised tensor (create it with lethe::zeros/randn/..., not from ops)");
   if (requires_grad) t.set_requires_grad(true);
   if (t.name().empty()) t.set_name(name);
   params_.emplace_back(name, t);
@@ -31,7 +32,8 @@ Tensor Module::register_parameter(const std::string& name, Tensor t, bool requir
 Tensor Module::register_buffer(const std::string& name, Tensor t) {
   check_name(name, "buffer");
   LETHE_CHECK(t.defined(), type_name_, ": buffer '", name, "' is an undefined tensor");
-  LETHE_CHECK(t.is_materialised(), type_name_, ": buffer '", name, "' must be a materialised tensor");
+  LETHE_CHECK(t.is_materialised(), type_name_, ": buffer '", name,
+              "' must be a materialised tensor");
   if (t.name().empty()) t.set_name(name);
   buffers_.emplace_back(name, t);
   return t;
@@ -80,7 +82,8 @@ std::string LoadStateDictResult::str() const {
   };
   std::string s;
   if (!missing_keys.empty()) s += "missing keys: " + join(missing_keys);
-  if (!unexpected_keys.empty()) s += std::string(s.empty() ? "" : "; ") + "unexpected keys: " + join(unexpected_keys);
+  if (!unexpected_keys.empty())
+    s += std::string(s.empty() ? "" : "; ") + "unexpected keys: " + join(unexpected_keys);
   return s.empty() ? "all keys matched" : s;
 }
 
@@ -109,10 +112,10 @@ LoadStateDictResult Module::check_state_dict(const StateDict& sd, bool strict) c
   for (const auto& [k, t] : own) {
     const Tensor* src = sd.find(k);
     if (!src) continue;
-    LETHE_CHECK(src->shape() == t.shape(), type_name_, ".load_state_dict: '", k, "' has shape ", src->shape(),
-                " in the state dict, the module's is ", t.shape());
-    LETHE_CHECK(src->dtype() == t.dtype(), type_name_, ".load_state_dict: '", k, "' is ", src->dtype(),
-                " in the state dict, the module's is ", t.dtype());
+    LETHE_CHECK(src->shape() == t.shape(), type_name_, ".load_state_dict: '", k, "' has shape ",
+                src->shape(), " in the state dict, the module's is ", t.shape());
+    LETHE_CHECK(src->dtype() == t.dtype(), type_name_, ".load_state_dict: '", k, "' is ",
+                src->dtype(), " in the state dict, the module's is ", t.dtype());
   }
   return r;
 }

@@ -5,8 +5,8 @@
 //       fc1 = register_module("fc1", std::make_shared<lethe::nn::Linear>(784, 128));
 //       fc2 = register_module("fc2", std::make_shared<lethe::nn::Linear>(128, 10));
 //     }
-//     lethe::Tensor forward(const lethe::Tensor& x) override { return fc2->forward(fc1->forward(x).relu()); }
-//     std::shared_ptr<lethe::nn::Linear> fc1, fc2;
+//     lethe::Tensor forward(const lethe::Tensor& x) override { return
+//     fc2->forward(fc1->forward(x).relu()); } std::shared_ptr<lethe::nn::Linear> fc1, fc2;
 //   };
 //   auto net = std::make_shared<Net>();
 //   net->named_parameters();   // {"fc1.weight", ...}, in registration order
@@ -31,7 +31,7 @@ struct LoadStateDictResult {
   std::vector<std::string> missing_keys;     // the module's, absent from the state dict
   std::vector<std::string> unexpected_keys;  // the state dict's, not the module's
   bool ok() const { return missing_keys.empty() && unexpected_keys.empty(); }
-  std::string str() const;                    // "missing keys: a, b; unexpected keys: c"
+  std::string str() const;  // "missing keys: a, b; unexpected keys: c"
 };
 
 class Module : public std::enable_shared_from_this<Module> {
@@ -90,7 +90,8 @@ class Module : public std::enable_shared_from_this<Module> {
   // Drops every parameter's gradient.
   void zero_grad();
 
-  // A tree of the module, one line per module: "Linear(in_features=784, out_features=256, bias=true)".
+  // A tree of the module, one line per module: "Linear(in_features=784, out_features=256,
+  // bias=true)".
   virtual void pretty_print(std::ostream& os) const { os << type_name_; }
   void print_tree(std::ostream& os, int indent = 0) const;
 

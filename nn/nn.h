@@ -13,3 +13,4 @@
 #include "nn/rnn.h"
 #include "nn/sequential.h"
 #include "nn/transformer.h"
+#include "nn/upsample.h"

@@ -14,7 +14,8 @@ namespace lethe::nn {
 
 BatchNormBase::BatchNormBase(const char* type_name, const BatchNormOptions& o)
     : UnaryModule(type_name), options_(o) {
-  LETHE_CHECK(o.num_features() > 0, type_name, ": num_features must be positive, got ", o.num_features());
+  LETHE_CHECK(o.num_features() > 0, type_name, ": num_features must be positive, got ",
+              o.num_features());
   LETHE_CHECK(!o.momentum() || (*o.momentum() >= 0 && *o.momentum() <= 1), type_name,
               ": momentum must be in [0, 1] (or None), got ", o.momentum().value_or(0));
   Shape c{o.num_features()};
@@ -25,7 +26,8 @@ BatchNormBase::BatchNormBase(const char* type_name, const BatchNormOptions& o)
   if (o.track_running_stats()) {
     running_mean = register_buffer("running_mean", zeros(c, o.dtype()));
     running_var = register_buffer("running_var", ones(c, o.dtype()));
-    if (!o.momentum()) num_batches_tracked = register_buffer("num_batches_tracked", zeros(Shape{}, DType::i64));
+    if (!o.momentum())
+      num_batches_tracked = register_buffer("num_batches_tracked", zeros(Shape{}, DType::i64));
   }
 }
 
@@ -38,8 +40,9 @@ void BatchNormBase::reset_parameters() {
 }
 
 Tensor BatchNormBase::forward(const Tensor& x) {
-  LETHE_CHECK(accepts_rank(x.dim()) && x.size(1) == options_.num_features(), type_name(), ": expected input ",
-              expected_input(), " with C = ", options_.num_features(), ", got ", x.shape());
+  LETHE_CHECK(accepts_rank(x.dim()) && x.size(1) == options_.num_features(), type_name(),
+              ": expected input ", expected_input(), " with C = ", options_.num_features(),
+              ", got ", x.shape());
   // Without running statistics, eval still normalises with the batch's statistics (as PyTorch).
   bool use_batch_stats = is_training() || !running_mean.defined();
   double momentum = options_.momentum().value_or(0.0);
@@ -50,7 +53,8 @@ Tensor BatchNormBase::forward(const Tensor& x) {
     num_batches_tracked.assign(from_vector<int64_t>({n}, Shape{}));
     momentum = 1.0 / static_cast<double>(n);
   }
-  return batch_norm(x, running_mean, running_var, weight, bias, use_batch_stats, momentum, options_.eps());
+  return batch_norm(x, running_mean, running_var, weight, bias, use_batch_stats, momentum,
+                    options_.eps());
 }
 
 void BatchNormBase::pretty_print(std::ostream& os) const {
@@ -60,8 +64,7 @@ void BatchNormBase::pretty_print(std::ostream& os) const {
     os << *options_.momentum();
   else
     os << "None";
-  os << ", affine=" << (options_.affine() ? "true" : "false")
-     << ")";
+  os << ", affine=" << (options_.affine() ? "true" : "false") << ")";
 }
 
 LayerNorm::LayerNorm(const LayerNormOptions& o) : UnaryModule("LayerNorm"), options_(o) {
@@ -95,8 +98,9 @@ void LayerNorm::pretty_print(std::ostream& os) const {
 }
 
 GroupNorm::GroupNorm(const GroupNormOptions& o) : UnaryModule("GroupNorm"), options_(o) {
-  LETHE_CHECK(o.num_groups() > 0 && o.num_channels() > 0, "GroupNorm: num_groups and num_channels must be positive, got ",
-              o.num_groups(), " and ", o.num_channels());
+  LETHE_CHECK(o.num_groups() > 0 && o.num_channels() > 0,
+              "GroupNorm: num_groups and num_channels must be positive, got ", o.num_groups(),
+              " and ", o.num_channels());
   LETHE_CHECK(o.num_channels() % o.num_groups() == 0, "GroupNorm: num_channels (", o.num_channels(),
               ") must be divisible by num_groups (", o.num_groups(), ")");
   if (o.affine()) {
@@ -112,9 +116,12 @@ void GroupNorm::reset_parameters() {
 
 Tensor GroupNorm::forward(const Tensor& x) {
   const int64_t c = options_.num_channels(), g = options_.num_groups();
-  LETHE_CHECK(x.dim() >= 2 && x.size(1) == c, "GroupNorm: expected input [N, ", c, ", *], got ", x.shape());
+  LETHE_CHECK(x.dim() >= 2 && x.size(1) == c, "GroupNorm: expected input [N, ", c, ", *], got ",
+              x.shape());
   const int64_t n = x.size(0), rest = x.shape().numel() / std::max<int64_t>(1, n * g);
-  Tensor y = reshape(layer_norm(reshape(x, Shape{n, g, rest}), {rest}, Tensor(), Tensor(), options_.eps()), x.shape());
+  Tensor y =
+      reshape(layer_norm(reshape(x, Shape{n, g, rest}), {rest}, Tensor(), Tensor(), options_.eps()),
+              x.shape());
   if (!weight.defined()) return y;
   // weight and bias [C] as [C, 1, ...] against [N, C, *]
   std::vector<int64_t> ws(static_cast<size_t>(x.dim() - 1), 1);
@@ -123,15 +130,17 @@ Tensor GroupNorm::forward(const Tensor& x) {
 }
 
 void GroupNorm::pretty_print(std::ostream& os) const {
-  os << "GroupNorm(" << options_.num_groups() << ", " << options_.num_channels() << ", eps=" << options_.eps()
-     << ", affine=" << (options_.affine() ? "true" : "false") << ")";
+  os << "GroupNorm(" << options_.num_groups() << ", " << options_.num_channels()
+     << ", eps=" << options_.eps() << ", affine=" << (options_.affine() ? "true" : "false") << ")";
 }
 
 RMSNorm::RMSNorm(const RMSNormOptions& o) : UnaryModule("RMSNorm"), options_(o) {
   LETHE_CHECK(!o.normalized_shape().empty(), "RMSNorm: normalized_shape must not be empty");
   for (auto d : o.normalized_shape())
-    LETHE_CHECK(d > 0, "RMSNorm: normalized_shape dims must be positive, got ", Shape(o.normalized_shape()));
-  if (o.elementwise_affine()) weight = register_parameter("weight", ones(Shape(o.normalized_shape()), o.dtype()));
+    LETHE_CHECK(d > 0, "RMSNorm: normalized_shape dims must be positive, got ",
+                Shape(o.normalized_shape()));
+  if (o.elementwise_affine())
+    weight = register_parameter("weight", ones(Shape(o.normalized_shape()), o.dtype()));
 }
 
 void RMSNorm::reset_parameters() {
@@ -146,7 +155,8 @@ Tensor RMSNorm::forward(const Tensor& x) {
   LETHE_CHECK(ok, "RMSNorm: expected input ending in ", Shape(ns), ", got ", x.shape());
   double eps = options_.eps();
   if (eps < 0)
-    eps = x.dtype() == DType::f64 ? std::numeric_limits<double>::epsilon() : std::numeric_limits<float>::epsilon();
+    eps = x.dtype() == DType::f64 ? std::numeric_limits<double>::epsilon()
+                                  : std::numeric_limits<float>::epsilon();
   std::vector<int> axes;
   for (int i = 0; i < k; ++i) axes.push_back(x.dim() - k + i);
   Tensor y = div(x, sqrt(add_scalar(mean(mul(x, x), axes, true), eps)));

@@ -1,6 +1,7 @@
 // Normalisation layers, as torch.nn.
 //
-//   auto bn = std::make_shared<lethe::nn::BatchNorm2d>(lethe::nn::BatchNorm2dOptions(64).momentum(0.01));
+//   auto bn =
+//   std::make_shared<lethe::nn::BatchNorm2d>(lethe::nn::BatchNorm2dOptions(64).momentum(0.01));
 //   auto b1 = std::make_shared<lethe::nn::BatchNorm1d>(128);               // [N, C] or [N, C, L]
 //   auto ln = std::make_shared<lethe::nn::LayerNorm>(lethe::nn::LayerNormOptions({256}).eps(1e-6));
 //   auto gn = std::make_shared<lethe::nn::GroupNorm>(lethe::nn::GroupNormOptions(8, 64));
@@ -49,7 +50,7 @@ class BatchNormBase : public UnaryModule {
 
   Tensor weight, bias;               // undefined unless affine
   Tensor running_mean, running_var;  // undefined unless track_running_stats
-  Tensor num_batches_tracked;        // i64 scalar buffer with momentum=None (and running statistics)
+  Tensor num_batches_tracked;  // i64 scalar buffer with momentum=None (and running statistics)
 
  protected:
   virtual bool accepts_rank(int ndim) const = 0;
@@ -82,7 +83,8 @@ class BatchNorm2d : public BatchNormBase {
 };
 
 struct LayerNormOptions {
-  LayerNormOptions(std::vector<int64_t> normalized_shape) : normalized_shape_(std::move(normalized_shape)) {}
+  LayerNormOptions(std::vector<int64_t> normalized_shape)
+      : normalized_shape_(std::move(normalized_shape)) {}
   LETHE_ARG(std::vector<int64_t>, normalized_shape);
   LETHE_ARG(double, eps) = 1e-5;
   LETHE_ARG(bool, elementwise_affine) = true;
@@ -104,7 +106,8 @@ class LayerNorm : public UnaryModule {
 };
 
 struct GroupNormOptions {
-  GroupNormOptions(int64_t num_groups, int64_t num_channels) : num_groups_(num_groups), num_channels_(num_channels) {}
+  GroupNormOptions(int64_t num_groups, int64_t num_channels)
+      : num_groups_(num_groups), num_channels_(num_channels) {}
   LETHE_ARG(int64_t, num_groups);
   LETHE_ARG(int64_t, num_channels);
   LETHE_ARG(double, eps) = 1e-5;
@@ -117,7 +120,8 @@ struct GroupNormOptions {
 class GroupNorm : public UnaryModule {
  public:
   explicit GroupNorm(const GroupNormOptions& o);
-  GroupNorm(int64_t num_groups, int64_t num_channels) : GroupNorm(GroupNormOptions(num_groups, num_channels)) {}
+  GroupNorm(int64_t num_groups, int64_t num_channels)
+      : GroupNorm(GroupNormOptions(num_groups, num_channels)) {}
   void reset_parameters();
   Tensor forward(const Tensor& x) override;
   void pretty_print(std::ostream& os) const override;
@@ -130,7 +134,8 @@ class GroupNorm : public UnaryModule {
 };
 
 struct RMSNormOptions {
-  RMSNormOptions(std::vector<int64_t> normalized_shape) : normalized_shape_(std::move(normalized_shape)) {}
+  RMSNormOptions(std::vector<int64_t> normalized_shape)
+      : normalized_shape_(std::move(normalized_shape)) {}
   LETHE_ARG(std::vector<int64_t>, normalized_shape);
   // PyTorch's default (None) is the dtype's machine epsilon; that is what eps() < 0 means here.
   LETHE_ARG(double, eps) = -1;

@@ -14,9 +14,10 @@ namespace lethe::nn {
 
 LSTM::LSTM(const LSTMOptions& o) : Module("LSTM"), options_(o) {
   LETHE_CHECK(o.input_size() > 0 && o.hidden_size() > 0 && o.num_layers() > 0,
-              "LSTM: input_size, hidden_size and num_layers must be positive, got ", o.input_size(), ", ",
-              o.hidden_size(), ", ", o.num_layers());
-  LETHE_CHECK(o.dropout() >= 0 && o.dropout() < 1, "LSTM: dropout must be in [0, 1), got ", o.dropout());
+              "LSTM: input_size, hidden_size and num_layers must be positive, got ", o.input_size(),
+              ", ", o.hidden_size(), ", ", o.num_layers());
+  LETHE_CHECK(o.dropout() >= 0 && o.dropout() < 1, "LSTM: dropout must be in [0, 1), got ",
+              o.dropout());
   const int64_t h = o.hidden_size();
   for (int64_t k = 0; k < o.num_layers(); ++k) {
     const std::string s = "_l" + std::to_string(k);
@@ -49,8 +50,8 @@ std::tuple<Tensor, LSTM::State> LSTM::forward(const Tensor& input, const State& 
   LETHE_CHECK(h0.defined() == c0.defined(), "LSTM: give both h0 and c0 or neither");
   const Shape state_shape{nl, n, hs};
   if (h0.defined())
-    LETHE_CHECK(h0.shape() == state_shape && c0.shape() == state_shape, "LSTM: expected h0 and c0 ", state_shape,
-                ", got ", h0.shape(), " and ", c0.shape());
+    LETHE_CHECK(h0.shape() == state_shape && c0.shape() == state_shape, "LSTM: expected h0 and c0 ",
+                state_shape, ", got ", h0.shape(), " and ", c0.shape());
   Tensor seq = x;
   std::vector<Tensor> hn, cn;
   for (int64_t k = 0; k < nl; ++k) {

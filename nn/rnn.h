@@ -1,9 +1,9 @@
 // Recurrent layers, as torch.nn.LSTM: gates i, f, g, o; per layer k the parameters weight_ih_lk
 // [4H, in], weight_hh_lk [4H, H], bias_ih_lk and bias_hh_lk [4H], uniform in ±1/sqrt(H).
 //
-//   auto lstm = std::make_shared<lethe::nn::LSTM>(lethe::nn::LSTMOptions(32, 64).num_layers(2).batch_first(true));
-//   auto [out, state] = lstm->forward(x);          // x [N, L, 32] -> out [N, L, 64]
-//   auto [h, c] = state;                           // [2, N, 64] each
+//   auto lstm = std::make_shared<lethe::nn::LSTM>(lethe::nn::LSTMOptions(32,
+//   64).num_layers(2).batch_first(true)); auto [out, state] = lstm->forward(x);          // x [N,
+//   L, 32] -> out [N, L, 64] auto [h, c] = state;                           // [2, N, 64] each
 //
 // Composed of linear, sigmoid, tanh, slice and concat: every step is ordinary graph nodes that the
 // scheduler may free and recompute.
@@ -17,7 +17,8 @@
 namespace lethe::nn {
 
 struct LSTMOptions {
-  LSTMOptions(int64_t input_size, int64_t hidden_size) : input_size_(input_size), hidden_size_(hidden_size) {}
+  LSTMOptions(int64_t input_size, int64_t hidden_size)
+      : input_size_(input_size), hidden_size_(hidden_size) {}
   LETHE_ARG(int64_t, input_size);
   LETHE_ARG(int64_t, hidden_size);
   LETHE_ARG(int64_t, num_layers) = 1;

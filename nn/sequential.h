@@ -21,20 +21,22 @@ class Sequential : public UnaryModule {
   // Every element must be a UnaryModule (one tensor in, one out): a static_assert says so in a
   // sentence instead of pages of overload-resolution notes.
   template <typename... Ms>
-    requires(sizeof...(Ms) > 0)
-  explicit Sequential(std::shared_ptr<Ms>... ms) : Sequential() {
-    static_assert((std::is_base_of_v<UnaryModule, Ms> && ...),
-                  "nn::Sequential holds UnaryModules (a forward(const Tensor&) -> Tensor): derive the module "
-                  "from lethe::nn::UnaryModule, or call it from a module of your own instead of a Sequential");
+  requires(sizeof...(Ms) > 0) explicit Sequential(std::shared_ptr<Ms>... ms) : Sequential() {
+    static_assert(
+        (std::is_base_of_v<UnaryModule, Ms> && ...),
+        "nn::Sequential holds UnaryModules (a forward(const Tensor&) -> Tensor): derive the module "
+        "from lethe::nn::UnaryModule, or call it from a module of your own instead of a "
+        "Sequential");
     (push_back(std::move(ms)), ...);
   }
 
   void push_back(std::shared_ptr<UnaryModule> m);
   template <typename M>
-    requires(!std::is_convertible_v<std::shared_ptr<M>, std::shared_ptr<UnaryModule>>)
-  void push_back(std::shared_ptr<M>) {
+  requires(!std::is_convertible_v<std::shared_ptr<M>, std::shared_ptr<UnaryModule>>) void push_back(
+      std::shared_ptr<M>) {
     static_assert(std::is_base_of_v<UnaryModule, M>,
-                  "nn::Sequential::push_back takes a UnaryModule (a forward(const Tensor&) -> Tensor): derive "
+                  "nn::Sequential::push_back takes a UnaryModule (a forward(const Tensor&) -> "
+                  "Tensor): derive "
                   "the module from lethe::nn::UnaryModule");
   }
   Tensor forward(const Tensor& x) override;

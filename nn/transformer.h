@@ -21,7 +21,8 @@
 namespace lethe::nn {
 
 struct TransformerBlockOptions {
-  TransformerBlockOptions(int64_t d_model, int64_t num_heads) : d_model_(d_model), num_heads_(num_heads) {}
+  TransformerBlockOptions(int64_t d_model, int64_t num_heads)
+      : d_model_(d_model), num_heads_(num_heads) {}
   LETHE_ARG(int64_t, d_model);
   LETHE_ARG(int64_t, num_heads);
   LETHE_ARG(int64_t, mlp_ratio) = 4;

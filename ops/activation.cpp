@@ -51,13 +51,15 @@ class ActivationOp final : public Op {
   OpKind kind() const override { return k_; }
   std::string attrs() const override { return is_leaky() ? slope_text(a_.value) : std::string(); }
   bool is_leaky() const { return k_ == OpKind::leaky_relu || k_ == OpKind::leaky_relu_backward; }
-  bool is_backward() const { return k_ == OpKind::leaky_relu_backward || k_ == OpKind::silu_backward; }
+  bool is_backward() const {
+    return k_ == OpKind::leaky_relu_backward || k_ == OpKind::silu_backward;
+  }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
-    LETHE_CHECK(is_floating(in[0].dtype), name(), ": expected a floating-point tensor (f32 or f64), got ",
-                in[0].dtype, in[0].shape);
+    LETHE_CHECK(is_floating(in[0].dtype), name(),
+                ": expected a floating-point tensor (f32 or f64), got ", in[0].dtype, in[0].shape);
     if (is_backward())
-      LETHE_CHECK(in[0].shape == in[1].shape && in[0].dtype == in[1].dtype, name(), ": gradient ", in[0].str(),
-                  " and saved tensor ", in[1].str(), " differ");
+      LETHE_CHECK(in[0].shape == in[1].shape && in[0].dtype == in[1].dtype, name(), ": gradient ",
+                  in[0].str(), " and saved tensor ", in[1].str(), " differ");
     return in[0];
   }
   OpCost cost(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
@@ -75,13 +77,15 @@ class ActivationOp final : public Op {
       if (!is_backward()) {
         const T* x = c.in<T>(0);
 #pragma omp parallel for schedule(static) if (n > kParallelGrain)
-        for (int64_t i = 0; i < n; ++i) o[i] = is_leaky() ? leaky(x[i], slope) : x[i] * stable_sigmoid(x[i]);
+        for (int64_t i = 0; i < n; ++i)
+          o[i] = is_leaky() ? leaky(x[i], slope) : x[i] * stable_sigmoid(x[i]);
         return;
       }
       const T* g = c.in<T>(0);
       const T* x = c.in<T>(1);
 #pragma omp parallel for schedule(static) if (n > kParallelGrain)
-      for (int64_t i = 0; i < n; ++i) o[i] = g[i] * (is_leaky() ? leaky_grad(x[i], slope) : silu_grad(x[i]));
+      for (int64_t i = 0; i < n; ++i)
+        o[i] = g[i] * (is_leaky() ? leaky_grad(x[i], slope) : silu_grad(x[i]));
     });
   }
   std::vector<Tensor> backward(const BackwardCtx& c) const override {
@@ -91,7 +95,9 @@ class ActivationOp final : public Op {
   }
 
  protected:
-  AttrsRef attrs_ref() const override { return is_leaky() ? AttrsRef::of(a_) : AttrsRef{}; }
+  AttrsRef attrs_ref() const override {
+    return is_leaky() ? AttrsRef::of(a_) : AttrsRef{};
+  }
 
  private:
   OpKind k_;
@@ -101,10 +107,13 @@ class ActivationOp final : public Op {
 }  // namespace
 
 Tensor leaky_relu(const Tensor& x, double negative_slope) {
-  LETHE_CHECK(std::isfinite(negative_slope), "leaky_relu: negative_slope must be finite, got ", negative_slope);
+  LETHE_CHECK(std::isfinite(negative_slope), "leaky_relu: negative_slope must be finite, got ",
+              negative_slope);
   return record(std::make_shared<ActivationOp>(OpKind::leaky_relu, negative_slope), {x});
 }
 
-Tensor silu(const Tensor& x) { return record(std::make_shared<ActivationOp>(OpKind::silu, 0.0), {x}); }
+Tensor silu(const Tensor& x) {
+  return record(std::make_shared<ActivationOp>(OpKind::silu, 0.0), {x});
+}
 
 }  // namespace lethe

@@ -27,8 +27,8 @@ class CausalMaskOp final : public Op {
   OpKind kind() const override { return OpKind::causal_mask; }
   std::string attrs() const override { return a_.neg_inf ? "fill=-inf" : "fill=0"; }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
-    LETHE_CHECK(in[0].shape.ndim() >= 2, "causal_mask: expected at least 2 dims [..., Lq, Lk], got ",
-                in[0].shape);
+    LETHE_CHECK(in[0].shape.ndim() >= 2,
+                "causal_mask: expected at least 2 dims [..., Lq, Lk], got ", in[0].shape);
     LETHE_CHECK(is_floating(in[0].dtype), "causal_mask: expected a floating-point input, got ",
                 in[0].dtype);
     return in[0];
@@ -56,7 +56,9 @@ class CausalMaskOp final : public Op {
   }
 
  protected:
-  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+  AttrsRef attrs_ref() const override {
+    return AttrsRef::of(a_);
+  }
 
  private:
   CausalMaskAttrs a_;
@@ -66,18 +68,19 @@ class CausalMaskOp final : public Op {
 
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
                                     double dropout_p) {
-  LETHE_CHECK(dropout_p >= 0 && dropout_p < 1, "scaled_dot_product_attention: dropout_p must be in [0, 1), got ",
-              dropout_p);
+  LETHE_CHECK(dropout_p >= 0 && dropout_p < 1,
+              "scaled_dot_product_attention: dropout_p must be in [0, 1), got ", dropout_p);
   LETHE_CHECK(q.defined() && k.defined() && v.defined(),
               "scaled_dot_product_attention: q, k or v is undefined");
-  LETHE_CHECK(q.dim() >= 2 && k.dim() >= 2 && v.dim() >= 2,
-              "scaled_dot_product_attention: q ", q.shape(), ", k ", k.shape(), ", v ", v.shape(),
+  LETHE_CHECK(q.dim() >= 2 && k.dim() >= 2 && v.dim() >= 2, "scaled_dot_product_attention: q ",
+              q.shape(), ", k ", k.shape(), ", v ", v.shape(),
               ": expected at least 2 dims [..., L, d]");
   LETHE_CHECK(q.size(-1) == k.size(-1), "scaled_dot_product_attention: q ", q.shape(), " and k ",
               k.shape(), ": head dims ", q.size(-1), " and ", k.size(-1), " differ");
   LETHE_CHECK(k.size(-2) == v.size(-2), "scaled_dot_product_attention: k ", k.shape(), " and v ",
               v.shape(), ": sequence lengths ", k.size(-2), " and ", v.size(-2), " differ");
-  Tensor scores = mul_scalar(matmul_transposed(q, k, false, true), 1.0 / std::sqrt(double(q.size(-1))));
+  Tensor scores =
+      mul_scalar(matmul_transposed(q, k, false, true), 1.0 / std::sqrt(double(q.size(-1))));
   if (causal) scores = record(std::make_shared<CausalMaskOp>(true), {scores});
   Tensor weights = softmax(scores, -1);
   if (dropout_p > 0) weights = dropout(weights, dropout_p, true);  // on the weights, as PyTorch

@@ -153,8 +153,8 @@ struct Conv2dAttrs {
   bool bias = false;
 };
 
-// max_pool2d, max_pool2d_backward (dilation, ceil_mode), avg_pool2d, avg_pool2d_backward (ceil_mode,
-// count_include_pad, divisor_override: 0 for none; dilation 1), as torch.nn.functional.
+// max_pool2d, max_pool2d_backward (dilation, ceil_mode), avg_pool2d, avg_pool2d_backward
+// (ceil_mode, count_include_pad, divisor_override: 0 for none; dilation 1), as torch.nn.functional.
 struct Pool2dAttrs {
   std::array<int64_t, 2> kernel{1, 1}, stride{1, 1}, padding{0, 0}, dilation{1, 1};
   bool ceil_mode = false, count_include_pad = true;
@@ -213,8 +213,8 @@ struct IndexAttrs {
   int dim = 0;
 };
 
-// embedding_backward: rows of the table; the row that gets no gradient (padding_idx in [0, rows), or
-// -1 for none).
+// embedding_backward: rows of the table; the row that gets no gradient (padding_idx in [0, rows),
+// or -1 for none).
 struct EmbeddingAttrs {
   int64_t num_embeddings = 0;
   int64_t padding_idx = -1;

@@ -17,17 +17,22 @@ class AllReduceOp final : public Op {
   AllReduceOp(int64_t numel, int bucket, bool ordered) : a_{numel, bucket, ordered} {}
   OpKind kind() const override { return OpKind::all_reduce; }
   std::string attrs() const override {
-    return "numel=" + std::to_string(a_.numel) + ",bucket=" + std::to_string(a_.bucket) + (a_.ordered ? ",ordered" : "");
+    return "numel=" + std::to_string(a_.numel) + ",bucket=" + std::to_string(a_.bucket) +
+           (a_.ordered ? ",ordered" : "");
   }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
-    LETHE_CHECK(in.size() > (a_.ordered ? 1u : 0u), "all_reduce: a bucket needs at least one gradient");
+    LETHE_CHECK(in.size() > (a_.ordered ? 1u : 0u),
+                "all_reduce: a bucket needs at least one gradient");
     int64_t numel = 0;
     for (size_t i = 0; i < packed(in.size()); ++i) {
-      LETHE_CHECK(in[i].dtype == in[0].dtype && is_floating(in[i].dtype), "all_reduce: gradient ", i, " is ",
-                  in[i].str(), "; a bucket holds f32 or f64 values of one dtype (gradient 0 is ", in[0].str(), ")");
+      LETHE_CHECK(in[i].dtype == in[0].dtype && is_floating(in[i].dtype), "all_reduce: gradient ",
+                  i, " is ", in[i].str(),
+                  "; a bucket holds f32 or f64 values of one dtype (gradient 0 is ", in[0].str(),
+                  ")");
       numel += in[i].numel();
     }
-    LETHE_CHECK(numel == a_.numel, "all_reduce: the gradients hold ", numel, " values, the bucket ", a_.numel);
+    LETHE_CHECK(numel == a_.numel, "all_reduce: the gradients hold ", numel, " values, the bucket ",
+                a_.numel);
     return TensorMeta{Shape{dist::bucket_elements(numel)}, in[0].dtype, in[0].device};
   }
   // The collectives' time at the bandwidth dist::init() measured, in the cost model's bytes.
@@ -51,8 +56,8 @@ class AllReduceOp final : public Op {
     }
     std::memset(out + at, 0, c.out_meta->bytes() - at);
     dist::detail::allreduce_mean(c.output, c.workspace, c.out_meta->numel(), c.out_meta->dtype,
-                                 "the all-reduce of gradient bucket " + std::to_string(a_.bucket) + " of step " +
-                                     std::to_string(c.step));
+                                 "the all-reduce of gradient bucket " + std::to_string(a_.bucket) +
+                                     " of step " + std::to_string(c.step));
   }
   bool differentiable() const override { return false; }
 
@@ -67,18 +72,24 @@ class BucketSliceOp final : public Op {
  public:
   BucketSliceOp(int64_t offset, Shape shape) : shape_(std::move(shape)), a_{offset} {}
   OpKind kind() const override { return OpKind::bucket_slice; }
-  std::string attrs() const override { return "offset=" + std::to_string(a_.offset) + ",shape=" + shape_.str(); }
+  std::string attrs() const override {
+    return "offset=" + std::to_string(a_.offset) + ",shape=" + shape_.str();
+  }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
-    LETHE_CHECK(in.size() == 1 && in[0].shape.ndim() == 1, "bucket_slice: expected one flat bucket");
-    LETHE_CHECK(a_.offset >= 0 && a_.offset + shape_.numel() <= in[0].numel(), "bucket_slice: values [", a_.offset,
-                ", ", a_.offset + shape_.numel(), ") lie outside a bucket of ", in[0].numel());
+    LETHE_CHECK(in.size() == 1 && in[0].shape.ndim() == 1,
+                "bucket_slice: expected one flat bucket");
+    LETHE_CHECK(a_.offset >= 0 && a_.offset + shape_.numel() <= in[0].numel(),
+                "bucket_slice: values [", a_.offset, ", ", a_.offset + shape_.numel(),
+                ") lie outside a bucket of ", in[0].numel());
     return TensorMeta{shape_, in[0].dtype, in[0].device};
   }
   OpCost cost(const std::vector<TensorMeta>&, const TensorMeta& out) const override {
     return {0, 2.0 * static_cast<double>(out.bytes())};
   }
   void cpu(const KernelCall& c) const override {
-    std::memcpy(c.output, static_cast<const char*>(c.inputs[0]) + a_.offset * static_cast<int64_t>(dtype_size(c.out_meta->dtype)),
+    std::memcpy(c.output,
+                static_cast<const char*>(c.inputs[0]) +
+                    a_.offset * static_cast<int64_t>(dtype_size(c.out_meta->dtype)),
                 c.out_meta->bytes());
   }
   bool differentiable() const override { return false; }

@@ -20,12 +20,18 @@ using cpu::kParallelGrain;
 template <typename T>
 bool compare_as(OpKind k, T x, T y) {
   switch (k) {
-    case OpKind::eq: return x == y;
-    case OpKind::ne: return x != y;
-    case OpKind::lt: return x < y;
-    case OpKind::le: return x <= y;
-    case OpKind::gt: return x > y;
-    default: return x >= y;
+    case OpKind::eq:
+      return x == y;
+    case OpKind::ne:
+      return x != y;
+    case OpKind::lt:
+      return x < y;
+    case OpKind::le:
+      return x <= y;
+    case OpKind::gt:
+      return x > y;
+    default:
+      return x >= y;
   }
 }
 
@@ -91,7 +97,8 @@ class CompareOp final : public Op {
         return;
       }
       const T* b = c.in<T>(1);
-      broadcast_walk<2>(c, [&](int64_t i, const int64_t* off) { o[i] = compare_as(k, a[off[0]], b[off[1]]); });
+      broadcast_walk<2>(
+          c, [&](int64_t i, const int64_t* off) { o[i] = compare_as(k, a[off[0]], b[off[1]]); });
     });
   }
 
@@ -100,7 +107,9 @@ class CompareOp final : public Op {
   CompareAttrs a_;
 
  protected:
-  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+  AttrsRef attrs_ref() const override {
+    return AttrsRef::of(a_);
+  }
 };
 
 class WhereOp final : public Op {
@@ -108,9 +117,11 @@ class WhereOp final : public Op {
   OpKind kind() const override { return OpKind::where; }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     LETHE_CHECK(in[1].dtype == in[2].dtype, "where: a and b have dtypes ", in[1].dtype, " and ",
-                in[2].dtype, " (shapes ", in[1].shape, " and ", in[2].shape, "); cast one with .to()");
+                in[2].dtype, " (shapes ", in[1].shape, " and ", in[2].shape,
+                "); cast one with .to()");
     TensorMeta out = in[1];
-    out.shape = broadcast_shapes(broadcast_shapes(in[0].shape, in[1].shape, "where"), in[2].shape, "where");
+    out.shape =
+        broadcast_shapes(broadcast_shapes(in[0].shape, in[1].shape, "where"), in[2].shape, "where");
     return out;
   }
   void cpu(const KernelCall& c) const override {
@@ -150,21 +161,46 @@ Tensor compare(OpKind k, const Tensor& a, double s) {
 
 }  // namespace
 
-Tensor eq(const Tensor& a, const Tensor& b) { return compare(OpKind::eq, a, b); }
-Tensor ne(const Tensor& a, const Tensor& b) { return compare(OpKind::ne, a, b); }
-Tensor lt(const Tensor& a, const Tensor& b) { return compare(OpKind::lt, a, b); }
-Tensor le(const Tensor& a, const Tensor& b) { return compare(OpKind::le, a, b); }
-Tensor gt(const Tensor& a, const Tensor& b) { return compare(OpKind::gt, a, b); }
-Tensor ge(const Tensor& a, const Tensor& b) { return compare(OpKind::ge, a, b); }
-Tensor eq(const Tensor& a, double s) { return compare(OpKind::eq, a, s); }
-Tensor ne(const Tensor& a, double s) { return compare(OpKind::ne, a, s); }
-Tensor lt(const Tensor& a, double s) { return compare(OpKind::lt, a, s); }
-Tensor le(const Tensor& a, double s) { return compare(OpKind::le, a, s); }
-Tensor gt(const Tensor& a, double s) { return compare(OpKind::gt, a, s); }
-Tensor ge(const Tensor& a, double s) { return compare(OpKind::ge, a, s); }
+Tensor eq(const Tensor& a, const Tensor& b) {
+  return compare(OpKind::eq, a, b);
+}
+Tensor ne(const Tensor& a, const Tensor& b) {
+  return compare(OpKind::ne, a, b);
+}
+Tensor lt(const Tensor& a, const Tensor& b) {
+  return compare(OpKind::lt, a, b);
+}
+Tensor le(const Tensor& a, const Tensor& b) {
+  return compare(OpKind::le, a, b);
+}
+Tensor gt(const Tensor& a, const Tensor& b) {
+  return compare(OpKind::gt, a, b);
+}
+Tensor ge(const Tensor& a, const Tensor& b) {
+  return compare(OpKind::ge, a, b);
+}
+Tensor eq(const Tensor& a, double s) {
+  return compare(OpKind::eq, a, s);
+}
+Tensor ne(const Tensor& a, double s) {
+  return compare(OpKind::ne, a, s);
+}
+Tensor lt(const Tensor& a, double s) {
+  return compare(OpKind::lt, a, s);
+}
+Tensor le(const Tensor& a, double s) {
+  return compare(OpKind::le, a, s);
+}
+Tensor gt(const Tensor& a, double s) {
+  return compare(OpKind::gt, a, s);
+}
+Tensor ge(const Tensor& a, double s) {
+  return compare(OpKind::ge, a, s);
+}
 
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
-  LETHE_CHECK(cond.defined() && a.defined() && b.defined(), "where: an operand is an undefined tensor");
+  LETHE_CHECK(cond.defined() && a.defined() && b.defined(),
+              "where: an operand is an undefined tensor");
   return record(std::make_shared<WhereOp>(), {cond, a, b});
 }
 

@@ -1,4 +1,5 @@
-// conv2d (im2col + GEMM per chunk of samples and group) with its input/weight gradient ops, and 2-d pooling.
+// conv2d (im2col + GEMM per chunk of samples and group) with its input/weight gradient ops, and 2-d
+// pooling.
 #include "ops/conv.h"
 
 #include <algorithm>
@@ -21,15 +22,21 @@ namespace detail {
 namespace {
 std::atomic<ConvWorkspaceFn> g_cuda_conv_workspace{nullptr};
 }
-void set_cuda_conv_workspace_hook(ConvWorkspaceFn fn) { g_cuda_conv_workspace = fn; }
-ConvWorkspaceFn cuda_conv_workspace_hook() { return g_cuda_conv_workspace.load(); }
+void set_cuda_conv_workspace_hook(ConvWorkspaceFn fn) {
+  g_cuda_conv_workspace = fn;
+}
+ConvWorkspaceFn cuda_conv_workspace_hook() {
+  return g_cuda_conv_workspace.load();
+}
 }  // namespace detail
 
 namespace {
 
 using Pair = std::array<int64_t, 2>;
 
-std::string pair_text(const Pair& p) { return std::to_string(p[0]) + "," + std::to_string(p[1]); }
+std::string pair_text(const Pair& p) {
+  return std::to_string(p[0]) + "," + std::to_string(p[1]);
+}
 
 std::string params_text(const Conv2dParams& p) {
   return "stride=" + pair_text(p.stride) + ",padding=" + pair_text(p.padding) +
@@ -46,7 +53,7 @@ struct ConvGeo {
   int64_t n, cin, h, w, cout, kh, kw, ho, wo, groups;
   int64_t cin_g() const { return cin / groups; }
   int64_t cout_g() const { return cout / groups; }
-  int64_t k() const { return cin_g() * kh * kw; }       // GEMM inner size per group
+  int64_t k() const { return cin_g() * kh * kw; }  // GEMM inner size per group
   int64_t hw_out() const { return ho * wo; }
 };
 
@@ -73,10 +80,10 @@ bool is_pointwise(const ConvGeo& g, const Conv2dParams& p) {
   return g.kh == 1 && g.kw == 1 && p.stride == Pair{1, 1} && p.padding == Pair{0, 0};
 }
 
-// cols[(c*kh + i)*kw + j][(oh - oh0)*Wo + ow] = x[c][oh*sh - ph + i*dh][ow*sw - pw + j*dw] (0 outside)
-// for the output rows oh in [oh0, oh1); rows are ld apart (several samples share one column matrix
-// side by side). Single-threaded: it is cheap next to the GEMM, and OpenMP regions between BLAS
-// calls make the two thread pools fight.
+// cols[(c*kh + i)*kw + j][(oh - oh0)*Wo + ow] = x[c][oh*sh - ph + i*dh][ow*sw - pw + j*dw] (0
+// outside) for the output rows oh in [oh0, oh1); rows are ld apart (several samples share one
+// column matrix side by side). Single-threaded: it is cheap next to the GEMM, and OpenMP regions
+// between BLAS calls make the two thread pools fight.
 template <typename T>
 void im2col(const T* x, const ConvGeo& g, const Conv2dParams& p, T* cols, int64_t ld, int64_t oh0,
             int64_t oh1) {
@@ -132,8 +139,11 @@ constexpr int64_t kTargetCols = 2048;
 int64_t chunk_of(const ConvGeo& g) {
   return std::max<int64_t>(1, std::min(g.n, (kTargetCols + g.hw_out() - 1) / g.hw_out()));
 }
-// A pointwise conv on one sample at a time reads its input (and writes its input gradient) in place.
-bool direct(const ConvGeo& g, const Conv2dParams& p) { return is_pointwise(g, p) && chunk_of(g) == 1; }
+// A pointwise conv on one sample at a time reads its input (and writes its input gradient) in
+// place.
+bool direct(const ConvGeo& g, const Conv2dParams& p) {
+  return is_pointwise(g, p) && chunk_of(g) == 1;
+}
 // Output rows per column-matrix tile: all of them unless one sample alone exceeds kTargetCols.
 int64_t tile_rows(const ConvGeo& g, const Conv2dParams& p) {
   if (chunk_of(g) > 1 || direct(g, p)) return g.ho;
@@ -157,10 +167,11 @@ size_t col_workspace(const ConvGeo& g, const Conv2dParams& p, DType t) {
   return static_cast<size_t>(align_up(static_cast<size_t>(w.cols) * dtype_size(t)) +
                              static_cast<size_t>(w.mat) * dtype_size(t));
 }
-// The workspace of a convolution on `device`: on CUDA the cuDNN algorithm's (asked from the backend,
-// which picks the same algorithm when the kernel runs), else the im2col buffers of the CPU kernel.
-size_t conv_workspace(detail::ConvPass pass, const Device& device, const ConvGeo& g, const Conv2dParams& p,
-                      DType t) {
+// The workspace of a convolution on `device`: on CUDA the cuDNN algorithm's (asked from the
+// backend, which picks the same algorithm when the kernel runs), else the im2col buffers of the CPU
+// kernel.
+size_t conv_workspace(detail::ConvPass pass, const Device& device, const ConvGeo& g,
+                      const Conv2dParams& p, DType t) {
   const detail::ConvWorkspaceFn fn = detail::cuda_conv_workspace_hook();
   if (!device.is_cuda() || !fn) return col_workspace(g, p, t);
   detail::ConvQuery q;
@@ -195,8 +206,9 @@ void scatter_samples(const T* src, int64_t n0, int64_t nb, int64_t c, int64_t hw
 // The output gradient of samples [n0, n0+nb), output rows from oh0, as a matrix with `*ld_out`
 // between rows: in place for one sample (row stride Ho·Wo), else gathered side by side (ld).
 template <typename T>
-const T* grad_tile(const KernelCall& kc, const ConvWork& wk, const T* gy, const ConvGeo& g, int64_t n0,
-                   int64_t nb, int64_t nb_max, int64_t oh0, int64_t ld, int64_t* ld_out) {
+const T* grad_tile(const KernelCall& kc, const ConvWork& wk, const T* gy, const ConvGeo& g,
+                   int64_t n0, int64_t nb, int64_t nb_max, int64_t oh0, int64_t ld,
+                   int64_t* ld_out) {
   if (nb_max == 1) {
     *ld_out = g.hw_out();
     return gy + n0 * g.cout * g.hw_out() + oh0 * g.wo;
@@ -215,13 +227,16 @@ class Conv2dOp final : public Op {
  public:
   Conv2dOp(Conv2dParams p, bool bias) : a_{p, bias} {}
   OpKind kind() const override { return OpKind::conv2d; }
-  std::string attrs() const override { return params_text(a_.params) + ",bias=" + (a_.bias ? "1" : "0"); }
+  std::string attrs() const override {
+    return params_text(a_.params) + ",bias=" + (a_.bias ? "1" : "0");
+  }
 
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     ConvGeo g = conv_geo("conv2d", in[0].shape, in[1].shape, a_.params);
     LETHE_CHECK(in[0].dtype == in[1].dtype, "conv2d: input ", in[0].shape, " and weight ",
                 in[1].shape, ": dtypes ", in[0].dtype, " and ", in[1].dtype, " differ");
-    LETHE_CHECK(is_floating(in[0].dtype), "conv2d: expected floating-point tensors, got ", in[0].dtype);
+    LETHE_CHECK(is_floating(in[0].dtype), "conv2d: expected floating-point tensors, got ",
+                in[0].dtype);
     if (a_.bias)
       LETHE_CHECK(in[2].shape == Shape{g.cout} && in[2].dtype == in[0].dtype, "conv2d: weight ",
                   in[1].shape, " and bias ", in[2].shape, ": bias must be ", in[0].dtype, "[",
@@ -235,7 +250,8 @@ class Conv2dOp final : public Op {
   }
   size_t workspace_bytes(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
     return conv_workspace(detail::ConvPass::forward, in[0].device,
-                          conv_geo("conv2d", in[0].shape, in[1].shape, a_.params), a_.params, in[0].dtype);
+                          conv_geo("conv2d", in[0].shape, in[1].shape, a_.params), a_.params,
+                          in[0].dtype);
   }
 
   void cpu(const KernelCall& kc) const override {
@@ -257,7 +273,8 @@ class Conv2dOp final : public Op {
           const int64_t oh1 = std::min(g.ho, oh0 + R), tc = (oh1 - oh0) * g.wo, ld = nb * tc;
           const T* src = dir ? x + n0 * cin_hw : cols;  // direct: the input is the column matrix
           if (!dir)
-            for (int64_t s = 0; s < nb; ++s) im2col(x + (n0 + s) * cin_hw, g, a_.params, cols + s * tc, ld, oh0, oh1);
+            for (int64_t s = 0; s < nb; ++s)
+              im2col(x + (n0 + s) * cin_hw, g, a_.params, cols + s * tc, ld, oh0, oh1);
           // One sample: straight into its output rows (row stride Ho·Wo); a chunk: a side-by-side
           // matrix, scattered afterwards.
           T* out = nb_max == 1 ? y + n0 * g.cout * hw + oh0 * g.wo : work_mat<T>(kc, wk);
@@ -292,25 +309,32 @@ class Conv2dOp final : public Op {
 
 // dx from (grad_out, w): per sample and group dcols = W_gᵀ·g, then col2im. Transposed, the same
 // computation is conv_transpose2d's forward (x in the place of grad_out, its output the "input" of
-// the convolution it transposes), differentiable: dx = conv2d(g, w), dw = conv2d_backward_weight(g, x).
+// the convolution it transposes), differentiable: dx = conv2d(g, w), dw = conv2d_backward_weight(g,
+// x).
 class Conv2dBackwardInputOp final : public Op {
  public:
   Conv2dBackwardInputOp(Conv2dParams p, Shape x, bool transposed = false)
       : x_(std::move(x)), a_{p, false}, transposed_(transposed) {}
-  OpKind kind() const override { return transposed_ ? OpKind::conv_transpose2d : OpKind::conv2d_backward_input; }
-  std::string attrs() const override { return params_text(a_.params) + (transposed_ ? ",output=" : ",input=") + x_.str(); }
+  OpKind kind() const override {
+    return transposed_ ? OpKind::conv_transpose2d : OpKind::conv2d_backward_input;
+  }
+  std::string attrs() const override {
+    return params_text(a_.params) + (transposed_ ? ",output=" : ",input=") + x_.str();
+  }
 
   ConvGeo geo(const std::vector<TensorMeta>& in) const {
     ConvGeo g = conv_geo(name().c_str(), x_, in[1].shape, a_.params);
-    LETHE_CHECK(in[0].shape == (Shape{g.n, g.cout, g.ho, g.wo}), name(), ": ", (transposed_ ? "input " : "grad "),
-                in[0].shape, " and weight ", in[1].shape, ": expected ", (transposed_ ? "input " : "grad "),
-                Shape{g.n, g.cout, g.ho, g.wo});
+    LETHE_CHECK(in[0].shape == (Shape{g.n, g.cout, g.ho, g.wo}), name(), ": ",
+                (transposed_ ? "input " : "grad "), in[0].shape, " and weight ", in[1].shape,
+                ": expected ", (transposed_ ? "input " : "grad "), Shape{g.n, g.cout, g.ho, g.wo});
     return g;
   }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     geo(in);
-    LETHE_CHECK(in[0].dtype == in[1].dtype, name(), ": dtypes ", in[0].dtype, " and ", in[1].dtype, " differ");
-    LETHE_CHECK(is_floating(in[0].dtype), name(), ": expected floating-point tensors, got ", in[0].dtype);
+    LETHE_CHECK(in[0].dtype == in[1].dtype, name(), ": dtypes ", in[0].dtype, " and ", in[1].dtype,
+                " differ");
+    LETHE_CHECK(is_floating(in[0].dtype), name(), ": expected floating-point tensors, got ",
+                in[0].dtype);
     return TensorMeta{x_, in[0].dtype, in[0].device};
   }
   std::vector<Tensor> backward(const BackwardCtx& c) const override {
@@ -326,7 +350,8 @@ class Conv2dBackwardInputOp final : public Op {
     return c;
   }
   size_t workspace_bytes(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
-    return conv_workspace(detail::ConvPass::backward_input, in[0].device, geo(in), a_.params, in[0].dtype);
+    return conv_workspace(detail::ConvPass::backward_input, in[0].device, geo(in), a_.params,
+                          in[0].dtype);
   }
   bool differentiable() const override { return transposed_; }
 
@@ -396,7 +421,8 @@ class Conv2dBackwardWeightOp final : public Op {
     return c;
   }
   size_t workspace_bytes(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
-    return conv_workspace(detail::ConvPass::backward_weight, in[0].device, geo(in), a_.params, in[0].dtype);
+    return conv_workspace(detail::ConvPass::backward_weight, in[0].device, geo(in), a_.params,
+                          in[0].dtype);
   }
   bool differentiable() const override { return false; }
 
@@ -420,7 +446,8 @@ class Conv2dBackwardWeightOp final : public Op {
           const int64_t oh1 = std::min(g.ho, oh0 + R), tc = (oh1 - oh0) * g.wo, ld = nb * tc;
           const T* src = dir ? x + n0 * cin_hw : cols;
           if (!dir)
-            for (int64_t s = 0; s < nb; ++s) im2col(x + (n0 + s) * cin_hw, g, a_.params, cols + s * tc, ld, oh0, oh1);
+            for (int64_t s = 0; s < nb; ++s)
+              im2col(x + (n0 + s) * cin_hw, g, a_.params, cols + s * tc, ld, oh0, oh1);
           int64_t ldg = 0;
           const T* gm = grad_tile(kc, wk, gy, g, n0, nb, nb_max, oh0, ld, &ldg);
           for (int64_t gr = 0; gr < g.groups; ++gr)
@@ -447,9 +474,11 @@ struct PoolGeo {
 };
 
 struct PoolParams : Pool2dAttrs {
-  // The options beyond kernel/stride/padding appear only when set (the text of existing graphs stays).
+  // The options beyond kernel/stride/padding appear only when set (the text of existing graphs
+  // stays).
   std::string text() const {
-    std::string r = "kernel=" + pair_text(kernel) + ",stride=" + pair_text(stride) + ",padding=" + pair_text(padding);
+    std::string r = "kernel=" + pair_text(kernel) + ",stride=" + pair_text(stride) +
+                    ",padding=" + pair_text(padding);
     if (dilation != Pair{1, 1}) r += ",dilation=" + pair_text(dilation);
     if (ceil_mode) r += ",ceil_mode=1";
     if (!count_include_pad) r += ",count_include_pad=0";
@@ -470,13 +499,17 @@ int64_t pool_out(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d, bool ce
 
 PoolGeo pool_geo(const char* op, const Shape& x, const PoolParams& pp) {
   LETHE_CHECK(x.ndim() == 4, op, ": expected a 4-d input [N, C, H, W], got ", x);
-  LETHE_CHECK(pp.kernel[0] >= 1 && pp.kernel[1] >= 1 && pp.stride[0] >= 1 && pp.stride[1] >= 1 && pp.padding[0] >= 0 &&
-                  pp.padding[1] >= 0 && pp.dilation[0] >= 1 && pp.dilation[1] >= 1 && pp.divisor_override >= 0,
+  LETHE_CHECK(pp.kernel[0] >= 1 && pp.kernel[1] >= 1 && pp.stride[0] >= 1 && pp.stride[1] >= 1 &&
+                  pp.padding[0] >= 0 && pp.padding[1] >= 0 && pp.dilation[0] >= 1 &&
+                  pp.dilation[1] >= 1 && pp.divisor_override >= 0,
               op, ": invalid parameters ", pp.text());
-  LETHE_CHECK(2 * pp.padding[0] <= pp.kernel[0] && 2 * pp.padding[1] <= pp.kernel[1], op, ": padding ", pair_text(pp.padding),
-              " must be at most half the kernel ", pair_text(pp.kernel));
-  PoolGeo g{x[0] * x[1], x[2], x[3], pool_out(x[2], pp.kernel[0], pp.stride[0], pp.padding[0], pp.dilation[0], pp.ceil_mode),
-            pool_out(x[3], pp.kernel[1], pp.stride[1], pp.padding[1], pp.dilation[1], pp.ceil_mode)};
+  LETHE_CHECK(2 * pp.padding[0] <= pp.kernel[0] && 2 * pp.padding[1] <= pp.kernel[1], op,
+              ": padding ", pair_text(pp.padding), " must be at most half the kernel ",
+              pair_text(pp.kernel));
+  PoolGeo g{
+      x[0] * x[1], x[2], x[3],
+      pool_out(x[2], pp.kernel[0], pp.stride[0], pp.padding[0], pp.dilation[0], pp.ceil_mode),
+      pool_out(x[3], pp.kernel[1], pp.stride[1], pp.padding[1], pp.dilation[1], pp.ceil_mode)};
   LETHE_CHECK(g.ho > 0 && g.wo > 0, op, ": input ", x, " is smaller than the kernel ",
               pair_text(pp.kernel), " with padding ", pair_text(pp.padding));
   return g;
@@ -491,7 +524,8 @@ PoolParams pool_params(Pair k, Pair s, Pair p) {
 
 // Flat index (in the plane) of the first maximum of output (oh, ow)'s window.
 template <typename T>
-int64_t window_argmax(const T* plane, const PoolGeo& g, const PoolParams& pp, int64_t oh, int64_t ow) {
+int64_t window_argmax(const T* plane, const PoolGeo& g, const PoolParams& pp, int64_t oh,
+                      int64_t ow) {
   const int64_t h0 = oh * pp.stride[0] - pp.padding[0], w0 = ow * pp.stride[1] - pp.padding[1];
   int64_t best = -1;
   T bv = T(0);
@@ -520,11 +554,14 @@ struct AvgWindow {
 };
 AvgWindow avg_window(const PoolGeo& g, const PoolParams& pp, int64_t oh, int64_t ow) {
   int64_t h0 = oh * pp.stride[0] - pp.padding[0], w0 = ow * pp.stride[1] - pp.padding[1];
-  int64_t h1 = std::min(h0 + pp.kernel[0], g.h + pp.padding[0]), w1 = std::min(w0 + pp.kernel[1], g.w + pp.padding[1]);
+  int64_t h1 = std::min(h0 + pp.kernel[0], g.h + pp.padding[0]),
+          w1 = std::min(w0 + pp.kernel[1], g.w + pp.padding[1]);
   const int64_t padded = (h1 - h0) * (w1 - w0);
   h0 = std::max<int64_t>(h0, 0), w0 = std::max<int64_t>(w0, 0);
   h1 = std::min(h1, g.h), w1 = std::min(w1, g.w);
-  const int64_t div = pp.divisor_override ? pp.divisor_override : pp.count_include_pad ? padded : (h1 - h0) * (w1 - w0);
+  const int64_t div = pp.divisor_override    ? pp.divisor_override
+                      : pp.count_include_pad ? padded
+                                             : (h1 - h0) * (w1 - w0);
   return {h0, h1, w0, w1, 1.0 / static_cast<double>(div)};
 }
 
@@ -538,7 +575,8 @@ class MaxPool2dOp final : public Op {
   OpKind kind() const override { return OpKind::max_pool2d; }
   std::string attrs() const override { return pp_.text(); }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
-    LETHE_CHECK(is_floating(in[0].dtype), "max_pool2d: expected a floating-point input, got ", in[0].dtype);
+    LETHE_CHECK(is_floating(in[0].dtype), "max_pool2d: expected a floating-point input, got ",
+                in[0].dtype);
     return pooled(in[0], pool_geo("max_pool2d", in[0].shape, pp_));
   }
   void cpu(const KernelCall& kc) const override {
@@ -561,7 +599,9 @@ class MaxPool2dOp final : public Op {
   }
 
  protected:
-  AttrsRef attrs_ref() const override { return AttrsRef::of<Pool2dAttrs>(pp_); }
+  AttrsRef attrs_ref() const override {
+    return AttrsRef::of<Pool2dAttrs>(pp_);
+  }
 
  private:
   PoolParams pp_;
@@ -600,7 +640,9 @@ class MaxPool2dBackwardOp final : public Op {
   }
 
  protected:
-  AttrsRef attrs_ref() const override { return AttrsRef::of<Pool2dAttrs>(pp_); }
+  AttrsRef attrs_ref() const override {
+    return AttrsRef::of<Pool2dAttrs>(pp_);
+  }
 
  private:
   PoolParams pp_;
@@ -614,7 +656,8 @@ class AvgPool2dOp final : public Op {
   OpKind kind() const override { return OpKind::avg_pool2d; }
   std::string attrs() const override { return pp_.text(); }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
-    LETHE_CHECK(is_floating(in[0].dtype), "avg_pool2d: expected a floating-point input, got ", in[0].dtype);
+    LETHE_CHECK(is_floating(in[0].dtype), "avg_pool2d: expected a floating-point input, got ",
+                in[0].dtype);
     return pooled(in[0], pool_geo("avg_pool2d", in[0].shape, pp_));
   }
   void cpu(const KernelCall& kc) const override {
@@ -642,7 +685,9 @@ class AvgPool2dOp final : public Op {
   }
 
  protected:
-  AttrsRef attrs_ref() const override { return AttrsRef::of<Pool2dAttrs>(pp_); }
+  AttrsRef attrs_ref() const override {
+    return AttrsRef::of<Pool2dAttrs>(pp_);
+  }
 
  private:
   PoolParams pp_;
@@ -683,7 +728,9 @@ class AvgPool2dBackwardOp final : public Op {
   }
 
  protected:
-  AttrsRef attrs_ref() const override { return AttrsRef::of<Pool2dAttrs>(pp_); }
+  AttrsRef attrs_ref() const override {
+    return AttrsRef::of<Pool2dAttrs>(pp_);
+  }
 
  private:
   PoolParams pp_;
@@ -691,8 +738,12 @@ class AvgPool2dBackwardOp final : public Op {
 };
 
 // PyTorch's adaptive windows: [floor(i*in/out), ceil((i+1)*in/out)).
-int64_t ada_start(int64_t i, int64_t in, int64_t out) { return (i * in) / out; }
-int64_t ada_end(int64_t i, int64_t in, int64_t out) { return ((i + 1) * in + out - 1) / out; }
+int64_t ada_start(int64_t i, int64_t in, int64_t out) {
+  return (i * in) / out;
+}
+int64_t ada_end(int64_t i, int64_t in, int64_t out) {
+  return ((i + 1) * in + out - 1) / out;
+}
 
 class AdaptiveAvgPool2dOp final : public Op {
  public:
@@ -702,15 +753,18 @@ class AdaptiveAvgPool2dOp final : public Op {
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     const Shape& x = in[0].shape;
     LETHE_CHECK(x.ndim() == 4, "adaptive_avg_pool2d: expected a 4-d input [N, C, H, W], got ", x);
-    LETHE_CHECK(a_.output_size[0] >= 1 && a_.output_size[1] >= 1, "adaptive_avg_pool2d: output size ", pair_text(a_.output_size),
+    LETHE_CHECK(a_.output_size[0] >= 1 && a_.output_size[1] >= 1,
+                "adaptive_avg_pool2d: output size ", pair_text(a_.output_size),
                 " must be positive");
-    LETHE_CHECK(is_floating(in[0].dtype), "adaptive_avg_pool2d: expected a floating-point input, got ",
-                in[0].dtype);
-    return TensorMeta{Shape{x[0], x[1], a_.output_size[0], a_.output_size[1]}, in[0].dtype, in[0].device};
+    LETHE_CHECK(is_floating(in[0].dtype),
+                "adaptive_avg_pool2d: expected a floating-point input, got ", in[0].dtype);
+    return TensorMeta{Shape{x[0], x[1], a_.output_size[0], a_.output_size[1]}, in[0].dtype,
+                      in[0].device};
   }
   void cpu(const KernelCall& kc) const override {
     const Shape& x = kc.in_shape(0);
-    const int64_t planes = x[0] * x[1], h = x[2], w = x[3], ho = a_.output_size[0], wo = a_.output_size[1];
+    const int64_t planes = x[0] * x[1], h = x[2], w = x[3], ho = a_.output_size[0],
+                  wo = a_.output_size[1];
     dispatch_float(kc.out_meta->dtype, "adaptive_avg_pool2d", [&](auto tag) {
       using T = decltype(tag);
       const T* src = kc.in<T>(0);
@@ -736,7 +790,9 @@ class AdaptiveAvgPool2dOp final : public Op {
   }
 
  protected:
-  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+  AttrsRef attrs_ref() const override {
+    return AttrsRef::of(a_);
+  }
 
  private:
   AdaptivePool2dAttrs a_;
@@ -803,31 +859,38 @@ Tensor conv2d_backward_weight(const Tensor& x, const Tensor& grad_out, const Sha
 Tensor conv_transpose2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dParams& p,
                         Pair output_padding) {
   LETHE_CHECK(x.defined() && w.defined(), "conv_transpose2d: input or weight is undefined");
-  LETHE_CHECK(x.dim() == 4 && w.dim() == 4 && x.size(1) == w.size(0),
-              "conv_transpose2d: expected input [N, Cin, H, W] and weight [Cin, Cout/groups, kh, kw], got ",
-              x.shape(), " and ", w.shape());
+  LETHE_CHECK(
+      x.dim() == 4 && w.dim() == 4 && x.size(1) == w.size(0),
+      "conv_transpose2d: expected input [N, Cin, H, W] and weight [Cin, Cout/groups, kh, kw], got ",
+      x.shape(), " and ", w.shape());
   LETHE_CHECK(p.groups > 0 && w.size(0) % p.groups == 0, "conv_transpose2d: weight ", w.shape(),
               ": in channels must be divisible by groups (", p.groups, ")");
   std::array<int64_t, 2> out{};
   for (int i = 0; i < 2; ++i) {
     const size_t k = static_cast<size_t>(i);
     LETHE_CHECK(p.stride[k] > 0 && p.dilation[k] > 0 && p.padding[k] >= 0 && output_padding[k] >= 0,
-                "conv_transpose2d: stride and dilation must be positive, padding and output_padding non-negative");
-    LETHE_CHECK(output_padding[k] < std::max(p.stride[k], p.dilation[k]), "conv_transpose2d: output_padding (",
-                output_padding[0], ", ", output_padding[1], ") must be smaller than stride or dilation");
-    out[k] = (x.size(2 + i) - 1) * p.stride[k] - 2 * p.padding[k] + p.dilation[k] * (w.size(2 + i) - 1) +
-             output_padding[k] + 1;
+                "conv_transpose2d: stride and dilation must be positive, padding and "
+                "output_padding non-negative");
+    LETHE_CHECK(output_padding[k] < std::max(p.stride[k], p.dilation[k]),
+                "conv_transpose2d: output_padding (", output_padding[0], ", ", output_padding[1],
+                ") must be smaller than stride or dilation");
+    out[k] = (x.size(2 + i) - 1) * p.stride[k] - 2 * p.padding[k] +
+             p.dilation[k] * (w.size(2 + i) - 1) + output_padding[k] + 1;
     LETHE_CHECK(out[k] > 0, "conv_transpose2d: input ", x.shape(), " and weight ", w.shape(),
                 " give an empty output");
   }
   const int64_t cout = w.size(1) * p.groups;
-  Tensor y = record(std::make_shared<Conv2dBackwardInputOp>(p, Shape{x.size(0), cout, out[0], out[1]}, true), {x, w});
+  Tensor y = record(
+      std::make_shared<Conv2dBackwardInputOp>(p, Shape{x.size(0), cout, out[0], out[1]}, true),
+      {x, w});
   if (!b.defined()) return y;
-  LETHE_CHECK(b.shape() == Shape{cout}, "conv_transpose2d: bias must be [", cout, "], got ", b.shape());
+  LETHE_CHECK(b.shape() == Shape{cout}, "conv_transpose2d: bias must be [", cout, "], got ",
+              b.shape());
   return add(y, reshape(b, Shape{cout, 1, 1}));
 }
 
-Tensor max_pool2d(const Tensor& x, Pair kernel, Pair stride, Pair padding, Pair dilation, bool ceil_mode) {
+Tensor max_pool2d(const Tensor& x, Pair kernel, Pair stride, Pair padding, Pair dilation,
+                  bool ceil_mode) {
   PoolParams pp = pool_params(kernel, stride, padding);
   pp.dilation = dilation;
   pp.ceil_mode = ceil_mode;
@@ -838,10 +901,10 @@ Tensor max_pool2d_backward(const Tensor& x, const Tensor& grad_out, const Pool2d
   return record(std::make_shared<MaxPool2dBackwardOp>(PoolParams{a}), {x, grad_out});
 }
 
-Tensor avg_pool2d(const Tensor& x, Pair kernel, Pair stride, Pair padding, bool ceil_mode, bool count_include_pad,
-                  std::optional<int64_t> divisor_override) {
-  LETHE_CHECK(!divisor_override || *divisor_override > 0, "avg_pool2d: divisor_override must be positive, got ",
-              divisor_override.value_or(0));
+Tensor avg_pool2d(const Tensor& x, Pair kernel, Pair stride, Pair padding, bool ceil_mode,
+                  bool count_include_pad, std::optional<int64_t> divisor_override) {
+  LETHE_CHECK(!divisor_override || *divisor_override > 0,
+              "avg_pool2d: divisor_override must be positive, got ", divisor_override.value_or(0));
   PoolParams pp = pool_params(kernel, stride, padding);
   pp.ceil_mode = ceil_mode;
   pp.count_include_pad = count_include_pad;

@@ -10,17 +10,19 @@
 namespace lethe {
 
 // x [N, Cin, H, W], w [Cout, Cin/groups, kh, kw], b [Cout] or undefined.
-Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b = Tensor(), const Conv2dParams& p = {});
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b = Tensor(),
+              const Conv2dParams& p = {});
 // The transpose (gradient) of conv2d: x [N, Cin, H, W], w [Cin, Cout/groups, kh, kw], b [Cout] or
 // undefined; output [N, Cout, (H-1)·s - 2p + d·(kh-1) + output_padding + 1, ...], as PyTorch.
-Tensor conv_transpose2d(const Tensor& x, const Tensor& w, const Tensor& b = Tensor(), const Conv2dParams& p = {},
-                        std::array<int64_t, 2> output_padding = {0, 0});
+Tensor conv_transpose2d(const Tensor& x, const Tensor& w, const Tensor& b = Tensor(),
+                        const Conv2dParams& p = {}, std::array<int64_t, 2> output_padding = {0, 0});
 // stride {0, 0} = kernel; options as torch.nn.functional.max_pool2d / avg_pool2d.
-Tensor max_pool2d(const Tensor& x, std::array<int64_t, 2> kernel, std::array<int64_t, 2> stride = {0, 0},
-                  std::array<int64_t, 2> padding = {0, 0}, std::array<int64_t, 2> dilation = {1, 1},
-                  bool ceil_mode = false);
-Tensor avg_pool2d(const Tensor& x, std::array<int64_t, 2> kernel, std::array<int64_t, 2> stride = {0, 0},
-                  std::array<int64_t, 2> padding = {0, 0}, bool ceil_mode = false, bool count_include_pad = true,
+Tensor max_pool2d(const Tensor& x, std::array<int64_t, 2> kernel,
+                  std::array<int64_t, 2> stride = {0, 0}, std::array<int64_t, 2> padding = {0, 0},
+                  std::array<int64_t, 2> dilation = {1, 1}, bool ceil_mode = false);
+Tensor avg_pool2d(const Tensor& x, std::array<int64_t, 2> kernel,
+                  std::array<int64_t, 2> stride = {0, 0}, std::array<int64_t, 2> padding = {0, 0},
+                  bool ceil_mode = false, bool count_include_pad = true,
                   std::optional<int64_t> divisor_override = std::nullopt);
 Tensor adaptive_avg_pool2d(const Tensor& x, std::array<int64_t, 2> output_size);
 

@@ -23,8 +23,8 @@ constexpr int64_t kParallelGrain = 32768;
 constexpr int64_t kReduceChunk = 65536;
 
 // The shape views shared with the CUDA kernels (ops/layout.h).
-using layout::AxisView;
 using layout::axis_view;
+using layout::AxisView;
 using layout::broadcast_strides;
 using layout::collapse;
 using layout::StridedLoop;
@@ -53,7 +53,9 @@ T contiguous_sum(const T* p, int64_t n) {
 
 // Sum of p[0..n) in chunks of kReduceChunk, the chunk sums added in order; chunk sums run in
 // parallel when `scratch` (>= reduce_scratch_elems(n) elements) is given. Same bits either way.
-inline int64_t reduce_scratch_elems(int64_t n) { return n / kReduceChunk + 1; }
+inline int64_t reduce_scratch_elems(int64_t n) {
+  return n / kReduceChunk + 1;
+}
 template <typename T>
 T chunked_sum(const T* p, int64_t n, T* scratch) {
   const int64_t chunks = (n + kReduceChunk - 1) / kReduceChunk;
@@ -61,11 +63,14 @@ T chunked_sum(const T* p, int64_t n, T* scratch) {
   if (scratch) {
 #pragma omp parallel for schedule(static)
     for (int64_t c = 0; c < chunks; ++c)
-      scratch[c] = contiguous_sum(p + c * kReduceChunk, std::min(kReduceChunk, n - c * kReduceChunk));
+      scratch[c] =
+          contiguous_sum(p + c * kReduceChunk, std::min(kReduceChunk, n - c * kReduceChunk));
   }
   T acc = T(0);
   for (int64_t c = 0; c < chunks; ++c)
-    acc += scratch ? scratch[c] : contiguous_sum(p + c * kReduceChunk, std::min(kReduceChunk, n - c * kReduceChunk));
+    acc += scratch
+               ? scratch[c]
+               : contiguous_sum(p + c * kReduceChunk, std::min(kReduceChunk, n - c * kReduceChunk));
   return acc;
 }
 

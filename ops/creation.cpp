@@ -73,8 +73,12 @@ class CopyOp final : public Op {
 
 }  // namespace
 
-Tensor zeros(const Shape& s, DType t) { return full(s, 0.0, t); }
-Tensor ones(const Shape& s, DType t) { return full(s, 1.0, t); }
+Tensor zeros(const Shape& s, DType t) {
+  return full(s, 0.0, t);
+}
+Tensor ones(const Shape& s, DType t) {
+  return full(s, 1.0, t);
+}
 Tensor full(const Shape& s, double value, DType t) {
   return materialise(s, t, [&](int64_t) { return value; });
 }
@@ -104,12 +108,15 @@ Tensor uniform(const Shape& s, double lo, double hi, DType t) {
     return lo + (hi - lo) * rng::uniform01(seed, stream, static_cast<uint64_t>(i));
   });
 }
-Tensor rand(const Shape& s, DType t) { return uniform(s, 0.0, 1.0, t); }
+Tensor rand(const Shape& s, DType t) {
+  return uniform(s, 0.0, 1.0, t);
+}
 Tensor randn(const Shape& s, DType t) {
   LETHE_CHECK(is_floating(t), "randn: expected a floating dtype, got ", dtype_name(t));
   const auto& sess = current_session();
   uint64_t seed = sess->seed(), stream = rng::creation_stream(sess->next_rng_stream());
-  return materialise(s, t, [&](int64_t i) { return rng::normal(seed, stream, static_cast<uint64_t>(i)); });
+  return materialise(
+      s, t, [&](int64_t i) { return rng::normal(seed, stream, static_cast<uint64_t>(i)); });
 }
 
 Tensor full_like(const Tensor& x, double value) {
@@ -123,6 +130,8 @@ Tensor gradient_seed(const Tensor& loss) {
   return record(std::make_shared<FullOp>(loss.meta(), 1.0), {loss}, loss.impl()->session);
 }
 
-Tensor detached_copy(const Tensor& x) { return record(std::make_shared<CopyOp>(), {x}); }
+Tensor detached_copy(const Tensor& x) {
+  return record(std::make_shared<CopyOp>(), {x});
+}
 
 }  // namespace lethe

@@ -1,6 +1,7 @@
 // Inverted dropout. Element i of the node's output keeps x[i]·1/(1-p) when
-// uniform01(seed, op_stream(step, node), i) >= p. The gradient op redraws the mask of the FORWARD node
-// (its id is an attribute), so neither pass stores a mask and a recomputation draws the same one.
+// uniform01(seed, op_stream(step, node), i) >= p. The gradient op redraws the mask of the FORWARD
+// node (its id is an attribute), so neither pass stores a mask and a recomputation draws the same
+// one.
 #include "ops/dropout.h"
 
 #include <memory>
@@ -35,7 +36,8 @@ class DropoutOp final : public Op {
   OpKind kind() const override { return OpKind::dropout; }
   std::string attrs() const override { return "p=" + num_text(a_.p); }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
-    LETHE_CHECK(is_floating(in[0].dtype), "dropout: expected a floating-point input, got ", in[0].dtype);
+    LETHE_CHECK(is_floating(in[0].dtype), "dropout: expected a floating-point input, got ",
+                in[0].dtype);
     return in[0];
   }
   OpCost cost(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
@@ -63,7 +65,9 @@ class DropoutBackwardOp final : public Op {
  public:
   DropoutBackwardOp(double p, int64_t forward_node) : a_{p, forward_node} {}
   OpKind kind() const override { return OpKind::dropout_backward; }
-  std::string attrs() const override { return "p=" + num_text(a_.p) + ",forward_node=" + std::to_string(a_.forward_node); }
+  std::string attrs() const override {
+    return "p=" + num_text(a_.p) + ",forward_node=" + std::to_string(a_.forward_node);
+  }
   bool differentiable() const override { return false; }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override { return in[0]; }
   OpCost cost(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
@@ -87,7 +91,8 @@ class DropoutBackwardOp final : public Op {
 };
 
 std::vector<Tensor> DropoutOp::backward(const BackwardCtx& c) const {
-  return {record(std::make_shared<DropoutBackwardOp>(a_.p, c.output.impl()->node), {c.grad_output})};
+  return {
+      record(std::make_shared<DropoutBackwardOp>(a_.p, c.output.impl()->node), {c.grad_output})};
 }
 
 }  // namespace

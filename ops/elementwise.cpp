@@ -93,7 +93,9 @@ void broadcast_binary(const KernelCall& k, F f) {
   }
 }
 
-Tensor reduce_grad(const Tensor& g, const Shape& s) { return sum_to(g, s); }
+Tensor reduce_grad(const Tensor& g, const Shape& s) {
+  return sum_to(g, s);
+}
 
 // ------------------------------------------------------------------------------------ binary
 
@@ -118,13 +120,20 @@ class BinaryOp final : public Op {
   explicit BinaryOp(BinKind k) : k_(k) {}
   OpKind kind() const override {
     switch (k_) {
-      case BinKind::add: return OpKind::add;
-      case BinKind::sub: return OpKind::sub;
-      case BinKind::mul: return OpKind::mul;
-      case BinKind::div: return OpKind::div;
-      case BinKind::minimum: return OpKind::minimum;
-      case BinKind::maximum: return OpKind::maximum;
-      case BinKind::pow: return OpKind::pow_tensor;
+      case BinKind::add:
+        return OpKind::add;
+      case BinKind::sub:
+        return OpKind::sub;
+      case BinKind::mul:
+        return OpKind::mul;
+      case BinKind::div:
+        return OpKind::div;
+      case BinKind::minimum:
+        return OpKind::minimum;
+      case BinKind::maximum:
+        return OpKind::maximum;
+      case BinKind::pow:
+        return OpKind::pow_tensor;
     }
     return OpKind::div;
   }
@@ -143,15 +152,25 @@ class BinaryOp final : public Op {
     dispatch_all(c.in_meta[0]->dtype, [&](auto tag) {
       using T = decltype(tag);
       switch (k_) {
-        case BinKind::add: broadcast_binary<T>(c, [](T x, T y) { return x + y; }); break;
-        case BinKind::sub: broadcast_binary<T>(c, [](T x, T y) { return x - y; }); break;
-        case BinKind::mul: broadcast_binary<T>(c, [](T x, T y) { return x * y; }); break;
+        case BinKind::add:
+          broadcast_binary<T>(c, [](T x, T y) { return x + y; });
+          break;
+        case BinKind::sub:
+          broadcast_binary<T>(c, [](T x, T y) { return x - y; });
+          break;
+        case BinKind::mul:
+          broadcast_binary<T>(c, [](T x, T y) { return x * y; });
+          break;
         case BinKind::div:
           if constexpr (std::is_floating_point_v<T>)
             broadcast_binary<T>(c, [](T x, T y) { return x / y; });
           break;
-        case BinKind::minimum: broadcast_binary<T>(c, [](T x, T y) { return min_nan(x, y); }); break;
-        case BinKind::maximum: broadcast_binary<T>(c, [](T x, T y) { return max_nan(x, y); }); break;
+        case BinKind::minimum:
+          broadcast_binary<T>(c, [](T x, T y) { return min_nan(x, y); });
+          break;
+        case BinKind::maximum:
+          broadcast_binary<T>(c, [](T x, T y) { return max_nan(x, y); });
+          break;
         case BinKind::pow:
           if constexpr (std::is_floating_point_v<T>)
             broadcast_binary<T>(c, [](T x, T y) { return std::pow(x, y); });
@@ -180,21 +199,26 @@ class BinaryOp final : public Op {
         // d(a/b)/db = -(a/b)/b
         if (c.needs_grad[1]) r[1] = reduce_grad(neg(div(mul(g, c.output), b)), b.shape());
         break;
-      case BinKind::minimum: case BinKind::maximum: {
+      case BinKind::minimum:
+      case BinKind::maximum: {
         // As torch: a tie splits the gradient in halves; the smaller (larger) operand gets none.
         const Tensor half = where(eq(a, b), mul_scalar(g, 0.5), g), zero = full_like(g, 0.0);
         const bool mx = k_ == BinKind::maximum;
-        if (c.needs_grad[0]) r[0] = reduce_grad(where(mx ? lt(a, b) : gt(a, b), zero, half), a.shape());
-        if (c.needs_grad[1]) r[1] = reduce_grad(where(mx ? gt(a, b) : lt(a, b), zero, half), b.shape());
+        if (c.needs_grad[0])
+          r[0] = reduce_grad(where(mx ? lt(a, b) : gt(a, b), zero, half), a.shape());
+        if (c.needs_grad[1])
+          r[1] = reduce_grad(where(mx ? gt(a, b) : lt(a, b), zero, half), b.shape());
         break;
       }
       case BinKind::pow: {
         // As torch: no gradient to a where b == 0, none to b where a == 0 and b >= 0.
         const Tensor zero = full_like(g, 0.0);
         if (c.needs_grad[0])
-          r[0] = reduce_grad(where(eq(b, 0.0), zero, mul(g, mul(b, pow(a, add_scalar(b, -1.0))))), a.shape());
+          r[0] = reduce_grad(where(eq(b, 0.0), zero, mul(g, mul(b, pow(a, add_scalar(b, -1.0))))),
+                             a.shape());
         if (c.needs_grad[1])
-          r[1] = reduce_grad(where(mul(eq(a, 0.0), ge(b, 0.0)), zero, mul(g, mul(c.output, log(a)))), b.shape());
+          r[1] = reduce_grad(
+              where(mul(eq(a, 0.0), ge(b, 0.0)), zero, mul(g, mul(c.output, log(a)))), b.shape());
         break;
       }
     }
@@ -208,8 +232,25 @@ class BinaryOp final : public Op {
 // ------------------------------------------------------------------------------------ unary
 
 enum class UnKind {
-  add_scalar, mul_scalar, rsub_scalar, rdiv_scalar, neg, exp, log, sqrt, pow, relu, gelu, gelu_tanh,
-  sigmoid, tanh, abs, sign, log1p, expm1, clamp
+  add_scalar,
+  mul_scalar,
+  rsub_scalar,
+  rdiv_scalar,
+  neg,
+  exp,
+  log,
+  sqrt,
+  pow,
+  relu,
+  gelu,
+  gelu_tanh,
+  sigmoid,
+  tanh,
+  abs,
+  sign,
+  log1p,
+  expm1,
+  clamp
 };
 
 // y = x clamped to a's bounds. A NaN fails both tests and stays NaN; min > max gives max (torch).
@@ -224,58 +265,87 @@ void clamp_map(const T* x, T* y, int64_t n, const ClampAttrs& a) {
   });
 }
 
-constexpr double kSqrt1_2 = 0.70710678118654752440;     // 1/sqrt(2)
-constexpr double kInvSqrt2Pi = 0.39894228040143267794;  // 1/sqrt(2 pi)
+constexpr double kSqrt1_2 = 0.70710678118654752440;      // 1/sqrt(2)
+constexpr double kInvSqrt2Pi = 0.39894228040143267794;   // 1/sqrt(2 pi)
 constexpr double kSqrt2OverPi = 0.79788456080286535588;  // sqrt(2/pi)
 constexpr double kGeluC = 0.044715;
 
 class UnaryOp final : public Op {
  public:
   UnaryOp(UnKind k, double s = 0.0, ClampAttrs clamp = {})
-      : k_(k), scalar_{s},
+      : k_(k),
+        scalar_{s},
         gelu_{k == UnKind::gelu_tanh ? GeluApproximation::tanh : GeluApproximation::none},
         clamp_(clamp) {}
   OpKind kind() const override {
     switch (k_) {
-      case UnKind::add_scalar: return OpKind::add_scalar;
-      case UnKind::mul_scalar: return OpKind::mul_scalar;
-      case UnKind::rsub_scalar: return OpKind::rsub_scalar;
-      case UnKind::rdiv_scalar: return OpKind::rdiv_scalar;
-      case UnKind::neg: return OpKind::neg;
-      case UnKind::exp: return OpKind::exp;
-      case UnKind::log: return OpKind::log;
-      case UnKind::sqrt: return OpKind::sqrt;
-      case UnKind::pow: return OpKind::pow;
-      case UnKind::relu: return OpKind::relu;
-      case UnKind::gelu: case UnKind::gelu_tanh: return OpKind::gelu;
-      case UnKind::sigmoid: return OpKind::sigmoid;
-      case UnKind::tanh: return OpKind::tanh;
-      case UnKind::abs: return OpKind::abs;
-      case UnKind::sign: return OpKind::sign;
-      case UnKind::log1p: return OpKind::log1p;
-      case UnKind::expm1: return OpKind::expm1;
-      case UnKind::clamp: return OpKind::clamp;
+      case UnKind::add_scalar:
+        return OpKind::add_scalar;
+      case UnKind::mul_scalar:
+        return OpKind::mul_scalar;
+      case UnKind::rsub_scalar:
+        return OpKind::rsub_scalar;
+      case UnKind::rdiv_scalar:
+        return OpKind::rdiv_scalar;
+      case UnKind::neg:
+        return OpKind::neg;
+      case UnKind::exp:
+        return OpKind::exp;
+      case UnKind::log:
+        return OpKind::log;
+      case UnKind::sqrt:
+        return OpKind::sqrt;
+      case UnKind::pow:
+        return OpKind::pow;
+      case UnKind::relu:
+        return OpKind::relu;
+      case UnKind::gelu:
+      case UnKind::gelu_tanh:
+        return OpKind::gelu;
+      case UnKind::sigmoid:
+        return OpKind::sigmoid;
+      case UnKind::tanh:
+        return OpKind::tanh;
+      case UnKind::abs:
+        return OpKind::abs;
+      case UnKind::sign:
+        return OpKind::sign;
+      case UnKind::log1p:
+        return OpKind::log1p;
+      case UnKind::expm1:
+        return OpKind::expm1;
+      case UnKind::clamp:
+        return OpKind::clamp;
     }
     return OpKind::tanh;
   }
   std::string attrs() const override {
     switch (k_) {
-      case UnKind::add_scalar: case UnKind::mul_scalar: case UnKind::rsub_scalar:
-      case UnKind::rdiv_scalar: return "scalar=" + fmt_double(scalar_.value);
-      case UnKind::pow: return "exponent=" + fmt_double(scalar_.value);
-      case UnKind::gelu: return "approximate=none";
-      case UnKind::gelu_tanh: return "approximate=tanh";
+      case UnKind::add_scalar:
+      case UnKind::mul_scalar:
+      case UnKind::rsub_scalar:
+      case UnKind::rdiv_scalar:
+        return "scalar=" + fmt_double(scalar_.value);
+      case UnKind::pow:
+        return "exponent=" + fmt_double(scalar_.value);
+      case UnKind::gelu:
+        return "approximate=none";
+      case UnKind::gelu_tanh:
+        return "approximate=tanh";
       case UnKind::clamp:
         return "min=" + (clamp_.has_min ? fmt_double(clamp_.min) : std::string("none")) +
                ",max=" + (clamp_.has_max ? fmt_double(clamp_.max) : std::string("none"));
-      default: return {};
+      default:
+        return {};
     }
   }
   // Integer tensors take the arithmetic ops with an integral scalar; everything else needs floats.
   bool integer_ok() const {
-    const bool integral = std::floor(scalar_.value) == scalar_.value && std::abs(scalar_.value) < 9.0e18;
+    const bool integral =
+        std::floor(scalar_.value) == scalar_.value && std::abs(scalar_.value) < 9.0e18;
     const auto whole = [](double v) { return std::floor(v) == v && std::abs(v) < 9.0e18; };
-    if (k_ == UnKind::clamp) return (!clamp_.has_min || whole(clamp_.min)) && (!clamp_.has_max || whole(clamp_.max));
+    if (k_ == UnKind::clamp)
+      return (!clamp_.has_min || whole(clamp_.min)) && (!clamp_.has_max || whole(clamp_.max));
     return k_ == UnKind::neg || k_ == UnKind::abs || k_ == UnKind::sign ||
            ((k_ == UnKind::add_scalar || k_ == UnKind::mul_scalar || k_ == UnKind::rsub_scalar) &&
             integral);
@@ -284,17 +354,30 @@ class UnaryOp final : public Op {
     LETHE_CHECK(is_floating(in[0].dtype) || integer_ok(), name(),
                 ": expected a floating-point tensor (f32 or f64), got ", in[0].dtype, in[0].shape,
                 (k_ <= UnKind::rsub_scalar ? " with a non-integral scalar"
-                 : k_ == UnKind::clamp ? " with a non-integral bound" : ""));
+                 : k_ == UnKind::clamp     ? " with a non-integral bound"
+                                           : ""));
     return in[0];
   }
   OpCost cost(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
     OpCost c = Op::cost(in, out);
     double per = 1;
     switch (k_) {
-      case UnKind::exp: case UnKind::log: case UnKind::sqrt: case UnKind::pow: case UnKind::sigmoid:
-      case UnKind::tanh: case UnKind::log1p: case UnKind::expm1: per = 8; break;
-      case UnKind::gelu: case UnKind::gelu_tanh: per = 16; break;
-      default: break;
+      case UnKind::exp:
+      case UnKind::log:
+      case UnKind::sqrt:
+      case UnKind::pow:
+      case UnKind::sigmoid:
+      case UnKind::tanh:
+      case UnKind::log1p:
+      case UnKind::expm1:
+        per = 8;
+        break;
+      case UnKind::gelu:
+      case UnKind::gelu_tanh:
+        per = 16;
+        break;
+      default:
+        break;
     }
     c.flops *= per;
     return c;
@@ -306,14 +389,29 @@ class UnaryOp final : public Op {
       int64_t* y = c.out<int64_t>();
       const int64_t s = static_cast<int64_t>(scalar_.value);
       switch (k_) {
-        case UnKind::neg: map1(x, y, n, [](int64_t v) { return -v; }); break;
-        case UnKind::add_scalar: map1(x, y, n, [s](int64_t v) { return v + s; }); break;
-        case UnKind::mul_scalar: map1(x, y, n, [s](int64_t v) { return v * s; }); break;
-        case UnKind::rsub_scalar: map1(x, y, n, [s](int64_t v) { return s - v; }); break;
-        case UnKind::abs: map1(x, y, n, [](int64_t v) { return v < 0 ? -v : v; }); break;
-        case UnKind::sign: map1(x, y, n, [](int64_t v) { return int64_t(v > 0) - int64_t(v < 0); }); break;
-        case UnKind::clamp: clamp_map(x, y, n, clamp_); break;
-        default: LETHE_ASSERT(false);
+        case UnKind::neg:
+          map1(x, y, n, [](int64_t v) { return -v; });
+          break;
+        case UnKind::add_scalar:
+          map1(x, y, n, [s](int64_t v) { return v + s; });
+          break;
+        case UnKind::mul_scalar:
+          map1(x, y, n, [s](int64_t v) { return v * s; });
+          break;
+        case UnKind::rsub_scalar:
+          map1(x, y, n, [s](int64_t v) { return s - v; });
+          break;
+        case UnKind::abs:
+          map1(x, y, n, [](int64_t v) { return v < 0 ? -v : v; });
+          break;
+        case UnKind::sign:
+          map1(x, y, n, [](int64_t v) { return int64_t(v > 0) - int64_t(v < 0); });
+          break;
+        case UnKind::clamp:
+          clamp_map(x, y, n, clamp_);
+          break;
+        default:
+          LETHE_ASSERT(false);
       }
       return;
     }
@@ -323,22 +421,41 @@ class UnaryOp final : public Op {
       T* y = c.out<T>();
       const T s = static_cast<T>(scalar_.value);
       switch (k_) {
-        case UnKind::add_scalar: map1(x, y, n, [s](T v) { return v + s; }); break;
-        case UnKind::mul_scalar: map1(x, y, n, [s](T v) { return v * s; }); break;
-        case UnKind::rsub_scalar: map1(x, y, n, [s](T v) { return s - v; }); break;
-        case UnKind::rdiv_scalar: map1(x, y, n, [s](T v) { return s / v; }); break;
-        case UnKind::neg: map1(x, y, n, [](T v) { return -v; }); break;
-        case UnKind::exp: map1(x, y, n, [](T v) { return std::exp(v); }); break;
-        case UnKind::log: map1(x, y, n, [](T v) { return std::log(v); }); break;
-        case UnKind::sqrt: map1(x, y, n, [](T v) { return std::sqrt(v); }); break;
+        case UnKind::add_scalar:
+          map1(x, y, n, [s](T v) { return v + s; });
+          break;
+        case UnKind::mul_scalar:
+          map1(x, y, n, [s](T v) { return v * s; });
+          break;
+        case UnKind::rsub_scalar:
+          map1(x, y, n, [s](T v) { return s - v; });
+          break;
+        case UnKind::rdiv_scalar:
+          map1(x, y, n, [s](T v) { return s / v; });
+          break;
+        case UnKind::neg:
+          map1(x, y, n, [](T v) { return -v; });
+          break;
+        case UnKind::exp:
+          map1(x, y, n, [](T v) { return std::exp(v); });
+          break;
+        case UnKind::log:
+          map1(x, y, n, [](T v) { return std::log(v); });
+          break;
+        case UnKind::sqrt:
+          map1(x, y, n, [](T v) { return std::sqrt(v); });
+          break;
         case UnKind::pow:
           if (scalar_.value == 2.0)
             map1(x, y, n, [](T v) { return v * v; });
           else
             map1(x, y, n, [s](T v) { return std::pow(v, s); });
           break;
-        // NaN stays NaN (as PyTorch): a comparison with NaN is false, so test v <= 0 instead of v > 0.
-        case UnKind::relu: map1(x, y, n, [](T v) { return v <= T(0) ? T(0) : v; }); break;
+        // NaN stays NaN (as PyTorch): a comparison with NaN is false, so test v <= 0 instead of v >
+        // 0.
+        case UnKind::relu:
+          map1(x, y, n, [](T v) { return v <= T(0) ? T(0) : v; });
+          break;
         case UnKind::gelu:
           map1(x, y, n, [](T v) { return T(0.5) * v * (T(1) + std::erf(v * T(kSqrt1_2))); });
           break;
@@ -355,13 +472,25 @@ class UnaryOp final : public Op {
             return e / (T(1) + e);
           });
           break;
-        case UnKind::tanh: map1(x, y, n, [](T v) { return std::tanh(v); }); break;
-        case UnKind::abs: map1(x, y, n, [](T v) { return std::abs(v); }); break;
+        case UnKind::tanh:
+          map1(x, y, n, [](T v) { return std::tanh(v); });
+          break;
+        case UnKind::abs:
+          map1(x, y, n, [](T v) { return std::abs(v); });
+          break;
         // sign(NaN) = 0, as torch.sign.
-        case UnKind::sign: map1(x, y, n, [](T v) { return T(v > T(0)) - T(v < T(0)); }); break;
-        case UnKind::log1p: map1(x, y, n, [](T v) { return std::log1p(v); }); break;
-        case UnKind::expm1: map1(x, y, n, [](T v) { return std::expm1(v); }); break;
-        case UnKind::clamp: clamp_map(x, y, n, clamp_); break;
+        case UnKind::sign:
+          map1(x, y, n, [](T v) { return T(v > T(0)) - T(v < T(0)); });
+          break;
+        case UnKind::log1p:
+          map1(x, y, n, [](T v) { return std::log1p(v); });
+          break;
+        case UnKind::expm1:
+          map1(x, y, n, [](T v) { return std::expm1(v); });
+          break;
+        case UnKind::clamp:
+          clamp_map(x, y, n, clamp_);
+          break;
       }
     });
   }
@@ -370,11 +499,19 @@ class UnaryOp final : public Op {
  protected:
   AttrsRef attrs_ref() const override {
     switch (k_) {
-      case UnKind::add_scalar: case UnKind::mul_scalar: case UnKind::rsub_scalar:
-      case UnKind::rdiv_scalar: case UnKind::pow: return AttrsRef::of(scalar_);
-      case UnKind::gelu: case UnKind::gelu_tanh: return AttrsRef::of(gelu_);
-      case UnKind::clamp: return AttrsRef::of(clamp_);
-      default: return {};
+      case UnKind::add_scalar:
+      case UnKind::mul_scalar:
+      case UnKind::rsub_scalar:
+      case UnKind::rdiv_scalar:
+      case UnKind::pow:
+        return AttrsRef::of(scalar_);
+      case UnKind::gelu:
+      case UnKind::gelu_tanh:
+        return AttrsRef::of(gelu_);
+      case UnKind::clamp:
+        return AttrsRef::of(clamp_);
+      default:
+        return {};
     }
   }
 
@@ -396,10 +533,15 @@ class ActivationBackwardOp final : public Op {
       : k_(k), gelu_{k == BwKind::gelu_tanh ? GeluApproximation::tanh : GeluApproximation::none} {}
   OpKind kind() const override {
     switch (k_) {
-      case BwKind::relu: return OpKind::relu_backward;
-      case BwKind::gelu: case BwKind::gelu_tanh: return OpKind::gelu_backward;
-      case BwKind::sigmoid: return OpKind::sigmoid_backward;
-      case BwKind::tanh: return OpKind::tanh_backward;
+      case BwKind::relu:
+        return OpKind::relu_backward;
+      case BwKind::gelu:
+      case BwKind::gelu_tanh:
+        return OpKind::gelu_backward;
+      case BwKind::sigmoid:
+        return OpKind::sigmoid_backward;
+      case BwKind::tanh:
+        return OpKind::tanh_backward;
     }
     return OpKind::tanh_backward;
   }
@@ -411,7 +553,8 @@ class ActivationBackwardOp final : public Op {
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     LETHE_CHECK(in[0].shape == in[1].shape && in[0].dtype == in[1].dtype, name(), ": gradient ",
                 in[0].str(), " and saved tensor ", in[1].str(), " differ");
-    LETHE_CHECK(is_floating(in[0].dtype), name(), ": expected floating-point tensors, got ", in[0].dtype);
+    LETHE_CHECK(is_floating(in[0].dtype), name(), ": expected floating-point tensors, got ",
+                in[0].dtype);
     return in[0];
   }
   bool differentiable() const override { return false; }
@@ -423,7 +566,9 @@ class ActivationBackwardOp final : public Op {
       const T* s = c.in<T>(1);
       T* o = c.out<T>();
       switch (k_) {
-        case BwKind::relu: map2(g, s, o, n, [](T gv, T x) { return x > T(0) ? gv : T(0); }); break;
+        case BwKind::relu:
+          map2(g, s, o, n, [](T gv, T x) { return x > T(0) ? gv : T(0); });
+          break;
         case BwKind::gelu:
           map2(g, s, o, n, [](T gv, T x) {
             const T cdf = T(0.5) * (T(1) + std::erf(x * T(kSqrt1_2)));
@@ -439,8 +584,12 @@ class ActivationBackwardOp final : public Op {
             return gv * (T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * du);
           });
           break;
-        case BwKind::sigmoid: map2(g, s, o, n, [](T gv, T y) { return gv * y * (T(1) - y); }); break;
-        case BwKind::tanh: map2(g, s, o, n, [](T gv, T y) { return gv * (T(1) - y * y); }); break;
+        case BwKind::sigmoid:
+          map2(g, s, o, n, [](T gv, T y) { return gv * y * (T(1) - y); });
+          break;
+        case BwKind::tanh:
+          map2(g, s, o, n, [](T gv, T y) { return gv * (T(1) - y * y); });
+          break;
       }
     });
   }
@@ -463,27 +612,44 @@ std::vector<Tensor> UnaryOp::backward(const BackwardCtx& c) const {
   if (!c.needs_grad[0]) return {Tensor()};
   const Tensor &x = c.inputs[0], &y = c.output, &g = c.grad_output;
   switch (k_) {
-    case UnKind::add_scalar: return {g};
-    case UnKind::mul_scalar: return {mul_scalar(g, scalar_.value)};
-    case UnKind::rsub_scalar: case UnKind::neg: return {neg(g)};
-    case UnKind::rdiv_scalar: return {neg(div(mul(g, y), x))};  // d(s/x) = -(s/x)/x
-    case UnKind::exp: return {mul(g, y)};
-    case UnKind::log: return {div(g, x)};
-    case UnKind::sqrt: return {div(mul_scalar(g, 0.5), y)};
+    case UnKind::add_scalar:
+      return {g};
+    case UnKind::mul_scalar:
+      return {mul_scalar(g, scalar_.value)};
+    case UnKind::rsub_scalar:
+    case UnKind::neg:
+      return {neg(g)};
+    case UnKind::rdiv_scalar:
+      return {neg(div(mul(g, y), x))};  // d(s/x) = -(s/x)/x
+    case UnKind::exp:
+      return {mul(g, y)};
+    case UnKind::log:
+      return {div(g, x)};
+    case UnKind::sqrt:
+      return {div(mul_scalar(g, 0.5), y)};
     case UnKind::pow:
       if (scalar_.value == 0.0) return {full_like(x, 0.0)};
       if (scalar_.value == 1.0) return {g};
       if (scalar_.value == 2.0) return {mul(g, mul_scalar(x, 2.0))};
       return {mul(g, mul_scalar(pow(x, scalar_.value - 1.0), scalar_.value))};
-    case UnKind::relu: return {activation_backward(BwKind::relu, g, x)};
-    case UnKind::gelu: return {activation_backward(BwKind::gelu, g, x)};
-    case UnKind::gelu_tanh: return {activation_backward(BwKind::gelu_tanh, g, x)};
-    case UnKind::sigmoid: return {activation_backward(BwKind::sigmoid, g, y)};
-    case UnKind::tanh: return {activation_backward(BwKind::tanh, g, y)};
-    case UnKind::abs: return {mul(g, sign(x))};
-    case UnKind::sign: return {full_like(x, 0.0)};
-    case UnKind::log1p: return {div(g, add_scalar(x, 1.0))};
-    case UnKind::expm1: return {mul(g, add_scalar(y, 1.0))};
+    case UnKind::relu:
+      return {activation_backward(BwKind::relu, g, x)};
+    case UnKind::gelu:
+      return {activation_backward(BwKind::gelu, g, x)};
+    case UnKind::gelu_tanh:
+      return {activation_backward(BwKind::gelu_tanh, g, x)};
+    case UnKind::sigmoid:
+      return {activation_backward(BwKind::sigmoid, g, y)};
+    case UnKind::tanh:
+      return {activation_backward(BwKind::tanh, g, y)};
+    case UnKind::abs:
+      return {mul(g, sign(x))};
+    case UnKind::sign:
+      return {full_like(x, 0.0)};
+    case UnKind::log1p:
+      return {div(g, add_scalar(x, 1.0))};
+    case UnKind::expm1:
+      return {mul(g, add_scalar(y, 1.0))};
     case UnKind::clamp: {
       // As torch: the gradient passes where min <= x <= max (a NaN x passes none).
       Tensor pass;
@@ -522,7 +688,8 @@ class CastOp final : public Op {
     });
   }
   std::vector<Tensor> backward(const BackwardCtx& c) const override {
-    if (!c.needs_grad[0] || !is_floating(a_.dtype) || !is_floating(c.inputs[0].dtype())) return {Tensor()};
+    if (!c.needs_grad[0] || !is_floating(a_.dtype) || !is_floating(c.inputs[0].dtype()))
+      return {Tensor()};
     return {cast(c.grad_output, c.inputs[0].dtype())};
   }
 
@@ -552,8 +719,9 @@ class SumToOp final : public Op {
   OpKind kind() const override { return OpKind::sum_to; }
   std::string attrs() const override { return "shape=" + a_.shape.str(); }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
-    LETHE_CHECK(broadcasts_to(a_.shape, in[0].shape), "sum_to: shape ", in[0].shape, " cannot be summed to ",
-                a_.shape, " (", a_.shape, " does not broadcast to ", in[0].shape, ")");
+    LETHE_CHECK(broadcasts_to(a_.shape, in[0].shape), "sum_to: shape ", in[0].shape,
+                " cannot be summed to ", a_.shape, " (", a_.shape, " does not broadcast to ",
+                in[0].shape, ")");
     TensorMeta m = in[0];
     m.shape = a_.shape;
     return m;
@@ -561,7 +729,8 @@ class SumToOp final : public Op {
   size_t workspace_bytes(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
     const int64_t n = in[0].numel();
     int64_t elems = cpu::reduce_scratch_elems(n);
-    // As SumOp (ops/reduce.cpp): room for the CUDA kernel's column partial sums; CPU size unchanged.
+    // As SumOp (ops/reduce.cpp): room for the CUDA kernel's column partial sums; CPU size
+    // unchanged.
     if (in[0].device.is_cuda()) elems = std::max<int64_t>(elems, std::min<int64_t>(n / 32, 65536));
     return static_cast<size_t>(elems) * dtype_size(in[0].dtype);
   }
@@ -618,31 +787,71 @@ class BroadcastToOp final : public Op {
 
 }  // namespace
 
-Tensor add(const Tensor& a, const Tensor& b) { return record(std::make_shared<BinaryOp>(BinKind::add), {a, b}); }
-Tensor sub(const Tensor& a, const Tensor& b) { return record(std::make_shared<BinaryOp>(BinKind::sub), {a, b}); }
-Tensor mul(const Tensor& a, const Tensor& b) { return record(std::make_shared<BinaryOp>(BinKind::mul), {a, b}); }
-Tensor div(const Tensor& a, const Tensor& b) { return record(std::make_shared<BinaryOp>(BinKind::div), {a, b}); }
-Tensor add_scalar(const Tensor& x, double s) { return unary(UnKind::add_scalar, x, s); }
-Tensor mul_scalar(const Tensor& x, double s) { return unary(UnKind::mul_scalar, x, s); }
-Tensor rsub_scalar(const Tensor& x, double s) { return unary(UnKind::rsub_scalar, x, s); }
-Tensor rdiv_scalar(const Tensor& x, double s) { return unary(UnKind::rdiv_scalar, x, s); }
-Tensor neg(const Tensor& x) { return unary(UnKind::neg, x); }
-Tensor exp(const Tensor& x) { return unary(UnKind::exp, x); }
-Tensor log(const Tensor& x) { return unary(UnKind::log, x); }
-Tensor sqrt(const Tensor& x) { return unary(UnKind::sqrt, x); }
-Tensor pow(const Tensor& x, double e) { return unary(UnKind::pow, x, e); }
-Tensor relu(const Tensor& x) { return unary(UnKind::relu, x); }
+Tensor add(const Tensor& a, const Tensor& b) {
+  return record(std::make_shared<BinaryOp>(BinKind::add), {a, b});
+}
+Tensor sub(const Tensor& a, const Tensor& b) {
+  return record(std::make_shared<BinaryOp>(BinKind::sub), {a, b});
+}
+Tensor mul(const Tensor& a, const Tensor& b) {
+  return record(std::make_shared<BinaryOp>(BinKind::mul), {a, b});
+}
+Tensor div(const Tensor& a, const Tensor& b) {
+  return record(std::make_shared<BinaryOp>(BinKind::div), {a, b});
+}
+Tensor add_scalar(const Tensor& x, double s) {
+  return unary(UnKind::add_scalar, x, s);
+}
+Tensor mul_scalar(const Tensor& x, double s) {
+  return unary(UnKind::mul_scalar, x, s);
+}
+Tensor rsub_scalar(const Tensor& x, double s) {
+  return unary(UnKind::rsub_scalar, x, s);
+}
+Tensor rdiv_scalar(const Tensor& x, double s) {
+  return unary(UnKind::rdiv_scalar, x, s);
+}
+Tensor neg(const Tensor& x) {
+  return unary(UnKind::neg, x);
+}
+Tensor exp(const Tensor& x) {
+  return unary(UnKind::exp, x);
+}
+Tensor log(const Tensor& x) {
+  return unary(UnKind::log, x);
+}
+Tensor sqrt(const Tensor& x) {
+  return unary(UnKind::sqrt, x);
+}
+Tensor pow(const Tensor& x, double e) {
+  return unary(UnKind::pow, x, e);
+}
+Tensor relu(const Tensor& x) {
+  return unary(UnKind::relu, x);
+}
 Tensor gelu(const Tensor& x, const std::string& approximate) {
-  LETHE_CHECK(approximate == "none" || approximate == "tanh", "gelu: approximate must be \"none\" or \"tanh\", got \"",
-              approximate, "\"");
+  LETHE_CHECK(approximate == "none" || approximate == "tanh",
+              "gelu: approximate must be \"none\" or \"tanh\", got \"", approximate, "\"");
   return unary(approximate == "none" ? UnKind::gelu : UnKind::gelu_tanh, x);
 }
-Tensor sigmoid(const Tensor& x) { return unary(UnKind::sigmoid, x); }
-Tensor tanh(const Tensor& x) { return unary(UnKind::tanh, x); }
-Tensor abs(const Tensor& x) { return unary(UnKind::abs, x); }
-Tensor sign(const Tensor& x) { return unary(UnKind::sign, x); }
-Tensor log1p(const Tensor& x) { return unary(UnKind::log1p, x); }
-Tensor expm1(const Tensor& x) { return unary(UnKind::expm1, x); }
+Tensor sigmoid(const Tensor& x) {
+  return unary(UnKind::sigmoid, x);
+}
+Tensor tanh(const Tensor& x) {
+  return unary(UnKind::tanh, x);
+}
+Tensor abs(const Tensor& x) {
+  return unary(UnKind::abs, x);
+}
+Tensor sign(const Tensor& x) {
+  return unary(UnKind::sign, x);
+}
+Tensor log1p(const Tensor& x) {
+  return unary(UnKind::log1p, x);
+}
+Tensor expm1(const Tensor& x) {
+  return unary(UnKind::expm1, x);
+}
 Tensor clamp(const Tensor& x, std::optional<double> min, std::optional<double> max) {
   LETHE_CHECK(min || max, "clamp: at least one of min and max must be given");
   ClampAttrs a;
@@ -658,7 +867,9 @@ Tensor minimum(const Tensor& a, const Tensor& b) {
 Tensor maximum(const Tensor& a, const Tensor& b) {
   return record(std::make_shared<BinaryOp>(BinKind::maximum), {a, b});
 }
-Tensor pow(const Tensor& a, const Tensor& b) { return record(std::make_shared<BinaryOp>(BinKind::pow), {a, b}); }
+Tensor pow(const Tensor& a, const Tensor& b) {
+  return record(std::make_shared<BinaryOp>(BinKind::pow), {a, b});
+}
 
 Tensor cast(const Tensor& x, DType t) {
   if (x.defined() && x.dtype() == t) return x;

@@ -1,4 +1,5 @@
-// embedding: rows of a table gathered by i64 indices; its gradient scatters rows back in a fixed order.
+// embedding: rows of a table gathered by i64 indices; its gradient scatters rows back in a fixed
+// order.
 #include "ops/embedding.h"
 
 #include <algorithm>
@@ -48,14 +49,15 @@ class EmbeddingOp final : public Op {
   void cpu(const KernelCall& kc) const override {
     const int64_t rows = kc.in_shape(0)[0], dim = kc.in_shape(0)[1], n = kc.in_shape(1).numel();
     const int64_t* idx = kc.in<int64_t>(1);
-    check_indices(idx, n, rows, "embedding");  // before any thread starts: errors never cross OpenMP
+    check_indices(idx, n, rows,
+                  "embedding");  // before any thread starts: errors never cross OpenMP
     const size_t row_bytes = static_cast<size_t>(dim) * dtype_size(kc.out_meta->dtype);
     const char* w = static_cast<const char*>(kc.inputs[0]);
     char* out = kc.out<char>();
 #pragma omp parallel for schedule(static) if (n * dim > 32768)
     for (int64_t i = 0; i < n; ++i)
-      std::memcpy(out + static_cast<size_t>(i) * row_bytes, w + static_cast<size_t>(idx[i]) * row_bytes,
-                  row_bytes);
+      std::memcpy(out + static_cast<size_t>(i) * row_bytes,
+                  w + static_cast<size_t>(idx[i]) * row_bytes, row_bytes);
   }
   std::vector<Tensor> backward(const BackwardCtx& c) const override;
 
@@ -96,7 +98,7 @@ class EmbeddingBackwardOp final : public Op {
     const int64_t* idx = kc.in<int64_t>(1);
     check_indices(idx, n, a_.num_embeddings, "embedding_backward");
     int64_t* start = static_cast<int64_t*>(kc.workspace);  // a_.num_embeddings + 1 offsets
-    int64_t* order = start + a_.num_embeddings + 1;                     // positions grouped by row, in order
+    int64_t* order = start + a_.num_embeddings + 1;        // positions grouped by row, in order
     std::fill(start, start + a_.num_embeddings + 1, int64_t(0));
     for (int64_t i = 0; i < n; ++i) ++start[idx[i] + 1];
     for (int64_t r = 0; r < a_.num_embeddings; ++r) start[r + 1] += start[r];
@@ -122,7 +124,9 @@ class EmbeddingBackwardOp final : public Op {
   }
 
  protected:
-  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+  AttrsRef attrs_ref() const override {
+    return AttrsRef::of(a_);
+  }
 
  private:
   EmbeddingAttrs a_;
@@ -143,8 +147,9 @@ Tensor embedding(const Tensor& weight, const Tensor& indices, std::optional<int6
   int64_t pad = -1;
   if (padding_idx) {
     const int64_t rows = weight.dim() >= 1 ? weight.size(0) : 0;
-    LETHE_CHECK(*padding_idx >= -rows && *padding_idx < rows, "embedding: padding_idx ", *padding_idx,
-                " is out of range for a table of ", rows, " rows (weight ", weight.shape(), ")");
+    LETHE_CHECK(*padding_idx >= -rows && *padding_idx < rows, "embedding: padding_idx ",
+                *padding_idx, " is out of range for a table of ", rows, " rows (weight ",
+                weight.shape(), ")");
     pad = *padding_idx < 0 ? *padding_idx + rows : *padding_idx;
   }
   return record(std::make_shared<EmbeddingOp>(pad), {weight, indices});

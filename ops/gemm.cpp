@@ -35,7 +35,8 @@ void blas_single_threaded() {
 #ifdef _OPENMP
     const int threads = omp_get_max_threads();
 #endif
-    openblas_set_num_threads(1);  // the pthread build; the OpenMP build also sets this thread's OpenMP count
+    openblas_set_num_threads(
+        1);  // the pthread build; the OpenMP build also sets this thread's OpenMP count
 #ifdef _OPENMP
     omp_set_num_threads(threads);
 #endif
@@ -45,8 +46,8 @@ void blas_single_threaded() {
 }
 
 template <typename T, typename Call>
-void blocked(bool ta, bool tb, int64_t m, int64_t n, const T* a, int64_t lda, const T* b, int64_t ldb, T* c,
-             int64_t ldc, Call call) {
+void blocked(bool ta, bool tb, int64_t m, int64_t n, const T* a, int64_t lda, const T* b,
+             int64_t ldb, T* c, int64_t ldc, Call call) {
   blas_single_threaded();
   // Blocks of kBlock columns (rows), the last one shorter: their number depends on the shape only.
   constexpr int64_t kBlock = 256;
@@ -75,32 +76,39 @@ void blocked(bool ta, bool tb, int64_t m, int64_t n, const T* a, int64_t lda, co
 #endif
     return;
   }
-#pragma omp parallel for schedule(static) num_threads(static_cast<int>(std::min<int64_t>(threads, blocks)))
+#pragma omp parallel for schedule(static) \
+    num_threads(static_cast <int>(std::min <int64_t>(threads, blocks)))
   for (int64_t j = 0; j < blocks; ++j) block(j);
 }
 
 }  // namespace
 
-void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
-          const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+          int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   if (empty_product(m, n, k, beta, c, ldc)) return;
-  blocked(ta, tb, m, n, a, lda, b, ldb, c, ldc, [&](int64_t mm, int64_t nn, const float* aa, const float* bb, float* cc) {
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                static_cast<blasint>(mm), static_cast<blasint>(nn), static_cast<blasint>(k), alpha, aa,
-                static_cast<blasint>(std::max<int64_t>(lda, 1)), bb, static_cast<blasint>(std::max<int64_t>(ldb, 1)),
-                beta, cc, static_cast<blasint>(std::max<int64_t>(ldc, 1)));
-  });
+  blocked(ta, tb, m, n, a, lda, b, ldb, c, ldc,
+          [&](int64_t mm, int64_t nn, const float* aa, const float* bb, float* cc) {
+            cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
+                        tb ? CblasTrans : CblasNoTrans, static_cast<blasint>(mm),
+                        static_cast<blasint>(nn), static_cast<blasint>(k), alpha, aa,
+                        static_cast<blasint>(std::max<int64_t>(lda, 1)), bb,
+                        static_cast<blasint>(std::max<int64_t>(ldb, 1)), beta, cc,
+                        static_cast<blasint>(std::max<int64_t>(ldc, 1)));
+          });
 }
 
 void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
           int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
   if (empty_product(m, n, k, beta, c, ldc)) return;
-  blocked(ta, tb, m, n, a, lda, b, ldb, c, ldc, [&](int64_t mm, int64_t nn, const double* aa, const double* bb, double* cc) {
-    cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                static_cast<blasint>(mm), static_cast<blasint>(nn), static_cast<blasint>(k), alpha, aa,
-                static_cast<blasint>(std::max<int64_t>(lda, 1)), bb, static_cast<blasint>(std::max<int64_t>(ldb, 1)),
-                beta, cc, static_cast<blasint>(std::max<int64_t>(ldc, 1)));
-  });
+  blocked(ta, tb, m, n, a, lda, b, ldb, c, ldc,
+          [&](int64_t mm, int64_t nn, const double* aa, const double* bb, double* cc) {
+            cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
+                        tb ? CblasTrans : CblasNoTrans, static_cast<blasint>(mm),
+                        static_cast<blasint>(nn), static_cast<blasint>(k), alpha, aa,
+                        static_cast<blasint>(std::max<int64_t>(lda, 1)), bb,
+                        static_cast<blasint>(std::max<int64_t>(ldb, 1)), beta, cc,
+                        static_cast<blasint>(std::max<int64_t>(ldc, 1)));
+          });
 }
 
 }  // namespace lethe::detail

@@ -30,14 +30,17 @@ struct CublasWorkspace {
 inline CublasWorkspace cublas_workspace_window(void* workspace, size_t workspace_bytes) {
   if (workspace == nullptr || workspace_bytes < kCublasWorkspaceAlignment) return {};
   const auto p = reinterpret_cast<uintptr_t>(workspace);
-  const uintptr_t aligned = (p + kCublasWorkspaceAlignment - 1) / kCublasWorkspaceAlignment * kCublasWorkspaceAlignment;
-  const size_t usable = (workspace_bytes - kCublasWorkspaceAlignment) / kCublasWorkspaceAlignment * kCublasWorkspaceAlignment;
+  const uintptr_t aligned =
+      (p + kCublasWorkspaceAlignment - 1) / kCublasWorkspaceAlignment * kCublasWorkspaceAlignment;
+  const size_t usable = (workspace_bytes - kCublasWorkspaceAlignment) / kCublasWorkspaceAlignment *
+                        kCublasWorkspaceAlignment;
   return {reinterpret_cast<void*>(aligned), usable};
 }
 
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
           int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
-void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
-          int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc);
+void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha,
+          const double* a, int64_t lda, const double* b, int64_t ldb, double beta, double* c,
+          int64_t ldc);
 
 }  // namespace lethe::detail

@@ -30,11 +30,12 @@ void check_indices(const int64_t* idx, int64_t n, int64_t size, int dim, const c
 
 void check_index_meta(const TensorMeta& x, const TensorMeta& index, int dim, const char* op) {
   LETHE_CHECK(index.dtype == DType::i64, op, ": index must be i64, got ", index.dtype, index.shape);
-  LETHE_CHECK(index.shape.ndim() == x.shape.ndim(), op, ": index ", index.shape, " and input ", x.shape,
-              " must have the same number of dims");
+  LETHE_CHECK(index.shape.ndim() == x.shape.ndim(), op, ": index ", index.shape, " and input ",
+              x.shape, " must have the same number of dims");
   for (int d = 0; d < x.shape.ndim(); ++d)
     LETHE_CHECK(d == dim || index.shape[d] <= x.shape[d], op, ": index ", index.shape,
-                " is larger than the input ", x.shape, " along dim ", d, " (only dim ", dim, " may differ)");
+                " is larger than the input ", x.shape, " along dim ", d, " (only dim ", dim,
+                " may differ)");
 }
 
 // Offsets of the operands of l at element e of its space.
@@ -71,7 +72,8 @@ class GatherOp final : public DimOp {
     const int64_t* idx = c.in<int64_t>(1);
     check_indices(idx, n, xs[a_.dim], a_.dim, "gather");
     if (n == 0) return;
-    const cpu::StridedLoop l = cpu::collapse(is, {layout::strides_without(xs, a_.dim), is.strides()});
+    const cpu::StridedLoop l =
+        cpu::collapse(is, {layout::strides_without(xs, a_.dim), is.strides()});
     const int64_t step = xs.strides()[static_cast<size_t>(a_.dim)];
     dispatch_all(c.out_meta->dtype, [&](auto tag) {
       using T = decltype(tag);
@@ -95,12 +97,13 @@ class ScatterAddOp final : public DimOp {
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     const TensorMeta &x = in[0], &index = in[1], &src = in[2];
     check_index_meta(x, index, a_.dim, "scatter_add");
-    LETHE_CHECK(src.dtype == x.dtype, "scatter_add: src has dtype ", src.dtype, " and the input ", x.dtype);
-    LETHE_CHECK(src.shape.ndim() == x.shape.ndim(), "scatter_add: src ", src.shape, " and input ", x.shape,
-                " must have the same number of dims");
+    LETHE_CHECK(src.dtype == x.dtype, "scatter_add: src has dtype ", src.dtype, " and the input ",
+                x.dtype);
+    LETHE_CHECK(src.shape.ndim() == x.shape.ndim(), "scatter_add: src ", src.shape, " and input ",
+                x.shape, " must have the same number of dims");
     for (int d = 0; d < x.shape.ndim(); ++d)
-      LETHE_CHECK(index.shape[d] <= src.shape[d], "scatter_add: index ", index.shape, " is larger than src ",
-                  src.shape, " along dim ", d);
+      LETHE_CHECK(index.shape[d] <= src.shape[d], "scatter_add: index ", index.shape,
+                  " is larger than src ", src.shape, " along dim ", d);
     return x;
   }
   void cpu(const KernelCall& c) const override {
@@ -114,7 +117,8 @@ class ScatterAddOp final : public DimOp {
     const Shape space = layout::keep_shape(is, {a_.dim});
     const cpu::StridedLoop l = cpu::collapse(space, {xs.strides(), ss.strides(), is.strides()});
     const size_t d = static_cast<size_t>(a_.dim);
-    const int64_t xstep = xs.strides()[d], sstep = ss.strides()[d], istep = is.strides()[d], len = is[a_.dim];
+    const int64_t xstep = xs.strides()[d], sstep = ss.strides()[d], istep = is.strides()[d],
+                  len = is[a_.dim];
     const int64_t lines = space.numel();
     dispatch_all(c.out_meta->dtype, [&](auto tag) {
       using T = decltype(tag);
@@ -124,7 +128,8 @@ class ScatterAddOp final : public DimOp {
       for (int64_t e = 0; e < lines; ++e) {
         int64_t off[3];
         offsets_at(l, e, off);
-        for (int64_t r = 0; r < len; ++r) out[off[0] + idx[off[2] + r * istep] * xstep] += src[off[1] + r * sstep];
+        for (int64_t r = 0; r < len; ++r)
+          out[off[0] + idx[off[2] + r * istep] * xstep] += src[off[1] + r * sstep];
       }
     });
   }
@@ -155,8 +160,10 @@ class IndexSelectOp final : public DimOp {
   OpKind kind() const override { return OpKind::index_select; }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     const TensorMeta &x = in[0], &index = in[1];
-    LETHE_CHECK(index.dtype == DType::i64, "index_select: index must be i64, got ", index.dtype, index.shape);
-    LETHE_CHECK(index.shape.ndim() <= 1, "index_select: index must be 1-d (or 0-d), got ", index.shape);
+    LETHE_CHECK(index.dtype == DType::i64, "index_select: index must be i64, got ", index.dtype,
+                index.shape);
+    LETHE_CHECK(index.shape.ndim() <= 1, "index_select: index must be 1-d (or 0-d), got ",
+                index.shape);
     TensorMeta m = x;
     m.shape[a_.dim] = index.numel();
     return m;
@@ -173,7 +180,8 @@ class IndexSelectOp final : public DimOp {
 #pragma omp parallel for schedule(static) if (v.outer * k * v.inner > kParallelGrain)
     for (int64_t t = 0; t < v.outer * k; ++t) {
       const int64_t o = t / k, j = t % k;
-      std::memcpy(out + static_cast<size_t>(t) * row, x + static_cast<size_t>(o * v.r + idx[j]) * row, row);
+      std::memcpy(out + static_cast<size_t>(t) * row,
+                  x + static_cast<size_t>(o * v.r + idx[j]) * row, row);
     }
   }
   std::vector<Tensor> backward(const BackwardCtx& c) const override {

@@ -23,7 +23,8 @@ Reduction parse_reduction(const std::string& r, const char* op) {
   if (r == "mean") return Reduction::mean;
   if (r == "sum") return Reduction::sum;
   if (r == "none") return Reduction::none;
-  throw Error(detail::concat(op, ": reduction must be \"mean\", \"sum\" or \"none\", got \"", r, "\""));
+  throw Error(
+      detail::concat(op, ": reduction must be \"mean\", \"sum\" or \"none\", got \"", r, "\""));
 }
 const char* reduction_name(Reduction r) {
   return r == Reduction::mean ? "mean" : r == Reduction::sum ? "sum" : "none";
@@ -33,7 +34,9 @@ const char* reduction_name(Reduction r) {
 struct CeView : layout::ChannelView {
   int64_t positions() const { return n * s; }
 };
-CeView ce_view(const Shape& logits) { return CeView{layout::channel_view(logits)}; }
+CeView ce_view(const Shape& logits) {
+  return CeView{layout::channel_view(logits)};
+}
 
 // Throws on a target outside [0, C) that is not ignore_index; returns the count of the others.
 int64_t check_targets(const int64_t* t, int64_t n, int64_t classes, int64_t ignore_index,
@@ -76,8 +79,8 @@ T* class_losses(const KernelCall& c, Reduction r, int64_t p) {
 
 // Writes the sum (or mean over the target weights) of the p per-position losses; nothing for none.
 template <typename T>
-void reduce_class_losses(const KernelCall& c, const CrossEntropyAttrs& a, const int64_t* t, int64_t p, const T* w,
-                         T* losses) {
+void reduce_class_losses(const KernelCall& c, const CrossEntropyAttrs& a, const int64_t* t,
+                         int64_t p, const T* w, T* losses) {
   if (a.reduction == Reduction::none) return;
   T total = p == 0 ? T(0) : cpu::chunked_sum(losses, p, losses + p);
   // 0/0 = NaN when every target is ignored, as PyTorch
@@ -106,27 +109,31 @@ std::string ce_attrs_text(const CrossEntropyAttrs& a) {
 
 // Checks the [C] class weights of input `i` (if the attributes say there is one).
 void check_class_weight(const char* op, const std::vector<TensorMeta>& in, size_t i, bool weight) {
-  LETHE_CHECK(in.size() == i + (weight ? 1 : 0), "internal error: ", op, " expects ", i + (weight ? 1 : 0),
-              " inputs, got ", in.size());
+  LETHE_CHECK(in.size() == i + (weight ? 1 : 0), "internal error: ", op, " expects ",
+              i + (weight ? 1 : 0), " inputs, got ", in.size());
   if (!weight) return;
   const Shape &ls = in[0].shape, &ws = in[i].shape;
-  LETHE_CHECK(ws == Shape{ls[1]}, op, ": weight must be [C] = [", ls[1], "] for input ", ls, ", got ", ws);
-  LETHE_CHECK(in[i].dtype == in[0].dtype, op, ": weight dtype ", in[i].dtype, " differs from the input's ",
-              in[0].dtype);
+  LETHE_CHECK(ws == Shape{ls[1]}, op, ": weight must be [C] = [", ls[1], "] for input ", ls,
+              ", got ", ws);
+  LETHE_CHECK(in[i].dtype == in[0].dtype, op, ": weight dtype ", in[i].dtype,
+              " differs from the input's ", in[0].dtype);
 }
 
 // Shape and dtype checks of an input [N, C, d...] (logits or log-probabilities) and its target.
-TensorMeta class_loss_meta(const char* op, const std::vector<TensorMeta>& in, const CrossEntropyAttrs& a) {
+TensorMeta class_loss_meta(const char* op, const std::vector<TensorMeta>& in,
+                           const CrossEntropyAttrs& a) {
   const Shape &ls = in[0].shape, &ts = in[1].shape;
   const char* what = std::string(op) == "cross_entropy" ? "logits" : "input";
-  LETHE_CHECK(is_floating(in[0].dtype), op, ": ", what, " must be f32 or f64, got ", in[0].dtype, ls);
-  LETHE_CHECK(in[1].dtype == DType::i64, op, ": target must hold i64 class indices, got ", in[1].dtype, ts,
-              " (", what, " ", ls, ")");
-  LETHE_CHECK(ls.ndim() >= 2, op, ": ", what, " must be [N, C] or [N, C, d...], got ", ls, " (target ", ts, ")");
+  LETHE_CHECK(is_floating(in[0].dtype), op, ": ", what, " must be f32 or f64, got ", in[0].dtype,
+              ls);
+  LETHE_CHECK(in[1].dtype == DType::i64, op, ": target must hold i64 class indices, got ",
+              in[1].dtype, ts, " (", what, " ", ls, ")");
+  LETHE_CHECK(ls.ndim() >= 2, op, ": ", what, " must be [N, C] or [N, C, d...], got ", ls,
+              " (target ", ts, ")");
   std::vector<int64_t> expect = ls.dims();
   expect.erase(expect.begin() + 1);
-  LETHE_CHECK(ts == Shape(expect), op, ": ", what, " ", ls, " and target ", ts, " do not match (expected target ",
-              Shape(expect), ")");
+  LETHE_CHECK(ts == Shape(expect), op, ": ", what, " ", ls, " and target ", ts,
+              " do not match (expected target ", Shape(expect), ")");
   check_class_weight(op, in, 2, a.weight);
   TensorMeta m = in[0];
   m.shape = a.reduction == Reduction::none ? ts : Shape{};
@@ -187,7 +194,9 @@ class CrossEntropyOp final : public Op {
   std::vector<Tensor> backward(const BackwardCtx& c) const override;
 
  protected:
-  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+  AttrsRef attrs_ref() const override {
+    return AttrsRef::of(a_);
+  }
 
  private:
   CrossEntropyAttrs a_;
@@ -222,7 +231,8 @@ class CrossEntropyBackwardOp final : public Op {
       const T eps = static_cast<T>(a_.label_smoothing), ec = eps / static_cast<T>(v.c);
       T wsum = T(0);
       for (int64_t k = 0; k < v.c; ++k) wsum += w ? w[k] : T(1);
-      const T denom = a_.reduction == Reduction::mean ? target_weight_sum(t, p, a_.ignore_index, w) : T(1);
+      const T denom =
+          a_.reduction == Reduction::mean ? target_weight_sum(t, p, a_.ignore_index, w) : T(1);
 #pragma omp parallel for schedule(static) if (p * v.c > kParallelGrain)
       for (int64_t i = 0; i < p; ++i) {
         const int64_t nn = i / v.s, ss = i % v.s;
@@ -250,7 +260,9 @@ class CrossEntropyBackwardOp final : public Op {
   }
 
  protected:
-  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+  AttrsRef attrs_ref() const override {
+    return AttrsRef::of(a_);
+  }
 
  private:
   CrossEntropyAttrs a_;
@@ -276,7 +288,9 @@ class NllLossOp final : public Op {
   explicit NllLossOp(CrossEntropyAttrs a) : a_(a) {}
   OpKind kind() const override { return OpKind::nll_loss; }
   std::string attrs() const override { return ce_attrs_text(a_); }
-  TensorMeta infer(const std::vector<TensorMeta>& in) const override { return class_loss_meta("nll_loss", in, a_); }
+  TensorMeta infer(const std::vector<TensorMeta>& in) const override {
+    return class_loss_meta("nll_loss", in, a_);
+  }
   size_t workspace_bytes(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
     return class_loss_workspace(in, a_.reduction);
   }
@@ -292,7 +306,9 @@ class NllLossOp final : public Op {
       T* losses = class_losses<T>(c, a_.reduction, p);
       for (int64_t i = 0; i < p; ++i) {
         const int64_t nn = i / v.s, ss = i % v.s;
-        losses[i] = t[i] == a_.ignore_index ? T(0) : -(w ? w[t[i]] : T(1)) * x[(nn * v.c + t[i]) * v.s + ss];
+        losses[i] = t[i] == a_.ignore_index
+                        ? T(0)
+                        : -(w ? w[t[i]] : T(1)) * x[(nn * v.c + t[i]) * v.s + ss];
       }
       reduce_class_losses(c, a_, t, p, w, losses);
     });
@@ -306,7 +322,8 @@ class NllLossOp final : public Op {
   CrossEntropyAttrs a_;
 };
 
-// Inputs (grad, x, target, weight?): d/dx[t] = -w[t] scale at each non-ignored position, 0 elsewhere.
+// Inputs (grad, x, target, weight?): d/dx[t] = -w[t] scale at each non-ignored position, 0
+// elsewhere.
 class NllLossBackwardOp final : public Op {
  public:
   explicit NllLossBackwardOp(CrossEntropyAttrs a) : a_(a) {}
@@ -325,11 +342,14 @@ class NllLossBackwardOp final : public Op {
       T* dx = c.out<T>();
       const int64_t p = v.positions();
       std::fill(dx, dx + c.out_meta->numel(), T(0));
-      const T denom = a_.reduction == Reduction::mean ? target_weight_sum(t, p, a_.ignore_index, w) : T(1);
+      const T denom =
+          a_.reduction == Reduction::mean ? target_weight_sum(t, p, a_.ignore_index, w) : T(1);
       for (int64_t i = 0; i < p; ++i) {
         if (t[i] == a_.ignore_index) continue;
         const int64_t nn = i / v.s, ss = i % v.s;
-        const T scale = a_.reduction == Reduction::none ? g[i] : a_.reduction == Reduction::sum ? g[0] : g[0] / denom;
+        const T scale = a_.reduction == Reduction::none  ? g[i]
+                        : a_.reduction == Reduction::sum ? g[0]
+                                                         : g[0] / denom;
         dx[(nn * v.c + t[i]) * v.s + ss] = -(w ? w[t[i]] : T(1)) * scale;
       }
     });
@@ -344,7 +364,8 @@ class NllLossBackwardOp final : public Op {
 
 std::vector<Tensor> NllLossOp::backward(const BackwardCtx& c) const {
   std::vector<Tensor> r(c.inputs.size());
-  if (c.needs_grad[0]) r[0] = record(std::make_shared<NllLossBackwardOp>(a_), class_loss_backward_inputs(c));
+  if (c.needs_grad[0])
+    r[0] = record(std::make_shared<NllLossBackwardOp>(a_), class_loss_backward_inputs(c));
   return r;
 }
 
@@ -366,8 +387,8 @@ T bce_logits_grad(T x, T y, T pw) {
 
 void check_same_float(const char* op, const std::vector<TensorMeta>& in, size_t first) {
   for (size_t i = first; i < in.size(); ++i) {
-    LETHE_CHECK(in[i].shape == in[first].shape, op, ": input ", in[first].shape, " and operand ", i, " ",
-                in[i].shape, " shapes differ");
+    LETHE_CHECK(in[i].shape == in[first].shape, op, ": input ", in[first].shape, " and operand ", i,
+                " ", in[i].shape, " shapes differ");
     LETHE_CHECK(in[i].dtype == in[first].dtype && is_floating(in[i].dtype), op,
                 ": expected one floating-point dtype, got ", in[first].dtype, " and ", in[i].dtype);
   }
@@ -435,23 +456,26 @@ Tensor reduce_loss(const Tensor& l, Reduction r) {
 // Checks of the elementwise losses: two defined floating tensors of one shape and dtype.
 void check_pair(const char* op, const Tensor& input, const Tensor& target) {
   LETHE_CHECK(input.defined() && target.defined(), op, ": input or target is an undefined tensor");
-  LETHE_CHECK(input.shape() == target.shape(), op, ": input ", input.shape(), " and target ", target.shape(),
-              " shapes differ");
-  LETHE_CHECK(input.dtype() == target.dtype(), op, ": input dtype ", input.dtype(), " and target dtype ",
-              target.dtype(), " differ (shapes ", input.shape(), " and ", target.shape(), ")");
-  LETHE_CHECK(is_floating(input.dtype()), op, ": expected floating-point tensors, got ", input.dtype(),
-              input.shape());
+  LETHE_CHECK(input.shape() == target.shape(), op, ": input ", input.shape(), " and target ",
+              target.shape(), " shapes differ");
+  LETHE_CHECK(input.dtype() == target.dtype(), op, ": input dtype ", input.dtype(),
+              " and target dtype ", target.dtype(), " differ (shapes ", input.shape(), " and ",
+              target.shape(), ")");
+  LETHE_CHECK(is_floating(input.dtype()), op, ": expected floating-point tensors, got ",
+              input.dtype(), input.shape());
 }
 
 Tensor class_loss(OpKind k, const Tensor& input, const Tensor& target, const Tensor& weight,
                   const std::string& reduction, int64_t ignore_index, double label_smoothing) {
   const char* op = op_kind_name(k);
-  CrossEntropyAttrs a{parse_reduction(reduction, op), ignore_index, weight.defined(), label_smoothing};
-  LETHE_CHECK(label_smoothing >= 0 && label_smoothing <= 1, op, ": label_smoothing must be in [0, 1], got ",
-              label_smoothing);
-  LETHE_CHECK(!weight.defined() || !weight.requires_grad(), op,
-              ": the gradient with respect to the class weights is not supported (detach the weight ",
-              weight.shape(), ")");
+  CrossEntropyAttrs a{parse_reduction(reduction, op), ignore_index, weight.defined(),
+                      label_smoothing};
+  LETHE_CHECK(label_smoothing >= 0 && label_smoothing <= 1, op,
+              ": label_smoothing must be in [0, 1], got ", label_smoothing);
+  LETHE_CHECK(
+      !weight.defined() || !weight.requires_grad(), op,
+      ": the gradient with respect to the class weights is not supported (detach the weight ",
+      weight.shape(), ")");
   std::vector<Tensor> in{input, target};
   if (weight.defined()) in.push_back(weight);
   if (k == OpKind::nll_loss) return record(std::make_shared<NllLossOp>(a), in);
@@ -462,16 +486,18 @@ Tensor class_loss(OpKind k, const Tensor& input, const Tensor& target, const Ten
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& target, const std::string& reduction,
                      int64_t ignore_index, const Tensor& weight, double label_smoothing) {
-  return class_loss(OpKind::cross_entropy, logits, target, weight, reduction, ignore_index, label_smoothing);
+  return class_loss(OpKind::cross_entropy, logits, target, weight, reduction, ignore_index,
+                    label_smoothing);
 }
 
-Tensor nll_loss(const Tensor& log_probs, const Tensor& target, const Tensor& weight, const std::string& reduction,
-                int64_t ignore_index) {
+Tensor nll_loss(const Tensor& log_probs, const Tensor& target, const Tensor& weight,
+                const std::string& reduction, int64_t ignore_index) {
   return class_loss(OpKind::nll_loss, log_probs, target, weight, reduction, ignore_index, 0.0);
 }
 
-Tensor binary_cross_entropy_with_logits(const Tensor& input, const Tensor& target, const Tensor& weight,
-                                        const Tensor& pos_weight, const std::string& reduction) {
+Tensor binary_cross_entropy_with_logits(const Tensor& input, const Tensor& target,
+                                        const Tensor& weight, const Tensor& pos_weight,
+                                        const std::string& reduction) {
   const char* op = "binary_cross_entropy_with_logits";
   const Reduction r = parse_reduction(reduction, op);
   check_pair(op, input, target);
@@ -481,12 +507,13 @@ Tensor binary_cross_entropy_with_logits(const Tensor& input, const Tensor& targe
   if (pos_weight.defined()) {
     LETHE_CHECK(pos_weight.dtype() == input.dtype(), op, ": pos_weight dtype ", pos_weight.dtype(),
                 " differs from the input's ", input.dtype());
-    in.push_back(pos_weight.shape() == input.shape() ? pos_weight : broadcast_to(pos_weight, input.shape()));
+    in.push_back(pos_weight.shape() == input.shape() ? pos_weight
+                                                     : broadcast_to(pos_weight, input.shape()));
   }
   Tensor l = record(std::make_shared<BceWithLogitsOp>(), in);
   if (weight.defined()) {
-    LETHE_CHECK(broadcast_shapes(weight.shape(), input.shape(), op) == input.shape(), op, ": weight ",
-                weight.shape(), " does not broadcast to the input ", input.shape());
+    LETHE_CHECK(broadcast_shapes(weight.shape(), input.shape(), op) == input.shape(), op,
+                ": weight ", weight.shape(), " does not broadcast to the input ", input.shape());
     l = mul(l, weight);
   }
   return reduce_loss(l, r);
@@ -500,8 +527,10 @@ Tensor mse_loss(const Tensor& input, const Tensor& target, const std::string& re
 }
 
 // |d| as relu(d) + relu(-d) (gradient sign(d), 0 at 0, as PyTorch) and min(|d|, delta) as
-// |d| - relu(|d| - delta): huber = 0.5 m^2 + delta (|d| - m), whose gradient is exact on both sides.
-Tensor huber_loss(const Tensor& input, const Tensor& target, const std::string& reduction, double delta) {
+// |d| - relu(|d| - delta): huber = 0.5 m^2 + delta (|d| - m), whose gradient is exact on both
+// sides.
+Tensor huber_loss(const Tensor& input, const Tensor& target, const std::string& reduction,
+                  double delta) {
   const Reduction r = parse_reduction(reduction, "huber_loss");
   check_pair("huber_loss", input, target);
   LETHE_CHECK(delta > 0, "huber_loss: delta must be positive, got ", delta);
@@ -511,7 +540,8 @@ Tensor huber_loss(const Tensor& input, const Tensor& target, const std::string& 
   return reduce_loss(add(mul_scalar(mul(m, m), 0.5), mul_scalar(sub(a, m), delta)), r);
 }
 
-Tensor smooth_l1_loss(const Tensor& input, const Tensor& target, const std::string& reduction, double beta) {
+Tensor smooth_l1_loss(const Tensor& input, const Tensor& target, const std::string& reduction,
+                      double beta) {
   const Reduction r = parse_reduction(reduction, "smooth_l1_loss");
   check_pair("smooth_l1_loss", input, target);
   LETHE_CHECK(beta >= 0, "smooth_l1_loss: beta must be non-negative, got ", beta);

@@ -1,4 +1,5 @@
-// matmul (batched, broadcasting, transposes folded into the GEMM) and linear (x·Wᵀ + b in one GEMM).
+// matmul (batched, broadcasting, transposes folded into the GEMM) and linear (x·Wᵀ + b in one
+// GEMM).
 #include "ops/matmul.h"
 
 #include <memory>
@@ -18,7 +19,9 @@ namespace {
 using layout::batch_shape;
 using layout::broadcast_index;
 
-std::string bool_text(bool b) { return b ? "1" : "0"; }
+std::string bool_text(bool b) {
+  return b ? "1" : "0";
+}
 
 // C[batch] = op(A[batch]) · op(B[batch]) with broadcast batch dims. With reduce_batch, A and B have
 // the same batch dims and C = Σ_batch op(A)·op(B) is 2-d (weight gradients: one GEMM when
@@ -28,7 +31,8 @@ class MatmulOp final : public Op {
   MatmulOp(bool ta, bool tb, bool reduce) : a_{ta, tb, reduce} {}
   OpKind kind() const override { return OpKind::matmul; }
   std::string attrs() const override {
-    return "transpose_a=" + bool_text(a_.transpose_a) + ",transpose_b=" + bool_text(a_.transpose_b) +
+    return "transpose_a=" + bool_text(a_.transpose_a) +
+           ",transpose_b=" + bool_text(a_.transpose_b) +
            ",reduce_batch=" + bool_text(a_.reduce_batch);
   }
 
@@ -55,7 +59,8 @@ class MatmulOp final : public Op {
                 in[0].dtype, " and ", in[1].dtype, " differ");
     LETHE_CHECK(is_floating(in[0].dtype), "matmul: expected floating-point operands, got ",
                 in[0].dtype);
-    const int64_t ka = a_.transpose_a ? a.at(-2) : a.at(-1), kb = a_.transpose_b ? b.at(-1) : b.at(-2);
+    const int64_t ka = a_.transpose_a ? a.at(-2) : a.at(-1),
+                  kb = a_.transpose_b ? b.at(-1) : b.at(-2);
     LETHE_CHECK(ka == kb, "matmul: shapes ", a, " and ", b, ": inner dimensions ", ka, " and ", kb,
                 " differ");
     if (a_.reduce_batch)
@@ -72,7 +77,8 @@ class MatmulOp final : public Op {
     Dims d = dims(in[0].shape, in[1].shape);
     const double nb = static_cast<double>(a_.reduce_batch ? d.ba.numel() : d.bo.numel());
     OpCost c = Op::cost(in, out);
-    c.flops = 2.0 * nb * static_cast<double>(d.m) * static_cast<double>(d.n) * static_cast<double>(d.k);
+    c.flops =
+        2.0 * nb * static_cast<double>(d.m) * static_cast<double>(d.n) * static_cast<double>(d.k);
     return c;
   }
 
@@ -92,25 +98,28 @@ class MatmulOp final : public Op {
       const int64_t sa = d.m * d.k, sb = d.k * d.n, sc = d.m * d.n;
       if (a_.reduce_batch) {
         const int64_t nb = d.ba.numel();
-        if (a_.transpose_a && !a_.transpose_b) {  // Σ_b A_bᵀ B_b = [A_0; A_1; ...]ᵀ · [B_0; B_1; ...]
+        if (a_.transpose_a &&
+            !a_.transpose_b) {  // Σ_b A_bᵀ B_b = [A_0; A_1; ...]ᵀ · [B_0; B_1; ...]
           detail::gemm(true, false, d.m, d.n, d.k * nb, T(1), A, d.m, B, d.n, T(0), C, d.n);
           return;
         }
         if (nb == 0) detail::gemm(false, false, d.m, d.n, 0, T(1), A, 1, B, 1, T(0), C, d.n);
         for (int64_t b = 0; b < nb; ++b)  // fixed order: deterministic accumulation
-          detail::gemm(a_.transpose_a, a_.transpose_b, d.m, d.n, d.k, T(1), A + b * sa, lda, B + b * sb, ldb,
-                       b == 0 ? T(0) : T(1), C, d.n);
+          detail::gemm(a_.transpose_a, a_.transpose_b, d.m, d.n, d.k, T(1), A + b * sa, lda,
+                       B + b * sb, ldb, b == 0 ? T(0) : T(1), C, d.n);
         return;
       }
       const int64_t na = d.ba.numel(), nbb = d.bb.numel(), no = d.bo.numel();
-      if (!a_.transpose_a && nbb == 1 && na == no) {  // B shared by every batch: fold the batch into M
+      if (!a_.transpose_a && nbb == 1 &&
+          na == no) {  // B shared by every batch: fold the batch into M
         detail::gemm(false, a_.transpose_b, na * d.m, d.n, d.k, T(1), A, d.k, B, ldb, T(0), C, d.n);
         return;
       }
       const auto ia = broadcast_index(d.ba, d.bo), ib = broadcast_index(d.bb, d.bo);
       for (int64_t i = 0; i < no; ++i)
-        detail::gemm(a_.transpose_a, a_.transpose_b, d.m, d.n, d.k, T(1), A + ia[static_cast<size_t>(i)] * sa, lda,
-                     B + ib[static_cast<size_t>(i)] * sb, ldb, T(0), C + i * sc, d.n);
+        detail::gemm(a_.transpose_a, a_.transpose_b, d.m, d.n, d.k, T(1),
+                     A + ia[static_cast<size_t>(i)] * sa, lda, B + ib[static_cast<size_t>(i)] * sb,
+                     ldb, T(0), C + i * sc, d.n);
     });
   }
 
@@ -130,7 +139,8 @@ Tensor mm(const Tensor& a, const Tensor& b, bool ta, bool tb, bool reduce) {
 // op(x1)·op(x2) summed over the batch dims that `target` does not have (gradient of a broadcast
 // operand): a single reduce_batch GEMM when target is a plain matrix, else a product then sum_to.
 Tensor product_to(const Tensor& target, bool t1, bool t2, const Tensor& x1, const Tensor& x2) {
-  const Shape bt = batch_shape(target.shape()), b1 = batch_shape(x1.shape()), b2 = batch_shape(x2.shape());
+  const Shape bt = batch_shape(target.shape()), b1 = batch_shape(x1.shape()),
+              b2 = batch_shape(x2.shape());
   const Shape full = broadcast_shapes(b1, b2, "matmul");
   if (full == bt) return mm(x1, x2, t1, t2, false);
   if (bt.numel() == 1 && b1 == b2 && b1.ndim() > 0) {
@@ -144,8 +154,12 @@ std::vector<Tensor> MatmulOp::backward(const BackwardCtx& c) const {
   const Tensor &A = c.inputs[0], &B = c.inputs[1], &G = c.grad_output;
   std::vector<Tensor> r(2);
   // C = op(A)·op(B): dop(A) = G·op(B)ᵀ, dop(B) = op(A)ᵀ·G, transposed back where op transposes.
-  if (c.needs_grad[0]) r[0] = a_.transpose_a ? product_to(A, a_.transpose_b, true, B, G) : product_to(A, false, !a_.transpose_b, G, B);
-  if (c.needs_grad[1]) r[1] = a_.transpose_b ? product_to(B, true, a_.transpose_a, G, A) : product_to(B, !a_.transpose_a, false, A, G);
+  if (c.needs_grad[0])
+    r[0] = a_.transpose_a ? product_to(A, a_.transpose_b, true, B, G)
+                          : product_to(A, false, !a_.transpose_b, G, B);
+  if (c.needs_grad[1])
+    r[1] = a_.transpose_b ? product_to(B, true, a_.transpose_a, G, A)
+                          : product_to(B, !a_.transpose_a, false, A, G);
   return r;
 }
 
@@ -158,7 +172,8 @@ class LinearOp final : public Op {
 
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     const Shape &x = in[0].shape, &w = in[1].shape;
-    LETHE_CHECK(w.ndim() == 2, "linear: input ", x, " and weight ", w, ": weight must be 2-d [out, in]");
+    LETHE_CHECK(w.ndim() == 2, "linear: input ", x, " and weight ", w,
+                ": weight must be 2-d [out, in]");
     LETHE_CHECK(x.ndim() >= 1 && x.at(-1) == w[1], "linear: input ", x, " and weight ", w,
                 ": input features ", (x.ndim() ? x.at(-1) : 0), " and weight in-features ", w[1],
                 " differ");
@@ -169,8 +184,8 @@ class LinearOp final : public Op {
     if (a_.bias) {
       LETHE_CHECK(in[2].shape == Shape{w[0]}, "linear: weight ", w, " and bias ", in[2].shape,
                   ": bias must be [", w[0], "]");
-      LETHE_CHECK(in[2].dtype == in[0].dtype, "linear: bias dtype ", in[2].dtype, " and input dtype ",
-                  in[0].dtype, " differ");
+      LETHE_CHECK(in[2].dtype == in[0].dtype, "linear: bias dtype ", in[2].dtype,
+                  " and input dtype ", in[0].dtype, " differ");
     }
     std::vector<int64_t> out = x.dims();
     out.back() = w[0];
@@ -207,8 +222,8 @@ class LinearOp final : public Op {
   std::vector<Tensor> backward(const BackwardCtx& c) const override {
     const Tensor &x = c.inputs[0], &w = c.inputs[1], &g = c.grad_output;
     std::vector<Tensor> r(c.inputs.size());
-    if (c.needs_grad[0]) r[0] = mm(g, w, false, false, false);          // [..., in]
-    if (c.needs_grad[1]) r[1] = mm(g, x, true, false, x.dim() > 2);     // gᵀx over flattened rows
+    if (c.needs_grad[0]) r[0] = mm(g, w, false, false, false);       // [..., in]
+    if (c.needs_grad[1]) r[1] = mm(g, x, true, false, x.dim() > 2);  // gᵀx over flattened rows
     if (a_.bias && c.needs_grad[2]) {
       std::vector<int> axes;
       for (int i = 0; i + 1 < g.dim(); ++i) axes.push_back(i);

@@ -37,7 +37,8 @@ std::string ln_text(const LayerNormAttrs& a) {
 }
 
 // Rows and row length of x normalised over its trailing `shape` dims (checked).
-std::pair<int64_t, int64_t> ln_rows(const char* op, const Shape& x, const std::vector<int64_t>& ns) {
+std::pair<int64_t, int64_t> ln_rows(const char* op, const Shape& x,
+                                    const std::vector<int64_t>& ns) {
   const int k = static_cast<int>(ns.size());
   bool ok = k >= 1 && x.ndim() >= k;
   for (int i = 0; ok && i < k; ++i) ok = x[x.ndim() - k + i] == ns[static_cast<size_t>(i)];
@@ -66,15 +67,18 @@ class LayerNormOp final : public Op {
   explicit LayerNormOp(LayerNormAttrs a) : attrs_(std::move(a)) {}
   OpKind kind() const override { return OpKind::layer_norm; }
   std::string attrs() const override {
-    return ln_text(attrs_) + ",weight=" + (attrs_.weight ? "1" : "0") + ",bias=" + (attrs_.bias ? "1" : "0");
+    return ln_text(attrs_) + ",weight=" + (attrs_.weight ? "1" : "0") +
+           ",bias=" + (attrs_.bias ? "1" : "0");
   }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     ln_rows("layer_norm", in[0].shape, attrs_.normalized_shape);
-    LETHE_CHECK(is_floating(in[0].dtype), "layer_norm: expected a floating-point input, got ", in[0].dtype);
+    LETHE_CHECK(is_floating(in[0].dtype), "layer_norm: expected a floating-point input, got ",
+                in[0].dtype);
     for (size_t i = 1; i < in.size(); ++i)
-      LETHE_CHECK(in[i].shape == Shape(attrs_.normalized_shape) && in[i].dtype == in[0].dtype, "layer_norm: input ",
-                  in[0].shape, " and ", (attrs_.weight && i == 1 ? "weight " : "bias "), in[i].shape, " (",
-                  in[i].dtype, "): expected ", in[0].dtype, Shape(attrs_.normalized_shape));
+      LETHE_CHECK(in[i].shape == Shape(attrs_.normalized_shape) && in[i].dtype == in[0].dtype,
+                  "layer_norm: input ", in[0].shape, " and ",
+                  (attrs_.weight && i == 1 ? "weight " : "bias "), in[i].shape, " (", in[i].dtype,
+                  "): expected ", in[0].dtype, Shape(attrs_.normalized_shape));
     return in[0];
   }
   OpCost cost(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
@@ -109,7 +113,9 @@ class LayerNormOp final : public Op {
   std::vector<Tensor> backward(const BackwardCtx& c) const override;
 
  protected:
-  AttrsRef attrs_ref() const override { return AttrsRef::of(attrs_); }
+  AttrsRef attrs_ref() const override {
+    return AttrsRef::of(attrs_);
+  }
 
  private:
   LayerNormAttrs attrs_;
@@ -119,9 +125,13 @@ class LayerNormOp final : public Op {
 class LayerNormBackwardInputOp final : public Op {
  public:
   // weight: whether w is an input (the forward's); bias is not one.
-  explicit LayerNormBackwardInputOp(LayerNormAttrs a) : attrs_(std::move(a)) { attrs_.bias = false; }
+  explicit LayerNormBackwardInputOp(LayerNormAttrs a) : attrs_(std::move(a)) {
+    attrs_.bias = false;
+  }
   OpKind kind() const override { return OpKind::layer_norm_backward_input; }
-  std::string attrs() const override { return ln_text(attrs_) + ",weight=" + (attrs_.weight ? "1" : "0"); }
+  std::string attrs() const override {
+    return ln_text(attrs_) + ",weight=" + (attrs_.weight ? "1" : "0");
+  }
   bool differentiable() const override { return false; }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     ln_rows("layer_norm_backward_input", in[0].shape, attrs_.normalized_shape);
@@ -130,7 +140,8 @@ class LayerNormBackwardInputOp final : public Op {
     return in[0];
   }
   void cpu(const KernelCall& kc) const override {
-    const auto [rows, d] = ln_rows("layer_norm_backward_input", kc.in_shape(0), attrs_.normalized_shape);
+    const auto [rows, d] =
+        ln_rows("layer_norm_backward_input", kc.in_shape(0), attrs_.normalized_shape);
     dispatch_float(kc.out_meta->dtype, "layer_norm_backward_input", [&](auto tag) {
       using T = decltype(tag);
       const T* x = kc.in<T>(0);
@@ -161,7 +172,9 @@ class LayerNormBackwardInputOp final : public Op {
   }
 
  protected:
-  AttrsRef attrs_ref() const override { return AttrsRef::of(attrs_); }
+  AttrsRef attrs_ref() const override {
+    return AttrsRef::of(attrs_);
+  }
 
  private:
   LayerNormAttrs attrs_;
@@ -170,7 +183,9 @@ class LayerNormBackwardInputOp final : public Op {
 // dweight = Σ_rows g·x̂. Inputs: x, g. Threads split the columns, rows are summed in order.
 class LayerNormBackwardWeightOp final : public Op {
  public:
-  explicit LayerNormBackwardWeightOp(LayerNormAttrs a) : attrs_(std::move(a)) { attrs_.weight = attrs_.bias = false; }
+  explicit LayerNormBackwardWeightOp(LayerNormAttrs a) : attrs_(std::move(a)) {
+    attrs_.weight = attrs_.bias = false;
+  }
   OpKind kind() const override { return OpKind::layer_norm_backward_weight; }
   std::string attrs() const override { return ln_text(attrs_); }
   bool differentiable() const override { return false; }
@@ -181,7 +196,8 @@ class LayerNormBackwardWeightOp final : public Op {
     return TensorMeta{Shape(attrs_.normalized_shape), in[0].dtype, in[0].device};
   }
   size_t workspace_bytes(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
-    const auto [rows, d] = ln_rows("layer_norm_backward_weight", in[0].shape, attrs_.normalized_shape);
+    const auto [rows, d] =
+        ln_rows("layer_norm_backward_weight", in[0].shape, attrs_.normalized_shape);
     size_t words = static_cast<size_t>(rows) * 2;  // mean, rstd per row
     // The CUDA kernel splits long columns into chunks of rows whose partial sums (doubles) take at
     // most min(rows x d / 32, 65536) (column_partials_bound in ops/cuda/reduce.cu).
@@ -190,7 +206,8 @@ class LayerNormBackwardWeightOp final : public Op {
     return words * sizeof(double);
   }
   void cpu(const KernelCall& kc) const override {
-    const auto [rows, d] = ln_rows("layer_norm_backward_weight", kc.in_shape(0), attrs_.normalized_shape);
+    const auto [rows, d] =
+        ln_rows("layer_norm_backward_weight", kc.in_shape(0), attrs_.normalized_shape);
     double* st = static_cast<double*>(kc.workspace);  // mean, rstd per row
     dispatch_float(kc.out_meta->dtype, "layer_norm_backward_weight", [&](auto tag) {
       using T = decltype(tag);
@@ -198,7 +215,8 @@ class LayerNormBackwardWeightOp final : public Op {
       const T* g = kc.in<T>(1);
       T* dw = kc.out<T>();
 #pragma omp parallel for schedule(static)
-      for (int64_t r = 0; r < rows; ++r) row_stats(x + r * d, d, attrs_.eps, &st[2 * r], &st[2 * r + 1]);
+      for (int64_t r = 0; r < rows; ++r)
+        row_stats(x + r * d, d, attrs_.eps, &st[2 * r], &st[2 * r + 1]);
       constexpr int64_t kBlock = 256;
       const int64_t blocks = (d + kBlock - 1) / kBlock;
 #pragma omp parallel for schedule(static)
@@ -217,7 +235,9 @@ class LayerNormBackwardWeightOp final : public Op {
   }
 
  protected:
-  AttrsRef attrs_ref() const override { return AttrsRef::of(attrs_); }
+  AttrsRef attrs_ref() const override {
+    return AttrsRef::of(attrs_);
+  }
 
  private:
   LayerNormAttrs attrs_;
@@ -236,7 +256,8 @@ std::vector<Tensor> LayerNormOp::backward(const BackwardCtx& c) const {
   const size_t bi = attrs_.weight ? 2 : 1;
   if (attrs_.bias && c.needs_grad[bi]) {
     std::vector<int> axes;
-    for (int i = 0; i < x.dim() - static_cast<int>(attrs_.normalized_shape.size()); ++i) axes.push_back(i);
+    for (int i = 0; i < x.dim() - static_cast<int>(attrs_.normalized_shape.size()); ++i)
+      axes.push_back(i);
     r[bi] = axes.empty() ? g : sum(g, axes);
   }
   return r;
@@ -293,10 +314,13 @@ struct BnLayout : BatchNormAttrs {
 class BatchNormStatsOp final : public Op {
  public:
   OpKind kind() const override { return OpKind::batch_norm_stats; }
-  bool differentiable() const override { return false; }  // the apply node differentiates through it
+  bool differentiable() const override {
+    return false;
+  }  // the apply node differentiates through it
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     const BnGeo g = bn_geo("batch_norm", in[0].shape);
-    LETHE_CHECK(is_floating(in[0].dtype), "batch_norm: expected a floating-point input, got ", in[0].dtype);
+    LETHE_CHECK(is_floating(in[0].dtype), "batch_norm: expected a floating-point input, got ",
+                in[0].dtype);
     return TensorMeta{Shape{2, g.c}, in[0].dtype, in[0].device};
   }
   void cpu(const KernelCall& kc) const override {
@@ -332,14 +356,17 @@ class BatchNormApplyOp final : public Op {
   std::string attrs() const override { return l_.text(); }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     const BnGeo g = bn_geo("batch_norm", in[0].shape);
-    LETHE_CHECK(is_floating(in[0].dtype), "batch_norm: expected a floating-point input, got ", in[0].dtype);
+    LETHE_CHECK(is_floating(in[0].dtype), "batch_norm: expected a floating-point input, got ",
+                in[0].dtype);
     l_.check("batch_norm", in, g, 0);
     if (l_.weight)
-      LETHE_CHECK(in[size_t(l_.w_index())].shape == Shape{g.c} && in[size_t(l_.w_index())].dtype == in[0].dtype,
+      LETHE_CHECK(in[size_t(l_.w_index())].shape == Shape{g.c} &&
+                      in[size_t(l_.w_index())].dtype == in[0].dtype,
                   "batch_norm: input ", in[0].shape, " and weight ", in[size_t(l_.w_index())].shape,
                   ": expected ", in[0].dtype, Shape{g.c});
     if (l_.bias)
-      LETHE_CHECK(in[size_t(l_.b_index())].shape == Shape{g.c} && in[size_t(l_.b_index())].dtype == in[0].dtype,
+      LETHE_CHECK(in[size_t(l_.b_index())].shape == Shape{g.c} &&
+                      in[size_t(l_.b_index())].dtype == in[0].dtype,
                   "batch_norm: input ", in[0].shape, " and bias ", in[size_t(l_.b_index())].shape,
                   ": expected ", in[0].dtype, Shape{g.c});
     return in[0];
@@ -373,7 +400,9 @@ class BatchNormApplyOp final : public Op {
   std::vector<Tensor> backward(const BackwardCtx& c) const override;
 
  protected:
-  AttrsRef attrs_ref() const override { return AttrsRef::of<BatchNormAttrs>(l_); }
+  AttrsRef attrs_ref() const override {
+    return AttrsRef::of<BatchNormAttrs>(l_);
+  }
 
  private:
   BnLayout l_;
@@ -440,7 +469,9 @@ class BatchNormBackwardInputOp final : public Op {
   }
 
  protected:
-  AttrsRef attrs_ref() const override { return AttrsRef::of<BatchNormAttrs>(l_); }
+  AttrsRef attrs_ref() const override {
+    return AttrsRef::of<BatchNormAttrs>(l_);
+  }
 
  private:
   BnLayout l_;
@@ -471,14 +502,17 @@ class BatchNormBackwardWeightOp final : public Op {
 #pragma omp parallel for schedule(static)
       for (int64_t c = 0; c < geo.c; ++c) {
         double sg, sgx;
-        bn_channel_sums(g, x, geo, c, double(mean[c]), 1.0 / std::sqrt(double(var[c]) + l_.eps), &sg, &sgx);
+        bn_channel_sums(g, x, geo, c, double(mean[c]), 1.0 / std::sqrt(double(var[c]) + l_.eps),
+                        &sg, &sgx);
         dw[c] = T(sgx);
       }
     });
   }
 
  protected:
-  AttrsRef attrs_ref() const override { return AttrsRef::of<BatchNormAttrs>(l_); }
+  AttrsRef attrs_ref() const override {
+    return AttrsRef::of<BatchNormAttrs>(l_);
+  }
 
  private:
   BnLayout l_;
@@ -527,8 +561,8 @@ class BatchNormUpdateStatsOp final : public Op {
     const int64_t c = in[0].shape.ndim() == 1 ? in[0].shape[0] : -1;
     LETHE_CHECK(c >= 0 && in[1].shape == in[0].shape && in[2].shape == (Shape{2, c}) &&
                     in[1].dtype == in[0].dtype && in[2].dtype == in[0].dtype,
-                "batch_norm_update_stats: running_mean ", in[0].str(), ", running_var ", in[1].str(),
-                " and stats ", in[2].str(), " do not match");
+                "batch_norm_update_stats: running_mean ", in[0].str(), ", running_var ",
+                in[1].str(), " and stats ", in[2].str(), " do not match");
     return TensorMeta{Shape{0}, in[0].dtype, in[0].device};
   }
   void cpu(const KernelCall& kc) const override {
@@ -555,14 +589,15 @@ class BatchNormUpdateStatsOp final : public Op {
 
 }  // namespace
 
-Tensor layer_norm(const Tensor& x, const std::vector<int64_t>& normalized_shape, const Tensor& weight,
-                  const Tensor& bias, double eps) {
+Tensor layer_norm(const Tensor& x, const std::vector<int64_t>& normalized_shape,
+                  const Tensor& weight, const Tensor& bias, double eps) {
   LETHE_CHECK(x.defined(), "layer_norm: the input is undefined");
   std::vector<Tensor> in{x};
   if (weight.defined()) in.push_back(weight);
   if (bias.defined()) in.push_back(bias);
-  return record(
-      std::make_shared<LayerNormOp>(LayerNormAttrs{normalized_shape, eps, weight.defined(), bias.defined()}), in);
+  return record(std::make_shared<LayerNormOp>(
+                    LayerNormAttrs{normalized_shape, eps, weight.defined(), bias.defined()}),
+                in);
 }
 
 Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,

@@ -21,9 +21,12 @@ using cpu::kParallelGrain;
 
 const char* mode_name(PadMode m) {
   switch (m) {
-    case PadMode::constant: return "constant";
-    case PadMode::reflect: return "reflect";
-    case PadMode::replicate: return "replicate";
+    case PadMode::constant:
+      return "constant";
+    case PadMode::reflect:
+      return "reflect";
+    case PadMode::replicate:
+      return "replicate";
   }
   return "?";
 }
@@ -53,8 +56,8 @@ class PadOp final : public Op {
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     const Shape& xs = in[0].shape;
     const int nd = xs.ndim();
-    LETHE_CHECK(a_.pads.size() % 2 == 0, "pad: pads must come in (before, after) pairs, got ", a_.pads.size(),
-                " values");
+    LETHE_CHECK(a_.pads.size() % 2 == 0, "pad: pads must come in (before, after) pairs, got ",
+                a_.pads.size(), " values");
     LETHE_CHECK(static_cast<int>(a_.pads.size() / 2) <= nd, "pad: ", a_.pads.size() / 2,
                 " dims of padding for an input of shape ", xs, " (", nd, " dims)");
     TensorMeta m = in[0];
@@ -62,8 +65,9 @@ class PadOp final : public Op {
       int64_t b, e;
       pads_of(a_.pads, nd, d, &b, &e);
       if (a_.mode != PadMode::constant)
-        LETHE_CHECK(b >= 0 && e >= 0, "pad: ", mode_name(a_.mode), " padding must not be negative, got (", b,
-                    ", ", e, ") for dim ", d, " of shape ", xs);
+        LETHE_CHECK(b >= 0 && e >= 0, "pad: ", mode_name(a_.mode),
+                    " padding must not be negative, got (", b, ", ", e, ") for dim ", d,
+                    " of shape ", xs);
       if (a_.mode == PadMode::reflect && (b > 0 || e > 0))
         LETHE_CHECK(b < xs[d] && e < xs[d], "pad: reflect padding (", b, ", ", e, ") of dim ", d,
                     " must be smaller than its size ", xs[d], " (shape ", xs, ")");
@@ -110,7 +114,9 @@ class PadOp final : public Op {
   std::vector<Tensor> backward(const BackwardCtx& c) const override;
 
  protected:
-  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+  AttrsRef attrs_ref() const override {
+    return AttrsRef::of(a_);
+  }
 
  private:
   PadAttrs a_;
@@ -130,8 +136,8 @@ class PadBackwardOp final : public Op {
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     TensorMeta m = in[0];
     m.shape[a_.axis] -= a_.before + a_.after;
-    LETHE_CHECK(m.shape[a_.axis] >= 0, "pad_backward: gradient ", in[0].shape, " is too small for pads (",
-                a_.before, ", ", a_.after, ") of dim ", a_.axis);
+    LETHE_CHECK(m.shape[a_.axis] >= 0, "pad_backward: gradient ", in[0].shape,
+                " is too small for pads (", a_.before, ", ", a_.after, ") of dim ", a_.axis);
     return m;
   }
   void cpu(const KernelCall& c) const override {
@@ -159,7 +165,9 @@ class PadBackwardOp final : public Op {
   }
 
  protected:
-  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+  AttrsRef attrs_ref() const override {
+    return AttrsRef::of(a_);
+  }
 
  private:
   PadBackwardAttrs a_;
@@ -181,17 +189,23 @@ std::vector<Tensor> PadOp::backward(const BackwardCtx& c) const {
 
 }  // namespace
 
-Tensor pad(const Tensor& x, const std::vector<int64_t>& pads, const std::string& mode, double value) {
+Tensor pad(const Tensor& x, const std::vector<int64_t>& pads, const std::string& mode,
+           double value) {
   LETHE_CHECK(x.defined(), "pad: the input is an undefined tensor");
   PadAttrs a;
   a.pads = pads;
   a.value = value;
-  if (mode == "constant") a.mode = PadMode::constant;
-  else if (mode == "reflect") a.mode = PadMode::reflect;
-  else if (mode == "replicate") a.mode = PadMode::replicate;
-  else throw Error("pad: mode must be \"constant\", \"reflect\" or \"replicate\", got \"" + mode + "\"");
-  LETHE_CHECK(a.mode == PadMode::constant || value == 0.0, "pad: a value is only for mode \"constant\", got ",
-              value, " with \"", mode, "\"");
+  if (mode == "constant")
+    a.mode = PadMode::constant;
+  else if (mode == "reflect")
+    a.mode = PadMode::reflect;
+  else if (mode == "replicate")
+    a.mode = PadMode::replicate;
+  else
+    throw Error("pad: mode must be \"constant\", \"reflect\" or \"replicate\", got \"" + mode +
+                "\"");
+  LETHE_CHECK(a.mode == PadMode::constant || value == 0.0,
+              "pad: a value is only for mode \"constant\", got ", value, " with \"", mode, "\"");
   return record(std::make_shared<PadOp>(std::move(a)), {x});
 }
 

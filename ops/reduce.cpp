@@ -56,9 +56,12 @@ Shape out_shape(const Shape& s, const std::vector<int>& axes, bool keepdim) {
 // sum (mean = false) or mean over `axes` (already normalised against the input's shape).
 class SumOp final : public Op {
  public:
-  SumOp(std::vector<int> axes, bool keepdim, bool mean) : mean_(mean), a_{std::move(axes), keepdim} {}
+  SumOp(std::vector<int> axes, bool keepdim, bool mean)
+      : mean_(mean), a_{std::move(axes), keepdim} {}
   OpKind kind() const override { return mean_ ? OpKind::mean : OpKind::sum; }
-  std::string attrs() const override { return "axes=" + axes_str(a_.axes) + ",keepdim=" + (a_.keepdim ? "1" : "0"); }
+  std::string attrs() const override {
+    return "axes=" + axes_str(a_.axes) + ",keepdim=" + (a_.keepdim ? "1" : "0");
+  }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     LETHE_CHECK(!mean_ || is_floating(in[0].dtype), "mean: expected a floating-point tensor, got ",
                 in[0].dtype, in[0].shape);
@@ -116,8 +119,8 @@ class SumOp final : public Op {
   ReduceAttrs a_;
 };
 
-using cpu::AxisView;
 using cpu::axis_view;
+using cpu::AxisView;
 
 // NaN counts as better than everything (it propagates, as in PyTorch); ties keep the first index.
 template <bool Min, typename T>
@@ -154,7 +157,8 @@ void max_along(const T* x, const AxisView& v, T* vals, int64_t* idx) {
 
 class MaxOp final : public Op {
  public:
-  MaxOp(int axis, bool keepdim, bool arg, bool min = false) : arg_(arg), min_(min), a_{axis, keepdim} {}
+  MaxOp(int axis, bool keepdim, bool arg, bool min = false)
+      : arg_(arg), min_(min), a_{axis, keepdim} {}
   OpKind kind() const override {
     if (min_) return arg_ ? OpKind::argmin : OpKind::min;
     return arg_ ? OpKind::argmax : OpKind::max;
@@ -163,8 +167,8 @@ class MaxOp final : public Op {
     return "axis=" + std::to_string(a_.axis) + ",keepdim=" + (a_.keepdim ? "1" : "0");
   }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
-    LETHE_CHECK(in[0].shape[a_.axis] > 0, name(), ": cannot reduce the empty axis ", a_.axis, " of shape ",
-                in[0].shape);
+    LETHE_CHECK(in[0].shape[a_.axis] > 0, name(), ": cannot reduce the empty axis ", a_.axis,
+                " of shape ", in[0].shape);
     TensorMeta m = in[0];
     m.shape = out_shape(in[0].shape, {a_.axis}, a_.keepdim);
     if (arg_) m.dtype = DType::i64;
@@ -193,17 +197,19 @@ class MaxOp final : public Op {
   AxisAttrs a_;
 };
 
-// Gradient of max (and of min): grad (max's output shape) placed at the argmax index along `axis` of a zero
-// tensor of the input's shape.
+// Gradient of max (and of min): grad (max's output shape) placed at the argmax index along `axis`
+// of a zero tensor of the input's shape.
 class MaxBackwardOp final : public Op {
  public:
   MaxBackwardOp(Shape in_shape, int axis) : in_(std::move(in_shape)), a_{axis, false} {}
   OpKind kind() const override { return OpKind::max_backward; }
-  std::string attrs() const override { return "shape=" + in_.str() + ",axis=" + std::to_string(a_.axis); }
+  std::string attrs() const override {
+    return "shape=" + in_.str() + ",axis=" + std::to_string(a_.axis);
+  }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     LETHE_CHECK(in[1].dtype == DType::i64, "max_backward: indices must be i64, got ", in[1].dtype);
-    LETHE_CHECK(in[0].numel() == in[1].numel(), "max_backward: gradient ", in[0].shape, " and indices ",
-                in[1].shape, " differ");
+    LETHE_CHECK(in[0].numel() == in[1].numel(), "max_backward: gradient ", in[0].shape,
+                " and indices ", in[1].shape, " differ");
     TensorMeta m = in[0];
     m.shape = in_;
     return m;
@@ -230,7 +236,9 @@ class MaxBackwardOp final : public Op {
   }
 
  protected:
-  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+  AttrsRef attrs_ref() const override {
+    return AttrsRef::of(a_);
+  }
 
  private:
   Shape in_;
@@ -285,7 +293,9 @@ class CumsumOp final : public Op {
   }
 
  protected:
-  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+  AttrsRef attrs_ref() const override {
+    return AttrsRef::of(a_);
+  }
 
  private:
   CumsumAttrs a_;
@@ -295,12 +305,14 @@ class CumsumOp final : public Op {
 
 Tensor sum(const Tensor& x, const std::vector<int>& axes, bool keepdim) {
   LETHE_CHECK(x.defined(), "sum: the input is an undefined tensor");
-  return record(std::make_shared<SumOp>(normalise_axes(axes, x.shape(), "sum"), keepdim, false), {x});
+  return record(std::make_shared<SumOp>(normalise_axes(axes, x.shape(), "sum"), keepdim, false),
+                {x});
 }
 
 Tensor mean(const Tensor& x, const std::vector<int>& axes, bool keepdim) {
   LETHE_CHECK(x.defined(), "mean: the input is an undefined tensor");
-  return record(std::make_shared<SumOp>(normalise_axes(axes, x.shape(), "mean"), keepdim, true), {x});
+  return record(std::make_shared<SumOp>(normalise_axes(axes, x.shape(), "mean"), keepdim, true),
+                {x});
 }
 
 Tensor max(const Tensor& x, int axis, bool keepdim) {

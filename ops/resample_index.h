@@ -27,12 +27,14 @@ namespace lethe::resample {
 LETHE_HD inline int64_t pad_source(PadMode mode, int64_t o, int64_t before, int64_t in) {
   int64_t s = o - before;
   switch (mode) {
-    case PadMode::constant: return s >= 0 && s < in ? s : -1;
+    case PadMode::constant:
+      return s >= 0 && s < in ? s : -1;
     case PadMode::reflect:
       if (s < 0) s = -s;
       if (s >= in) s = 2 * (in - 1) - s;
       return s;
-    case PadMode::replicate: return s < 0 ? 0 : (s >= in ? in - 1 : s);
+    case PadMode::replicate:
+      return s < 0 ? 0 : (s >= in ? in - 1 : s);
   }
   return -1;
 }
@@ -119,13 +121,17 @@ LETHE_HD inline T up_weight(const UpAxis& a, bool bilinear, int64_t o, int64_t i
 // The output positions that read input position i: [first, end). The taps move monotonically with
 // o, so the first is found by bisection and the range ends at the first o reading past i.
 template <typename T>
-LETHE_HD inline void up_readers(const UpAxis& a, bool bilinear, int64_t i, int64_t* first, int64_t* end) {
+LETHE_HD inline void up_readers(const UpAxis& a, bool bilinear, int64_t i, int64_t* first,
+                                int64_t* end) {
   // last(o): the largest input position o reads; first(o): the smallest.
   int64_t lo = 0, hi = a.out;
   while (lo < hi) {
     const int64_t mid = lo + (hi - lo) / 2;
     const int64_t last = bilinear ? bilinear_taps<T>(a, mid).i1 : nearest_source(a, mid);
-    if (last < i) lo = mid + 1; else hi = mid;
+    if (last < i)
+      lo = mid + 1;
+    else
+      hi = mid;
   }
   int64_t e = lo;
   while (e < a.out && (bilinear ? bilinear_taps<T>(a, e).i0 : nearest_source(a, e)) <= i) ++e;
@@ -135,19 +141,21 @@ LETHE_HD inline void up_readers(const UpAxis& a, bool bilinear, int64_t i, int64
 
 // One output pixel (oh, ow) of an upsampled [ih, iw] plane x.
 template <typename T>
-LETHE_HD inline T upsample_at(const T* x, const UpAxis& h, const UpAxis& w, bool bilinear, int64_t oh, int64_t ow) {
+LETHE_HD inline T upsample_at(const T* x, const UpAxis& h, const UpAxis& w, bool bilinear,
+                              int64_t oh, int64_t ow) {
   if (!bilinear) return x[nearest_source(h, oh) * w.in + nearest_source(w, ow)];
   const Taps<T> th = bilinear_taps<T>(h, oh), tw = bilinear_taps<T>(w, ow);
   const T* r0 = x + th.i0 * w.in;
   const T* r1 = x + th.i1 * w.in;
-  return th.w0 * (tw.w0 * r0[tw.i0] + tw.w1 * r0[tw.i1]) + th.w1 * (tw.w0 * r1[tw.i0] + tw.w1 * r1[tw.i1]);
+  return th.w0 * (tw.w0 * r0[tw.i0] + tw.w1 * r0[tw.i1]) +
+         th.w1 * (tw.w0 * r1[tw.i0] + tw.w1 * r1[tw.i1]);
 }
 
 // The gradient of input pixel (ih, iw) from the [oh, ow] gradient plane g: the output rows that
 // read row ih in increasing order, in each the output columns that read column iw.
 template <typename T>
-LETHE_HD inline T upsample_grad_at(const T* g, const UpAxis& h, const UpAxis& w, bool bilinear, int64_t ih,
-                                   int64_t iw) {
+LETHE_HD inline T upsample_grad_at(const T* g, const UpAxis& h, const UpAxis& w, bool bilinear,
+                                   int64_t ih, int64_t iw) {
   int64_t r0, r1, c0, c1;
   up_readers<T>(h, bilinear, ih, &r0, &r1);
   up_readers<T>(w, bilinear, iw, &c0, &c1);

@@ -51,8 +51,9 @@ class ReshapeOp final : public Op {
   OpKind kind() const override { return OpKind::reshape; }
   std::string attrs() const override { return "shape=" + a_.shape.str(); }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
-    LETHE_CHECK(in[0].shape.numel() == a_.shape.numel(), "reshape: cannot reshape ", in[0].shape, " (",
-                in[0].shape.numel(), " elements) into ", a_.shape, " (", a_.shape.numel(), " elements)");
+    LETHE_CHECK(in[0].shape.numel() == a_.shape.numel(), "reshape: cannot reshape ", in[0].shape,
+                " (", in[0].shape.numel(), " elements) into ", a_.shape, " (", a_.shape.numel(),
+                " elements)");
     TensorMeta m = in[0];
     m.shape = a_.shape;
     return m;
@@ -131,7 +132,8 @@ class PermuteOp final : public Op {
       const T* x = static_cast<const T*>(c.inputs[0]);
       T* o = static_cast<T*>(c.output);
       const size_t nd = l.sizes.size();
-      // A (batched) matrix transpose: tile the last two dims so reads and writes both stay in cache.
+      // A (batched) matrix transpose: tile the last two dims so reads and writes both stay in
+      // cache.
       if (nd >= 2 && l.strides[0][nd - 2] == 1 && l.strides[0][nd - 1] != 1) {
         const int64_t rows = l.sizes[nd - 2], cols = l.sizes[nd - 1], cs = l.strides[0][nd - 1];
         const int64_t batch = n / (rows * cols);
@@ -170,12 +172,15 @@ class PermuteOp final : public Op {
   std::vector<Tensor> backward(const BackwardCtx& c) const override {
     if (!c.needs_grad[0]) return {Tensor()};
     std::vector<int> inv(a_.dims.size());
-    for (size_t i = 0; i < a_.dims.size(); ++i) inv[static_cast<size_t>(a_.dims[i])] = static_cast<int>(i);
+    for (size_t i = 0; i < a_.dims.size(); ++i)
+      inv[static_cast<size_t>(a_.dims[i])] = static_cast<int>(i);
     return {permute(c.grad_output, inv)};
   }
 
  protected:
-  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+  AttrsRef attrs_ref() const override {
+    return AttrsRef::of(a_);
+  }
 
  private:
   PermuteAttrs a_;
@@ -183,8 +188,8 @@ class PermuteOp final : public Op {
 
 // ------------------------------------------------------------------------------------ slice
 
-using layout::AxisView;
 using layout::axis_view;
+using layout::AxisView;
 
 // Copies elements start, start+step, ... (len of them) along the axis between a big tensor (shape
 // big) and a small one; gather: big -> small, otherwise small -> big.
@@ -206,12 +211,11 @@ void strided_axis_copy(void* big, void* small, const AxisView& v, int64_t len, i
 
 class SliceOp final : public Op {
  public:
-  SliceOp(int axis, int64_t start, int64_t len, int64_t step)
-      : len_(len), a_{axis, start, step} {}
+  SliceOp(int axis, int64_t start, int64_t len, int64_t step) : len_(len), a_{axis, start, step} {}
   OpKind kind() const override { return OpKind::slice; }
   std::string attrs() const override {
-    return "axis=" + std::to_string(a_.axis) + ",start=" + std::to_string(a_.start) + ",len=" +
-           std::to_string(len_) + ",step=" + std::to_string(a_.step);
+    return "axis=" + std::to_string(a_.axis) + ",start=" + std::to_string(a_.start) +
+           ",len=" + std::to_string(len_) + ",step=" + std::to_string(a_.step);
   }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     TensorMeta m = in[0];
@@ -222,8 +226,8 @@ class SliceOp final : public Op {
     return {0, 2.0 * static_cast<double>(out.bytes())};
   }
   void cpu(const KernelCall& c) const override {
-    strided_axis_copy(c.inputs[0], c.output, axis_view(c.in_shape(0), a_.axis), len_, a_.start, a_.step,
-                      dtype_size(c.in_meta[0]->dtype), true);
+    strided_axis_copy(c.inputs[0], c.output, axis_view(c.in_shape(0), a_.axis), len_, a_.start,
+                      a_.step, dtype_size(c.in_meta[0]->dtype), true);
   }
   std::vector<Tensor> backward(const BackwardCtx& c) const override;
 
@@ -242,8 +246,8 @@ class SliceBackwardOp final : public Op {
       : in_(std::move(in_shape)), a_{axis, start, step} {}
   OpKind kind() const override { return OpKind::slice_backward; }
   std::string attrs() const override {
-    return "shape=" + in_.str() + ",axis=" + std::to_string(a_.axis) + ",start=" + std::to_string(a_.start) +
-           ",step=" + std::to_string(a_.step);
+    return "shape=" + in_.str() + ",axis=" + std::to_string(a_.axis) +
+           ",start=" + std::to_string(a_.start) + ",step=" + std::to_string(a_.step);
   }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     TensorMeta m = in[0];
@@ -253,13 +257,14 @@ class SliceBackwardOp final : public Op {
   void cpu(const KernelCall& c) const override {
     const size_t elem = dtype_size(c.in_meta[0]->dtype);
     std::memset(c.output, 0, c.out_meta->bytes());
-    strided_axis_copy(c.output, c.inputs[0], axis_view(in_, a_.axis), c.in_shape(0)[a_.axis], a_.start, a_.step,
-                      elem, false);
+    strided_axis_copy(c.output, c.inputs[0], axis_view(in_, a_.axis), c.in_shape(0)[a_.axis],
+                      a_.start, a_.step, elem, false);
   }
   std::vector<Tensor> backward(const BackwardCtx& c) const override {
     if (!c.needs_grad[0]) return {Tensor()};
     const int64_t len = c.inputs[0].shape()[a_.axis];
-    return {slice(c.grad_output, a_.axis, a_.start, len == 0 ? a_.start : a_.start + (len - 1) * a_.step + 1, a_.step)};
+    return {slice(c.grad_output, a_.axis, a_.start,
+                  len == 0 ? a_.start : a_.start + (len - 1) * a_.step + 1, a_.step)};
   }
 
  protected:
@@ -290,7 +295,8 @@ class ConcatOp final : public Op {
       LETHE_CHECK(in[i].dtype == in[0].dtype, "concat: tensor ", i, " has dtype ", in[i].dtype,
                   " but tensor 0 has ", in[0].dtype);
       bool ok = in[i].shape.ndim() == in[0].shape.ndim();
-      for (int d = 0; ok && d < in[0].shape.ndim(); ++d) ok = d == a_.axis || in[i].shape[d] == in[0].shape[d];
+      for (int d = 0; ok && d < in[0].shape.ndim(); ++d)
+        ok = d == a_.axis || in[i].shape[d] == in[0].shape[d];
       LETHE_CHECK(ok, "concat: shapes ", in[0].shape, " and ", in[i].shape, " (tensors 0 and ", i,
                   ") differ outside axis ", a_.axis);
       total += in[i].shape[a_.axis];
@@ -310,9 +316,11 @@ class ConcatOp final : public Op {
       const size_t row = static_cast<size_t>(c.in_shape(i)[a_.axis] * v.inner) * elem;
       const char* src = static_cast<const char*>(c.inputs[i]);
       char* dst = static_cast<char*>(c.output) + static_cast<size_t>(off * v.inner) * elem;
-#pragma omp parallel for schedule(static) if (static_cast<int64_t>(row) * v.outer > 8 * kParallelGrain)
+#pragma omp parallel for schedule(static) if (static_cast <int64_t>(row) * v.outer > \
+                                              8 * kParallelGrain)
       for (int64_t o = 0; o < v.outer; ++o)
-        std::memcpy(dst + static_cast<size_t>(o) * out_row, src + static_cast<size_t>(o) * row, row);
+        std::memcpy(dst + static_cast<size_t>(o) * out_row, src + static_cast<size_t>(o) * row,
+                    row);
       off += c.in_shape(i)[a_.axis];
     }
   }
@@ -328,7 +336,9 @@ class ConcatOp final : public Op {
   }
 
  protected:
-  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+  AttrsRef attrs_ref() const override {
+    return AttrsRef::of(a_);
+  }
 
  private:
   ConcatAttrs a_;
@@ -348,7 +358,8 @@ Tensor flatten(const Tensor& x, int start_dim, int end_dim) {
   const Shape& s = x.shape();
   if (s.ndim() == 0) return reshape(x, Shape{1});
   const int a = s.axis(start_dim, "flatten"), b = s.axis(end_dim, "flatten");
-  LETHE_CHECK(a <= b, "flatten: start_dim ", start_dim, " comes after end_dim ", end_dim, " for shape ", s);
+  LETHE_CHECK(a <= b, "flatten: start_dim ", start_dim, " comes after end_dim ", end_dim,
+              " for shape ", s);
   std::vector<int64_t> d(s.dims().begin(), s.dims().begin() + a);
   int64_t m = 1;
   for (int i = a; i <= b; ++i) m *= s[i];
@@ -393,7 +404,8 @@ Tensor slice(const Tensor& x, int axis, int64_t start, int64_t end, int64_t step
   LETHE_CHECK(x.defined(), "slice: the input is an undefined tensor");
   const Shape& s = x.shape();
   const int a = s.axis(axis, "slice");
-  LETHE_CHECK(step > 0, "slice: step must be positive, got ", step, " (shape ", s, ", axis ", axis, ")");
+  LETHE_CHECK(step > 0, "slice: step must be positive, got ", step, " (shape ", s, ", axis ", axis,
+              ")");
   const int64_t n = s[a];
   // Python semantics: negative indices count from the end, then both clamp to [0, n].
   auto wrap = [n](int64_t i) { return std::clamp<int64_t>(i < 0 ? i + n : i, 0, n); };

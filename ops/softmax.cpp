@@ -16,8 +16,8 @@ namespace {
 
 using cpu::kParallelGrain;
 
-using cpu::AxisView;
 using cpu::axis_view;
+using cpu::AxisView;
 
 // Forward on one line of r elements at stride 1 (the common last-axis case).
 template <typename T>
@@ -111,7 +111,9 @@ class SoftmaxOp final : public Op {
   std::vector<Tensor> backward(const BackwardCtx& c) const override;
 
  protected:
-  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+  AttrsRef attrs_ref() const override {
+    return AttrsRef::of(a_);
+  }
 
  private:
   bool log_;
@@ -123,10 +125,13 @@ class SoftmaxOp final : public Op {
 class SoftmaxBackwardOp final : public Op {
  public:
   SoftmaxBackwardOp(int axis, bool log) : log_(log), a_{axis} {}
-  OpKind kind() const override { return log_ ? OpKind::log_softmax_backward : OpKind::softmax_backward; }
+  OpKind kind() const override {
+    return log_ ? OpKind::log_softmax_backward : OpKind::softmax_backward;
+  }
   std::string attrs() const override { return "axis=" + std::to_string(a_.axis); }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
-    LETHE_CHECK(in[0] == in[1], name(), ": gradient ", in[0].str(), " and output ", in[1].str(), " differ");
+    LETHE_CHECK(in[0] == in[1], name(), ": gradient ", in[0].str(), " and output ", in[1].str(),
+                " differ");
     return in[0];
   }
   bool differentiable() const override { return false; }
@@ -162,7 +167,9 @@ class SoftmaxBackwardOp final : public Op {
   }
 
  protected:
-  AttrsRef attrs_ref() const override { return AttrsRef::of(a_); }
+  AttrsRef attrs_ref() const override {
+    return AttrsRef::of(a_);
+  }
 
  private:
   bool log_;

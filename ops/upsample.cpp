@@ -21,14 +21,16 @@ std::string up_attrs(const UpsampleAttrs& a, bool bilinear) {
   char buf[160];
   std::snprintf(buf, sizeof buf, "size=[%lld,%lld],input=[%lld,%lld],scale=[%.17g,%.17g]%s",
                 static_cast<long long>(a.size[0]), static_cast<long long>(a.size[1]),
-                static_cast<long long>(a.input_size[0]), static_cast<long long>(a.input_size[1]), a.scale[0],
-                a.scale[1], bilinear ? (a.align_corners ? ",align_corners=1" : ",align_corners=0") : "");
+                static_cast<long long>(a.input_size[0]), static_cast<long long>(a.input_size[1]),
+                a.scale[0], a.scale[1],
+                bilinear ? (a.align_corners ? ",align_corners=1" : ",align_corners=0") : "");
   return buf;
 }
 
 // Every pixel (p, q) of every plane of the [N, C, P, Q] output of c: upsample_at of the input
 // plane (forward) or upsample_grad_at of the gradient plane (backward).
-void run_pixels(const KernelCall& c, const UpsampleAttrs& a, bool bilinear, bool backward, const char* op) {
+void run_pixels(const KernelCall& c, const UpsampleAttrs& a, bool bilinear, bool backward,
+                const char* op) {
   const resample::UpAxis h = resample::up_axis(a, 0), w = resample::up_axis(a, 1);
   const Shape& out = c.out_shape();
   const int64_t P = out[2], Q = out[3], n = out.numel();
@@ -62,11 +64,14 @@ class UpsampleBase : public Op {
 class UpsampleOp final : public UpsampleBase {
  public:
   using UpsampleBase::UpsampleBase;
-  OpKind kind() const override { return bilinear_ ? OpKind::upsample_bilinear2d : OpKind::upsample_nearest2d; }
+  OpKind kind() const override {
+    return bilinear_ ? OpKind::upsample_bilinear2d : OpKind::upsample_nearest2d;
+  }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     const Shape& xs = in[0].shape;
     LETHE_CHECK(xs.ndim() == 4, name(), ": expected an NCHW input (4 dims), got ", xs);
-    LETHE_CHECK(is_floating(in[0].dtype), name(), ": expected a floating-point input, got ", in[0].dtype);
+    LETHE_CHECK(is_floating(in[0].dtype), name(), ": expected a floating-point input, got ",
+                in[0].dtype);
     LETHE_CHECK(xs[2] == a_.input_size[0] && xs[3] == a_.input_size[1], "internal error: ", name(),
                 " recorded for another input size");
     TensorMeta m = in[0];
@@ -78,7 +83,9 @@ class UpsampleOp final : public UpsampleBase {
     c.flops *= bilinear_ ? 12 : 1;
     return c;
   }
-  void cpu(const KernelCall& c) const override { run_pixels(c, a_, bilinear_, false, name().c_str()); }
+  void cpu(const KernelCall& c) const override {
+    run_pixels(c, a_, bilinear_, false, name().c_str());
+  }
   std::vector<Tensor> backward(const BackwardCtx& c) const override;
 };
 
@@ -91,13 +98,15 @@ class UpsampleBackwardOp final : public UpsampleBase {
   bool differentiable() const override { return false; }
   TensorMeta infer(const std::vector<TensorMeta>& in) const override {
     const Shape& gs = in[0].shape;
-    LETHE_CHECK(gs.ndim() == 4 && gs[2] == a_.size[0] && gs[3] == a_.size[1], name(), ": gradient ", gs,
-                " does not match the output size [", a_.size[0], ", ", a_.size[1], "]");
+    LETHE_CHECK(gs.ndim() == 4 && gs[2] == a_.size[0] && gs[3] == a_.size[1], name(), ": gradient ",
+                gs, " does not match the output size [", a_.size[0], ", ", a_.size[1], "]");
     TensorMeta m = in[0];
     m.shape = Shape{gs[0], gs[1], a_.input_size[0], a_.input_size[1]};
     return m;
   }
-  void cpu(const KernelCall& c) const override { run_pixels(c, a_, bilinear_, true, name().c_str()); }
+  void cpu(const KernelCall& c) const override {
+    run_pixels(c, a_, bilinear_, true, name().c_str());
+  }
 };
 
 std::vector<Tensor> UpsampleOp::backward(const BackwardCtx& c) const {
@@ -105,8 +114,8 @@ std::vector<Tensor> UpsampleOp::backward(const BackwardCtx& c) const {
   return {record(std::make_shared<UpsampleBackwardOp>(a_, bilinear_), {c.grad_output})};
 }
 
-Tensor upsample(const Tensor& x, const char* op, const int64_t* size, const double* scale, bool bilinear,
-                bool align_corners) {
+Tensor upsample(const Tensor& x, const char* op, const int64_t* size, const double* scale,
+                bool bilinear, bool align_corners) {
   LETHE_CHECK(x.defined(), op, ": the input is an undefined tensor");
   LETHE_CHECK(x.dim() == 4, op, ": expected an NCHW input (4 dims), got ", x.shape());
   UpsampleAttrs a;
@@ -114,16 +123,17 @@ Tensor upsample(const Tensor& x, const char* op, const int64_t* size, const doub
   a.align_corners = align_corners;
   for (int d = 0; d < 2; ++d) {
     if (scale) {
-      LETHE_CHECK(std::isfinite(scale[d]) && scale[d] > 0, op, ": scale factors must be positive, got ",
-                  scale[0], " and ", scale[1]);
+      LETHE_CHECK(std::isfinite(scale[d]) && scale[d] > 0, op,
+                  ": scale factors must be positive, got ", scale[0], " and ", scale[1]);
       a.scale[d] = scale[d];
       a.size[d] = static_cast<int64_t>(std::floor(static_cast<double>(a.input_size[d]) * scale[d]));
     } else {
       a.size[d] = size[d];
     }
   }
-  LETHE_CHECK(a.size[0] > 0 && a.size[1] > 0 && a.input_size[0] > 0 && a.input_size[1] > 0, op, ": input ",
-              x.shape(), " and output size [", a.size[0], ", ", a.size[1], "] must be non-empty");
+  LETHE_CHECK(a.size[0] > 0 && a.size[1] > 0 && a.input_size[0] > 0 && a.input_size[1] > 0, op,
+              ": input ", x.shape(), " and output size [", a.size[0], ", ", a.size[1],
+              "] must be non-empty");
   return record(std::make_shared<UpsampleOp>(a, bilinear), {x});
 }
 

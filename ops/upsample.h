@@ -18,7 +18,9 @@ namespace lethe {
 
 Tensor upsample_nearest2d(const Tensor& x, std::array<int64_t, 2> size);
 Tensor upsample_nearest2d(const Tensor& x, double scale_h, double scale_w);
-Tensor upsample_bilinear2d(const Tensor& x, std::array<int64_t, 2> size, bool align_corners = false);
-Tensor upsample_bilinear2d(const Tensor& x, double scale_h, double scale_w, bool align_corners = false);
+Tensor upsample_bilinear2d(const Tensor& x, std::array<int64_t, 2> size,
+                           bool align_corners = false);
+Tensor upsample_bilinear2d(const Tensor& x, double scale_h, double scale_w,
+                           bool align_corners = false);
 
 }  // namespace lethe

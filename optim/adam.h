@@ -5,7 +5,8 @@
 // those of AdamW(weight_decay 0) and of torch.optim.Adam; a weight decay adds wd·p to the gradient
 // as two recorded ops (a product, then a sum: PyTorch's grad.add(p, alpha=wd)).
 //
-//   lethe::optim::Adam opt(model->parameters(), lethe::optim::AdamOptions(1e-3).betas({0.9, 0.999}));
+//   lethe::optim::Adam opt(model->parameters(), lethe::optim::AdamOptions(1e-3).betas({0.9,
+//   0.999}));
 #pragma once
 
 #include "optim/adamw.h"

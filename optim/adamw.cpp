@@ -9,8 +9,8 @@ namespace lethe::optim {
 AdamW::AdamW(std::vector<ParamGroup> groups, const AdamWOptions& o, const char* name)
     : Optimizer(std::move(groups), o.lr(), o.weight_decay(), name), options_(o) {
   const auto [b1, b2] = o.betas();
-  LETHE_CHECK(b1 >= 0 && b1 < 1 && b2 >= 0 && b2 < 1, name, ": betas must be in [0, 1), got (", b1, ", ",
-              b2, ")");
+  LETHE_CHECK(b1 >= 0 && b1 < 1 && b2 >= 0 && b2 < 1, name, ": betas must be in [0, 1), got (", b1,
+              ", ", b2, ")");
   LETHE_CHECK(o.eps() >= 0, name, ": eps must be >= 0, got ", o.eps());
 }
 
@@ -25,7 +25,8 @@ void AdamW::update(const Tensor& param, const Tensor& grad, const ParamGroup& g)
   if (fresh) {
     s.exp_avg = zeros(param.shape(), param.dtype());
     s.exp_avg_sq = zeros(param.shape(), param.dtype());
-    s.exp_avg.impl()->storage->role = s.exp_avg_sq.impl()->storage->role = StorageRole::optimizer_state;
+    s.exp_avg.impl()->storage->role = s.exp_avg_sq.impl()->storage->role =
+        StorageRole::optimizer_state;
     if (options_.amsgrad()) {
       s.max_exp_avg_sq = zeros(param.shape(), param.dtype());
       s.max_exp_avg_sq.impl()->storage->role = StorageRole::optimizer_state;
@@ -49,7 +50,8 @@ void AdamW::update(const Tensor& param, const Tensor& grad, const ParamGroup& g)
 
 namespace lethe::optim {
 
-void AdamW::save_param_state(const Tensor& param, const std::string& prefix, OptimizerState& out) const {
+void AdamW::save_param_state(const Tensor& param, const std::string& prefix,
+                             OptimizerState& out) const {
   const State* s = state(param);
   if (!s) return;  // not updated yet: no state, as PyTorch
   out.tensors.insert(prefix + "exp_avg", s->exp_avg);
@@ -58,8 +60,8 @@ void AdamW::save_param_state(const Tensor& param, const std::string& prefix, Opt
   out.fields[prefix + "step"] = std::to_string(s->step);
 }
 
-void AdamW::load_param_state(const Tensor& param, const std::string& prefix, const OptimizerState& in,
-                             bool check_only) {
+void AdamW::load_param_state(const Tensor& param, const std::string& prefix,
+                             const OptimizerState& in, bool check_only) {
   const Tensor* m = in.tensors.find(prefix + "exp_avg");
   const Tensor* v = in.tensors.find(prefix + "exp_avg_sq");
   const Tensor* vmax = in.tensors.find(prefix + "max_exp_avg_sq");

@@ -3,7 +3,8 @@
 //   p -= lr/(1-β1^t) · m / (sqrt(v)/sqrt(1-β2^t) + eps)
 // amsgrad: v in the denominator is replaced by vmax = max(vmax, v) (state max_exp_avg_sq).
 //
-//   lethe::optim::AdamW opt(model->parameters(), lethe::optim::AdamWOptions(1e-3).betas({0.9, 0.95}));
+//   lethe::optim::AdamW opt(model->parameters(), lethe::optim::AdamWOptions(1e-3).betas({0.9,
+//   0.95}));
 #pragma once
 
 #include <unordered_map>
@@ -27,7 +28,8 @@ struct AdamWOptions {
 
 class AdamW : public Optimizer {
  public:
-  AdamW(std::vector<ParamGroup> groups, const AdamWOptions& o) : AdamW(std::move(groups), o, "AdamW") {}
+  AdamW(std::vector<ParamGroup> groups, const AdamWOptions& o)
+      : AdamW(std::move(groups), o, "AdamW") {}
   AdamW(std::vector<Tensor> params, const AdamWOptions& o)
       : AdamW(std::vector<ParamGroup>{ParamGroup(std::move(params))}, o) {}
   const AdamWOptions& options() const { return options_; }
@@ -35,7 +37,7 @@ class AdamW : public Optimizer {
   struct State {
     Tensor exp_avg, exp_avg_sq;
     Tensor max_exp_avg_sq;  // amsgrad only
-    int64_t step = 0;  // updates applied to this parameter (the bias-correction exponent)
+    int64_t step = 0;       // updates applied to this parameter (the bias-correction exponent)
   };
   // A parameter's state, or null before its first update.
   const State* state(const Tensor& param) const;
@@ -44,7 +46,8 @@ class AdamW : public Optimizer {
   // For optimizers built on AdamW's update (Adam): their own name in state dicts and errors.
   AdamW(std::vector<ParamGroup> groups, const AdamWOptions& o, const char* name);
   void update(const Tensor& param, const Tensor& grad, const ParamGroup& g) override;
-  void save_param_state(const Tensor& param, const std::string& prefix, OptimizerState& out) const override;
+  void save_param_state(const Tensor& param, const std::string& prefix,
+                        OptimizerState& out) const override;
   void load_param_state(const Tensor& param, const std::string& prefix, const OptimizerState& in,
                         bool check_only) override;
 

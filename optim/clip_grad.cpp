@@ -31,16 +31,18 @@ std::vector<Tensor> with_grads(const std::vector<Tensor>& params) {
 
 Tensor clip_grad_norm_(const std::vector<Tensor>& params, double max_norm, double norm_type) {
   LETHE_CHECK(norm_type == 2.0, "clip_grad_norm_: only norm_type 2 is supported, got ", norm_type);
-  LETHE_CHECK(std::isfinite(max_norm) && max_norm >= 0, "clip_grad_norm_: max_norm must be finite and >= 0, got ",
-              max_norm);
+  LETHE_CHECK(std::isfinite(max_norm) && max_norm >= 0,
+              "clip_grad_norm_: max_norm must be finite and >= 0, got ", max_norm);
   NoGradGuard no_grad;
   const std::vector<Tensor> ps = with_grads(params);
-  LETHE_CHECK(!ps.empty(), "clip_grad_norm_: no parameter has a gradient (call loss.backward() first)");
+  LETHE_CHECK(!ps.empty(),
+              "clip_grad_norm_: no parameter has a gradient (call loss.backward() first)");
   const DType t = ps.front().grad().dtype();
   std::vector<Tensor> norms;
   for (const Tensor& p : ps) {
     const Tensor g = p.grad();
-    LETHE_CHECK(g.dtype() == t, "clip_grad_norm_: the gradients mix ", dtype_name(t), " and ", dtype_name(g.dtype()));
+    LETHE_CHECK(g.dtype() == t, "clip_grad_norm_: the gradients mix ", dtype_name(t), " and ",
+                dtype_name(g.dtype()));
     norms.push_back(reshape(sqrt(sum(mul(g, g))), {1}));
   }
   const Tensor stacked = norms.size() == 1 ? norms.front() : concat(norms, 0);

@@ -5,7 +5,8 @@
 //   loss.backward();
 //   lethe::Tensor norm = lethe::optim::clip_grad_norm_(model->parameters(), /*max_norm=*/1.0);
 //   opt.step();
-//   double before = norm.item();   // the total norm before clipping (hold the handle across step())
+//   double before = norm.item();   // the total norm before clipping (hold the handle across
+//   step())
 #pragma once
 
 #include <vector>

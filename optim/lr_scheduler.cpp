@@ -29,7 +29,8 @@ void LRScheduler::set_step(int64_t t) {
 StepLR::StepLR(Optimizer& opt, int64_t step_size, double gamma)
     : LRScheduler(opt), step_size_(step_size), gamma_(gamma) {
   LETHE_CHECK(step_size > 0, "StepLR: step_size must be > 0, got ", step_size);
-  LETHE_CHECK(std::isfinite(gamma) && gamma >= 0, "StepLR: gamma must be finite and >= 0, got ", gamma);
+  LETHE_CHECK(std::isfinite(gamma) && gamma >= 0, "StepLR: gamma must be finite and >= 0, got ",
+              gamma);
   apply();
 }
 
@@ -39,19 +40,25 @@ double StepLR::lr_at(int64_t t, size_t group) const {
 
 LambdaLR::LambdaLR(Optimizer& opt, Fn fn) : LambdaLR(opt, std::vector<Fn>(opt.num_groups(), fn)) {}
 
-LambdaLR::LambdaLR(Optimizer& opt, std::vector<Fn> per_group) : LRScheduler(opt), fns_(std::move(per_group)) {
+LambdaLR::LambdaLR(Optimizer& opt, std::vector<Fn> per_group)
+    : LRScheduler(opt), fns_(std::move(per_group)) {
   LETHE_CHECK(fns_.size() == base_.size(), "LambdaLR: expected one function per parameter group (",
               base_.size(), "), got ", fns_.size());
-  for (size_t g = 0; g < fns_.size(); ++g) LETHE_CHECK(static_cast<bool>(fns_[g]), "LambdaLR: function ", g, " is empty");
+  for (size_t g = 0; g < fns_.size(); ++g)
+    LETHE_CHECK(static_cast<bool>(fns_[g]), "LambdaLR: function ", g, " is empty");
   apply();
 }
 
-double LambdaLR::lr_at(int64_t t, size_t group) const { return base_.at(group) * fns_.at(group)(t); }
+double LambdaLR::lr_at(int64_t t, size_t group) const {
+  return base_.at(group) * fns_.at(group)(t);
+}
 
 LinearLR::LinearLR(Optimizer& opt, double start_factor, double end_factor, int64_t total_iters)
     : LRScheduler(opt), start_(start_factor), end_(end_factor), total_(total_iters) {
-  LETHE_CHECK(start_factor > 0 && start_factor <= 1, "LinearLR: start_factor must be in (0, 1], got ", start_factor);
-  LETHE_CHECK(end_factor >= 0 && end_factor <= 1, "LinearLR: end_factor must be in [0, 1], got ", end_factor);
+  LETHE_CHECK(start_factor > 0 && start_factor <= 1,
+              "LinearLR: start_factor must be in (0, 1], got ", start_factor);
+  LETHE_CHECK(end_factor >= 0 && end_factor <= 1, "LinearLR: end_factor must be in [0, 1], got ",
+              end_factor);
   LETHE_CHECK(total_iters > 0, "LinearLR: total_iters must be > 0, got ", total_iters);
   apply();
 }
@@ -65,12 +72,16 @@ double LinearLR::lr_at(int64_t t, size_t group) const {
 OneCycleLR::OneCycleLR(Optimizer& opt, double max_lr, int64_t total_steps, const OneCycleOptions& o)
     : LRScheduler(opt), max_lr_(max_lr), total_(total_steps), o_(o) {
   LETHE_CHECK(total_steps > 0, "OneCycleLR: total_steps must be > 0, got ", total_steps);
-  LETHE_CHECK(max_lr > 0 && std::isfinite(max_lr), "OneCycleLR: max_lr must be finite and > 0, got ", max_lr);
-  LETHE_CHECK(o.pct_start >= 0 && o.pct_start <= 1, "OneCycleLR: pct_start must be in [0, 1], got ", o.pct_start);
+  LETHE_CHECK(max_lr > 0 && std::isfinite(max_lr),
+              "OneCycleLR: max_lr must be finite and > 0, got ", max_lr);
+  LETHE_CHECK(o.pct_start >= 0 && o.pct_start <= 1, "OneCycleLR: pct_start must be in [0, 1], got ",
+              o.pct_start);
   LETHE_CHECK(o.anneal_strategy == "cos" || o.anneal_strategy == "linear",
-              "OneCycleLR: anneal_strategy must be \"cos\" or \"linear\", got \"", o.anneal_strategy, "\"");
-  LETHE_CHECK(o.div_factor > 0 && o.final_div_factor > 0, "OneCycleLR: div_factor and final_div_factor must be > 0, got ",
-              o.div_factor, " and ", o.final_div_factor);
+              "OneCycleLR: anneal_strategy must be \"cos\" or \"linear\", got \"",
+              o.anneal_strategy, "\"");
+  LETHE_CHECK(o.div_factor > 0 && o.final_div_factor > 0,
+              "OneCycleLR: div_factor and final_div_factor must be > 0, got ", o.div_factor,
+              " and ", o.final_div_factor);
   const double initial = max_lr / o.div_factor, min_lr = initial / o.final_div_factor;
   const double n = static_cast<double>(total_steps);
   if (o.three_phase) {

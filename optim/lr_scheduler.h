@@ -4,8 +4,8 @@
 // step 0.
 //
 //   lethe::optim::StepLR sched(opt, /*step_size=*/30, /*gamma=*/0.1);
-//   lethe::optim::LinearLR warmup(opt, /*start_factor=*/0.1, /*end_factor=*/1.0, /*total_iters=*/100);
-//   lethe::optim::OneCycleLR one(opt, /*max_lr=*/0.1, /*total_steps=*/1000);
+//   lethe::optim::LinearLR warmup(opt, /*start_factor=*/0.1, /*end_factor=*/1.0,
+//   /*total_iters=*/100); lethe::optim::OneCycleLR one(opt, /*max_lr=*/0.1, /*total_steps=*/1000);
 //   lethe::optim::LambdaLR lam(opt, [](int64_t t) { return 1.0 / (1.0 + 0.01 * t); });
 //   for (...) { ...; opt.step(); sched.step(); }
 //
@@ -29,7 +29,8 @@ class LRScheduler {
   LRScheduler& operator=(const LRScheduler&) = delete;
   // Advances to the next step and sets its rate in every group.
   void step();
-  // Moves the schedule to step t (a resumed run: TrainingProgress::scheduler_step) and sets its rate.
+  // Moves the schedule to step t (a resumed run: TrainingProgress::scheduler_step) and sets its
+  // rate.
   void set_step(int64_t t);
   int64_t last_step() const { return t_; }
   // Rate of group g at step t (no side effects).
@@ -71,7 +72,8 @@ class LambdaLR : public LRScheduler {
 // Linear warmup (or decay): base_lr · (start + (end - start) · min(t, total_iters) / total_iters).
 class LinearLR : public LRScheduler {
  public:
-  LinearLR(Optimizer& opt, double start_factor = 1.0 / 3.0, double end_factor = 1.0, int64_t total_iters = 5);
+  LinearLR(Optimizer& opt, double start_factor = 1.0 / 3.0, double end_factor = 1.0,
+           int64_t total_iters = 5);
   double lr_at(int64_t t, size_t group = 0) const override;
 
  private:

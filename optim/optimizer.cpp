@@ -11,7 +11,8 @@
 
 namespace lethe::optim {
 
-Optimizer::Optimizer(std::vector<ParamGroup> groups, double lr, double weight_decay, const char* name)
+Optimizer::Optimizer(std::vector<ParamGroup> groups, double lr, double weight_decay,
+                     const char* name)
     : groups_(std::move(groups)), name_(name) {
   LETHE_CHECK(lr >= 0, name, ": learning rate must be >= 0, got ", lr);
   LETHE_CHECK(weight_decay >= 0, name, ": weight_decay must be >= 0, got ", weight_decay);
@@ -26,8 +27,8 @@ Optimizer::Optimizer(std::vector<ParamGroup> groups, double lr, double weight_de
     for (size_t i = 0; i < g.params.size(); ++i) {
       const Tensor& p = g.params[i];
       LETHE_CHECK(p.defined(), name, ": parameter ", i, " of group ", gi, " is undefined");
-      LETHE_CHECK(p.is_materialised() && p.requires_grad(), name, ": parameter ", i, " of group ", gi,
-                  p.name().empty() ? "" : " ('" + p.name() + "')",
+      LETHE_CHECK(p.is_materialised() && p.requires_grad(), name, ": parameter ", i, " of group ",
+                  gi, p.name().empty() ? "" : " ('" + p.name() + "')",
                   " must be a materialised tensor with requires_grad (a module parameter)");
       LETHE_CHECK(is_floating(p.dtype()), name, ": parameter ", i, " is ", p.dtype(),
                   "; expected f32 or f64");
@@ -67,7 +68,9 @@ void Optimizer::set_lr(double lr) {
   for (auto& g : groups_) g.lr = lr;
 }
 
-double Optimizer::lr(size_t group) const { return *groups_.at(group).lr; }
+double Optimizer::lr(size_t group) const {
+  return *groups_.at(group).lr;
+}
 
 std::vector<Tensor> Optimizer::parameters() const {
   std::vector<Tensor> out;
@@ -90,14 +93,17 @@ std::string exact(double v) {
 
 Tensor Optimizer::state_tensor_like(const Tensor& param, const Tensor& src) {
   const std::vector<unsigned char> bytes = src.to_bytes();
-  Tensor t = tensor_from_bytes(param.impl()->session, param.shape(), param.dtype(), bytes.data(), bytes.size());
+  Tensor t = tensor_from_bytes(param.impl()->session, param.shape(), param.dtype(), bytes.data(),
+                               bytes.size());
   t.impl()->storage->role = StorageRole::optimizer_state;
   return t;
 }
 
-void Optimizer::check_state_tensor(const Tensor& param, const Tensor& src, const std::string& key) const {
-  LETHE_CHECK(src.shape() == param.shape() && src.dtype() == param.dtype(), name_, ".load_state_dict: '", key,
-              "' is ", src.meta().str(), ", its parameter ", param.meta().str());
+void Optimizer::check_state_tensor(const Tensor& param, const Tensor& src,
+                                   const std::string& key) const {
+  LETHE_CHECK(src.shape() == param.shape() && src.dtype() == param.dtype(), name_,
+              ".load_state_dict: '", key, "' is ", src.meta().str(), ", its parameter ",
+              param.meta().str());
 }
 
 int64_t Optimizer::parse_step_field(const std::string& key, const std::string& value) const {
@@ -146,32 +152,37 @@ void Optimizer::load_state_dict(const OptimizerState& s) {
   } catch (const Error&) {
     throw;
   } catch (const std::exception& e) {
-    throw Error(detail::concat(name_, ".load_state_dict: malformed step_count or param_groups (", e.what(), ")"));
+    throw Error(detail::concat(name_, ".load_state_dict: malformed step_count or param_groups (",
+                               e.what(), ")"));
   }
-  LETHE_CHECK(groups.is_array() && groups.size() == groups_.size(), name_, ".load_state_dict: the state has ",
-              groups.is_array() ? groups.size() : 0, " parameter groups, this optimizer ", groups_.size());
+  LETHE_CHECK(groups.is_array() && groups.size() == groups_.size(), name_,
+              ".load_state_dict: the state has ", groups.is_array() ? groups.size() : 0,
+              " parameter groups, this optimizer ", groups_.size());
   std::vector<std::pair<double, double>> hyper;
   size_t index = 0;
   for (size_t gi = 0; gi < groups_.size(); ++gi) {
     const nlohmann::json& j = groups[gi];
     LETHE_CHECK(j.is_object() && j.contains("params") && j["params"].is_array() &&
                     j["params"].size() == groups_[gi].params.size(),
-                name_, ".load_state_dict: group ", gi, " of the state does not hold ", groups_[gi].params.size(),
-                " parameters");
+                name_, ".load_state_dict: group ", gi, " of the state does not hold ",
+                groups_[gi].params.size(), " parameters");
     try {
-      hyper.emplace_back(std::stod(j.at("lr").get<std::string>()), std::stod(j.at("weight_decay").get<std::string>()));
+      hyper.emplace_back(std::stod(j.at("lr").get<std::string>()),
+                         std::stod(j.at("weight_decay").get<std::string>()));
     } catch (const std::exception& e) {
-      throw Error(detail::concat(name_, ".load_state_dict: group ", gi, " has no valid lr or weight_decay (",
-                                 e.what(), ")"));
+      throw Error(detail::concat(name_, ".load_state_dict: group ", gi,
+                                 " has no valid lr or weight_decay (", e.what(), ")"));
     }
     for (const Tensor& p : groups_[gi].params)
-      load_param_state(p, "state." + std::to_string(index++) + ".", s, true);  // check everything first
+      load_param_state(p, "state." + std::to_string(index++) + ".", s,
+                       true);  // check everything first
   }
   index = 0;
   for (size_t gi = 0; gi < groups_.size(); ++gi) {
     groups_[gi].lr = hyper[gi].first;
     groups_[gi].weight_decay = hyper[gi].second;
-    for (const Tensor& p : groups_[gi].params) load_param_state(p, "state." + std::to_string(index++) + ".", s, false);
+    for (const Tensor& p : groups_[gi].params)
+      load_param_state(p, "state." + std::to_string(index++) + ".", s, false);
   }
   step_count_ = steps;
 }

@@ -1,8 +1,8 @@
 // Optimizers: each step() appends one update node per parameter that has a gradient to the step
 // graph, drops the gradients (nothing needs to keep them past the update) and runs the step.
 //
-//   auto opt = lethe::optim::AdamW(model->parameters(), lethe::optim::AdamWOptions(1e-3).weight_decay(0.01));
-//   for (auto& batch : loader) {
+//   auto opt = lethe::optim::AdamW(model->parameters(),
+//   lethe::optim::AdamWOptions(1e-3).weight_decay(0.01)); for (auto& batch : loader) {
 //     auto loss = lethe::cross_entropy(model->forward(batch.data), batch.target);
 //     opt.zero_grad();
 //     loss.backward();
@@ -11,7 +11,8 @@
 //   }
 //
 // Parameter groups carry their own learning rate and weight decay (e.g. no decay on biases):
-//   lethe::optim::AdamW opt({{decay_params}, {no_decay_params, std::nullopt, 0.0}}, AdamWOptions(3e-4));
+//   lethe::optim::AdamW opt({{decay_params}, {no_decay_params, std::nullopt, 0.0}},
+//   AdamWOptions(3e-4));
 #pragma once
 
 #include <map>
@@ -69,9 +70,9 @@ class Optimizer {
   // The state to save and restore (see OptimizerState). The tensors are the optimizer's own.
   OptimizerState state_dict() const;
   // Restores a state saved by an optimizer of the same type over parameters of the same shapes, in
-  // the same groups: hyper-parameters of the groups, step counts and per-parameter state (copied into
-  // new tensors of the parameters' session). Anything that does not match throws naming it, before
-  // the optimizer changes.
+  // the same groups: hyper-parameters of the groups, step counts and per-parameter state (copied
+  // into new tensors of the parameters' session). Anything that does not match throws naming it,
+  // before the optimizer changes.
   void load_state_dict(const OptimizerState& s);
 
  protected:
@@ -79,10 +80,11 @@ class Optimizer {
   // Records the update of one parameter (grad defined) of group g.
   virtual void update(const Tensor& param, const Tensor& grad, const ParamGroup& g) = 0;
   // The per-parameter state of parameter `index` ("state.<index>." prefixed by the caller).
-  virtual void save_param_state(const Tensor& param, const std::string& prefix, OptimizerState& out) const = 0;
+  virtual void save_param_state(const Tensor& param, const std::string& prefix,
+                                OptimizerState& out) const = 0;
   // Checks (check_only) or restores the state of one parameter from `in`; absent state = none yet.
-  virtual void load_param_state(const Tensor& param, const std::string& prefix, const OptimizerState& in,
-                                bool check_only) = 0;
+  virtual void load_param_state(const Tensor& param, const std::string& prefix,
+                                const OptimizerState& in, bool check_only) = 0;
   // A state tensor for `param` (its session, shape and dtype) holding `src`'s value.
   static Tensor state_tensor_like(const Tensor& param, const Tensor& src);
   // Checks that `src` can hold state of `param` (same shape and dtype), naming `key`.

@@ -49,17 +49,19 @@ void RMSprop::update(const Tensor& param, const Tensor& grad, const ParamGroup& 
   record(std::make_shared<RmspropUpdateOp>(h), in);
 }
 
-void RMSprop::save_param_state(const Tensor& param, const std::string& prefix, OptimizerState& out) const {
+void RMSprop::save_param_state(const Tensor& param, const std::string& prefix,
+                               OptimizerState& out) const {
   const State* s = state(param);
   if (!s) return;
   out.tensors.insert(prefix + "square_avg", s->square_avg);
   if (s->grad_avg.defined()) out.tensors.insert(prefix + "grad_avg", s->grad_avg);
-  if (s->momentum_buffer.defined()) out.tensors.insert(prefix + "momentum_buffer", s->momentum_buffer);
+  if (s->momentum_buffer.defined())
+    out.tensors.insert(prefix + "momentum_buffer", s->momentum_buffer);
   out.fields[prefix + "step"] = std::to_string(s->step);
 }
 
-void RMSprop::load_param_state(const Tensor& param, const std::string& prefix, const OptimizerState& in,
-                               bool check_only) {
+void RMSprop::load_param_state(const Tensor& param, const std::string& prefix,
+                               const OptimizerState& in, bool check_only) {
   const Tensor* sq = in.tensors.find(prefix + "square_avg");
   const Tensor* ga = in.tensors.find(prefix + "grad_avg");
   const Tensor* buf = in.tensors.find(prefix + "momentum_buffer");
@@ -69,7 +71,8 @@ void RMSprop::load_param_state(const Tensor& param, const std::string& prefix, c
     if (!any) return;
     LETHE_CHECK(sq && step != in.fields.end(), name_, ".load_state_dict: '", prefix,
                 "' needs square_avg and step together");
-    LETHE_CHECK(!options_.centered() || ga, name_, ".load_state_dict: '", prefix, "' has no grad_avg (centered)");
+    LETHE_CHECK(!options_.centered() || ga, name_, ".load_state_dict: '", prefix,
+                "' has no grad_avg (centered)");
     LETHE_CHECK(options_.momentum() == 0 || buf, name_, ".load_state_dict: '", prefix,
                 "' has no momentum_buffer (momentum ", options_.momentum(), ")");
     check_state_tensor(param, *sq, prefix + "square_avg");

@@ -2,7 +2,8 @@
 //   g += wd·p;  sq = α·sq + (1-α)·g²;  avg = sqrt(sq) + eps, or centered (ga = α·ga + (1-α)·g):
 //   avg = sqrt(sq - ga²) + eps;  momentum: buf = μ·buf + g/avg, p -= lr·buf;  else p -= lr·g/avg
 //
-//   lethe::optim::RMSprop opt(model->parameters(), lethe::optim::RMSpropOptions(1e-3).momentum(0.9));
+//   lethe::optim::RMSprop opt(model->parameters(),
+//   lethe::optim::RMSpropOptions(1e-3).momentum(0.9));
 #pragma once
 
 #include <unordered_map>
@@ -30,7 +31,8 @@ class RMSprop : public Optimizer {
   const RMSpropOptions& options() const { return options_; }
 
   struct State {
-    Tensor square_avg, grad_avg, momentum_buffer;  // grad_avg if centered, momentum_buffer if momentum
+    Tensor square_avg, grad_avg,
+        momentum_buffer;  // grad_avg if centered, momentum_buffer if momentum
     int64_t step = 0;
   };
   // A parameter's state, or null before its first update.
@@ -38,7 +40,8 @@ class RMSprop : public Optimizer {
 
  protected:
   void update(const Tensor& param, const Tensor& grad, const ParamGroup& g) override;
-  void save_param_state(const Tensor& param, const std::string& prefix, OptimizerState& out) const override;
+  void save_param_state(const Tensor& param, const std::string& prefix,
+                        OptimizerState& out) const override;
   void load_param_state(const Tensor& param, const std::string& prefix, const OptimizerState& in,
                         bool check_only) override;
 

@@ -1,7 +1,7 @@
 // Learning-rate schedules. Call step() once after each optimizer step.
 //
-//   lethe::optim::CosineWarmupLR sched(opt, /*warmup_steps=*/100, /*total_steps=*/10000, /*min_lr=*/1e-5);
-//   for (...) { ...; opt.step(); sched.step(); }
+//   lethe::optim::CosineWarmupLR sched(opt, /*warmup_steps=*/100, /*total_steps=*/10000,
+//   /*min_lr=*/1e-5); for (...) { ...; opt.step(); sched.step(); }
 #pragma once
 
 #include <vector>
@@ -10,8 +10,8 @@
 
 namespace lethe::optim {
 
-// Linear warmup from base_lr/warmup to base_lr over `warmup_steps`, then cosine decay to `min_lr` at
-// `total_steps` (held there afterwards). base_lr is each group's learning rate at construction.
+// Linear warmup from base_lr/warmup to base_lr over `warmup_steps`, then cosine decay to `min_lr`
+// at `total_steps` (held there afterwards). base_lr is each group's learning rate at construction.
 // The constructor sets the learning rate of step 0.
 class CosineWarmupLR {
  public:

@@ -10,8 +10,8 @@ SGD::SGD(std::vector<ParamGroup> groups, const SGDOptions& o)
     : Optimizer(std::move(groups), o.lr(), o.weight_decay(), "SGD"), options_(o) {
   LETHE_CHECK(o.momentum() >= 0, "SGD: momentum must be >= 0, got ", o.momentum());
   LETHE_CHECK(!o.nesterov() || (o.momentum() > 0 && o.dampening() == 0),
-              "SGD: Nesterov momentum needs momentum > 0 and dampening = 0, got momentum=", o.momentum(),
-              " dampening=", o.dampening());
+              "SGD: Nesterov momentum needs momentum > 0 and dampening = 0, got momentum=",
+              o.momentum(), " dampening=", o.dampening());
 }
 
 Tensor SGD::momentum_buffer(const Tensor& param) const {
@@ -44,7 +44,8 @@ void SGD::update(const Tensor& param, const Tensor& grad, const ParamGroup& g) {
 
 namespace lethe::optim {
 
-void SGD::save_param_state(const Tensor& param, const std::string& prefix, OptimizerState& out) const {
+void SGD::save_param_state(const Tensor& param, const std::string& prefix,
+                           OptimizerState& out) const {
   const Tensor b = momentum_buffer(param);
   if (b.defined()) out.tensors.insert(prefix + "momentum_buffer", b);
 }

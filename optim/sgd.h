@@ -3,7 +3,8 @@
 //   d = g + wd·p;  buf = d (first step) or momentum·buf + (1 - dampening)·d;
 //   p -= lr · (nesterov ? d + momentum·buf : buf)      (p -= lr·d without momentum)
 //
-//   lethe::optim::SGD opt(model->parameters(), lethe::optim::SGDOptions(0.1).momentum(0.9).nesterov(true));
+//   lethe::optim::SGD opt(model->parameters(),
+//   lethe::optim::SGDOptions(0.1).momentum(0.9).nesterov(true));
 #pragma once
 
 #include <unordered_map>
@@ -25,14 +26,16 @@ struct SGDOptions {
 class SGD : public Optimizer {
  public:
   SGD(std::vector<ParamGroup> groups, const SGDOptions& o);
-  SGD(std::vector<Tensor> params, const SGDOptions& o) : SGD(std::vector<ParamGroup>{ParamGroup(std::move(params))}, o) {}
+  SGD(std::vector<Tensor> params, const SGDOptions& o)
+      : SGD(std::vector<ParamGroup>{ParamGroup(std::move(params))}, o) {}
   const SGDOptions& options() const { return options_; }
   // The momentum buffer of a parameter (undefined before its first update or without momentum).
   Tensor momentum_buffer(const Tensor& param) const;
 
  protected:
   void update(const Tensor& param, const Tensor& grad, const ParamGroup& g) override;
-  void save_param_state(const Tensor& param, const std::string& prefix, OptimizerState& out) const override;
+  void save_param_state(const Tensor& param, const std::string& prefix,
+                        OptimizerState& out) const override;
   void load_param_state(const Tensor& param, const std::string& prefix, const OptimizerState& in,
                         bool check_only) override;
 

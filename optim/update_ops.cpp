@@ -18,7 +18,8 @@ constexpr int64_t kParallelGrain = 32768;
 // Every input must have the parameter's meta.
 TensorMeta check_same(const char* op, const std::vector<TensorMeta>& in, size_t n) {
   LETHE_CHECK(in.size() == n, op, ": expected ", n, " inputs, got ", in.size());
-  LETHE_CHECK(is_floating(in[0].dtype), op, ": expected a floating-point parameter, got ", in[0].str());
+  LETHE_CHECK(is_floating(in[0].dtype), op, ": expected a floating-point parameter, got ",
+              in[0].str());
   for (size_t i = 1; i < n; ++i)
     LETHE_CHECK(in[i] == in[0], op, ": input ", i, " is ", in[i].str(), ", expected ", in[0].str(),
                 " like the parameter");
@@ -86,9 +87,9 @@ void SgdUpdateOp::cpu(const KernelCall& k) const {
 }
 
 std::string AdamWUpdateOp::attrs() const {
-  return "lr=" + fmt(h_.lr) + ",beta1=" + fmt(h_.beta1) + ",beta2=" + fmt(h_.beta2) + ",eps=" +
-         fmt(h_.eps) + ",weight_decay=" + fmt(h_.weight_decay) + ",step=" + std::to_string(h_.step) +
-         (h_.amsgrad ? ",amsgrad=1" : "");
+  return "lr=" + fmt(h_.lr) + ",beta1=" + fmt(h_.beta1) + ",beta2=" + fmt(h_.beta2) +
+         ",eps=" + fmt(h_.eps) + ",weight_decay=" + fmt(h_.weight_decay) +
+         ",step=" + std::to_string(h_.step) + (h_.amsgrad ? ",amsgrad=1" : "");
 }
 
 TensorMeta AdamWUpdateOp::infer(const std::vector<TensorMeta>& in) const {
@@ -114,8 +115,9 @@ namespace {
 // amsgrad (vmax non-null): vmax = max(vmax, v), NaN-propagating as torch.maximum, and the
 // denominator reads vmax (scalar loop only).
 template <typename T>
-void adamw_block(int64_t n, T* __restrict p, const T* __restrict g, T* __restrict m, T* __restrict v,
-                 T* __restrict vmax, T decay, T b1, T one_b1, T b2, T one_b2, T step_size, T bc2_sqrt, T eps) {
+void adamw_block(int64_t n, T* __restrict p, const T* __restrict g, T* __restrict m,
+                 T* __restrict v, T* __restrict vmax, T decay, T b1, T one_b1, T b2, T one_b2,
+                 T step_size, T bc2_sqrt, T eps) {
   int64_t i = 0;
 #if defined(__SSE2__)
   // Written out because std::sqrt's errno handling keeps GCC from vectorising this loop.
@@ -127,7 +129,8 @@ void adamw_block(int64_t n, T* __restrict p, const T* __restrict g, T* __restric
       const __m128 gi = _mm_loadu_ps(g + i);
       const __m128 pi = _mm_mul_ps(_mm_loadu_ps(p + i), vdecay);
       const __m128 mi = _mm_add_ps(_mm_mul_ps(_mm_loadu_ps(m + i), vb1), _mm_mul_ps(gi, vob1));
-      const __m128 vi = _mm_add_ps(_mm_mul_ps(_mm_loadu_ps(v + i), vb2), _mm_mul_ps(_mm_mul_ps(gi, gi), vob2));
+      const __m128 vi =
+          _mm_add_ps(_mm_mul_ps(_mm_loadu_ps(v + i), vb2), _mm_mul_ps(_mm_mul_ps(gi, gi), vob2));
       _mm_storeu_ps(m + i, mi);
       _mm_storeu_ps(v + i, vi);
       const __m128 denom = _mm_add_ps(_mm_div_ps(_mm_sqrt_ps(vi), vbc2), veps);
@@ -176,15 +179,16 @@ void AdamWUpdateOp::cpu(const KernelCall& k) const {
 #pragma omp parallel for schedule(static) if (n > kParallelGrain)
     for (int64_t bi = 0; bi < blocks; ++bi) {
       const int64_t o = bi * kBlock, len = std::min(kBlock, n - o);
-      adamw_block<T>(len, p + o, g + o, m + o, v + o, vmax ? vmax + o : nullptr, decay, b1, one_b1, b2, one_b2,
-                     step_size, bc2_sqrt, eps);
+      adamw_block<T>(len, p + o, g + o, m + o, v + o, vmax ? vmax + o : nullptr, decay, b1, one_b1,
+                     b2, one_b2, step_size, bc2_sqrt, eps);
     }
   });
 }
 
 std::string RmspropUpdateOp::attrs() const {
-  return "lr=" + fmt(h_.lr) + ",alpha=" + fmt(h_.alpha) + ",eps=" + fmt(h_.eps) + ",weight_decay=" +
-         fmt(h_.weight_decay) + ",momentum=" + fmt(h_.momentum) + ",centered=" + (h_.centered ? "1" : "0");
+  return "lr=" + fmt(h_.lr) + ",alpha=" + fmt(h_.alpha) + ",eps=" + fmt(h_.eps) +
+         ",weight_decay=" + fmt(h_.weight_decay) + ",momentum=" + fmt(h_.momentum) +
+         ",centered=" + (h_.centered ? "1" : "0");
 }
 
 TensorMeta RmspropUpdateOp::infer(const std::vector<TensorMeta>& in) const {
@@ -216,8 +220,10 @@ void RmspropUpdateOp::cpu(const KernelCall& k) const {
     T* __restrict sq = k.in_mut<T>(2);
     T* __restrict ga = h_.centered ? k.in_mut<T>(3) : nullptr;
     T* __restrict buf = h_.momentum > 0 ? k.in_mut<T>(h_.centered ? 4 : 3) : nullptr;
-    const T lr = static_cast<T>(h_.lr), alpha = static_cast<T>(h_.alpha), one_a = static_cast<T>(1.0 - h_.alpha);
-    const T eps = static_cast<T>(h_.eps), wd = static_cast<T>(h_.weight_decay), mom = static_cast<T>(h_.momentum);
+    const T lr = static_cast<T>(h_.lr), alpha = static_cast<T>(h_.alpha),
+            one_a = static_cast<T>(1.0 - h_.alpha);
+    const T eps = static_cast<T>(h_.eps), wd = static_cast<T>(h_.weight_decay),
+            mom = static_cast<T>(h_.momentum);
 #pragma omp parallel for schedule(static) if (n > kParallelGrain)
     for (int64_t i = 0; i < n; ++i) {
       T gi = g[i];

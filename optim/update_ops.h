@@ -37,7 +37,7 @@ class SgdUpdateOp final : public Op {
 
 struct AdamWHyper {
   double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 1e-2;
-  int64_t step = 1;  // 1-based, for the bias corrections
+  int64_t step = 1;      // 1-based, for the bias corrections
   bool amsgrad = false;  // denominators from max_exp_avg_sq = max(max_exp_avg_sq, exp_avg_sq)
 };
 

@@ -137,7 +137,8 @@ double closure_milp(const Dag& g, const Cut& c, const BoundOptions& opts) {
       r.insert(m + i, -1.0);
       row(r, 0.0, COIN_DBL_MAX);
     }
-    if (!c.forced[static_cast<size_t>(i)] && g.bytes[v] > 0) mem.insert(i, static_cast<double>(g.bytes[v]));
+    if (!c.forced[static_cast<size_t>(i)] && g.bytes[v] > 0)
+      mem.insert(i, static_cast<double>(g.bytes[v]));
   }
   row(mem, -COIN_DBL_MAX, static_cast<double>(c.room));
   OsiClpSolverInterface solver;
@@ -152,7 +153,8 @@ double closure_milp(const Dag& g, const Cut& c, const BoundOptions& opts) {
   model.setUseElapsedTime(true);
   model.setMaximumSeconds(opts.time_limit_s);
   if (opts.node_limit > 0)
-    model.setMaximumNodes(static_cast<int>(std::min<int64_t>(opts.node_limit, std::numeric_limits<int>::max())));
+    model.setMaximumNodes(
+        static_cast<int>(std::min<int64_t>(opts.node_limit, std::numeric_limits<int>::max())));
   model.initialSolve();
   if (!model.solver()->isProvenOptimal()) return -1.0;  // the LP itself failed: say nothing
   const double lp = model.solver()->getObjValue();

@@ -36,8 +36,8 @@ struct CostBound {
 };
 
 struct BoundOptions {
-  int milp_cuts = 8;           // cuts given to the MILP (the best by the knapsack value); 0: knapsack only
-  double time_limit_s = 5.0;   // per MILP solve; an unfinished solve contributes its proven bound
+  int milp_cuts = 8;  // cuts given to the MILP (the best by the knapsack value); 0: knapsack only
+  double time_limit_s = 5.0;  // per MILP solve; an unfinished solve contributes its proven bound
   // Branch-and-bound nodes per MILP solve; 0: no limit. Unlike the time limit it gives the same
   // bound on a loaded machine (benches and tests that compare against the bound set it).
   int64_t node_limit = 0;

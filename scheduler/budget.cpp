@@ -13,9 +13,10 @@ namespace lethe::sched {
 namespace {
 
 [[noreturn]] void bad(const std::string& text, const std::string& why) {
-  throw Error("bad budget '" + text + "': " + why +
-              "; expected bytes (an integer, or a number with a unit B, KB, MB, GB, KiB, MiB, GiB, e.g. "
-              "512MiB, 1.5GB) or an activation fraction in (0, 1] (e.g. 0.25, 1)");
+  throw Error(
+      "bad budget '" + text + "': " + why +
+      "; expected bytes (an integer, or a number with a unit B, KB, MB, GB, KiB, MiB, GiB, e.g. "
+      "512MiB, 1.5GB) or an activation fraction in (0, 1] (e.g. 0.25, 1)");
 }
 
 std::string lower(std::string s) {
@@ -71,7 +72,8 @@ BudgetSpec parse_budget_spec(const std::string& text) {
   if (unit.empty()) {
     if (dot || num == "1") {
       if (value <= 0.0) bad(text, "a fraction must be greater than 0");
-      if (value > 1.0) bad(text, "a fraction must be at most 1 (write a unit, e.g. 1.5GB, for bytes)");
+      if (value > 1.0)
+        bad(text, "a fraction must be at most 1 (write a unit, e.g. 1.5GB, for bytes)");
       return {true, value, 0};
     }
     if (value <= 0.0) bad(text, "zero bytes");
@@ -83,9 +85,9 @@ BudgetSpec parse_budget_spec(const std::string& text) {
   static const struct {
     const char* name;
     double scale;
-  } kUnits[] = {{"b", 1.0},         {"kb", 1e3},          {"mb", 1e6},          {"gb", 1e9},
-                {"tb", 1e12},       {"kib", 1024.0},      {"mib", 1048576.0},   {"gib", 1073741824.0},
-                {"tib", 1099511627776.0}};
+  } kUnits[] = {{"b", 1.0},         {"kb", 1e3},           {"mb", 1e6},
+                {"gb", 1e9},        {"tb", 1e12},          {"kib", 1024.0},
+                {"mib", 1048576.0}, {"gib", 1073741824.0}, {"tib", 1099511627776.0}};
   for (const auto& u : kUnits) {
     if (unit == u.name) scale = u.scale;
   }

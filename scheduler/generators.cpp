@@ -15,8 +15,9 @@ namespace {
 // and the inputs of its own op or, for a parameter, the activations its consumers multiplied it
 // with. Parameter gradients become the outputs, after the loss. weight_cost(c) is what a parameter
 // gradient pays per consumer c, input_cost(v) what the gradient of a non-parameter v costs.
-void append_backward(Problem& p, const std::vector<uint8_t>& is_param, const std::vector<uint8_t>& needs_grad,
-                     int64_t loss_grad_bytes, double loss_grad_cost, const std::function<double(NodeId)>& weight_cost,
+void append_backward(Problem& p, const std::vector<uint8_t>& is_param,
+                     const std::vector<uint8_t>& needs_grad, int64_t loss_grad_bytes,
+                     double loss_grad_cost, const std::function<double(NodeId)>& weight_cost,
                      const std::function<double(NodeId)>& input_cost) {
   const NodeId loss = static_cast<NodeId>(p.nodes.size()) - 1;
   std::vector<std::vector<NodeId>> consumers(static_cast<size_t>(loss) + 1);
@@ -67,7 +68,8 @@ void append_backward(Problem& p, const std::vector<uint8_t>& is_param, const std
 
 class Builder {
  public:
-  Builder(const std::string& name, uint64_t seed) : rng_{seed * 0x2545F4914F6CDD1DULL + 0x1234567ULL} {
+  Builder(const std::string& name, uint64_t seed)
+      : rng_{seed * 0x2545F4914F6CDD1DULL + 0x1234567ULL} {
     p_.name = name;
     // Activations of a graph share a scale (16 KiB .. 1 MiB) and vary around it.
     base_ = rng_.uniform(16.0 * 1024, 1024.0 * 1024);
@@ -88,11 +90,15 @@ class Builder {
     return v.id;
   }
   NodeId input() { return resident("x", "input", align(base_)); }
-  NodeId param() { return resident("w" + std::to_string(p_.nodes.size()), "param", align(rng_.uniform(4096, 262144))); }
+  NodeId param() {
+    return resident("w" + std::to_string(p_.nodes.size()), "param",
+                    align(rng_.uniform(4096, 262144)));
+  }
 
-  // scale: bytes relative to the graph's base size; work: cost per byte relative to elementwise ops.
-  NodeId op(const std::string& op, std::vector<NodeId> inputs, double scale = 1.0, double work = 1.0,
-            bool with_param = false) {
+  // scale: bytes relative to the graph's base size; work: cost per byte relative to elementwise
+  // ops.
+  NodeId op(const std::string& op, std::vector<NodeId> inputs, double scale = 1.0,
+            double work = 1.0, bool with_param = false) {
     if (with_param) inputs.push_back(param());
     Node v;
     v.id = static_cast<NodeId>(p_.nodes.size());
@@ -135,13 +141,16 @@ class Builder {
     }
     is_param_.push_back(false);
     append_backward(
-        p_, is_param_, rg, 4, 1e-6, [&](NodeId c) { return p_.nodes[c].cost * rng_.uniform(0.8, 1.2); },
+        p_, is_param_, rg, 4, 1e-6,
+        [&](NodeId c) { return p_.nodes[c].cost * rng_.uniform(0.8, 1.2); },
         [&](NodeId v) { return p_.nodes[v].cost * rng_.uniform(1.0, 2.0); });
     return std::move(p_);
   }
 
  private:
-  static int64_t align(double b) { return std::max<int64_t>(64, static_cast<int64_t>(b / 64.0) * 64); }
+  static int64_t align(double b) {
+    return std::max<int64_t>(64, static_cast<int64_t>(b / 64.0) * 64);
+  }
   Problem p_;
   Rng rng_;
   double base_;
@@ -163,7 +172,8 @@ void gen_tree(Builder& b, int n) {
   for (int i = 0; i < leaves; ++i) level.push_back(b.op("embed", {x}, 0.5, 4.0, true));
   while (level.size() > 1) {
     std::vector<NodeId> up;
-    for (size_t i = 0; i + 1 < level.size(); i += 2) up.push_back(b.op("merge", {level[i], level[i + 1]}, 1.0, 4.0, true));
+    for (size_t i = 0; i + 1 < level.size(); i += 2)
+      up.push_back(b.op("merge", {level[i], level[i + 1]}, 1.0, 4.0, true));
     if (level.size() % 2) up.push_back(level.back());
     level = std::move(up);
   }
@@ -198,13 +208,15 @@ void gen_layered(Builder& b, int n, int k) {
       const int extra = b.rng().below(3);
       for (int e = 0; e < extra; ++e) {
         // Mostly the previous layer, sometimes a skip up to three layers back.
-        const int back = b.rng().chance(0.2) ? std::min<int>(layers.size(), 1 + b.rng().below(3)) : 1;
+        const int back =
+            b.rng().chance(0.2) ? std::min<int>(layers.size(), 1 + b.rng().below(3)) : 1;
         const auto& src = layers[layers.size() - back];
         ins.push_back(src[b.rng().below(static_cast<int>(src.size()))]);
       }
       std::sort(ins.begin(), ins.end());
       ins.erase(std::unique(ins.begin(), ins.end()), ins.end());
-      layer.push_back(b.op("layer", ins, 1.0 / std::sqrt(static_cast<double>(w)), 3.0, b.rng().chance(0.6)));
+      layer.push_back(
+          b.op("layer", ins, 1.0 / std::sqrt(static_cast<double>(w)), 3.0, b.rng().chance(0.6)));
     }
     made += w;
     layers.push_back(std::move(layer));
@@ -265,14 +277,16 @@ void gen_densenet(Builder& b, int n, int k) {
 
 Problem resnet_graph(int blocks_per_stage, int stages, uint64_t seed) {
   Problem p;
-  p.name = "resnet-b" + std::to_string(blocks_per_stage) + "x" + std::to_string(stages) + "-s" + std::to_string(seed);
+  p.name = "resnet-b" + std::to_string(blocks_per_stage) + "x" + std::to_string(stages) + "-s" +
+           std::to_string(seed);
   std::vector<uint8_t> is_param;
   uint64_t s = seed * 0x9e3779b97f4a7c15ULL + 1;
   auto jitter = [&] {
     s ^= s << 13, s ^= s >> 7, s ^= s << 17;
     return 0.8 + 0.4 * static_cast<double>(s % 1000) / 1000.0;
   };
-  auto add = [&](const std::string& op, std::vector<NodeId> ins, int64_t bytes, double cost, bool resident) {
+  auto add = [&](const std::string& op, std::vector<NodeId> ins, int64_t bytes, double cost,
+                 bool resident) {
     Node v;
     v.id = static_cast<NodeId>(p.nodes.size());
     v.name = op + std::to_string(v.id);
@@ -327,7 +341,8 @@ Problem generate(const std::string& family, int n, uint64_t seed, int width) {
   if (n < 1) throw Error("generate: n must be at least 1, got " + std::to_string(n));
   // Node ids are int32 and a graph is held in memory whole: 10^6 forward operations (a few million
   // nodes with the backward pass) is the documented limit.
-  if (n > 1'000'000) throw Error("generate: n must be at most 1000000 forward operations, got " + std::to_string(n));
+  if (n > 1'000'000)
+    throw Error("generate: n must be at most 1000000 forward operations, got " + std::to_string(n));
   if (width < 1) throw Error("generate: width must be at least 1, got " + std::to_string(width));
   Builder b(family + "-n" + std::to_string(n) + "-s" + std::to_string(seed), seed);
   if (family == "chain") {

@@ -20,7 +20,9 @@ namespace {
 
 using nlohmann::json;
 
-std::string where_node(size_t index) { return "node at index " + std::to_string(index); }
+std::string where_node(size_t index) {
+  return "node at index " + std::to_string(index);
+}
 
 const json& require(const json& obj, const char* key, const std::string& where) {
   auto it = obj.find(key);
@@ -32,17 +34,20 @@ const json& require(const json& obj, const char* key, const std::string& where) 
 int64_t as_int(const json& v, const std::string& where, const char* key) {
   // An unsigned number past int64 (2^64-1) would read as a negative one: say what was written.
   if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))
-    throw Error(where + ": field \"" + key + "\" is " + v.dump() + ", more than any graph can hold");
+    throw Error(where + ": field \"" + key + "\" is " + v.dump() +
+                ", more than any graph can hold");
   if (v.is_number_integer()) return v.get<int64_t>();
   if (v.is_number_float()) {
     double d = v.get<double>();
-    if (std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 9.0e18) return static_cast<int64_t>(d);
+    if (std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 9.0e18)
+      return static_cast<int64_t>(d);
   }
   throw Error(where + ": field \"" + key + "\" must be an integer, got " + v.dump());
 }
 
 double as_double(const json& v, const std::string& where, const char* key) {
-  if (!v.is_number()) throw Error(where + ": field \"" + key + "\" must be a number, got " + v.dump());
+  if (!v.is_number())
+    throw Error(where + ": field \"" + key + "\" must be a number, got " + v.dump());
   return v.get<double>();
 }
 
@@ -80,10 +85,12 @@ void check_format(const json& j, const char* expected, const char* what) {
   if (!j.is_object()) throw Error(std::string(what) + ": top level must be a JSON object");
   auto it = j.find("format");
   if (it == j.end()) {
-    throw Error(std::string(what) + ": missing required field \"format\" (expected \"" + expected + "\")");
+    throw Error(std::string(what) + ": missing required field \"format\" (expected \"" + expected +
+                "\")");
   }
   if (!it->is_string() || it->get<std::string>() != expected) {
-    throw Error(std::string(what) + ": wrong format " + it->dump() + ", expected \"" + expected + "\"");
+    throw Error(std::string(what) + ": wrong format " + it->dump() + ", expected \"" + expected +
+                "\"");
   }
 }
 
@@ -100,7 +107,8 @@ void validate_problem(const Problem& p) {
                   ": ids must be 0..n-1 in the order nodes are listed");
     }
     const std::string who = "node " + std::to_string(i);
-    if (v.bytes < 0) throw Error(who + ": bytes must be non-negative, got " + std::to_string(v.bytes));
+    if (v.bytes < 0)
+      throw Error(who + ": bytes must be non-negative, got " + std::to_string(v.bytes));
     if (!std::isfinite(v.cost) || v.cost < 0) {
       std::ostringstream ss;
       ss << who << ": cost must be finite and non-negative, got " << v.cost;
@@ -110,7 +118,8 @@ void validate_problem(const Problem& p) {
     // subset of the nodes, so bounding the totals here makes every one of them exact.
     if (v.bytes > kMaxGraphBytes - total_bytes)
       throw Error(who + ": its " + std::to_string(v.bytes) + " bytes take the graph's total past " +
-                  std::to_string(kMaxGraphBytes) + " bytes (2^62), more than any sum of the scheduler can hold");
+                  std::to_string(kMaxGraphBytes) +
+                  " bytes (2^62), more than any sum of the scheduler can hold");
     total_bytes += v.bytes;
     total_cost += v.cost;
     if (!std::isfinite(total_cost) || total_cost > kMaxGraphCost) {
@@ -132,7 +141,8 @@ void validate_problem(const Problem& p) {
   }
   for (NodeId o : p.outputs) {
     if (o < 0 || o >= n) {
-      throw Error("output " + std::to_string(o) + " does not exist (ids are 0.." + std::to_string(n - 1) + ")");
+      throw Error("output " + std::to_string(o) + " does not exist (ids are 0.." +
+                  std::to_string(n - 1) + ")");
     }
   }
 }
@@ -152,7 +162,8 @@ Problem problem_from_json(const json& j) {
     // Compared before narrowing to NodeId: an id of 2^62 must not read as 0.
     const int64_t id = as_int(require(jn, "id", where), where, "id");
     if (id != static_cast<int64_t>(i)) {
-      throw Error(where + " has id " + std::to_string(id) + ": ids must be 0..n-1 in the order nodes are listed");
+      throw Error(where + " has id " + std::to_string(id) +
+                  ": ids must be 0..n-1 in the order nodes are listed");
     }
     v.id = static_cast<NodeId>(id);
     where = "node " + std::to_string(i);
@@ -165,9 +176,11 @@ Problem problem_from_json(const json& j) {
     for (const json& u : ins) {
       const int64_t in = as_int(u, where, "inputs");
       if (in < 0 || in >= static_cast<int64_t>(i))
-        throw Error(where + ": input " + std::to_string(in) + (in < 0 || in >= static_cast<int64_t>(nodes.size())
-                                                                   ? " does not exist (ids are 0.." + std::to_string(nodes.size() - 1) + ")"
-                                                                   : " is not smaller than the node's id (nodes must be in topological order)"));
+        throw Error(
+            where + ": input " + std::to_string(in) +
+            (in < 0 || in >= static_cast<int64_t>(nodes.size())
+                 ? " does not exist (ids are 0.." + std::to_string(nodes.size() - 1) + ")"
+                 : " is not smaller than the node's id (nodes must be in topological order)"));
       v.inputs.push_back(static_cast<NodeId>(in));
     }
     if (auto it = jn.find("resident"); it != jn.end() && !it->is_null()) {
@@ -178,17 +191,21 @@ Problem problem_from_json(const json& j) {
   }
   const json& outs = require(j, "outputs", "graph");
   if (!outs.is_array()) throw Error("graph: field \"outputs\" must be an array");
-  for (const json& o : outs) p.outputs.push_back(static_cast<NodeId>(as_int(o, "graph", "outputs")));
+  for (const json& o : outs)
+    p.outputs.push_back(static_cast<NodeId>(as_int(o, "graph", "outputs")));
   // A step that keeps nothing needs nothing computed: every plan of it is empty, and its overhead
   // (0 / cost) would say nothing. A training step keeps at least its loss or its updates.
   if (p.outputs.empty() && !p.nodes.empty())
-    throw Error("graph: field \"outputs\" is empty; name the values the step must produce (the loss, the "
-                "updated parameters): a graph that keeps nothing has nothing to plan");
+    throw Error(
+        "graph: field \"outputs\" is empty; name the values the step must produce (the loss, the "
+        "updated parameters): a graph that keeps nothing has nothing to plan");
   validate_problem(p);
   return p;
 }
 
-Problem read_problem_json(const std::string& text) { return problem_from_json(parse_text(text, "graph")); }
+Problem read_problem_json(const std::string& text) {
+  return problem_from_json(parse_text(text, "graph"));
+}
 
 Problem read_problem_file(const std::string& path) {
   try {
@@ -201,12 +218,15 @@ Problem read_problem_file(const std::string& path) {
 json problem_to_json(const Problem& p) {
   json nodes = json::array();
   for (const Node& v : p.nodes) {
-    json jn = {{"id", v.id}, {"name", v.name}, {"op", v.op},
+    json jn = {{"id", v.id},       {"name", v.name}, {"op", v.op},
                {"bytes", v.bytes}, {"cost", v.cost}, {"inputs", v.inputs}};
     if (v.resident) jn["resident"] = true;
     nodes.push_back(std::move(jn));
   }
-  return json{{"format", kGraphFormat}, {"name", p.name}, {"nodes", std::move(nodes)}, {"outputs", p.outputs}};
+  return json{{"format", kGraphFormat},
+              {"name", p.name},
+              {"nodes", std::move(nodes)},
+              {"outputs", p.outputs}};
 }
 
 // nlohmann's dump() puts every array element on its own line; graphs of 10k nodes read better (and
@@ -223,7 +243,9 @@ std::string problem_to_string(const Problem& p) {
   return s;
 }
 
-void write_problem_file(const Problem& p, const std::string& path) { write_text(problem_to_string(p), path); }
+void write_problem_file(const Problem& p, const std::string& path) {
+  write_text(problem_to_string(p), path);
+}
 
 Plan plan_from_json(const json& j, bool check_waits) {
   check_format(j, kPlanFormat, "plan");
@@ -251,28 +273,33 @@ Plan plan_from_json(const json& j, bool check_waits) {
     Step& step = plan.steps.back();
     if (auto st = js.find("stream"); st != js.end()) {
       const int64_t v = as_int(*st, where, "stream");
-      if (v < INT_MIN || v > INT_MAX) throw Error(where + ": field \"stream\" is out of range, got " + st->dump());
+      if (v < INT_MIN || v > INT_MAX)
+        throw Error(where + ": field \"stream\" is out of range, got " + st->dump());
       step.stream = static_cast<int>(v);
     }
     if (auto af = js.find("after"); af != js.end()) {
-      if (!af->is_array()) throw Error(where + ": field \"after\" must be an array of step indices");
+      if (!af->is_array())
+        throw Error(where + ": field \"after\" must be an array of step indices");
       step.after.reserve(af->size());
       for (const json& a : *af) step.after.push_back(as_int(a, where, "after"));
     }
   }
   if (auto it = j.find("streams"); it != j.end()) {
     const int64_t v = as_int(*it, "plan", "streams");
-    if (v < 1 || v > INT_MAX) throw Error("plan: field \"streams\" must be at least 1, got " + it->dump());
+    if (v < 1 || v > INT_MAX)
+      throw Error("plan: field \"streams\" must be at least 1, got " + it->dump());
     plan.streams = static_cast<int>(v);
   }
   if (check_waits) {
-    if (const StructureError e = stream_structure_error(plan); !e.message.empty()) throw Error("plan " + e.message);
+    if (const StructureError e = stream_structure_error(plan); !e.message.empty())
+      throw Error("plan " + e.message);
   }
   if (auto it = j.find("predicted"); it != j.end() && it->is_object()) {
     if (auto pk = it->find("peak_bytes"); pk != it->end()) {
       plan.predicted_peak_bytes = as_int(*pk, "plan predicted", "peak_bytes");
     }
-    if (auto pc = it->find("cost"); pc != it->end()) plan.predicted_cost = as_double(*pc, "plan predicted", "cost");
+    if (auto pc = it->find("cost"); pc != it->end())
+      plan.predicted_cost = as_double(*pc, "plan predicted", "cost");
   }
   return plan;
 }
@@ -310,20 +337,22 @@ json plan_to_json(const Plan& plan) {
 
 std::string plan_to_string(const Plan& plan) {
   json j = plan_to_json(plan);
-  std::string s = "{\n  \"format\": " + j["format"].dump() + ",\n  \"graph\": " + j["graph"].dump() +
-                  ",\n  \"planner\": " + j["planner"].dump() + ",\n  \"budget_bytes\": " +
-                  j["budget_bytes"].dump() + ",";
+  std::string s = "{\n  \"format\": " + j["format"].dump() +
+                  ",\n  \"graph\": " + j["graph"].dump() +
+                  ",\n  \"planner\": " + j["planner"].dump() +
+                  ",\n  \"budget_bytes\": " + j["budget_bytes"].dump() + ",";
   if (plan.streams > 0) s += "\n  \"streams\": " + std::to_string(plan.streams) + ",";
   s += "\n  \"steps\": [";
   // Written by hand rather than by dump(), which sorts keys: the node first, then stream and waits.
   for (size_t i = 0; i < plan.steps.size(); ++i) {
     const Step& st = plan.steps[i];
-    std::string one = std::string("{\"") + (st.kind == Step::Kind::compute ? "compute" : "free") + "\":" +
-                      std::to_string(st.node);
+    std::string one = std::string("{\"") + (st.kind == Step::Kind::compute ? "compute" : "free") +
+                      "\":" + std::to_string(st.node);
     if (st.stream != 0) one += ",\"stream\":" + std::to_string(st.stream);
     if (!st.after.empty()) {
       one += ",\"after\":[";
-      for (size_t k = 0; k < st.after.size(); ++k) one += (k ? "," : "") + std::to_string(st.after[k]);
+      for (size_t k = 0; k < st.after.size(); ++k)
+        one += (k ? "," : "") + std::to_string(st.after[k]);
       one += "]";
     }
     one += "}";
@@ -333,6 +362,8 @@ std::string plan_to_string(const Plan& plan) {
   return s;
 }
 
-void write_plan_file(const Plan& plan, const std::string& path) { write_text(plan_to_string(plan), path); }
+void write_plan_file(const Plan& plan, const std::string& path) {
+  write_text(plan_to_string(plan), path);
+}
 
 }  // namespace lethe::sched

@@ -1,6 +1,6 @@
 // Reading and writing graphs (`remat-graph/1`) and plans (`remat-plan/1`), exactly as in
-// shared/specs/graph-and-plan-format.md. Readers ignore unknown fields; every malformed input throws
-// sched::Error naming the node and the rule it breaks.
+// shared/specs/graph-and-plan-format.md. Readers ignore unknown fields; every malformed input
+// throws sched::Error naming the node and the rule it breaks.
 //
 //   Problem p = read_problem_file("g.graph.json");
 //   Plan plan = plan(p, parse_budget("0.5", p), "sqrt").plan;
@@ -31,9 +31,10 @@ std::string problem_to_string(const Problem& p);  // one node per line, stable l
 void write_problem_file(const Problem& p, const std::string& path);
 
 // Plans are read without a problem: node ids are checked by simulate(), not here. Steps may carry a
-// stream and waits (docs/plan-format.md); with `check_waits` (the default) a wait on the step itself,
-// on a later step or on no step, a negative stream or one not below "streams" is refused naming the
-// step. Without it such a plan is read as written and simulate() reports it (lethe-plan --check).
+// stream and waits (docs/plan-format.md); with `check_waits` (the default) a wait on the step
+// itself, on a later step or on no step, a negative stream or one not below "streams" is refused
+// naming the step. Without it such a plan is read as written and simulate() reports it (lethe-plan
+// --check).
 Plan read_plan_json(const std::string& text, bool check_waits = true);
 Plan read_plan_file(const std::string& path, bool check_waits = true);
 Plan plan_from_json(const nlohmann::json& j, bool check_waits = true);

@@ -97,7 +97,9 @@ Layout layout_plan(const Problem& p, const Plan& plan, int64_t alignment, int64_
     }
     return out;
   };
-  auto dur = [&](int i) { return buffers[static_cast<size_t>(i)].end - buffers[static_cast<size_t>(i)].start; };
+  auto dur = [&](int i) {
+    return buffers[static_cast<size_t>(i)].end - buffers[static_cast<size_t>(i)].start;
+  };
   auto size = [&](int i) { return buffers[static_cast<size_t>(i)].size; };
   // Orders, tried until one reaches the live peak: by size (then lifetime), by size x lifetime, by
   // lifetime (then size), and in allocation order (what an online first-fit allocator would do).

@@ -20,14 +20,16 @@ struct Layout {
 
 // Offsets for the non-resident buffers of `plan` (resident nodes are placed elsewhere). A buffer
 // lives from its compute step to the free of that value (or the plan's end). In a plan with streams
-// two buffers share bytes only when the plan's waits order the free of one before the compute of the
-// other (may_share() in streams.h), whatever order the streams run in; malformed waits throw Error. Placement is greedy:
-// each buffer at the lowest offset that overlaps no live-in-time buffer placed before it, in order of
-// size (largest first: the heuristic of TFLite's and ggml's arena planners); when that leaves a gap
-// above the most bytes ever live at once, the orders size x lifetime, lifetime and allocation order
-// are tried too, first-fit then best-fit (the smallest gap that holds the buffer), and the lowest
-// high-water mark wins. Each try is O(buffers^2); the tries stop as soon as the high-water mark is
-// at most `good_enough` (e.g. the arena's capacity). Sizes are rounded up to `alignment`.
-Layout layout_plan(const Problem& p, const Plan& plan, int64_t alignment = 64, int64_t good_enough = 0);
+// two buffers share bytes only when the plan's waits order the free of one before the compute of
+// the other (may_share() in streams.h), whatever order the streams run in; malformed waits throw
+// Error. Placement is greedy: each buffer at the lowest offset that overlaps no live-in-time buffer
+// placed before it, in order of size (largest first: the heuristic of TFLite's and ggml's arena
+// planners); when that leaves a gap above the most bytes ever live at once, the orders size x
+// lifetime, lifetime and allocation order are tried too, first-fit then best-fit (the smallest gap
+// that holds the buffer), and the lowest high-water mark wins. Each try is O(buffers^2); the tries
+// stop as soon as the high-water mark is at most `good_enough` (e.g. the arena's capacity). Sizes
+// are rounded up to `alignment`.
+Layout layout_plan(const Problem& p, const Plan& plan, int64_t alignment = 64,
+                   int64_t good_enough = 0);
 
 }  // namespace lethe::sched

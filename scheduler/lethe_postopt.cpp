@@ -64,7 +64,8 @@ std::optional<Plan> post_optimise(const Dag& g, const Plan& plan, int64_t budget
   std::vector<int32_t> latest(n, -1);
   std::vector<int32_t> prev(m, -1);
   std::vector<int32_t> ref_start(m + 1, 0);
-  std::vector<int32_t> refs;  // per position, the instance each (distinct, non-resident) input comes from
+  std::vector<int32_t>
+      refs;  // per position, the instance each (distinct, non-resident) input comes from
   std::vector<std::vector<int32_t>> uses(m);
   for (int k = 0; k < m; ++k) {
     const NodeId v = C[k];
@@ -159,7 +160,8 @@ std::optional<Plan> post_optimise(const Dag& g, const Plan& plan, int64_t budget
     const int32_t gap = std::max<int32_t>(1, k - last[std::max(0, prev[k])]);
     score[k] = g.cost[C[k]] / (static_cast<double>(std::max<int64_t>(1, g.bytes[C[k]])) * gap);
   }
-  std::stable_sort(cand.begin(), cand.end(), [&](int32_t a, int32_t b) { return score[a] > score[b]; });
+  std::stable_sort(cand.begin(), cand.end(),
+                   [&](int32_t a, int32_t b) { return score[a] > score[b]; });
   for (int pass = 0; pass < 3; ++pass) {
     bool changed = false;
     for (int32_t j : cand) {
@@ -204,7 +206,8 @@ std::optional<Plan> post_optimise(const Dag& g, const Plan& plan, int64_t budget
   out.budget_bytes = budget;
   for (int k = 0; k < m; ++k) {
     if (alive[k]) out.steps.push_back(Step::compute(C[k]));
-    for (int32_t i = end_start[k]; i < end_start[k + 1]; ++i) out.steps.push_back(Step::free(C[ends[i]]));
+    for (int32_t i = end_start[k]; i < end_start[k + 1]; ++i)
+      out.steps.push_back(Step::free(C[ends[i]]));
   }
   return out;
 }

@@ -123,7 +123,8 @@ TrainingSplit split_training(const Dag& g) {
   std::vector<uint8_t> loss_anc;
   auto choose = [&](std::vector<NodeId> candidates, bool covering) {
     if (candidates.size() > kMaxCandidates)
-      candidates.erase(candidates.begin(), candidates.end() - static_cast<std::ptrdiff_t>(kMaxCandidates));
+      candidates.erase(candidates.begin(),
+                       candidates.end() - static_cast<std::ptrdiff_t>(kMaxCandidates));
     int64_t most = -1;
     for (NodeId cand : candidates) {
       std::fill(anc.begin(), anc.end(), 0);
@@ -144,7 +145,9 @@ TrainingSplit split_training(const Dag& g) {
           for (NodeId u : g.inputs(v)) desc[static_cast<size_t>(v)] |= desc[static_cast<size_t>(u)];
         }
         bool covers = true;
-        for (NodeId o : g.outputs) covers = covers && (!g.needed[o] || anc[static_cast<size_t>(o)] || desc[static_cast<size_t>(o)]);
+        for (NodeId o : g.outputs)
+          covers = covers &&
+                   (!g.needed[o] || anc[static_cast<size_t>(o)] || desc[static_cast<size_t>(o)]);
         if (!covers) continue;
       }
       most = count;
@@ -186,7 +189,8 @@ TrainingSplit split_at_read_output(const Dag& g) {
   }
   constexpr size_t kMaxCandidates = 256;  // the last ones by id: the loss comes after the forward
   if (candidates.size() > kMaxCandidates)
-    candidates.erase(candidates.begin(), candidates.end() - static_cast<std::ptrdiff_t>(kMaxCandidates));
+    candidates.erase(candidates.begin(),
+                     candidates.end() - static_cast<std::ptrdiff_t>(kMaxCandidates));
   int64_t most = -1;
   std::vector<uint8_t> anc(static_cast<size_t>(g.n), 0);
   for (NodeId cand : candidates) {
@@ -221,7 +225,8 @@ TrainingSplit split_at_read_output(const Dag& g) {
     // to the part its consumers are in.
     for (NodeId v : g.targets) {
       if (v <= s.loss || !g.inputs(v).empty()) continue;
-      for (NodeId c : g.consumers(v)) s.backward[v] = s.backward[v] || (g.needed[c] && s.backward[c]);
+      for (NodeId c : g.consumers(v))
+        s.backward[v] = s.backward[v] || (g.needed[c] && s.backward[c]);
     }
   }
   for (NodeId v : g.targets) {
@@ -246,7 +251,8 @@ std::optional<Reordered> late_outputs_last(const Problem& p) {
     std::sort(ins.begin(), ins.end());
     ins.erase(std::unique(ins.begin(), ins.end()), ins.end());
     for (NodeId u : ins) {
-      if (!p.nodes[static_cast<size_t>(u)].resident) in_bytes += p.nodes[static_cast<size_t>(u)].bytes;
+      if (!p.nodes[static_cast<size_t>(u)].resident)
+        in_bytes += p.nodes[static_cast<size_t>(u)].bytes;
     }
     if (v.bytes > in_bytes) late[static_cast<size_t>(v.id)] = 1, any = true;
   }
@@ -290,8 +296,8 @@ std::vector<uint8_t> forward_cuts(const Dag& g, const TrainingSplit& s) {
   return cut;
 }
 
-void assign_backward_stages(const Dag& g, const TrainingSplit& s, std::vector<int>& stage, int last_segment,
-                            bool wait_for_inputs) {
+void assign_backward_stages(const Dag& g, const TrainingSplit& s, std::vector<int>& stage,
+                            int last_segment, bool wait_for_inputs) {
   for (NodeId v : g.targets) {
     if (!s.backward[v]) continue;
     int fwd = -1, bwd = wait_for_inputs ? INT_MAX : -1;
@@ -315,7 +321,8 @@ void assign_backward_stages(const Dag& g, const TrainingSplit& s, std::vector<in
   }
 }
 
-Executor::Executor(const Dag& g, int64_t limit) : g_(g), limit_(limit), in_mem_(g.n, 0), pin_(g.n, 0) {
+Executor::Executor(const Dag& g, int64_t limit)
+    : g_(g), limit_(limit), in_mem_(g.n, 0), pin_(g.n, 0) {
   for (int v = 0; v < g.n; ++v) {
     if (g.resident[v]) {
       in_mem_[v] = 1;
@@ -419,8 +426,8 @@ CheckpointSpec all_kept(const Dag& g) {
   return s;
 }
 
-std::optional<BuildResult> build_checkpoint_plan(const Dag& g, const CheckpointSpec& spec, int64_t budget,
-                                                 const std::string& planner) {
+std::optional<BuildResult> build_checkpoint_plan(const Dag& g, const CheckpointSpec& spec,
+                                                 int64_t budget, const std::string& planner) {
   const int n = g.n;
   // Positions of the targets and, per value, the positions of its needed consumers (ascending,
   // because consumers are stored in id order).

@@ -23,7 +23,9 @@ namespace lethe::sched {
 struct Dag {
   explicit Dag(const Problem& p);
 
-  std::span<const NodeId> inputs(NodeId v) const { return {in_.data() + in_start_[v], in_.data() + in_start_[v + 1]}; }
+  std::span<const NodeId> inputs(NodeId v) const {
+    return {in_.data() + in_start_[v], in_.data() + in_start_[v + 1]};
+  }
   std::span<const NodeId> consumers(NodeId v) const {
     return {out_.data() + out_start_[v], out_.data() + out_start_[v + 1]};
   }
@@ -71,8 +73,8 @@ std::vector<uint8_t> forward_cuts(const Dag& g, const TrainingSplit& s);
 // segment among its forward inputs, else the largest stage among its backward inputs (a node that
 // sums gradients of several stages then runs with the earliest-made one; its later inputs are
 // made on demand).
-void assign_backward_stages(const Dag& g, const TrainingSplit& s, std::vector<int>& stage, int last_segment,
-                            bool wait_for_inputs = true);
+void assign_backward_stages(const Dag& g, const TrainingSplit& s, std::vector<int>& stage,
+                            int last_segment, bool wait_for_inputs = true);
 
 // The problem with its late outputs moved to the end of the id order: an output nothing reads
 // whose bytes exceed those of its computed inputs (a parameter's gradient in the last layers of a
@@ -98,7 +100,9 @@ struct Rng {
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
     return z ^ (z >> 31);
   }
-  double uniform(double lo, double hi) { return lo + (hi - lo) * static_cast<double>(next() >> 11) * 0x1.0p-53; }
+  double uniform(double lo, double hi) {
+    return lo + (hi - lo) * static_cast<double>(next() >> 11) * 0x1.0p-53;
+  }
   int below(int n) { return static_cast<int>(next() % static_cast<uint64_t>(n)); }
   bool chance(double p) { return uniform(0, 1) < p; }
 };
@@ -174,7 +178,7 @@ struct BuildResult {
 };
 // nullopt when the plan would exceed `budget` (the build stops there: failing is cheap) or would
 // be absurdly long (more than 32x the steps of the natural schedule).
-std::optional<BuildResult> build_checkpoint_plan(const Dag& g, const CheckpointSpec& spec, int64_t budget,
-                                                 const std::string& planner);
+std::optional<BuildResult> build_checkpoint_plan(const Dag& g, const CheckpointSpec& spec,
+                                                 int64_t budget, const std::string& planner);
 
 }  // namespace lethe::sched

@@ -3,8 +3,8 @@
 //   using namespace lethe::sched;
 //   Problem p = read_problem_file("g.graph.json");
 //   int64_t b = parse_budget("0.25", p);          // bytes, units, or activation fraction
-//   PlanResult r = plan(p, b, "treewidth");       // throws Infeasible naming the smallest budget found
-//   write_plan_file(r.plan, "g.plan.json");
+//   PlanResult r = plan(p, b, "treewidth");       // throws Infeasible naming the smallest budget
+//   found write_plan_file(r.plan, "g.plan.json");
 #pragma once
 
 #include <cstdint>
@@ -46,16 +46,17 @@ struct PlannerOptions {
   bool verbose = false;
   // When set, only plans it accepts count (the session passes "its buffers lay out within the
   // arena": a plan under the budget can still fragment past it). lethe weighs it among its
-  // candidates; run_one()/plan() treat a plan it rejects as no plan. Empty: every valid plan counts.
+  // candidates; run_one()/plan() treat a plan it rejects as no plan. Empty: every valid plan
+  // counts.
   std::function<bool(const Plan&)> accept;
 };
 
 // What a planner may report beside its plan.
 struct PlannerInfo {
-  int treewidth = -1;     // `treewidth`: width k of the decomposition
-  int depth = -1;         // `treewidth`: depth of its balanced separator tree (recursion levels)
-  std::string note;       // free text (e.g. "MILP time limit hit; best incumbent")
-  bool optimal = false;   // `checkmate`: solved to proven optimality
+  int treewidth = -1;    // `treewidth`: width k of the decomposition
+  int depth = -1;        // `treewidth`: depth of its balanced separator tree (recursion levels)
+  std::string note;      // free text (e.g. "MILP time limit hit; best incumbent")
+  bool optimal = false;  // `checkmate`: solved to proven optimality
 };
 
 // A planner returns nullopt when it cannot fit the budget. Plans need not be simulated by the
@@ -66,11 +67,11 @@ using PlannerFn = std::function<std::optional<Plan>(const Problem&, int64_t budg
 struct PlannerEntry {
   std::string name;
   std::string description;
-  PlannerFn fn;              // empty when the planner is not built (see unavailable_reason)
+  PlannerFn fn;  // empty when the planner is not built (see unavailable_reason)
   std::string unavailable_reason;
 };
 
-const std::vector<PlannerEntry>& planners();            // registry order
+const std::vector<PlannerEntry>& planners();                // registry order
 const PlannerEntry& find_planner(const std::string& name);  // throws Error listing the names
 
 struct PlanResult {
@@ -79,8 +80,8 @@ struct PlanResult {
   double solve_seconds = 0.0;
 };
 
-// Runs one planner (or "auto": every available planner, the cheapest valid plan wins), validates the
-// plan with the simulator (predicted_peak_bytes/predicted_cost are filled from it) and throws
+// Runs one planner (or "auto": every available planner, the cheapest valid plan wins), validates
+// the plan with the simulator (predicted_peak_bytes/predicted_cost are filled from it) and throws
 // Infeasible with the smallest feasible budget when no plan fits.
 PlanResult plan(const Problem& p, int64_t budget_bytes, const std::string& planner,
                 const PlannerOptions& opts = {});
@@ -89,11 +90,12 @@ PlanResult plan(const Problem& p, int64_t budget_bytes, const std::string& plann
 // the search for the smallest feasible budget (the costly part of a refusal). For sweeps and tests.
 // `info`, when given, receives the planner's report even when it found no plan (why not: e.g.
 // checkmate's "MILP time limit hit without a feasible solution").
-std::optional<PlanResult> try_plan(const Problem& p, int64_t budget_bytes, const std::string& planner,
-                                   const PlannerOptions& opts = {}, PlannerInfo* info = nullptr);
+std::optional<PlanResult> try_plan(const Problem& p, int64_t budget_bytes,
+                                   const std::string& planner, const PlannerOptions& opts = {},
+                                   PlannerInfo* info = nullptr);
 
-// Smallest budget (bytes) at which `planner` ("auto" = any planner) finds a valid plan; binary search
-// between the floor and the no-remat peak.
+// Smallest budget (bytes) at which `planner` ("auto" = any planner) finds a valid plan; binary
+// search between the floor and the no-remat peak.
 int64_t smallest_feasible_budget(const Problem& p, const std::string& planner = "auto",
                                  const PlannerOptions& opts = {});
 

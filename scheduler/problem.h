@@ -1,8 +1,9 @@
 // The planning problem and the plan, as in shared/specs/graph-and-plan-format.md.
 //
 //   lethe::sched::Problem p = lethe::sched::read_problem_file("g.graph.json");
-//   lethe::sched::Plan plan = lethe::sched::plan(p, lethe::sched::parse_budget("0.5", p), "treewidth");
-//   lethe::sched::SimResult r = lethe::sched::simulate(p, plan);   // r.valid, r.peak_bytes, r.cost
+//   lethe::sched::Plan plan = lethe::sched::plan(p, lethe::sched::parse_budget("0.5", p),
+//   "treewidth"); lethe::sched::SimResult r = lethe::sched::simulate(p, plan);   // r.valid,
+//   r.peak_bytes, r.cost
 //
 // The scheduler never sees a tensor: a node is bytes, a cost and its inputs.
 #pragma once
@@ -19,8 +20,8 @@ struct Node {
   NodeId id = 0;
   std::string name;
   std::string op;
-  int64_t bytes = 0;   // size of the node's output
-  double cost = 0.0;   // cost of computing it once
+  int64_t bytes = 0;           // size of the node's output
+  double cost = 0.0;           // cost of computing it once
   std::vector<NodeId> inputs;  // all smaller than id (topological order)
   bool resident = false;       // in memory from the start, never computed, never freed
 };

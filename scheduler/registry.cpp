@@ -13,21 +13,31 @@
 namespace lethe::sched {
 namespace {
 
-// Checkmate's MILP grows quickly with the graph; "auto" and the budget search leave it out above this.
+// Checkmate's MILP grows quickly with the graph; "auto" and the budget search leave it out above
+// this.
 constexpr int kCheckmateMaxNodes = 150;
 
 std::vector<PlannerEntry> make_table() {
   std::vector<PlannerEntry> t;
-  t.push_back({"lethe", "minimum cost under the budget: baselines + cost-weighted Belady eviction, post-optimised", plan_lethe, ""});
-  t.push_back({"keep-all", "no rematerialisation: id order, free after last use", plan_keep_all, ""});
-  t.push_back({"sqrt", "Chen et al. 2016: segment checkpoints, each segment recomputed once", plan_sqrt, ""});
-  t.push_back({"chain", "Beaumont et al. 2019 (rotor): optimal DP over the chain of articulation blocks",
+  t.push_back(
+      {"lethe",
+       "minimum cost under the budget: baselines + cost-weighted Belady eviction, post-optimised",
+       plan_lethe, ""});
+  t.push_back(
+      {"keep-all", "no rematerialisation: id order, free after last use", plan_keep_all, ""});
+  t.push_back({"sqrt", "Chen et al. 2016: segment checkpoints, each segment recomputed once",
+               plan_sqrt, ""});
+  t.push_back({"chain",
+               "Beaumont et al. 2019 (rotor): optimal DP over the chain of articulation blocks",
                plan_chain, ""});
-  t.push_back({"treewidth", "Kumar et al. 2019: recursive plan over a tree decomposition", plan_treewidth, ""});
-  t.push_back({"dtr", "Kirisame et al. 2021: Dynamic Tensor Rematerialization, simulated", plan_dtr, ""});
+  t.push_back({"treewidth", "Kumar et al. 2019: recursive plan over a tree decomposition",
+               plan_treewidth, ""});
+  t.push_back(
+      {"dtr", "Kirisame et al. 2021: Dynamic Tensor Rematerialization, simulated", plan_dtr, ""});
   std::string reason;
   const bool have_checkmate = checkmate_available(&reason);
-  t.push_back({"checkmate", "Jain et al. 2020: optimal MILP (CBC)", have_checkmate ? PlannerFn(plan_checkmate) : PlannerFn(),
+  t.push_back({"checkmate", "Jain et al. 2020: optimal MILP (CBC)",
+               have_checkmate ? PlannerFn(plan_checkmate) : PlannerFn(),
                have_checkmate ? "" : reason});
   return t;
 }
@@ -61,8 +71,8 @@ std::optional<PlanResult> run_one(const PlannerEntry& e, const Problem& p, int64
   const SimResult sim = simulate(p, *plan);
   // A planner bug: an informative error in every build type, never an abort before it.
   if (!sim.valid) {
-    throw Error("planner '" + e.name + "' returned an invalid plan for graph '" + p.name + "' at budget " +
-                std::to_string(budget) + ": " + sim.message);
+    throw Error("planner '" + e.name + "' returned an invalid plan for graph '" + p.name +
+                "' at budget " + std::to_string(budget) + ": " + sim.message);
   }
   plan->predicted_peak_bytes = sim.peak_bytes;
   plan->predicted_cost = sim.cost;
@@ -72,7 +82,8 @@ std::optional<PlanResult> run_one(const PlannerEntry& e, const Problem& p, int64
 }
 
 bool better(const PlanResult& a, const PlanResult& b) {
-  if (a.plan.predicted_cost != b.plan.predicted_cost) return a.plan.predicted_cost < b.plan.predicted_cost;
+  if (a.plan.predicted_cost != b.plan.predicted_cost)
+    return a.plan.predicted_cost < b.plan.predicted_cost;
   return a.plan.predicted_peak_bytes < b.plan.predicted_peak_bytes;
 }
 
@@ -83,7 +94,8 @@ bool better(const PlanResult& a, const PlanResult& b) {
 // fits and the step below it (where fitting is monotone the answer is the same). The search stops
 // within 1/4096 of the range: budgets are physical bytes, and a closer answer is not worth ten more
 // planner runs.
-int64_t search_one(const PlannerEntry& e, const Problem& p, int64_t lo, int64_t hi, const PlannerOptions& opts) {
+int64_t search_one(const PlannerEntry& e, const Problem& p, int64_t lo, int64_t hi,
+                   const PlannerOptions& opts) {
   auto fits = [&](int64_t b) { return run_one(e, p, b, opts).has_value(); };
   if (lo > hi || !fits(hi)) return -1;
   if (fits(lo)) return lo;
@@ -106,7 +118,9 @@ int64_t search_one(const PlannerEntry& e, const Problem& p, int64_t lo, int64_t 
   return hi;
 }
 
-std::string bytes_str(int64_t b) { return std::to_string(b) + " bytes (" + format_bytes(b) + ")"; }
+std::string bytes_str(int64_t b) {
+  return std::to_string(b) + " bytes (" + format_bytes(b) + ")";
+}
 
 }  // namespace
 
@@ -125,8 +139,9 @@ const PlannerEntry& find_planner(const std::string& name) {
 namespace {
 
 // A plan, or nullopt with the planner's report in `info` (its note says why) when it found none.
-std::optional<PlanResult> try_plan_why(const Problem& p, int64_t budget_bytes, const std::string& planner,
-                                       const PlannerOptions& opts, PlannerInfo* info, std::string* why) {
+std::optional<PlanResult> try_plan_why(const Problem& p, int64_t budget_bytes,
+                                       const std::string& planner, const PlannerOptions& opts,
+                                       PlannerInfo* info, std::string* why) {
   PlannerInfo last;
   validate_problem(p);
   std::optional<PlanResult> best;
@@ -143,7 +158,8 @@ std::optional<PlanResult> try_plan_why(const Problem& p, int64_t budget_bytes, c
       if (best) break;
     }
     if (best) {
-      best->info.note = "auto: chose " + best->plan.planner + (best->info.note.empty() ? "" : "; " + best->info.note);
+      best->info.note = "auto: chose " + best->plan.planner +
+                        (best->info.note.empty() ? "" : "; " + best->info.note);
       best->solve_seconds = total;
     }
   } else {
@@ -158,24 +174,29 @@ std::optional<PlanResult> try_plan_why(const Problem& p, int64_t budget_bytes, c
 
 }  // namespace
 
-std::optional<PlanResult> try_plan(const Problem& p, int64_t budget_bytes, const std::string& planner,
-                                   const PlannerOptions& opts, PlannerInfo* info) {
+std::optional<PlanResult> try_plan(const Problem& p, int64_t budget_bytes,
+                                   const std::string& planner, const PlannerOptions& opts,
+                                   PlannerInfo* info) {
   return try_plan_why(p, budget_bytes, planner, opts, info, nullptr);
 }
 
-PlanResult plan(const Problem& p, int64_t budget_bytes, const std::string& planner, const PlannerOptions& opts) {
+PlanResult plan(const Problem& p, int64_t budget_bytes, const std::string& planner,
+                const PlannerOptions& opts) {
   std::string why;
-  if (std::optional<PlanResult> r = try_plan_why(p, budget_bytes, planner, opts, nullptr, &why)) return std::move(*r);
+  if (std::optional<PlanResult> r = try_plan_why(p, budget_bytes, planner, opts, nullptr, &why))
+    return std::move(*r);
   const int64_t smallest = smallest_feasible_budget(p, "auto", opts);
   std::ostringstream msg;
-  msg << "no plan of planner '" << planner << "' fits a budget of " << bytes_str(budget_bytes) << " for graph '"
-      << p.name << "'; the smallest budget any planner fits is " << bytes_str(smallest)
-      << "; the floor (resident values + outputs) is " << bytes_str(floor_bytes(p));
+  msg << "no plan of planner '" << planner << "' fits a budget of " << bytes_str(budget_bytes)
+      << " for graph '" << p.name << "'; the smallest budget any planner fits is "
+      << bytes_str(smallest) << "; the floor (resident values + outputs) is "
+      << bytes_str(floor_bytes(p));
   if (!why.empty()) msg << "; " << planner << ": " << why;
   throw Infeasible(msg.str(), budget_bytes, smallest);
 }
 
-int64_t smallest_feasible_budget(const Problem& p, const std::string& planner, const PlannerOptions& opts) {
+int64_t smallest_feasible_budget(const Problem& p, const std::string& planner,
+                                 const PlannerOptions& opts) {
   validate_problem(p);
   const int64_t lo = floor_bytes(p);
   const int64_t peak = no_remat_peak(p);

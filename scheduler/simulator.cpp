@@ -8,7 +8,9 @@
 namespace lethe::sched {
 namespace {
 
-std::string node_str(NodeId v) { return "node " + std::to_string(v); }
+std::string node_str(NodeId v) {
+  return "node " + std::to_string(v);
+}
 
 }  // namespace
 
@@ -38,26 +40,32 @@ SimResult simulate(const Problem& p, const Plan& plan) {
     const Step& s = plan.steps[i];
     const NodeId v = s.node;
     if (v < 0 || v >= n) {
-      return fail(i, node_str(v) + " does not exist (the graph has " + std::to_string(n) + " nodes)");
+      return fail(i,
+                  node_str(v) + " does not exist (the graph has " + std::to_string(n) + " nodes)");
     }
     const Node& node = p.nodes[v];
     if (s.kind == Step::Kind::compute) {
-      if (node.resident) return fail(i, "rule 2: compute " + node_str(v) + ", which is resident (never computed)");
-      if (in_mem[v]) return fail(i, "rule 2: compute " + node_str(v) + ", which is already in memory");
+      if (node.resident)
+        return fail(i, "rule 2: compute " + node_str(v) + ", which is resident (never computed)");
+      if (in_mem[v])
+        return fail(i, "rule 2: compute " + node_str(v) + ", which is already in memory");
       for (NodeId u : node.inputs) {
         if (!in_mem[u]) {
-          return fail(i, "rule 2: compute " + node_str(v) + " whose input " + node_str(u) + " is not in memory");
+          return fail(i, "rule 2: compute " + node_str(v) + " whose input " + node_str(u) +
+                             " is not in memory");
         }
       }
       in_mem[v] = 1;
       mem += node.bytes;
       r.cost += node.cost;
       ++r.compute_steps;
-      // The first compute step sets the peak even when it is below the resident bytes (it cannot be).
+      // The first compute step sets the peak even when it is below the resident bytes (it cannot
+      // be).
       r.peak_bytes = std::max(r.peak_bytes, mem);
       if (mem > plan.budget_bytes) {
-        return fail(i, "rule 2: compute " + node_str(v) + " brings memory to " + std::to_string(mem) +
-                           " bytes, over the budget of " + std::to_string(plan.budget_bytes));
+        return fail(i, "rule 2: compute " + node_str(v) + " brings memory to " +
+                           std::to_string(mem) + " bytes, over the budget of " +
+                           std::to_string(plan.budget_bytes));
       }
     } else {
       if (!in_mem[v]) return fail(i, "rule 3: free " + node_str(v) + ", which is not in memory");
@@ -68,7 +76,8 @@ SimResult simulate(const Problem& p, const Plan& plan) {
   }
   for (NodeId o : p.outputs) {
     if (o < 0 || o >= n || !in_mem[o]) {
-      return fail(plan.steps.size(), "rule 4: output " + node_str(o) + " is not in memory at the end");
+      return fail(plan.steps.size(),
+                  "rule 4: output " + node_str(o) + " is not in memory at the end");
     }
   }
   r.makespan = r.cost;  // one stream: the steps run one after the other

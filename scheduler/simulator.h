@@ -18,12 +18,12 @@ struct SimResult {
   bool valid = true;
   int64_t first_bad_step = -1;  // index into plan.steps; steps.size() when only rule 4 fails
   std::string message;          // names the rule broken and the node
-  int64_t peak_bytes = 0;       // largest memory in use at a compute step (resident bytes when none);
-                                // with streams, the largest over every order the waits allow
-  double cost = 0.0;            // sum of the costs of the compute steps
+  int64_t peak_bytes = 0;  // largest memory in use at a compute step (resident bytes when none);
+                           // with streams, the largest over every order the waits allow
+  double cost = 0.0;       // sum of the costs of the compute steps
   int64_t compute_steps = 0;
-  double makespan = 0.0;        // predicted time, makespan() in streams.h; == cost for a serial plan
-  int streams = 1;              // stream_count(plan)
+  double makespan = 0.0;  // predicted time, makespan() in streams.h; == cost for a serial plan
+  int streams = 1;        // stream_count(plan)
 };
 
 // Stops at the first violation, as a checker applying the rules in order does; peak and cost then

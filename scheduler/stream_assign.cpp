@@ -12,7 +12,8 @@ namespace {
 
 // The waits each step of a serial plan needs in any order (indices of earlier steps), before
 // streams are known.
-std::vector<std::vector<int64_t>> serial_waits(const Problem& p, const Plan& plan, const StreamAssignOptions& o) {
+std::vector<std::vector<int64_t>> serial_waits(const Problem& p, const Plan& plan,
+                                               const StreamAssignOptions& o) {
   const size_t n = p.nodes.size(), m = plan.steps.size();
   std::vector<std::vector<int64_t>> waits(m);
   std::vector<int64_t> live(n, -1);       // per node: the compute step of its live instance
@@ -28,9 +29,10 @@ std::vector<std::vector<int64_t>> serial_waits(const Problem& p, const Plan& pla
       for (NodeId x : p.nodes[v].inputs) {
         const size_t xi = static_cast<size_t>(x);
         if (p.nodes[xi].resident) continue;
-        if (live[xi] < 0) throw Error("assign_streams: step " + std::to_string(i) + " computes node " +
-                                      std::to_string(v) + " whose input " + std::to_string(x) +
-                                      " is not in memory: the serial plan is not valid");
+        if (live[xi] < 0)
+          throw Error("assign_streams: step " + std::to_string(i) + " computes node " +
+                      std::to_string(v) + " whose input " + std::to_string(x) +
+                      " is not in memory: the serial plan is not valid");
         w.push_back(live[xi]);
         readers[xi].push_back(static_cast<int64_t>(i));
       }
@@ -43,8 +45,9 @@ std::vector<std::vector<int64_t>> serial_waits(const Problem& p, const Plan& pla
       live[v] = static_cast<int64_t>(i);
       readers[v].clear();
     } else {
-      if (live[v] < 0) throw Error("assign_streams: step " + std::to_string(i) + " frees node " +
-                                   std::to_string(v) + ", which is not in memory: the serial plan is not valid");
+      if (live[v] < 0)
+        throw Error("assign_streams: step " + std::to_string(i) + " frees node " +
+                    std::to_string(v) + ", which is not in memory: the serial plan is not valid");
       w.push_back(live[v]);
       w.insert(w.end(), readers[v].begin(), readers[v].end());
       readers[v].clear();
@@ -78,7 +81,8 @@ std::vector<std::vector<int64_t>> serial_waits(const Problem& p, const Plan& pla
       }
       const int64_t off = o.layout->offsets[i];
       if (off < 0) continue;
-      const int64_t size = (std::max<int64_t>(p.nodes[v].bytes, 1) + o.alignment - 1) / o.alignment * o.alignment;
+      const int64_t size =
+          (std::max<int64_t>(p.nodes[v].bytes, 1) + o.alignment - 1) / o.alignment * o.alignment;
       bufs[i] = Buf{off, off + size, static_cast<int64_t>(i), -1};
       open[v] = static_cast<int64_t>(i);
       for (const Buf& b : freed)
@@ -95,26 +99,31 @@ std::vector<std::vector<int64_t>> serial_waits(const Problem& p, const Plan& pla
 }  // namespace
 
 Plan assign_streams(const Problem& p, const Plan& serial, const StreamAssignOptions& o) {
-  if (o.streams < 1) throw Error("assign_streams: streams must be at least 1, got " + std::to_string(o.streams));
+  if (o.streams < 1)
+    throw Error("assign_streams: streams must be at least 1, got " + std::to_string(o.streams));
   if (has_streams(serial)) throw Error("assign_streams: the plan already has streams");
   const size_t n = p.nodes.size(), m = serial.steps.size();
   if (!o.cost.empty() && o.cost.size() != n)
-    throw Error("assign_streams: " + std::to_string(o.cost.size()) + " costs for " + std::to_string(n) + " nodes");
+    throw Error("assign_streams: " + std::to_string(o.cost.size()) + " costs for " +
+                std::to_string(n) + " nodes");
   if (!o.exclusive.empty() && o.exclusive.size() != n)
     throw Error("assign_streams: " + std::to_string(o.exclusive.size()) + " exclusive flags for " +
                 std::to_string(n) + " nodes");
   if (!o.dedicated.empty() && o.dedicated.size() != n)
     throw Error("assign_streams: " + std::to_string(o.dedicated.size()) + " dedicated flags for " +
                 std::to_string(n) + " nodes");
-  const bool dedicated = std::find(o.dedicated.begin(), o.dedicated.end(), uint8_t{1}) != o.dedicated.end();
+  const bool dedicated =
+      std::find(o.dedicated.begin(), o.dedicated.end(), uint8_t{1}) != o.dedicated.end();
   if (dedicated && o.streams < 2)
-    throw Error("assign_streams: a dedicated stream needs at least 2 streams, got " + std::to_string(o.streams));
+    throw Error("assign_streams: a dedicated stream needs at least 2 streams, got " +
+                std::to_string(o.streams));
   if (o.layout && o.layout->offsets.size() != m)
-    throw Error("assign_streams: a layout of " + std::to_string(o.layout->offsets.size()) + " steps for a plan of " +
-                std::to_string(m));
+    throw Error("assign_streams: a layout of " + std::to_string(o.layout->offsets.size()) +
+                " steps for a plan of " + std::to_string(m));
   for (const Step& s : serial.steps)
     if (s.node < 0 || static_cast<size_t>(s.node) >= n)
-      throw Error("assign_streams: the plan names node " + std::to_string(s.node) + ", which does not exist");
+      throw Error("assign_streams: the plan names node " + std::to_string(s.node) +
+                  ", which does not exist");
   Plan out = serial;
   if (o.streams == 1) return out;
   const std::vector<std::vector<int64_t>> waits = serial_waits(p, serial, o);
@@ -135,7 +144,8 @@ Plan assign_streams(const Problem& p, const Plan& serial, const StreamAssignOpti
       ready = std::max(ready, f);
     }
     // Computes of other nodes share the streams before a dedicated last one.
-    const bool on_last = dedicated && s.kind == Step::Kind::compute && o.dedicated[static_cast<size_t>(s.node)];
+    const bool on_last =
+        dedicated && s.kind == Step::Kind::compute && o.dedicated[static_cast<size_t>(s.node)];
     const int open = dedicated && s.kind == Step::Kind::compute && !on_last ? k - 1 : k;
     int chosen = on_last ? k - 1 : last_stream >= 0 && last_stream < open ? last_stream : 0;
     // A free that waits for a step of the dedicated stream goes there: the other streams never wait
@@ -144,7 +154,8 @@ Plan assign_streams(const Problem& p, const Plan& serial, const StreamAssignOpti
       for (int64_t w : waits[i])
         if (stream[static_cast<size_t>(w)] == k - 1) chosen = k - 1;
     const double d = s.kind == Step::Kind::compute
-                         ? (o.cost.empty() ? p.nodes[static_cast<size_t>(s.node)].cost : o.cost[static_cast<size_t>(s.node)])
+                         ? (o.cost.empty() ? p.nodes[static_cast<size_t>(s.node)].cost
+                                           : o.cost[static_cast<size_t>(s.node)])
                          : 0.0;
     if (s.kind == Step::Kind::compute && !on_last) {
       double best = std::max(ready, free_at[static_cast<size_t>(chosen)]);
@@ -169,7 +180,8 @@ Plan assign_streams(const Problem& p, const Plan& serial, const StreamAssignOpti
     std::vector<int64_t> latest(static_cast<size_t>(k), -1);
     for (int64_t w : waits[i]) {
       const int t = stream[static_cast<size_t>(w)];
-      if (t != stream[i]) latest[static_cast<size_t>(t)] = std::max(latest[static_cast<size_t>(t)], w);
+      if (t != stream[i])
+        latest[static_cast<size_t>(t)] = std::max(latest[static_cast<size_t>(t)], w);
     }
     for (int64_t w : latest)
       if (w >= 0) s.after.push_back(w);

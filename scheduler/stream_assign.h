@@ -8,13 +8,13 @@
 //   Plan par = assign_streams(p, serial, o);    // valid in every order; l stays a safe layout
 //   double t = makespan(p, par, &o.cost);       // compare with the serial plan's time
 //
-// Waits come from three sources (four with keep_serial_peak): data (a compute waits for the compute of each input's live
-// instance; a free waits for every read of the instance it drops; a recompute waits for the free of
-// the node's previous instance), memory (with `layout`: a compute waits for the free of every
-// earlier buffer whose bytes its own overlap, so that layout holds in every order; without it the
-// caller lays the plan out again, and layout_plan() keeps buffers that may be live together apart)
-// and `exclusive` nodes (computes that share one resource, such as a reserved workspace, run one at
-// a time in plan order).
+// Waits come from three sources (four with keep_serial_peak): data (a compute waits for the compute
+// of each input's live instance; a free waits for every read of the instance it drops; a recompute
+// waits for the free of the node's previous instance), memory (with `layout`: a compute waits for
+// the free of every earlier buffer whose bytes its own overlap, so that layout holds in every
+// order; without it the caller lays the plan out again, and layout_plan() keeps buffers that may be
+// live together apart) and `exclusive` nodes (computes that share one resource, such as a reserved
+// workspace, run one at a time in plan order).
 //
 // Streams are chosen greedily, in plan order, by the earliest start under `cost` (a list schedule):
 // a compute goes to the stream where it can start first, preferring the stream of the input it

@@ -448,8 +448,9 @@ WorstCase worst_case_memory(const Problem& p, const Plan& plan, bool greedy_star
   }
   // Max-flow min-cut: the source side's weight is the positive total less the whole flow.
   if (weight != positive - start_flow - cut)
-    throw Error("internal error: worst_case_memory's minimum cut (" + std::to_string(cut) + ") does not match the " +
-                "weight of its source side (" + std::to_string(weight) + " of " + std::to_string(positive) + ")");
+    throw Error("internal error: worst_case_memory's minimum cut (" + std::to_string(cut) +
+                ") does not match the " + "weight of its source side (" + std::to_string(weight) +
+                " of " + std::to_string(positive) + ")");
   // Live values: computes in the ideal whose node's next step is not in it.
   std::vector<int64_t> next(static_cast<size_t>(n), -1), seen(static_cast<size_t>(p.size()), -1);
   for (int i = n - 1; i >= 0; --i) {

@@ -17,9 +17,9 @@
 namespace lethe::sched {
 
 struct UndirectedGraph {
-  std::vector<NodeId> node_of;          // local vertex -> problem node id
-  std::vector<int> vertex_of;           // problem node id -> local vertex, -1 when left out
-  std::vector<std::vector<int>> adj;    // symmetric, no self loops, no duplicates
+  std::vector<NodeId> node_of;        // local vertex -> problem node id
+  std::vector<int> vertex_of;         // problem node id -> local vertex, -1 when left out
+  std::vector<std::vector<int>> adj;  // symmetric, no self loops, no duplicates
   int size() const { return static_cast<int>(adj.size()); }
 };
 
@@ -52,14 +52,14 @@ bool is_tree_decomposition(const TreeDecomposition& td, const std::vector<std::v
 // no bag and no vertex whose children are the trees of the forest.
 struct SeparatorTree {
   int root = 0;
-  std::vector<int> bag;                     // separator node -> bag index (-1 for the virtual root)
-  std::vector<int> parent;                  // -1 for the root
+  std::vector<int> bag;     // separator node -> bag index (-1 for the virtual root)
+  std::vector<int> parent;  // -1 for the root
   std::vector<int> depth;
   std::vector<std::vector<int>> children;
-  std::vector<std::vector<int>> owned;      // vertices owned, sorted
-  std::vector<int> owner;                   // vertex -> separator node
-  std::vector<int> tin, tout;               // Euler intervals: s is in subtree(t) iff tin[t]<=tin[s]<tout[t]
-  int height() const;                       // max depth
+  std::vector<std::vector<int>> owned;  // vertices owned, sorted
+  std::vector<int> owner;               // vertex -> separator node
+  std::vector<int> tin, tout;  // Euler intervals: s is in subtree(t) iff tin[t]<=tin[s]<tout[t]
+  int height() const;          // max depth
   bool in_subtree(int s, int t) const { return tin[t] <= tin[s] && tin[s] < tout[t]; }
 };
 

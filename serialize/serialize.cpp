@@ -15,7 +15,9 @@ namespace {
 
 constexpr const char* kCheckpointFormat = "lethe-checkpoint/1";
 
-const char* st_dtype(DType t) { return t == DType::f32 ? "F32" : t == DType::f64 ? "F64" : "I64"; }
+const char* st_dtype(DType t) {
+  return t == DType::f32 ? "F32" : t == DType::f64 ? "F64" : "I64";
+}
 
 // The session that holds loaded tensors: a CPU session of its own, never current, with no budget,
 // so a load takes nothing from a training session's arena.
@@ -27,20 +29,22 @@ std::shared_ptr<SessionState> host_session() {
   return s;
 }
 
-int64_t parse_int(const std::map<std::string, std::string>& meta, const std::string& key, const std::string& path) {
+int64_t parse_int(const std::map<std::string, std::string>& meta, const std::string& key,
+                  const std::string& path) {
   auto it = meta.find(key);
   LETHE_CHECK(it != meta.end(), "load_checkpoint: ", path, " has no '", key, "' in its metadata");
   char* end = nullptr;
   errno = 0;
   const long long v = std::strtoll(it->second.c_str(), &end, 10);
-  LETHE_CHECK(!it->second.empty() && end && *end == '\0' && errno == 0, "load_checkpoint: ", path, ": '", key,
-              "' is not an integer: '", it->second, "'");
+  LETHE_CHECK(!it->second.empty() && end && *end == '\0' && errno == 0, "load_checkpoint: ", path,
+              ": '", key, "' is not an integer: '", it->second, "'");
   return v;
 }
 
 }  // namespace
 
-void save(const std::string& path, const StateDict& tensors, const std::map<std::string, std::string>& metadata) {
+void save(const std::string& path, const StateDict& tensors,
+          const std::map<std::string, std::string>& metadata) {
   std::vector<std::vector<unsigned char>> bytes;
   bytes.reserve(tensors.size());
   std::vector<io::TensorToWrite> out;
@@ -83,9 +87,11 @@ Loaded load(const std::string& path) {
     else if (v.dtype == "I64")
       t = DType::i64;
     else
-      throw Error(detail::concat("load: ", path, ": tensor '", v.name, "' is ", v.dtype,
-                                 "; Lethe holds F32, F64 and I64 tensors (convert it before saving)"));
-    out.tensors.insert(v.name, tensor_from_bytes(host, Shape(v.shape), t, f.data(v), v.end - v.begin));
+      throw Error(
+          detail::concat("load: ", path, ": tensor '", v.name, "' is ", v.dtype,
+                         "; Lethe holds F32, F64 and I64 tensors (convert it before saving)"));
+    out.tensors.insert(v.name,
+                       tensor_from_bytes(host, Shape(v.shape), t, f.data(v), v.end - v.begin));
   }
   return out;
 }
@@ -100,7 +106,8 @@ void save_checkpoint(const std::string& path, const nn::Module& model, const opt
   meta["format"] = kCheckpointFormat;
   for (const auto& [k, v] : os.fields) meta["optimizer." + k] = v;
   const auto params = model.parameters();
-  const RngState rng = (params.empty() ? current_session() : params.front().impl()->session)->rng_state();
+  const RngState rng =
+      (params.empty() ? current_session() : params.front().impl()->session)->rng_state();
   meta["session.seed"] = std::to_string(rng.seed);
   meta["session.step"] = std::to_string(rng.step);
   meta["session.next_stream"] = std::to_string(rng.next_stream);
@@ -112,16 +119,19 @@ void save_checkpoint(const std::string& path, const nn::Module& model, const opt
   save(path, tensors, meta);
 }
 
-TrainingProgress load_checkpoint(const std::string& path, nn::Module& model, optim::Optimizer& opt) {
+TrainingProgress load_checkpoint(const std::string& path, nn::Module& model,
+                                 optim::Optimizer& opt) {
   Loaded l = load(path);
   auto fmt = l.metadata.find("format");
-  LETHE_CHECK(fmt != l.metadata.end() && fmt->second == kCheckpointFormat, "load_checkpoint: ", path,
-              " is not a Lethe training checkpoint (metadata 'format' is ",
-              fmt == l.metadata.end() ? std::string("absent") : "'" + fmt->second + "'", ", expected '",
-              kCheckpointFormat, "'); load weights with lethe::load and load_state_dict");
+  LETHE_CHECK(
+      fmt != l.metadata.end() && fmt->second == kCheckpointFormat, "load_checkpoint: ", path,
+      " is not a Lethe training checkpoint (metadata 'format' is ",
+      fmt == l.metadata.end() ? std::string("absent") : "'" + fmt->second + "'", ", expected '",
+      kCheckpointFormat, "'); load weights with lethe::load and load_state_dict");
   for (const auto& [k, t] : l.tensors)
-    LETHE_CHECK(k.rfind("model.", 0) == 0 || k.rfind("optimizer.", 0) == 0, "load_checkpoint: ", path,
-                ": tensor '", k, "' belongs to neither the model nor the optimizer");
+    LETHE_CHECK(k.rfind("model.", 0) == 0 || k.rfind("optimizer.", 0) == 0,
+                "load_checkpoint: ", path, ": tensor '", k,
+                "' belongs to neither the model nor the optimizer");
   optim::OptimizerState os;
   os.tensors = l.tensors.with_prefix_removed("optimizer.");
   for (const auto& [k, v] : l.metadata)

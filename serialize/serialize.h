@@ -7,8 +7,9 @@
 //
 //   // A training checkpoint: model, optimizer, the session's random state, the step and the data
 //   // position, written atomically (a crash mid-save leaves the last good file in place).
-//   lethe::save_checkpoint("run.ckpt", *model, opt, {.step = step, .loader_epoch = e, .loader_batch = b});
-//   lethe::TrainingProgress p = lethe::load_checkpoint("run.ckpt", *model, opt);   // then go on at p.step
+//   lethe::save_checkpoint("run.ckpt", *model, opt, {.step = step, .loader_epoch = e, .loader_batch
+//   = b}); lethe::TrainingProgress p = lethe::load_checkpoint("run.ckpt", *model, opt);   // then
+//   go on at p.step
 #pragma once
 
 #include <cstdint>
@@ -23,7 +24,8 @@ namespace lethe {
 
 // Writes `tensors` (f32 -> F32, f64 -> F64, i64 -> I64) and `metadata` (safetensors' __metadata__)
 // to `path` atomically: a temporary file, flushed to disk, then renamed over `path`.
-void save(const std::string& path, const StateDict& tensors, const std::map<std::string, std::string>& metadata = {});
+void save(const std::string& path, const StateDict& tensors,
+          const std::map<std::string, std::string>& metadata = {});
 
 struct Loaded {
   StateDict tensors;                            // on the host (CPU), in the file's order
@@ -40,7 +42,8 @@ struct TrainingProgress {
   int64_t loader_epoch = 0;    // the data loader's epoch of the next batch
   int64_t loader_batch = 0;    // and that batch's index within the epoch
   int64_t scheduler_step = 0;  // the learning-rate schedule's step
-  std::map<std::string, std::string> extra{};  // anything else the program wants back (saved as "extra.<key>")
+  std::map<std::string, std::string>
+      extra{};  // anything else the program wants back (saved as "extra.<key>")
 };
 
 // Model ("model.<name>"), optimizer ("optimizer.<...>"), the random state of the model's session

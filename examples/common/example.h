@@ -4,8 +4,9 @@
 // the same model made in the same process.
 //
 //   lethe::examples::CommonFlags flags;
-//   flags.add(app);                                    // --device --memory-budget --planner --steps ...
-//   auto make = [&]() { /* build model + optimizer in the current session, batch flags.batch */
+//   flags.add(app);                                    // --device --memory-budget --planner
+//   --steps ... auto make = [&]() { /* build model + optimizer in the current session, batch
+//   flags.batch */
 //                       return cross_entropy_job(net, loader, opt, sched); };
 //   return lethe::examples::main_loop("resnet-18", flags, make);
 #pragma once
@@ -38,7 +39,7 @@ inline std::string default_streams() {
 
 struct CommonFlags {
   std::string device = "cpu";
-  std::string budget;            // "" = unlimited
+  std::string budget;  // "" = unlimited
   std::string planner = "auto";
   int64_t steps = 100;
   int64_t batch = 32;
@@ -49,53 +50,75 @@ struct CommonFlags {
   bool compare = false;           // an unlimited run of as many steps as the main run
   int threads = 0;
   std::string streams = default_streams();  // --streams: N or "auto" (parse_streams)
-  bool quiet = false;             // no progress lines (reports only)
-  std::string save, resume;       // checkpoint files
-  int64_t save_every = 0;         // steps between checkpoints (0: only at the end)
-  bool max_batch = false;         // find the largest batch for the budget instead of training
-  double max_overhead = 0;        // with max_batch: the largest predicted overhead allowed (0: any)
-  bool data_parallel = false;     // --data-parallel: one rank of `mpirun -np N` (dist/dist.h)
-  double bucket_mib = 25;         // --bucket-mib: gradient bucket size of the all-reduce
+  bool quiet = false;                       // no progress lines (reports only)
+  std::string save, resume;                 // checkpoint files
+  int64_t save_every = 0;                   // steps between checkpoints (0: only at the end)
+  bool max_batch = false;      // find the largest batch for the budget instead of training
+  double max_overhead = 0;     // with max_batch: the largest predicted overhead allowed (0: any)
+  bool data_parallel = false;  // --data-parallel: one rank of `mpirun -np N` (dist/dist.h)
+  double bucket_mib = 25;      // --bucket-mib: gradient bucket size of the all-reduce
 
   void add(CLI::App& app) {
     app.add_option("--device", device, "cpu or cuda[:i]")->capture_default_str();
     app.add_option("--memory-budget", budget,
                    "memory budget: bytes (\"512MiB\") or a fraction of the activations (\"0.25\"); "
                    "empty = unlimited");
-    app.add_option("--planner", planner, "planner: auto, lethe, dtr, treewidth, chain, sqrt, checkmate, keep-all")
+    app.add_option("--planner", planner,
+                   "planner: auto, lethe, dtr, treewidth, chain, sqrt, checkmate, keep-all")
         ->capture_default_str();
-    app.add_option("--steps", steps, "training steps")->capture_default_str()->check(CLI::NonNegativeNumber);
-    app.add_option("--batch", batch, "batch size")->capture_default_str()->check(CLI::PositiveNumber);
-    app.add_option("--seed", seed, "seed of initialisation, data and dropout")->capture_default_str();
-    app.add_option("--export-graph", export_graph,
-                   "write the last training step as a remat-graph/1 file (op costs: its measured times)");
+    app.add_option("--steps", steps, "training steps")
+        ->capture_default_str()
+        ->check(CLI::NonNegativeNumber);
+    app.add_option("--batch", batch, "batch size")
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
+    app.add_option("--seed", seed, "seed of initialisation, data and dropout")
+        ->capture_default_str();
+    app.add_option(
+        "--export-graph", export_graph,
+        "write the last training step as a remat-graph/1 file (op costs: its measured times)");
     app.add_option("--trace", trace, "write a Chrome trace (ui.perfetto.dev) of the budgeted run");
     app.add_option("--compare-unlimited", compare_unlimited,
-                   "after the budgeted run, run this many steps without a budget (same model, same batches) to measure the "
+                   "after the budgeted run, run this many steps without a budget (same model, same "
+                   "batches) to measure the "
                    "overhead and check the losses bitwise")
         ->capture_default_str();
-    app.add_flag("--compare", compare, "with --memory-budget: then train as many steps with unlimited memory, to "
+    app.add_flag("--compare", compare,
+                 "with --memory-budget: then train as many steps with unlimited memory, to "
                  "measure the overhead and check the losses bitwise");
     app.add_option("--threads", threads, "CPU threads (0: default)")->capture_default_str();
-    app.add_option("--streams", streams, "streams a step runs on: N (1: serial, every op in order; N >= 2: N "
-                   "streams sharing --threads) or auto (the planner chooses per step from measured op times)")
+    app.add_option("--streams", streams,
+                   "streams a step runs on: N (1: serial, every op in order; N >= 2: N "
+                   "streams sharing --threads) or auto (the planner chooses per step from measured "
+                   "op times)")
         ->capture_default_str();
     app.add_flag("--quiet", quiet, "no progress lines (the report only)");
-    app.add_option("--save", save, "write a training checkpoint (safetensors) here at the end, and every "
+    app.add_option("--save", save,
+                   "write a training checkpoint (safetensors) here at the end, and every "
                    "--save-every steps ({step} in the name is replaced by the step count)");
     app.add_option("--save-every", save_every, "steps between checkpoints (0: only at the end)")
-        ->capture_default_str()->check(CLI::NonNegativeNumber);
-    app.add_option("--resume", resume, "continue the run saved in this checkpoint (same flags): the steps after "
+        ->capture_default_str()
+        ->check(CLI::NonNegativeNumber);
+    app.add_option("--resume", resume,
+                   "continue the run saved in this checkpoint (same flags): the steps after "
                    "it give bitwise what an uninterrupted run gives");
-    app.add_flag("--max-batch", max_batch, "instead of training, find the largest batch whose step fits "
+    app.add_flag("--max-batch", max_batch,
+                 "instead of training, find the largest batch whose step fits "
                  "--memory-budget (bytes), by planning candidate batches, and print the table");
-    app.add_flag("--data-parallel", data_parallel, "train data-parallel over the ranks of `mpirun -np N`: each rank "
-                 "its own batches (--batch per rank) and its own --memory-budget, gradients averaged over the ranks; "
+    app.add_flag("--data-parallel", data_parallel,
+                 "train data-parallel over the ranks of `mpirun -np N`: each rank "
+                 "its own batches (--batch per rank) and its own --memory-budget, gradients "
+                 "averaged over the ranks; "
                  "rank 0 prints");
-    app.add_option("--bucket-mib", bucket_mib, "with --data-parallel: MiB of gradients per all-reduce bucket")
-        ->capture_default_str()->check(CLI::PositiveNumber);
-    app.add_option("--max-overhead", max_overhead, "with --max-batch: the largest predicted overhead allowed "
-                   "(e.g. 1.2; 0: any)")->capture_default_str()->check(CLI::NonNegativeNumber);
+    app.add_option("--bucket-mib", bucket_mib,
+                   "with --data-parallel: MiB of gradients per all-reduce bucket")
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
+    app.add_option("--max-overhead", max_overhead,
+                   "with --max-batch: the largest predicted overhead allowed "
+                   "(e.g. 1.2; 0: any)")
+        ->capture_default_str()
+        ->check(CLI::NonNegativeNumber);
   }
   // Flag values the library would refuse, said in terms of the flags (the library's own messages
   // name its C++ API: SessionOptions::planner, Device::cpu()).
@@ -116,8 +139,8 @@ struct CommonFlags {
     }
     (void)parse_streams(streams, "--streams");
     if (Device::parse(device).is_cuda() && !cuda::is_available())
-      throw Error("--device " + device + ": no CUDA device is available (" + cuda::unavailable_reason() +
-                  "); use --device cpu");
+      throw Error("--device " + device + ": no CUDA device is available (" +
+                  cuda::unavailable_reason() + "); use --device cpu");
   }
   SessionOptions session(bool with_budget, bool with_trace) const {
     SessionOptions o;
@@ -136,7 +159,9 @@ struct CommonFlags {
   int64_t compare_steps() const { return compare ? steps : compare_unlimited; }
 };
 
-inline double mib(size_t b) { return static_cast<double>(b) / (1024.0 * 1024.0); }
+inline double mib(size_t b) {
+  return static_cast<double>(b) / (1024.0 * 1024.0);
+}
 
 inline std::string clock_str(double secs) {
   const auto t = static_cast<long long>(secs + 0.5);
@@ -155,41 +180,52 @@ class Progress {
  public:
   // show_streams: the session was asked for streams other than 1 (say how many each step ran on).
   Progress(bool tty, bool quiet, int64_t steps_per_epoch, int64_t steps, bool show_streams = false)
-      : tty_(tty), quiet_(quiet), show_streams_(show_streams), per_epoch_(steps_per_epoch), steps_(steps) {
+      : tty_(tty),
+        quiet_(quiet),
+        show_streams_(show_streams),
+        per_epoch_(steps_per_epoch),
+        steps_(steps) {
     const bool few_epochs = per_epoch_ > 0 && steps_ / per_epoch_ <= 20;
     every_ = few_epochs ? per_epoch_ : std::max<int64_t>(1, steps_ / 10);
   }
   // After `step` steps of the run (the step just run is step `step - 1`), which started at step
   // `first` (a resumed run), `elapsed` seconds after the run began. Lines name a step as
   // StepReport::step does (0 is the first step); "N/M" forms are counts of steps done.
-  void update(const std::string& label, int64_t step, int64_t first, double loss, double elapsed, int64_t samples,
-              const StepReport& r) {
+  void update(const std::string& label, int64_t step, int64_t first, double loss, double elapsed,
+              int64_t samples, const StepReport& r) {
     if (quiet_) return;
     const double samples_per_s = elapsed > 0 ? static_cast<double>(samples) / elapsed : 0.0;
-    const double eta =
-        step > first ? static_cast<double>(steps_ - step) * (elapsed / static_cast<double>(step - first)) : 0.0;
+    const double eta = step > first ? static_cast<double>(steps_ - step) *
+                                          (elapsed / static_cast<double>(step - first))
+                                    : 0.0;
     const bool boundary = step % every_ == 0 || step == steps_;
     char where[64];
     if (per_epoch_ > 0)
       std::snprintf(where, sizeof where, "epoch %lld/%lld step %lld, %lld/%lld done",
                     static_cast<long long>((step - 1) / per_epoch_ + 1),
-                    static_cast<long long>((steps_ + per_epoch_ - 1) / per_epoch_), static_cast<long long>(step - 1),
-                    static_cast<long long>(step), static_cast<long long>(steps_));
+                    static_cast<long long>((steps_ + per_epoch_ - 1) / per_epoch_),
+                    static_cast<long long>(step - 1), static_cast<long long>(step),
+                    static_cast<long long>(steps_));
     else
-      std::snprintf(where, sizeof where, "step %lld, %lld/%lld done", static_cast<long long>(step - 1),
-                    static_cast<long long>(step), static_cast<long long>(steps_));
+      std::snprintf(where, sizeof where, "step %lld, %lld/%lld done",
+                    static_cast<long long>(step - 1), static_cast<long long>(step),
+                    static_cast<long long>(steps_));
     if (tty_) {
       char streams[32] = "";
-      if (show_streams_) std::snprintf(streams, sizeof streams, "  %d stream%s", r.streams, r.streams == 1 ? "" : "s");
-      std::printf("\r%-9s %s  loss %.4f  %.0f samples/s  ETA %s  peak %.1f MiB%s%s\033[K", label.c_str(), where, loss,
-                  samples_per_s, clock_str(eta).c_str(), mib(r.peak_bytes), r.recomputed ? " (remat)" : "", streams);
+      if (show_streams_)
+        std::snprintf(streams, sizeof streams, "  %d stream%s", r.streams,
+                      r.streams == 1 ? "" : "s");
+      std::printf("\r%-9s %s  loss %.4f  %.0f samples/s  ETA %s  peak %.1f MiB%s%s\033[K",
+                  label.c_str(), where, loss, samples_per_s, clock_str(eta).c_str(),
+                  mib(r.peak_bytes), r.recomputed ? " (remat)" : "", streams);
       if (boundary) std::printf("\n");
       std::fflush(stdout);
     } else if (boundary) {
       // StepReport::str() describes the streams of a step that ran on more than one; a step the
       // planner kept serial under --streams auto is said here.
-      std::printf("%s %s loss %.6f %.0f samples/s ETA %s | %s%s\n", label.c_str(), where, loss, samples_per_s,
-                  clock_str(eta).c_str(), r.str().c_str(), show_streams_ && r.streams == 1 ? ", 1 stream (serial)" : "");
+      std::printf("%s %s loss %.6f %.0f samples/s ETA %s | %s%s\n", label.c_str(), where, loss,
+                  samples_per_s, clock_str(eta).c_str(), r.str().c_str(),
+                  show_streams_ && r.streams == 1 ? ", 1 stream (serial)" : "");
       std::fflush(stdout);
     }
   }
@@ -199,10 +235,10 @@ class Progress {
   int64_t per_epoch_, steps_, every_ = 1;
 };
 
-// One model's training, built inside the current session: step(i) records and runs step i and returns
-// its loss (NaN in a plan-only session, see --max-batch); finish() (optional) evaluates or samples at
-// the end of the main run and returns a line for the report. save(path, steps) writes a checkpoint
-// after `steps` steps; resume(path) loads one and returns the steps it had taken.
+// One model's training, built inside the current session: step(i) records and runs step i and
+// returns its loss (NaN in a plan-only session, see --max-batch); finish() (optional) evaluates or
+// samples at the end of the main run and returns a line for the report. save(path, steps) writes a
+// checkpoint after `steps` steps; resume(path) loads one and returns the steps it had taken.
 struct Job {
   std::function<double(int64_t step)> step;
   std::function<std::string()> finish;
@@ -234,12 +270,12 @@ void checkpoint_by_step(Job& job, std::shared_ptr<Net> net, std::shared_ptr<Opt>
 }
 
 // Training by cross entropy over a loader that starts again when it runs out (a new epoch):
-// cross_entropy of net(batch.data) against batch.target, backward, optimizer step, LR schedule; with
-// checkpoints that restore the data position too. (For segmentation the logits are [N, classes, H, W]
-// and the targets [N, H, W].)
+// cross_entropy of net(batch.data) against batch.target, backward, optimizer step, LR schedule;
+// with checkpoints that restore the data position too. (For segmentation the logits are [N,
+// classes, H, W] and the targets [N, H, W].)
 template <typename Net, typename Opt>
-Job cross_entropy_job(std::shared_ptr<Net> net, std::shared_ptr<data::DataLoader> loader, std::shared_ptr<Opt> opt,
-                      std::shared_ptr<optim::CosineWarmupLR> sched) {
+Job cross_entropy_job(std::shared_ptr<Net> net, std::shared_ptr<data::DataLoader> loader,
+                      std::shared_ptr<Opt> opt, std::shared_ptr<optim::CosineWarmupLR> sched) {
   auto it = std::make_shared<data::DataLoader::Iterator>(loader->begin());
   Job job;
   job.samples_per_step = loader->options().batch_size();
@@ -269,7 +305,8 @@ Job cross_entropy_job(std::shared_ptr<Net> net, std::shared_ptr<data::DataLoader
   job.resume = [=](const std::string& path) {
     const TrainingProgress p = load_checkpoint(path, *net, *opt);
     sched->set_step(p.scheduler_step);
-    *it = data::DataLoader::Iterator();  // free the current batch first: a tight budget has room for one
+    *it = data::DataLoader::Iterator();  // free the current batch first: a tight budget has room
+                                         // for one
     *it = loader->begin_at(p.loader_epoch, p.loader_batch);
     return p.step;
   };
@@ -288,18 +325,21 @@ struct RunResult {
   // busy, recomputation overlapped with other work.
   std::vector<int> streams;
   std::vector<double> predicted_s, parallel_s, overlapped_recompute_s;
-  std::string finish;  // the job's line for the report (an accuracy)
+  std::string finish;      // the job's line for the report (an accuracy)
   int64_t first_step = 0;  // StepReport::step of losses[0] (a resumed run starts past 0)
 };
 
-// Median of v[from..]; the first steps plan (twice: estimated, then measured costs) and warm caches.
+// Median of v[from..]; the first steps plan (twice: estimated, then measured costs) and warm
+// caches.
 inline double median_from(std::vector<double> v, size_t from) {
   if (v.size() > from) v.erase(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(from));
   if (v.empty()) return 0.0;
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
 }
-inline size_t timing_skip(size_t n) { return n > 4 ? 2 : (n > 2 ? 1 : 0); }
+inline size_t timing_skip(size_t n) {
+  return n > 4 ? 2 : (n > 2 ? 1 : 0);
+}
 
 // `pattern` with "{step}" replaced by `step` (checkpoints of several steps side by side).
 inline std::string checkpoint_path(const std::string& pattern, int64_t step) {
@@ -309,9 +349,10 @@ inline std::string checkpoint_path(const std::string& pattern, int64_t step) {
   return p;
 }
 
-// Runs make() in a fresh session with options `o` up to step `steps`: from step 0, or from the steps a
-// checkpoint `resume` had taken. Saves a checkpoint to `save` every `save_every` steps and at the end
-// (when given). Throws what the session throws (lethe::InfeasibleBudget when the budget cannot be met).
+// Runs make() in a fresh session with options `o` up to step `steps`: from step 0, or from the
+// steps a checkpoint `resume` had taken. Saves a checkpoint to `save` every `save_every` steps and
+// at the end (when given). Throws what the session throws (lethe::InfeasibleBudget when the budget
+// cannot be met).
 struct RunSpec {
   SessionOptions options;
   int64_t steps = 0;
@@ -329,11 +370,14 @@ inline RunResult run_session(const RunSpec& spec, const std::function<Job()>& ma
   if (!spec.resume.empty()) {
     LETHE_CHECK(job.resume, "--resume: this example cannot resume from a checkpoint");
     first = job.resume(spec.resume);
-    LETHE_CHECK(first <= spec.steps, "--resume: ", spec.resume, " is at step ", first, ", past --steps ", spec.steps);
-    if (!spec.quiet) std::printf("%s: resumed from %s at step %lld\n", spec.label.c_str(), spec.resume.c_str(),
-                                 static_cast<long long>(first));
+    LETHE_CHECK(first <= spec.steps, "--resume: ", spec.resume, " is at step ", first,
+                ", past --steps ", spec.steps);
+    if (!spec.quiet)
+      std::printf("%s: resumed from %s at step %lld\n", spec.label.c_str(), spec.resume.c_str(),
+                  static_cast<long long>(first));
   }
-  Progress progress(spec.tty, spec.quiet, job.steps_per_epoch, spec.steps, spec.options.streams != 1);
+  Progress progress(spec.tty, spec.quiet, job.steps_per_epoch, spec.steps,
+                    spec.options.streams != 1);
   r.first_step = first;
   double smooth = 0;
   int64_t seen = 0;
@@ -380,27 +424,32 @@ inline RunResult run_session(const RunSpec& spec, const std::function<Job()>& ma
   return r;
 }
 
-// The report's streams line (--streams other than 1): how many streams the steps ran on, and the medians
-// of the measured and predicted makespans, of the time two or more streams were busy and of the
-// recomputation hidden behind other work, over the steps from `skip` on.
+// The report's streams line (--streams other than 1): how many streams the steps ran on, and the
+// medians of the measured and predicted makespans, of the time two or more streams were busy and of
+// the recomputation hidden behind other work, over the steps from `skip` on.
 inline void print_streams_line(const std::string& flag, const RunResult& r, size_t skip) {
-  std::vector<int> used(r.streams.begin() + static_cast<std::ptrdiff_t>(std::min(skip, r.streams.size())),
-                        r.streams.end());
+  std::vector<int> used(
+      r.streams.begin() + static_cast<std::ptrdiff_t>(std::min(skip, r.streams.size())),
+      r.streams.end());
   if (used.empty()) return;
   const int most = *std::max_element(used.begin(), used.end());
   const auto parallel_steps = std::count_if(used.begin(), used.end(), [](int n) { return n > 1; });
-  std::printf("streams:       --streams %s: %d stream%s at most, more than one in %lld of %zu steps; makespan "
-              "%.1f ms measured, %.1f ms predicted; 2+ streams busy %.1f ms; recompute overlapped %.1f ms "
-              "(medians of steps %zu..%zu)\n",
-              flag.c_str(), most, most == 1 ? "" : "s", static_cast<long long>(parallel_steps), used.size(),
-              median_from(r.exec_s, skip) * 1e3, median_from(r.predicted_s, skip) * 1e3,
-              median_from(r.parallel_s, skip) * 1e3, median_from(r.overlapped_recompute_s, skip) * 1e3,
-              static_cast<size_t>(r.first_step) + skip, static_cast<size_t>(r.first_step) + r.streams.size() - 1);
+  std::printf(
+      "streams:       --streams %s: %d stream%s at most, more than one in %lld of %zu steps; "
+      "makespan "
+      "%.1f ms measured, %.1f ms predicted; 2+ streams busy %.1f ms; recompute overlapped %.1f ms "
+      "(medians of steps %zu..%zu)\n",
+      flag.c_str(), most, most == 1 ? "" : "s", static_cast<long long>(parallel_steps), used.size(),
+      median_from(r.exec_s, skip) * 1e3, median_from(r.predicted_s, skip) * 1e3,
+      median_from(r.parallel_s, skip) * 1e3, median_from(r.overlapped_recompute_s, skip) * 1e3,
+      static_cast<size_t>(r.first_step) + skip,
+      static_cast<size_t>(r.first_step) + r.streams.size() - 1);
 }
 
-// Bitwise comparison of two loss sequences over their common prefix: (steps compared, first mismatch
-// or -1).
-inline std::pair<size_t, int64_t> compare_bits(const std::vector<double>& a, const std::vector<double>& b) {
+// Bitwise comparison of two loss sequences over their common prefix: (steps compared, first
+// mismatch or -1).
+inline std::pair<size_t, int64_t> compare_bits(const std::vector<double>& a,
+                                               const std::vector<double>& b) {
   const size_t n = std::min(a.size(), b.size());
   for (size_t i = 0; i < n; ++i)
     if (std::memcmp(&a[i], &b[i], sizeof(double)) != 0) return {n, static_cast<int64_t>(i)};
@@ -409,13 +458,14 @@ inline std::pair<size_t, int64_t> compare_bits(const std::vector<double>& a, con
 
 // --max-batch: the largest batch whose step fits the budget (and --max-overhead), found by planning
 // candidate batches in plan-only sessions; prints the table. Returns the exit code.
-inline int max_batch_main(const std::string& model_name, CommonFlags& f, const std::function<Job()>& make) {
+inline int max_batch_main(const std::string& model_name, CommonFlags& f,
+                          const std::function<Job()>& make) {
   LETHE_CHECK(f.budgeted(), "--max-batch needs --memory-budget in bytes (e.g. 512MiB)");
   MaxBatchOptions mb;
   mb.max_overhead = f.max_overhead;
   {
-    // The data's own limit (a batch cannot hold more samples than the data set), from a job built in
-    // a throwaway unlimited CPU session.
+    // The data's own limit (a batch cannot hold more samples than the data set), from a job built
+    // in a throwaway unlimited CPU session.
     const int64_t batch = f.batch;
     f.batch = 1;
     Session probe(SessionOptions{.seed = f.seed});
@@ -425,7 +475,9 @@ inline int max_batch_main(const std::string& model_name, CommonFlags& f, const s
   }
   std::printf("finding the largest batch of %s whose training step fits --memory-budget %s%s...\n",
               model_name.c_str(), f.budget.c_str(),
-              f.max_overhead > 0 ? (" with a predicted overhead <= " + std::to_string(f.max_overhead)).c_str() : "");
+              f.max_overhead > 0
+                  ? (" with a predicted overhead <= " + std::to_string(f.max_overhead)).c_str()
+                  : "");
   const MaxBatchResult r = find_max_batch(
       f.session(true, false),
       [&](int64_t b) {
@@ -436,14 +488,17 @@ inline int max_batch_main(const std::string& model_name, CommonFlags& f, const s
       mb);
   std::printf("%s", r.table().c_str());
   if (r.batch == 0) {
-    std::printf("no batch fits: raise --memory-budget%s\n", f.max_overhead > 0 ? " or --max-overhead" : "");
+    std::printf("no batch fits: raise --memory-budget%s\n",
+                f.max_overhead > 0 ? " or --max-overhead" : "");
     return 1;
   }
   for (const BatchCandidate& c : r.tried)
     if (c.batch == r.batch)
-      std::printf("largest batch: %lld (planner %s, predicted overhead %.3fx, no-remat peak %.2f MiB, budget %.2f MiB)\n",
-                  static_cast<long long>(r.batch), c.planner.c_str(), c.predicted_overhead, mib(c.no_remat_peak_bytes),
-                  mib(c.budget_bytes));
+      std::printf(
+          "largest batch: %lld (planner %s, predicted overhead %.3fx, no-remat peak %.2f MiB, "
+          "budget %.2f MiB)\n",
+          static_cast<long long>(r.batch), c.planner.c_str(), c.predicted_overhead,
+          mib(c.no_remat_peak_bytes), mib(c.budget_bytes));
   return 0;
 }
 
@@ -455,39 +510,56 @@ struct DataParallelRun {
   explicit DataParallelRun(bool on) {
     if (!on) return;
     dist::init();
-    if (dist::rank() != 0 && std::freopen("/dev/null", "w", stdout) == nullptr) std::perror("freopen");
-    std::printf("data parallel: %d rank%s (%s), all-reduce bandwidth %.2f GB/s\n", dist::world_size(),
-                dist::world_size() == 1 ? "" : "s", dist::built_with_mpi() ? "MPI" : "built without MPI",
+    if (dist::rank() != 0 && std::freopen("/dev/null", "w", stdout) == nullptr)
+      std::perror("freopen");
+    std::printf("data parallel: %d rank%s (%s), all-reduce bandwidth %.2f GB/s\n",
+                dist::world_size(), dist::world_size() == 1 ? "" : "s",
+                dist::built_with_mpi() ? "MPI" : "built without MPI",
                 dist::allreduce_bandwidth() / 1e9);
   }
   ~DataParallelRun() { dist::finalize(); }
 };
 
-inline int main_loop(const std::string& model_name, CommonFlags& f, const std::function<Job()>& make) {
+inline int main_loop(const std::string& model_name, CommonFlags& f,
+                     const std::function<Job()>& make) {
   const bool tty = isatty(STDOUT_FILENO) == 1;
   try {
     const DataParallelRun ranks(f.data_parallel);
     f.validate();
     if (f.max_batch) return max_batch_main(model_name, f, make);
     // The budgeted run first: an infeasible budget is said at once, not after an unlimited run.
-    RunSpec m{.options = f.session(true, true), .steps = f.steps, .label = f.budgeted() ? "budgeted" : "train",
-              .tty = tty, .quiet = f.quiet, .run_finish = true, .export_graph = f.export_graph, .save = f.save,
-              .resume = f.resume, .save_every = f.save_every};
+    RunSpec m{.options = f.session(true, true),
+              .steps = f.steps,
+              .label = f.budgeted() ? "budgeted" : "train",
+              .tty = tty,
+              .quiet = f.quiet,
+              .run_finish = true,
+              .export_graph = f.export_graph,
+              .save = f.save,
+              .resume = f.resume,
+              .save_every = f.save_every};
     RunResult run = run_session(m, make);
     RunResult unl;
     const int64_t compare_steps = f.budgeted() ? f.compare_steps() : 0;
     const bool compare = compare_steps > 0;
     if (compare) {
       if (!f.quiet)
-        std::printf("unlimited-memory run of %lld steps (for the comparison)...\n", static_cast<long long>(compare_steps));
-      RunSpec u{.options = f.session(false, false), .steps = compare_steps, .label = "unlimited", .tty = tty,
-                .quiet = f.quiet, .resume = f.resume};
+        std::printf("unlimited-memory run of %lld steps (for the comparison)...\n",
+                    static_cast<long long>(compare_steps));
+      RunSpec u{.options = f.session(false, false),
+                .steps = compare_steps,
+                .label = "unlimited",
+                .tty = tty,
+                .quiet = f.quiet,
+                .resume = f.resume};
       unl = run_session(u, make);
     }
-    if (!f.trace.empty()) std::printf("wrote the execution trace to %s (open in ui.perfetto.dev)\n", f.trace.c_str());
+    if (!f.trace.empty())
+      std::printf("wrote the execution trace to %s (open in ui.perfetto.dev)\n", f.trace.c_str());
     if (!f.save.empty()) {
       const std::string last = checkpoint_path(f.save, f.steps);
-      std::printf("wrote the checkpoint %s (continue with --resume %s and a larger --steps)\n", last.c_str(), last.c_str());
+      std::printf("wrote the checkpoint %s (continue with --resume %s and a larger --steps)\n",
+                  last.c_str(), last.c_str());
     }
 
     const size_t skip = timing_skip(run.wall_s.size());
@@ -495,47 +567,66 @@ inline int main_loop(const std::string& model_name, CommonFlags& f, const std::f
     std::printf("\n== %s: report ==\n", model_name.c_str());
     if (!run.finish.empty()) std::printf("result:        %s\n", run.finish.c_str());
     if (!f.budgeted()) {
-      std::printf("memory:        unlimited; measured peak %.2f MiB (no rematerialisation)\n", mib(run.max_peak));
-      std::printf("step time:     %.1f ms (median; %.1f ms executing the graph)\n", step_s * 1e3, exec_s * 1e3);
+      std::printf("memory:        unlimited; measured peak %.2f MiB (no rematerialisation)\n",
+                  mib(run.max_peak));
+      std::printf("step time:     %.1f ms (median; %.1f ms executing the graph)\n", step_s * 1e3,
+                  exec_s * 1e3);
       if (f.streams != "1") print_streams_line(f.streams, run, skip);
       return 0;
     }
-    std::printf("memory:        budget %.2f MiB (--memory-budget %s), measured peak %.2f MiB, no-remat peak %.2f MiB\n",
-                mib(run.budget), f.budget.c_str(), mib(run.max_peak), mib(run.no_remat_peak));
-    std::printf("plan:          planner %s, %zu recomputations per step; planning %.2f s for the first step, "
-                "%.2f s in all\n",
-                run.planner.c_str(), run.recomputed, run.first_planning_s, run.planning_s);
+    std::printf(
+        "memory:        budget %.2f MiB (--memory-budget %s), measured peak %.2f MiB, no-remat "
+        "peak %.2f MiB\n",
+        mib(run.budget), f.budget.c_str(), mib(run.max_peak), mib(run.no_remat_peak));
+    std::printf(
+        "plan:          planner %s, %zu recomputations per step; planning %.2f s for the first "
+        "step, "
+        "%.2f s in all\n",
+        run.planner.c_str(), run.recomputed, run.first_planning_s, run.planning_s);
     // Steps are named as StepReport::step names them: 0 is the first.
-    const auto step_at = [](const RunResult& x, size_t k) { return static_cast<long long>(x.first_step) + static_cast<long long>(k); };
-    std::printf("step time:     %.1f ms budgeted (median of steps %lld..%lld; %.1f ms executing the graph)\n",
-                step_s * 1e3, step_at(run, skip), step_at(run, run.wall_s.size() - 1), exec_s * 1e3);
+    const auto step_at = [](const RunResult& x, size_t k) {
+      return static_cast<long long>(x.first_step) + static_cast<long long>(k);
+    };
+    std::printf(
+        "step time:     %.1f ms budgeted (median of steps %lld..%lld; %.1f ms executing the "
+        "graph)\n",
+        step_s * 1e3, step_at(run, skip), step_at(run, run.wall_s.size() - 1), exec_s * 1e3);
     if (f.streams != "1") print_streams_line(f.streams, run, skip);
     if (compare) {
       const size_t uskip = timing_skip(unl.wall_s.size());
       const double ustep = median_from(unl.wall_s, uskip), uexec = median_from(unl.exec_s, uskip);
-      std::printf("unlimited:     %.1f ms (measured in this process%s, median of steps %lld..%lld; %.1f ms executing; "
-                  "peak %.2f MiB)\n",
-                  ustep * 1e3, f.streams != "1" ? (", --streams " + f.streams).c_str() : "", step_at(unl, uskip),
-                  step_at(unl, unl.wall_s.size() - 1), uexec * 1e3, mib(unl.max_peak));
-      std::printf("overhead:      %.3fx measured step time (%.3fx graph execution), %.3fx predicted by the planner\n",
-                  ustep > 0 ? step_s / ustep : 0.0, uexec > 0 ? exec_s / uexec : 0.0, run.predicted_overhead);
+      std::printf(
+          "unlimited:     %.1f ms (measured in this process%s, median of steps %lld..%lld; %.1f ms "
+          "executing; "
+          "peak %.2f MiB)\n",
+          ustep * 1e3, f.streams != "1" ? (", --streams " + f.streams).c_str() : "",
+          step_at(unl, uskip), step_at(unl, unl.wall_s.size() - 1), uexec * 1e3, mib(unl.max_peak));
+      std::printf(
+          "overhead:      %.3fx measured step time (%.3fx graph execution), %.3fx predicted by the "
+          "planner\n",
+          ustep > 0 ? step_s / ustep : 0.0, uexec > 0 ? exec_s / uexec : 0.0,
+          run.predicted_overhead);
       auto [n, bad] = compare_bits(run.losses, unl.losses);
       if (bad < 0)
-        std::printf("losses:        bitwise equal to the unlimited run for all %zu compared steps\n", n);
+        std::printf(
+            "losses:        bitwise equal to the unlimited run for all %zu compared steps\n", n);
       else
         std::printf("losses:        DIFFER from the unlimited run at step %lld (%.9g vs %.9g)\n",
-                    step_at(run, static_cast<size_t>(bad)), run.losses[static_cast<size_t>(bad)], unl.losses[static_cast<size_t>(bad)]);
+                    step_at(run, static_cast<size_t>(bad)), run.losses[static_cast<size_t>(bad)],
+                    unl.losses[static_cast<size_t>(bad)]);
       if (bad >= 0) return 2;
     } else {
       const double pred = run.predicted_overhead > 0 ? step_s / run.predicted_overhead : 0.0;
-      std::printf("unlimited:     %.1f ms PREDICTED (not measured: pass --compare to measure)\n", pred * 1e3);
+      std::printf("unlimited:     %.1f ms PREDICTED (not measured: pass --compare to measure)\n",
+                  pred * 1e3);
       std::printf("overhead:      %.3fx PREDICTED by the planner\n", run.predicted_overhead);
     }
     return 0;
   } catch (const InfeasibleBudget& e) {
     std::fprintf(stderr, "\nerror: %s\n", e.what());
     if (e.smallest_feasible_bytes)
-      std::fprintf(stderr, "hint: --memory-budget %zuB (%.2f MiB) is the smallest budget that fits\n",
+      std::fprintf(stderr,
+                   "hint: --memory-budget %zuB (%.2f MiB) is the smallest budget that fits\n",
                    e.smallest_feasible_bytes, mib(e.smallest_feasible_bytes));
     return 1;
   } catch (const Error& e) {

@@ -1,7 +1,8 @@
-// A character-level GPT (decoder-only, pre-norm Transformer) trained with AdamW on text files; samples
-// text at the end and, under a budget, reports the cost of rematerialisation.
+// A character-level GPT (decoder-only, pre-norm Transformer) trained with AdamW on text files;
+// samples text at the end and, under a budget, reports the cost of rematerialisation.
 //
-//   build/examples/gpt/gpt --steps 300                                 # all of /usr/share/common-licenses
+//   build/examples/gpt/gpt --steps 300                                 # all of
+//   /usr/share/common-licenses
 //   build/examples/gpt/gpt --layers 6 --d-model 256 --context 256 --batch 8 --steps 6 \
 //       --memory-budget 0.25 --planner lethe --compare-unlimited 6 --trace gpt.trace.json
 //   build/examples/gpt/gpt --text book.txt --sample 500 --temperature 0.8
@@ -25,15 +26,26 @@ int main(int argc, char** argv) {
   int64_t sample = 200;
   double temperature = 0.8, lr = 3e-3, dropout = 0.0;
   std::string prompt = "The ";
-  app.add_option("--text", text_paths, "text file(s) or folder(s) to train on")->capture_default_str();
-  app.add_option("--layers", gc.layers, "Transformer blocks")->capture_default_str()->check(CLI::PositiveNumber);
-  app.add_option("--d-model", gc.d_model, "embedding width")->capture_default_str()->check(CLI::PositiveNumber);
-  app.add_option("--heads", gc.heads, "attention heads")->capture_default_str()->check(CLI::PositiveNumber);
-  app.add_option("--context", gc.context, "context length (characters)")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--text", text_paths, "text file(s) or folder(s) to train on")
+      ->capture_default_str();
+  app.add_option("--layers", gc.layers, "Transformer blocks")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--d-model", gc.d_model, "embedding width")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--heads", gc.heads, "attention heads")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--context", gc.context, "context length (characters)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   app.add_option("--dropout", dropout, "dropout probability")->capture_default_str();
   app.add_option("--lr", lr, "AdamW learning rate")->capture_default_str();
-  app.add_option("--sample", sample, "characters to sample at the end (0: none)")->capture_default_str();
-  app.add_option("--temperature", temperature, "sampling temperature (0: greedy)")->capture_default_str();
+  app.add_option("--sample", sample, "characters to sample at the end (0: none)")
+      ->capture_default_str();
+  app.add_option("--temperature", temperature, "sampling temperature (0: greedy)")
+      ->capture_default_str();
   app.add_option("--prompt", prompt, "text the sample starts from")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   gc.dropout = dropout;
@@ -51,14 +63,16 @@ int main(int argc, char** argv) {
                  static_cast<long long>(gc.d_model), static_cast<long long>(gc.heads));
     return 1;
   }
-  std::printf("text: %zu characters from %zu file(s), vocabulary %lld\n", text->size(), text->files(),
-              static_cast<long long>(gc.vocab));
+  std::printf("text: %zu characters from %zu file(s), vocabulary %lld\n", text->size(),
+              text->files(), static_cast<long long>(gc.vocab));
 
   auto make = [&]() -> Job {
     auto gpt = std::make_shared<GPT>(gc);
-    auto opt = std::make_shared<optim::AdamW>(gpt->parameters(), optim::AdamWOptions(lr).weight_decay(0.01));
-    auto sched = std::make_shared<optim::CosineWarmupLR>(*opt, std::min<int64_t>(30, flags.steps / 5 + 1),
-                                                         std::max<int64_t>(flags.steps, 1), 0.1 * lr);
+    auto opt = std::make_shared<optim::AdamW>(gpt->parameters(),
+                                              optim::AdamWOptions(lr).weight_decay(0.01));
+    auto sched =
+        std::make_shared<optim::CosineWarmupLR>(*opt, std::min<int64_t>(30, flags.steps / 5 + 1),
+                                                std::max<int64_t>(flags.steps, 1), 0.1 * lr);
     static bool printed = false;
     if (!printed) {
       std::cout << *gpt << ": " << gpt->num_parameters() << " parameters\n";
@@ -84,7 +98,8 @@ int main(int argc, char** argv) {
     job.finish = [=]() -> std::string {
       if (sample <= 0) return "";
       std::string s = sample_text(*gpt, *text, prompt, sample, temperature, seed);
-      std::printf("\n--- sample (temperature %.2f) ---\n%s%s\n---\n", temperature, prompt.c_str(), s.c_str());
+      std::printf("\n--- sample (temperature %.2f) ---\n%s%s\n---\n", temperature, prompt.c_str(),
+                  s.c_str());
       return "";
     };
     return job;

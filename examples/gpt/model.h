@@ -35,10 +35,12 @@ class GPT : public nn::Module {
     tok = register_module("tok_emb", std::make_shared<nn::Embedding>(c.vocab, c.d_model));
     pos = register_module("pos_emb", std::make_shared<nn::Embedding>(c.context, c.d_model));
     for (int64_t i = 0; i < c.layers; ++i)
-      blocks.push_back(register_module("block" + std::to_string(i),
-                                       std::make_shared<nn::TransformerBlock>(
-                                           nn::TransformerBlockOptions(c.d_model, c.heads).dropout(c.dropout).causal(true))));
-    ln_f = register_module("ln_f", std::make_shared<nn::LayerNorm>(nn::LayerNormOptions({c.d_model})));
+      blocks.push_back(register_module(
+          "block" + std::to_string(i),
+          std::make_shared<nn::TransformerBlock>(
+              nn::TransformerBlockOptions(c.d_model, c.heads).dropout(c.dropout).causal(true))));
+    ln_f =
+        register_module("ln_f", std::make_shared<nn::LayerNorm>(nn::LayerNormOptions({c.d_model})));
     head = register_module("head", std::make_shared<nn::Linear>(c.d_model, c.vocab));
   }
   // idx: i64 [B, T] (T <= context) -> logits [B, T, vocab].
@@ -54,8 +56,8 @@ class GPT : public nn::Module {
     return cross_entropy(logits.reshape({n, config.vocab}), targets.reshape({n}));
   }
   void pretty_print(std::ostream& os) const override {
-    os << "GPT(" << config.layers << " layers, d_model " << config.d_model << ", " << config.heads << " heads, context "
-       << config.context << ", vocab " << config.vocab << ")";
+    os << "GPT(" << config.layers << " layers, d_model " << config.d_model << ", " << config.heads
+       << " heads, context " << config.context << ", vocab " << config.vocab << ")";
   }
   GPTConfig config;
 
@@ -106,7 +108,8 @@ class CharText {
   const std::vector<int64_t>& ids() const { return ids_; }
   // Random windows of `context` + 1 characters, a pure function of (seed, step): inputs and targets
   // shifted by one, both i64 [batch, context].
-  std::pair<Tensor, Tensor> batch(int64_t batch, int64_t context, int64_t step, uint64_t seed) const {
+  std::pair<Tensor, Tensor> batch(int64_t batch, int64_t context, int64_t step,
+                                  uint64_t seed) const {
     std::mt19937_64 rng(seed * 0x9e3779b97f4a7c15ull + static_cast<uint64_t>(step) + 17);
     const size_t span = static_cast<size_t>(context) + 1;
     const size_t limit = ids_.size() > span ? ids_.size() - span : 0;
@@ -147,7 +150,8 @@ inline std::string sample_text(GPT& gpt, const CharText& text, const std::string
     const int64_t len = std::min<int64_t>(static_cast<int64_t>(ids.size()), ctx);
     std::vector<int64_t> window(static_cast<size_t>(ctx), ids.back());
     std::copy(ids.end() - len, ids.end(), window.begin());
-    Tensor logits = gpt.forward(from_vector(window, {1, ctx})).slice(1, len - 1, len).reshape({vocab});
+    Tensor logits =
+        gpt.forward(from_vector(window, {1, ctx})).slice(1, len - 1, len).reshape({vocab});
     std::vector<float> l = logits.to_vector<float>();
     int64_t next = 0;
     if (temperature <= 0) {

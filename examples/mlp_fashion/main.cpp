@@ -2,8 +2,9 @@
 // test accuracy and, under a budget, the cost of rematerialisation.
 //
 //   build/examples/mlp_fashion/mlp_fashion --epochs 2 --batch 64 --lr 2e-3
-//   build/examples/mlp_fashion/mlp_fashion --steps 50 --memory-budget 0.25 --planner lethe --compare-unlimited 50
-//   build/examples/mlp_fashion/mlp_fashion --steps 1 --export-graph mlp.graph.json --trace mlp.trace.json
+//   build/examples/mlp_fashion/mlp_fashion --steps 50 --memory-budget 0.25 --planner lethe
+//   --compare-unlimited 50 build/examples/mlp_fashion/mlp_fashion --steps 1 --export-graph
+//   mlp.graph.json --trace mlp.trace.json
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdio>
@@ -24,8 +25,11 @@ int main(int argc, char** argv) {
   std::string data_dir = data::FashionMNIST::kDefaultDir;
   int epochs = 2;
   double lr = 2e-3;
-  app.add_option("--data", data_dir, "folder with the Fashion-MNIST IDX files")->capture_default_str();
-  app.add_option("--epochs", epochs, "epochs (when --steps is 0)")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--data", data_dir, "folder with the Fashion-MNIST IDX files")
+      ->capture_default_str();
+  app.add_option("--epochs", epochs, "epochs (when --steps is 0)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   app.add_option("--lr", lr, "AdamW learning rate")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
@@ -42,18 +46,23 @@ int main(int argc, char** argv) {
 
   auto make = [&]() -> Job {
     auto model = make_mlp();
-    auto opt = std::make_shared<optim::AdamW>(model->parameters(), optim::AdamWOptions(lr).weight_decay(1e-4));
+    auto opt = std::make_shared<optim::AdamW>(model->parameters(),
+                                              optim::AdamWOptions(lr).weight_decay(1e-4));
     // Short linear warmup, then cosine decay to 5% of the rate over the run.
-    auto schedule = std::make_shared<optim::CosineWarmupLR>(*opt, std::min<int64_t>(100, flags.steps), flags.steps,
-                                                            0.05 * lr);
+    auto schedule = std::make_shared<optim::CosineWarmupLR>(
+        *opt, std::min<int64_t>(100, flags.steps), flags.steps, 0.05 * lr);
     static bool printed = false;
     if (!printed) {
-      std::cout << *model << "\n" << model->num_parameters() << " parameters, " << train_set->size()
+      std::cout << *model << "\n"
+                << model->num_parameters() << " parameters, " << train_set->size()
                 << " training images\n";
       printed = true;
     }
-    auto loader = std::make_shared<data::DataLoader>(
-        train_set, data::DataLoaderOptions().batch_size(flags.batch).shuffle(true).drop_last(true).seed(flags.seed));
+    auto loader = std::make_shared<data::DataLoader>(train_set, data::DataLoaderOptions()
+                                                                    .batch_size(flags.batch)
+                                                                    .shuffle(true)
+                                                                    .drop_last(true)
+                                                                    .seed(flags.seed));
     Job job = cross_entropy_job(model, loader, opt, schedule);
     job.finish = [=]() {
       // Evaluation batches as large as training ones, so that the step fits the same memory budget.
@@ -69,7 +78,8 @@ int main(int argc, char** argv) {
       }
       char line[96];
       std::snprintf(line, sizeof line, "test accuracy %.1f%% (%lld images)",
-                    100.0 * static_cast<double>(correct) / static_cast<double>(total), static_cast<long long>(total));
+                    100.0 * static_cast<double>(correct) / static_cast<double>(total),
+                    static_cast<long long>(total));
       return std::string(line);
     };
     return job;

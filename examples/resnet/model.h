@@ -1,5 +1,6 @@
-// ResNet-18/34/50 (He et al. 2016) with batch norm, and the image data the example trains on: CIFAR-10
-// binary files or a synthetic set whose classes are learnable (oriented coloured stripes + noise).
+// ResNet-18/34/50 (He et al. 2016) with batch norm, and the image data the example trains on:
+// CIFAR-10 binary files or a synthetic set whose classes are learnable (oriented coloured stripes +
+// noise).
 //
 //   auto net = std::make_shared<lethe::examples::ResNet>(ResNetConfig{.depth = 18, .width = 16});
 //   auto logits = net->forward(images);   // [N, 3, H, W] -> [N, classes]
@@ -19,8 +20,8 @@
 namespace lethe::examples {
 
 struct ResNetConfig {
-  int depth = 18;          // 18, 34 (basic blocks) or 50 (bottlenecks)
-  int64_t width = 64;      // channels of the first stage (64 in the paper)
+  int depth = 18;      // 18, 34 (basic blocks) or 50 (bottlenecks)
+  int64_t width = 64;  // channels of the first stage (64 in the paper)
   int64_t classes = 10;
   bool imagenet_stem = false;  // 7x7/2 conv + 3x3/2 max pool (else a 3x3/1 conv, for small images)
 };
@@ -28,25 +29,32 @@ struct ResNetConfig {
 class ResidualBlock : public nn::UnaryModule {
  public:
   // Basic: 3x3 -> 3x3. Bottleneck: 1x1 -> 3x3 (stride) -> 1x1 expanding to 4 * planes.
-  ResidualBlock(int64_t in, int64_t planes, int64_t stride, bool bottleneck) : nn::UnaryModule("ResidualBlock") {
+  ResidualBlock(int64_t in, int64_t planes, int64_t stride, bool bottleneck)
+      : nn::UnaryModule("ResidualBlock") {
     using nn::Conv2dOptions;
     const int64_t out = bottleneck ? 4 * planes : planes;
     if (bottleneck) {
-      c1 = register_module("conv1", std::make_shared<nn::Conv2d>(Conv2dOptions(in, planes, 1).bias(false)));
-      c2 = register_module("conv2", std::make_shared<nn::Conv2d>(
-                                        Conv2dOptions(planes, planes, 3).stride(stride).padding(1).bias(false)));
-      c3 = register_module("conv3", std::make_shared<nn::Conv2d>(Conv2dOptions(planes, out, 1).bias(false)));
+      c1 = register_module("conv1",
+                           std::make_shared<nn::Conv2d>(Conv2dOptions(in, planes, 1).bias(false)));
+      c2 = register_module(
+          "conv2", std::make_shared<nn::Conv2d>(
+                       Conv2dOptions(planes, planes, 3).stride(stride).padding(1).bias(false)));
+      c3 = register_module("conv3",
+                           std::make_shared<nn::Conv2d>(Conv2dOptions(planes, out, 1).bias(false)));
       b3 = register_module("bn3", std::make_shared<nn::BatchNorm2d>(out));
     } else {
-      c1 = register_module("conv1", std::make_shared<nn::Conv2d>(
-                                        Conv2dOptions(in, planes, 3).stride(stride).padding(1).bias(false)));
-      c2 = register_module("conv2", std::make_shared<nn::Conv2d>(Conv2dOptions(planes, planes, 3).padding(1).bias(false)));
+      c1 = register_module("conv1",
+                           std::make_shared<nn::Conv2d>(
+                               Conv2dOptions(in, planes, 3).stride(stride).padding(1).bias(false)));
+      c2 = register_module("conv2", std::make_shared<nn::Conv2d>(
+                                        Conv2dOptions(planes, planes, 3).padding(1).bias(false)));
     }
     b1 = register_module("bn1", std::make_shared<nn::BatchNorm2d>(planes));
     b2 = register_module("bn2", std::make_shared<nn::BatchNorm2d>(bottleneck ? planes : out));
     if (stride != 1 || in != out) {
-      down = register_module("downsample_conv", std::make_shared<nn::Conv2d>(
-                                                    Conv2dOptions(in, out, 1).stride(stride).bias(false)));
+      down = register_module(
+          "downsample_conv",
+          std::make_shared<nn::Conv2d>(Conv2dOptions(in, out, 1).stride(stride).bias(false)));
       down_bn = register_module("downsample_bn", std::make_shared<nn::BatchNorm2d>(out));
     }
     out_channels = out;
@@ -70,19 +78,26 @@ class ResNet : public nn::UnaryModule {
   explicit ResNet(const ResNetConfig& c) : nn::UnaryModule("ResNet"), config(c) {
     std::vector<int> blocks;
     bool bottleneck = false;
-    if (c.depth == 18) blocks = {2, 2, 2, 2};
-    else if (c.depth == 34) blocks = {3, 4, 6, 3};
-    else if (c.depth == 50) blocks = {3, 4, 6, 3}, bottleneck = true;
-    else throw Error("ResNet: depth must be 18, 34 or 50, got " + std::to_string(c.depth));
+    if (c.depth == 18)
+      blocks = {2, 2, 2, 2};
+    else if (c.depth == 34)
+      blocks = {3, 4, 6, 3};
+    else if (c.depth == 50)
+      blocks = {3, 4, 6, 3}, bottleneck = true;
+    else
+      throw Error("ResNet: depth must be 18, 34 or 50, got " + std::to_string(c.depth));
     using nn::Conv2dOptions;
     stem = register_module("stem", std::make_shared<nn::Sequential>());
     if (c.imagenet_stem) {
-      stem->push_back(std::make_shared<nn::Conv2d>(Conv2dOptions(3, c.width, 7).stride(2).padding(3).bias(false)));
+      stem->push_back(std::make_shared<nn::Conv2d>(
+          Conv2dOptions(3, c.width, 7).stride(2).padding(3).bias(false)));
       stem->push_back(std::make_shared<nn::BatchNorm2d>(c.width));
       stem->push_back(std::make_shared<nn::ReLU>());
-      stem->push_back(std::make_shared<nn::MaxPool2d>(nn::MaxPool2dOptions(3).stride(2).padding(1)));
+      stem->push_back(
+          std::make_shared<nn::MaxPool2d>(nn::MaxPool2dOptions(3).stride(2).padding(1)));
     } else {
-      stem->push_back(std::make_shared<nn::Conv2d>(Conv2dOptions(3, c.width, 3).padding(1).bias(false)));
+      stem->push_back(
+          std::make_shared<nn::Conv2d>(Conv2dOptions(3, c.width, 3).padding(1).bias(false)));
       stem->push_back(std::make_shared<nn::BatchNorm2d>(c.width));
       stem->push_back(std::make_shared<nn::ReLU>());
     }
@@ -91,7 +106,8 @@ class ResNet : public nn::UnaryModule {
     for (size_t stage = 0; stage < blocks.size(); ++stage) {
       const int64_t planes = c.width << stage;
       for (int b = 0; b < blocks[stage]; ++b) {
-        auto blk = std::make_shared<ResidualBlock>(in, planes, (b == 0 && stage > 0) ? 2 : 1, bottleneck);
+        auto blk =
+            std::make_shared<ResidualBlock>(in, planes, (b == 0 && stage > 0) ? 2 : 1, bottleneck);
         in = blk->out_channels;
         body->push_back(blk);
       }
@@ -103,8 +119,8 @@ class ResNet : public nn::UnaryModule {
     return fc->forward(adaptive_avg_pool2d(h, {1, 1}).flatten(1));
   }
   void pretty_print(std::ostream& os) const override {
-    os << "ResNet-" << config.depth << "(width " << config.width << ", " << config.classes << " classes"
-       << (config.imagenet_stem ? ", ImageNet stem" : ", small-image stem") << ")";
+    os << "ResNet-" << config.depth << "(width " << config.width << ", " << config.classes
+       << " classes" << (config.imagenet_stem ? ", ImageNet stem" : ", small-image stem") << ")";
   }
   ResNetConfig config;
 
@@ -113,9 +129,9 @@ class ResNet : public nn::UnaryModule {
   std::shared_ptr<nn::Linear> fc;
 };
 
-// Synthetic images whose class is visible: class k has stripes at angle k*pi/classes, its own colour
-// and stripe frequency; each sample adds a random phase, a random colour jitter and Gaussian noise.
-// Sample i is a pure function of (seed, i): generated when gathered, nothing stored.
+// Synthetic images whose class is visible: class k has stripes at angle k*pi/classes, its own
+// colour and stripe frequency; each sample adds a random phase, a random colour jitter and Gaussian
+// noise. Sample i is a pure function of (seed, i): generated when gathered, nothing stored.
 class SyntheticImages : public data::Dataset {
  public:
   SyntheticImages(int64_t n, int64_t size, int64_t classes, uint64_t seed, int64_t first_index = 0)
@@ -127,22 +143,26 @@ class SyntheticImages : public data::Dataset {
     std::vector<int64_t> y(idx.size());
     for (size_t b = 0; b < idx.size(); ++b) {
       const int64_t i = idx[b] + first_;
-      std::mt19937_64 rng(seed_ * 0x9e3779b97f4a7c15ull + static_cast<uint64_t>(i) * 0xbf58476d1ce4e5b9ull + 1);
+      std::mt19937_64 rng(seed_ * 0x9e3779b97f4a7c15ull +
+                          static_cast<uint64_t>(i) * 0xbf58476d1ce4e5b9ull + 1);
       const int64_t k = static_cast<int64_t>(rng() % static_cast<uint64_t>(classes_));
       y[b] = k;
       std::normal_distribution<float> noise(0.f, 0.35f);
       std::uniform_real_distribution<float> u(0.f, 1.f);
       const double angle = M_PI * static_cast<double>(k) / static_cast<double>(classes_);
-      const double freq = 2.0 * M_PI * (2.0 + static_cast<double>(k % 3)) / static_cast<double>(size_);
+      const double freq =
+          2.0 * M_PI * (2.0 + static_cast<double>(k % 3)) / static_cast<double>(size_);
       const double phase = 2.0 * M_PI * u(rng);
-      const float colour[3] = {0.3f + 0.7f * static_cast<float>((k * 37) % 10) / 10.f + 0.1f * u(rng),
-                               0.3f + 0.7f * static_cast<float>((k * 53 + 3) % 10) / 10.f + 0.1f * u(rng),
-                               0.3f + 0.7f * static_cast<float>((k * 71 + 7) % 10) / 10.f + 0.1f * u(rng)};
+      const float colour[3] = {
+          0.3f + 0.7f * static_cast<float>((k * 37) % 10) / 10.f + 0.1f * u(rng),
+          0.3f + 0.7f * static_cast<float>((k * 53 + 3) % 10) / 10.f + 0.1f * u(rng),
+          0.3f + 0.7f * static_cast<float>((k * 71 + 7) % 10) / 10.f + 0.1f * u(rng)};
       const double ca = std::cos(angle), sa = std::sin(angle);
       float* img = x.data() + b * static_cast<size_t>(per);
       for (int64_t r = 0; r < size_; ++r)
         for (int64_t c = 0; c < size_; ++c) {
-          const float s = static_cast<float>(std::sin(freq * (static_cast<double>(c) * ca + static_cast<double>(r) * sa) + phase));
+          const float s = static_cast<float>(
+              std::sin(freq * (static_cast<double>(c) * ca + static_cast<double>(r) * sa) + phase));
           for (int ch = 0; ch < 3; ++ch) img[ch * hw + r * size_ + c] = colour[ch] * s + noise(rng);
         }
     }
@@ -163,17 +183,21 @@ class Cifar10 : public data::Dataset {
   Cifar10(const std::string& dir, bool train, int64_t size) : size_(size) {
     std::vector<std::string> files;
     if (train)
-      for (int i = 1; i <= 5; ++i) files.push_back(dir + "/data_batch_" + std::to_string(i) + ".bin");
+      for (int i = 1; i <= 5; ++i)
+        files.push_back(dir + "/data_batch_" + std::to_string(i) + ".bin");
     else
       files.push_back(dir + "/test_batch.bin");
     for (const auto& f : files) {
       std::ifstream in(f, std::ios::binary);
       if (!in) {
         if (train && !bytes_.empty()) continue;  // fewer training batches is fine
-        throw Error("CIFAR-10: cannot read " + f + " (expected the binary version: data_batch_*.bin)");
+        throw Error("CIFAR-10: cannot read " + f +
+                    " (expected the binary version: data_batch_*.bin)");
       }
-      std::vector<uint8_t> buf((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-      if (buf.size() % 3073 != 0) throw Error("CIFAR-10: " + f + " is not a multiple of 3073-byte records");
+      std::vector<uint8_t> buf((std::istreambuf_iterator<char>(in)),
+                               std::istreambuf_iterator<char>());
+      if (buf.size() % 3073 != 0)
+        throw Error("CIFAR-10: " + f + " is not a multiple of 3073-byte records");
       bytes_.insert(bytes_.end(), buf.begin(), buf.end());
     }
     n_ = static_cast<int64_t>(bytes_.size() / 3073);

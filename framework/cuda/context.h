@@ -32,7 +32,9 @@ inline Context& context(const KernelCall& k) {
   LETHE_ASSERT(k.stream != nullptr);
   return *static_cast<Context*>(k.stream);
 }
-inline cudaStream_t stream(const KernelCall& k) { return context(k).stream; }
+inline cudaStream_t stream(const KernelCall& k) {
+  return context(k).stream;
+}
 
 // Grid size for a grid-stride loop over n elements.
 inline unsigned grid_for(long long n, int block = 256) {

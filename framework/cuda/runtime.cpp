@@ -45,8 +45,8 @@ void copy_hook(void* dst, const void* src, size_t bytes, bool to_host, void* con
   if (bytes == 0) return;
   Context& c = owner(context);
   DeviceGuard on(c.device);
-  LETHE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, to_host ? cudaMemcpyDeviceToHost : cudaMemcpyHostToDevice,
-                                   c.stream));
+  LETHE_CUDA_CHECK(cudaMemcpyAsync(
+      dst, src, bytes, to_host ? cudaMemcpyDeviceToHost : cudaMemcpyHostToDevice, c.stream));
   if (to_host) LETHE_CUDA_CHECK(cudaStreamSynchronize(c.stream));
 }
 
@@ -64,7 +64,8 @@ void move_hook(void* dst, const void* src, size_t bytes, void* context) {
     LETHE_CUDA_CHECK(cudaMemcpyAsync(d, p, bytes, cudaMemcpyDeviceToDevice, s));
   } else if (d < p) {
     for (size_t o = 0; o < bytes; o += dist)
-      LETHE_CUDA_CHECK(cudaMemcpyAsync(d + o, p + o, std::min(dist, bytes - o), cudaMemcpyDeviceToDevice, s));
+      LETHE_CUDA_CHECK(
+          cudaMemcpyAsync(d + o, p + o, std::min(dist, bytes - o), cudaMemcpyDeviceToDevice, s));
   } else {
     for (size_t end = bytes; end > 0;) {
       const size_t len = std::min(dist, end);
@@ -101,9 +102,11 @@ struct Pool {
 
 class DeviceAllocator final : public Allocator {
  public:
-  explicit DeviceAllocator(std::shared_ptr<void> ctx) : ctx_(std::move(ctx)), pool_(std::make_shared<Pool>()) {}
+  explicit DeviceAllocator(std::shared_ptr<void> ctx)
+      : ctx_(std::move(ctx)), pool_(std::make_shared<Pool>()) {}
   std::shared_ptr<Storage> allocate(size_t bytes) override {
-    const size_t n = bytes < (1u << 20) ? align_up(bytes ? bytes : 1, 512) : align_up(bytes, 1u << 20);
+    const size_t n =
+        bytes < (1u << 20) ? align_up(bytes ? bytes : 1, 512) : align_up(bytes, 1u << 20);
     void* p = nullptr;
     {
       std::lock_guard<std::mutex> lock(pool_->m);

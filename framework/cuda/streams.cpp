@@ -17,7 +17,8 @@ class CudaStreams final : public DeviceStreams {
   CudaStreams(std::shared_ptr<void> main, int n) : main_(std::move(main)) {
     Context& m = *static_cast<Context*>(main_.get());
     contexts_.push_back(&m);
-    if (n > 1) LETHE_CUDA_CHECK(cudaSetDevice(m.device));  // the extra streams live on the session's device
+    if (n > 1)
+      LETHE_CUDA_CHECK(cudaSetDevice(m.device));  // the extra streams live on the session's device
     for (int s = 1; s < n; ++s) {
       auto c = std::make_unique<Context>();
       init_context(*c, m.device);
@@ -59,7 +60,8 @@ class CudaStreams final : public DeviceStreams {
   }
   double seconds(int from, int to) override {
     float ms = 0;
-    LETHE_CUDA_CHECK(cudaEventElapsedTime(&ms, timing_.at(static_cast<size_t>(from)), timing_.at(static_cast<size_t>(to))));
+    LETHE_CUDA_CHECK(cudaEventElapsedTime(&ms, timing_.at(static_cast<size_t>(from)),
+                                          timing_.at(static_cast<size_t>(to))));
     return static_cast<double>(ms) * 1e-3;
   }
 

@@ -31,9 +31,11 @@ class EventTimer final : public StepTimer {
   }
   void synchronize() override { LETHE_CUDA_CHECK(cudaStreamSynchronize(stream())); }
   double seconds(int from, int to) const override {
-    LETHE_ASSERT(from >= 0 && to >= 0 && static_cast<size_t>(from) < used_ && static_cast<size_t>(to) < used_);
+    LETHE_ASSERT(from >= 0 && to >= 0 && static_cast<size_t>(from) < used_ &&
+                 static_cast<size_t>(to) < used_);
     float ms = 0;
-    LETHE_CUDA_CHECK(cudaEventElapsedTime(&ms, events_[static_cast<size_t>(from)], events_[static_cast<size_t>(to)]));
+    LETHE_CUDA_CHECK(cudaEventElapsedTime(&ms, events_[static_cast<size_t>(from)],
+                                          events_[static_cast<size_t>(to)]));
     return static_cast<double>(ms) * 1e-3;
   }
 

@@ -18,12 +18,16 @@ __device__ T sigmoid_of(T v) {
 template <typename T>
 struct LeakyF {
   T slope;
-  __device__ T operator()(const T (&v)[1], int64_t) const { return v[0] > T(0) ? v[0] : v[0] * slope; }
+  __device__ T operator()(const T (&v)[1], int64_t) const {
+    return v[0] > T(0) ? v[0] : v[0] * slope;
+  }
 };
 template <typename T>
 struct LeakyBackwardF {
   T slope;
-  __device__ T operator()(const T (&v)[2], int64_t) const { return v[0] * (v[1] > T(0) ? T(1) : slope); }
+  __device__ T operator()(const T (&v)[2], int64_t) const {
+    return v[0] * (v[1] > T(0) ? T(1) : slope);
+  }
 };
 template <typename T>
 struct SiluF {
@@ -44,9 +48,14 @@ void leaky_relu(const Op& op, const KernelCall& c) {
   dispatch_f(c.in_meta[0]->dtype, op_kind_name(op.kind()), [&](auto tag) {
     using T = decltype(tag);
     switch (op.kind()) {
-      case OpKind::leaky_relu: launch_ew<T, T, 1>(c, LeakyF<T>{static_cast<T>(slope)}); break;
-      case OpKind::leaky_relu_backward: launch_ew<T, T, 2>(c, LeakyBackwardF<T>{static_cast<T>(slope)}); break;
-      default: throw_not_in_family("leaky_relu", op.kind());
+      case OpKind::leaky_relu:
+        launch_ew<T, T, 1>(c, LeakyF<T>{static_cast<T>(slope)});
+        break;
+      case OpKind::leaky_relu_backward:
+        launch_ew<T, T, 2>(c, LeakyBackwardF<T>{static_cast<T>(slope)});
+        break;
+      default:
+        throw_not_in_family("leaky_relu", op.kind());
     }
   });
 }
@@ -55,9 +64,14 @@ void silu(const Op& op, const KernelCall& c) {
   dispatch_f(c.in_meta[0]->dtype, op_kind_name(op.kind()), [&](auto tag) {
     using T = decltype(tag);
     switch (op.kind()) {
-      case OpKind::silu: launch_ew<T, T, 1>(c, SiluF<T>{}); break;
-      case OpKind::silu_backward: launch_ew<T, T, 2>(c, SiluBackwardF<T>{}); break;
-      default: throw_not_in_family("silu", op.kind());
+      case OpKind::silu:
+        launch_ew<T, T, 1>(c, SiluF<T>{});
+        break;
+      case OpKind::silu_backward:
+        launch_ew<T, T, 2>(c, SiluBackwardF<T>{});
+        break;
+      default:
+        throw_not_in_family("silu", op.kind());
     }
   });
 }

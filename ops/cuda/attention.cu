@@ -26,7 +26,8 @@ void causal_mask(const Op& op, const KernelCall& c) {
   dispatch_f(c.out_meta->dtype, "causal_mask", [&](auto tag) {
     using T = decltype(tag);
     const T fill = neg_inf ? -INFINITY : T(0);
-    causal_mask_kernel<T><<<grid_for(n), 256, 0, stream(c)>>>(c.in<T>(0), c.out<T>(), lq, lk, n, fill);
+    causal_mask_kernel<T>
+        <<<grid_for(n), 256, 0, stream(c)>>>(c.in<T>(0), c.out<T>(), lq, lk, n, fill);
     LETHE_CUDA_LAUNCH_CHECK();
   });
 }

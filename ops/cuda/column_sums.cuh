@@ -1,5 +1,5 @@
-// Internal (lethe_cuda .cu files): deterministic column sums over a [K0, R, K1] space, shared by the
-// reductions (reduce.cu) and layer_norm's weight gradient (norm.cu).
+// Internal (lethe_cuda .cu files): deterministic column sums over a [K0, R, K1] space, shared by
+// the reductions (reduce.cu) and layer_norm's weight gradient (norm.cu).
 #pragma once
 
 #include <algorithm>
@@ -110,8 +110,8 @@ void column_reduce(const KernelCall& c, const F& f, int64_t K0, int64_t R, int64
       f, p, p.chunks > 1 ? partial : nullptr, out, scale);
   LETHE_CUDA_LAUNCH_CHECK();
   if (p.chunks > 1) {
-    fold_chunks<Acc, T>
-        <<<grid_for(K0 * K1), kColFoldThreads, 0, stream(c)>>>(partial, K0 * K1, p.chunks, out, scale);
+    fold_chunks<Acc, T><<<grid_for(K0 * K1), kColFoldThreads, 0, stream(c)>>>(partial, K0 * K1,
+                                                                              p.chunks, out, scale);
     LETHE_CUDA_LAUNCH_CHECK();
   }
 }

@@ -18,7 +18,8 @@ namespace lethe::cuda::detail {
 namespace {
 
 template <typename T>
-__global__ void mean_of_chunks(const T* __restrict__ in, T* __restrict__ out, int64_t chunk, int world) {
+__global__ void mean_of_chunks(const T* __restrict__ in, T* __restrict__ out, int64_t chunk,
+                               int world) {
   LETHE_GRID_LOOP(i, chunk) {
     T acc = in[i];
     for (int q = 1; q < world; ++q) acc += in[static_cast<int64_t>(q) * chunk + i];
@@ -27,13 +28,14 @@ __global__ void mean_of_chunks(const T* __restrict__ in, T* __restrict__ out, in
 }
 
 #if defined(LETHE_HAVE_NCCL)
-#define LETHE_NCCL_CHECK(call)                                                                              \
-  do {                                                                                                      \
-    const ncclResult_t r_ = (call);                                                                         \
-    if (r_ != ncclSuccess) {                                                                                \
-      dist::detail::mark_failed();                                                                          \
-      throw Error(lethe::detail::concat("data parallel: ", #call, " failed: ", ncclGetErrorString(r_))); \
-    }                                                                                                       \
+#define LETHE_NCCL_CHECK(call)                                                                   \
+  do {                                                                                           \
+    const ncclResult_t r_ = (call);                                                              \
+    if (r_ != ncclSuccess) {                                                                     \
+      dist::detail::mark_failed();                                                               \
+      throw Error(                                                                               \
+          lethe::detail::concat("data parallel: ", #call, " failed: ", ncclGetErrorString(r_))); \
+    }                                                                                            \
   } while (0)
 
 // One communicator per process, made at the first all-reduce (every rank reaches it in the same
@@ -61,7 +63,8 @@ void all_reduce(const Op& op, const KernelCall& c) {
   size_t at = 0;
   for (size_t i = 0; i + (a.ordered ? 1 : 0) < c.inputs.size(); ++i) {
     const size_t b = c.in_meta[i]->bytes();
-    LETHE_CUDA_CHECK(cudaMemcpyAsync(out + at, c.inputs[i], b, cudaMemcpyDeviceToDevice, stream(c)));
+    LETHE_CUDA_CHECK(
+        cudaMemcpyAsync(out + at, c.inputs[i], b, cudaMemcpyDeviceToDevice, stream(c)));
     at += b;
   }
   LETHE_CUDA_CHECK(cudaMemsetAsync(out + at, 0, c.out_meta->bytes() - at, stream(c)));
@@ -75,24 +78,26 @@ void all_reduce(const Op& op, const KernelCall& c) {
   ncclComm_t comm = communicator(context(c).device);
   LETHE_NCCL_CHECK(ncclGroupStart());
   for (int q = 0; q < world; ++q) {
-    LETHE_NCCL_CHECK(ncclSend(out + static_cast<size_t>(q * chunk) * elem, static_cast<size_t>(chunk), nt, q, comm,
-                              stream(c)));
-    LETHE_NCCL_CHECK(ncclRecv(static_cast<char*>(c.workspace) + static_cast<size_t>(q * chunk) * elem,
+    LETHE_NCCL_CHECK(ncclSend(out + static_cast<size_t>(q * chunk) * elem,
                               static_cast<size_t>(chunk), nt, q, comm, stream(c)));
+    LETHE_NCCL_CHECK(
+        ncclRecv(static_cast<char*>(c.workspace) + static_cast<size_t>(q * chunk) * elem,
+                 static_cast<size_t>(chunk), nt, q, comm, stream(c)));
   }
   LETHE_NCCL_CHECK(ncclGroupEnd());
   char* mine = out + static_cast<size_t>(dist::rank() * chunk) * elem;
   if (t == DType::f32)
-    mean_of_chunks<<<grid_for(chunk), 256, 0, stream(c)>>>(static_cast<const float*>(c.workspace),
-                                                            reinterpret_cast<float*>(mine), chunk, world);
+    mean_of_chunks<<<grid_for(chunk), 256, 0, stream(c)>>>(
+        static_cast<const float*>(c.workspace), reinterpret_cast<float*>(mine), chunk, world);
   else
-    mean_of_chunks<<<grid_for(chunk), 256, 0, stream(c)>>>(static_cast<const double*>(c.workspace),
-                                                            reinterpret_cast<double*>(mine), chunk, world);
+    mean_of_chunks<<<grid_for(chunk), 256, 0, stream(c)>>>(
+        static_cast<const double*>(c.workspace), reinterpret_cast<double*>(mine), chunk, world);
   LETHE_CUDA_CHECK(cudaGetLastError());
   LETHE_NCCL_CHECK(ncclAllGather(mine, out, static_cast<size_t>(chunk), nt, comm, stream(c)));
 #else
-  throw Error(lethe::detail::concat("data parallel on CUDA with ", world,
-                                    " ranks needs NCCL: this build of Lethe has none (LETHE_DIST with NCCL found)"));
+  throw Error(lethe::detail::concat(
+      "data parallel on CUDA with ", world,
+      " ranks needs NCCL: this build of Lethe has none (LETHE_DIST with NCCL found)"));
 #endif
 }
 
@@ -100,8 +105,9 @@ void bucket_slice(const Op& op, const KernelCall& c) {
   if (op.kind() != OpKind::bucket_slice) throw_not_in_family("bucket_slice", op.kind());
   const auto& a = op.attrs_as<BucketSliceAttrs>();
   const size_t elem = dtype_size(c.out_meta->dtype);
-  LETHE_CUDA_CHECK(cudaMemcpyAsync(c.output, static_cast<const char*>(c.inputs[0]) + static_cast<size_t>(a.offset) * elem,
-                                   c.out_meta->bytes(), cudaMemcpyDeviceToDevice, stream(c)));
+  LETHE_CUDA_CHECK(cudaMemcpyAsync(
+      c.output, static_cast<const char*>(c.inputs[0]) + static_cast<size_t>(a.offset) * elem,
+      c.out_meta->bytes(), cudaMemcpyDeviceToDevice, stream(c)));
 }
 
 }  // namespace lethe::cuda::detail

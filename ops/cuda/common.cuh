@@ -43,7 +43,8 @@ Strided<N> make_strided(const Shape& s, const std::vector<std::vector<int64_t>>&
   r.nd = nd;
   for (int d = 0; d < nd; ++d) {
     r.sizes[d] = l.sizes[static_cast<size_t>(d)];
-    for (int k = 0; k < N; ++k) r.strides[k][d] = l.strides[static_cast<size_t>(k)][static_cast<size_t>(d)];
+    for (int k = 0; k < N; ++k)
+      r.strides[k][d] = l.strides[static_cast<size_t>(k)][static_cast<size_t>(d)];
   }
   return r;
 }
@@ -53,15 +54,18 @@ inline unsigned rows_grid(int64_t rows) {
   return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>(rows, 65535 * 8)));
 }
 
-// dst[space index i through dst_st] = src[i through src_st], elements of `elem` bytes (shape_ops.cu).
+// dst[space index i through dst_st] = src[i through src_st], elements of `elem` bytes
+// (shape_ops.cu).
 void launch_copy(const KernelCall& c, void* dst, const void* src, const Shape& space,
-                 const std::vector<int64_t>& dst_st, const std::vector<int64_t>& src_st, size_t elem);
+                 const std::vector<int64_t>& dst_st, const std::vector<int64_t>& src_st,
+                 size_t elem);
 // Sums input 0 (shape xs) into the output as a tensor of shape `keep` (xs with summed dims set to
 // 1), in the fixed order of reduce.cu (sum_to's kernel).
 void reduce_sum_into(const KernelCall& c, const Shape& xs, const Shape& keep);
 
-#define LETHE_GRID_LOOP(i, n) \
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); i += int64_t(blockDim.x) * gridDim.x)
+#define LETHE_GRID_LOOP(i, n)                                               \
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); \
+       i += int64_t(blockDim.x) * gridDim.x)
 
 // Sum of v over the block (blockDim.x a power of two <= 1024) in a fixed tree order; every thread
 // gets the result. `sh` holds blockDim.x values.
@@ -82,7 +86,9 @@ __device__ T block_max(T v, T* sh) {
   sh[threadIdx.x] = v;
   __syncthreads();
   for (int w = blockDim.x / 2; w > 0; w >>= 1) {
-    if (threadIdx.x < w) sh[threadIdx.x] = sh[threadIdx.x] > sh[threadIdx.x + w] ? sh[threadIdx.x] : sh[threadIdx.x + w];
+    if (threadIdx.x < w)
+      sh[threadIdx.x] =
+          sh[threadIdx.x] > sh[threadIdx.x + w] ? sh[threadIdx.x] : sh[threadIdx.x + w];
     __syncthreads();
   }
   T r = sh[0];
@@ -94,7 +100,8 @@ template <typename F>
 void dispatch_f(DType t, const char* op, F&& f) {
   if (t == DType::f32) return f(float{});
   if (t == DType::f64) return f(double{});
-  throw Error(lethe::detail::concat(op, ": the CUDA kernel expects f32 or f64, got ", dtype_name(t)));
+  throw Error(
+      lethe::detail::concat(op, ": the CUDA kernel expects f32 or f64, got ", dtype_name(t)));
 }
 template <typename F>
 void dispatch_a(DType t, F&& f) {

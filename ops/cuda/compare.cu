@@ -14,19 +14,27 @@ enum Cmp : int { kEq, kNe, kLt, kLe, kGt, kGe };
 template <typename T>
 __device__ int64_t compare_as(int k, T x, T y) {
   switch (k) {
-    case kEq: return x == y;
-    case kNe: return x != y;
-    case kLt: return x < y;
-    case kLe: return x <= y;
-    case kGt: return x > y;
-    default: return x >= y;
+    case kEq:
+      return x == y;
+    case kNe:
+      return x != y;
+    case kLt:
+      return x < y;
+    case kLe:
+      return x <= y;
+    case kGt:
+      return x > y;
+    default:
+      return x >= y;
   }
 }
 
 template <typename T>
 struct CompareF {
   int k;
-  __device__ int64_t operator()(const T (&v)[2], int64_t) const { return compare_as(k, v[0], v[1]); }
+  __device__ int64_t operator()(const T (&v)[2], int64_t) const {
+    return compare_as(k, v[0], v[1]);
+  }
 };
 
 // Against a scalar: in the tensor's dtype for floats, as a double for i64 (the CPU kernel's rule).
@@ -42,18 +50,26 @@ struct CompareScalarF {
 
 int compare_code(OpKind k) {
   switch (k) {
-    case OpKind::eq: return kEq;
-    case OpKind::ne: return kNe;
-    case OpKind::lt: return kLt;
-    case OpKind::le: return kLe;
-    case OpKind::gt: return kGt;
-    case OpKind::ge: return kGe;
-    default: throw_not_in_family("compare", k);
+    case OpKind::eq:
+      return kEq;
+    case OpKind::ne:
+      return kNe;
+    case OpKind::lt:
+      return kLt;
+    case OpKind::le:
+      return kLe;
+    case OpKind::gt:
+      return kGt;
+    case OpKind::ge:
+      return kGe;
+    default:
+      throw_not_in_family("compare", k);
   }
 }
 
 template <typename C, typename T>
-__global__ void where_kernel(const C* cond, const T* a, const T* b, T* out, Strided<3> ix, int64_t n) {
+__global__ void where_kernel(const C* cond, const T* a, const T* b, T* out, Strided<3> ix,
+                             int64_t n) {
   LETHE_GRID_LOOP(i, n) {
     int64_t off[3];
     ix.offsets(i, off);
@@ -86,7 +102,8 @@ void where(const Op&, const KernelCall& c) {
     using C = decltype(ctag);
     dispatch_a(c.in_meta[1]->dtype, [&](auto tag) {
       using T = decltype(tag);
-      where_kernel<C, T><<<grid_for(n), 256, 0, stream(c)>>>(c.in<C>(0), c.in<T>(1), c.in<T>(2), c.out<T>(), ix, n);
+      where_kernel<C, T><<<grid_for(n), 256, 0, stream(c)>>>(c.in<C>(0), c.in<T>(1), c.in<T>(2),
+                                                             c.out<T>(), ix, n);
       LETHE_CUDA_LAUNCH_CHECK();
     });
   });

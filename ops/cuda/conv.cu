@@ -1,6 +1,6 @@
-// CUDA kernels of ops/conv.cpp. Convolution: conv2d, conv2d_backward_input and conv2d_backward_weight
-// through cuDNN's legacy convolution API (NCHW tensors, cross-correlation, groups, compute type =
-// data type).
+// CUDA kernels of ops/conv.cpp. Convolution: conv2d, conv2d_backward_input and
+// conv2d_backward_weight through cuDNN's legacy convolution API (NCHW tensors, cross-correlation,
+// groups, compute type = data type).
 //
 // Determinism and the budget: for each geometry (shapes, parameters, dtype, TF32 on/off) a plan
 // holds the descriptors and the CUDNN_DETERMINISTIC algorithms cuDNN's heuristics return, in their
@@ -14,8 +14,8 @@
 // lethe::cuda::set_allow_tf32(true), then CUDNN_DEFAULT_MATH (which lets cuDNN use TF32 on Ampere
 // and later, as PyTorch does); f64 uses CUDNN_DEFAULT_MATH.
 //
-// Pooling (below the convolution): max_pool2d (+ backward), avg_pool2d (+ backward) through cuDNN, and
-// adaptive_avg_pool2d (+ backward).
+// Pooling (below the convolution): max_pool2d (+ backward), avg_pool2d (+ backward) through cuDNN,
+// and adaptive_avg_pool2d (+ backward).
 //
 // Max pooling has its own kernels rather than cuDNN's: the CPU reference sends a window's gradient
 // to its first maximum in row-major order (a NaN counts as the maximum), and ties are common (a
@@ -416,12 +416,22 @@ void conv_kernel(const Op& op, const KernelCall& c) {
 
 }  // namespace
 
-void install_conv_workspace_hook() { lethe::detail::set_cuda_conv_workspace_hook(conv_workspace_hook); }
-void conv2d(const Op& op, const KernelCall& c) { conv_kernel<ConvPass::forward>(op, c); }
-void conv2d_backward_input(const Op& op, const KernelCall& c) { conv_kernel<ConvPass::backward_input>(op, c); }
-void conv2d_backward_weight(const Op& op, const KernelCall& c) { conv_kernel<ConvPass::backward_weight>(op, c); }
+void install_conv_workspace_hook() {
+  lethe::detail::set_cuda_conv_workspace_hook(conv_workspace_hook);
+}
+void conv2d(const Op& op, const KernelCall& c) {
+  conv_kernel<ConvPass::forward>(op, c);
+}
+void conv2d_backward_input(const Op& op, const KernelCall& c) {
+  conv_kernel<ConvPass::backward_input>(op, c);
+}
+void conv2d_backward_weight(const Op& op, const KernelCall& c) {
+  conv_kernel<ConvPass::backward_weight>(op, c);
+}
 // Inputs (x, w), output [N, Cout, Ho, Wo]: cuDNN's backward data with x as the output gradient.
-void conv_transpose2d(const Op& op, const KernelCall& c) { conv_kernel<ConvPass::backward_input>(op, c); }
+void conv_transpose2d(const Op& op, const KernelCall& c) {
+  conv_kernel<ConvPass::backward_input>(op, c);
+}
 
 // ------------------------------------------------------------------------------- pooling
 
@@ -430,7 +440,8 @@ namespace {
 constexpr int kBlock = 256;
 
 struct PoolDims {
-  int64_t planes = 0, h = 0, w = 0, ho = 0, wo = 0, kh = 1, kw = 1, sh = 1, sw = 1, ph = 0, pw = 0, dh = 1, dw = 1;
+  int64_t planes = 0, h = 0, w = 0, ho = 0, wo = 0, kh = 1, kw = 1, sh = 1, sw = 1, ph = 0, pw = 0,
+          dh = 1, dw = 1;
   bool count_include_pad = true;
   int64_t divisor_override = 0;
 };
@@ -442,7 +453,8 @@ PoolDims pool_dims(const Op& op, const Shape& x, const Shape& y) {
   PoolDims d;
   d.planes = x[0] * x[1];
   d.h = x[2], d.w = x[3], d.ho = y[2], d.wo = y[3];
-  d.kh = k[0], d.kw = k[1], d.sh = s[0], d.sw = s[1], d.ph = p[0], d.pw = p[1], d.dh = dl[0], d.dw = dl[1];
+  d.kh = k[0], d.kw = k[1], d.sh = s[0], d.sw = s[1], d.ph = p[0], d.pw = p[1], d.dh = dl[0],
+  d.dw = dl[1];
   d.count_include_pad = a.count_include_pad;
   d.divisor_override = a.divisor_override;
   return d;
@@ -604,7 +616,9 @@ __device__ AvgWin avg_win(const PoolDims& d, int64_t oh, int64_t ow) {
   const int64_t padded = (h1 - h0) * (w1 - w0);
   h0 = max(h0, int64_t(0)), w0 = max(w0, int64_t(0));
   h1 = min(h1, d.h), w1 = min(w1, d.w);
-  const int64_t div = d.divisor_override ? d.divisor_override : d.count_include_pad ? padded : (h1 - h0) * (w1 - w0);
+  const int64_t div = d.divisor_override    ? d.divisor_override
+                      : d.count_include_pad ? padded
+                                            : (h1 - h0) * (w1 - w0);
   return {h0, h1, w0, w1, 1.0 / static_cast<double>(div)};
 }
 
@@ -636,7 +650,8 @@ __global__ void avg_pool_bw(const T* gy, T* dx, PoolDims d) {
     for (int64_t oh = oh0; oh <= oh1; ++oh)
       for (int64_t ow = ow0; ow <= ow1; ++ow) {
         const AvgWin a = avg_win(d, oh, ow);
-        if (ih >= a.h0 && ih < a.h1 && iw >= a.w0 && iw < a.w1) acc += g[oh * d.wo + ow] * static_cast<T>(a.inv);
+        if (ih >= a.h0 && ih < a.h1 && iw >= a.w0 && iw < a.w1)
+          acc += g[oh * d.wo + ow] * static_cast<T>(a.inv);
       }
     dx[e] = acc;
   }
@@ -651,7 +666,8 @@ void avg_pool2d(const Op& op, const KernelCall& c) {
   if (!cudnn_avg(op)) {
     dispatch_f(c.out_meta->dtype, "avg_pool2d", [&](auto tag) {
       using T = decltype(tag);
-      avg_pool_fw<T><<<grid_for(c.out_meta->numel(), kBlock), kBlock, 0, stream(c)>>>(c.in<T>(0), c.out<T>(), d);
+      avg_pool_fw<T><<<grid_for(c.out_meta->numel(), kBlock), kBlock, 0, stream(c)>>>(
+          c.in<T>(0), c.out<T>(), d);
       LETHE_CUDA_LAUNCH_CHECK();
     });
     return;
@@ -675,7 +691,8 @@ void avg_pool2d_backward(const Op& op, const KernelCall& c) {
   if (!cudnn_avg(op)) {
     dispatch_f(c.out_meta->dtype, "avg_pool2d_backward", [&](auto tag) {
       using T = decltype(tag);
-      avg_pool_bw<T><<<grid_for(c.out_meta->numel(), kBlock), kBlock, 0, stream(c)>>>(c.in<T>(0), c.out<T>(), d);
+      avg_pool_bw<T><<<grid_for(c.out_meta->numel(), kBlock), kBlock, 0, stream(c)>>>(
+          c.in<T>(0), c.out<T>(), d);
       LETHE_CUDA_LAUNCH_CHECK();
     });
     return;

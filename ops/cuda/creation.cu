@@ -24,7 +24,9 @@ void full(const Op& op, const KernelCall& c) {
 
 void copy(const Op&, const KernelCall& c) {
   const size_t b = c.out_meta->bytes();
-  if (b) LETHE_CUDA_CHECK(cudaMemcpyAsync(c.output, c.inputs[0], b, cudaMemcpyDeviceToDevice, stream(c)));
+  if (b)
+    LETHE_CUDA_CHECK(
+        cudaMemcpyAsync(c.output, c.inputs[0], b, cudaMemcpyDeviceToDevice, stream(c)));
 }
 
 }  // namespace lethe::cuda::detail

@@ -1,5 +1,6 @@
 // CUDA kernel of ops/dropout.cpp: dropout and dropout_backward apply the same mask, drawn from the
-// counter-based generator as on the CPU (framework/random.h), so a recomputed mask is the first one.
+// counter-based generator as on the CPU (framework/random.h), so a recomputed mask is the first
+// one.
 #include "framework/random.h"
 #include "ops/cuda/common.cuh"
 #include "ops/cuda/elementwise.cuh"

@@ -18,7 +18,8 @@ struct Ptrs {
 // out[i] = f(v, i) where v[k] is operand k at output element i (broadcast through ix unless every
 // operand is contiguous with the output).
 template <typename O, typename T, int N, typename F>
-__global__ void ew_kernel(F f, O* __restrict__ out, Ptrs<T, N> in, Strided<N> ix, bool contiguous, int64_t n) {
+__global__ void ew_kernel(F f, O* __restrict__ out, Ptrs<T, N> in, Strided<N> ix, bool contiguous,
+                          int64_t n) {
   LETHE_GRID_LOOP(i, n) {
     T v[N];
     if (contiguous) {

@@ -9,8 +9,8 @@ namespace {
 // Out-of-range indices read row 0 and record their position in `bad`; the host then throws as the
 // CPU kernel does (index_check.h).
 template <typename T>
-__global__ void embedding_kernel(const T* w, const int64_t* idx, T* out, int64_t n, int64_t rows, int64_t dim,
-                                 unsigned long long* bad) {
+__global__ void embedding_kernel(const T* w, const int64_t* idx, T* out, int64_t n, int64_t rows,
+                                 int64_t dim, unsigned long long* bad) {
   LETHE_GRID_LOOP(e, n * dim) {
     const int64_t i = e / dim, j = e % dim;
     int64_t r = idx[i];
@@ -30,8 +30,8 @@ void embedding(const Op&, const KernelCall& c) {
   arm_bad_index(c);
   dispatch_f(c.out_meta->dtype, "embedding", [&](auto tag) {
     using T = decltype(tag);
-    embedding_kernel<T><<<grid_for(n * dim), 256, 0, stream(c)>>>(c.in<T>(0), c.in<int64_t>(1), c.out<T>(), n, rows, dim,
-                                                                 bad_index_slot(c));
+    embedding_kernel<T><<<grid_for(n * dim), 256, 0, stream(c)>>>(
+        c.in<T>(0), c.in<int64_t>(1), c.out<T>(), n, rows, dim, bad_index_slot(c));
     LETHE_CUDA_LAUNCH_CHECK();
   });
   // The message of the CPU kernel (ops/embedding.cpp). Only the forward checks: embedding_backward
@@ -179,8 +179,8 @@ __global__ void digit_scatter(const int64_t* idx, int64_t n, int64_t rows, const
 }
 
 template <typename T>
-__global__ void group_sums(const T* g, const unsigned long long* start, const int64_t* order, int64_t rows,
-                           int64_t dim, int64_t padding_idx, T* dw) {
+__global__ void group_sums(const T* g, const unsigned long long* start, const int64_t* order,
+                           int64_t rows, int64_t dim, int64_t padding_idx, T* dw) {
   LETHE_GRID_LOOP(e, rows * dim) {
     const int64_t r = e / dim, j = e % dim;
     if (r == padding_idx) {  // no gradient, as PyTorch
@@ -251,8 +251,8 @@ void embedding_backward(const Op& op, const KernelCall& c) {
   }
   dispatch_f(c.out_meta->dtype, "embedding_backward", [&](auto tag) {
     using T = decltype(tag);
-    group_sums<T><<<grid_for(rows * dim), 256, 0, s>>>(c.in<T>(0), start, order, rows, dim,
-                                                       op.attrs_as<EmbeddingAttrs>().padding_idx, c.out<T>());
+    group_sums<T><<<grid_for(rows * dim), 256, 0, s>>>(
+        c.in<T>(0), start, order, rows, dim, op.attrs_as<EmbeddingAttrs>().padding_idx, c.out<T>());
     LETHE_CUDA_LAUNCH_CHECK();
   });
 }

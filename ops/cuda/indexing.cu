@@ -21,8 +21,8 @@ __device__ int64_t checked(int64_t v, int64_t size, int64_t pos, unsigned long l
 }
 
 template <typename T>
-__global__ void gather_kernel(const T* x, const int64_t* idx, T* out, Strided<2> ix, int64_t step, int64_t size,
-                              int64_t n, unsigned long long* bad) {
+__global__ void gather_kernel(const T* x, const int64_t* idx, T* out, Strided<2> ix, int64_t step,
+                              int64_t size, int64_t n, unsigned long long* bad) {
   LETHE_GRID_LOOP(e, n) {
     int64_t off[2];
     ix.offsets(e, off);
@@ -31,9 +31,9 @@ __global__ void gather_kernel(const T* x, const int64_t* idx, T* out, Strided<2>
 }
 
 template <typename T>
-__global__ void scatter_add_kernel(const T* src, const int64_t* idx, T* out, Strided<3> ix, int64_t len,
-                                   int64_t xstep, int64_t sstep, int64_t istep, int64_t size, int64_t lines,
-                                   unsigned long long* bad) {
+__global__ void scatter_add_kernel(const T* src, const int64_t* idx, T* out, Strided<3> ix,
+                                   int64_t len, int64_t xstep, int64_t sstep, int64_t istep,
+                                   int64_t size, int64_t lines, unsigned long long* bad) {
   LETHE_GRID_LOOP(e, lines) {
     int64_t off[3];
     ix.offsets(e, off);
@@ -50,8 +50,8 @@ __global__ void scatter_add_kernel(const T* src, const int64_t* idx, T* out, Str
 }
 
 template <typename E>
-__global__ void index_select_kernel(const E* x, const int64_t* idx, E* out, layout::AxisView v, int64_t k,
-                                    int64_t n, unsigned long long* bad) {
+__global__ void index_select_kernel(const E* x, const int64_t* idx, E* out, layout::AxisView v,
+                                    int64_t k, int64_t n, unsigned long long* bad) {
   LETHE_GRID_LOOP(e, n) {
     const int64_t i = e % v.inner, j = (e / v.inner) % k, o = e / (v.inner * k);
     out[e] = x[(o * v.r + checked(idx[j], v.r, j, bad)) * v.inner + i];
@@ -63,8 +63,8 @@ void throw_if_bad(const KernelCall& c, const char* op, const int64_t* idx, int d
   const int64_t pos = read_bad_index(c);
   if (pos < 0) return;
   const int64_t v = read_index_at(c, idx + pos);
-  throw Error(lethe::detail::concat(op, ": index ", v, " (at position ", pos, ") is out of range for dim ", dim,
-                                    " of size ", size));
+  throw Error(lethe::detail::concat(op, ": index ", v, " (at position ", pos,
+                                    ") is out of range for dim ", dim, " of size ", size));
 }
 
 }  // namespace
@@ -79,8 +79,8 @@ void gather(const Op& op, const KernelCall& c) {
   arm_bad_index(c);
   dispatch_a(c.out_meta->dtype, [&](auto tag) {
     using T = decltype(tag);
-    gather_kernel<T><<<grid_for(n), kBlock, 0, stream(c)>>>(c.in<T>(0), c.in<int64_t>(1), c.out<T>(), ix, step,
-                                                            xs[dim], n, bad_index_slot(c));
+    gather_kernel<T><<<grid_for(n), kBlock, 0, stream(c)>>>(
+        c.in<T>(0), c.in<int64_t>(1), c.out<T>(), ix, step, xs[dim], n, bad_index_slot(c));
     LETHE_CUDA_LAUNCH_CHECK();
   });
   throw_if_bad(c, "gather", c.in<int64_t>(1), dim, xs[dim]);
@@ -91,7 +91,8 @@ void scatter_add(const Op& op, const KernelCall& c) {
   const Shape &xs = c.in_shape(0), &is = c.in_shape(1), &ss = c.in_shape(2);
   const size_t bytes = c.out_meta->bytes();
   if (bytes && c.output != c.inputs[0])
-    LETHE_CUDA_CHECK(cudaMemcpyAsync(c.output, c.inputs[0], bytes, cudaMemcpyDeviceToDevice, stream(c)));
+    LETHE_CUDA_CHECK(
+        cudaMemcpyAsync(c.output, c.inputs[0], bytes, cudaMemcpyDeviceToDevice, stream(c)));
   if (is.numel() == 0) return;
   const Shape space = layout::keep_shape(is, {dim});
   const Strided<3> ix = make_strided<3>(space, {xs.strides(), ss.strides(), is.strides()});
@@ -101,8 +102,8 @@ void scatter_add(const Op& op, const KernelCall& c) {
   dispatch_a(c.out_meta->dtype, [&](auto tag) {
     using T = decltype(tag);
     scatter_add_kernel<T><<<grid_for(lines), kBlock, 0, stream(c)>>>(
-        c.in<T>(2), c.in<int64_t>(1), c.out<T>(), ix, is[dim], xs.strides()[d], ss.strides()[d], is.strides()[d],
-        xs[dim], lines, bad_index_slot(c));
+        c.in<T>(2), c.in<int64_t>(1), c.out<T>(), ix, is[dim], xs.strides()[d], ss.strides()[d],
+        is.strides()[d], xs[dim], lines, bad_index_slot(c));
     LETHE_CUDA_LAUNCH_CHECK();
   });
   throw_if_bad(c, "scatter_add", c.in<int64_t>(1), dim, xs[dim]);

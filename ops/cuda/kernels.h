@@ -16,7 +16,8 @@ namespace lethe::cuda::detail {
 
 // elementwise.cu
 void binary(const Op& op, const KernelCall& c);  // add, sub, mul, div, minimum, maximum, pow_tensor
-void unary(const Op& op, const KernelCall& c);   // add_scalar ... tanh, abs, sign, log1p, expm1, clamp
+void unary(const Op& op,
+           const KernelCall& c);  // add_scalar ... tanh, abs, sign, log1p, expm1, clamp
 void activation_backward(const Op& op, const KernelCall& c);  // relu/gelu/sigmoid/tanh_backward
 void cast(const Op& op, const KernelCall& c);
 void sum_to(const Op& op, const KernelCall& c);

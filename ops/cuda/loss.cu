@@ -15,9 +15,12 @@ constexpr int kBlock = 256;
 enum Red : int { kNone, kSum, kMean };
 int reduction_of(const Op& op) {
   switch (op.attrs_as<CrossEntropyAttrs>().reduction) {
-    case Reduction::none: return kNone;
-    case Reduction::sum: return kSum;
-    case Reduction::mean: return kMean;
+    case Reduction::none:
+      return kNone;
+    case Reduction::sum:
+      return kSum;
+    case Reduction::mean:
+      return kMean;
   }
   return kMean;
 }
@@ -47,10 +50,11 @@ __device__ T block_lse(const T* xi, int64_t C, int64_t S, T* sh) {
 }
 
 // Loss per position (ops/loss.cpp's formula); a target outside [0, C) (and not ignore_index) gives
-// NaN and records its position in `bad` (the host throws as the CPU kernel does, see index_check.h).
+// NaN and records its position in `bad` (the host throws as the CPU kernel does, see
+// index_check.h).
 template <typename T>
-__global__ void ce_losses(const T* x, const int64_t* t, const T* w, T eps, int64_t P, int64_t C, int64_t S,
-                          int64_t ignore, T* losses, unsigned long long* bad) {
+__global__ void ce_losses(const T* x, const int64_t* t, const T* w, T eps, int64_t P, int64_t C,
+                          int64_t S, int64_t ignore, T* losses, unsigned long long* bad) {
   __shared__ T sh[kBlock];
   for (int64_t i = blockIdx.x; i < P; i += gridDim.x) {
     const int64_t nn = i / S, ss = i % S;
@@ -64,7 +68,8 @@ __global__ void ce_losses(const T* x, const int64_t* t, const T* w, T eps, int64
     const T lse = block_lse(xi, C, S, sh);
     T smooth = T(0);
     if (eps != T(0)) {
-      for (int64_t k = threadIdx.x; k < C; k += kBlock) smooth += weight_at(w, k) * (lse - xi[k * S]);
+      for (int64_t k = threadIdx.x; k < C; k += kBlock)
+        smooth += weight_at(w, k) * (lse - xi[k * S]);
       smooth = block_sum(smooth, sh);
     }
     if (threadIdx.x == 0) {
@@ -82,8 +87,8 @@ __global__ void ce_losses(const T* x, const int64_t* t, const T* w, T eps, int64
 
 // nll_loss per position: -w[t] x[t]; a bad target as in ce_losses.
 template <typename T>
-__global__ void nll_losses(const T* x, const int64_t* t, const T* w, int64_t P, int64_t C, int64_t S,
-                           int64_t ignore, T* losses, unsigned long long* bad) {
+__global__ void nll_losses(const T* x, const int64_t* t, const T* w, int64_t P, int64_t C,
+                           int64_t S, int64_t ignore, T* losses, unsigned long long* bad) {
   LETHE_GRID_LOOP(i, P) {
     const int64_t nn = i / S, ss = i % S;
     const int64_t ti = t[i];
@@ -102,14 +107,15 @@ __global__ void nll_losses(const T* x, const int64_t* t, const T* w, int64_t P, 
 template <typename T>
 __device__ T block_target_weights(const int64_t* t, const T* w, int64_t P, int64_t ignore, T* sh) {
   T cnt = T(0);
-  for (int64_t i = threadIdx.x; i < P; i += kBlock) cnt += t[i] != ignore ? weight_at(w, t[i]) : T(0);
+  for (int64_t i = threadIdx.x; i < P; i += kBlock)
+    cnt += t[i] != ignore ? weight_at(w, t[i]) : T(0);
   return block_sum(cnt, sh);
 }
 
 // out = sum(losses) (mean: / the sum of target weights) in one block, fixed order.
 template <typename T>
-__global__ void class_reduce(const T* losses, const int64_t* t, const T* w, int64_t P, int64_t ignore, bool mean,
-                             T* out) {
+__global__ void class_reduce(const T* losses, const int64_t* t, const T* w, int64_t P,
+                             int64_t ignore, bool mean, T* out) {
   __shared__ T sh[kBlock];
   T acc = T(0);
   for (int64_t i = threadIdx.x; i < P; i += kBlock) acc += losses[i];
@@ -127,7 +133,9 @@ __global__ void count_targets(const int64_t* t, const T* w, int64_t P, int64_t i
 
 // logits [N, C, S...] seen as [N, C, S]; a position is (n, s).
 using CeView = layout::ChannelView;
-CeView ce_view(const Shape& l) { return layout::channel_view(l); }
+CeView ce_view(const Shape& l) {
+  return layout::channel_view(l);
+}
 
 // Shared by cross_entropy and nll_loss: `losses_kernel` fills the per-position losses (and the bad
 // slot), then the reduction.
@@ -148,13 +156,14 @@ void class_loss_forward(const Op& op, const KernelCall& c, const char* name, Lau
     const int64_t bad = read_bad_index(c);
     if (bad >= 0) {
       const int64_t tv = read_index_at(c, c.in<int64_t>(1) + bad);
-      throw Error(lethe::detail::concat(name, ": target ", tv, " at position ", bad, " is out of range for ",
-                                        v.c, " classes (expected 0 <= target < ", v.c, " or ignore_index ",
-                                        ignore, ")"));
+      throw Error(lethe::detail::concat(
+          name, ": target ", tv, " at position ", bad, " is out of range for ", v.c,
+          " classes (expected 0 <= target < ", v.c, " or ignore_index ", ignore, ")"));
     }
   }
   if (red == kNone) return;
-  class_reduce<T><<<1, kBlock, 0, stream(c)>>>(losses, c.in<int64_t>(1), w, P, ignore, red == kMean, c.out<T>());
+  class_reduce<T><<<1, kBlock, 0, stream(c)>>>(losses, c.in<int64_t>(1), w, P, ignore, red == kMean,
+                                               c.out<T>());
   LETHE_CUDA_LAUNCH_CHECK();
 }
 
@@ -163,8 +172,8 @@ template <typename T>
 T* backward_count(const Op& op, const KernelCall& c, const T* w, int64_t P) {
   T* count = static_cast<T*>(context(c).scratch);
   if (reduction_of(op) == kMean) {
-    count_targets<T><<<1, kBlock, 0, stream(c)>>>(c.in<int64_t>(2), w, P, op.attrs_as<CrossEntropyAttrs>().ignore_index,
-                                                  count);
+    count_targets<T><<<1, kBlock, 0, stream(c)>>>(
+        c.in<int64_t>(2), w, P, op.attrs_as<CrossEntropyAttrs>().ignore_index, count);
     LETHE_CUDA_LAUNCH_CHECK();
   }
   return count;
@@ -181,20 +190,23 @@ void cross_entropy(const Op& op, const KernelCall& c) {
   const double eps = op.attrs_as<CrossEntropyAttrs>().label_smoothing;
   dispatch_f(c.in_meta[0]->dtype, "cross_entropy", [&](auto tag) {
     using T = decltype(tag);
-    class_loss_forward<T>(op, c, "cross_entropy", [&](const CeView& v, int64_t P, int64_t ignore, const T* w, T* losses) {
-      ce_losses<T><<<rows_grid(P), kBlock, 0, stream(c)>>>(c.in<T>(0), c.in<int64_t>(1), w, static_cast<T>(eps), P,
-                                                          v.c, v.s, ignore, losses, bad_index_slot(c));
-    });
+    class_loss_forward<T>(op, c, "cross_entropy",
+                          [&](const CeView& v, int64_t P, int64_t ignore, const T* w, T* losses) {
+                            ce_losses<T><<<rows_grid(P), kBlock, 0, stream(c)>>>(
+                                c.in<T>(0), c.in<int64_t>(1), w, static_cast<T>(eps), P, v.c, v.s,
+                                ignore, losses, bad_index_slot(c));
+                          });
   });
 }
 
 void nll_loss(const Op& op, const KernelCall& c) {
   dispatch_f(c.in_meta[0]->dtype, "nll_loss", [&](auto tag) {
     using T = decltype(tag);
-    class_loss_forward<T>(op, c, "nll_loss", [&](const CeView& v, int64_t P, int64_t ignore, const T* w, T* losses) {
-      nll_losses<T><<<grid_for(P), 256, 0, stream(c)>>>(c.in<T>(0), c.in<int64_t>(1), w, P, v.c, v.s, ignore, losses,
-                                                       bad_index_slot(c));
-    });
+    class_loss_forward<T>(
+        op, c, "nll_loss", [&](const CeView& v, int64_t P, int64_t ignore, const T* w, T* losses) {
+          nll_losses<T><<<grid_for(P), 256, 0, stream(c)>>>(c.in<T>(0), c.in<int64_t>(1), w, P, v.c,
+                                                            v.s, ignore, losses, bad_index_slot(c));
+        });
   });
 }
 
@@ -202,8 +214,8 @@ namespace {
 
 // ops/loss.cpp's CrossEntropyBackwardOp, one block per position.
 template <typename T>
-__global__ void ce_backward(const T* g, const T* x, const int64_t* t, const T* w, T eps, int64_t P, int64_t C,
-                            int64_t S, int64_t ignore, int red, const T* count, T* dx) {
+__global__ void ce_backward(const T* g, const T* x, const int64_t* t, const T* w, T eps, int64_t P,
+                            int64_t C, int64_t S, int64_t ignore, int red, const T* count, T* dx) {
   __shared__ T sh[kBlock];
   T wsum = T(0);
   for (int64_t k = threadIdx.x; k < C; k += kBlock) wsum += weight_at(w, k);
@@ -232,8 +244,8 @@ __global__ void ce_backward(const T* g, const T* x, const int64_t* t, const T* w
 
 // One thread per element of dx [N, C, S].
 template <typename T>
-__global__ void nll_backward(const T* g, const int64_t* t, const T* w, int64_t n, int64_t C, int64_t S,
-                             int64_t ignore, int red, const T* count, T* dx) {
+__global__ void nll_backward(const T* g, const int64_t* t, const T* w, int64_t n, int64_t C,
+                             int64_t S, int64_t ignore, int red, const T* count, T* dx) {
   LETHE_GRID_LOOP(e, n) {
     const int64_t ss = e % S, k = (e / S) % C, nn = e / (S * C), i = nn * S + ss;
     const int64_t ti = t[i];
@@ -252,9 +264,9 @@ void cross_entropy_backward(const Op& op, const KernelCall& c) {
     using T = decltype(tag);
     const T* w = class_weight<T>(op, c, 3);
     const T* count = backward_count<T>(op, c, w, P);
-    ce_backward<T><<<rows_grid(P), kBlock, 0, stream(c)>>>(c.in<T>(0), c.in<T>(1), c.in<int64_t>(2), w,
-                                                          static_cast<T>(a.label_smoothing), P, v.c, v.s,
-                                                          a.ignore_index, reduction_of(op), count, c.out<T>());
+    ce_backward<T><<<rows_grid(P), kBlock, 0, stream(c)>>>(
+        c.in<T>(0), c.in<T>(1), c.in<int64_t>(2), w, static_cast<T>(a.label_smoothing), P, v.c, v.s,
+        a.ignore_index, reduction_of(op), count, c.out<T>());
     LETHE_CUDA_LAUNCH_CHECK();
   });
 }
@@ -267,9 +279,9 @@ void nll_loss_backward(const Op& op, const KernelCall& c) {
     using T = decltype(tag);
     const T* w = class_weight<T>(op, c, 3);
     const T* count = backward_count<T>(op, c, w, P);
-    nll_backward<T><<<grid_for(n), 256, 0, stream(c)>>>(c.in<T>(0), c.in<int64_t>(2), w, n, v.c, v.s,
-                                                       op.attrs_as<CrossEntropyAttrs>().ignore_index,
-                                                       reduction_of(op), count, c.out<T>());
+    nll_backward<T><<<grid_for(n), 256, 0, stream(c)>>>(
+        c.in<T>(0), c.in<int64_t>(2), w, n, v.c, v.s, op.attrs_as<CrossEntropyAttrs>().ignore_index,
+        reduction_of(op), count, c.out<T>());
     LETHE_CUDA_LAUNCH_CHECK();
   });
 }

@@ -1,6 +1,6 @@
-// CUDA kernels of ops/norm.cpp: layer_norm (+ its input and weight gradients), and batch norm's nodes: batch_norm_stats, batch_norm (apply),
-// batch_norm_backward_input, batch_norm_backward_weight and batch_norm_update_stats. x [N, C, S...]
-// is seen as N x C x S.
+// CUDA kernels of ops/norm.cpp: layer_norm (+ its input and weight gradients), and batch norm's
+// nodes: batch_norm_stats, batch_norm (apply), batch_norm_backward_input,
+// batch_norm_backward_weight and batch_norm_update_stats. x [N, C, S...] is seen as N x C x S.
 //
 // Every per-channel sum is one block's fixed-order tree reduction in double (no atomics), so the
 // results are bitwise reproducible. The framework splits batch norm into separate nodes
@@ -252,7 +252,8 @@ namespace {
 
 // Mean and 1/sqrt(var + eps) of row r (two passes, in double as the CPU kernel).
 template <typename T>
-__device__ void ln_stats(const T* xr, int64_t d, double eps, double* sh, double* mean, double* rstd) {
+__device__ void ln_stats(const T* xr, int64_t d, double eps, double* sh, double* mean,
+                         double* rstd) {
   double s = 0;
   for (int64_t j = threadIdx.x; j < d; j += kBlock) s += double(xr[j]);
   s = block_sum(s, sh);
@@ -268,7 +269,8 @@ __device__ void ln_stats(const T* xr, int64_t d, double eps, double* sh, double*
 }
 
 template <typename T>
-__global__ void layer_norm_kernel(const T* x, const T* w, const T* b, T* y, int64_t rows, int64_t d, double eps) {
+__global__ void layer_norm_kernel(const T* x, const T* w, const T* b, T* y, int64_t rows, int64_t d,
+                                  double eps) {
   __shared__ double sh[kBlock];
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     double mean, rstd;
@@ -284,7 +286,8 @@ __global__ void layer_norm_kernel(const T* x, const T* w, const T* b, T* y, int6
 }
 
 template <typename T>
-__global__ void layer_norm_bw_input(const T* x, const T* g, const T* w, T* dx, int64_t rows, int64_t d, double eps) {
+__global__ void layer_norm_bw_input(const T* x, const T* g, const T* w, T* dx, int64_t rows,
+                                    int64_t d, double eps) {
   __shared__ double sh[kBlock];
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* xr = x + r * d;
@@ -353,7 +356,8 @@ void layer_norm(const Op& op, const KernelCall& c) {
   dispatch_f(c.out_meta->dtype, "layer_norm", [&](auto tag) {
     using T = decltype(tag);
     layer_norm_kernel<T><<<rows_grid(l.rows), kBlock, 0, stream(c)>>>(
-        c.in<T>(0), w ? c.in<T>(1) : nullptr, b ? c.in<T>(w ? 2 : 1) : nullptr, c.out<T>(), l.rows, l.d, l.eps);
+        c.in<T>(0), w ? c.in<T>(1) : nullptr, b ? c.in<T>(w ? 2 : 1) : nullptr, c.out<T>(), l.rows,
+        l.d, l.eps);
     LETHE_CUDA_LAUNCH_CHECK();
   });
 }
@@ -383,7 +387,8 @@ void layer_norm_backward_weight(const Op& op, const KernelCall& c) {
     double* st = static_cast<double*>(c.workspace);
     const size_t stats = static_cast<size_t>(l.rows) * 2;
     LETHE_ASSERT(st != nullptr && c.workspace_bytes >= stats * sizeof(double));
-    layer_norm_row_stats<T><<<rows_grid(l.rows), kBlock, 0, stream(c)>>>(c.in<T>(0), l.rows, l.d, l.eps, st);
+    layer_norm_row_stats<T>
+        <<<rows_grid(l.rows), kBlock, 0, stream(c)>>>(c.in<T>(0), l.rows, l.d, l.eps, st);
     LETHE_CUDA_LAUNCH_CHECK();
     const int64_t cap = static_cast<int64_t>(c.workspace_bytes / sizeof(double) - stats);
     column_reduce<double, T>(c, LnWeightTerm<T>{c.in<T>(0), c.in<T>(1), st, l.d}, 1, l.rows, l.d,

@@ -33,8 +33,8 @@ __global__ void pad_kernel(const T* x, T* y, PadGeom g, PadMode mode, T value, i
 }
 
 template <typename T>
-__global__ void pad_backward_kernel(const T* g, T* dx, layout::AxisView v, int64_t out_len, PadBackwardAttrs a,
-                                    int64_t n) {
+__global__ void pad_backward_kernel(const T* g, T* dx, layout::AxisView v, int64_t out_len,
+                                    PadBackwardAttrs a, int64_t n) {
   LETHE_GRID_LOOP(e, n) {
     const int64_t j = e % v.inner, i = (e / v.inner) % v.r, o = e / (v.inner * v.r);
     int64_t lo[3], hi[3];
@@ -60,7 +60,8 @@ void pad(const Op& op, const KernelCall& c) {
   int64_t lead = 1;
   for (int d = 0; d < first; ++d) lead *= xs[d];
   PadGeom g;
-  LETHE_CHECK(padded + 1 <= kMaxDims, "pad: the CUDA kernel pads at most ", kMaxDims - 1, " dims, got ", padded);
+  LETHE_CHECK(padded + 1 <= kMaxDims, "pad: the CUDA kernel pads at most ", kMaxDims - 1,
+              " dims, got ", padded);
   g.nd = padded + 1;
   g.in[0] = g.out[0] = lead;
   const std::vector<int64_t> st = xs.strides();
@@ -75,7 +76,8 @@ void pad(const Op& op, const KernelCall& c) {
   }
   dispatch_a(c.out_meta->dtype, [&](auto tag) {
     using T = decltype(tag);
-    pad_kernel<T><<<grid_for(n), kBlock, 0, stream(c)>>>(c.in<T>(0), c.out<T>(), g, a.mode, static_cast<T>(a.value), n);
+    pad_kernel<T><<<grid_for(n), kBlock, 0, stream(c)>>>(c.in<T>(0), c.out<T>(), g, a.mode,
+                                                         static_cast<T>(a.value), n);
     LETHE_CUDA_LAUNCH_CHECK();
   });
 }
@@ -87,8 +89,8 @@ void pad_backward(const Op& op, const KernelCall& c) {
   if (n == 0) return;
   dispatch_f(c.out_meta->dtype, "pad_backward", [&](auto tag) {
     using T = decltype(tag);
-    pad_backward_kernel<T><<<grid_for(n), kBlock, 0, stream(c)>>>(c.in<T>(0), c.out<T>(), v, c.in_shape(0)[a.axis],
-                                                                  a, n);
+    pad_backward_kernel<T><<<grid_for(n), kBlock, 0, stream(c)>>>(c.in<T>(0), c.out<T>(), v,
+                                                                  c.in_shape(0)[a.axis], a, n);
     LETHE_CUDA_LAUNCH_CHECK();
   });
 }

@@ -1,6 +1,6 @@
 // CUDA kernels of ops/reduce.cpp: sum and mean over any axes (and the sums of sum_to), max/argmax
-// and min/argmin along an axis, max's (and min's) gradient, cumsum. Every sum has an order fixed by the shapes (no atomics): a step
-// is bitwise reproducible.
+// and min/argmin along an axis, max's (and min's) gradient, cumsum. Every sum has an order fixed by
+// the shapes (no atomics): a step is bitwise reproducible.
 #include <cmath>
 #include <limits>
 
@@ -68,7 +68,8 @@ struct ColumnTerm {
 // Anything else: one thread per output, walking its reduced elements in row-major order.
 // ix.strides[0] maps the output index to the input base; rx the reduced index to the offset.
 template <typename T>
-__global__ void general_sums(const T* x, int64_t m, Strided<1> ox, Strided<1> rx, int64_t rcount, T* out, T scale) {
+__global__ void general_sums(const T* x, int64_t m, Strided<1> ox, Strided<1> rx, int64_t rcount,
+                             T* out, T scale) {
   LETHE_GRID_LOOP(o, m) {
     int64_t base;
     ox.offsets(o, &base);
@@ -84,7 +85,8 @@ __global__ void general_sums(const T* x, int64_t m, Strided<1> ox, Strided<1> rx
 
 // Sums x (shape xs) into out (shape keep: xs with reduced dims set to 1).
 template <typename T>
-void reduce_sum(const KernelCall& c, const T* x, const Shape& xs, const Shape& keep, T* out, T scale) {
+void reduce_sum(const KernelCall& c, const T* x, const Shape& xs, const Shape& keep, T* out,
+                T scale) {
   cudaStream_t s = stream(c);
   std::vector<int64_t> size;
   std::vector<bool> red;
@@ -108,7 +110,8 @@ void reduce_sum(const KernelCall& c, const T* x, const Shape& xs, const Shape& k
   for (bool b : red) any = any || b;
   if (!any) {
     if (scale == T(1)) {
-      LETHE_CUDA_CHECK(cudaMemcpyAsync(out, x, static_cast<size_t>(n) * sizeof(T), cudaMemcpyDeviceToDevice, s));
+      LETHE_CUDA_CHECK(
+          cudaMemcpyAsync(out, x, static_cast<size_t>(n) * sizeof(T), cudaMemcpyDeviceToDevice, s));
     } else {
       scaled_copy<T><<<grid_for(n), kBlock, 0, s>>>(x, n, out, scale);
       LETHE_CUDA_LAUNCH_CHECK();
@@ -132,7 +135,8 @@ void reduce_sum(const KernelCall& c, const T* x, const Shape& xs, const Shape& k
   }
   if (size.size() == 2 && red[1]) {
     const int64_t K = size[0];
-    row_sums<T><<<static_cast<unsigned>(std::min<int64_t>(K, 65535 * 8)), kBlock, 0, s>>>(x, K, size[1], out, scale);
+    row_sums<T><<<static_cast<unsigned>(std::min<int64_t>(K, 65535 * 8)), kBlock, 0, s>>>(
+        x, K, size[1], out, scale);
     LETHE_CUDA_LAUNCH_CHECK();
     return;
   }
@@ -190,8 +194,8 @@ void reduce_sum_into(const KernelCall& c, const Shape& xs, const Shape& keep) {
 
 namespace {
 
-using layout::AxisView;
 using layout::axis_view;
+using layout::AxisView;
 
 template <bool Min, typename T>
 __device__ bool better(T v, T best) {
@@ -233,9 +237,11 @@ void max_argmax(const Op& op, const KernelCall& c) {
     T* vals = arg ? nullptr : c.out<T>();
     int64_t* idx = arg ? c.out<int64_t>() : nullptr;
     if (min)
-      max_kernel<true, T><<<grid_for(v.outer * v.inner), kBlock, 0, stream(c)>>>(c.in<T>(0), v, vals, idx);
+      max_kernel<true, T>
+          <<<grid_for(v.outer * v.inner), kBlock, 0, stream(c)>>>(c.in<T>(0), v, vals, idx);
     else
-      max_kernel<false, T><<<grid_for(v.outer * v.inner), kBlock, 0, stream(c)>>>(c.in<T>(0), v, vals, idx);
+      max_kernel<false, T>
+          <<<grid_for(v.outer * v.inner), kBlock, 0, stream(c)>>>(c.in<T>(0), v, vals, idx);
     LETHE_CUDA_LAUNCH_CHECK();
   });
 }
@@ -258,7 +264,8 @@ void max_backward(const Op& op, const KernelCall& c) {
   if (n == 0) return;
   dispatch_f(c.in_meta[0]->dtype, "max_backward", [&](auto tag) {
     using T = decltype(tag);
-    max_backward_kernel<T><<<grid_for(n), kBlock, 0, stream(c)>>>(c.in<T>(0), c.in<int64_t>(1), v, c.out<T>());
+    max_backward_kernel<T>
+        <<<grid_for(n), kBlock, 0, stream(c)>>>(c.in<T>(0), c.in<int64_t>(1), v, c.out<T>());
     LETHE_CUDA_LAUNCH_CHECK();
   });
 }
@@ -289,7 +296,8 @@ void cumsum(const Op& op, const KernelCall& c) {
   if (c.out_meta->numel() == 0) return;
   dispatch_a(c.in_meta[0]->dtype, [&](auto tag) {
     using T = decltype(tag);
-    cumsum_kernel<T><<<grid_for(v.outer * v.inner), kBlock, 0, stream(c)>>>(c.in<T>(0), v, a.reverse, c.out<T>());
+    cumsum_kernel<T><<<grid_for(v.outer * v.inner), kBlock, 0, stream(c)>>>(c.in<T>(0), v,
+                                                                            a.reverse, c.out<T>());
     LETHE_CUDA_LAUNCH_CHECK();
   });
 }

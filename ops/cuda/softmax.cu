@@ -9,9 +9,8 @@ namespace lethe::cuda::detail {
 namespace {
 
 constexpr int kBlock = 256;
-using layout::AxisView;
 using layout::axis_view;
-
+using layout::AxisView;
 
 // One block per (outer, inner) line of R elements with stride `inner`.
 template <typename T>
@@ -33,7 +32,8 @@ __global__ void softmax_kernel(const T* x, T* y, AxisView v, bool log_) {
       for (int64_t k = threadIdx.x; k < v.r; k += kBlock) yr[k * v.inner] = xr[k * v.inner] - lse;
     } else {
       const T inv = T(1) / s;
-      for (int64_t k = threadIdx.x; k < v.r; k += kBlock) yr[k * v.inner] = exp(xr[k * v.inner] - m) * inv;
+      for (int64_t k = threadIdx.x; k < v.r; k += kBlock)
+        yr[k * v.inner] = exp(xr[k * v.inner] - m) * inv;
     }
   }
 }
@@ -64,7 +64,8 @@ void softmax(const Op& op, const KernelCall& c) {
   const bool log_ = op.kind() == OpKind::log_softmax;
   dispatch_f(c.in_meta[0]->dtype, "softmax", [&](auto tag) {
     using T = decltype(tag);
-    softmax_kernel<T><<<rows_grid(v.outer * v.inner), kBlock, 0, stream(c)>>>(c.in<T>(0), c.out<T>(), v, log_);
+    softmax_kernel<T>
+        <<<rows_grid(v.outer * v.inner), kBlock, 0, stream(c)>>>(c.in<T>(0), c.out<T>(), v, log_);
     LETHE_CUDA_LAUNCH_CHECK();
   });
 }

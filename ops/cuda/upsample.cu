@@ -9,8 +9,8 @@ namespace {
 // Pixel (p, q) of every [P, Q] plane of y: upsample_at of x's plane (forward) or upsample_grad_at
 // of the gradient's (backward), as the CPU's run_pixels.
 template <typename T>
-__global__ void upsample_kernel(const T* x, T* y, resample::UpAxis h, resample::UpAxis w, bool bilinear,
-                                bool backward, int64_t n) {
+__global__ void upsample_kernel(const T* x, T* y, resample::UpAxis h, resample::UpAxis w,
+                                bool bilinear, bool backward, int64_t n) {
   const int64_t P = backward ? h.in : h.out, Q = backward ? w.in : w.out;
   const int64_t in_plane = backward ? h.out * w.out : h.in * w.in;
   LETHE_GRID_LOOP(e, n) {
@@ -23,20 +23,26 @@ __global__ void upsample_kernel(const T* x, T* y, resample::UpAxis h, resample::
 
 void launch(const Op& op, const KernelCall& c, bool backward) {
   const UpsampleAttrs& a = op.attrs_as<UpsampleAttrs>();
-  const bool bilinear = op.kind() == OpKind::upsample_bilinear2d || op.kind() == OpKind::upsample_bilinear2d_backward;
+  const bool bilinear =
+      op.kind() == OpKind::upsample_bilinear2d || op.kind() == OpKind::upsample_bilinear2d_backward;
   const int64_t n = c.out_meta->numel();
   if (n == 0) return;
   dispatch_f(c.out_meta->dtype, op_kind_name(op.kind()), [&](auto tag) {
     using T = decltype(tag);
-    upsample_kernel<T><<<grid_for(n), 256, 0, stream(c)>>>(c.in<T>(0), c.out<T>(), resample::up_axis(a, 0),
-                                                           resample::up_axis(a, 1), bilinear, backward, n);
+    upsample_kernel<T>
+        <<<grid_for(n), 256, 0, stream(c)>>>(c.in<T>(0), c.out<T>(), resample::up_axis(a, 0),
+                                             resample::up_axis(a, 1), bilinear, backward, n);
     LETHE_CUDA_LAUNCH_CHECK();
   });
 }
 
 }  // namespace
 
-void upsample2d(const Op& op, const KernelCall& c) { launch(op, c, false); }
-void upsample2d_backward(const Op& op, const KernelCall& c) { launch(op, c, true); }
+void upsample2d(const Op& op, const KernelCall& c) {
+  launch(op, c, false);
+}
+void upsample2d_backward(const Op& op, const KernelCall& c) {
+  launch(op, c, true);
+}
 
 }  // namespace lethe::cuda::detail

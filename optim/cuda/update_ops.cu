@@ -9,8 +9,8 @@ namespace lethe::cuda::detail {
 
 namespace {
 template <typename T>
-__global__ void sgd_kernel(T* p, const T* g, T* buf, int64_t n, T lr, T wd, T mom, T keep, bool first,
-                           bool nesterov) {
+__global__ void sgd_kernel(T* p, const T* g, T* buf, int64_t n, T lr, T wd, T mom, T keep,
+                           bool first, bool nesterov) {
   LETHE_GRID_LOOP(i, n) {
     T d = g[i];
     if (wd != T(0)) d += wd * p[i];
@@ -43,8 +43,8 @@ void sgd_update(const Op& op, const KernelCall& c) {
 namespace {
 // vmax non-null: amsgrad (NaN-propagating max, as the CPU kernel).
 template <typename T>
-__global__ void adamw_kernel(T* p, const T* g, T* m, T* v, T* vmax, int64_t n, T decay, T b1, T one_b1, T b2,
-                             T one_b2, T step_size, T bc2_sqrt, T eps) {
+__global__ void adamw_kernel(T* p, const T* g, T* m, T* v, T* vmax, int64_t n, T decay, T b1,
+                             T one_b1, T b2, T one_b2, T step_size, T bc2_sqrt, T eps) {
   LETHE_GRID_LOOP(i, n) {
     const T gi = g[i];
     const T pi = p[i] * decay;
@@ -73,10 +73,11 @@ void adamw_update(const Op& op, const KernelCall& c) {
   dispatch_f(c.in_meta[0]->dtype, "adamw_update", [&](auto tag) {
     using T = decltype(tag);
     adamw_kernel<T><<<grid_for(n), 256, 0, stream(c)>>>(
-        c.in_mut<T>(0), c.in<T>(1), c.in_mut<T>(2), c.in_mut<T>(3), h.amsgrad ? c.in_mut<T>(4) : nullptr, n,
-        static_cast<T>(1.0 - h.lr * h.weight_decay), static_cast<T>(h.beta1),
-        static_cast<T>(1.0 - h.beta1), static_cast<T>(h.beta2), static_cast<T>(1.0 - h.beta2),
-        static_cast<T>(h.lr / bc1), static_cast<T>(std::sqrt(bc2)), static_cast<T>(h.eps));
+        c.in_mut<T>(0), c.in<T>(1), c.in_mut<T>(2), c.in_mut<T>(3),
+        h.amsgrad ? c.in_mut<T>(4) : nullptr, n, static_cast<T>(1.0 - h.lr * h.weight_decay),
+        static_cast<T>(h.beta1), static_cast<T>(1.0 - h.beta1), static_cast<T>(h.beta2),
+        static_cast<T>(1.0 - h.beta2), static_cast<T>(h.lr / bc1), static_cast<T>(std::sqrt(bc2)),
+        static_cast<T>(h.eps));
     LETHE_CUDA_LAUNCH_CHECK();
   });
 }
@@ -84,8 +85,8 @@ void adamw_update(const Op& op, const KernelCall& c) {
 namespace {
 // optim/update_ops.cpp's RmspropUpdateOp, element for element.
 template <typename T>
-__global__ void rmsprop_kernel(T* p, const T* g, T* sq, T* ga, T* buf, int64_t n, T lr, T alpha, T one_a, T eps,
-                               T wd, T mom) {
+__global__ void rmsprop_kernel(T* p, const T* g, T* sq, T* ga, T* buf, int64_t n, T lr, T alpha,
+                               T one_a, T eps, T wd, T mom) {
   LETHE_GRID_LOOP(i, n) {
     T gi = g[i];
     if (wd != T(0)) gi = gi + wd * p[i];
@@ -119,9 +120,9 @@ void rmsprop_update(const Op& op, const KernelCall& c) {
     T* ga = h.centered ? c.in_mut<T>(3) : nullptr;
     T* buf = h.momentum > 0 ? c.in_mut<T>(h.centered ? 4 : 3) : nullptr;
     rmsprop_kernel<T><<<grid_for(n), 256, 0, stream(c)>>>(
-        c.in_mut<T>(0), c.in<T>(1), c.in_mut<T>(2), ga, buf, n, static_cast<T>(h.lr), static_cast<T>(h.alpha),
-        static_cast<T>(1.0 - h.alpha), static_cast<T>(h.eps), static_cast<T>(h.weight_decay),
-        static_cast<T>(h.momentum));
+        c.in_mut<T>(0), c.in<T>(1), c.in_mut<T>(2), ga, buf, n, static_cast<T>(h.lr),
+        static_cast<T>(h.alpha), static_cast<T>(1.0 - h.alpha), static_cast<T>(h.eps),
+        static_cast<T>(h.weight_decay), static_cast<T>(h.momentum));
     LETHE_CUDA_LAUNCH_CHECK();
   });
 }

@@ -44,8 +44,8 @@ std::string fmt(const char* f, double v) {
 constexpr double kPlanTimeLimit = 30.0;
 constexpr double kSweepTimeLimit = 10.0;
 
-int run_plan(const Problem& p, const std::string& budget_text, const std::string& planner, const std::string& out,
-             bool as_json, const PlannerOptions& opts, int streams) {
+int run_plan(const Problem& p, const std::string& budget_text, const std::string& planner,
+             const std::string& out, bool as_json, const PlannerOptions& opts, int streams) {
   const int64_t budget = parse_budget(budget_text, p);
   PlanResult r = plan(p, budget, planner, opts);
   const double serial_time = makespan(p, r.plan);
@@ -93,16 +93,17 @@ int run_plan(const Problem& p, const std::string& budget_text, const std::string
             << "no-remat peak  " << format_bytes(no_remat_peak(p)) << "\n"
             << "budget         " << format_bytes(budget) << " (" << budget << " bytes)\n"
             << "planner        " << r.plan.planner << "\n"
-            << "plan peak      " << format_bytes(r.plan.predicted_peak_bytes) << " (" << r.plan.predicted_peak_bytes
-            << " bytes)\n"
+            << "plan peak      " << format_bytes(r.plan.predicted_peak_bytes) << " ("
+            << r.plan.predicted_peak_bytes << " bytes)\n"
             << "cost           " << r.plan.predicted_cost << " (no-remat " << base << ")\n"
             << "overhead       " << fmt("%.3fx", overhead) << "\n"
             << "steps          " << r.plan.steps.size() << "\n"
             << "solve time     " << fmt("%.3f s", r.solve_seconds) << "\n";
   if (streams > 1)
-    std::cout << "streams        " << streams << ": predicted time " << time << " (serial " << serial_time << ", "
-              << fmt("%.2fx", time > 0 ? serial_time / time : 1.0) << "), worst-case peak over every order "
-              << format_bytes(r.plan.predicted_peak_bytes) << "\n";
+    std::cout << "streams        " << streams << ": predicted time " << time << " (serial "
+              << serial_time << ", " << fmt("%.2fx", time > 0 ? serial_time / time : 1.0)
+              << "), worst-case peak over every order " << format_bytes(r.plan.predicted_peak_bytes)
+              << "\n";
   if (r.info.treewidth >= 0) std::cout << "treewidth      " << r.info.treewidth << "\n";
   if (!r.info.note.empty()) std::cout << "note           " << r.info.note << "\n";
   if (!out.empty()) std::cout << "plan written   " << out << "\n";
@@ -110,19 +111,21 @@ int run_plan(const Problem& p, const std::string& budget_text, const std::string
 }
 
 bool limit_hit(const PlannerInfo& info) {
-  return info.note.find("time limit hit") != std::string::npos || info.note.find("node limit hit") != std::string::npos;
+  return info.note.find("time limit hit") != std::string::npos ||
+         info.note.find("node limit hit") != std::string::npos;
 }
 
-// Rows are printed (and flushed) cell by cell as each plan finishes: a sweep of checkmate on a large
-// graph takes minutes, and a silent terminal looks like a hang.
+// Rows are printed (and flushed) cell by cell as each plan finishes: a sweep of checkmate on a
+// large graph takes minutes, and a silent terminal looks like a hang.
 int run_sweep(const Problem& p, const PlannerOptions& opts) {
   const std::vector<std::string> labels = {"1", "0.75", "0.5", "0.35", "0.25", "0.15", "smallest"};
   std::vector<int64_t> budgets;
   for (size_t i = 0; i + 1 < labels.size(); ++i) budgets.push_back(parse_budget(labels[i], p));
   budgets.push_back(smallest_feasible_budget(p, "auto"));
   const double base = no_remat_cost(p);
-  std::cout << p.name << ": " << p.size() << " nodes, floor " << format_bytes(floor_bytes(p)) << ", no-remat peak "
-            << format_bytes(no_remat_peak(p)) << ", no-remat cost " << base << "\n"
+  std::cout << p.name << ": " << p.size() << " nodes, floor " << format_bytes(floor_bytes(p))
+            << ", no-remat peak " << format_bytes(no_remat_peak(p)) << ", no-remat cost " << base
+            << "\n"
             << "overhead (cost / no-remat cost) per planner and budget:\n";
   std::printf("%-11s", "planner");
   for (size_t i = 0; i < labels.size(); ++i) std::printf(" %14s", labels[i].c_str());
@@ -162,15 +165,21 @@ int run_sweep(const Problem& p, const PlannerOptions& opts) {
     std::printf("\n");
     std::fflush(stdout);
   }
-  std::printf("smallest: the smallest budget any planner but checkmate fits (a search between the floor and the "
-              "no-remat peak)\n");
+  std::printf(
+      "smallest: the smallest budget any planner but checkmate fits (a search between the floor "
+      "and the "
+      "no-remat peak)\n");
   if (any_incumbent)
-    std::printf("*: checkmate's limit (--time-limit %g s) ended the search; the best plan found so far, not proven "
-                "optimal\n",
-                opts.time_limit_s);
+    std::printf(
+        "*: checkmate's limit (--time-limit %g s) ended the search; the best plan found so far, "
+        "not proven "
+        "optimal\n",
+        opts.time_limit_s);
   if (any_time_limit)
-    std::printf("time limit: checkmate found no plan within --time-limit %g s; the budget may still be feasible\n",
-                opts.time_limit_s);
+    std::printf(
+        "time limit: checkmate found no plan within --time-limit %g s; the budget may still be "
+        "feasible\n",
+        opts.time_limit_s);
   return 0;
 }
 
@@ -190,7 +199,8 @@ int run_check(const Problem& p, const std::string& plan_file, const std::string&
     peak = wc->peak_bytes;
     time = makespan(p, pl);
     cost = 0.0;
-    for (const Step& s : pl.steps) cost += s.kind == Step::Kind::compute ? p.nodes[static_cast<size_t>(s.node)].cost : 0.0;
+    for (const Step& s : pl.steps)
+      cost += s.kind == Step::Kind::compute ? p.nodes[static_cast<size_t>(s.node)].cost : 0.0;
   } catch (const Error&) {
     // A step names no node, or the waits are malformed: the message below names the step.
   }
@@ -215,16 +225,17 @@ int run_check(const Problem& p, const std::string& plan_file, const std::string&
   const bool over = peak > pl.budget_bytes && any_compute;
   std::cout << "peak           " << peak << " bytes (" << format_bytes(peak) << ")"
             << (has_streams(pl) ? ", the largest over every order the streams allow" : "") << "\n"
-            << "budget         " << pl.budget_bytes << " bytes (" << format_bytes(pl.budget_bytes) << "), "
-            << (over ? "exceeded" : "within") << "\n";
+            << "budget         " << pl.budget_bytes << " bytes (" << format_bytes(pl.budget_bytes)
+            << "), " << (over ? "exceeded" : "within") << "\n";
   if (over && wc) {
-    std::cout << "in flight      " << wc->live.size() << " values can be in memory together, beside "
-              << format_bytes(resident_bytes(p)) << " resident:";
+    std::cout << "in flight      " << wc->live.size()
+              << " values can be in memory together, beside " << format_bytes(resident_bytes(p))
+              << " resident:";
     for (size_t k = 0; k < wc->live.size(); ++k) {
       const int64_t j = wc->live[k];
       const NodeId v = pl.steps[static_cast<size_t>(j)].node;
-      std::cout << (k ? ", " : " ") << "step " << j << " (node " << v << ", " << p.nodes[static_cast<size_t>(v)].bytes
-                << " B)";
+      std::cout << (k ? ", " : " ") << "step " << j << " (node " << v << ", "
+                << p.nodes[static_cast<size_t>(v)].bytes << " B)";
     }
     std::cout << "\n";
   }
@@ -244,25 +255,33 @@ int main(int argc, char** argv) {
   double time_limit = 0.0;
   uint64_t seed = 0;
   app.add_option("graph", graph, "graph file (remat-graph/1)");
-  app.add_option("plan", plan_file, "with --check: the plan file (remat-plan/1, with or without streams)");
-  app.add_flag("--check", check,
-               "check PLAN against GRAPH in every order its streams allow, under --budget (default: the "
-               "plan's budget_bytes); exit 0 valid, 1 invalid or over the budget, 2 unreadable");
-  app.add_option("-b,--budget", budget, "bytes (512MiB, 2GiB, 1.5GB) or activation fraction in (0, 1]");
+  app.add_option("plan", plan_file,
+                 "with --check: the plan file (remat-plan/1, with or without streams)");
+  app.add_flag(
+      "--check", check,
+      "check PLAN against GRAPH in every order its streams allow, under --budget (default: the "
+      "plan's budget_bytes); exit 0 valid, 1 invalid or over the budget, 2 unreadable");
+  app.add_option("-b,--budget", budget,
+                 "bytes (512MiB, 2GiB, 1.5GB) or activation fraction in (0, 1]");
   app.add_option("-p,--planner", planner, "planner name or 'auto' (default)");
   app.add_option("-o,--output", out, "write the plan (or the generated graph) here");
   app.add_flag("--json", as_json, "print the summary as JSON");
-  app.add_option("--streams", streams_text,
-                 "plan on N streams (default 1: serial): the plan's steps assigned to streams by their costs, "
-                 "with the waits that keep it and its layout valid in every order");
-  app.add_flag("--sweep", sweep,
-               "table of overheads (plan cost / no-remat cost): every planner at the activation fractions "
-               "1, 0.75, 0.5, 0.35, 0.25, 0.15 and at 'smallest', the smallest budget any planner but checkmate "
-               "fits (found by a search between the floor and the no-remat peak; checkmate may not fit it). "
-               "Rows print as each plan finishes; 'infeasible': no plan fits; 'time limit': checkmate found none "
-               "in --time-limit; '*': checkmate's best plan when its limit ended the search");
-  app.add_option("--time-limit", time_limit,
-                 "seconds checkmate's MILP may run per plan (default 30, or 10 per budget in --sweep)")
+  app.add_option(
+      "--streams", streams_text,
+      "plan on N streams (default 1: serial): the plan's steps assigned to streams by their costs, "
+      "with the waits that keep it and its layout valid in every order");
+  app.add_flag(
+      "--sweep", sweep,
+      "table of overheads (plan cost / no-remat cost): every planner at the activation fractions "
+      "1, 0.75, 0.5, 0.35, 0.25, 0.15 and at 'smallest', the smallest budget any planner but "
+      "checkmate "
+      "fits (found by a search between the floor and the no-remat peak; checkmate may not fit it). "
+      "Rows print as each plan finishes; 'infeasible': no plan fits; 'time limit': checkmate found "
+      "none "
+      "in --time-limit; '*': checkmate's best plan when its limit ended the search");
+  app.add_option(
+         "--time-limit", time_limit,
+         "seconds checkmate's MILP may run per plan (default 30, or 10 per budget in --sweep)")
       ->check(CLI::PositiveNumber);
   app.add_option("--generate", family, "write a generated training graph of this family");
   app.add_option("--n", n, "generator: number of forward operations (1 to 1000000)");
@@ -282,25 +301,31 @@ int main(int argc, char** argv) {
       if (out.empty()) throw Error("--generate needs -o FILE");
       const Problem p = generate(family, n, seed, width);
       write_problem_file(p, out);
-      std::cout << "wrote " << out << ": " << p.size() << " nodes, floor " << format_bytes(floor_bytes(p))
-                << ", no-remat peak " << format_bytes(no_remat_peak(p)) << "\n";
+      std::cout << "wrote " << out << ": " << p.size() << " nodes, floor "
+                << format_bytes(floor_bytes(p)) << ", no-remat peak "
+                << format_bytes(no_remat_peak(p)) << "\n";
       return 0;
     }
-    if (graph.empty()) throw Error("no graph file given (lethe-plan GRAPH.json --budget B, or --generate)");
-    if (check && plan_file.empty()) throw Error("--check needs a graph and a plan: lethe-plan --check GRAPH PLAN");
+    if (graph.empty())
+      throw Error("no graph file given (lethe-plan GRAPH.json --budget B, or --generate)");
+    if (check && plan_file.empty())
+      throw Error("--check needs a graph and a plan: lethe-plan --check GRAPH PLAN");
     if (!check && !plan_file.empty()) {
-      throw Error("a second file (" + plan_file + ") is read only with --check: lethe-plan --check GRAPH PLAN");
+      throw Error("a second file (" + plan_file +
+                  ") is read only with --check: lethe-plan --check GRAPH PLAN");
     }
     const Problem p = read_problem_file(graph);
     if (check) return run_check(p, plan_file, budget);
     PlannerOptions opts;
     opts.time_limit_s = time_limit > 0 ? time_limit : sweep ? kSweepTimeLimit : kPlanTimeLimit;
     if (sweep) return run_sweep(p, opts);
-    if (budget.empty()) throw Error("--budget is required (bytes like 512MiB, or a fraction like 0.25)");
+    if (budget.empty())
+      throw Error("--budget is required (bytes like 512MiB, or a fraction like 0.25)");
     const bool digits = !streams_text.empty() && streams_text.size() <= 4 &&
                         streams_text.find_first_not_of("0123456789") == std::string::npos;
     const int streams = digits ? std::stoi(streams_text) : 0;
-    if (streams < 1) throw Error("--streams: expected a positive number of streams, got '" + streams_text + "'");
+    if (streams < 1)
+      throw Error("--streams: expected a positive number of streams, got '" + streams_text + "'");
     return run_plan(p, budget, planner, out, as_json, opts, streams);
   } catch (const std::exception& e) {
     std::cerr << "lethe-plan: error: " << e.what() << "\n";

@@ -19,7 +19,8 @@
 //   opt(s, s, m) = min_k uf_s + ub_s + extra_sk                  if own_sk + out_s <= m
 //   opt(s, t, m) = min( min_k uf_s + extra_sk + opt(s+1, t, m - tape_sk) + ub_s,   option k of s
 //                         (needs need_sk + out_s + O(s+1..t) <= m)
-//                       min_{s<s'<=t} sum_{k=s}^{s'-1} uf_k                     run s..s'-1 without tape,
+//                       min_{s<s'<=t} sum_{k=s}^{s'-1} uf_k                     run s..s'-1 without
+//                       tape,
 //                           + opt(s', t, m - x_{s'-1})                          keep x_{s'-1}
 //                           + opt(s, s'-1, m - O(s'..t) - gin_{s'-1}) )
 // where need_sk is option k's simulated peak and own_sk the same without the incoming gradient.
@@ -60,12 +61,14 @@ struct Chain {
   int L = 0;
   std::vector<std::vector<NodeId>> fwd, bwd;  // per block, id order
   std::vector<double> uf, ub;
-  std::vector<int64_t> x;                    // bytes of the boundary (the block's last forward value)
-  std::vector<std::vector<NodeId>> tape;      // per block: forward values its backward uses, but the boundary
+  std::vector<int64_t> x;  // bytes of the boundary (the block's last forward value)
+  std::vector<std::vector<NodeId>>
+      tape;  // per block: forward values its backward uses, but the boundary
   std::vector<std::vector<TapeOption>> opts;  // per block, Pareto-optimal in (tape, need, extra)
   std::vector<int64_t> out;  // bytes of the outputs (parameter gradients) block i's backward makes
-  std::vector<int64_t> gin;  // bytes of the gradients later blocks' backward made, held when block i's starts
-  int64_t fixed = 0;         // resident values and outputs no block makes (the loss)
+  std::vector<int64_t>
+      gin;  // bytes of the gradients later blocks' backward made, held when block i's starts
+  int64_t fixed = 0;  // resident values and outputs no block makes (the loss)
 };
 
 class ChainPlanner {
@@ -73,16 +76,20 @@ class ChainPlanner {
   ChainPlanner(const Problem& p, int64_t budget) : p_(p), g_(p), budget_(budget) {}
 
   std::optional<Plan> run(PlannerInfo* info) {
-    if (auto r = build_checkpoint_plan(g_, all_kept(g_), budget_, "chain")) return std::move(r->plan);
+    if (auto r = build_checkpoint_plan(g_, all_kept(g_), budget_, "chain"))
+      return std::move(r->plan);
     auto refuse = [&](const std::string& why) {
       if (info) info->note = why;
       return std::nullopt;
     };
-    if (budget_ < floor_bytes(p_)) return refuse("the budget is below the floor (resident values + outputs)");
+    if (budget_ < floor_bytes(p_))
+      return refuse("the budget is below the floor (resident values + outputs)");
     make_chain();
     if (ch_.L == 0 || split_.loss < 0) {
-      return refuse("no forward/backward split: no output is a loss (one the other outputs are computed from, or "
-                    "the one the start of the backward does not lead to), so there is no chain of blocks");
+      return refuse(
+          "no forward/backward split: no output is a loss (one the other outputs are computed "
+          "from, or "
+          "the one the start of the backward does not lead to), so there is no chain of blocks");
     }
     const int64_t avail = budget_ - ch_.fixed;
     if (avail <= 0) return refuse("the resident values and the loss fill the budget");
@@ -137,11 +144,14 @@ class ChainPlanner {
         if (least != INT64_MAX && least > worst) worst = least, worst_block = i;
       }
       info->note = !(at(0, ch_.L - 1, kSlots) < kInf)
-                       ? "its DP over " + std::to_string(ch_.L) + " blocks (cut at the forward's single-node cuts) finds "
-                             "no schedule: block " + std::to_string(worst_block) + "'s backward alone needs " +
+                       ? "its DP over " + std::to_string(ch_.L) +
+                             " blocks (cut at the forward's single-node cuts) finds "
+                             "no schedule: block " +
+                             std::to_string(worst_block) + "'s backward alone needs " +
                              std::to_string(worst + ch_.fixed) + " bytes with the resident values"
                        : "the schedules its DP found over " + std::to_string(ch_.L) +
-                             " blocks exceed the budget when run (the DP's memory model is coarser than the plan)";
+                             " blocks exceed the budget when run (the DP's memory model is coarser "
+                             "than the plan)";
     }
     return best;
   }
@@ -179,9 +189,7 @@ class ChainPlanner {
       peak = std::max(peak, mem);
       peak_own = std::max(peak_own, mem - incoming);
     };
-    auto local = [&](NodeId v) {
-      return split_.backward[v] ? stage_[v] == i : block_of_[v] == i;
-    };
+    auto local = [&](NodeId v) { return split_.backward[v] ? stage_[v] == i : block_of_[v] == i; };
     for (NodeId v : kept) put(v);
     put(xi);
     o.tape = mem;
@@ -245,8 +253,12 @@ class ChainPlanner {
     for (int i = s; i <= t; ++i) b += ch_.out[i];
     return slots(b);
   }
-  float& at(int s, int t, int m) { return opt_[(static_cast<size_t>(s) * ch_.L + t) * (kSlots + 1) + m]; }
-  int16_t& choice(int s, int t, int m) { return choice_[(static_cast<size_t>(s) * ch_.L + t) * (kSlots + 1) + m]; }
+  float& at(int s, int t, int m) {
+    return opt_[(static_cast<size_t>(s) * ch_.L + t) * (kSlots + 1) + m];
+  }
+  int16_t& choice(int s, int t, int m) {
+    return choice_[(static_cast<size_t>(s) * ch_.L + t) * (kSlots + 1) + m];
+  }
 
   void make_chain() {
     split_ = split_training(g_);
@@ -313,7 +325,8 @@ class ChainPlanner {
     }
     on_tape_.assign(g_.n, 0);
     for (NodeId f : F) {
-      for (NodeId c : g_.consumers(f)) on_tape_[f] = on_tape_[f] || (g_.needed[c] && split_.backward[c]);
+      for (NodeId c : g_.consumers(f))
+        on_tape_[f] = on_tape_[f] || (g_.needed[c] && split_.backward[c]);
     }
     keep_.assign(g_.n, 0);
     sim_in_.assign(g_.n, 0);
@@ -345,7 +358,8 @@ class ChainPlanner {
         const size_t k = (by_density.size() * q + 3) / 4;
         if (k == last) continue;
         last = k;
-        std::vector<NodeId> kept(by_density.begin(), by_density.begin() + static_cast<std::ptrdiff_t>(k));
+        std::vector<NodeId> kept(by_density.begin(),
+                                 by_density.begin() + static_cast<std::ptrdiff_t>(k));
         std::sort(kept.begin(), kept.end());
         for (bool hold : {true, false}) {
           if (!hold && k == tape.size()) continue;
@@ -401,7 +415,8 @@ class ChainPlanner {
         opt_cost_.resize(K);
         for (size_t k = 0; k < K; ++k) {
           // A range's last block: its incoming gradient is the caller's, outside m.
-          opt_need_[k] = slots((len > 0 ? opts[k].need : opts[k].need_own) + ch_.out[s]) + made_after;
+          opt_need_[k] =
+              slots((len > 0 ? opts[k].need : opts[k].need_own) + ch_.out[s]) + made_after;
           opt_tape_[k] = slots(opts[k].tape);
           opt_cost_[k] = static_cast<float>(ch_.uf[s] + ch_.ub[s] + opts[k].extra);
         }
@@ -568,7 +583,8 @@ class ChainPlanner {
   std::vector<NodeId> last_in_block_;
   int64_t slot_ = 1;
   std::vector<float> opt_;
-  std::vector<int64_t> opt_need_, opt_tape_, split_x_, split_made_;  // solve_dp's per-range slot counts
+  std::vector<int64_t> opt_need_, opt_tape_, split_x_,
+      split_made_;  // solve_dp's per-range slot counts
   std::vector<float> opt_cost_;
   std::vector<int16_t> choice_;
   Executor* ex_ = nullptr;
@@ -581,7 +597,8 @@ class ChainPlanner {
 
 }  // namespace
 
-std::optional<Plan> plan_chain(const Problem& p, int64_t budget, const PlannerOptions&, PlannerInfo* info) {
+std::optional<Plan> plan_chain(const Problem& p, int64_t budget, const PlannerOptions&,
+                               PlannerInfo* info) {
   {
     ChainPlanner planner(p, budget);
     if (std::optional<Plan> plan = planner.run(info)) return plan;

@@ -17,7 +17,8 @@
 //   U[t][k] <= budget - resident bytes
 //   F[t][i][k] = R[t][k] (1 - S[t+1][i]) Π_{j in users(i), k<j<=t} (1 - R[t][j]), linearised with
 //   the hazard count h = (1 - R[t][k]) + S[t+1][i] + Σ R[t][j]:  1 - F <= h,  κ (1 - F) >= h.
-// The solution becomes compute/free steps in stage order; the plan is simulated before it is returned.
+// The solution becomes compute/free steps in stage order; the plan is simulated before it is
+// returned.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -63,7 +64,8 @@ bool checkmate_available(std::string* reason) {
   return false;
 }
 
-std::optional<Plan> plan_checkmate(const Problem&, int64_t, const PlannerOptions&, PlannerInfo* info) {
+std::optional<Plan> plan_checkmate(const Problem&, int64_t, const PlannerOptions&,
+                                   PlannerInfo* info) {
   if (info) info->note = "built without CBC: apt-get install coinor-libcbc-dev and reconfigure";
   return std::nullopt;
 }
@@ -87,7 +89,7 @@ class Milp {
     return static_cast<int>(lo_.size()) - 1;
   }
   // lo <= Σ coef * x <= hi
-  void add_row(const std::vector<std::pair<int, double>>& terms, double lo, double hi) {
+  void add_row(const std::vector<std::pair<int, double> >& terms, double lo, double hi) {
     CoinPackedVector v;
     for (const auto& [c, a] : terms) v.insert(c, a);
     rows_.push_back(v);
@@ -115,8 +117,8 @@ class Milp {
 
 }  // namespace
 
-std::optional<Plan> plan_checkmate(const Problem& p, int64_t budget_bytes, const PlannerOptions& opts,
-                                   PlannerInfo* info) {
+std::optional<Plan> plan_checkmate(const Problem& p, int64_t budget_bytes,
+                                   const PlannerOptions& opts, PlannerInfo* info) {
   const int n = p.size();
   int64_t resident = 0;
   for (const Node& nd : p.nodes)
@@ -148,7 +150,8 @@ std::optional<Plan> plan_checkmate(const Problem& p, int64_t budget_bytes, const
   const int m = static_cast<int>(node_of.size());
   if (m > kMaxNodes) {
     if (info)
-      info->note = "graph has " + std::to_string(m) + " nodes to schedule; checkmate's MILP is limited to " +
+      info->note = "graph has " + std::to_string(m) +
+                   " nodes to schedule; checkmate's MILP is limited to " +
                    std::to_string(kMaxNodes);
     return std::nullopt;
   }
@@ -173,7 +176,7 @@ std::optional<Plan> plan_checkmate(const Problem& p, int64_t budget_bytes, const
     return make_plan({});
   }
 
-  std::vector<std::vector<int>> deps(m), users(m);
+  std::vector<std::vector<int> > deps(m), users(m);
   std::vector<char> is_out(m, 0);
   for (int k = 0; k < m; ++k) {
     for (NodeId w : p.nodes[node_of[k]].inputs)
@@ -202,15 +205,16 @@ std::optional<Plan> plan_checkmate(const Problem& p, int64_t budget_bytes, const
   if (static_cast<double>(max_bytes) / unit > 1e5) {  // keep coefficients well-conditioned
     const double extra = static_cast<double>(max_bytes) / unit / 1e5;
     unit *= extra;
-    cap = static_cast<double>(avail) / unit;  // tolerances may now cost a byte: the plan is re-checked
+    cap = static_cast<double>(avail) /
+          unit;  // tolerances may now cost a byte: the plan is re-checked
   }
   std::vector<double> M(m);
   for (int k = 0; k < m; ++k) M[k] = static_cast<double>(p.nodes[node_of[k]].bytes) / unit;
 
   Milp milp;
   // Column indices; -1 where the variable does not exist.
-  std::vector<std::vector<int>> R(m), S(m + 1), U(m);
-  std::vector<std::vector<std::vector<std::pair<int, int>>>> F(m);  // F[t][k] = {(i, col)}
+  std::vector<std::vector<int> > R(m), S(m + 1), U(m);
+  std::vector<std::vector<std::vector<std::pair<int, int> > > > F(m);  // F[t][k] = {(i, col)}
   for (int t = 0; t < m; ++t) {
     R[t].assign(t + 1, -1);
     for (int i = 0; i <= t; ++i) {
@@ -240,15 +244,16 @@ std::optional<Plan> plan_checkmate(const Problem& p, int64_t budget_bytes, const
     // Dependencies.
     for (int j = 0; j <= t; ++j)
       for (int i : deps[j]) {
-        std::vector<std::pair<int, double>> r{{R[t][j], 1.0}, {R[t][i], -1.0}};
+        std::vector<std::pair<int, double> > r{{R[t][j], 1.0}, {R[t][i], -1.0}};
         if (i < t) r.push_back({S[t][i], -1.0});
         milp.add_row(r, -inf, 0.0);
       }
     // Storage.
-    for (int i = 0; i < t; ++i) milp.add_row({{S[t + 1][i], 1.0}, {R[t][i], -1.0}, {S[t][i], -1.0}}, -inf, 0.0);
+    for (int i = 0; i < t; ++i)
+      milp.add_row({{S[t + 1][i], 1.0}, {R[t][i], -1.0}, {S[t][i], -1.0}}, -inf, 0.0);
     // Memory.
     for (int k = 0; k <= t; ++k) {
-      std::vector<std::pair<int, double>> r{{U[t][k], 1.0}, {R[t][k], -M[k]}};
+      std::vector<std::pair<int, double> > r{{U[t][k], 1.0}, {R[t][k], -M[k]}};
       if (k == 0) {
         for (int i = 0; i < t; ++i) r.push_back({S[t][i], -M[i]});
       } else {
@@ -267,8 +272,8 @@ std::optional<Plan> plan_checkmate(const Problem& p, int64_t budget_bytes, const
         // h = 1 - R[t][k] + S[t+1][i] + Σ R[t][j]
         // 1 - F <= h     <=>  -F + R[t][k] - S[t+1][i] - Σ R[t][j] <= 0
         // κ(1 - F) >= h  <=>  κF - R[t][k] + S[t+1][i] + Σ R[t][j] <= κ - 1
-        std::vector<std::pair<int, double>> a{{col, -1.0}, {R[t][k], 1.0}, {S[t + 1][i], -1.0}};
-        std::vector<std::pair<int, double>> b{{col, kappa}, {R[t][k], -1.0}, {S[t + 1][i], 1.0}};
+        std::vector<std::pair<int, double> > a{{col, -1.0}, {R[t][k], 1.0}, {S[t + 1][i], -1.0}};
+        std::vector<std::pair<int, double> > b{{col, kappa}, {R[t][k], -1.0}, {S[t + 1][i], 1.0}};
         for (int c : later) {
           a.push_back({c, -1.0});
           b.push_back({c, 1.0});
@@ -282,13 +287,14 @@ std::optional<Plan> plan_checkmate(const Problem& p, int64_t budget_bytes, const
   // the MILP's (conservative) memory accounting.
   auto stage_solution = [&](const std::vector<Step>& steps, std::vector<double>& xs) -> bool {
     xs.assign(milp.cols(), 0.0);
-    std::vector<std::vector<char>> r(m);
+    std::vector<std::vector<char> > r(m);
     for (int t = 0; t < m; ++t) r[t].assign(t + 1, 0);
-    std::vector<std::vector<char>> st(m + 1);
+    std::vector<std::vector<char> > st(m + 1);
     for (int t = 0; t <= m; ++t) st[t].assign(t, 0);
     std::vector<char> in(m, 0), seen(m, 0), snap(m, 0);
-    std::vector<int> pending;  // recomputes waiting for the first computation that closes their stage
-    int next = 0;              // the node whose first computation closes the current stage
+    std::vector<int>
+        pending;   // recomputes waiting for the first computation that closes their stage
+    int next = 0;  // the node whose first computation closes the current stage
     bool open = false;
     for (const Step& step : steps) {
       const int v = loc[step.node];
@@ -363,7 +369,8 @@ std::optional<Plan> plan_checkmate(const Problem& p, int64_t budget_bytes, const
   model.setUseElapsedTime(true);
   model.setMaximumSeconds(opts.time_limit_s > 0 ? opts.time_limit_s : 30.0);
   if (opts.node_limit > 0)
-    model.setMaximumNodes(static_cast<int>(std::min<int64_t>(opts.node_limit, std::numeric_limits<int>::max())));
+    model.setMaximumNodes(
+        static_cast<int>(std::min<int64_t>(opts.node_limit, std::numeric_limits<int>::max())));
   CglProbing probing;
   probing.setUsingObjective(1);
   probing.setMaxPass(1);
@@ -393,12 +400,14 @@ std::optional<Plan> plan_checkmate(const Problem& p, int64_t budget_bytes, const
   model.addHeuristic(&local);
   CbcHeuristicFPump pump(model);
   model.addHeuristic(&pump);
-  // Incumbents, after the root LP: the plans of the heuristic planners, where they fit the stage structure (first
-  // computations in id order, each stage's computes in ascending order). CBC checks them.
+  // Incumbents, after the root LP: the plans of the heuristic planners, where they fit the stage
+  // structure (first computations in id order, each stage's computes in ascending order). CBC
+  // checks them.
   {
     std::vector<double> best;
     double best_obj = COIN_DBL_MAX;
-    using Fn = std::optional<Plan> (*)(const Problem&, int64_t, const PlannerOptions&, PlannerInfo*);
+    using Fn =
+        std::optional<Plan> (*)(const Problem&, int64_t, const PlannerOptions&, PlannerInfo*);
     for (Fn fn : {&plan_keep_all, &plan_treewidth, &plan_chain, &plan_sqrt, &plan_dtr}) {
       PlannerInfo pi;
       std::optional<Plan> hp;
@@ -419,7 +428,8 @@ std::optional<Plan> plan_checkmate(const Problem& p, int64_t budget_bytes, const
     }
     model.initialSolve();
     if (!model.solver()->isProvenOptimal()) {
-      if (info) info->note = "LP relaxation infeasible: the budget is too small for any stage schedule";
+      if (info)
+        info->note = "LP relaxation infeasible: the budget is too small for any stage schedule";
       return std::nullopt;
     }
     if (!best.empty()) model.setBestSolution(best.data(), milp.cols(), best_obj, true);
@@ -429,9 +439,9 @@ std::optional<Plan> plan_checkmate(const Problem& p, int64_t budget_bytes, const
   const double* x = model.bestSolution();
   if (x == nullptr) {
     if (info)
-      info->note = model.isProvenInfeasible() ? "MILP infeasible at this budget"
-                  : model.isNodeLimitReached() ? "MILP node limit hit without a feasible solution"
-                                               : "MILP time limit hit without a feasible solution";
+      info->note = model.isProvenInfeasible()   ? "MILP infeasible at this budget"
+                   : model.isNodeLimitReached() ? "MILP node limit hit without a feasible solution"
+                                                : "MILP time limit hit without a feasible solution";
     return std::nullopt;
   }
   const bool optimal = model.isProvenOptimal();
@@ -465,8 +475,8 @@ std::optional<Plan> plan_checkmate(const Problem& p, int64_t budget_bytes, const
     info->optimal = optimal;
     const char* why = model.isNodeLimitReached() ? "MILP node limit hit; best incumbent"
                                                  : "MILP time limit hit; best incumbent";
-    info->note = (optimal ? "optimal" : why) + std::string(", ") +
-                 std::to_string(m) + " stages, " + std::to_string(milp.cols()) + " variables, " +
+    info->note = (optimal ? "optimal" : why) + std::string(", ") + std::to_string(m) + " stages, " +
+                 std::to_string(milp.cols()) + " variables, " +
                  std::to_string(model.getNodeCount()) + " nodes, " + std::to_string(secs) + " s";
   }
   return plan;

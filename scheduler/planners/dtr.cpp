@@ -21,8 +21,8 @@ constexpr size_t kSamples = 128;
 
 // One simulation. `equivalence`: the score is h_DTR-eq (above); otherwise the published plain
 // h = cost / (bytes * staleness), scoring every candidate (no sampling).
-std::optional<Plan> simulate_dtr(const Problem& p, int64_t budget, const PlannerOptions& opts, PlannerInfo* info,
-                                 bool equivalence) {
+std::optional<Plan> simulate_dtr(const Problem& p, int64_t budget, const PlannerOptions& opts,
+                                 PlannerInfo* info, bool equivalence) {
   const Dag g(p);
   const int n = g.n;
   std::vector<int32_t> pos(n, -1);
@@ -141,26 +141,32 @@ std::optional<Plan> simulate_dtr(const Problem& p, int64_t budget, const Planner
   };
   // Banishing: a value with no future use (and not an output) is freed for good.
   // The plain simulation banishes only around a target's own compute, not inside the
-  // recomputations it triggers (as the paper's runtime frees a tensor when its last reference goes).
+  // recomputations it triggers (as the paper's runtime frees a tensor when its last reference
+  // goes).
   ex.drop = [&](NodeId u) {
-    if (!equivalence && done >= 0 && last_computed != g.targets[static_cast<size_t>(done)]) return false;
+    if (!equivalence && done >= 0 && last_computed != g.targets[static_cast<size_t>(done)])
+      return false;
     return !g.is_output[u] && !has_next_use(u);
   };
 
   if (!ex.run_targets([&](size_t i) { done = static_cast<int32_t>(i); })) return std::nullopt;
-  if (info) info->note = std::to_string(evictions) + " evictions" + (equivalence ? "" : ", plain h (cost / (bytes x staleness))");
+  if (info)
+    info->note = std::to_string(evictions) + " evictions" +
+                 (equivalence ? "" : ", plain h (cost / (bytes x staleness))");
   return ex.make_plan("dtr", budget);
 }
 
 }  // namespace
 
-std::optional<Plan> plan_dtr(const Problem& p, int64_t budget, const PlannerOptions& opts, PlannerInfo* info) {
+std::optional<Plan> plan_dtr(const Problem& p, int64_t budget, const PlannerOptions& opts,
+                             PlannerInfo* info) {
   if (std::optional<Plan> plan = simulate_dtr(p, budget, opts, info, true)) return plan;
   // h_DTR-eq charges a value for the evicted neighbourhood its eviction would make costlier; on
   // some graphs that keeps a value whose eviction was the only way through, where the plain
   // score of the paper's heuristic fits. So dtr fits wherever the plain heuristic does.
   if (std::optional<Plan> plan = simulate_dtr(p, budget, opts, info, false)) return plan;
-  if (info) info->note = "both DTR scores (h_DTR-eq and the plain h) get stuck or thrash at this budget";
+  if (info)
+    info->note = "both DTR scores (h_DTR-eq and the plain h) get stuck or thrash at this budget";
   return std::nullopt;
 }
 

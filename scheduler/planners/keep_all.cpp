@@ -4,7 +4,8 @@
 
 namespace lethe::sched {
 
-std::optional<Plan> plan_keep_all(const Problem& p, int64_t budget, const PlannerOptions&, PlannerInfo*) {
+std::optional<Plan> plan_keep_all(const Problem& p, int64_t budget, const PlannerOptions&,
+                                  PlannerInfo*) {
   const Dag g(p);
   auto r = build_checkpoint_plan(g, all_kept(g), budget, "keep-all");
   if (!r) return std::nullopt;

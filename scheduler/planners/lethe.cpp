@@ -1,4 +1,5 @@
-// `lethe`: minimise the plan's cost under the budget (method and reasons: lethe.md beside this file).
+// `lethe`: minimise the plan's cost under the budget (method and reasons: lethe.md beside this
+// file).
 //   1. Incumbents: every cheap baseline planner (keep-all, chain, treewidth, dtr, sqrt).
 //   2. Own candidates: the natural order (or one with the parameter gradients made last or early)
 //      with on-demand recomputation, evicting at memory pressure the value with the smallest
@@ -24,8 +25,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 struct Variant {
-  double alpha;   // exponent of the next-use distance
-  int rc_mode;    // 0: own cost; 1: + cost of the inputs not in memory; 2: + evicted ancestry
+  double alpha;  // exponent of the next-use distance
+  int rc_mode;   // 0: own cost; 1: + cost of the inputs not in memory; 2: + evicted ancestry
   bool outputs = false;  // outputs may be evicted too (and computed again before the end)
 };
 
@@ -101,8 +102,10 @@ std::optional<Plan> evict_plan(const Dag& g, int64_t budget, const Variant& var,
   auto score = [&](NodeId t, double cutoff) {
     int32_t nu = next_use(t);
     // An output nobody reads any more is next needed at the end.
-    if (nu == std::numeric_limits<int32_t>::max() && g.is_output[t]) nu = static_cast<int32_t>(g.targets.size());
-    const double dist = nu == std::numeric_limits<int32_t>::max() ? 1e9 : static_cast<double>(nu - done);
+    if (nu == std::numeric_limits<int32_t>::max() && g.is_output[t])
+      nu = static_cast<int32_t>(g.targets.size());
+    const double dist =
+        nu == std::numeric_limits<int32_t>::max() ? 1e9 : static_cast<double>(nu - done);
     const double denom = static_cast<double>(g.bytes[t]) * dist_pow(dist);
     const double w = weight ? (*weight)[t] : 1.0;
     double rc = g.cost[t];
@@ -164,7 +167,9 @@ std::optional<Plan> evict_plan(const Dag& g, int64_t budget, const Variant& var,
       pool.push_back(v);
     }
   };
-  ex.drop = [&](NodeId u) { return !g.is_output[u] && next_use(u) == std::numeric_limits<int32_t>::max(); };
+  ex.drop = [&](NodeId u) {
+    return !g.is_output[u] && next_use(u) == std::numeric_limits<int32_t>::max();
+  };
   if (!ex.run_targets([&](size_t i) { done = static_cast<int32_t>(i); })) return std::nullopt;
   return ex.make_plan("lethe", budget);
 }
@@ -185,8 +190,8 @@ std::vector<NodeId> recomputed_nodes(const Dag& g, const Plan& plan) {
 }
 
 // Knapsack seed for the weights: in the natural schedule (id order, each value freed after its last
-// use), take the moment of highest memory; of the values live then, the ones with the least cost per
-// byte that must go for the budget to hold get weight `low` (evicted first), the rest 1.
+// use), take the moment of highest memory; of the values live then, the ones with the least cost
+// per byte that must go for the budget to hold get weight `low` (evicted first), the rest 1.
 std::vector<double> knapsack_weights(const Dag& g, int64_t budget, double low) {
   const size_t n = static_cast<size_t>(g.n);
   std::vector<int32_t> last(n, -1);
@@ -263,7 +268,8 @@ std::vector<double> knapsack_weights(const Dag& g, int64_t budget, double low) {
 // at the end, and the eviction would drop them first and undo the trade. Returns an empty vector
 // when the order is the id order.
 constexpr double kHold = 16.0;
-std::vector<NodeId> reordered_targets(const Dag& g, double defer_ratio, bool eager, std::vector<double>* hold) {
+std::vector<NodeId> reordered_targets(const Dag& g, double defer_ratio, bool eager,
+                                      std::vector<double>* hold) {
   auto sink_gradient = [&](NodeId o) {
     if (g.resident[o] || !g.needed[o]) return false;
     for (NodeId c : g.consumers(o)) {
@@ -289,17 +295,22 @@ std::vector<NodeId> reordered_targets(const Dag& g, double defer_ratio, bool eag
   for (NodeId o : g.outputs) {
     if (!sink_gradient(o)) continue;
     const int64_t in = new_input_bytes(o);
-    if (static_cast<double>(g.bytes[o]) > defer_ratio * static_cast<double>(in)) cands.push_back({o, in});
+    if (static_cast<double>(g.bytes[o]) > defer_ratio * static_cast<double>(in))
+      cands.push_back({o, in});
   }
   // Largest bytes / input bytes first; ties by id (deterministic).
   std::sort(cands.begin(), cands.end(), [&](const Cand& a, const Cand& b) {
-    const double l = static_cast<double>(g.bytes[a.v]) * static_cast<double>(std::max<int64_t>(b.in, 1));
-    const double r = static_cast<double>(g.bytes[b.v]) * static_cast<double>(std::max<int64_t>(a.in, 1));
+    const double l =
+        static_cast<double>(g.bytes[a.v]) * static_cast<double>(std::max<int64_t>(b.in, 1));
+    const double r =
+        static_cast<double>(g.bytes[b.v]) * static_cast<double>(std::max<int64_t>(a.in, 1));
     return l != r ? l > r : a.v < b.v;
   });
   size_t count = 0;
   for (const Cand& c : cands) {
-    if (static_cast<double>(g.bytes[c.v]) <= defer_ratio * static_cast<double>(new_input_bytes(c.v))) continue;
+    if (static_cast<double>(g.bytes[c.v]) <=
+        defer_ratio * static_cast<double>(new_input_bytes(c.v)))
+      continue;
     for (NodeId u : g.inputs(c.v)) held[u] = 1;
     deferred[c.v] = 1;
     ++count;
@@ -348,8 +359,8 @@ int search_iterations(const Dag& g) {
 // (opts.accept) counts as no plan, so the search moves among usable plans. `shortlist` (when
 // given) collects the kShortlist cheapest distinct candidates, cheapest first.
 constexpr size_t kShortlist = 16;
-std::optional<Plan> lethe_search(const Problem& p, int64_t budget, const PlannerOptions& opts, bool steer,
-                                 std::vector<Plan>* shortlist, std::string* from_out) {
+std::optional<Plan> lethe_search(const Problem& p, int64_t budget, const PlannerOptions& opts,
+                                 bool steer, std::vector<Plan>* shortlist, std::string* from_out) {
   const Dag g(p);
   auto shortlist_add = [&](const Plan& c) {
     if (!shortlist) return;
@@ -385,7 +396,8 @@ std::optional<Plan> lethe_search(const Problem& p, int64_t budget, const Planner
     cand->predicted_cost = cost;
     cand->predicted_peak_bytes = raw.peak_bytes;
     shortlist_add(*cand);
-    if (steer && cost < best_cost && !opts.accept(*cand)) return std::numeric_limits<double>::infinity();
+    if (steer && cost < best_cost && !opts.accept(*cand))
+      return std::numeric_limits<double>::infinity();
     if (cost < best_cost) {
       best_cost = cost;
       best = std::move(cand);
@@ -394,8 +406,11 @@ std::optional<Plan> lethe_search(const Problem& p, int64_t budget, const Planner
     return cost;
   };
   const std::pair<const char*, decltype(&plan_keep_all)> baselines[] = {
-      {"keep-all", plan_keep_all}, {"chain", plan_chain}, {"treewidth", plan_treewidth},
-      {"dtr", plan_dtr},           {"sqrt", plan_sqrt}};
+      {"keep-all", plan_keep_all},
+      {"chain", plan_chain},
+      {"treewidth", plan_treewidth},
+      {"dtr", plan_dtr},
+      {"sqrt", plan_sqrt}};
   std::vector<std::vector<NodeId>> baseline_recomputed;  // per baseline plan that fits
   for (const auto& [name, fn] : baselines) {
     PlannerInfo ignored;
@@ -409,8 +424,9 @@ std::optional<Plan> lethe_search(const Problem& p, int64_t budget, const Planner
     // The last two weigh the evicted stretch a recompute needs over how soon it comes (DTR's
     // score without staleness): they start the search on ResNet-18 and GPT-small at a fifth of
     // their activations.
-    const Variant variants[] = {{1.0, 1}, {1.0, 0}, {2.0, 1}, {0.5, 1}, {0.0, 1}, {3.0, 1},
-                                {1.0, 1, true}, {2.0, 1, true}, {1.0, 2}, {2.0, 2}, {1.0, 2, true}, {0.0, 2}, {0.5, 2}};
+    const Variant variants[] = {{1.0, 1},       {1.0, 0},       {2.0, 1},       {0.5, 1}, {0.0, 1},
+                                {3.0, 1},       {1.0, 1, true}, {2.0, 1, true}, {1.0, 2}, {2.0, 2},
+                                {1.0, 2, true}, {0.0, 2},       {0.5, 2}};
     // The eviction follows the targets in id order or in one of the orders of reordered_targets;
     // the order of the best start is the one the search uses.
     struct Order {
@@ -419,11 +435,13 @@ std::optional<Plan> lethe_search(const Problem& p, int64_t budget, const Planner
     };
     std::vector<Order> orders{{g, std::vector<double>(static_cast<size_t>(g.n), 1.0)}};
     constexpr double kNone = std::numeric_limits<double>::infinity();
-    static const std::pair<double, bool> kOrders[] = {{1.0, false}, {0.5, false}, {kNone, true}, {1.0, true}};
+    static const std::pair<double, bool> kOrders[] = {
+        {1.0, false}, {0.5, false}, {kNone, true}, {1.0, true}};
     for (const auto& [defer_ratio, eager] : kOrders) {
       std::vector<double> hold;
       std::vector<NodeId> t = reordered_targets(g, defer_ratio, eager, &hold);
-      if (t.empty() || std::any_of(orders.begin(), orders.end(), [&](const Order& o) { return o.dag.targets == t; })) {
+      if (t.empty() || std::any_of(orders.begin(), orders.end(),
+                                   [&](const Order& o) { return o.dag.targets == t; })) {
         continue;
       }
       orders.push_back({g, std::move(hold)});
@@ -431,7 +449,7 @@ std::optional<Plan> lethe_search(const Problem& p, int64_t budget, const Planner
     }
     double var_best = std::numeric_limits<double>::infinity();
     const Variant* start = &variants[0];
-    const Order* eo = &orders[0];  // the order of the best start
+    const Order* eo = &orders[0];    // the order of the best start
     std::vector<NodeId> recomputed;  // what the search's incumbent recomputes
     // The eviction is not monotone in its budget: at a tight budget it can thrash (or fail) where
     // a slightly smaller one steers it clear. So the two best variants (every variant when none
@@ -469,7 +487,8 @@ std::optional<Plan> lethe_search(const Problem& p, int64_t budget, const Planner
       return c;
     };
     for (const Order& order : orders) {
-      for (const Variant& v : variants) ranked.push_back({run_variant(order, v, budget), &v, &order});
+      for (const Variant& v : variants)
+        ranked.push_back({run_variant(order, v, budget), &v, &order});
     }
     // The ladder runs the two best variants of the id order (all of them when none fits, as the
     // id order's search always had) and the two best of the other orders (none when none fits:
@@ -478,13 +497,16 @@ std::optional<Plan> lethe_search(const Problem& p, int64_t budget, const Planner
     const auto reordered = ranked.begin() + std::size(variants);
     std::stable_sort(ranked.begin(), reordered, by_cost);
     std::stable_sort(reordered, ranked.end(), by_cost);
-    std::vector<Ranked> ladder(ranked.begin(), std::isfinite(ranked.front().cost) ? ranked.begin() + 2 : reordered);
-    for (auto it = reordered; it != ranked.end() && it - reordered < 2 && std::isfinite(it->cost); ++it) {
+    std::vector<Ranked> ladder(ranked.begin(),
+                               std::isfinite(ranked.front().cost) ? ranked.begin() + 2 : reordered);
+    for (auto it = reordered; it != ranked.end() && it - reordered < 2 && std::isfinite(it->cost);
+         ++it) {
       ladder.push_back(*it);
     }
     const int64_t lo = std::min(floor_bytes(p), budget);
     for (const double scale : {0.95, 0.9, 0.8, 0.7}) {
-      const int64_t b = budget - static_cast<int64_t>((1.0 - scale) * static_cast<double>(budget - lo));
+      const int64_t b =
+          budget - static_cast<int64_t>((1.0 - scale) * static_cast<double>(budget - lo));
       for (const Ranked& r : ladder) run_variant(*r.order, *r.v, b);
     }
     // Repair when nothing fits: the eviction got stuck recomputing a value that no longer fits
@@ -530,7 +552,8 @@ std::optional<Plan> lethe_search(const Problem& p, int64_t budget, const Planner
       // forward's single-node cuts (block boundaries, the chain planner's checkpoints) and evict
       // inside blocks first.
       std::vector<std::vector<double>> seeds;
-      for (const double low : {0.5, 0.1, 0.01}) seeds.push_back(knapsack_weights(eo->dag, evict_budget, low));
+      for (const double low : {0.5, 0.1, 0.01})
+        seeds.push_back(knapsack_weights(eo->dag, evict_budget, low));
       const TrainingSplit split = split_training(g);
       const std::vector<uint8_t> cuts = forward_cuts(g, split);
       for (const double hi : {4.0, 64.0}) {
@@ -545,13 +568,16 @@ std::optional<Plan> lethe_search(const Problem& p, int64_t budget, const Planner
           std::vector<double> bw(static_cast<size_t>(g.n), 1.0);
           for (NodeId v : g.targets) bw[static_cast<size_t>(v)] = hi;
           for (NodeId v : rc) bw[static_cast<size_t>(v)] = 1.0 / hi;
-          for (size_t i = 0; i < bw.size(); ++i) bw[i] *= base_w[i];  // the order's and repair's stay
-          offer(evict_plan(eo->dag, evict_budget, *start, opts.seed, &bw, kCap * var_best), "baseline-seeded eviction");
+          for (size_t i = 0; i < bw.size(); ++i)
+            bw[i] *= base_w[i];  // the order's and repair's stay
+          offer(evict_plan(eo->dag, evict_budget, *start, opts.seed, &bw, kCap * var_best),
+                "baseline-seeded eviction");
         }
       }
       for (std::vector<double>& kw : seeds) {
         for (size_t i = 0; i < kw.size(); ++i) kw[i] *= base_w[i];  // likewise
-        std::optional<Plan> cand = evict_plan(eo->dag, evict_budget, *start, opts.seed, &kw, kCap * var_best);
+        std::optional<Plan> cand =
+            evict_plan(eo->dag, evict_budget, *start, opts.seed, &kw, kCap * var_best);
         std::vector<NodeId> rc = cand ? recomputed_nodes(g, *cand) : std::vector<NodeId>{};
         const double c = offer(std::move(cand), "seeded eviction");
         if (c < var_best) {
@@ -568,7 +594,8 @@ std::optional<Plan> lethe_search(const Problem& p, int64_t budget, const Planner
       constexpr int kPatience = 100;
       const int64_t work_cap = 600 * (static_cast<int64_t>(g.targets.size()) + 1);
       int64_t work = 0;
-      for (int it = 0, stale = 0; it < iters && stale < kPatience && work < work_cap; ++it, ++stale) {
+      for (int it = 0, stale = 0; it < iters && stale < kPatience && work < work_cap;
+           ++it, ++stale) {
         std::vector<double> cand_w = w;
         const int changes = 1 + static_cast<int>(rng.next() % 3);
         for (int c = 0; c < changes; ++c) {
@@ -581,8 +608,10 @@ std::optional<Plan> lethe_search(const Problem& p, int64_t budget, const Planner
           static constexpr double kFactors[] = {0.25, 0.5, 2.0, 4.0, 16.0};
           cand_w[static_cast<size_t>(v)] *= kFactors[rng.next() % 5];
         }
-        std::optional<Plan> cand = evict_plan(eo->dag, evict_budget, *start, opts.seed, &cand_w, kCap * var_best);
-        work += cand ? static_cast<int64_t>(cand->steps.size()) : static_cast<int64_t>(g.targets.size());
+        std::optional<Plan> cand =
+            evict_plan(eo->dag, evict_budget, *start, opts.seed, &cand_w, kCap * var_best);
+        work += cand ? static_cast<int64_t>(cand->steps.size())
+                     : static_cast<int64_t>(g.targets.size());
         std::vector<NodeId> rc = cand ? recomputed_nodes(g, *cand) : std::vector<NodeId>{};
         const double c = offer(std::move(cand), "iterated eviction");
         if (c < var_best) {
@@ -600,7 +629,8 @@ std::optional<Plan> lethe_search(const Problem& p, int64_t budget, const Planner
 
 }  // namespace
 
-std::optional<Plan> plan_lethe(const Problem& p, int64_t budget, const PlannerOptions& opts, PlannerInfo* info) {
+std::optional<Plan> plan_lethe(const Problem& p, int64_t budget, const PlannerOptions& opts,
+                               PlannerInfo* info) {
   const auto t0 = Clock::now();
   std::string from;
   std::optional<Plan> best;

@@ -32,12 +32,13 @@ struct Refusal {
 // last few backward ops (the stem's activations) are dropped and recomputed there. On DenseNet,
 // ShuffleNetV2, EfficientNet and BERT that is cheaper than checkpointing the true forward (or the
 // only plan at half the activations).
-std::optional<Plan> sqrt_in_id_order(const Problem& p, int64_t budget, PlannerInfo* info, Refusal* why = nullptr,
-                                     bool late = false) {
+std::optional<Plan> sqrt_in_id_order(const Problem& p, int64_t budget, PlannerInfo* info,
+                                     Refusal* why = nullptr, bool late = false) {
   const Dag g(p);
   const TrainingSplit split = late ? split_at_read_output(g) : split_training(g);
   if (why && !late) why->no_split = split.loss < 0;
-  if (late && (split.loss < 0 || split.backward == split_training(g).backward)) return std::nullopt;  // no other split
+  if (late && (split.loss < 0 || split.backward == split_training(g).backward))
+    return std::nullopt;  // no other split
   const std::vector<uint8_t> cuts = forward_cuts(g, split);
 
   int64_t total = 0, smallest = INT64_MAX;
@@ -98,7 +99,8 @@ std::optional<Plan> sqrt_in_id_order(const Problem& p, int64_t budget, PlannerIn
     auto r = build_checkpoint_plan(g, spec, budget, "sqrt");
     if (!r && why) {
       ++why->sets;
-      if (auto u = build_checkpoint_plan(g, spec, INT64_MAX, "sqrt")) why->lowest_peak = std::min(why->lowest_peak, u->peak);
+      if (auto u = build_checkpoint_plan(g, spec, INT64_MAX, "sqrt"))
+        why->lowest_peak = std::min(why->lowest_peak, u->peak);
     }
     if (r && (!best || r->cost < best->cost || (r->cost == best->cost && r->peak < best->peak))) {
       best = std::move(r);
@@ -112,7 +114,8 @@ std::optional<Plan> sqrt_in_id_order(const Problem& p, int64_t budget, PlannerIn
 
 }  // namespace
 
-std::optional<Plan> plan_sqrt(const Problem& p, int64_t budget, const PlannerOptions&, PlannerInfo* info) {
+std::optional<Plan> plan_sqrt(const Problem& p, int64_t budget, const PlannerOptions&,
+                              PlannerInfo* info) {
   Refusal why;
   // Three rules, the cheapest plan wins: the training split; the split at a late backward op (see
   // sqrt_in_id_order); the training split with the large gradients computed last (parameter
@@ -133,7 +136,8 @@ std::optional<Plan> plan_sqrt(const Problem& p, int64_t budget, const PlannerOpt
   }
   {
     PlannerInfo pi;
-    consider(sqrt_in_id_order(p, budget, &pi, info ? &why : nullptr, true), pi, ", split at a late backward op");
+    consider(sqrt_in_id_order(p, budget, &pi, info ? &why : nullptr, true), pi,
+             ", split at a late backward op");
   }
   if (std::optional<Reordered> r = late_outputs_last(p)) {
     PlannerInfo pi;
@@ -149,14 +153,20 @@ std::optional<Plan> plan_sqrt(const Problem& p, int64_t budget, const PlannerOpt
     if (budget < floor_bytes(p)) {
       info->note = "the budget is below the floor (resident values + outputs)";
     } else if (why.no_split) {
-      info->note = "no forward/backward split: no output is a loss (one the other outputs are computed from, or "
-                   "the one the start of the backward does not lead to), so there is no backward to checkpoint";
+      info->note =
+          "no forward/backward split: no output is a loss (one the other outputs are computed "
+          "from, or "
+          "the one the start of the backward does not lead to), so there is no backward to "
+          "checkpoint";
     } else if (why.lowest_peak < INT64_MAX) {
       info->note = "the lowest peak of its " + std::to_string(why.sets) + " checkpoint sets is " +
-                   std::to_string(why.lowest_peak) + " bytes: a segment's recomputation beside the kept "
+                   std::to_string(why.lowest_peak) +
+                   " bytes: a segment's recomputation beside the kept "
                    "checkpoints and gradients does not fit";
     } else {
-      info->note = "every checkpoint set recomputes past its step limit (the forward has too few single-node cuts)";
+      info->note =
+          "every checkpoint set recomputes past its step limit (the forward has too few "
+          "single-node cuts)";
     }
   }
   return std::nullopt;

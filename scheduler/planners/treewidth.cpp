@@ -5,7 +5,8 @@
 //    greedy min-fill elimination; its width k is reported in PlannerInfo::treewidth.
 // 2. Balanced separator tree (centroid decomposition of the bag forest), each vertex owned by the
 //    highest separator whose bag holds it. Depth O(log n).
-// 3. The recursion compute(P, X): targets X inside the subtree of separator P, with every input from
+// 3. The recursion compute(P, X): targets X inside the subtree of separator P, with every input
+// from
 //    outside that subtree already in memory. The ancestors A of X owned by P are computed in
 //    topological order and held; an input of a ∈ A that lies in a child subtree C is produced by a
 //    recursive compute(C, J), J batching every input (and every target) of C that is computable at
@@ -94,7 +95,7 @@ class MaxSegTree {
     for (int i = 0; i < n_; ++i) mx_[size_ + i] = v[i];
     for (int i = size_ - 1; i >= 1; --i) mx_[i] = std::max(mx_[2 * i], mx_[2 * i + 1]);
   }
-  void add(int l, int r, int64_t d) { add(1, 0, size_ - 1, l, r, d); }   // inclusive
+  void add(int l, int r, int64_t d) { add(1, 0, size_ - 1, l, r, d); }    // inclusive
   int64_t max(int l, int r) const { return max(1, 0, size_ - 1, l, r); }  // inclusive
 
  private:
@@ -308,8 +309,8 @@ class Planner {
   // (bytes x (steps to its next use)^alpha), recomputing it on demand later. The recursion decides
   // the order and most of what is held; this pass only drops what is cheap to make again.
   // nullopt when even that cannot fit (nothing left to evict).
-  std::optional<std::vector<Step>> evict_along(const std::vector<Step>& steps, int64_t budget, double alpha,
-                                               bool ancestry) const {
+  std::optional<std::vector<Step>> evict_along(const std::vector<Step>& steps, int64_t budget,
+                                               double alpha, bool ancestry) const {
     const Dag& g = dag_;
     const int L = static_cast<int>(steps.size());
     std::vector<std::vector<int>> uses(n_);
@@ -372,8 +373,10 @@ class Planner {
           }
           if (!ex.pinned(t) && g.bytes[t] > 0) {
             const int nu = next_use(t);
-            const double dist = nu == std::numeric_limits<int>::max() ? 1e9 : static_cast<double>(nu - now);
-            const double sc = recompute_cost(t) / (static_cast<double>(g.bytes[t]) * std::pow(dist, alpha));
+            const double dist =
+                nu == std::numeric_limits<int>::max() ? 1e9 : static_cast<double>(nu - now);
+            const double sc =
+                recompute_cost(t) / (static_cast<double>(g.bytes[t]) * std::pow(dist, alpha));
             if (sc < best_score) {
               best_score = sc;
               best = k;
@@ -501,7 +504,8 @@ class Planner {
     for (int j = 0; j < static_cast<int>(A.size()); ++j)
       for (NodeId w : ins_[A[j]])
         if (mark_[w] == S && owner_[w] != P)
-          needs[j].push_back(static_cast<int>(std::lower_bound(ids.begin(), ids.end(), w) - ids.begin()));
+          needs[j].push_back(
+              static_cast<int>(std::lower_bound(ids.begin(), ids.end(), w) - ids.begin()));
     std::vector<char> a_target(A.size());
     for (int j = 0; j < static_cast<int>(A.size()); ++j) a_target[j] = is_target(A[j]);
 
@@ -512,14 +516,16 @@ class Planner {
         J.clear();
         for (int q = group_begin[r]; q < group_end[r]; ++q) {
           const Item& it = items[by_child[q]];
-          if (!inmem_[it.id] && it.last_a < j && (it.last_use >= j || it.target)) J.push_back(it.id);
+          if (!inmem_[it.id] && it.last_a < j && (it.last_use >= j || it.target))
+            J.push_back(it.id);
         }
         std::sort(J.begin(), J.end());
         compute(items[r].child, J);
       }
       emit_compute(A[j]);
       for (int r : needs[j])
-        if (items[r].last_use == j && !items[r].target && inmem_[items[r].id]) emit_free(items[r].id);
+        if (items[r].last_use == j && !items[r].target && inmem_[items[r].id])
+          emit_free(items[r].id);
     }
     // Remaining targets, one child at a time, with A held.
     for (std::size_t k = 0; k < by_child.size();) {
@@ -588,10 +594,12 @@ std::optional<Plan> treewidth_once(const Problem& p, int64_t budget_bytes, Plann
     // fits): lower limits are tried too, whose plans fit the budget, and the keep rounds below give
     // the slack back.
     const int64_t room = budget_bytes - floor_bytes(p);
-    for (const auto [alpha, ancestry] : {std::pair{1.0, false}, {2.0, false}, {0.5, true}, {1.0, true}}) {
+    for (const auto [alpha, ancestry] :
+         {std::pair{1.0, false}, {2.0, false}, {0.5, true}, {1.0, true}}) {
       for (const double down : {0.0, 0.05, 0.1, 0.2, 0.3}) {
         std::optional<std::vector<Step>> s = pl.evict_along(
-            rec, budget_bytes - static_cast<int64_t>(down * static_cast<double>(room)), alpha, ancestry);
+            rec, budget_bytes - static_cast<int64_t>(down * static_cast<double>(room)), alpha,
+            ancestry);
         if (!s) continue;
         *s = pl.cleanup(*s);
         const Eval es = evaluate(p, *s);
@@ -604,9 +612,9 @@ std::optional<Plan> treewidth_once(const Problem& p, int64_t budget_bytes, Plann
     }
     if (!best) {
       if (info)
-        info->note = "memory-minimising schedule needs " + std::to_string(min_peak) + " bytes (width " +
-                     std::to_string(k) + ", separator tree depth " + std::to_string(pl.depth()) +
-                     ") and evicting along it found no plan either";
+        info->note = "memory-minimising schedule needs " + std::to_string(min_peak) +
+                     " bytes (width " + std::to_string(k) + ", separator tree depth " +
+                     std::to_string(pl.depth()) + ") and evicting along it found no plan either";
       return std::nullopt;
     }
     rec = std::move(*best);
@@ -650,8 +658,8 @@ std::optional<Plan> treewidth_once(const Problem& p, int64_t budget_bytes, Plann
 
 }  // namespace
 
-std::optional<Plan> plan_treewidth(const Problem& p, int64_t budget_bytes, const PlannerOptions& opts,
-                                   PlannerInfo* info) {
+std::optional<Plan> plan_treewidth(const Problem& p, int64_t budget_bytes,
+                                   const PlannerOptions& opts, PlannerInfo* info) {
   (void)opts;
   if (std::optional<Plan> plan = treewidth_once(p, budget_bytes, info)) return plan;
   // Parameter gradients larger than their inputs (a CNN's last layers, in PyTorch's exports) held

@@ -8,7 +8,8 @@ TEST_CASE("gradcheck passes on a correct gradient and names the worst element of
   Session s({.seed = 5});
   auto a = randn({3, 4}, DType::f64);
   auto b = randn({4}, DType::f64);
-  auto ok = autograd::gradcheck([](const std::vector<Tensor>& in) { return in[0] * in[1] + in[0]; }, {a, b});
+  auto ok = autograd::gradcheck([](const std::vector<Tensor>& in) { return in[0] * in[1] + in[0]; },
+                                {a, b});
   CHECK_MESSAGE(ok.ok, ok.message);
   // A function whose recorded gradient is wrong: detach hides half of the dependency.
   auto bad = autograd::gradcheck(

@@ -83,7 +83,8 @@ struct RunResult {
 };
 
 // Three AdamW steps of `make` under `budget` with `planner`.
-RunResult run(const std::function<Model()>& make, const std::string& budget, const std::string& planner) {
+RunResult run(const std::function<Model()>& make, const std::string& budget,
+              const std::string& planner) {
   Session s({.seed = 11, .memory_budget = budget, .planner = planner});
   Model m = make();
   m.module->train();
@@ -143,7 +144,8 @@ void check_all_budgets(const std::function<Model()>& make) {
       try {
         r = run(make, b, planner);
       } catch (const InfeasibleBudget& e) {
-        // Below what this planner can fit (keep-all fits only fraction 1); the best planner must fit.
+        // Below what this planner can fit (keep-all fits only fraction 1); the best planner must
+        // fit.
         CHECK_MESSAGE(planner != "auto", e.what());
         CHECK(e.smallest_feasible_bytes > 0);
         MESSAGE(planner << " cannot fit budget " << b << ": " << std::string(e.what()));
@@ -207,7 +209,8 @@ TEST_CASE("budget: a byte budget allocates one arena of exactly that size") {
   CHECK(s.last_report().peak_bytes > 0);
 }
 
-TEST_CASE("budget: identical steps plan once, a changed graph plans again" * doctest::test_suite("executor")) {
+TEST_CASE("budget: identical steps plan once, a changed graph plans again" *
+          doctest::test_suite("executor")) {
   Session s({.seed = 2, .memory_budget = "0.75"});
   Model m = make_mlp();
   optim::SGD opt(m.module->parameters(), optim::SGDOptions(0.1));
@@ -269,7 +272,8 @@ Model make_workspace_cnn() {
   return {seq, [seq, x, target](int) { return mse_loss(seq->forward(x), target); }};
 }
 
-TEST_CASE("budget: an op's workspace is a node of the step, held only while the op runs" * doctest::test_suite("executor")) {
+TEST_CASE("budget: an op's workspace is a node of the step, held only while the op runs" *
+          doctest::test_suite("executor")) {
   // Convolutions on CPU take an im2col workspace. It is a node of the step's problem (op
   // "workspace", cost 0, no inputs) just before its op and one of the op's inputs, so a plan holds
   // it only around that op instead of reserving the largest one for the whole step.
@@ -332,8 +336,10 @@ TEST_CASE("budget: an op's workspace is a node of the step, held only while the 
   CHECK(at.adam_state == ref.adam_state);
 }
 
-TEST_CASE("budget: a value read inside a step is refused with the smallest budget of the whole step") {
-  // 100 KiB holds the parameters and the data (62 KiB), not the forward part of the step nor the step.
+TEST_CASE(
+    "budget: a value read inside a step is refused with the smallest budget of the whole step") {
+  // 100 KiB holds the parameters and the data (62 KiB), not the forward part of the step nor the
+  // step.
   auto refusal = [](bool read_first) {
     Session s({.seed = 1, .memory_budget = "100KiB"});
     Model m = make_mlp();
@@ -384,7 +390,8 @@ BreadthRun run_breadth(const std::string& budget) {
   root->insert("heads", heads);
   auto forward = [&](const Tensor& x) {
     Tensor h = heads->get<nn::Linear>("in")->forward(x);
-    for (size_t i = 0; i < blocks->size(); ++i) h = h + relu(blocks->get<nn::Linear>(i)->forward(h));
+    for (size_t i = 0; i < blocks->size(); ++i)
+      h = h + relu(blocks->get<nn::Linear>(i)->forward(h));
     return heads->get<nn::Linear>("out")->forward(h);
   };
   std::vector<Tensor> xs{randn({128, 16}), randn({128, 16})};
@@ -406,7 +413,9 @@ BreadthRun run_breadth(const std::string& budget) {
     optim::clip_grad_value_(root->parameters(), 0.02);
     opt.step();
     sched.step();
-    if (!budget.empty()) CHECK_MESSAGE(s.last_report().peak_bytes <= s.last_report().budget_bytes, s.last_report().str());
+    if (!budget.empty())
+      CHECK_MESSAGE(s.last_report().peak_bytes <= s.last_report().budget_bytes,
+                    s.last_report().str());
     r.recomputed += s.last_report().recomputed;
     r.losses.push_back(total.item<float>());
     r.norms.push_back(norm.item<float>());
@@ -417,7 +426,9 @@ BreadthRun run_breadth(const std::string& budget) {
 
 }  // namespace
 
-TEST_CASE("budget: Adam, accumulation, gradient clipping, OneCycleLR and module containers train bitwise as unlimited") {
+TEST_CASE(
+    "budget: Adam, accumulation, gradient clipping, OneCycleLR and module containers train bitwise "
+    "as unlimited") {
   const BreadthRun ref = run_breadth("");
   CHECK(ref.losses[2] < ref.losses[0]);
   CHECK(ref.norms[0] > 0.5f);  // the clipping is exercised
@@ -439,7 +450,9 @@ TEST_CASE("budget: Adam, accumulation, gradient clipping, OneCycleLR and module 
   }
 }
 
-TEST_CASE("budget: a fraction budget is a fraction of the whole step, even when a read runs part of it first") {
+TEST_CASE(
+    "budget: a fraction budget is a fraction of the whole step, even when a read runs part of it "
+    "first") {
   auto run = [](bool read_first) {
     Session s({.seed = 1, .memory_budget = "0.5"});
     Model m = make_mlp();

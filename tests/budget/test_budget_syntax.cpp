@@ -49,7 +49,8 @@ TEST_CASE("budgets: the session and lethe-plan read a text the same way") {
   CHECK(session_error("4MiB").empty());
 }
 
-TEST_CASE("budgets: a byte budget smaller than one buffer says so and how to write what was meant") {
+TEST_CASE(
+    "budgets: a byte budget smaller than one buffer says so and how to write what was meant") {
   const std::string e = session_error("2");
   CHECK(e.find("'2' is 2 bytes, less than one 64-byte buffer") != std::string::npos);
   CHECK(e.find("2MiB") != std::string::npos);

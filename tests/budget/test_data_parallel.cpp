@@ -36,8 +36,13 @@ struct Run {
   std::vector<StepReport> reports;
 };
 
-Run train(const std::string& budget, bool data_parallel, size_t bucket_bytes = 1024, int streams = 1) {
-  Session s({.seed = 11, .memory_budget = budget, .num_threads = 2, .streams = streams, .data_parallel = data_parallel,
+Run train(const std::string& budget, bool data_parallel, size_t bucket_bytes = 1024,
+          int streams = 1) {
+  Session s({.seed = 11,
+             .memory_budget = budget,
+             .num_threads = 2,
+             .streams = streams,
+             .data_parallel = data_parallel,
              .bucket_bytes = bucket_bytes});
   auto m = net();
   optim::AdamW opt(m->parameters(), optim::AdamWOptions(1e-2));
@@ -50,7 +55,9 @@ Run train(const std::string& budget, bool data_parallel, size_t bucket_bytes = 1
     opt.step();
     r.losses.push_back(loss.item<float>());
     r.reports.push_back(s.last_report());
-    if (!budget.empty()) CHECK_MESSAGE(s.last_report().peak_bytes <= s.last_report().budget_bytes, s.last_report().str());
+    if (!budget.empty())
+      CHECK_MESSAGE(s.last_report().peak_bytes <= s.last_report().budget_bytes,
+                    s.last_report().str());
   }
   for (auto& p : m->parameters()) r.state.push_back(p.to_vector<float>());
   for (auto& b : m->buffers()) r.state.push_back(b.to_vector<float>());
@@ -106,7 +113,8 @@ TEST_CASE("data parallel: .grad() holds the averaged gradient before the step, a
   for (const bool dp : {false, true}) {
     Session s({.seed = 2, .data_parallel = dp, .bucket_bytes = 256});
     auto m = net();
-    Tensor loss = cross_entropy(m->forward(randn({2, 3, 10, 10})), from_vector<int64_t>({0, 2}, {2}));
+    Tensor loss =
+        cross_entropy(m->forward(randn({2, 3, 10, 10})), from_vector<int64_t>({0, 2}, {2}));
     loss.backward();
     for (auto& p : m->parameters()) grads[dp].push_back(p.grad().to_vector<float>());
   }
@@ -124,11 +132,17 @@ TEST_CASE("DistributedSampler: equal shares of one seeded order, padded or cut, 
       std::set<int64_t> distinct;
       const int64_t replicas = 4;
       for (int64_t r = 0; r < replicas; ++r) {
-        DistributedSampler s(n, DistributedSamplerOptions().num_replicas(replicas).rank(r).seed(7).drop_last(drop_last));
+        DistributedSampler s(
+            n, DistributedSamplerOptions().num_replicas(replicas).rank(r).seed(7).drop_last(
+                   drop_last));
         const auto mine = s.indices(3);
         CHECK(static_cast<int64_t>(mine.size()) == s.size());
         CHECK(s.size() == (drop_last ? n / replicas : (n + replicas - 1) / replicas));
-        CHECK(mine == DistributedSampler(n, DistributedSamplerOptions().num_replicas(replicas).rank(r).seed(7).drop_last(drop_last)).indices(3));
+        CHECK(mine ==
+              DistributedSampler(
+                  n, DistributedSamplerOptions().num_replicas(replicas).rank(r).seed(7).drop_last(
+                         drop_last))
+                  .indices(3));
         CHECK(mine != s.indices(4));
         all.insert(all.end(), mine.begin(), mine.end());
         distinct.insert(mine.begin(), mine.end());
@@ -151,7 +165,8 @@ TEST_CASE("DistributedSampler: equal shares of one seeded order, padded or cut, 
 TEST_CASE("DistributedSampler: a DataLoader iterates this rank's share") {
   std::vector<float> values(10);
   std::vector<int64_t> targets(10);
-  for (int i = 0; i < 10; ++i) values[static_cast<size_t>(i)] = static_cast<float>(targets[static_cast<size_t>(i)] = i);
+  for (int i = 0; i < 10; ++i)
+    values[static_cast<size_t>(i)] = static_cast<float>(targets[static_cast<size_t>(i)] = i);
   auto ds = std::make_shared<data::TensorDataset>(values, Shape{1}, targets);
   auto sampler = std::make_shared<data::DistributedSampler>(
       10, data::DistributedSamplerOptions().num_replicas(2).rank(1).shuffle(false));
@@ -163,6 +178,7 @@ TEST_CASE("DistributedSampler: a DataLoader iterates this rank's share") {
     seen.insert(seen.end(), v.begin(), v.end());
   }
   CHECK(seen == std::vector<int64_t>{1, 3, 5, 7, 9});
-  CHECK_THROWS_WITH_AS(data::DataLoader(ds, data::DataLoaderOptions().shuffle(true).sampler(sampler)),
-                       doctest::Contains("mutually exclusive"), Error);
+  CHECK_THROWS_WITH_AS(
+      data::DataLoader(ds, data::DataLoaderOptions().shuffle(true).sampler(sampler)),
+      doctest::Contains("mutually exclusive"), Error);
 }

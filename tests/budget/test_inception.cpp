@@ -25,8 +25,8 @@ struct Trained {
 // Three AdamW steps of a tiny Inception (two stages of one block, 8x8 images, batch 4).
 Trained train(const std::string& budget, const std::string& planner, int streams) {
   Session s({.seed = 3, .memory_budget = budget, .planner = planner, .streams = streams});
-  auto net = std::make_shared<Inception>(
-      InceptionConfig{.width = 2, .blocks = {1, 1}, .in_channels = 3, .classes = 3, .dropout = 0.2});
+  auto net = std::make_shared<Inception>(InceptionConfig{
+      .width = 2, .blocks = {1, 1}, .in_channels = 3, .classes = 3, .dropout = 0.2});
   net->train();
   const Tensor x = randn({4, 3, 8, 8});
   const Tensor y = from_vector<int64_t>({0, 2, 1, 2}, {4});
@@ -62,7 +62,8 @@ void check_equal(const Trained& a, const Trained& ref) {
 
 }  // namespace
 
-TEST_CASE("budget: Inception-style CNN (parallel branches, batch norm, dropout) trains bitwise equal") {
+TEST_CASE(
+    "budget: Inception-style CNN (parallel branches, batch norm, dropout) trains bitwise equal") {
   const Trained ref = train("", "auto", 1);
   REQUIRE(ref.losses.size() == 3);
   CHECK(ref.losses[2] < ref.losses[0]);
@@ -87,8 +88,9 @@ TEST_CASE("budget: Inception-style CNN (parallel branches, batch norm, dropout) 
 }
 
 // Suite "executor": runs under ThreadSanitizer in the README's test command (scripts/test.sh).
-TEST_CASE("budget: Inception-style CNN on 2 streams and auto streams trains bitwise as serial unlimited" *
-          doctest::test_suite("executor")) {
+TEST_CASE(
+    "budget: Inception-style CNN on 2 streams and auto streams trains bitwise as serial unlimited" *
+    doctest::test_suite("executor")) {
   const Trained ref = train("", "auto", 1);
   for (const std::string& budget : {"", "0.5", "0.25"})
     for (int streams : {2, kAutoStreams}) {
@@ -106,5 +108,6 @@ TEST_CASE("budget: Inception blocks concatenate four branches of the stage's wid
   CHECK(y.shape() == Shape({2, 16, 5, 5}));
   Inception net(InceptionConfig{.width = 2, .blocks = {1, 2}, .classes = 5});
   CHECK(net.forward(randn({2, 3, 8, 8})).shape() == Shape({2, 5}));
-  CHECK_THROWS_WITH_AS(net.forward(randn({2, 3, 7, 7})), doctest::Contains("multiples of 2"), Error);
+  CHECK_THROWS_WITH_AS(net.forward(randn({2, 3, 7, 7})), doctest::Contains("multiples of 2"),
+                       Error);
 }

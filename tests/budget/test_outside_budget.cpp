@@ -14,7 +14,8 @@ namespace {
 // The same evaluation batch in any session (not drawn from the session's random streams).
 Tensor batch(int64_t rows, int64_t cols) {
   std::vector<float> v(static_cast<size_t>(rows * cols));
-  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(static_cast<int>(i * 7919 % 61) - 30) / 30.0f;
+  for (size_t i = 0; i < v.size(); ++i)
+    v[i] = static_cast<float>(static_cast<int>(i * 7919 % 61) - 30) / 30.0f;
   return from_vector(v, {rows, cols});
 }
 std::vector<float> evaluate(nn::Sequential& net, const Tensor& x) {
@@ -23,9 +24,12 @@ std::vector<float> evaluate(nn::Sequential& net, const Tensor& x) {
 }
 }  // namespace
 
-TEST_CASE("outside the budget: a large evaluation batch runs beside the arena, with unlimited results" * doctest::test_suite("executor")) {
+TEST_CASE(
+    "outside the budget: a large evaluation batch runs beside the arena, with unlimited results" *
+    doctest::test_suite("executor")) {
   auto make = [] {
-    return std::make_shared<nn::Sequential>(std::make_shared<nn::Linear>(64, 256), std::make_shared<nn::ReLU>(),
+    return std::make_shared<nn::Sequential>(std::make_shared<nn::Linear>(64, 256),
+                                            std::make_shared<nn::ReLU>(),
                                             std::make_shared<nn::Linear>(256, 10));
   };
   std::vector<float> reference;
@@ -58,7 +62,8 @@ TEST_CASE("outside the budget: a large evaluation batch runs beside the arena, w
   CHECK_THROWS_AS(evaluate(*net, batch(4096, 64)), InfeasibleBudget);
 }
 
-TEST_CASE("outside the budget: the guard is refused mid-step and in a plan-only session" * doctest::test_suite("executor")) {
+TEST_CASE("outside the budget: the guard is refused mid-step and in a plan-only session" *
+          doctest::test_suite("executor")) {
   Session s({.seed = 6, .memory_budget = "4MiB"});
   Tensor w = randn({8, 8}).set_requires_grad(true);
   Tensor y = matmul(w, w);  // a step is being recorded

@@ -60,7 +60,9 @@ Model cnn() {
   auto root = std::make_shared<nn::Sequential>();
   root->push_back(seq);
   root->push_back(head);
-  return {root, [seq, head, x, y] { return cross_entropy(head->forward(seq->forward(x).flatten(1)), y); }};
+  return {root, [seq, head, x, y] {
+            return cross_entropy(head->forward(seq->forward(x).flatten(1)), y);
+          }};
 }
 
 Model transformer() {
@@ -74,7 +76,8 @@ Model transformer() {
 }
 
 Model unet() {
-  auto net = std::make_shared<examples::UNet>(examples::UNetConfig{.depth = 2, .width = 4, .in_channels = 3, .classes = 3});
+  auto net = std::make_shared<examples::UNet>(
+      examples::UNetConfig{.depth = 2, .width = 4, .in_channels = 3, .classes = 3});
   auto x = randn({2, 3, 16, 16});
   std::vector<int64_t> labels(2 * 16 * 16);
   for (size_t i = 0; i < labels.size(); ++i) labels[i] = static_cast<int64_t>((i * 7) % 3);
@@ -92,9 +95,13 @@ struct Result {
   size_t budget = 0;
 };
 
-Result train(const std::function<Model()>& make, const std::string& budget, const std::string& planner, int streams,
-             int steps) {
-  Session s({.seed = 5, .memory_budget = budget, .planner = planner, .num_threads = 2, .streams = streams});
+Result train(const std::function<Model()>& make, const std::string& budget,
+             const std::string& planner, int streams, int steps) {
+  Session s({.seed = 5,
+             .memory_budget = budget,
+             .planner = planner,
+             .num_threads = 2,
+             .streams = streams});
   Model m = make();
   m.module->train();
   optim::AdamW opt(m.module->parameters(), optim::AdamWOptions(1e-2).weight_decay(0.01));
@@ -138,7 +145,8 @@ void check_model(const std::function<Model()>& make) {
   int parallel_steps = 0;
   for (const std::string planner : {"auto", "lethe", "sqrt"}) {
     std::vector<std::string> budgets{"1", "0.5", "0.25"};
-    if (const size_t smallest = smallest_budget(make, planner)) budgets.push_back(std::to_string(smallest) + "B");
+    if (const size_t smallest = smallest_budget(make, planner))
+      budgets.push_back(std::to_string(smallest) + "B");
     for (const std::string& b : budgets)
       for (const int streams : {1, 2, 3, kAutoStreams}) {
         CAPTURE(planner);
@@ -172,17 +180,25 @@ TEST_CASE("streams: MLP bitwise equal to the serial unlimited step on 1, 2, 3 an
           doctest::test_suite("executor")) {
   check_model(mlp);
 }
-TEST_CASE("streams: CNN with batch norm and dropout bitwise equal on every stream count") { check_model(cnn); }
-TEST_CASE("streams: Transformer with causal attention and dropout bitwise equal on every stream count") {
+TEST_CASE("streams: CNN with batch norm and dropout bitwise equal on every stream count") {
+  check_model(cnn);
+}
+TEST_CASE(
+    "streams: Transformer with causal attention and dropout bitwise equal on every stream count") {
   check_model(transformer);
 }
-TEST_CASE("streams: U-Net bitwise equal on every stream count") { check_model(unet); }
+TEST_CASE("streams: U-Net bitwise equal on every stream count") {
+  check_model(unet);
+}
 
 // Three stages of Inception blocks: 3x3 convolutions of 432 inputs per output (48 channels), where
 // OpenBLAS's own threading once changed the bits between one thread and two (ops/gemm.cpp).
-TEST_CASE("streams: an Inception-style CNN on 2 streams of 1 thread is bitwise the serial step on 2 threads") {
+TEST_CASE(
+    "streams: an Inception-style CNN on 2 streams of 1 thread is bitwise the serial step on 2 "
+    "threads") {
   const auto make = [] {
-    auto net = std::make_shared<examples::Inception>(examples::InceptionConfig{.width = 12, .blocks = {1, 1, 1}});
+    auto net = std::make_shared<examples::Inception>(
+        examples::InceptionConfig{.width = 12, .blocks = {1, 1, 1}});
     auto x = randn({8, 3, 32, 32});
     auto y = from_vector<int64_t>({0, 1, 2, 3, 4, 5, 6, 7}, {8});
     return Model{net, [net, x, y] { return cross_entropy(net->forward(x), y); }};
@@ -214,19 +230,23 @@ TEST_CASE("streams: 50 steps with a random pause before every op stay bitwise eq
 }
 
 TEST_CASE("streams: bad stream counts are refused with the flag or option named") {
-  CHECK_THROWS_WITH_AS(Session({.streams = 0}), doctest::Contains("SessionOptions::streams is 0"), Error);
-  CHECK_THROWS_WITH_AS(Session({.streams = -3}), doctest::Contains("positive number of streams"), Error);
+  CHECK_THROWS_WITH_AS(Session({.streams = 0}), doctest::Contains("SessionOptions::streams is 0"),
+                       Error);
+  CHECK_THROWS_WITH_AS(Session({.streams = -3}), doctest::Contains("positive number of streams"),
+                       Error);
   CHECK(parse_streams("auto") == kAutoStreams);
   CHECK(parse_streams("3") == 3);
   for (const char* bad : {"0", "-2", "two", "", "1.5"})
-    CHECK_THROWS_WITH_AS(parse_streams(bad), doctest::Contains("--streams: expected a positive number"), Error);
+    CHECK_THROWS_WITH_AS(parse_streams(bad),
+                         doctest::Contains("--streams: expected a positive number"), Error);
 }
 
 TEST_CASE("streams: the report says how the streams ran, and the trace has a track per stream" *
           doctest::test_suite("executor")) {
   const std::string path = "streams_test.trace.json";
   {
-    Session s({.seed = 5, .memory_budget = "0.5", .num_threads = 2, .trace_path = path, .streams = 2});
+    Session s(
+        {.seed = 5, .memory_budget = "0.5", .num_threads = 2, .trace_path = path, .streams = 2});
     Model m = transformer();
     optim::AdamW opt(m.module->parameters(), optim::AdamWOptions(1e-2));
     for (int i = 0; i < 3; ++i) {

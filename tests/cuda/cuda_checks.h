@@ -14,20 +14,22 @@
 
 // Without a usable device a CUDA test skips itself, saying why (the runtime's own message: an
 // insufficient driver reads as "no device" otherwise). With LETHE_REQUIRE_CUDA=1 in the environment
-// (tests/gpu/check.sh sets it) it fails instead, so a GPU check cannot pass without running anything.
-#define LETHE_SKIP_WITHOUT_CUDA()                                                               \
-  do {                                                                                          \
-    switch (cuda_checks::without_device(lethe::cuda::is_available(), std::getenv("LETHE_REQUIRE_CUDA"))) { \
-      case cuda_checks::Verdict::run:                                                           \
-        break;                                                                                  \
-      case cuda_checks::Verdict::skip:                                                          \
-        MESSAGE("no CUDA device: skipped (" << lethe::cuda::unavailable_reason() << ")");       \
-        return;                                                                                 \
-      case cuda_checks::Verdict::fail:                                                          \
-        FAIL("LETHE_REQUIRE_CUDA is set but no CUDA device is usable: "                         \
-             << lethe::cuda::unavailable_reason());                                             \
-        return;                                                                                 \
-    }                                                                                           \
+// (tests/gpu/check.sh sets it) it fails instead, so a GPU check cannot pass without running
+// anything.
+#define LETHE_SKIP_WITHOUT_CUDA()                                                         \
+  do {                                                                                    \
+    switch (cuda_checks::without_device(lethe::cuda::is_available(),                      \
+                                        std::getenv("LETHE_REQUIRE_CUDA"))) {             \
+      case cuda_checks::Verdict::run:                                                     \
+        break;                                                                            \
+      case cuda_checks::Verdict::skip:                                                    \
+        MESSAGE("no CUDA device: skipped (" << lethe::cuda::unavailable_reason() << ")"); \
+        return;                                                                           \
+      case cuda_checks::Verdict::fail:                                                    \
+        FAIL("LETHE_REQUIRE_CUDA is set but no CUDA device is usable: "                   \
+             << lethe::cuda::unavailable_reason());                                       \
+        return;                                                                           \
+    }                                                                                     \
   } while (0)
 
 namespace cuda_checks {
@@ -46,12 +48,13 @@ using Fn = std::function<lethe::Tensor(const std::vector<lethe::Tensor>&)>;
 struct Input {
   lethe::Shape shape;
   lethe::DType dtype = lethe::DType::f32;
-  bool grad = true;                 // differentiate with respect to it (floating inputs only)
-  std::vector<int64_t> ints;        // i64 input values (indices, labels)
+  bool grad = true;           // differentiate with respect to it (floating inputs only)
+  std::vector<int64_t> ints;  // i64 input values (indices, labels)
 };
 
 // Output values, then the gradient of sum(output * r) for every input marked `grad`, as doubles.
-inline std::vector<double> run(lethe::Device d, const Fn& f, const std::vector<Input>& ins, bool backward = true) {
+inline std::vector<double> run(lethe::Device d, const Fn& f, const std::vector<Input>& ins,
+                               bool backward = true) {
   lethe::Session s({.device = d, .seed = 5});
   std::vector<lethe::Tensor> in;
   for (const auto& i : ins) {
@@ -85,8 +88,9 @@ inline void same(const Fn& f, const std::vector<Input>& ins, double rtol, bool b
   for (size_t i = 0; i < cpu.size(); ++i) {
     const bool both_nan = std::isnan(cpu[i]) && std::isnan(gpu[i]);
     const bool both_inf = std::isinf(cpu[i]) && cpu[i] == gpu[i];
-    CHECK_MESSAGE((both_nan || both_inf || std::abs(cpu[i] - gpu[i]) <= rtol * (1 + std::abs(cpu[i]))),
-                  "element ", i, ": cpu ", cpu[i], ", cuda ", gpu[i]);
+    CHECK_MESSAGE(
+        (both_nan || both_inf || std::abs(cpu[i] - gpu[i]) <= rtol * (1 + std::abs(cpu[i]))),
+        "element ", i, ": cpu ", cpu[i], ", cuda ", gpu[i]);
   }
 }
 

@@ -21,8 +21,14 @@ enum class Opt { adamw, sgd };
 
 // Three steps of a small Transformer block + MLP head (dropout included) on `d`, by AdamW or SGD
 // with momentum.
-Result train(Device d, const std::string& budget, Opt which = Opt::adamw, int streams = 1) {
-  Session s({.device = d, .seed = 21, .memory_budget = budget, .streams = streams});
+Result train(Device d, const std::string& budget, Opt which = Opt::adamw, int streams = 1,
+             bool data_parallel = false) {
+  Session s({.device = d,
+             .seed = 21,
+             .memory_budget = budget,
+             .streams = streams,
+             .data_parallel = data_parallel,
+             .bucket_bytes = 4096});
   auto block = std::make_shared<nn::TransformerBlock>(
       nn::TransformerBlockOptions(32, 4).mlp_ratio(2).dropout(0.1).causal(true));
   auto head = std::make_shared<nn::Linear>(32, 7);
@@ -37,7 +43,8 @@ Result train(Device d, const std::string& budget, Opt which = Opt::adamw, int st
   if (which == Opt::adamw)
     opt = std::make_unique<optim::AdamW>(params, optim::AdamWOptions(1e-3).weight_decay(0.01));
   else
-    opt = std::make_unique<optim::SGD>(params, optim::SGDOptions(0.05).momentum(0.9).weight_decay(0.01));
+    opt = std::make_unique<optim::SGD>(params,
+                                       optim::SGDOptions(0.05).momentum(0.9).weight_decay(0.01));
   Result r;
   for (int step = 0; step < 3; ++step) {
     opt->zero_grad();
@@ -58,19 +65,22 @@ Result train(Device d, const std::string& budget, Opt which = Opt::adamw, int st
 // SGD, not AdamW: the key part of the qkv bias has a mathematically zero gradient (softmax is
 // invariant to a shift of a query's scores), so both devices hold f32 rounding noise there, and
 // AdamW's first steps turn any noise into steps of about lr (m / sqrt(v) ~ ±1): two correct f32
-// runs, CPU and CPU, were measured 0.84x this tolerance apart. SGD moves a parameter by lr times its
-// gradient, so the noise stays noise. AdamW's update itself is compared below on exact gradients.
+// runs, CPU and CPU, were measured 0.84x this tolerance apart. SGD moves a parameter by lr times
+// its gradient, so the noise stays noise. AdamW's update itself is compared below on exact
+// gradients.
 TEST_CASE("cuda: a training step matches the CPU step") {
   LETHE_SKIP_WITHOUT_CUDA();
   cuda::set_allow_tf32(false);
   Result cpu = train(Device::cpu(), "", Opt::sgd);
   Result gpu = train(Device::cuda(0), "", Opt::sgd);
   REQUIRE(cpu.params.size() == gpu.params.size());
-  for (size_t i = 0; i < cpu.losses.size(); ++i) CHECK(gpu.losses[i] == doctest::Approx(cpu.losses[i]).epsilon(1e-4));
+  for (size_t i = 0; i < cpu.losses.size(); ++i)
+    CHECK(gpu.losses[i] == doctest::Approx(cpu.losses[i]).epsilon(1e-4));
   for (size_t p = 0; p < cpu.params.size(); ++p)
     for (size_t i = 0; i < cpu.params[p].size(); ++i)
-      CHECK_MESSAGE(std::abs(cpu.params[p][i] - gpu.params[p][i]) <= 1e-4 * (1 + std::abs(cpu.params[p][i])),
-                    "param ", p, " element ", i);
+      CHECK_MESSAGE(
+          std::abs(cpu.params[p][i] - gpu.params[p][i]) <= 1e-4 * (1 + std::abs(cpu.params[p][i])),
+          "param ", p, " element ", i);
 }
 
 // Three AdamW steps where every gradient is exact on both devices (d/dw sum(w * x) = x): the
@@ -94,8 +104,8 @@ TEST_CASE("cuda: AdamW steps match the CPU's") {
   const std::vector<float> cpu = adamw_steps(Device::cpu()), gpu = adamw_steps(Device::cuda(0));
   REQUIRE(cpu.size() == gpu.size());
   for (size_t i = 0; i < cpu.size(); ++i)
-    CHECK_MESSAGE(std::abs(cpu[i] - gpu[i]) <= 1e-6 * (1 + std::abs(cpu[i])), "element ", i, ": cpu ", cpu[i],
-                  ", cuda ", gpu[i]);
+    CHECK_MESSAGE(std::abs(cpu[i] - gpu[i]) <= 1e-6 * (1 + std::abs(cpu[i])), "element ", i,
+                  ": cpu ", cpu[i], ", cuda ", gpu[i]);
 }
 
 TEST_CASE("cuda: remat under a budget is bitwise equal to unlimited memory") {
@@ -129,7 +139,8 @@ CnnResult train_cnn(Device d, const std::string& budget, int streams = 1) {
   auto b2 = std::make_shared<nn::BatchNorm2d>(16);
   auto c3 = std::make_shared<nn::Conv2d>(Conv2dOptions(16, 16, 3).padding(2).dilation(2).groups(2));
   auto head = std::make_shared<nn::Linear>(16 * 3 * 3, 5);
-  for (std::shared_ptr<nn::UnaryModule> m : std::vector<std::shared_ptr<nn::UnaryModule>>{c1, b1, c2, b2, c3, head})
+  for (std::shared_ptr<nn::UnaryModule> m :
+       std::vector<std::shared_ptr<nn::UnaryModule>>{c1, b1, c2, b2, c3, head})
     body->push_back(m);  // a container for parameters and buffers; forward is written out below
   auto x = randn({8, 3, 32, 32});  // activations, not one op's working set, dominate the step
   auto y = from_vector<int64_t>({0, 1, 2, 3, 4, 1, 3, 2}, {8});
@@ -139,9 +150,9 @@ CnnResult train_cnn(Device d, const std::string& budget, int streams = 1) {
   for (int step = 0; step < 3; ++step) {
     opt.zero_grad();
     Tensor h = max_pool2d(b1->forward(c1->forward(x)).relu(), {2, 2});  // 32 -> 16
-    h = b2->forward(c2->forward(h)).relu();                           // 16 -> 8
-    h = avg_pool2d(h, {3, 3}, {1, 1}, {1, 1});                        // 8 -> 8
-    h = adaptive_avg_pool2d(c3->forward(h), {3, 3});                  // 8 -> 3 (windows overlap)
+    h = b2->forward(c2->forward(h)).relu();                             // 16 -> 8
+    h = avg_pool2d(h, {3, 3}, {1, 1}, {1, 1});                          // 8 -> 8
+    h = adaptive_avg_pool2d(c3->forward(h), {3, 3});                    // 8 -> 3 (windows overlap)
     Tensor loss = cross_entropy(head->forward(h.flatten(1)), y);
     loss.backward();
     opt.step();
@@ -163,21 +174,23 @@ TEST_CASE("cuda: a CNN training step (conv, batch norm, pooling) matches the CPU
   CnnResult gpu = train_cnn(Device::cuda(0), "");
   REQUIRE(cpu.params.size() == gpu.params.size());
   REQUIRE(cpu.buffers.size() == gpu.buffers.size());
-  for (size_t i = 0; i < cpu.losses.size(); ++i) CHECK(gpu.losses[i] == doctest::Approx(cpu.losses[i]).epsilon(1e-4));
-  auto close = [](const std::vector<std::vector<float>>& a, const std::vector<std::vector<float>>& b, const char* what) {
+  for (size_t i = 0; i < cpu.losses.size(); ++i)
+    CHECK(gpu.losses[i] == doctest::Approx(cpu.losses[i]).epsilon(1e-4));
+  auto close = [](const std::vector<std::vector<float>>& a,
+                  const std::vector<std::vector<float>>& b, const char* what) {
     for (size_t p = 0; p < a.size(); ++p) {
       REQUIRE(a[p].size() == b[p].size());
       for (size_t i = 0; i < a[p].size(); ++i)
-        CHECK_MESSAGE(std::abs(a[p][i] - b[p][i]) <= 1e-4 * (1 + std::abs(a[p][i])), what, " ", p, " element ", i,
-                      ": cpu ", a[p][i], ", cuda ", b[p][i]);
+        CHECK_MESSAGE(std::abs(a[p][i] - b[p][i]) <= 1e-4 * (1 + std::abs(a[p][i])), what, " ", p,
+                      " element ", i, ": cpu ", a[p][i], ", cuda ", b[p][i]);
     }
   };
   close(cpu.params, gpu.params, "param");
   close(cpu.buffers, gpu.buffers, "buffer");
 }
 
-// Bitwise equality with the smallest budget the planner fits (the cuDNN workspaces are in it) and half
-// of the no-remat peak when that fits too.
+// Bitwise equality with the smallest budget the planner fits (the cuDNN workspaces are in it) and
+// half of the no-remat peak when that fits too.
 void cnn_budgets_match(Device d) {
   CnnResult full = train_cnn(d, "");
   size_t smallest = 0;
@@ -228,4 +241,21 @@ TEST_CASE("cuda: steps on 2 and 3 streams are bitwise equal to the serial unlimi
       CHECK(c.params == cnn_full.params);
       CHECK(c.buffers == cnn_full.buffers);
     }
+}
+
+// Data parallel on one CUDA rank: the buckets, their all-reduces (a copy on one rank; NCCL across
+// ranks) and the copies out run on a communication stream beside the compute stream, bitwise the
+// step without data parallel, unlimited and under budgets. (Two CUDA ranks need two GPUs and
+// mpirun: tests/dist on such a machine.)
+TEST_CASE("cuda: data parallel on one rank is bitwise the step without it") {
+  LETHE_SKIP_WITHOUT_CUDA();
+  const Result ref = train(Device::cuda(0), "");
+  for (const char* budget : {"", "1", "0.5"}) {
+    CAPTURE(budget);
+    const Result r = train(Device::cuda(0), budget, Opt::adamw, 1, true);
+    CHECK(r.last.buckets >= 2);
+    CHECK(r.last.streams == 2);
+    CHECK(r.losses == ref.losses);
+    CHECK(r.params == ref.params);
+  }
 }

@@ -44,8 +44,10 @@ TEST_CASE("cuda: without a device, the error says why in the runtime's own words
   CHECK(msg.find(why) != std::string::npos);
 }
 
-TEST_CASE("cuda: cuBLAS gets a 256-byte aligned workspace whose size does not depend on its placement") {
-  for (size_t out : {size_t(0), size_t(1000), size_t(300) << 10, size_t(5) << 20, size_t(64) << 20}) {
+TEST_CASE(
+    "cuda: cuBLAS gets a 256-byte aligned workspace whose size does not depend on its placement") {
+  for (size_t out :
+       {size_t(0), size_t(1000), size_t(300) << 10, size_t(5) << 20, size_t(64) << 20}) {
     const size_t wb = lethe::detail::cuda_gemm_workspace_bytes(out);
     CAPTURE(out);
     std::vector<unsigned char> buf(wb + 512);
@@ -58,7 +60,8 @@ TEST_CASE("cuda: cuBLAS gets a 256-byte aligned workspace whose size does not de
       const auto w = lethe::detail::cublas_workspace_window(ws, wb);
       CHECK(reinterpret_cast<uintptr_t>(w.data) % 256 == 0);
       CHECK(reinterpret_cast<uintptr_t>(w.data) >= base + shift);
-      CHECK(reinterpret_cast<uintptr_t>(w.data) + w.bytes <= base + shift + wb);  // inside the buffer
+      CHECK(reinterpret_cast<uintptr_t>(w.data) + w.bytes <=
+            base + shift + wb);  // inside the buffer
       CHECK(w.bytes % 256 == 0);
       CHECK(w.bytes >= (size_t(256) << 10));  // at least the smallest size the op asks for
       if (shift == 0) first = w.bytes;
@@ -85,8 +88,8 @@ TEST_CASE("cuda: a value is read correctly while another session, or none, is cu
     Session a({.device = Device::cuda(0), .seed = 1});
     Tensor x = from_vector(host, {4096});
     y = x * 2.0 + 1.0;
-    (void)y.to_vector<float>();  // ends a's step; y is kept
-    y = y * 2.0;                 // a's next step, queued on a's stream
+    (void)y.to_vector<float>();                         // ends a's step; y is kept
+    y = y * 2.0;                                        // a's next step, queued on a's stream
     Session b({.device = Device::cuda(0), .seed = 2});  // now the current session
     Tensor z = randn({1 << 20}) * 3.0;
     (void)z.to_vector<float>();  // b's stream has its own work
@@ -119,8 +122,8 @@ TEST_CASE("cuda: op times are GPU times, not launch times") {
   // 2 n^3 flops of f32 without TF32 (~60 TFLOP/s on an H100/H200): a time measured at the launch
   // (microseconds) would mean more than a PFLOP/s, which no GPU does in f32.
   const double flops = 2.0 * static_cast<double>(n) * n * n;
-  MESSAGE("matmul " << n << "^3: " << matmul_s * 1e3 << " ms, " << flops / matmul_s / 1e12 << " TFLOP/s; step "
-                    << s.last_report().seconds * 1e3 << " ms");
+  MESSAGE("matmul " << n << "^3: " << matmul_s * 1e3 << " ms, " << flops / matmul_s / 1e12
+                    << " TFLOP/s; step " << s.last_report().seconds * 1e3 << " ms");
   CHECK(flops / matmul_s < 1e15);
   CHECK(s.last_report().seconds >= matmul_s);
 }

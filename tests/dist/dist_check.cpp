@@ -1,5 +1,5 @@
-// Data-parallel checks run under `mpirun -np 2` (tests/dist/CMakeLists.txt): each mode prints what it
-// compared and exits 0 when it holds on this rank.
+// Data-parallel checks run under `mpirun -np 2` (tests/dist/CMakeLists.txt): each mode prints what
+// it compared and exits 0 when it holds on this rank.
 //   identical  5 steps with rank-dependent batches: every rank holds bitwise the same parameters
 //   match      f64: 2 ranks x batch b/2 against 1 rank x batch b (a local session), within 1e-12
 //   budget     data parallel under a budget bitwise equal to data parallel unlimited (CNN with BN)
@@ -22,7 +22,8 @@ using namespace lethe;
 
 namespace {
 
-std::shared_ptr<nn::Sequential> mlp(int64_t in, int64_t hidden, int64_t out, int layers, DType t = DType::f32) {
+std::shared_ptr<nn::Sequential> mlp(int64_t in, int64_t hidden, int64_t out, int layers,
+                                    DType t = DType::f32) {
   auto seq = std::make_shared<nn::Sequential>();
   seq->push_back(std::make_shared<nn::Linear>(nn::LinearOptions(in, hidden).dtype(t)));
   for (int i = 0; i < layers; ++i) {
@@ -63,7 +64,8 @@ Tensor rows(int64_t first, int64_t n, int64_t width, DType t) {
   std::vector<double> v(static_cast<size_t>(n * width));
   for (int64_t i = 0; i < n; ++i)
     for (int64_t j = 0; j < width; ++j)
-      v[static_cast<size_t>(i * width + j)] = std::sin(0.37 * static_cast<double>((first + i) * width + j) + 0.1);
+      v[static_cast<size_t>(i * width + j)] =
+          std::sin(0.37 * static_cast<double>((first + i) * width + j) + 0.1);
   Tensor x = from_vector(v, {n, width});
   return t == DType::f64 ? x : x.to(t);
 }
@@ -80,19 +82,24 @@ int fail(const std::string& what) {
 
 int identical() {
   // Each rank initialises from its own seed: the broadcast from rank 0 must make them equal.
-  Session s({.seed = 3 + static_cast<uint64_t>(dist::rank()), .data_parallel = true, .bucket_bytes = 4096});
+  Session s({.seed = 3 + static_cast<uint64_t>(dist::rank()),
+             .data_parallel = true,
+             .bucket_bytes = 4096});
   auto model = mlp(16, 32, 4, 3);
   auto params = model->parameters();
   optim::SGD opt(params, optim::SGDOptions(0.05).momentum(0.9));
   const int r = dist::rank();
   for (int step = 0; step < 5; ++step) {
-    Tensor loss = cross_entropy(model->forward(rows(64 * r + step, 32, 16, DType::f32)), labels(64 * r + step, 32, 4));
+    Tensor loss = cross_entropy(model->forward(rows(64 * r + step, 32, 16, DType::f32)),
+                                labels(64 * r + step, 32, 4));
     loss.backward();
     opt.step();
-    if (!same_as_rank0(param_bytes(*model))) return fail("parameters differ from rank 0's after step " + std::to_string(step));
+    if (!same_as_rank0(param_bytes(*model)))
+      return fail("parameters differ from rank 0's after step " + std::to_string(step));
     if (r == 0) std::printf("%s\n", s.last_report().str().c_str());
   }
-  if (s.last_report().buckets < 2) return fail("expected several buckets, got " + std::to_string(s.last_report().buckets));
+  if (s.last_report().buckets < 2)
+    return fail("expected several buckets, got " + std::to_string(s.last_report().buckets));
   std::printf("rank %d: parameters bitwise equal to rank 0's after each of 5 steps\n", r);
   return 0;
 }
@@ -106,7 +113,8 @@ double match_difference(DType t) {
     auto model = mlp(8, 16, 3, 2, t);
     optim::SGD opt(model->parameters(), optim::SGDOptions(0.1));
     for (int step = 0; step < 5; ++step) {
-      Tensor loss = cross_entropy(model->forward(rows(step * b + first, n, 8, t)), labels(step * b + first, n, 3));
+      Tensor loss = cross_entropy(model->forward(rows(step * b + first, n, 8, t)),
+                                  labels(step * b + first, n, 3));
       loss.backward();
       opt.step();
     }
@@ -117,12 +125,14 @@ double match_difference(DType t) {
     }
     return out;
   };
-  const std::vector<double> dp = train(true, r * (b / world), b / world), local = train(false, 0, b);
+  const std::vector<double> dp = train(true, r * (b / world), b / world),
+                            local = train(false, 0, b);
   double worst = 0;
   for (size_t i = 0; i < dp.size(); ++i) worst = std::max(worst, std::abs(dp[i] - local[i]));
-  std::printf("rank %d, %s: %lld ranks x batch %lld against 1 rank x batch %lld: largest difference %.3g\n", dist::rank(),
-              dtype_name(t), static_cast<long long>(world), static_cast<long long>(b / world), static_cast<long long>(b),
-              worst);
+  std::printf(
+      "rank %d, %s: %lld ranks x batch %lld against 1 rank x batch %lld: largest difference %.3g\n",
+      dist::rank(), dtype_name(t), static_cast<long long>(world), static_cast<long long>(b / world),
+      static_cast<long long>(b), worst);
   return worst;
 }
 
@@ -153,7 +163,8 @@ int budget() {
     const int r = dist::rank();
     for (int step = 0; step < 5; ++step) {
       Tensor x = rows(50 * r + step, 8 * 3 * 12, 12, DType::f32).reshape({8, 3, 12, 12});
-      Tensor loss = cross_entropy(head->forward(net->forward(x).flatten(1)), labels(8 * r + step, 8, 4));
+      Tensor loss =
+          cross_entropy(head->forward(net->forward(x).flatten(1)), labels(8 * r + step, 8, 4));
       loss.backward();
       opt.step();
     }
@@ -179,12 +190,16 @@ int budget() {
   }
   if (smallest == "0B" || smallest.empty()) return fail("no smallest budget named");
   const std::vector<char> tight = run(smallest, r3);
-  if (dist::rank() == 0) std::printf("unlimited: %s\n0.5: %s\n%s: %s\n", r1.c_str(), r2.c_str(), smallest.c_str(), r3.c_str());
+  if (dist::rank() == 0)
+    std::printf("unlimited: %s\n0.5: %s\n%s: %s\n", r1.c_str(), r2.c_str(), smallest.c_str(),
+                r3.c_str());
   if (unlimited != half) return fail("data parallel at 0.5 differs from data parallel unlimited");
-  if (unlimited != tight) return fail("data parallel at the smallest budget differs from data parallel unlimited");
+  if (unlimited != tight)
+    return fail("data parallel at the smallest budget differs from data parallel unlimited");
   if (!same_as_rank0(unlimited)) return fail("ranks differ");
-  std::printf("rank %d: budgets 0.5 and %s (the smallest) bitwise equal to unlimited, and to rank 0's\n", dist::rank(),
-              smallest.c_str());
+  std::printf(
+      "rank %d: budgets 0.5 and %s (the smallest) bitwise equal to unlimited, and to rank 0's\n",
+      dist::rank(), smallest.c_str());
   return 0;
 }
 
@@ -199,7 +214,8 @@ int mismatch() {
   } catch (const Error& e) {
     const std::string what = e.what();
     std::printf("rank %d: %s\n", dist::rank(), what.c_str());
-    if (what.find("different step graphs") == std::string::npos || what.find("node ") == std::string::npos)
+    if (what.find("different step graphs") == std::string::npos ||
+        what.find("node ") == std::string::npos)
       return fail("the error does not name the differing node");
     return 0;
   }
@@ -223,7 +239,8 @@ int stop(bool die) {
       opt.step();
     }
   } catch (const Error& e) {
-    const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double waited =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::fprintf(stderr, "rank %d: error after %.1f s: %s\n", dist::rank(), waited, e.what());
     dist::finalize();  // aborts the job: the collective failed
     return 2;
@@ -237,18 +254,26 @@ int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "";
   dist::init();
   if (dist::world_size() < 2 && mode != "single") {
-    std::printf("dist_check %s: needs 2 ranks (run under mpirun -np 2), got %d\n", mode.c_str(), dist::world_size());
+    std::printf("dist_check %s: needs 2 ranks (run under mpirun -np 2), got %d\n", mode.c_str(),
+                dist::world_size());
     return 1;
   }
   int rc = 1;
   try {
-    if (mode == "identical") rc = identical();
-    else if (mode == "match") rc = match();
-    else if (mode == "budget") rc = budget();
-    else if (mode == "mismatch") rc = mismatch();
-    else if (mode == "hang") rc = stop(false);
-    else if (mode == "die") rc = stop(true);
-    else std::fprintf(stderr, "dist_check: unknown mode '%s'\n", mode.c_str());
+    if (mode == "identical")
+      rc = identical();
+    else if (mode == "match")
+      rc = match();
+    else if (mode == "budget")
+      rc = budget();
+    else if (mode == "mismatch")
+      rc = mismatch();
+    else if (mode == "hang")
+      rc = stop(false);
+    else if (mode == "die")
+      rc = stop(true);
+    else
+      std::fprintf(stderr, "dist_check: unknown mode '%s'\n", mode.c_str());
   } catch (const std::exception& e) {
     rc = fail(e.what());
   }

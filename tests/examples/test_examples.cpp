@@ -1,6 +1,6 @@
-// The example models (examples/*/model.h) at small sizes: a few training steps under a tight budget give
-// bitwise the losses of the unlimited run, and the execution trace is valid Chrome trace-event JSON with
-// compute slices, recompute slices and memory counters.
+// The example models (examples/*/model.h) at small sizes: a few training steps under a tight budget
+// give bitwise the losses of the unlimited run, and the execution trace is valid Chrome trace-event
+// JSON with compute slices, recompute slices and memory counters.
 #include <doctest/doctest.h>
 
 #include <cstdio>
@@ -23,7 +23,7 @@ using namespace lethe::examples;
 
 namespace {
 
-using StepFn = std::function<Tensor(int64_t step)>;  // records one step's loss
+using StepFn = std::function<Tensor(int64_t step)>;                      // records one step's loss
 using MakeFn = std::function<std::pair<StepFn, std::vector<Tensor>>()>;  // step + parameters
 
 struct Run {
@@ -35,7 +35,11 @@ Run train(const MakeFn& make, int steps, const std::string& budget, const std::s
           const std::string& planner = "lethe") {
   Run r;
   // One thread: on a loaded 2-core machine OpenMP barriers dominate these tiny kernels.
-  Session s({.seed = 3, .memory_budget = budget, .planner = planner, .num_threads = 1, .trace_path = trace});
+  Session s({.seed = 3,
+             .memory_budget = budget,
+             .planner = planner,
+             .num_threads = 1,
+             .trace_path = trace});
   auto [step, params] = make();
   optim::AdamW opt(params, optim::AdamWOptions(1e-2));
   for (int i = 0; i < steps; ++i) {
@@ -52,10 +56,10 @@ Run train(const MakeFn& make, int steps, const std::string& budget, const std::s
   return r;
 }
 
-// Under `fraction` of the activations, or, where that is below what the planner can fit, at the smallest
-// budget the framework reports as feasible (the tightest budget there is).
-Run train_tight(const MakeFn& make, int steps, const std::string& fraction, const std::string& trace = "",
-                const std::string& planner = "lethe") {
+// Under `fraction` of the activations, or, where that is below what the planner can fit, at the
+// smallest budget the framework reports as feasible (the tightest budget there is).
+Run train_tight(const MakeFn& make, int steps, const std::string& fraction,
+                const std::string& trace = "", const std::string& planner = "lethe") {
   try {
     return train(make, steps, fraction, trace, planner);
   } catch (const InfeasibleBudget& e) {
@@ -75,7 +79,8 @@ MakeFn mlp() {
     std::vector<int64_t> labels(32);
     for (size_t i = 0; i < labels.size(); ++i) labels[i] = static_cast<int64_t>(i % 10);
     auto y = from_vector(labels, {32});
-    return std::make_pair(StepFn([m, x, y](int64_t) { return cross_entropy(m->forward(x), y); }), m->parameters());
+    return std::make_pair(StepFn([m, x, y](int64_t) { return cross_entropy(m->forward(x), y); }),
+                          m->parameters());
   };
 }
 
@@ -117,8 +122,12 @@ std::string small_text_file() {
 MakeFn gpt() {
   auto text = std::make_shared<CharText>(std::vector<std::string>{small_text_file()});
   return [text] {
-    auto g = std::make_shared<GPT>(GPTConfig{.vocab = text->vocab_size(), .context = 16, .layers = 2, .d_model = 32,
-                                             .heads = 2, .dropout = 0.1});
+    auto g = std::make_shared<GPT>(GPTConfig{.vocab = text->vocab_size(),
+                                             .context = 16,
+                                             .layers = 2,
+                                             .d_model = 32,
+                                             .heads = 2,
+                                             .dropout = 0.1});
     return std::make_pair(StepFn([g, text](int64_t step) {
                             auto [x, y] = text->batch(3, 16, step, 5);
                             return g->loss(x, y);
@@ -142,7 +151,9 @@ TEST_CASE("examples: MLP under a tight budget trains bitwise like unlimited memo
   CHECK(b.peak <= b.budget);
 }
 
-TEST_CASE("examples: ResNet-18 and ResNet-50 (narrow) under a tight budget train bitwise like unlimited") {
+TEST_CASE(
+    "examples: ResNet-18 and ResNet-50 (narrow) under a tight budget train bitwise like "
+    "unlimited") {
   for (int depth : {18, 50}) {
     CAPTURE(depth);
     Run a = train(resnet(depth), 3, "");
@@ -154,7 +165,9 @@ TEST_CASE("examples: ResNet-18 and ResNet-50 (narrow) under a tight budget train
   }
 }
 
-TEST_CASE("examples: U-Net (tiny) under a tight budget trains bitwise like unlimited (long skips, upsampling)") {
+TEST_CASE(
+    "examples: U-Net (tiny) under a tight budget trains bitwise like unlimited (long skips, "
+    "upsampling)") {
   Run a = train(unet(), 3, "");
   Run b = train_tight(unet(), 3, "0.25");
   CHECK(bitwise_equal(a.losses, b.losses));
@@ -163,7 +176,8 @@ TEST_CASE("examples: U-Net (tiny) under a tight budget trains bitwise like unlim
   CHECK(b.peak < b.no_remat);
 }
 
-TEST_CASE("examples: the U-Net upsampling repeats each pixel over a 2x2 block and segments every pixel") {
+TEST_CASE(
+    "examples: the U-Net upsampling repeats each pixel over a 2x2 block and segments every pixel") {
   Session s({.seed = 1});
   auto x = from_vector(std::vector<float>{1, 2, 3, 4, 5, 6, 7, 8}, {1, 2, 2, 2});
   CHECK(upsample_nearest2x(x).to_vector<float>() ==
@@ -190,13 +204,16 @@ TEST_CASE("examples: GPT under a tight budget trains bitwise like unlimited (dro
 TEST_CASE("examples: the GPT sampler returns the requested characters") {
   auto text = std::make_shared<CharText>(std::vector<std::string>{small_text_file()});
   Session s({.seed = 1, .memory_budget = "1"});
-  GPT g(GPTConfig{.vocab = text->vocab_size(), .context = 8, .layers = 1, .d_model = 16, .heads = 2});
+  GPT g(
+      GPTConfig{.vocab = text->vocab_size(), .context = 8, .layers = 1, .d_model = 16, .heads = 2});
   std::string out = sample_text(g, *text, "the ", 5, 0.8, 1);
   CHECK(out.size() == 5);
 }
 
-TEST_CASE("examples: a budgeted trace is valid JSON with compute, recompute slices and memory counters") {
-  const std::string path = (std::filesystem::temp_directory_path() / "lethe_test_trace.json").string();
+TEST_CASE(
+    "examples: a budgeted trace is valid JSON with compute, recompute slices and memory counters") {
+  const std::string path =
+      (std::filesystem::temp_directory_path() / "lethe_test_trace.json").string();
   std::filesystem::remove(path);
   train_tight(resnet(18), 2, "0.25", path);  // written when the session ends
   nlohmann::json j = read_json(path);
@@ -235,7 +252,8 @@ TEST_CASE("examples: a budgeted trace is valid JSON with compute, recompute slic
 }
 
 TEST_CASE("examples: start_trace/stop_trace on an unlimited session write a valid trace") {
-  const std::string path = (std::filesystem::temp_directory_path() / "lethe_test_trace2.json").string();
+  const std::string path =
+      (std::filesystem::temp_directory_path() / "lethe_test_trace2.json").string();
   std::filesystem::remove(path);
   {
     Session s({.seed = 2});

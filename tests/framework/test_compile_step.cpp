@@ -55,12 +55,14 @@ void check_compiled(const StepProblem& sp, const StepWindow& w, const CompiledSt
       continue;
     }
     const int64_t off = c.offsets[i];
-    const int64_t end = off + static_cast<int64_t>(align_up(static_cast<size_t>(std::max<int64_t>(p.nodes[static_cast<size_t>(e.node)].bytes, 1))));
+    const int64_t end = off + static_cast<int64_t>(align_up(static_cast<size_t>(std::max<int64_t>(
+                                  p.nodes[static_cast<size_t>(e.node)].bytes, 1))));
     CHECK(off % static_cast<int64_t>(kAlignment) == 0);
     CHECK(end <= static_cast<int64_t>(c.region_bytes));
     for (const auto& [n, iv] : live) {
       const bool apart = end <= iv.first || iv.second <= off;
-      CHECK_MESSAGE(apart, "step ", i, ": node ", e.node, " at [", off, ", ", end, ") overlaps live node ", n);
+      CHECK_MESSAGE(apart, "step ", i, ": node ", e.node, " at [", off, ", ", end,
+                    ") overlaps live node ", n);
     }
     live[e.node] = {off, end};
   }
@@ -95,8 +97,11 @@ TEST_CASE("compile_step: plans of the exported graphs fit their window, laid out
   }
 }
 
-TEST_CASE("compile_step: a window below the step's floor is refused with the smallest arena and a breakdown") {
-  const StepProblem sp = step_problem_from(sched::read_problem_file(std::string(LETHE_BENCH_GRAPHS) + "/unet-w16.graph.json"));
+TEST_CASE(
+    "compile_step: a window below the step's floor is refused with the smallest arena and a "
+    "breakdown") {
+  const StepProblem sp = step_problem_from(
+      sched::read_problem_file(std::string(LETHE_BENCH_GRAPHS) + "/unet-w16.graph.json"));
   const int64_t resident = sched::resident_bytes(sp.problem);
   const StepWindow w{resident, resident + 4096};
   std::string msg;

@@ -30,10 +30,13 @@ TEST_CASE("errors: LETHE_CHECK and LETHE_ASSERT carry the message and the source
     CHECK(what.find("internal error: sizeof(int) == 1 failed at ") == 0);
     CHECK(what.find("ints are 4 bytes") != std::string::npos);
   }
-  CHECK_THROWS_WITH_AS(LETHE_ASSERT(false), doctest::Contains("internal error: false failed at"), Error);
+  CHECK_THROWS_WITH_AS(LETHE_ASSERT(false), doctest::Contains("internal error: false failed at"),
+                       Error);
 }
 
-TEST_CASE("errors: the scheduler's and the file format's errors are lethe::Errors, context added in flight") {
+TEST_CASE(
+    "errors: the scheduler's and the file format's errors are lethe::Errors, context added in "
+    "flight") {
   // A bad budget through the session: the parser's own error (a sched::Error), its context added.
   try {
     Session s({.memory_budget = "3 parsecs"});

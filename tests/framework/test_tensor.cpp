@@ -51,11 +51,12 @@ TEST_CASE("item and to_vector execute what they need" * doctest::test_suite("exe
   auto x = from_vector<float>({1, 2, 3}, {3});
   auto y = (x * 2.0 + 1.0).sum();
   CHECK(y.item<float>() == 15.f);
-  CHECK_THROWS_WITH_AS(x.item(), doctest::Contains("expected a tensor with one element, got shape [3]"),
-                       Error);
+  CHECK_THROWS_WITH_AS(
+      x.item(), doctest::Contains("expected a tensor with one element, got shape [3]"), Error);
 }
 
-TEST_CASE("values held by a handle are kept when the step runs, others are not needed" * doctest::test_suite("executor")) {
+TEST_CASE("values held by a handle are kept when the step runs, others are not needed" *
+          doctest::test_suite("executor")) {
   Session s;
   auto w = from_vector<float>({1, 2}, {2}).set_requires_grad(true);
   auto h = w * 3.0;
@@ -121,7 +122,8 @@ TEST_CASE("bad input names the problem") {
     Session s2;
     other_session_tensor = ones({2});
   }
-  CHECK_THROWS_WITH_AS(add(ones({2}), other_session_tensor), doctest::Contains("another session"), Error);
+  CHECK_THROWS_WITH_AS(add(ones({2}), other_session_tensor), doctest::Contains("another session"),
+                       Error);
   CHECK_THROWS_WITH_AS(Device::parse("tpu"), doctest::Contains("unknown device 'tpu'"), Error);
 }
 
@@ -144,7 +146,9 @@ TEST_CASE("printing follows PyTorch: values, then shape, dtype, device") {
   Session s;
   std::ostringstream os;
   os << from_vector<float>({1, 2.5, -3, 4}, {2, 2});
-  CHECK(os.str() == "tensor([[ 1.0000,  2.5000],\n        [-3.0000,  4.0000]], shape=[2, 2], dtype=f32, device=cpu)");
+  CHECK(os.str() ==
+        "tensor([[ 1.0000,  2.5000],\n        [-3.0000,  4.0000]], shape=[2, 2], dtype=f32, "
+        "device=cpu)");
   std::ostringstream big;
   big << arange(2000);
   CHECK(big.str().find("...") != std::string::npos);

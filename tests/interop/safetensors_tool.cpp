@@ -1,7 +1,8 @@
 // The Lethe side of the Python interop test (tests/interop/check_python.sh): a small CNN with every
 // kind of state (conv, batch norm with running statistics, linear), by PyTorch's names.
-//   safetensors_tool write FILE   saves its state dict, prints {"name": {"shape": [...], "values": [...]}}
-//   safetensors_tool read FILE    loads FILE into it (strict), prints the same for what it now holds
+//   safetensors_tool write FILE   saves its state dict, prints {"name": {"shape": [...], "values":
+//   [...]}} safetensors_tool read FILE    loads FILE into it (strict), prints the same for what it
+//   now holds
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -15,14 +16,16 @@ using namespace lethe;
 namespace {
 
 std::shared_ptr<nn::Sequential> model() {
-  return std::make_shared<nn::Sequential>(std::make_shared<nn::Conv2d>(nn::Conv2dOptions(3, 4, 3).padding(1)),
-                                          std::make_shared<nn::BatchNorm2d>(4), std::make_shared<nn::ReLU>(),
-                                          std::make_shared<nn::Flatten>(), std::make_shared<nn::Linear>(4 * 5 * 5, 6));
+  return std::make_shared<nn::Sequential>(
+      std::make_shared<nn::Conv2d>(nn::Conv2dOptions(3, 4, 3).padding(1)),
+      std::make_shared<nn::BatchNorm2d>(4), std::make_shared<nn::ReLU>(),
+      std::make_shared<nn::Flatten>(), std::make_shared<nn::Linear>(4 * 5 * 5, 6));
 }
 
 nlohmann::json dump(const StateDict& sd) {
   nlohmann::json j = nlohmann::json::object();
-  for (const auto& [k, t] : sd) j[k] = {{"shape", t.shape().dims()}, {"values", t.to_vector<double>()}};
+  for (const auto& [k, t] : sd)
+    j[k] = {{"shape", t.shape().dims()}, {"values", t.to_vector<double>()}};
   return j;
 }
 

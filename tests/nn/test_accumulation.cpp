@@ -13,7 +13,8 @@ namespace {
 
 std::vector<std::vector<float>> grads_after(bool micro_batches) {
   Session s({.seed = 3});
-  auto model = std::make_shared<nn::Sequential>(std::make_shared<nn::Linear>(6, 8), std::make_shared<nn::ReLU>(),
+  auto model = std::make_shared<nn::Sequential>(std::make_shared<nn::Linear>(6, 8),
+                                                std::make_shared<nn::ReLU>(),
                                                 std::make_shared<nn::Linear>(8, 3));
   Tensor x1 = randn({4, 6}), x2 = randn({4, 6});
   Tensor y1 = from_vector<int64_t>({0, 1, 2, 1}, {4}), y2 = from_vector<int64_t>({2, 2, 0, 1}, {4});
@@ -21,7 +22,8 @@ std::vector<std::vector<float>> grads_after(bool micro_batches) {
     (cross_entropy(model->forward(x1), y1) * 0.5).backward();
     (cross_entropy(model->forward(x2), y2) * 0.5).backward();
   } else {
-    (cross_entropy(model->forward(x1), y1) * 0.5 + cross_entropy(model->forward(x2), y2) * 0.5).backward();
+    (cross_entropy(model->forward(x1), y1) * 0.5 + cross_entropy(model->forward(x2), y2) * 0.5)
+        .backward();
   }
   std::vector<Tensor> gs;
   for (const Tensor& p : model->parameters()) gs.push_back(p.grad());
@@ -32,7 +34,9 @@ std::vector<std::vector<float>> grads_after(bool micro_batches) {
 
 }  // namespace
 
-TEST_CASE("accumulation: two micro-batch backward() calls give bitwise the gradients of their summed loss") {
+TEST_CASE(
+    "accumulation: two micro-batch backward() calls give bitwise the gradients of their summed "
+    "loss") {
   const auto acc = grads_after(true), joint = grads_after(false);
   REQUIRE(acc.size() == joint.size());
   for (size_t i = 0; i < acc.size(); ++i) {

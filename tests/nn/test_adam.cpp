@@ -15,7 +15,8 @@ using namespace lethe;
 
 namespace {
 
-const std::vector<double> kP0 = {1.0, -2.0, 3.0, 0.5}, kW = {0.5, 1.5, 2.0, 1.0}, kC = {0.1, -0.3, 0.2, -0.4};
+const std::vector<double> kP0 = {1.0, -2.0, 3.0, 0.5}, kW = {0.5, 1.5, 2.0, 1.0},
+                          kC = {0.1, -0.3, 0.2, -0.4};
 
 template <typename Opt, typename Options>
 std::vector<double> train(const Options& o, int steps) {
@@ -58,7 +59,8 @@ void check_close(const std::vector<double>& got, const std::vector<double>& want
 }  // namespace
 
 TEST_CASE("Adam matches torch.optim.Adam's update, with and without weight decay") {
-  check_close(train<optim::Adam>(optim::AdamOptions(0.01).betas({0.9, 0.99}), 5), reference(0.01, 0.9, 0.99, 1e-8, 0, 5));
+  check_close(train<optim::Adam>(optim::AdamOptions(0.01).betas({0.9, 0.99}), 5),
+              reference(0.01, 0.9, 0.99, 1e-8, 0, 5));
   check_close(train<optim::Adam>(optim::AdamOptions(0.01).betas({0.9, 0.99}).weight_decay(0.1), 5),
               reference(0.01, 0.9, 0.99, 1e-8, 0.1, 5));
 }

@@ -19,12 +19,16 @@ struct Params {
     b.set_requires_grad(true);
   }
   // Gradients: a -> {3, 4}, b -> {0, 12} (per-parameter norms 5 and 12, total 13).
-  Tensor loss() const { return (from_vector<float>({3, 4}) * a).sum() + (from_vector<float>({0, 12}) * b).sum(); }
+  Tensor loss() const {
+    return (from_vector<float>({3, 4}) * a).sum() + (from_vector<float>({0, 12}) * b).sum();
+  }
 };
 
 }  // namespace
 
-TEST_CASE("clip_grad_norm_: scales by max_norm / (total + 1e-6) when the norm is larger, returns the norm") {
+TEST_CASE(
+    "clip_grad_norm_: scales by max_norm / (total + 1e-6) when the norm is larger, returns the "
+    "norm") {
   Session s({.seed = 1});
   Params p;
   optim::SGD opt({p.a, p.b}, optim::SGDOptions(1.0));
@@ -69,11 +73,15 @@ TEST_CASE("clip_grad_value_: clamps exactly into [-c, c], NaN stays NaN") {
 TEST_CASE("clip_grad: bad arguments and missing gradients are named") {
   Session s({.seed = 1});
   Params p;
-  CHECK_THROWS_WITH_AS(optim::clip_grad_norm_({p.a}, 1.0), doctest::Contains("no parameter has a gradient"), Error);
+  CHECK_THROWS_WITH_AS(optim::clip_grad_norm_({p.a}, 1.0),
+                       doctest::Contains("no parameter has a gradient"), Error);
   p.loss().backward();
-  CHECK_THROWS_WITH_AS(optim::clip_grad_norm_({p.a}, 1.0, 1.0), doctest::Contains("only norm_type 2"), Error);
-  CHECK_THROWS_WITH_AS(optim::clip_grad_norm_({p.a}, -1.0), doctest::Contains("max_norm must be finite and >= 0"), Error);
-  CHECK_THROWS_WITH_AS(optim::clip_grad_value_({p.a}, -1.0), doctest::Contains("clip_value must be finite and >= 0"),
-                       Error);
-  CHECK_THROWS_WITH_AS(p.a.set_grad(zeros({3})), doctest::Contains("set_grad(): the gradient is f32[3]"), Error);
+  CHECK_THROWS_WITH_AS(optim::clip_grad_norm_({p.a}, 1.0, 1.0),
+                       doctest::Contains("only norm_type 2"), Error);
+  CHECK_THROWS_WITH_AS(optim::clip_grad_norm_({p.a}, -1.0),
+                       doctest::Contains("max_norm must be finite and >= 0"), Error);
+  CHECK_THROWS_WITH_AS(optim::clip_grad_value_({p.a}, -1.0),
+                       doctest::Contains("clip_value must be finite and >= 0"), Error);
+  CHECK_THROWS_WITH_AS(p.a.set_grad(zeros({3})),
+                       doctest::Contains("set_grad(): the gradient is f32[3]"), Error);
 }

@@ -37,7 +37,9 @@ std::vector<uint8_t> pattern(size_t n) {
   return v;
 }
 
-void truncate_file(const std::string& path, uintmax_t keep) { fs::resize_file(path, keep); }
+void truncate_file(const std::string& path, uintmax_t keep) {
+  fs::resize_file(path, keep);
+}
 
 }  // namespace
 
@@ -68,12 +70,14 @@ TEST_CASE("IDX errors name the file and say what was expected") {
   TempDir dir;
   CHECK_THROWS_WITH_AS(data::read_idx_images(dir / "missing.gz"),
                        doctest::Contains("dataset-fashion-mnist"), Error);
-  CHECK_THROWS_WITH_AS(data::read_idx_images(dir / "missing.gz"), doctest::Contains("missing.gz"), Error);
+  CHECK_THROWS_WITH_AS(data::read_idx_images(dir / "missing.gz"), doctest::Contains("missing.gz"),
+                       Error);
 
   // Labels read as images: wrong magic, both numbers named.
   data::write_idx(dir / "lab", data::kIdxLabelsMagic, {3}, {1, 2, 3});
   CHECK_THROWS_WITH_AS(data::read_idx_images(dir / "lab"), doctest::Contains("0x00000801"), Error);
-  CHECK_THROWS_WITH_AS(data::read_idx_images(dir / "lab"), doctest::Contains("expected 0x00000803"), Error);
+  CHECK_THROWS_WITH_AS(data::read_idx_images(dir / "lab"), doctest::Contains("expected 0x00000803"),
+                       Error);
 
   // Not an IDX file at all.
   { std::ofstream(dir / "text") << "hello world, not idx"; }
@@ -93,7 +97,8 @@ TEST_CASE("IDX errors name the file and say what was expected") {
   // Truncated gzip stream.
   data::write_idx(dir / "big.gz", data::kIdxImagesMagic, {50, 28, 28}, pattern(50 * 784), true);
   truncate_file(dir / "big.gz", fs::file_size(dir / "big.gz") / 2);
-  CHECK_THROWS_WITH_AS(data::read_idx_images(dir / "big.gz"), doctest::Contains("truncated"), Error);
+  CHECK_THROWS_WITH_AS(data::read_idx_images(dir / "big.gz"), doctest::Contains("truncated"),
+                       Error);
 }
 
 TEST_CASE("FashionMNIST reads a folder of IDX files, gzip or not, and reports a missing one") {
@@ -109,13 +114,15 @@ TEST_CASE("FashionMNIST reads a folder of IDX files, gzip or not, and reports a 
   CHECK(b.target.to_vector<int64_t>() == std::vector<int64_t>{9, 0});
   CHECK(b.data.to_vector<float>()[0] == static_cast<float>(px[5 * 784]) / 255.0f);
   CHECK_THROWS_WITH_AS(ds.get_batch({6}), doctest::Contains("out of range"), Error);
-  CHECK_THROWS_WITH_AS(data::FashionMNIST(dir.path.string(), false), doctest::Contains("t10k-images-idx3-ubyte"),
-                       Error);
+  CHECK_THROWS_WITH_AS(data::FashionMNIST(dir.path.string(), false),
+                       doctest::Contains("t10k-images-idx3-ubyte"), Error);
   CHECK(data::FashionMNIST::classes().size() == 10);
   // A label file that does not match the images.
-  data::write_idx(dir / "t10k-images-idx3-ubyte", data::kIdxImagesMagic, {2, 28, 28}, pattern(2 * 784));
+  data::write_idx(dir / "t10k-images-idx3-ubyte", data::kIdxImagesMagic, {2, 28, 28},
+                  pattern(2 * 784));
   data::write_idx(dir / "t10k-labels-idx1-ubyte", data::kIdxLabelsMagic, {3}, {0, 1, 2});
-  CHECK_THROWS_WITH_AS(data::FashionMNIST(dir.path.string(), false), doctest::Contains("3 labels"), Error);
+  CHECK_THROWS_WITH_AS(data::FashionMNIST(dir.path.string(), false), doctest::Contains("3 labels"),
+                       Error);
 }
 
 namespace {

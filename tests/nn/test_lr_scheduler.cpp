@@ -41,12 +41,14 @@ TEST_CASE("LambdaLR: base_lr * fn(t), one function or one per group") {
   s.step();
   CHECK(f.opt.lr(0) == 0.1 * (1.0 / 3.0));
   CHECK(f.opt.lr(1) == 0.5 * (1.0 / 3.0));
-  optim::LambdaLR per(f.opt, std::vector<optim::LambdaLR::Fn>{[](int64_t) { return 2.0; }, [](int64_t) { return 3.0; }});
+  optim::LambdaLR per(f.opt, std::vector<optim::LambdaLR::Fn>{[](int64_t) { return 2.0; },
+                                                              [](int64_t) { return 3.0; }});
   // The second scheduler's base rates are the rates the first one left.
   CHECK(f.opt.lr(0) == 0.1 * (1.0 / 3.0) * 2.0);
   CHECK(f.opt.lr(1) == 0.5 * (1.0 / 3.0) * 3.0);
-  CHECK_THROWS_WITH_AS(optim::LambdaLR(f.opt, std::vector<optim::LambdaLR::Fn>{[](int64_t) { return 1.0; }}),
-                       doctest::Contains("one function per parameter group (2), got 1"), Error);
+  CHECK_THROWS_WITH_AS(
+      optim::LambdaLR(f.opt, std::vector<optim::LambdaLR::Fn>{[](int64_t) { return 1.0; }}),
+      doctest::Contains("one function per parameter group (2), got 1"), Error);
 }
 
 TEST_CASE("LinearLR: a linear warmup from start_factor to end_factor, then held") {
@@ -58,7 +60,8 @@ TEST_CASE("LinearLR: a linear warmup from start_factor to end_factor, then held"
     s.step();
   }
   CHECK(s.lr_at(2, 1) == 0.5 * (0.25 + (1.0 - 0.25) * 2.0 / 4.0));
-  CHECK_THROWS_WITH_AS(optim::LinearLR(f.opt, 0.0), doctest::Contains("start_factor must be in (0, 1]"), Error);
+  CHECK_THROWS_WITH_AS(optim::LinearLR(f.opt, 0.0),
+                       doctest::Contains("start_factor must be in (0, 1]"), Error);
 }
 
 TEST_CASE("OneCycleLR: PyTorch's phases, cos and linear, two and three phases") {
@@ -78,10 +81,12 @@ TEST_CASE("OneCycleLR: PyTorch's phases, cos and linear, two and three phases") 
     CHECK(s.lr_at(t, 0) == want);
     CHECK(s.lr_at(t, 1) == want);  // every group from max_lr
   }
-  CHECK(f.opt.lr(0) == s.lr_at(0));  // the anneal at pct 0: initial_lr up to rounding, as in PyTorch
+  CHECK(f.opt.lr(0) ==
+        s.lr_at(0));  // the anneal at pct 0: initial_lr up to rounding, as in PyTorch
   CHECK(f.opt.lr(0) == doctest::Approx(initial).epsilon(1e-15));
   CHECK(s.lr_at(2) == max_lr);
-  CHECK_THROWS_WITH_AS((void)s.lr_at(11), doctest::Contains("step 11 is past total_steps (10)"), Error);
+  CHECK_THROWS_WITH_AS((void)s.lr_at(11), doctest::Contains("step 11 is past total_steps (10)"),
+                       Error);
   optim::OneCycleLR lin(f.opt, max_lr, 10, {.anneal_strategy = "linear", .three_phase = true});
   CHECK(lin.lr_at(1) == (max_lr - initial) * (1.0 / end1) + initial);
   CHECK(lin.lr_at(4) == (initial - max_lr) * ((4.0 - end1) / (2 * 0.3 * n - 2 - end1)) + max_lr);

@@ -17,9 +17,12 @@ struct Net : nn::UnaryModule {
   Net() : nn::UnaryModule("Net") {
     fc1 = register_module("fc1", std::make_shared<nn::Linear>(8, 16));
     drop = register_module("drop", std::make_shared<nn::Dropout>(0.5));
-    fc2 = register_module("fc2", std::make_shared<nn::Linear>(nn::LinearOptions(16, 4).bias(false)));
+    fc2 =
+        register_module("fc2", std::make_shared<nn::Linear>(nn::LinearOptions(16, 4).bias(false)));
   }
-  Tensor forward(const Tensor& x) override { return fc2->forward(drop->forward(fc1->forward(x).relu())); }
+  Tensor forward(const Tensor& x) override {
+    return fc2->forward(drop->forward(fc1->forward(x).relu()));
+  }
   std::shared_ptr<nn::Linear> fc1, fc2;
   std::shared_ptr<nn::Dropout> drop;
 };
@@ -114,10 +117,12 @@ TEST_CASE("initialisers follow their distributions") {
   CHECK(stats(t).lo == 1.0);
   nn::init::zeros_(t);
   CHECK(stats(t).hi == 0.0);
-  CHECK(nn::init::calculate_fan_in_and_fan_out(Shape{32, 16, 3, 3}) == std::pair<int64_t, int64_t>{144, 288});
+  CHECK(nn::init::calculate_fan_in_and_fan_out(Shape{32, 16, 3, 3}) ==
+        std::pair<int64_t, int64_t>{144, 288});
   CHECK_THROWS_AS(nn::init::kaiming_uniform_(t, 0.0, "fan_middle"), Error);
   Tensor v = zeros({5});
-  CHECK_THROWS_WITH_AS(nn::init::xavier_uniform_(v), doctest::Contains("at least 2 dimensions"), Error);
+  CHECK_THROWS_WITH_AS(nn::init::xavier_uniform_(v), doctest::Contains("at least 2 dimensions"),
+                       Error);
 }
 
 TEST_CASE("nested modules name their parameters by path, train/eval recurses") {
@@ -146,8 +151,9 @@ TEST_CASE("nested modules name their parameters by path, train/eval recurses") {
 
 TEST_CASE("Sequential names layers by index and chains them") {
   Session session({.seed = 5});
-  auto seq = std::make_shared<nn::Sequential>(std::make_shared<nn::Flatten>(), std::make_shared<nn::Linear>(12, 6),
-                                              std::make_shared<nn::ReLU>(), std::make_shared<nn::Linear>(6, 2));
+  auto seq = std::make_shared<nn::Sequential>(
+      std::make_shared<nn::Flatten>(), std::make_shared<nn::Linear>(12, 6),
+      std::make_shared<nn::ReLU>(), std::make_shared<nn::Linear>(6, 2));
   seq->push_back(std::make_shared<nn::Tanh>());
   CHECK(seq->size() == 5);
   CHECK(names(seq->named_parameters()) ==
@@ -157,7 +163,8 @@ TEST_CASE("Sequential names layers by index and chains them") {
   for (float v : y.to_vector<float>()) CHECK(std::fabs(v) < 1.0f);
   std::ostringstream os;
   os << *seq;
-  CHECK(os.str().find("(1): Linear(in_features=12, out_features=6, bias=true)") != std::string::npos);
+  CHECK(os.str().find("(1): Linear(in_features=12, out_features=6, bias=true)") !=
+        std::string::npos);
 }
 
 TEST_CASE("Conv2d, MaxPool2d: output shapes, groups and parameter shapes") {
@@ -174,7 +181,8 @@ TEST_CASE("Conv2d, MaxPool2d: output shapes, groups and parameter shapes") {
   Stats w = stats(conv.weight);
   CHECK(w.lo >= -bound);
   CHECK(w.hi <= bound);
-  CHECK_THROWS_WITH_AS(nn::Conv2d(nn::Conv2dOptions(6, 4, 3).groups(4)), doctest::Contains("divisible"), Error);
+  CHECK_THROWS_WITH_AS(nn::Conv2d(nn::Conv2dOptions(6, 4, 3).groups(4)),
+                       doctest::Contains("divisible"), Error);
   nn::MaxPool2d pool(2);
   CHECK(pool.forward(randn({2, 3, 8, 6})).shape() == Shape{2, 3, 4, 3});
 }
@@ -204,7 +212,8 @@ TEST_CASE("BatchNorm2d: buffers, batch statistics in training, running statistic
   auto rm = bn.running_mean.to_vector<double>();
   auto rv = bn.running_var.to_vector<double>();
   Tensor ye = bn.forward(x);
-  CHECK(ye.to_vector<double>()[0] == doctest::Approx((xv[0] - rm[0]) / std::sqrt(rv[0] + 1e-5)).epsilon(1e-4));
+  CHECK(ye.to_vector<double>()[0] ==
+        doctest::Approx((xv[0] - rm[0]) / std::sqrt(rv[0] + 1e-5)).epsilon(1e-4));
   session.flush();
   CHECK(bn.running_mean.to_vector<double>() == rm);  // eval leaves the statistics alone
 }
@@ -263,7 +272,8 @@ TEST_CASE("MultiheadAttention and TransformerBlock: shapes, names, causality") {
   Tensor x2 = from_vector<float>(x2v, x.shape());
   auto a = mha.forward(x, true).to_vector<float>();
   auto b = mha.forward(x2, true).to_vector<float>();
-  for (int i = 0; i < 4 * 16; ++i) CHECK(a[static_cast<size_t>(i)] == doctest::Approx(b[static_cast<size_t>(i)]));
+  for (int i = 0; i < 4 * 16; ++i)
+    CHECK(a[static_cast<size_t>(i)] == doctest::Approx(b[static_cast<size_t>(i)]));
   CHECK(a[4 * 16] != doctest::Approx(b[4 * 16]));
   auto c = mha.forward(x2, false).to_vector<float>();
   CHECK(c[0] != doctest::Approx(mha.forward(x, false).to_vector<float>()[0]));

@@ -11,10 +11,11 @@
 //       for _ in range(steps):
 //           opt.zero_grad(); loss = (0.5 * w * p * p + c * p).sum(); loss.backward(); opt.step()
 //       return [float(x) for x in p.detach()]
-//   run(lambda ps: torch.optim.SGD(ps, lr=0.1, weight_decay=0.01))                                # plain
-//   run(lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, dampening=0.1, weight_decay=0.01))   # momentum
-//   run(lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01))   # nesterov
-//   run(lambda ps: torch.optim.AdamW(ps, lr=0.01, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.1))
+//   run(lambda ps: torch.optim.SGD(ps, lr=0.1, weight_decay=0.01))                                #
+//   plain run(lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, dampening=0.1,
+//   weight_decay=0.01))   # momentum run(lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9,
+//   nesterov=True, weight_decay=0.01))   # nesterov run(lambda ps: torch.optim.AdamW(ps, lr=0.01,
+//   betas=(0.9, 0.99), eps=1e-8, weight_decay=0.1))
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -27,8 +28,9 @@ using namespace lethe;
 
 namespace {
 
-std::vector<double> train_quadratic(const std::function<std::unique_ptr<optim::Optimizer>(std::vector<Tensor>)>& make,
-                                    int steps = 3) {
+std::vector<double> train_quadratic(
+    const std::function<std::unique_ptr<optim::Optimizer>(std::vector<Tensor>)>& make,
+    int steps = 3) {
   Session session({.seed = 1});
   Tensor p = from_vector<double>({1.0, -2.0, 3.0, 0.5});
   p.set_requires_grad(true);
@@ -60,14 +62,16 @@ TEST_CASE("SGD with weight decay matches torch.optim.SGD") {
 
 TEST_CASE("SGD with momentum and dampening matches torch.optim.SGD") {
   auto got = train_quadratic([](std::vector<Tensor> ps) {
-    return std::make_unique<optim::SGD>(ps, optim::SGDOptions(0.1).momentum(0.9).dampening(0.1).weight_decay(0.01));
+    return std::make_unique<optim::SGD>(
+        ps, optim::SGDOptions(0.1).momentum(0.9).dampening(0.1).weight_decay(0.01));
   });
   check_close(got, {0.6885110145899999, -0.43968671507999985, 0.19494573336999974, 0.448539155495});
 }
 
 TEST_CASE("SGD with Nesterov momentum matches torch.optim.SGD") {
   auto got = train_quadratic([](std::vector<Tensor> ps) {
-    return std::make_unique<optim::SGD>(ps, optim::SGDOptions(0.1).momentum(0.9).nesterov(true).weight_decay(0.01));
+    return std::make_unique<optim::SGD>(
+        ps, optim::SGDOptions(0.1).momentum(0.9).nesterov(true).weight_decay(0.01));
   });
   check_close(got, {0.551190532201, 0.02695430758800003, -0.4455653319570002, 0.4295002630805});
 }
@@ -77,7 +81,8 @@ TEST_CASE("AdamW matches torch.optim.AdamW") {
     return std::make_unique<optim::AdamW>(
         ps, optim::AdamWOptions(0.01).betas({0.9, 0.99}).eps(1e-8).weight_decay(0.1));
   });
-  check_close(got, {0.9670414331776701, -1.9640409020644076, 2.96104273639582, 0.46869242152197915});
+  check_close(got,
+              {0.9670414331776701, -1.9640409020644076, 2.96104273639582, 0.46869242152197915});
 }
 
 TEST_CASE("AdamW keeps per-parameter state and skips parameters without a gradient") {
@@ -128,7 +133,8 @@ TEST_CASE("optimizers refuse bad arguments with a clear message") {
                        doctest::Contains("more than once"), Error);
   CHECK_THROWS_WITH_AS(optim::SGD(std::vector<Tensor>{a}, optim::SGDOptions(0.1).nesterov(true)),
                        doctest::Contains("Nesterov"), Error);
-  CHECK_THROWS_AS(optim::AdamW(std::vector<Tensor>{a}, optim::AdamWOptions(1e-3).betas({1.0, 0.9})), Error);
+  CHECK_THROWS_AS(optim::AdamW(std::vector<Tensor>{a}, optim::AdamWOptions(1e-3).betas({1.0, 0.9})),
+                  Error);
   CHECK_THROWS_AS(optim::SGD(std::vector<Tensor>{}, optim::SGDOptions(0.1)), Error);
 }
 
@@ -143,9 +149,10 @@ TEST_CASE("CosineWarmupLR warms up linearly then decays to min_lr") {
     sched.step();
     lrs.push_back(opt.lr());
   }
-  CHECK(lrs[2] == doctest::Approx(1.0));                                 // t = 3, end of warmup
-  CHECK(lrs[3] == doctest::Approx(1.0));                                 // t = 4, cosine starts at base
-  CHECK(lrs[8] == doctest::Approx(0.1 + 0.9 * 0.5 * (1 + std::cos(M_PI * 0.5))));  // t = 9: half way
+  CHECK(lrs[2] == doctest::Approx(1.0));  // t = 3, end of warmup
+  CHECK(lrs[3] == doctest::Approx(1.0));  // t = 4, cosine starts at base
+  CHECK(lrs[8] ==
+        doctest::Approx(0.1 + 0.9 * 0.5 * (1 + std::cos(M_PI * 0.5))));  // t = 9: half way
   CHECK(lrs[13] == doctest::Approx(0.1));                                // t = 14 = total
   CHECK(lrs[15] == doctest::Approx(0.1));                                // held after the end
   for (size_t i = 4; i < 14; ++i) CHECK(lrs[i] < lrs[i - 1]);

@@ -12,7 +12,8 @@ using namespace lethe;
 
 namespace {
 
-const std::vector<double> kP0 = {1.0, -2.0, 3.0, 0.5}, kW = {0.5, 1.5, 2.0, 1.0}, kC = {0.1, -0.3, 0.2, -0.4};
+const std::vector<double> kP0 = {1.0, -2.0, 3.0, 0.5}, kW = {0.5, 1.5, 2.0, 1.0},
+                          kC = {0.1, -0.3, 0.2, -0.4};
 
 template <typename Opt, typename Options>
 std::vector<double> train(const Options& o, int steps, StateDict* state = nullptr) {
@@ -43,7 +44,9 @@ TEST_CASE("RMSprop matches torch.optim.RMSprop (plain, momentum, centered with w
               {0.6239541418754623, -1.6104933815545799, 2.6060715951336904, 0.4});
   check_close(
       train<optim::RMSprop>(
-          optim::RMSpropOptions(0.01).alpha(0.9).eps(1e-6).weight_decay(0.1).momentum(0.8).centered(true), 7),
+          optim::RMSpropOptions(0.01).alpha(0.9).eps(1e-6).weight_decay(0.1).momentum(0.8).centered(
+              true),
+          7),
       {0.5540641486198196, -1.5425251673870917, 2.5389221473870363, 0.3013296136276782});
   check_close(train<optim::RMSprop>(optim::RMSpropOptions(0.02).momentum(0.5), 7),
               {-0.08107349360786148, -0.7291758499889748, 1.6715695564985777, 0.3997463184758853});

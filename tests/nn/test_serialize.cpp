@@ -21,7 +21,9 @@ using namespace lethe;
 namespace {
 
 std::string temp_path(const std::string& name) {
-  return (std::filesystem::temp_directory_path() / ("lethe_test_" + std::to_string(::getpid()) + "_" + name)).string();
+  return (std::filesystem::temp_directory_path() /
+          ("lethe_test_" + std::to_string(::getpid()) + "_" + name))
+      .string();
 }
 
 std::vector<std::vector<unsigned char>> values(const StateDict& sd) {
@@ -34,32 +36,42 @@ std::vector<std::vector<unsigned char>> values(const StateDict& sd) {
 std::vector<std::pair<std::string, std::function<std::shared_ptr<nn::Module>()>>> modules() {
   return {
       {"Linear", [] { return std::make_shared<nn::Linear>(5, 3); }},
-      {"Linear without bias", [] { return std::make_shared<nn::Linear>(nn::LinearOptions(5, 3).bias(false)); }},
+      {"Linear without bias",
+       [] { return std::make_shared<nn::Linear>(nn::LinearOptions(5, 3).bias(false)); }},
       {"Conv2d", [] { return std::make_shared<nn::Conv2d>(nn::Conv2dOptions(4, 6, 3).groups(2)); }},
       {"BatchNorm2d", [] { return std::make_shared<nn::BatchNorm2d>(7); }},
-      {"LayerNorm", [] { return std::make_shared<nn::LayerNorm>(nn::LayerNormOptions({2, 4})); }},
+      {"LayerNorm",
+       [] {
+         return std::make_shared<nn::LayerNorm>(nn::LayerNormOptions({2, 4}));
+       }},
       {"Embedding", [] { return std::make_shared<nn::Embedding>(11, 4); }},
       {"MultiheadAttention", [] { return std::make_shared<nn::MultiheadAttention>(8, 2); }},
       {"TransformerBlock",
-       [] { return std::make_shared<nn::TransformerBlock>(nn::TransformerBlockOptions(8, 2).mlp_ratio(2)); }},
+       [] {
+         return std::make_shared<nn::TransformerBlock>(
+             nn::TransformerBlockOptions(8, 2).mlp_ratio(2));
+       }},
       {"Sequential",
        [] {
-         return std::make_shared<nn::Sequential>(std::make_shared<nn::Conv2d>(3, 4, 3), std::make_shared<nn::BatchNorm2d>(4),
-                                                 std::make_shared<nn::ReLU>(), std::make_shared<nn::Flatten>(),
-                                                 std::make_shared<nn::Linear>(4, 2));
+         return std::make_shared<nn::Sequential>(
+             std::make_shared<nn::Conv2d>(3, 4, 3), std::make_shared<nn::BatchNorm2d>(4),
+             std::make_shared<nn::ReLU>(), std::make_shared<nn::Flatten>(),
+             std::make_shared<nn::Linear>(4, 2));
        }},
   };
 }
 
 }  // namespace
 
-TEST_CASE("state_dict: PyTorch's names, in PyTorch's order (own parameters, own buffers, then children)") {
+TEST_CASE(
+    "state_dict: PyTorch's names, in PyTorch's order (own parameters, own buffers, then "
+    "children)") {
   Session s;
   nn::Sequential seq(std::make_shared<nn::Conv2d>(3, 4, 3), std::make_shared<nn::BatchNorm2d>(4),
                      std::make_shared<nn::ReLU>(), std::make_shared<nn::Linear>(4, 2));
-  CHECK(seq.state_dict().keys() == std::vector<std::string>{"0.weight", "0.bias", "1.weight", "1.bias",
-                                                              "1.running_mean", "1.running_var", "3.weight",
-                                                              "3.bias"});
+  CHECK(seq.state_dict().keys() == std::vector<std::string>{"0.weight", "0.bias", "1.weight",
+                                                            "1.bias", "1.running_mean",
+                                                            "1.running_var", "3.weight", "3.bias"});
   nn::TransformerBlock block(nn::TransformerBlockOptions(8, 2));
   const auto keys = block.state_dict().keys();
   CHECK(keys.front() == "ln1.weight");
@@ -67,7 +79,8 @@ TEST_CASE("state_dict: PyTorch's names, in PyTorch's order (own parameters, own 
   CHECK(std::find(keys.begin(), keys.end(), "fc2.bias") != keys.end());
 }
 
-TEST_CASE("save/load: every module's state dict round-trips bit for bit through a safetensors file") {
+TEST_CASE(
+    "save/load: every module's state dict round-trips bit for bit through a safetensors file") {
   for (const auto& [name, make] : modules()) {
     CAPTURE(name);
     const std::string path = temp_path("module.safetensors");
@@ -92,7 +105,9 @@ TEST_CASE("save/load: every module's state dict round-trips bit for bit through 
   }
 }
 
-TEST_CASE("load_state_dict: strict names missing and unexpected keys and changes nothing, non-strict reports them") {
+TEST_CASE(
+    "load_state_dict: strict names missing and unexpected keys and changes nothing, non-strict "
+    "reports them") {
   Session s({.seed = 3});
   nn::Linear a(4, 3), b(4, 3);
   const auto before = values(b.state_dict());
@@ -122,7 +137,8 @@ TEST_CASE("load_state_dict: a shape or dtype that differs is named, and nothing 
   StateDict wrong_shape;
   wrong_shape.insert("weight", randn({3, 5}));
   wrong_shape.insert("bias", zeros({3}));
-  CHECK_THROWS_WITH_AS(m.load_state_dict(wrong_shape), doctest::Contains("'weight' has shape [3, 5]"), Error);
+  CHECK_THROWS_WITH_AS(m.load_state_dict(wrong_shape),
+                       doctest::Contains("'weight' has shape [3, 5]"), Error);
   StateDict wrong_dtype;
   wrong_dtype.insert("weight", randn({3, 4}));
   wrong_dtype.insert("bias", zeros({3}, DType::f64));
@@ -209,8 +225,9 @@ struct Trainer {
 
   Trainer() {
     net = std::make_shared<nn::Sequential>(
-        std::make_shared<nn::Conv2d>(nn::Conv2dOptions(2, 4, 3).padding(1)), std::make_shared<nn::BatchNorm2d>(4),
-        std::make_shared<nn::ReLU>(), std::make_shared<nn::Dropout>(0.3), std::make_shared<nn::Flatten>(),
+        std::make_shared<nn::Conv2d>(nn::Conv2dOptions(2, 4, 3).padding(1)),
+        std::make_shared<nn::BatchNorm2d>(4), std::make_shared<nn::ReLU>(),
+        std::make_shared<nn::Dropout>(0.3), std::make_shared<nn::Flatten>(),
         std::make_shared<nn::Linear>(4 * 6 * 6, 3));
     net->train();
     opt = std::make_shared<optim::AdamW>(net->parameters(), optim::AdamWOptions(3e-2));
@@ -219,8 +236,9 @@ struct Trainer {
     for (size_t i = 0; i < xs.size(); ++i) xs[i] = static_cast<float>((i * 37 % 101) - 50) / 50.0f;
     std::vector<int64_t> ys(40);
     for (size_t i = 0; i < ys.size(); ++i) ys[i] = static_cast<int64_t>(i * 7 % 3);
-    loader = std::make_shared<data::DataLoader>(std::make_shared<data::TensorDataset>(xs, Shape{2, 6, 6}, ys),
-                                                data::DataLoaderOptions().batch_size(8).shuffle(true).seed(9));
+    loader = std::make_shared<data::DataLoader>(
+        std::make_shared<data::TensorDataset>(xs, Shape{2, 6, 6}, ys),
+        data::DataLoaderOptions().batch_size(8).shuffle(true).seed(9));
     it = loader->begin();
   }
   double train_step() {
@@ -235,7 +253,10 @@ struct Trainer {
     return loss.item<double>();
   }
   TrainingProgress progress() const {
-    return {.step = step, .loader_epoch = loader->epoch() - 1, .loader_batch = it.index(), .scheduler_step = sched->last_step()};
+    return {.step = step,
+            .loader_epoch = loader->epoch() - 1,
+            .loader_batch = it.index(),
+            .scheduler_step = sched->last_step()};
   }
   void resume(const TrainingProgress& p) {
     step = p.step;
@@ -247,7 +268,9 @@ struct Trainer {
 
 }  // namespace
 
-TEST_CASE("checkpoints: k steps, save, load in a new session, m more steps = k + m steps, bitwise, under any budget") {
+TEST_CASE(
+    "checkpoints: k steps, save, load in a new session, m more steps = k + m steps, bitwise, under "
+    "any budget") {
   const int k = 4, m = 5;  // the loader has 5 batches: the resumed run crosses an epoch
   const std::string path = temp_path("resume.ckpt");
   // Budgets: unlimited, all of the activations, half of them, and the smallest the planner fits.
@@ -300,23 +323,27 @@ TEST_CASE("checkpoints: k steps, save, load in a new session, m more steps = k +
       CHECK(values(t.opt->state_dict().tensors) == straight_opt);
     }
     REQUIRE(resumed.size() == straight.size());
-    for (size_t i = 0; i < straight.size(); ++i) CHECK(std::memcmp(&resumed[i], &straight[i], sizeof(double)) == 0);
+    for (size_t i = 0; i < straight.size(); ++i)
+      CHECK(std::memcmp(&resumed[i], &straight[i], sizeof(double)) == 0);
   }
   std::remove(path.c_str());
 }
 
-TEST_CASE("checkpoints: a file of another kind, or of another model, is refused and changes nothing") {
+TEST_CASE(
+    "checkpoints: a file of another kind, or of another model, is refused and changes nothing") {
   Session s({.seed = 8});
   const std::string weights = temp_path("weights.safetensors"), ckpt = temp_path("other.ckpt");
   nn::Linear a(4, 3);
   optim::SGD oa(a.parameters(), optim::SGDOptions(0.1));
   save(weights, a.state_dict());
-  CHECK_THROWS_WITH_AS(load_checkpoint(weights, a, oa), doctest::Contains("not a Lethe training checkpoint"), Error);
+  CHECK_THROWS_WITH_AS(load_checkpoint(weights, a, oa),
+                       doctest::Contains("not a Lethe training checkpoint"), Error);
   save_checkpoint(ckpt, a, oa, {.step = 3});
   nn::Linear b(5, 3);
   optim::SGD ob(b.parameters(), optim::SGDOptions(0.2));
   const auto before = values(b.state_dict());
-  CHECK_THROWS_WITH_AS(load_checkpoint(ckpt, b, ob), doctest::Contains("'weight' has shape [3, 4]"), Error);
+  CHECK_THROWS_WITH_AS(load_checkpoint(ckpt, b, ob), doctest::Contains("'weight' has shape [3, 4]"),
+                       Error);
   CHECK(values(b.state_dict()) == before);
   CHECK(ob.lr() == 0.2);
   std::remove(weights.c_str());
@@ -355,7 +382,9 @@ TEST_CASE("checkpoints: a writer killed at any moment leaves the last good file 
     if (p.step == 1) CHECK(values(back.state_dict()) == good);
   }
   std::remove(path.c_str());
-  for (const auto& e : std::filesystem::directory_iterator(std::filesystem::path(path).parent_path()))
-    if (e.path().filename().string().rfind(std::filesystem::path(path).filename().string() + ".tmp", 0) == 0)
+  for (const auto& e :
+       std::filesystem::directory_iterator(std::filesystem::path(path).parent_path()))
+    if (e.path().filename().string().rfind(std::filesystem::path(path).filename().string() + ".tmp",
+                                           0) == 0)
       std::filesystem::remove(e.path());  // the killed writers' temporaries
 }

@@ -1,5 +1,5 @@
-// End to end: a small classifier trains (its loss falls) and two runs with one seed give bitwise the
-// same losses and parameters (DESIGN invariant 2: determinism, dropout included).
+// End to end: a small classifier trains (its loss falls) and two runs with one seed give bitwise
+// the same losses and parameters (DESIGN invariant 2: determinism, dropout included).
 #include <doctest/doctest.h>
 
 #include <cstring>
@@ -14,8 +14,8 @@ namespace nn = lethe::nn;
 
 namespace {
 
-// 512 points in 8-d, labelled by the argmax of a fixed linear teacher (4 classes). A plain LCG keeps
-// the data identical on every platform.
+// 512 points in 8-d, labelled by the argmax of a fixed linear teacher (4 classes). A plain LCG
+// keeps the data identical on every platform.
 std::shared_ptr<data::TensorDataset> teacher_dataset() {
   uint64_t s = 12345;
   auto next = [&] {
@@ -32,7 +32,8 @@ std::shared_ptr<data::TensorDataset> teacher_dataset() {
     for (int d = 0; d < 8; ++d) x[static_cast<size_t>(i * 8 + d)] = next();
     for (int c = 0; c < 4; ++c) {
       float z = 0;
-      for (int d = 0; d < 8; ++d) z += teacher[static_cast<size_t>(c * 8 + d)] * x[static_cast<size_t>(i * 8 + d)];
+      for (int d = 0; d < 8; ++d)
+        z += teacher[static_cast<size_t>(c * 8 + d)] * x[static_cast<size_t>(i * 8 + d)];
       if (z > best) {
         best = z;
         y[static_cast<size_t>(i)] = c;
@@ -49,15 +50,18 @@ struct Run {
 
 Run train(bool adamw, uint64_t seed) {
   Session session({.seed = seed});
-  auto model = std::make_shared<nn::Sequential>(std::make_shared<nn::Linear>(8, 32), std::make_shared<nn::ReLU>(),
-                                                std::make_shared<nn::Dropout>(0.1), std::make_shared<nn::Linear>(32, 4));
+  auto model = std::make_shared<nn::Sequential>(
+      std::make_shared<nn::Linear>(8, 32), std::make_shared<nn::ReLU>(),
+      std::make_shared<nn::Dropout>(0.1), std::make_shared<nn::Linear>(32, 4));
   std::unique_ptr<optim::Optimizer> opt;
   if (adamw)
     opt = std::make_unique<optim::AdamW>(model->parameters(), optim::AdamWOptions(0.02));
   else
-    opt = std::make_unique<optim::SGD>(model->parameters(), optim::SGDOptions(0.1).momentum(0.9).nesterov(true));
+    opt = std::make_unique<optim::SGD>(model->parameters(),
+                                       optim::SGDOptions(0.1).momentum(0.9).nesterov(true));
   optim::CosineWarmupLR sched(*opt, 5, 48, 1e-3);
-  data::DataLoader loader(teacher_dataset(), data::DataLoaderOptions().batch_size(32).shuffle(true).seed(seed));
+  data::DataLoader loader(teacher_dataset(),
+                          data::DataLoaderOptions().batch_size(32).shuffle(true).seed(seed));
   Run r;
   for (int epoch = 0; epoch < 3; ++epoch)
     for (const auto& b : loader) {

@@ -23,10 +23,12 @@ std::shared_ptr<TensorDataset> numbered() {
   return std::make_shared<TensorDataset>(x, Shape{2, 4, 5}, y);
 }
 
-std::vector<std::pair<std::vector<float>, std::vector<int64_t>>> all_batches(DataLoader& l, int epochs) {
+std::vector<std::pair<std::vector<float>, std::vector<int64_t>>> all_batches(DataLoader& l,
+                                                                             int epochs) {
   std::vector<std::pair<std::vector<float>, std::vector<int64_t>>> out;
   for (int e = 0; e < epochs; ++e)
-    for (const Batch& b : l) out.emplace_back(b.data.to_vector<float>(), b.target.to_vector<int64_t>());
+    for (const Batch& b : l)
+      out.emplace_back(b.data.to_vector<float>(), b.target.to_vector<int64_t>());
   return out;
 }
 
@@ -36,11 +38,12 @@ TEST_CASE("Normalize: (x - mean[c]) / std[c] per channel, in f32") {
   Sample s{{1, 2, 3, 4, 5, 6}, Shape{2, 3}};
   SampleRng rng(0, 0, 0);
   Normalize({0.5f, 2.0f}, {0.25f, 3.0f}).apply(s, rng);
-  CHECK(s.data == std::vector<float>{(1 - 0.5f) / 0.25f, (2 - 0.5f) / 0.25f, (3 - 0.5f) / 0.25f, (4 - 2.0f) / 3.0f,
-                                     (5 - 2.0f) / 3.0f, (6 - 2.0f) / 3.0f});
-  CHECK_THROWS_WITH_AS(Normalize({0.5f, 1, 2}, {1, 1, 1}).apply(s, rng), doctest::Contains("3 means for a sample of 2 channels"),
-                       Error);
-  CHECK_THROWS_WITH_AS(Normalize({0.5f}, {0.0f}), doctest::Contains("every std must be finite and non-zero"), Error);
+  CHECK(s.data == std::vector<float>{(1 - 0.5f) / 0.25f, (2 - 0.5f) / 0.25f, (3 - 0.5f) / 0.25f,
+                                     (4 - 2.0f) / 3.0f, (5 - 2.0f) / 3.0f, (6 - 2.0f) / 3.0f});
+  CHECK_THROWS_WITH_AS(Normalize({0.5f, 1, 2}, {1, 1, 1}).apply(s, rng),
+                       doctest::Contains("3 means for a sample of 2 channels"), Error);
+  CHECK_THROWS_WITH_AS(Normalize({0.5f}, {0.0f}),
+                       doctest::Contains("every std must be finite and non-zero"), Error);
 }
 
 TEST_CASE("RandomHorizontalFlip mirrors the last axis with probability p") {
@@ -79,7 +82,9 @@ TEST_CASE("RandomCrop cuts a window of the zero-padded sample") {
           for (int64_t i = 0; i < 3; ++i)
             for (int64_t j = 0; j < 4; ++j) {
               const int64_t si = top + i - 1, sj = left + j - 1;
-              const float want = si < 0 || si >= 4 || sj < 0 || sj >= 5 ? 0.0f : in.data[static_cast<size_t>((c * 4 + si) * 5 + sj)];
+              const float want = si < 0 || si >= 4 || sj < 0 || sj >= 5
+                                     ? 0.0f
+                                     : in.data[static_cast<size_t>((c * 4 + si) * 5 + sj)];
               same = same && s.data[static_cast<size_t>((c * 3 + i) * 4 + j)] == want;
             }
         found = same;
@@ -88,14 +93,16 @@ TEST_CASE("RandomCrop cuts a window of the zero-padded sample") {
   }
   Sample s{std::vector<float>(8), Shape{2, 2, 2}};
   SampleRng rng(0, 0, 0);
-  CHECK_THROWS_WITH_AS(RandomCrop(3, 3).apply(s, rng), doctest::Contains("a 3x3 crop does not fit a 2x2 sample"), Error);
+  CHECK_THROWS_WITH_AS(RandomCrop(3, 3).apply(s, rng),
+                       doctest::Contains("a 3x3 crop does not fit a 2x2 sample"), Error);
 }
 
-TEST_CASE("DataLoader: transforms are keyed by (seed, epoch, sample); workers give the same batches") {
+TEST_CASE(
+    "DataLoader: transforms are keyed by (seed, epoch, sample); workers give the same batches") {
   Session session({.seed = 1});
-  const std::vector<std::shared_ptr<const Transform>> ts{std::make_shared<RandomCrop>(4, 5, 2),
-                                                         std::make_shared<RandomHorizontalFlip>(0.5),
-                                                         std::make_shared<Normalize>(std::vector<float>{10.0f}, std::vector<float>{4.0f})};
+  const std::vector<std::shared_ptr<const Transform>> ts{
+      std::make_shared<RandomCrop>(4, 5, 2), std::make_shared<RandomHorizontalFlip>(0.5),
+      std::make_shared<Normalize>(std::vector<float>{10.0f}, std::vector<float>{4.0f})};
   auto opts = DataLoaderOptions().batch_size(6).shuffle(true).seed(9).transforms(ts);
   DataLoader serial(numbered(), opts);
   const auto want = all_batches(serial, 3);
@@ -111,12 +118,14 @@ TEST_CASE("DataLoader: transforms are keyed by (seed, epoch, sample); workers gi
   CHECK(all_batches(again, 3) == want);
   // Without transforms, workers give the batches of the dataset's get_batch.
   DataLoader plain(numbered(), DataLoaderOptions().batch_size(7).shuffle(true).seed(2));
-  DataLoader plain_workers(numbered(), DataLoaderOptions().batch_size(7).shuffle(true).seed(2).num_workers(2));
+  DataLoader plain_workers(numbered(),
+                           DataLoaderOptions().batch_size(7).shuffle(true).seed(2).num_workers(2));
   CHECK(all_batches(plain, 2) == all_batches(plain_workers, 2));
   // A resumed position with workers: the batches of an uninterrupted run from there on.
   DataLoader resumed(numbered(), DataLoaderOptions(opts).num_workers(2));
   std::vector<std::vector<float>> tail;
-  for (auto it = resumed.begin_at(1, 2); it != resumed.end(); ++it) tail.push_back(it->data.to_vector<float>());
+  for (auto it = resumed.begin_at(1, 2); it != resumed.end(); ++it)
+    tail.push_back(it->data.to_vector<float>());
   REQUIRE(tail.size() == 2);
   CHECK(tail[0] == want[6].first);
   CHECK(tail[1] == want[7].first);
@@ -129,9 +138,12 @@ struct NoHost : Dataset {
 };
 }  // namespace
 
-TEST_CASE("DataLoader: workers and transforms on a dataset without host batches are refused by name") {
-  CHECK_THROWS_WITH_AS(DataLoader(std::make_shared<NoHost>(), DataLoaderOptions().num_workers(2)),
-                       doctest::Contains("transforms and num_workers need a dataset that gives host batches"), Error);
+TEST_CASE(
+    "DataLoader: workers and transforms on a dataset without host batches are refused by name") {
+  CHECK_THROWS_WITH_AS(
+      DataLoader(std::make_shared<NoHost>(), DataLoaderOptions().num_workers(2)),
+      doctest::Contains("transforms and num_workers need a dataset that gives host batches"),
+      Error);
   CHECK_THROWS_WITH_AS(DataLoader(numbered(), DataLoaderOptions().num_workers(-1)),
                        doctest::Contains("num_workers must be >= 0"), Error);
 }

@@ -10,7 +10,8 @@ using namespace op_checks;
 
 namespace {
 
-std::vector<double> naive_conv(const Tensor& xt, const Tensor& wt, const Tensor& bt, const Conv2dParams& p) {
+std::vector<double> naive_conv(const Tensor& xt, const Tensor& wt, const Tensor& bt,
+                               const Conv2dParams& p) {
   const auto x = xt.to_vector<double>(), w = wt.to_vector<double>();
   const auto b = bt.defined() ? bt.to_vector<double>() : std::vector<double>();
   const int64_t N = xt.size(0), C = xt.size(1), H = xt.size(2), W = xt.size(3);
@@ -48,8 +49,8 @@ struct ConvCase {
 
 const std::vector<ConvCase>& conv_cases() {
   static const std::vector<ConvCase> cases{
-      {{2, 2, 5, 4}, {3, 2, 3, 3}, {{1, 1}, {1, 1}, {1, 1}, 1}, true},   // same padding
-      {{1, 2, 6, 5}, {2, 2, 3, 2}, {{2, 1}, {0, 1}, {1, 1}, 1}, true},   // stride, asymmetric kernel
+      {{2, 2, 5, 4}, {3, 2, 3, 3}, {{1, 1}, {1, 1}, {1, 1}, 1}, true},  // same padding
+      {{1, 2, 6, 5}, {2, 2, 3, 2}, {{2, 1}, {0, 1}, {1, 1}, 1}, true},  // stride, asymmetric kernel
       {{1, 1, 6, 6}, {2, 1, 2, 2}, {{1, 1}, {1, 0}, {2, 2}, 1}, false},  // dilation
       {{2, 4, 4, 4}, {4, 2, 3, 3}, {{1, 2}, {1, 1}, {1, 1}, 2}, true},   // groups
       {{1, 3, 4, 3}, {3, 1, 3, 3}, {{1, 1}, {1, 1}, {1, 1}, 3}, false},  // depthwise
@@ -85,7 +86,8 @@ TEST_CASE("conv2d: stride, padding, dilation and groups match a naive loop") {
     CAPTURE(c.w);
     auto x = rnd(c.x), w = rnd(c.w), b = c.bias ? rnd({c.w[0]}) : Tensor();
     close(conv2d(x, w, b, c.p).to_vector<double>(), naive_conv(x, w, b, c.p), 1e-12);
-    auto y32 = conv2d(x.to(DType::f32), w.to(DType::f32), c.bias ? b.to(DType::f32) : Tensor(), c.p);
+    auto y32 =
+        conv2d(x.to(DType::f32), w.to(DType::f32), c.bias ? b.to(DType::f32) : Tensor(), c.p);
     close(y32.to_vector<double>(), naive_conv(x, w, b, c.p), 1e-4);
   }
 }
@@ -98,22 +100,49 @@ TEST_CASE("conv2d: gradients (f64 gradcheck) for input, weight and bias") {
     const Conv2dParams p = c.p;
     std::vector<Tensor> in{rnd(c.x), rnd(c.w)};
     if (c.bias) in.push_back(rnd({c.w[0]}));
-    grad_ok([p](const std::vector<Tensor>& v) { return conv2d(v[0], v[1], v.size() > 2 ? v[2] : Tensor(), p); },
-            in);
+    grad_ok(
+        [p](const std::vector<Tensor>& v) {
+          return conv2d(v[0], v[1], v.size() > 2 ? v[2] : Tensor(), p);
+        },
+        in);
   }
 }
 
 TEST_CASE("conv2d: shape and dtype errors name the op and both shapes") {
   Session s;
-  throws_with([] { conv2d(zeros({1, 3, 5, 5}), zeros({4, 2, 3, 3})); }, {"conv2d", "[1, 3, 5, 5]", "[4, 2, 3, 3]"});
-  throws_with([] { conv2d(zeros({1, 3, 5}), zeros({4, 3, 3, 3})); }, {"conv2d", "[1, 3, 5]", "[4, 3, 3, 3]"});
-  throws_with([] { conv2d(zeros({1, 3, 2, 2}), zeros({4, 3, 3, 3})); }, {"conv2d", "[1, 3, 2, 2]", "[4, 3, 3, 3]"});
+  throws_with(
+      [] {
+        conv2d(zeros({1, 3, 5, 5}), zeros({4, 2, 3, 3}));
+      },
+      {"conv2d", "[1, 3, 5, 5]", "[4, 2, 3, 3]"});
+  throws_with(
+      [] {
+        conv2d(zeros({1, 3, 5}), zeros({4, 3, 3, 3}));
+      },
+      {"conv2d", "[1, 3, 5]", "[4, 3, 3, 3]"});
+  throws_with(
+      [] {
+        conv2d(zeros({1, 3, 2, 2}), zeros({4, 3, 3, 3}));
+      },
+      {"conv2d", "[1, 3, 2, 2]", "[4, 3, 3, 3]"});
   Conv2dParams g3;
   g3.groups = 3;
-  throws_with([] { conv2d(zeros({1, 4, 5, 5}), zeros({4, 2, 3, 3}), Tensor(), Conv2dParams{{1, 1}, {0, 0}, {1, 1}, 3}); },
-              {"conv2d", "groups=3"});
-  throws_with([] { conv2d(zeros({1, 3, 5, 5}), zeros({4, 3, 3, 3}, DType::f64)); }, {"conv2d", "f32", "f64"});
-  throws_with([] { conv2d(zeros({1, 3, 5, 5}), zeros({4, 3, 3, 3}), zeros({3})); }, {"conv2d", "bias", "[3]"});
+  throws_with(
+      [] {
+        conv2d(zeros({1, 4, 5, 5}), zeros({4, 2, 3, 3}), Tensor(),
+               Conv2dParams{{1, 1}, {0, 0}, {1, 1}, 3});
+      },
+      {"conv2d", "groups=3"});
+  throws_with(
+      [] {
+        conv2d(zeros({1, 3, 5, 5}), zeros({4, 3, 3, 3}, DType::f64));
+      },
+      {"conv2d", "f32", "f64"});
+  throws_with(
+      [] {
+        conv2d(zeros({1, 3, 5, 5}), zeros({4, 3, 3, 3}), zeros({3}));
+      },
+      {"conv2d", "bias", "[3]"});
 }
 
 TEST_CASE("pooling: max/avg/adaptive forward (hand-computed)") {
@@ -148,7 +177,8 @@ TEST_CASE("pooling: gradients (f64 gradcheck) and max ties go to the first maxim
   grad_ok(ap({2, 2}, {0, 0}, {0, 0}), {rnd({2, 2, 4, 4})});
   grad_ok(ap({3, 2}, {2, 1}, {1, 1}), {rnd({1, 2, 5, 4})});
   for (std::array<int64_t, 2> o : {std::array<int64_t, 2>{2, 3}, {3, 2}, {1, 1}, {5, 4}})
-    grad_ok([o](const std::vector<Tensor>& v) { return adaptive_avg_pool2d(v[0], o); }, {rnd({2, 1, 5, 4})});
+    grad_ok([o](const std::vector<Tensor>& v) { return adaptive_avg_pool2d(v[0], o); },
+            {rnd({2, 1, 5, 4})});
 
   auto x = ones({1, 1, 2, 2}, DType::f64).set_requires_grad(true);
   max_pool2d(x, {2, 2}).sum().backward();
@@ -159,27 +189,44 @@ TEST_CASE("pooling: errors name the op and the shapes") {
   Session s;
   throws_with([] { max_pool2d(zeros({1, 4, 4}), {2, 2}); }, {"max_pool2d", "[1, 4, 4]"});
   throws_with([] { avg_pool2d(zeros({1, 1, 1, 1}), {2, 2}); }, {"avg_pool2d", "[1, 1, 1, 1]"});
-  throws_with([] { max_pool2d(zeros({1, 1, 4, 4}), {2, 2}, {1, 1}, {2, 2}); }, {"max_pool2d", "padding"});
-  throws_with([] { adaptive_avg_pool2d(zeros({4, 4}), {2, 2}); }, {"adaptive_avg_pool2d", "[4, 4]"});
+  throws_with(
+      [] {
+        max_pool2d(zeros({1, 1, 4, 4}), {2, 2}, {1, 1}, {2, 2});
+      },
+      {"max_pool2d", "padding"});
+  throws_with(
+      [] {
+        adaptive_avg_pool2d(zeros({4, 4}), {2, 2});
+      },
+      {"adaptive_avg_pool2d", "[4, 4]"});
 }
 
 TEST_CASE("conv2d: an input smaller than the kernel is an error, also with stride") {
   Session s;
   Conv2dParams p;
   p.stride = {2, 2};
-  throws_with([&] { conv2d(zeros({1, 1, 2, 2}), zeros({1, 1, 3, 3}), Tensor(), p); },
-              {"conv2d", "[1, 1, 2, 2]", "[1, 1, 3, 3]"});
-  throws_with([] { max_pool2d(zeros({1, 1, 2, 2}), {3, 3}, {2, 2}); }, {"max_pool2d", "[1, 1, 2, 2]"});
+  throws_with(
+      [&] {
+        conv2d(zeros({1, 1, 2, 2}), zeros({1, 1, 3, 3}), Tensor(), p);
+      },
+      {"conv2d", "[1, 1, 2, 2]", "[1, 1, 3, 3]"});
+  throws_with(
+      [] {
+        max_pool2d(zeros({1, 1, 2, 2}), {3, 3}, {2, 2});
+      },
+      {"max_pool2d", "[1, 1, 2, 2]"});
 }
 
-TEST_CASE("conv2d: samples batched into one GEMM (with a partial last chunk) match per-sample results") {
+TEST_CASE(
+    "conv2d: samples batched into one GEMM (with a partial last chunk) match per-sample results") {
   Session s;
   // 32x32 outputs: two samples share a GEMM, so N = 3 gives chunks of 2 and 1.
   for (bool pointwise : {false, true}) {
     CAPTURE(pointwise);
     Conv2dParams p;
     if (!pointwise) p.padding = {1, 1};
-    auto x = rnd({3, 2, 32, 32}), w = rnd(pointwise ? Shape{3, 2, 1, 1} : Shape{3, 2, 3, 3}), b = rnd({3});
+    auto x = rnd({3, 2, 32, 32}), w = rnd(pointwise ? Shape{3, 2, 1, 1} : Shape{3, 2, 3, 3}),
+         b = rnd({3});
     auto gy = rnd({3, 3, 32, 32});
     close(conv2d(x, w, b, p).to_vector<double>(), naive_conv(x, w, b, p), 1e-12);
     std::vector<double> dx, dw(size_t(w.numel()), 0.0);
@@ -195,7 +242,9 @@ TEST_CASE("conv2d: samples batched into one GEMM (with a partial last chunk) mat
   }
 }
 
-TEST_CASE("conv2d: large images in tiles of output rows match the naive loop and the adjoint identities") {
+TEST_CASE(
+    "conv2d: large images in tiles of output rows match the naive loop and the adjoint "
+    "identities") {
   // One sample's output has more than 2048 positions, so the column matrix holds a tile of whole
   // output rows at a time (the last tile shorter): forward against the naive loop, and both
   // gradients through <conv(x), g> = <x, dx(g)> = <w, dw(x, g)> (no bias).
@@ -205,9 +254,13 @@ TEST_CASE("conv2d: large images in tiles of output rows match the naive loop and
     Conv2dParams p;
   };
   const std::vector<Case> cases{
-      {{2, 3, 70, 40}, {4, 3, 3, 3}, {{1, 1}, {1, 1}, {1, 1}, 1}},   // 2800 outputs: tiles of 51 + 19 rows
-      {{1, 2, 130, 70}, {3, 2, 3, 3}, {{2, 2}, {1, 1}, {1, 1}, 1}},  // stride 2: 65 x 35, tiles of 58 + 7
-      {{1, 4, 60, 50}, {4, 2, 3, 3}, {{1, 1}, {2, 2}, {2, 2}, 2}},   // dilation and groups
+      {{2, 3, 70, 40},
+       {4, 3, 3, 3},
+       {{1, 1}, {1, 1}, {1, 1}, 1}},  // 2800 outputs: tiles of 51 + 19 rows
+      {{1, 2, 130, 70},
+       {3, 2, 3, 3},
+       {{2, 2}, {1, 1}, {1, 1}, 1}},  // stride 2: 65 x 35, tiles of 58 + 7
+      {{1, 4, 60, 50}, {4, 2, 3, 3}, {{1, 1}, {2, 2}, {2, 2}, 2}},  // dilation and groups
   };
   auto dot = [](const std::vector<double>& a, const std::vector<double>& b) {
     double r = 0;

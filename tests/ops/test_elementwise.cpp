@@ -13,10 +13,12 @@ namespace {
 
 using Fn = std::function<Tensor(const std::vector<Tensor>&)>;
 
-void check_close(const std::vector<double>& got, const std::vector<double>& want, double tol = 1e-12) {
+void check_close(const std::vector<double>& got, const std::vector<double>& want,
+                 double tol = 1e-12) {
   REQUIRE(got.size() == want.size());
-  for (size_t i = 0; i < got.size(); ++i) CHECK_MESSAGE(std::abs(got[i] - want[i]) <= tol * (1 + std::abs(want[i])),
-                                                        "element ", i, ": got ", got[i], ", want ", want[i]);
+  for (size_t i = 0; i < got.size(); ++i)
+    CHECK_MESSAGE(std::abs(got[i] - want[i]) <= tol * (1 + std::abs(want[i])), "element ", i,
+                  ": got ", got[i], ", want ", want[i]);
 }
 
 void check_grad(const Fn& fn, const std::vector<Tensor>& in) {
@@ -31,8 +33,9 @@ std::vector<double> seq(int n, double start, double step) {
 }
 
 // a + b with both broadcast to out, computed naively from multi-indices.
-std::vector<double> naive_broadcast(const std::vector<double>& a, const Shape& sa, const std::vector<double>& b,
-                                    const Shape& sb, const Shape& so, double (*f)(double, double)) {
+std::vector<double> naive_broadcast(const std::vector<double>& a, const Shape& sa,
+                                    const std::vector<double>& b, const Shape& sb, const Shape& so,
+                                    double (*f)(double, double)) {
   std::vector<double> out;
   const int n = so.ndim();
   for (int64_t i = 0; i < so.numel(); ++i) {
@@ -91,7 +94,8 @@ TEST_CASE("elementwise: i64 add/sub/mul") {
   CHECK(neg(a).to_vector<int64_t>() == std::vector<int64_t>{-1, -2, -3, -4});
   CHECK(add_scalar(a, 3).to_vector<int64_t>() == std::vector<int64_t>{4, 5, 6, 7});
   CHECK(mul_scalar(a, -2).to_vector<int64_t>() == std::vector<int64_t>{-2, -4, -6, -8});
-  CHECK_THROWS_WITH_AS(div(a, a), doctest::Contains("div: expected floating-point tensors, got i64"), Error);
+  CHECK_THROWS_WITH_AS(div(a, a),
+                       doctest::Contains("div: expected floating-point tensors, got i64"), Error);
   CHECK_THROWS_WITH_AS(exp(a), doctest::Contains("exp: expected a floating-point tensor"), Error);
   CHECK_THROWS_WITH_AS(mul_scalar(a, 0.5), doctest::Contains("mul_scalar"), Error);
 }
@@ -103,8 +107,9 @@ TEST_CASE("elementwise: generic broadcast path matches a naive reference (large,
   struct Case {
     Shape sa, sb;
   };
-  const std::vector<Case> cases = {{{2, 1, 3}, {4, 1}},  {{3, 1, 5, 1}, {1, 4, 1, 6}}, {{5, 4, 3}, {5, 1, 3}},
-                                   {{7, 1}, {1, 9}},      {{64, 300, 3}, {300, 1}},     {{2, 70000}, {2, 1}},
+  const std::vector<Case> cases = {{{2, 1, 3}, {4, 1}},      {{3, 1, 5, 1}, {1, 4, 1, 6}},
+                                   {{5, 4, 3}, {5, 1, 3}},   {{7, 1}, {1, 9}},
+                                   {{64, 300, 3}, {300, 1}}, {{2, 70000}, {2, 1}},
                                    {{70000, 2}, {2}}};
   for (const auto& c : cases) {
     auto va = seq(static_cast<int>(c.sa.numel()), 0.5, 0.25);
@@ -132,19 +137,24 @@ TEST_CASE("elementwise: binary shape and dtype errors name the op and both shape
   Session s;
   auto a = zeros({2, 3});
   auto b = zeros({4});
-  CHECK_THROWS_WITH_AS(add(a, b), doctest::Contains("add: shapes [2, 3] and [4] cannot broadcast"), Error);
+  CHECK_THROWS_WITH_AS(add(a, b), doctest::Contains("add: shapes [2, 3] and [4] cannot broadcast"),
+                       Error);
   CHECK_THROWS_WITH_AS(sub(a, b), doctest::Contains("sub: shapes [2, 3] and [4]"), Error);
   CHECK_THROWS_WITH_AS(mul(b, a), doctest::Contains("mul: shapes [4] and [2, 3]"), Error);
-  CHECK_THROWS_WITH_AS(div(a, zeros({3, 3})), doctest::Contains("div: shapes [2, 3] and [3, 3]"), Error);
-  CHECK_THROWS_WITH_AS(add(a, zeros({2, 3}, DType::f64)),
-                       doctest::Contains("add: dtypes f32 and f64 differ (shapes [2, 3] and [2, 3])"), Error);
-  CHECK_THROWS_WITH_AS(a + zeros({1, 2}), doctest::Contains("add: shapes [2, 3] and [1, 2]"), Error);
+  CHECK_THROWS_WITH_AS(div(a, zeros({3, 3})), doctest::Contains("div: shapes [2, 3] and [3, 3]"),
+                       Error);
+  CHECK_THROWS_WITH_AS(
+      add(a, zeros({2, 3}, DType::f64)),
+      doctest::Contains("add: dtypes f32 and f64 differ (shapes [2, 3] and [2, 3])"), Error);
+  CHECK_THROWS_WITH_AS(a + zeros({1, 2}), doctest::Contains("add: shapes [2, 3] and [1, 2]"),
+                       Error);
 }
 
 TEST_CASE("elementwise: binary gradients with broadcasting (f64 gradcheck)") {
   Session s({.seed = 11});
-  const std::vector<std::pair<Shape, Shape>> shapes = {
-      {{2, 3}, {2, 3}}, {{2, 3, 4}, {3, 1}}, {{2, 1, 4}, {3, 1}}, {{4}, {2, 3, 4}}, {{2, 3}, {1}}, {{1}, {3, 2}}};
+  const std::vector<std::pair<Shape, Shape>> shapes = {{{2, 3}, {2, 3}},    {{2, 3, 4}, {3, 1}},
+                                                       {{2, 1, 4}, {3, 1}}, {{4}, {2, 3, 4}},
+                                                       {{2, 3}, {1}},       {{1}, {3, 2}}};
   for (const auto& [sa, sb] : shapes) {
     CAPTURE(sa);
     CAPTURE(sb);
@@ -183,7 +193,8 @@ TEST_CASE("elementwise: unary maths forward") {
   Session s;
   auto x = from_vector<double>({0.25, 1, 4}, {3});
   check_close(neg(x).to_vector<double>(), {-0.25, -1, -4});
-  check_close(exp(x).to_vector<double>(), {1.2840254166877414, 2.718281828459045, 54.598150033144236});
+  check_close(exp(x).to_vector<double>(),
+              {1.2840254166877414, 2.718281828459045, 54.598150033144236});
   check_close(log(x).to_vector<double>(), {-1.3862943611198906, 0, 1.3862943611198906});
   check_close(sqrt(x).to_vector<double>(), {0.5, 1, 2});
   check_close(pow(x, 2).to_vector<double>(), {0.0625, 1, 16});
@@ -200,16 +211,16 @@ TEST_CASE("elementwise: activations forward") {
   auto x = from_vector<double>({-2, -0.5, 0, 0.5, 2}, {5});
   check_close(relu(x).to_vector<double>(), {0, 0, 0, 0.5, 2});
   // sigmoid(v) = 1 / (1 + e^-v)
-  check_close(sigmoid(x).to_vector<double>(),
-              {0.11920292202211755, 0.3775406687981454, 0.5, 0.6224593312018546, 0.8807970779778823});
-  check_close(tanh(x).to_vector<double>(),
-              {-0.9640275800758169, -0.46211715726000974, 0, 0.46211715726000974, 0.9640275800758169});
+  check_close(sigmoid(x).to_vector<double>(), {0.11920292202211755, 0.3775406687981454, 0.5,
+                                               0.6224593312018546, 0.8807970779778823});
+  check_close(tanh(x).to_vector<double>(), {-0.9640275800758169, -0.46211715726000974, 0,
+                                            0.46211715726000974, 0.9640275800758169});
   // gelu(v) = v * Phi(v)
-  check_close(gelu(x).to_vector<double>(),
-              {-0.04550026389635842, -0.15426876936299344, 0, 0.34573123063700656, 1.9544997361036416});
+  check_close(gelu(x).to_vector<double>(), {-0.04550026389635842, -0.15426876936299344, 0,
+                                            0.34573123063700656, 1.9544997361036416});
   // tanh approximation: 0.5 v (1 + tanh(sqrt(2/pi) (v + 0.044715 v^3)))
-  check_close(gelu(x, "tanh").to_vector<double>(),
-              {-0.04540230591222494, -0.15428599017485606, 0, 0.34571400982514394, 1.954597694087775});
+  check_close(gelu(x, "tanh").to_vector<double>(), {-0.04540230591222494, -0.15428599017485606, 0,
+                                                    0.34571400982514394, 1.954597694087775});
   // no overflow at the extremes
   auto big = from_vector<float>({-1000, 1000}, {2});
   CHECK(sigmoid(big).to_vector<float>() == std::vector<float>{0, 1});
@@ -251,7 +262,8 @@ TEST_CASE("elementwise: cast converts and its gradient casts back") {
   CHECK(d.dtype() == DType::f64);
   CHECK(d.to_vector<double>() == std::vector<double>{1.5, -2.25, 3});
   auto i = cast(x, DType::i64);
-  CHECK(i.to_vector<int64_t>() == std::vector<int64_t>{1, -2, 3});  // truncation, as C++ and PyTorch
+  CHECK(i.to_vector<int64_t>() ==
+        std::vector<int64_t>{1, -2, 3});  // truncation, as C++ and PyTorch
   CHECK(cast(i, DType::f32).to_vector<float>() == std::vector<float>{1, -2, 3});
   CHECK(x.to(DType::f32).impl() == x.impl());  // no-op cast
 
@@ -275,19 +287,27 @@ TEST_CASE("elementwise: sum_to and broadcast_to") {
   CHECK(sum_to(x, {2, 3}).impl() == x.impl());
   auto b = from_vector<double>({1, 2}, {2, 1});
   check_close(broadcast_to(b, {2, 3}).to_vector<double>(), {1, 1, 1, 2, 2, 2});
-  check_close(broadcast_to(from_vector<double>({7, 8, 9}, {3}), {2, 3}).to_vector<double>(), {7, 8, 9, 7, 8, 9});
+  check_close(broadcast_to(from_vector<double>({7, 8, 9}, {3}), {2, 3}).to_vector<double>(),
+              {7, 8, 9, 7, 8, 9});
   check_close(broadcast_to(b, {2, 2, 2}).to_vector<double>(), {1, 1, 2, 2, 1, 1, 2, 2});
   // i64
-  CHECK(sum_to(from_vector<int64_t>({1, 2, 3, 4}, {2, 2}), {2}).to_vector<int64_t>() == std::vector<int64_t>{4, 6});
+  CHECK(sum_to(from_vector<int64_t>({1, 2, 3, 4}, {2, 2}), {2}).to_vector<int64_t>() ==
+        std::vector<int64_t>{4, 6});
   // gradients
   auto y = randn({2, 3, 4}, DType::f64);
   check_grad([](const std::vector<Tensor>& v) { return sum_to(v[0], {3, 1}); }, {y});
   check_grad([](const std::vector<Tensor>& v) { return sum_to(v[0], {2, 1, 4}); }, {y});
-  check_grad([](const std::vector<Tensor>& v) { return broadcast_to(v[0], {2, 3, 4}); }, {randn({3, 1}, DType::f64)});
+  check_grad(
+      [](const std::vector<Tensor>& v) {
+        return broadcast_to(v[0], {2, 3, 4});
+      },
+      {randn({3, 1}, DType::f64)});
   // errors name the op and both shapes
-  CHECK_THROWS_WITH_AS(sum_to(x, {4}), doctest::Contains("sum_to: shape [2, 3] cannot be summed to [4]"), Error);
-  CHECK_THROWS_WITH_AS(broadcast_to(x, {3, 3}),
-                       doctest::Contains("broadcast_to: shape [2, 3] cannot be broadcast to [3, 3]"), Error);
+  CHECK_THROWS_WITH_AS(sum_to(x, {4}),
+                       doctest::Contains("sum_to: shape [2, 3] cannot be summed to [4]"), Error);
+  CHECK_THROWS_WITH_AS(
+      broadcast_to(x, {3, 3}),
+      doctest::Contains("broadcast_to: shape [2, 3] cannot be broadcast to [3, 3]"), Error);
 }
 
 TEST_CASE("elementwise: large sum_to (parallel chunked reduction) is exact on integers") {

@@ -39,10 +39,18 @@ TEST_CASE("embedding: gradient sums repeated rows, f64 gradcheck") {
 TEST_CASE("embedding: an out-of-range index names the index and the table size") {
   Session s;
   auto w = zeros({3, 2});
-  throws_with([&] { embedding(w, from_vector<int64_t>({0, 5}, {2})).to_vector<double>(); },
-              {"embedding", "index 5", "3 rows"});
+  throws_with(
+      [&] {
+        embedding(w, from_vector<int64_t>({0, 5}, {2})).to_vector<double>();
+      },
+      {"embedding", "index 5", "3 rows"});
   throws_with([&] { embedding(w, from_vector<int64_t>({-1}, {1})).to_vector<double>(); },
               {"embedding", "index -1", "3 rows"});
-  throws_with([&] { embedding(w, from_vector<float>({0, 1}, {2})); }, {"embedding", "[3, 2]", "[2]", "i64"});
-  throws_with([&] { embedding(zeros({6}), from_vector<int64_t>({0}, {1})); }, {"embedding", "[6]", "[1]"});
+  throws_with(
+      [&] {
+        embedding(w, from_vector<float>({0, 1}, {2}));
+      },
+      {"embedding", "[3, 2]", "[2]", "i64"});
+  throws_with([&] { embedding(zeros({6}), from_vector<int64_t>({0}, {1})); },
+              {"embedding", "[6]", "[1]"});
 }

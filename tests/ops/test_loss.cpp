@@ -12,11 +12,12 @@ namespace {
 
 using Fn = std::function<Tensor(const std::vector<Tensor>&)>;
 
-void check_close(const std::vector<double>& got, const std::vector<double>& want, double tol = 1e-12) {
+void check_close(const std::vector<double>& got, const std::vector<double>& want,
+                 double tol = 1e-12) {
   REQUIRE(got.size() == want.size());
   for (size_t i = 0; i < got.size(); ++i)
-    CHECK_MESSAGE(std::abs(got[i] - want[i]) <= tol * (1 + std::abs(want[i])), "element ", i, ": got ", got[i],
-                  ", want ", want[i]);
+    CHECK_MESSAGE(std::abs(got[i] - want[i]) <= tol * (1 + std::abs(want[i])), "element ", i,
+                  ": got ", got[i], ", want ", want[i]);
 }
 
 void check_grad(const Fn& fn, const std::vector<Tensor>& in, std::vector<bool> which = {}) {
@@ -64,7 +65,8 @@ TEST_CASE("loss: cross_entropy ignore_index (mean over the others, as PyTorch)")
   CHECK(g[3] == 0);
   CHECK(g[4] == 0);
   CHECK(g[5] == 0);
-  check_close({g[0], g[1], g[2]}, {0.09003057317038043 / 2, 0.24472847105479759 / 2, (0.6652409557748217 - 1) / 2});
+  check_close({g[0], g[1], g[2]},
+              {0.09003057317038043 / 2, 0.24472847105479759 / 2, (0.6652409557748217 - 1) / 2});
 }
 
 TEST_CASE("loss: cross_entropy with spatial dims [N, C, d]") {
@@ -81,22 +83,30 @@ TEST_CASE("loss: cross_entropy with spatial dims [N, C, d]") {
   auto x = randn({2, 4, 3, 2}, DType::f64);
   auto t = from_vector<int64_t>({0, 1, 2, 3, 3, 2, 1, 0, 0, 0, 1, 1}, {2, 3, 2});
   auto flat = cross_entropy(permute(x, {0, 2, 3, 1}).reshape({-1, 4}), t.reshape({-1}), "none");
-  check_close(cross_entropy(x, t, "none").reshape({-1}).to_vector<double>(), flat.to_vector<double>(), 1e-14);
+  check_close(cross_entropy(x, t, "none").reshape({-1}).to_vector<double>(),
+              flat.to_vector<double>(), 1e-14);
 }
 
 TEST_CASE("loss: cross_entropy errors name the index, C and the shapes") {
   Session s;
   auto logits = zeros({2, 3});
-  CHECK_THROWS_WITH_AS(cross_entropy(logits, from_vector<int64_t>({0, 3}, {2})).item(),
-                       doctest::Contains("cross_entropy: target 3 at position 1 is out of range for 3 classes"), Error);
+  CHECK_THROWS_WITH_AS(
+      cross_entropy(logits, from_vector<int64_t>({0, 3}, {2})).item(),
+      doctest::Contains("cross_entropy: target 3 at position 1 is out of range for 3 classes"),
+      Error);
   CHECK_THROWS_WITH_AS(cross_entropy(logits, from_vector<int64_t>({-1, 0}, {2})).item(),
-                       doctest::Contains("target -1 at position 0 is out of range for 3 classes"), Error);
-  CHECK_THROWS_WITH_AS(cross_entropy(logits, from_vector<int64_t>({0, 1, 2}, {3})),
-                       doctest::Contains("cross_entropy: logits [2, 3] and target [3] do not match (expected target [2])"),
+                       doctest::Contains("target -1 at position 0 is out of range for 3 classes"),
                        Error);
-  CHECK_THROWS_WITH_AS(cross_entropy(logits, zeros({2})), doctest::Contains("cross_entropy: target must hold i64"), Error);
-  CHECK_THROWS_WITH_AS(cross_entropy(zeros({3}), from_vector<int64_t>({0}, {1})),
-                       doctest::Contains("cross_entropy: logits must be [N, C] or [N, C, d...], got [3]"), Error);
+  CHECK_THROWS_WITH_AS(
+      cross_entropy(logits, from_vector<int64_t>({0, 1, 2}, {3})),
+      doctest::Contains(
+          "cross_entropy: logits [2, 3] and target [3] do not match (expected target [2])"),
+      Error);
+  CHECK_THROWS_WITH_AS(cross_entropy(logits, zeros({2})),
+                       doctest::Contains("cross_entropy: target must hold i64"), Error);
+  CHECK_THROWS_WITH_AS(
+      cross_entropy(zeros({3}), from_vector<int64_t>({0}, {1})),
+      doctest::Contains("cross_entropy: logits must be [N, C] or [N, C, d...], got [3]"), Error);
   CHECK_THROWS_WITH_AS(cross_entropy(logits, from_vector<int64_t>({0, 1}, {2}), "avg"),
                        doctest::Contains("cross_entropy: reduction must be"), Error);
 }
@@ -107,13 +117,15 @@ TEST_CASE("loss: cross_entropy gradients (f64 gradcheck)") {
   auto t = from_vector<int64_t>({0, 4, 2, -100}, {4});
   for (const char* red : {"mean", "sum", "none"}) {
     CAPTURE(red);
-    check_grad([red](const std::vector<Tensor>& v) { return cross_entropy(v[0], v[1], red); }, {x, t}, {true, false});
+    check_grad([red](const std::vector<Tensor>& v) { return cross_entropy(v[0], v[1], red); },
+               {x, t}, {true, false});
   }
   auto x3 = randn({2, 3, 2, 2}, DType::f64);
   auto t3 = from_vector<int64_t>({0, 1, 2, 1, 2, -100, 0, 0}, {2, 2, 2});
   for (const char* red : {"mean", "sum", "none"}) {
     CAPTURE(red);
-    check_grad([red](const std::vector<Tensor>& v) { return cross_entropy(v[0], v[1], red); }, {x3, t3}, {true, false});
+    check_grad([red](const std::vector<Tensor>& v) { return cross_entropy(v[0], v[1], red); },
+               {x3, t3}, {true, false});
   }
 }
 
@@ -129,10 +141,12 @@ TEST_CASE("loss: mse_loss") {
   check_grad([](const std::vector<Tensor>& v) { return mse_loss(v[0], v[1], "none"); },
              {randn({3}, DType::f64), randn({3}, DType::f64)});
   CHECK_THROWS_WITH_AS(mse_loss(a, zeros({4}, DType::f64)),
-                       doctest::Contains("mse_loss: input [2, 2] and target [4] shapes differ"), Error);
-  CHECK_THROWS_WITH_AS(mse_loss(a, zeros({2, 2})), doctest::Contains("mse_loss: input dtype f64 and target dtype f32"),
+                       doctest::Contains("mse_loss: input [2, 2] and target [4] shapes differ"),
                        Error);
-  CHECK_THROWS_WITH_AS(mse_loss(a, b, "max"), doctest::Contains("mse_loss: reduction must be"), Error);
+  CHECK_THROWS_WITH_AS(mse_loss(a, zeros({2, 2})),
+                       doctest::Contains("mse_loss: input dtype f64 and target dtype f32"), Error);
+  CHECK_THROWS_WITH_AS(mse_loss(a, b, "max"), doctest::Contains("mse_loss: reduction must be"),
+                       Error);
 }
 
 // Expected values below were computed with PyTorch 1.13 (torch.nn.functional, float64).
@@ -142,31 +156,43 @@ TEST_CASE("loss: cross_entropy with class weights and label_smoothing (as PyTorc
   auto logits = from_vector<double>({1, 2, 3, 1, 1, 1, 5, 0, 0, 0.5, -1, 2}, {4, 3});
   auto target = from_vector<int64_t>({2, -100, 0, 1}, {4});
   auto w = from_vector<double>({0.5, 2.0, 1.5}, {3});
-  check_close(cross_entropy(logits, target, "mean", -100, w).to_vector<double>(), {1.7751811227104024});
+  check_close(cross_entropy(logits, target, "mean", -100, w).to_vector<double>(),
+              {1.7751811227104024});
   check_close(cross_entropy(logits, target, "none", -100, w).to_vector<double>(),
               {0.61140895, 0, 0.00669295, 6.48262259}, 1e-8);
-  check_close(cross_entropy(logits, target, "mean", -100, {}, 0.2).to_vector<double>(), {1.4096566098298844});
-  check_close(cross_entropy(logits, target, "sum", -100, {}, 0.2).to_vector<double>(), {4.228969829489653});
-  check_close(cross_entropy(logits, target, "sum", -100, w, 0.2).to_vector<double>(), {7.673860436092751});
-  auto x = from_vector<double>({1, 2, 3, 1, 1, 1, 5, 0, 0, 0.5, -1, 2}, {4, 3}).set_requires_grad(true);
+  check_close(cross_entropy(logits, target, "mean", -100, {}, 0.2).to_vector<double>(),
+              {1.4096566098298844});
+  check_close(cross_entropy(logits, target, "sum", -100, {}, 0.2).to_vector<double>(),
+              {4.228969829489653});
+  check_close(cross_entropy(logits, target, "sum", -100, w, 0.2).to_vector<double>(),
+              {7.673860436092751});
+  auto x =
+      from_vector<double>({1, 2, 3, 1, 1, 1, 5, 0, 0, 0.5, -1, 2}, {4, 3}).set_requires_grad(true);
   auto l = cross_entropy(x, target, "mean", -100, w, 0.2);
   check_close(l.to_vector<double>(), {1.9184651090231877});
   l.backward();
   check_close(x.grad().to_vector<double>(),
               {0.024677876829140, 0.056400439386759, -0.081078316215899, 0, 0, 0, 0.056117215173711,
-               -0.032225274253522, -0.023891940920189, 0.073468849665350, -0.415080799140346, 0.341611949474995},
+               -0.032225274253522, -0.023891940920189, 0.073468849665350, -0.415080799140346,
+               0.341611949474995},
               1e-12);
-  check_grad([&](const std::vector<Tensor>& v) { return cross_entropy(v[0], target, "sum", -100, w, 0.3); },
-             {from_vector<double>({1, 2, 3, 1, 1, 1, 5, 0, 0, 0.5, -1, 2}, {4, 3}).set_requires_grad(true)});
-  CHECK_THROWS_WITH_AS(cross_entropy(logits, target, "mean", -100, from_vector<double>({1, 2}, {2})),
-                       "cross_entropy: weight must be [C] = [3] for input [4, 3], got [2]", Error);
+  check_grad(
+      [&](const std::vector<Tensor>& v) {
+        return cross_entropy(v[0], target, "sum", -100, w, 0.3);
+      },
+      {from_vector<double>({1, 2, 3, 1, 1, 1, 5, 0, 0, 0.5, -1, 2}, {4, 3})
+           .set_requires_grad(true)});
+  CHECK_THROWS_WITH_AS(
+      cross_entropy(logits, target, "mean", -100, from_vector<double>({1, 2}, {2})),
+      "cross_entropy: weight must be [C] = [3] for input [4, 3], got [2]", Error);
   CHECK_THROWS_WITH_AS(cross_entropy(logits, target, "mean", -100, {}, 1.5),
                        "cross_entropy: label_smoothing must be in [0, 1], got 1.5", Error);
 }
 
 TEST_CASE("loss: nll_loss on log-probabilities (as PyTorch)") {
   Session s;
-  auto x = from_vector<double>({0.2, -1.3, 0.7, 1.1, 0.4, -0.6, -0.8, 0.0, 2.2, 0.3, 0.3, -1.0}, {4, 3});
+  auto x =
+      from_vector<double>({0.2, -1.3, 0.7, 1.1, 0.4, -0.6, -0.8, 0.0, 2.2, 0.3, 0.3, -1.0}, {4, 3});
   auto target = from_vector<int64_t>({1, 0, -100, 2}, {4});
   auto w = from_vector<double>({0.5, 2.0, 1.5}, {3});
   auto lp = from_vector(log_softmax(x, 1).to_vector<double>(), {4, 3}).set_requires_grad(true);
@@ -180,12 +206,14 @@ TEST_CASE("loss: nll_loss on log-probabilities (as PyTorch)") {
   // log_softmax + nll_loss is cross_entropy
   check_close(nll_loss(log_softmax(x, 1), target, w, "sum").to_vector<double>(),
               cross_entropy(x, target, "sum", -100, w).to_vector<double>(), 1e-12);
-  CHECK_THROWS_WITH_AS(nll_loss(lp, from_vector<int64_t>({1, 3, 0, 0}, {4})).item<double>(),
-                       "nll_loss: target 3 at position 1 is out of range for 3 classes (expected 0 <= target < 3 "
-                       "or ignore_index -100)",
-                       Error);
+  CHECK_THROWS_WITH_AS(
+      nll_loss(lp, from_vector<int64_t>({1, 3, 0, 0}, {4})).item<double>(),
+      "nll_loss: target 3 at position 1 is out of range for 3 classes (expected 0 <= target < 3 "
+      "or ignore_index -100)",
+      Error);
   CHECK_THROWS_WITH_AS(nll_loss(lp, from_vector<int64_t>({1, 0}, {2})),
-                       "nll_loss: input [4, 3] and target [2] do not match (expected target [4])", Error);
+                       "nll_loss: input [4, 3] and target [2] do not match (expected target [4])",
+                       Error);
 }
 
 TEST_CASE("loss: binary_cross_entropy_with_logits (stable, weight, pos_weight, as PyTorch)") {
@@ -193,8 +221,8 @@ TEST_CASE("loss: binary_cross_entropy_with_logits (stable, weight, pos_weight, a
   auto z = from_vector<double>({0.5, -2.0, 30.0, -40.0, 1.0, 0.0}, {2, 3});
   auto y = from_vector<double>({1, 0, 1, 0, 1, 0.3}, {2, 3});
   check_close(binary_cross_entropy_with_logits(z, y, {}, {}, "none").to_vector<double>(),
-              {0.4740769841801067, 0.1269280110429726, 9.348077867343381e-14, 0.0, 0.31326168751822286,
-               0.6931471805599453},
+              {0.4740769841801067, 0.1269280110429726, 9.348077867343381e-14, 0.0,
+               0.31326168751822286, 0.6931471805599453},
               1e-10);
   auto pw = from_vector<double>({2.0, 0.5, 1.0}, {3});
   auto ww = from_vector<double>({1.0, 3.0}, {2, 1});
@@ -203,20 +231,25 @@ TEST_CASE("loss: binary_cross_entropy_with_logits (stable, weight, pos_weight, a
   check_close(l.to_vector<double>(), {0.6040693420600749});
   l.backward();
   check_close(zg.grad().to_vector<double>(),
-              {-0.1258468895993818, 0.019867153670352924, -1.5580129778906365e-14, 2.1241771276457944e-18,
-               -0.06723535534249878, 0.10000000000000002},
+              {-0.1258468895993818, 0.019867153670352924, -1.5580129778906365e-14,
+               2.1241771276457944e-18, -0.06723535534249878, 0.10000000000000002},
               1e-10);
-  check_grad([&](const std::vector<Tensor>& v) { return binary_cross_entropy_with_logits(v[0], y, ww, pw, "sum"); },
-             {from_vector<double>({0.5, -2.0, 3.0, -4.0, 1.0, 0.1}, {2, 3}).set_requires_grad(true)});
-  CHECK_THROWS_WITH_AS(binary_cross_entropy_with_logits(z, from_vector<double>({1, 0, 1}, {3})),
-                       "binary_cross_entropy_with_logits: input [2, 3] and target [3] shapes differ", Error);
+  check_grad(
+      [&](const std::vector<Tensor>& v) {
+        return binary_cross_entropy_with_logits(v[0], y, ww, pw, "sum");
+      },
+      {from_vector<double>({0.5, -2.0, 3.0, -4.0, 1.0, 0.1}, {2, 3}).set_requires_grad(true)});
+  CHECK_THROWS_WITH_AS(
+      binary_cross_entropy_with_logits(z, from_vector<double>({1, 0, 1}, {3})),
+      "binary_cross_entropy_with_logits: input [2, 3] and target [3] shapes differ", Error);
 }
 
 TEST_CASE("loss: huber_loss and smooth_l1_loss (as PyTorch, exact gradients)") {
   Session s;
   auto b = from_vector<double>({0.0, 1.0, -1.0, -0.5, 0.9, 0.4}, {6});
   auto a = from_vector<double>({0.0, 0.3, -1.5, 2.0, 0.9, -0.2}, {6}).set_requires_grad(true);
-  check_close(huber_loss(a, b, "none", 0.8).to_vector<double>(), {0.0, 0.245, 0.125, 1.68, 0.0, 0.18});
+  check_close(huber_loss(a, b, "none", 0.8).to_vector<double>(),
+              {0.0, 0.245, 0.125, 1.68, 0.0, 0.18});
   huber_loss(a, b, "sum", 0.8).backward();
   check_close(a.grad().to_vector<double>(), {0.0, -0.7, -0.5, 0.8, 0.0, -0.6});
   auto a2 = from_vector<double>({0.0, 0.3, -1.5, 2.0, 0.9, -0.2}, {6}).set_requires_grad(true);
@@ -225,8 +258,10 @@ TEST_CASE("loss: huber_loss and smooth_l1_loss (as PyTorch, exact gradients)") {
   l.backward();
   const double g = 1.0 / 6;
   check_close(a2.grad().to_vector<double>(), {0.0, -g, -g, g, 0.0, -g});
-  check_close(smooth_l1_loss(a2, b, "none", 0.0).to_vector<double>(), {0.0, 0.7, 0.5, 2.5, 0.0, 0.6});
-  CHECK_THROWS_WITH_AS(huber_loss(a, b, "mean", 0.0), "huber_loss: delta must be positive, got 0", Error);
+  check_close(smooth_l1_loss(a2, b, "none", 0.0).to_vector<double>(),
+              {0.0, 0.7, 0.5, 2.5, 0.0, 0.6});
+  CHECK_THROWS_WITH_AS(huber_loss(a, b, "mean", 0.0), "huber_loss: delta must be positive, got 0",
+                       Error);
   CHECK_THROWS_WITH_AS(smooth_l1_loss(a, from_vector<double>({1}, {1})),
                        "smooth_l1_loss: input [6] and target [1] shapes differ", Error);
 }

@@ -11,8 +11,8 @@ using namespace op_checks;
 namespace {
 
 // Naive batched product of row-major a [..., m, k] and b [..., k, n] with batch broadcasting.
-std::vector<double> naive_bmm(const std::vector<double>& a, const Shape& sa, const std::vector<double>& b,
-                              const Shape& sb, const Shape& so) {
+std::vector<double> naive_bmm(const std::vector<double>& a, const Shape& sa,
+                              const std::vector<double>& b, const Shape& sb, const Shape& so) {
   const int64_t m = sa.at(-2), k = sa.at(-1), n = sb.at(-1);
   const int nb = so.ndim() - 2;
   std::vector<double> out(static_cast<size_t>(so.numel()));
@@ -73,13 +73,15 @@ TEST_CASE("matmul: batched with broadcasting matches a naive loop") {
   struct Case {
     Shape a, b, out;
   };
-  for (const Case& c : {Case{{2, 1, 2, 3}, {3, 3, 4}, {2, 3, 2, 4}}, Case{{4, 2, 3}, {3, 5}, {4, 2, 5}},
-                        Case{{2, 3}, {4, 3, 2}, {4, 2, 2}}, Case{{1, 3, 2}, {2, 1, 2, 2}, {2, 1, 3, 2}},
-                        Case{{3, 2, 3}, {3, 3, 2}, {3, 2, 2}}}) {
+  for (const Case& c :
+       {Case{{2, 1, 2, 3}, {3, 3, 4}, {2, 3, 2, 4}}, Case{{4, 2, 3}, {3, 5}, {4, 2, 5}},
+        Case{{2, 3}, {4, 3, 2}, {4, 2, 2}}, Case{{1, 3, 2}, {2, 1, 2, 2}, {2, 1, 3, 2}},
+        Case{{3, 2, 3}, {3, 3, 2}, {3, 2, 2}}}) {
     auto a = rnd(c.a), b = rnd(c.b);
     auto r = matmul(a, b);
     CHECK(r.shape() == c.out);
-    close(r.to_vector<double>(), naive_bmm(a.to_vector<double>(), c.a, b.to_vector<double>(), c.b, c.out), 1e-12);
+    close(r.to_vector<double>(),
+          naive_bmm(a.to_vector<double>(), c.a, b.to_vector<double>(), c.b, c.out), 1e-12);
   }
   // vector against a batch: [3] x [2, 3, 4] -> [2, 4]; [2, 3, 4] x [4] -> [2, 3].
   auto bt = rnd({2, 3, 4});
@@ -94,8 +96,8 @@ TEST_CASE("matmul: transposed operands fold into the GEMM") {
   close(matmul_transposed(a, b, false, true).to_vector<double>(), ref.to_vector<double>(), 1e-12);
   auto at = a.transpose(-2, -1);  // [2, 4, 3]
   close(matmul_transposed(at, b, true, true).to_vector<double>(), ref.to_vector<double>(), 1e-12);
-  close(matmul_transposed(at, b.transpose(-2, -1), true, false).to_vector<double>(), ref.to_vector<double>(),
-        1e-12);
+  close(matmul_transposed(at, b.transpose(-2, -1), true, false).to_vector<double>(),
+        ref.to_vector<double>(), 1e-12);
 }
 
 TEST_CASE("matmul: gradients (f64 gradcheck), broadcasting and 1-d operands") {
@@ -103,10 +105,10 @@ TEST_CASE("matmul: gradients (f64 gradcheck), broadcasting and 1-d operands") {
   auto mm = [](const std::vector<Tensor>& in) { return matmul(in[0], in[1]); };
   grad_ok(mm, {rnd({2, 3}), rnd({3, 4})});
   grad_ok(mm, {rnd({2, 2, 3}), rnd({2, 3, 2})});
-  grad_ok(mm, {rnd({2, 1, 2, 3}), rnd({3, 3, 2})});   // both batch dims broadcast
-  grad_ok(mm, {rnd({3, 2, 3}), rnd({3, 2})});         // shared right operand (weight-style)
-  grad_ok(mm, {rnd({2, 3}), rnd({2, 3, 2})});         // shared left operand
-  grad_ok(mm, {rnd({1, 2, 3}), rnd({2, 3, 2})});      // size-1 batch dim
+  grad_ok(mm, {rnd({2, 1, 2, 3}), rnd({3, 3, 2})});  // both batch dims broadcast
+  grad_ok(mm, {rnd({3, 2, 3}), rnd({3, 2})});        // shared right operand (weight-style)
+  grad_ok(mm, {rnd({2, 3}), rnd({2, 3, 2})});        // shared left operand
+  grad_ok(mm, {rnd({1, 2, 3}), rnd({2, 3, 2})});     // size-1 batch dim
   grad_ok(mm, {rnd({3}), rnd({3})});
   grad_ok(mm, {rnd({3}), rnd({2, 3, 2})});
   grad_ok(mm, {rnd({2, 2, 3}), rnd({3})});
@@ -114,23 +116,36 @@ TEST_CASE("matmul: gradients (f64 gradcheck), broadcasting and 1-d operands") {
     for (bool tb : {false, true}) {
       CAPTURE(ta);
       CAPTURE(tb);
-      grad_ok([&](const std::vector<Tensor>& in) { return matmul_transposed(in[0], in[1], ta, tb); },
-              {rnd(ta ? Shape{2, 3, 2} : Shape{2, 2, 3}), rnd(tb ? Shape{4, 3} : Shape{3, 4})});
-      grad_ok([&](const std::vector<Tensor>& in) { return matmul_transposed(in[0], in[1], ta, tb); },
-              {rnd(ta ? Shape{3, 2} : Shape{2, 3}), rnd(tb ? Shape{2, 4, 3} : Shape{2, 3, 4})});
+      grad_ok(
+          [&](const std::vector<Tensor>& in) { return matmul_transposed(in[0], in[1], ta, tb); },
+          {rnd(ta ? Shape{2, 3, 2} : Shape{2, 2, 3}), rnd(tb ? Shape{4, 3} : Shape{3, 4})});
+      grad_ok(
+          [&](const std::vector<Tensor>& in) { return matmul_transposed(in[0], in[1], ta, tb); },
+          {rnd(ta ? Shape{3, 2} : Shape{2, 3}), rnd(tb ? Shape{2, 4, 3} : Shape{2, 3, 4})});
     }
 }
 
 TEST_CASE("matmul: shape and dtype errors name the op and both shapes") {
   Session s;
-  throws_with([] { matmul(zeros({2, 3}), zeros({4, 5})); },
-              {"matmul", "[2, 3]", "[4, 5]", "inner dimensions 3 and 4 differ"});
+  throws_with(
+      [] {
+        matmul(zeros({2, 3}), zeros({4, 5}));
+      },
+      {"matmul", "[2, 3]", "[4, 5]", "inner dimensions 3 and 4 differ"});
   throws_with([] { matmul(zeros({3}), zeros({4})); }, {"matmul", "[3]", "[4]"});
-  throws_with([] { matmul(zeros({2, 2, 3}), zeros({3, 3, 2})); }, {"matmul", "[2, 2, 3]", "[3, 3, 2]"});
+  throws_with(
+      [] {
+        matmul(zeros({2, 2, 3}), zeros({3, 3, 2}));
+      },
+      {"matmul", "[2, 2, 3]", "[3, 3, 2]"});
   throws_with([] { matmul(zeros({2, 3}), zeros({3, 2}, DType::f64)); }, {"matmul", "f32", "f64"});
   throws_with([] { matmul(zeros({2, 3}, DType::i64), zeros({3, 2}, DType::i64)); }, {"matmul"});
   throws_with([] { linear(zeros({2, 3}), zeros({4, 5})); }, {"linear", "[2, 3]", "[4, 5]"});
-  throws_with([] { linear(zeros({2, 3}), zeros({4, 3}), zeros({3})); }, {"linear", "[4, 3]", "[3]"});
+  throws_with(
+      [] {
+        linear(zeros({2, 3}), zeros({4, 3}), zeros({3}));
+      },
+      {"linear", "[4, 3]", "[3]"});
 }
 
 TEST_CASE("linear: forward (hand-computed) and gradients") {
@@ -146,7 +161,9 @@ TEST_CASE("linear: forward (hand-computed) and gradients") {
   auto y3 = linear(rnd({2, 3, 2}), w, b);
   CHECK(y3.shape() == Shape{2, 3, 3});
 
-  auto lin = [](const std::vector<Tensor>& in) { return linear(in[0], in[1], in.size() > 2 ? in[2] : Tensor()); };
+  auto lin = [](const std::vector<Tensor>& in) {
+    return linear(in[0], in[1], in.size() > 2 ? in[2] : Tensor());
+  };
   grad_ok(lin, {rnd({4, 3}), rnd({2, 3}), rnd({2})});
   grad_ok(lin, {rnd({2, 3, 3}), rnd({2, 3}), rnd({2})});
   grad_ok(lin, {rnd({2, 3, 3}), rnd({2, 3})});

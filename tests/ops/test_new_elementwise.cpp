@@ -16,7 +16,8 @@ namespace {
 const double kNan = std::numeric_limits<double>::quiet_NaN();
 const double kInf = std::numeric_limits<double>::infinity();
 
-std::vector<double> grad_of(const std::function<Tensor(const Tensor&)>& f, std::vector<double> v, Shape s) {
+std::vector<double> grad_of(const std::function<Tensor(const Tensor&)>& f, std::vector<double> v,
+                            Shape s) {
   auto x = from_vector<double>(v, s).set_requires_grad(true);
   f(x).sum().backward();
   return x.grad().to_vector<double>();
@@ -31,11 +32,14 @@ TEST_CASE("abs, sign, log1p, expm1: values and gradients") {
   close(sign(x).to_vector<double>(), {-1, 0, 1, 0});  // sign(NaN) = 0, as torch
   CHECK(abs(from_vector<int64_t>({-4, 5}, {2})).to_vector<int64_t>() == std::vector<int64_t>{4, 5});
   close(grad_of([](const Tensor& t) { return abs(t); }, {-2, 0, 3}, {3}), {-1, 0, 1});
-  close(log1p(from_vector<double>({1e-12, 1}, {2})).to_vector<double>(), {1e-12 - 5e-25, std::log(2.0)}, 1e-15);
-  close(expm1(from_vector<double>({1e-12, -kInf}, {2})).to_vector<double>(), {1e-12 + 5e-25, -1}, 1e-15);
+  close(log1p(from_vector<double>({1e-12, 1}, {2})).to_vector<double>(),
+        {1e-12 - 5e-25, std::log(2.0)}, 1e-15);
+  close(expm1(from_vector<double>({1e-12, -kInf}, {2})).to_vector<double>(), {1e-12 + 5e-25, -1},
+        1e-15);
   close(grad_of([](const Tensor& t) { return log1p(t); }, {0, 1}, {2}), {1, 0.5});
   close(grad_of([](const Tensor& t) { return expm1(t); }, {0, 1}, {2}), {1, std::exp(1.0)});
-  grad_ok([](const std::vector<Tensor>& v) { return expm1(v[0]) + log1p(v[0] * v[0]) + abs(v[0]); }, {rnd({5})});
+  grad_ok([](const std::vector<Tensor>& v) { return expm1(v[0]) + log1p(v[0] * v[0]) + abs(v[0]); },
+          {rnd({5})});
 }
 
 TEST_CASE("clamp: bounds, NaN, gradient passes where min <= x <= max (torch)") {
@@ -45,14 +49,18 @@ TEST_CASE("clamp: bounds, NaN, gradient passes where min <= x <= max (torch)") {
   close({y.begin(), y.end() - 1}, {0, 0, 0.5, 1, 1});
   CHECK(std::isnan(y[5]));
   close(x.clamp(std::nullopt, 0.5).slice(0, 0, 5).to_vector<double>(), {-1, 0, 0.5, 0.5, 0.5});
-  close(x.clamp(1.5, 0.5).slice(0, 0, 5).to_vector<double>(), {0.5, 0.5, 0.5, 0.5, 0.5});  // min > max: max
+  close(x.clamp(1.5, 0.5).slice(0, 0, 5).to_vector<double>(),
+        {0.5, 0.5, 0.5, 0.5, 0.5});  // min > max: max
   // torch: [0, 1, 1, 1, 0] for clamp(x, 0, 1) at x = -1, 0, 0.5, 1, 2 (the bounds pass).
-  close(grad_of([](const Tensor& t) { return clamp(t, 0.0, 1.0); }, {-1, 0, 0.5, 1, 2}, {5}), {0, 1, 1, 1, 0});
+  close(grad_of([](const Tensor& t) { return clamp(t, 0.0, 1.0); }, {-1, 0, 0.5, 1, 2}, {5}),
+        {0, 1, 1, 1, 0});
   close(grad_of([](const Tensor& t) { return clamp(t, 0.0); }, {-1, 0, 2}, {3}), {0, 1, 1});
   close(grad_of([](const Tensor& t) { return clamp(t, 1.5, 0.5); }, {-1, 1, 2}, {3}), {0, 0, 0});
-  CHECK(clamp(from_vector<int64_t>({-5, 3, 9}, {3}), 0.0, 4.0).to_vector<int64_t>() == std::vector<int64_t>{0, 3, 4});
+  CHECK(clamp(from_vector<int64_t>({-5, 3, 9}, {3}), 0.0, 4.0).to_vector<int64_t>() ==
+        std::vector<int64_t>{0, 3, 4});
   throws_with([&] { clamp(x, std::nullopt, std::nullopt); }, {"clamp", "min", "max"});
-  throws_with([&] { clamp(from_vector<int64_t>({1}, {1}), 0.5); }, {"clamp", "i64", "non-integral bound"});
+  throws_with([&] { clamp(from_vector<int64_t>({1}, {1}), 0.5); },
+              {"clamp", "i64", "non-integral bound"});
 }
 
 TEST_CASE("minimum, maximum: broadcasting, NaN, ties split the gradient (torch)") {
@@ -64,7 +72,8 @@ TEST_CASE("minimum, maximum: broadcasting, NaN, ties split the gradient (torch)"
   close({mn.begin(), mn.end() - 1}, {1, 2, 0});
   CHECK(std::isnan(mx[3]));
   CHECK(std::isnan(mn[3]));
-  close(maximum(from_vector<double>({1, 4}, {2, 1}), from_vector<double>({0, 2, 5}, {3})).to_vector<double>(),
+  close(maximum(from_vector<double>({1, 4}, {2, 1}), from_vector<double>({0, 2, 5}, {3}))
+            .to_vector<double>(),
         {1, 2, 5, 4, 4, 5});
   // torch: maximum([1, 2, 3], [1, 5, 0]) gives a.grad [0.5, 0, 1], b.grad [0.5, 1, 0].
   auto ga = from_vector<double>({1, 2, 3}, {3}).set_requires_grad(true);
@@ -95,7 +104,8 @@ TEST_CASE("pow of two tensors: values and torch's gradients at 0") {
   auto gb = b.grad().to_vector<double>();
   close({gb.begin(), gb.end() - 1}, {0, 0, std::sqrt(2.0) * std::log(2.0)});
   CHECK(std::isnan(gb[3]));
-  grad_ok([](const std::vector<Tensor>& v) { return pow(v[0] * v[0] + 0.5, v[1]); }, {rnd({2, 3}), rnd({3})});
+  grad_ok([](const std::vector<Tensor>& v) { return pow(v[0] * v[0] + 0.5, v[1]); },
+          {rnd({2, 3}), rnd({3})});
   throws_with([&] { pow(from_vector<int64_t>({1}, {1}), from_vector<int64_t>({1}, {1})); },
               {"pow_tensor", "floating-point"});
 }
@@ -143,7 +153,8 @@ TEST_CASE("where: broadcasting of all three, any condition dtype, gradients to b
   where(cond, ga, gb).sum().backward();
   close(ga.grad().to_vector<double>(), {1, 1, 1});
   close(gb.grad().to_vector<double>(), {3});
-  grad_ok([&](const std::vector<Tensor>& v) { return where(cond, v[0], v[1]) * v[0]; }, {rnd({2, 3}), rnd({3})});
+  grad_ok([&](const std::vector<Tensor>& v) { return where(cond, v[0], v[1]) * v[0]; },
+          {rnd({2, 3}), rnd({3})});
   throws_with([&] { where(cond, a, from_vector<float>({1}, {1})); }, {"where", "f64", "f32"});
   throws_with([&] { where(zeros({4}), a, b); }, {"where", "[4]", "[3]"});
 }
@@ -157,7 +168,8 @@ TEST_CASE("min, argmin: values, first index on ties, NaN wins, gradient to the a
   CHECK(x.argmin(0, true).to_vector<int64_t>() == std::vector<int64_t>{1, 0, 1});
   CHECK(argmin(from_vector<double>({1, kNan, 0}, {3}), 0).item<int64_t>() == 1);  // torch: 1
   CHECK(std::isnan(min(from_vector<double>({1, kNan, 0}, {3}), 0).item()));
-  close(grad_of([](const Tensor& t) { return t.min(1); }, {3, 1, 1}, {1, 3}), {0, 1, 0});  // torch: [0, 1, 0]
+  close(grad_of([](const Tensor& t) { return t.min(1); }, {3, 1, 1}, {1, 3}),
+        {0, 1, 0});  // torch: [0, 1, 0]
   grad_ok([](const std::vector<Tensor>& v) { return min(v[0], 0, true) * 2.0; }, {rnd({4, 3})});
   throws_with([&] { min(x, 2); }, {"min", "2"});
   throws_with([&] { argmin(x, -3); }, {"argmin", "-3"});
@@ -168,7 +180,8 @@ TEST_CASE("cumsum: values along either axis, reverse-cumsum gradient, i64") {
   auto x = from_vector<double>({1, 2, 3, 4, 5, 6}, {2, 3});
   close(cumsum(x, 0).to_vector<double>(), {1, 2, 3, 5, 7, 9});
   close(x.cumsum(-1).to_vector<double>(), {1, 3, 6, 4, 9, 15});
-  CHECK(cumsum(from_vector<int64_t>({1, -2, 3}, {3}), 0).to_vector<int64_t>() == std::vector<int64_t>{1, -1, 2});
+  CHECK(cumsum(from_vector<int64_t>({1, -2, 3}, {3}), 0).to_vector<int64_t>() ==
+        std::vector<int64_t>{1, -1, 2});
   auto c = from_vector<double>({1, 2, 3}, {3}).set_requires_grad(true);
   (cumsum(c, 0) * from_vector<double>({1, 10, 100}, {3})).sum().backward();
   close(c.grad().to_vector<double>(), {111, 110, 100});  // torch

@@ -21,7 +21,8 @@ constexpr float kInf = std::numeric_limits<float>::infinity();
 // x of `shape` with values in [-1, 1), element 0 replaced by `bad`.
 Tensor poisoned(const Shape& shape, float bad) {
   std::vector<float> v(static_cast<size_t>(shape.numel()));
-  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(static_cast<int>(i * 37 % 19) - 9) / 10.0f;
+  for (size_t i = 0; i < v.size(); ++i)
+    v[i] = static_cast<float>(static_cast<int>(i * 37 % 19) - 9) / 10.0f;
   v[0] = bad;
   return from_vector(v, shape);
 }
@@ -42,7 +43,8 @@ struct Case {
 
 TEST_CASE("non-finite: a NaN in the input reaches the output of every op") {
   Session s({.seed = 1});
-  const Tensor w33 = randn({3, 3}), w4 = randn({4}), w2333 = randn({2, 3, 3, 3}), ones3 = ones({3}), zeros3 = zeros({3});
+  const Tensor w33 = randn({3, 3}), w4 = randn({4}), w2333 = randn({2, 3, 3, 3}), ones3 = ones({3}),
+               zeros3 = zeros({3});
   const Tensor table = randn({5, 3}), labels = from_vector<int64_t>({0, 1, 2, 1}, {4});
   const std::vector<Case> cases = {
       {"relu", {2, 3}, [](const Tensor& x) { return relu(x); }},
@@ -65,21 +67,43 @@ TEST_CASE("non-finite: a NaN in the input reaches the output of every op") {
       {"matmul", {2, 3}, [&](const Tensor& x) { return matmul(x, w33); }},
       {"linear", {2, 3}, [&](const Tensor& x) { return linear(x, w33); }},
       {"layer_norm", {2, 3}, [&](const Tensor& x) { return layer_norm(x, {3}, ones3, zeros3); }},
-      {"batch_norm", {2, 3, 2, 2}, [&](const Tensor& x) {
-         return batch_norm(x, Tensor(), Tensor(), ones3, zeros3, true);
-       }},
+      {"batch_norm",
+       {2, 3, 2, 2},
+       [&](const Tensor& x) { return batch_norm(x, Tensor(), Tensor(), ones3, zeros3, true); }},
       {"conv2d", {1, 3, 4, 4}, [&](const Tensor& x) { return conv2d(x, w2333); }},
-      {"max_pool2d", {1, 1, 4, 4}, [](const Tensor& x) { return max_pool2d(x, {2, 2}); }},
-      {"avg_pool2d", {1, 1, 4, 4}, [](const Tensor& x) { return avg_pool2d(x, {2, 2}); }},
-      {"adaptive_avg_pool2d", {1, 1, 4, 4}, [](const Tensor& x) { return adaptive_avg_pool2d(x, {1, 1}); }},
+      {"max_pool2d",
+       {1, 1, 4, 4},
+       [](const Tensor& x) {
+         return max_pool2d(x, {2, 2});
+       }},
+      {"avg_pool2d",
+       {1, 1, 4, 4},
+       [](const Tensor& x) {
+         return avg_pool2d(x, {2, 2});
+       }},
+      {"adaptive_avg_pool2d",
+       {1, 1, 4, 4},
+       [](const Tensor& x) {
+         return adaptive_avg_pool2d(x, {1, 1});
+       }},
       {"dropout", {2, 3}, [](const Tensor& x) { return dropout(x, 0.5, true) + x; }},
       {"cross_entropy", {4, 3}, [&](const Tensor& x) { return cross_entropy(x, labels); }},
       {"mse_loss", {2, 3}, [](const Tensor& x) { return mse_loss(x, zeros_like(x)); }},
-      {"attention", {1, 2, 2}, [](const Tensor& x) { return scaled_dot_product_attention(x, x, x); }},
+      {"attention",
+       {1, 2, 2},
+       [](const Tensor& x) { return scaled_dot_product_attention(x, x, x); }},
       {"transpose", {2, 3}, [](const Tensor& x) { return x.transpose(0, 1); }},
       {"slice", {2, 3}, [](const Tensor& x) { return x.slice(1, 0, 2); }},
-      {"concat", {2, 3}, [](const Tensor& x) { return concat({x, x}, 0); }},
-      {"broadcast_to", {1, 3}, [](const Tensor& x) { return broadcast_to(x, {4, 3}); }},
+      {"concat",
+       {2, 3},
+       [](const Tensor& x) {
+         return concat({x, x}, 0);
+       }},
+      {"broadcast_to",
+       {1, 3},
+       [](const Tensor& x) {
+         return broadcast_to(x, {4, 3});
+       }},
       {"abs", {2, 3}, [](const Tensor& x) { return abs(x); }},
       {"log1p", {2, 3}, [](const Tensor& x) { return log1p(x); }},
       {"expm1", {2, 3}, [](const Tensor& x) { return expm1(x); }},
@@ -90,16 +114,44 @@ TEST_CASE("non-finite: a NaN in the input reaches the output of every op") {
       {"where", {2, 3}, [](const Tensor& x) { return where(ones_like(x), x, zeros_like(x)); }},
       {"min", {2, 3}, [](const Tensor& x) { return x.min(1); }},
       {"cumsum", {2, 3}, [](const Tensor& x) { return cumsum(x, 1); }},
-      {"gather", {2, 3}, [](const Tensor& x) { return gather(x, 1, from_vector<int64_t>({0, 2}, {2, 1})); }},
-      {"index_select", {2, 3}, [](const Tensor& x) { return index_select(x, 1, from_vector<int64_t>({2, 0}, {2})); }},
-      {"scatter_add", {2, 3}, [](const Tensor& x) {
+      {"gather",
+       {2, 3},
+       [](const Tensor& x) {
+         return gather(x, 1, from_vector<int64_t>({0, 2}, {2, 1}));
+       }},
+      {"index_select",
+       {2, 3},
+       [](const Tensor& x) {
+         return index_select(x, 1, from_vector<int64_t>({2, 0}, {2}));
+       }},
+      {"scatter_add",
+       {2, 3},
+       [](const Tensor& x) {
          return scatter_add(zeros_like(x), 1, from_vector<int64_t>({1, 1, 0, 2, 2, 2}, {2, 3}), x);
        }},
-      {"pad constant", {2, 3}, [](const Tensor& x) { return pad(x, {1, 1}); }},
-      {"pad reflect", {2, 3}, [](const Tensor& x) { return pad(x, {2, 1}, "reflect"); }},
-      {"pad replicate", {2, 3}, [](const Tensor& x) { return pad(x, {1, 2, 1, 0}, "replicate"); }},
-      {"upsample_nearest2d", {1, 1, 2, 3}, [](const Tensor& x) { return upsample_nearest2d(x, 2.0, 1.5); }},
-      {"upsample_bilinear2d", {1, 1, 2, 3}, [](const Tensor& x) { return upsample_bilinear2d(x, {3, 5}); }},
+      {"pad constant",
+       {2, 3},
+       [](const Tensor& x) {
+         return pad(x, {1, 1});
+       }},
+      {"pad reflect",
+       {2, 3},
+       [](const Tensor& x) {
+         return pad(x, {2, 1}, "reflect");
+       }},
+      {"pad replicate",
+       {2, 3},
+       [](const Tensor& x) {
+         return pad(x, {1, 2, 1, 0}, "replicate");
+       }},
+      {"upsample_nearest2d",
+       {1, 1, 2, 3},
+       [](const Tensor& x) { return upsample_nearest2d(x, 2.0, 1.5); }},
+      {"upsample_bilinear2d",
+       {1, 1, 2, 3},
+       [](const Tensor& x) {
+         return upsample_bilinear2d(x, {3, 5});
+       }},
   };
   for (const float bad : {kNaN, kInf, -kInf}) {
     for (const Case& c : cases) {
@@ -111,26 +163,31 @@ TEST_CASE("non-finite: a NaN in the input reaches the output of every op") {
       for (double e : v) non_finite = non_finite || !std::isfinite(e);
       // An infinity may become finite only where arithmetic says so (exp(-inf) = 0, sigmoid, tanh,
       // softmax of -inf is 0); a NaN never.
-      if (std::isnan(bad)) CHECK_MESSAGE(any_nan(y), c.op, " swallowed a NaN");
-      else if (c.op == "relu" || c.op == "add" || c.op == "sum" || c.op == "matmul" || c.op == "max_pool2d" ||
-               c.op == "transpose" || c.op == "concat")
-      {
-        const bool ok = non_finite || (c.op == "relu" && bad < 0) || (c.op == "max_pool2d" && bad < 0);
+      if (std::isnan(bad))
+        CHECK_MESSAGE(any_nan(y), c.op, " swallowed a NaN");
+      else if (c.op == "relu" || c.op == "add" || c.op == "sum" || c.op == "matmul" ||
+               c.op == "max_pool2d" || c.op == "transpose" || c.op == "concat") {
+        const bool ok =
+            non_finite || (c.op == "relu" && bad < 0) || (c.op == "max_pool2d" && bad < 0);
         CHECK_MESSAGE(ok, c.op, " swallowed an infinity");
       }
     }
   }
-  // The gradient of relu at NaN is 0 (PyTorch's threshold_backward), and through sum it is NaN-free.
+  // The gradient of relu at NaN is 0 (PyTorch's threshold_backward), and through sum it is
+  // NaN-free.
   Tensor p = poisoned({2, 3}, kNaN).set_requires_grad(true);
   relu(p).sum().backward();
   CHECK(p.grad().to_vector<float>()[0] == 0.0f);
   // A NaN input to a training step leaves a NaN loss, not a finite one.
   nn::Linear fc(3, 2);
-  CHECK(std::isnan(cross_entropy(fc.forward(relu(poisoned({4, 3}, kNaN))), from_vector<int64_t>({0, 1, 1, 0}, {4}))
+  CHECK(std::isnan(cross_entropy(fc.forward(relu(poisoned({4, 3}, kNaN))),
+                                 from_vector<int64_t>({0, 1, 1, 0}, {4}))
                        .item<double>()));
 }
 
-TEST_CASE("non-finite: anomaly detection names the first op that produced a NaN, and where it came from") {
+TEST_CASE(
+    "non-finite: anomaly detection names the first op that produced a NaN, and where it came "
+    "from") {
   {
     Session s({.seed = 2, .detect_anomaly = true});
     Tensor x = from_vector<float>({1.0f, -1.0f, 4.0f}, {3});

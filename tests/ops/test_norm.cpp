@@ -1,5 +1,5 @@
-// layer_norm and batch_norm: hand-computed normalisations, running statistics (updated when the step
-// runs, used in eval mode), f64 gradient checks through the batch statistics, errors.
+// layer_norm and batch_norm: hand-computed normalisations, running statistics (updated when the
+// step runs, used in eval mode), f64 gradient checks through the batch statistics, errors.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -20,12 +20,16 @@ TEST_CASE("layer_norm: forward (hand-computed), weight and bias") {
   auto b = from_vector<double>({0, 0, 1, 1}, {4});
   close(layer_norm(x, {4}, w, b, 0.0).to_vector<double>(),
         {-1.5 * r, -1.0 * r, 0.5 * r + 1, 3.0 * r + 1, -1, 2, 0, 3});
-  // eps enters under the square root; normalising over two trailing dims equals over the flattened row.
-  CHECK(std::abs(layer_norm(x, {4}, Tensor(), Tensor(), 0.75).to_vector<double>()[0] + 1.5 / std::sqrt(2.0)) < 1e-12);
+  // eps enters under the square root; normalising over two trailing dims equals over the flattened
+  // row.
+  CHECK(std::abs(layer_norm(x, {4}, Tensor(), Tensor(), 0.75).to_vector<double>()[0] +
+                 1.5 / std::sqrt(2.0)) < 1e-12);
   auto x3 = rnd({2, 2, 3});
-  close(layer_norm(x3, {2, 3}).to_vector<double>(), layer_norm(x3.reshape({2, 6}), {6}).to_vector<double>(), 1e-12);
+  close(layer_norm(x3, {2, 3}).to_vector<double>(),
+        layer_norm(x3.reshape({2, 6}), {6}).to_vector<double>(), 1e-12);
   // f32 agrees with f64.
-  close(layer_norm(x3.to(DType::f32), {3}).to_vector<double>(), layer_norm(x3, {3}).to_vector<double>(), 1e-5);
+  close(layer_norm(x3.to(DType::f32), {3}).to_vector<double>(),
+        layer_norm(x3, {3}).to_vector<double>(), 1e-5);
 }
 
 TEST_CASE("layer_norm: gradients (f64 gradcheck)") {
@@ -47,7 +51,11 @@ TEST_CASE("layer_norm: shape errors name the op and both shapes") {
   Session s;
   throws_with([] { layer_norm(zeros({2, 3}), {4}); }, {"layer_norm", "[2, 3]", "[4]"});
   throws_with([] { layer_norm(zeros({2, 3}), {3}, zeros({4})); }, {"layer_norm", "[2, 3]", "[4]"});
-  throws_with([] { layer_norm(zeros({2, 3}), {3}, zeros({3}, DType::f64)); }, {"layer_norm", "f64"});
+  throws_with(
+      [] {
+        layer_norm(zeros({2, 3}), {3}, zeros({3}, DType::f64));
+      },
+      {"layer_norm", "f64"});
 }
 
 TEST_CASE("batch_norm: training forward, running statistics after the step, eval mode") {
@@ -82,8 +90,8 @@ TEST_CASE("batch_norm: training forward, running statistics after the step, eval
 TEST_CASE("batch_norm: gradients through the batch statistics (f64 gradcheck)") {
   Session s;
   auto bn_train = [](const std::vector<Tensor>& v) {
-    return batch_norm(v[0], Tensor(), Tensor(), v.size() > 1 ? v[1] : Tensor(), v.size() > 2 ? v[2] : Tensor(),
-                      true);
+    return batch_norm(v[0], Tensor(), Tensor(), v.size() > 1 ? v[1] : Tensor(),
+                      v.size() > 2 ? v[2] : Tensor(), true);
   };
   grad_ok(bn_train, {rnd({4, 3}), rnd({3}), rnd({3})});
   grad_ok(bn_train, {rnd({2, 3, 2, 2}), rnd({3}), rnd({3})});
@@ -94,20 +102,36 @@ TEST_CASE("batch_norm: gradients through the batch statistics (f64 gradcheck)") 
           {rnd({3, 2, 2}), rnd({2}), rnd({2})});
   // Eval mode: running statistics are constants.
   auto erm = from_vector<double>({0.5, -0.2}, {2}), erv = from_vector<double>({1.5, 0.7}, {2});
-  grad_ok([&](const std::vector<Tensor>& v) { return batch_norm(v[0], erm, erv, v[1], v[2], false); },
-          {rnd({3, 2, 2}), rnd({2}), rnd({2})});
-  grad_ok([&](const std::vector<Tensor>& v) { return batch_norm(v[0], erm, erv, Tensor(), Tensor(), false); },
-          {rnd({3, 2})});
+  grad_ok(
+      [&](const std::vector<Tensor>& v) { return batch_norm(v[0], erm, erv, v[1], v[2], false); },
+      {rnd({3, 2, 2}), rnd({2}), rnd({2})});
+  grad_ok(
+      [&](const std::vector<Tensor>& v) {
+        return batch_norm(v[0], erm, erv, Tensor(), Tensor(), false);
+      },
+      {rnd({3, 2})});
 }
 
 TEST_CASE("batch_norm: errors name the op and the shapes") {
   Session s;
-  throws_with([] { batch_norm(zeros({4, 3}), Tensor(), Tensor(), zeros({2}), Tensor(), true); },
-              {"batch_norm", "[4, 3]", "[2]"});
-  throws_with([] { batch_norm(zeros({4, 3}), zeros({2}), zeros({2}), Tensor(), Tensor(), false); },
-              {"batch_norm", "[4, 3]", "[2]"});
-  throws_with([] { batch_norm(zeros({1, 3}), Tensor(), Tensor(), Tensor(), Tensor(), true); },
-              {"batch_norm", "[1, 3]", "more than 1 value"});
-  throws_with([] { batch_norm(zeros({4, 3}), Tensor(), Tensor(), Tensor(), Tensor(), false); },
-              {"batch_norm", "running"});
+  throws_with(
+      [] {
+        batch_norm(zeros({4, 3}), Tensor(), Tensor(), zeros({2}), Tensor(), true);
+      },
+      {"batch_norm", "[4, 3]", "[2]"});
+  throws_with(
+      [] {
+        batch_norm(zeros({4, 3}), zeros({2}), zeros({2}), Tensor(), Tensor(), false);
+      },
+      {"batch_norm", "[4, 3]", "[2]"});
+  throws_with(
+      [] {
+        batch_norm(zeros({1, 3}), Tensor(), Tensor(), Tensor(), Tensor(), true);
+      },
+      {"batch_norm", "[1, 3]", "more than 1 value"});
+  throws_with(
+      [] {
+        batch_norm(zeros({4, 3}), Tensor(), Tensor(), Tensor(), Tensor(), false);
+      },
+      {"batch_norm", "running"});
 }

@@ -13,11 +13,12 @@ namespace {
 
 using Fn = std::function<Tensor(const std::vector<Tensor>&)>;
 
-void check_close(const std::vector<double>& got, const std::vector<double>& want, double tol = 1e-12) {
+void check_close(const std::vector<double>& got, const std::vector<double>& want,
+                 double tol = 1e-12) {
   REQUIRE(got.size() == want.size());
   for (size_t i = 0; i < got.size(); ++i)
-    CHECK_MESSAGE(std::abs(got[i] - want[i]) <= tol * (1 + std::abs(want[i])), "element ", i, ": got ", got[i],
-                  ", want ", want[i]);
+    CHECK_MESSAGE(std::abs(got[i] - want[i]) <= tol * (1 + std::abs(want[i])), "element ", i,
+                  ": got ", got[i], ", want ", want[i]);
 }
 
 void check_grad(const Fn& fn, const std::vector<Tensor>& in) {
@@ -43,7 +44,8 @@ TEST_CASE("reduce: sum over axes, keepdim") {
   check_close(sum(x).to_vector<double>(), {100 * 12 + 10 * 8 * 3 / 1 + 6 * 6});  // 1200 + 240 + 36
   CHECK(sum(x, {}, true).shape() == Shape{1, 1, 1});
   // axis 0: i summed
-  check_close(sum(x, {0}).to_vector<double>(), {100, 102, 104, 106, 120, 122, 124, 126, 140, 142, 144, 146});
+  check_close(sum(x, {0}).to_vector<double>(),
+              {100, 102, 104, 106, 120, 122, 124, 126, 140, 142, 144, 146});
   // axis 1 (middle): j summed -> 3*100i + 30 + 3k
   check_close(sum(x, {1}).to_vector<double>(), {30, 33, 36, 39, 330, 333, 336, 339});
   CHECK(sum(x, {1}, true).shape() == Shape{2, 1, 4});
@@ -56,7 +58,8 @@ TEST_CASE("reduce: sum over axes, keepdim") {
   check_close(sum(x, {0, 1}).to_vector<double>(), {360, 366, 372, 378});
   // method form and i64
   CHECK(x.sum({1, 2}).to_vector<double>() == std::vector<double>{138, 1338});
-  CHECK(from_vector<int64_t>({1, 2, 3, 4}, {2, 2}).sum({0}).to_vector<int64_t>() == std::vector<int64_t>{4, 6});
+  CHECK(from_vector<int64_t>({1, 2, 3, 4}, {2, 2}).sum({0}).to_vector<int64_t>() ==
+        std::vector<int64_t>{4, 6});
   // f32
   CHECK(from_vector<float>({1, 2, 3, 4}, {2, 2}).sum().item<float>() == 10.f);
 }
@@ -68,17 +71,20 @@ TEST_CASE("reduce: mean over axes, keepdim") {
   check_close(mean(x, {1}).to_vector<double>(), {10, 11, 12, 13, 110, 111, 112, 113});
   check_close(mean(x, {0, 2}, true).to_vector<double>(), {51.5, 61.5, 71.5});
   CHECK(mean(x, {0, 2}, true).shape() == Shape{1, 3, 1});
-  CHECK_THROWS_WITH_AS(mean(from_vector<int64_t>({1, 2}, {2})), doctest::Contains("mean: expected a floating-point"),
-                       Error);
+  CHECK_THROWS_WITH_AS(mean(from_vector<int64_t>({1, 2}, {2})),
+                       doctest::Contains("mean: expected a floating-point"), Error);
 }
 
 TEST_CASE("reduce: axis errors") {
   Session s;
   auto x = zeros({2, 3});
-  CHECK_THROWS_WITH_AS(sum(x, {2}), doctest::Contains("sum: axis 2 is out of range for shape [2, 3]"), Error);
-  CHECK_THROWS_WITH_AS(mean(x, {-3}), doctest::Contains("mean: axis -3 is out of range for shape [2, 3]"), Error);
+  CHECK_THROWS_WITH_AS(sum(x, {2}),
+                       doctest::Contains("sum: axis 2 is out of range for shape [2, 3]"), Error);
+  CHECK_THROWS_WITH_AS(mean(x, {-3}),
+                       doctest::Contains("mean: axis -3 is out of range for shape [2, 3]"), Error);
   CHECK_THROWS_WITH_AS(sum(x, {1, -1}), doctest::Contains("sum: axis 1 is repeated"), Error);
-  CHECK_THROWS_WITH_AS(max(x, 5), doctest::Contains("max: axis 5 is out of range for shape [2, 3]"), Error);
+  CHECK_THROWS_WITH_AS(max(x, 5), doctest::Contains("max: axis 5 is out of range for shape [2, 3]"),
+                       Error);
   CHECK_THROWS_WITH_AS(argmax(x, -4), doctest::Contains("argmax: axis -4 is out of range"), Error);
 }
 
@@ -110,7 +116,8 @@ TEST_CASE("reduce: sum/mean gradients (f64 gradcheck)") {
   auto x = randn({2, 3, 4}, DType::f64);
   for (bool keep : {false, true}) {
     CAPTURE(keep);
-    for (const std::vector<int>& axes : std::vector<std::vector<int>>{{}, {0}, {1}, {2}, {0, 2}, {1, 2}}) {
+    for (const std::vector<int>& axes :
+         std::vector<std::vector<int>>{{}, {0}, {1}, {2}, {0, 2}, {1, 2}}) {
       check_grad([&](const std::vector<Tensor>& v) { return sum(v[0], axes, keep); }, {x});
       check_grad([&](const std::vector<Tensor>& v) { return mean(v[0], axes, keep); }, {x});
     }
@@ -132,7 +139,8 @@ TEST_CASE("reduce: max and argmax") {
   CHECK(y.max(1).to_vector<float>() == std::vector<float>{8, 9, 5, 6});
   CHECK(y.argmax(1).to_vector<int64_t>() == std::vector<int64_t>{2, 0, 1, 1});
   // i64 input
-  CHECK(argmax(from_vector<int64_t>({3, 9, 2}, {3}), 0).to_vector<int64_t>() == std::vector<int64_t>{1});
+  CHECK(argmax(from_vector<int64_t>({3, 9, 2}, {3}), 0).to_vector<int64_t>() ==
+        std::vector<int64_t>{1});
   // NaN propagates
   const double nan = std::numeric_limits<double>::quiet_NaN();
   auto z = from_vector<double>({1, nan, 3}, {3});

@@ -53,21 +53,29 @@ TEST_CASE("shape_ops: reshape, -1, flatten, unsqueeze, squeeze") {
   // i64 and f32 go through too
   CHECK(reshape(from_vector<int64_t>({1, 2, 3, 4}, {4}), {2, 2}).to_vector<int64_t>() ==
         std::vector<int64_t>{1, 2, 3, 4});
-  CHECK(reshape(from_vector<float>({1, 2}, {2}), {2, 1}).to_vector<float>() == std::vector<float>{1, 2});
+  CHECK(reshape(from_vector<float>({1, 2}, {2}), {2, 1}).to_vector<float>() ==
+        std::vector<float>{1, 2});
 }
 
 TEST_CASE("shape_ops: reshape errors name both shapes") {
   Session s;
   auto x = zeros({2, 3});
-  CHECK_THROWS_WITH_AS(reshape(x, {4, 2}),
-                       doctest::Contains("reshape: cannot reshape [2, 3] (6 elements) into [4, 2] (8 elements)"), Error);
-  CHECK_THROWS_WITH_AS(reshape(x, {4, -1}), doctest::Contains("reshape: cannot reshape [2, 3] (6 elements) into [4, -1]"),
+  CHECK_THROWS_WITH_AS(
+      reshape(x, {4, 2}),
+      doctest::Contains("reshape: cannot reshape [2, 3] (6 elements) into [4, 2] (8 elements)"),
+      Error);
+  CHECK_THROWS_WITH_AS(
+      reshape(x, {4, -1}),
+      doctest::Contains("reshape: cannot reshape [2, 3] (6 elements) into [4, -1]"), Error);
+  CHECK_THROWS_WITH_AS(reshape(x, {-1, -1}),
+                       doctest::Contains("reshape: only one dimension may be -1"), Error);
+  CHECK_THROWS_WITH_AS(flatten(x, 1, 0),
+                       doctest::Contains("flatten: start_dim 1 comes after end_dim 0"), Error);
+  CHECK_THROWS_WITH_AS(unsqueeze(x, 3),
+                       doctest::Contains("unsqueeze: dimension 3 is out of range for shape [2, 3]"),
                        Error);
-  CHECK_THROWS_WITH_AS(reshape(x, {-1, -1}), doctest::Contains("reshape: only one dimension may be -1"), Error);
-  CHECK_THROWS_WITH_AS(flatten(x, 1, 0), doctest::Contains("flatten: start_dim 1 comes after end_dim 0"), Error);
-  CHECK_THROWS_WITH_AS(unsqueeze(x, 3), doctest::Contains("unsqueeze: dimension 3 is out of range for shape [2, 3]"),
-                       Error);
-  CHECK_THROWS_WITH_AS(squeeze(x, 2), doctest::Contains("squeeze: axis 2 is out of range for shape [2, 3]"), Error);
+  CHECK_THROWS_WITH_AS(
+      squeeze(x, 2), doctest::Contains("squeeze: axis 2 is out of range for shape [2, 3]"), Error);
 }
 
 TEST_CASE("shape_ops: transpose and permute") {
@@ -100,11 +108,14 @@ TEST_CASE("shape_ops: transpose and permute") {
   CHECK(permute(y, {1, 0, 2}).to_vector<double>() == want);
   CHECK(permute(y, {0, 1, 2}).impl() == y.impl());
   CHECK(permute(y, {-3, -2, -1}).impl() == y.impl());
-  CHECK_THROWS_WITH_AS(permute(y, {0, 0, 1}),
-                       doctest::Contains("permute: dims [0, 0, 1] are not a permutation of the 3 dimensions of shape [2, 3, 4]"),
-                       Error);
+  CHECK_THROWS_WITH_AS(
+      permute(y, {0, 0, 1}),
+      doctest::Contains(
+          "permute: dims [0, 0, 1] are not a permutation of the 3 dimensions of shape [2, 3, 4]"),
+      Error);
   CHECK_THROWS_WITH_AS(permute(y, {0, 1}), doctest::Contains("permute: dims [0, 1]"), Error);
-  CHECK_THROWS_WITH_AS(transpose(y, 0, 3), doctest::Contains("transpose: axis 3 is out of range for shape [2, 3, 4]"),
+  CHECK_THROWS_WITH_AS(transpose(y, 0, 3),
+                       doctest::Contains("transpose: axis 3 is out of range for shape [2, 3, 4]"),
                        Error);
 }
 
@@ -115,7 +126,8 @@ TEST_CASE("shape_ops: large transposes (tiled, parallel) match the definition") 
   auto t = transpose(x, 0, 1).to_vector<double>();
   bool ok = true;
   for (int64_t i = 0; i < c && ok; ++i)
-    for (int64_t j = 0; j < r && ok; ++j) ok = t[static_cast<size_t>(i * r + j)] == static_cast<double>(j * c + i);
+    for (int64_t j = 0; j < r && ok; ++j)
+      ok = t[static_cast<size_t>(i * r + j)] == static_cast<double>(j * c + i);
   CHECK(ok);
   auto y = from_vector(iota(3 * 70 * 90), {3, 70, 90});
   auto p = permute(y, {2, 1, 0}).to_vector<double>();  // out[k, j, i] = y[i, j, k]
@@ -123,7 +135,8 @@ TEST_CASE("shape_ops: large transposes (tiled, parallel) match the definition") 
   for (int64_t k = 0; k < 90 && ok; ++k)
     for (int64_t j = 0; j < 70 && ok; ++j)
       for (int64_t i = 0; i < 3 && ok; ++i)
-        ok = p[static_cast<size_t>((k * 70 + j) * 3 + i)] == static_cast<double>((i * 70 + j) * 90 + k);
+        ok = p[static_cast<size_t>((k * 70 + j) * 3 + i)] ==
+             static_cast<double>((i * 70 + j) * 90 + k);
   CHECK(ok);
   auto f = from_vector<float>(std::vector<float>(4 * 33 * 65, 1.f), {4, 33, 65});
   CHECK(f.transpose(1, 2).shape() == Shape{4, 65, 33});
@@ -141,14 +154,19 @@ TEST_CASE("shape_ops: slice with Python semantics") {
   CHECK(slice(x, 0, 0, 10).impl() == x.impl());
   auto y = from_vector(iota(24), {2, 3, 4});
   // y[:, 1:3, :]
-  CHECK(slice(y, 1, 1, 3).to_vector<double>() == V{4, 5, 6, 7, 8, 9, 10, 11, 16, 17, 18, 19, 20, 21, 22, 23});
+  CHECK(slice(y, 1, 1, 3).to_vector<double>() ==
+        V{4, 5, 6, 7, 8, 9, 10, 11, 16, 17, 18, 19, 20, 21, 22, 23});
   // y[..., ::2]
   CHECK(y.slice(-1, 0, 4, 2).to_vector<double>() == V{0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22});
   // y[1:]
   CHECK(slice(y, 0, 1, 2).shape() == Shape{1, 3, 4});
-  CHECK(slice(from_vector<int64_t>({5, 6, 7}, {3}), 0, 1, 3).to_vector<int64_t>() == std::vector<int64_t>{6, 7});
-  CHECK_THROWS_WITH_AS(slice(y, 3, 0, 1), doctest::Contains("slice: axis 3 is out of range for shape [2, 3, 4]"), Error);
-  CHECK_THROWS_WITH_AS(slice(y, 0, 0, 1, 0), doctest::Contains("slice: step must be positive, got 0"), Error);
+  CHECK(slice(from_vector<int64_t>({5, 6, 7}, {3}), 0, 1, 3).to_vector<int64_t>() ==
+        std::vector<int64_t>{6, 7});
+  CHECK_THROWS_WITH_AS(slice(y, 3, 0, 1),
+                       doctest::Contains("slice: axis 3 is out of range for shape [2, 3, 4]"),
+                       Error);
+  CHECK_THROWS_WITH_AS(slice(y, 0, 0, 1, 0),
+                       doctest::Contains("slice: step must be positive, got 0"), Error);
 }
 
 TEST_CASE("shape_ops: concat") {
@@ -161,13 +179,17 @@ TEST_CASE("shape_ops: concat") {
   CHECK(concat({a, c}, 0).to_vector<double>() == V{0, 1, 2, 3, 6, 7});
   CHECK(concat({a, c, a}, -2).shape() == Shape{5, 2});
   CHECK(concat({a}, 0).impl() == a.impl());
-  CHECK(concat({from_vector<int64_t>({1}, {1}), from_vector<int64_t>({2, 3}, {2})}, 0).to_vector<int64_t>() ==
-        std::vector<int64_t>{1, 2, 3});
-  CHECK_THROWS_WITH_AS(concat({a, b}, 0),
-                       doctest::Contains("concat: shapes [2, 2] and [2, 1] (tensors 0 and 1) differ outside axis 0"), Error);
-  CHECK_THROWS_WITH_AS(concat({a, zeros({2, 2})}, 0), doctest::Contains("concat: tensor 1 has dtype f32 but tensor 0 has f64"),
+  CHECK(concat({from_vector<int64_t>({1}, {1}), from_vector<int64_t>({2, 3}, {2})}, 0)
+            .to_vector<int64_t>() == std::vector<int64_t>{1, 2, 3});
+  CHECK_THROWS_WITH_AS(
+      concat({a, b}, 0),
+      doctest::Contains("concat: shapes [2, 2] and [2, 1] (tensors 0 and 1) differ outside axis 0"),
+      Error);
+  CHECK_THROWS_WITH_AS(concat({a, zeros({2, 2})}, 0),
+                       doctest::Contains("concat: tensor 1 has dtype f32 but tensor 0 has f64"),
                        Error);
-  CHECK_THROWS_WITH_AS(concat({}, 0), doctest::Contains("concat: expected at least one tensor"), Error);
+  CHECK_THROWS_WITH_AS(concat({}, 0), doctest::Contains("concat: expected at least one tensor"),
+                       Error);
 }
 
 TEST_CASE("shape_ops: gradients (f64 gradcheck)") {
@@ -187,7 +209,9 @@ TEST_CASE("shape_ops: gradients (f64 gradcheck)") {
   check_grad([](const std::vector<Tensor>& v) { return concat({v[0], v[1], v[2]}, 1); }, {x, y, z});
   check_grad([](const std::vector<Tensor>& v) { return concat({v[0], v[0]}, -1); }, {x});
   // slice_backward inside a bigger graph (its own gradient is a slice)
-  check_grad([](const std::vector<Tensor>& v) { return mul(slice(v[0], 2, 0, 3), slice(v[0], 2, 1, 4)); }, {x});
+  check_grad(
+      [](const std::vector<Tensor>& v) { return mul(slice(v[0], 2, 0, 3), slice(v[0], 2, 1, 4)); },
+      {x});
 }
 
 TEST_CASE("shape_ops: slice gradient scatters into zeros") {

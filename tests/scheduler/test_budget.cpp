@@ -10,7 +10,8 @@ using lethe::sched::test::contains;
 using lethe::sched::test::error_of;
 
 TEST_CASE("budget: bytes and units") {
-  const Problem p = read_problem_file(std::string(LETHE_SCHEDULER_TEST_DATA) + "/chain3-train.graph.json");
+  const Problem p =
+      read_problem_file(std::string(LETHE_SCHEDULER_TEST_DATA) + "/chain3-train.graph.json");
   CHECK(parse_budget("1904", p) == 1904);
   CHECK(parse_budget("2", p) == 2);
   CHECK(parse_budget("512MiB", p) == 512LL << 20);
@@ -25,7 +26,8 @@ TEST_CASE("budget: bytes and units") {
 }
 
 TEST_CASE("budget: activation fractions") {
-  const Problem p = read_problem_file(std::string(LETHE_SCHEDULER_TEST_DATA) + "/chain3-train.graph.json");
+  const Problem p =
+      read_problem_file(std::string(LETHE_SCHEDULER_TEST_DATA) + "/chain3-train.graph.json");
   // floor 804, no-remat peak 1904
   CHECK(parse_budget("1", p) == 1904);
   CHECK(parse_budget("1.0", p) == 1904);
@@ -36,8 +38,10 @@ TEST_CASE("budget: activation fractions") {
 }
 
 TEST_CASE("budget: garbage is refused naming the text and the accepted forms") {
-  const Problem p = read_problem_file(std::string(LETHE_SCHEDULER_TEST_DATA) + "/chain3-train.graph.json");
-  for (const char* bad : {"", "abc", "-5", "0", "0.0", "1.5", "2.0", "12XB", "1e9", "5 M", "0B", "1..2"}) {
+  const Problem p =
+      read_problem_file(std::string(LETHE_SCHEDULER_TEST_DATA) + "/chain3-train.graph.json");
+  for (const char* bad :
+       {"", "abc", "-5", "0", "0.0", "1.5", "2.0", "12XB", "1e9", "5 M", "0B", "1..2"}) {
     const std::string msg = error_of([&] { parse_budget(bad, p); });
     CAPTURE(bad);
     CHECK(contains(msg, std::string("'") + bad + "'"));

@@ -24,7 +24,8 @@ bool have_cbc() {
   return false;
 }
 
-NodeId add(Problem& p, int64_t bytes, double cost, std::vector<NodeId> inputs, bool resident = false) {
+NodeId add(Problem& p, int64_t bytes, double cost, std::vector<NodeId> inputs,
+           bool resident = false) {
   Node n;
   n.id = p.size();
   n.name = "n" + std::to_string(n.id);
@@ -74,7 +75,8 @@ Problem diamond() {
 constexpr int64_t kNodeLimit = 20000;
 constexpr double kHangGuardSeconds = 600;
 
-std::optional<Plan> run(const Problem& p, int64_t budget, PlannerInfo* info = nullptr, int64_t node_limit = kNodeLimit) {
+std::optional<Plan> run(const Problem& p, int64_t budget, PlannerInfo* info = nullptr,
+                        int64_t node_limit = kNodeLimit) {
   PlannerInfo local;
   PlannerOptions opts;
   opts.time_limit_s = kHangGuardSeconds;
@@ -159,8 +161,8 @@ TEST_CASE("checkmate: no costlier than any other planner on small graphs") {
       auto cm = run(p, b, &info);
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       MESSAGE(p.name << " (" << p.size() << " nodes) budget " << b << ": checkmate "
-                     << (cm ? std::to_string(cm->predicted_cost) : std::string("none")) << " in " << s
-                     << " s, " << info.note);
+                     << (cm ? std::to_string(cm->predicted_cost) : std::string("none")) << " in "
+                     << s << " s, " << info.note);
       for (const PlannerEntry& e : planners()) {
         if (e.name == "checkmate" || !e.fn) continue;
         PlannerInfo oi;

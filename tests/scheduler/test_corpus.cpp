@@ -17,7 +17,8 @@ namespace {
 
 std::vector<std::string> corpus() {
   std::vector<std::string> files;
-  for (const std::string dir : {std::string(LETHE_BENCH_GRAPHS), std::string(LETHE_BENCH_GRAPHS) + "/torch"}) {
+  for (const std::string dir :
+       {std::string(LETHE_BENCH_GRAPHS), std::string(LETHE_BENCH_GRAPHS) + "/torch"}) {
     if (!std::filesystem::is_directory(dir)) continue;
     for (const auto& e : std::filesystem::directory_iterator(dir))
       if (e.path().string().ends_with(".graph.json")) files.push_back(e.path().string());
@@ -44,22 +45,26 @@ constexpr Short kShort[] = {
     // The vocabulary head: logits, log-softmax and their gradients, 32 MiB each (chain 0.69; block
     // 8's backward alone needs 133 MiB with the resident values).
     {"bert-b8-128", "chain"},
-    // GoogLeNet, ResNet-18, ShuffleNetV2: their plans peak at the stem's backward, which comes last,
+    // GoogLeNet, ResNet-18, ShuffleNetV2: their plans peak at the stem's backward, which comes
+    // last,
     // when every other output (with its input gradient) is held; the stem's 2/8/3 MiB activations
     // and gradients they hold on top are more than half of what is left above the floor (chain
     // 0.64; sqrt 0.72, chain 0.98; chain 0.53; lethe fits 0.39, 0.26, 0.21).
     {"googlenet-b8-64px", "chain"},
-    {"resnet18-b32-64px", "sqrt"}, {"resnet18-b32-64px", "chain"},
+    {"resnet18-b32-64px", "sqrt"},
+    {"resnet18-b32-64px", "chain"},
     {"shufflenetv2-b32-64px", "chain"},
     // SqueezeNet at batch 32: sqrt's lowest peak is 68.2 MiB, at the last pool's backward with 58.7
     // MiB of forward values held (sqrt 0.80); chain's block 0's backward alone needs 59.4 MiB with
     // the resident values (chain 1.0). No planner fits half: lethe 0.55.
-    {"squeezenet-b32-64px", "sqrt"}, {"squeezenet-b32-64px", "chain"},
+    {"squeezenet-b32-64px", "sqrt"},
+    {"squeezenet-b32-64px", "chain"},
     // The top skip connection spans the whole graph, and each batch norm's output, in the node its
     // backward reads for the statistics, is held for the backward: sqrt's lowest peak over its 9
     // checkpoint sets is the no-remat peak, and chain's one-block schedule exceeds the budget when
     // run; neither fits below 1.0 (lethe fits 0.18).
-    {"unet-b8-64px", "sqrt"}, {"unet-b8-64px", "chain"},
+    {"unet-b8-64px", "sqrt"},
+    {"unet-b8-64px", "chain"},
 };
 
 bool known_short(const std::string& graph, const std::string& planner) {

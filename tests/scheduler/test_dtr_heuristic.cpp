@@ -20,7 +20,8 @@ namespace {
 
 bool plain_dtr_fits(const Problem& p, int64_t budget) {
   const int n = p.size();
-  std::vector<uint8_t> out(static_cast<size_t>(n), 0), needed(static_cast<size_t>(n), 0), in(static_cast<size_t>(n), 0);
+  std::vector<uint8_t> out(static_cast<size_t>(n), 0), needed(static_cast<size_t>(n), 0),
+      in(static_cast<size_t>(n), 0);
   std::vector<std::vector<NodeId>> consumers(static_cast<size_t>(n));
   for (NodeId o : p.outputs) out[static_cast<size_t>(o)] = 1;
   for (const Node& v : p.nodes) {
@@ -28,7 +29,8 @@ bool plain_dtr_fits(const Problem& p, int64_t budget) {
   }
   for (int v = n - 1; v >= 0; --v) {
     bool need = out[static_cast<size_t>(v)];
-    for (NodeId c : consumers[static_cast<size_t>(v)]) need = need || needed[static_cast<size_t>(c)];
+    for (NodeId c : consumers[static_cast<size_t>(v)])
+      need = need || needed[static_cast<size_t>(c)];
     needed[static_cast<size_t>(v)] = need && !p.nodes[static_cast<size_t>(v)].resident;
   }
   int64_t mem = 0, clock = 1, computes = 0;
@@ -44,10 +46,11 @@ bool plain_dtr_fits(const Problem& p, int64_t budget) {
       double best_h = 0;
       for (int t = 0; t < n; ++t) {
         const Node& v = p.nodes[static_cast<size_t>(t)];
-        if (!in[static_cast<size_t>(t)] || v.resident || pinned[static_cast<size_t>(t)] || out[static_cast<size_t>(t)] ||
-            v.bytes == 0)
+        if (!in[static_cast<size_t>(t)] || v.resident || pinned[static_cast<size_t>(t)] ||
+            out[static_cast<size_t>(t)] || v.bytes == 0)
           continue;
-        const double h = v.cost / (static_cast<double>(v.bytes) * static_cast<double>(clock - last[static_cast<size_t>(t)] + 1));
+        const double h = v.cost / (static_cast<double>(v.bytes) *
+                                   static_cast<double>(clock - last[static_cast<size_t>(t)] + 1));
         if (best < 0 || h < best_h) best = t, best_h = h;
       }
       if (best < 0) return false;
@@ -63,7 +66,8 @@ bool plain_dtr_fits(const Problem& p, int64_t budget) {
     bool ok = true;
     for (NodeId u : nd.inputs) ok = ok && ensure(u);
     ok = ok && ++computes < 20 * static_cast<int64_t>(n) && evict_for(nd.bytes);
-    for (NodeId u : nd.inputs) --pinned[static_cast<size_t>(u)], last[static_cast<size_t>(u)] = clock;
+    for (NodeId u : nd.inputs)
+      --pinned[static_cast<size_t>(u)], last[static_cast<size_t>(u)] = clock;
     if (!ok) return false;
     in[static_cast<size_t>(v)] = 1;
     mem += nd.bytes;
@@ -83,8 +87,8 @@ bool plain_dtr_fits(const Problem& p, int64_t budget) {
     std::vector<NodeId> offer = p.nodes[static_cast<size_t>(v)].inputs;
     offer.push_back(v);
     for (NodeId u : offer) {
-      if (in[static_cast<size_t>(u)] && !p.nodes[static_cast<size_t>(u)].resident && !out[static_cast<size_t>(u)] &&
-          !used_later(u)) {
+      if (in[static_cast<size_t>(u)] && !p.nodes[static_cast<size_t>(u)].resident &&
+          !out[static_cast<size_t>(u)] && !used_later(u)) {
         in[static_cast<size_t>(u)] = 0;
         mem -= p.nodes[static_cast<size_t>(u)].bytes;
       }

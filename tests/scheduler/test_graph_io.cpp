@@ -17,7 +17,8 @@ const std::string kData = LETHE_SCHEDULER_TEST_DATA;
 
 std::string graph_with(const std::string& nodes, const std::string& outputs = "[1]",
                        const std::string& format = "\"remat-graph/1\"") {
-  return "{\"format\": " + format + ", \"name\": \"t\", \"nodes\": [" + nodes + "], \"outputs\": " + outputs + "}";
+  return "{\"format\": " + format + ", \"name\": \"t\", \"nodes\": [" + nodes +
+         "], \"outputs\": " + outputs + "}";
 }
 const std::string kN0 = R"({"id": 0, "bytes": 8, "cost": 0, "inputs": [], "resident": true})";
 
@@ -92,30 +93,54 @@ TEST_CASE("graph_io: extra fields are ignored") {
 
 TEST_CASE("graph_io: malformed graphs are refused with the node and the rule") {
   const std::string n1 = R"({"id": 1, "bytes": 8, "cost": 1, "inputs": [0]})";
-  CHECK(contains(error_of([&] { read_problem_json(graph_with(kN0 + "," + n1, "[1]", "\"remat-graph/2\"")); }),
-                 "wrong format"));
-  CHECK(contains(error_of([&] { read_problem_json(R"({"nodes": [], "outputs": []})"); }), "\"format\""));
-  CHECK(contains(error_of([&] { read_problem_json(graph_with(kN0 + R"(,{"id": 2, "bytes": 8, "cost": 1, "inputs": [0]})")); }),
+  CHECK(contains(
+      error_of([&] { read_problem_json(graph_with(kN0 + "," + n1, "[1]", "\"remat-graph/2\"")); }),
+      "wrong format"));
+  CHECK(contains(error_of([&] { read_problem_json(R"({"nodes": [], "outputs": []})"); }),
+                 "\"format\""));
+  CHECK(contains(error_of([&] {
+                   read_problem_json(
+                       graph_with(kN0 + R"(,{"id": 2, "bytes": 8, "cost": 1, "inputs": [0]})"));
+                 }),
                  "ids must be 0..n-1"));
-  CHECK(contains(error_of([&] { read_problem_json(graph_with(kN0 + R"(,{"id": 1, "bytes": 8, "cost": 1, "inputs": [7]})")); }),
+  CHECK(contains(error_of([&] {
+                   read_problem_json(
+                       graph_with(kN0 + R"(,{"id": 1, "bytes": 8, "cost": 1, "inputs": [7]})"));
+                 }),
                  "node 1: input 7 does not exist"));
-  CHECK(contains(error_of([&] { read_problem_json(graph_with(kN0 + R"(,{"id": 1, "bytes": 8, "cost": 1, "inputs": [1]})")); }),
+  CHECK(contains(error_of([&] {
+                   read_problem_json(
+                       graph_with(kN0 + R"(,{"id": 1, "bytes": 8, "cost": 1, "inputs": [1]})"));
+                 }),
                  "node 1: input 1 is not smaller than the node's id"));
-  CHECK(contains(error_of([&] { read_problem_json(graph_with(kN0 + R"(,{"id": 1, "bytes": -8, "cost": 1, "inputs": [0]})")); }),
+  CHECK(contains(error_of([&] {
+                   read_problem_json(
+                       graph_with(kN0 + R"(,{"id": 1, "bytes": -8, "cost": 1, "inputs": [0]})"));
+                 }),
                  "node 1: bytes must be non-negative"));
-  CHECK(contains(error_of([&] { read_problem_json(graph_with(kN0 + R"(,{"id": 1, "bytes": 8, "cost": -1, "inputs": [0]})")); }),
+  CHECK(contains(error_of([&] {
+                   read_problem_json(
+                       graph_with(kN0 + R"(,{"id": 1, "bytes": 8, "cost": -1, "inputs": [0]})"));
+                 }),
                  "node 1: cost must be finite and non-negative"));
-  CHECK(contains(error_of([&] { read_problem_json(graph_with(kN0 + R"(,{"id": 1, "bytes": 8, "cost": 1e999, "inputs": [0]})")); }),
+  CHECK(contains(error_of([&] {
+                   read_problem_json(
+                       graph_with(kN0 + R"(,{"id": 1, "bytes": 8, "cost": 1e999, "inputs": [0]})"));
+                 }),
                  "bad JSON"));  // nlohmann refuses the overflow itself
   {
     Problem inf = read_problem_json(graph_with(kN0 + "," + n1));
     inf.nodes[1].cost = std::numeric_limits<double>::infinity();
     CHECK(contains(error_of([&] { validate_problem(inf); }), "node 1: cost must be finite"));
   }
-  CHECK(contains(error_of([&] { read_problem_json(graph_with(kN0 + "," + n1, "[5]")); }), "output 5 does not exist"));
-  CHECK(contains(error_of([&] { read_problem_json(graph_with(kN0 + R"(,{"id": 1, "cost": 1, "inputs": [0]})")); }),
+  CHECK(contains(error_of([&] { read_problem_json(graph_with(kN0 + "," + n1, "[5]")); }),
+                 "output 5 does not exist"));
+  CHECK(contains(error_of([&] {
+                   read_problem_json(graph_with(kN0 + R"(,{"id": 1, "cost": 1, "inputs": [0]})"));
+                 }),
                  "node 1: missing required field \"bytes\""));
-  CHECK(contains(error_of([&] { read_problem_json(R"({"format": "remat-graph/1", "nodes": [)"); }), "bad JSON"));
+  CHECK(contains(error_of([&] { read_problem_json(R"({"format": "remat-graph/1", "nodes": [)"); }),
+                 "bad JSON"));
   CHECK(contains(error_of([&] { read_problem_file("/nonexistent/g.json"); }), "cannot open"));
 
   Problem p = read_problem_json(graph_with(kN0 + "," + n1));
@@ -124,41 +149,63 @@ TEST_CASE("graph_io: malformed graphs are refused with the node and the rule") {
 }
 
 TEST_CASE("graph_io: malformed plans are refused") {
-  CHECK(contains(error_of([] { read_plan_json(R"({"format": "remat-graph/1", "budget_bytes": 1, "steps": []})"); }),
+  CHECK(contains(error_of([] {
+                   read_plan_json(R"({"format": "remat-graph/1", "budget_bytes": 1, "steps": []})");
+                 }),
                  "wrong format"));
-  CHECK(contains(error_of([] { read_plan_json(R"({"format": "remat-plan/1", "steps": []})"); }), "budget_bytes"));
-  CHECK(contains(error_of([] { read_plan_json(R"({"format": "remat-plan/1", "budget_bytes": 1, "steps": [{"x": 1}]})"); }),
+  CHECK(contains(error_of([] { read_plan_json(R"({"format": "remat-plan/1", "steps": []})"); }),
+                 "budget_bytes"));
+  CHECK(contains(error_of([] {
+                   read_plan_json(
+                       R"({"format": "remat-plan/1", "budget_bytes": 1, "steps": [{"x": 1}]})");
+                 }),
                  "step 0: must have exactly one"));
 }
 
-TEST_CASE("graph_io: sizes past what the scheduler's sums hold are refused, naming the node and the number written") {
+TEST_CASE(
+    "graph_io: sizes past what the scheduler's sums hold are refused, naming the node and the "
+    "number written") {
   // 2^64-1 bytes: said as written, not as -1.
-  CHECK(contains(error_of([] {
-          read_problem_json(graph_with(kN0 + std::string(R"(, {"id": 1, "bytes": 18446744073709551615, "cost": 1, "inputs": [0]})")));
-        }),
-        "18446744073709551615"));
+  CHECK(contains(
+      error_of([] {
+        read_problem_json(graph_with(
+            kN0 + std::string(
+                      R"(, {"id": 1, "bytes": 18446744073709551615, "cost": 1, "inputs": [0]})")));
+      }),
+      "18446744073709551615"));
   // An id of 2^62 is not read as 0.
-  CHECK(contains(error_of([] {
-          read_problem_json(graph_with(R"({"id": 4611686018427387904, "bytes": 8, "cost": 0, "inputs": [], "resident": true})", "[0]"));
-        }),
-        "has id 4611686018427387904"));
+  CHECK(contains(
+      error_of([] {
+        read_problem_json(graph_with(
+            R"({"id": 4611686018427387904, "bytes": 8, "cost": 0, "inputs": [], "resident": true})",
+            "[0]"));
+      }),
+      "has id 4611686018427387904"));
   // Bytes that would overflow a sum (the crash with 2^63-1 at a fraction budget): refused at read.
   const std::string big = R"({"id": 1, "bytes": 9223372036854775807, "cost": 1, "inputs": [0]})";
-  CHECK(contains(error_of([&] { read_problem_json(graph_with(kN0 + std::string(", ") + big)); }), "node 1: its 9223372036854775807 bytes"));
-  const std::string half = R"({"id": 1, "bytes": 4611686018427387904, "cost": 1, "inputs": [0], "resident": true})";
+  CHECK(contains(error_of([&] { read_problem_json(graph_with(kN0 + std::string(", ") + big)); }),
+                 "node 1: its 9223372036854775807 bytes"));
+  const std::string half =
+      R"({"id": 1, "bytes": 4611686018427387904, "cost": 1, "inputs": [0], "resident": true})";
   const std::string half2 = R"({"id": 2, "bytes": 4611686018427387904, "cost": 1, "inputs": [1]})";
-  CHECK(contains(error_of([&] { read_problem_json(graph_with(kN0 + std::string(", ") + half + ", " + half2, "[2]")); }),
+  CHECK(contains(error_of([&] {
+                   read_problem_json(
+                       graph_with(kN0 + std::string(", ") + half + ", " + half2, "[2]"));
+                 }),
                  "past 4611686018427387904 bytes"));
   // Costs that add up to infinity: one message that does not contradict itself.
   const std::string c1 = R"({"id": 1, "bytes": 8, "cost": 1e308, "inputs": [0]})";
   const std::string c2 = R"({"id": 2, "bytes": 8, "cost": 1e308, "inputs": [1]})";
-  const std::string e = error_of([&] { read_problem_json(graph_with(kN0 + std::string(", ") + c1 + ", " + c2, "[2]")); });
+  const std::string e = error_of(
+      [&] { read_problem_json(graph_with(kN0 + std::string(", ") + c1 + ", " + c2, "[2]")); });
   CHECK(contains(e, "node 1: its cost 1e+308 takes the graph's total cost past 1e+30"));
   // An input id past int32 is not narrowed into a valid one.
-  CHECK(contains(error_of([] {
-          read_problem_json(graph_with(kN0 + std::string(R"(, {"id": 1, "bytes": 8, "cost": 1, "inputs": [4294967296]})")));
-        }),
-        "input 4294967296 does not exist"));
+  CHECK(contains(
+      error_of([] {
+        read_problem_json(graph_with(
+            kN0 + std::string(R"(, {"id": 1, "bytes": 8, "cost": 1, "inputs": [4294967296]})")));
+      }),
+      "input 4294967296 does not exist"));
 }
 
 TEST_CASE("generators: the number of operations has a documented upper bound") {

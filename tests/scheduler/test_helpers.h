@@ -24,9 +24,12 @@ inline std::string error_of(const std::function<void()>& f) {
   return "";
 }
 
-inline bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+inline bool contains(const std::string& s, const std::string& part) {
+  return s.find(part) != std::string::npos;
+}
 
-inline Node node(NodeId id, int64_t bytes, double cost, std::vector<NodeId> inputs, bool resident = false) {
+inline Node node(NodeId id, int64_t bytes, double cost, std::vector<NodeId> inputs,
+                 bool resident = false) {
   Node v;
   v.id = id;
   v.name = "n" + std::to_string(id);

@@ -30,7 +30,9 @@ std::vector<Buf> buffers_of(const Problem& p, const Plan& plan, const Layout& l,
     const Step& s = plan.steps[static_cast<size_t>(i)];
     if (p.nodes[static_cast<size_t>(s.node)].resident) continue;
     if (s.kind == Step::Kind::compute) {
-      const int64_t size = (std::max<int64_t>(p.nodes[static_cast<size_t>(s.node)].bytes, 1) + align - 1) / align * align;
+      const int64_t size =
+          (std::max<int64_t>(p.nodes[static_cast<size_t>(s.node)].bytes, 1) + align - 1) / align *
+          align;
       open[static_cast<size_t>(s.node)] = static_cast<int>(out.size());
       out.push_back({l.offsets[static_cast<size_t>(i)], size, i, n});
     } else if (open[static_cast<size_t>(s.node)] >= 0) {
@@ -43,7 +45,9 @@ std::vector<Buf> buffers_of(const Problem& p, const Plan& plan, const Layout& l,
 
 }  // namespace
 
-TEST_CASE("layout: buffers live at the same time never overlap, offsets aligned, high water >= live bytes") {
+TEST_CASE(
+    "layout: buffers live at the same time never overlap, offsets aligned, high water >= live "
+    "bytes") {
   int checked = 0;
   for (const std::string& fam : generator_families()) {
     for (uint64_t seed : {1, 2, 3}) {
@@ -69,7 +73,8 @@ TEST_CASE("layout: buffers live at the same time never overlap, offsets aligned,
               if (y.start <= x.start && x.start <= y.end) live += y.size;
               if (&x == &y || !(x.start <= y.end && y.start <= x.end)) continue;
               const bool disjoint = x.off + x.size <= y.off || y.off + y.size <= x.off;
-              CHECK_MESSAGE(disjoint, "buffers of steps " << x.start << " and " << y.start << " overlap");
+              CHECK_MESSAGE(disjoint,
+                            "buffers of steps " << x.start << " and " << y.start << " overlap");
             }
             live_peak = std::max(live_peak, live);
           }

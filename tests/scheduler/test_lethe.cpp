@@ -28,7 +28,8 @@ struct Run {
 };
 
 // The planner function itself (plan() would search the smallest budget on failure: slow here).
-Run run(const Problem& p, int64_t budget, const std::string& name, const PlannerOptions& opts = {}) {
+Run run(const Problem& p, int64_t budget, const std::string& name,
+        const PlannerOptions& opts = {}) {
   const PlannerEntry& e = find_planner(name);
   PlannerInfo info;
   std::optional<Plan> pl = e.fn(p, budget, opts, &info);
@@ -123,7 +124,8 @@ TEST_CASE("lethe: every budget above the smallest it fits gets a plan too") {
   // The eviction alone is not monotone in its budget: on this ResNet it fitted 15.2 MiB but not
   // the 17.0 MiB of a fifth of the activations (it thrashed past its step limit). lethe also runs
   // it at a ladder of smaller budgets, so a larger budget keeps a plan.
-  for (const Problem& p : {resnet_graph(2, 4, 1), generate("transformer", 60, 1), generate("unet", 60, 1)}) {
+  for (const Problem& p :
+       {resnet_graph(2, 4, 1), generate("transformer", 60, 1), generate("unet", 60, 1)}) {
     CAPTURE(p.name);
     const int64_t smallest = smallest_feasible_budget(p, "lethe");
     REQUIRE(smallest > 0);
@@ -264,7 +266,9 @@ TEST_CASE("lethe: within 3% of checkmate's proven optimum on small graphs") {
   CHECK(proven >= 5);
 }
 
-TEST_CASE("cut lower bound: no valid plan of any planner costs less, and it never refuses a budget a plan fits") {
+TEST_CASE(
+    "cut lower bound: no valid plan of any planner costs less, and it never refuses a budget a "
+    "plan fits") {
   int compared = 0, above_base = 0;
   for (const std::string& fam : generator_families()) {
     for (uint64_t seed : {1, 2}) {
@@ -284,13 +288,15 @@ TEST_CASE("cut lower bound: no valid plan of any planner costs less, and it neve
           const Run r = run(p, b, e.name);
           if (!r.ok) continue;
           CHECK_MESSAGE(!lb.infeasible, e.name << " fits a budget the bound calls infeasible");
-          CHECK_MESSAGE(r.cost >= lb.cost * (1 - 1e-9), e.name << " costs " << r.cost << " < bound " << lb.cost);
+          CHECK_MESSAGE(r.cost >= lb.cost * (1 - 1e-9),
+                        e.name << " costs " << r.cost << " < bound " << lb.cost);
           ++compared;
         }
       }
     }
   }
-  MESSAGE(compared << " plans compared, bound above the no-remat cost in " << above_base << " cells");
+  MESSAGE(compared << " plans compared, bound above the no-remat cost in " << above_base
+                   << " cells");
   CHECK(compared > 100);
   CHECK(above_base > 0);  // the bound says something beyond "each node once"
 }
@@ -303,7 +309,8 @@ TEST_CASE("cut lower bound: below checkmate's proven optimum on small graphs") {
   opts.node_limit = 50;
   opts.time_limit_s = 600;
   int proven = 0;
-  for (const std::string& fam : {std::string("chain"), std::string("unet"), std::string("layered")}) {
+  for (const std::string& fam :
+       {std::string("chain"), std::string("unet"), std::string("layered")}) {
     const Problem p = generate(fam, 5, 4);
     const int64_t lo = smallest_feasible_budget(p, "lethe"), hi = no_remat_peak(p);
     REQUIRE(lo > 0);

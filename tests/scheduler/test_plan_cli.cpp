@@ -159,7 +159,8 @@ TEST_CASE("lethe-plan --check: unreadable input exits 2") {
   CHECK(contains(r.out, "only with --check"));
 }
 
-TEST_CASE("lethe-plan --streams: a plan on two streams that --check accepts, and bad counts refused") {
+TEST_CASE(
+    "lethe-plan --streams: a plan on two streams that --check accepts, and bad counts refused") {
   const std::string graph = std::string(LETHE_BENCH_GRAPHS) + "/resnet18-w16.graph.json";
   const std::string out = (scratch() / "two.plan.json").string();
   Run r = run(graph + " --budget 0.5 --streams 2 -o " + out);
@@ -176,7 +177,8 @@ TEST_CASE("lethe-plan --streams: a plan on two streams that --check accepts, and
 }
 
 TEST_CASE("lethe-plan: a graph with no outputs is refused, not planned at overhead 0") {
-  const std::string g = write("no-outputs.graph.json", R"({"format": "remat-graph/1", "name": "none", "nodes": [
+  const std::string g =
+      write("no-outputs.graph.json", R"({"format": "remat-graph/1", "name": "none", "nodes": [
     {"id": 0, "bytes": 8, "cost": 0, "inputs": [], "resident": true},
     {"id": 1, "bytes": 8, "cost": 1, "inputs": [0]}], "outputs": []})");
   const Run r = run(g + " --budget 1");
@@ -186,7 +188,8 @@ TEST_CASE("lethe-plan: a graph with no outputs is refused, not planned at overhe
   CHECK_FALSE(contains(r.out, "overhead"));
 }
 
-TEST_CASE("lethe-plan --sweep: --help explains the columns, and checkmate's limit is named as such") {
+TEST_CASE(
+    "lethe-plan --sweep: --help explains the columns, and checkmate's limit is named as such") {
   Run r = run("--help");
   CHECK(r.code == 0);
   CHECK(contains(r.out, "'smallest', the smallest budget any planner but checkmate"));

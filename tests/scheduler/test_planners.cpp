@@ -26,8 +26,8 @@ Problem short_chain() {
   Problem p;
   p.name = "short-chain";
   p.nodes = {node(0, 100, 0, {}, true), node(1, 10, 0, {}, true), node(2, 100, 1, {0, 1}),
-             node(3, 100, 1, {2}),      node(4, 100, 1, {3}),      node(5, 4, 1, {4}),
-             node(6, 100, 1, {5, 3}),   node(7, 100, 1, {6, 2}),   node(8, 100, 1, {7, 0, 1}),
+             node(3, 100, 1, {2}),      node(4, 100, 1, {3}),     node(5, 4, 1, {4}),
+             node(6, 100, 1, {5, 3}),   node(7, 100, 1, {6, 2}),  node(8, 100, 1, {7, 0, 1}),
              node(9, 10, 1, {8, 0})};
   p.outputs = {5, 9};
   return p;
@@ -37,9 +37,9 @@ Problem short_chain() {
 Problem diamond() {
   Problem p;
   p.name = "diamond";
-  p.nodes = {node(0, 50, 0, {}, true),  node(1, 100, 2, {0}),      node(2, 100, 1, {1}),
-             node(3, 100, 1, {1}),      node(4, 100, 1, {2, 3}),   node(5, 4, 1, {4}),
-             node(6, 100, 1, {5, 2, 3}), node(7, 100, 1, {6, 1}),  node(8, 100, 1, {6, 1}),
+  p.nodes = {node(0, 50, 0, {}, true),   node(1, 100, 2, {0}),    node(2, 100, 1, {1}),
+             node(3, 100, 1, {1}),       node(4, 100, 1, {2, 3}), node(5, 4, 1, {4}),
+             node(6, 100, 1, {5, 2, 3}), node(7, 100, 1, {6, 1}), node(8, 100, 1, {6, 1}),
              node(9, 100, 1, {7, 8, 0}), node(10, 20, 1, {9, 0})};
   p.outputs = {5, 10};
   return p;
@@ -49,7 +49,8 @@ Problem diamond() {
 
 TEST_CASE("planners: registry order and lookup") {
   // The baselines appear in this order (other planners, e.g. lethe, may be listed among them).
-  const std::vector<std::string> expected = {"keep-all", "sqrt", "chain", "treewidth", "dtr", "checkmate"};
+  const std::vector<std::string> expected = {"keep-all",  "sqrt", "chain",
+                                             "treewidth", "dtr",  "checkmate"};
   size_t k = 0;
   for (const PlannerEntry& e : planners()) {
     if (k < expected.size() && e.name == expected[k]) ++k;
@@ -79,7 +80,8 @@ TEST_CASE("planners: keep-all reproduces the spec example plan exactly") {
 
 TEST_CASE("planners: keep-all prunes nodes no output needs") {
   Problem p;
-  p.nodes = {node(0, 10, 0, {}, true), node(1, 100, 1, {0}), node(2, 1000, 1, {0}), node(3, 5, 1, {1})};
+  p.nodes = {node(0, 10, 0, {}, true), node(1, 100, 1, {0}), node(2, 1000, 1, {0}),
+             node(3, 5, 1, {1})};
   p.outputs = {3};
   const PlanResult r = plan(p, 1 << 20, "keep-all");
   CHECK(r.plan.steps == std::vector<Step>{Step::compute(1), Step::compute(3), Step::free(1)});
@@ -159,7 +161,9 @@ TEST_CASE("planners: the smallest-budget search looks below a gap in the budgets
   const int64_t lo = floor_bytes(p), hi = no_remat_peak(p);
   const int64_t gap_lo = lo + (hi - lo) * 4 / 10, gap_hi = lo + (hi - lo) * 7 / 10;
   PlannerOptions opts;
-  opts.accept = [&](const Plan& pl) { return pl.budget_bytes <= gap_lo || pl.budget_bytes >= gap_hi; };
+  opts.accept = [&](const Plan& pl) {
+    return pl.budget_bytes <= gap_lo || pl.budget_bytes >= gap_hi;
+  };
   const int64_t plain = smallest_feasible_budget(p, "chain");
   REQUIRE(plain > 0);
   REQUIRE(plain < gap_lo);
@@ -205,8 +209,8 @@ TEST_CASE("planners: the training split takes the output with the most ancestors
   Problem p;
   p.name = "stats-before-loss";
   p.nodes = {node(0, 100, 0, {}, true), node(1, 10, 0, {}, true), node(2, 100, 1, {0, 1}),
-             node(3, 8, 1, {2}),        node(4, 100, 1, {2, 3}),   node(5, 4, 1, {4}),
-             node(6, 4, 0, {5}),        node(7, 100, 1, {6, 4}),   node(8, 100, 1, {7, 2, 3}),
+             node(3, 8, 1, {2}),        node(4, 100, 1, {2, 3}),  node(5, 4, 1, {4}),
+             node(6, 4, 0, {5}),        node(7, 100, 1, {6, 4}),  node(8, 100, 1, {7, 2, 3}),
              node(9, 10, 1, {8, 0})};
   p.outputs = {3, 5, 9};
   const Dag g(p);
@@ -221,7 +225,7 @@ TEST_CASE("planners: an op's workspace node is in the part of its op") {
   // op. 3 is the forward op 4's workspace, 7 the backward op 8's.
   Problem p;
   p.name = "workspace-nodes";
-  p.nodes = {node(0, 100, 0, {}, true), node(1, 10, 0, {}, true), node(2, 100, 1, {0, 1}),
+  p.nodes = {node(0, 100, 0, {}, true), node(1, 10, 0, {}, true),   node(2, 100, 1, {0, 1}),
              node(3, 500, 0, {}),       node(4, 100, 1, {2, 1, 3}), node(5, 4, 1, {4}),
              node(6, 100, 1, {5, 4}),   node(7, 500, 0, {}),        node(8, 10, 1, {6, 2, 7})};
   p.outputs = {5, 8};
@@ -241,9 +245,9 @@ TEST_CASE("planners: a backward node runs no earlier than its last-made backward
   Problem p;
   p.name = "tied-gradient";
   p.nodes = {node(0, 100, 0, {}, true), node(1, 10, 0, {}, true), node(2, 100, 1, {0, 1}),
-             node(3, 100, 1, {2, 1}),   node(4, 100, 1, {3, 1}),   node(5, 4, 1, {4}),
-             node(6, 100, 1, {5, 4}),   node(7, 10, 1, {6, 3}),    node(8, 100, 1, {6, 1}),
-             node(9, 10, 1, {8, 2}),    node(10, 100, 1, {8, 1}),  node(11, 10, 1, {10, 0}),
+             node(3, 100, 1, {2, 1}),   node(4, 100, 1, {3, 1}),  node(5, 4, 1, {4}),
+             node(6, 100, 1, {5, 4}),   node(7, 10, 1, {6, 3}),   node(8, 100, 1, {6, 1}),
+             node(9, 10, 1, {8, 2}),    node(10, 100, 1, {8, 1}), node(11, 10, 1, {10, 0}),
              node(12, 10, 1, {7, 11})};
   p.outputs = {5, 9, 12};
   const Dag g(p);

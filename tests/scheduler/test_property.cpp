@@ -18,7 +18,8 @@ using namespace lethe::sched;
 #define LETHE_PROPERTY_GRAPHS 5040
 #endif
 
-TEST_CASE("property: all planners, all families, 5,000+ small graphs (a quarter under sanitizers)") {
+TEST_CASE(
+    "property: all planners, all families, 5,000+ small graphs (a quarter under sanitizers)") {
   const auto families = generator_families();
   constexpr int kGraphs = LETHE_PROPERTY_GRAPHS;
   const int stride = 5040 / kGraphs;
@@ -38,8 +39,8 @@ TEST_CASE("property: all planners, all families, 5,000+ small graphs (a quarter 
       const int64_t smallest = smallest_feasible_budget(p, "auto");
       REQUIRE(smallest >= floor_bytes(p));
       REQUIRE(smallest <= no_remat_peak(p));
-      const std::vector<int64_t> budgets = {parse_budget("1", p), parse_budget("0.5", p), parse_budget("0.25", p),
-                                            smallest};
+      const std::vector<int64_t> budgets = {parse_budget("1", p), parse_budget("0.5", p),
+                                            parse_budget("0.25", p), smallest};
       bool any_at_smallest = false;
       for (const PlannerEntry& e : planners()) {
         if (!e.fn || e.name == "checkmate") continue;
@@ -48,17 +49,19 @@ TEST_CASE("property: all planners, all families, 5,000+ small graphs (a quarter 
           const std::optional<PlanResult> r = try_plan(p, b, e.name);
           if (!r) {
             // Allowed except for keep-all at the no-remat peak.
-            if (e.name == "keep-all" && k == 0) FAIL_CHECK(family << " seed " << seed << ": keep-all infeasible at 1");
+            if (e.name == "keep-all" && k == 0)
+              FAIL_CHECK(family << " seed " << seed << ": keep-all infeasible at 1");
             continue;
           }
           ++plans;
           if (k == 3) any_at_smallest = true;
           const SimResult s = simulate(p, r->plan);
-          const bool ok = s.valid && s.peak_bytes <= b && r->plan.predicted_peak_bytes == s.peak_bytes;
+          const bool ok =
+              s.valid && s.peak_bytes <= b && r->plan.predicted_peak_bytes == s.peak_bytes;
           CHECK(ok);
           if (!ok) {
-            MESSAGE(family << " n=" << n << " seed " << seed << " planner " << e.name << " budget " << b << ": "
-                              << s.message);
+            MESSAGE(family << " n=" << n << " seed " << seed << " planner " << e.name << " budget "
+                           << b << ": " << s.message);
           }
         }
       }
@@ -88,12 +91,15 @@ TEST_CASE("property: all planners on PyTorch-shaped graphs") {
       REQUIRE(smallest <= no_remat_peak(p));
       for (const PlannerEntry& e : planners()) {
         if (!e.fn || e.name == "checkmate") continue;
-        for (const int64_t b : {parse_budget("1", p), parse_budget("0.5", p), parse_budget("0.25", p), smallest}) {
+        for (const int64_t b :
+             {parse_budget("1", p), parse_budget("0.5", p), parse_budget("0.25", p), smallest}) {
           const std::optional<PlanResult> r = try_plan(p, b, e.name);
           if (!r) continue;
           const SimResult s = simulate(p, r->plan);
-          const bool ok = s.valid && s.peak_bytes <= b && r->plan.predicted_peak_bytes == s.peak_bytes;
-          CHECK_MESSAGE(ok, family << " n=" << n << " seed " << seed << " planner " << e.name << ": " << s.message);
+          const bool ok =
+              s.valid && s.peak_bytes <= b && r->plan.predicted_peak_bytes == s.peak_bytes;
+          CHECK_MESSAGE(ok, family << " n=" << n << " seed " << seed << " planner " << e.name
+                                   << ": " << s.message);
         }
       }
       if (smallest > floor_bytes(p)) {

@@ -11,7 +11,9 @@ namespace {
 
 const std::string kData = LETHE_SCHEDULER_TEST_DATA;
 
-Problem example() { return read_problem_file(kData + "/chain3-train.graph.json"); }
+Problem example() {
+  return read_problem_file(kData + "/chain3-train.graph.json");
+}
 
 Plan with_steps(std::vector<Step> steps, int64_t budget = 1904) {
   Plan plan;
@@ -23,7 +25,8 @@ Plan with_steps(std::vector<Step> steps, int64_t budget = 1904) {
 }  // namespace
 
 TEST_CASE("simulator: the spec example keep-all plan is valid, peak 1904, cost 5.6") {
-  const SimResult r = simulate(example(), read_plan_file(kData + "/chain3-train.keep-all.plan.json"));
+  const SimResult r =
+      simulate(example(), read_plan_file(kData + "/chain3-train.keep-all.plan.json"));
   CHECK(r.valid);
   CHECK(r.message.empty());
   CHECK(r.peak_bytes == 1904);
@@ -33,7 +36,8 @@ TEST_CASE("simulator: the spec example keep-all plan is valid, peak 1904, cost 5
 TEST_CASE("simulator: each violation is caught at its step") {
   const Problem p = example();
   using S = Step;
-  auto check = [&](std::vector<Step> steps, int64_t bad_step, const std::string& part, int64_t budget = 1904) {
+  auto check = [&](std::vector<Step> steps, int64_t bad_step, const std::string& part,
+                   int64_t budget = 1904) {
     const SimResult r = simulate(p, with_steps(std::move(steps), budget));
     CHECK_FALSE(r.valid);
     CHECK(r.first_bad_step == bad_step);
@@ -54,9 +58,10 @@ TEST_CASE("simulator: recomputation and peak counting") {
   const Problem p = example();
   using S = Step;
   // Compute h1, free it, compute it again: allowed (rematerialisation); cost counts twice.
-  const SimResult r = simulate(p, with_steps({S::compute(3), S::free(3), S::compute(3), S::compute(4), S::compute(5),
-                                              S::compute(6), S::free(3), S::free(4), S::free(5)},
-                                             100000));
+  const SimResult r =
+      simulate(p, with_steps({S::compute(3), S::free(3), S::compute(3), S::compute(4),
+                              S::compute(5), S::compute(6), S::free(3), S::free(4), S::free(5)},
+                             100000));
   CHECK_FALSE(r.valid);  // outputs 8 and 11 missing
   CHECK(r.first_bad_step == 9);
   CHECK(r.cost == doctest::Approx(3.3));
@@ -66,8 +71,8 @@ TEST_CASE("simulator: recomputation and peak counting") {
 TEST_CASE("simulator: helpers on hand-made graphs") {
   using lethe::sched::test::node;
   Problem p;
-  p.nodes = {node(0, 10, 0, {}, true), node(1, 100, 1, {0}), node(2, 50, 1, {1}), node(3, 7, 1, {0}),
-             node(4, 1, 1, {2, 1})};
+  p.nodes = {node(0, 10, 0, {}, true), node(1, 100, 1, {0}), node(2, 50, 1, {1}),
+             node(3, 7, 1, {0}), node(4, 1, 1, {2, 1})};
   p.outputs = {4};
   CHECK(resident_bytes(p) == 10);
   CHECK(floor_bytes(p) == 11);

@@ -27,7 +27,9 @@ namespace {
 constexpr int64_t kAlign = 64;
 constexpr int64_t kHuge = int64_t{1} << 50;
 
-int64_t aligned(int64_t b) { return (std::max<int64_t>(b, 1) + kAlign - 1) / kAlign * kAlign; }
+int64_t aligned(int64_t b) {
+  return (std::max<int64_t>(b, 1) + kAlign - 1) / kAlign * kAlign;
+}
 
 // Every pair of buffers of `plan` whose bytes overlap in `l` is ordered by the waits: the one freed
 // first is freed before the other is computed (layout safety in every order).
@@ -43,7 +45,8 @@ bool layout_safe(const Problem& p, const Plan& plan, const Layout& l) {
     const size_t v = static_cast<size_t>(s.node);
     if (s.kind == Step::Kind::compute) {
       open[v] = static_cast<int64_t>(bufs.size());
-      bufs.push_back({l.offsets[i], l.offsets[i] + aligned(p.nodes[v].bytes), static_cast<int64_t>(i), kHuge});
+      bufs.push_back(
+          {l.offsets[i], l.offsets[i] + aligned(p.nodes[v].bytes), static_cast<int64_t>(i), kHuge});
     } else if (open[v] >= 0) {
       bufs[static_cast<size_t>(open[v])].free = static_cast<int64_t>(i);
       open[v] = -1;
@@ -129,8 +132,9 @@ TEST_CASE("stream_assign: two independent chains run on two streams and join") {
              node(3, 100, 1, {0}),      node(4, 100, 1, {3}), node(5, 100, 1, {2, 4})};
   p.outputs = {5};
   Plan serial;
-  serial.steps = {Step::compute(1), Step::compute(2), Step::free(1), Step::compute(3), Step::compute(4),
-                  Step::free(3), Step::compute(5), Step::free(2), Step::free(4)};
+  serial.steps = {Step::compute(1), Step::compute(2), Step::free(1),
+                  Step::compute(3), Step::compute(4), Step::free(3),
+                  Step::compute(5), Step::free(2),    Step::free(4)};
   StreamAssignOptions o;
   o.streams = 2;
   const Plan par = assign_streams(p, serial, o);
@@ -154,16 +158,19 @@ TEST_CASE("stream_assign: two independent chains run on two streams and join") {
   CHECK(StepOrder(excl).before(0, 3));
 }
 
-TEST_CASE("stream_assign: a dedicated node runs on the last stream, beside the chain that goes on") {
+TEST_CASE(
+    "stream_assign: a dedicated node runs on the last stream, beside the chain that goes on") {
   // A backward pass: 1 -> 2 -> 3 -> 4 (compute); 5 all-reduces 2's gradient (dedicated, slow) while
   // 3 and 4 run; 6 reads both ends.
   Problem p;
-  p.nodes = {node(0, 100, 0, {}, true), node(1, 100, 1, {0}), node(2, 100, 1, {1}), node(3, 100, 1, {2}),
-             node(4, 100, 1, {3}),      node(5, 100, 2, {2}), node(6, 100, 1, {4, 5})};
+  p.nodes = {node(0, 100, 0, {}, true), node(1, 100, 1, {0}), node(2, 100, 1, {1}),
+             node(3, 100, 1, {2}),      node(4, 100, 1, {3}), node(5, 100, 2, {2}),
+             node(6, 100, 1, {4, 5})};
   p.outputs = {6};
   Plan serial;
-  serial.steps = {Step::compute(1), Step::compute(2), Step::free(1), Step::compute(5), Step::compute(3),
-                  Step::free(2), Step::compute(4), Step::free(3), Step::compute(6), Step::free(4), Step::free(5)};
+  serial.steps = {Step::compute(1), Step::compute(2), Step::free(1),    Step::compute(5),
+                  Step::compute(3), Step::free(2),    Step::compute(4), Step::free(3),
+                  Step::compute(6), Step::free(4),    Step::free(5)};
   StreamAssignOptions o;
   o.streams = 2;
   o.dedicated.assign(p.nodes.size(), 0);
@@ -186,7 +193,8 @@ TEST_CASE("stream_assign: a dedicated node runs on the last stream, beside the c
   for (const Step& st : assign_streams(p, serial, o).steps)
     if (st.kind == Step::Kind::compute) CHECK((st.stream == 2) == (st.node == 5));
   o.streams = 1;
-  CHECK(contains(error_of([&] { assign_streams(p, serial, o); }), "dedicated stream needs at least 2"));
+  CHECK(contains(error_of([&] { assign_streams(p, serial, o); }),
+                 "dedicated stream needs at least 2"));
   o.streams = 2;
   o.dedicated = {1};
   CHECK(contains(error_of([&] { assign_streams(p, serial, o); }), "1 dedicated flags for 7 nodes"));

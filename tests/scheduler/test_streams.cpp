@@ -31,7 +31,9 @@ const std::string kData = LETHE_SCHEDULER_TEST_DATA;
 constexpr int64_t kHuge = int64_t{1} << 50;
 
 // The scheduler's own SplitMix64 (scheduler/plan_builder.h): the same cases on every platform.
-bool chance(Rng& rng, int percent) { return rng.below(100) < percent; }
+bool chance(Rng& rng, int percent) {
+  return rng.below(100) < percent;
+}
 
 // plan_to_string as it was before streams existed: serial plans must still be written exactly so.
 std::string serial_writer(const Plan& plan) {

@@ -32,7 +32,8 @@ TEST_CASE("split: a loss nobody reads is found from where the backward starts") 
   for (NodeId b : {8, 9, 10, 11, 12, 13, 14}) CHECK(s.backward[static_cast<size_t>(b)]);
 }
 
-TEST_CASE("split: a backward op's result that is an output and read by the next op is not the loss") {
+TEST_CASE(
+    "split: a backward op's result that is an output and read by the next op is not the loss") {
   // As PyTorch's multi-result backward ops (a convolution's input and weight gradients) export:
   // g_a1 (10) is an output and the next backward op reads it. It is the only output something
   // reads, but the loss (7), read by nothing, is neither computed from it nor its ancestor.
@@ -81,7 +82,8 @@ TEST_CASE("split: an inference graph (one output) is all forward") {
 TEST_CASE("split: sqrt and chain plan PyTorch-shaped graphs below their activations") {
   // Before the split found the loss from where the backward starts, both planners saw an
   // inference graph here and fitted no budget below the no-remat peak.
-  for (const Problem& p : {torch_like(resnet_graph(2, 4, 1)), torch_like(generate("transformer", 40, 3))}) {
+  for (const Problem& p :
+       {torch_like(resnet_graph(2, 4, 1)), torch_like(generate("transformer", 40, 3))}) {
     for (const char* name : {"sqrt", "chain"}) {
       const int64_t b = fraction_budget(0.5, p);
       const std::optional<PlanResult> r = try_plan(p, b, name);
@@ -104,7 +106,8 @@ TEST_CASE("split: a planner that finds no split says so when it refuses") {
       (void)plan(p, b, name);
       FAIL("expected a refusal");
     } catch (const Infeasible& e) {
-      CHECK(lethe::sched::test::contains(e.what(), std::string(name) + ": no forward/backward split"));
+      CHECK(lethe::sched::test::contains(e.what(),
+                                         std::string(name) + ": no forward/backward split"));
     }
   }
 }

@@ -15,15 +15,16 @@
 #include "scheduler/tree_decomposition.h"
 
 namespace lethe::sched {
-std::optional<Plan> plan_treewidth(const Problem& p, int64_t budget_bytes, const PlannerOptions& opts,
-                                   PlannerInfo* info);
+std::optional<Plan> plan_treewidth(const Problem& p, int64_t budget_bytes,
+                                   const PlannerOptions& opts, PlannerInfo* info);
 }
 
 using namespace lethe::sched;
 
 namespace {
 
-NodeId add(Problem& p, int64_t bytes, double cost, std::vector<NodeId> inputs, bool resident = false) {
+NodeId add(Problem& p, int64_t bytes, double cost, std::vector<NodeId> inputs,
+           bool resident = false) {
   Node n;
   n.id = p.size();
   n.name = "n" + std::to_string(n.id);
@@ -103,8 +104,10 @@ int64_t tw_min_budget(const Problem& p) {
   if (!plan_treewidth(p, hi, {}, nullptr)) hi = INT64_MAX / 4;
   while (lo < hi) {
     const int64_t mid = lo + (hi - lo) / 2;
-    if (plan_treewidth(p, mid, {}, nullptr)) hi = mid;
-    else lo = mid + 1;
+    if (plan_treewidth(p, mid, {}, nullptr))
+      hi = mid;
+    else
+      lo = mid + 1;
   }
   return lo;
 }
@@ -220,7 +223,8 @@ TEST_CASE("treewidth: random graphs, budgets from the floor to the no-remat peak
 }
 
 TEST_CASE("treewidth: at the no-remat peak no costlier than keep-all") {
-  std::vector<Problem> ps = {training_chain(10), training_chain(33), grid(3, 20), random_dag(60, 5)};
+  std::vector<Problem> ps = {training_chain(10), training_chain(33), grid(3, 20),
+                             random_dag(60, 5)};
   for (const Problem& p : ps) {
     auto plan = plan_treewidth(p, no_remat_peak(p), {}, nullptr);
     REQUIRE(plan);
@@ -256,7 +260,8 @@ TEST_CASE("treewidth: generated training graphs, valid at every budget") {
   }
 }
 
-TEST_CASE("treewidth: a 10,000-node training graph plans, its time reported (the bench measures it)") {
+TEST_CASE(
+    "treewidth: a 10,000-node training graph plans, its time reported (the bench measures it)") {
   const Problem p = training_chain(3300);  // ~10k nodes
   REQUIRE(p.size() >= 10000);
   const int64_t hi = no_remat_peak(p);
@@ -272,7 +277,9 @@ TEST_CASE("treewidth: a 10,000-node training graph plans, its time reported (the
   }
 }
 
-TEST_CASE("treewidth: below the recursion's own peak, eviction along its schedule still gives valid plans") {
+TEST_CASE(
+    "treewidth: below the recursion's own peak, eviction along its schedule still gives valid "
+    "plans") {
   // The recursion's schedule needs a fixed peak; under a smaller budget the planner evicts along it
   // (cheapest value per byte and distance to its next use first) instead of refusing.
   int below = 0;

@@ -18,7 +18,8 @@ namespace lethe::sched::test {
 // `p` must have an output that some node reads (the generators' loss, read by its gradient).
 // Every `helper_every`-th gradient op that reads a computed forward value gets a helper (0: none).
 inline Problem torch_like(const Problem& p, int helper_every = 2) {
-  std::vector<uint8_t> is_out(static_cast<size_t>(p.size()), 0), read(static_cast<size_t>(p.size()), 0);
+  std::vector<uint8_t> is_out(static_cast<size_t>(p.size()), 0),
+      read(static_cast<size_t>(p.size()), 0);
   for (NodeId o : p.outputs) is_out[static_cast<size_t>(o)] = 1;
   for (const Node& v : p.nodes) {
     for (NodeId u : v.inputs) read[static_cast<size_t>(u)] = 1;
@@ -55,11 +56,13 @@ inline Problem torch_like(const Problem& p, int helper_every = 2) {
         continue;
       }
       w.inputs.push_back(map[static_cast<size_t>(u)]);
-      if (v.id > loss && u < loss && !p.nodes[static_cast<size_t>(u)].resident) fwd.push_back(map[static_cast<size_t>(u)]);
+      if (v.id > loss && u < loss && !p.nodes[static_cast<size_t>(u)].resident)
+        fwd.push_back(map[static_cast<size_t>(u)]);
     }
     if (reads_loss) {
       w.inputs.push_back(t);
-      for (NodeId u : p.nodes[static_cast<size_t>(loss)].inputs) w.inputs.push_back(map[static_cast<size_t>(u)]);
+      for (NodeId u : p.nodes[static_cast<size_t>(loss)].inputs)
+        w.inputs.push_back(map[static_cast<size_t>(u)]);
     }
     if (v.id > loss && !fwd.empty() && helper_every > 0 && grads++ % helper_every == 0) {
       Node h;
