@@ -8,13 +8,15 @@ namespace lethe::nn {
 Upsample::Upsample(const UpsampleOptions& o) : UnaryModule("Upsample"), options_(o) {
   LETHE_CHECK(o.size().has_value() != o.scale_factor().has_value(),
               "Upsample: give either size or scale_factor, not ", o.size() ? "both" : "neither");
-  LETHE_CHECK(o.mode() == "nearest" || o.mode() == "bilinear", "Upsample: mode must be 'nearest' or 'bilinear', got '",
-              o.mode(), "'");
+  LETHE_CHECK(o.mode() == "nearest" || o.mode() == "bilinear",
+              "Upsample: mode must be 'nearest' or 'bilinear', got '", o.mode(), "'");
   LETHE_CHECK(!o.align_corners() || o.mode() == "bilinear",
               "Upsample: align_corners is only for mode 'bilinear' (got mode '", o.mode(), "')");
-  if (o.size()) LETHE_CHECK((*o.size())[0] > 0 && (*o.size())[1] > 0, "Upsample: size must be positive");
+  if (o.size())
+    LETHE_CHECK((*o.size())[0] > 0 && (*o.size())[1] > 0, "Upsample: size must be positive");
   if (o.scale_factor())
-    LETHE_CHECK((*o.scale_factor())[0] > 0 && (*o.scale_factor())[1] > 0, "Upsample: scale_factor must be positive");
+    LETHE_CHECK((*o.scale_factor())[0] > 0 && (*o.scale_factor())[1] > 0,
+                "Upsample: scale_factor must be positive");
 }
 
 Tensor Upsample::forward(const Tensor& x) {
@@ -32,9 +34,11 @@ void Upsample::pretty_print(std::ostream& os) const {
   if (options_.size())
     os << "size=(" << (*options_.size())[0] << ", " << (*options_.size())[1] << ")";
   else
-    os << "scale_factor=(" << (*options_.scale_factor())[0] << ", " << (*options_.scale_factor())[1] << ")";
+    os << "scale_factor=(" << (*options_.scale_factor())[0] << ", " << (*options_.scale_factor())[1]
+       << ")";
   os << ", mode='" << options_.mode() << "'";
-  if (options_.align_corners()) os << ", align_corners=" << (*options_.align_corners() ? "True" : "False");
+  if (options_.align_corners())
+    os << ", align_corners=" << (*options_.align_corners() ? "True" : "False");
   os << ")";
 }
 

@@ -1,7 +1,8 @@
 // Upsampling of NCHW images, as torch.nn.Upsample: a target size or a scale factor, mode "nearest"
 // or "bilinear" (align_corners as torch; only with bilinear).
 //
-//   auto up = std::make_shared<nn::Upsample>(nn::UpsampleOptions().scale_factor({2.0, 2.0}).mode("bilinear"));
+//   auto up =
+//   std::make_shared<nn::Upsample>(nn::UpsampleOptions().scale_factor({2.0, 2.0}).mode("bilinear"));
 #pragma once
 
 #include <array>
@@ -14,7 +15,7 @@
 namespace lethe::nn {
 
 struct UpsampleOptions {
-  using Size = std::array<int64_t, 2>;    // (H, W)
+  using Size = std::array<int64_t, 2>;  // (H, W)
   using Scale = std::array<double, 2>;  // (H, W)
   LETHE_ARG(std::optional<Size>, size) = std::nullopt;
   LETHE_ARG(std::optional<Scale>, scale_factor) = std::nullopt;
