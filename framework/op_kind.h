@@ -54,7 +54,7 @@ namespace lethe {
   X(batch_norm_update_stats)                                                                       \
   /* convolution and pooling (ops/conv.cpp) */                                                     \
   X(conv2d) X(conv2d_backward_input) X(conv2d_backward_weight) X(conv_transpose2d)                 \
-  X(max_pool2d) X(max_pool2d_backward) X(avg_pool2d) X(avg_pool2d_backward)                        \
+  X(max_pool2d) X(max_pool2d_backward) X(max_pool2d_indices) X(avg_pool2d) X(avg_pool2d_backward)                        \
   X(adaptive_avg_pool2d) X(adaptive_avg_pool2d_backward)                                           \
   /* shape ops (ops/shape_ops.cpp) */                                                              \
   X(reshape) X(permute) X(slice) X(slice_backward) X(concat)                                       \

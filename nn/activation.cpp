@@ -61,6 +61,11 @@ Tensor MaxPool2d::forward(const Tensor& x) {
   const auto& o = options_;
   return max_pool2d(x, o.kernel_size(), o.stride(), o.padding(), o.dilation(), o.ceil_mode());
 }
+std::pair<Tensor, Tensor> MaxPool2d::forward_with_indices(const Tensor& x) {
+  const auto& o = options_;
+  return max_pool2d_with_indices(x, o.kernel_size(), o.stride(), o.padding(), o.dilation(),
+                                 o.ceil_mode());
+}
 void MaxPool2d::pretty_print(std::ostream& os) const {
   os << "MaxPool2d(kernel_size=" << options_.kernel_size()[0] << ", stride=" << options_.stride()[0]
      << ")";

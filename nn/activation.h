@@ -8,6 +8,7 @@
 #include <array>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "nn/arg.h"
 #include "nn/module.h"
@@ -126,6 +127,9 @@ class MaxPool2d : public UnaryModule {
  public:
   explicit MaxPool2d(const MaxPool2dOptions& o) : UnaryModule("MaxPool2d"), options_(o) {}
   Tensor forward(const Tensor& x) override;
+  // The output and where each value came from (flat index in its input plane, i64), as libtorch's
+  // MaxPool2dImpl::forward_with_indices (torch's return_indices).
+  std::pair<Tensor, Tensor> forward_with_indices(const Tensor& x);
   void pretty_print(std::ostream& os) const override;
 
  private:

@@ -26,7 +26,9 @@ TransformerBlock::TransformerBlock(const TransformerBlockOptions& o)
 
 Tensor TransformerBlock::forward(const Tensor& x) {
   Tensor h = x + drop->forward(attn->forward(ln1->forward(x)));
-  return h + drop->forward(fc2->forward(act->forward(fc1->forward(ln2->forward(h)))));
+  Tensor m = act->forward(fc1->forward(ln2->forward(h)));
+  if (options_.mlp_dropout()) m = drop->forward(m);
+  return h + drop->forward(fc2->forward(m));
 }
 
 }  // namespace lethe::nn

@@ -1,9 +1,11 @@
-// Pre-norm transformer block (GPT-2 style):
-//   x = x + dropout(attn(ln1(x)));  x = x + dropout(fc2(gelu(fc1(ln2(x)))))
-// with attn's dropout on its attention weights. Dropout sits where GPT-2 (and nanoGPT) put it:
-// attention weights, then each residual branch. torch.nn.TransformerEncoderLayer differs: post-norm
-// by default, ReLU, dropout also between its two linear layers, and p = 0.1 by default (here 0.0,
-// as GPT-2 configurations for small data usually train without it).
+// Pre-norm transformer block:
+//   x = x + dropout(attn(ln1(x)));  x = x + dropout(fc2(dropout(gelu(fc1(ln2(x))))))
+// with attn's dropout on its attention weights. Dropout sits where PyTorch puts it
+// (torch.nn.MultiheadAttention drops the attention weights; TransformerEncoderLayer drops each
+// residual branch and between the activation and the second linear), so a model ported with its
+// weights trains alike; mlp_dropout(false) leaves out the one between the linears, as GPT-2 and
+// nanoGPT do. TransformerEncoderLayer is post-norm with ReLU and p = 0.1 by default; this block is
+// pre-norm (norm_first=True) with GELU and p = 0.0 by default.
 //
 //   auto block = std::make_shared<lethe::nn::TransformerBlock>(
 //       lethe::nn::TransformerBlockOptions(256, 4).mlp_ratio(4).dropout(0.1).causal(true));
@@ -27,6 +29,8 @@ struct TransformerBlockOptions {
   LETHE_ARG(int64_t, num_heads);
   LETHE_ARG(int64_t, mlp_ratio) = 4;
   LETHE_ARG(double, dropout) = 0.0;
+  // Dropout also between the activation and the second linear (PyTorch's placement).
+  LETHE_ARG(bool, mlp_dropout) = true;
   LETHE_ARG(double, eps) = 1e-5;
   LETHE_ARG(bool, causal) = false;
   LETHE_ARG(DType, dtype) = DType::f32;

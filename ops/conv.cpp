@@ -607,6 +607,46 @@ class MaxPool2dOp final : public Op {
   PoolParams pp_;
 };
 
+// Where each max_pool2d output came from: its flat index in the input plane (h * W + w), i64, as
+// torch's return_indices. Not differentiable.
+class MaxPool2dIndicesOp final : public Op {
+ public:
+  explicit MaxPool2dIndicesOp(PoolParams pp) : pp_(pp) {}
+  OpKind kind() const override { return OpKind::max_pool2d_indices; }
+  std::string attrs() const override { return pp_.text(); }
+  TensorMeta infer(const std::vector<TensorMeta>& in) const override {
+    LETHE_CHECK(is_floating(in[0].dtype), "max_pool2d: expected a floating-point input, got ",
+                in[0].dtype);
+    TensorMeta m = pooled(in[0], pool_geo("max_pool2d", in[0].shape, pp_));
+    m.dtype = DType::i64;
+    return m;
+  }
+  bool differentiable() const override { return false; }
+  void cpu(const KernelCall& kc) const override {
+    const PoolGeo g = pool_geo("max_pool2d", kc.in_shape(0), pp_);
+    dispatch_float(kc.in_meta[0]->dtype, "max_pool2d", [&](auto tag) {
+      using T = decltype(tag);
+      const T* x = kc.in<T>(0);
+      int64_t* y = kc.out<int64_t>();
+#pragma omp parallel for schedule(static)
+      for (int64_t pl = 0; pl < g.planes; ++pl) {
+        const T* plane = x + pl * g.h * g.w;
+        for (int64_t oh = 0; oh < g.ho; ++oh)
+          for (int64_t ow = 0; ow < g.wo; ++ow)
+            y[(pl * g.ho + oh) * g.wo + ow] = window_argmax(plane, g, pp_, oh, ow);
+      }
+    });
+  }
+
+ protected:
+  AttrsRef attrs_ref() const override {
+    return AttrsRef::of<Pool2dAttrs>(pp_);
+  }
+
+ private:
+  PoolParams pp_;
+};
+
 class MaxPool2dBackwardOp final : public Op {
  public:
   explicit MaxPool2dBackwardOp(PoolParams pp) : pp_(pp) {}
@@ -895,6 +935,15 @@ Tensor max_pool2d(const Tensor& x, Pair kernel, Pair stride, Pair padding, Pair 
   pp.dilation = dilation;
   pp.ceil_mode = ceil_mode;
   return record(std::make_shared<MaxPool2dOp>(pp), {x});
+}
+
+std::pair<Tensor, Tensor> max_pool2d_with_indices(const Tensor& x, Pair kernel, Pair stride,
+                                                  Pair padding, Pair dilation, bool ceil_mode) {
+  PoolParams pp = pool_params(kernel, stride, padding);
+  pp.dilation = dilation;
+  pp.ceil_mode = ceil_mode;
+  return {record(std::make_shared<MaxPool2dOp>(pp), {x}),
+          record(std::make_shared<MaxPool2dIndicesOp>(pp), {x})};
 }
 
 Tensor max_pool2d_backward(const Tensor& x, const Tensor& grad_out, const Pool2dAttrs& a) {

@@ -20,6 +20,13 @@ Tensor conv_transpose2d(const Tensor& x, const Tensor& w, const Tensor& b = Tens
 Tensor max_pool2d(const Tensor& x, std::array<int64_t, 2> kernel,
                   std::array<int64_t, 2> stride = {0, 0}, std::array<int64_t, 2> padding = {0, 0},
                   std::array<int64_t, 2> dilation = {1, 1}, bool ceil_mode = false);
+// max_pool2d and, as torch's return_indices, where each output came from: its flat index in the
+// input plane (h * W + w), i64, without a gradient.
+std::pair<Tensor, Tensor> max_pool2d_with_indices(const Tensor& x, std::array<int64_t, 2> kernel,
+                                                  std::array<int64_t, 2> stride = {0, 0},
+                                                  std::array<int64_t, 2> padding = {0, 0},
+                                                  std::array<int64_t, 2> dilation = {1, 1},
+                                                  bool ceil_mode = false);
 Tensor avg_pool2d(const Tensor& x, std::array<int64_t, 2> kernel,
                   std::array<int64_t, 2> stride = {0, 0}, std::array<int64_t, 2> padding = {0, 0},
                   bool ceil_mode = false, bool count_include_pad = true,

@@ -531,6 +531,27 @@ void max_pool2d(const Op& op, const KernelCall& c) {
   });
 }
 
+namespace {
+template <typename T>
+__global__ void max_pool_idx(const T* x, int64_t* y, PoolDims d) {
+  LETHE_GRID_LOOP(t, d.planes * d.ho * d.wo) {
+    const int64_t pl = t / (d.ho * d.wo), r = t % (d.ho * d.wo);
+    y[t] = window_argmax(x + pl * d.h * d.w, d, r / d.wo, r % d.wo);
+  }
+}
+}  // namespace
+
+void max_pool2d_indices(const Op& op, const KernelCall& c) {
+  const PoolDims d = pool_dims(op, c.in_shape(0), c.out_shape());
+  const int64_t n = c.out_meta->numel();
+  if (n == 0) return;
+  dispatch_f(c.in_meta[0]->dtype, "max_pool2d", [&](auto tag) {
+    using T = decltype(tag);
+    max_pool_idx<T><<<grid_for(n, kBlock), kBlock, 0, stream(c)>>>(c.in<T>(0), c.out<int64_t>(), d);
+    LETHE_CUDA_LAUNCH_CHECK();
+  });
+}
+
 // Inputs: x, grad_out.
 void max_pool2d_backward(const Op& op, const KernelCall& c) {
   const PoolDims d = pool_dims(op, c.in_shape(0), c.in_shape(1));

@@ -96,6 +96,7 @@ void conv_transpose2d(const Op& op, const KernelCall& c);  // conv2d_backward_in
 void install_conv_workspace_hook();
 void max_pool2d(const Op& op, const KernelCall& c);
 void max_pool2d_backward(const Op& op, const KernelCall& c);
+void max_pool2d_indices(const Op& op, const KernelCall& c);
 void avg_pool2d(const Op& op, const KernelCall& c);
 void avg_pool2d_backward(const Op& op, const KernelCall& c);
 void adaptive_avg_pool2d(const Op& op, const KernelCall& c);

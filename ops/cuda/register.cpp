@@ -155,6 +155,8 @@ DeviceKernel kernel_of(OpKind k) {
       return max_pool2d;
     case OpKind::max_pool2d_backward:
       return max_pool2d_backward;
+    case OpKind::max_pool2d_indices:
+      return max_pool2d_indices;
     case OpKind::avg_pool2d:
       return avg_pool2d;
     case OpKind::avg_pool2d_backward:

@@ -387,3 +387,27 @@ TEST_CASE("BatchNorm momentum=None: cumulative average and num_batches_tracked, 
   CHECK_FALSE(bm.num_batches_tracked.defined());
   CHECK(bm.load_state_dict(bn.state_dict()).ok());
 }
+
+TEST_CASE("MaxPool2d::forward_with_indices gives torch's flat indices in the input plane") {
+  // One plane [1, 1, 3, 4]; 2x2 windows, stride 2, ceil_mode: the last row's windows are cut.
+  Tensor x = from_vector<float>({1, 5, 2, 0, 7, 3, 9, 4, 6, 8, 1, 2}, {1, 1, 3, 4});
+  nn::MaxPool2d pool(nn::MaxPool2dOptions(2).stride(2).ceil_mode(true));
+  auto [y, idx] = pool.forward_with_indices(x);
+  CHECK(y.to_vector<float>() == std::vector<float>{7, 9, 8, 2});
+  CHECK(idx.dtype() == DType::i64);
+  // torch.nn.functional.max_pool2d(x, 2, 2, ceil_mode=True, return_indices=True)[1]
+  CHECK(idx.to_vector<int64_t>() == std::vector<int64_t>{4, 6, 9, 11});
+  CHECK(idx.shape() == Shape{1, 1, 2, 2});
+}
+
+TEST_CASE("TransformerBlock drops between its linears as PyTorch does, unless mlp_dropout(false)") {
+  auto run = [](bool mlp_dropout, bool training) {
+    Session s({.seed = 4});
+    nn::TransformerBlock block(
+        nn::TransformerBlockOptions(8, 2).dropout(0.5).mlp_dropout(mlp_dropout));
+    if (!training) block.eval();
+    return block.forward(randn({2, 3, 8})).to_vector<float>();
+  };
+  CHECK(run(true, true) != run(false, true));    // one more dropout in training
+  CHECK(run(true, false) == run(false, false));  // none in evaluation
+}

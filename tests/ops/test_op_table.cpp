@@ -340,6 +340,10 @@ std::vector<Entry> table() {
   add({OpKind::max_pool2d_backward, "dilation, ceil_mode", {x({1, 2, 5, 6})},
        [](auto& v) { return max_pool2d(v[0], P2{2, 3}, P2{2, 2}, P2{1, 1}, P2{2, 1}, true); }, {f32, f64}, 1e-5, true,
        true, 1});
+  // return_indices: i64 positions, no gradient; a NaN is its window's maximum (its index comes out).
+  add({OpKind::max_pool2d_indices, "dilation, ceil_mode", {x({2, 2, 5, 6})},
+       [](auto& v) { return max_pool2d_with_indices(v[0], P2{2, 3}, P2{2, 2}, P2{1, 1}, P2{2, 1}, true).second; },
+       {f32, f64}, 0, false, false, -1});
   add({OpKind::avg_pool2d, "ceil_mode, count_include_pad false", {x({2, 2, 5, 6})},
        [](auto& v) { return avg_pool2d(v[0], P2{3, 3}, P2{2, 2}, P2{1, 1}, true, false); }});
   add({OpKind::avg_pool2d, "divisor_override", {x({2, 2, 5, 4})},
@@ -851,6 +855,7 @@ bool reads_documented_attrs(const Op& op) {
       return reads_as<Conv2dAttrs>(op);
     case OpKind::max_pool2d:
     case OpKind::max_pool2d_backward:
+    case OpKind::max_pool2d_indices:
     case OpKind::avg_pool2d:
     case OpKind::avg_pool2d_backward:
       return reads_as<Pool2dAttrs>(op);
