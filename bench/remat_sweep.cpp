@@ -7,6 +7,7 @@
 //
 //   build/bench/remat_sweep --out bench/results                 # a few minutes on 2 cores
 //   build/bench/remat_sweep --models gpt --planners lethe,dtr --steps 6
+//   build/bench/remat_sweep --floor --planners lethe --out docs   # smallest budgets, early updates
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
@@ -110,10 +111,11 @@ struct Trained {
   double planning = 0;
 };
 
-Trained train(const MakeFn& make, int steps, const std::string& budget,
-              const std::string& planner) {
+Trained train(const MakeFn& make, int steps, const std::string& budget, const std::string& planner,
+              bool early_updates = true) {
   Trained t;
-  Session s({.seed = 5, .memory_budget = budget, .planner = planner});
+  Session s(
+      {.seed = 5, .memory_budget = budget, .planner = planner, .early_updates = early_updates});
   auto [step, params] = make();
   optim::AdamW opt(params, optim::AdamWOptions(1e-3));
   for (int i = 0; i < steps; ++i) {
@@ -214,6 +216,58 @@ std::vector<std::string> split(const std::string& s) {
   return out;
 }
 
+// The smallest budget `planner` fits the model's step at, as the framework reports it when
+// refusing.
+size_t smallest_budget(const MakeFn& make, const std::string& planner, bool early_updates) {
+  try {
+    train(make, 1, "0.000001", planner, early_updates);
+  } catch (const InfeasibleBudget& e) {
+    return e.smallest_feasible_bytes;
+  }
+  return 0;
+}
+
+// --floor: per model, the smallest budget with the optimizer updates after the plan and with early
+// updates (SessionOptions::early_updates), against the gradients' bytes; two steps at the smaller
+// budget are checked bitwise against unlimited memory.
+int floor_table(const std::vector<Model>& all, const std::vector<std::string>& wanted,
+                const std::string& planner, const std::string& out_dir) {
+  const std::string path = out_dir + "/floor.csv";
+  std::FILE* csv = std::fopen(path.c_str(), "w");
+  if (!csv) {
+    std::fprintf(stderr, "error: cannot write %s\n", path.c_str());
+    return 1;
+  }
+  std::fprintf(csv,
+               "model,planner,gradient_bytes,smallest_late_bytes,smallest_early_bytes,drop_bytes,"
+               "drop_over_gradients,bitwise_equal\n");
+  std::printf("%-14s %12s %14s %14s %12s %10s %s\n", "model", "grads MiB", "late min MiB",
+              "early min MiB", "drop MiB", "drop/grads", "bitwise");
+  int status = 0;
+  for (const Model& m : all) {
+    if (std::find(wanted.begin(), wanted.end(), m.name) == wanted.end()) continue;
+    size_t grads = 0;
+    for (const Tensor& p : m.make().second) grads += p.meta().bytes();
+    const size_t late = smallest_budget(m.make, planner, false);
+    const size_t early = smallest_budget(m.make, planner, true);
+    const Trained ref = train(m.make, 2, "", "auto");
+    const Trained t = train(m.make, 2, std::to_string(early), planner, true);
+    const bool bitwise = t.losses == ref.losses;
+    if (!bitwise) status = 1;
+    const double drop = static_cast<double>(late) - static_cast<double>(early);
+    std::printf("%-14s %12.3f %14.3f %14.3f %12.3f %10.2f %s\n", m.name.c_str(), grads / 1048576.0,
+                late / 1048576.0, early / 1048576.0, drop / 1048576.0,
+                grads ? drop / static_cast<double>(grads) : 0.0, bitwise ? "yes" : "NO");
+    std::fflush(stdout);
+    std::fprintf(csv, "%s,%s,%zu,%zu,%zu,%.0f,%.4f,%s\n", m.name.c_str(), planner.c_str(), grads,
+                 late, early, drop, grads ? drop / static_cast<double>(grads) : 0.0,
+                 bitwise ? "yes" : "no");
+  }
+  std::fclose(csv);
+  std::printf("wrote %s\n", path.c_str());
+  return status;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -235,8 +289,16 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--text", text, "text for the GPT")->capture_default_str();
   app.add_option("--threads", threads, "CPU threads (0: default)")->capture_default_str();
+  bool floor = false;
+  app.add_flag("--floor", floor,
+               "instead: each model's smallest budget with updates after the plan and with early "
+               "updates (the first planner), against its gradient bytes (floor.csv)");
   CLI11_PARSE(app, argc, argv);
   if (threads > 0) Session({.num_threads = threads});
+  if (floor) {
+    std::filesystem::create_directories(out_dir);
+    return floor_table(models(text), split(models_s), split(planners_s).front(), out_dir);
+  }
 
   const auto planners = split(planners_s), budgets = split(budgets_s), wanted = split(models_s);
   std::filesystem::create_directories(out_dir);

@@ -196,18 +196,22 @@ std::shared_ptr<CompiledStep> SessionState::compile(Graph& g, const std::vector<
   auto t0 = std::chrono::steady_clock::now();
   auto mit = measured_.find(hash);
   const std::vector<double>* measured = mit == measured_.end() ? nullptr : &mit->second;
-  auto problem = [&](const std::vector<double>* costs) {
-    StepProblem p = build_step_problem(g, targets, side_effects, costs, CostModel::calibrated());
+  auto problem = [&](const std::vector<double>* costs, bool early) {
+    StepProblem p =
+        build_step_problem(g, targets, side_effects, costs, CostModel::calibrated(), early);
     if (arena_check_)
       for (sched::Node& n : p.problem.nodes)
         if (!n.resident) n.bytes += static_cast<int64_t>(kGuardBytes);  // ArenaMemory checks them
     return p;
   };
-  const StepProblem sp = problem(measured);
+  bool early = opts_.early_updates;
+  StepProblem sp = problem(measured, early);
   if (!arena_) {
     // A fraction budget: the arena is sized from this first step, as that fraction of the step's
     // activation memory plus the largest op workspace (not an activation: an op needs all of it
-    // to run, whatever the plan), above the values made before the budget was known.
+    // to run, whatever the plan), above the values made before the budget was known. With early
+    // updates the step's floor and no-remat peak are those of the step that frees each gradient at
+    // its update.
     int64_t staged = 0;
     for (auto& w : staged_)
       if (auto st = w.lock()) staged += static_cast<int64_t>(align_up(st->bytes));
@@ -219,21 +223,40 @@ std::shared_ptr<CompiledStep> SessionState::compile(Graph& g, const std::vector<
   CompileOptions co;
   co.planner = opts_.planner;
   std::shared_ptr<CompiledStep> cs;
-  try {
-    cs = compile_step(sp, window, co);
-  } catch (const InfeasibleBudget&) {
-    // Measured times steer the planners, and a plan made from them may not lay out where the one
-    // from the deterministic estimates does (timing noise must not decide whether a step fits).
-    if (!measured) throw;
-    const std::exception_ptr first = std::current_exception();
-    try {
-      cs = compile_step(problem(nullptr), window, co);
-    } catch (const InfeasibleBudget&) {
-      std::rethrow_exception(
-          first);  // infeasible either way: the error of the measured plan, as before
-    }
-    measured = nullptr;
+  // Plans in order of preference: measured costs before the deterministic estimates (measured
+  // times steer the planners, and a plan made from them may not lay out where the one from the
+  // estimates does: timing noise must not decide whether a step fits), early updates before
+  // updates after the plan (no plan under the budget may order every update after the reads of
+  // its old values).
+  struct Attempt {
+    const std::vector<double>* costs;
+    bool early;
+  };
+  std::vector<Attempt> attempts{{measured, early}};
+  if (measured) attempts.push_back({nullptr, early});
+  if (early) {
+    attempts.push_back({measured, false});
+    if (measured) attempts.push_back({nullptr, false});
   }
+  // When none fits: the error naming the smallest budget at which one of them plans (that budget
+  // runs: the attempt that named it comes first there or is reached), else the first error.
+  std::exception_ptr refused;
+  size_t refused_smallest = 0;
+  for (const Attempt& a : attempts) {
+    try {
+      cs = compile_step(a.costs == measured && a.early == early ? sp : problem(a.costs, a.early),
+                        window, co);
+      measured = a.costs;
+      break;
+    } catch (const InfeasibleBudget& e) {
+      const size_t smallest = e.smallest_feasible_bytes;
+      if (!refused || (smallest > 0 && (refused_smallest == 0 || smallest < refused_smallest))) {
+        refused = std::current_exception();
+        refused_smallest = smallest;
+      }
+    }
+  }
+  if (!cs) std::rethrow_exception(refused);
   cs->measured_costs = measured != nullptr;
   if (auto ms = measured_steps_.find(hash); ms != measured_steps_.end())
     cs->measured_steps = ms->second;
@@ -316,6 +339,7 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
     report_.predicted_overhead = cs->predicted_overhead;
     report_.planning_seconds = from_cache ? 0.0 : cs->planning_seconds;
     report_.plan_from_cache = from_cache;
+    report_.early_updates = static_cast<size_t>(cs->early_updates);
     return;
   }
   Arena& arena = *arena_;
@@ -445,6 +469,7 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
   report_.plan_from_cache = from_cache;
   report_.measured_costs = cs->measured_costs;
   report_.streams = st.streams;
+  report_.early_updates = static_cast<size_t>(cs->early_updates);
   report_.predicted_seconds =
       used.measured_costs || (par && tune.parallel_runs > 1) ? used.predicted_seconds : 0.0;
   report_.parallel_seconds = st.parallel_seconds;

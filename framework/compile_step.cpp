@@ -61,6 +61,35 @@ bool collectives_once_in_order(const StepProblem& sp, const sched::Plan& plan) {
   return true;
 }
 
+// What every plan of a step must respect beyond the spec's rules: the collectives once each in
+// order, and each early update once, after every read of what it overwrites.
+bool order_ok(const StepProblem& sp, const sched::Plan& plan) {
+  return collectives_once_in_order(sp, plan) && update_ok(sp, plan);
+}
+
+// A plan on streams derived from a valid serial plan: each early update also waits for the last
+// compute before it of every node that reads what it overwrites (a read on another stream could
+// otherwise run after it), which no data dependency orders.
+void add_update_waits(const StepProblem& sp, sched::Plan& plan) {
+  if (std::find(sp.update.begin(), sp.update.end(), uint8_t{1}) == sp.update.end()) return;
+  std::map<int, std::vector<int>> readers;  // update -> nodes reading what it overwrites
+  for (size_t id = 0; id < sp.reads_updated.size(); ++id)
+    for (int u : sp.reads_updated[id]) readers[u].push_back(static_cast<int>(id));
+  std::vector<int64_t> last(sp.update.size(), -1);  // node -> its last compute step so far
+  for (size_t i = 0; i < plan.steps.size(); ++i) {
+    sched::Step& st = plan.steps[i];
+    if (st.kind != sched::Step::Kind::compute) continue;
+    const size_t id = static_cast<size_t>(st.node);
+    if (sp.update[id])
+      for (int r : readers[static_cast<int>(id)]) {
+        const int64_t step = last[static_cast<size_t>(r)];
+        if (step >= 0 && std::find(st.after.begin(), st.after.end(), step) == st.after.end())
+          st.after.push_back(step);
+      }
+    last[id] = static_cast<int64_t>(i);
+  }
+}
+
 // The problem two ways, and the window, as every strategy reads them.
 struct Search {
   const StepProblem& sp;
@@ -123,9 +152,13 @@ struct Search {
       if (reserved && max_scratch == 0) continue;
       const sched::Problem& prob = reserved ? reserved_p : p;
       try {
-        const int64_t pb = sched::smallest_feasible_budget(planning(prob), o.planner);
-        Candidate c{real_cost(prob, sched::plan(planning(prob), pb, o.planner)), {}, reserved};
-        if (!collectives_once_in_order(sp, c.r.plan)) continue;
+        // Only plans every rank and every update can run count (order_ok).
+        sched::PlannerOptions ordered;
+        ordered.accept = [this](const sched::Plan& pl) { return order_ok(sp, pl); };
+        const int64_t pb = sched::smallest_feasible_budget(planning(prob), o.planner, ordered);
+        Candidate c{
+            real_cost(prob, sched::plan(planning(prob), pb, o.planner, ordered)), {}, reserved};
+        if (!order_ok(sp, c.r.plan)) continue;
         c.layout = sched::layout_plan(prob, c.r.plan, static_cast<int64_t>(kAlignment));
         smallest_->push_back(std::move(c));
       } catch (const sched::Error&) {
@@ -158,8 +191,14 @@ struct Search {
           break;
       }
     }
-    for (int out : p.outputs)
-      if (sp.gradient[static_cast<size_t>(out)]) grads += p.nodes[static_cast<size_t>(out)].bytes;
+    // Gradients held to the end of the step (outputs), and those an early update frees.
+    int64_t freed_early = 0;
+    std::vector<uint8_t> is_output(p.nodes.size(), 0);
+    for (int out : p.outputs) is_output[static_cast<size_t>(out)] = 1;
+    for (const auto& n : p.nodes) {
+      if (!sp.gradient[static_cast<size_t>(n.id)] || n.resident) continue;
+      (is_output[static_cast<size_t>(n.id)] ? grads : freed_early) += n.bytes;
+    }
     const int64_t smallest = smallest_region < 0 ? -1 : base + smallest_region + ws;
     std::ostringstream os;
     // Exact bytes beside the rounded figures: a budget and the smallest can round alike.
@@ -168,8 +207,9 @@ struct Search {
     if (smallest > 0)
       os << "; the smallest budget at which a plan was found is " << mib(smallest) << " ("
          << smallest << " bytes)";
-    os << ". Breakdown: parameters " << mib(params) << ", gradients " << mib(grads)
-       << ", optimizer state " << mib(opt) << ", other resident values (batch, buffers) "
+    os << ". Breakdown: parameters " << mib(params) << ", gradients " << mib(grads);
+    if (freed_early > 0) os << " (+ " << mib(freed_early) << " freed by early updates)";
+    os << ", optimizer state " << mib(opt) << ", other resident values (batch, buffers) "
        << mib(other) << ", values kept from earlier steps "
        << mib(base - resident > 0 ? base - resident : 0) << ", largest op working set "
        << mib(static_cast<int64_t>(sp.largest_working_set))
@@ -202,7 +242,7 @@ std::optional<Candidate> plan_within(const Search& s, const sched::Problem& prob
   // layout's excess.
   sched::PlannerOptions fit_opts;
   fit_opts.accept = [&](const sched::Plan& pl) {
-    return collectives_once_in_order(s.sp, pl) &&
+    return order_ok(s.sp, pl) &&
            sched::layout_plan(prob, pl, static_cast<int64_t>(kAlignment), cap).high_water <= cap;
   };
   auto try_budget =
@@ -212,7 +252,7 @@ std::optional<Candidate> plan_within(const Search& s, const sched::Problem& prob
       std::optional<sched::PlanResult> fit =
           sched::try_plan(s.planning(prob), b, s.o.planner, fit_opts);
       if (!fit) fit = sched::try_plan(s.planning(prob), b, s.o.planner);
-      if (!fit || !collectives_once_in_order(s.sp, fit->plan)) return std::nullopt;
+      if (!fit || !order_ok(s.sp, fit->plan)) return std::nullopt;
       r = s.real_cost(prob, std::move(*fit));
     } catch (Error& e) {
       e.add_context("planning the step failed: ");
@@ -366,6 +406,7 @@ std::shared_ptr<CompiledStep> compile_step(const StepProblem& sp, const StepWind
   cs->predicted_seconds = sched::makespan(prob, found->r.plan);
   cs->problem = std::make_shared<sched::Problem>(sp.problem);
   cs->collectives = std::find(sp.comm.begin(), sp.comm.end(), uint8_t{1}) != sp.comm.end();
+  cs->early_updates = static_cast<int>(std::count(sp.update.begin(), sp.update.end(), uint8_t{1}));
   auto src = std::make_shared<StreamSource>();
   src->sp = sp;
   src->prob = prob;
@@ -437,6 +478,7 @@ std::shared_ptr<CompiledStep> streamed_step(const CompiledStep& serial, int stre
     if (keep_serial_peak && comm_stream) continue;
     ao.keep_serial_peak = keep_serial_peak;
     sched::Plan pl = sched::assign_streams(prob, src.plan, ao);
+    add_update_waits(src.sp, pl);
     sched::Layout l = sched::layout_plan(prob, pl, static_cast<int64_t>(kAlignment), src.cap);
     if (l.high_water > src.cap) continue;
     const double t = sched::makespan(prob, pl, &ao.cost);
@@ -448,6 +490,7 @@ std::shared_ptr<CompiledStep> streamed_step(const CompiledStep& serial, int stre
     // The serial layout: memory waits keep it valid in every order; it always fits.
     ao.layout = &src.layout;
     sched::Plan pl = sched::assign_streams(prob, src.plan, ao);
+    add_update_waits(src.sp, pl);
     const double t = sched::makespan(prob, pl, &ao.cost);
     options.push_back({std::move(pl), src.layout, "serial layout + memory waits", t});
   }
@@ -485,6 +528,7 @@ std::shared_ptr<CompiledStep> streamed_step(const CompiledStep& serial, int stre
   cs->stream_layout = best.name;
   cs->source = serial.source;
   cs->collectives = serial.collectives;
+  cs->early_updates = serial.early_updates;
   return cs;
 }
 

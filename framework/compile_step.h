@@ -64,6 +64,7 @@ struct CompiledStep {
   std::string
       stream_layout;  // streamed: how its layout stays valid in every order (compile_step.cpp)
   bool collectives = false;  // the step has collectives (StepProblem::comm): data parallel
+  int early_updates = 0;     // updates the plan runs (StepProblem::update); the rest run after it
   std::shared_ptr<CompiledStep> parallel;  // CompileOptions::streams >= 2: the plan on streams
   std::shared_ptr<const StreamSource> source;
 };

@@ -113,6 +113,39 @@ MaxBatchResult find_max_batch(const SessionOptions& options,
   return res;
 }
 
+size_t find_min_budget(const SessionOptions& options, const std::function<void()>& record_step) {
+  LETHE_CHECK(static_cast<bool>(record_step), "find_min_budget: record_step is empty");
+  const std::function<void(int64_t)> record = [&](int64_t) { record_step(); };
+  auto attempt = [&](size_t bytes) {
+    SessionOptions o = options;
+    o.memory_budget = std::to_string(bytes);
+    return plan_candidate(o, record, 1, 0);
+  };
+  size_t refused = 0,
+         fits = 0;  // the step's own values did not fit at `refused`; it plans at `fits`
+  for (size_t b = size_t{1} << 20;; b *= 2) {
+    const BatchCandidate c = attempt(b);
+    if (c.fits) {
+      fits = b;
+      break;
+    }
+    if (c.smallest_bytes > 0) return c.smallest_bytes;
+    LETHE_CHECK(b < (size_t{1} << 50), "find_min_budget: the step does not fit 1 PiB: ", c.why);
+    refused = b;
+  }
+  while (fits - refused > 4096) {
+    const size_t mid = refused + (fits - refused) / 2;
+    const BatchCandidate c = attempt(mid);
+    if (c.fits)
+      fits = mid;
+    else if (c.smallest_bytes > 0)
+      return c.smallest_bytes;
+    else
+      refused = mid;
+  }
+  return fits;
+}
+
 std::string MaxBatchResult::table() const {
   std::string out = "batch | fits | planner | predicted overhead | no-remat peak | why\n";
   for (const BatchCandidate& c : tried) {

@@ -70,4 +70,13 @@ MaxBatchResult find_max_batch(const SessionOptions& options,
                               const std::function<void(int64_t batch)>& record_step,
                               const MaxBatchOptions& mb = {});
 
+// The smallest memory budget, in bytes, at which the step record_step() records plans (its
+// parameters, optimizer state and batch included), with `options` otherwise (planner, early
+// updates; memory_budget is ignored). record_step() builds the model and optimizer and records one
+// training step, as for find_max_batch. Each try is a fresh plan-only session: budgets double from
+// 1 MiB until the step's own values fit, and the planners' smallest budget is taken from the
+// InfeasibleBudget of the first that does not plan; when a budget plans outright, the gap to the
+// last refused one is bisected to 4 KiB.
+size_t find_min_budget(const SessionOptions& options, const std::function<void()>& record_step);
+
 }  // namespace lethe

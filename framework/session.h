@@ -61,6 +61,13 @@ struct SessionOptions {
   // recorded and run as well (a copy each): the results are those of a step without it.
   bool data_parallel = false;
   size_t bucket_bytes = size_t{25} << 20;
+  // Budgeted steps run each optimizer update (and any other in-place write of parameters or
+  // state) inside the plan, as soon as its gradient is final and every read of the old values,
+  // recomputations included, has run; the gradient is freed there instead of being held to the
+  // end of the step, which lowers the smallest budget by up to the gradients' bytes. Results are
+  // bitwise the same. When no plan under the budget can order an update so, it runs after the
+  // plan, as all do with false (StepReport::early_updates counts those that ran inside).
+  bool early_updates = true;
 };
 
 // SessionOptions::streams: the planner chooses the number of streams.
@@ -100,7 +107,8 @@ struct StepReport {
   size_t allreduce_bytes = 0;
   double allreduce_seconds = 0.0;
   double allreduce_overlap_seconds = 0.0;
-  std::string str() const;  // one line for logs
+  size_t early_updates = 0;  // updates run inside the plan (SessionOptions::early_updates)
+  std::string str() const;   // one line for logs
 };
 
 struct CompiledStep;  // a cached plan with its layout (framework/compile_step.h)

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -38,16 +40,49 @@ const CostModel& CostModel::calibrated() {
 }
 
 StepProblem build_step_problem(const Graph& g, const std::vector<int>& targets, bool side_effects,
-                               const std::vector<double>* measured, const CostModel& model) {
+                               const std::vector<double>* measured, const CostModel& model,
+                               bool early_updates) {
   const size_t n = g.nodes.size();
   StepProblem sp;
-  std::vector<char> needed(n, 0), output(n, 0);
+  std::vector<char> needed(n, 0), output(n, 0), early(n, 0);
   for (int t : targets) needed[static_cast<size_t>(t)] = output[static_cast<size_t>(t)] = 1;
+  auto storage_of = [&](int k) -> const Storage* {
+    const Node& in = g.nodes[static_cast<size_t>(k)];
+    return in.is_leaf() ? in.leaf.get() : nullptr;
+  };
   if (side_effects) {
+    std::vector<int> effects;
     for (size_t i = 0; i < n; ++i) {
       const Node& nd = g.nodes[i];
-      if (!nd.op || nd.op->mutated_inputs().empty()) continue;
-      sp.side_effects.push_back(static_cast<int>(i));
+      if (nd.op && !nd.op->mutated_inputs().empty()) effects.push_back(static_cast<int>(i));
+    }
+    // An update may run inside the plan when everything it overwrites is a leaf, and every leaf
+    // storage a side effect overwrites that it touches is touched by no other side effect (their
+    // record order then does not matter).
+    std::map<const Storage*, int> written, touched;
+    for (int e : effects) {
+      const Node& nd = g.nodes[static_cast<size_t>(e)];
+      std::set<const Storage*> mine;
+      for (int k : nd.inputs)
+        if (const Storage* st = storage_of(k)) mine.insert(st);
+      for (const Storage* st : mine) ++touched[st];
+      for (int m : nd.op->mutated_inputs())
+        if (const Storage* st = storage_of(nd.inputs[static_cast<size_t>(m)])) ++written[st];
+    }
+    for (int e : effects) {
+      const Node& nd = g.nodes[static_cast<size_t>(e)];
+      bool ok = early_updates;
+      for (int m : nd.op->mutated_inputs())
+        ok = ok && storage_of(nd.inputs[static_cast<size_t>(m)]) != nullptr;
+      for (int k : nd.inputs)
+        if (const Storage* st = storage_of(k); st && written.count(st) && touched[st] != 1)
+          ok = false;
+      if (ok) {
+        early[static_cast<size_t>(e)] = needed[static_cast<size_t>(e)] = 1;
+        output[static_cast<size_t>(e)] = 1;  // computed once, its placeholder kept
+        continue;
+      }
+      sp.side_effects.push_back(e);
       for (int in : nd.inputs)
         needed[static_cast<size_t>(in)] = output[static_cast<size_t>(in)] = 1;
     }
@@ -56,12 +91,46 @@ StepProblem build_step_problem(const Graph& g, const std::vector<int>& targets, 
     if (!needed[i]) continue;
     for (int in : g.nodes[i].inputs) needed[static_cast<size_t>(in)] = 1;
   }
-  // Side-effect nodes are not part of the problem: they run once, after the plan.
+  // Side effects after the plan are not part of the problem: they run once, after it.
   for (int s : sp.side_effects) needed[static_cast<size_t>(s)] = 0;
+  // Each early update comes, in id order, right after the last of its inputs and of the nodes that
+  // read what it overwrites (those read the old values): the natural order is then valid.
+  std::map<const Storage*, std::vector<int>> updating;  // storage -> early updates writing it
+  std::vector<int> anchor(n, -1);
+  std::vector<std::vector<int>> reads(n);  // graph id -> early updates whose targets it reads
+  for (size_t u = 0; u < n; ++u) {
+    if (!early[u]) continue;
+    const Node& nd = g.nodes[u];
+    for (int k : nd.inputs) anchor[u] = std::max(anchor[u], k);
+    for (int m : nd.op->mutated_inputs())
+      updating[storage_of(nd.inputs[static_cast<size_t>(m)])].push_back(static_cast<int>(u));
+  }
+  // A reader is placed before the update, and so is the last node that uses the reader's value: a
+  // plan rarely recomputes the reader after that (a batch norm's forward reads its running
+  // statistics, and its value is used until its backward).
+  std::vector<int> last_use(n, -1);
+  for (size_t j = 0; j < n; ++j)
+    if (needed[j] && !early[j])
+      for (int k : g.nodes[j].inputs) last_use[static_cast<size_t>(k)] = static_cast<int>(j);
+  for (size_t j = 0; j < n && !updating.empty(); ++j) {
+    if (!needed[j] || early[j] || g.nodes[j].is_leaf()) continue;
+    for (int k : g.nodes[j].inputs) {
+      const Storage* st = storage_of(k);
+      auto it = st ? updating.find(st) : updating.end();
+      if (it == updating.end()) continue;
+      for (int u : it->second) {
+        int& a = anchor[static_cast<size_t>(u)];
+        a = std::max({a, static_cast<int>(j), last_use[j]});
+        reads[j].push_back(u);
+      }
+    }
+  }
+  std::vector<std::vector<int>> anchored(n);
+  for (size_t u = 0; u < n; ++u)
+    if (early[u]) anchored[static_cast<size_t>(anchor[u])].push_back(static_cast<int>(u));
   sp.from_graph.assign(n, -1);
   sp.problem.name = "step";
-  for (size_t i = 0; i < n; ++i) {
-    if (!needed[i]) continue;
+  auto emit = [&](size_t i) {
     const Node& nd = g.nodes[i];
     sched::Node pn;
     pn.name = nd.name.empty() ? (nd.op ? nd.op->name() : "leaf") + std::to_string(i) : nd.name;
@@ -104,19 +173,29 @@ StepProblem build_step_problem(const Graph& g, const std::vector<int>& targets, 
     sp.to_graph.push_back(static_cast<int>(i));
     sp.scratch.push_back(0);
     sp.problem.nodes.push_back(std::move(pn));
+  };
+  for (size_t i = 0; i < n; ++i) {
+    if (needed[i] && !early[i]) emit(i);
+    for (int u : anchored[i]) emit(static_cast<size_t>(u));
   }
   for (size_t i = 0; i < n; ++i)
     if (output[i] && needed[i] && !g.nodes[i].is_leaf())
       sp.problem.outputs.push_back(sp.from_graph[i]);
-  sp.role.assign(sp.problem.nodes.size(), ResidentRole::other);
-  sp.gradient.assign(sp.problem.nodes.size(), 0);
-  sp.comm.assign(sp.problem.nodes.size(), 0);
-  sp.from_bucket.assign(sp.problem.nodes.size(), 0);
-  for (size_t id = 0; id < sp.problem.nodes.size(); ++id) {
-    const Node& gn = g.nodes[static_cast<size_t>(sp.to_graph[id])];
+  const size_t pn = sp.problem.nodes.size();
+  sp.role.assign(pn, ResidentRole::other);
+  sp.gradient.assign(pn, 0);
+  sp.comm.assign(pn, 0);
+  sp.from_bucket.assign(pn, 0);
+  sp.update.assign(pn, 0);
+  sp.reads_updated.assign(pn, {});
+  for (size_t id = 0; id < pn; ++id) {
+    const size_t gid = static_cast<size_t>(sp.to_graph[id]);
+    const Node& gn = g.nodes[gid];
     if (sp.scratch[id]) continue;
     sp.comm[id] = gn.op && gn.op->kind() == OpKind::all_reduce ? 1 : 0;
     sp.from_bucket[id] = gn.op && gn.op->kind() == OpKind::bucket_slice ? 1 : 0;
+    sp.update[id] = early[gid] ? 1 : 0;
+    for (int u : reads[gid]) sp.reads_updated[id].push_back(sp.from_graph[static_cast<size_t>(u)]);
     if (sp.problem.nodes[id].resident) {
       if (gn.requires_grad)
         sp.role[id] = ResidentRole::parameter;
@@ -125,7 +204,7 @@ StepProblem build_step_problem(const Graph& g, const std::vector<int>& targets, 
     }
     sp.gradient[id] = gn.is_gradient ? 1 : 0;
   }
-  // Side effects run after the plan, one at a time, in a region above the plan's buffers: their
+  // Side effects after the plan run one at a time, in a region above the plan's buffers: their
   // output, then their workspace.
   for (int s : sp.side_effects) {
     const Node& nd = g.nodes[static_cast<size_t>(s)];
@@ -136,6 +215,22 @@ StepProblem build_step_problem(const Graph& g, const std::vector<int>& targets, 
                                        align_up(nd.op->workspace_bytes(in, nd.meta)));
   }
   return sp;
+}
+
+bool update_ok(const StepProblem& sp, const sched::Plan& plan) {
+  if (std::find(sp.update.begin(), sp.update.end(), uint8_t{1}) == sp.update.end()) return true;
+  std::vector<uint8_t> ran(sp.update.size(), 0);
+  for (const sched::Step& st : plan.steps) {
+    if (st.kind != sched::Step::Kind::compute) continue;
+    const size_t id = static_cast<size_t>(st.node);
+    for (int u : sp.reads_updated[id])
+      if (ran[static_cast<size_t>(u)]) return false;  // would read the updated value
+    if (sp.update[id]) {
+      if (ran[id]) return false;  // a second update
+      ran[id] = 1;
+    }
+  }
+  return true;
 }
 
 StepProblem step_problem_from(const sched::Problem& p) {
@@ -151,6 +246,8 @@ StepProblem step_problem_from(const sched::Problem& p) {
   sp.gradient.assign(n, 0);
   sp.comm.assign(n, 0);
   sp.from_bucket.assign(n, 0);
+  sp.update.assign(n, 0);
+  sp.reads_updated.assign(n, {});
   for (const sched::Node& nd : p.nodes) {
     if (nd.resident) continue;
     sp.comm[static_cast<size_t>(nd.id)] = nd.op == op_kind_name(OpKind::all_reduce) ? 1 : 0;

@@ -30,7 +30,15 @@ struct StepProblem {
   // plan on streams runs them on a communication stream of their own.
   std::vector<uint8_t> comm;
   std::vector<uint8_t> from_bucket;  // per problem id: 1 for a copy out of a bucket (bucket_slice)
-  std::vector<int> side_effects;     // graph ids of side-effect nodes, in record order
+  // Per problem id: 1 for a side effect planned inside the step (an early update: an optimizer
+  // update or another in-place write of long-lived values, run as soon as its inputs are final).
+  // It must run once, and after every compute, recomputations included, of a node that reads what
+  // it overwrites: reads_updated[id] lists, per problem id, the updates whose targets it reads.
+  // update_ok() checks a plan; build_step_problem() places each update in id order right after the
+  // last of its inputs and readers, so the natural order is already valid.
+  std::vector<uint8_t> update;
+  std::vector<std::vector<int>> reads_updated;
+  std::vector<int> side_effects;  // graph ids of side-effect nodes run after the plan, in order
   // Memory outside the plan: the largest output + workspace of a side-effect node (the plan's ops
   // have workspace nodes of their own).
   size_t max_workspace = 0;
@@ -49,7 +57,15 @@ struct CostModel {
 };
 
 // `measured` (indexed by graph node, seconds; <0 = unknown) overrides the estimates where known.
+// early_updates (SessionOptions::early_updates): side effects whose every overwritten input is a
+// leaf that no other side effect reads or writes become nodes of the plan (StepProblem::update):
+// their inputs (a parameter's gradient) are freed once they ran instead of being held to the end
+// of the step. The others run after the plan, as all do without it.
 StepProblem build_step_problem(const Graph& g, const std::vector<int>& targets, bool side_effects,
-                               const std::vector<double>* measured, const CostModel& model);
+                               const std::vector<double>* measured, const CostModel& model,
+                               bool early_updates = false);
+
+// The plan computes every update once, and nothing that reads what an update overwrote after it.
+bool update_ok(const StepProblem& sp, const sched::Plan& plan);
 
 }  // namespace lethe
