@@ -1,11 +1,13 @@
 // The CPU's second tier (framework/tier.h): a file in a directory, read and written by I/O
 // threads; its copies, its errors at creation and at wait(), and its bandwidth probe.
 #include <doctest/doctest.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cmath>
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -271,6 +273,32 @@ TEST_SUITE("tier") {
     testing::fail_tier_write(*tier, 0);  // off
     tier->copy_out(300000, c.data(), c.size());
     tier->synchronize();
+  }
+
+  TEST_CASE("tier: a real write error after a short write is named with the system's words") {
+    // RLIMIT_FSIZE makes the kernel cut a write at the limit (a short write) and refuse the rest
+    // with EFBIG: the full-length loop and the error path, without injection.
+    TempDir dir;
+    auto tier = make_tier(Device::cpu(), 1 << 20, dir.path);
+    const auto data = random_bytes(200000, 21);
+    rlimit old{};
+    REQUIRE(::getrlimit(RLIMIT_FSIZE, &old) == 0);
+    rlimit lim = old;
+    lim.rlim_cur = 65536;
+    auto old_handler = std::signal(SIGXFSZ, SIG_IGN);
+    REQUIRE(::setrlimit(RLIMIT_FSIZE, &lim) == 0);
+    TierTicket t = tier->copy_out(0, data.data(), data.size());
+    const std::string e = error_of([&] { tier->wait(t); });
+    ::setrlimit(RLIMIT_FSIZE, &old);
+    std::signal(SIGXFSZ, old_handler);
+    CHECK(has(e, "copy out of 200000 bytes to offset 0"));
+    CHECK(has(e, "failed after 65536 bytes"));
+    CHECK(has(e, "File too large"));
+    CHECK(has(e, dir.path));
+    tier->wait(tier->copy_out(0, data.data(), data.size()));
+    std::vector<unsigned char> back(data.size());
+    tier->wait(tier->copy_in(back.data(), 0, back.size()));
+    CHECK(back == data);
   }
 
   TEST_CASE(
