@@ -80,14 +80,14 @@ class PinnedTier final : public OffloadTier {
     pending_.erase(it);
     OnDevice on(dev_);
     try {
-      const cudaError_t e = cudaEventSynchronize(c.end);
-      if (e == cudaSuccess) account(c);
-      give_back(c);
-      LETHE_CUDA_CHECK(e);
+      LETHE_CUDA_CHECK(cudaEventSynchronize(c.end));
     } catch (Error& e) {
+      give_back(c);
       e.add_context(what(c) + " failed: ");
       throw;
     }
+    account(c);
+    give_back(c);
   }
 
   void stream_wait(TierTicket t, void* stream_context) override {
@@ -119,15 +119,21 @@ class PinnedTier final : public OffloadTier {
   void synchronize() override {
     std::lock_guard<std::mutex> lock(m_);
     OnDevice on(dev_);
-    cudaError_t e = cudaStreamSynchronize(d2h_);
-    const cudaError_t e2 = cudaStreamSynchronize(h2d_);
-    if (e == cudaSuccess) e = e2;
+    try {
+      LETHE_CUDA_CHECK(cudaStreamSynchronize(d2h_));
+      LETHE_CUDA_CHECK(cudaStreamSynchronize(h2d_));
+    } catch (Error& e) {
+      for (auto& [id, c] : pending_) give_back(c);
+      e.add_context(concat("tier: synchronize: ", pending_.size(), " copies of the ", describe(),
+                           " in flight: "));
+      pending_.clear();
+      throw;
+    }
     for (auto& [id, c] : pending_) {
-      if (e == cudaSuccess) account(c);
+      account(c);
       give_back(c);
     }
     pending_.clear();
-    LETHE_CUDA_CHECK(e);
   }
 
   size_t pending() const override {
