@@ -35,6 +35,11 @@ std::string errno_text(int e) {
   return concat(std::strerror(e), " (errno ", e, ")");
 }
 
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
 std::string bytes_text(size_t n) {
   return concat(n, " bytes (", sched::format_bytes(static_cast<int64_t>(n)), ")");
 }
@@ -274,11 +279,11 @@ class FileTier final : public OffloadTier {
     };
     timed(Direction::out);  // warm-up: page cache, threads
     timed(Direction::in);
-    double out = 0, in = 0;
-    constexpr int kReps = 3;
-    for (int r = 0; r < kReps; ++r) {
-      out += timed(Direction::out);
-      in += timed(Direction::in);
+    // The median of five: a machine shared with other work gives a few outliers either way.
+    std::vector<double> out, in;
+    for (int r = 0; r < 5; ++r) {
+      out.push_back(timed(Direction::out));
+      in.push_back(timed(Direction::in));
     }
     if (std::string e = io(Direction::out, saved.data(), 0, n, false); !e.empty()) throw Error(e);
     {
@@ -286,8 +291,8 @@ class FileTier final : public OffloadTier {
       stats_ = before;
     }
     TierBandwidth b;
-    b.out_bytes_per_s = static_cast<double>(n) * kReps / std::max(out, 1e-9);
-    b.in_bytes_per_s = static_cast<double>(n) * kReps / std::max(in, 1e-9);
+    b.out_bytes_per_s = static_cast<double>(n) / std::max(median(out), 1e-9);
+    b.in_bytes_per_s = static_cast<double>(n) / std::max(median(in), 1e-9);
     return b;
   }
 

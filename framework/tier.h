@@ -116,8 +116,9 @@ class OffloadTier {
 
   // Bandwidth each way: copies of min(capacity, 4 MiB) between the tier and `device_scratch`
   // (device memory of at least that size, whose contents are clobbered, e.g. free arena bytes;
-  // null: the tier allocates a temporary block and frees it), a warm-up then three timed copies
-  // each way, a few milliseconds in all. The tier's own bytes and stats are left as they were.
+  // null: the tier allocates a temporary block and frees it), a warm-up then five timed copies
+  // each way (the median is taken), a few milliseconds in all. The tier's own bytes and stats are
+  // left as they were.
   // Cached per process by (kind of tier, file system or device, probe size): later calls return
   // at once. Call it with no copy in flight.
   TierBandwidth measure(void* device_scratch = nullptr, size_t scratch_bytes = 0);
