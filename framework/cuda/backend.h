@@ -10,7 +10,8 @@
 
 namespace lethe {
 class DeviceStreams;  // framework/executor.h
-}
+class OffloadTier;    // framework/tier.h
+}  // namespace lethe
 
 namespace lethe::cuda::detail {
 
@@ -31,6 +32,9 @@ std::unique_ptr<StepTimer> make_event_timer(std::shared_ptr<void> context);
 // streams 1..n-1 get contexts of their own (a stream, cuBLAS and cuDNN handles, scratch) on the
 // same device, made once. Events order steps across streams and time them.
 std::unique_ptr<DeviceStreams> make_device_streams(std::shared_ptr<void> context, int n);
+// The second tier of a session on device `index` (framework/tier.h): `bytes` of pinned host memory,
+// copies on two streams of its own (framework/cuda/pinned_tier.cpp).
+std::unique_ptr<OffloadTier> make_pinned_tier(int index, size_t bytes);
 // A caching cudaMalloc allocator for unlimited sessions on the context's device and stream.
 std::unique_ptr<Allocator> make_device_allocator(std::shared_ptr<void> context);
 
