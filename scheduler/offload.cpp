@@ -5,6 +5,7 @@
 #include <limits>
 #include <vector>
 
+#include "scheduler/budget.h"
 #include "scheduler/simulator.h"
 #include "scheduler/streams.h"
 
@@ -34,6 +35,42 @@ std::string budgets_str(int64_t device_budget, int64_t host_budget) {
 }
 
 }  // namespace
+
+TierBandwidth parse_bandwidth(const std::string& text) {
+  auto one = [&](std::string t) {
+    auto bad = [&]() {
+      return Error("bandwidth '" + text +
+                   "': expected OUT[,IN] in bytes/s, e.g. 12e9, 2GB/s or 512MiB/s, each positive");
+    };
+    if (t.empty()) throw bad();
+    size_t used = 0;
+    double v = 0;
+    try {
+      v = std::stod(t, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != t.size()) {
+      if (t.size() > 2 && (t.substr(t.size() - 2) == "/s" || t.substr(t.size() - 2) == "/S"))
+        t.resize(t.size() - 2);
+      BudgetSpec b;
+      try {
+        b = parse_budget_spec(t);
+      } catch (const Error&) {
+        throw bad();
+      }
+      if (b.fraction) throw bad();
+      v = static_cast<double>(b.bytes);
+    }
+    if (!std::isfinite(v) || v <= 0) throw bad();
+    return v;
+  };
+  const size_t comma = text.find(',');
+  TierBandwidth bw;
+  bw.out = one(text.substr(0, comma));
+  bw.in = comma == std::string::npos ? bw.out : one(text.substr(comma + 1));
+  return bw;
+}
 
 Plan natural_plan(const Problem& p) {
   const int n = p.size();

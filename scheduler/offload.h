@@ -43,6 +43,10 @@ struct OffloadPlan {
 OffloadPlan plan_offload(const Problem& p, const Plan& base, int64_t device_budget,
                          int64_t host_budget, TierBandwidth bw);
 
+// "OUT[,IN]", each bytes per second as a plain number ("12e9") or with a unit of the budget syntax
+// and an optional "/s" ("2GB/s", "512MiB/s"); IN defaults to OUT. Throws Error naming the text.
+TierBandwidth parse_bandwidth(const std::string& text);
+
 // The spec's natural schedule (compute in id order, free each value after its last use unless it
 // is an output) as a plan: the keep-all plan offload-only planning starts from.
 Plan natural_plan(const Problem& p);

@@ -2,8 +2,14 @@
 // format, the checker's rules, the worst-case device and tier peaks, the layout, and the planning
 // pass (plan_offload, plan_joint) on the spec's example and on the bench graphs.
 #include <doctest/doctest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -80,6 +86,28 @@ void check_offload_plan(const Problem& p, const OffloadPlan& o, int64_t budget, 
   CHECK(r.tier_peak_bytes <= host);
   CHECK(r.tier_peak_bytes == o.tier_peak_bytes);
   CHECK(o.plan.budget_bytes == budget);
+}
+
+struct CliRun {
+  int code = -1;
+  std::string out;  // stdout and stderr
+};
+
+// lethe-plan with `args`, its output captured in a file of its own (removed after).
+CliRun lethe_plan(const std::string& args) {
+  const std::string log =
+      (std::filesystem::temp_directory_path() / ("lethe-offload-" + std::to_string(::getpid())))
+          .string();
+  const int status =
+      std::system((std::string(LETHE_PLAN_EXE) + " " + args + " > " + log + " 2>&1").c_str());
+  CliRun r;
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  std::ifstream in(log);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  r.out = ss.str();
+  std::filesystem::remove(log);
+  return r;
 }
 
 }  // namespace
@@ -415,4 +443,62 @@ TEST_CASE("offload: plan_offload refuses a base plan with streams and unknown ba
   const OffloadPlan o = plan_offload(p, natural_plan(p), 220, 100, {100, 100});
   check_offload_plan(p, o, 220, 100);
   CHECK(o.copies == 2);
+}
+
+TEST_CASE("offload: parse_bandwidth") {
+  CHECK(parse_bandwidth("12e9").out == 12e9);
+  CHECK(parse_bandwidth("12e9").in == 12e9);
+  CHECK(parse_bandwidth("2GB/s").out == 2e9);
+  const TierBandwidth b = parse_bandwidth("512MiB/s,1GB");
+  CHECK(b.out == 512.0 * 1024 * 1024);
+  CHECK(b.in == 1e9);
+  for (const char* bad : {"", "fast", "0", "-5", "2GB/s,", "0.5"}) {
+    CAPTURE(bad);
+    // "0.5" is half a byte per second: positive, accepted; the rest are refused.
+    if (std::string(bad) == "0.5") {
+      CHECK(parse_bandwidth(bad).out == 0.5);
+      continue;
+    }
+    CHECK(contains(error_of([&] { parse_bandwidth(bad); }), "expected OUT[,IN] in bytes/s"));
+  }
+}
+
+TEST_CASE("offload: lethe-plan --host-budget plans, --check checks, --sweep adds makespans") {
+  const std::string graph = std::string(LETHE_SCHEDULER_TEST_DATA) + "/chain3-train.graph.json";
+  const std::string plan_file = (std::filesystem::temp_directory_path() /
+                                 ("lethe-offload-" + std::to_string(::getpid()) + ".plan.json"))
+                                    .string();
+  CliRun r =
+      lethe_plan(graph + " --budget 1800 --host-budget 600 --bandwidth 400,800 -o " + plan_file);
+  CHECK_MESSAGE(r.code == 0, r.out);
+  CHECK(contains(r.out, "recompute-only    infeasible"));
+  CHECK(contains(r.out, "joint"));
+  r = lethe_plan("--check " + graph + " " + plan_file + " --bandwidth 400,800");
+  CHECK_MESSAGE(r.code == 0, r.out);
+  CHECK(contains(r.out, "valid          yes"));
+  CHECK(contains(r.out, "tier peak      504 bytes"));
+  CHECK(contains(r.out, "host budget    600 bytes"));
+  // Without bandwidths the plan is still valid; its time is unknown.
+  r = lethe_plan("--check " + graph + " " + plan_file);
+  CHECK(r.code == 0);
+  CHECK(contains(r.out, "makespan       unknown"));
+  // A smaller tier at check time: refused, naming the rule.
+  r = lethe_plan("--check " + graph + " " + plan_file + " --host-budget 500");
+  CHECK(r.code == 1);
+  CHECK(contains(r.out, "rule 8: offload node"));
+  CHECK(contains(r.out, "over the host budget of 500"));
+  std::filesystem::remove(plan_file);
+  // Copies need bandwidths; too small a tier names both budgets.
+  r = lethe_plan(graph + " --budget 1800 --host-budget 600");
+  CHECK(r.code == 2);
+  CHECK(contains(r.out, "--host-budget needs --bandwidth"));
+  r = lethe_plan(graph + " --budget 1800 --host-budget 100 --bandwidth 1GB/s");
+  CHECK(r.code == 2);
+  CHECK(contains(r.out, "device budget of 1800 bytes with a host budget of 100 bytes"));
+  r = lethe_plan(graph + " --sweep --host-budget 1KiB --bandwidth 400");
+  CHECK(r.code == 0);
+  CHECK(contains(r.out, "with a second tier of 1.00 KiB"));
+  CHECK(contains(r.out, "offload-only"));
+  // Without --host-budget the sweep is what it was.
+  CHECK_FALSE(contains(lethe_plan(graph + " --sweep").out, "second tier"));
 }
