@@ -187,8 +187,8 @@ OffloadPlan plan_offload(const Problem& p0, const Plan& base, int64_t device_bud
   int64_t copies = 0;
   for (;;) {
     int worst = -1;
+    // Every state counts: after a free, a fetch anchored there may bring a larger value back.
     for (int t = 0; t < N; ++t) {
-      if (base.steps[static_cast<size_t>(t)].kind != Step::Kind::compute) continue;
       if (dev[static_cast<size_t>(t)] > device_budget &&
           (worst < 0 || dev[static_cast<size_t>(t)] > dev[static_cast<size_t>(worst)]))
         worst = t;
@@ -270,7 +270,8 @@ OffloadPlan plan_offload(const Problem& p0, const Plan& base, int64_t device_bud
     if (!applied) {
       throw Infeasible(
           "no plan with copies fits " + budgets_str(device_budget, host_budget) + ": step " +
-              std::to_string(worst) + " (compute node " +
+              std::to_string(worst) + " (" +
+              kind_name(base.steps[static_cast<size_t>(worst)].kind) + " node " +
               std::to_string(base.steps[static_cast<size_t>(worst)].node) + ") still needs " +
               std::to_string(dev[static_cast<size_t>(worst)]) + " bytes on the device, and " +
               (cands.empty() ? "no value idle there can be copied out (its inputs, its output and "

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "scheduler/budget.h"
+#include "scheduler/generators.h"
 #include "scheduler/graph_io.h"
 #include "scheduler/layout.h"
 #include "scheduler/offload.h"
@@ -501,4 +502,83 @@ TEST_CASE("offload: lethe-plan --host-budget plans, --check checks, --sweep adds
   CHECK(contains(r.out, "offload-only"));
   // Without --host-budget the sweep is what it was.
   CHECK_FALSE(contains(lethe_plan(graph + " --sweep").out, "second tier"));
+}
+
+// Two buffers of a layout that share bytes must be ordered in every order: the free of one before
+// the allocation (compute or fetch) of the other.
+static void check_layout_safe(const Problem& p, const Plan& plan, const Layout& l) {
+  struct Buf {
+    int64_t off, size;
+    int64_t start, end;  // allocating step, freeing step (-1: never)
+  };
+  std::vector<Buf> bufs;
+  std::vector<int> open(p.nodes.size(), -1);
+  for (size_t i = 0; i < plan.steps.size(); ++i) {
+    const Step& s = plan.steps[i];
+    if (p.nodes[static_cast<size_t>(s.node)].resident) continue;
+    if (s.kind == Step::Kind::compute || s.kind == Step::Kind::fetch) {
+      open[static_cast<size_t>(s.node)] = static_cast<int>(bufs.size());
+      bufs.push_back({l.offsets[i],
+                      std::max<int64_t>(p.nodes[static_cast<size_t>(s.node)].bytes, 1),
+                      static_cast<int64_t>(i), -1});
+    } else if (s.kind == Step::Kind::free) {
+      bufs[static_cast<size_t>(open[static_cast<size_t>(s.node)])].end = static_cast<int64_t>(i);
+    }
+  }
+  const StepOrder order(plan);
+  for (size_t a = 0; a < bufs.size(); ++a) {
+    for (size_t b = a + 1; b < bufs.size(); ++b) {
+      const Buf &x = bufs[a], &y = bufs[b];
+      if (x.off + x.size <= y.off || y.off + y.size <= x.off) continue;
+      const bool apart = (x.end >= 0 && order.before(x.end, y.start)) ||
+                         (y.end >= 0 && order.before(y.end, x.start));
+      CHECK_MESSAGE(apart, "buffers of steps " << x.start << " and " << y.start << " share bytes");
+    }
+  }
+}
+
+TEST_CASE("offload: plans with copies on generated graphs are valid, and their layouts safe") {
+  int planned = 0, refused = 0;
+  for (const std::string& family : generator_families()) {
+    for (uint64_t seed = 1; seed <= 2; ++seed) {
+      const Problem p = generate(family, 24, seed);
+      const TierBandwidth bw = balanced_bandwidth(p);
+      const Plan base = natural_plan(p);
+      for (double f : {0.75, 0.5, 0.25, 0.1}) {
+        CAPTURE(family);
+        CAPTURE(seed);
+        CAPTURE(f);
+        const int64_t budget = fraction_budget(f, p);
+        const int64_t host = no_remat_peak(p);
+        try {
+          const OffloadPlan o = plan_offload(p, base, budget, host, bw);
+          check_offload_plan(p, o, budget, host);
+          const Layout l = layout_plan(p, o.plan, 64);
+          check_layout_safe(p, o.plan, l);
+          // The plan file round-trips.
+          CHECK(read_plan_json(plan_to_string(o.plan)).steps == o.plan.steps);
+          ++planned;
+        } catch (const Infeasible& e) {
+          CHECK(contains(e.what(), "host budget of " + std::to_string(host) + " bytes"));
+          ++refused;
+        }
+        if (f == 0.25) {
+          const JointPlans j = [&] {
+            try {
+              return plan_joint(p, budget, host, bw, "lethe", 2);
+            } catch (const Infeasible&) {
+              return JointPlans{};
+            }
+          }();
+          if (j.joint) {
+            check_offload_plan(p, *j.joint, budget, host);
+            if (j.recompute_only) CHECK(j.joint->makespan <= j.recompute_only->makespan);
+            if (j.offload_only) CHECK(j.joint->makespan <= j.offload_only->makespan);
+          }
+        }
+      }
+    }
+  }
+  CHECK(planned > refused);
+  MESSAGE("generated graphs: " << planned << " offload plans, " << refused << " refused");
 }
