@@ -106,8 +106,12 @@ Plan natural_plan(const Problem& p) {
   return plan;
 }
 
-OffloadPlan plan_offload(const Problem& p0, const Plan& base, int64_t device_budget,
-                         int64_t host_budget, TierBandwidth bw) {
+namespace {
+
+// One greedy pass; copy times are stretched by `slack` where the pass places frees and fetches (a
+// copy queued behind others on its stream starts late: more slack hides more of that).
+OffloadPlan offload_pass(const Problem& p0, const Plan& base, int64_t device_budget,
+                         int64_t host_budget, TierBandwidth bw, double slack) {
   if (has_streams(base) || has_copies(base))
     throw Error("plan_offload: the base plan must be serial (compute and free on stream 0)");
   if (!bw.known()) {
@@ -209,8 +213,8 @@ OffloadPlan plan_offload(const Problem& p0, const Plan& base, int64_t device_bud
       if (gp.q >= 0 && gp.q <= worst && worst < gp.s - 1) continue;  // already out there
       const int k = gp.inst;
       const int64_t bytes = p.nodes[static_cast<size_t>(inst[static_cast<size_t>(k)].node)].bytes;
-      const double out_d = static_cast<double>(bytes) / bw.out;
-      const double in_d = static_cast<double>(bytes) / bw.in;
+      const double out_d = slack * static_cast<double>(bytes) / bw.out;
+      const double in_d = slack * static_cast<double>(bytes) / bw.in;
       // The offload: none when an earlier gap of the instance already copied it out.
       const bool offloaded =
           first[static_cast<size_t>(k)] >= 0 && first[static_cast<size_t>(k)] < gp.a;
@@ -355,6 +359,26 @@ OffloadPlan plan_offload(const Problem& p0, const Plan& base, int64_t device_bud
   if (res.copies == 0) out.host_budget_bytes = base.host_budget_bytes;
   res.plan = std::move(out);
   return res;
+}
+
+}  // namespace
+
+OffloadPlan plan_offload(const Problem& p, const Plan& base, int64_t device_budget,
+                         int64_t host_budget, TierBandwidth bw) {
+  // A few slacks, the fastest plan kept: the passes differ only in where copies go, each is valid.
+  std::optional<OffloadPlan> best;
+  std::optional<Infeasible> first_error;
+  for (const double slack : {1.0, 2.0, 4.0}) {
+    try {
+      OffloadPlan o = offload_pass(p, base, device_budget, host_budget, bw, slack);
+      if (o.copies == 0) return o;  // nothing to place
+      if (!best || o.makespan < best->makespan) best = std::move(o);
+    } catch (const Infeasible& e) {
+      if (!first_error) first_error = e;
+    }
+  }
+  if (!best) throw *first_error;
+  return *best;
 }
 
 JointPlans plan_joint(const Problem& p, int64_t device_budget, int64_t host_budget,
