@@ -172,6 +172,20 @@ TEST_CASE("offload: the hand plan is valid; worst-case device and tier peaks; ma
   CHECK(r.cost == doctest::Approx(6.0));
   // c1 c2, offload 1 s (the free waits for it), c3 c4 c5, fetch 1 s (after the free of d), c6.
   CHECK(r.makespan == doctest::Approx(8.0));
+  // The same steps on one stream: still checked by the copy rules, copies timed in line.
+  Plan serial = plan;
+  for (Step& st : serial.steps) {
+    st.stream = 0;
+    st.after.clear();
+  }
+  const SimResult sr = simulate(p, serial);
+  CHECK_MESSAGE(sr.valid, sr.message);
+  CHECK(sr.peak_bytes == 220);
+  CHECK(sr.tier_peak_bytes == 100);
+  CHECK(sr.makespan == doctest::Approx(8.0));
+  serial.host_budget_bytes = -1;
+  CHECK(contains(message_of(p, serial),
+                 "step 2: rule 5: offload node 1: the plan has no second tier"));
   // A fetch that may start as soon as `a` is freed may hold it across d in some order.
   Plan early = plan;
   early.steps[10].after = {3};
