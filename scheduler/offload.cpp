@@ -167,13 +167,11 @@ OffloadPlan offload_pass(const Problem& p0, const Plan& base, int64_t device_bud
     }
   }
   std::vector<Gap> gaps;
-  std::vector<std::vector<int>> gaps_of(inst.size());
   for (size_t k = 0; k < inst.size(); ++k) {
     if (p.nodes[static_cast<size_t>(inst[k].node)].bytes == 0) continue;
     const std::vector<int>& u = inst[k].uses;
     for (size_t j = 0; j + 1 < u.size(); ++j) {
       if (u[j + 1] - u[j] < 2) continue;  // no step in between
-      gaps_of[k].push_back(static_cast<int>(gaps.size()));
       gaps.push_back({static_cast<int>(k), u[j], u[j + 1]});
     }
   }
@@ -222,12 +220,22 @@ OffloadPlan offload_pass(const Problem& p0, const Plan& base, int64_t device_bud
       double exposed = 0.0;
       if (!offloaded) {
         // The earliest free the offload (after step a) is done by, while steps a+1.. run.
-        while (q < worst && time_between(gp.a + 1, q) < out_d) ++q;
+        // before[] is non-decreasing: binary searches, not walks (gaps can span the whole plan).
+        const double want = before[static_cast<size_t>(gp.a) + 1] + out_d;
+        q = static_cast<int>(
+            std::lower_bound(before.begin() + gp.a + 1, before.begin() + worst, want) -
+            before.begin());
         exposed += std::max(0.0, out_d - time_between(gp.a + 1, q));
       }
       // The latest fetch (after step s-1) done by the reader, while steps s..r-1 run.
       int s = gp.r;
-      while (s > worst + 2 && time_between(s, gp.r) < in_d) --s;
+      {
+        const double limit = before[static_cast<size_t>(gp.r)] - in_d;
+        // The largest s in [worst + 2, r] with before[s] <= limit (worst + 2 when none).
+        const auto it =
+            std::upper_bound(before.begin() + worst + 2, before.begin() + gp.r + 1, limit);
+        s = std::max(worst + 2, static_cast<int>(it - before.begin()) - 1);
+      }
       exposed += std::max(0.0, in_d - time_between(s, gp.r));
       if (gp.q >= 0) {
         q = std::min(q, gp.q);
