@@ -291,9 +291,10 @@ Plan plan_from_json(const json& j, bool check_waits) {
       auto it = js.find(kind_name(k));
       if (it == js.end()) continue;
       if (node) {
-        throw Error(where + ": must have exactly one of \"compute\", \"free\", \"offload\", " +
-                    "\"fetch\" or \"drop\", got both \"" + found + "\" and \"" + kind_name(k) +
-                    "\"");
+        std::string msg = where;
+        msg += ": must have exactly one of \"compute\", \"free\", \"offload\", \"fetch\" or ";
+        msg += "\"drop\", got both \"" + found + "\" and \"" + kind_name(k) + "\"";
+        throw Error(msg);
       }
       node = &*it;
       kind = k;
