@@ -323,6 +323,10 @@ constexpr Strategy kStrategies[] = {
 // itself waited for (its waits and the step before it on its stream).
 void fill(CompiledStep& cs, const StepProblem& sp, const sched::Plan& plan,
           const sched::Layout& layout, bool reserved, int64_t max_scratch, int64_t ws) {
+  // Copies to a second tier (offload/fetch/drop) are planned and checked by the scheduler but not
+  // executed yet: refuse them rather than run a fetch as a free.
+  LETHE_CHECK(!sched::has_copies(plan),
+              "a plan with copies to a second tier (offload/fetch/drop) cannot be executed yet");
   const int64_t reserved_at = layout.high_water;
   const bool streamed = sched::has_streams(plan);
   const size_t m = plan.steps.size();

@@ -199,6 +199,19 @@ Problem problem_from_json(const json& j) {
     throw Error(
         "graph: field \"outputs\" is empty; name the values the step must produce (the loss, the "
         "updated parameters): a graph that keeps nothing has nothing to plan");
+  if (auto it = j.find("bandwidth"); it != j.end() && !it->is_null()) {
+    if (!it->is_object())
+      throw Error("graph: field \"bandwidth\" must be an object {\"out\": B, \"in\": B} (bytes/s)");
+    for (const char* dir : {"out", "in"}) {
+      auto b = it->find(dir);
+      if (b == it->end()) continue;
+      const double v = as_double(*b, "graph bandwidth", dir);
+      if (!std::isfinite(v) || v <= 0)
+        throw Error(std::string("graph: bandwidth \"") + dir + "\" must be positive bytes/s, got " +
+                    b->dump());
+      (std::string(dir) == "out" ? p.bandwidth.out : p.bandwidth.in) = v;
+    }
+  }
   validate_problem(p);
   return p;
 }
@@ -223,10 +236,16 @@ json problem_to_json(const Problem& p) {
     if (v.resident) jn["resident"] = true;
     nodes.push_back(std::move(jn));
   }
-  return json{{"format", kGraphFormat},
-              {"name", p.name},
-              {"nodes", std::move(nodes)},
-              {"outputs", p.outputs}};
+  json j{{"format", kGraphFormat},
+         {"name", p.name},
+         {"nodes", std::move(nodes)},
+         {"outputs", p.outputs}};
+  if (p.bandwidth.out > 0 || p.bandwidth.in > 0) {
+    j["bandwidth"] = json::object();
+    if (p.bandwidth.out > 0) j["bandwidth"]["out"] = p.bandwidth.out;
+    if (p.bandwidth.in > 0) j["bandwidth"]["in"] = p.bandwidth.in;
+  }
+  return j;
 }
 
 // nlohmann's dump() puts every array element on its own line; graphs of 10k nodes read better (and
@@ -260,16 +279,36 @@ Plan plan_from_json(const json& j, bool check_waits) {
     const json& js = steps[i];
     const std::string where = "plan step " + std::to_string(i);
     if (!js.is_object()) throw Error(where + ": must be a JSON object");
-    auto c = js.find("compute");
-    auto f = js.find("free");
-    if ((c == js.end()) == (f == js.end())) {
-      throw Error(where + ": must have exactly one of \"compute\" or \"free\"");
+    // Exactly one kind key: "compute" or "free" (the spec), or a copy to the second tier
+    // ("offload", "fetch", "drop"; docs/plan-format.md).
+    static constexpr Step::Kind kKinds[] = {Step::Kind::compute, Step::Kind::free,
+                                            Step::Kind::offload, Step::Kind::fetch,
+                                            Step::Kind::drop};
+    const json* node = nullptr;
+    Step::Kind kind = Step::Kind::compute;
+    std::string found;
+    for (Step::Kind k : kKinds) {
+      auto it = js.find(kind_name(k));
+      if (it == js.end()) continue;
+      if (node) {
+        std::string msg = where;
+        msg += ": must have exactly one of \"compute\", \"free\", \"offload\", \"fetch\" or ";
+        msg += "\"drop\", got both \"" + found + "\" and \"" + kind_name(k) + "\"";
+        throw Error(msg);
+      }
+      node = &*it;
+      kind = k;
+      found = kind_name(k);
     }
-    if (c != js.end()) {
-      plan.steps.push_back(Step::compute(static_cast<NodeId>(as_int(*c, where, "compute"))));
-    } else {
-      plan.steps.push_back(Step::free(static_cast<NodeId>(as_int(*f, where, "free"))));
+    if (!node) {
+      throw Error(where +
+                  ": must have exactly one of \"compute\" or \"free\" (or a copy: \"offload\", "
+                  "\"fetch\", \"drop\")");
     }
+    Step s0;
+    s0.kind = kind;
+    s0.node = static_cast<NodeId>(as_int(*node, where, found.c_str()));
+    plan.steps.push_back(std::move(s0));
     Step& step = plan.steps.back();
     if (auto st = js.find("stream"); st != js.end()) {
       const int64_t v = as_int(*st, where, "stream");
@@ -289,6 +328,12 @@ Plan plan_from_json(const json& j, bool check_waits) {
     if (v < 1 || v > INT_MAX)
       throw Error("plan: field \"streams\" must be at least 1, got " + it->dump());
     plan.streams = static_cast<int>(v);
+  }
+  if (auto it = j.find("host_budget_bytes"); it != j.end() && !it->is_null()) {
+    const int64_t v = as_int(*it, "plan", "host_budget_bytes");
+    if (v < 0)
+      throw Error("plan: field \"host_budget_bytes\" must be non-negative, got " + it->dump());
+    plan.host_budget_bytes = v;
   }
   if (check_waits) {
     if (const StructureError e = stream_structure_error(plan); !e.message.empty())
@@ -319,7 +364,7 @@ Plan read_plan_file(const std::string& path, bool check_waits) {
 json plan_to_json(const Plan& plan) {
   json steps = json::array();
   for (const Step& s : plan.steps) {
-    json js{{s.kind == Step::Kind::compute ? "compute" : "free", s.node}};
+    json js{{kind_name(s.kind), s.node}};
     // Serial steps keep the spec's form: stream 0 and no waits are not written.
     if (s.stream != 0) js["stream"] = s.stream;
     if (!s.after.empty()) js["after"] = s.after;
@@ -332,6 +377,7 @@ json plan_to_json(const Plan& plan) {
          {"steps", std::move(steps)},
          {"predicted", {{"peak_bytes", plan.predicted_peak_bytes}, {"cost", plan.predicted_cost}}}};
   if (plan.streams > 0) j["streams"] = plan.streams;
+  if (plan.host_budget_bytes >= 0) j["host_budget_bytes"] = plan.host_budget_bytes;
   return j;
 }
 
@@ -342,12 +388,13 @@ std::string plan_to_string(const Plan& plan) {
                   ",\n  \"planner\": " + j["planner"].dump() +
                   ",\n  \"budget_bytes\": " + j["budget_bytes"].dump() + ",";
   if (plan.streams > 0) s += "\n  \"streams\": " + std::to_string(plan.streams) + ",";
+  if (plan.host_budget_bytes >= 0)
+    s += "\n  \"host_budget_bytes\": " + std::to_string(plan.host_budget_bytes) + ",";
   s += "\n  \"steps\": [";
   // Written by hand rather than by dump(), which sorts keys: the node first, then stream and waits.
   for (size_t i = 0; i < plan.steps.size(); ++i) {
     const Step& st = plan.steps[i];
-    std::string one = std::string("{\"") + (st.kind == Step::Kind::compute ? "compute" : "free") +
-                      "\":" + std::to_string(st.node);
+    std::string one = std::string("{\"") + kind_name(st.kind) + "\":" + std::to_string(st.node);
     if (st.stream != 0) one += ",\"stream\":" + std::to_string(st.stream);
     if (!st.after.empty()) {
       one += ",\"after\":[";

@@ -23,11 +23,14 @@ Layout layout_plan(const Problem& p, const Plan& plan, int64_t alignment, int64_
     const Step& s = plan.steps[static_cast<size_t>(i)];
     const Node& node = p.nodes[static_cast<size_t>(s.node)];
     if (node.resident) continue;
-    if (s.kind == Step::Kind::compute) {
+    // A fetch allocates its buffer like a compute; an offload reads the buffer (the checker orders
+    // the value's free after it, so the buffer's lifetime, up to that free, covers it); a drop
+    // touches only the second tier.
+    if (s.kind == Step::Kind::compute || s.kind == Step::Kind::fetch) {
       int64_t size = (std::max<int64_t>(node.bytes, 1) + alignment - 1) / alignment * alignment;
       open[static_cast<size_t>(s.node)] = static_cast<int>(buffers.size());
       buffers.push_back({size, i, n_steps, i});
-    } else if (open[static_cast<size_t>(s.node)] >= 0) {
+    } else if (s.kind == Step::Kind::free && open[static_cast<size_t>(s.node)] >= 0) {
       buffers[static_cast<size_t>(open[static_cast<size_t>(s.node)])].end = i;
       open[static_cast<size_t>(s.node)] = -1;
     }

@@ -14,12 +14,14 @@
 namespace lethe::sched {
 
 struct Layout {
-  std::vector<int64_t> offsets;  // per plan step: the buffer's offset for a compute, -1 for a free
-  int64_t high_water = 0;        // largest end offset of any buffer
+  // per plan step: the buffer's offset for a compute or a fetch, -1 for a free, offload or drop
+  std::vector<int64_t> offsets;
+  int64_t high_water = 0;  // largest end offset of any buffer
 };
 
 // Offsets for the non-resident buffers of `plan` (resident nodes are placed elsewhere). A buffer
-// lives from its compute step to the free of that value (or the plan's end). In a plan with streams
+// lives from its compute (or fetch) step to the free of that value (or the plan's end); an offload
+// reads it in between (a valid plan orders the free after the offload). In a plan with streams
 // two buffers share bytes only when the plan's waits order the free of one before the compute of
 // the other (may_share() in streams.h), whatever order the streams run in; malformed waits throw
 // Error. Placement is greedy: each buffer at the lowest offset that overlaps no live-in-time buffer

@@ -15,7 +15,7 @@ std::string node_str(NodeId v) {
 }  // namespace
 
 SimResult simulate(const Problem& p, const Plan& plan) {
-  if (has_streams(plan) || plan.streams < 0) return simulate_streams(p, plan);
+  if (has_streams(plan) || plan.streams < 0 || has_copies(plan)) return simulate_streams(p, plan);
   // Serial: one order, checked step by step.
   SimResult r;
   r.streams = plan.streams > 0 ? plan.streams : 1;  // stream_count() of a plan on stream 0

@@ -24,11 +24,15 @@ struct SimResult {
   int64_t compute_steps = 0;
   double makespan = 0.0;  // predicted time, makespan() in streams.h; == cost for a serial plan
   int streams = 1;        // stream_count(plan)
+  // Plans with copies: the second tier's worst-case peak over every order (0 without copies).
+  int64_t tier_peak_bytes = 0;
 };
 
-// Stops at the first violation, as a checker applying the rules in order does; peak and cost then
-// cover the steps up to it (for a serial plan; a plan with streams reports the worst-case peak and
-// the cost of all its steps whenever its node ids and waits are well-formed).
+// Plans with copies to a second tier (offload/fetch/drop) are always checked by the streamed
+// checker (rules 5-8 of docs/plan-format.md). Stops at the first violation, as a checker applying
+// the rules in order does; peak and cost then cover the steps up to it (for a serial plan; a plan
+// with streams reports the worst-case peak and the cost of all its steps whenever its node ids and
+// waits are well-formed).
 SimResult simulate(const Problem& p, const Plan& plan);
 
 int64_t resident_bytes(const Problem& p);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <climits>
 #include <deque>
+#include <optional>
 #include <unordered_map>
 
 #include "scheduler/planner.h"
@@ -16,8 +17,7 @@ std::string node_str(NodeId v) {
 
 std::string step_str(const Plan& plan, int64_t i) {
   const Step& s = plan.steps[static_cast<size_t>(i)];
-  return "step " + std::to_string(i) + " (" +
-         (s.kind == Step::Kind::compute ? "compute " : "free ") + node_str(s.node) + ")";
+  return "step " + std::to_string(i) + " (" + kind_name(s.kind) + " " + node_str(s.node) + ")";
 }
 
 // Streams renumbered 0..k-1 in order of first use (stream ids are arbitrary non-negative ints).
@@ -300,7 +300,16 @@ bool StepOrder::before(int64_t a, int64_t b) const {
                 static_cast<size_t>(stream_[ua])] >= pos_[ua];
 }
 
-WorstCase worst_case_memory(const Problem& p, const Plan& plan, bool greedy_start) {
+namespace {
+
+// Device events of a node: the allocations (compute, fetch) and frees; tier events: offload, drop.
+bool device_event(Step::Kind k) {
+  return k == Step::Kind::compute || k == Step::Kind::fetch || k == Step::Kind::free;
+}
+
+// The worst case on one memory: the device (compute and fetch +bytes, free -bytes, from the
+// resident bytes) or the second tier (offload +bytes, drop -bytes, from 0).
+WorstCase worst_case_on(const Problem& p, const Plan& plan, bool greedy_start, bool tier) {
   const StepOrder order(plan);  // checks the waits
   check_nodes(p, plan);
   if (plan.steps.size() > static_cast<size_t>(INT_MAX / 8)) {
@@ -314,8 +323,11 @@ WorstCase worst_case_memory(const Problem& p, const Plan& plan, bool greedy_star
   for (int i = 0; i < n; ++i) {
     const Step& s = plan.steps[static_cast<size_t>(i)];
     const int64_t b = p.nodes[static_cast<size_t>(s.node)].bytes;
-    w[static_cast<size_t>(i)] = s.kind == Step::Kind::compute ? b : -b;
-    if (s.kind == Step::Kind::compute) {
+    const bool up = tier ? s.kind == Step::Kind::offload
+                         : s.kind == Step::Kind::compute || s.kind == Step::Kind::fetch;
+    const bool down = tier ? s.kind == Step::Kind::drop : s.kind == Step::Kind::free;
+    w[static_cast<size_t>(i)] = up ? b : down ? -b : 0;
+    if (up) {
       if (b > INT64_MAX / 4 - positive) throw Error("plan computes more than 2^61 bytes in all");
       positive += b;
     }
@@ -451,20 +463,38 @@ WorstCase worst_case_memory(const Problem& p, const Plan& plan, bool greedy_star
     throw Error("internal error: worst_case_memory's minimum cut (" + std::to_string(cut) +
                 ") does not match the " + "weight of its source side (" + std::to_string(weight) +
                 " of " + std::to_string(positive) + ")");
-  // Live values: computes in the ideal whose node's next step is not in it.
+  // Live values: allocations in the ideal whose node's next event on this memory is not in it.
+  auto event = [&](int i) {
+    const Step::Kind k = plan.steps[static_cast<size_t>(i)].kind;
+    return tier ? k == Step::Kind::offload || k == Step::Kind::drop : device_event(k);
+  };
   std::vector<int64_t> next(static_cast<size_t>(n), -1), seen(static_cast<size_t>(p.size()), -1);
   for (int i = n - 1; i >= 0; --i) {
+    if (!event(i)) continue;
     const NodeId v = plan.steps[static_cast<size_t>(i)].node;
     next[static_cast<size_t>(i)] = seen[static_cast<size_t>(v)];
     seen[static_cast<size_t>(v)] = i;
   }
   for (int64_t i : out.ideal) {
-    if (plan.steps[static_cast<size_t>(i)].kind != Step::Kind::compute) continue;
+    const Step::Kind k = plan.steps[static_cast<size_t>(i)].kind;
+    const bool alloc =
+        tier ? k == Step::Kind::offload : k == Step::Kind::compute || k == Step::Kind::fetch;
+    if (!alloc) continue;
     const int64_t nx = next[static_cast<size_t>(i)];
     if (nx < 0 || !side[static_cast<size_t>(nx)]) out.live.push_back(i);
   }
-  out.peak_bytes = resident_bytes(p) + std::max<int64_t>(weight, 0);
+  out.peak_bytes = (tier ? 0 : resident_bytes(p)) + std::max<int64_t>(weight, 0);
   return out;
+}
+
+}  // namespace
+
+WorstCase worst_case_memory(const Problem& p, const Plan& plan, bool greedy_start) {
+  return worst_case_on(p, plan, greedy_start, /*tier=*/false);
+}
+
+WorstCase worst_case_tier_memory(const Problem& p, const Plan& plan, bool greedy_start) {
+  return worst_case_on(p, plan, greedy_start, /*tier=*/true);
 }
 
 double makespan(const Problem& p, const Plan& plan, const std::vector<double>* cost) {
@@ -482,10 +512,20 @@ double makespan(const Problem& p, const Plan& plan, const std::vector<double>* c
     const Step& s = plan.steps[i];
     double start = free_at[static_cast<size_t>(st[i])];
     for (int64_t a : s.after) start = std::max(start, finish[static_cast<size_t>(a)]);
-    const double d = s.kind == Step::Kind::compute
-                         ? (cost ? (*cost)[static_cast<size_t>(s.node)]
-                                 : p.nodes[static_cast<size_t>(s.node)].cost)
-                         : 0.0;
+    double d = 0.0;
+    if (s.kind == Step::Kind::compute) {
+      d = cost ? (*cost)[static_cast<size_t>(s.node)] : p.nodes[static_cast<size_t>(s.node)].cost;
+    } else if (s.kind == Step::Kind::offload || s.kind == Step::Kind::fetch) {
+      const bool out = s.kind == Step::Kind::offload;
+      const double bw = out ? p.bandwidth.out : p.bandwidth.in;
+      if (!(bw > 0)) {
+        throw Error("step " + std::to_string(i) + " (" + kind_name(s.kind) + " " +
+                    node_str(s.node) + "): no " + (out ? "out" : "in") +
+                    " bandwidth to time the copy (the graph's \"bandwidth\", or lethe-plan "
+                    "--bandwidth OUT[,IN])");
+      }
+      d = static_cast<double>(p.nodes[static_cast<size_t>(s.node)].bytes) / bw;
+    }
     finish[i] = start + d;
     free_at[static_cast<size_t>(st[i])] = finish[i];
     end = std::max(end, finish[i]);
@@ -523,6 +563,10 @@ SimResult simulate_streams(const Problem& p, const Plan& plan) {
   std::vector<std::vector<int64_t>> readers(
       static_cast<size_t>(n));  // computes reading its current value
   for (const Node& v : p.nodes) in_mem[static_cast<size_t>(v.id)] = v.resident ? 1 : 0;
+  // The second tier: the offload step of each node's current tier copy (-1: none), the node's
+  // latest offload/drop, and the fetches that read the current copy.
+  std::vector<int64_t> copy_of(static_cast<size_t>(n), -1), tier_last(static_cast<size_t>(n), -1);
+  std::vector<std::vector<int64_t>> fetches(static_cast<size_t>(n));
   for (int64_t i = 0; i < steps && r.valid; ++i) {
     const Step& s = plan.steps[static_cast<size_t>(i)];
     const NodeId v = s.node;
@@ -532,6 +576,91 @@ SimResult simulate_streams(const Problem& p, const Plan& plan) {
     }
     const Node& node = p.nodes[static_cast<size_t>(v)];
     const size_t uv = static_cast<size_t>(v);
+    if (s.is_copy()) {
+      const std::string rule = s.kind == Step::Kind::offload ? "rule 5: offload "
+                               : s.kind == Step::Kind::fetch ? "rule 6: fetch "
+                                                             : "rule 7: drop ";
+      const std::string what = rule + node_str(v);
+      if (plan.host_budget_bytes < 0) {
+        fail(i,
+             what + ": the plan has no second tier (no \"host_budget_bytes\"), so it may not copy");
+        break;
+      }
+      if (node.resident) {
+        fail(i, what + ", which is resident (it never leaves the device)");
+        break;
+      }
+      if (s.kind == Step::Kind::offload) {
+        if (!in_mem[uv]) {
+          fail(i, what + ", which is not on the device (computed or fetched)");
+          break;
+        }
+        if (!order.before(last[uv], i)) {
+          fail(i, what + " can run before " + step_str(plan, last[uv]) +
+                      " (no wait orders them), while " + node_str(v) + " is not on the device");
+          break;
+        }
+        if (copy_of[uv] >= 0) {
+          fail(i, what + ", which already has a tier copy (" + step_str(plan, copy_of[uv]) +
+                      "); drop it first");
+          break;
+        }
+        if (tier_last[uv] >= 0 && !order.before(tier_last[uv], i)) {
+          fail(i, what + " can run before " + step_str(plan, tier_last[uv]) +
+                      " (no wait orders them), while the old tier copy of " + node_str(v) +
+                      " is still there");
+          break;
+        }
+        readers[uv].push_back(i);  // the copy reads the device value: its free waits for it
+        copy_of[uv] = i;
+        fetches[uv].clear();
+      } else if (s.kind == Step::Kind::fetch) {
+        if (copy_of[uv] < 0) {
+          fail(i, what + ", which has no tier copy (no offload of it before, or dropped since)");
+          break;
+        }
+        if (!order.before(copy_of[uv], i)) {
+          fail(i, what + " can run before " + step_str(plan, copy_of[uv]) +
+                      " finishes (no wait orders them), and it reads that copy");
+          break;
+        }
+        if (in_mem[uv]) {
+          fail(i, what + ", which is already on the device (free it first)");
+          break;
+        }
+        if (last[uv] >= 0 && !order.before(last[uv], i)) {
+          fail(i, what + " can run before " + step_str(plan, last[uv]) +
+                      " (no wait orders them), while " + node_str(v) + " is still on the device");
+          break;
+        }
+        in_mem[uv] = 1;
+        readers[uv].clear();
+        fetches[uv].push_back(i);
+        last[uv] = i;
+      } else {
+        if (copy_of[uv] < 0) {
+          fail(i, what + ", which has no tier copy (no offload of it before, or dropped since)");
+          break;
+        }
+        if (!order.before(copy_of[uv], i)) {
+          fail(i, what + " can run before " + step_str(plan, copy_of[uv]) +
+                      " finishes (no wait orders them), and that copy is what it releases");
+          break;
+        }
+        for (int64_t f : fetches[uv]) {
+          if (!order.before(f, i)) {
+            fail(i, what + " can run before " + step_str(plan, f) +
+                        " reads the tier copy (no wait orders them)");
+            break;
+          }
+        }
+        if (!r.valid) break;
+        copy_of[uv] = -1;
+        fetches[uv].clear();
+        tier_last[uv] = i;
+      }
+      continue;
+    }
     if (s.kind == Step::Kind::compute) {
       if (node.resident) {
         fail(i, "rule 2: compute " + node_str(v) + ", which is resident (never computed)");
@@ -612,27 +741,44 @@ SimResult simulate_streams(const Problem& p, const Plan& plan) {
     r.cost += p.nodes[static_cast<size_t>(s.node)].cost;
     ++r.compute_steps;
   }
-  r.makespan = makespan(p, plan);
+  const bool copies = has_copies(plan);
+  try {
+    r.makespan = makespan(p, plan);
+  } catch (const Error&) {
+    if (!copies) throw;
+    r.makespan = -1.0;  // copies without bandwidths: no predicted time
+  }
   const WorstCase wc = worst_case_memory(p, plan);
   r.peak_bytes = wc.peak_bytes;
+  const bool any_alloc = std::any_of(plan.steps.begin(), plan.steps.end(), [](const Step& s) {
+    return s.kind == Step::Kind::compute || s.kind == Step::Kind::fetch;
+  });
+  std::optional<WorstCase> tier;
+  if (copies) {
+    tier = worst_case_tier_memory(p, plan);
+    r.tier_peak_bytes = tier->peak_bytes;
+  }
   // Over the budget (a plan without computes is checked at no step, as in the serial rules).
-  if (r.valid && wc.peak_bytes > plan.budget_bytes && r.compute_steps > 0) {
+  if (r.valid && wc.peak_bytes > plan.budget_bytes && any_alloc) {
     // The worst moment ends at a compute (a free at the end only lowers it): name the last one.
     int64_t at = -1;
     for (int64_t i : wc.ideal) {
-      if (plan.steps[static_cast<size_t>(i)].kind == Step::Kind::compute) at = i;
+      const Step::Kind k = plan.steps[static_cast<size_t>(i)].kind;
+      if (k == Step::Kind::compute || k == Step::Kind::fetch) at = i;
     }
     // None: the resident values alone are over the budget, and any first compute brings memory
     // there.
     for (int64_t i = 0; at < 0 && i < steps; ++i) {
       if (plan.steps[static_cast<size_t>(i)].kind == Step::Kind::compute) at = i;
     }
-    std::string msg = "rule 2: compute " + node_str(plan.steps[static_cast<size_t>(at)].node) +
-                      " can bring memory to " + std::to_string(wc.peak_bytes) +
-                      " bytes, over the budget of " + std::to_string(plan.budget_bytes) +
-                      (wc.live.empty() ? ": the resident values alone are " +
-                                             std::to_string(resident_bytes(p)) + " bytes"
-                                       : ": in some order these steps hold memory at once:");
+    std::string msg =
+        std::string("rule 2: ") + kind_name(plan.steps[static_cast<size_t>(at)].kind) + " " +
+        node_str(plan.steps[static_cast<size_t>(at)].node) + " can bring memory to " +
+        std::to_string(wc.peak_bytes) + " bytes, over the budget of " +
+        std::to_string(plan.budget_bytes) +
+        (wc.live.empty()
+             ? ": the resident values alone are " + std::to_string(resident_bytes(p)) + " bytes"
+             : ": in some order these steps hold memory at once:");
     constexpr size_t kShown = 12;
     for (size_t k = 0; k < wc.live.size() && k < kShown; ++k) {
       const int64_t j = wc.live[k];
@@ -643,6 +789,26 @@ SimResult simulate_streams(const Problem& p, const Plan& plan) {
              " bytes)";
     }
     if (wc.live.size() > kShown) msg += " and " + std::to_string(wc.live.size() - kShown) + " more";
+    fail(at, std::move(msg));
+  }
+  if (r.valid && tier && tier->peak_bytes > plan.host_budget_bytes) {
+    // Name the last offload of the worst moment (there is one: the tier starts empty).
+    int64_t at = -1;
+    for (int64_t i : tier->ideal)
+      if (plan.steps[static_cast<size_t>(i)].kind == Step::Kind::offload) at = i;
+    std::string msg = "rule 8: offload " + node_str(plan.steps[static_cast<size_t>(at)].node) +
+                      " can bring the second tier to " + std::to_string(tier->peak_bytes) +
+                      " bytes, over the host budget of " + std::to_string(plan.host_budget_bytes) +
+                      ": in some order these copies are held at once:";
+    constexpr size_t kShown = 12;
+    for (size_t k = 0; k < tier->live.size() && k < kShown; ++k) {
+      const int64_t j = tier->live[k];
+      const NodeId v = plan.steps[static_cast<size_t>(j)].node;
+      msg += (k ? ", " : " ") + std::to_string(j) + " (" + node_str(v) + ", " +
+             std::to_string(p.nodes[static_cast<size_t>(v)].bytes) + " bytes)";
+    }
+    if (tier->live.size() > kShown)
+      msg += " and " + std::to_string(tier->live.size() - kShown) + " more";
     fail(at, std::move(msg));
   }
   return r;

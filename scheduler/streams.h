@@ -89,19 +89,27 @@ struct WorstCase {
 };
 // Throws Error when a step names a node that does not exist or the waits are malformed.
 // `greedy_start` false: the max-flow from zero (slower; the tests check both against brute force).
+// On a plan with copies (docs/plan-format.md), a fetch is an allocation like a compute, and an
+// offload or a drop weighs nothing on the device.
 WorstCase worst_case_memory(const Problem& p, const Plan& plan, bool greedy_start = true);
+// The same on the second tier: each offload weighs +bytes (the copy is held from the offload's
+// start), each drop -bytes, from an empty tier; `live` lists the offloads whose copy is held.
+WorstCase worst_case_tier_memory(const Problem& p, const Plan& plan, bool greedy_start = true);
 
 // simulate() for any plan, by the rules above (the serial fast path in simulate() gives the same
 // numbers on serial plans; tests compare them). Checks the rules in step order and reports the
 // earliest step that breaks one in some order, naming the other step involved; then the budget
-// against the worst-case peak. cost sums every compute step; makespan is makespan().
+// against the worst-case peak, then (a plan with copies) the second tier's worst-case peak against
+// host_budget_bytes. cost sums every compute step; makespan is makespan(), -1 for a plan with
+// copies whose bandwidths the problem does not give.
 SimResult simulate_streams(const Problem& p, const Plan& plan);
 
 // Predicted time: each stream runs its steps in order; a step starts once its stream is free and
 // the steps it waits for are done; a compute lasts its node's cost (cost[node] when `cost` is
-// given, e.g. costs measured in this stream configuration), a free lasts 0. A serial plan's
-// makespan is its cost. Throws Error on a malformed plan (bad node, bad wait) or a cost vector of
-// the wrong size.
+// given, e.g. costs measured in this stream configuration), a free or a drop lasts 0, an offload
+// bytes / p.bandwidth.out and a fetch bytes / p.bandwidth.in (the copy streams are channels like
+// any other). A serial plan's makespan is its cost. Throws Error on a malformed plan (bad node, bad
+// wait), a cost vector of the wrong size, or a copy whose bandwidth is not known.
 double makespan(const Problem& p, const Plan& plan, const std::vector<double>* cost = nullptr);
 
 }  // namespace lethe::sched

@@ -5,6 +5,8 @@
 //   lethe-plan --generate transformer --n 200 --seed 3 -o t.graph.json
 //   lethe-plan --check g.graph.json g.plan.json [--budget 2GiB]
 //   lethe-plan g.graph.json --budget 0.5 --streams 2 -o g.plan.json   (a plan on two streams)
+//   lethe-plan g.graph.json --budget 0.2 --host-budget 4GiB --bandwidth 12GB/s -o g.plan.json
+//       (copies to a second tier: recompute-only, offload-only and joint, the fastest written)
 //
 // Every failure is one line on stderr and exit code 2. --check exits 0 when the plan is valid in
 // every order its streams allow and its worst-case peak is within the budget, 1 when not (the
@@ -24,6 +26,7 @@
 #include "scheduler/planner.h"
 #include "scheduler/simulator.h"
 #include "scheduler/layout.h"
+#include "scheduler/offload.h"
 #include "scheduler/stream_assign.h"
 #include "scheduler/streams.h"
 
@@ -117,7 +120,10 @@ bool limit_hit(const PlannerInfo& info) {
 
 // Rows are printed (and flushed) cell by cell as each plan finishes: a sweep of checkmate on a
 // large graph takes minutes, and a silent terminal looks like a hang.
-int run_sweep(const Problem& p, const PlannerOptions& opts) {
+void sweep_offload(const Problem& p, const std::vector<std::string>& labels,
+                   const std::vector<int64_t>& budgets, int64_t host, const PlannerOptions& opts);
+
+int run_sweep(const Problem& p, const PlannerOptions& opts, const std::string& host_text) {
   const std::vector<std::string> labels = {"1", "0.75", "0.5", "0.35", "0.25", "0.15", "smallest"};
   std::vector<int64_t> budgets;
   for (size_t i = 0; i + 1 < labels.size(); ++i) budgets.push_back(parse_budget(labels[i], p));
@@ -180,14 +186,115 @@ int run_sweep(const Problem& p, const PlannerOptions& opts) {
         "time limit: checkmate found no plan within --time-limit %g s; the budget may still be "
         "feasible\n",
         opts.time_limit_s);
+  if (!host_text.empty()) sweep_offload(p, labels, budgets, parse_budget(host_text, p), opts);
   return 0;
 }
 
-int run_check(const Problem& p, const std::string& plan_file, const std::string& budget_text) {
+std::string time_str(const std::optional<OffloadPlan>& o) {
+  return o ? fmt("%.6g", o->makespan) : std::string("infeasible");
+}
+
+// Plans with copies to a second tier: recompute-only, offload-only and joint (plan_joint); the
+// joint plan (the fastest) is written.
+int run_offload(const Problem& p, const std::string& budget_text, const std::string& host_text,
+                const std::string& planner, const std::string& out, bool as_json,
+                const PlannerOptions& opts) {
+  const int64_t budget = parse_budget(budget_text, p);
+  const int64_t host = parse_budget(host_text, p);
+  const std::string name = planner == "auto" ? "lethe" : planner;
+  const JointPlans j = plan_joint(p, budget, host, p.bandwidth, name, 4, opts);
+  if (!out.empty()) write_plan_file(j.joint->plan, out);
+  auto row = [&](const char* mode, const std::optional<OffloadPlan>& o) {
+    if (!o) return nlohmann::json{{"mode", mode}, {"feasible", false}};
+    return nlohmann::json{{"mode", mode},
+                          {"feasible", true},
+                          {"makespan", o->makespan},
+                          {"peak_bytes", o->device_peak_bytes},
+                          {"tier_peak_bytes", o->tier_peak_bytes},
+                          {"copies", o->copies},
+                          {"remat_budget_bytes", o->remat_budget_bytes}};
+  };
+  if (as_json) {
+    nlohmann::json jo = {{"graph", p.name},
+                         {"nodes", p.size()},
+                         {"budget_bytes", budget},
+                         {"host_budget_bytes", host},
+                         {"bandwidth_out", p.bandwidth.out},
+                         {"bandwidth_in", p.bandwidth.in},
+                         {"planner", name},
+                         {"no_remat_cost", no_remat_cost(p)},
+                         {"plans",
+                          {row("recompute-only", j.recompute_only),
+                           row("offload-only", j.offload_only), row("joint", j.joint)}}};
+    if (!out.empty()) jo["plan_file"] = out;
+    std::cout << jo.dump(2) << "\n";
+    return 0;
+  }
+  std::cout << "graph          " << p.name << " (" << p.size() << " nodes)\n"
+            << "budget         " << format_bytes(budget) << " (" << budget << " bytes)\n"
+            << "host budget    " << format_bytes(host) << " (" << host << " bytes)\n"
+            << "bandwidth      out " << fmt("%.4g", p.bandwidth.out) << " B/s, in "
+            << fmt("%.4g", p.bandwidth.in) << " B/s\n"
+            << "no-remat cost  " << no_remat_cost(p) << "\n";
+  std::printf("%-15s %12s %14s %14s %7s %14s\n", "plan", "makespan", "device peak", "tier peak",
+              "copies", "remat budget");
+  auto line = [&](const char* mode, const std::optional<OffloadPlan>& o) {
+    if (!o) {
+      std::printf("%-15s %12s\n", mode, "infeasible");
+      return;
+    }
+    std::printf("%-15s %12.6g %14s %14s %7lld %14s\n", mode, o->makespan,
+                format_bytes(o->device_peak_bytes).c_str(),
+                format_bytes(o->tier_peak_bytes).c_str(), static_cast<long long>(o->copies),
+                format_bytes(o->remat_budget_bytes).c_str());
+  };
+  line("recompute-only", j.recompute_only);
+  line("offload-only", j.offload_only);
+  line("joint", j.joint);
+  std::fflush(stdout);
+  if (!out.empty()) std::cout << "plan written   " << out << " (joint)\n";
+  return 0;
+}
+
+// --sweep with --host-budget: predicted makespans of the three ways at the sweep's budgets.
+void sweep_offload(const Problem& p, const std::vector<std::string>& labels,
+                   const std::vector<int64_t>& budgets, int64_t host, const PlannerOptions& opts) {
+  std::printf(
+      "\nwith a second tier of %s (bandwidth out %.4g B/s, in %.4g B/s), planner lethe: predicted "
+      "makespan per budget\n",
+      format_bytes(host).c_str(), p.bandwidth.out, p.bandwidth.in);
+  std::printf("%-15s", "plan");
+  for (const std::string& l : labels) std::printf(" %14s", l.c_str());
+  std::printf("\n");
+  std::vector<JointPlans> all;
+  for (int64_t b : budgets) {
+    try {
+      all.push_back(plan_joint(p, b, host, p.bandwidth, "lethe", 4, opts));
+    } catch (const Infeasible&) {
+      all.emplace_back();
+    }
+  }
+  const char* names[] = {"recompute-only", "offload-only", "joint"};
+  for (int k = 0; k < 3; ++k) {
+    std::printf("%-15s", names[k]);
+    for (const JointPlans& j : all) {
+      const std::optional<OffloadPlan>& o = k == 0   ? j.recompute_only
+                                            : k == 1 ? j.offload_only
+                                                     : j.joint;
+      std::printf(" %14s", time_str(o).c_str());
+    }
+    std::printf("\n");
+  }
+  std::fflush(stdout);
+}
+
+int run_check(const Problem& p, const std::string& plan_file, const std::string& budget_text,
+              const std::string& host_text) {
   // Waits are checked by simulate() below, so that a wait on a later step is a refusal naming the
   // step (exit 1) rather than an unreadable file.
   Plan pl = read_plan_file(plan_file, /*check_waits=*/false);
   if (!budget_text.empty()) pl.budget_bytes = parse_budget(budget_text, p);
+  if (!host_text.empty()) pl.host_budget_bytes = parse_budget(host_text, p);
   const SimResult r = simulate(p, pl);
   // simulate() stops at the first broken rule of a serial plan; the summary covers the whole plan
   // whenever its steps are well-formed.
@@ -197,7 +304,8 @@ int run_check(const Problem& p, const std::string& plan_file, const std::string&
   try {
     wc = worst_case_memory(p, pl);
     peak = wc->peak_bytes;
-    time = makespan(p, pl);
+    time = r.makespan;
+    if (!has_copies(pl)) time = makespan(p, pl);
     cost = 0.0;
     for (const Step& s : pl.steps)
       cost += s.kind == Step::Kind::compute ? p.nodes[static_cast<size_t>(s.node)].cost : 0.0;
@@ -239,8 +347,22 @@ int run_check(const Problem& p, const std::string& plan_file, const std::string&
     }
     std::cout << "\n";
   }
-  std::cout << "cost           " << cost << "\n"
-            << "makespan       " << time << "\n";
+  if (has_copies(pl)) {
+    std::cout << "tier peak      " << r.tier_peak_bytes << " bytes ("
+              << format_bytes(r.tier_peak_bytes) << "), the largest over every order\n"
+              << "host budget    ";
+    if (pl.host_budget_bytes < 0)
+      std::cout << "none (the plan has no \"host_budget_bytes\"; give --host-budget)\n";
+    else
+      std::cout << pl.host_budget_bytes << " bytes (" << format_bytes(pl.host_budget_bytes) << "), "
+                << (r.tier_peak_bytes > pl.host_budget_bytes ? "exceeded" : "within") << "\n";
+  }
+  std::cout << "cost           " << cost << "\n";
+  if (time < 0)
+    std::cout << "makespan       unknown: the copies need --bandwidth OUT[,IN] (or the graph's "
+                 "\"bandwidth\")\n";
+  else
+    std::cout << "makespan       " << time << "\n";
   return r.valid ? 0 : 1;
 }
 
@@ -248,7 +370,7 @@ int run_check(const Problem& p, const std::string& plan_file, const std::string&
 
 int main(int argc, char** argv) {
   CLI::App app{"lethe-plan: plan a training graph (remat-graph/1) under a memory budget"};
-  std::string graph, budget, planner = "auto", out, family, plan_file;
+  std::string graph, budget, planner = "auto", out, family, plan_file, host_budget, bandwidth;
   bool as_json = false, sweep = false, check = false;
   int n = 0, width = 4;
   std::string streams_text = "1";
@@ -283,6 +405,14 @@ int main(int argc, char** argv) {
          "--time-limit", time_limit,
          "seconds checkmate's MILP may run per plan (default 30, or 10 per budget in --sweep)")
       ->check(CLI::PositiveNumber);
+  app.add_option("--host-budget", host_budget,
+                 "bytes of the second memory tier (host memory, a file) a plan may copy values to "
+                 "(budget syntax): plan with copies (recompute-only, offload-only and joint; the "
+                 "fastest is written), check a plan's copies, or add their makespans to --sweep");
+  app.add_option("--bandwidth", bandwidth,
+                 "OUT[,IN]: bytes/s of the copies to the tier and back (12e9, 2GB/s, 512MiB/s; IN "
+                 "defaults to OUT); needed with --host-budget unless the graph gives "
+                 "\"bandwidth\"");
   app.add_option("--generate", family, "write a generated training graph of this family");
   app.add_option("--n", n, "generator: number of forward operations (1 to 1000000)");
   app.add_option("--seed", seed, "generator: seed");
@@ -314,11 +444,17 @@ int main(int argc, char** argv) {
       throw Error("a second file (" + plan_file +
                   ") is read only with --check: lethe-plan --check GRAPH PLAN");
     }
-    const Problem p = read_problem_file(graph);
-    if (check) return run_check(p, plan_file, budget);
+    Problem p = read_problem_file(graph);
+    if (!bandwidth.empty()) p.bandwidth = parse_bandwidth(bandwidth);
+    if (check) return run_check(p, plan_file, budget, host_budget);
+    if (!host_budget.empty() && !p.bandwidth.known()) {
+      throw Error(
+          "--host-budget needs --bandwidth OUT[,IN] (bytes/s, e.g. 12GB/s) to time the copies, or "
+          "a graph with \"bandwidth\"");
+    }
     PlannerOptions opts;
     opts.time_limit_s = time_limit > 0 ? time_limit : sweep ? kSweepTimeLimit : kPlanTimeLimit;
-    if (sweep) return run_sweep(p, opts);
+    if (sweep) return run_sweep(p, opts, host_budget);
     if (budget.empty())
       throw Error("--budget is required (bytes like 512MiB, or a fraction like 0.25)");
     const bool digits = !streams_text.empty() && streams_text.size() <= 4 &&
@@ -326,6 +462,11 @@ int main(int argc, char** argv) {
     const int streams = digits ? std::stoi(streams_text) : 0;
     if (streams < 1)
       throw Error("--streams: expected a positive number of streams, got '" + streams_text + "'");
+    if (!host_budget.empty()) {
+      if (streams > 1)
+        throw Error("--streams with --host-budget: a plan with copies has its own streams");
+      return run_offload(p, budget, host_budget, planner, out, as_json, opts);
+    }
     return run_plan(p, budget, planner, out, as_json, opts, streams);
   } catch (const std::exception& e) {
     std::cerr << "lethe-plan: error: " << e.what() << "\n";
