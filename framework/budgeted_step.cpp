@@ -19,6 +19,7 @@
 #endif
 #include "framework/session.h"
 #include "framework/step_problem.h"
+#include "framework/tier.h"
 #include "framework/tensor.h"
 #include "framework/trace.h"
 #include "scheduler/graph_io.h"
@@ -204,7 +205,12 @@ std::shared_ptr<CompiledStep> SessionState::compile(Graph& g, const std::vector<
         if (!n.resident) n.bytes += static_cast<int64_t>(kGuardBytes);  // ArenaMemory checks them
     return p;
   };
-  bool early = opts_.early_updates;
+  // With a second tier the updates run after the plan: a copy that fails mid-step then leaves the
+  // parameters and optimizer state as they were (SessionOptions::host_budget). Data parallel too:
+  // its first step broadcasts the parameters (in-place writes of the storages the updates write),
+  // so its steps would plan differently and a fraction arena sized from the first may not hold
+  // the next.
+  bool early = opts_.early_updates && !tier_ && !opts_.data_parallel;
   StepProblem sp = problem(measured, early);
   if (!arena_) {
     // A fraction budget: the arena is sized from this first step, as that fraction of the step's
@@ -222,6 +228,17 @@ std::shared_ptr<CompiledStep> SessionState::compile(Graph& g, const std::vector<
                           static_cast<int64_t>(arena_->capacity())};
   CompileOptions co;
   co.planner = opts_.planner;
+  if (tier_) {
+    if (tier_out_bw_ <= 0) {
+      // Each direction's bandwidth, measured once (a few MiB each way, cached per process).
+      const TierBandwidth bw = tier_->measure();
+      tier_out_bw_ = bw.out_bytes_per_s;
+      tier_in_bw_ = bw.in_bytes_per_s;
+    }
+    co.host_bytes = static_cast<int64_t>(tier_->capacity());
+    co.out_bandwidth = tier_out_bw_;
+    co.in_bandwidth = tier_in_bw_;
+  }
   std::shared_ptr<CompiledStep> cs;
   // Plans in order of preference: measured costs before the deterministic estimates (measured
   // times steer the planners, and a plan made from them may not lay out where the one from the
@@ -340,6 +357,8 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
     report_.planning_seconds = from_cache ? 0.0 : cs->planning_seconds;
     report_.plan_from_cache = from_cache;
     report_.early_updates = static_cast<size_t>(cs->early_updates);
+    report_.tier_peak_bytes = static_cast<size_t>(cs->tier_bytes);
+    report_.tier_plan = cs->tier_plan;
     return;
   }
   Arena& arena = *arena_;
@@ -354,7 +373,9 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
   const bool comm = opts_.data_parallel && side_effects && cs->collectives;
   const int parallel = opts_.streams >= 2 ? opts_.streams : comm ? 1 : 2;
   // CPU: auto needs two threads to share between streams; CUDA streams share the device.
-  const bool can_stream = side_effects && !comm &&
+  // A plan with copies to the tier runs on its own streams (the copies' channels).
+  const bool copies = !cs->tier_offsets.empty();
+  const bool can_stream = side_effects && !comm && !copies &&
                           (opts_.streams >= 2 || (opts_.streams == kAutoStreams &&
                                                   (threads_ >= 2 || opts_.device.is_cuda())));
   StreamTuning& tune = tuning_[ghash];
@@ -406,7 +427,16 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
     run.threads_per_stream = threads_per_stream;
     run.comm_stream = comm ? par->streams - 1 : -1;
     run.device_streams = device_streams(par->streams);
+  } else if (copies) {
+    // Computes on stream 0 with every thread; the copy streams wait for the tier's I/O threads.
+    run.stream = &cs->stream;
+    run.after = &cs->after;
+    run.streams = cs->streams;
+    run.threads_per_stream = threads_;
+    run.device_streams = device_streams(cs->streams);
   }
+  run.tier = tier_.get();
+  run.tier_offsets = copies ? &cs->tier_offsets : nullptr;
   ExecStats st = run_steps(g, run, values);
   std::vector<double>& seconds = st.first_seconds;
   const size_t computed = st.computed, recomputed = st.recomputed;
@@ -470,6 +500,12 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
   report_.measured_costs = cs->measured_costs;
   report_.streams = st.streams;
   report_.early_updates = static_cast<size_t>(cs->early_updates);
+  report_.copy_out_bytes = st.copy_out_bytes;
+  report_.copy_in_bytes = st.copy_in_bytes;
+  report_.copy_seconds = st.copy_seconds;
+  report_.copy_hidden_seconds = st.copy_hidden_seconds;
+  report_.tier_peak_bytes = static_cast<size_t>(cs->tier_bytes);
+  report_.tier_plan = cs->tier_plan;
   report_.predicted_seconds =
       used.measured_costs || (par && tune.parallel_runs > 1) ? used.predicted_seconds : 0.0;
   report_.parallel_seconds = st.parallel_seconds;

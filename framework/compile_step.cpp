@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <limits>
 #include <map>
 #include <optional>
 #include <sstream>
@@ -11,6 +12,7 @@
 #include "framework/storage.h"
 #include "scheduler/budget.h"
 #include "scheduler/layout.h"
+#include "scheduler/offload.h"
 #include "scheduler/planner.h"
 #include "scheduler/simulator.h"
 #include "scheduler/stream_assign.h"
@@ -219,9 +221,15 @@ struct Search {
   }
   InfeasibleBudget infeasible() {
     const int64_t smallest = smallest_arena();
-    return InfeasibleBudget(breakdown(smallest < 0 ? -1 : smallest - base - ws),
-                            smallest < 0 ? 0 : static_cast<size_t>(smallest));
+    std::string msg = breakdown(smallest < 0 ? -1 : smallest - base - ws);
+    if (o.host_bytes > 0)
+      msg += ". With the second tier (host_budget " + mib(o.host_bytes) + "), copies did not fit " +
+             "either" + (tier_note.empty() ? std::string() : ": " + tier_note) +
+             "; raise memory_budget (recomputation alone fits the size named above) or " +
+             "host_budget";
+    return InfeasibleBudget(msg, smallest < 0 ? 0 : static_cast<size_t>(smallest));
   }
+  std::string tier_note;  // why plans with copies to the tier did not fit (with_tier)
 
  private:
   std::optional<std::vector<Candidate>> smallest_;
@@ -307,6 +315,60 @@ std::optional<Candidate> smallest_budget_plan(Search& s) {
   return std::nullopt;
 }
 
+// With a second tier (CompileOptions::host_bytes): the plans sched::plan_joint() finds at the
+// window's budget that copy values out (offload-only, joint), kept when they pass the step's order
+// rules, lay out within the window, fit the tier with a place of their own per value copied out,
+// and are predicted faster than `than` (the recompute-only plan's time). The planner budget is
+// lowered by the layout's excess a few times when fragmentation puts a plan past the window.
+std::optional<Candidate> with_tier(Search& s, double than, std::string& kind) {
+  const sched::TierBandwidth bw{s.o.out_bandwidth, s.o.in_bandwidth};
+  if (!bw.known()) return std::nullopt;
+  const std::string planner = s.o.planner == "auto" ? "lethe" : s.o.planner;
+  std::optional<Candidate> best;
+  double best_time = than;
+  int64_t budget = s.capacity + s.resident;
+  for (int attempt = 0; attempt < 4 && budget > s.floor; ++attempt) {
+    sched::JointPlans j;
+    try {
+      sched::PlannerOptions po;
+      po.accept = [&s](const sched::Plan& pl) { return order_ok(s.sp, pl); };
+      j = sched::plan_joint(s.p, budget, s.o.host_bytes, bw, planner, 4, po);
+    } catch (const sched::Error& e) {
+      if (!best) s.tier_note = e.what();
+      return best;
+    }
+    int64_t excess = 0;
+    for (const auto* c : {&j.joint, &j.offload_only}) {
+      if (!*c || !sched::has_copies((*c)->plan) || !order_ok(s.sp, (*c)->plan)) continue;
+      int64_t tier = 0;
+      std::map<sched::NodeId, bool> seen;
+      for (const sched::Step& st : (*c)->plan.steps)
+        if (st.kind == sched::Step::Kind::offload && !seen[st.node]) {
+          seen[st.node] = true;
+          tier += static_cast<int64_t>(
+              align_up(static_cast<size_t>(s.p.nodes[static_cast<size_t>(st.node)].bytes)));
+        }
+      if (tier > s.o.host_bytes) continue;
+      sched::Layout layout =
+          sched::layout_plan(s.p, (*c)->plan, static_cast<int64_t>(kAlignment), s.capacity);
+      if (layout.high_water > s.capacity) {
+        excess = std::max(excess, layout.high_water - s.capacity);
+        continue;
+      }
+      if ((*c)->makespan >= best_time) continue;
+      sched::PlanResult r;
+      r.plan = (*c)->plan;
+      r.plan.predicted_cost = sched::simulate(s.p, r.plan).cost;
+      best = Candidate{std::move(r), std::move(layout), false};
+      best_time = (*c)->makespan;
+      kind = c == &j.joint && (*c)->remat_budget_bytes >= 0 ? "joint" : "offload";
+    }
+    if (best || excess == 0) break;
+    budget -= std::max<int64_t>(excess, static_cast<int64_t>(kAlignment));
+  }
+  return best;
+}
+
 struct Strategy {
   const char* name;
   std::optional<Candidate> (*run)(Search&);
@@ -323,10 +385,16 @@ constexpr Strategy kStrategies[] = {
 // itself waited for (its waits and the step before it on its stream).
 void fill(CompiledStep& cs, const StepProblem& sp, const sched::Plan& plan,
           const sched::Layout& layout, bool reserved, int64_t max_scratch, int64_t ws) {
-  // Copies to a second tier (offload/fetch/drop) are planned and checked by the scheduler but not
-  // executed yet: refuse them rather than run a fetch as a free.
-  LETHE_CHECK(!sched::has_copies(plan),
-              "a plan with copies to a second tier (offload/fetch/drop) cannot be executed yet");
+  // Copies to the tier: each value copied out gets its own bytes in the tier, in plan order (a
+  // value offloaded twice keeps its place), so no order of the copies the plan allows can mix two.
+  std::map<sched::NodeId, int64_t> tier_at;
+  cs.tier_bytes = 0;
+  for (const sched::Step& st : plan.steps)
+    if (st.kind == sched::Step::Kind::offload && !tier_at.count(st.node)) {
+      tier_at[st.node] = cs.tier_bytes;
+      cs.tier_bytes += static_cast<int64_t>(
+          align_up(static_cast<size_t>(sp.problem.nodes[static_cast<size_t>(st.node)].bytes)));
+    }
   const int64_t reserved_at = layout.high_water;
   const bool streamed = sched::has_streams(plan);
   const size_t m = plan.steps.size();
@@ -361,7 +429,24 @@ void fill(CompiledStep& cs, const StepProblem& sp, const sched::Plan& plan,
       continue;
     }
     kept[i] = static_cast<int32_t>(cs.steps.size());
-    cs.steps.push_back({compute, gid});
+    ExecStep es{compute, gid};
+    switch (st.kind) {
+      case sched::Step::Kind::offload:
+        es.copy = CopyKind::offload;
+        break;
+      case sched::Step::Kind::fetch:
+        es.copy = CopyKind::fetch;
+        break;
+      case sched::Step::Kind::drop:
+        es.copy = CopyKind::drop;
+        break;
+      case sched::Step::Kind::compute:
+      case sched::Step::Kind::free:
+        break;
+    }
+    if (!tier_at.empty())
+      cs.tier_offsets.push_back(es.copy == CopyKind::none ? -1 : tier_at.at(st.node));
+    cs.steps.push_back(es);
     cs.offsets.push_back(layout.offsets[i]);
     auto w = compute ? ws_at.find(gid) : ws_at.end();
     cs.ws_offsets.push_back(w == ws_at.end() ? -1 : w->second);
@@ -385,9 +470,16 @@ void fill(CompiledStep& cs, const StepProblem& sp, const sched::Plan& plan,
 
 }  // namespace
 
-std::shared_ptr<CompiledStep> compile_step(const StepProblem& sp, const StepWindow& window,
+std::shared_ptr<CompiledStep> compile_step(const StepProblem& step, const StepWindow& window,
                                            const CompileOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
+  // With a tier, the problem carries its bandwidths (the copies' predicted times).
+  StepProblem with_bandwidth;
+  if (o.host_bytes > 0) {
+    with_bandwidth = step;
+    with_bandwidth.problem.bandwidth = {o.out_bandwidth, o.in_bandwidth};
+  }
+  const StepProblem& sp = o.host_bytes > 0 ? with_bandwidth : step;
   Search s(sp, o, window);
   auto cs = std::make_shared<CompiledStep>();
   cs->side_effects = sp.side_effects;
@@ -402,8 +494,26 @@ std::shared_ptr<CompiledStep> compile_step(const StepProblem& sp, const StepWind
       break;
     }
   }
+  if (o.host_bytes > 0) {
+    // With a second tier: the recompute-only plan found above, or one that copies values out
+    // (offload-only, or joint with recomputation), whichever is predicted faster.
+    const double recompute_time =
+        found ? sched::makespan(found->reserved ? s.reserved_p : s.p, found->r.plan)
+              : std::numeric_limits<double>::infinity();
+    std::string kind;
+    if (std::optional<Candidate> copied = with_tier(s, recompute_time, kind)) {
+      found = std::move(copied);
+      cs->strategy = "second tier: " + kind;
+      cs->tier_plan = kind;
+    } else if (found) {
+      cs->tier_plan = "recompute";
+    }
+  }
   if (!found) throw s.infeasible();
   fill(*cs, sp, found->r.plan, found->layout, found->reserved, s.max_scratch, s.ws);
+  LETHE_CHECK(cs->tier_bytes <= o.host_bytes || o.host_bytes == 0,
+              "internal error: a plan's copies take ", cs->tier_bytes,
+              " bytes of a second tier of ", o.host_bytes);
   const double base_cost = sched::no_remat_cost(s.p);
   cs->predicted_overhead = base_cost > 0 ? found->r.plan.predicted_cost / base_cost : 1.0;
   const sched::Problem& prob = found->reserved ? s.reserved_p : s.p;

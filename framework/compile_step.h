@@ -34,6 +34,12 @@ struct CompileOptions {
   // A node's time on one stream when not measured: its serial cost times this (the serial
   // configuration's threads over one stream's).
   double unknown_cost_factor = 1.0;
+  // A second memory tier (SessionOptions::host_budget): its bytes and each direction's bandwidth
+  // (bytes/s). With host_bytes > 0, plans that copy values to the tier and back (offload-only and
+  // joint with recomputation, sched::plan_joint) are weighed against the recompute-only plan by
+  // predicted time, and the fastest that lays out within the window is taken.
+  int64_t host_bytes = 0;
+  double out_bandwidth = 0, in_bandwidth = 0;
 };
 
 struct StreamSource;  // what streamed_step() derives a plan on streams from (compile_step.cpp)
@@ -65,6 +71,12 @@ struct CompiledStep {
       stream_layout;  // streamed: how its layout stays valid in every order (compile_step.cpp)
   bool collectives = false;  // the step has collectives (StepProblem::comm): data parallel
   int early_updates = 0;     // updates the plan runs (StepProblem::update); the rest run after it
+  // Copies to the second tier (ExecStep::copy): per step the offset of its node's copy in the
+  // tier (-1 for other steps), the tier bytes the plan uses, and which plan was taken with a tier
+  // ("recompute", "offload" or "joint"; empty without one).
+  std::vector<int64_t> tier_offsets;
+  int64_t tier_bytes = 0;
+  std::string tier_plan;
   std::shared_ptr<CompiledStep> parallel;  // CompileOptions::streams >= 2: the plan on streams
   std::shared_ptr<const StreamSource> source;
 };

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "framework/error.h"
+#include "framework/tier.h"
 #include "framework/trace.h"
 
 namespace lethe {
@@ -249,6 +250,49 @@ int comm_stream_plan(const Graph& g, const std::vector<ExecStep>& steps, std::ve
   return 2;
 }
 
+namespace {
+
+// A copy step between the arena and the tier (ExecStep::copy), on the calling thread: it returns
+// once the copy is done (a failed copy throws the tier's lethe::Error, naming the node). A fetch
+// takes its buffer from `buffers`, as a compute takes its output's.
+void copy_step(Graph& g, const StepRun& run, size_t step, const ExecStep& e,
+               std::vector<std::shared_ptr<Storage>>& values, const BufferFn& buffers,
+               ExecStats& st) {
+  LETHE_CHECK(run.tier != nullptr && run.tier_offsets != nullptr,
+              "internal error: a plan with copies to a second tier ran without the session's tier");
+  const size_t id = static_cast<size_t>(e.node);
+  const Node& n = g.nodes[id];
+  const size_t bytes = n.meta.bytes();
+  const size_t offset = static_cast<size_t>((*run.tier_offsets)[step]);
+  try {
+    switch (e.copy) {
+      case CopyKind::offload:
+        LETHE_ASSERT(values[id] != nullptr, "offload of node ", e.node, " which is not in memory");
+        run.tier->wait(run.tier->copy_out(offset, values[id]->data, bytes));
+        st.copy_out_bytes += bytes;
+        break;
+      case CopyKind::fetch: {
+        std::shared_ptr<Storage> buf = buffers(bytes, false);
+        run.tier->wait(run.tier->copy_in(buf->data, offset, bytes));
+        values[id] = std::move(buf);
+        st.copy_in_bytes += bytes;
+        break;
+      }
+      case CopyKind::drop:
+      case CopyKind::none:
+        break;
+    }
+  } catch (Error& err) {
+    err.add_context(detail::concat(e.copy == CopyKind::offload ? "copying" : "fetching", " node ",
+                                   e.node, " (", n.op ? n.op->name() : "leaf", ", ", bytes,
+                                   " bytes) ", e.copy == CopyKind::offload ? "to" : "from",
+                                   " the second memory tier: "));
+    throw;
+  }
+}
+
+}  // namespace
+
 ExecStats run_steps(Graph& g, const StepRun& run, std::vector<std::shared_ptr<Storage>>& values) {
   LETHE_ASSERT(run.steps != nullptr && run.memory != nullptr && run.timer != nullptr);
   if (run.stream != nullptr && run.streams > 1) return run_streams(g, run, values);
@@ -301,6 +345,14 @@ ExecStats run_steps(Graph& g, const StepRun& run, std::vector<std::shared_ptr<St
     if (e.compute) {
       const Node& n = g.nodes[id];
       compute(i, e.node, !n.op->mutated_inputs().empty(), mem.buffers(i, e.node));
+    } else if (e.copy != CopyKind::none) {
+      if (e.copy == CopyKind::fetch && (tr || run.report_frees) && values[id]) mem.freed(e.node);
+      const auto c0 = std::chrono::steady_clock::now();
+      copy_step(g, run, i, e, values, e.copy == CopyKind::fetch ? mem.buffers(i, e.node) : nullptr,
+                st);
+      st.copy_seconds +=
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - c0).count();
+      if (e.copy == CopyKind::fetch && tr) (void)mem.computed(i, e.node, false);
     } else {
       if ((tr || run.report_frees) && values[id]) mem.freed(e.node);
       values[id].reset();
@@ -407,6 +459,33 @@ void account(const Graph& g, const StepRun& run, const StreamRecord& r, double s
         st.comm_overlap_seconds += std::max(0.0, std::min(e, me) - std::max(b, mb));
     }
   }
+  // Copies to and from the tier: their time, and the part of it during which a compute ran.
+  {
+    std::vector<std::pair<double, double>> busy;
+    for (const auto& sp : spans) busy.insert(busy.end(), sp.begin(), sp.end());
+    std::sort(busy.begin(), busy.end());
+    std::vector<std::pair<double, double>> merged;
+    for (const auto& b : busy) {
+      if (!merged.empty() && b.first <= merged.back().second)
+        merged.back().second = std::max(merged.back().second, b.second);
+      else
+        merged.push_back(b);
+    }
+    for (size_t i = 0; i < steps.size(); ++i) {
+      const CopyKind c = steps[i].copy;
+      if (c != CopyKind::offload && c != CopyKind::fetch) continue;
+      const double b = r.begin[i], e = r.end[i];
+      st.copy_seconds += e - b;
+      for (const auto& [mb, me] : merged)
+        st.copy_hidden_seconds += std::max(0.0, std::min(e, me) - std::max(b, mb));
+      if (tr) {
+        const Node& n = g.nodes[static_cast<size_t>(steps[i].node)];
+        tr->slice(c == CopyKind::offload ? Tracer::Kind::copy_out : Tracer::Kind::copy_in,
+                  n.op ? n.op->name() : "leaf", steps[i].node, g.step, start_us + b * 1e6,
+                  start_us + e * 1e6, n.buffer_bytes(), (*run.stream)[i]);
+      }
+    }
+  }
   const Overlap o = overlaps(spans, rec);
   st.parallel_seconds = o.parallel;
   st.overlapped_recompute_seconds = o.recompute;
@@ -449,6 +528,14 @@ ExecStats run_device_streams(Graph& g, const StepRun& run,
       marks[i] = {b, ds.mark(s)};
       done[id] = 1;
       if (tr) r.traced[i] = mem.computed(i, e.node, false);
+    } else if (e.copy != CopyKind::none) {
+      // The device finishes what the plan orders before the copy (every stream, conservatively),
+      // and the copy is done before any later step is issued: correct in every order, with no
+      // overlap of copies and compute on a device yet.
+      ds.synchronize();
+      copy_step(g, run, i, e, values, e.copy == CopyKind::fetch ? mem.buffers(i, e.node) : nullptr,
+                st);
+      if (tr && e.copy == CopyKind::fetch) r.traced[i] = mem.computed(i, e.node, false);
     } else {
       values[id].reset();
     }
@@ -509,6 +596,9 @@ ExecStats run_streams(Graph& g, const StepRun& run, std::vector<std::shared_ptr<
     LETHE_ASSERT(s >= 0 && s < run.streams);
     of_stream[static_cast<size_t>(s)].push_back(i);
   }
+  std::vector<char> copy_only(static_cast<size_t>(run.streams), 1);
+  for (size_t i = 0; i < m; ++i)
+    if (steps[i].copy == CopyKind::none) copy_only[static_cast<size_t>((*run.stream)[i])] = 0;
   // 0: not run, 1: done, 2: the step was abandoned (another stream failed).
   std::vector<std::atomic<int>> state(m);
   std::atomic<bool> failed{false};
@@ -540,8 +630,10 @@ ExecStats run_streams(Graph& g, const StepRun& run, std::vector<std::shared_ptr<
   };
   auto worker = [&](int s) {
 #ifdef _OPENMP
-    // The communication stream packs and sums buckets on its own thread; MPI does the rest.
-    omp_set_num_threads(s == run.comm_stream ? 1 : run.threads_per_stream);
+    // The communication stream packs and sums buckets on its own thread; MPI does the rest. A copy
+    // stream waits for the tier's I/O threads.
+    omp_set_num_threads(
+        s == run.comm_stream || copy_only[static_cast<size_t>(s)] ? 1 : run.threads_per_stream);
 #endif
     try {
       for (size_t i : of_stream[static_cast<size_t>(s)]) {
@@ -577,6 +669,27 @@ ExecStats run_streams(Graph& g, const StepRun& run, std::vector<std::shared_ptr<
             std::lock_guard<std::mutex> lock(mu);
             r.traced[i] = mem.computed(i, e.node, false);
           }
+        } else if (e.copy != CopyKind::none) {
+          BufferFn buffers;
+          if (e.copy == CopyKind::fetch) {
+            std::lock_guard<std::mutex> lock(mu);
+            if (report && values[id]) mem.freed(e.node);
+            BufferFn inner = mem.buffers(i, e.node);
+            buffers = [&mu, inner](size_t bytes, bool workspace) {
+              std::lock_guard<std::mutex> l(mu);
+              return inner(bytes, workspace);
+            };
+          }
+          ExecStats moved;
+          const auto b = std::chrono::steady_clock::now();
+          copy_step(g, run, i, e, values, buffers, moved);
+          const auto f = std::chrono::steady_clock::now();
+          r.begin[i] = since(b);
+          r.end[i] = since(f);
+          std::lock_guard<std::mutex> lock(mu);
+          st.copy_out_bytes += moved.copy_out_bytes;
+          st.copy_in_bytes += moved.copy_in_bytes;
+          if (tr && e.copy == CopyKind::fetch) r.traced[i] = mem.computed(i, e.node, false);
         } else {
           if (report) {
             std::lock_guard<std::mutex> lock(mu);

@@ -12,9 +12,19 @@
 
 namespace lethe {
 
+class OffloadTier;  // framework/tier.h
+
+// A copy between the arena and the session's second memory tier (framework/tier.h), planned as a
+// step of its own (docs/plan-format.md): offload writes the node's value to the tier (the value
+// stays until a free), fetch reads it back into a buffer of the arena (as a compute would make
+// it), drop releases the tier copy.
+enum class CopyKind : uint8_t { none, offload, fetch, drop };
+
 struct ExecStep {
-  bool compute = true;  // false: free
+  bool compute = true;  // false: free, or the copy `copy` names
   int node = 0;
+  CopyKind copy = CopyKind::none;
+  bool is_free() const { return !compute && copy == CopyKind::none; }
 };
 
 // The natural schedule computing `targets` (and every side-effect node): id order, each value freed
@@ -102,6 +112,10 @@ struct StepRun {
   uint64_t jitter_seed = 0;
   // The memory checks its StepMemory makes (LETHE_ARENA_CHECK) need every free reported.
   bool report_frees = false;
+  // Copies (ExecStep::copy): the tier, and per step the offset of its node's copy in the tier. A
+  // stream that runs only copies runs with one thread.
+  OffloadTier* tier = nullptr;
+  const std::vector<int64_t>* tier_offsets = nullptr;
 };
 
 struct ExecStats {
@@ -115,6 +129,10 @@ struct ExecStats {
   double recompute_seconds = 0;             // recomputations' time (on streams)
   double comm_seconds = 0;          // the communication stream's computes (StepRun::comm_stream)
   double comm_overlap_seconds = 0;  // ... while a compute stream was busy
+  // Copies to and from the second tier: bytes each way, their time, and the part of it during
+  // which a compute ran (hidden behind compute).
+  size_t copy_out_bytes = 0, copy_in_bytes = 0;
+  double copy_seconds = 0, copy_hidden_seconds = 0;
 };
 
 // The executor loop: runs `run` over `values` (indexed by node: leaves present, results received; a

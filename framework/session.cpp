@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 
 #include "framework/arena.h"
 #include "framework/cuda.h"
@@ -18,6 +19,7 @@
 #include "framework/executor.h"
 #include "framework/step_problem.h"
 #include "framework/tensor.h"
+#include "framework/tier.h"
 #include "framework/trace.h"
 #include "scheduler/budget.h"
 #include "scheduler/planner.h"
@@ -75,6 +77,30 @@ SessionState::SessionState(SessionOptions o) : opts_(std::move(o)), heap_(make_h
     }
   }
   if (!opts_.trace_path.empty()) tracer_ = std::make_unique<Tracer>(opts_.trace_path);
+  if (!opts_.host_budget.empty()) {
+    sched::BudgetSpec host;
+    try {
+      host = sched::parse_budget_spec(opts_.host_budget);
+    } catch (Error& e) {
+      e.add_context("host_budget: ");
+      throw;
+    }
+    LETHE_CHECK(!host.fraction, "host_budget '", opts_.host_budget,
+                "' must be bytes with a unit (e.g. 4GiB): the second tier's size is not a "
+                "fraction of anything");
+    LETHE_CHECK(!opts_.memory_budget.empty() && opts_.memory_budget != "unlimited" &&
+                    opts_.memory_budget != "inf",
+                "host_budget needs a memory_budget: without one nothing is copied out of it");
+    const std::string dir = opts_.offload_path.empty()
+                                ? std::filesystem::temp_directory_path().string()
+                                : opts_.offload_path;
+    try {
+      tier_ = make_tier(opts_.device, static_cast<size_t>(host.bytes), dir);
+    } catch (Error& e) {
+      e.add_context("the second memory tier (host_budget " + opts_.host_budget + "): ");
+      throw;
+    }
+  }
   const std::string& b = opts_.memory_budget;
   const bool unlimited = b.empty() || b == "unlimited" || b == "inf";
   LETHE_CHECK(
@@ -512,6 +538,14 @@ std::string StepReport::str() const {
                   ", all-reduce %zu buckets %.2f MiB in %.2f ms (%.2f ms hidden behind compute)",
                   buckets, mib(allreduce_bytes), allreduce_seconds * 1e3,
                   allreduce_overlap_seconds * 1e3);
+    out += buf;
+  }
+  if (!tier_plan.empty()) {
+    std::snprintf(buf, sizeof buf,
+                  ", second tier: %s plan, tier peak %.2f MiB, copied %.2f MiB out and %.2f MiB in "
+                  "in %.2f ms (%.2f ms hidden behind compute)",
+                  tier_plan.c_str(), mib(tier_peak_bytes), mib(copy_out_bytes), mib(copy_in_bytes),
+                  copy_seconds * 1e3, copy_hidden_seconds * 1e3);
     out += buf;
   }
   return out;

@@ -66,8 +66,20 @@ struct SessionOptions {
   // recomputations included, has run; the gradient is freed there instead of being held to the
   // end of the step, which lowers the smallest budget by up to the gradients' bytes. Results are
   // bitwise the same. When no plan under the budget can order an update so, it runs after the
-  // plan, as all do with false (StepReport::early_updates counts those that ran inside).
+  // plan, as all do with false (StepReport::early_updates counts those that ran inside). Not yet
+  // with data_parallel or a host_budget (the updates then run after the plan).
   bool early_updates = true;
+  // A second memory tier (issue 16): bytes with units ("4GiB"); empty = none. Budgeted steps may
+  // then copy values out of the budget to the tier and back before their next use, planned
+  // jointly with recomputation (the plan with the least predicted time is taken). CUDA: one
+  // pinned host allocation of this size; CPU: one file of this size in offload_path (empty: the
+  // system's temporary directory), so the budget is the RAM arena and the tier is disk. Created
+  // with the session (an unusable directory or too little space is an error then); each
+  // direction's bandwidth is measured once, at the first budgeted step. While a tier is set,
+  // updates run after the plan (early_updates is ignored), so that a copy that fails mid-step
+  // leaves the parameters and optimizer state as they were.
+  std::string host_budget{};
+  std::string offload_path{};
 };
 
 // SessionOptions::streams: the planner chooses the number of streams.
@@ -108,13 +120,21 @@ struct StepReport {
   double allreduce_seconds = 0.0;
   double allreduce_overlap_seconds = 0.0;
   size_t early_updates = 0;  // updates run inside the plan (SessionOptions::early_updates)
-  std::string str() const;   // one line for logs
+  // Second tier (SessionOptions::host_budget): bytes copied out and back in, the copies' time, the
+  // part of it during which a compute ran (hidden), the tier's peak by the plan, and the plan
+  // that was taken ("recompute", "offload" or "joint").
+  size_t copy_out_bytes = 0, copy_in_bytes = 0;
+  double copy_seconds = 0.0, copy_hidden_seconds = 0.0;
+  size_t tier_peak_bytes = 0;
+  std::string tier_plan;
+  std::string str() const;  // one line for logs
 };
 
 struct CompiledStep;  // a cached plan with its layout (framework/compile_step.h)
 struct ExecStep;      // framework/executor.h
 struct ExecStats;
 class DeviceStreams;
+class OffloadTier;
 class Arena;
 class Tracer;
 
@@ -249,6 +269,10 @@ class SessionState : public std::enable_shared_from_this<SessionState> {
       dp_last_slice_;  // the previous bucket's last copy out (orders the next)
   std::unordered_map<const Storage*, std::weak_ptr<Storage>> dp_broadcast_;
   bool arena_check_ = false;  // LETHE_ARENA_CHECK
+  // The second tier (SessionOptions::host_budget) and its bandwidths (measured at the first
+  // budgeted step; 0 until then).
+  std::unique_ptr<OffloadTier> tier_;
+  double tier_out_bw_ = 0, tier_in_bw_ = 0;
 };
 
 class Session {

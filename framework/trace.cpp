@@ -58,6 +58,10 @@ const char* category(Tracer::Kind k) {
       return "step";
     case Tracer::Kind::plan:
       return "plan";
+    case Tracer::Kind::copy_out:
+      return "copy out";
+    case Tracer::Kind::copy_in:
+      return "copy in";
   }
   return "compute";
 }

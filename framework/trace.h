@@ -37,7 +37,7 @@ class Tracer {
   double to_us(std::chrono::steady_clock::time_point t) const {
     return std::chrono::duration<double, std::micro>(t - t0_).count();
   }
-  enum class Kind : uint8_t { compute, recompute, update, step, plan };
+  enum class Kind : uint8_t { compute, recompute, update, step, plan, copy_out, copy_in };
   // `track`: the stream the op ran on (0: the executor's own track; stream s > 0 gets a track of
   // its own, named "stream s").
   void slice(Kind kind, std::string_view name, int node, uint64_t step, double t0_us, double t1_us,

@@ -1,0 +1,222 @@
+// A second memory tier (SessionOptions::host_budget, a file in offload_path on the CPU): steps
+// copy values out of the budget and back, planned jointly with recomputation, and train bitwise
+// as unlimited memory, below the smallest budget recomputation alone reaches. Faults (a missing
+// directory, a disk that fills up mid-step) are errors that name the problem and leave the
+// parameters as they were.
+#include <doctest/doctest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "lethe.h"
+
+using namespace lethe;
+
+namespace {
+
+struct Net {
+  std::shared_ptr<nn::Module> module;
+  std::function<Tensor()> loss;
+};
+
+// A deep, narrow MLP on a large batch: activations dominate the step (parameters are small), and
+// each is idle for long stretches between its forward use and its backward use.
+Net make_deep_mlp() {
+  auto seq = std::make_shared<nn::Sequential>();
+  seq->push_back(std::make_shared<nn::Linear>(16, 64));
+  for (int i = 0; i < 10; ++i) {
+    seq->push_back(std::make_shared<nn::Tanh>());
+    seq->push_back(std::make_shared<nn::Linear>(64, 64));
+  }
+  seq->push_back(std::make_shared<nn::Linear>(64, 10));
+  auto x = randn({1024, 16});
+  auto y = from_vector<int64_t>(std::vector<int64_t>(1024, 3), {1024});
+  return {seq, [seq, x, y] { return cross_entropy(seq->forward(x), y); }};
+}
+
+// Convolutions with batch norm (running statistics) and dropout: 1x1 convolutions mixing
+// channels between 3x3 ones, so that activations, not one convolution's workspace, dominate.
+Net make_cnn() {
+  auto seq = std::make_shared<nn::Sequential>();
+  seq->push_back(std::make_shared<nn::Conv2d>(nn::Conv2dOptions(3, 4, 3).padding(1)));
+  seq->push_back(std::make_shared<nn::BatchNorm2d>(4));
+  seq->push_back(std::make_shared<nn::ReLU>());
+  seq->push_back(std::make_shared<nn::Dropout>(0.2));
+  for (int i = 0; i < 8; ++i) {
+    seq->push_back(std::make_shared<nn::Conv2d>(nn::Conv2dOptions(4, 4, 1)));
+    seq->push_back(std::make_shared<nn::BatchNorm2d>(4));
+    seq->push_back(std::make_shared<nn::Tanh>());
+  }
+  auto head = std::make_shared<nn::Linear>(4 * 16 * 16, 3);
+  auto root = std::make_shared<nn::Sequential>();
+  root->push_back(seq);
+  root->push_back(head);
+  auto x = randn({32, 3, 16, 16});
+  auto y = from_vector<int64_t>(std::vector<int64_t>(32, 1), {32});
+  return {root, [seq, head, x, y] {
+            return cross_entropy(head->forward(seq->forward(x).flatten(1)), y);
+          }};
+}
+
+// Transformer blocks with causal attention and dropout.
+Net make_transformer() {
+  auto blocks = std::make_shared<nn::Sequential>();
+  for (int i = 0; i < 3; ++i)
+    blocks->push_back(std::make_shared<nn::TransformerBlock>(
+        nn::TransformerBlockOptions(32, 4).causal(true).dropout(0.1)));
+  auto x = randn({4, 16, 32});
+  return {blocks, [blocks, x] { return blocks->forward(x).pow(2.0).mean(); }};
+}
+
+struct Run {
+  std::vector<float> losses;
+  std::vector<std::vector<float>> params, buffers;
+  StepReport report;
+};
+
+SessionOptions tier_options(const std::string& budget, const std::string& host) {
+  SessionOptions o{.seed = 7, .memory_budget = budget};
+  o.host_budget = host;
+  o.offload_path = std::filesystem::temp_directory_path().string();
+  return o;
+}
+
+Run train(const std::function<Net()>& make, const SessionOptions& o, int steps = 3) {
+  Session s(o);
+  Net n = make();
+  n.module->train();
+  optim::AdamW opt(n.module->parameters(), optim::AdamWOptions(1e-2));
+  Run r;
+  for (int step = 0; step < steps; ++step) {
+    Tensor loss = n.loss();
+    loss.backward();
+    opt.step();
+    r.losses.push_back(loss.item<float>());
+    r.report = s.last_report();
+    if (!o.memory_budget.empty())
+      CHECK_MESSAGE(r.report.peak_bytes <= r.report.budget_bytes, r.report.str());
+  }
+  for (const Tensor& p : n.module->parameters()) r.params.push_back(p.to_vector<float>());
+  for (const Tensor& b : n.module->buffers()) r.buffers.push_back(b.to_vector<float>());
+  return r;
+}
+
+// The smallest budget of the step with recomputation alone (as find_min_budget plans it).
+size_t recompute_smallest(const std::function<Net()>& make) {
+  return find_min_budget({.seed = 7, .early_updates = false}, [&] {
+    Net n = make();
+    n.module->train();
+    optim::AdamW opt(n.module->parameters(), optim::AdamWOptions(1e-2));
+    n.loss().backward();
+    opt.step();
+  });
+}
+
+// `must_copy`: some budget below recompute-only's smallest must fit with copies (false where that
+// smallest is within a few percent of the resident bytes plus the largest op's working set, which
+// no plan goes below).
+void check_below_recompute_only(const std::function<Net()>& make, bool must_copy) {
+  const Run ref = train(make, {.seed = 7});
+  const size_t smallest = recompute_smallest(make);
+  // Around and below what recomputation alone fits, with a tier as large as the step: every
+  // budget that trains is bitwise unlimited; where recomputation alone is refused, copies fit.
+  bool copied = false;
+  for (const double f : {1.25, 0.97, 0.93, 0.9, 0.8}) {
+    const size_t b = static_cast<size_t>(f * static_cast<double>(smallest));
+    CAPTURE(b);
+    bool recompute_fits = true;
+    try {
+      SessionOptions alone{.seed = 7, .memory_budget = std::to_string(b) + "B"};
+      alone.early_updates = false;
+      train(make, alone);
+    } catch (const InfeasibleBudget&) {
+      recompute_fits = false;
+    }
+    Run r;
+    try {
+      r = train(make, tier_options(std::to_string(b) + "B", "64MiB"));
+    } catch (const InfeasibleBudget& e) {
+      CHECK_MESSAGE(!recompute_fits, std::string(e.what()));
+      MESSAGE("the fraction " << f << " of recompute-only's smallest budget does not fit: "
+                              << std::string(e.what()));
+      break;
+    }
+    MESSAGE(r.report.str());
+    CHECK(r.losses == ref.losses);
+    CHECK(r.params == ref.params);
+    CHECK(r.buffers == ref.buffers);
+    CHECK(!r.report.tier_plan.empty());
+    CHECK(r.report.tier_peak_bytes <= size_t{64} << 20);
+    if (r.report.tier_plan != "recompute") {
+      CHECK(r.report.copy_out_bytes > 0);
+      CHECK(r.report.copy_in_bytes > 0);
+      CHECK(r.report.tier_peak_bytes > 0);
+    }
+    if (!recompute_fits) {
+      CHECK(r.report.tier_plan != "recompute");
+      copied = true;
+    }
+  }
+  if (must_copy)
+    CHECK_MESSAGE(copied, "no budget that recomputation alone refuses trained with copies");
+}
+
+}  // namespace
+
+TEST_CASE("tier: a deep MLP trains below recompute-only's smallest budget, bitwise as unlimited" *
+          doctest::test_suite("executor")) {
+  check_below_recompute_only(make_deep_mlp, true);
+}
+
+TEST_CASE("tier: a CNN with batch norm and dropout, below recompute-only's smallest budget" *
+          doctest::test_suite("executor")) {
+  check_below_recompute_only(make_cnn, false);
+}
+
+TEST_CASE("tier: Transformer blocks, below recompute-only's smallest budget" *
+          doctest::test_suite("executor")) {
+  check_below_recompute_only(make_transformer, true);
+}
+
+TEST_CASE("tier: bad tier settings are errors naming the problem") {
+  SessionOptions missing = tier_options("1MiB", "8MiB");
+  missing.offload_path = "/nonexistent/lethe-tier";
+  CHECK_THROWS_WITH_AS(Session{missing}, doctest::Contains("/nonexistent/lethe-tier"), Error);
+  CHECK_THROWS_WITH_AS(Session{tier_options("1MiB", "0.5")}, doctest::Contains("host_budget"),
+                       Error);
+  CHECK_THROWS_WITH_AS(Session{tier_options("", "8MiB")}, doctest::Contains("memory_budget"),
+                       Error);
+}
+
+TEST_CASE("tier: a disk that fills up mid-step is an error; the parameters are as before") {
+  const size_t smallest = recompute_smallest(make_deep_mlp);
+  const std::string budget = std::to_string(smallest * 9 / 10) + "B";
+  // Every copy out of the tier's first step fails as on a full disk (ENOSPC after half the bytes).
+  ::setenv("LETHE_TIER_FAIL_WRITE", "1", 1);
+  Session s(tier_options(budget, "64MiB"));
+  ::unsetenv("LETHE_TIER_FAIL_WRITE");
+  Net n = make_deep_mlp();
+  optim::AdamW opt(n.module->parameters(), optim::AdamWOptions(1e-2));
+  std::vector<std::vector<float>> before;
+  for (const Tensor& p : n.module->parameters()) before.push_back(p.to_vector<float>());
+  Tensor loss = n.loss();
+  loss.backward();
+  bool failed = false;
+  try {
+    opt.step();
+    (void)loss.item<float>();
+  } catch (const InfeasibleBudget& e) {
+    FAIL("the budget should fit with the tier: " << std::string(e.what()));
+  } catch (const Error& e) {
+    failed = true;
+    const std::string msg = e.what();
+    CHECK_MESSAGE(msg.find("second memory tier") != std::string::npos, msg);
+    CHECK_MESSAGE(msg.find("No space left") != std::string::npos, msg);
+  }
+  REQUIRE(failed);
+  std::vector<std::vector<float>> after;
+  for (const Tensor& p : n.module->parameters()) after.push_back(p.to_vector<float>());
+  CHECK(after == before);
+}
