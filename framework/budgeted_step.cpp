@@ -236,6 +236,7 @@ std::shared_ptr<CompiledStep> SessionState::compile(Graph& g, const std::vector<
       tier_in_bw_ = bw.in_bytes_per_s;
     }
     co.host_bytes = static_cast<int64_t>(tier_->capacity());
+    co.tier_mode = opts_.tier_plan;
     co.out_bandwidth = tier_out_bw_;
     co.in_bandwidth = tier_in_bw_;
   }

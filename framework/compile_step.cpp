@@ -326,45 +326,64 @@ std::optional<Candidate> with_tier(Search& s, double than, std::string& kind) {
   const std::string planner = s.o.planner == "auto" ? "lethe" : s.o.planner;
   std::optional<Candidate> best;
   double best_time = than;
-  int64_t budget = s.capacity + s.resident;
-  for (int attempt = 0; attempt < 4 && budget > s.floor; ++attempt) {
-    sched::JointPlans j;
-    try {
-      sched::PlannerOptions po;
-      po.accept = [&s](const sched::Plan& pl) { return order_ok(s.sp, pl); };
-      j = sched::plan_joint(s.p, budget, s.o.host_bytes, bw, planner, 4, po);
-    } catch (const sched::Error& e) {
-      if (!best) s.tier_note = e.what();
-      return best;
-    }
-    int64_t excess = 0;
-    for (const auto* c : {&j.joint, &j.offload_only}) {
-      if (!*c || !sched::has_copies((*c)->plan) || !order_ok(s.sp, (*c)->plan)) continue;
-      int64_t tier = 0;
-      std::map<sched::NodeId, bool> seen;
-      for (const sched::Step& st : (*c)->plan.steps)
-        if (st.kind == sched::Step::Kind::offload && !seen[st.node]) {
-          seen[st.node] = true;
-          tier += static_cast<int64_t>(
-              align_up(static_cast<size_t>(s.p.nodes[static_cast<size_t>(st.node)].bytes)));
-        }
-      if (tier > s.o.host_bytes) continue;
-      sched::Layout layout =
-          sched::layout_plan(s.p, (*c)->plan, static_cast<int64_t>(kAlignment), s.capacity);
-      if (layout.high_water > s.capacity) {
-        excess = std::max(excess, layout.high_water - s.capacity);
-        continue;
+  // The greedy's choices weigh copy times by the measured bandwidths, so whether it fits can
+  // depend on them (a probe on a loaded machine): when nothing fits at the measured bandwidths, it
+  // plans again as if copies were a thousand times faster (choosing by bytes), and its plans are
+  // then timed at the measured bandwidths like the others.
+  for (const double scale : {1.0, 1000.0}) {
+    if (best) break;
+    const sched::TierBandwidth planning_bw{bw.out * scale, bw.in * scale};
+    sched::Problem planning_p = s.p;
+    planning_p.bandwidth = planning_bw;
+    int64_t budget = s.capacity + s.resident;
+    for (int attempt = 0; attempt < 4 && budget > s.floor; ++attempt) {
+      sched::JointPlans j;
+      try {
+        sched::PlannerOptions po;
+        po.accept = [&s](const sched::Plan& pl) { return order_ok(s.sp, pl); };
+        j = sched::plan_joint(planning_p, budget, s.o.host_bytes, planning_bw, planner, 4, po);
+      } catch (const sched::Error& e) {
+        if (!best && s.tier_note.empty()) s.tier_note = e.what();
+        break;
       }
-      if ((*c)->makespan >= best_time) continue;
-      sched::PlanResult r;
-      r.plan = (*c)->plan;
-      r.plan.predicted_cost = sched::simulate(s.p, r.plan).cost;
-      best = Candidate{std::move(r), std::move(layout), false};
-      best_time = (*c)->makespan;
-      kind = c == &j.joint && (*c)->remat_budget_bytes >= 0 ? "joint" : "offload";
+      int64_t excess = 0;
+      const std::string& mode = s.o.tier_mode;
+      for (const auto* c : {&j.joint, &j.offload_only}) {
+        if (!*c || !order_ok(s.sp, (*c)->plan)) continue;
+        if ((mode == "offload" && c != &j.offload_only) || (mode == "joint" && c != &j.joint))
+          continue;
+        // Without copies it is the recompute-only plan, found by the usual search (unless only
+        // joint planning is asked for, whose best may have none).
+        if (!sched::has_copies((*c)->plan) && mode != "joint") continue;
+        int64_t tier = 0;
+        std::map<sched::NodeId, bool> seen;
+        for (const sched::Step& st : (*c)->plan.steps)
+          if (st.kind == sched::Step::Kind::offload && !seen[st.node]) {
+            seen[st.node] = true;
+            tier += static_cast<int64_t>(
+                align_up(static_cast<size_t>(s.p.nodes[static_cast<size_t>(st.node)].bytes)));
+          }
+        if (tier > s.o.host_bytes) continue;
+        sched::Layout layout =
+            sched::layout_plan(s.p, (*c)->plan, static_cast<int64_t>(kAlignment), s.capacity);
+        if (layout.high_water > s.capacity) {
+          excess = std::max(excess, layout.high_water - s.capacity);
+          continue;
+        }
+        const double time = sched::makespan(s.p, (*c)->plan);  // at the measured bandwidths
+        if (time >= best_time) continue;
+        sched::PlanResult r;
+        r.plan = (*c)->plan;
+        r.plan.predicted_cost = sched::simulate(s.p, r.plan).cost;
+        best = Candidate{std::move(r), std::move(layout), false};
+        best_time = time;
+        kind = !sched::has_copies((*c)->plan)                   ? "recompute"
+               : c == &j.joint && (*c)->remat_budget_bytes >= 0 ? "joint"
+                                                                : "offload";
+      }
+      if (best || excess == 0) break;
+      budget -= std::max<int64_t>(excess, static_cast<int64_t>(kAlignment));
     }
-    if (best || excess == 0) break;
-    budget -= std::max<int64_t>(excess, static_cast<int64_t>(kAlignment));
   }
   return best;
 }
@@ -494,20 +513,26 @@ std::shared_ptr<CompiledStep> compile_step(const StepProblem& step, const StepWi
       break;
     }
   }
-  if (o.host_bytes > 0) {
+  if (o.host_bytes > 0 && o.tier_mode != "recompute") {
     // With a second tier: the recompute-only plan found above, or one that copies values out
-    // (offload-only, or joint with recomputation), whichever is predicted faster.
+    // (offload-only, or joint with recomputation), whichever is predicted faster (tier_mode "auto";
+    // "offload" and "joint" take only such plans).
     const double recompute_time =
-        found ? sched::makespan(found->reserved ? s.reserved_p : s.p, found->r.plan)
-              : std::numeric_limits<double>::infinity();
+        found && o.tier_mode == "auto"
+            ? sched::makespan(found->reserved ? s.reserved_p : s.p, found->r.plan)
+            : std::numeric_limits<double>::infinity();
     std::string kind;
     if (std::optional<Candidate> copied = with_tier(s, recompute_time, kind)) {
       found = std::move(copied);
       cs->strategy = "second tier: " + kind;
       cs->tier_plan = kind;
+    } else if (o.tier_mode != "auto") {
+      found.reset();
     } else if (found) {
       cs->tier_plan = "recompute";
     }
+  } else if (o.host_bytes > 0 && found) {
+    cs->tier_plan = "recompute";
   }
   if (!found) throw s.infeasible();
   fill(*cs, sp, found->r.plan, found->layout, found->reserved, s.max_scratch, s.ws);

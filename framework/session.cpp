@@ -77,6 +77,10 @@ SessionState::SessionState(SessionOptions o) : opts_(std::move(o)), heap_(make_h
     }
   }
   if (!opts_.trace_path.empty()) tracer_ = std::make_unique<Tracer>(opts_.trace_path);
+  LETHE_CHECK(opts_.tier_plan == "auto" || opts_.tier_plan == "recompute" ||
+                  opts_.tier_plan == "offload" || opts_.tier_plan == "joint",
+              "SessionOptions::tier_plan '", opts_.tier_plan,
+              "' is not one of auto, recompute, offload, joint");
   if (!opts_.host_budget.empty()) {
     sched::BudgetSpec host;
     try {

@@ -80,6 +80,9 @@ struct SessionOptions {
   // leaves the parameters and optimizer state as they were.
   std::string host_budget{};
   std::string offload_path{};
+  // Which plans a session with a tier takes: "auto" (the fastest predicted of recompute-only,
+  // offload-only and joint), or only "recompute", "offload" or "joint" (to compare them).
+  std::string tier_plan = "auto";
 };
 
 // SessionOptions::streams: the planner chooses the number of streams.

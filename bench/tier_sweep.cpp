@@ -1,0 +1,276 @@
+// Recompute-only, offload-only and joint plans against device budgets, with a second memory tier
+// (SessionOptions::host_budget: a file in --dir on the CPU). Per model and budget: the plan each
+// mode takes, its measured step time over an unlimited step of the same process, the bytes copied
+// and the part of the copy time hidden behind compute, the arena and tier peaks, and whether the
+// losses equal the unlimited run's bitwise. Budgets: activation fractions, then bytes at the
+// smallest budget recomputation alone fits (its first step, find_min_budget) and below it.
+//
+//   build/bench/tier_sweep --out docs                       # GPT 6x256 and ResNet-50 (64 px)
+//   build/bench/tier_sweep --models gpt6-d256 --steps 4 --below 0.9,0.8
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "gpt/model.h"
+#include "lethe.h"
+#include "resnet/model.h"
+
+using namespace lethe;
+using namespace lethe::examples;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+using StepFn = std::function<Tensor(int64_t)>;
+struct Model {
+  std::string name;
+  std::function<std::pair<StepFn, std::vector<Tensor>>()> make;
+};
+
+std::vector<Model> models(const std::string& text_path) {
+  std::vector<Model> out;
+  auto text = std::make_shared<CharText>(std::vector<std::string>{text_path});
+  out.push_back(
+      {"gpt6-d256", [text] {
+         auto g = std::make_shared<GPT>(GPTConfig{
+             .vocab = text->vocab_size(), .context = 128, .layers = 6, .d_model = 256, .heads = 4});
+         return std::make_pair(StepFn([g, text](int64_t step) {
+                                 auto [x, y] = text->batch(8, 128, step, 1);
+                                 return g->loss(x, y);
+                               }),
+                               g->parameters());
+       }});
+  out.push_back({"resnet50-64px", [] {
+                   auto net = std::make_shared<ResNet>(
+                       ResNetConfig{.depth = 50, .width = 16, .classes = 10});
+                   auto data = std::make_shared<SyntheticImages>(64, 64, 10, 1);
+                   return std::make_pair(StepFn([net, data](int64_t step) {
+                                           std::vector<int64_t> idx;
+                                           for (int64_t k = 0; k < 8; ++k)
+                                             idx.push_back((step * 8 + k) % 64);
+                                           auto b = data->get_batch(idx);
+                                           return cross_entropy(net->forward(b.data), b.target);
+                                         }),
+                                         net->parameters());
+                 }});
+  return out;
+}
+
+struct Trained {
+  std::vector<float> losses;
+  std::vector<double> wall;
+  StepReport last;
+  size_t peak = 0;
+};
+
+Trained train(const Model& m, const SessionOptions& o, int steps) {
+  Session s(o);
+  auto [step, params] = m.make();
+  optim::AdamW opt(params, optim::AdamWOptions(1e-3));
+  Trained t;
+  for (int i = 0; i < steps; ++i) {
+    const auto t0 = Clock::now();
+    Tensor loss = step(i);
+    loss.backward();
+    opt.step();
+    t.losses.push_back(loss.item<float>());
+    t.wall.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+    t.last = s.last_report();
+    t.peak = std::max(t.peak, t.last.peak_bytes);
+  }
+  return t;
+}
+
+// The fastest of the steps after the first three (a budgeted session plans at steps 0, 1 and 3).
+double warm_seconds(const Trained& t) {
+  double best = 0;
+  for (size_t i = std::min<size_t>(3, t.wall.size() - 1); i < t.wall.size(); ++i)
+    if (best == 0 || t.wall[i] < best) best = t.wall[i];
+  return best;
+}
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  for (std::string x; std::getline(ss, x, ',');)
+    if (!x.empty()) out.push_back(x);
+  return out;
+}
+
+struct Cell {
+  std::string model, budget, mode, plan, status = "ok";
+  size_t budget_bytes = 0, peak = 0, tier = 0, out = 0, in = 0;
+  double ratio = 0, copy_s = 0, hidden_s = 0;
+  bool bitwise = false;
+};
+
+// One panel per model: measured time over unlimited (y) per budget (x, in order), a line per mode.
+std::string svg(const std::vector<Cell>& cells, const std::vector<std::string>& names,
+                const std::vector<std::string>& modes) {
+  const int pw = 420, ph = 260, left = 60, top = 40, gap = 40;
+  std::ostringstream o;
+  o << "<svg xmlns='http://www.w3.org/2000/svg' width='"
+    << left + static_cast<int>(names.size()) * (pw + gap) + 110 << "' height='" << top + ph + 70
+    << "' font-family='sans-serif' font-size='11'>\n";
+  const char* colour[] = {"#1f77b4", "#2ca02c", "#d62728"};
+  for (size_t k = 0; k < names.size(); ++k) {
+    const int x0 = left + static_cast<int>(k) * (pw + gap);
+    std::vector<std::string> budgets;
+    double ymax = 1.0;
+    for (const Cell& c : cells) {
+      if (c.model != names[k]) continue;
+      if (std::find(budgets.begin(), budgets.end(), c.budget) == budgets.end())
+        budgets.push_back(c.budget);
+      if (c.status == "ok") ymax = std::max(ymax, c.ratio);
+    }
+    ymax *= 1.1;
+    o << "<text x='" << x0 << "' y='" << top - 15 << "' font-size='13'>" << names[k]
+      << ": step time / unlimited</text>\n";
+    o << "<rect x='" << x0 << "' y='" << top << "' width='" << pw << "' height='" << ph
+      << "' fill='none' stroke='#888'/>\n";
+    auto px = [&](size_t i) {
+      return x0 + 20 +
+             static_cast<int>(i) * (pw - 40) /
+                 static_cast<int>(std::max<size_t>(1, budgets.size() - 1));
+    };
+    auto py = [&](double r) { return top + ph - static_cast<int>(r / ymax * ph); };
+    for (size_t i = 0; i < budgets.size(); ++i)
+      o << "<text x='" << px(i) - 15 << "' y='" << top + ph + 15 << "'>" << budgets[i]
+        << "</text>\n";
+    for (double r = 1; r < ymax; r += 1)
+      o << "<text x='" << x0 - 30 << "' y='" << py(r) + 4 << "'>" << r << "x</text>\n";
+    for (size_t m = 0; m < modes.size(); ++m) {
+      std::string path;
+      for (size_t i = 0; i < budgets.size(); ++i)
+        for (const Cell& c : cells)
+          if (c.model == names[k] && c.budget == budgets[i] && c.mode == modes[m] &&
+              c.status == "ok") {
+            path += (path.empty() ? "M" : " L") + std::to_string(px(i)) + " " +
+                    std::to_string(py(c.ratio));
+            o << "<circle cx='" << px(i) << "' cy='" << py(c.ratio) << "' r='3' fill='"
+              << colour[m % 3] << "'/>\n";
+          }
+      if (!path.empty())
+        o << "<path d='" << path << "' fill='none' stroke='" << colour[m % 3] << "'/>\n";
+      if (k + 1 == names.size())
+        o << "<text x='" << x0 + pw + 10 << "' y='" << top + 15 + 15 * static_cast<int>(m)
+          << "' fill='" << colour[m % 3] << "'>" << modes[m] << "</text>\n";
+    }
+  }
+  o << "</svg>\n";
+  return o.str();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Recompute-only, offload-only and joint plans with a second memory tier"};
+  std::string out_dir = "tier_sweep", models_s = "gpt6-d256,resnet50-64px",
+              fractions_s = "1,0.5,0.25", below_s = "0.9,0.8", host = "2GiB",
+              dir = std::filesystem::temp_directory_path().string(),
+              text = "/usr/share/common-licenses/GPL-3";
+  int steps = 5;
+  app.add_option("--out", out_dir, "folder for tier_sweep.csv and tier_sweep.svg")
+      ->capture_default_str();
+  app.add_option("--models", models_s, "gpt6-d256, resnet50-64px")->capture_default_str();
+  app.add_option("--fractions", fractions_s, "activation fractions")->capture_default_str();
+  app.add_option("--below", below_s,
+                 "multiples of recompute-only's smallest budget to run at (below it: < 1)")
+      ->capture_default_str();
+  app.add_option("--host-budget", host, "the tier's size")->capture_default_str();
+  app.add_option("--dir", dir, "the tier file's directory")->capture_default_str();
+  app.add_option("--steps", steps, "steps per cell (the fastest after the third is timed)")
+      ->capture_default_str();
+  app.add_option("--text", text, "text for the GPT")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  std::filesystem::create_directories(out_dir);
+  const std::vector<std::string> modes{"recompute", "offload", "joint"}, wanted = split(models_s);
+  std::vector<Cell> cells;
+  std::vector<std::string> names;
+  for (const Model& m : models(text)) {
+    if (std::find(wanted.begin(), wanted.end(), m.name) == wanted.end()) continue;
+    names.push_back(m.name);
+    SessionOptions plain{.seed = 3};
+    plain.early_updates = false;  // as with a tier: updates after the plan
+    train(m, plain, 2);           // warm-up
+    const Trained ref = train(m, plain, steps);
+    const double unl = warm_seconds(ref);
+    const size_t smallest = find_min_budget(plain, [&] {
+      auto [step, params] = m.make();
+      optim::AdamW opt(params, optim::AdamWOptions(1e-3));
+      step(0).backward();
+      opt.step();
+    });
+    std::printf(
+        "\n%s: unlimited %.1f ms/step, peak %.2f MiB; recompute-only's smallest budget %.2f MiB\n",
+        m.name.c_str(), unl * 1e3, ref.peak / 1048576.0, smallest / 1048576.0);
+    std::printf("%-8s %-10s %-9s %9s %9s %8s %9s %9s %9s %s\n", "budget", "mode", "plan", "MiB",
+                "peak MiB", "ratio", "tier MiB", "copy ms", "hidden", "bitwise");
+    std::vector<std::pair<std::string, std::string>> budgets;  // label, budget
+    for (const std::string& f : split(fractions_s)) budgets.push_back({f, f});
+    budgets.push_back({"min", std::to_string(smallest) + "B"});
+    for (const std::string& b : split(below_s))
+      budgets.push_back({b + "min", std::to_string(static_cast<size_t>(
+                                        std::stod(b) * static_cast<double>(smallest))) +
+                                        "B"});
+    for (const auto& [label, budget] : budgets) {
+      for (const std::string& mode : modes) {
+        Cell c{m.name, label, mode};
+        SessionOptions o{.seed = 3, .memory_budget = budget};
+        o.host_budget = host;
+        o.offload_path = dir;
+        o.tier_plan = mode;
+        try {
+          const Trained t = train(m, o, steps);
+          c.plan = t.last.tier_plan;
+          c.budget_bytes = t.last.budget_bytes;
+          c.peak = t.peak;
+          c.tier = t.last.tier_peak_bytes;
+          c.out = t.last.copy_out_bytes;
+          c.in = t.last.copy_in_bytes;
+          c.copy_s = t.last.copy_seconds;
+          c.hidden_s = t.last.copy_hidden_seconds;
+          c.ratio = warm_seconds(t) / unl;
+          c.bitwise = t.losses == ref.losses;
+        } catch (const InfeasibleBudget&) {
+          c.status = "infeasible";
+        } catch (const Error& e) {
+          c.status = std::string("error: ") + e.what();
+          std::replace(c.status.begin(), c.status.end(), ',', ';');
+          std::replace(c.status.begin(), c.status.end(), '\n', ' ');
+        }
+        if (c.status == "ok")
+          std::printf("%-8s %-10s %-9s %9.2f %9.2f %7.3fx %9.2f %9.1f %8.0f%% %s\n", label.c_str(),
+                      mode.c_str(), c.plan.c_str(), c.budget_bytes / 1048576.0, c.peak / 1048576.0,
+                      c.ratio, c.tier / 1048576.0, c.copy_s * 1e3,
+                      c.copy_s > 0 ? 100.0 * c.hidden_s / c.copy_s : 0.0, c.bitwise ? "yes" : "NO");
+        else
+          std::printf("%-8s %-10s %s\n", label.c_str(), mode.c_str(),
+                      c.status.substr(0, 90).c_str());
+        std::fflush(stdout);
+        cells.push_back(c);
+      }
+    }
+  }
+  std::ofstream csv(out_dir + "/tier_sweep.csv");
+  csv << "model,budget,mode,plan,budget_bytes,arena_peak_bytes,tier_peak_bytes,copied_out_bytes,"
+         "copied_in_bytes,copy_seconds,copy_hidden_seconds,step_over_unlimited,bitwise_equal,"
+         "status\n";
+  for (const Cell& c : cells)
+    csv << c.model << ',' << c.budget << ',' << c.mode << ',' << c.plan << ',' << c.budget_bytes
+        << ',' << c.peak << ',' << c.tier << ',' << c.out << ',' << c.in << ',' << c.copy_s << ','
+        << c.hidden_s << ',' << c.ratio << ','
+        << (c.status == "ok" ? (c.bitwise ? "yes" : "no") : "") << ',' << c.status << '\n';
+  std::ofstream(out_dir + "/tier_sweep.svg") << svg(cells, names, modes);
+  std::printf("\nwrote %s/tier_sweep.csv and %s/tier_sweep.svg\n", out_dir.c_str(),
+              out_dir.c_str());
+  return 0;
+}
