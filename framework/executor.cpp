@@ -471,8 +471,14 @@ void account(const Graph& g, const StepRun& run, const StreamRecord& r, double s
       else
         merged.push_back(b);
     }
+    int64_t in_tier = 0;  // the trace's counter of the tier's bytes held (in plan order)
     for (size_t i = 0; i < steps.size(); ++i) {
       const CopyKind c = steps[i].copy;
+      if (tr && (c == CopyKind::offload || c == CopyKind::drop)) {
+        const int64_t b = g.nodes[static_cast<size_t>(steps[i].node)].buffer_bytes();
+        in_tier += c == CopyKind::offload ? b : -b;
+        tr->tier(start_us + r.begin[i] * 1e6, in_tier);
+      }
       if (c != CopyKind::offload && c != CopyKind::fetch) continue;
       const double b = r.begin[i], e = r.end[i];
       st.copy_seconds += e - b;

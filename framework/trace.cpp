@@ -108,6 +108,10 @@ void Tracer::memory(double ts_us, int64_t measured, int64_t predicted) {
   counters_.push_back({ts_us, measured, predicted});
 }
 
+void Tracer::tier(double ts_us, int64_t bytes) {
+  tier_.push_back({ts_us, bytes});
+}
+
 void Tracer::write() {
   std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(path_.c_str(), "w"), &std::fclose);
   LETHE_CHECK(f != nullptr, "trace: cannot write '", path_, "'");
@@ -154,6 +158,11 @@ void Tracer::write() {
                  "predicted\",\"ts\":%.3f,\"args\":{\"bytes\":%" PRId64 "}}",
                  c.ts, c.predicted);
   }
+  for (const auto& [ts, bytes] : tier_)
+    std::fprintf(o,
+                 ",\n{\"ph\":\"C\",\"pid\":1,\"name\":\"second tier in "
+                 "use\",\"ts\":%.3f,\"args\":{\"bytes\":%" PRId64 "}}",
+                 ts, bytes);
   std::fputs("\n]}\n", o);
   LETHE_CHECK(std::ferror(o) == 0, "trace: error while writing '", path_, "'");
   written_ = true;

@@ -44,9 +44,11 @@ class Tracer {
              int64_t bytes = 0, int track = 0);
   // Memory at time ts: measured bytes in use and the plan's prediction.
   void memory(double ts_us, int64_t measured, int64_t predicted);
+  // Bytes the step holds in the second memory tier (SessionOptions::host_budget) from ts_us on.
+  void tier(double ts_us, int64_t bytes);
   // Writes the JSON file now (throws lethe::Error when it cannot be written).
   void write();
-  size_t events() const { return slices_.size() + counters_.size(); }
+  size_t events() const { return slices_.size() + counters_.size() + tier_.size(); }
 
  private:
   struct Slice {
@@ -69,6 +71,7 @@ class Tracer {
   std::vector<std::string> names_;
   std::vector<Slice> slices_;
   std::vector<Counter> counters_;
+  std::vector<std::pair<double, int64_t>> tier_;
   bool written_ = false;
   int tracks_ = 1;
 };

@@ -5,8 +5,11 @@
 // parameters as they were.
 #include <doctest/doctest.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -209,4 +212,26 @@ TEST_CASE("tier: a disk that fills up mid-step is an error; the parameters are a
   std::vector<std::vector<float>> after;
   for (const Tensor& p : n.module->parameters()) after.push_back(p.to_vector<float>());
   CHECK(after == before);
+}
+
+TEST_CASE("tier: the trace shows the copies on their streams and the tier's bytes" *
+          doctest::test_suite("executor")) {
+  const size_t smallest = recompute_smallest(make_deep_mlp);
+  const std::string path = "tier_trace_test.json";
+  const Run ref = train(make_deep_mlp, {.seed = 7});
+  {
+    SessionOptions o = tier_options(std::to_string(smallest) + "B", "64MiB");
+    o.tier_plan = "offload";  // only the natural schedule with copies
+    o.trace_path = path;
+    const Run r = train(make_deep_mlp, o);
+    CHECK(r.report.tier_plan == "offload");
+    CHECK(r.losses == ref.losses);
+    CHECK(r.params == ref.params);
+  }
+  std::ifstream f(path);
+  const std::string trace((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::remove(path.c_str());
+  CHECK(trace.find("\"cat\":\"copy out\"") != std::string::npos);
+  CHECK(trace.find("\"cat\":\"copy in\"") != std::string::npos);
+  CHECK(trace.find("second tier in use") != std::string::npos);
 }
