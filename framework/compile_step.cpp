@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <chrono>
 #include <limits>
+#include <cstring>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <sstream>
 
@@ -92,6 +94,43 @@ void add_update_waits(const StepProblem& sp, sched::Plan& plan) {
   }
 }
 
+// sched::smallest_feasible_budget(), remembered per process by the problem's content, the step's
+// order rules and the planner: the search is the costly part of refusing a budget, and fresh
+// sessions of one model (find_max_batch, find_min_budget, a user lowering the budget) plan the
+// same problem again. Planners are deterministic given the problem (costs included), so a
+// remembered answer is the answer (-1: none at any budget, as the search says).
+int64_t cached_smallest_budget(const sched::Problem& p, const StepProblem& sp,
+                               const std::string& planner, const sched::PlannerOptions& opts) {
+  uint64_t h = 1469598103934665603ull;
+  auto mix = [&h](uint64_t v) { h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2); };
+  for (const char c : planner) mix(static_cast<uint64_t>(c));
+  for (const sched::Node& n : p.nodes) {
+    uint64_t cost = 0;
+    std::memcpy(&cost, &n.cost, sizeof cost);
+    mix(static_cast<uint64_t>(n.bytes));
+    mix(cost);
+    mix(n.resident ? 1 : 2);
+    for (const sched::NodeId in : n.inputs) mix(static_cast<uint64_t>(in));
+    mix(0xfeed);
+  }
+  for (const sched::NodeId o : p.outputs) mix(static_cast<uint64_t>(o));
+  for (size_t id = 0; id < sp.update.size(); ++id) {
+    mix(static_cast<uint64_t>(sp.update[id]) | static_cast<uint64_t>(sp.comm[id]) << 1);
+    for (const int u : sp.reads_updated[id]) mix(static_cast<uint64_t>(u));
+  }
+  static std::mutex mu;
+  static std::map<uint64_t, int64_t> known;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = known.find(h);
+    if (it != known.end()) return it->second;
+  }
+  const int64_t b = sched::smallest_feasible_budget(p, planner, opts);
+  std::lock_guard<std::mutex> lock(mu);
+  known[h] = b;
+  return b;
+}
+
 // The problem two ways, and the window, as every strategy reads them.
 struct Search {
   const StepProblem& sp;
@@ -157,7 +196,7 @@ struct Search {
         // Only plans every rank and every update can run count (order_ok).
         sched::PlannerOptions ordered;
         ordered.accept = [this](const sched::Plan& pl) { return order_ok(sp, pl); };
-        const int64_t pb = sched::smallest_feasible_budget(planning(prob), o.planner, ordered);
+        const int64_t pb = cached_smallest_budget(planning(prob), sp, o.planner, ordered);
         Candidate c{
             real_cost(prob, sched::plan(planning(prob), pb, o.planner, ordered)), {}, reserved};
         if (!order_ok(sp, c.r.plan)) continue;
@@ -442,6 +481,10 @@ void fill(CompiledStep& cs, const StepProblem& sp, const sched::Plan& plan,
       if (prev != last_on_stream.end()) resolve(prev->second, waits);
       last_on_stream[st.stream] = static_cast<int32_t>(i);
     }
+    if (sp.token[static_cast<size_t>(st.node)]) {  // planning only: never run
+      inherited[i] = std::move(waits);
+      continue;
+    }
     if (sp.scratch[static_cast<size_t>(st.node)]) {
       if (compute) ws_at[gid] = reserved ? reserved_at : layout.offsets[i];
       inherited[i] = std::move(waits);
@@ -585,7 +628,7 @@ std::shared_ptr<CompiledStep> streamed_step(const CompiledStep& serial, int stre
   ao.cost.resize(prob.nodes.size());
   for (size_t id = 0; id < prob.nodes.size(); ++id) {
     const int gid = src.sp.to_graph[id];
-    if (src.sp.scratch[id]) continue;
+    if (src.sp.scratch[id] || src.sp.token[id]) continue;
     const double m = stream_costs && gid >= 0 && static_cast<size_t>(gid) < stream_costs->size()
                          ? (*stream_costs)[static_cast<size_t>(gid)]
                          : -1.0;

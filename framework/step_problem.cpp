@@ -125,6 +125,14 @@ StepProblem build_step_problem(const Graph& g, const std::vector<int>& targets, 
       }
     }
   }
+  for (auto& r : reads) {
+    std::sort(r.begin(), r.end());
+    r.erase(std::unique(r.begin(), r.end()), r.end());
+  }
+  std::vector<std::vector<int>> readers_of(n);  // early update -> the graph ids reading its targets
+  for (size_t j = 0; j < n; ++j)
+    for (int u : reads[j]) readers_of[static_cast<size_t>(u)].push_back(static_cast<int>(j));
+  std::vector<sched::NodeId> token_of(n, -1);  // reader -> its order token's problem id
   std::vector<std::vector<int>> anchored(n);
   for (size_t u = 0; u < n; ++u)
     if (early[u]) anchored[static_cast<size_t>(anchor[u])].push_back(static_cast<int>(u));
@@ -163,16 +171,35 @@ StepProblem build_step_problem(const Graph& g, const std::vector<int>& targets, 
         scratch = sn.id;
         sp.to_graph.push_back(static_cast<int>(i));
         sp.scratch.push_back(1);
+        sp.token.push_back(0);
         sp.problem.nodes.push_back(std::move(sn));
       }
     }
     pn.id = static_cast<sched::NodeId>(sp.to_graph.size());
     for (int k : nd.inputs) pn.inputs.push_back(sp.from_graph[static_cast<size_t>(k)]);
     if (scratch >= 0) pn.inputs.push_back(scratch);
+    if (early[i])
+      for (int r : readers_of[i]) pn.inputs.push_back(token_of[static_cast<size_t>(r)]);
     sp.from_graph[i] = pn.id;
     sp.to_graph.push_back(static_cast<int>(i));
     sp.scratch.push_back(0);
+    sp.token.push_back(0);
+    const std::string name = pn.name;
     sp.problem.nodes.push_back(std::move(pn));
+    if (!reads[i].empty()) {
+      // The order token of a reader of what an update overwrites (StepProblem::token).
+      sched::Node tn;
+      tn.id = static_cast<sched::NodeId>(sp.to_graph.size());
+      tn.name = name + ".order";
+      tn.op = "order";
+      tn.bytes = static_cast<int64_t>(kAlignment);
+      tn.inputs = {sp.from_graph[i]};
+      token_of[i] = tn.id;
+      sp.to_graph.push_back(static_cast<int>(i));
+      sp.scratch.push_back(0);
+      sp.token.push_back(1);
+      sp.problem.nodes.push_back(std::move(tn));
+    }
   };
   for (size_t i = 0; i < n; ++i) {
     if (needed[i] && !early[i]) emit(i);
@@ -191,7 +218,7 @@ StepProblem build_step_problem(const Graph& g, const std::vector<int>& targets, 
   for (size_t id = 0; id < pn; ++id) {
     const size_t gid = static_cast<size_t>(sp.to_graph[id]);
     const Node& gn = g.nodes[gid];
-    if (sp.scratch[id]) continue;
+    if (sp.scratch[id] || sp.token[id]) continue;
     sp.comm[id] = gn.op && gn.op->kind() == OpKind::all_reduce ? 1 : 0;
     sp.from_bucket[id] = gn.op && gn.op->kind() == OpKind::bucket_slice ? 1 : 0;
     sp.update[id] = early[gid] ? 1 : 0;
@@ -248,6 +275,7 @@ StepProblem step_problem_from(const sched::Problem& p) {
   sp.from_bucket.assign(n, 0);
   sp.update.assign(n, 0);
   sp.reads_updated.assign(n, {});
+  sp.token.assign(n, 0);
   for (const sched::Node& nd : p.nodes) {
     if (nd.resident) continue;
     sp.comm[static_cast<size_t>(nd.id)] = nd.op == op_kind_name(OpKind::all_reduce) ? 1 : 0;

@@ -38,6 +38,12 @@ struct StepProblem {
   // last of its inputs and readers, so the natural order is already valid.
   std::vector<uint8_t> update;
   std::vector<std::vector<int>> reads_updated;
+  // Per problem id: 1 for an order token (op "order", one alignment unit, cost 0, never run): a
+  // node of the problem right after a node that reads what an update overwrites, taking that
+  // reader's value as input, and an input of the update. Every plan then runs the update after
+  // the reader's first computation (planners reorder freely otherwise) without holding the
+  // reader's value until the update; update_ok() checks the recomputations.
+  std::vector<uint8_t> token;
   std::vector<int> side_effects;  // graph ids of side-effect nodes run after the plan, in order
   // Memory outside the plan: the largest output + workspace of a side-effect node (the plan's ops
   // have workspace nodes of their own).

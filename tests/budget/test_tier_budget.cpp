@@ -164,12 +164,12 @@ TEST_CASE("tier: a deep MLP trains below recompute-only's smallest budget, bitwi
 }
 
 TEST_CASE("tier: a CNN with batch norm and dropout, below recompute-only's smallest budget" *
-          doctest::test_suite("executor")) {
+          doctest::test_suite("tier")) {
   check_below_recompute_only(make_cnn, false);
 }
 
 TEST_CASE("tier: Transformer blocks, below recompute-only's smallest budget" *
-          doctest::test_suite("executor")) {
+          doctest::test_suite("tier")) {
   check_below_recompute_only(make_transformer, true);
 }
 
@@ -234,4 +234,18 @@ TEST_CASE("tier: the trace shows the copies on their streams and the tier's byte
   CHECK(trace.find("\"cat\":\"copy out\"") != std::string::npos);
   CHECK(trace.find("\"cat\":\"copy in\"") != std::string::npos);
   CHECK(trace.find("second tier in use") != std::string::npos);
+}
+
+TEST_CASE("tier: a tier too small for the copies is refused naming both budgets") {
+  const size_t smallest = recompute_smallest(make_deep_mlp);
+  try {
+    train(make_deep_mlp, tier_options(std::to_string(smallest * 9 / 10) + "B", "16KiB"), 1);
+    FAIL("expected InfeasibleBudget");
+  } catch (const InfeasibleBudget& e) {
+    const std::string msg = e.what();
+    CHECK_MESSAGE(msg.find("memory budget of") != std::string::npos, msg);
+    CHECK_MESSAGE(msg.find("host_budget 16.00 KiB") != std::string::npos, msg);
+    CHECK_MESSAGE(msg.find("raise memory_budget") != std::string::npos, msg);
+    CHECK(e.smallest_feasible_bytes > 0);
+  }
 }
