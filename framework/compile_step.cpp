@@ -391,9 +391,9 @@ std::optional<Candidate> with_tier(Search& s, double than, std::string& kind) {
         if (!*c || !order_ok(s.sp, (*c)->plan)) continue;
         if ((mode == "offload" && c != &j.offload_only) || (mode == "joint" && c != &j.joint))
           continue;
-        // Without copies it is the recompute-only plan, found by the usual search (unless only
-        // joint planning is asked for, whose best may have none).
-        if (!sched::has_copies((*c)->plan) && mode != "joint") continue;
+        // Without copies it is a plan the usual search weighs already (unless only offload-only
+        // or joint planning is asked for: at a budget that needs no copies, theirs has none).
+        if (!sched::has_copies((*c)->plan) && mode == "auto") continue;
         int64_t tier = 0;
         std::map<sched::NodeId, bool> seen;
         for (const sched::Step& st : (*c)->plan.steps)
@@ -416,7 +416,7 @@ std::optional<Candidate> with_tier(Search& s, double than, std::string& kind) {
         r.plan.predicted_cost = sched::simulate(s.p, r.plan).cost;
         best = Candidate{std::move(r), std::move(layout), false};
         best_time = time;
-        kind = !sched::has_copies((*c)->plan)                   ? "recompute"
+        kind = mode != "auto"                                   ? mode
                : c == &j.joint && (*c)->remat_budget_bytes >= 0 ? "joint"
                                                                 : "offload";
       }
