@@ -236,7 +236,9 @@ std::shared_ptr<CompiledStep> SessionState::compile(Graph& g, const std::vector<
       tier_in_bw_ = bw.in_bytes_per_s;
     }
     co.host_bytes = static_cast<int64_t>(tier_->capacity());
-    co.tier_mode = opts_.tier_plan;
+    // Joint planning weighs recompute-only and offload-only among its candidates: "joint" is
+    // "auto".
+    co.tier_mode = opts_.tier_plan == "joint" ? "auto" : opts_.tier_plan;
     co.out_bandwidth = tier_out_bw_;
     co.in_bandwidth = tier_in_bw_;
   }

@@ -569,9 +569,10 @@ std::shared_ptr<CompiledStep> compile_step(const StepProblem& step, const StepWi
       found = std::move(copied);
       cs->strategy = "second tier: " + kind;
       cs->tier_plan = kind;
-    } else if (o.tier_mode != "auto") {
+    } else if (o.tier_mode == "offload") {
       found.reset();
     } else if (found) {
+      // Recompute-only is one of joint planning's candidates too.
       cs->tier_plan = "recompute";
     }
   } else if (o.host_bytes > 0 && found) {

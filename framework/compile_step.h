@@ -40,8 +40,8 @@ struct CompileOptions {
   // predicted time, and the fastest that lays out within the window is taken.
   int64_t host_bytes = 0;
   double out_bandwidth = 0, in_bandwidth = 0;
-  // With a tier: "auto" (the fastest predicted), or only "recompute", "offload" (the natural
-  // schedule with copies) or "joint" plans (SessionOptions::tier_plan).
+  // With a tier: "auto" (the fastest predicted), or only "recompute" or "offload" plans (the
+  // natural schedule with copies) (SessionOptions::tier_plan).
   std::string tier_mode = "auto";
 };
 

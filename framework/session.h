@@ -80,8 +80,10 @@ struct SessionOptions {
   // leaves the parameters and optimizer state as they were.
   std::string host_budget{};
   std::string offload_path{};
-  // Which plans a session with a tier takes: "auto" (the fastest predicted of recompute-only,
-  // offload-only and joint), or only "recompute", "offload" or "joint" (to compare them).
+  // Which plans a session with a tier takes: "auto" or "joint" (joint planning: the fastest
+  // predicted of recompute-only, offload-only and recomputation at a few budgets with copies down
+  // to the budget), or only "recompute" or "offload" (the natural schedule with copies), to
+  // compare.
   std::string tier_plan = "auto";
 };
 
