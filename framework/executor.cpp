@@ -398,6 +398,26 @@ struct StreamRecord {
   std::vector<std::pair<int64_t, int64_t>> side_traced;
 };
 
+// Intervals sorted and merged where they overlap.
+std::vector<std::pair<double, double>> merge_intervals(std::vector<std::pair<double, double>> v) {
+  std::sort(v.begin(), v.end());
+  std::vector<std::pair<double, double>> merged;
+  for (const auto& b : v) {
+    if (!merged.empty() && b.first <= merged.back().second)
+      merged.back().second = std::max(merged.back().second, b.second);
+    else
+      merged.push_back(b);
+  }
+  return merged;
+}
+
+// The time of [b, e) covered by `merged` (disjoint intervals).
+double overlap(double b, double e, const std::vector<std::pair<double, double>>& merged) {
+  double t = 0;
+  for (const auto& [mb, me] : merged) t += std::max(0.0, std::min(e, me) - std::max(b, mb));
+  return t;
+}
+
 // The stats both executors on streams report from their record: compute counts, each node's first
 // computation time, the trace's slices (one track per stream) and the overlap between streams.
 void account(const Graph& g, const StepRun& run, const StreamRecord& r, double start_us,
@@ -445,32 +465,17 @@ void account(const Graph& g, const StepRun& run, const StreamRecord& r, double s
       if (s != run.comm_stream)
         busy.insert(busy.end(), spans[static_cast<size_t>(s)].begin(),
                     spans[static_cast<size_t>(s)].end());
-    std::sort(busy.begin(), busy.end());
-    std::vector<std::pair<double, double>> merged;
-    for (const auto& b : busy) {
-      if (!merged.empty() && b.first <= merged.back().second)
-        merged.back().second = std::max(merged.back().second, b.second);
-      else
-        merged.push_back(b);
-    }
+    const std::vector<std::pair<double, double>> merged = merge_intervals(std::move(busy));
     for (const auto& [b, e] : spans[static_cast<size_t>(run.comm_stream)]) {
       st.comm_seconds += e - b;
-      for (const auto& [mb, me] : merged)
-        st.comm_overlap_seconds += std::max(0.0, std::min(e, me) - std::max(b, mb));
+      st.comm_overlap_seconds += overlap(b, e, merged);
     }
   }
   // Copies to and from the tier: their time, and the part of it during which a compute ran.
   {
     std::vector<std::pair<double, double>> busy;
     for (const auto& sp : spans) busy.insert(busy.end(), sp.begin(), sp.end());
-    std::sort(busy.begin(), busy.end());
-    std::vector<std::pair<double, double>> merged;
-    for (const auto& b : busy) {
-      if (!merged.empty() && b.first <= merged.back().second)
-        merged.back().second = std::max(merged.back().second, b.second);
-      else
-        merged.push_back(b);
-    }
+    const std::vector<std::pair<double, double>> merged = merge_intervals(std::move(busy));
     int64_t in_tier = 0;  // the trace's counter of the tier's bytes held (in plan order)
     for (size_t i = 0; i < steps.size(); ++i) {
       const CopyKind c = steps[i].copy;
@@ -482,8 +487,7 @@ void account(const Graph& g, const StepRun& run, const StreamRecord& r, double s
       if (c != CopyKind::offload && c != CopyKind::fetch) continue;
       const double b = r.begin[i], e = r.end[i];
       st.copy_seconds += e - b;
-      for (const auto& [mb, me] : merged)
-        st.copy_hidden_seconds += std::max(0.0, std::min(e, me) - std::max(b, mb));
+      st.copy_hidden_seconds += overlap(b, e, merged);
       if (tr) {
         const Node& n = g.nodes[static_cast<size_t>(steps[i].node)];
         tr->slice(c == CopyKind::offload ? Tracer::Kind::copy_out : Tracer::Kind::copy_in,
