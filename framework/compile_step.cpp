@@ -354,6 +354,22 @@ std::optional<Candidate> smallest_budget_plan(Search& s) {
   return std::nullopt;
 }
 
+// Where a plan's copies go in the tier: each value copied out gets its own bytes, in plan order (a
+// value offloaded twice keeps its place), so no order of the copies the plan allows can mix two.
+// `total`: the tier bytes they take.
+std::map<sched::NodeId, int64_t> tier_places(const sched::Problem& p, const sched::Plan& plan,
+                                             int64_t& total) {
+  std::map<sched::NodeId, int64_t> at;
+  total = 0;
+  for (const sched::Step& st : plan.steps)
+    if (st.kind == sched::Step::Kind::offload && !at.count(st.node)) {
+      at[st.node] = total;
+      total += static_cast<int64_t>(
+          align_up(static_cast<size_t>(p.nodes[static_cast<size_t>(st.node)].bytes)));
+    }
+  return at;
+}
+
 // With a second tier (CompileOptions::host_bytes): the plans sched::plan_joint() finds at the
 // window's budget that copy values out (offload-only, joint), kept when they pass the step's order
 // rules, lay out within the window, fit the tier with a place of their own per value copied out,
@@ -395,13 +411,7 @@ std::optional<Candidate> with_tier(Search& s, double than, std::string& kind) {
         // or joint planning is asked for: at a budget that needs no copies, theirs has none).
         if (!sched::has_copies((*c)->plan) && mode == "auto") continue;
         int64_t tier = 0;
-        std::map<sched::NodeId, bool> seen;
-        for (const sched::Step& st : (*c)->plan.steps)
-          if (st.kind == sched::Step::Kind::offload && !seen[st.node]) {
-            seen[st.node] = true;
-            tier += static_cast<int64_t>(
-                align_up(static_cast<size_t>(s.p.nodes[static_cast<size_t>(st.node)].bytes)));
-          }
+        tier_places(s.p, (*c)->plan, tier);
         if (tier > s.o.host_bytes) continue;
         sched::Layout layout =
             sched::layout_plan(s.p, (*c)->plan, static_cast<int64_t>(kAlignment), s.capacity);
@@ -443,16 +453,7 @@ constexpr Strategy kStrategies[] = {
 // itself waited for (its waits and the step before it on its stream).
 void fill(CompiledStep& cs, const StepProblem& sp, const sched::Plan& plan,
           const sched::Layout& layout, bool reserved, int64_t max_scratch, int64_t ws) {
-  // Copies to the tier: each value copied out gets its own bytes in the tier, in plan order (a
-  // value offloaded twice keeps its place), so no order of the copies the plan allows can mix two.
-  std::map<sched::NodeId, int64_t> tier_at;
-  cs.tier_bytes = 0;
-  for (const sched::Step& st : plan.steps)
-    if (st.kind == sched::Step::Kind::offload && !tier_at.count(st.node)) {
-      tier_at[st.node] = cs.tier_bytes;
-      cs.tier_bytes += static_cast<int64_t>(
-          align_up(static_cast<size_t>(sp.problem.nodes[static_cast<size_t>(st.node)].bytes)));
-    }
+  const std::map<sched::NodeId, int64_t> tier_at = tier_places(sp.problem, plan, cs.tier_bytes);
   const int64_t reserved_at = layout.high_water;
   const bool streamed = sched::has_streams(plan);
   const size_t m = plan.steps.size();

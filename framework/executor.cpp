@@ -638,6 +638,17 @@ ExecStats run_streams(Graph& g, const StepRun& run, std::vector<std::shared_ptr<
       x.notify_all();
     }
   };
+  // The buffers of a step that makes its node's value (a compute, a fetch), each taken under the
+  // lock that guards StepMemory; a value still held is reported freed first.
+  auto claim = [&](size_t i, const ExecStep& e) -> BufferFn {
+    std::lock_guard<std::mutex> lock(mu);
+    if (report && values[static_cast<size_t>(e.node)]) mem.freed(e.node);
+    BufferFn inner = mem.buffers(i, e.node);
+    return [&mu, inner](size_t bytes, bool workspace) {
+      std::lock_guard<std::mutex> l(mu);
+      return inner(bytes, workspace);
+    };
+  };
   auto worker = [&](int s) {
 #ifdef _OPENMP
     // The communication stream packs and sums buckets on its own thread; MPI does the rest. A copy
@@ -657,16 +668,7 @@ ExecStats run_streams(Graph& g, const StepRun& run, std::vector<std::shared_ptr<
         const ExecStep& e = steps[i];
         const size_t id = static_cast<size_t>(e.node);
         if (e.compute) {
-          BufferFn buffers;
-          {
-            std::lock_guard<std::mutex> lock(mu);
-            if (report && values[id]) mem.freed(e.node);
-            BufferFn inner = mem.buffers(i, e.node);
-            buffers = [&mu, inner](size_t bytes, bool workspace) {
-              std::lock_guard<std::mutex> l(mu);
-              return inner(bytes, workspace);
-            };
-          }
+          const BufferFn buffers = claim(i, e);
           jitter(run.jitter_seed, i);
           r.again[i] = done[id];
           const auto b = std::chrono::steady_clock::now();
@@ -680,16 +682,7 @@ ExecStats run_streams(Graph& g, const StepRun& run, std::vector<std::shared_ptr<
             r.traced[i] = mem.computed(i, e.node, false);
           }
         } else if (e.copy != CopyKind::none) {
-          BufferFn buffers;
-          if (e.copy == CopyKind::fetch) {
-            std::lock_guard<std::mutex> lock(mu);
-            if (report && values[id]) mem.freed(e.node);
-            BufferFn inner = mem.buffers(i, e.node);
-            buffers = [&mu, inner](size_t bytes, bool workspace) {
-              std::lock_guard<std::mutex> l(mu);
-              return inner(bytes, workspace);
-            };
-          }
+          const BufferFn buffers = e.copy == CopyKind::fetch ? claim(i, e) : BufferFn{};
           ExecStats moved;
           const auto b = std::chrono::steady_clock::now();
           copy_step(g, run, i, e, values, buffers, moved);

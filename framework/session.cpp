@@ -81,6 +81,8 @@ SessionState::SessionState(SessionOptions o) : opts_(std::move(o)), heap_(make_h
                   opts_.tier_plan == "offload" || opts_.tier_plan == "joint",
               "SessionOptions::tier_plan '", opts_.tier_plan,
               "' is not one of auto, recompute, offload, joint");
+  const std::string& b = opts_.memory_budget;
+  const bool unlimited = b.empty() || b == "unlimited" || b == "inf";
   if (!opts_.host_budget.empty()) {
     sched::BudgetSpec host;
     try {
@@ -92,8 +94,7 @@ SessionState::SessionState(SessionOptions o) : opts_(std::move(o)), heap_(make_h
     LETHE_CHECK(!host.fraction, "host_budget '", opts_.host_budget,
                 "' must be bytes with a unit (e.g. 4GiB): the second tier's size is not a "
                 "fraction of anything");
-    LETHE_CHECK(!opts_.memory_budget.empty() && opts_.memory_budget != "unlimited" &&
-                    opts_.memory_budget != "inf",
+    LETHE_CHECK(!unlimited,
                 "host_budget needs a memory_budget: without one nothing is copied out of it");
     const std::string dir = opts_.offload_path.empty()
                                 ? std::filesystem::temp_directory_path().string()
@@ -105,8 +106,6 @@ SessionState::SessionState(SessionOptions o) : opts_(std::move(o)), heap_(make_h
       throw;
     }
   }
-  const std::string& b = opts_.memory_budget;
-  const bool unlimited = b.empty() || b == "unlimited" || b == "inf";
   LETHE_CHECK(
       !opts_.plan_only || !unlimited,
       "SessionOptions::plan_only needs a memory budget in bytes "
