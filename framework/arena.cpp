@@ -3,57 +3,29 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "framework/backend.h"
 #include "framework/error.h"
 
 namespace lethe {
-namespace {
-DeviceMoveFn g_cuda_move = nullptr;
-DeviceAllocFn g_cuda_alloc = nullptr;
-DeviceFreeFn g_cuda_free = nullptr;
-}  // namespace
-
-void set_device_move(DeviceKind kind, DeviceMoveFn fn) {
-  if (kind == DeviceKind::cuda) g_cuda_move = fn;
-}
-void set_device_alloc(DeviceKind kind, DeviceAllocFn alloc, DeviceFreeFn free) {
-  if (kind == DeviceKind::cuda) {
-    g_cuda_alloc = alloc;
-    g_cuda_free = free;
-  }
-}
 void device_move(Device d, void* dst, const void* src, size_t bytes, void* context) {
   if (dst == src || bytes == 0) return;
-  if (d.is_cpu()) {
-    std::memmove(dst, src, bytes);
-    return;
-  }
-  LETHE_CHECK(g_cuda_move, "no device copy routine for ", d.str(), " in this build");
-  g_cuda_move(dst, src, bytes, context);
+  backend(d.kind).move(dst, src, bytes, context);
 }
 
 std::shared_ptr<Arena> Arena::create(size_t bytes, Device device, std::shared_ptr<void> context) {
   LETHE_CHECK(bytes > 0, "the memory budget must be positive");
   size_t n = align_up(bytes);
-  void* p = nullptr;
-  if (device.is_cpu()) {
-    p = std::aligned_alloc(kAlignment, n);
-  } else {
-    LETHE_CHECK(g_cuda_alloc, "cannot allocate an arena on ", device.str(),
-                ": this build has no CUDA backend");
-    p = g_cuda_alloc(n);
-  }
+  Backend& b = backend(device.kind);
+  void* p = b.allocate(n);
   LETHE_CHECK(p != nullptr, "could not allocate the session's arena of ", bytes, " bytes on ",
               device.str(), "; lower the memory budget");
   // Round the usable capacity down so every offset stays aligned within exactly `bytes`.
   return std::shared_ptr<Arena>(new Arena(static_cast<char*>(p), bytes / kAlignment * kAlignment,
-                                          device, std::move(context)));
+                                          device, b, std::move(context)));
 }
 
 Arena::~Arena() {
-  if (device_.is_cpu())
-    std::free(base_);
-  else if (g_cuda_free)
-    g_cuda_free(base_);
+  backend_.deallocate(base_);
 }
 
 size_t Arena::find_hole(size_t n) const {

@@ -12,6 +12,8 @@
 
 namespace lethe {
 
+class Backend;  // framework/backend.h
+
 class Arena : public std::enable_shared_from_this<Arena> {
  public:
   // Allocates `bytes` on `device` (host: one 64-byte aligned block). `context` is the owning
@@ -46,28 +48,23 @@ class Arena : public std::enable_shared_from_this<Arena> {
   void reset_peak() { peak_ = persistent_end(); }
 
  private:
-  Arena(char* base, size_t bytes, Device d, std::shared_ptr<void> context)
-      : base_(base), capacity_(bytes), device_(d), context_(std::move(context)) {}
+  Arena(char* base, size_t bytes, Device d, Backend& b, std::shared_ptr<void> context)
+      : base_(base), capacity_(bytes), device_(d), backend_(b), context_(std::move(context)) {}
   size_t find_hole(size_t bytes) const;
   void release(size_t offset);
 
   char* base_;
   size_t capacity_;
   Device device_;
+  Backend& backend_;  // allocated the block; frees it
   std::shared_ptr<void> context_;
   std::map<size_t, size_t> live_;  // offset -> aligned size of long-lived values
   size_t persistent_bytes_ = 0;
   size_t peak_ = 0;
 };
 
-// Copies within one device (the CUDA backend installs its own, ordered in `context`'s stream; host
-// uses memmove).
-using DeviceMoveFn = void (*)(void* dst, const void* src, size_t bytes, void* context);
-void set_device_move(DeviceKind kind, DeviceMoveFn fn);
+// Copies within one device (its Backend's move, ordered in `context`'s stream; memmove on the
+// host).
 void device_move(Device d, void* dst, const void* src, size_t bytes, void* context);
-// Allocates/frees the arena block on a device (installed by the CUDA backend).
-using DeviceAllocFn = void* (*)(size_t bytes);
-using DeviceFreeFn = void (*)(void* p);
-void set_device_alloc(DeviceKind kind, DeviceAllocFn alloc, DeviceFreeFn free);
 
 }  // namespace lethe

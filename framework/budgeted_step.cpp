@@ -14,9 +14,6 @@
 #include "framework/compile_step.h"
 #include "framework/error.h"
 #include "framework/executor.h"
-#if defined(LETHE_HAVE_CUDA)
-#include "framework/cuda/backend.h"
-#endif
 #include "framework/session.h"
 #include "framework/step_problem.h"
 #include "framework/tier.h"

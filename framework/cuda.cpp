@@ -5,6 +5,7 @@
 #include <mutex>
 #include <string>
 
+#include "framework/backend.h"
 #include "framework/error.h"
 
 #if defined(LETHE_HAVE_CUDA)
@@ -66,7 +67,7 @@ void init() {
   LETHE_CHECK(is_available(), "no CUDA device is available (", unavailable_reason(),
               "; no GPU, no driver or an insufficient driver); use Device::cpu()");
   static std::once_flag once;
-  std::call_once(once, [] { detail::install_backend(); });
+  std::call_once(once, [] { set_backend(DeviceKind::cuda, &detail::cuda_backend()); });
 #else
   // The same reason unavailable_reason() gives, word for word.
   throw Error("no CUDA device is available: " + unavailable_reason() + "; use Device::cpu()");

@@ -121,7 +121,7 @@ void compute_node(const KernelEnv& env, Graph& g, int id,
   call.output = out->data;
   call.out_meta = &n.meta;
   std::shared_ptr<Storage> ws;
-  size_t wsb = n.op->workspace_bytes(in_metas, n.meta);
+  size_t wsb = kernel_workspace_bytes(*n.op, in_metas, n.meta);
   if (wsb) {
     ws = buffers(wsb, true);
     call.workspace = ws->data;

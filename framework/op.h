@@ -21,6 +21,7 @@
 #include <typeinfo>
 #include <vector>
 
+#include "framework/backend.h"  // run_kernel, kernel_workspace_bytes
 #include "framework/device.h"
 #include "framework/dtype.h"
 #include "framework/error.h"
@@ -118,7 +119,8 @@ class Op {
   virtual void cpu(const KernelCall& k) const = 0;
   // Default: flops = output elements, bytes = all inputs + output.
   virtual OpCost cost(const std::vector<TensorMeta>& in, const TensorMeta& out) const;
-  // Extra scratch memory the kernel needs (im2col buffers, ...); placed in the session's arena.
+  // Extra scratch memory the CPU kernel needs (im2col buffers, ...); placed in the session's arena.
+  // Other devices size their kernels' workspaces in their Backend (kernel_workspace_bytes).
   virtual size_t workspace_bytes(const std::vector<TensorMeta>& /*in*/,
                                  const TensorMeta& /*out*/) const {
     return 0;
@@ -134,13 +136,5 @@ class Op {
   // The attribute struct of ops that have one (AttrsRef::of(attrs_)); none by default.
   virtual AttrsRef attrs_ref() const { return {}; }
 };
-
-// Runs op's kernel for call on `device` (CPU kernel, or the CUDA kernel registered for op.kind()).
-void run_kernel(const Op& op, const KernelCall& call, Device device);
-
-// CUDA kernels register here by op kind (see ops/cuda/register.cpp); the CPU path never needs it.
-using DeviceKernel = void (*)(const Op& op, const KernelCall& call);
-void register_device_kernel(DeviceKind device, OpKind op, DeviceKernel fn);
-DeviceKernel find_device_kernel(DeviceKind device, OpKind op);
 
 }  // namespace lethe

@@ -11,10 +11,7 @@
 #include <filesystem>
 
 #include "framework/arena.h"
-#include "framework/cuda.h"
-#if defined(LETHE_HAVE_CUDA)
-#include "framework/cuda/backend.h"
-#endif
+#include "framework/backend.h"
 #include "framework/error.h"
 #include "framework/executor.h"
 #include "framework/step_problem.h"
@@ -33,16 +30,12 @@ thread_local bool t_grad_enabled = true;
 
 }  // namespace
 
-SessionState::SessionState(SessionOptions o) : opts_(std::move(o)), heap_(make_heap_allocator()) {
-  if (opts_.device.is_cuda()) {
-    cuda::init();  // throws "no CUDA device is available (...)" without a usable GPU
-#if defined(LETHE_HAVE_CUDA)
-    backend_ = cuda::detail::create_context(opts_.device.index);
-    heap_ = cuda::detail::make_device_allocator(backend_);
-    timer_ = cuda::detail::make_event_timer(backend_);
-#endif
-  }
-  if (!timer_) timer_ = make_host_timer();
+SessionState::SessionState(SessionOptions o) : opts_(std::move(o)) {
+  // Without a usable device: "no CUDA device is available (...)".
+  Backend& device = backend(opts_.device.kind);
+  backend_ = device.create_context(opts_.device.index);
+  heap_ = device.make_allocator(backend_);
+  timer_ = device.make_timer(backend_);
   if (opts_.num_threads > 0) {
 #ifdef _OPENMP
     omp_set_num_threads(
@@ -283,17 +276,11 @@ class HeapMemory final : public StepMemory {
 }  // namespace
 
 DeviceStreams* SessionState::device_streams(int n) {
-#if defined(LETHE_HAVE_CUDA)
-  if (!opts_.device.is_cuda()) return nullptr;
   if (!device_streams_ || device_stream_count_ < n) {
-    device_streams_ = cuda::detail::make_device_streams(backend_, n);
+    device_streams_ = backend(opts_.device.kind).make_streams(backend_, n);
     device_stream_count_ = n;
   }
   return device_streams_.get();
-#else
-  (void)n;
-  return nullptr;
-#endif
 }
 
 void SessionState::report_comm(const Graph& g, const std::vector<ExecStep>& steps,

@@ -156,7 +156,7 @@ StepProblem build_step_problem(const Graph& g, const std::vector<int>& targets, 
         OpCost c = nd.op->cost(in, nd.meta);
         pn.cost = c.flops / model.flops_per_s + c.bytes / model.bytes_per_s + 1e-7;
       }
-      const size_t ws = align_up(nd.op->workspace_bytes(in, nd.meta));
+      const size_t ws = align_up(kernel_workspace_bytes(*nd.op, in, nd.meta));
       size_t working = ws + static_cast<size_t>(pn.bytes);
       for (const auto& m2 : in) working += align_up(m2.bytes());
       sp.largest_working_set = std::max(sp.largest_working_set, working);
@@ -239,7 +239,7 @@ StepProblem build_step_problem(const Graph& g, const std::vector<int>& targets, 
     for (int k : nd.inputs) in.push_back(g.nodes[static_cast<size_t>(k)].meta);
     sp.max_workspace =
         std::max(sp.max_workspace, static_cast<size_t>(nd.buffer_bytes()) +
-                                       align_up(nd.op->workspace_bytes(in, nd.meta)));
+                                       align_up(kernel_workspace_bytes(*nd.op, in, nd.meta)));
   }
   return sp;
 }

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <new>
 
+#include "framework/backend.h"
 #include "framework/error.h"
 
 namespace lethe {
@@ -78,37 +79,16 @@ std::unique_ptr<Allocator> make_heap_allocator() {
   return std::make_unique<HeapAllocator>();
 }
 
-}  // namespace lethe
-
-namespace lethe {
-namespace {
-DeviceCopyFn g_cuda_copy = nullptr;
-}
-
-void set_device_copy(DeviceKind kind, DeviceCopyFn fn) {
-  if (kind == DeviceKind::cuda) g_cuda_copy = fn;
-}
-
 void copy_to_host(const Storage& s, void* dst, size_t bytes, size_t offset) {
   LETHE_ASSERT(offset + bytes <= s.bytes);
   const char* src = static_cast<const char*>(s.data) + offset;
-  if (s.device.is_cpu()) {
-    if (bytes) std::memcpy(dst, src, bytes);
-    return;
-  }
-  LETHE_CHECK(g_cuda_copy, "no copy routine for device ", s.device.str(), " in this build");
-  g_cuda_copy(dst, src, bytes, true, s.context.get());
+  if (bytes) backend(s.device.kind).copy(dst, src, bytes, true, s.context.get());
 }
 
 void copy_from_host(Storage& s, const void* src, size_t bytes, size_t offset) {
   LETHE_ASSERT(offset + bytes <= s.bytes);
   char* dst = static_cast<char*>(s.data) + offset;
-  if (s.device.is_cpu()) {
-    if (bytes) std::memcpy(dst, src, bytes);
-    return;
-  }
-  LETHE_CHECK(g_cuda_copy, "no copy routine for device ", s.device.str(), " in this build");
-  g_cuda_copy(dst, src, bytes, false, s.context.get());
+  if (bytes) backend(s.device.kind).copy(dst, src, bytes, false, s.context.get());
 }
 
 }  // namespace lethe

@@ -55,12 +55,9 @@ std::unique_ptr<Allocator> make_heap_allocator();
 
 namespace lethe {
 
-// Copies between a storage and host memory. CPU storages use memcpy; a device backend installs its
-// own copies for its kind of device, which receive the storage's owning context.
+// Copies between a storage and host memory. CPU storages use memcpy; other devices their Backend's
+// copy (framework/backend.h), which receives the storage's owning context.
 void copy_to_host(const Storage& s, void* dst, size_t bytes, size_t offset = 0);
 void copy_from_host(Storage& s, const void* src, size_t bytes, size_t offset = 0);
-using DeviceCopyFn = void (*)(void* dst, const void* src, size_t bytes, bool to_host,
-                              void* context);
-void set_device_copy(DeviceKind kind, DeviceCopyFn fn);
 
 }  // namespace lethe

@@ -9,11 +9,7 @@
 
 #include "framework/error.h"
 
-#include "framework/cuda.h"
-
-#if defined(LETHE_HAVE_CUDA)
-#include "framework/cuda/backend.h"
-#endif
+#include "framework/backend.h"
 
 namespace lethe {
 namespace {
@@ -69,13 +65,7 @@ TierBandwidth OffloadTier::measure(void* device_scratch, size_t scratch_bytes) {
 
 std::unique_ptr<OffloadTier> make_tier(const Device& device, size_t bytes, const std::string& path,
                                        int io_threads) {
-  if (device.is_cpu()) return make_file_tier(bytes, path, io_threads);
-  cuda::init();  // without a usable device (or without the backend) it says why
-#if defined(LETHE_HAVE_CUDA)
-  return cuda::detail::make_pinned_tier(device.index, bytes);
-#else
-  throw Error("tier: " + device.str() + " needs the CUDA backend, which this build of Lethe lacks");
-#endif
+  return backend(device.kind).make_tier(device.index, bytes, path, io_threads);
 }
 
 }  // namespace lethe

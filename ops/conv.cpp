@@ -11,25 +11,12 @@
 #include <vector>
 
 #include "framework/error.h"
-#include "ops/conv_workspace.h"
 #include "ops/elementwise.h"
 #include "ops/gemm.h"
 #include "ops/reduce.h"
 #include "ops/shape_ops.h"
 
 namespace lethe {
-namespace detail {
-namespace {
-std::atomic<ConvWorkspaceFn> g_cuda_conv_workspace{nullptr};
-}
-void set_cuda_conv_workspace_hook(ConvWorkspaceFn fn) {
-  g_cuda_conv_workspace = fn;
-}
-ConvWorkspaceFn cuda_conv_workspace_hook() {
-  return g_cuda_conv_workspace.load();
-}
-}  // namespace detail
-
 namespace {
 
 using Pair = std::array<int64_t, 2>;
@@ -167,22 +154,6 @@ size_t col_workspace(const ConvGeo& g, const Conv2dParams& p, DType t) {
   return static_cast<size_t>(align_up(static_cast<size_t>(w.cols) * dtype_size(t)) +
                              static_cast<size_t>(w.mat) * dtype_size(t));
 }
-// The workspace of a convolution on `device`: on CUDA the cuDNN algorithm's (asked from the
-// backend, which picks the same algorithm when the kernel runs), else the im2col buffers of the CPU
-// kernel.
-size_t conv_workspace(detail::ConvPass pass, const Device& device, const ConvGeo& g,
-                      const Conv2dParams& p, DType t) {
-  const detail::ConvWorkspaceFn fn = detail::cuda_conv_workspace_hook();
-  if (!device.is_cuda() || !fn) return col_workspace(g, p, t);
-  detail::ConvQuery q;
-  q.pass = pass;
-  q.device = device.index;
-  q.dtype = t;
-  q.n = g.n, q.cin = g.cin, q.h = g.h, q.w = g.w, q.cout = g.cout, q.kh = g.kh, q.kw = g.kw;
-  q.stride = p.stride, q.padding = p.padding, q.dilation = p.dilation, q.groups = g.groups;
-  return fn(q);
-}
-
 template <typename T>
 T* work_mat(const KernelCall& kc, const ConvWork& w) {
   return reinterpret_cast<T*>(static_cast<char*>(kc.workspace) +
@@ -249,9 +220,8 @@ class Conv2dOp final : public Op {
     return c;
   }
   size_t workspace_bytes(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
-    return conv_workspace(detail::ConvPass::forward, in[0].device,
-                          conv_geo("conv2d", in[0].shape, in[1].shape, a_.params), a_.params,
-                          in[0].dtype);
+    return col_workspace(conv_geo("conv2d", in[0].shape, in[1].shape, a_.params), a_.params,
+                         in[0].dtype);
   }
 
   void cpu(const KernelCall& kc) const override {
@@ -350,8 +320,7 @@ class Conv2dBackwardInputOp final : public Op {
     return c;
   }
   size_t workspace_bytes(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
-    return conv_workspace(detail::ConvPass::backward_input, in[0].device, geo(in), a_.params,
-                          in[0].dtype);
+    return col_workspace(geo(in), a_.params, in[0].dtype);
   }
   bool differentiable() const override { return transposed_; }
 
@@ -421,8 +390,7 @@ class Conv2dBackwardWeightOp final : public Op {
     return c;
   }
   size_t workspace_bytes(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
-    return conv_workspace(detail::ConvPass::backward_weight, in[0].device, geo(in), a_.params,
-                          in[0].dtype);
+    return col_workspace(geo(in), a_.params, in[0].dtype);
   }
   bool differentiable() const override { return false; }
 

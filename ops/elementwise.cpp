@@ -728,10 +728,7 @@ class SumToOp final : public Op {
   }
   size_t workspace_bytes(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
     const int64_t n = in[0].numel();
-    int64_t elems = cpu::reduce_scratch_elems(n);
-    // As SumOp (ops/reduce.cpp): room for the CUDA kernel's column partial sums; CPU size
-    // unchanged.
-    if (in[0].device.is_cuda()) elems = std::max<int64_t>(elems, std::min<int64_t>(n / 32, 65536));
+    const int64_t elems = cpu::reduce_scratch_elems(n);
     return static_cast<size_t>(elems) * dtype_size(in[0].dtype);
   }
   void cpu(const KernelCall& c) const override {

@@ -87,10 +87,7 @@ class EmbeddingBackwardOp final : public Op {
   }
   size_t workspace_bytes(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
     const int64_t n = in[1].numel();
-    int64_t words = a_.num_embeddings + 1 + n;  // row starts, then the positions grouped by row
-    // The CUDA kernel groups by a radix sort: a second buffer of n positions and 1 + 256 digit
-    // counts per tile of 2048 positions (ops/cuda/shape.cu). The CPU size stays as it is.
-    if (in[0].device.is_cuda()) words += n + 1 + 256 * ((n + 2047) / 2048);
+    const int64_t words = a_.num_embeddings + 1 + n;  // row starts, then the positions by row
     return static_cast<size_t>(words) * sizeof(int64_t);
   }
   void cpu(const KernelCall& kc) const override {

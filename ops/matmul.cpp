@@ -82,11 +82,6 @@ class MatmulOp final : public Op {
     return c;
   }
 
-  // Nothing on the CPU; the cuBLAS workspace on CUDA.
-  size_t workspace_bytes(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
-    return in[0].device.is_cuda() ? detail::cuda_gemm_workspace_bytes(out.bytes()) : 0;
-  }
-
   void cpu(const KernelCall& kc) const override {
     const Dims d = dims(kc.in_shape(0), kc.in_shape(1));
     dispatch_float(kc.out_meta->dtype, "matmul", [&](auto tag) {
@@ -197,10 +192,6 @@ class LinearOp final : public Op {
     c.flops = 2.0 * static_cast<double>(out.numel()) * static_cast<double>(in[1].shape[1]) +
               (a_.bias ? static_cast<double>(out.numel()) : 0.0);
     return c;
-  }
-
-  size_t workspace_bytes(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
-    return in[0].device.is_cuda() ? detail::cuda_gemm_workspace_bytes(out.bytes()) : 0;
   }
 
   void cpu(const KernelCall& kc) const override {

@@ -198,12 +198,7 @@ class LayerNormBackwardWeightOp final : public Op {
   size_t workspace_bytes(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
     const auto [rows, d] =
         ln_rows("layer_norm_backward_weight", in[0].shape, attrs_.normalized_shape);
-    size_t words = static_cast<size_t>(rows) * 2;  // mean, rstd per row
-    // The CUDA kernel splits long columns into chunks of rows whose partial sums (doubles) take at
-    // most min(rows x d / 32, 65536) (column_partials_bound in ops/cuda/reduce.cu).
-    if (in[0].device.is_cuda())
-      words += static_cast<size_t>(std::min<int64_t>(rows * d / 32, 65536));
-    return words * sizeof(double);
+    return static_cast<size_t>(rows) * 2 * sizeof(double);  // mean, rstd per row
   }
   void cpu(const KernelCall& kc) const override {
     const auto [rows, d] =

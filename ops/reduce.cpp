@@ -77,11 +77,7 @@ class SumOp final : public Op {
   }
   size_t workspace_bytes(const std::vector<TensorMeta>& in, const TensorMeta& out) const override {
     const int64_t n = in[0].numel();
-    int64_t elems = cpu::reduce_scratch_elems(n);
-    // The CUDA kernel splits long columns ([K0, R, K1] summed over R: bias gradients) into chunks
-    // of rows whose partial sums take at most min(n / 32, 65536) elements (column_partials_bound
-    // in ops/cuda/reduce.cu). The CPU size stays as it is: CPU plans do not change.
-    if (in[0].device.is_cuda()) elems = std::max<int64_t>(elems, std::min<int64_t>(n / 32, 65536));
+    const int64_t elems = cpu::reduce_scratch_elems(n);
     return static_cast<size_t>(elems) * dtype_size(in[0].dtype);
   }
   void cpu(const KernelCall& c) const override {

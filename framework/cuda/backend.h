@@ -1,17 +1,18 @@
-// Internal: the seam between framework code (compiled without CUDA headers) and the CUDA backend
-// (lethe_cuda). Only opaque pointers cross it; nothing here is installed.
+// Internal: the pieces of the CUDA backend (lethe_cuda) that framework/cuda/runtime.cpp joins into
+// one lethe::Backend (framework/backend.h). Only opaque pointers cross it; nothing here is
+// installed.
 #pragma once
 
 #include <memory>
 #include <string>
+#include <vector>
+
+#include "framework/backend.h"
 
 #include "framework/step_timer.h"
 #include "framework/storage.h"
 
-namespace lethe {
-class DeviceStreams;  // framework/executor.h
-class OffloadTier;    // framework/tier.h
-}  // namespace lethe
+namespace lethe {}  // namespace lethe
 
 namespace lethe::cuda::detail {
 
@@ -19,10 +20,14 @@ namespace lethe::cuda::detail {
 // usable, `error` (if given) receives why, with the runtime's own message (e.g. an insufficient
 // driver).
 int runtime_device_count(std::string* error);
-// Hooks (storage copies, arena moves/allocation) and kernel registration; idempotent.
-void install_backend();
-// Registers every CUDA kernel by op name (ops/cuda/*); called by install_backend().
-void register_kernels();
+// The CUDA backend; lethe::cuda::init() registers it (framework/cuda.cpp).
+Backend& cuda_backend();
+// The kernel table (ops/cuda/register.cpp): the kernel of each op kind, and for the kernels whose
+// workspace is not the CPU kernel's, the function that sizes it (null: Op::workspace_bytes).
+using KernelWorkspaceFn = size_t (*)(const Op& op, const std::vector<TensorMeta>& in,
+                                     const TensorMeta& out);
+DeviceKernel kernel_of(OpKind k);
+KernelWorkspaceFn workspace_of(OpKind k);
 // A session's backend context (stream, cuBLAS and cuDNN handles) on device `index`; the
 // KernelCall::stream of the session's kernels points at it.
 std::shared_ptr<void> create_context(int index);
@@ -35,7 +40,5 @@ std::unique_ptr<DeviceStreams> make_device_streams(std::shared_ptr<void> context
 // The second tier of a session on device `index` (framework/tier.h): `bytes` of pinned host memory,
 // copies on two streams of its own (framework/cuda/pinned_tier.cpp).
 std::unique_ptr<OffloadTier> make_pinned_tier(int index, size_t bytes);
-// A caching cudaMalloc allocator for unlimited sessions on the context's device and stream.
-std::unique_ptr<Allocator> make_device_allocator(std::shared_ptr<void> context);
 
 }  // namespace lethe::cuda::detail

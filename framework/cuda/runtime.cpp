@@ -1,11 +1,18 @@
-// CUDA runtime side of the backend: device detection, the storage/arena hooks, session contexts and
-// the caching allocator of unlimited sessions.
+// The CUDA backend (framework/backend.h): device detection, copies and arena blocks, session
+// contexts, the caching allocator of unlimited sessions, and the Backend that joins them with the
+// kernels (ops/cuda/register.cpp), the timer, the streams and the pinned tier.
+#include <array>
 #include <map>
 #include <mutex>
 #include <string>
 #include <vector>
 
 #include "framework/arena.h"
+#include "framework/backend.h"
+#include "framework/op.h"
+#include "framework/step_timer.h"
+#include "framework/tier.h"
+#include "framework/executor.h"
 #include "framework/cuda.h"
 #include "framework/cuda/backend.h"
 #include "framework/cuda/context.h"
@@ -41,7 +48,7 @@ class DeviceGuard {
 // the legacy NULL stream), so the copy must be issued on it. A host read waits for that stream: the
 // data is in `dst` on return. A host write from pageable memory is staged by the driver before
 // cudaMemcpyAsync returns, so `src` may be reused at once and later kernels of the stream see it.
-void copy_hook(void* dst, const void* src, size_t bytes, bool to_host, void* context) {
+void copy(void* dst, const void* src, size_t bytes, bool to_host, void* context) {
   if (bytes == 0) return;
   Context& c = owner(context);
   DeviceGuard on(c.device);
@@ -53,7 +60,7 @@ void copy_hook(void* dst, const void* src, size_t bytes, bool to_host, void* con
 // memmove on the device, in the owning session's stream order. Overlapping moves (relocation to a
 // lower hole) go in chunks no longer than the distance, lowest first, so no chunk overwrites unread
 // bytes.
-void move_hook(void* dst, const void* src, size_t bytes, void* context) {
+void move(void* dst, const void* src, size_t bytes, void* context) {
   Context& c = owner(context);
   DeviceGuard on(c.device);
   cudaStream_t s = c.stream;
@@ -77,7 +84,7 @@ void move_hook(void* dst, const void* src, size_t bytes, void* context) {
 
 // The arena: one cudaMalloc of the whole budget. nullptr (not an exception) when it does not fit,
 // so the arena reports the budget as too large.
-void* alloc_hook(size_t bytes) {
+void* allocate(size_t bytes) {
   void* p = nullptr;
   if (cudaMalloc(&p, bytes) != cudaSuccess) {
     (void)cudaGetLastError();
@@ -85,7 +92,7 @@ void* alloc_hook(size_t bytes) {
   }
   return p;
 }
-void free_hook(void* p) {
+void deallocate(void* p) {
   if (p) (void)cudaFree(p);  // never throws from a destructor
 }
 
@@ -179,13 +186,6 @@ int runtime_device_count(std::string* error) {
   return n;
 }
 
-void install_backend() {
-  set_device_copy(DeviceKind::cuda, copy_hook);
-  set_device_move(DeviceKind::cuda, move_hook);
-  set_device_alloc(DeviceKind::cuda, alloc_hook, free_hook);
-  register_kernels();
-}
-
 void init_context(Context& c, int device) {
   c.device = device;
   LETHE_CUDA_CHECK(cudaStreamCreateWithFlags(&c.stream, cudaStreamNonBlocking));
@@ -209,8 +209,58 @@ std::shared_ptr<void> create_context(int index) {
   return std::shared_ptr<void>(c, c.get());
 }
 
-std::unique_ptr<Allocator> make_device_allocator(std::shared_ptr<void> context) {
-  return std::make_unique<DeviceAllocator>(std::move(context));
+namespace {
+
+class CudaBackend final : public Backend {
+ public:
+  CudaBackend() {
+    for (OpKind k : all_op_kinds()) {
+      kernels_[static_cast<size_t>(k)] = kernel_of(k);
+      workspaces_[static_cast<size_t>(k)] = workspace_of(k);
+    }
+  }
+  DeviceKind kind() const override { return DeviceKind::cuda; }
+  DeviceKernel kernel(OpKind op) const override { return kernels_[static_cast<size_t>(op)]; }
+  // The kernels that size their own workspace (cuDNN's algorithm, cuBLAS, column partial sums,
+  // ...) say so in ops/cuda/register.cpp; the others use the CPU kernel's size.
+  size_t workspace_bytes(const Op& op, const std::vector<TensorMeta>& in,
+                         const TensorMeta& out) const override {
+    const KernelWorkspaceFn f = workspaces_[static_cast<size_t>(op.kind())];
+    return f ? f(op, in, out) : op.workspace_bytes(in, out);
+  }
+  void* allocate(size_t bytes) override { return detail::allocate(bytes); }
+  void deallocate(void* p) override { detail::deallocate(p); }
+  void move(void* dst, const void* src, size_t bytes, void* context) override {
+    detail::move(dst, src, bytes, context);
+  }
+  void copy(void* dst, const void* src, size_t bytes, bool to_host, void* context) override {
+    detail::copy(dst, src, bytes, to_host, context);
+  }
+  std::shared_ptr<void> create_context(int index) override { return detail::create_context(index); }
+  std::unique_ptr<Allocator> make_allocator(std::shared_ptr<void> context) override {
+    return std::make_unique<DeviceAllocator>(std::move(context));
+  }
+  std::unique_ptr<StepTimer> make_timer(std::shared_ptr<void> context) override {
+    return make_event_timer(std::move(context));
+  }
+  std::unique_ptr<DeviceStreams> make_streams(std::shared_ptr<void> context, int n) override {
+    return make_device_streams(std::move(context), n);
+  }
+  std::unique_ptr<OffloadTier> make_tier(int index, size_t bytes, const std::string&,
+                                         int) override {
+    return make_pinned_tier(index, bytes);
+  }
+
+ private:
+  std::array<DeviceKernel, kOpKindCount> kernels_{};
+  std::array<KernelWorkspaceFn, kOpKindCount> workspaces_{};
+};
+
+}  // namespace
+
+Backend& cuda_backend() {
+  static CudaBackend b;
+  return b;
 }
 
 }  // namespace lethe::cuda::detail

@@ -4,8 +4,9 @@
 //
 // Determinism and the budget: for each geometry (shapes, parameters, dtype, TF32 on/off) a plan
 // holds the descriptors and the CUDNN_DETERMINISTIC algorithms cuDNN's heuristics return, in their
-// order, each with the workspace it needs. The op's workspace_bytes() asks the same plan (hook in
-// ops/conv_workspace.h) for the first algorithm whose workspace fits a cap, so the workspace lives
+// order, each with the workspace it needs. The backend's workspace_bytes() asks the same plan
+// (conv_workspace below, from ops/cuda/register.cpp) for the first algorithm whose workspace fits a
+// cap, so the workspace lives
 // in the session's arena like any buffer; the kernel then takes the first algorithm fitting the
 // workspace it was given, which is that same algorithm. Every run of a step, remat or not, runs
 // the same deterministic algorithm: bitwise equal results.
@@ -40,15 +41,25 @@
 
 #include "framework/cuda.h"
 #include "framework/cuda/context.h"
-#include "ops/conv_workspace.h"
+#include "ops/attrs.h"
 #include "ops/cuda/common.cuh"
 
 namespace lethe::cuda::detail {
 
 namespace {
 
-using lethe::detail::ConvPass;
-using lethe::detail::ConvQuery;
+enum class ConvPass : int { forward = 0, backward_input = 1, backward_weight = 2 };
+
+// One convolution: input x [n, cin, h, w], weight [cout, cin/groups, kh, kw], on CUDA device
+// `device`.
+struct ConvQuery {
+  ConvPass pass = ConvPass::forward;
+  int device = 0;
+  DType dtype = DType::f32;
+  int64_t n = 0, cin = 0, h = 0, w = 0, cout = 0, kh = 0, kw = 0;
+  std::array<int64_t, 2> stride{1, 1}, padding{0, 0}, dilation{1, 1};
+  int64_t groups = 1;
+};
 
 const char* pass_name(ConvPass p) {
   return p == ConvPass::forward          ? "conv2d"
@@ -326,10 +337,35 @@ bool tf32_for(const ConvQuery& q) {
   return q.dtype == DType::f32 && lethe::cuda::allow_tf32();
 }
 
-// The hook of ops/conv_workspace.h: the workspace of the algorithm the kernel will run. The cap
-// keeps small convolutions from reserving large workspaces (fast algorithms may ask for hundreds of
-// MiB) while letting big ones use the faster algorithms; when nothing fits, the smallest is taken.
-size_t conv_workspace_hook(const ConvQuery& q) {
+// The query of `op` in pass `pass`: x is the output of backward_input (and of conv_transpose2d,
+// which runs that pass), w the output of backward_weight; the device is the output's.
+ConvQuery query_of(const Op& op, ConvPass pass, const std::vector<const Shape*>& in,
+                   const TensorMeta& out) {
+  const Shape& x = pass == ConvPass::backward_input ? out.shape : *in[0];
+  const Shape& w = pass == ConvPass::backward_weight ? out.shape : *in[1];
+  ConvQuery q;
+  q.pass = pass;
+  q.device = out.device.index;
+  q.dtype = out.dtype;
+  q.n = x[0], q.cin = x[1], q.h = x[2], q.w = x[3];
+  q.cout = w[0], q.kh = w[2], q.kw = w[3];
+  const Conv2dParams& p = op.attrs_as<Conv2dAttrs>().params;
+  q.stride = p.stride;
+  q.padding = p.padding;
+  q.dilation = p.dilation;
+  q.groups = p.groups;
+  return q;
+}
+ConvQuery query_of(const Op& op, const KernelCall& c, ConvPass pass) {
+  TensorMeta out = *c.out_meta;
+  out.device = Device::cuda(context(c).device);
+  return query_of(op, pass, {&c.in_shape(0), &c.in_shape(1)}, out);
+}
+
+// The workspace of the algorithm the kernel will run. The cap keeps small convolutions from
+// reserving large workspaces (fast algorithms may ask for hundreds of MiB) while letting big ones
+// use the faster algorithms; when nothing fits, the smallest is taken.
+size_t workspace_of_query(const ConvQuery& q) {
   const Plan& p = plan_for(q, tf32_for(q));
   if (p.empty) return 0;
   const int64_t ho = out_size(q.h, q.kh, q.stride[0], q.padding[0], q.dilation[0]);
@@ -342,23 +378,6 @@ size_t conv_workspace_hook(const ConvQuery& q) {
   const Candidate* c = p.fitting(cap);
   if (!c) c = p.smallest();
   return c->bytes;
-}
-
-ConvQuery query_of(const Op& op, const KernelCall& c, ConvPass pass) {
-  const Shape& x = pass == ConvPass::backward_input ? c.out_shape() : c.in_shape(0);
-  const Shape& w = pass == ConvPass::backward_weight ? c.out_shape() : c.in_shape(1);
-  ConvQuery q;
-  q.pass = pass;
-  q.device = context(c).device;
-  q.dtype = c.out_meta->dtype;
-  q.n = x[0], q.cin = x[1], q.h = x[2], q.w = x[3];
-  q.cout = w[0], q.kh = w[2], q.kw = w[3];
-  const Conv2dParams& p = op.attrs_as<Conv2dAttrs>().params;
-  q.stride = p.stride;
-  q.padding = p.padding;
-  q.dilation = p.dilation;
-  q.groups = p.groups;
-  return q;
 }
 
 template <typename T>
@@ -416,8 +435,22 @@ void conv_kernel(const Op& op, const KernelCall& c) {
 
 }  // namespace
 
-void install_conv_workspace_hook() {
-  lethe::detail::set_cuda_conv_workspace_hook(conv_workspace_hook);
+size_t conv_workspace(const Op& op, const std::vector<TensorMeta>& in, const TensorMeta& out) {
+  ConvPass pass = ConvPass::forward;
+  switch (op.kind()) {
+    case OpKind::conv2d:
+      break;
+    case OpKind::conv2d_backward_input:
+    case OpKind::conv_transpose2d:
+      pass = ConvPass::backward_input;
+      break;
+    case OpKind::conv2d_backward_weight:
+      pass = ConvPass::backward_weight;
+      break;
+    default:
+      throw_not_in_family("conv_workspace", op.kind());
+  }
+  return workspace_of_query(query_of(op, pass, {&in[0].shape, &in[1].shape}, out));
 }
 void conv2d(const Op& op, const KernelCall& c) {
   conv_kernel<ConvPass::forward>(op, c);

@@ -204,6 +204,13 @@ __global__ void group_sums(const T* g, const unsigned long long* start, const in
   }
 }
 
+// The workspace, in 8-byte words: row starts (rows + 1), the order (n), the sort's other buffer
+// (n), then its digit counts (1 + kRadix x tiles).
+size_t sort_words(int64_t rows, int64_t n) {
+  const int64_t tiles = (n + kSortTile - 1) / kSortTile;
+  return static_cast<size_t>(rows + 1 + 2 * n + 1 + kRadix * tiles);
+}
+
 }  // namespace
 
 void embedding_backward(const Op& op, const KernelCall& c) {
@@ -212,10 +219,8 @@ void embedding_backward(const Op& op, const KernelCall& c) {
   if (rows * dim == 0) return;
   cudaStream_t s = stream(c);
   const int64_t* idx = c.in<int64_t>(1);
-  // Workspace (ops/embedding.cpp), in 8-byte words: row starts (rows + 1), the order (n), the
-  // sort's other buffer (n), then its digit counts (1 + kRadix x tiles).
   const int64_t tiles = (n + kSortTile - 1) / kSortTile;
-  const size_t words = static_cast<size_t>(rows + 1 + 2 * n + 1 + kRadix * tiles);
+  const size_t words = sort_words(rows, n);
   LETHE_CHECK(c.workspace != nullptr && c.workspace_bytes >= words * 8,
               "embedding_backward: the CUDA kernel needs ", words * 8, " bytes of workspace, got ",
               c.workspace_bytes);
@@ -255,6 +260,11 @@ void embedding_backward(const Op& op, const KernelCall& c) {
         c.in<T>(0), start, order, rows, dim, op.attrs_as<EmbeddingAttrs>().padding_idx, c.out<T>());
     LETHE_CUDA_LAUNCH_CHECK();
   });
+}
+
+size_t embedding_backward_workspace(const Op& op, const std::vector<TensorMeta>& in,
+                                    const TensorMeta&) {
+  return sort_words(op.attrs_as<EmbeddingAttrs>().num_embeddings, in[1].numel()) * 8;
 }
 
 }  // namespace lethe::cuda::detail

@@ -4,7 +4,9 @@
 // kinds); each reads its op's attributes typed (ops/attrs.h) and dispatches on op.kind().
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "framework/op.h"
 #include "ops/attrs.h"
@@ -43,6 +45,9 @@ void sum_mean(const Op& op, const KernelCall& c);    // sum, mean
 void max_argmax(const Op& op, const KernelCall& c);  // max, argmax, min, argmin
 void max_backward(const Op& op, const KernelCall& c);
 void cumsum(const Op& op, const KernelCall& c);
+// sum, mean, sum_to: the CPU kernel's scratch or the column sums' partials, the larger.
+size_t column_sums_workspace(const Op& op, const std::vector<TensorMeta>& in,
+                             const TensorMeta& out);
 
 // indexing.cu
 void gather(const Op& op, const KernelCall& c);
@@ -77,7 +82,9 @@ void concat(const Op& op, const KernelCall& c);
 // embedding.cu, dropout.cu, attention.cu
 void embedding(const Op& op, const KernelCall& c);
 void embedding_backward(const Op& op, const KernelCall& c);
-void dropout(const Op& op, const KernelCall& c);  // dropout, dropout_backward
+size_t embedding_backward_workspace(const Op& op, const std::vector<TensorMeta>& in,
+                                    const TensorMeta& out);  // the radix sort's buffers
+void dropout(const Op& op, const KernelCall& c);             // dropout, dropout_backward
 void causal_mask(const Op& op, const KernelCall& c);
 
 // comm.cu (NCCL)
@@ -87,13 +94,17 @@ void bucket_slice(const Op& op, const KernelCall& c);
 // matmul.cpp (cuBLAS)
 void matmul(const Op& op, const KernelCall& c);
 void linear(const Op& op, const KernelCall& c);
+// matmul, linear: the cuBLAS workspace (ops/gemm.h).
+size_t gemm_workspace(const Op& op, const std::vector<TensorMeta>& in, const TensorMeta& out);
 
-// conv.cu: convolution through cuDNN (conv_workspace_hook answers ops/conv_workspace.h), pooling.
+// conv.cu: convolution through cuDNN, pooling.
 void conv2d(const Op& op, const KernelCall& c);
 void conv2d_backward_input(const Op& op, const KernelCall& c);
 void conv2d_backward_weight(const Op& op, const KernelCall& c);
 void conv_transpose2d(const Op& op, const KernelCall& c);  // conv2d_backward_input's computation
-void install_conv_workspace_hook();
+// conv2d, conv2d_backward_input, conv_transpose2d, conv2d_backward_weight: the workspace of the
+// cuDNN algorithm the kernel will run.
+size_t conv_workspace(const Op& op, const std::vector<TensorMeta>& in, const TensorMeta& out);
 void max_pool2d(const Op& op, const KernelCall& c);
 void max_pool2d_backward(const Op& op, const KernelCall& c);
 void max_pool2d_indices(const Op& op, const KernelCall& c);
@@ -106,6 +117,8 @@ void adaptive_avg_pool2d_backward(const Op& op, const KernelCall& c);
 void layer_norm(const Op& op, const KernelCall& c);
 void layer_norm_backward_input(const Op& op, const KernelCall& c);
 void layer_norm_backward_weight(const Op& op, const KernelCall& c);
+size_t layer_norm_backward_weight_workspace(const Op& op, const std::vector<TensorMeta>& in,
+                                            const TensorMeta& out);  // + column partials
 void batch_norm_stats(const Op& op, const KernelCall& c);
 void batch_norm(const Op& op, const KernelCall& c);
 void batch_norm_backward_input(const Op& op, const KernelCall& c);

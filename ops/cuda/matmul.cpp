@@ -182,4 +182,8 @@ void linear(const Op& op, const KernelCall& c) {
   throw Error("linear: the CUDA kernel expects f32 or f64");
 }
 
+size_t gemm_workspace(const Op&, const std::vector<TensorMeta>&, const TensorMeta& out) {
+  return lethe::detail::cuda_gemm_workspace_bytes(out.bytes());
+}
+
 }  // namespace lethe::cuda::detail

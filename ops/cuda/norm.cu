@@ -396,4 +396,12 @@ void layer_norm_backward_weight(const Op& op, const KernelCall& c) {
   });
 }
 
+// layer_norm_backward_weight: mean and rstd per row (the CPU kernel's workspace), then the partial
+// sums (doubles) of the columns.
+size_t layer_norm_backward_weight_workspace(const Op& op, const std::vector<TensorMeta>& in,
+                                            const TensorMeta& out) {
+  return op.workspace_bytes(in, out) +
+         static_cast<size_t>(column_partials_bound(in[0].numel())) * sizeof(double);
+}
+
 }  // namespace lethe::cuda::detail

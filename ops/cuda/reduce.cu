@@ -302,4 +302,13 @@ void cumsum(const Op& op, const KernelCall& c) {
   });
 }
 
+// sum, mean and sum_to: the CPU kernel's scratch, or room for the partial sums of long columns
+// (column_plan), whichever is larger.
+size_t column_sums_workspace(const Op& op, const std::vector<TensorMeta>& in,
+                             const TensorMeta& out) {
+  const size_t partials =
+      static_cast<size_t>(column_partials_bound(in[0].numel())) * dtype_size(in[0].dtype);
+  return std::max(op.workspace_bytes(in, out), partials);
+}
+
 }  // namespace lethe::cuda::detail

@@ -1,7 +1,8 @@
-// The one entry point that registers every CUDA kernel (called from lethe::cuda::init(), never from
-// a static initialiser, so that no linker can drop it), and the table it registers: one kernel per
-// op kind. The switch has no default and this file turns -Wswitch into an error, so an op kind
-// added to framework/op_kind.h without a CUDA kernel does not build.
+// The CUDA backend's kernel table (framework/cuda/runtime.cpp reads it into its Backend, which
+// lethe::cuda::init() registers, never a static initialiser, so that no linker can drop it): one
+// kernel per op kind, and the kernels that size their own workspace. kernel_of's switch has no
+// default and this file turns -Wswitch into an error, so an op kind added to framework/op_kind.h
+// without a CUDA kernel does not build.
 #include "framework/cuda/backend.h"
 #include "ops/cuda/kernels.h"
 
@@ -14,8 +15,6 @@ namespace lethe::cuda::detail {
                                     op_kind_name(kind),
                                     " (ops/cuda/register.cpp's table is wrong)"));
 }
-
-namespace {
 
 DeviceKernel kernel_of(OpKind k) {
   switch (k) {
@@ -198,11 +197,28 @@ DeviceKernel kernel_of(OpKind k) {
   return nullptr;
 }
 
-}  // namespace
-
-void register_kernels() {
-  install_conv_workspace_hook();  // ops/conv_workspace.h
-  for (OpKind k : all_op_kinds()) register_device_kernel(DeviceKind::cuda, k, kernel_of(k));
+// The kernels whose workspace is not the CPU kernel's (Op::workspace_bytes) size it here.
+KernelWorkspaceFn workspace_of(OpKind k) {
+  switch (k) {
+    case OpKind::conv2d:
+    case OpKind::conv2d_backward_input:
+    case OpKind::conv_transpose2d:
+    case OpKind::conv2d_backward_weight:
+      return conv_workspace;
+    case OpKind::matmul:
+    case OpKind::linear:
+      return gemm_workspace;
+    case OpKind::sum:
+    case OpKind::mean:
+    case OpKind::sum_to:
+      return column_sums_workspace;
+    case OpKind::layer_norm_backward_weight:
+      return layer_norm_backward_weight_workspace;
+    case OpKind::embedding_backward:
+      return embedding_backward_workspace;
+    default:
+      return nullptr;
+  }
 }
 
 }  // namespace lethe::cuda::detail
