@@ -67,9 +67,10 @@ struct Measure {
 };
 
 Measure train(const std::function<Model()>& make, const std::string& budget, bool data_parallel,
-              int warmup, int steps, double bucket_mib) {
+              int warmup, int steps, double bucket_mib, const std::string& trace = "") {
   Session s({.memory_budget = budget,
              .num_threads = 1,
+             .trace_path = trace,
              .data_parallel = data_parallel,
              .bucket_bytes = static_cast<size_t>(bucket_mib * (1 << 20))});
   Model m = make();
@@ -116,6 +117,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--bucket-mib", bucket_mib, "gradient bucket size (SessionOptions::bucket_bytes)")
       ->capture_default_str();
+  std::string trace_dir;
+  app.add_option("--trace", trace_dir,
+                 "write each data-parallel run's trace (Chrome JSON) into this directory, one file "
+                 "per model, budget and rank");
   std::vector<std::string> budgets{"", "0.5"};
   app.add_option("--budgets", budgets, "memory budgets (\"\" or unlimited: none)")
       ->capture_default_str();
@@ -141,7 +146,11 @@ int main(int argc, char** argv) {
       // Rank 0 alone first (the others wait at the barrier), then every rank together.
       if (rank == 0) row.one = train(make, budget, false, warmup, steps, bucket_mib);
       dist::barrier();
-      row.many = train(make, budget, true, warmup, steps, bucket_mib);
+      std::string trace;
+      if (!trace_dir.empty())
+        trace = trace_dir + "/dp_" + name.substr(0, name.find(' ')) + "_" + row.budget + "_rank" +
+                std::to_string(rank) + ".json";
+      row.many = train(make, budget, true, warmup, steps, bucket_mib, trace);
       rows.push_back(row);
       if (rank == 0)
         std::printf(
