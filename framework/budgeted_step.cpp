@@ -227,7 +227,8 @@ std::shared_ptr<CompiledStep> SessionState::compile(Graph& g, const std::vector<
   co.planner = opts_.planner;
   if (tier_) {
     if (tier_out_bw_ <= 0) {
-      // Each direction's bandwidth, measured once (a few MiB each way, cached per process).
+      // Each direction's bandwidth, measured once (a few MiB each way, cached per process),
+      // unless SessionOptions::tier_bandwidth states them.
       const TierBandwidth bw = tier_->measure();
       tier_out_bw_ = bw.out_bytes_per_s;
       tier_in_bw_ = bw.in_bytes_per_s;

@@ -19,6 +19,7 @@
 #include "framework/tier.h"
 #include "framework/trace.h"
 #include "scheduler/budget.h"
+#include "scheduler/offload.h"
 #include "scheduler/planner.h"
 
 namespace lethe {
@@ -76,6 +77,9 @@ SessionState::SessionState(SessionOptions o) : opts_(std::move(o)) {
               "' is not one of auto, recompute, offload, joint");
   const std::string& b = opts_.memory_budget;
   const bool unlimited = b.empty() || b == "unlimited" || b == "inf";
+  LETHE_CHECK(opts_.tier_bandwidth.empty() || !opts_.host_budget.empty(),
+              "SessionOptions::tier_bandwidth '", opts_.tier_bandwidth,
+              "' needs a second tier: set host_budget too");
   if (!opts_.host_budget.empty()) {
     sched::BudgetSpec host;
     try {
@@ -92,6 +96,16 @@ SessionState::SessionState(SessionOptions o) : opts_(std::move(o)) {
     const std::string dir = opts_.offload_path.empty()
                                 ? std::filesystem::temp_directory_path().string()
                                 : opts_.offload_path;
+    if (!opts_.tier_bandwidth.empty()) {
+      try {
+        const sched::TierBandwidth bw = sched::parse_bandwidth(opts_.tier_bandwidth);
+        tier_out_bw_ = bw.out;
+        tier_in_bw_ = bw.in;
+      } catch (Error& e) {
+        e.add_context("SessionOptions::tier_bandwidth: ");
+        throw;
+      }
+    }
     try {
       tier_ = make_tier(opts_.device, static_cast<size_t>(host.bytes), dir);
     } catch (Error& e) {

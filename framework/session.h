@@ -80,6 +80,11 @@ struct SessionOptions {
   // leaves the parameters and optimizer state as they were.
   std::string host_budget{};
   std::string offload_path{};
+  // The tier's bandwidths the planner uses, "OUT[,IN]" in bytes per second as lethe-plan's
+  // --bandwidth takes them ("2GB/s", "512MiB/s,1GiB/s", "3e9"); empty: measured by a short probe.
+  // Plans with copies weigh copy times by these, so a run that must plan the same way every time
+  // (a test, a benchmark of plans) states them.
+  std::string tier_bandwidth{};
   // Which plans a session with a tier takes: "auto" or "joint" (joint planning: the fastest
   // predicted of recompute-only, offload-only and recomputation at a few budgets with copies down
   // to the budget), or only "recompute" or "offload" (the natural schedule with copies), to

@@ -83,6 +83,9 @@ SessionOptions tier_options(const std::string& budget, const std::string& host) 
   SessionOptions o{.seed = 7, .memory_budget = budget};
   o.host_budget = host;
   o.offload_path = std::filesystem::temp_directory_path().string();
+  // Plans with copies weigh copy times by the bandwidths: stated, they plan alike on every machine
+  // and under any load (a probe's figures would move the budgets that fit with copies).
+  o.tier_bandwidth = "1GB/s";
   return o;
 }
 
@@ -181,6 +184,12 @@ TEST_CASE("tier: bad tier settings are errors naming the problem") {
                        Error);
   CHECK_THROWS_WITH_AS(Session{tier_options("", "8MiB")}, doctest::Contains("memory_budget"),
                        Error);
+  SessionOptions bad_bandwidth = tier_options("1MiB", "8MiB");
+  bad_bandwidth.tier_bandwidth = "fast";
+  CHECK_THROWS_WITH_AS(Session{bad_bandwidth}, doctest::Contains("tier_bandwidth"), Error);
+  SessionOptions no_tier{.seed = 7, .memory_budget = "1MiB"};
+  no_tier.tier_bandwidth = "1GB/s";
+  CHECK_THROWS_WITH_AS(Session{no_tier}, doctest::Contains("set host_budget too"), Error);
 }
 
 TEST_CASE("tier: a disk that fills up mid-step is an error; the parameters are as before") {
@@ -245,7 +254,51 @@ TEST_CASE("tier: a tier too small for the copies is refused naming both budgets"
     const std::string msg = e.what();
     CHECK_MESSAGE(msg.find("memory budget of") != std::string::npos, msg);
     CHECK_MESSAGE(msg.find("host_budget 16.00 KiB") != std::string::npos, msg);
-    CHECK_MESSAGE(msg.find("raise memory_budget") != std::string::npos, msg);
+    // What to raise: the memory budget, or the host budget where copies to a larger tier fit
+    // this memory budget (then the message names that tier's size).
+    const bool host_named =
+        msg.find("at this memory_budget a plan with copies fits a host_budget of") !=
+        std::string::npos;
+    CHECK_MESSAGE(msg.find(host_named ? "raise host_budget or memory_budget"
+                                      : "raise memory_budget") != std::string::npos,
+                  msg);
     CHECK(e.smallest_feasible_bytes > 0);
   }
+}
+
+TEST_CASE("tier: a refusal names the host_budget copies need at that budget, which then trains" *
+          doctest::test_suite("executor")) {
+  const size_t smallest = recompute_smallest(make_deep_mlp);
+  const std::string budget = std::to_string(smallest * 5 / 4) + "B";
+  SessionOptions o = tier_options(budget, "16KiB");
+  o.tier_plan = "offload";  // plans with copies only: the tier is what must grow
+  std::string msg;
+  size_t named = 0;
+  try {
+    train(make_deep_mlp, o, 1);
+    FAIL("expected InfeasibleBudget");
+  } catch (const InfeasibleBudget& e) {
+    msg = e.what();
+    named = e.smallest_feasible_bytes;
+  }
+  CAPTURE(msg);
+  const std::string key = "at this memory_budget a plan with copies fits a host_budget of ";
+  const size_t at = msg.find(key);
+  REQUIRE(at != std::string::npos);
+  CHECK(msg.find("raise host_budget or memory_budget") != std::string::npos);
+  // "... of 2.00 MiB (2097152 bytes)": the exact bytes in parentheses.
+  const size_t open = msg.find('(', at + key.size());
+  REQUIRE(open != std::string::npos);
+  const size_t host = std::stoull(msg.substr(open + 1));
+  CHECK(host > size_t{16} << 10);
+  o.host_budget = std::to_string(host) + "B";
+  const Run ref = train(make_deep_mlp, {.seed = 7});
+  const Run r = train(make_deep_mlp, o);
+  CHECK(r.report.tier_plan == "offload");
+  CHECK(r.report.copy_out_bytes > 0);
+  CHECK(r.report.tier_peak_bytes <= host);
+  CHECK(r.losses == ref.losses);
+  CHECK(r.params == ref.params);
+  // The budget the refusal names (copies at 16 KiB, or none) is above the one refused.
+  if (named > 0) CHECK(named > smallest * 5 / 4);
 }

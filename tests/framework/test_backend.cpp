@@ -147,6 +147,7 @@ Run train(Device d, const std::string& budget, int streams = 1, const std::strin
     o.host_budget = host;
     o.offload_path = std::filesystem::temp_directory_path().string();
     o.tier_plan = "offload";
+    o.tier_bandwidth = "1GB/s";  // plans alike whatever a probe would measure here
   }
   Session s(o);
   auto net = std::make_shared<nn::Sequential>();
