@@ -190,7 +190,8 @@ class ArenaMemory final : public StepMemory {
 }  // namespace
 
 std::shared_ptr<CompiledStep> SessionState::compile(Graph& g, const std::vector<int>& targets,
-                                                    bool side_effects, uint64_t hash) {
+                                                    bool side_effects, uint64_t hash,
+                                                    int64_t headroom) {
   auto t0 = std::chrono::steady_clock::now();
   auto mit = measured_.find(hash);
   const std::vector<double>* measured = mit == measured_.end() ? nullptr : &mit->second;
@@ -222,7 +223,7 @@ std::shared_ptr<CompiledStep> SessionState::compile(Graph& g, const std::vector<
   }
   // Persistent values outside this graph (kept tensors, unused parameters) also occupy the arena.
   const StepWindow window{static_cast<int64_t>(arena_->persistent_end()),
-                          static_cast<int64_t>(arena_->capacity())};
+                          static_cast<int64_t>(arena_->capacity()) - headroom};
   CompileOptions co;
   co.planner = opts_.planner;
   if (tier_) {
@@ -398,9 +399,40 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
     const int folded = std::min(tune.parallel_runs, kMeasuredSteps);
     const int total = parallel + (comm ? 1 : 0);
     if (!cs->parallel || cs->parallel->streams != total || cs->parallel->measured_steps != folded) {
-      cs->parallel = streamed_step(
-          *cs, parallel, tune.costs.empty() ? nullptr : &tune.costs,
-          opts_.device.is_cuda() ? 1.0 : static_cast<double>(threads_) / threads_per_stream, comm);
+      const std::vector<double>* costs = tune.costs.empty() ? nullptr : &tune.costs;
+      const double factor =
+          opts_.device.is_cuda() ? 1.0 : static_cast<double>(threads_) / threads_per_stream;
+      cs->parallel = streamed_step(*cs, parallel, costs, factor, comm);
+      // Data parallel: where the fresh layout (no compute step waits for the communication stream)
+      // missed the arena by a little, the serial plan made that much short of it (more
+      // recomputation) leaves room for it. Otherwise the serial layout's memory waits hold the
+      // next computes until each all-reduce has read its gradients, and nothing overlaps them.
+      // The roomy plan is run unless predicted more than 5 % slower: the predictions do not know
+      // those stalls (an all-reduce also waits for the slowest rank), as streamed_step() puts it.
+      const int64_t window = static_cast<int64_t>(arena.capacity() - arena.persistent_end());
+      int64_t excess = comm ? cs->parallel->comm_layout_excess : 0;
+      int64_t headroom = 0;
+      for (int attempt = 0; attempt < 2 && excess > 0; ++attempt) {
+        headroom += static_cast<int64_t>(
+            align_up(static_cast<size_t>(excess + excess / 4) + (size_t{16} << 10)));
+        if (headroom >= window / 4) break;
+        if (!cs->comm_headroom || cs->comm_headroom_bytes != headroom) {
+          cs->comm_headroom.reset();
+          try {
+            cs->comm_headroom = compile(g, targets, side_effects, ghash, headroom);
+            cs->comm_headroom_bytes = headroom;
+          } catch (const InfeasibleBudget&) {
+            break;
+          }
+        }
+        std::shared_ptr<CompiledStep> roomy =
+            streamed_step(*cs->comm_headroom, parallel, costs, factor, comm, headroom);
+        excess = roomy->comm_layout_excess;
+        if (excess == 0 && roomy->predicted_seconds <= 1.05 * cs->parallel->predicted_seconds) {
+          roomy->comm_headroom_bytes = headroom;
+          cs->parallel = roomy;
+        }
+      }
       cs->parallel->measured_steps = folded;
     }
     par = cs->parallel;
@@ -500,6 +532,7 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
   report_.plan_from_cache = from_cache;
   report_.measured_costs = cs->measured_costs;
   report_.streams = st.streams;
+  report_.allreduce_room_bytes = par ? static_cast<size_t>(par->comm_headroom_bytes) : 0;
   report_.early_updates = static_cast<size_t>(cs->early_updates);
   report_.copy_out_bytes = st.copy_out_bytes;
   report_.copy_in_bytes = st.copy_in_bytes;

@@ -688,7 +688,8 @@ std::shared_ptr<CompiledStep> compile_step(const StepProblem& step, const StepWi
 
 std::shared_ptr<CompiledStep> streamed_step(const CompiledStep& serial, int streams,
                                             const std::vector<double>* stream_costs,
-                                            double unknown_cost_factor, bool comm_stream) {
+                                            double unknown_cost_factor, bool comm_stream,
+                                            int64_t headroom) {
   LETHE_CHECK(serial.source != nullptr,
               "internal error: streamed_step needs a step from compile_step");
   const StreamSource& src = *serial.source;
@@ -729,6 +730,8 @@ std::shared_ptr<CompiledStep> streamed_step(const CompiledStep& serial, int stre
     double time;
   };
   std::vector<Option> options;
+  const int64_t cap = src.cap + std::max<int64_t>(0, headroom);
+  int64_t comm_excess = -1;  // the fresh layout's excess over `cap` with a communication stream
   // Laid out afresh, when that fits: with only the plan's own waits (buffers that may be live
   // together kept apart), then with the frees in plan order ahead of later computes (no order holds
   // more than the serial plan), fewer waits than the serial layout's when fragmentation leaves
@@ -740,8 +743,9 @@ std::shared_ptr<CompiledStep> streamed_step(const CompiledStep& serial, int stre
     ao.keep_serial_peak = keep_serial_peak;
     sched::Plan pl = sched::assign_streams(prob, src.plan, ao);
     add_update_waits(src.sp, pl);
-    sched::Layout l = sched::layout_plan(prob, pl, static_cast<int64_t>(kAlignment), src.cap);
-    if (l.high_water > src.cap) continue;
+    sched::Layout l = sched::layout_plan(prob, pl, static_cast<int64_t>(kAlignment), cap);
+    if (comm_stream) comm_excess = std::max<int64_t>(0, l.high_water - cap);
+    if (l.high_water > cap) continue;
     const double t = sched::makespan(prob, pl, &ao.cost);
     options.push_back({std::move(pl), std::move(l),
                        keep_serial_peak ? "frees in plan order, own layout" : "own layout", t});
@@ -790,6 +794,7 @@ std::shared_ptr<CompiledStep> streamed_step(const CompiledStep& serial, int stre
   cs->source = serial.source;
   cs->collectives = serial.collectives;
   cs->early_updates = serial.early_updates;
+  cs->comm_layout_excess = std::max<int64_t>(0, comm_excess);
   return cs;
 }
 

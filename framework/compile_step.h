@@ -81,6 +81,15 @@ struct CompiledStep {
   int64_t tier_bytes = 0;
   std::string tier_plan;
   std::shared_ptr<CompiledStep> parallel;  // CompileOptions::streams >= 2: the plan on streams
+  // streamed_step() with a communication stream: by how many bytes its fresh layout (nothing of the
+  // communication stream waited for) missed the capacity; 0 when it fit.
+  int64_t comm_layout_excess = 0;
+  // Data parallel: the serial plan made with room left for that fresh layout (SessionState), kept
+  // to derive the plan on streams from.
+  // (On a plan on streams: the bytes its serial plan was made short by; on a serial plan: those of
+  // comm_headroom.)
+  std::shared_ptr<CompiledStep> comm_headroom;
+  int64_t comm_headroom_bytes = 0;
   std::shared_ptr<const StreamSource> source;
 };
 
@@ -95,9 +104,12 @@ std::shared_ptr<CompiledStep> compile_step(const StepProblem& sp, const StepWind
 // with the shorter predicted time under `stream_costs` (as CompileOptions) is returned.
 // comm_stream: the step's collectives (StepProblem::comm) run on one more stream, the last, which
 // runs nothing else (data parallel: the all-reduces overlap the rest of the backward pass).
+// `headroom`: bytes of the window above the serial plan's (made `headroom` bytes short of it) that
+// a fresh layout may take too.
 std::shared_ptr<CompiledStep> streamed_step(const CompiledStep& serial, int streams,
                                             const std::vector<double>* stream_costs,
-                                            double unknown_cost_factor, bool comm_stream = false);
+                                            double unknown_cost_factor, bool comm_stream = false,
+                                            int64_t headroom = 0);
 
 // The arena bytes a fraction budget gives a step (above its residents): that fraction of the step's
 // activation memory, plus its largest op workspace, plus the side effects' region.

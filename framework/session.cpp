@@ -543,6 +543,11 @@ std::string StepReport::str() const {
                   buckets, mib(allreduce_bytes), allreduce_seconds * 1e3,
                   allreduce_overlap_seconds * 1e3);
     out += buf;
+    if (allreduce_room_bytes > 0) {
+      std::snprintf(buf, sizeof buf, ", planned %.2f MiB short for them",
+                    mib(allreduce_room_bytes));
+      out += buf;
+    }
   }
   if (!tier_plan.empty()) {
     std::snprintf(buf, sizeof buf,

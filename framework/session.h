@@ -129,6 +129,9 @@ struct StepReport {
   size_t allreduce_bytes = 0;
   double allreduce_seconds = 0.0;
   double allreduce_overlap_seconds = 0.0;
+  // Bytes the plan was made short of the budget so that no computation waits for an all-reduce
+  // (its buffers and the gradients it reads stay apart from what runs beside it); 0: none.
+  size_t allreduce_room_bytes = 0;
   size_t early_updates = 0;  // updates run inside the plan (SessionOptions::early_updates)
   // Second tier (SessionOptions::host_budget): bytes copied out and back in, the copies' time, the
   // part of it during which a compute ran (hidden), the tier's peak by the plan, and the plan
@@ -223,8 +226,9 @@ class SessionState : public std::enable_shared_from_this<SessionState> {
                      std::vector<std::shared_ptr<Storage>>& values);
   void run_budgeted(Graph& g, const std::vector<int>& targets, bool side_effects,
                     std::vector<std::shared_ptr<Storage>>& values);
+  // `headroom`: plan in that many bytes less than the arena gives the step.
   std::shared_ptr<CompiledStep> compile(Graph& g, const std::vector<int>& targets,
-                                        bool side_effects, uint64_t key);
+                                        bool side_effects, uint64_t key, int64_t headroom = 0);
   void ensure_arena(size_t bytes);
 
   SessionOptions opts_;

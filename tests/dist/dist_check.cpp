@@ -177,9 +177,14 @@ int budget() {
     }
     return out;
   };
-  std::string r1, r2, r3;
+  std::string r1, r2, r3, r4;
   const std::vector<char> unlimited = run("", r1);
   const std::vector<char> half = run("0.5", r2);
+  // At 0.8 the plan is made short of the budget so that no computation waits for an all-reduce
+  // (the fresh layout of the plan on streams misses the budget by a little otherwise).
+  const std::vector<char> roomy = run("0.8", r4);
+  if (r4.find("short for them") == std::string::npos)
+    return fail("at 0.8 the plan left no room for the all-reduces: " + r4);
   // The smallest budget of this rank's step (the error of too small a one names it); every rank
   // asks, so the ranks stay in step.
   std::string smallest;
@@ -191,14 +196,17 @@ int budget() {
   if (smallest == "0B" || smallest.empty()) return fail("no smallest budget named");
   const std::vector<char> tight = run(smallest, r3);
   if (dist::rank() == 0)
-    std::printf("unlimited: %s\n0.5: %s\n%s: %s\n", r1.c_str(), r2.c_str(), smallest.c_str(),
-                r3.c_str());
+    std::printf("unlimited: %s\n0.5: %s\n0.8: %s\n%s: %s\n", r1.c_str(), r2.c_str(), r4.c_str(),
+                smallest.c_str(), r3.c_str());
   if (unlimited != half) return fail("data parallel at 0.5 differs from data parallel unlimited");
+  if (unlimited != roomy)
+    return fail("data parallel at 0.8 (room left for the all-reduces) differs from unlimited");
   if (unlimited != tight)
     return fail("data parallel at the smallest budget differs from data parallel unlimited");
   if (!same_as_rank0(unlimited)) return fail("ranks differ");
   std::printf(
-      "rank %d: budgets 0.5 and %s (the smallest) bitwise equal to unlimited, and to rank 0's\n",
+      "rank %d: budgets 0.5, 0.8 and %s (the smallest) bitwise equal to unlimited, and to rank "
+      "0's\n",
       dist::rank(), smallest.c_str());
   return 0;
 }
