@@ -438,6 +438,9 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
     par = cs->parallel;
   }
   const CompiledStep& used = par ? *par : *cs;
+  // A plan on streams may come from a serial plan made short of the window (data parallel): its
+  // fresh layout still ends within the window.
+  LETHE_ASSERT(base + used.region_bytes <= arena.capacity());
 
   Tracer* tr = tracer_.get();
   if (tr && !from_cache)
