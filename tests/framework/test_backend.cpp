@@ -141,8 +141,12 @@ struct Run {
 };
 
 // `host`: the second tier's size (a file tier on both devices), with offload-only plans.
-Run train(Device d, const std::string& budget, int streams = 1, const std::string& host = "") {
+// `data_parallel`: one rank, small buckets (their all-reduces run on a communication stream).
+Run train(Device d, const std::string& budget, int streams = 1, const std::string& host = "",
+          bool data_parallel = false) {
   SessionOptions o{.device = d, .seed = 13, .memory_budget = budget, .streams = streams};
+  o.data_parallel = data_parallel;
+  o.bucket_bytes = 4096;
   if (!host.empty()) {
     o.host_budget = host;
     o.offload_path = std::filesystem::temp_directory_path().string();
@@ -288,4 +292,22 @@ TEST_CASE(
   CHECK(copied.report.copy_out_bytes > 0);
   CHECK(copied.report.copy_in_bytes > 0);
   check_bitwise(copied, cpu);
+}
+
+TEST_CASE(
+    "backend: data parallel (one rank) runs its all-reduces on the device backend's communication "
+    "stream, bitwise as the CPU" *
+    doctest::test_suite("executor")) {
+  if (gpu_present()) return;
+  const Run& cpu = cpu_run();
+  HostAsDeviceScope scope;
+  for (const char* budget : {"", "0.8"}) {
+    CAPTURE(budget);
+    const int sets0 = g_counts.stream_sets, steps0 = g_counts.stream_steps;
+    const Run dp = train(Device::cuda(0), budget, 1, "", true);
+    CHECK(dp.report.buckets > 1);
+    CHECK(dp.report.streams >= 2);  // the compute stream and the communication stream
+    CHECK(g_counts.stream_sets + g_counts.stream_steps > sets0 + steps0);
+    check_bitwise(dp, cpu);
+  }
 }
