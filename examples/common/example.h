@@ -25,6 +25,8 @@
 
 #include "framework/cuda.h"
 #include "lethe.h"
+#include "scheduler/budget.h"
+#include "scheduler/offload.h"
 #include "scheduler/planner.h"
 
 namespace lethe::examples {
@@ -57,6 +59,8 @@ struct CommonFlags {
   double max_overhead = 0;     // with max_batch: the largest predicted overhead allowed (0: any)
   bool data_parallel = false;  // --data-parallel: one rank of `mpirun -np N` (dist/dist.h)
   double bucket_mib = 25;      // --bucket-mib: gradient bucket size of the all-reduce
+  // --host-budget, --offload-path, --tier-bandwidth: a second memory tier (SessionOptions).
+  std::string host_budget, offload_path, tier_bandwidth;
 
   void add(CLI::App& app) {
     app.add_option("--device", device, "cpu or cuda[:i]")->capture_default_str();
@@ -114,6 +118,16 @@ struct CommonFlags {
                    "with --data-parallel: MiB of gradients per all-reduce bucket")
         ->capture_default_str()
         ->check(CLI::PositiveNumber);
+    app.add_option("--host-budget", host_budget,
+                   "with --memory-budget: a second memory tier of this size (e.g. 4GiB): a file "
+                   "in --offload-path on the CPU, pinned host memory on CUDA; plans may copy "
+                   "values out to it and back");
+    app.add_option("--offload-path", offload_path,
+                   "with --host-budget on the CPU: the directory of the tier's file (default: "
+                   "the system's temporary directory)");
+    app.add_option("--tier-bandwidth", tier_bandwidth,
+                   "with --host-budget: OUT[,IN] bytes/s of the copies (e.g. 2GB/s) the plans "
+                   "assume; default: measured by a short probe");
     app.add_option("--max-overhead", max_overhead,
                    "with --max-batch: the largest predicted overhead allowed "
                    "(e.g. 1.2; 0: any)")
@@ -138,6 +152,28 @@ struct CommonFlags {
       }
     }
     (void)parse_streams(streams, "--streams");
+    if (!host_budget.empty()) {
+      LETHE_CHECK(budgeted(), "--host-budget ", host_budget,
+                  ": needs --memory-budget (nothing is copied out of an unlimited run)");
+      try {
+        LETHE_CHECK(!sched::parse_budget_spec(host_budget).fraction,
+                    "expected bytes with a unit (e.g. 4GiB), not a fraction");
+      } catch (Error& e) {
+        e.add_context("--host-budget: ");
+        throw;
+      }
+    }
+    LETHE_CHECK(offload_path.empty() || !host_budget.empty(),
+                "--offload-path needs --host-budget (the tier it is the directory of)");
+    if (!tier_bandwidth.empty()) {
+      LETHE_CHECK(!host_budget.empty(), "--tier-bandwidth needs --host-budget");
+      try {
+        (void)sched::parse_bandwidth(tier_bandwidth);
+      } catch (Error& e) {
+        e.add_context("--tier-bandwidth: ");
+        throw;
+      }
+    }
     if (Device::parse(device).is_cuda() && !cuda::is_available())
       throw Error("--device " + device + ": no CUDA device is available (" +
                   cuda::unavailable_reason() + "); use --device cpu");
@@ -153,6 +189,11 @@ struct CommonFlags {
     o.data_parallel = data_parallel;
     o.bucket_bytes = static_cast<size_t>(bucket_mib * 1024 * 1024);
     if (with_trace) o.trace_path = trace;
+    if (with_budget) {
+      o.host_budget = host_budget;
+      o.offload_path = offload_path;
+      o.tier_bandwidth = tier_bandwidth;
+    }
     return o;
   }
   bool budgeted() const { return !budget.empty() && budget != "unlimited" && budget != "inf"; }
@@ -325,6 +366,11 @@ struct RunResult {
   // busy, recomputation overlapped with other work.
   std::vector<int> streams;
   std::vector<double> predicted_s, parallel_s, overlapped_recompute_s;
+  // Second tier (--host-budget): the last step's plan kind, the largest tier peak, and per step
+  // the bytes copied each way, the copy time and its part hidden behind compute.
+  std::string tier_plan;
+  size_t tier_peak = 0;
+  std::vector<double> copied_out, copied_in, copy_s, copy_hidden_s;
   std::string finish;      // the job's line for the report (an accuracy)
   int64_t first_step = 0;  // StepReport::step of losses[0] (a resumed run starts past 0)
 };
@@ -401,6 +447,12 @@ inline RunResult run_session(const RunSpec& spec, const std::function<Job()>& ma
     r.recomputed = rep.recomputed;
     r.planner = rep.planner;
     r.planning_s += rep.planning_seconds;
+    r.tier_plan = rep.tier_plan;
+    r.tier_peak = std::max(r.tier_peak, rep.tier_peak_bytes);
+    r.copied_out.push_back(static_cast<double>(rep.copy_out_bytes));
+    r.copied_in.push_back(static_cast<double>(rep.copy_in_bytes));
+    r.copy_s.push_back(rep.copy_seconds);
+    r.copy_hidden_s.push_back(rep.copy_hidden_seconds);
     if (i == first) r.first_planning_s = rep.planning_seconds;
     if (i == spec.steps - 1 && !spec.export_graph.empty()) {
       session.export_graph(spec.export_graph);
@@ -592,6 +644,16 @@ inline int main_loop(const std::string& model_name, CommonFlags& f,
         "graph)\n",
         step_s * 1e3, step_at(run, skip), step_at(run, run.wall_s.size() - 1), exec_s * 1e3);
     if (f.streams != "1") print_streams_line(f.streams, run, skip);
+    if (!run.tier_plan.empty())
+      std::printf(
+          "second tier:   --host-budget %s: %s plan, tier peak %.2f MiB; per step %.2f MiB out "
+          "and %.2f MiB in, copies %.1f ms of which %.1f ms hidden behind compute (medians of "
+          "steps %lld..%lld)\n",
+          f.host_budget.c_str(), run.tier_plan.c_str(), mib(run.tier_peak),
+          median_from(run.copied_out, skip) / (1024.0 * 1024.0),
+          median_from(run.copied_in, skip) / (1024.0 * 1024.0), median_from(run.copy_s, skip) * 1e3,
+          median_from(run.copy_hidden_s, skip) * 1e3, step_at(run, skip),
+          step_at(run, run.wall_s.size() - 1));
     if (compare) {
       const size_t uskip = timing_skip(unl.wall_s.size());
       const double ustep = median_from(unl.wall_s, uskip), uexec = median_from(unl.exec_s, uskip);
