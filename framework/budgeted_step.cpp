@@ -416,22 +416,20 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
         headroom += static_cast<int64_t>(
             align_up(static_cast<size_t>(excess + excess / 4) + (size_t{16} << 10)));
         if (headroom >= window / 4) break;
-        if (!cs->comm_headroom || cs->comm_headroom_bytes != headroom) {
-          cs->comm_headroom.reset();
+        CompiledStep::Roomy& room = cs->comm_room;
+        if (!room.serial || room.bytes != headroom) {
+          room = {};
           try {
-            cs->comm_headroom = compile(g, targets, side_effects, ghash, headroom);
-            cs->comm_headroom_bytes = headroom;
+            room = {headroom, compile(g, targets, side_effects, ghash, headroom)};
           } catch (const InfeasibleBudget&) {
             break;
           }
         }
         std::shared_ptr<CompiledStep> roomy =
-            streamed_step(*cs->comm_headroom, parallel, costs, factor, comm, headroom);
+            streamed_step(*room.serial, parallel, costs, factor, comm, headroom);
         excess = roomy->comm_layout_excess;
-        if (excess == 0 && roomy->predicted_seconds <= 1.05 * cs->parallel->predicted_seconds) {
-          roomy->comm_headroom_bytes = headroom;
+        if (excess == 0 && roomy->predicted_seconds <= 1.05 * cs->parallel->predicted_seconds)
           cs->parallel = roomy;
-        }
       }
       cs->parallel->measured_steps = folded;
     }
@@ -535,7 +533,7 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
   report_.plan_from_cache = from_cache;
   report_.measured_costs = cs->measured_costs;
   report_.streams = st.streams;
-  report_.allreduce_room_bytes = par ? static_cast<size_t>(par->comm_headroom_bytes) : 0;
+  report_.allreduce_room_bytes = par ? static_cast<size_t>(par->planned_short) : 0;
   report_.early_updates = static_cast<size_t>(cs->early_updates);
   report_.copy_out_bytes = st.copy_out_bytes;
   report_.copy_in_bytes = st.copy_in_bytes;

@@ -466,17 +466,14 @@ InfeasibleBudget refuse(Search& s) {
   // only: it runs a few times per refusal); no faster-than filter: recomputation fits none of
   // these budgets.
   const double inf = std::numeric_limits<double>::infinity();
-  auto fits = [&](int64_t budget, int64_t host, bool every_scale) {
-    return every_scale
-               ? plan_with_copies(s, budget, budget - s.resident, host, kTierScales, inf, nullptr)
-               : plan_with_copies(s, budget, budget - s.resident, host, {1.0, 1000.0}, inf,
-                                  nullptr);
+  auto fits = [&](int64_t budget, int64_t host, std::initializer_list<double> scales) {
+    return plan_with_copies(s, budget, budget - s.resident, host, scales, inf, nullptr);
   };
   const int64_t budget = s.capacity + s.resident;  // the planners' budget of this window
   // A tier as large as every value of the step together: no plan can need more.
   int64_t all_values = 0;
   for (const sched::Node& n : s.p.nodes) all_values += static_cast<int64_t>(align_up(n.bytes));
-  const std::optional<CopyPlan> here = fits(budget, all_values, true);
+  const std::optional<CopyPlan> here = fits(budget, all_values, kTierScales);
   int64_t with_copies = -1;  // the smallest arena found with copies at this host_budget
   {
     // Bisection on the planners' budget, from this one (no plan with copies fits it) up to
@@ -485,7 +482,7 @@ InfeasibleBudget refuse(Search& s) {
     int64_t hi = recompute > 0 ? recompute - s.base - s.ws + s.resident : s.no_remat;
     for (int i = 0; i < 6 && hi - lo > static_cast<int64_t>(kAlignment); ++i) {
       const int64_t mid = lo + (hi - lo) / 2;
-      if (fits(mid, s.o.host_bytes, false)) {
+      if (fits(mid, s.o.host_bytes, {1.0, 1000.0})) {
         hi = mid;
         with_copies = s.base + (mid - s.resident) + s.ws;
       } else {
@@ -795,6 +792,7 @@ std::shared_ptr<CompiledStep> streamed_step(const CompiledStep& serial, int stre
   cs->collectives = serial.collectives;
   cs->early_updates = serial.early_updates;
   cs->comm_layout_excess = std::max<int64_t>(0, comm_excess);
+  cs->planned_short = std::max<int64_t>(0, headroom);
   return cs;
 }
 

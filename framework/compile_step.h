@@ -84,12 +84,15 @@ struct CompiledStep {
   // streamed_step() with a communication stream: by how many bytes its fresh layout (nothing of the
   // communication stream waited for) missed the capacity; 0 when it fit.
   int64_t comm_layout_excess = 0;
-  // Data parallel: the serial plan made with room left for that fresh layout (SessionState), kept
-  // to derive the plan on streams from.
-  // (On a plan on streams: the bytes its serial plan was made short by; on a serial plan: those of
-  // comm_headroom.)
-  std::shared_ptr<CompiledStep> comm_headroom;
-  int64_t comm_headroom_bytes = 0;
+  // Plan on streams: the bytes its serial plan was made short of the window (streamed_step()'s
+  // headroom); 0: the serial plan had the whole window.
+  int64_t planned_short = 0;
+  // Data parallel: the serial plan made `bytes` short of the window, leaving room for that fresh
+  // layout (SessionState), kept to derive the plan on streams from.
+  struct Roomy {
+    int64_t bytes = 0;
+    std::shared_ptr<CompiledStep> serial;
+  } comm_room;
   std::shared_ptr<const StreamSource> source;
 };
 
