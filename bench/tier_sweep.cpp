@@ -3,7 +3,9 @@
 // mode takes, its measured step time over an unlimited step of the same process, the bytes copied
 // and the part of the copy time hidden behind compute, the arena and tier peaks, and whether the
 // losses equal the unlimited run's bitwise. Budgets: activation fractions, then bytes at the
-// smallest budget recomputation alone fits (its first step, find_min_budget) and below it.
+// smallest budget recomputation alone fits (its first step, find_min_budget) and below it, then
+// fractions of the parameters + gradients + AdamW state (--state), where the parameters and the
+// optimizer state live in the tier (SessionOptions::offload_state) and are read in as needed.
 //
 //   build/bench/tier_sweep --out docs                       # GPT 6x256 and ResNet-50 (64 px)
 //   build/bench/tier_sweep --models gpt6-d256 --steps 4 --below 0.9,0.8
@@ -107,7 +109,7 @@ std::vector<std::string> split(const std::string& s) {
 
 struct Cell {
   std::string model, budget, mode, plan, status = "ok";
-  size_t budget_bytes = 0, peak = 0, tier = 0, out = 0, in = 0;
+  size_t budget_bytes = 0, peak = 0, tier = 0, out = 0, in = 0, homes = 0;
   double ratio = 0, copy_s = 0, hidden_s = 0;
   bool bitwise = false;
 };
@@ -174,7 +176,7 @@ std::string svg(const std::vector<Cell>& cells, const std::vector<std::string>& 
 int main(int argc, char** argv) {
   CLI::App app{"Recompute-only, offload-only and joint plans with a second memory tier"};
   std::string out_dir = "tier_sweep", models_s = "gpt6-d256,resnet50-64px",
-              fractions_s = "1,0.5,0.25", below_s = "0.9,0.8", host = "2GiB",
+              fractions_s = "1,0.5,0.25", below_s = "0.9,0.8", state_s = "0.5", host = "2GiB",
               dir = std::filesystem::temp_directory_path().string(),
               text = "/usr/share/common-licenses/GPL-3";
   int steps = 5;
@@ -184,6 +186,10 @@ int main(int argc, char** argv) {
   app.add_option("--fractions", fractions_s, "activation fractions")->capture_default_str();
   app.add_option("--below", below_s,
                  "multiples of recompute-only's smallest budget to run at (below it: < 1)")
+      ->capture_default_str();
+  app.add_option("--state", state_s,
+                 "fractions of parameters + gradients + AdamW state to run at (their homes in the "
+                 "tier)")
       ->capture_default_str();
   app.add_option("--host-budget", host, "the tier's size")->capture_default_str();
   app.add_option("--dir", dir, "the tier file's directory")->capture_default_str();
@@ -203,6 +209,8 @@ int main(int argc, char** argv) {
     train(m, plain, 2);           // warm-up
     const Trained ref = train(m, plain, steps);
     const double unl = warm_seconds(ref);
+    size_t state_bytes = 0;  // parameters + gradients + AdamW's two moments
+    for (const Tensor& p : m.make().second) state_bytes += 4 * p.numel() * sizeof(float);
     const size_t smallest = find_min_budget(plain, [&] {
       auto [step, params] = m.make();
       optim::AdamW opt(params, optim::AdamWOptions(1e-3));
@@ -210,10 +218,12 @@ int main(int argc, char** argv) {
       opt.step();
     });
     std::printf(
-        "\n%s: unlimited %.1f ms/step, peak %.2f MiB; recompute-only's smallest budget %.2f MiB\n",
-        m.name.c_str(), unl * 1e3, ref.peak / 1048576.0, smallest / 1048576.0);
-    std::printf("%-8s %-10s %-9s %9s %9s %8s %9s %9s %9s %s\n", "budget", "mode", "plan", "MiB",
-                "peak MiB", "ratio", "tier MiB", "copy ms", "hidden", "bitwise");
+        "\n%s: unlimited %.1f ms/step, peak %.2f MiB; recompute-only's smallest budget %.2f MiB; "
+        "parameters + gradients + AdamW state %.2f MiB\n",
+        m.name.c_str(), unl * 1e3, ref.peak / 1048576.0, smallest / 1048576.0,
+        state_bytes / 1048576.0);
+    std::printf("%-9s %-10s %-9s %9s %9s %8s %9s %9s %9s %9s %s\n", "budget", "mode", "plan", "MiB",
+                "peak MiB", "ratio", "tier MiB", "homes MiB", "copy ms", "hidden", "bitwise");
     std::vector<std::pair<std::string, std::string>> budgets;  // label, budget
     for (const std::string& f : split(fractions_s)) budgets.push_back({f, f});
     budgets.push_back({"min", std::to_string(smallest) + "B"});
@@ -221,6 +231,10 @@ int main(int argc, char** argv) {
       budgets.push_back({b + "min", std::to_string(static_cast<size_t>(
                                         std::stod(b) * static_cast<double>(smallest))) +
                                         "B"});
+    for (const std::string& f : split(state_s))
+      budgets.push_back({f + "state", std::to_string(static_cast<size_t>(
+                                          std::stod(f) * static_cast<double>(state_bytes))) +
+                                          "B"});
     for (const auto& [label, budget] : budgets) {
       for (const std::string& mode : modes) {
         Cell c{m.name, label, mode};
@@ -234,6 +248,7 @@ int main(int argc, char** argv) {
           c.budget_bytes = t.last.budget_bytes;
           c.peak = t.peak;
           c.tier = t.last.tier_peak_bytes;
+          c.homes = t.last.tier_home_bytes;
           c.out = t.last.copy_out_bytes;
           c.in = t.last.copy_in_bytes;
           c.copy_s = t.last.copy_seconds;
@@ -248,12 +263,13 @@ int main(int argc, char** argv) {
           std::replace(c.status.begin(), c.status.end(), '\n', ' ');
         }
         if (c.status == "ok")
-          std::printf("%-8s %-10s %-9s %9.2f %9.2f %7.3fx %9.2f %9.1f %8.0f%% %s\n", label.c_str(),
-                      mode.c_str(), c.plan.c_str(), c.budget_bytes / 1048576.0, c.peak / 1048576.0,
-                      c.ratio, c.tier / 1048576.0, c.copy_s * 1e3,
-                      c.copy_s > 0 ? 100.0 * c.hidden_s / c.copy_s : 0.0, c.bitwise ? "yes" : "NO");
+          std::printf("%-9s %-10s %-9s %9.2f %9.2f %7.3fx %9.2f %9.2f %9.1f %8.0f%% %s\n",
+                      label.c_str(), mode.c_str(), c.plan.c_str(), c.budget_bytes / 1048576.0,
+                      c.peak / 1048576.0, c.ratio, c.tier / 1048576.0, c.homes / 1048576.0,
+                      c.copy_s * 1e3, c.copy_s > 0 ? 100.0 * c.hidden_s / c.copy_s : 0.0,
+                      c.bitwise ? "yes" : "NO");
         else
-          std::printf("%-8s %-10s %s\n", label.c_str(), mode.c_str(),
+          std::printf("%-9s %-10s %s\n", label.c_str(), mode.c_str(),
                       c.status.substr(0, 90).c_str());
         std::fflush(stdout);
         cells.push_back(c);
@@ -261,13 +277,14 @@ int main(int argc, char** argv) {
     }
   }
   std::ofstream csv(out_dir + "/tier_sweep.csv");
-  csv << "model,budget,mode,plan,budget_bytes,arena_peak_bytes,tier_peak_bytes,copied_out_bytes,"
-         "copied_in_bytes,copy_seconds,copy_hidden_seconds,step_over_unlimited,bitwise_equal,"
+  csv << "model,budget,mode,plan,budget_bytes,arena_peak_bytes,tier_peak_bytes,tier_home_bytes,"
+         "copied_out_bytes,copied_in_bytes,copy_seconds,copy_hidden_seconds,step_over_unlimited,"
+         "bitwise_equal,"
          "status\n";
   for (const Cell& c : cells)
     csv << c.model << ',' << c.budget << ',' << c.mode << ',' << c.plan << ',' << c.budget_bytes
-        << ',' << c.peak << ',' << c.tier << ',' << c.out << ',' << c.in << ',' << c.copy_s << ','
-        << c.hidden_s << ',' << c.ratio << ','
+        << ',' << c.peak << ',' << c.tier << ',' << c.homes << ',' << c.out << ',' << c.in << ','
+        << c.copy_s << ',' << c.hidden_s << ',' << c.ratio << ','
         << (c.status == "ok" ? (c.bitwise ? "yes" : "no") : "") << ',' << c.status << '\n';
   std::ofstream(out_dir + "/tier_sweep.svg") << svg(cells, names, modes);
   std::printf("\nwrote %s/tier_sweep.csv and %s/tier_sweep.svg\n", out_dir.c_str(),

@@ -72,6 +72,22 @@ bool Arena::relocate_to_persistent(Storage& s) {
   return true;
 }
 
+void Arena::move_down(Storage& s) {
+  const size_t off = static_cast<size_t>(static_cast<char*>(s.data) - base_);
+  auto it = live_.find(off);
+  LETHE_ASSERT(it != live_.end(), "move_down of a value not in the arena");
+  const size_t n = it->second;
+  live_.erase(it);
+  const size_t to = find_hole(n);
+  if (to == SIZE_MAX || to >= off) {
+    live_[off] = n;
+    return;
+  }
+  device_move(device_, base_ + to, s.data, s.bytes, context_.get());
+  live_[to] = n;
+  s.data = base_ + to;
+}
+
 void Arena::release(size_t offset) {
   auto it = live_.find(offset);
   if (it == live_.end()) return;

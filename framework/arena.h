@@ -36,6 +36,9 @@ class Arena : public std::enable_shared_from_this<Arena> {
   // Moves `s` (a step buffer that becomes long-lived) to the lowest hole and re-points it there.
   // Safe when step buffers are relocated in increasing address order (see the executor).
   bool relocate_to_persistent(Storage& s);
+  // Moves `s` (a long-lived value of this arena) to the lowest hole below it, if there is one, and
+  // re-points it there (after values below it left the arena: the step's window grows).
+  void move_down(Storage& s);
   // End of the highest long-lived value: step buffers start here.
   size_t persistent_end() const;
   size_t persistent_bytes() const { return persistent_bytes_; }

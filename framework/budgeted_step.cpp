@@ -9,6 +9,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <set>
 
 #include "framework/arena.h"
 #include "framework/compile_step.h"
@@ -85,6 +86,19 @@ class ArenaMemory final : public StepMemory {
     return place(cs_.workspace_offset, static_cast<int64_t>(cs_.workspace_offset) + bytes(node),
                  -1);
   }
+  BufferFn home_buffers(int, bool side_effect) override {
+    if (!side_effect) return {};
+    // Values whose home is the tier that a side effect reads: from the top of the side effects'
+    // region down (build_step_problem() counts them in its size), below them its output and
+    // workspace.
+    auto top = std::make_shared<size_t>(cs_.workspace_offset + cs_.workspace_bytes);
+    return [this, top](size_t n, bool) {
+      const size_t a = align_up(n ? n : 1);
+      LETHE_ASSERT(*top >= cs_.workspace_offset + a);
+      *top -= a;
+      return place(*top, -1, -1)(n, false);
+    };
+  }
   void finished() override {
     if (!check_) return;
     std::lock_guard<std::mutex> lock(check_mu_);
@@ -139,7 +153,7 @@ class ArenaMemory final : public StepMemory {
         if (it != live_bufs_.begin()) {
           --it;
           LETHE_CHECK(it->second.hi <= off,
-                      "arena check: ", g_.nodes[static_cast<size_t>(node)].op->name(), " (node ",
+                      "arena check: ", step_name(g_.nodes[static_cast<size_t>(node)]), " (node ",
                       node, ") writes its ", workspace ? "workspace" : "output",
                       " at arena bytes [", base_ + off, ", ", base_ + b.hi, ") over the ",
                       it->second.workspace ? "workspace" : "value", " of node ", it->second.node,
@@ -169,7 +183,7 @@ class ArenaMemory final : public StepMemory {
     for (size_t i = b.end; i < b.hi; ++i)
       LETHE_CHECK(static_cast<unsigned char>(region_[i]) == kGuardByte,
                   "arena check: the guard bytes after the ", b.workspace ? "workspace" : "value",
-                  " of node ", b.node, " (", g_.nodes[static_cast<size_t>(b.node)].op->name(),
+                  " of node ", b.node, " (", step_name(g_.nodes[static_cast<size_t>(b.node)]),
                   ", arena bytes [", base_ + lo, ", ", base_ + b.end,
                   ")) were overwritten at byte ", base_ + i, ", found ", when,
                   ": a kernel wrote past its buffer, or a buffer was placed over it");
@@ -187,7 +201,68 @@ class ArenaMemory final : public StepMemory {
   std::map<size_t, Buf> live_bufs_;  // LETHE_ARENA_CHECK: live buffers by region offset
 };
 
+// Bytes of the graph's leaves whose home is the second tier.
+size_t tier_home_bytes(const Graph& g) {
+  std::set<const Storage*> seen;
+  size_t n = 0;
+  for (const Node& nd : g.nodes)
+    if (nd.is_leaf() && nd.leaf && nd.leaf->home && seen.insert(nd.leaf.get()).second)
+      n += nd.leaf->bytes;
+  return n;
+}
+
 }  // namespace
+
+bool SessionState::move_state_home() {
+  if (!tier_ || !arena_ || opts_.offload_state == "never" || opts_.data_parallel) return false;
+  const char* lo = arena_->base();
+  const char* hi = lo + arena_->capacity();
+  auto in_arena = [&](const Storage& st) {
+    const char* p = static_cast<const char*>(st.data);
+    return !st.home && p != nullptr && p >= lo && p < hi;
+  };
+  // Optimizer state first (only its update reads it), then parameters; the other long-lived
+  // values stay.
+  std::vector<std::shared_ptr<Storage>> state, params, rest;
+  std::erase_if(persistent_, [](const std::weak_ptr<Storage>& w) { return w.expired(); });
+  for (const std::weak_ptr<Storage>& w : persistent_) {
+    std::shared_ptr<Storage> st = w.lock();
+    if (!in_arena(*st)) continue;
+    if (st->role == StorageRole::optimizer_state)
+      state.push_back(st);
+    else if (st->role == StorageRole::parameter)
+      params.push_back(st);
+    else
+      rest.push_back(st);
+  }
+  state.insert(state.end(), params.begin(), params.end());
+  if (state.empty()) return false;
+  // All of them or none: a tier too small for their two places each (or that would leave the
+  // plans' copies nothing) keeps them in the budget, and the refusal names the budgets as before.
+  size_t need = 0;
+  for (const auto& st : state) need += 2 * align_up(st->bytes ? st->bytes : 1);
+  if (home_bytes_ + need >= tier_->capacity()) return false;
+  for (const auto& st : state) {
+    const size_t a = align_up(st->bytes ? st->bytes : 1);
+    // Homes from the top of the tier down.
+    const size_t top = tier_->capacity() - home_bytes_ - 2 * a;
+    move_home(*st, tier_, top, top + a);
+    home_bytes_ += 2 * a;
+  }
+  // The other long-lived values move down into the holes, lowest first, so the window above them
+  // grows.
+  std::sort(rest.begin(), rest.end(), [](const auto& a, const auto& b) {
+    return static_cast<const char*>(a->data) < static_cast<const char*>(b->data);
+  });
+  for (const auto& st : rest) arena_->move_down(*st);
+  return true;
+}
+
+void SessionState::settle_homes(const Graph& g, bool ok) {
+  if (home_bytes_ == 0) return;
+  for (const Node& n : g.nodes)
+    if (n.is_leaf() && n.leaf && n.leaf->home) settle_home(*n.leaf, ok);
+}
 
 std::shared_ptr<CompiledStep> SessionState::compile(Graph& g, const std::vector<int>& targets,
                                                     bool side_effects, uint64_t hash,
@@ -195,9 +270,17 @@ std::shared_ptr<CompiledStep> SessionState::compile(Graph& g, const std::vector<
   auto t0 = std::chrono::steady_clock::now();
   auto mit = measured_.find(hash);
   const std::vector<double>* measured = mit == measured_.end() ? nullptr : &mit->second;
+  if (tier_ && tier_out_bw_ <= 0) {
+    // Each direction's bandwidth, measured once (a few MiB each way, cached per process), unless
+    // SessionOptions::tier_bandwidth states them.
+    const TierBandwidth bw = tier_->measure();
+    tier_out_bw_ = bw.out_bytes_per_s;
+    tier_in_bw_ = bw.in_bytes_per_s;
+  }
+  CostModel model = CostModel::calibrated();
+  model.tier_in_bytes_per_s = tier_in_bw_;
   auto problem = [&](const std::vector<double>* costs, bool early) {
-    StepProblem p =
-        build_step_problem(g, targets, side_effects, costs, CostModel::calibrated(), early);
+    StepProblem p = build_step_problem(g, targets, side_effects, costs, model, early);
     if (arena_check_)
       for (sched::Node& n : p.problem.nodes)
         if (!n.resident) n.bytes += static_cast<int64_t>(kGuardBytes);  // ArenaMemory checks them
@@ -221,59 +304,67 @@ std::shared_ptr<CompiledStep> SessionState::compile(Graph& g, const std::vector<
       if (auto st = w.lock()) staged += static_cast<int64_t>(align_up(st->bytes));
     ensure_arena(static_cast<size_t>(staged + fraction_step_bytes(sp, budget_fraction_)));
   }
-  // Persistent values outside this graph (kept tensors, unused parameters) also occupy the arena.
-  const StepWindow window{static_cast<int64_t>(arena_->persistent_end()),
-                          static_cast<int64_t>(arena_->capacity()) - headroom};
-  CompileOptions co;
-  co.planner = opts_.planner;
-  if (tier_) {
-    if (tier_out_bw_ <= 0) {
-      // Each direction's bandwidth, measured once (a few MiB each way, cached per process),
-      // unless SessionOptions::tier_bandwidth states them.
-      const TierBandwidth bw = tier_->measure();
-      tier_out_bw_ = bw.out_bytes_per_s;
-      tier_in_bw_ = bw.in_bytes_per_s;
-    }
-    co.host_bytes = static_cast<int64_t>(tier_->capacity());
-    // Joint planning weighs recompute-only and offload-only among its candidates: "joint" is
-    // "auto".
-    co.tier_mode = opts_.tier_plan == "joint" ? "auto" : opts_.tier_plan;
-    co.out_bandwidth = tier_out_bw_;
-    co.in_bandwidth = tier_in_bw_;
-  }
+  if (opts_.offload_state == "always" && move_state_home()) sp = problem(measured, early);
   std::shared_ptr<CompiledStep> cs;
+  std::exception_ptr refused;
+  size_t refused_smallest = 0;
   // Plans in order of preference: measured costs before the deterministic estimates (measured
   // times steer the planners, and a plan made from them may not lay out where the one from the
   // estimates does: timing noise must not decide whether a step fits), early updates before
   // updates after the plan (no plan under the budget may order every update after the reads of
   // its old values).
-  struct Attempt {
-    const std::vector<double>* costs;
-    bool early;
-  };
-  std::vector<Attempt> attempts{{measured, early}};
-  if (measured) attempts.push_back({nullptr, early});
-  if (early) {
-    attempts.push_back({measured, false});
-    if (measured) attempts.push_back({nullptr, false});
-  }
-  // When none fits: the error naming the smallest budget at which one of them plans (that budget
-  // runs: the attempt that named it comes first there or is reached), else the first error.
-  std::exception_ptr refused;
-  size_t refused_smallest = 0;
-  for (const Attempt& a : attempts) {
-    try {
-      cs = compile_step(a.costs == measured && a.early == early ? sp : problem(a.costs, a.early),
-                        window, co);
-      measured = a.costs;
-      break;
-    } catch (const InfeasibleBudget& e) {
-      const size_t smallest = e.smallest_feasible_bytes;
-      if (!refused || (smallest > 0 && (refused_smallest == 0 || smallest < refused_smallest))) {
-        refused = std::current_exception();
-        refused_smallest = smallest;
+  auto attempt_all = [&] {
+    // Persistent values outside this graph (kept tensors, unused parameters) also occupy the
+    // arena.
+    const StepWindow window{static_cast<int64_t>(arena_->persistent_end()),
+                            static_cast<int64_t>(arena_->capacity()) - headroom};
+    CompileOptions co;
+    co.planner = opts_.planner;
+    if (tier_) {
+      // The plans' copies go below the homes of parameters and optimizer state.
+      co.host_bytes = static_cast<int64_t>(tier_->capacity() - home_bytes_);
+      // Joint planning weighs recompute-only and offload-only among its candidates: "joint" is
+      // "auto".
+      co.tier_mode = opts_.tier_plan == "joint" ? "auto" : opts_.tier_plan;
+      co.out_bandwidth = tier_out_bw_;
+      co.in_bandwidth = tier_in_bw_;
+    }
+    struct Attempt {
+      const std::vector<double>* costs;
+      bool early;
+    };
+    std::vector<Attempt> attempts{{measured, early}};
+    if (measured) attempts.push_back({nullptr, early});
+    if (early) {
+      attempts.push_back({measured, false});
+      if (measured) attempts.push_back({nullptr, false});
+    }
+    // When none fits: the error naming the smallest budget at which one of them plans (that
+    // budget runs: the attempt that named it comes first there or is reached), else the first
+    // error.
+    refused = nullptr;
+    refused_smallest = 0;
+    for (const Attempt& a : attempts) {
+      try {
+        cs = compile_step(a.costs == measured && a.early == early ? sp : problem(a.costs, a.early),
+                          window, co);
+        measured = a.costs;
+        break;
+      } catch (const InfeasibleBudget& e) {
+        const size_t smallest = e.smallest_feasible_bytes;
+        if (!refused || (smallest > 0 && (refused_smallest == 0 || smallest < refused_smallest))) {
+          refused = std::current_exception();
+          refused_smallest = smallest;
+        }
       }
     }
+  };
+  attempt_all();
+  // No plan with the parameters and optimizer state in the budget: with a tier, they move to it
+  // (SessionOptions::offload_state) and the step is planned again.
+  if (!cs && opts_.offload_state == "auto" && move_state_home()) {
+    sp = problem(measured, early);
+    attempt_all();
   }
   if (!cs) std::rethrow_exception(refused);
   cs->measured_costs = measured != nullptr;
@@ -291,6 +382,7 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
   for (int t : targets) key = mix(key, static_cast<uint64_t>(t));
   key = mix(key, arena_ ? arena_->persistent_end() : 0);
   key = mix(key, static_cast<uint64_t>(budget_value_));
+  key = mix(key, static_cast<uint64_t>(home_bytes_));
   key = mix(key, static_cast<uint64_t>(opts_.device.kind) * 64 +
                      static_cast<uint64_t>(opts_.device.index));
   bool from_cache = false;
@@ -471,7 +563,15 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
   }
   run.tier = tier_.get();
   run.tier_offsets = copies ? &cs->tier_offsets : nullptr;
-  ExecStats st = run_steps(g, run, values);
+  ExecStats st;
+  try {
+    st = run_steps(g, run, values);
+    if (home_bytes_ > 0) tier_->synchronize();
+  } catch (...) {
+    settle_homes(g, false);
+    throw;
+  }
+  settle_homes(g, true);
   std::vector<double>& seconds = st.first_seconds;
   const size_t computed = st.computed, recomputed = st.recomputed;
   const double secs = st.seconds;
@@ -485,6 +585,7 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
   });
   for (int t : kept) {
     LETHE_ASSERT(arena.relocate_to_persistent(*values[static_cast<size_t>(t)]));
+    if (tier_) persistent_.push_back(values[static_cast<size_t>(t)]);
   }
   for (size_t i = 0; i < values.size(); ++i) {
     bool is_kept = std::find(kept.begin(), kept.end(), static_cast<int>(i)) != kept.end();
@@ -541,6 +642,7 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
   report_.copy_hidden_seconds = st.copy_hidden_seconds;
   report_.tier_peak_bytes = static_cast<size_t>(cs->tier_bytes);
   report_.tier_plan = cs->tier_plan;
+  report_.tier_home_bytes = home_bytes_ ? tier_home_bytes(g) : 0;
   report_.predicted_seconds =
       used.measured_costs || (par && tune.parallel_runs > 1) ? used.predicted_seconds : 0.0;
   report_.parallel_seconds = st.parallel_seconds;

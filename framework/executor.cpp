@@ -100,17 +100,47 @@ void check_finite(const Graph& g, int id, const Storage& out, const KernelCall& 
 
 }  // namespace
 
+std::string step_name(const Node& n) {
+  return n.op ? n.op->name() : "read_home";
+}
+
 void compute_node(const KernelEnv& env, Graph& g, int id,
-                  std::vector<std::shared_ptr<Storage>>& values, const BufferFn& buffers) {
+                  std::vector<std::shared_ptr<Storage>>& values, const BufferFn& buffers,
+                  const BufferFn& homes) {
   Node& n = g.nodes[static_cast<size_t>(id)];
-  LETHE_ASSERT(n.op != nullptr);
+  if (n.op == nullptr) {
+    // A plan's read of a leaf whose home is the second tier (build_step_problem()).
+    LETHE_ASSERT(n.leaf && n.leaf->home, "node ", id, " is a leaf the plan computes");
+    auto out = buffers(n.leaf->bytes, false);
+    try {
+      read_home(*n.leaf, out->data, env.backend);
+    } catch (Error& e) {
+      e.add_context(detail::concat("reading node ", id, " (", n.leaf->bytes,
+                                   " bytes) in from its home in the second memory tier: "));
+      throw;
+    }
+    values[static_cast<size_t>(id)] = std::move(out);
+    return;
+  }
   std::vector<TensorMeta> in_metas;
   KernelCall call;
   call.inputs.reserve(n.inputs.size());
   call.in_meta.reserve(n.inputs.size());
+  std::vector<int> staged;  // inputs read in from their home for this node only
   for (int in : n.inputs) {
     auto& v = values[static_cast<size_t>(in)];
-    if (!v && g.nodes[static_cast<size_t>(in)].is_leaf()) v = g.nodes[static_cast<size_t>(in)].leaf;
+    const Node& src = g.nodes[static_cast<size_t>(in)];
+    if (!v && src.is_leaf()) {
+      if (src.leaf->home) {
+        LETHE_CHECK(homes, "internal error: ", n.op->name(), " (node ", id, ") reads node ", in,
+                    ", whose home is the second tier, and its plan did not read it in");
+        v = homes(src.leaf->bytes, false);
+        read_home(*src.leaf, v->data, env.backend);
+        staged.push_back(in);
+      } else {
+        v = src.leaf;
+      }
+    }
     LETHE_CHECK(v != nullptr, "internal error: ", n.op->name(), " (node ", id, ") reads node ", in,
                 " which is not in memory");
     call.inputs.push_back(v->data);
@@ -134,6 +164,21 @@ void compute_node(const KernelEnv& env, Graph& g, int id,
   run_kernel(*n.op, call, n.meta.device);
   if (env.detect_anomaly) check_finite(g, id, *out, call);
   values[static_cast<size_t>(id)] = std::move(out);
+  if (staged.empty()) return;
+  // What the node overwrote of a value whose home is the tier goes back there.
+  for (int m : n.op->mutated_inputs()) {
+    const int in = n.inputs[static_cast<size_t>(m)];
+    if (std::find(staged.begin(), staged.end(), in) == staged.end()) continue;
+    Storage& leaf = *g.nodes[static_cast<size_t>(in)].leaf;
+    try {
+      write_home(leaf, values[static_cast<size_t>(in)]->data, env.backend);
+    } catch (Error& e) {
+      e.add_context(detail::concat(n.op->name(), " (node ", id, ") writing node ", in, " (",
+                                   leaf.bytes, " bytes) back to its home in the second tier: "));
+      throw;
+    }
+  }
+  for (int in : staged) values[static_cast<size_t>(in)].reset();
 }
 
 namespace {
@@ -314,14 +359,15 @@ ExecStats run_steps(Graph& g, const StepRun& run, std::vector<std::shared_ptr<St
   std::vector<Timed> timed;
   std::vector<std::pair<int, int>> first(g.nodes.size(),
                                          {-1, -1});  // a node's first compute's marks
-  auto compute = [&](size_t step, int node, bool update, const BufferFn& buffers) {
+  auto compute = [&](size_t step, int node, bool update, const BufferFn& buffers,
+                     const BufferFn& homes) {
     const size_t id = static_cast<size_t>(node);
     const bool again = done[id] != 0;
     if ((tr || run.report_frees) && values[id])
       mem.freed(node);  // a recomputation over a held value (not in valid plans)
     jitter(run.jitter_seed, step);
     const int m0 = timer.mark();
-    compute_node(run.env, g, node, values, buffers);
+    compute_node(run.env, g, node, values, buffers, homes);
     const int m1 = timer.mark();
     if (!again) first[id] = {m0, m1};
     if (tr) {
@@ -344,7 +390,8 @@ ExecStats run_steps(Graph& g, const StepRun& run, std::vector<std::shared_ptr<St
     const size_t id = static_cast<size_t>(e.node);
     if (e.compute) {
       const Node& n = g.nodes[id];
-      compute(i, e.node, !n.op->mutated_inputs().empty(), mem.buffers(i, e.node));
+      compute(i, e.node, n.op && !n.op->mutated_inputs().empty(), mem.buffers(i, e.node),
+              mem.home_buffers(e.node, false));
     } else if (e.copy != CopyKind::none) {
       if (e.copy == CopyKind::fetch && (tr || run.report_frees) && values[id]) mem.freed(e.node);
       const auto c0 = std::chrono::steady_clock::now();
@@ -361,7 +408,7 @@ ExecStats run_steps(Graph& g, const StepRun& run, std::vector<std::shared_ptr<St
   // Side effects run once, after every read of what they overwrite (recomputations included).
   if (run.side_effects) {
     for (int id : *run.side_effects) {
-      compute(SIZE_MAX, id, true, mem.side_effect_buffers(id));
+      compute(SIZE_MAX, id, true, mem.side_effect_buffers(id), mem.home_buffers(id, true));
       values[static_cast<size_t>(id)].reset();
     }
   }
@@ -376,7 +423,7 @@ ExecStats run_steps(Graph& g, const StepRun& run, std::vector<std::shared_ptr<St
     const double b = start_us + timer.seconds(start, t.begin) * 1e6,
                  e = start_us + timer.seconds(start, t.end) * 1e6;
     const Node& n = g.nodes[static_cast<size_t>(t.node)];
-    tr->slice(t.kind, n.op->name(), t.node, g.step, b, e, n.buffer_bytes());
+    tr->slice(t.kind, step_name(n), t.node, g.step, b, e, n.buffer_bytes());
     tr->memory(b, t.measured, t.predicted);
   }
   return st;
@@ -439,7 +486,7 @@ void account(const Graph& g, const StepRun& run, const StreamRecord& r, double s
       st.first_seconds[id] = r.end[i] - r.begin[i];
     if (tr) {
       const Node& n = g.nodes[id];
-      tr->slice(r.again[i] ? Tracer::Kind::recompute : Tracer::Kind::compute, n.op->name(),
+      tr->slice(r.again[i] ? Tracer::Kind::recompute : Tracer::Kind::compute, step_name(n),
                 steps[i].node, g.step, start_us + r.begin[i] * 1e6, start_us + r.end[i] * 1e6,
                 n.buffer_bytes(), static_cast<int>(s));
       tr->memory(start_us + r.begin[i] * 1e6, r.traced[i].first, r.traced[i].second);
@@ -534,7 +581,7 @@ ExecStats run_device_streams(Graph& g, const StepRun& run,
       env.backend = ds.context(s);
       r.again[i] = done[id];
       const int b = ds.mark(s);
-      compute_node(env, g, e.node, values, mem.buffers(i, e.node));
+      compute_node(env, g, e.node, values, mem.buffers(i, e.node), mem.home_buffers(e.node, false));
       marks[i] = {b, ds.mark(s)};
       done[id] = 1;
       if (tr) r.traced[i] = mem.computed(i, e.node, false);
@@ -555,7 +602,7 @@ ExecStats run_device_streams(Graph& g, const StepRun& run,
   if (run.side_effects) {
     for (int id : *run.side_effects) {
       const int b = ds.mark(0);
-      compute_node(run.env, g, id, values, mem.side_effect_buffers(id));
+      compute_node(run.env, g, id, values, mem.side_effect_buffers(id), mem.home_buffers(id, true));
       side_marks.push_back({b, ds.mark(0)});
       r.side_traced.push_back(tr ? mem.computed(SIZE_MAX, id, true)
                                  : std::pair<int64_t, int64_t>{0, 0});
@@ -597,7 +644,8 @@ ExecStats run_streams(Graph& g, const StepRun& run, std::vector<std::shared_ptr<
   for (const ExecStep& e : steps) {
     if (!e.compute) continue;
     for (int in : g.nodes[static_cast<size_t>(e.node)].inputs)
-      if (!values[static_cast<size_t>(in)] && g.nodes[static_cast<size_t>(in)].is_leaf())
+      if (!values[static_cast<size_t>(in)] && g.nodes[static_cast<size_t>(in)].is_leaf() &&
+          !g.nodes[static_cast<size_t>(in)].leaf->home)
         values[static_cast<size_t>(in)] = g.nodes[static_cast<size_t>(in)].leaf;
   }
   std::vector<std::vector<size_t>> of_stream(static_cast<size_t>(run.streams));
@@ -721,7 +769,7 @@ ExecStats run_streams(Graph& g, const StepRun& run, std::vector<std::shared_ptr<
     for (int id : *run.side_effects) {
       jitter(run.jitter_seed, SIZE_MAX);
       const auto b = std::chrono::steady_clock::now();
-      compute_node(run.env, g, id, values, mem.side_effect_buffers(id));
+      compute_node(run.env, g, id, values, mem.side_effect_buffers(id), mem.home_buffers(id, true));
       const auto f = std::chrono::steady_clock::now();
       r.side.push_back({since(b), since(f)});
       r.side_traced.push_back(tr ? mem.computed(SIZE_MAX, id, true)

@@ -4,6 +4,7 @@
 
 #include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "framework/graph.h"
@@ -60,6 +61,15 @@ class StepMemory {
   // Buffers of compute step `step` (of node `node`), and of a side effect run after the steps.
   virtual BufferFn buffers(size_t step, int node) = 0;
   virtual BufferFn side_effect_buffers(int node) = 0;
+  // Buffers for the values whose home is the second tier (Storage::home) that `node` reads without
+  // its plan having read them in: those of a side effect run after the steps (planned steps), or
+  // of any compute (unlimited steps); each call of the function a new buffer. Empty where a plan
+  // reads every such value in itself.
+  virtual BufferFn home_buffers(int node, bool side_effect) {
+    (void)node;
+    (void)side_effect;
+    return {};
+  }
   // Traced memory right after `node` was computed (update: a side effect), as (measured,
   // predicted): what the allocator holds, and the schedule's own account.
   virtual std::pair<int64_t, int64_t> computed(size_t step, int node, bool update) = 0;
@@ -140,8 +150,16 @@ struct ExecStats {
 // here.
 ExecStats run_steps(Graph& g, const StepRun& run, std::vector<std::shared_ptr<Storage>>& values);
 
-// Computes one node from values already present.
+// Computes one node from values already present. A leaf node whose home is the second tier (a
+// plan's read of it) is read into a buffer from `buffers`. An input whose home is the tier and
+// that is not present is read into a buffer from `homes` (StepMemory::home_buffers) for this
+// node only; what the node overwrites of it is written back to its home (write_home()).
 void compute_node(const KernelEnv& env, Graph& g, int id,
-                  std::vector<std::shared_ptr<Storage>>& values, const BufferFn& buffers);
+                  std::vector<std::shared_ptr<Storage>>& values, const BufferFn& buffers,
+                  const BufferFn& homes = {});
+
+// The name of what computes a node in traces and messages: its op's, or "read_home" for a leaf
+// read in from the second tier.
+std::string step_name(const Node& n);
 
 }  // namespace lethe

@@ -75,6 +75,15 @@ SessionState::SessionState(SessionOptions o) : opts_(std::move(o)) {
                   opts_.tier_plan == "offload" || opts_.tier_plan == "joint",
               "SessionOptions::tier_plan '", opts_.tier_plan,
               "' is not one of auto, recompute, offload, joint");
+  LETHE_CHECK(opts_.offload_state == "auto" || opts_.offload_state == "always" ||
+                  opts_.offload_state == "never",
+              "SessionOptions::offload_state '", opts_.offload_state,
+              "' is not one of auto, always, never");
+  LETHE_CHECK(opts_.offload_state != "always" || !opts_.host_budget.empty(),
+              "SessionOptions::offload_state 'always' needs a second tier: set host_budget too");
+  LETHE_CHECK(opts_.offload_state != "always" || !opts_.data_parallel,
+              "SessionOptions::offload_state 'always' is not supported with data_parallel yet: "
+              "each rank's parameters stay in its budget");
   const std::string& b = opts_.memory_budget;
   const bool unlimited = b.empty() || b == "unlimited" || b == "inf";
   LETHE_CHECK(opts_.tier_bandwidth.empty() || !opts_.host_budget.empty(),
@@ -215,6 +224,7 @@ void SessionState::ensure_arena(size_t bytes) {
     // Swap the blocks: the user's handles keep the same Storage object, now inside the arena.
     std::swap(st->data, dst->data);
     std::swap(st->release, dst->release);
+    if (tier_) persistent_.push_back(st);
   }
   staged_.clear();
 }
@@ -246,6 +256,10 @@ std::shared_ptr<Storage> SessionState::allocate(size_t bytes) {
     return s;
   }
   auto s = arena_->allocate_persistent(bytes);
+  // With a tier, parameters and optimizer state may move there to make room
+  // (SessionOptions::offload_state: an optimizer's state made larger than the budget's room).
+  if (s == nullptr && move_state_home()) s = arena_->allocate_persistent(bytes);
+  if (s != nullptr && tier_) persistent_.push_back(s);
   // An InfeasibleBudget (the budget is too small, not the program wrong): a batch too large for the
   // arena is a batch that does not fit (framework/max_batch.h). No smallest budget is known here.
   if (s == nullptr)
@@ -273,6 +287,7 @@ class HeapMemory final : public StepMemory {
         base_(static_cast<int64_t>(allocator.in_use())) {}
   BufferFn buffers(size_t, int) override { return heap_; }
   BufferFn side_effect_buffers(int) override { return heap_; }
+  BufferFn home_buffers(int, bool) override { return heap_; }
   std::pair<int64_t, int64_t> computed(size_t, int node, bool) override {
     live_ += bytes(node);
     return {static_cast<int64_t>(allocator_.in_use()), base_ + live_};
@@ -337,7 +352,15 @@ void SessionState::run_unlimited(Graph& g, const std::vector<int>& targets, bool
       run.device_streams = device_streams(k);
     }
   }
-  ExecStats st = run_steps(g, run, values);
+  ExecStats st;
+  try {
+    st = run_steps(g, run, values);
+    if (home_bytes_ > 0) tier_->synchronize();
+  } catch (...) {
+    settle_homes(g, false);
+    throw;
+  }
+  settle_homes(g, true);
   std::vector<double> seconds = std::move(st.first_seconds);
   report_ = StepReport{};
   report_.streams = st.streams;
@@ -548,6 +571,11 @@ std::string StepReport::str() const {
                     mib(allreduce_room_bytes));
       out += buf;
     }
+  }
+  if (tier_home_bytes > 0) {
+    std::snprintf(buf, sizeof buf, ", parameters and optimizer state in the second tier %.2f MiB",
+                  mib(tier_home_bytes));
+    out += buf;
   }
   if (!tier_plan.empty()) {
     std::snprintf(buf, sizeof buf,

@@ -90,6 +90,16 @@ struct SessionOptions {
   // to the budget), or only "recompute" or "offload" (the natural schedule with copies), to
   // compare.
   std::string tier_plan = "auto";
+  // Parameters and optimizer state in the second tier (ZeRO-Offload style), so that a budget
+  // below parameters + gradients + optimizer state can train: "auto" (default) moves them there
+  // when a step finds no plan under the budget with them in it, "always" at the first budgeted
+  // step, "never" keeps them in the budget. A value moved there stays there (two places of its
+  // bytes at the top of the tier, the rest of the tier is the plans' copies'): each step reads it
+  // in where its plan needs it (and may free and read it again, as it recomputes other values),
+  // its update reads it in after the plan and writes it back, and only once every update of the
+  // step has succeeded do the written values become current. Tensor::to_vector, checkpoints and
+  // evaluation outside the budget read it from there. Needs host_budget; not with data_parallel.
+  std::string offload_state = "auto";
 };
 
 // SessionOptions::streams: the planner chooses the number of streams.
@@ -140,6 +150,9 @@ struct StepReport {
   double copy_seconds = 0.0, copy_hidden_seconds = 0.0;
   size_t tier_peak_bytes = 0;
   std::string tier_plan;
+  // Bytes of the step's parameters and optimizer state whose home is the second tier
+  // (SessionOptions::offload_state); the tier holds two places of each.
+  size_t tier_home_bytes = 0;
   std::string str() const;  // one line for logs
 };
 
@@ -285,8 +298,18 @@ class SessionState : public std::enable_shared_from_this<SessionState> {
   bool arena_check_ = false;  // LETHE_ARENA_CHECK
   // The second tier (SessionOptions::host_budget) and its bandwidths (measured at the first
   // budgeted step; 0 until then).
-  std::unique_ptr<OffloadTier> tier_;
+  std::shared_ptr<OffloadTier> tier_;
   double tier_out_bw_ = 0, tier_in_bw_ = 0;
+  // SessionOptions::offload_state: the tier bytes at its top holding the homes of parameters and
+  // optimizer state (two places each; plans copy below them), moving the graph's parameters and
+  // optimizer state there (false: none moved), and the end of a step for each home (ok: its
+  // update's writes become current).
+  // With a tier, the session's long-lived values in the arena (weak: they die with the user's
+  // handles), among which those move_state_home() moves and the rest it moves down.
+  size_t home_bytes_ = 0;
+  std::vector<std::weak_ptr<Storage>> persistent_;
+  bool move_state_home();
+  void settle_homes(const Graph& g, bool ok);
 };
 
 class Session {

@@ -50,6 +50,13 @@ StepProblem build_step_problem(const Graph& g, const std::vector<int>& targets, 
     const Node& in = g.nodes[static_cast<size_t>(k)];
     return in.is_leaf() ? in.leaf.get() : nullptr;
   };
+  // A leaf whose home is the second tier (Storage::home) is no resident: the plan reads it in
+  // (a node without inputs costing its bytes over the tier's bandwidth) where it needs it, and may
+  // free it and read it again as it recomputes anything else.
+  auto homed = [&](int k) {
+    const Storage* st = storage_of(k);
+    return st != nullptr && st->home != nullptr;
+  };
   if (side_effects) {
     std::vector<int> effects;
     for (size_t i = 0; i < n; ++i) {
@@ -83,8 +90,10 @@ StepProblem build_step_problem(const Graph& g, const std::vector<int>& targets, 
         continue;
       }
       sp.side_effects.push_back(e);
+      // A value whose home is the second tier is read in for the side effect itself (into the
+      // side effects' region), not held to the end of the plan.
       for (int in : nd.inputs)
-        needed[static_cast<size_t>(in)] = output[static_cast<size_t>(in)] = 1;
+        if (!homed(in)) needed[static_cast<size_t>(in)] = output[static_cast<size_t>(in)] = 1;
     }
   }
   for (size_t i = n; i-- > 0;) {
@@ -146,7 +155,14 @@ StepProblem build_step_problem(const Graph& g, const std::vector<int>& targets, 
     pn.bytes = nd.buffer_bytes();
     pn.resident = nd.is_leaf();
     sched::NodeId scratch = -1;
-    if (!pn.resident) {
+    if (pn.resident && homed(static_cast<int>(i))) {
+      pn.resident = false;
+      pn.op = "read_home";
+      const double m = measured && i < measured->size() ? (*measured)[i] : -1.0;
+      const double bw =
+          model.tier_in_bytes_per_s > 0 ? model.tier_in_bytes_per_s : model.bytes_per_s;
+      pn.cost = m >= 0 ? m : static_cast<double>(nd.leaf->bytes) / bw + 1e-6;
+    } else if (!pn.resident) {
       std::vector<TensorMeta> in;
       for (int k : nd.inputs) in.push_back(g.nodes[static_cast<size_t>(k)].meta);
       double m = measured && i < measured->size() ? (*measured)[i] : -1.0;
@@ -233,12 +249,19 @@ StepProblem build_step_problem(const Graph& g, const std::vector<int>& targets, 
   }
   // Side effects after the plan run one at a time, in a region above the plan's buffers: their
   // output, then their workspace.
+  // Values whose home is the second tier that a side effect reads are read in for it, at the top
+  // of that region.
   for (int s : sp.side_effects) {
     const Node& nd = g.nodes[static_cast<size_t>(s)];
     std::vector<TensorMeta> in;
-    for (int k : nd.inputs) in.push_back(g.nodes[static_cast<size_t>(k)].meta);
+    size_t homes = 0;
+    std::set<int> seen;
+    for (int k : nd.inputs) {
+      in.push_back(g.nodes[static_cast<size_t>(k)].meta);
+      if (homed(k) && seen.insert(k).second) homes += align_up(storage_of(k)->bytes);
+    }
     sp.max_workspace =
-        std::max(sp.max_workspace, static_cast<size_t>(nd.buffer_bytes()) +
+        std::max(sp.max_workspace, static_cast<size_t>(nd.buffer_bytes()) + homes +
                                        align_up(kernel_workspace_bytes(*nd.op, in, nd.meta)));
   }
   return sp;

@@ -58,6 +58,9 @@ StepProblem step_problem_from(const sched::Problem& p);
 struct CostModel {
   double flops_per_s = 5e10;
   double bytes_per_s = 1e10;
+  // Reading a value in from the second tier (a leaf whose home is there, Storage::home): the
+  // tier's measured bandwidth in; 0: bytes_per_s.
+  double tier_in_bytes_per_s = 0;
   // Measures both with a short GEMM and a streaming loop (a few milliseconds, once per process).
   static const CostModel& calibrated();
 };

@@ -10,6 +10,7 @@
 
 #include "framework/backend.h"
 #include "framework/error.h"
+#include "framework/tier.h"
 
 namespace lethe {
 namespace {
@@ -81,12 +82,20 @@ std::unique_ptr<Allocator> make_heap_allocator() {
 
 void copy_to_host(const Storage& s, void* dst, size_t bytes, size_t offset) {
   LETHE_ASSERT(offset + bytes <= s.bytes);
+  if (s.home) {
+    read_home_host(s, dst, bytes, offset);
+    return;
+  }
   const char* src = static_cast<const char*>(s.data) + offset;
   if (bytes) backend(s.device.kind).copy(dst, src, bytes, true, s.context.get());
 }
 
 void copy_from_host(Storage& s, const void* src, size_t bytes, size_t offset) {
   LETHE_ASSERT(offset + bytes <= s.bytes);
+  if (s.home) {
+    write_home_host(s, src, bytes, offset);
+    return;
+  }
   char* dst = static_cast<char*>(s.data) + offset;
   if (bytes) backend(s.device.kind).copy(dst, src, bytes, false, s.context.get());
 }

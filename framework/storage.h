@@ -19,7 +19,10 @@ inline size_t align_up(size_t n, size_t a = kAlignment) {
 // What a long-lived buffer holds, for the budget breakdown of an infeasible step.
 enum class StorageRole : uint8_t { other, parameter, buffer, gradient, optimizer_state };
 
+struct TierHome;  // framework/tier.h
+
 struct Storage {
+  // Null while the value lives in the session's second tier (`home`) between steps.
   void* data = nullptr;
   StorageRole role = StorageRole::other;
   size_t bytes = 0;
@@ -29,6 +32,9 @@ struct Storage {
   // whichever session is current on the calling thread.
   std::shared_ptr<void> context;
   std::function<void(void*)> release;  // called once when the storage dies
+  // A long-lived value whose home is the session's second tier (SessionOptions::offload_state):
+  // `data` is null and a step reads it in where its plan says (framework/tier.h, move_home()).
+  std::shared_ptr<TierHome> home;
 
   Storage() = default;
   Storage(const Storage&) = delete;
@@ -56,7 +62,8 @@ std::unique_ptr<Allocator> make_heap_allocator();
 namespace lethe {
 
 // Copies between a storage and host memory. CPU storages use memcpy; other devices their Backend's
-// copy (framework/backend.h), which receives the storage's owning context.
+// copy (framework/backend.h), which receives the storage's owning context. A storage whose home is
+// the second tier is read and written there (between steps).
 void copy_to_host(const Storage& s, void* dst, size_t bytes, size_t offset = 0);
 void copy_from_host(Storage& s, const void* src, size_t bytes, size_t offset = 0);
 

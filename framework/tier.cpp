@@ -45,6 +45,63 @@ TierTicket OffloadTier::copy_in(void* device_dst, size_t tier_offset, size_t byt
   return start_copy(Direction::in, tier_offset, device_dst, bytes, order);
 }
 
+void OffloadTier::read_host(void* dst, size_t tier_offset, size_t bytes) {
+  wait(copy_in(dst, tier_offset, bytes));
+}
+
+void OffloadTier::write_host(size_t tier_offset, const void* src, size_t bytes) {
+  wait(copy_out(tier_offset, src, bytes));
+}
+
+void move_home(Storage& s, std::shared_ptr<OffloadTier> tier, size_t first, size_t second) {
+  LETHE_ASSERT(!s.home && s.data != nullptr && tier != nullptr);
+  try {
+    tier->wait(tier->copy_out(first, s.data, s.bytes, {.after_stream = s.context.get()}));
+  } catch (Error& e) {
+    e.add_context(detail::concat("moving a value of ", s.bytes, " bytes to its home in the ",
+                                 tier->describe(), ": "));
+    throw;
+  }
+  auto h = std::make_shared<TierHome>();
+  h->tier = std::move(tier);
+  h->place[0] = first;
+  h->place[1] = second;
+  if (s.release) s.release(s.data);
+  s.release = nullptr;
+  s.data = nullptr;
+  s.home = std::move(h);
+}
+
+void read_home(const Storage& s, void* dst, void* stream_context) {
+  const TierHome& h = *s.home;
+  const TierTicket t =
+      h.tier->copy_in(dst, h.read_place(), s.bytes, {.after_stream = stream_context});
+  h.tier->stream_wait(t, stream_context);
+}
+
+void write_home(Storage& s, const void* src, void* stream_context) {
+  TierHome& h = *s.home;
+  h.tier->wait(
+      h.tier->copy_out(h.place[1 - h.current], src, s.bytes, {.after_stream = stream_context}));
+  h.written = true;
+}
+
+void settle_home(Storage& s, bool ok) {
+  TierHome& h = *s.home;
+  if (h.written && ok) h.current = 1 - h.current;
+  h.written = false;
+}
+
+void read_home_host(const Storage& s, void* dst, size_t bytes, size_t offset) {
+  const TierHome& h = *s.home;
+  h.tier->read_host(dst, h.read_place() + offset, bytes);
+}
+
+void write_home_host(Storage& s, const void* src, size_t bytes, size_t offset) {
+  const TierHome& h = *s.home;
+  h.tier->write_host(h.place[h.current] + offset, src, bytes);
+}
+
 TierBandwidth OffloadTier::measure(void* device_scratch, size_t scratch_bytes) {
   const size_t n = std::min(capacity_, kProbeBytes);
   LETHE_CHECK(device_scratch == nullptr || scratch_bytes >= n, "tier: measure: the scratch of ",

@@ -31,6 +31,7 @@
 #include <string>
 
 #include "framework/device.h"
+#include "framework/storage.h"
 
 namespace lethe {
 
@@ -125,6 +126,12 @@ class OffloadTier {
 
   virtual TierStats stats() const = 0;
   virtual void reset_stats() = 0;
+  // Host memory <-> tier, synchronously, after every copy issued so far (values whose home is the
+  // tier, read and written between steps: Tensor::to_vector, checkpoints). By default a copy in or
+  // out and its wait (the CPU tier's device memory is host memory); the pinned tier copies its
+  // host block directly.
+  virtual void read_host(void* dst, size_t tier_offset, size_t bytes);
+  virtual void write_host(size_t tier_offset, const void* src, size_t bytes);
 
  protected:
   OffloadTier(size_t capacity, Device device) : capacity_(capacity), device_(device) {}
@@ -140,6 +147,38 @@ class OffloadTier {
   size_t capacity_;
   Device device_;
 };
+
+// Where a long-lived value (a parameter, optimizer state) lives when its home is the second tier
+// (SessionOptions::offload_state): its Storage's `data` is null, and a step reads it into the
+// arena where its plan says, like any value the plan computes. Two places of `bytes` each: the
+// current one, and the one a step's update writes (write_home()); settle_home() makes the written
+// one current once every update of the step has succeeded, so a step that fails midway leaves the
+// values as they were.
+struct TierHome {
+  std::shared_ptr<OffloadTier> tier;
+  size_t place[2] = {0, 0};
+  int current = 0;
+  bool written = false;  // this step's update wrote place[1 - current]
+  size_t read_place() const { return place[written ? 1 - current : current]; }
+};
+
+// Moves `s` (a long-lived value in device memory, not yet homed) to a home in `tier` at places
+// `first` and `second` (each of s.bytes, aligned): its bytes are written to `first` and its device
+// block is released. Throws lethe::Error naming the value's bytes and the tier on a failed copy
+// (then `s` is unchanged).
+void move_home(Storage& s, std::shared_ptr<OffloadTier> tier, size_t first, size_t second);
+// Reads the value (what this step's update wrote, else the current place) into device memory at
+// `dst`, after the work issued so far on `stream_context`'s stream, which waits for it (CPU: done
+// on return).
+void read_home(const Storage& s, void* dst, void* stream_context);
+// Writes an updated value from device memory at `src` to the home's other place (current once
+// the step settles); returns when it is written.
+void write_home(Storage& s, const void* src, void* stream_context);
+// The end of a step: ok -> the place this step wrote becomes current; otherwise it is forgotten.
+void settle_home(Storage& s, bool ok);
+// Storage::home's part of copy_to_host/copy_from_host (framework/storage.h).
+void read_home_host(const Storage& s, void* dst, size_t bytes, size_t offset);
+void write_home_host(Storage& s, const void* src, size_t bytes, size_t offset);
 
 // The tier of `device`: Device::cpu() -> a file tier of `bytes` in directory `path` with
 // `io_threads` I/O threads; Device::cuda(i) -> a pinned host tier of `bytes` (`path` and

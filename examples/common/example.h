@@ -61,6 +61,8 @@ struct CommonFlags {
   double bucket_mib = 25;      // --bucket-mib: gradient bucket size of the all-reduce
   // --host-budget, --offload-path, --tier-bandwidth: a second memory tier (SessionOptions).
   std::string host_budget, offload_path, tier_bandwidth;
+  // --offload-state: where parameters and optimizer state live with a tier (auto, always, never).
+  std::string offload_state = "auto";
 
   void add(CLI::App& app) {
     app.add_option("--device", device, "cpu or cuda[:i]")->capture_default_str();
@@ -128,6 +130,11 @@ struct CommonFlags {
     app.add_option("--tier-bandwidth", tier_bandwidth,
                    "with --host-budget: OUT[,IN] bytes/s of the copies (e.g. 2GB/s) the plans "
                    "assume; default: measured by a short probe");
+    app.add_option("--offload-state", offload_state,
+                   "with --host-budget: parameters and optimizer state move to the tier when the "
+                   "budget cannot hold them (auto), from the first step (always), or stay in the "
+                   "budget (never)")
+        ->capture_default_str();
     app.add_option("--max-overhead", max_overhead,
                    "with --max-batch: the largest predicted overhead allowed "
                    "(e.g. 1.2; 0: any)")
@@ -163,6 +170,10 @@ struct CommonFlags {
         throw;
       }
     }
+    LETHE_CHECK(offload_state == "auto" || offload_state == "always" || offload_state == "never",
+                "--offload-state ", offload_state, ": expected auto, always or never");
+    LETHE_CHECK(offload_state != "always" || !host_budget.empty(),
+                "--offload-state always needs --host-budget (the tier they move to)");
     LETHE_CHECK(offload_path.empty() || !host_budget.empty(),
                 "--offload-path needs --host-budget (the tier it is the directory of)");
     if (!tier_bandwidth.empty()) {
@@ -193,6 +204,7 @@ struct CommonFlags {
       o.host_budget = host_budget;
       o.offload_path = offload_path;
       o.tier_bandwidth = tier_bandwidth;
+      if (!host_budget.empty()) o.offload_state = offload_state;
     }
     return o;
   }
@@ -370,6 +382,7 @@ struct RunResult {
   // the bytes copied each way, the copy time and its part hidden behind compute.
   std::string tier_plan;
   size_t tier_peak = 0;
+  size_t tier_homes = 0;  // parameters and optimizer state living in the tier (last step)
   std::vector<double> copied_out, copied_in, copy_s, copy_hidden_s;
   std::string finish;      // the job's line for the report (an accuracy)
   int64_t first_step = 0;  // StepReport::step of losses[0] (a resumed run starts past 0)
@@ -449,6 +462,7 @@ inline RunResult run_session(const RunSpec& spec, const std::function<Job()>& ma
     r.planning_s += rep.planning_seconds;
     r.tier_plan = rep.tier_plan;
     r.tier_peak = std::max(r.tier_peak, rep.tier_peak_bytes);
+    r.tier_homes = rep.tier_home_bytes;
     r.copied_out.push_back(static_cast<double>(rep.copy_out_bytes));
     r.copied_in.push_back(static_cast<double>(rep.copy_in_bytes));
     r.copy_s.push_back(rep.copy_seconds);
@@ -654,6 +668,11 @@ inline int main_loop(const std::string& model_name, CommonFlags& f,
           median_from(run.copied_in, skip) / (1024.0 * 1024.0), median_from(run.copy_s, skip) * 1e3,
           median_from(run.copy_hidden_s, skip) * 1e3, step_at(run, skip),
           step_at(run, run.wall_s.size() - 1));
+    if (run.tier_homes > 0)
+      std::printf(
+          "               parameters and optimizer state live in the tier (%.2f MiB), read in "
+          "where the plan needs them (--offload-state %s)\n",
+          mib(run.tier_homes), f.offload_state.c_str());
     if (compare) {
       const size_t uskip = timing_skip(unl.wall_s.size());
       const double ustep = median_from(unl.wall_s, uskip), uexec = median_from(unl.exec_s, uskip);

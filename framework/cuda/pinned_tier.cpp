@@ -191,6 +191,20 @@ class PinnedTier final : public OffloadTier {
     return {id};
   }
 
+  void read_host(void* dst, size_t offset, size_t bytes) override {
+    synchronize();
+    LETHE_CHECK(offset <= capacity() && bytes <= capacity() - offset, "tier: a read of ", bytes,
+                " bytes at offset ", offset, " runs past the end of the ", describe());
+    std::memcpy(dst, static_cast<const char*>(host_) + offset, bytes);
+  }
+
+  void write_host(size_t offset, const void* src, size_t bytes) override {
+    synchronize();
+    LETHE_CHECK(offset <= capacity() && bytes <= capacity() - offset, "tier: a write of ", bytes,
+                " bytes at offset ", offset, " runs past the end of the ", describe());
+    std::memcpy(static_cast<char*>(host_) + offset, src, bytes);
+  }
+
   TierBandwidth probe(void* scratch, size_t n) override {
     void* own = nullptr;
     if (!scratch) {

@@ -21,14 +21,22 @@ enum class Opt { adamw, sgd };
 
 // Three steps of a small Transformer block + MLP head (dropout included) on `d`, by AdamW or SGD
 // with momentum.
+// `host_budget`: a pinned tier holding the parameters and the optimizer state from the first step
+// (SessionOptions::offload_state "always").
 Result train(Device d, const std::string& budget, Opt which = Opt::adamw, int streams = 1,
-             bool data_parallel = false) {
-  Session s({.device = d,
-             .seed = 21,
-             .memory_budget = budget,
-             .streams = streams,
-             .data_parallel = data_parallel,
-             .bucket_bytes = 4096});
+             bool data_parallel = false, const std::string& host_budget = "") {
+  SessionOptions o{.device = d,
+                   .seed = 21,
+                   .memory_budget = budget,
+                   .streams = streams,
+                   .data_parallel = data_parallel,
+                   .bucket_bytes = 4096};
+  if (!host_budget.empty()) {
+    o.host_budget = host_budget;
+    o.tier_bandwidth = "10GB/s";
+    o.offload_state = "always";
+  }
+  Session s(o);
   auto block = std::make_shared<nn::TransformerBlock>(
       nn::TransformerBlockOptions(32, 4).mlp_ratio(2).dropout(0.1).causal(true));
   auto head = std::make_shared<nn::Linear>(32, 7);
@@ -114,6 +122,19 @@ TEST_CASE("cuda: remat under a budget is bitwise equal to unlimited memory") {
   for (const char* budget : {"0.5", "0.25"}) {
     Result r = train(Device::cuda(0), budget);
     CHECK(r.last.budget_bytes > 0);
+    CHECK(r.losses == full.losses);
+    CHECK(r.params == full.params);
+  }
+}
+
+TEST_CASE("cuda: parameters and optimizer state in the pinned tier, bitwise as unlimited") {
+  LETHE_SKIP_WITHOUT_CUDA();
+  Result full = train(Device::cuda(0), "");
+  for (int streams : {1, 2}) {
+    CAPTURE(streams);
+    Result r = train(Device::cuda(0), "0.5", Opt::adamw, streams, false, "64MiB");
+    MESSAGE(r.last.str());
+    CHECK(r.last.tier_home_bytes > 0);
     CHECK(r.losses == full.losses);
     CHECK(r.params == full.params);
   }
