@@ -287,11 +287,13 @@ std::shared_ptr<CompiledStep> SessionState::compile(Graph& g, const std::vector<
     return p;
   };
   // With a second tier the updates run after the plan: a copy that fails mid-step then leaves the
-  // parameters and optimizer state as they were (SessionOptions::host_budget). Data parallel too:
+  // parameters and optimizer state as they were (SessionOptions::host_budget); those that write
+  // only values whose home is the tier run inside it (their writes are current only once the
+  // step succeeded: build_step_problem()). Data parallel: the updates run after the plan too:
   // its first step broadcasts the parameters (in-place writes of the storages the updates write),
   // so its steps would plan differently and a fraction arena sized from the first may not hold
   // the next.
-  bool early = opts_.early_updates && !tier_ && !opts_.data_parallel;
+  bool early = opts_.early_updates && !opts_.data_parallel && (!tier_ || home_bytes_ > 0);
   StepProblem sp = problem(measured, early);
   if (!arena_) {
     // A fraction budget: the arena is sized from this first step, as that fraction of the step's
@@ -304,7 +306,10 @@ std::shared_ptr<CompiledStep> SessionState::compile(Graph& g, const std::vector<
       if (auto st = w.lock()) staged += static_cast<int64_t>(align_up(st->bytes));
     ensure_arena(static_cast<size_t>(staged + fraction_step_bytes(sp, budget_fraction_)));
   }
-  if (opts_.offload_state == "always" && move_state_home()) sp = problem(measured, early);
+  if (opts_.offload_state == "always" && move_state_home()) {
+    early = opts_.early_updates && !opts_.data_parallel;
+    sp = problem(measured, early);
+  }
   std::shared_ptr<CompiledStep> cs;
   std::exception_ptr refused;
   size_t refused_smallest = 0;
@@ -363,6 +368,7 @@ std::shared_ptr<CompiledStep> SessionState::compile(Graph& g, const std::vector<
   // No plan with the parameters and optimizer state in the budget: with a tier, they move to it
   // (SessionOptions::offload_state) and the step is planned again.
   if (!cs && opts_.offload_state == "auto" && move_state_home()) {
+    early = opts_.early_updates && !opts_.data_parallel;
     sp = problem(measured, early);
     attempt_all();
   }

@@ -164,12 +164,13 @@ void compute_node(const KernelEnv& env, Graph& g, int id,
   run_kernel(*n.op, call, n.meta.device);
   if (env.detect_anomaly) check_finite(g, id, *out, call);
   values[static_cast<size_t>(id)] = std::move(out);
-  if (staged.empty()) return;
-  // What the node overwrote of a value whose home is the tier goes back there.
+  // What the node overwrote of a value whose home is the tier goes back there (read in for this
+  // node, or by the plan for an update inside it).
   for (int m : n.op->mutated_inputs()) {
     const int in = n.inputs[static_cast<size_t>(m)];
-    if (std::find(staged.begin(), staged.end(), in) == staged.end()) continue;
-    Storage& leaf = *g.nodes[static_cast<size_t>(in)].leaf;
+    const Node& src = g.nodes[static_cast<size_t>(in)];
+    if (!src.is_leaf() || !src.leaf->home) continue;
+    Storage& leaf = *src.leaf;
     try {
       write_home(leaf, values[static_cast<size_t>(in)]->data, env.backend);
     } catch (Error& e) {

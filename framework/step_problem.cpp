@@ -76,11 +76,19 @@ StepProblem build_step_problem(const Graph& g, const std::vector<int>& targets, 
       for (int m : nd.op->mutated_inputs())
         if (const Storage* st = storage_of(nd.inputs[static_cast<size_t>(m)])) ++written[st];
     }
+    // With values whose home is the second tier, an update runs inside the plan only when all it
+    // overwrites has a home there: its writes then go to the homes' other places, current only
+    // once the whole step succeeded (framework/tier.h), so a copy that fails later in the step
+    // leaves nothing half-updated.
+    bool any_home = false;
+    for (size_t i = 0; i < n && !any_home; ++i) any_home = homed(static_cast<int>(i));
     for (int e : effects) {
       const Node& nd = g.nodes[static_cast<size_t>(e)];
       bool ok = early_updates;
-      for (int m : nd.op->mutated_inputs())
-        ok = ok && storage_of(nd.inputs[static_cast<size_t>(m)]) != nullptr;
+      for (int m : nd.op->mutated_inputs()) {
+        const int k = nd.inputs[static_cast<size_t>(m)];
+        ok = ok && storage_of(k) != nullptr && (!any_home || homed(k));
+      }
       for (int k : nd.inputs)
         if (const Storage* st = storage_of(k); st && written.count(st) && touched[st] != 1)
           ok = false;
@@ -217,9 +225,16 @@ StepProblem build_step_problem(const Graph& g, const std::vector<int>& targets, 
       sp.problem.nodes.push_back(std::move(tn));
     }
   };
+  // A value whose home is the tier comes right before its first reader (the natural schedule
+  // then reads it in when it is first needed, not at the start of the step).
+  auto emit_after_homes = [&](size_t i) {
+    for (int k : g.nodes[i].inputs)
+      if (homed(k) && sp.from_graph[static_cast<size_t>(k)] < 0) emit(static_cast<size_t>(k));
+    emit(i);
+  };
   for (size_t i = 0; i < n; ++i) {
-    if (needed[i] && !early[i]) emit(i);
-    for (int u : anchored[i]) emit(static_cast<size_t>(u));
+    if (needed[i] && !early[i] && !homed(static_cast<int>(i))) emit_after_homes(i);
+    for (int u : anchored[i]) emit_after_homes(static_cast<size_t>(u));
   }
   for (size_t i = 0; i < n; ++i)
     if (output[i] && needed[i] && !g.nodes[i].is_leaf())

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "../../examples/unet/model.h"
 #include "lethe.h"
 
 using namespace lethe;
@@ -71,6 +72,20 @@ Net make_transformer() {
         nn::TransformerBlockOptions(32, 4).causal(true).dropout(0.1)));
   auto x = randn({4, 16, 32});
   return {blocks, [blocks, x] { return blocks->forward(x).pow(2.0).mean(); }};
+}
+
+// A small U-Net (examples/unet): skip connections hold encoder values across the decoder.
+Net make_unet() {
+  auto net = std::make_shared<examples::UNet>(
+      examples::UNetConfig{.depth = 2, .width = 4, .in_channels = 3, .classes = 3});
+  auto x = randn({4, 3, 16, 16});
+  std::vector<int64_t> labels(4 * 16 * 16);
+  for (size_t i = 0; i < labels.size(); ++i) labels[i] = static_cast<int64_t>((i * 7) % 3);
+  auto y = from_vector(labels, {4, 16, 16});
+  return {net, [net, x, y] {
+            Tensor logits = net->forward(x);  // [N, C, H, W] -> rows of C
+            return cross_entropy(logits.permute({0, 2, 3, 1}).reshape({-1, 3}), y.reshape({-1}));
+          }};
 }
 
 struct Run {
@@ -174,6 +189,10 @@ TEST_CASE("tier: a CNN with batch norm and dropout, below recompute-only's small
 TEST_CASE("tier: Transformer blocks, below recompute-only's smallest budget" *
           doctest::test_suite("tier")) {
   check_below_recompute_only(make_transformer, true);
+}
+
+TEST_CASE("tier: a U-Net, below recompute-only's smallest budget" * doctest::test_suite("tier")) {
+  check_below_recompute_only(make_unet, false);
 }
 
 TEST_CASE("tier: bad tier settings are errors naming the problem") {

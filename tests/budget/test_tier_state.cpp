@@ -88,7 +88,26 @@ TEST_CASE("tier state: half of parameters + gradients + AdamW state trains, bitw
     CHECK(r.params == ref.params);
     CHECK(r.report.tier_home_bytes >= ref.state_bytes * 3 / 4);
     CHECK(r.report.budget_bytes <= half);
+    // The updates write only values whose home is the tier: they run inside the plan, each
+    // freeing its gradient (SessionOptions::early_updates).
+    CHECK(r.report.early_updates > 0);
   }
+}
+
+TEST_CASE("tier state: with early updates, below parameters + gradients alone") {
+  const Run ref = train({.seed = 3});
+  // 0.3 of parameters + gradients + AdamW state is less than the gradients plus the largest op's
+  // working set (a linear's backward): no step holding every gradient to its end fits.
+  const size_t b = ref.state_bytes * 3 / 10;
+  CAPTURE(b);
+  SessionOptions o = state_options(std::to_string(b) + "B", "auto");
+  const Run r = train(o);
+  MESSAGE(r.report.str());
+  CHECK(r.losses == ref.losses);
+  CHECK(r.params == ref.params);
+  CHECK(r.report.early_updates > 0);
+  o.early_updates = false;
+  CHECK_THROWS_AS(train(o, 1), InfeasibleBudget);
 }
 
 TEST_CASE("tier state: evaluation outside the budget and a checkpoint read and write the homes") {
