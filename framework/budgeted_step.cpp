@@ -213,7 +213,17 @@ size_t tier_home_bytes(const Graph& g) {
 
 }  // namespace
 
-bool SessionState::move_state_home() {
+void SessionState::note_persistent(const std::shared_ptr<Storage>& s) {
+  if (!tier_) return;
+  persistent_.push_back(s);
+  // Values die with the user's handles (a step's loss): the list is pruned when it has doubled.
+  if (persistent_.size() > 2 * persistent_pruned_ + 64) {
+    std::erase_if(persistent_, [](const std::weak_ptr<Storage>& w) { return w.expired(); });
+    persistent_pruned_ = persistent_.size();
+  }
+}
+
+bool SessionState::move_state_home(bool dry_run) {
   if (!tier_ || !arena_ || opts_.offload_state == "never" || opts_.data_parallel) return false;
   const char* lo = arena_->base();
   const char* hi = lo + arena_->capacity();
@@ -242,6 +252,7 @@ bool SessionState::move_state_home() {
   size_t need = 0;
   for (const auto& st : state) need += 2 * align_up(st->bytes ? st->bytes : 1);
   if (home_bytes_ + need >= tier_->capacity()) return false;
+  if (dry_run) return true;
   for (const auto& st : state) {
     const size_t a = align_up(st->bytes ? st->bytes : 1);
     // Homes from the top of the tier down.
@@ -318,13 +329,14 @@ std::shared_ptr<CompiledStep> SessionState::compile(Graph& g, const std::vector<
   // estimates does: timing noise must not decide whether a step fits), early updates before
   // updates after the plan (no plan under the budget may order every update after the reads of
   // its old values).
-  auto attempt_all = [&] {
+  auto attempt_all = [&](bool quick) {
     // Persistent values outside this graph (kept tensors, unused parameters) also occupy the
     // arena.
     const StepWindow window{static_cast<int64_t>(arena_->persistent_end()),
                             static_cast<int64_t>(arena_->capacity()) - headroom};
     CompileOptions co;
     co.planner = opts_.planner;
+    co.quick_refusal = quick;
     if (tier_) {
       // The plans' copies go below the homes of parameters and optimizer state.
       co.host_bytes = static_cast<int64_t>(tier_->capacity() - home_bytes_);
@@ -364,13 +376,17 @@ std::shared_ptr<CompiledStep> SessionState::compile(Graph& g, const std::vector<
       }
     }
   };
-  attempt_all();
   // No plan with the parameters and optimizer state in the budget: with a tier, they move to it
-  // (SessionOptions::offload_state) and the step is planned again.
-  if (!cs && opts_.offload_state == "auto" && move_state_home()) {
-    early = opts_.early_updates && !opts_.data_parallel;
-    sp = problem(measured, early);
-    attempt_all();
+  // (SessionOptions::offload_state) and the step is planned again. Where they can, the first
+  // refusal skips the search for the smallest budgets: only the second one is shown.
+  const bool may_move = opts_.offload_state == "auto" && move_state_home(true);
+  attempt_all(may_move);
+  if (!cs && may_move) {
+    if (move_state_home()) {
+      early = opts_.early_updates && !opts_.data_parallel;
+      sp = problem(measured, early);
+    }
+    attempt_all(false);
   }
   if (!cs) std::rethrow_exception(refused);
   cs->measured_costs = measured != nullptr;
@@ -591,7 +607,7 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
   });
   for (int t : kept) {
     LETHE_ASSERT(arena.relocate_to_persistent(*values[static_cast<size_t>(t)]));
-    if (tier_) persistent_.push_back(values[static_cast<size_t>(t)]);
+    note_persistent(values[static_cast<size_t>(t)]);
   }
   for (size_t i = 0; i < values.size(); ++i) {
     bool is_kept = std::find(kept.begin(), kept.end(), static_cast<int>(i)) != kept.end();

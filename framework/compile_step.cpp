@@ -457,6 +457,9 @@ std::optional<Candidate> with_tier(Search& s, double than, std::string& kind) {
 // The refusal of a step: with a tier, also what copies would need both ways, so that the message
 // says which budget to raise and by how much.
 InfeasibleBudget refuse(Search& s) {
+  if (s.o.quick_refusal)
+    return InfeasibleBudget("no plan of the step fits its window (CompileOptions::quick_refusal)",
+                            0);
   if (s.o.host_bytes <= 0) return s.infeasible();
   const int64_t smallest = s.smallest_arena();
   // tier_plan "offload" takes only plans with copies: recomputation's smallest is no answer.

@@ -43,6 +43,10 @@ struct CompileOptions {
   // With a tier: "auto" (the fastest predicted), or only "recompute" or "offload" plans (the
   // natural schedule with copies) (SessionOptions::tier_plan).
   std::string tier_mode = "auto";
+  // A refusal without the searches that name the smallest budgets (seconds on large steps), for a
+  // caller that has another way to make the step fit when none is found (the session moving
+  // parameters and optimizer state to the tier): the message is never shown.
+  bool quick_refusal = false;
 };
 
 struct StreamSource;  // what streamed_step() derives a plan on streams from (compile_step.cpp)

@@ -224,7 +224,7 @@ void SessionState::ensure_arena(size_t bytes) {
     // Swap the blocks: the user's handles keep the same Storage object, now inside the arena.
     std::swap(st->data, dst->data);
     std::swap(st->release, dst->release);
-    if (tier_) persistent_.push_back(st);
+    note_persistent(st);
   }
   staged_.clear();
 }
@@ -259,7 +259,7 @@ std::shared_ptr<Storage> SessionState::allocate(size_t bytes) {
   // With a tier, parameters and optimizer state may move there to make room
   // (SessionOptions::offload_state: an optimizer's state made larger than the budget's room).
   if (s == nullptr && move_state_home()) s = arena_->allocate_persistent(bytes);
-  if (s != nullptr && tier_) persistent_.push_back(s);
+  if (s != nullptr) note_persistent(s);
   // An InfeasibleBudget (the budget is too small, not the program wrong): a batch too large for the
   // arena is a batch that does not fit (framework/max_batch.h). No smallest budget is known here.
   if (s == nullptr)

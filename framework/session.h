@@ -308,7 +308,9 @@ class SessionState : public std::enable_shared_from_this<SessionState> {
   // handles), among which those move_state_home() moves and the rest it moves down.
   size_t home_bytes_ = 0;
   std::vector<std::weak_ptr<Storage>> persistent_;
-  bool move_state_home();
+  size_t persistent_pruned_ = 0;  // persistent_'s size after its last pruning
+  void note_persistent(const std::shared_ptr<Storage>& s);
+  bool move_state_home(bool dry_run = false);  // dry_run: whether it would move any
   void settle_homes(const Graph& g, bool ok);
 };
 
