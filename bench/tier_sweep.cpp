@@ -255,8 +255,14 @@ int main(int argc, char** argv) {
           c.hidden_s = t.last.copy_hidden_seconds;
           c.ratio = warm_seconds(t) / unl;
           c.bitwise = t.losses == ref.losses;
-        } catch (const InfeasibleBudget&) {
+        } catch (const InfeasibleBudget& e) {
           c.status = "infeasible";
+          if (e.smallest_feasible_bytes > 0) {
+            char buf[96];
+            std::snprintf(buf, sizeof buf, " (a plan was found at %.2f MiB)",
+                          static_cast<double>(e.smallest_feasible_bytes) / 1048576.0);
+            c.status += buf;
+          }
         } catch (const Error& e) {
           c.status = std::string("error: ") + e.what();
           std::replace(c.status.begin(), c.status.end(), ',', ';');

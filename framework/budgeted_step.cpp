@@ -277,7 +277,7 @@ void SessionState::settle_homes(const Graph& g, bool ok) {
 
 std::shared_ptr<CompiledStep> SessionState::compile(Graph& g, const std::vector<int>& targets,
                                                     bool side_effects, uint64_t hash,
-                                                    int64_t headroom) {
+                                                    int64_t headroom, bool move_state) {
   auto t0 = std::chrono::steady_clock::now();
   auto mit = measured_.find(hash);
   const std::vector<double>* measured = mit == measured_.end() ? nullptr : &mit->second;
@@ -379,7 +379,7 @@ std::shared_ptr<CompiledStep> SessionState::compile(Graph& g, const std::vector<
   // No plan with the parameters and optimizer state in the budget: with a tier, they move to it
   // (SessionOptions::offload_state) and the step is planned again. Where they can, the first
   // refusal skips the search for the smallest budgets: only the second one is shown.
-  const bool may_move = opts_.offload_state == "auto" && move_state_home(true);
+  const bool may_move = move_state && opts_.offload_state == "auto" && move_state_home(true);
   attempt_all(may_move);
   if (!cs && may_move) {
     if (move_state_home()) {
@@ -400,13 +400,19 @@ std::shared_ptr<CompiledStep> SessionState::compile(Graph& g, const std::vector<
 void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool side_effects,
                                 std::vector<std::shared_ptr<Storage>>& values) {
   const uint64_t ghash = g.structural_hash();
-  uint64_t key = mix(ghash, side_effects ? 1 : 2);
-  for (int t : targets) key = mix(key, static_cast<uint64_t>(t));
-  key = mix(key, arena_ ? arena_->persistent_end() : 0);
-  key = mix(key, static_cast<uint64_t>(budget_value_));
-  key = mix(key, static_cast<uint64_t>(home_bytes_));
-  key = mix(key, static_cast<uint64_t>(opts_.device.kind) * 64 +
-                     static_cast<uint64_t>(opts_.device.index));
+  // The plan's key: the step, and where its window starts (compile() may move parameters and
+  // optimizer state to the tier, which moves that start: a plan made there is kept under the key
+  // of the arena it was made for).
+  auto key_now = [&] {
+    uint64_t k = mix(ghash, side_effects ? 1 : 2);
+    for (int t : targets) k = mix(k, static_cast<uint64_t>(t));
+    k = mix(k, arena_ ? arena_->persistent_end() : 0);
+    k = mix(k, static_cast<uint64_t>(budget_value_));
+    k = mix(k, static_cast<uint64_t>(home_bytes_));
+    return mix(k, static_cast<uint64_t>(opts_.device.kind) * 64 +
+                      static_cast<uint64_t>(opts_.device.index));
+  };
+  const uint64_t key = key_now();
   bool from_cache = false;
   std::shared_ptr<CompiledStep> cs;
   auto it = plans_.find(key);
@@ -421,7 +427,7 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
     // Planning again with measured costs can land on a plan that does not fit where the plan from
     // estimates did (costs steer the planners); then the working plan stays.
     try {
-      std::shared_ptr<CompiledStep> fresh = compile(g, targets, side_effects, ghash);
+      std::shared_ptr<CompiledStep> fresh = compile(g, targets, side_effects, ghash, 0, false);
       // The working plan stays when, under the times just measured, it costs at most 1 % more than
       // the new one: a replan never makes the step dearer in the planner's own terms, and near the
       // smallest budget (where the planners' choice is sensitive to a few percent of timing noise)
@@ -447,7 +453,7 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
     plans_[key] = cs;
   } else {
     cs = compile(g, targets, side_effects, ghash);
-    plans_[key] = cs;
+    plans_[key_now()] = cs;
   }
   if (opts_.plan_only) {
     // The plan is the answer: nothing runs, so nothing is measured and no value is kept.
@@ -534,7 +540,7 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
         if (!room.serial || room.bytes != headroom) {
           room = {};
           try {
-            room = {headroom, compile(g, targets, side_effects, ghash, headroom)};
+            room = {headroom, compile(g, targets, side_effects, ghash, headroom, false)};
           } catch (const InfeasibleBudget&) {
             break;
           }

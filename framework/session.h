@@ -67,7 +67,8 @@ struct SessionOptions {
   // end of the step, which lowers the smallest budget by up to the gradients' bytes. Results are
   // bitwise the same. When no plan under the budget can order an update so, it runs after the
   // plan, as all do with false (StepReport::early_updates counts those that ran inside). Not yet
-  // with data_parallel or a host_budget (the updates then run after the plan).
+  // with data_parallel; with a host_budget, only updates that write nothing but values whose home
+  // is the tier (offload_state) run inside the plan.
   bool early_updates = true;
   // A second memory tier (issue 16): bytes with units ("4GiB"); empty = none. Budgeted steps may
   // then copy values out of the budget to the tier and back before their next use, planned
@@ -76,8 +77,9 @@ struct SessionOptions {
   // system's temporary directory), so the budget is the RAM arena and the tier is disk. Created
   // with the session (an unusable directory or too little space is an error then); each
   // direction's bandwidth is measured once, at the first budgeted step. While a tier is set,
-  // updates run after the plan (early_updates is ignored), so that a copy that fails mid-step
-  // leaves the parameters and optimizer state as they were.
+  // updates run after the plan (early_updates is ignored) unless they write only values whose
+  // home is the tier (offload_state), so that a copy that fails mid-step leaves the parameters
+  // and optimizer state as they were.
   std::string host_budget{};
   std::string offload_path{};
   // The tier's bandwidths the planner uses, "OUT[,IN]" in bytes per second as lethe-plan's
@@ -239,9 +241,12 @@ class SessionState : public std::enable_shared_from_this<SessionState> {
                      std::vector<std::shared_ptr<Storage>>& values);
   void run_budgeted(Graph& g, const std::vector<int>& targets, bool side_effects,
                     std::vector<std::shared_ptr<Storage>>& values);
-  // `headroom`: plan in that many bytes less than the arena gives the step.
+  // `headroom`: plan in that many bytes less than the arena gives the step. `move_state`: when no
+  // plan fits, parameters and optimizer state may move to the tier (offload_state "auto"; not
+  // while a working plan exists, which must stay valid).
   std::shared_ptr<CompiledStep> compile(Graph& g, const std::vector<int>& targets,
-                                        bool side_effects, uint64_t key, int64_t headroom = 0);
+                                        bool side_effects, uint64_t key, int64_t headroom = 0,
+                                        bool move_state = true);
   void ensure_arena(size_t bytes);
 
   SessionOptions opts_;
