@@ -275,6 +275,20 @@ void SessionState::settle_homes(const Graph& g, bool ok) {
     if (n.is_leaf() && n.leaf && n.leaf->home) settle_home(*n.leaf, ok);
 }
 
+ExecStats SessionState::run_settled(Graph& g, const StepRun& run,
+                                    std::vector<std::shared_ptr<Storage>>& values) {
+  ExecStats st;
+  try {
+    st = run_steps(g, run, values);
+    if (home_bytes_ > 0) tier_->synchronize();  // CUDA: the reads of homes the streams waited on
+  } catch (...) {
+    settle_homes(g, false);
+    throw;
+  }
+  settle_homes(g, true);
+  return st;
+}
+
 std::shared_ptr<CompiledStep> SessionState::compile(Graph& g, const std::vector<int>& targets,
                                                     bool side_effects, uint64_t hash,
                                                     int64_t headroom, bool move_state) {
@@ -591,15 +605,7 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
   }
   run.tier = tier_.get();
   run.tier_offsets = copies ? &cs->tier_offsets : nullptr;
-  ExecStats st;
-  try {
-    st = run_steps(g, run, values);
-    if (home_bytes_ > 0) tier_->synchronize();
-  } catch (...) {
-    settle_homes(g, false);
-    throw;
-  }
-  settle_homes(g, true);
+  ExecStats st = run_settled(g, run, values);
   std::vector<double>& seconds = st.first_seconds;
   const size_t computed = st.computed, recomputed = st.recomputed;
   const double secs = st.seconds;

@@ -352,15 +352,7 @@ void SessionState::run_unlimited(Graph& g, const std::vector<int>& targets, bool
       run.device_streams = device_streams(k);
     }
   }
-  ExecStats st;
-  try {
-    st = run_steps(g, run, values);
-    if (home_bytes_ > 0) tier_->synchronize();
-  } catch (...) {
-    settle_homes(g, false);
-    throw;
-  }
-  settle_homes(g, true);
+  ExecStats st = run_settled(g, run, values);
   std::vector<double> seconds = std::move(st.first_seconds);
   report_ = StepReport{};
   report_.streams = st.streams;

@@ -161,6 +161,7 @@ struct StepReport {
 struct CompiledStep;  // a cached plan with its layout (framework/compile_step.h)
 struct ExecStep;      // framework/executor.h
 struct ExecStats;
+struct StepRun;
 class DeviceStreams;
 class OffloadTier;
 class Arena;
@@ -317,6 +318,9 @@ class SessionState : public std::enable_shared_from_this<SessionState> {
   void note_persistent(const std::shared_ptr<Storage>& s);
   bool move_state_home(bool dry_run = false);  // dry_run: whether it would move any
   void settle_homes(const Graph& g, bool ok);
+  // run_steps(), then settle_homes(): ok when it (and every copy of the tier) succeeded.
+  ExecStats run_settled(Graph& g, const StepRun& run,
+                        std::vector<std::shared_ptr<Storage>>& values);
 };
 
 class Session {
