@@ -249,16 +249,53 @@ bool SessionState::move_state_home(bool dry_run) {
   if (state.empty()) return false;
   // All of them or none: a tier too small for their two places each (or that would leave the
   // plans' copies nothing) keeps them in the budget, and the refusal names the budgets as before.
-  size_t need = 0;
-  for (const auto& st : state) need += 2 * align_up(st->bytes ? st->bytes : 1);
-  if (home_bytes_ + need >= tier_->capacity()) return false;
-  if (dry_run) return true;
+  // Each value's two places: first-fit among the places of homes whose values died, else from
+  // the top of the tier down (home_bytes_ grows).
+  std::lock_guard<std::mutex> lock(free_homes_->mu);
+  std::map<size_t, size_t> ranges = free_homes_->ranges;
+  size_t top = home_bytes_;
+  std::vector<size_t> at;
   for (const auto& st : state) {
-    const size_t a = align_up(st->bytes ? st->bytes : 1);
-    // Homes from the top of the tier down.
-    const size_t top = tier_->capacity() - home_bytes_ - 2 * a;
-    move_home(*st, tier_, top, top + a);
-    home_bytes_ += 2 * a;
+    const size_t n = 2 * align_up(st->bytes ? st->bytes : 1);
+    auto it =
+        std::find_if(ranges.begin(), ranges.end(), [&](const auto& r) { return r.second >= n; });
+    if (it != ranges.end()) {
+      at.push_back(it->first);
+      if (it->second > n) ranges[it->first + n] = it->second - n;
+      ranges.erase(it);
+      continue;
+    }
+    top += n;
+    if (top >= tier_->capacity()) return false;
+    at.push_back(tier_->capacity() - top);
+  }
+  if (dry_run) return true;
+  free_homes_->ranges = std::move(ranges);
+  home_bytes_ = top;
+  for (size_t i = 0; i < state.size(); ++i) {
+    Storage& st = *state[i];
+    const size_t a = align_up(st.bytes ? st.bytes : 1);
+    move_home(st, tier_, at[i], at[i] + a);
+    st.home->release = [w = std::weak_ptr<FreeHomes>(free_homes_), off = at[i], n = 2 * a] {
+      const std::shared_ptr<FreeHomes> f = w.lock();
+      if (!f) return;
+      std::lock_guard<std::mutex> l(f->mu);
+      auto [it, fresh] = f->ranges.emplace(off, n);
+      LETHE_ASSERT(fresh, "a home's places freed twice");
+      // Merged with the free places on either side.
+      if (auto next = std::next(it);
+          next != f->ranges.end() && it->first + it->second == next->first) {
+        it->second += next->second;
+        f->ranges.erase(next);
+      }
+      if (it != f->ranges.begin()) {
+        auto prev = std::prev(it);
+        if (prev->first + prev->second == it->first) {
+          prev->second += it->second;
+          f->ranges.erase(it);
+        }
+      }
+    };
   }
   // The other long-lived values move down into the holes, lowest first, so the window above them
   // grows.

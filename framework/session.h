@@ -10,6 +10,8 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
+#include <map>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -313,6 +315,12 @@ class SessionState : public std::enable_shared_from_this<SessionState> {
   // With a tier, the session's long-lived values in the arena (weak: they die with the user's
   // handles), among which those move_state_home() moves and the rest it moves down.
   size_t home_bytes_ = 0;
+  // The places of homes whose values died, free for the next move (offset -> bytes, merged).
+  struct FreeHomes {
+    std::mutex mu;
+    std::map<size_t, size_t> ranges;
+  };
+  std::shared_ptr<FreeHomes> free_homes_ = std::make_shared<FreeHomes>();
   std::vector<std::weak_ptr<Storage>> persistent_;
   size_t persistent_pruned_ = 0;  // persistent_'s size after its last pruning
   void note_persistent(const std::shared_ptr<Storage>& s);

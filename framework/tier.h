@@ -27,6 +27,7 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -158,8 +159,15 @@ struct TierHome {
   std::shared_ptr<OffloadTier> tier;
   size_t place[2] = {0, 0};
   int current = 0;
-  bool written = false;  // this step's update wrote place[1 - current]
+  bool written = false;           // this step's update wrote place[1 - current]
+  std::function<void()> release;  // called once when the value dies (its places are free again)
   size_t read_place() const { return place[written ? 1 - current : current]; }
+  TierHome() = default;
+  TierHome(const TierHome&) = delete;
+  TierHome& operator=(const TierHome&) = delete;
+  ~TierHome() {
+    if (release) release();
+  }
 };
 
 // Moves `s` (a long-lived value in device memory, not yet homed) to a home in `tier` at places

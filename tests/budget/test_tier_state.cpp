@@ -212,6 +212,33 @@ TEST_CASE("tier state: on two streams, with a trace of the reads" *
   CHECK(text.find("read_home") != std::string::npos);
 }
 
+TEST_CASE("tier state: a model that dies gives its homes back to the next one") {
+  // Two models, one after the other, in one session; the tier holds the homes of one (two places
+  // of parameters + AdamW state each) and little more.
+  auto rounds = [](const SessionOptions& o) {
+    Session s(o);
+    std::vector<float> losses;
+    for (int round = 0; round < 2; ++round) {
+      Wide w;
+      optim::AdamW opt(w.net->parameters(), optim::AdamWOptions(1e-2));
+      for (int step = 0; step < 2; ++step) {
+        opt.zero_grad();
+        Tensor loss = cross_entropy(w.net->forward(w.x), w.y);
+        loss.backward();
+        opt.step();
+        losses.push_back(loss.item<float>());
+        if (!o.memory_budget.empty()) CHECK(s.last_report().tier_home_bytes > 0);
+      }
+    }
+    return losses;
+  };
+  const Run ref = train({.seed = 3}, 1);
+  const std::vector<float> unlimited = rounds({.seed = 3});
+  SessionOptions o = state_options(std::to_string(ref.state_bytes / 2) + "B", "always");
+  o.host_budget = std::to_string(ref.state_bytes * 3 / 4 * 2 + (size_t{1} << 20)) + "B";
+  CHECK(rounds(o) == unlimited);
+}
+
 TEST_CASE("tier state: bad settings are errors naming the option") {
   SessionOptions o{.seed = 3, .memory_budget = "1MiB"};
   o.offload_state = "sometimes";
