@@ -234,10 +234,9 @@ bool SessionState::move_state_home(bool dry_run) {
   // Optimizer state first (only its update reads it), then parameters; the other long-lived
   // values stay.
   std::vector<std::shared_ptr<Storage>> state, params, rest;
-  std::erase_if(persistent_, [](const std::weak_ptr<Storage>& w) { return w.expired(); });
   for (const std::weak_ptr<Storage>& w : persistent_) {
     std::shared_ptr<Storage> st = w.lock();
-    if (!in_arena(*st)) continue;
+    if (!st || !in_arena(*st)) continue;  // died (note_persistent() prunes those)
     if (st->role == StorageRole::optimizer_state)
       state.push_back(st);
     else if (st->role == StorageRole::parameter)
@@ -355,7 +354,10 @@ std::shared_ptr<CompiledStep> SessionState::compile(Graph& g, const std::vector<
   // its first step broadcasts the parameters (in-place writes of the storages the updates write),
   // so its steps would plan differently and a fraction arena sized from the first may not hold
   // the next.
-  bool early = opts_.early_updates && !opts_.data_parallel && (!tier_ || home_bytes_ > 0);
+  auto early_now = [&] {
+    return opts_.early_updates && !opts_.data_parallel && (!tier_ || home_bytes_ > 0);
+  };
+  bool early = early_now();
   StepProblem sp = problem(measured, early);
   if (!arena_) {
     // A fraction budget: the arena is sized from this first step, as that fraction of the step's
@@ -368,10 +370,8 @@ std::shared_ptr<CompiledStep> SessionState::compile(Graph& g, const std::vector<
       if (auto st = w.lock()) staged += static_cast<int64_t>(align_up(st->bytes));
     ensure_arena(static_cast<size_t>(staged + fraction_step_bytes(sp, budget_fraction_)));
   }
-  if (opts_.offload_state == "always" && move_state_home()) {
-    early = opts_.early_updates && !opts_.data_parallel;
-    sp = problem(measured, early);
-  }
+  if (opts_.offload_state == "always" && move_state_home())
+    sp = problem(measured, early = early_now());
   std::shared_ptr<CompiledStep> cs;
   std::exception_ptr refused;
   size_t refused_smallest = 0;
@@ -433,10 +433,7 @@ std::shared_ptr<CompiledStep> SessionState::compile(Graph& g, const std::vector<
   const bool may_move = move_state && opts_.offload_state == "auto" && move_state_home(true);
   attempt_all(may_move);
   if (!cs && may_move) {
-    if (move_state_home()) {
-      early = opts_.early_updates && !opts_.data_parallel;
-      sp = problem(measured, early);
-    }
+    if (move_state_home()) sp = problem(measured, early = early_now());
     attempt_all(false);
   }
   if (!cs) std::rethrow_exception(refused);

@@ -104,6 +104,22 @@ std::string step_name(const Node& n) {
   return n.op ? n.op->name() : "read_home";
 }
 
+namespace {
+
+// read_home() of leaf node `leaf` into `dst`, an error naming the node.
+void read_home_of(const Graph& g, int leaf, void* dst, const KernelEnv& env) {
+  const Storage& st = *g.nodes[static_cast<size_t>(leaf)].leaf;
+  try {
+    read_home(st, dst, env.backend);
+  } catch (Error& e) {
+    e.add_context(detail::concat("reading node ", leaf, " (", st.bytes,
+                                 " bytes) in from its home in the second memory tier: "));
+    throw;
+  }
+}
+
+}  // namespace
+
 void compute_node(const KernelEnv& env, Graph& g, int id,
                   std::vector<std::shared_ptr<Storage>>& values, const BufferFn& buffers,
                   const BufferFn& homes) {
@@ -112,13 +128,7 @@ void compute_node(const KernelEnv& env, Graph& g, int id,
     // A plan's read of a leaf whose home is the second tier (build_step_problem()).
     LETHE_ASSERT(n.leaf && n.leaf->home, "node ", id, " is a leaf the plan computes");
     auto out = buffers(n.leaf->bytes, false);
-    try {
-      read_home(*n.leaf, out->data, env.backend);
-    } catch (Error& e) {
-      e.add_context(detail::concat("reading node ", id, " (", n.leaf->bytes,
-                                   " bytes) in from its home in the second memory tier: "));
-      throw;
-    }
+    read_home_of(g, id, out->data, env);
     values[static_cast<size_t>(id)] = std::move(out);
     return;
   }
@@ -135,7 +145,7 @@ void compute_node(const KernelEnv& env, Graph& g, int id,
         LETHE_CHECK(homes, "internal error: ", n.op->name(), " (node ", id, ") reads node ", in,
                     ", whose home is the second tier, and its plan did not read it in");
         v = homes(src.leaf->bytes, false);
-        read_home(*src.leaf, v->data, env.backend);
+        read_home_of(g, in, v->data, env);
         staged.push_back(in);
       } else {
         v = src.leaf;
