@@ -8,11 +8,16 @@
 // optimizer state live in the tier (SessionOptions::offload_state) and are read in as needed.
 //
 //   build/bench/tier_sweep --out docs                       # GPT 6x256 and ResNet-50 (64 px)
-//   build/bench/tier_sweep --models gpt6-d256 --steps 4 --below 0.9,0.8
+//   build/bench/tier_sweep --models gpt6-d256 --timed 3 --below 0.9,0.8
+//
+// Joint planning ("joint", tier_plan "auto" in a session) measures its candidate plans and keeps
+// the fastest: per budget, the bench prints joint's time over the better of recompute-only and
+// offload-only (the target: at most 1.03).
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -69,6 +74,7 @@ std::vector<Model> models(const std::string& text_path) {
 struct Trained {
   std::vector<float> losses;
   std::vector<double> wall;
+  std::vector<char> trial;  // per step: it measured one of the tier's candidate plans
   StepReport last;
   size_t peak = 0;
 };
@@ -86,16 +92,24 @@ Trained train(const Model& m, const SessionOptions& o, int steps) {
     t.losses.push_back(loss.item<float>());
     t.wall.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
     t.last = s.last_report();
+    t.trial.push_back(t.last.tier_trial ? 1 : 0);
     t.peak = std::max(t.peak, t.last.peak_bytes);
   }
   return t;
 }
 
-// The fastest of the steps after the first three (a budgeted session plans at steps 0, 1 and 3).
-double warm_seconds(const Trained& t) {
+// A budgeted session plans at steps 0, 1 and 3; then, under tier_plan "joint", it measures its
+// candidate plans (up to three, two steps each) and keeps the fastest. Each cell is timed by the
+// fastest of its last `timed` steps, after all that: the same number of steps in every cell.
+constexpr int kWarmSteps = 3 + 6;
+double warm_seconds(const Trained& t, int timed) {
   double best = 0;
-  for (size_t i = std::min<size_t>(3, t.wall.size() - 1); i < t.wall.size(); ++i)
+  for (size_t i = t.wall.size() - static_cast<size_t>(timed); i < t.wall.size(); ++i) {
+    if (t.trial[i])
+      throw Error("tier_sweep: step " + std::to_string(i) +
+                  " still measured a candidate plan: the warm-up is too short");
     if (best == 0 || t.wall[i] < best) best = t.wall[i];
+  }
   return best;
 }
 
@@ -112,6 +126,9 @@ struct Cell {
   size_t budget_bytes = 0, peak = 0, tier = 0, out = 0, in = 0, homes = 0;
   double ratio = 0, copy_s = 0, hidden_s = 0;
   bool bitwise = false;
+  std::vector<std::pair<std::string, double>> measured;  // joint: its candidates' best step times
+  std::vector<double> wall;                              // per step (TIER_SWEEP_WALL)
+  std::vector<char> trial;
 };
 
 // One panel per model: measured time over unlimited (y) per budget (x, in order), a line per mode.
@@ -179,7 +196,7 @@ int main(int argc, char** argv) {
               fractions_s = "1,0.5,0.25", below_s = "0.9,0.8", state_s = "0.5", host = "2GiB",
               dir = std::filesystem::temp_directory_path().string(),
               text = "/usr/share/common-licenses/GPL-3";
-  int steps = 5;
+  int timed = 4;
   app.add_option("--out", out_dir, "folder for tier_sweep.csv and tier_sweep.svg")
       ->capture_default_str();
   app.add_option("--models", models_s, "gpt6-d256, resnet50-64px")->capture_default_str();
@@ -193,22 +210,26 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--host-budget", host, "the tier's size")->capture_default_str();
   app.add_option("--dir", dir, "the tier file's directory")->capture_default_str();
-  app.add_option("--steps", steps, "steps per cell (the fastest after the third is timed)")
-      ->capture_default_str();
+  app.add_option("--timed", timed,
+                 "steps timed per cell (its fastest), after 9 steps of planning and measuring")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   app.add_option("--text", text, "text for the GPT")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   std::filesystem::create_directories(out_dir);
   const std::vector<std::string> modes{"recompute", "offload", "joint"}, wanted = split(models_s);
   std::vector<Cell> cells;
   std::vector<std::string> names;
+  std::vector<double> joint_over;  // per budget: joint's ratio over the better of the others
   for (const Model& m : models(text)) {
     if (std::find(wanted.begin(), wanted.end(), m.name) == wanted.end()) continue;
     names.push_back(m.name);
     SessionOptions plain{.seed = 3};
     plain.early_updates = false;  // as with a tier: updates after the plan
     train(m, plain, 2);           // warm-up
+    const int steps = kWarmSteps + timed;
     const Trained ref = train(m, plain, steps);
-    const double unl = warm_seconds(ref);
+    const double unl = warm_seconds(ref, timed);
     size_t state_bytes = 0;  // parameters + gradients + AdamW's two moments
     for (const Tensor& p : m.make().second) state_bytes += 4 * p.numel() * sizeof(float);
     const size_t smallest = find_min_budget(plain, [&] {
@@ -245,6 +266,9 @@ int main(int argc, char** argv) {
         try {
           const Trained t = train(m, o, steps);
           c.plan = t.last.tier_plan;
+          c.measured = t.last.tier_measured;
+          c.wall = t.wall;
+          c.trial = t.trial;
           c.budget_bytes = t.last.budget_bytes;
           c.peak = t.peak;
           c.tier = t.last.tier_peak_bytes;
@@ -253,7 +277,7 @@ int main(int argc, char** argv) {
           c.in = t.last.copy_in_bytes;
           c.copy_s = t.last.copy_seconds;
           c.hidden_s = t.last.copy_hidden_seconds;
-          c.ratio = warm_seconds(t) / unl;
+          c.ratio = warm_seconds(t, timed) / unl;
           c.bitwise = t.losses == ref.losses;
         } catch (const InfeasibleBudget& e) {
           c.status = "infeasible";
@@ -268,20 +292,49 @@ int main(int argc, char** argv) {
           std::replace(c.status.begin(), c.status.end(), ',', ';');
           std::replace(c.status.begin(), c.status.end(), '\n', ' ');
         }
-        if (c.status == "ok")
+        if (c.status == "ok") {
           std::printf("%-9s %-10s %-9s %9.2f %9.2f %7.3fx %9.2f %9.2f %9.1f %8.0f%% %s\n",
                       label.c_str(), mode.c_str(), c.plan.c_str(), c.budget_bytes / 1048576.0,
                       c.peak / 1048576.0, c.ratio, c.tier / 1048576.0, c.homes / 1048576.0,
                       c.copy_s * 1e3, c.copy_s > 0 ? 100.0 * c.hidden_s / c.copy_s : 0.0,
                       c.bitwise ? "yes" : "NO");
-        else
+          if (!c.measured.empty()) {
+            std::printf("%-9s %-10s measured:", "", "");
+            for (const auto& [kind, secs] : c.measured)
+              std::printf(" %s %.3fx", kind.c_str(), secs / unl);
+            std::printf("\n");
+          }
+          if (std::getenv("TIER_SWEEP_WALL")) {
+            std::printf("%-9s %-10s ms per step (t: measuring a candidate plan):", "", "");
+            for (size_t i = 0; i < c.wall.size(); ++i)
+              std::printf(" %.0f%s", c.wall[i] * 1e3, c.trial[i] ? "t" : "");
+            std::printf("\n");
+          }
+        } else
           std::printf("%-9s %-10s %s\n", label.c_str(), mode.c_str(),
                       c.status.substr(0, 90).c_str());
         std::fflush(stdout);
         cells.push_back(c);
       }
+      // Joint against the better of the other two at this budget, where joint and one of them ran.
+      auto ratio_of = [&](const std::string& mode) {
+        for (auto it = cells.rbegin(); it != cells.rend() && it->budget == label; ++it)
+          if (it->mode == mode && it->status == "ok") return it->ratio;
+        return 0.0;
+      };
+      const double joint = ratio_of("joint"), rec = ratio_of("recompute"),
+                   off = ratio_of("offload");
+      const double better = rec > 0 && off > 0 ? std::min(rec, off) : std::max(rec, off);
+      if (joint > 0 && better > 0) {
+        std::printf("%-9s joint over the better of recompute-only and offload-only: %.3fx (%s)\n",
+                    label.c_str(), joint / better, joint <= 1.03 * better ? "ok" : "OVER 1.03");
+        joint_over.push_back(joint / better);
+      }
     }
   }
+  if (!joint_over.empty())
+    std::printf("\njoint over the better of the others: worst %.3fx over %zu budgets\n",
+                *std::max_element(joint_over.begin(), joint_over.end()), joint_over.size());
   std::ofstream csv(out_dir + "/tier_sweep.csv");
   csv << "model,budget,mode,plan,budget_bytes,arena_peak_bytes,tier_peak_bytes,tier_home_bytes,"
          "copied_out_bytes,copied_in_bytes,copy_seconds,copy_hidden_seconds,step_over_unlimited,"

@@ -30,6 +30,8 @@ namespace {
 // Op times are measured over the first kMeasuredSteps budgeted steps of a graph (per-node minimum);
 // the step is planned again after the first and after the last of them.
 constexpr int kMeasuredSteps = 3;
+// A plan with a tier and its alternatives run this many steps each before the fastest is kept.
+constexpr size_t kTrialRounds = 2;
 // Folds the per-node times `x` of one step into `m` by a per-node minimum (-1: not measured); a
 // table of another size (another graph) is replaced.
 void fold_min(std::vector<double>& m, const std::vector<double>& x) {
@@ -394,6 +396,9 @@ std::shared_ptr<CompiledStep> SessionState::compile(Graph& g, const std::vector<
       // Joint planning weighs recompute-only and offload-only among its candidates: "joint" is
       // "auto".
       co.tier_mode = opts_.tier_plan == "joint" ? "auto" : opts_.tier_plan;
+      // The other kinds' plans, measured against the one predicted fastest (run_budgeted). Not
+      // with data parallel: every rank must run the same plan's collectives.
+      co.alternatives = !opts_.data_parallel && !opts_.plan_only;
       co.out_bandwidth = tier_out_bw_;
       co.in_bandwidth = tier_in_bw_;
     }
@@ -461,6 +466,7 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
                       static_cast<uint64_t>(opts_.device.index));
   };
   const uint64_t key = key_now();
+  uint64_t cs_key = key;  // where cs is kept in plans_
   bool from_cache = false;
   std::shared_ptr<CompiledStep> cs;
   auto it = plans_.find(key);
@@ -501,7 +507,8 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
     plans_[key] = cs;
   } else {
     cs = compile(g, targets, side_effects, ghash);
-    plans_[key_now()] = cs;
+    cs_key = key_now();
+    plans_[cs_key] = cs;
   }
   if (opts_.plan_only) {
     // The plan is the answer: nothing runs, so nothing is measured and no value is kept.
@@ -531,6 +538,24 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
     report_.tier_plan = cs->tier_plan;
     return;
   }
+  // With a tier (tier_plan "auto"/"joint"), the plan predicted fastest and its alternatives of
+  // the other kinds are measured against each other once the plan is made from warm measured
+  // costs: each runs in turn for kTrialRounds steps; then the fastest measured (the predicted one
+  // unless another was at least 2 % faster: a step's time is noisy) becomes this step's plan. The
+  // predictions miss what the copies cost the computes beside them (threads, memory bandwidth).
+  std::shared_ptr<CompiledStep> trial_of;  // the plan whose candidates are being measured
+  size_t trial_index = 0;
+  if (!cs->alternatives.empty() && side_effects && cs->measured_steps >= kMeasuredSteps) {
+    trial_of = cs;
+    const size_t n = cs->alternatives.size() + 1;
+    cs->trial_best.resize(n, 0.0);
+    trial_index = static_cast<size_t>(cs->trial_runs) % n;
+    if (trial_index > 0) {
+      cs = cs->alternatives[trial_index - 1];
+      cs->measured_costs = trial_of->measured_costs;
+      cs->measured_steps = trial_of->measured_steps;
+    }
+  }
   Arena& arena = *arena_;
   const size_t base = arena.persistent_end();
   LETHE_ASSERT(base + cs->region_bytes <= arena.capacity());
@@ -545,7 +570,7 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
   // CPU: auto needs two threads to share between streams; CUDA streams share the device.
   // A plan with copies to the tier runs on its own streams (the copies' channels).
   const bool copies = !cs->tier_offsets.empty();
-  const bool can_stream = side_effects && !comm && !copies &&
+  const bool can_stream = side_effects && !comm && !copies && !trial_of &&
                           (opts_.streams >= 2 || (opts_.streams == kAutoStreams &&
                                                   (threads_ >= 2 || opts_.device.is_cuda())));
   StreamTuning& tune = tuning_[ghash];
@@ -676,6 +701,27 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
     // noise of one step's time here): otherwise every later step runs serially.
     tune.decided = tune.parallel_best < 0.98 * tune.serial_best ? parallel : 1;
   }
+  if (trial_of) {
+    double& best = trial_of->trial_best[trial_index];
+    if (best == 0 || secs < best) best = secs;
+    const size_t n = trial_of->trial_best.size();
+    if (static_cast<size_t>(++trial_of->trial_runs) >= kTrialRounds * n) {
+      size_t pick = static_cast<size_t>(
+          std::min_element(trial_of->trial_best.begin(), trial_of->trial_best.end()) -
+          trial_of->trial_best.begin());
+      if (trial_of->trial_best[pick] >= 0.98 * trial_of->trial_best[0]) pick = 0;
+      std::shared_ptr<CompiledStep> chosen =
+          pick == 0 ? trial_of : trial_of->alternatives[pick - 1];
+      for (size_t i = 0; i < n; ++i)
+        chosen->tier_measured.emplace_back(
+            i == 0 ? trial_of->tier_plan : trial_of->alternatives[i - 1]->tier_plan,
+            trial_of->trial_best[i]);
+      chosen->alternatives.clear();
+      chosen->measured_costs = trial_of->measured_costs;
+      chosen->measured_steps = trial_of->measured_steps;
+      plans_[cs_key] = chosen;
+    }
+  }
   if (side_effects && !(par && opts_.streams == kAutoStreams)) {
     int& n = measured_steps_[ghash];
     std::vector<double>& m = measured_[ghash];
@@ -710,6 +756,8 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
   report_.copy_hidden_seconds = st.copy_hidden_seconds;
   report_.tier_peak_bytes = static_cast<size_t>(cs->tier_bytes);
   report_.tier_plan = cs->tier_plan;
+  report_.tier_trial = trial_of != nullptr;
+  report_.tier_measured = cs->tier_measured;
   report_.tier_home_bytes = home_bytes_ ? tier_home_bytes(g) : 0;
   report_.predicted_seconds =
       used.measured_costs || (par && tune.parallel_runs > 1) ? used.predicted_seconds : 0.0;

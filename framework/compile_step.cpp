@@ -382,10 +382,15 @@ struct CopyPlan {
   Candidate c;
   std::string kind;  // "offload" or "joint" (the mode's name when only one is asked for)
   int64_t tier = 0;  // the tier bytes its copies take
+  double time = 0;   // predicted, at the measured bandwidths
 };
+// The fastest plan with copies at `budget` predicted faster than `than`. `kinds`, when given,
+// receives the fastest plan of each kind weighed on the way, faster than `than` or not (the
+// session measures them against each other: CompiledStep::alternatives).
 std::optional<CopyPlan> plan_with_copies(const Search& s, int64_t budget, int64_t capacity,
                                          int64_t host, std::initializer_list<double> scales,
-                                         double than, std::string* note) {
+                                         double than, std::string* note,
+                                         std::vector<CopyPlan>* kinds = nullptr) {
   const sched::TierBandwidth bw{s.o.out_bandwidth, s.o.in_bandwidth};
   if (!bw.known() || budget <= s.floor) return std::nullopt;
   const std::string planner = s.o.planner == "auto" ? "lethe" : s.o.planner;
@@ -426,15 +431,26 @@ std::optional<CopyPlan> plan_with_copies(const Search& s, int64_t budget, int64_
           continue;
         }
         const double time = sched::makespan(s.p, (*c)->plan);  // at the measured bandwidths
-        if (time >= best_time) continue;
+        const std::string label = mode != "auto"                                   ? mode
+                                  : c == &j.joint && (*c)->remat_budget_bytes >= 0 ? "joint"
+                                                                                   : "offload";
+        auto same = kinds ? std::find_if(kinds->begin(), kinds->end(),
+                                         [&](const CopyPlan& k) { return k.kind == label; })
+                          : std::vector<CopyPlan>::iterator{};
+        const bool kind_best = kinds && (same == kinds->end() || time < same->time);
+        if (time >= best_time && !kind_best) continue;
         sched::PlanResult r;
         r.plan = (*c)->plan;
         r.plan.predicted_cost = sched::simulate(s.p, r.plan).cost;
-        best = CopyPlan{Candidate{std::move(r), std::move(layout), false},
-                        mode != "auto"                                   ? mode
-                        : c == &j.joint && (*c)->remat_budget_bytes >= 0 ? "joint"
-                                                                         : "offload",
-                        tier};
+        CopyPlan cp{Candidate{std::move(r), std::move(layout), false}, label, tier, time};
+        if (kind_best) {
+          if (same == kinds->end())
+            kinds->push_back(cp);
+          else
+            *same = cp;
+        }
+        if (time >= best_time) continue;
+        best = std::move(cp);
         best_time = time;
       }
       if (best || excess == 0) break;
@@ -446,9 +462,11 @@ std::optional<CopyPlan> plan_with_copies(const Search& s, int64_t budget, int64_
 
 // With a second tier (CompileOptions::host_bytes): the fastest plan with copies at the window's
 // budget, if it is predicted faster than `than` (the recompute-only plan's time).
-std::optional<Candidate> with_tier(Search& s, double than, std::string& kind) {
-  std::optional<CopyPlan> p = plan_with_copies(s, s.capacity + s.resident, s.capacity,
-                                               s.o.host_bytes, kTierScales, than, &s.tier_note);
+std::optional<Candidate> with_tier(Search& s, double than, std::string& kind,
+                                   std::vector<CopyPlan>* kinds) {
+  std::optional<CopyPlan> p =
+      plan_with_copies(s, s.capacity + s.resident, s.capacity, s.o.host_bytes, kTierScales, than,
+                       &s.tier_note, kinds);
   if (!p) return std::nullopt;
   kind = p->kind;
   return std::move(p->c);
@@ -608,6 +626,38 @@ void fill(CompiledStep& cs, const StepProblem& sp, const sched::Plan& plan,
   cs.planner = plan.planner;
 }
 
+// The compiled step of the plan `c` found by the search `s` of the step `sp`.
+void finish(CompiledStep& cs, const Search& s, const StepProblem& sp, Candidate c) {
+  const CompileOptions& o = s.o;
+  cs.side_effects = sp.side_effects;
+  cs.workspace_bytes = static_cast<size_t>(s.ws);
+  cs.no_remat_region = static_cast<size_t>(s.no_remat - s.resident + s.ws);
+  fill(cs, sp, c.r.plan, c.layout, c.reserved, s.max_scratch, s.ws);
+  LETHE_CHECK(cs.tier_bytes <= o.host_bytes || o.host_bytes == 0,
+              "internal error: a plan's copies take ", cs.tier_bytes, " bytes of a second tier of ",
+              o.host_bytes);
+  const double base_cost = sched::no_remat_cost(s.p);
+  cs.predicted_overhead = base_cost > 0 ? c.r.plan.predicted_cost / base_cost : 1.0;
+  const sched::Problem& prob = c.reserved ? s.reserved_p : s.p;
+  cs.predicted_seconds = sched::makespan(prob, c.r.plan);
+  cs.problem = std::make_shared<sched::Problem>(sp.problem);
+  cs.collectives = std::find(sp.comm.begin(), sp.comm.end(), uint8_t{1}) != sp.comm.end();
+  cs.early_updates = static_cast<int>(std::count(sp.update.begin(), sp.update.end(), uint8_t{1}));
+  auto src = std::make_shared<StreamSource>();
+  src->sp = sp;
+  src->prob = prob;
+  src->plan = c.r.plan;
+  src->layout = std::move(c.layout);
+  src->reserved = c.reserved;
+  src->cap = s.capacity - (c.reserved ? s.max_scratch : 0);
+  src->max_scratch = s.max_scratch;
+  src->ws = s.ws;
+  src->base_cost = base_cost;
+  cs.source = std::move(src);
+  if (o.streams >= 2)
+    cs.parallel = streamed_step(cs, o.streams, o.stream_costs, o.unknown_cost_factor);
+}
+
 }  // namespace
 
 std::shared_ptr<CompiledStep> compile_step(const StepProblem& step, const StepWindow& window,
@@ -622,9 +672,6 @@ std::shared_ptr<CompiledStep> compile_step(const StepProblem& step, const StepWi
   const StepProblem& sp = o.host_bytes > 0 ? with_bandwidth : step;
   Search s(sp, o, window);
   auto cs = std::make_shared<CompiledStep>();
-  cs->side_effects = sp.side_effects;
-  cs->workspace_bytes = static_cast<size_t>(s.ws);
-  cs->no_remat_region = static_cast<size_t>(s.no_remat - s.resident + s.ws);
   if (s.capacity <= 0 || s.capacity + s.resident < s.floor) throw refuse(s);
   std::optional<Candidate> found;
   for (const Strategy& st : kStrategies) {
@@ -634,6 +681,11 @@ std::shared_ptr<CompiledStep> compile_step(const StepProblem& step, const StepWi
       break;
     }
   }
+  // Tier mode "auto" with CompileOptions::alternatives: the other kinds' plans, for the session to
+  // measure.
+  const bool alternatives = o.alternatives && o.host_bytes > 0 && o.tier_mode == "auto";
+  std::optional<Candidate> recompute_only;
+  std::vector<CopyPlan> copy_kinds;
   if (o.host_bytes > 0 && o.tier_mode != "recompute") {
     // With a second tier: the recompute-only plan found above, or one that copies values out
     // (offload-only, or joint with recomputation), whichever is predicted faster (tier_mode "auto";
@@ -643,7 +695,9 @@ std::shared_ptr<CompiledStep> compile_step(const StepProblem& step, const StepWi
             ? sched::makespan(found->reserved ? s.reserved_p : s.p, found->r.plan)
             : std::numeric_limits<double>::infinity();
     std::string kind;
-    if (std::optional<Candidate> copied = with_tier(s, recompute_time, kind)) {
+    if (std::optional<Candidate> copied =
+            with_tier(s, recompute_time, kind, alternatives ? &copy_kinds : nullptr)) {
+      if (alternatives) recompute_only = std::move(found);
       found = std::move(copied);
       cs->strategy = "second tier: " + kind;
       cs->tier_plan = kind;
@@ -657,30 +711,22 @@ std::shared_ptr<CompiledStep> compile_step(const StepProblem& step, const StepWi
     cs->tier_plan = "recompute";
   }
   if (!found) throw refuse(s);
-  fill(*cs, sp, found->r.plan, found->layout, found->reserved, s.max_scratch, s.ws);
-  LETHE_CHECK(cs->tier_bytes <= o.host_bytes || o.host_bytes == 0,
-              "internal error: a plan's copies take ", cs->tier_bytes,
-              " bytes of a second tier of ", o.host_bytes);
-  const double base_cost = sched::no_remat_cost(s.p);
-  cs->predicted_overhead = base_cost > 0 ? found->r.plan.predicted_cost / base_cost : 1.0;
-  const sched::Problem& prob = found->reserved ? s.reserved_p : s.p;
-  cs->predicted_seconds = sched::makespan(prob, found->r.plan);
-  cs->problem = std::make_shared<sched::Problem>(sp.problem);
-  cs->collectives = std::find(sp.comm.begin(), sp.comm.end(), uint8_t{1}) != sp.comm.end();
-  cs->early_updates = static_cast<int>(std::count(sp.update.begin(), sp.update.end(), uint8_t{1}));
-  auto src = std::make_shared<StreamSource>();
-  src->sp = sp;
-  src->prob = prob;
-  src->plan = found->r.plan;
-  src->layout = std::move(found->layout);
-  src->reserved = found->reserved;
-  src->cap = s.capacity - (found->reserved ? s.max_scratch : 0);
-  src->max_scratch = s.max_scratch;
-  src->ws = s.ws;
-  src->base_cost = base_cost;
-  cs->source = std::move(src);
-  if (o.streams >= 2)
-    cs->parallel = streamed_step(*cs, o.streams, o.stream_costs, o.unknown_cost_factor);
+  finish(*cs, s, sp, std::move(*found));
+  if (recompute_only) {
+    auto alt = std::make_shared<CompiledStep>();
+    alt->strategy = "second tier: recompute (alternative)";
+    alt->tier_plan = "recompute";
+    finish(*alt, s, sp, std::move(*recompute_only));
+    cs->alternatives.push_back(std::move(alt));
+  }
+  for (CopyPlan& k : copy_kinds) {
+    if (k.kind == cs->tier_plan) continue;
+    auto alt = std::make_shared<CompiledStep>();
+    alt->strategy = "second tier: " + k.kind + " (alternative)";
+    alt->tier_plan = k.kind;
+    finish(*alt, s, sp, std::move(k.c));
+    cs->alternatives.push_back(std::move(alt));
+  }
   cs->planning_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return cs;

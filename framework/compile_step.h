@@ -47,6 +47,10 @@ struct CompileOptions {
   // caller that has another way to make the step fit when none is found (the session moving
   // parameters and optimizer state to the tier): the message is never shown.
   bool quick_refusal = false;
+  // With a tier in mode "auto": also compile the fastest plan of each other kind that fits
+  // (recompute-only, offload-only, joint) into CompiledStep::alternatives, so that the session
+  // can measure them against the plan predicted fastest (SessionOptions::tier_plan).
+  bool alternatives = false;
 };
 
 struct StreamSource;  // what streamed_step() derives a plan on streams from (compile_step.cpp)
@@ -84,6 +88,14 @@ struct CompiledStep {
   std::vector<int64_t> tier_offsets;
   int64_t tier_bytes = 0;
   std::string tier_plan;
+  // CompileOptions::alternatives: a plan of each other kind that fits the same window and tier,
+  // predicted slower than this one (their tier_plan names the kind).
+  std::vector<std::shared_ptr<CompiledStep>> alternatives;
+  // The session's measurement of those: per candidate (this plan, then the alternatives) its best
+  // step time so far and the steps run; on the plan chosen, each kind's best time.
+  std::vector<double> trial_best;
+  int trial_runs = 0;
+  std::vector<std::pair<std::string, double>> tier_measured;
   std::shared_ptr<CompiledStep> parallel;  // CompileOptions::streams >= 2: the plan on streams
   // streamed_step() with a communication stream: by how many bytes its fresh layout (nothing of the
   // communication stream waited for) missed the capacity; 0 when it fit.

@@ -576,6 +576,12 @@ std::string StepReport::str() const {
                   tier_plan.c_str(), mib(tier_peak_bytes), mib(copy_out_bytes), mib(copy_in_bytes),
                   copy_seconds * 1e3, copy_hidden_seconds * 1e3);
     out += buf;
+    if (tier_trial) out += " (measuring the plans of each kind)";
+    for (size_t i = 0; i < tier_measured.size(); ++i) {
+      std::snprintf(buf, sizeof buf, "%s%s %.2f ms", i == 0 ? ", plans measured: " : ", ",
+                    tier_measured[i].first.c_str(), tier_measured[i].second * 1e3);
+      out += buf;
+    }
   }
   return out;
 }

@@ -91,7 +91,10 @@ struct SessionOptions {
   std::string tier_bandwidth{};
   // Which plans a session with a tier takes: "auto" or "joint" (joint planning: the fastest
   // predicted of recompute-only, offload-only and recomputation at a few budgets with copies down
-  // to the budget), or only "recompute" or "offload" (the natural schedule with copies), to
+  // to the budget; once the step's op times are measured, the plan predicted fastest and the
+  // fastest of each other kind that fits run two steps each, and the fastest measured is kept,
+  // the predicted one unless another was 2 % faster: StepReport::tier_measured; not with
+  // data_parallel), or only "recompute" or "offload" (the natural schedule with copies), to
   // compare.
   std::string tier_plan = "auto";
   // Parameters and optimizer state in the second tier (ZeRO-Offload style), so that a budget
@@ -154,6 +157,11 @@ struct StepReport {
   double copy_seconds = 0.0, copy_hidden_seconds = 0.0;
   size_t tier_peak_bytes = 0;
   std::string tier_plan;
+  // SessionOptions::tier_plan "auto"/"joint": whether this step measured one of the candidate
+  // plans (the predicted fastest and the fastest of each other kind), and once they are measured,
+  // each kind's best step time (the plan taken is tier_plan).
+  bool tier_trial = false;
+  std::vector<std::pair<std::string, double>> tier_measured;
   // Bytes of the step's parameters and optimizer state whose home is the second tier
   // (SessionOptions::offload_state); the tier holds two places of each.
   size_t tier_home_bytes = 0;

@@ -195,6 +195,80 @@ TEST_CASE("tier: a U-Net, below recompute-only's smallest budget" * doctest::tes
   check_below_recompute_only(make_unet, false);
 }
 
+TEST_CASE("tier: joint planning measures each kind's plan and keeps the fastest measured" *
+          doctest::test_suite("tier")) {
+  // Once the plan is made from warm measured times (the fourth step), the plan predicted fastest
+  // and the fastest plan of each other kind run two steps each in turn; then the fastest measured
+  // stays. Whatever runs, every step is bitwise the unlimited one, within the budget.
+  constexpr int kSteps = 12;
+  const Run ref = train(make_deep_mlp, {.seed = 7}, kSteps);
+  const size_t smallest = recompute_smallest(make_deep_mlp);
+  bool compared = false;
+  for (const double f : {1.1, 1.0, 0.97}) {
+    CAPTURE(f);
+    Session s(tier_options(
+        std::to_string(static_cast<size_t>(f * static_cast<double>(smallest))) + "B", "64MiB"));
+    Net n = make_deep_mlp();
+    n.module->train();
+    optim::AdamW opt(n.module->parameters(), optim::AdamWOptions(1e-2));
+    std::vector<float> losses;
+    std::vector<StepReport> reports;
+    try {
+      for (int step = 0; step < kSteps; ++step) {
+        Tensor loss = n.loss();
+        loss.backward();
+        opt.step();
+        losses.push_back(loss.item<float>());
+        reports.push_back(s.last_report());
+        CHECK_MESSAGE(reports.back().peak_bytes <= reports.back().budget_bytes,
+                      reports.back().str());
+      }
+    } catch (const InfeasibleBudget& e) {
+      MESSAGE("the fraction " << f << " does not fit: " << std::string(e.what()));
+      continue;
+    }
+    CHECK(losses == ref.losses);
+    std::vector<std::vector<float>> params;
+    for (const Tensor& p : n.module->parameters()) params.push_back(p.to_vector<float>());
+    CHECK(params == ref.params);
+    // The steps that measured a candidate: consecutive from the fourth, each kind as often.
+    std::vector<std::string> kinds;
+    size_t first = kSteps, last = 0;
+    for (size_t i = 0; i < reports.size(); ++i) {
+      if (!reports[i].tier_trial) continue;
+      first = std::min(first, i);
+      last = i;
+      kinds.push_back(reports[i].tier_plan);
+    }
+    if (kinds.empty()) {
+      MESSAGE("only one kind of plan fits at " << f << ": " << reports.back().str());
+      continue;
+    }
+    compared = true;
+    MESSAGE(reports.back().str());
+    CHECK(first == 3);
+    REQUIRE(last - first + 1 == kinds.size());
+    const std::vector<std::pair<std::string, double>>& measured = reports.back().tier_measured;
+    REQUIRE(measured.size() >= 2);
+    REQUIRE(kinds.size() == 2 * measured.size());
+    for (size_t i = 0; i < kinds.size(); ++i)
+      CHECK(kinds[i] == measured[i % measured.size()].first);
+    // After them: one plan, the fastest measured unless within 2 % of the predicted fastest.
+    REQUIRE(last + 1 < reports.size());
+    size_t pick = 0;
+    for (size_t i = 1; i < measured.size(); ++i)
+      if (measured[i].second < measured[pick].second) pick = i;
+    if (measured[pick].second >= 0.98 * measured[0].second) pick = 0;
+    for (size_t i = last + 1; i < reports.size(); ++i) {
+      CHECK(!reports[i].tier_trial);
+      CHECK(reports[i].tier_plan == measured[pick].first);
+      CHECK(reports[i].tier_measured == measured);
+    }
+    CHECK(reports.back().str().find("plans measured: ") != std::string::npos);
+  }
+  CHECK_MESSAGE(compared, "no budget had plans of two kinds to measure");
+}
+
 TEST_CASE("tier: bad tier settings are errors naming the problem") {
   SessionOptions missing = tier_options("1MiB", "8MiB");
   missing.offload_path = "/nonexistent/lethe-tier";
