@@ -160,7 +160,8 @@ int SeparatorTree::height() const {
   return h;
 }
 
-SeparatorTree balanced_separator_tree(const TreeDecomposition& td, int num_vertices) {
+SeparatorTree balanced_separator_tree(const TreeDecomposition& td, int num_vertices,
+                                      const std::vector<int64_t>& weight, double balance) {
   const int nb = static_cast<int>(td.bags.size());
   std::vector<std::vector<int>> tadj(nb);
   for (int b = 0; b < nb; ++b)
@@ -182,6 +183,9 @@ SeparatorTree balanced_separator_tree(const TreeDecomposition& td, int num_verti
   // Work list of (a bag in a component not yet split, separator node to hang the component under).
   std::vector<std::pair<int, int>> work;
   std::vector<char> seen(nb, 0);
+  // Weighted: vertices in the bag of a separator chosen already (every such separator is an
+  // ancestor of the one being chosen, or its bag holds no vertex of this component).
+  std::vector<char> claimed(weight.empty() ? 0 : num_vertices, 0);
   for (int b = 0; b < nb; ++b)
     if (td.parent[b] < 0) work.push_back({b, st.root});
 
@@ -214,6 +218,36 @@ SeparatorTree balanced_separator_tree(const TreeDecomposition& td, int num_verti
         if (!removed[d] && d != par[c] && size[d] * 2 > total) heavy = d;
       if (heavy < 0) break;
       c = heavy;
+    }
+    if (!weight.empty()) {
+      // The lightest bag (by the weight of the vertices it would own) whose largest remaining
+      // component is within the balance; the centroid is one of them.
+      const int limit = std::max(total / 2, static_cast<int>(balance * total));
+      auto largest_left = [&](int b) {
+        int m = total - size[b];  // the side of its parent
+        for (int d : tadj[b])
+          if (!removed[d] && d != par[b]) m = std::max(m, size[d]);
+        return m;
+      };
+      auto owned_weight = [&](int b) {
+        int64_t w = 0;
+        for (int v : td.bags[b])
+          if (!claimed[v]) w += weight[v];
+        return w;
+      };
+      int64_t best_w = owned_weight(c);
+      int best_left = largest_left(c);
+      for (int b : order) {
+        const int left = largest_left(b);
+        if (left > limit) continue;
+        const int64_t w = owned_weight(b);
+        if (w < best_w || (w == best_w && left < best_left)) {
+          best_w = w;
+          best_left = left;
+          c = b;
+        }
+      }
+      for (int v : td.bags[c]) claimed[v] = 1;
     }
     removed[c] = 1;
     const int s = static_cast<int>(st.bag.size());

@@ -63,7 +63,15 @@ struct SeparatorTree {
   bool in_subtree(int s, int t) const { return tin[t] <= tin[s] && tin[s] < tout[t]; }
 };
 
-SeparatorTree balanced_separator_tree(const TreeDecomposition& td, int num_vertices);
+//
+// With `weight` (per vertex; e.g. its bytes, what the recursion holds while it recurses below the
+// separator), each separator is instead the bag of least weight not already owned above it among
+// those whose removal leaves components of at most `balance` of the component's bags (balance in
+// [1/2, 1); ties by the largest component left): depth O(log n) to the base 1/balance, and lighter
+// separators on every root-to-leaf path.
+SeparatorTree balanced_separator_tree(const TreeDecomposition& td, int num_vertices,
+                                      const std::vector<int64_t>& weight = {},
+                                      double balance = 0.5);
 
 // The `treewidth` planner's memory-minimising schedule alone (planners/treewidth.cpp): the
 // recursion over the separator tree, dead computes dropped and frees moved early, without the

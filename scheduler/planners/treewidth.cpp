@@ -4,7 +4,9 @@
 // 1. Tree decomposition of the plain undirected skeleton (non-resident ancestors of the outputs) by
 //    greedy min-fill elimination; its width k is reported in PlannerInfo::treewidth.
 // 2. Balanced separator tree (centroid decomposition of the bag forest), each vertex owned by the
-//    highest separator whose bag holds it. Depth O(log n).
+//    highest separator whose bag holds it. Depth O(log n). Where the plan of that tree does not fit
+//    the budget, a second tree whose separators are the bags of least bytes within 3/4 balance
+//    (depth O(log n) still) is tried when its recursion holds less.
 // 3. The recursion compute(P, X): targets X inside the subtree of separator P, with every input
 // from
 //    outside that subtree already in memory. The ancestors A of X owned by P are computed in
@@ -159,10 +161,15 @@ class Planner {
 
   int depth() const { return st_.height(); }
 
-  int decompose() {
+  // `balance` > 0: separators chosen by the bytes they hold, within that balance, rather than the
+  // centroids (balanced_separator_tree).
+  int decompose(double balance) {
     g_ = undirected_skeleton(p_, active_);
     TreeDecomposition td = min_fill_decomposition(g_.adj);
-    st_ = balanced_separator_tree(td, g_.size());
+    std::vector<int64_t> weight;
+    if (balance > 0)
+      for (NodeId v : g_.node_of) weight.push_back(p_.nodes[v].bytes);
+    st_ = balanced_separator_tree(td, g_.size(), weight, std::max(balance, 0.5));
     owner_.assign(n_, -1);
     for (int v = 0; v < g_.size(); ++v) owner_[g_.node_of[v]] = st_.owner[v];
     return std::max(td.width(), 0);
@@ -566,9 +573,13 @@ class Planner {
 
 namespace {
 
-std::optional<Plan> treewidth_once(const Problem& p, int64_t budget_bytes, PlannerInfo* info) {
+// `below`: when the memory-minimising schedule's peak is not below it, nullopt at once (with
+// that peak in `peak`): another tree's recursion already held less.
+std::optional<Plan> treewidth_once(const Problem& p, int64_t budget_bytes, double balance,
+                                   PlannerInfo* info, int64_t* peak = nullptr,
+                                   int64_t below = std::numeric_limits<int64_t>::max()) {
   Planner pl(p);
-  const int k = pl.decompose();
+  const int k = pl.decompose(balance);
   if (info) {
     info->treewidth = k;
     info->depth = pl.depth();
@@ -584,6 +595,8 @@ std::optional<Plan> treewidth_once(const Problem& p, int64_t budget_bytes, Plann
     return std::nullopt;
   }
   const int64_t min_peak = std::min(er.peak, en.peak);
+  if (peak) *peak = min_peak;
+  if (min_peak >= below) return std::nullopt;
   std::string evicted;
   if (min_peak > budget_bytes) {
     // Below the recursion's own peak: the eviction pass along its schedule, the cheapest plan of
@@ -651,8 +664,25 @@ std::optional<Plan> treewidth_once(const Problem& p, int64_t budget_bytes, Plann
   plan.predicted_peak_bytes = e.peak;
   plan.predicted_cost = e.cost;
   if (info)
-    info->note = "width " + std::to_string(k) + ", depth " + std::to_string(pl.depth()) +
+    info->note = (balance > 0 ? "separators by bytes within balance " +
+                                    std::to_string(balance).substr(0, 4) + ", "
+                              : std::string()) +
+                 "width " + std::to_string(k) + ", depth " + std::to_string(pl.depth()) +
                  ", memory-minimising peak " + std::to_string(min_peak) + ", " + how;
+  return plan;
+}
+
+// The plan of the centroids' separator tree (the paper's), or where it finds none, of the lightest
+// bags (by bytes) within 3/4 balance, when that tree's recursion holds less. The recursion holds
+// the separators of every level above it, so lighter separators, at a little more depth, lower its
+// peak and what the eviction along it reaches (GPT 6x256's smallest budget: 110.6 to 100.7 MiB).
+std::optional<Plan> treewidth_best(const Problem& p, int64_t budget_bytes, PlannerInfo* info) {
+  int64_t centroid_peak = 0;
+  if (std::optional<Plan> plan = treewidth_once(p, budget_bytes, 0.0, info, &centroid_peak))
+    return plan;
+  PlannerInfo here;
+  std::optional<Plan> plan = treewidth_once(p, budget_bytes, 0.75, &here, nullptr, centroid_peak);
+  if (plan && info) *info = here;  // else the centroids' note says why
   return plan;
 }
 
@@ -661,13 +691,13 @@ std::optional<Plan> treewidth_once(const Problem& p, int64_t budget_bytes, Plann
 std::optional<Plan> plan_treewidth(const Problem& p, int64_t budget_bytes,
                                    const PlannerOptions& opts, PlannerInfo* info) {
   (void)opts;
-  if (std::optional<Plan> plan = treewidth_once(p, budget_bytes, info)) return plan;
+  if (std::optional<Plan> plan = treewidth_best(p, budget_bytes, info)) return plan;
   // Parameter gradients larger than their inputs (a CNN's last layers, in PyTorch's exports) held
   // from where the id order makes them: with them made last, the natural order and the recursion
   // hold their inputs instead.
   if (std::optional<Reordered> r = late_outputs_last(p)) {
     PlannerInfo again;
-    if (std::optional<Plan> plan = treewidth_once(r->problem, budget_bytes, &again)) {
+    if (std::optional<Plan> plan = treewidth_best(r->problem, budget_bytes, &again)) {
       if (info) *info = again, info->note += ", large gradients computed last";
       Plan q = plan_in_original(std::move(*plan), *r);
       q.graph = p.name;
@@ -681,7 +711,7 @@ std::optional<Plan> plan_treewidth(const Problem& p, int64_t budget_bytes,
 // early), without the natural-order fallback or the budget post-optimisation.
 std::vector<Step> treewidth_recursive_schedule(const Problem& p, int* width) {
   Planner pl(p);
-  const int k = pl.decompose();
+  const int k = pl.decompose(0.0);
   if (width) *width = k;
   return pl.cleanup(pl.recursive_schedule());
 }

@@ -1,6 +1,8 @@
 // The `treewidth` planner (Kumar et al. 2019) and its tree decomposition machinery.
 #include <doctest/doctest.h>
 
+#include <cmath>
+
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -151,6 +153,48 @@ TEST_CASE("tree decomposition: min-fill gives a valid decomposition of the right
       for (int v = 0; v < g.size(); ++v) CHECK(st.owner[v] >= 0);
     }
   }
+}
+
+TEST_CASE("tree decomposition: separators by weight stay balanced and own lighter vertices") {
+  // A path whose every fourth vertex is light: the weighted tree takes light separators where the
+  // balance allows, so the heaviest root-to-leaf sum of owned weight drops; depth stays logarithmic
+  // (to the base 4/3).
+  constexpr int n = 200;
+  std::vector<std::vector<int>> adj(n);
+  for (int i = 0; i + 1 < n; ++i) {
+    adj[i].push_back(i + 1);
+    adj[i + 1].push_back(i);
+  }
+  std::vector<int64_t> weight(n);
+  for (int i = 0; i < n; ++i) weight[i] = i % 4 == 0 ? 1 : 100;
+  const TreeDecomposition td = min_fill_decomposition(adj);
+  auto heaviest_path = [&](const SeparatorTree& st) {
+    std::vector<int64_t> sum(st.bag.size(), 0);
+    int64_t worst = 0;
+    for (size_t s = 1; s < st.bag.size(); ++s) {  // parents come before children
+      REQUIRE(st.parent[s] < static_cast<int>(s));
+      for (int v : st.owned[s]) sum[s] += weight[v];
+      sum[s] += sum[static_cast<size_t>(st.parent[s])];
+      worst = std::max(worst, sum[s]);
+    }
+    return worst;
+  };
+  const SeparatorTree centroid = balanced_separator_tree(td, n);
+  for (const double balance : {2.0 / 3.0, 0.75}) {
+    CAPTURE(balance);
+    const SeparatorTree st = balanced_separator_tree(td, n, weight, balance);
+    for (int v = 0; v < n; ++v) CHECK(st.owner[v] >= 0);
+    // Each vertex is owned by the shallowest separator holding it, and only once.
+    std::vector<int> owned(n, 0);
+    for (const auto& o : st.owned)
+      for (int v : o) ++owned[static_cast<size_t>(v)];
+    for (int v = 0; v < n; ++v) CHECK(owned[static_cast<size_t>(v)] == 1);
+    CHECK(st.height() <= 1 + static_cast<int>(std::ceil(std::log(n) / std::log(1 / balance))) + 1);
+    CHECK(heaviest_path(st) < heaviest_path(centroid));
+  }
+  // Without weights, the centroids whatever the balance.
+  const SeparatorTree same = balanced_separator_tree(td, n, {}, 0.75);
+  CHECK(same.bag == centroid.bag);
 }
 
 TEST_CASE("treewidth: width reported on chains and grids") {
