@@ -194,7 +194,7 @@ int main(int argc, char** argv) {
   CLI::App app{"Recompute-only, offload-only and joint plans with a second memory tier"};
   std::string out_dir = "tier_sweep", models_s = "gpt6-d256,resnet50-64px",
               fractions_s = "1,0.5,0.25", below_s = "0.9,0.8", state_s = "0.5", host = "2GiB",
-              dir = std::filesystem::temp_directory_path().string(),
+              offload_state = "auto", dir = std::filesystem::temp_directory_path().string(),
               text = "/usr/share/common-licenses/GPL-3";
   int timed = 4;
   app.add_option("--out", out_dir, "folder for tier_sweep.csv and tier_sweep.svg")
@@ -209,6 +209,10 @@ int main(int argc, char** argv) {
                  "tier)")
       ->capture_default_str();
   app.add_option("--host-budget", host, "the tier's size")->capture_default_str();
+  app.add_option("--offload-state", offload_state,
+                 "SessionOptions::offload_state of every cell: auto, always or never")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "always", "never"}));
   app.add_option("--dir", dir, "the tier file's directory")->capture_default_str();
   app.add_option("--timed", timed,
                  "steps timed per cell (its fastest), after 9 steps of planning and measuring")
@@ -263,6 +267,7 @@ int main(int argc, char** argv) {
         o.host_budget = host;
         o.offload_path = dir;
         o.tier_plan = mode;
+        o.offload_state = offload_state;
         try {
           const Trained t = train(m, o, steps);
           c.plan = t.last.tier_plan;
