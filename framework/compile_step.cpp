@@ -495,6 +495,21 @@ InfeasibleBudget refuse(Search& s) {
   int64_t all_values = 0;
   for (const sched::Node& n : s.p.nodes) all_values += static_cast<int64_t>(align_up(n.bytes));
   const std::optional<CopyPlan> here = fits(budget, all_values, kTierScales);
+  // The smallest host_budget found for this memory budget: a bisection from what that plan's copies
+  // take (a plan made with a smaller tier may copy other values, or fewer).
+  int64_t host_needed = here ? here->tier : -1;
+  if (here) {
+    int64_t lo = 0, hi = here->tier;
+    for (int i = 0; i < 6 && hi - lo > static_cast<int64_t>(kAlignment); ++i) {
+      const int64_t mid = lo + (hi - lo) / 2;
+      if (const std::optional<CopyPlan> p = fits(budget, mid, {1.0, 1000.0})) {
+        hi = std::min(mid, p->tier);
+        host_needed = hi;
+      } else {
+        lo = mid;
+      }
+    }
+  }
   int64_t with_copies = -1;  // the smallest arena found with copies at this host_budget
   {
     // Bisection on the planners' budget, from this one (no plan with copies fits it) up to
@@ -516,8 +531,8 @@ InfeasibleBudget refuse(Search& s) {
      << "), no plan with copies fits either";
   if (!s.tier_note.empty()) os << " (" << s.tier_note << ")";
   if (here)
-    os << "; at this memory_budget a plan with copies fits a host_budget of " << mib(here->tier)
-       << " (" << here->tier << " bytes)";
+    os << "; at this memory_budget a plan with copies fits a host_budget of " << mib(host_needed)
+       << " (" << host_needed << " bytes)";
   else
     os << "; at this memory_budget no plan with copies fits whatever the host_budget";
   if (with_copies > 0)
