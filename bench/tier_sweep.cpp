@@ -322,8 +322,9 @@ int main(int argc, char** argv) {
         cells.push_back(c);
       }
       // Joint against the better of the other two at this budget, where joint and one of them ran.
+      const std::string& here = label;  // clang before 16 cannot capture a structured binding
       auto ratio_of = [&](const std::string& mode) {
-        for (auto it = cells.rbegin(); it != cells.rend() && it->budget == label; ++it)
+        for (auto it = cells.rbegin(); it != cells.rend() && it->budget == here; ++it)
           if (it->mode == mode && it->status == "ok") return it->ratio;
         return 0.0;
       };
