@@ -32,6 +32,9 @@ namespace {
 constexpr int kMeasuredSteps = 3;
 // A plan with a tier and its alternatives run this many steps each before the fastest is kept.
 constexpr size_t kTrialRounds = 2;
+// A configuration measured against the one in use replaces it only when at least 2 % faster, above
+// the noise of one step's time here (streams under kAutoStreams, tier plans' alternatives).
+constexpr double kFasterBy = 0.98;
 // Folds the per-node times `x` of one step into `m` by a per-node minimum (-1: not measured); a
 // table of another size (another graph) is replaced.
 void fold_min(std::vector<double>& m, const std::vector<double>& x) {
@@ -699,7 +702,7 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
       tune.serial_best > 0) {
     // Streams are kept only when they measured faster than the serial plan (by 2 %, above the
     // noise of one step's time here): otherwise every later step runs serially.
-    tune.decided = tune.parallel_best < 0.98 * tune.serial_best ? parallel : 1;
+    tune.decided = tune.parallel_best < kFasterBy * tune.serial_best ? parallel : 1;
   }
   if (trial_of) {
     double& best = trial_of->trial_best[trial_index];
@@ -709,16 +712,14 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
       size_t pick = static_cast<size_t>(
           std::min_element(trial_of->trial_best.begin(), trial_of->trial_best.end()) -
           trial_of->trial_best.begin());
-      if (trial_of->trial_best[pick] >= 0.98 * trial_of->trial_best[0]) pick = 0;
+      if (trial_of->trial_best[pick] >= kFasterBy * trial_of->trial_best[0]) pick = 0;
       std::shared_ptr<CompiledStep> chosen =
           pick == 0 ? trial_of : trial_of->alternatives[pick - 1];
       for (size_t i = 0; i < n; ++i)
         chosen->tier_measured.emplace_back(
             i == 0 ? trial_of->tier_plan : trial_of->alternatives[i - 1]->tier_plan,
             trial_of->trial_best[i]);
-      chosen->alternatives.clear();
-      chosen->measured_costs = trial_of->measured_costs;
-      chosen->measured_steps = trial_of->measured_steps;
+      chosen->alternatives.clear();  // (an alternative took measured_* in its trial steps)
       plans_[cs_key] = chosen;
     }
   }

@@ -434,20 +434,21 @@ std::optional<CopyPlan> plan_with_copies(const Search& s, int64_t budget, int64_
         const std::string label = mode != "auto"                                   ? mode
                                   : c == &j.joint && (*c)->remat_budget_bytes >= 0 ? "joint"
                                                                                    : "offload";
-        auto same = kinds ? std::find_if(kinds->begin(), kinds->end(),
-                                         [&](const CopyPlan& k) { return k.kind == label; })
-                          : std::vector<CopyPlan>::iterator{};
-        const bool kind_best = kinds && (same == kinds->end() || time < same->time);
+        CopyPlan* same = nullptr;  // the kind's fastest so far
+        if (kinds)
+          for (CopyPlan& k : *kinds)
+            if (k.kind == label) same = &k;
+        const bool kind_best = kinds && (!same || time < same->time);
         if (time >= best_time && !kind_best) continue;
         sched::PlanResult r;
         r.plan = (*c)->plan;
         r.plan.predicted_cost = sched::simulate(s.p, r.plan).cost;
         CopyPlan cp{Candidate{std::move(r), std::move(layout), false}, label, tier, time};
         if (kind_best) {
-          if (same == kinds->end())
-            kinds->push_back(cp);
-          else
+          if (same)
             *same = cp;
+          else
+            kinds->push_back(cp);
         }
         if (time >= best_time) continue;
         best = std::move(cp);
@@ -495,37 +496,39 @@ InfeasibleBudget refuse(Search& s) {
   int64_t all_values = 0;
   for (const sched::Node& n : s.p.nodes) all_values += static_cast<int64_t>(align_up(n.bytes));
   const std::optional<CopyPlan> here = fits(budget, all_values, kTierScales);
-  // The smallest host_budget found for this memory budget: a bisection from what that plan's copies
-  // take (a plan made with a smaller tier may copy other values, or fewer).
-  int64_t host_needed = here ? here->tier : -1;
+  // Six probes of a bisection between `lo` (no plan fits) and `hi`: the smallest value at which
+  // `fits` found a plan (what it returns: at most the value probed), or -1.
+  auto bisect = [](int64_t lo, int64_t hi, auto fits) {
+    int64_t found = -1;
+    for (int i = 0; i < 6 && hi - lo > static_cast<int64_t>(kAlignment); ++i) {
+      const int64_t mid = lo + (hi - lo) / 2;
+      if (const std::optional<int64_t> at = fits(mid))
+        found = hi = *at;
+      else
+        lo = mid;
+    }
+    return found;
+  };
+  // The smallest host_budget found for this memory budget, below what that plan's copies take (a
+  // plan made with a smaller tier may copy other values, or fewer).
+  int64_t host_needed = -1;
   if (here) {
-    int64_t lo = 0, hi = here->tier;
-    for (int i = 0; i < 6 && hi - lo > static_cast<int64_t>(kAlignment); ++i) {
-      const int64_t mid = lo + (hi - lo) / 2;
-      if (const std::optional<CopyPlan> p = fits(budget, mid, {1.0, 1000.0})) {
-        hi = std::min(mid, p->tier);
-        host_needed = hi;
-      } else {
-        lo = mid;
-      }
-    }
+    host_needed = bisect(0, here->tier, [&](int64_t host) -> std::optional<int64_t> {
+      const std::optional<CopyPlan> p = fits(budget, host, {1.0, 1000.0});
+      if (!p) return std::nullopt;
+      return std::min(host, p->tier);
+    });
+    if (host_needed < 0) host_needed = here->tier;
   }
-  int64_t with_copies = -1;  // the smallest arena found with copies at this host_budget
-  {
-    // Bisection on the planners' budget, from this one (no plan with copies fits it) up to
-    // recomputation's smallest (or the no-remat peak).
-    int64_t lo = budget;
-    int64_t hi = recompute > 0 ? recompute - s.base - s.ws + s.resident : s.no_remat;
-    for (int i = 0; i < 6 && hi - lo > static_cast<int64_t>(kAlignment); ++i) {
-      const int64_t mid = lo + (hi - lo) / 2;
-      if (fits(mid, s.o.host_bytes, {1.0, 1000.0})) {
-        hi = mid;
-        with_copies = s.base + (mid - s.resident) + s.ws;
-      } else {
-        lo = mid;
-      }
-    }
-  }
+  // The smallest arena found with copies at this host_budget: the planners' budget from this one
+  // (no plan with copies fits it) up to recomputation's smallest (or the no-remat peak).
+  int64_t with_copies =
+      bisect(budget, recompute > 0 ? recompute - s.base - s.ws + s.resident : s.no_remat,
+             [&](int64_t b) -> std::optional<int64_t> {
+               if (!fits(b, s.o.host_bytes, {1.0, 1000.0})) return std::nullopt;
+               return b;
+             });
+  if (with_copies >= 0) with_copies = s.base + (with_copies - s.resident) + s.ws;
   std::ostringstream os;
   os << ". With the second tier (host_budget " << mib(s.o.host_bytes)
      << "), no plan with copies fits either";
@@ -727,21 +730,16 @@ std::shared_ptr<CompiledStep> compile_step(const StepProblem& step, const StepWi
   }
   if (!found) throw refuse(s);
   finish(*cs, s, sp, std::move(*found));
-  if (recompute_only) {
+  auto alternative = [&](const std::string& kind, Candidate c) {
     auto alt = std::make_shared<CompiledStep>();
-    alt->strategy = "second tier: recompute (alternative)";
-    alt->tier_plan = "recompute";
-    finish(*alt, s, sp, std::move(*recompute_only));
+    alt->strategy = "second tier: " + kind + " (alternative)";
+    alt->tier_plan = kind;
+    finish(*alt, s, sp, std::move(c));
     cs->alternatives.push_back(std::move(alt));
-  }
-  for (CopyPlan& k : copy_kinds) {
-    if (k.kind == cs->tier_plan) continue;
-    auto alt = std::make_shared<CompiledStep>();
-    alt->strategy = "second tier: " + k.kind + " (alternative)";
-    alt->tier_plan = k.kind;
-    finish(*alt, s, sp, std::move(k.c));
-    cs->alternatives.push_back(std::move(alt));
-  }
+  };
+  if (recompute_only) alternative("recompute", std::move(*recompute_only));
+  for (CopyPlan& k : copy_kinds)
+    if (k.kind != cs->tier_plan) alternative(k.kind, std::move(k.c));
   cs->planning_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return cs;
