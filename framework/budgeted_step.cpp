@@ -30,8 +30,14 @@ namespace {
 // Op times are measured over the first kMeasuredSteps budgeted steps of a graph (per-node minimum);
 // the step is planned again after the first and after the last of them.
 constexpr int kMeasuredSteps = 3;
-// A plan with a tier and its alternatives run this many steps each before the fastest is kept.
-constexpr size_t kTrialRounds = 2;
+// A plan with a tier and its alternatives run in turn, a round of one step each, before the fastest
+// is kept: at least kTrialRounds rounds (an alternative's first step is cold, its first touch of
+// arena and tier bytes, so every candidate gets two warm steps at least), and while the two fastest
+// are within kTrialClose of each other, up to kTrialRoundsMax. Steps here vary by 10 % and more (a
+// file tier's writeback), and two samples each picked plans 5 % slower than the other kind.
+constexpr size_t kTrialRounds = 3;
+constexpr size_t kTrialRoundsMax = 6;
+constexpr double kTrialClose = 1.05;
 // A configuration measured against the one in use replaces it only when at least 2 % faster, above
 // the noise of one step's time here (streams under kAutoStreams, tier plans' alternatives).
 constexpr double kFasterBy = 0.98;
@@ -543,9 +549,9 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
   }
   // With a tier (tier_plan "auto"/"joint"), the plan predicted fastest and its alternatives of
   // the other kinds are measured against each other once the plan is made from warm measured
-  // costs: each runs in turn for kTrialRounds steps; then the fastest measured (the predicted one
-  // unless another was at least 2 % faster: a step's time is noisy) becomes this step's plan. The
-  // predictions miss what the copies cost the computes beside them (threads, memory bandwidth).
+  // costs: a step each in turn, for three to six rounds; then the fastest measured (the predicted
+  // one unless another was at least 2 % faster: a step's time is noisy) becomes this step's plan.
+  // The predictions miss what the copies cost the computes beside them (threads, memory bandwidth).
   std::shared_ptr<CompiledStep> trial_of;  // the plan whose candidates are being measured
   size_t trial_index = 0;
   if (!cs->alternatives.empty() && side_effects && cs->measured_steps >= kMeasuredSteps) {
@@ -708,7 +714,11 @@ void SessionState::run_budgeted(Graph& g, const std::vector<int>& targets, bool 
     double& best = trial_of->trial_best[trial_index];
     if (best == 0 || secs < best) best = secs;
     const size_t n = trial_of->trial_best.size();
-    if (static_cast<size_t>(++trial_of->trial_runs) >= kTrialRounds * n) {
+    const size_t runs = static_cast<size_t>(++trial_of->trial_runs);
+    std::vector<double> sorted = trial_of->trial_best;
+    std::sort(sorted.begin(), sorted.end());
+    const bool close = sorted[1] < kTrialClose * sorted[0];
+    if (runs % n == 0 && runs >= kTrialRounds * n && (!close || runs >= kTrialRoundsMax * n)) {
       size_t pick = static_cast<size_t>(
           std::min_element(trial_of->trial_best.begin(), trial_of->trial_best.end()) -
           trial_of->trial_best.begin());

@@ -92,7 +92,8 @@ struct SessionOptions {
   // Which plans a session with a tier takes: "auto" or "joint" (joint planning: the fastest
   // predicted of recompute-only, offload-only and recomputation at a few budgets with copies down
   // to the budget; once the step's op times are measured, the plan predicted fastest and the
-  // fastest of each other kind that fits run two steps each, and the fastest measured is kept,
+  // fastest of each other kind that fits run a step each in turn for three to six rounds (more
+  // while the two fastest are within 5 %), and the fastest measured is kept,
   // the predicted one unless another was 2 % faster: StepReport::tier_measured; not with
   // data_parallel), or only "recompute" or "offload" (the natural schedule with copies), to
   // compare.
