@@ -12,18 +12,22 @@
 //
 // Joint planning ("joint", tier_plan "auto" in a session) measures its candidate plans and keeps
 // the fastest: per budget, the bench prints joint's time over the better of recompute-only and
-// offload-only (the target: at most 1.03).
+// offload-only (the target: at most 1.03). The three sessions of a budget run side by side, a step
+// of each in turn, so that the machine's drifts fall on all three alike.
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "gpt/model.h"
@@ -79,29 +83,148 @@ struct Trained {
   size_t peak = 0;
 };
 
+void train_step(Session& s, const StepFn& step, optim::AdamW& opt, int64_t i, Trained& t) {
+  const auto t0 = Clock::now();
+  Tensor loss = step(i);
+  loss.backward();
+  opt.step();
+  t.losses.push_back(loss.item<float>());
+  t.wall.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+  t.last = s.last_report();
+  t.trial.push_back(t.last.tier_trial ? 1 : 0);
+  t.peak = std::max(t.peak, t.last.peak_bytes);
+}
+
 Trained train(const Model& m, const SessionOptions& o, int steps) {
   Session s(o);
   auto [step, params] = m.make();
   optim::AdamW opt(params, optim::AdamWOptions(1e-3));
   Trained t;
-  for (int i = 0; i < steps; ++i) {
-    const auto t0 = Clock::now();
-    Tensor loss = step(i);
-    loss.backward();
-    opt.step();
-    t.losses.push_back(loss.item<float>());
-    t.wall.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
-    t.last = s.last_report();
-    t.trial.push_back(t.last.tier_trial ? 1 : 0);
-    t.peak = std::max(t.peak, t.last.peak_bytes);
-  }
+  for (int i = 0; i < steps; ++i) train_step(s, step, opt, i, t);
   return t;
 }
 
+// The sessions of one budget, one per mode, run side by side: each on its own thread, one step at a
+// time in turn, the order rotating every step, so that a slow minute of the machine falls on every
+// mode alike rather than on whichever cell ran then. Only one thread runs at a time.
+class Lanes {
+ public:
+  struct Outcome {
+    Trained t;
+    std::string status = "ok";
+  };
+
+  Lanes(const Model& m, const std::vector<SessionOptions>& opts) : lanes_(opts.size()) {
+    for (size_t k = 0; k < opts.size(); ++k)
+      lanes_[k].thread = std::thread([this, &m, k, o = opts[k]] { work(m, o, lanes_[k]); });
+  }
+  Lanes(const Lanes&) = delete;
+  Lanes& operator=(const Lanes&) = delete;
+  ~Lanes() {
+    for (Lane& l : lanes_) {
+      {
+        std::lock_guard g(mu_);
+        l.order = -1;
+      }
+      cv_.notify_all();
+      l.thread.join();
+    }
+  }
+
+  // At least `warm` steps, more while a session still measures its candidate plans (up to
+  // `warm_max`), then `timed` steps.
+  std::vector<Outcome> run(int warm, int warm_max, int timed) {
+    int i = 0;
+    while (i < warm || (i < warm_max && measuring())) round(i++);
+    for (int k = 0; k < timed; ++k) round(i++);
+    std::vector<Outcome> out;
+    std::lock_guard g(mu_);
+    for (const Lane& l : lanes_) out.push_back(l.out);
+    return out;
+  }
+
+ private:
+  // Step `i` of every lane that has not failed, one lane at a time, the first rotating with `i`.
+  void round(int i) {
+    for (size_t j = 0; j < lanes_.size(); ++j) {
+      Lane& l = lanes_[(j + static_cast<size_t>(i)) % lanes_.size()];
+      std::unique_lock g(mu_);
+      if (l.out.status != "ok") continue;  // it failed: the others go on
+      l.order = 1;
+      cv_.notify_all();
+      cv_.wait(g, [&] { return l.order == 0; });
+    }
+  }
+  bool measuring() {
+    std::lock_guard g(mu_);
+    for (const Lane& l : lanes_)
+      if (l.out.status == "ok" && !l.out.t.trial.empty() && l.out.t.trial.back()) return true;
+    return false;
+  }
+
+  struct Lane {
+    std::thread thread;
+    int order = 0;  // 1: run a step; 0: done; -1: close
+    Outcome out;
+  };
+
+  // Waits for an order on the lane's own thread; true for a step, false to close.
+  bool next(Lane& l) {
+    std::unique_lock g(mu_);
+    cv_.wait(g, [&] { return l.order != 0; });
+    return l.order == 1;
+  }
+  void done(Lane& l, std::string status = "ok") {
+    {
+      std::lock_guard g(mu_);
+      l.out.status = std::move(status);
+      l.order = 0;
+    }
+    cv_.notify_all();
+  }
+
+  void work(const Model& m, const SessionOptions& o, Lane& l) {
+    try {
+      Session s(o);
+      auto [step, params] = m.make();
+      optim::AdamW opt(params, optim::AdamWOptions(1e-3));
+      for (int64_t i = 0; next(l); ++i) {
+        train_step(s, step, opt, i, l.out.t);
+        done(l);
+      }
+      return;
+    } catch (const InfeasibleBudget& e) {
+      std::string status = "infeasible";
+      if (e.smallest_feasible_bytes > 0) {
+        char buf[96];
+        std::snprintf(buf, sizeof buf, " (a plan was found at %.2f MiB)",
+                      static_cast<double>(e.smallest_feasible_bytes) / 1048576.0);
+        status += buf;
+      }
+      fail(l, status);
+    } catch (const Error& e) {
+      std::string status = std::string("error: ") + e.what();
+      std::replace(status.begin(), status.end(), ',', ';');
+      std::replace(status.begin(), status.end(), '\n', ' ');
+      fail(l, status);
+    }
+  }
+  // A lane that failed answers its pending order and every later one until it is closed.
+  void fail(Lane& l, const std::string& status) {
+    done(l, status);
+    while (next(l)) done(l, status);
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Lane> lanes_;
+};
+
 // A budgeted session plans at steps 0, 1 and 3; then, under tier_plan "joint", it measures its
-// candidate plans (up to three, two steps each) and keeps the fastest. Each cell is timed by the
-// fastest of its last `timed` steps, after all that: the same number of steps in every cell.
-constexpr int kWarmSteps = 3 + 6;
+// candidate plans (up to three, in three to six rounds of a step each) and keeps the fastest. Each
+// cell is timed by the fastest of its last `timed` steps, after all that: the same number of steps
+// in every cell of a budget.
+constexpr int kWarmSteps = 3 + 9, kWarmStepsMax = 3 + 18;
 double warm_seconds(const Trained& t, int timed) {
   double best = 0;
   for (size_t i = t.wall.size() - static_cast<size_t>(timed); i < t.wall.size(); ++i) {
@@ -196,7 +319,7 @@ int main(int argc, char** argv) {
               fractions_s = "1,0.5,0.25", below_s = "0.9,0.8", state_s = "0.5", host = "2GiB",
               offload_state = "auto", dir = std::filesystem::temp_directory_path().string(),
               text = "/usr/share/common-licenses/GPL-3";
-  int timed = 4;
+  int timed = 8;
   app.add_option("--out", out_dir, "folder for tier_sweep.csv and tier_sweep.svg")
       ->capture_default_str();
   app.add_option("--models", models_s, "gpt6-d256, resnet50-64px")->capture_default_str();
@@ -214,8 +337,9 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "always", "never"}));
   app.add_option("--dir", dir, "the tier file's directory")->capture_default_str();
-  app.add_option("--timed", timed,
-                 "steps timed per cell (its fastest), after 9 steps of planning and measuring")
+  app.add_option(
+         "--timed", timed,
+         "steps timed per cell (its fastest), after 12 to 21 steps of planning and measuring")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   app.add_option("--text", text, "text for the GPT")->capture_default_str();
@@ -231,8 +355,7 @@ int main(int argc, char** argv) {
     SessionOptions plain{.seed = 3};
     plain.early_updates = false;  // as with a tier: updates after the plan
     train(m, plain, 2);           // warm-up
-    const int steps = kWarmSteps + timed;
-    const Trained ref = train(m, plain, steps);
+    const Trained ref = train(m, plain, kWarmStepsMax + timed);
     const double unl = warm_seconds(ref, timed);
     size_t state_bytes = 0;  // parameters + gradients + AdamW's two moments
     for (const Tensor& p : m.make().second) state_bytes += 4 * p.numel() * sizeof(float);
@@ -261,15 +384,22 @@ int main(int argc, char** argv) {
                                           std::stod(f) * static_cast<double>(state_bytes))) +
                                           "B"});
     for (const auto& [label, budget] : budgets) {
+      std::vector<SessionOptions> opts;
       for (const std::string& mode : modes) {
-        Cell c{m.name, label, mode};
         SessionOptions o{.seed = 3, .memory_budget = budget};
         o.host_budget = host;
         o.offload_path = dir;
         o.tier_plan = mode;
         o.offload_state = offload_state;
-        try {
-          const Trained t = train(m, o, steps);
+        opts.push_back(o);
+      }
+      const std::vector<Lanes::Outcome> runs = Lanes(m, opts).run(kWarmSteps, kWarmStepsMax, timed);
+      for (size_t k = 0; k < modes.size(); ++k) {
+        const std::string& mode = modes[k];
+        Cell c{m.name, label, mode};
+        c.status = runs[k].status;
+        if (c.status == "ok") {
+          const Trained& t = runs[k].t;
           c.plan = t.last.tier_plan;
           c.measured = t.last.tier_measured;
           c.wall = t.wall;
@@ -283,19 +413,8 @@ int main(int argc, char** argv) {
           c.copy_s = t.last.copy_seconds;
           c.hidden_s = t.last.copy_hidden_seconds;
           c.ratio = warm_seconds(t, timed) / unl;
-          c.bitwise = t.losses == ref.losses;
-        } catch (const InfeasibleBudget& e) {
-          c.status = "infeasible";
-          if (e.smallest_feasible_bytes > 0) {
-            char buf[96];
-            std::snprintf(buf, sizeof buf, " (a plan was found at %.2f MiB)",
-                          static_cast<double>(e.smallest_feasible_bytes) / 1048576.0);
-            c.status += buf;
-          }
-        } catch (const Error& e) {
-          c.status = std::string("error: ") + e.what();
-          std::replace(c.status.begin(), c.status.end(), ',', ';');
-          std::replace(c.status.begin(), c.status.end(), '\n', ' ');
+          c.bitwise = t.losses.size() <= ref.losses.size() &&
+                      std::equal(t.losses.begin(), t.losses.end(), ref.losses.begin());
         }
         if (c.status == "ok") {
           std::printf("%-9s %-10s %-9s %9.2f %9.2f %7.3fx %9.2f %9.2f %9.1f %8.0f%% %s\n",
